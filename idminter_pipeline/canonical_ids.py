@@ -1,0 +1,60 @@
+"""The public canonical ID format: 8 characters, unambiguous when read aloud or written down.
+
+The first character is a letter (XML identifiers cannot start with a digit); the rest may also be
+digits 2-9. `o`, `i`, `l` and `1` are excluded because they are easily confused with `0`, `1`,
+`I` and `l`. That leaves 23 letters and 31 symbols: 23 * 31**7, about 633 billion IDs.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from idminter_pipeline.errors import InvalidCanonicalIdError
+
+CANONICAL_ID_LENGTH = 8
+FIRST_CHARACTERS = "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in "oil")
+OTHER_CHARACTERS = FIRST_CHARACTERS + "23456789"
+ID_SPACE_SIZE = len(FIRST_CHARACTERS) * len(OTHER_CHARACTERS) ** (CANONICAL_ID_LENGTH - 1)
+
+_CANONICAL_ID = re.compile(
+    rf"[{FIRST_CHARACTERS}][{OTHER_CHARACTERS}]{{{CANONICAL_ID_LENGTH - 1}}}", re.ASCII
+)
+
+
+def generate_canonical_id() -> str:
+    """One new ID from the operating system's cryptographic random source."""
+    return secrets.choice(FIRST_CHARACTERS) + "".join(
+        secrets.choice(OTHER_CHARACTERS) for _ in range(CANONICAL_ID_LENGTH - 1)
+    )
+
+
+def generate_canonical_ids(count: int) -> list[str]:
+    """`count` IDs, drawn independently (duplicates are possible; callers insert-ignore them)."""
+    if count < 0:
+        raise ValueError(f"count must not be negative, got {count}")
+    return [generate_canonical_id() for _ in range(count)]
+
+
+def is_canonical_id(value: object) -> bool:
+    return isinstance(value, str) and _CANONICAL_ID.fullmatch(value) is not None
+
+
+def validate_canonical_id(value: object) -> str:
+    """Return `value` unchanged if it is a well-formed ID, else raise naming what is wrong."""
+    if not isinstance(value, str):
+        raise InvalidCanonicalIdError(value, f"expected a string, got {type(value).__name__}")
+    if len(value) != CANONICAL_ID_LENGTH:
+        raise InvalidCanonicalIdError(
+            value, f"must be {CANONICAL_ID_LENGTH} characters, got {len(value)}"
+        )
+    if value[0] not in FIRST_CHARACTERS:
+        raise InvalidCanonicalIdError(
+            value, "must start with a lower-case letter other than o, i or l"
+        )
+    bad = sorted({c for c in value[1:] if c not in OTHER_CHARACTERS})
+    if bad:
+        raise InvalidCanonicalIdError(
+            value, f"characters {''.join(bad)!r} are not allowed (a-z without o/i/l, 2-9)"
+        )
+    return value

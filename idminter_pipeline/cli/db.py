@@ -1,0 +1,96 @@
+"""`idminter db ...`: the registry server and its schema."""
+
+from __future__ import annotations
+
+import click
+
+from idminter_pipeline import local_database
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.registry import schema
+from idminter_pipeline.registry.connection import connect, connection_factory
+from idminter_pipeline.registry.summary import registry_summary
+
+
+@click.group()
+def db() -> None:
+    """The registry database: server, schema migrations and state."""
+
+
+@db.group()
+def server() -> None:
+    """A project-local MariaDB server, unless RDS_* settings point at another server."""
+
+
+@server.command("start")
+def server_start() -> None:
+    """Make a registry server available (idempotent) and print how to reach it."""
+    report = local_database.ensure_server()
+    for line in report.lines():
+        click.echo(line)
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the project-local server (its data stays in .local/mariadb)."""
+    stopped = local_database.stop_server()
+    click.echo(
+        "project-local mariadbd stopped" if stopped else "project-local mariadbd not running"
+    )
+
+
+@server.command("status")
+def server_status() -> None:
+    """Whether the configured registry is reachable; exit 1 if it is not."""
+    reachable, lines = local_database.server_status()
+    for line in lines:
+        click.echo(line)
+    raise SystemExit(0 if reachable else 1)
+
+
+@db.command("migrate")
+def migrate() -> None:
+    """Apply pending schema migrations from sql/ (running it twice changes nothing)."""
+    applied = schema.apply_migrations(connection_factory())
+    if applied:
+        for version in applied:
+            click.echo(f"applied {version}")
+    else:
+        click.echo("schema up to date: nothing to apply")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool) -> None:
+    """Applied and pending schema versions, and what the registry holds."""
+    states = schema.migration_status(connection_factory())
+    conn = connect()
+    try:
+        summary = registry_summary(conn)
+    finally:
+        conn.close()
+    if as_json:
+        echo_json(
+            {
+                "migrations": [{"version": s.version, "applied_at": s.applied_at} for s in states],
+                "registry": summary.as_dict(),
+            }
+        )
+        return
+    for state in states:
+        when = f"applied {state.applied_at:%Y-%m-%d %H:%M:%S} UTC" if state.applied else "PENDING"
+        click.echo(f"{state.version:40} {when}")
+    click.echo(f"database {summary.database} on {summary.server_version}")
+    click.echo(f"  free canonical IDs:     {summary.free_ids:>12,}")
+    click.echo(f"  assigned canonical IDs: {summary.assigned_ids:>12,}")
+    click.echo(f"  source identifier maps: {summary.mappings:>12,}")
+
+
+@db.command("rollback")
+@click.option("--count", default=1, show_default=True, help="How many migrations to undo.")
+@click.option("--yes", is_flag=True, help="Confirm: rolling back drops tables and their data.")
+def rollback(count: int, yes: bool) -> None:
+    """Roll back the most recent schema migrations."""
+    if not yes:
+        raise click.UsageError("rolling back drops registry tables; pass --yes to confirm")
+    for version in schema.rollback_migrations(connection_factory(), count=count):
+        click.echo(f"rolled back {version}")

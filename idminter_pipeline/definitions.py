@@ -1,0 +1,13 @@
+"""The one place that builds the code location's `Definitions`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from idminter_pipeline.defs import registry
+from idminter_pipeline.defs.resources import registry_database_from_env
+
+defs = dg.Definitions.merge(
+    registry.defs,
+    dg.Definitions(resources={"registry_database": registry_database_from_env()}),
+)

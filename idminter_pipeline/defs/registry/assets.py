@@ -1,0 +1,29 @@
+"""The registry's schema, as the root of the asset graph."""
+
+import dagster as dg
+
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.registry import schema
+
+REGISTRY_GROUP = "registry"
+
+
+@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"})
+def registry_schema(
+    context: dg.AssetExecutionContext, registry_database: RegistryDatabase
+) -> dg.MaterializeResult:
+    """The RFC 083 tables, created and upgraded by the versioned migrations in `sql/`."""
+    factory = registry_database.connection_factory()
+    applied_now = schema.apply_migrations(factory)
+    states = schema.migration_status(factory)
+    context.log.info(
+        f"applied {', '.join(applied_now)}" if applied_now else "schema already up to date"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "applied_now": dg.MetadataValue.json(applied_now),
+            "applied_versions": dg.MetadataValue.json([s.version for s in states if s.applied]),
+            "latest_version": states[-1].version if states else "",
+            "database": registry_database.settings().describe(),
+        }
+    )

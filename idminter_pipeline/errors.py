@@ -1,0 +1,96 @@
+"""Typed errors. Each carries the offending data so callers (CLI, Lambda, Dagster) can report it.
+
+Messages never include credentials: anything built from connection settings goes through
+`idminter_pipeline.settings.DatabaseSettings.describe`, which leaves the password out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from idminter_pipeline.source_identifiers import SourceIdentifier
+
+
+class IdMinterError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class InvalidInputError(IdMinterError, ValueError):
+    """Input that is rejected before anything is written."""
+
+
+class InvalidSourceIdentifierError(InvalidInputError):
+    """A source identifier, or one of its parts, breaks the registry's rules."""
+
+    def __init__(self, value: object, reason: str, *, part: str | None = None) -> None:
+        self.value = value
+        self.reason = reason
+        self.part = part
+        where = f" ({part})" if part else ""
+        super().__init__(f"invalid source identifier{where} {value!r}: {reason}")
+
+
+class InvalidCanonicalIdError(InvalidInputError):
+    """A canonical ID that does not follow the public ID format."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid canonical ID {value!r}: {reason}")
+
+
+class MintingError(IdMinterError):
+    """A mint call that was refused; nothing it asked for was committed."""
+
+
+class MissingPredecessorError(MintingError):
+    """Predecessors that are neither registered nor minted in the same call."""
+
+    def __init__(self, missing: Sequence[tuple[SourceIdentifier, SourceIdentifier]]) -> None:
+        self.missing = list(missing)
+        shown = ", ".join(f"{source} <- {predecessor}" for source, predecessor in self.missing[:5])
+        more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
+        super().__init__(
+            f"{len(self.missing)} predecessor(s) not found in the registry: {shown}{more}"
+        )
+
+
+class ConflictingPredecessorsError(MintingError, InvalidInputError):
+    """One source given two different predecessors in the same call."""
+
+    def __init__(self, source: SourceIdentifier, predecessors: Sequence[SourceIdentifier]) -> None:
+        self.source = source
+        self.predecessors = list(predecessors)
+        names = ", ".join(str(p) for p in self.predecessors)
+        super().__init__(f"{source} is given conflicting predecessors: {names}")
+
+
+class PredecessorCycleError(MintingError, InvalidInputError):
+    """Predecessor declarations that loop back on themselves (a self-predecessor included)."""
+
+    def __init__(self, cycle: Sequence[SourceIdentifier]) -> None:
+        self.cycle = list(cycle)
+        path = " -> ".join(str(s) for s in [*self.cycle, self.cycle[0]])
+        super().__init__(f"predecessor cycle: {path}")
+
+
+class PoolExhaustedError(MintingError):
+    """The free-ID pool holds fewer IDs than a mint call needs."""
+
+    def __init__(self, needed: int, available: int) -> None:
+        self.needed = needed
+        self.available = available
+        super().__init__(
+            f"free-ID pool exhausted: this call needs {needed} new IDs but only {available} "
+            "are free; top the pool up (`idminter pool top-up`) and retry"
+        )
+
+
+class RegistryUnavailableError(IdMinterError):
+    """The registry database cannot be reached or refused our credentials."""
+
+
+class SchemaMigrationError(IdMinterError):
+    """Schema migrations could not be applied or rolled back."""

@@ -1,0 +1,1 @@
+"""The MySQL registry: connections, schema, and (in their own modules) minting and the pool."""

@@ -1,0 +1,152 @@
+"""Connections to the registry database, with credentials from settings or AWS Secrets Manager.
+
+With `RDS_SECRET_NAME` set, the secret is read on every connect (never cached), because Secrets
+Manager rotates it: a connect refused with "access denied" is tried once with the `AWSPENDING`
+version (the rotation may have switched the database user first) and then once more with a fresh
+`AWSCURRENT` (the rotation may have finished in between).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import boto3
+import pymysql
+import pymysql.cursors
+from pymysql.constants import ER
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from idminter_pipeline.errors import RegistryUnavailableError
+from idminter_pipeline.settings import DatabaseSettings
+
+logger = logging.getLogger(__name__)
+# botocore logs whole response bodies at DEBUG, and a GetSecretValue body is the secret itself:
+# keep that logger above DEBUG whatever the application's logging configuration says.
+logging.getLogger("botocore.parsers").setLevel(logging.INFO)
+
+Connection = pymysql.connections.Connection
+ConnectionFactory = Callable[[], Connection]
+
+# Strict mode turns silent truncation into errors on both MySQL 8 and MariaDB; UTC keeps
+# TIMESTAMP columns comparable across servers and clients in any zone.
+SESSION_SETUP = (
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'"
+)
+
+_UNREACHABLE_CODES = frozenset({2002, 2003, 2006, 2013})
+
+
+def _is_unreachable(error: BaseException) -> bool:
+    return isinstance(error, pymysql.err.OperationalError) and error.args[0] in _UNREACHABLE_CODES
+
+
+def _is_access_denied(error: BaseException) -> bool:
+    return (
+        isinstance(error, pymysql.err.OperationalError) and error.args[0] == ER.ACCESS_DENIED_ERROR
+    )
+
+
+@cache
+def _secrets_client(region: str | None) -> Any:
+    return boto3.client("secretsmanager", region_name=region)
+
+
+def read_secret_credentials(
+    secret_name: str, *, stage: str = "AWSCURRENT", region: str | None = None
+) -> tuple[str, str]:
+    """`(username, password)` from a Secrets Manager secret in the RDS JSON format."""
+    response = _secrets_client(region).get_secret_value(SecretId=secret_name, VersionStage=stage)
+    try:
+        secret = json.loads(response["SecretString"])
+        return secret["username"], secret["password"]
+    except (KeyError, TypeError, ValueError) as error:
+        # Say which key is missing, never what the secret holds.
+        raise RegistryUnavailableError(
+            f"secret {secret_name!r} ({stage}) is not JSON with 'username' and 'password' keys"
+        ) from error
+
+
+def _open(settings: DatabaseSettings, username: str, password: str) -> Connection:
+    return pymysql.connect(
+        host=settings.host,
+        port=settings.port,
+        user=username,
+        password=password,
+        database=settings.database or None,
+        charset="utf8mb4",
+        autocommit=False,
+        connect_timeout=settings.connect_timeout,
+        init_command=SESSION_SETUP,
+    )
+
+
+def _open_with_secret(settings: DatabaseSettings) -> Connection:
+    assert settings.secret_name is not None
+    name, region = settings.secret_name, settings.aws_region
+    username, password = read_secret_credentials(name, region=region)
+    try:
+        return _open(settings, username, password)
+    except pymysql.err.OperationalError as error:
+        if not _is_access_denied(error):
+            raise
+    logger.info("access denied with %s AWSCURRENT; trying AWSPENDING", name)
+    try:
+        username, password = read_secret_credentials(name, stage="AWSPENDING", region=region)
+        return _open(settings, username, password)
+    except pymysql.err.OperationalError as error:
+        if not _is_access_denied(error):
+            raise
+    except Exception as error:  # no AWSPENDING version outside a rotation
+        logger.info("no usable AWSPENDING version of %s: %s", name, type(error).__name__)
+    logger.info("trying a fresh AWSCURRENT of %s", name)
+    username, password = read_secret_credentials(name, region=region)
+    return _open(settings, username, password)
+
+
+@retry(
+    retry=retry_if_exception(_is_unreachable),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential_jitter(multiplier=0.2, max=3, jitter=0.2),
+    reraise=True,
+)
+def _connect_with_retries(settings: DatabaseSettings) -> Connection:
+    if settings.secret_name:
+        return _open_with_secret(settings)
+    return _open(settings, settings.username, settings.password)
+
+
+def connect(settings: DatabaseSettings | None = None) -> Connection:
+    """A new connection (autocommit off, utf8mb4, strict mode, UTC), or a clear error."""
+    settings = settings or DatabaseSettings.from_env()
+    try:
+        return _connect_with_retries(settings)
+    except pymysql.err.OperationalError as error:
+        code, message = (*error.args, "")[:2]
+        raise RegistryUnavailableError(
+            f"cannot connect to the registry at {settings.describe()}: ({code}) {message}"
+        ) from None
+
+
+def connection_factory(settings: DatabaseSettings | None = None) -> ConnectionFactory:
+    settings = settings or DatabaseSettings.from_env()
+    return lambda: connect(settings)
+
+
+@contextmanager
+def connection(settings: DatabaseSettings | None = None) -> Iterator[Connection]:
+    """A connection that is closed on exit (rolled back if not committed)."""
+    conn = connect(settings)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,92 @@
+"""Configuration from environment variables, with defaults that reach the project-local database.
+
+The variable names are the ones the catalogue pipeline already uses, so deployments need no
+translation. Passwords are held in `DatabaseSettings` but never rendered: `repr` hides them and
+`describe` leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The project-local MariaDB (see `idminter_pipeline.local_database`) listens on this private
+# port so it never clashes with a system MySQL on 3306.
+LOCAL_DATABASE_PORT = 33306
+LOCAL_DATABASE_USER = "id_minter"
+LOCAL_DATABASE_PASSWORD = "id_minter"  # a throwaway local default; production uses secrets
+DEFAULT_DATABASE_NAME = "identifiers"
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def local_state_dir() -> Path:
+    """Git-ignored folder for the local database, Dagster home and sample stores."""
+    return Path(os.environ.get("IDMINTER_LOCAL_DIR", project_root() / ".local"))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    host: str = "127.0.0.1"
+    port: int = LOCAL_DATABASE_PORT
+    username: str = LOCAL_DATABASE_USER
+    password: str = field(default=LOCAL_DATABASE_PASSWORD, repr=False)
+    database: str = DEFAULT_DATABASE_NAME
+    # When set, username and password come from this AWS Secrets Manager secret on every connect.
+    secret_name: str | None = None
+    aws_region: str | None = None
+    connect_timeout: int = 10
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DatabaseSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            host=env.get("RDS_PRIMARY_HOST") or defaults.host,
+            port=int(env.get("RDS_PORT") or defaults.port),
+            username=env.get("RDS_USERNAME") or defaults.username,
+            password=env.get("RDS_PASSWORD", defaults.password),
+            database=env.get("IDENTIFIERS_DATABASE") or defaults.database,
+            secret_name=env.get("RDS_SECRET_NAME") or None,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        )
+
+    def with_database(self, database: str) -> DatabaseSettings:
+        return DatabaseSettings(**{**self.__dict__, "database": database})
+
+    def describe(self) -> str:
+        """Where this connects, for logs and errors: never the password."""
+        who = f"secret {self.secret_name!r}" if self.secret_name else f"user {self.username!r}"
+        return f"{self.host}:{self.port}/{self.database} as {who}"
+
+
+@dataclass(frozen=True)
+class ElasticsearchSettings:
+    source_index_prefix: str = "works-source"
+    target_index_prefix: str = "works-identified"
+    pipeline_date: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ElasticsearchSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            source_index_prefix=env.get("ES_SOURCE_INDEX_PREFIX") or defaults.source_index_prefix,
+            target_index_prefix=env.get("ES_TARGET_INDEX_PREFIX") or defaults.target_index_prefix,
+            pipeline_date=env.get("PIPELINE_DATE") or None,
+        )
+
+    def _index(self, prefix: str) -> str:
+        return f"{prefix}-{self.pipeline_date}" if self.pipeline_date else prefix
+
+    @property
+    def source_index(self) -> str:
+        return self._index(self.source_index_prefix)
+
+    @property
+    def target_index(self) -> str:
+        return self._index(self.target_index_prefix)

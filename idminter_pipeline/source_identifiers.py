@@ -1,0 +1,126 @@
+"""Source identifiers: the registry key `(OntologyType, SourceSystem, SourceId)`.
+
+The pipeline writes one as `Work[sierra-system-number/b1161044x]`: the ontology type, then in
+brackets the source system and the value, split at the first `/` (the value may contain `/`,
+`[` and `]` itself).
+
+Values are never trimmed, case-folded or normalized: a value the registry could not store
+exactly is rejected with an error that names it (see "Character set and collation" in the
+README for why each rule exists).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Self
+
+from idminter_pipeline.errors import InvalidSourceIdentifierError
+
+MAX_PART_LENGTH = 255
+
+# Ontology types under which the registry holds mappings. Documents also carry agent and concept
+# subtypes; `registered_ontology_type` maps those onto `Concept` as the catalogue always has.
+REGISTERED_ONTOLOGY_TYPES = frozenset({"Work", "Item", "Image", "Subject", "Concept"})
+CONCEPT_SUBTYPES = frozenset(
+    {"Person", "Organisation", "Place", "Agent", "Meeting", "Genre", "Period"}
+)
+
+_STRING_FORM = re.compile(r"(?P<ontology>[^\[\]/]*)\[(?P<system>[^\[\]/]*)/(?P<value>.*)\]", re.S)
+
+
+def registered_ontology_type(ontology_type: str) -> str:
+    """The ontology type a document's node is registered under (`Person` -> `Concept`)."""
+    if ontology_type in CONCEPT_SUBTYPES:
+        return "Concept"
+    return ontology_type
+
+
+def _reject_unstorable(value: str, part: str) -> None:
+    if not value:
+        raise InvalidSourceIdentifierError(value, "must not be empty", part=part)
+    if len(value) > MAX_PART_LENGTH:
+        raise InvalidSourceIdentifierError(
+            value, f"is {len(value)} characters long; at most {MAX_PART_LENGTH} fit", part=part
+        )
+    if value != value.strip():
+        # The key columns compare with PAD SPACE, and a trimmed copy would be a different key:
+        # refusing is the only choice that neither merges nor changes anything.
+        raise InvalidSourceIdentifierError(value, "has leading or trailing whitespace", part=part)
+    for position, character in enumerate(value):
+        category = unicodedata.category(character)
+        if category == "Cc":
+            raise InvalidSourceIdentifierError(
+                value,
+                f"contains control character U+{ord(character):04X} at position {position}",
+                part=part,
+            )
+        if category == "Cs":
+            raise InvalidSourceIdentifierError(
+                value,
+                f"contains unpaired surrogate U+{ord(character):04X} at position {position}, "
+                "which no database column can hold",
+                part=part,
+            )
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SourceIdentifier:
+    """A validated registry key. Construct it directly, or with `parse` from the string form."""
+
+    ontology_type: str
+    source_system: str
+    source_id: str
+
+    def __post_init__(self) -> None:
+        for part, value in (
+            ("ontology type", self.ontology_type),
+            ("source system", self.source_system),
+            ("source id", self.source_id),
+        ):
+            if not isinstance(value, str):
+                raise InvalidSourceIdentifierError(
+                    value, f"must be a string, got {type(value).__name__}", part=part
+                )
+            _reject_unstorable(value, part)
+        if self.ontology_type not in REGISTERED_ONTOLOGY_TYPES:
+            hint = " (register it as Concept)" if self.ontology_type in CONCEPT_SUBTYPES else ""
+            raise InvalidSourceIdentifierError(
+                self.ontology_type,
+                f"unknown ontology type{hint}; expected one of "
+                f"{', '.join(sorted(REGISTERED_ONTOLOGY_TYPES))}",
+                part="ontology type",
+            )
+        if any(c.isspace() or c in "/[]" for c in self.source_system):
+            raise InvalidSourceIdentifierError(
+                self.source_system,
+                "must not contain whitespace, '/', '[' or ']'",
+                part="source system",
+            )
+
+    @classmethod
+    def parse(cls, text: object) -> Self:
+        """Parse `Work[sierra-system-number/b1161044x]`, naming the input if it is malformed."""
+        if not isinstance(text, str):
+            raise InvalidSourceIdentifierError(
+                text, f"expected a string like 'Work[system/value]', got {type(text).__name__}"
+            )
+        match = _STRING_FORM.fullmatch(text)
+        if match is None:
+            raise InvalidSourceIdentifierError(
+                text, "expected the form 'OntologyType[source-system/source-id]'"
+            )
+        try:
+            return cls(match["ontology"], match["system"], match["value"])
+        except InvalidSourceIdentifierError as error:
+            raise InvalidSourceIdentifierError(
+                text, f"{error.part} {error.reason}", part=error.part
+            ) from error
+
+    def as_key(self) -> tuple[str, str, str]:
+        """The registry's primary-key tuple, in column order."""
+        return (self.ontology_type, self.source_system, self.source_id)
+
+    def __str__(self) -> str:
+        return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real MySQL-compatible server, a database per test session, clean tables.
+
+The server is whatever `DatabaseSettings.from_env()` reaches: the project-local MariaDB that
+`make test` starts, or the server the RDS_* variables name. Tests never mock the database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from db_helpers import admin_connection, clean_tables, create_database, drop_database
+
+from idminter_pipeline.registry.connection import Connection, connect
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.settings import DatabaseSettings
+
+
+@pytest.fixture(scope="session")
+def server_settings() -> DatabaseSettings:
+    settings = DatabaseSettings.from_env()
+    admin_connection(settings).close()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def session_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """One migrated database for the whole session (one per xdist worker)."""
+    settings = create_database(server_settings, os.environ.get("PYTEST_XDIST_WORKER", ""))
+    apply_migrations(lambda: connect(settings))
+    yield settings
+    drop_database(settings)
+
+
+@pytest.fixture
+def registry(session_database: DatabaseSettings) -> DatabaseSettings:
+    """Settings for the session's migrated database, with every table emptied first."""
+    clean_tables(session_database)
+    return session_database
+
+
+@pytest.fixture
+def conn(registry: DatabaseSettings) -> Iterator[Connection]:
+    connection = connect(registry)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def connect_registry(registry: DatabaseSettings) -> Callable[[], Connection]:
+    """A connection factory for the clean registry (close what you open)."""
+    return lambda: connect(registry)
+
+
+@pytest.fixture
+def empty_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """A database of its own with no schema, for tests that create, migrate or drop tables."""
+    settings = create_database(server_settings, "empty_")
+    yield settings
+    drop_database(settings)
+
+
+@pytest.fixture
+def registry_env(registry: DatabaseSettings, monkeypatch: pytest.MonkeyPatch) -> DatabaseSettings:
+    """Point the RDS_* environment (and so the CLI) at the clean test registry."""
+    for name, value in {
+        "RDS_PRIMARY_HOST": registry.host,
+        "RDS_PORT": str(registry.port),
+        "RDS_USERNAME": registry.username,
+        "RDS_PASSWORD": registry.password,
+        "IDENTIFIERS_DATABASE": registry.database,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return registry

@@ -1,0 +1,74 @@
+"""Database helpers for tests: per-session databases, cleaning, and committed-state reads."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from idminter_pipeline.registry.connection import Connection, connect
+from idminter_pipeline.settings import DatabaseSettings
+
+TEST_DATABASE_PREFIX = "idminter_test_"
+# Bookkeeping tables of yoyo-migrations: kept between tests so the schema stays applied.
+_KEPT_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
+
+
+def admin_connection(settings: DatabaseSettings) -> Connection:
+    try:
+        return connect(settings.with_database(""))
+    except Exception as error:
+        pytest.exit(
+            f"The tests need a MySQL-compatible server: {error}\n"
+            "Run `make test` (it starts a project-local MariaDB) or set RDS_* to a server.",
+            returncode=3,
+        )
+
+
+def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
+    name = f"{TEST_DATABASE_PREFIX}{label}{uuid.uuid4().hex[:10]}"
+    conn = admin_connection(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    return settings.with_database(name)
+
+
+def drop_database(settings: DatabaseSettings) -> None:
+    conn = admin_connection(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+    finally:
+        conn.close()
+
+
+def clean_tables(settings: DatabaseSettings) -> None:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
+            )
+            tables = [name for (name,) in cursor.fetchall() if name not in _KEPT_TABLES]
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            for table in tables:
+                cursor.execute(f"TRUNCATE TABLE `{table}`")
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def fetch_all(settings: DatabaseSettings, sql: str, params: tuple = ()) -> list[tuple]:
+    """Read with a fresh connection, so the result reflects only what was committed."""
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    finally:
+        conn.close()

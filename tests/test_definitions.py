@@ -1,0 +1,93 @@
+"""The code location: it loads, its asset graph matches the snapshot, and its assets run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from db_helpers import fetch_all
+
+from idminter_pipeline.definitions import defs
+from idminter_pipeline.defs.registry.assets import registry_schema
+from idminter_pipeline.defs.resources import RegistryDatabase, registry_database_from_env
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def _graph() -> dict:
+    graph = defs.resolve_asset_graph()
+    return {
+        "assets": {
+            key.to_user_string(): sorted(dep.to_user_string() for dep in graph.get(key).parent_keys)
+            for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+        },
+        "asset_checks": sorted(
+            f"{check.asset_key.to_user_string()}:{check.name}" for check in graph.asset_check_keys
+        ),
+        "jobs": sorted(job.name for job in defs.resolve_all_job_defs()),
+        "schedules": sorted(s.name for s in (defs.schedules or [])),
+        "sensors": sorted(s.name for s in (defs.sensors or [])),
+    }
+
+
+def test_asset_graph_matches_snapshot():
+    """Regenerate with UPDATE_SNAPSHOTS=1 when the graph changes on purpose."""
+    graph = _graph()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(graph, indent=2) + "\n")
+    assert graph == json.loads(SNAPSHOT.read_text())
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "idminter_pipeline.definitions",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_registry_schema_asset_migrates_and_records_versions(empty_database):
+    result = dg.materialize(
+        [registry_schema],
+        resources={"registry_database": RegistryDatabase.from_settings(empty_database)},
+    )
+    assert result.success
+    materialization = result.asset_materializations_for_node("registry_schema")[0]
+    metadata = materialization.metadata
+    assert metadata["applied_now"].value == ["0001_create_registry"]
+    assert "0001_create_registry" in metadata["applied_versions"].value
+    tables = {t for (t,) in fetch_all(empty_database, "SHOW TABLES")}
+    assert {"canonical_ids", "identifiers"} <= tables
+
+    again = dg.materialize(
+        [registry_schema],
+        resources={"registry_database": RegistryDatabase.from_settings(empty_database)},
+    )
+    assert (
+        again.asset_materializations_for_node("registry_schema")[0].metadata["applied_now"].value
+        == []
+    )
+
+
+def test_the_password_reaches_the_resource_through_env_var(monkeypatch):
+    monkeypatch.setenv("RDS_PASSWORD", "from-the-environment")
+    resource = registry_database_from_env()
+    # What Dagster stores and shows is the variable's name, never its value.
+    assert resource._convert_to_config_dictionary()["password"] == {"env": "RDS_PASSWORD"}
+    assert "from-the-environment" not in repr(resource)
+    resolved = resource.process_config_and_initialize()
+    assert resolved.settings().password == "from-the-environment"

@@ -1,0 +1,66 @@
+"""The project-local server: a second one, on its own port and folder, started and stopped."""
+
+import os
+import socket
+
+import pytest
+
+from idminter_pipeline.local_database import (
+    LocalDatabaseError,
+    LocalServerPaths,
+    ensure_server,
+    server_status,
+    stop_server,
+)
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.settings import DatabaseSettings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting mariadbd here needs the Debian package")
+def test_start_is_idempotent_and_stop_stops(tmp_path):
+    settings = DatabaseSettings(port=_free_port())
+    paths = LocalServerPaths(tmp_path / "mariadb")
+    try:
+        started = ensure_server(settings, paths, start_local=True)
+        assert started.kind == "local (started)"
+        assert "MariaDB" in started.version
+        again = ensure_server(settings, paths, start_local=True)
+        assert again.kind == "local (already running)"
+        conn = connect(settings)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT DATABASE(), CURRENT_USER()")
+            database, user = cursor.fetchone()
+        conn.close()
+        assert database == "identifiers"
+        assert user.startswith("id_minter@")
+        reachable, lines = server_status(settings, paths)
+        assert reachable
+        assert any("running, pid" in line for line in lines)
+    finally:
+        stopped = stop_server(paths)
+    assert stopped
+    reachable, _ = server_status(settings, paths)
+    assert not reachable
+    assert stop_server(paths) is False
+
+
+def test_an_unreachable_configured_server_says_what_to_do(tmp_path):
+    settings = DatabaseSettings(host="127.0.0.1", port=_free_port(), password="secret-pw")
+    with pytest.raises(LocalDatabaseError) as raised:
+        ensure_server(settings, LocalServerPaths(tmp_path), start_local=False)
+    message = str(raised.value)
+    assert "not reachable" in message
+    assert "unset RDS_PRIMARY_HOST" in message
+    assert "secret-pw" not in message
+
+
+def test_the_running_registry_is_reported(server_settings):
+    report = ensure_server(server_settings)
+    assert report.kind in {"local (already running)", "external"}
+    assert any(server_settings.describe() in line for line in report.lines())
