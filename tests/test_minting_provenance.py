@@ -7,7 +7,11 @@ from minting_helpers import fill_pool, register, work
 from idminter_pipeline.errors import InvalidCanonicalIdError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import AliasStatus, Minter, MintRequest
-from idminter_pipeline.registry.schema import apply_migrations, migration_status, rollback_migrations
+from idminter_pipeline.registry.schema import (
+    apply_migrations,
+    migration_status,
+    rollback_migrations,
+)
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 SIERRA = "sierra-system-number"
