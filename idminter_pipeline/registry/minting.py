@@ -607,34 +607,11 @@ class Minter:
         claimed = self._claim_free_ids(conn, len(new_roots)) if new_roots else []
         plan = resolution.plan(dict(zip(new_roots, claimed, strict=True)))
 
-        actual = self._insert_mappings(conn, plan) if plan else {}
         events: list[_Event] = []
         used_ids: set[str] = set()
-        lost: set[SourceIdentifier] = set()
-        for source, step in plan.items():
-            canonical_id = actual.get(_key(source))
-            if canonical_id is None:
-                raise AssertionError(f"{source} is missing right after its insert")
-            if canonical_id != step.canonical_id:
-                # Another minter committed this key after our lookup: its ID stands, and the ID
-                # we claimed for it stays free (it is simply not marked assigned).
-                lost.add(source)
-                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
-                if step.predecessor is not None:
-                    events.append(
-                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
-                    )
-                continue
-            results[source] = MintResult(source, canonical_id, step.outcome)
-            if step.outcome is MintOutcome.MINTED:
-                used_ids.add(canonical_id)
-            elif step.predecessor is not None:
-                events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
-        if lost:
-            self.stats.lost_races += len(lost)
-            if any(predecessors[s] in lost for s in plan if s not in lost):
-                raise _StalePlanError(sorted(lost, key=_key))
-
+        if plan:
+            actual = self._insert_mappings(conn, plan)
+            used_ids = self._settle(plan, actual, results, events)
         events.extend(resolution.mismatches_of_existing(results, plan))
         if used_ids:
             self._mark_assigned(conn, sorted(used_ids))
@@ -643,7 +620,56 @@ class Minter:
             self.stats.mismatches_recorded += sum(
                 1 for event in events if event.kind == "predecessor_mismatch"
             )
+        if not plan:
+            return results  # built in request order already
         return {source: results[source] for source in predecessors}
+
+    def _settle(
+        self,
+        plan: dict[SourceIdentifier, _Step],
+        actual: dict[Key, str] | None,
+        results: dict[SourceIdentifier, MintResult],
+        events: list[_Event],
+    ) -> set[str]:
+        """Results and provenance for the inserted keys; the claimed IDs really used.
+
+        A key whose ID is not the planned one was committed by another minter after our lookup:
+        its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
+        another key of this call inherits from such a key, the plan is stale: redo the call.
+        """
+        used_ids: set[str] = set()
+        lost: list[SourceIdentifier] = []
+        for source, step in plan.items():
+            if actual is None:  # the insert proved every row is ours
+                canonical_id = step.canonical_id
+            else:
+                canonical_id = actual.get(_key(source), "")
+                if not canonical_id:
+                    raise AssertionError(f"{source} is missing right after its insert")
+            if canonical_id != step.canonical_id:
+                lost.append(source)
+                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
+                if step.predecessor is not None:
+                    events.append(
+                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
+                    )
+            elif step.outcome is MintOutcome.MINTED:
+                results[source] = MintResult(source, canonical_id, step.outcome)
+                used_ids.add(canonical_id)
+            else:
+                results[source] = MintResult(source, canonical_id, step.outcome)
+                if step.predecessor is not None:
+                    events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
+        if lost:
+            self.stats.lost_races += len(lost)
+            lost_set = set(lost)
+            if any(
+                step.predecessor in lost_set
+                for source, step in plan.items()
+                if source not in lost_set
+            ):
+                raise _StalePlanError(sorted(lost, key=_key))
+        return used_ids
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
@@ -661,9 +687,10 @@ class Minter:
 
     def _insert_mappings(
         self, conn: Connection, plan: dict[SourceIdentifier, _Step]
-    ) -> dict[Key, str]:
+    ) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
-        order) and return the canonical ID each key really has now."""
+        order) and return the canonical ID each key really has now, or None if the insert
+        proved that every key has the planned one."""
         ordered = sorted(plan, key=_key)
         escape = _string_escaper(conn)
         rows = ",".join(
@@ -686,7 +713,7 @@ class Minter:
             and not self.always_reread
             and not conn.client_flag & CLIENT.FOUND_ROWS
         ):
-            return {_key(source): plan[source].canonical_id for source in ordered}
+            return None
         # Some keys exist: a locking read sees the latest committed rows (another minter may
         # have inserted them after our lookup, whatever the isolation level).
         self.stats.rereads += 1
