@@ -59,12 +59,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str, str]
 
-# SourceId IN-lists per lookup branch: small enough that every branch is a handful of ranges on
-# the primary key (a row-constructor IN over thousands of tuples can fall off the index on
-# MySQL), large enough that a 10,000-key call stays a few dozen branches of one statement.
-DEFAULT_LOOKUP_CHUNK_SIZE = 1_000
+# SourceId IN-lists per lookup branch: every branch must stay a range scan of PRIMARY. A
+# row-constructor IN over thousands of tuples can fall off the index on MySQL, a long IN-list can
+# exceed MySQL's range_optimizer_max_mem_size, and MariaDB may rewrite an IN-list of 1,000 values or
+# more (in_predicate_conversion_threshold) into a subquery. 999 stays below all of these, and a
+# 10,000-key call is still a dozen or so branches of one statement.
+DEFAULT_LOOKUP_CHUNK_SIZE = 999
 MIN_LOOKUP_CHUNK_SIZE = 1
-MAX_LOOKUP_CHUNK_SIZE = 5_000
+MAX_LOOKUP_CHUNK_SIZE = 999
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 20
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
