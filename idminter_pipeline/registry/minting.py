@@ -67,6 +67,7 @@ Key = tuple[str, str, str]
 DEFAULT_LOOKUP_CHUNK_SIZE = 999
 MIN_LOOKUP_CHUNK_SIZE = 1
 MAX_LOOKUP_CHUNK_SIZE = 999
+ISOLATION_LEVELS = frozenset({"READ COMMITTED", "REPEATABLE READ"})
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 20
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
@@ -374,7 +375,8 @@ class Minter:
     `max_attempts` (per call, for deadlocks, lock-wait timeouts and lost connections),
     `backoff_seconds` / `max_backoff_seconds` (jittered exponential wait between attempts),
     `lock_wait_timeout_seconds` (session `innodb_lock_wait_timeout`), `always_reread` (do the
-    locking re-read even when the insert's affected-row count shows every row is ours).
+    locking re-read even when the insert's affected-row count shows every row is ours),
+    `isolation_level` ("READ COMMITTED", the default, or "REPEATABLE READ").
     """
 
     def __init__(
@@ -387,7 +389,13 @@ class Minter:
         max_backoff_seconds: float = 1.0,
         lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
         always_reread: bool = False,
+        isolation_level: str = "READ COMMITTED",
     ) -> None:
+        if isolation_level not in ISOLATION_LEVELS:
+            raise InvalidInputError(
+                f"isolation level {isolation_level!r}: expected one of {sorted(ISOLATION_LEVELS)}"
+            )
+        self.isolation_level = isolation_level
         self._connect = connect
         self._conn: Connection | None = None
         self.lookup_chunk_size = _clamp(
@@ -408,13 +416,14 @@ class Minter:
         if self._conn is None:
             conn = self._connect()
             with conn.cursor() as cursor:
-                # READ COMMITTED: no gap locks on the lookups and the pool scan, so concurrent
-                # minters block each other only on the rows they really share. Correctness does
-                # not depend on it: the re-read after the insert is a locking read.
+                # READ COMMITTED by default: no gap locks on the pool scan and fewer on inserts,
+                # so concurrent minters block each other only on rows they really share.
+                # Correctness does not depend on it (the claim and the re-read are locking
+                # reads); REPEATABLE READ is there for servers that log binlogs as STATEMENT.
                 cursor.execute(
                     "SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_timeout_seconds,)
                 )
-                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}")
             conn.commit()
             self._conn = conn
         return self._conn
