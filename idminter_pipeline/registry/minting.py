@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import chain, islice
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import pymysql
 from pymysql.constants import CLIENT, SERVER_STATUS
@@ -256,116 +256,111 @@ def _mismatch(
     )
 
 
-class _Step(NamedTuple):
-    """What one new source is about to be inserted with."""
+class _Batch:
+    """One mint attempt's requests by position, and every decision that needs no SQL.
 
-    canonical_id: str
-    outcome: MintOutcome
-    predecessor: SourceIdentifier | None
-    depth: int  # links between this source and the ID it takes (0 for a minted root)
+    Positions and plain key tuples rather than `SourceIdentifier` dict keys: hashing a dataclass
+    runs Python code, and a 10,000-key call would do it a dozen times per key.
+    """
 
+    def __init__(self, predecessors: dict[SourceIdentifier, SourceIdentifier | None]) -> None:
+        self.sources = list(predecessors)
+        self.declared = list(predecessors.values())
+        self.keys = [(s.ontology_type, s.source_system, s.source_id) for s in self.sources]
+        self.found: dict[Key, str] = {}
+        count = len(self.sources)
+        self.ids: list[str | None] = [None] * count
+        self.outcomes: list[MintOutcome] = [MintOutcome.EXISTING] * count
+        self.depths: list[int] = [0] * count
+        self.new: list[int] = []
+        self.new_set: set[int] = set()
+        self.position: dict[Key, int] = (
+            {key: i for i, key in enumerate(self.keys)}
+            if any(p is not None for p in self.declared)
+            else {}
+        )
 
-class _Resolution:
-    """The decisions of one mint attempt that need no SQL: who exists, who inherits from whom."""
-
-    def __init__(
-        self,
-        predecessors: dict[SourceIdentifier, SourceIdentifier | None],
-        found: dict[Key, str],
-    ) -> None:
-        self.predecessors = predecessors
-        self.found = found
-        self.existing: dict[SourceIdentifier, str] = {}
-        self.new_sources: list[SourceIdentifier] = []
-        get = found.get
-        for source in predecessors:
-            canonical_id = get((source.ontology_type, source.source_system, source.source_id))
-            if canonical_id is None:
-                self.new_sources.append(source)
-            else:
-                self.existing[source] = canonical_id
-        self.declaring = [(s, p) for s, p in predecessors.items() if p is not None]
-        self._root: dict[SourceIdentifier, tuple[SourceIdentifier, int]] = {}
-
-    def known_id(self, key: SourceIdentifier) -> str | None:
-        return self.found.get(_key(key))
-
-    def existing_results(self) -> dict[SourceIdentifier, MintResult]:
-        existing = MintOutcome.EXISTING
-        return {source: MintResult(source, cid, existing) for source, cid in self.existing.items()}
+    def resolve_existing(self) -> None:
+        get = self.found.get
+        self.ids = [get(key) for key in self.keys]
+        self.new = [i for i, canonical_id in enumerate(self.ids) if canonical_id is None]
+        self.new_set = set(self.new)
 
     def check_predecessors_exist(self) -> None:
         missing = sorted(
             (
-                (source, predecessor)
-                for source in self.new_sources
-                if (predecessor := self.predecessors[source]) is not None
-                and self.known_id(predecessor) is None
-                and predecessor not in self.predecessors
+                (self.sources[i], predecessor)
+                for i in self.new
+                if (predecessor := self.declared[i]) is not None
+                and _key(predecessor) not in self.found
+                and _key(predecessor) not in self.position
             ),
             key=lambda pair: (_key(pair[0]), _key(pair[1])),
         )
         if missing:
             raise MissingPredecessorError(missing)
 
-    def new_roots(self) -> list[SourceIdentifier]:
-        return sorted((s for s in self.new_sources if self.predecessors[s] is None), key=_key)
+    def new_roots(self) -> list[int]:
+        roots = [i for i in self.new if self.declared[i] is None]
+        roots.sort(key=self.keys.__getitem__)
+        return roots
 
-    def _resolve(self, source: SourceIdentifier) -> tuple[SourceIdentifier, int]:
-        """The key whose ID `source` takes (registered, or a new root) and how many links away.
-
-        Iterative, because a chain may be as long as the batch; cycles were refused earlier.
-        """
-        chain: list[SourceIdentifier] = []
-        current = source
-        while current not in self._root:
-            predecessor = self.predecessors.get(current)
-            if (
-                current not in self.predecessors
-                or self.known_id(current) is not None
-                or predecessor is None
-            ):
-                self._root[current] = (current, 0)
-                break
-            chain.append(current)
-            current = predecessor
-        root, depth = self._root[current]
-        for node in reversed(chain):
-            depth += 1
-            self._root[node] = (root, depth)
-        return self._root[source]
-
-    def plan(self, root_ids: dict[SourceIdentifier, str]) -> dict[SourceIdentifier, _Step]:
-        plan = {}
-        for source in self.new_sources:
-            if source in root_ids:
-                plan[source] = _Step(root_ids[source], MintOutcome.MINTED, None, 0)
+    def plan(self, roots: list[int], claimed: list[str]) -> None:
+        """Give every new source the ID it is to be inserted with. New roots take the claimed
+        IDs in key order; every other new source takes the ID at the end of its predecessor
+        chain (registered, or a new root), which is iterative because a chain may be as long
+        as the batch. Cycles were refused before the transaction began."""
+        for i, canonical_id in zip(roots, claimed, strict=True):
+            self.ids[i], self.outcomes[i] = canonical_id, MintOutcome.MINTED
+        inherited = MintOutcome.INHERITED
+        for i in self.new:
+            if self.ids[i] is not None:
                 continue
-            root, depth = self._resolve(source)
-            canonical_id = root_ids.get(root) or self.known_id(root)
-            assert canonical_id is not None, f"{source} resolved to {root}, which has no ID"
-            plan[source] = _Step(
-                canonical_id, MintOutcome.INHERITED, self.predecessors[source], depth
-            )
-        return plan
+            chain_: list[int] = []
+            current: int | None = i
+            canonical_id: str | None = None
+            depth = 0
+            while current is not None:
+                if self.ids[current] is not None:
+                    canonical_id, depth = self.ids[current], self.depths[current]
+                    break
+                chain_.append(current)
+                predecessor = self.declared[current]
+                assert predecessor is not None, "a new source without predecessor is a root"
+                key = _key(predecessor)
+                current = self.position.get(key)
+                if current is None:
+                    canonical_id = self.found[key]
+                    break
+            assert canonical_id is not None
+            for node in reversed(chain_):
+                depth += 1
+                self.ids[node], self.outcomes[node], self.depths[node] = (
+                    canonical_id,
+                    inherited,
+                    depth,
+                )
 
-    def mismatches_of_existing(
-        self, results: dict[SourceIdentifier, MintResult], plan: dict[SourceIdentifier, _Step]
-    ) -> list[_Event]:
+    def mismatches_of_existing(self) -> list[_Event]:
         """Registered sources whose declared predecessor has another ID (or none): recorded."""
         events = []
-        for source, predecessor in self.declaring:
-            if source in plan:
-                continue
-            existing_id = results[source].canonical_id
-            predecessor_id = (
-                results[predecessor].canonical_id
-                if predecessor in results
-                else self.known_id(predecessor)
-            )
-            if predecessor_id != existing_id:
-                events.append(_mismatch(source, predecessor, existing_id, predecessor_id))
+        for i, predecessor in enumerate(self.declared):
+            if predecessor is None or i in self.new_set:
+                continue  # new sources' mismatches (lost races) are recorded when settling
+            key = _key(predecessor)
+            j = self.position.get(key)
+            predecessor_id = self.ids[j] if j is not None else self.found.get(key)
+            if predecessor_id != self.ids[i]:
+                events.append(_mismatch(self.sources[i], predecessor, self.ids[i], predecessor_id))
         return events
+
+    def results(self) -> dict[SourceIdentifier, MintResult]:
+        return {
+            source: MintResult(source, canonical_id, outcome)
+            for source, canonical_id, outcome in zip(
+                self.sources, self.ids, self.outcomes, strict=True
+            )
+        }
 
 
 class Minter:
@@ -607,79 +602,71 @@ class Minter:
         predecessors: dict[SourceIdentifier, SourceIdentifier | None],
         job_id: str | None,
     ) -> dict[SourceIdentifier, MintResult]:
-        found = self._fetch_mappings(
-            conn, chain(predecessors, (p for p in predecessors.values() if p is not None))
+        batch = _Batch(predecessors)
+        batch.found = self._fetch_mappings(
+            conn, chain(batch.sources, (p for p in batch.declared if p is not None))
         )
-        resolution = _Resolution(predecessors, found)
-        results = resolution.existing_results()
-        resolution.check_predecessors_exist()
+        batch.resolve_existing()
+        batch.check_predecessors_exist()
 
-        new_roots = resolution.new_roots()
-        claimed = self._claim_free_ids(conn, len(new_roots)) if new_roots else []
-        plan = resolution.plan(dict(zip(new_roots, claimed, strict=True)))
+        roots = batch.new_roots()
+        claimed = self._claim_free_ids(conn, len(roots)) if roots else []
+        batch.plan(roots, claimed)
 
         events: list[_Event] = []
-        used_ids: set[str] = set()
-        if plan:
-            actual = self._insert_mappings(conn, plan)
-            used_ids = self._settle(plan, actual, results, events)
-        events.extend(resolution.mismatches_of_existing(results, plan))
-        if used_ids:
-            self._mark_assigned(conn, sorted(used_ids))
+        if batch.new:
+            actual = self._insert_mappings(conn, batch)
+            used_ids = self._settle(batch, actual, events)
+            if used_ids:
+                self._mark_assigned(conn, sorted(used_ids))
+        events.extend(batch.mismatches_of_existing())
         if events:
             self._record_events(conn, events, job_id)
             self.stats.mismatches_recorded += sum(
                 1 for event in events if event.kind == "predecessor_mismatch"
             )
-        if not plan:
-            return results  # built in request order already
-        return {source: results[source] for source in predecessors}
+        return batch.results()
 
     def _settle(
-        self,
-        plan: dict[SourceIdentifier, _Step],
-        actual: dict[Key, str] | None,
-        results: dict[SourceIdentifier, MintResult],
-        events: list[_Event],
+        self, batch: _Batch, actual: dict[Key, str] | None, events: list[_Event]
     ) -> set[str]:
-        """Results and provenance for the inserted keys; the claimed IDs really used.
+        """Outcomes and provenance for the inserted keys; the claimed IDs really used.
 
         A key whose ID is not the planned one was committed by another minter after our lookup:
         its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
         another key of this call inherits from such a key, the plan is stale: redo the call.
         """
         used_ids: set[str] = set()
-        lost: list[SourceIdentifier] = []
-        for source, step in plan.items():
-            if actual is None:  # the insert proved every row is ours
-                canonical_id = step.canonical_id
-            else:
-                canonical_id = actual.get(_key(source), "")
+        lost: list[int] = []
+        existing, minted = MintOutcome.EXISTING, MintOutcome.MINTED
+        for i in batch.new:
+            planned = batch.ids[i]
+            predecessor = batch.declared[i]
+            if actual is not None:  # else the insert proved every row is ours
+                canonical_id = actual.get(batch.keys[i], "")
                 if not canonical_id:
-                    raise AssertionError(f"{source} is missing right after its insert")
-            if canonical_id != step.canonical_id:
-                lost.append(source)
-                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
-                if step.predecessor is not None:
-                    events.append(
-                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
-                    )
-            elif step.outcome is MintOutcome.MINTED:
-                results[source] = MintResult(source, canonical_id, step.outcome)
-                used_ids.add(canonical_id)
-            else:
-                results[source] = MintResult(source, canonical_id, step.outcome)
-                if step.predecessor is not None:
-                    events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
+                    raise AssertionError(f"{batch.sources[i]} is missing right after its insert")
+                if canonical_id != planned:
+                    lost.append(i)
+                    batch.ids[i], batch.outcomes[i] = canonical_id, existing
+                    if predecessor is not None:
+                        events.append(
+                            _mismatch(batch.sources[i], predecessor, canonical_id, planned)
+                        )
+                    continue
+            if batch.outcomes[i] is minted:
+                used_ids.add(planned)
+            elif predecessor is not None:
+                events.append(_inheritance(batch.sources[i], predecessor, planned, batch.depths[i]))
         if lost:
             self.stats.lost_races += len(lost)
-            lost_set = set(lost)
+            lost_keys = {batch.keys[i] for i in lost}
             if any(
-                step.predecessor in lost_set
-                for source, step in plan.items()
-                if source not in lost_set
+                (p := batch.declared[i]) is not None and _key(p) in lost_keys
+                for i in batch.new
+                if batch.keys[i] not in lost_keys
             ):
-                raise _StalePlanError(sorted(lost, key=_key))
+                raise _StalePlanError(sorted(batch.keys[i] for i in lost))
         return used_ids
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
@@ -696,19 +683,18 @@ class Minter:
             raise PoolExhaustedError(needed, len(claimed))
         return claimed
 
-    def _insert_mappings(
-        self, conn: Connection, plan: dict[SourceIdentifier, _Step]
-    ) -> dict[Key, str] | None:
+    def _insert_mappings(self, conn: Connection, batch: _Batch) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
         order) and return the canonical ID each key really has now, or None if the insert
         proved that every key has the planned one."""
-        ordered = sorted(plan, key=_key)
+        keys, ids = batch.keys, batch.ids
+        ordered = sorted(batch.new, key=keys.__getitem__)
         escape = _string_escaper(conn)
         rows = ",".join(
             [
-                f"('{escape(s.ontology_type)}','{escape(s.source_system)}',"
-                f"'{escape(s.source_id)}','{escape(plan[s].canonical_id)}')"
-                for s in ordered
+                f"('{escape(keys[i][0])}','{escape(keys[i][1])}',"
+                f"'{escape(keys[i][2])}','{escape(ids[i] or '')}')"
+                for i in ordered
             ]
         )
         with conn.cursor() as cursor:
@@ -728,7 +714,7 @@ class Minter:
         # Some keys exist: a locking read sees the latest committed rows (another minter may
         # have inserted them after our lookup, whatever the isolation level).
         self.stats.rereads += 1
-        return self._fetch_mappings(conn, ordered, lock=True)
+        return self._fetch_mappings(conn, [batch.sources[i] for i in ordered], lock=True)
 
     def _mark_assigned(self, conn: Connection, canonical_ids: list[str]) -> None:
         escape = _string_escaper(conn)
