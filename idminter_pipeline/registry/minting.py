@@ -690,10 +690,15 @@ class Minter:
         keys, ids = batch.keys, batch.ids
         ordered = sorted(batch.new, key=keys.__getitem__)
         escape = _string_escaper(conn)
+        # A batch has a handful of (OntologyType, SourceSystem) pairs: escape each once.
+        groups: dict[tuple[str, str], str] = {}
+        for i in ordered:
+            pair = keys[i][:2]
+            if pair not in groups:
+                groups[pair] = f"('{escape(pair[0])}','{escape(pair[1])}','"
         rows = ",".join(
             [
-                f"('{escape(keys[i][0])}','{escape(keys[i][1])}',"
-                f"'{escape(keys[i][2])}','{escape(ids[i] or '')}')"
+                f"{groups[keys[i][:2]]}{escape(keys[i][2])}','{escape(ids[i] or '')}')"
                 for i in ordered
             ]
         )
