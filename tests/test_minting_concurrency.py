@@ -10,6 +10,7 @@ import pytest
 from db_helpers import fetch_all
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
+from idminter_pipeline.errors import RegistryContentionError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.settings import DatabaseSettings
@@ -184,6 +185,41 @@ def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
     finally:
         other.close()
     assert result[a].canonical_id == result[b].canonical_id == "otherabc"
+    assert pool_counts(registry)["free"] == 5
+
+
+def test_contention_past_the_retry_budget_is_a_typed_error(registry, connect_registry):
+    """With one attempt allowed, the deadlock surfaces as RegistryContentionError; nothing of
+    the minter's call is committed."""
+    fill_pool(registry, 5)
+    a, b = work("dead", "a"), work("dead", "b")
+    other = connect(registry)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('otherabc', 'assigned')"
+            )
+            for i in range(200):
+                cursor.execute(INSERT_MAPPING, ("Work", "filler", f"f{i}", "otherabc"))
+            cursor.execute(INSERT_MAPPING, (*b.as_key(), "otherabc"))
+        with Minter(connect_registry, max_attempts=1) as minter:
+            thread_id = minter.connection.thread_id()
+            with ThreadPoolExecutor(1) as pool:
+                future = pool.submit(
+                    minter.mint_ids, [MintRequest(a), MintRequest(b), MintRequest(work("x", "y"))]
+                )
+                _wait_for_lock_wait(registry, thread_id)
+                with other.cursor() as cursor:
+                    cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
+                with pytest.raises(RegistryContentionError) as caught:
+                    future.result(timeout=30)
+                other.commit()
+    finally:
+        other.close()
+    assert caught.value.code == 1213
+    assert fetch_all(registry, "SELECT COUNT(*) FROM identifiers WHERE SourceSystem = 'x'") == [
+        (0,)
+    ]
     assert pool_counts(registry)["free"] == 5
 
 
