@@ -57,6 +57,24 @@ def test_ten_minters_on_different_sources_get_ten_ids(registry, connect_registry
     check_invariants(registry)
 
 
+def test_successors_of_one_predecessor_racing_share_its_id(registry, connect_registry):
+    """RFC scenario 2 with real concurrency: six minters, six successors, one predecessor."""
+    register(registry, {("Work", "sierra-system-number", "b1234"): "abc23def"})
+    predecessor = work("sierra-system-number", "b1234")
+    successors = [SourceIdentifier(("Work", "Image")[i % 2], "axiell", f"AC-{i}") for i in range(6)]
+    results = _mint_in_threads(
+        connect_registry, [[MintRequest(s, predecessor)] for s in successors]
+    )
+    assert {r[s].canonical_id for r, s in zip(results, successors, strict=True)} == {"abc23def"}
+    assert all(
+        r[s].outcome is MintOutcome.INHERITED for r, s in zip(results, successors, strict=True)
+    )
+    assert fetch_all(
+        registry, "SELECT COUNT(*) FROM identifier_provenance WHERE Kind = 'inherited'"
+    ) == [(6,)]
+    check_invariants(registry)
+
+
 def _wait_for_lock_wait(settings, thread_id, timeout=10.0):
     deadline = time.monotonic() + timeout
     conn = connect(settings)
