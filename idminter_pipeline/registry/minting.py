@@ -1,12 +1,13 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
-One `mint_ids` call is one transaction of a constant number of SQL statements, whatever the batch
-size (README, "Minting"):
+One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
+(README, "Minting"); steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
-2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), only if something is new;
+2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
 3. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
-4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile;
+4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
+   when the insert's affected-row count shows that some key already existed;
 5. `UPDATE canonical_ids` marking assigned only the claimed IDs that ended up used;
 6. one multi-row insert into `identifier_provenance` (inheritances and predecessor mismatches);
 7. `COMMIT`.
