@@ -94,3 +94,21 @@ class RegistryUnavailableError(IdMinterError):
 
 class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
+
+
+class MalformedWorkError(InvalidInputError):
+    """A work document (or one of its identifiable nodes) the pipeline cannot process.
+
+    It fails that work only: `stage` says where (`extract`, `mint`, `write`), `work_id` names the
+    work as `Work[system/value]` (or the store's document id when the document has none).
+    """
+
+    def __init__(self, work_id: str, stage: str, detail: str) -> None:
+        self.work_id = work_id
+        self.stage = stage
+        self.detail = detail
+        super().__init__(f"{work_id} ({stage}): {detail}")
+
+
+class WorksStoreError(IdMinterError):
+    """The works store (Elasticsearch or the embedded SQLite file) refused or cannot be reached."""
