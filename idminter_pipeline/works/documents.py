@@ -80,7 +80,7 @@ class ExtractedWork:
         return tuple(dict.fromkeys(node.source for node in self.nodes))
 
 
-def json_type(value: object) -> str:
+def json_type(value: object) -> str:  # noqa: PLR0911
     """The JSON name of a parsed value's type, for error messages."""
     if value is None:
         return "null"

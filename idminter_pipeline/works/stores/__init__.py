@@ -23,7 +23,10 @@ def works_store_from_env(environ: Mapping[str, str] | None = None) -> WorksStore
     (`WORKS_STORE_PATH`, by default `.local/works.sqlite3`)."""
     env = os.environ if environ is None else environ
     if env.get("ELASTICSEARCH_URL"):
-        from idminter_pipeline.works.stores.elasticsearch import ElasticsearchWorksStore
+        # Imported here so the embedded default never needs the Elasticsearch client loaded.
+        from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
+            ElasticsearchWorksStore,
+        )
 
         return ElasticsearchWorksStore.from_env(env)
     path = env.get("WORKS_STORE_PATH")

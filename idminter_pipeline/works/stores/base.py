@@ -149,10 +149,10 @@ class WorksStore(abc.ABC):
     @abc.abstractmethod
     def count_identified(self) -> int: ...
 
-    def refresh(self) -> None:
+    def refresh(self) -> None:  # noqa: B027 (optional hook)
         """Make everything written so far visible to reads (a no-op where it already is)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections."""
 
     def __enter__(self) -> Self:

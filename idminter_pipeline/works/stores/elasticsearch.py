@@ -8,6 +8,7 @@ documents rejected with 429; the client itself retries timeouts and 502/503/504.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -168,10 +169,9 @@ class ElasticsearchWorksStore(WorksStore):
                     return
                 search_after = hits[-1]["sort"]
         finally:
-            try:
+            # It expires on its own after the keep-alive if closing fails.
+            with contextlib.suppress(es_exceptions.ApiError):
                 self.client.close_point_in_time(id=pit_id)
-            except es_exceptions.ApiError:
-                pass  # it expires on its own after the keep-alive
 
     def read_window(
         self,
