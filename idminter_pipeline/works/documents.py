@@ -77,7 +77,7 @@ class ExtractedWork:
     @property
     def identifiers(self) -> tuple[SourceIdentifier, ...]:
         """Distinct source identifiers, in document order (the work's own first)."""
-        return tuple(dict.fromkeys(node.source for node in self.nodes))
+        return tuple(dict.fromkeys([self.source, *(node.source for node in self.nodes)]))
 
 
 def json_type(value: object) -> str:  # noqa: PLR0911
@@ -115,7 +115,12 @@ def work_document_id(text: object) -> str:
             raise InvalidSourceIdentifierError(
                 text, "expected 'source-system/source-id' or 'Work[source-system/source-id]'"
             )
-        source = SourceIdentifier(WORK_ONTOLOGY_TYPE, system, value)
+        try:
+            source = SourceIdentifier(WORK_ONTOLOGY_TYPE, system, value)
+        except InvalidSourceIdentifierError as error:
+            raise InvalidSourceIdentifierError(
+                text, f"{error.part} {error.reason}", part=error.part
+            ) from error
     if source.ontology_type != WORK_ONTOLOGY_TYPE:
         raise InvalidSourceIdentifierError(
             text, f"names a {source.ontology_type}, not a Work", part="ontology type"
