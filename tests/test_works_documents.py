@@ -1,4 +1,4 @@
-"""Extraction and annotation of work documents, on the reference's realistic example and edge cases."""
+"""Extracting and annotating work documents: the reference's realistic example, edge cases."""
 
 import copy
 import json
@@ -74,7 +74,7 @@ def test_annotation_edits_only_the_minted_nodes():
     extracted = extract_work(FOLIO_WORK, document_id=FOLIO_ID)
     ids = {source: f"id{n:05d}"[:8] for n, source in enumerate(extracted.identifiers)}
     identified = annotate_work(FOLIO_WORK, extracted, ids)
-    assert FOLIO_WORK == original, "the source document must not be modified"
+    assert original == FOLIO_WORK, "the source document must not be modified"
     doc = identified.document
     assert identified.canonical_id == ids[extracted.source] == doc["state"]["canonicalId"]
     assert identified.source_id == FOLIO_ID
@@ -109,7 +109,7 @@ def test_annotation_edits_only_the_minted_nodes():
     assert doc["state"]["predecessorIdentifier"] == original["state"]["predecessorIdentifier"]
 
 
-def test_null_canonical_id_is_replaced_and_identifiable_without_identified_type_becomes_identified():
+def test_null_canonical_id_is_replaced_and_bare_identifiable_becomes_identified():
     document = _work()
     document["data"]["items"] = [
         {

@@ -19,6 +19,10 @@ from idminter_pipeline.works.stores import (
     read_scope,
     works_store_from_env,
 )
+from idminter_pipeline.works.stores.elasticsearch import (
+    ElasticsearchWorksStore,
+    elasticsearch_client,
+)
 
 T0 = datetime(2026, 7, 30, 16, 0, tzinfo=UTC)
 
@@ -53,11 +57,6 @@ def store(request, tmp_path):
         pytest.skip(
             "ELASTICSEARCH_URL not set: the Elasticsearch store contract needs a real cluster"
         )
-    from idminter_pipeline.works.stores.elasticsearch import (
-        ElasticsearchWorksStore,
-        elasticsearch_client,
-    )
-
     suffix = uuid.uuid4().hex[:8]
     settings = ElasticsearchSettings(
         source_index_prefix=f"test-works-source-{suffix}",
