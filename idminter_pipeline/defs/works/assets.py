@@ -32,7 +32,7 @@ class IdentifiedWorksConfig(dg.Config):
     kinds={"python", "elasticsearch"},
     check_specs=[dg.AssetCheckSpec(NO_FAILED_WORKS_CHECK, asset="identified_works")],
 )
-def identified_works(
+def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.AssetExecutionContext,
     config: IdentifiedWorksConfig,
     works_store: WorksStoreResource,

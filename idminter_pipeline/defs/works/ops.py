@@ -3,10 +3,11 @@
 import dagster as dg
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
 from idminter_pipeline.defs.works.runs import mint_scope, summary_metadata
-from idminter_pipeline.registry.pool import PoolSettings, replenish
+from idminter_pipeline.registry.pool import replenish
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.stores import IdsScope
 
@@ -20,7 +21,7 @@ class MintWorksByIdConfig(dg.Config):
 
 
 @dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"})
-def mint_works_by_id(
+def mint_works_by_id(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.OpExecutionContext,
     config: MintWorksByIdConfig,
     works_store: WorksStoreResource,
@@ -44,9 +45,11 @@ def mint_works_by_id(
 
 
 @dg.op(out=dg.Out(dg.Nothing))
-def replenish_pool(context: dg.OpExecutionContext, registry_database: RegistryDatabase) -> None:
+def replenish_pool(
+    context: dg.OpExecutionContext, registry_database: RegistryDatabase, id_pool: FreeIdPool
+) -> None:
     """Top the free-ID pool up to its target, as the `canonical_id_pool` asset does."""
-    report = replenish(registry_database.connection_factory(), PoolSettings.from_env())
+    report = replenish(registry_database.connection_factory(), id_pool.settings())
     context.log.info(report.summary())
     context.log_event(
         dg.AssetMaterialization(

@@ -8,6 +8,7 @@ set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the reso
 import os
 
 import dagster as dg
+from pydantic import Field
 
 from idminter_pipeline.settings import ElasticsearchSettings
 from idminter_pipeline.works.churn_guard import (
@@ -60,7 +61,7 @@ class ChurnGuardResource(dg.ConfigurableResource):
     predecessor (see `idminter_pipeline.works.churn_guard`)."""
 
     enabled: bool = True
-    max_new_share: dict[str, float] = dict(DEFAULT_MAX_NEW_SHARE)
+    max_new_share: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MAX_NEW_SHARE))
     min_new_works: int = DEFAULT_MIN_NEW_WORKS
 
     def policy(self) -> ChurnGuardPolicy:

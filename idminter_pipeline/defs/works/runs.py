@@ -72,8 +72,11 @@ def failures_alert(summary: RunSummary) -> Alert:
             "missing predecessors or review the churn guard (mint), or check the works store "
             "(write); then re-run the same partition or ids: re-minting is idempotent."
         ),
-        figures={"works_failed": summary.failed, **summary.failures_by_stage,
-                 "job_id": summary.job_id},
+        figures={
+            "works_failed": summary.failed,
+            **summary.failures_by_stage,
+            "job_id": summary.job_id,
+        },
         severity=Severity.WARNING,
     )
 
@@ -109,4 +112,3 @@ def summary_metadata(summary: RunSummary) -> dict[str, Any]:
         "duration_seconds": round(summary.duration_seconds, 3),
         "failure_report": dg.MetadataValue.md(failure_report(summary)),
     }
-

@@ -20,12 +20,16 @@ DEFAULT_STATUS = (
 
 @dg.schedule(
     job=mint_works_job,
-    cron_schedule=window_cron(WINDOW_MINUTES, offset_minutes=LAG_MINUTES % WINDOW_MINUTES
-                              if WINDOW_MINUTES < 60 else LAG_MINUTES % 60),
+    cron_schedule=window_cron(
+        WINDOW_MINUTES,
+        offset_minutes=LAG_MINUTES % WINDOW_MINUTES if WINDOW_MINUTES < 60 else LAG_MINUTES % 60,
+    ),
     execution_timezone="UTC",
     default_status=DEFAULT_STATUS,
 )
-def mint_latest_works_window(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+def mint_latest_works_window(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
     """The newest window that closed at least the lag ago (one run per window: run_key)."""
     tick = context.scheduled_execution_time
     window = WORKS_PARTITIONS.get_last_partition_window(tick - timedelta(minutes=LAG_MINUTES))

@@ -21,8 +21,12 @@ from idminter_pipeline.defs.works.jobs import (
 
 IDENTIFIED_WORKS = dg.AssetKey("identified_works")
 WORKS_JOBS = frozenset(
-    {MINT_WORKS_JOB, MINT_WORKS_BY_ID_JOB, REPLENISH_AND_MINT_WORKS_JOB,
-     REPLENISH_AND_MINT_WORKS_BY_ID_JOB}
+    {
+        MINT_WORKS_JOB,
+        MINT_WORKS_BY_ID_JOB,
+        REPLENISH_AND_MINT_WORKS_JOB,
+        REPLENISH_AND_MINT_WORKS_BY_ID_JOB,
+    }
 )
 BY_ID_JOBS = frozenset({MINT_WORKS_BY_ID_JOB, REPLENISH_AND_MINT_WORKS_BY_ID_JOB})
 RETRY_OF_TAG = "idminter/retry-of"
@@ -57,7 +61,8 @@ def step_errors(context: dg.RunFailureSensorContext) -> list[SerializableErrorIn
 
 def pool_exhausted(context: dg.RunFailureSensorContext) -> bool:
     return any(
-        link.cls_name == "PoolExhaustedError" for error in step_errors(context)
+        link.cls_name == "PoolExhaustedError"
+        for error in step_errors(context)
         for link in _chain(error)
     )
 
@@ -77,11 +82,15 @@ def works_run_failure_alert(
     exhausted = pool_exhausted(context)
     retry = run.tags.get(RETRY_OF_TAG)
     if exhausted and not retry:
-        todo = ("Nothing, usually: the pool-exhaustion recovery replenishes the pool and retries "
-                "this run. Check that the retry succeeded.")
+        todo = (
+            "Nothing, usually: the pool-exhaustion recovery replenishes the pool and retries "
+            "this run. Check that the retry succeeded."
+        )
     else:
-        todo = ("Open the run in Dagster, fix the cause, and re-execute it (re-minting the same "
-                "window or ids is idempotent).")
+        todo = (
+            "Open the run in Dagster, fix the cause, and re-execute it (re-minting the same "
+            "window or ids is idempotent)."
+        )
     alerts.send(
         Alert(
             title=f"Minting run failed: {run.job_name}",
