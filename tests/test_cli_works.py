@@ -67,8 +67,8 @@ def test_load_reads_ndjson_documents_and_hits(works_env, tmp_path):
             "line 2: no state.sourceIdentifier",
         ),
         (
-            '{"state": {"sourceIdentifier": {"identifierType": {"id": "s"}, "ontologyType": "Work", '
-            '"value": "v"}}}',
+            '{"state": {"sourceIdentifier": {"identifierType": {"id": "s"}, '
+            '"ontologyType": "Work", "value": "v"}}}',
             "line 2: Work[s/v] has no indexed_at",
         ),
     ],
