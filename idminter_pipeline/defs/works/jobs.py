@@ -3,7 +3,7 @@
 import dagster as dg
 
 from idminter_pipeline.defs.works.assets import POOL_ASSET, identified_works
-from idminter_pipeline.defs.works.ops import mint_works_by_id, replenish_pool
+from idminter_pipeline.defs.works.ops import mint_listed_works, replenish_pool
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 
 MINT_WORKS_JOB = "mint_works"
@@ -29,7 +29,7 @@ replenish_and_mint_works_job = dg.define_asset_job(
 
 @dg.job(name=MINT_WORKS_BY_ID_JOB, description="Mint the works listed in run config.")
 def mint_works_by_id_job() -> None:
-    mint_works_by_id()
+    mint_listed_works()
 
 
 @dg.job(
@@ -37,4 +37,4 @@ def mint_works_by_id_job() -> None:
     description="Replenish the free-ID pool, then mint the listed works again.",
 )
 def replenish_and_mint_works_by_id_job() -> None:
-    mint_works_by_id(after=replenish_pool())
+    mint_listed_works(after=replenish_pool())

@@ -21,7 +21,7 @@ class MintWorksByIdConfig(dg.Config):
 
 
 @dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"})
-def mint_works_by_id(  # noqa: PLR0917 (Dagster injects resources by name)
+def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.OpExecutionContext,
     config: MintWorksByIdConfig,
     works_store: WorksStoreResource,

@@ -32,8 +32,13 @@ def mint_latest_works_window(
 ) -> dg.RunRequest | dg.SkipReason:
     """The newest window that closed at least the lag ago (one run per window: run_key)."""
     tick = context.scheduled_execution_time
-    window = WORKS_PARTITIONS.get_last_partition_window(tick - timedelta(minutes=LAG_MINUTES))
+    cutoff = tick - timedelta(minutes=LAG_MINUTES)
+    # The window that contains the cutoff is still open; the one before it is the latest closed.
+    current = WORKS_PARTITIONS.time_window_for_partition_key(
+        WORKS_PARTITIONS.get_partition_key_for_timestamp(cutoff.timestamp())
+    )
+    window = WORKS_PARTITIONS.get_prev_partition_window(current.start)
     if window is None:
-        return dg.SkipReason(f"no window closed before {tick} minus {LAG_MINUTES} minutes")
+        return dg.SkipReason(f"no window closed by {cutoff.isoformat()}")
     key = window.start.strftime(WORKS_PARTITIONS.fmt)
     return dg.RunRequest(run_key=key, partition_key=key)
