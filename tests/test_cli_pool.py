@@ -49,7 +49,8 @@ def test_status_prints_counts_rates_and_forecast(registry_env):
     with conn.cursor() as cursor:
         # The minter's claim: AssignedAt is stamped by the column's ON UPDATE.
         cursor.executemany(
-            "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId = %s", ids
+            "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId = %s",
+            [(v,) for v in ids],
         )
     conn.commit()
     conn.close()
