@@ -62,10 +62,10 @@ def pool_size_sensor(
         try:
             alerts.send(alert, log=context.log)
         except AlertDeliveryError as error:
-            # Not recorded as sent, so the next tick tries again; the run request still goes.
+            # Not recorded as sent, so the next tick tries every channel again (a repeated log
+            # line is better than a page that never went out); the run request still goes.
             context.log.error(str(error))
-            if not error.delivered:
-                continue
+            continue
         new_state = new_state.after_alert(kind)
 
     run_requests = (
