@@ -9,6 +9,7 @@ running it again regenerates the same works and re-mints the same IDs.
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from idminter_pipeline.registry import schema
 from idminter_pipeline.registry.connection import connect, connection_factory
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.summary import registry_summary
+from idminter_pipeline.settings import project_root
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import works_store_from_env
@@ -34,6 +36,9 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
     # Dagster loads in about a second: only this command pays for it, not every `idminter` call.
     import dagster as dg  # noqa: PLC0415
 
+    # The asset's backfill policy is a beta parameter; the warning is noise on this console.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
     from idminter_pipeline.definitions import defs  # noqa: PLC0415
     from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
 
@@ -41,11 +46,16 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
     last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
     home = os.environ.get("DAGSTER_HOME")
     if home:
+        # The same instance `make ui` opens, so the UI shows this run.
         Path(home).mkdir(parents=True, exist_ok=True)
+        config = Path(home) / "dagster.yaml"
+        if not config.exists() and (project_root() / "dagster.yaml").exists():
+            config.symlink_to(project_root() / "dagster.yaml")
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     with instance:
         result = defs.resolve_job_def("mint_works").execute_in_process(
             instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={
                 "dagster/asset_partition_range_start": first,
                 "dagster/asset_partition_range_end": last,
