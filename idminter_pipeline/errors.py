@@ -165,3 +165,16 @@ class MalformedWorkError(InvalidInputError):
 
 class WorksStoreError(IdMinterError):
     """The works store (Elasticsearch or the embedded SQLite file) refused or cannot be reached."""
+
+
+class RegistryContentionError(MintingError):
+    """Deadlocks, lock-wait timeouts or lost connections persisted past the retry budget."""
+
+    def __init__(self, attempts: int, code: int | None, detail: str) -> None:
+        self.attempts = attempts
+        self.code = code
+        self.detail = detail
+        super().__init__(
+            f"registry transaction failed {attempts} times (last error {code}: {detail}); "
+            "nothing was committed, retry later"
+        )
