@@ -39,8 +39,15 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
     # The asset's backfill policy is a beta parameter; the warning is noise on this console.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-    from idminter_pipeline.definitions import defs  # noqa: PLC0415
+    from idminter_pipeline.defs.alerts.resources import alerts_from_env  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import registry_database_from_env  # noqa: PLC0415
+    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
     from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
+    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
+        churn_guard_from_env,
+        works_store_from_env,
+    )
 
     first = WORKS_PARTITIONS.get_partition_key_for_timestamp(first_indexed_at.timestamp())
     last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
@@ -52,8 +59,20 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
         if not config.exists() and (project_root() / "dagster.yaml").exists():
             config.symlink_to(project_root() / "dagster.yaml")
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    # The code location's job and asset, with resources read from the environment now (the
+    # module-level `Definitions` read it once, at import).
+    job = dg.Definitions(
+        assets=[identified_works],
+        jobs=[mint_works_job],
+        resources={
+            "registry_database": registry_database_from_env(),
+            "works_store": works_store_from_env(),
+            "churn_guard": churn_guard_from_env(),
+            "alerts": alerts_from_env(),
+        },
+    ).resolve_job_def(mint_works_job.name)
     with instance:
-        result = defs.resolve_job_def("mint_works").execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={
