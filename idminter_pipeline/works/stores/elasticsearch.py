@@ -28,6 +28,8 @@ from idminter_pipeline.works.stores.base import (
     format_timestamp,
 )
 
+# Refusals (ApiError) and unreachable clusters (TransportError, after the client's retries).
+_ES_ERRORS = (es_exceptions.ApiError, es_exceptions.TransportError)
 POINT_IN_TIME_KEEP_ALIVE = "5m"
 BULK_CHUNK_SIZE = 500
 BULK_MAX_RETRIES = 5
@@ -133,7 +135,7 @@ class ElasticsearchWorksStore(WorksStore):
             chunk = wanted[start : start + _MGET_CHUNK]
             try:
                 response = self.client.mget(index=self.source_index, ids=chunk)
-            except es_exceptions.ApiError as error:
+            except _ES_ERRORS as error:
                 raise WorksStoreError(
                     f"multi-get from {self.source_index} failed: {error}"
                 ) from error
@@ -146,7 +148,7 @@ class ElasticsearchWorksStore(WorksStore):
             pit_id = self.client.open_point_in_time(
                 index=self.source_index, keep_alive=POINT_IN_TIME_KEEP_ALIVE
             )["id"]
-        except es_exceptions.ApiError as error:
+        except _ES_ERRORS as error:
             raise WorksStoreError(
                 f"cannot open a point in time on {self.source_index}: {error}"
             ) from error
@@ -170,7 +172,7 @@ class ElasticsearchWorksStore(WorksStore):
                 search_after = hits[-1]["sort"]
         finally:
             # It expires on its own after the keep-alive if closing fails.
-            with contextlib.suppress(es_exceptions.ApiError):
+            with contextlib.suppress(*_ES_ERRORS):
                 self.client.close_point_in_time(id=pit_id)
 
     def read_window(
@@ -224,7 +226,7 @@ class ElasticsearchWorksStore(WorksStore):
                     failures.append(
                         WriteFailure(source_id, f"{result.get('status')}: {result.get('error')}")
                     )
-        except es_exceptions.ApiError as error:
+        except _ES_ERRORS as error:
             raise WorksStoreError(f"bulk write to {self.target_index} failed: {error}") from error
         return failures
 
