@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from elasticsearch import Elasticsearch
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
 from idminter_pipeline.works.sample_data import generate_works
@@ -180,4 +181,16 @@ def test_store_from_env_defaults_to_the_embedded_file(tmp_path):
     store = works_store_from_env({"WORKS_STORE_PATH": str(tmp_path / "here.sqlite3")})
     assert isinstance(store, SqliteWorksStore)
     assert store.describe() == f"sqlite:{tmp_path / 'here.sqlite3'}"
+    store.close()
+
+
+def test_an_unreachable_elasticsearch_is_a_clear_store_error():
+    client = Elasticsearch("http://127.0.0.1:9", max_retries=0, request_timeout=2)
+    store = ElasticsearchWorksStore(client, ElasticsearchSettings(pipeline_date="2026-07-30"))
+    assert store.source_index == "works-source-2026-07-30"
+    assert store.target_index == "works-identified-2026-07-30"
+    with pytest.raises(WorksStoreError, match="works-source-2026-07-30"):
+        list(store.read_ids(["Work[sierra-system-number/b1]"]))
+    with pytest.raises(WorksStoreError, match="point in time on works-source-2026-07-30"):
+        list(store.read_all())
     store.close()
