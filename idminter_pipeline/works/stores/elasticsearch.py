@@ -241,6 +241,8 @@ class ElasticsearchWorksStore(WorksStore):
         return found
 
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        # Loading sample or dumped works may target fresh indices: give them the date mapping.
+        self.ensure_indices()
         total = 0
         for ok, item in helpers.streaming_bulk(
             self.client,
