@@ -33,6 +33,7 @@ def run_from_env(
     *,
     job_id: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    record_processed: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Mint `scope` with the store, registry and churn guard the environment names."""
@@ -47,4 +48,5 @@ def run_from_env(
             batch_size=batch_size,
             churn_guard=ChurnGuardPolicy.from_env(environ),
             on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
+            record_processed=record_processed,
         ).run(scope, job_id=job_id)

@@ -52,7 +52,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         churn_guard=churn_guard,
         alerts=alerts,
         batch_size=config.batch_size,
-        job_id=context.run_id,
+        job_id=context.run.run_id,
     )
     return dg.MaterializeResult(
         metadata=summary_metadata(summary),

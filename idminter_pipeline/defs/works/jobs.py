@@ -4,7 +4,6 @@ import dagster as dg
 
 from idminter_pipeline.defs.works.assets import POOL_ASSET, identified_works
 from idminter_pipeline.defs.works.ops import mint_listed_works, replenish_pool
-from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 
 MINT_WORKS_JOB = "mint_works"
 MINT_WORKS_BY_ID_JOB = "mint_works_by_id"
@@ -14,7 +13,6 @@ REPLENISH_AND_MINT_WORKS_BY_ID_JOB = "replenish_and_mint_works_by_id"
 mint_works_job = dg.define_asset_job(
     MINT_WORKS_JOB,
     selection=dg.AssetSelection.assets(identified_works),
-    partitions_def=WORKS_PARTITIONS,
     description="Mint the works of one indexed_at window (the schedule runs it).",
 )
 
@@ -22,7 +20,6 @@ mint_works_job = dg.define_asset_job(
 replenish_and_mint_works_job = dg.define_asset_job(
     REPLENISH_AND_MINT_WORKS_JOB,
     selection=dg.AssetSelection.assets(POOL_ASSET, identified_works),
-    partitions_def=WORKS_PARTITIONS,
     description="Replenish the free-ID pool, then mint the window again.",
 )
 

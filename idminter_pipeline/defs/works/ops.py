@@ -38,7 +38,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         churn_guard=churn_guard,
         alerts=alerts,
         batch_size=config.batch_size,
-        job_id=config.job_id or context.run_id,
+        job_id=config.job_id or context.run.run_id,
         record_processed=True,
     )
     return dg.Output(summary.as_dict(), metadata=summary_metadata(summary))
