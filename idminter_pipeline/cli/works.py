@@ -190,11 +190,11 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
     if more_ids and not first_ids:
         raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
     scope = _scope(first_ids + more_ids, window_start, window_end, full)
-    summary = run_from_env(scope, job_id=job_id, batch_size=batch_size)
+    listed = isinstance(scope, IdsScope)
+    # A window or the full index may hold millions of works: count them, do not list them.
+    summary = run_from_env(scope, job_id=job_id, batch_size=batch_size, record_processed=listed)
     report = summary.as_dict()
-    report["processed"] = (
-        summary.processed if isinstance(scope, IdsScope) else len(summary.processed)
-    )
+    report["processed"] = summary.processed if listed else summary.works_written
     echo_json(report)
     if summary.failed:
         sys.exit(EXIT_SOME_WORKS_FAILED)
