@@ -47,6 +47,8 @@ DEFAULT_BATCH_SIZE = 10_000
 # max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB), with room to spare.
 MAX_BATCH_SIZE = 50_000
 DEFAULT_MAX_ROUNDS = 10
+# IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
+SORT_CHUNK = 500_000
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600
 # MySQL refuses user lock names longer than 64 characters.
 _LOCK_NAME_MAX = 64
@@ -165,6 +167,61 @@ def _insert_batch(conn: Connection, ids: list[str]) -> int:
     return int(inserted)
 
 
+def _fill(
+    conn: Connection,
+    missing: int,
+    *,
+    batch_size: int,
+    max_rounds: int,
+    generate: Callable[[int], list[str]],
+) -> tuple[int, int, int]:
+    """Insert up to `missing` new IDs in at most `max_rounds`: (added, duplicates, rounds)."""
+    added = duplicates = rounds = 0
+    # IDs are drawn in large chunks, sorted, and inserted in key order, batch by batch: each
+    # batch then lands in one narrow key range of the B-trees instead of touching pages all over
+    # them, which at a million IDs about doubles InnoDB's insert rate. One thread inserts a chunk
+    # while this one draws the next.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-insert") as inserter:
+        pending: list[tuple[int, Future[int]]] = []
+        try:
+            while missing > 0 and rounds < max_rounds:
+                rounds += 1
+                to_draw = missing
+                pending = []
+                previous_chunk: list[Future[int]] = []
+                while to_draw > 0:
+                    drawn = generate(min(SORT_CHUNK, to_draw))
+                    if not drawn:
+                        raise RuntimeError("the ID generator returned no IDs")
+                    to_draw -= len(drawn)
+                    distinct = sorted(set(drawn))
+                    duplicates += len(drawn) - len(distinct)
+                    starts = range(0, len(distinct), batch_size)
+                    chunk = [
+                        inserter.submit(_insert_batch, conn, distinct[i : i + batch_size])
+                        for i in starts
+                    ]
+                    pending += [
+                        (min(batch_size, len(distinct) - i), future)
+                        for i, future in zip(starts, chunk, strict=True)
+                    ]
+                    # At most two chunks in memory: the one inserting and the one being drawn.
+                    for future in previous_chunk:
+                        future.result()
+                    previous_chunk = chunk
+                for count, future in pending:
+                    inserted = future.result()
+                    added += inserted
+                    duplicates += count - inserted
+                    missing -= inserted
+        except BaseException:
+            # Queued batches must not run after a failure: the caller sees one clear error.
+            for _, future in pending:
+                future.cancel()
+            raise
+    return added, duplicates, rounds
+
+
 def top_up(
     connect: ConnectionFactory,
     target_free: int,
@@ -203,30 +260,14 @@ def top_up(
             # Counted under the lock, so a top-up that waited sees what the other one added.
             free_before = count_free(conn)
             conn.commit()  # end the read snapshot
-            missing = max(0, target_free - free_before)
-            added = duplicates = rounds = 0
-            # One thread inserts while this one draws the next batch: the server's insert time
-            # and Python's drawing time overlap instead of adding up.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-insert") as inserter:
-                while missing > 0 and rounds < max_rounds:
-                    rounds += 1
-                    to_draw = missing
-                    pending: list[tuple[int, Future[int]]] = []
-                    while to_draw > 0:
-                        drawn = generate(min(batch_size, to_draw))
-                        if not drawn:
-                            raise RuntimeError("the ID generator returned no IDs")
-                        to_draw -= len(drawn)
-                        distinct = list(set(drawn))
-                        pending.append((len(drawn), inserter.submit(_insert_batch, conn, distinct)))
-                        # At most one batch waits behind the one being inserted.
-                        if len(pending) >= 2:
-                            pending[-2][1].result()
-                    for count, future in pending:
-                        inserted = future.result()
-                        added += inserted
-                        duplicates += count - inserted
-                    missing = max(0, target_free - free_before - added)
+            added, duplicates, rounds = _fill(
+                conn,
+                target_free - free_before,
+                batch_size=batch_size,
+                max_rounds=max_rounds,
+                generate=generate,
+            )
+            missing = max(0, target_free - free_before - added)
             free_after = count_free(conn)
             conn.commit()
             if missing > 0:
