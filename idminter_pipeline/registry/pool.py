@@ -42,10 +42,11 @@ from idminter_pipeline.errors import (
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 
-DEFAULT_BATCH_SIZE = 10_000
-# 50,000 rows of `('xxxxxxxx')` make a statement of about 650 kB: inside the default
-# max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB), with room to spare.
-MAX_BATCH_SIZE = 50_000
+# Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
+# fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,
+# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB).
+DEFAULT_BATCH_SIZE = 50_000
+MAX_BATCH_SIZE = 100_000
 DEFAULT_MAX_ROUNDS = 10
 # IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
 SORT_CHUNK = 500_000
