@@ -27,6 +27,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pymysql
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from idminter_pipeline.canonical_ids import (
     generate_canonical_ids_bulk,
@@ -71,6 +78,8 @@ WATCH_POOL_SQL = (
 )
 
 _ER_NO_SUCH_TABLE = 1146
+# Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
+_TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
 _ER_BAD_FIELD = 1054
 _HOURS_PER_WINDOW = {"hour": 1, "day": 24, "week": 24 * 7}
 
@@ -151,6 +160,29 @@ class TopUpReport:
         )
 
 
+def _is_transient_lock_error(error: BaseException) -> bool:
+    return (
+        isinstance(error, pymysql.err.OperationalError)
+        and bool(error.args)
+        and error.args[0] in _TRANSIENT_LOCK_ERRORS
+    )
+
+
+def _rollback_before_retry(state: RetryCallState) -> None:
+    # InnoDB has rolled the statement's transaction back already; make the connection agree.
+    conn = state.args[0]
+    conn.rollback()
+
+
+# A deadlock victim's whole transaction (one batch) was rolled back, so running the same
+# INSERT IGNORE again is safe: rows another transaction added meanwhile are skipped.
+@retry(
+    retry=retry_if_exception(_is_transient_lock_error),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential_jitter(multiplier=0.05, max=2),
+    before_sleep=_rollback_before_retry,
+    reraise=True,
+)
 def _insert_batch(conn: Connection, ids: list[str]) -> int:
     """Insert distinct IDs as free; returns how many were new (the rest already existed)."""
     # The statement is spelled out rather than escaped value by value (pymysql's executemany
