@@ -37,7 +37,9 @@ SETTINGS = PoolSettings(
     low_watermark=1_000,
     critical_watermark=200,
     batch_size=500,
-    forecast_horizon_hours=24,
+    # Forecast alerts when the pool would last under 1.5 hours; the sensor counts IDs minted
+    # in the last hour up to ceil(2,000 / 1.5) = 1,334.
+    forecast_horizon_hours=1.5,
 )
 # Draining the pool the way a minter does stamps AssignedAt, so these tests would also see the
 # forecast alert; a zero horizon turns the forecast off to isolate the watermark behaviour.
@@ -302,30 +304,45 @@ def test_a_minting_burst_alerts_both_watermark_and_forecast(registry, resources,
     _fill(registry, 2_000)
     ticks = Ticks(resources)
     assert not ticks.tick().run_requests
-    _drain_to(registry, 900)  # 1,100 claimed in minutes: below low, empty in under an hour
+    _drain_to(registry, 950)  # 1,050 claimed in minutes: below low, empty in under an hour
     assert len(ticks.tick().run_requests) == 1
     assert not ticks.tick().run_requests
     alerts = _alerts(alerts_log)
     assert [(a["severity"], a["title"]) for a in alerts] == [
         ("warning", "Free-ID pool below low watermark"),
-        ("critical", "Free-ID pool forecast to run out within 24 hours"),
+        ("critical", "Free-ID pool forecast to run out within 1.5 hours"),
     ]
-    assert alerts[1]["figures"]["minted_last_hour"] == 1_100
+    assert alerts[1]["figures"]["minted_last_hour"] == 1_050
+    assert alerts[1]["figures"]["hours_until_empty"] == round(950 / 1_050, 2)
 
 
 def test_a_pool_forecast_to_empty_within_the_horizon_alerts_critical(
     registry, resources, alerts_log
 ):
     _fill(registry, 1_500)  # above the low watermark
-    _assign_recently(registry, 300)  # 300/hour: 1,500 free last 5 hours, horizon 24
+    _assign_recently(registry, 1_200)  # 1,200/hour: 1,500 free last 1.25 hours
     ticks = Ticks(resources)
     results = [ticks.tick() for _ in range(3)]
     assert not any(result.run_requests for result in results)
     [alert] = _alerts(alerts_log)
     assert alert["severity"] == "critical"
-    assert "run out within 24 hours" in alert["title"]
-    assert alert["figures"]["hours_until_empty"] == 5.0
-    assert alert["figures"]["minted_last_hour"] == 300
+    assert "run out within 1.5 hours" in alert["title"]
+    assert alert["figures"]["hours_until_empty"] == 1.25
+    assert alert["figures"]["minted_last_hour"] == 1_200
+    assert "1,200 IDs/hour" in alert["what_happened"]
+
+
+def test_a_mint_rate_beyond_the_count_cap_still_forecasts(registry, resources, alerts_log):
+    _fill(registry, 1_500)
+    _assign_recently(registry, 1_800)  # more than the 1,334 the sensor counts
+    ticks = Ticks(resources)
+    for _ in range(3):
+        ticks.tick()
+    [alert] = _alerts(alerts_log)
+    assert alert["severity"] == "critical"
+    assert alert["figures"]["minted_last_hour"] == "more than 1334"
+    assert alert["figures"]["hours_until_empty"].startswith("less than ")
+    assert "more than 1,334 IDs/hour" in alert["what_happened"]
 
 
 def test_an_undelivered_alert_is_retried_on_the_next_tick(registry, resources, tmp_path):

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import re
+import threading
 
 import pytest
 from db_helpers import fetch_all
@@ -209,3 +210,56 @@ def test_two_concurrent_top_ups_neither_deadlock_nor_overshoot(registry):
 def test_count_free_counts_only_free_ids(registry, conn):
     _insert(registry, [("aaaaaaaa", "free"), ("bbbbbbbb", "free"), ("cccccccc", "assigned")])
     assert count_free(conn) == 2
+
+
+def _claim_like_the_minter(settings, stop, claimed, errors):
+    """RFC 083's claim: SELECT ... FOR UPDATE SKIP LOCKED, UPDATE to assigned, COMMIT."""
+    conn = connect(settings)
+    try:
+        while not stop.is_set():
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+                    "LIMIT 50 FOR UPDATE SKIP LOCKED"
+                )
+                ids = [value for (value,) in cursor.fetchall()]
+                if ids:
+                    cursor.execute(
+                        "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ("
+                        + ",".join(["%s"] * len(ids))
+                        + ")",
+                        ids,
+                    )
+            conn.commit()
+            claimed.extend(ids)
+    except Exception as error:
+        errors.append(error)
+    finally:
+        conn.close()
+
+
+def test_a_top_up_runs_while_minters_claim_free_ids(registry, connect_registry):
+    top_up(connect_registry, 5_000, batch_size=1_000)
+    stop = threading.Event()
+    claimed: list[str] = []
+    errors: list[Exception] = []
+    minters = [
+        threading.Thread(target=_claim_like_the_minter, args=(registry, stop, claimed, errors))
+        for _ in range(2)
+    ]
+    for minter in minters:
+        minter.start()
+    try:
+        report = top_up(connect_registry, 60_000, batch_size=2_000)
+    finally:
+        stop.set()
+        for minter in minters:
+            minter.join(timeout=60)
+    assert errors == []
+    assert claimed, "the minters claimed nothing while the top-up ran"
+    assert len(set(claimed)) == len(claimed)  # no ID claimed twice
+    counts = _status_counts(registry)
+    assert counts["assigned"] == len(claimed)
+    # Everything inserted is accounted for: still free, or claimed.
+    assert counts["free"] + counts["assigned"] == 5_000 + report.added
+    assert report.added == 60_000 - report.free_before

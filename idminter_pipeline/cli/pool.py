@@ -77,7 +77,7 @@ def status(as_json: bool) -> None:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help=f"IDs per INSERT statement, clamped to {MAX_BATCH_SIZE:,} [default: 10,000].",
+    help=f"IDs per INSERT statement, clamped to {MAX_BATCH_SIZE:,} [default: 50,000].",
 )
 @click.option(
     "--max-rounds",

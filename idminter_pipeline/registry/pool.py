@@ -27,6 +27,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pymysql
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from idminter_pipeline.canonical_ids import (
     generate_canonical_ids_bulk,
@@ -42,11 +49,14 @@ from idminter_pipeline.errors import (
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 
-DEFAULT_BATCH_SIZE = 10_000
-# 50,000 rows of `('xxxxxxxx')` make a statement of about 650 kB: inside the default
-# max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB), with room to spare.
-MAX_BATCH_SIZE = 50_000
+# Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
+# fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,
+# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB).
+DEFAULT_BATCH_SIZE = 50_000
+MAX_BATCH_SIZE = 100_000
 DEFAULT_MAX_ROUNDS = 10
+# IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
+SORT_CHUNK = 500_000
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600
 # MySQL refuses user lock names longer than 64 characters.
 _LOCK_NAME_MAX = 64
@@ -68,6 +78,8 @@ WATCH_POOL_SQL = (
 )
 
 _ER_NO_SUCH_TABLE = 1146
+# Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
+_TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
 _ER_BAD_FIELD = 1054
 _HOURS_PER_WINDOW = {"hour": 1, "day": 24, "week": 24 * 7}
 
@@ -148,6 +160,29 @@ class TopUpReport:
         )
 
 
+def _is_transient_lock_error(error: BaseException) -> bool:
+    return (
+        isinstance(error, pymysql.err.OperationalError)
+        and bool(error.args)
+        and error.args[0] in _TRANSIENT_LOCK_ERRORS
+    )
+
+
+def _rollback_before_retry(state: RetryCallState) -> None:
+    # InnoDB has rolled the statement's transaction back already; make the connection agree.
+    conn = state.args[0]
+    conn.rollback()
+
+
+# A deadlock victim's whole transaction (one batch) was rolled back, so running the same
+# INSERT IGNORE again is safe: rows another transaction added meanwhile are skipped.
+@retry(
+    retry=retry_if_exception(_is_transient_lock_error),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential_jitter(multiplier=0.05, max=2),
+    before_sleep=_rollback_before_retry,
+    reraise=True,
+)
 def _insert_batch(conn: Connection, ids: list[str]) -> int:
     """Insert distinct IDs as free; returns how many were new (the rest already existed)."""
     # The statement is spelled out rather than escaped value by value (pymysql's executemany
@@ -163,6 +198,61 @@ def _insert_batch(conn: Connection, ids: list[str]) -> int:
         inserted = cursor.rowcount
     conn.commit()
     return int(inserted)
+
+
+def _fill(
+    conn: Connection,
+    missing: int,
+    *,
+    batch_size: int,
+    max_rounds: int,
+    generate: Callable[[int], list[str]],
+) -> tuple[int, int, int]:
+    """Insert up to `missing` new IDs in at most `max_rounds`: (added, duplicates, rounds)."""
+    added = duplicates = rounds = 0
+    # IDs are drawn in large chunks, sorted, and inserted in key order, batch by batch: each
+    # batch then lands in one narrow key range of the B-trees instead of touching pages all over
+    # them, which at a million IDs about doubles InnoDB's insert rate. One thread inserts a chunk
+    # while this one draws the next.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-insert") as inserter:
+        pending: list[tuple[int, Future[int]]] = []
+        try:
+            while missing > 0 and rounds < max_rounds:
+                rounds += 1
+                to_draw = missing
+                pending = []
+                previous_chunk: list[Future[int]] = []
+                while to_draw > 0:
+                    drawn = generate(min(SORT_CHUNK, to_draw))
+                    if not drawn:
+                        raise RuntimeError("the ID generator returned no IDs")
+                    to_draw -= len(drawn)
+                    distinct = sorted(set(drawn))
+                    duplicates += len(drawn) - len(distinct)
+                    starts = range(0, len(distinct), batch_size)
+                    chunk = [
+                        inserter.submit(_insert_batch, conn, distinct[i : i + batch_size])
+                        for i in starts
+                    ]
+                    pending += [
+                        (min(batch_size, len(distinct) - i), future)
+                        for i, future in zip(starts, chunk, strict=True)
+                    ]
+                    # At most two chunks in memory: the one inserting and the one being drawn.
+                    for future in previous_chunk:
+                        future.result()
+                    previous_chunk = chunk
+                for count, future in pending:
+                    inserted = future.result()
+                    added += inserted
+                    duplicates += count - inserted
+                    missing -= inserted
+        except BaseException:
+            # Queued batches must not run after a failure: the caller sees one clear error.
+            for _, future in pending:
+                future.cancel()
+            raise
+    return added, duplicates, rounds
 
 
 def top_up(
@@ -203,30 +293,14 @@ def top_up(
             # Counted under the lock, so a top-up that waited sees what the other one added.
             free_before = count_free(conn)
             conn.commit()  # end the read snapshot
-            missing = max(0, target_free - free_before)
-            added = duplicates = rounds = 0
-            # One thread inserts while this one draws the next batch: the server's insert time
-            # and Python's drawing time overlap instead of adding up.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-insert") as inserter:
-                while missing > 0 and rounds < max_rounds:
-                    rounds += 1
-                    to_draw = missing
-                    pending: list[tuple[int, Future[int]]] = []
-                    while to_draw > 0:
-                        drawn = generate(min(batch_size, to_draw))
-                        if not drawn:
-                            raise RuntimeError("the ID generator returned no IDs")
-                        to_draw -= len(drawn)
-                        distinct = list(set(drawn))
-                        pending.append((len(drawn), inserter.submit(_insert_batch, conn, distinct)))
-                        # At most one batch waits behind the one being inserted.
-                        if len(pending) >= 2:
-                            pending[-2][1].result()
-                    for count, future in pending:
-                        inserted = future.result()
-                        added += inserted
-                        duplicates += count - inserted
-                    missing = max(0, target_free - free_before - added)
+            added, duplicates, rounds = _fill(
+                conn,
+                target_free - free_before,
+                batch_size=batch_size,
+                max_rounds=max_rounds,
+                generate=generate,
+            )
+            missing = max(0, target_free - free_before - added)
             free_after = count_free(conn)
             conn.commit()
             if missing > 0:

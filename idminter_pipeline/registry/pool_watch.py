@@ -6,9 +6,10 @@ alert if it also drops below the critical watermark. Separately, one critical al
 forecast (free IDs / IDs minted in the last hour) says the pool empties within the horizon.
 The state lives in the sensor cursor as JSON.
 
-The sensor's count of free IDs is bounded (see `watch_pool`). The bound is the largest figure a
-decision needs: the low watermark, or the IDs that the previous tick's mint rate would consume
-within the horizon (at most the pool target), so a fast-draining pool is forecast exactly.
+The sensor's counts are bounded (see `watch_pool`) by the largest figure a decision needs. Free
+IDs: the low watermark, or the IDs the previous tick's mint rate would consume within the
+horizon (at most the pool target), so a fast-draining pool is forecast exactly. IDs minted in
+the last hour: target / horizon, beyond which even a full pool empties within the horizon.
 """
 
 from __future__ import annotations
@@ -78,22 +79,30 @@ def watch_caps(state: WatchState, settings: PoolSettings) -> tuple[int, int]:
     """(free_cap, minted_cap) for this tick's `watch_pool`."""
     needed_for_forecast = math.ceil(state.minted_last_hour * settings.forecast_horizon_hours)
     free_cap = max(settings.low_watermark, min(needed_for_forecast, settings.target_free))
-    # More than a full pool minted in an hour is "too many" whatever the exact figure.
-    return free_cap, settings.target_free
+    # Past target / horizon IDs an hour even a full pool empties within the horizon, so the
+    # exact rate beyond that changes no decision: the count can stop there.
+    minted_cap = math.ceil(settings.target_free / max(settings.forecast_horizon_hours, 1.0))
+    return free_cap, minted_cap
 
 
 def _figures(watch: PoolWatch, settings: PoolSettings, database: str) -> dict[str, object]:
     hours = watch.hours_until_empty()
+    if hours is None:
+        hours_shown: object = "no forecast"
+    elif watch.minted_is_exact:
+        hours_shown = round(hours, 2)
+    else:  # the rate is a lower bound, so the time left is an upper bound
+        hours_shown = f"less than {hours:.2f}"
     return {
         "database": database,
         "free": watch.free if watch.free_is_exact else f"more than {watch.free_cap}",
         "low_watermark": settings.low_watermark,
         "critical_watermark": settings.critical_watermark,
         "target_free": settings.target_free,
-        "minted_last_hour": watch.minted_last_hour,
-        "hours_until_empty": round(hours, 2)
-        if hours is not None
-        else "no minting in the last hour",
+        "minted_last_hour": (
+            watch.minted_last_hour if watch.minted_is_exact else f"more than {watch.minted_cap}"
+        ),
+        "hours_until_empty": hours_shown,
         "forecast_horizon_hours": settings.forecast_horizon_hours,
     }
 
@@ -172,6 +181,7 @@ def assess(
     horizon = settings.forecast_horizon_hours
     rate = watch.minted_last_hour
     within = hours is not None and hours < horizon
+    rate_shown = f"{rate:,}" if watch.minted_is_exact else f"more than {watch.minted_cap:,}"
     # Known not to empty within the horizon: no minting, or even the capped count lasts long enough.
     clear = (
         rate == 0 or (hours is not None and hours >= horizon) or watch.free_cap / rate >= horizon
@@ -183,8 +193,8 @@ def assess(
                 Alert(
                     title=f"Free-ID pool forecast to run out within {horizon:g} hours",
                     what_happened=(
-                        f"At the last hour's mint rate ({rate:,} IDs/hour) the {free:,} free IDs "
-                        f"of {database} last {hours:.1f} hours, less than the "
+                        f"At the last hour's mint rate ({rate_shown} IDs/hour) the {free:,} "
+                        f"free IDs of {database} last {hours:.1f} hours, less than the "
                         f"{horizon:g}-hour horizon."
                     ),
                     figures=figures,  # type: ignore[arg-type]
@@ -204,6 +214,6 @@ def assess(
     shown = f"{free:,}" if exact else f"more than {watch.free_cap:,}"
     summary = (
         f"{shown} free IDs (low watermark {settings.low_watermark:,}, critical "
-        f"{settings.critical_watermark:,}); {rate:,} minted in the last hour"
+        f"{settings.critical_watermark:,}); {rate_shown} minted in the last hour"
     )
     return WatchDecision(new_state, request, alerts, summary)
