@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from db_helpers import fetch_all
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
@@ -96,10 +97,13 @@ def _race_against_a_committing_writer(registry, minter, requests, key, winner_id
         writer.close()
 
 
-def test_a_lost_race_returns_the_winners_id_and_leaves_ours_free(registry, connect_registry):
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+def test_a_lost_race_returns_the_winners_id_and_leaves_ours_free(
+    registry, connect_registry, isolation
+):
     pool = fill_pool(registry, 5)
     source = work("race-test", "lost")
-    with Minter(connect_registry) as minter:
+    with Minter(connect_registry, isolation_level=isolation) as minter:
         result = _race_against_a_committing_writer(
             registry, minter, [MintRequest(source)], source, "winner23"
         )
@@ -117,11 +121,14 @@ def test_a_lost_race_returns_the_winners_id_and_leaves_ours_free(registry, conne
     check_invariants(registry)
 
 
-def test_a_lost_race_on_an_in_batch_predecessor_redoes_the_call(registry, connect_registry):
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+def test_a_lost_race_on_an_in_batch_predecessor_redoes_the_call(
+    registry, connect_registry, isolation
+):
     """Its successor must take the winner's ID, not the one this call claimed."""
     fill_pool(registry, 5)
     root, heir = work("sierra", "b1"), SourceIdentifier("Image", "axiell", "AC-1")
-    with Minter(connect_registry) as minter:
+    with Minter(connect_registry, isolation_level=isolation) as minter:
         result = _race_against_a_committing_writer(
             registry, minter, [MintRequest(root), MintRequest(heir, root)], root, "winner23"
         )

@@ -59,12 +59,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str, str]
 
-# SourceId IN-lists per lookup branch: small enough that every branch is a handful of ranges on
-# the primary key (a row-constructor IN over thousands of tuples can fall off the index on
-# MySQL), large enough that a 10,000-key call stays a few dozen branches of one statement.
-DEFAULT_LOOKUP_CHUNK_SIZE = 1_000
+# SourceId IN-lists per lookup branch: every branch must stay a range scan of PRIMARY. A
+# row-constructor IN over thousands of tuples can fall off the index on MySQL, a long IN-list can
+# exceed MySQL's range_optimizer_max_mem_size, and MariaDB may rewrite an IN-list of 1,000 values or
+# more (in_predicate_conversion_threshold) into a subquery. 999 stays below all of these, and a
+# 10,000-key call is still a dozen or so branches of one statement.
+DEFAULT_LOOKUP_CHUNK_SIZE = 999
 MIN_LOOKUP_CHUNK_SIZE = 1
-MAX_LOOKUP_CHUNK_SIZE = 5_000
+MAX_LOOKUP_CHUNK_SIZE = 999
+ISOLATION_LEVELS = frozenset({"READ COMMITTED", "REPEATABLE READ"})
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 20
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
@@ -372,7 +375,8 @@ class Minter:
     `max_attempts` (per call, for deadlocks, lock-wait timeouts and lost connections),
     `backoff_seconds` / `max_backoff_seconds` (jittered exponential wait between attempts),
     `lock_wait_timeout_seconds` (session `innodb_lock_wait_timeout`), `always_reread` (do the
-    locking re-read even when the insert's affected-row count shows every row is ours).
+    locking re-read even when the insert's affected-row count shows every row is ours),
+    `isolation_level` ("READ COMMITTED", the default, or "REPEATABLE READ").
     """
 
     def __init__(
@@ -385,7 +389,13 @@ class Minter:
         max_backoff_seconds: float = 1.0,
         lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
         always_reread: bool = False,
+        isolation_level: str = "READ COMMITTED",
     ) -> None:
+        if isolation_level not in ISOLATION_LEVELS:
+            raise InvalidInputError(
+                f"isolation level {isolation_level!r}: expected one of {sorted(ISOLATION_LEVELS)}"
+            )
+        self.isolation_level = isolation_level
         self._connect = connect
         self._conn: Connection | None = None
         self.lookup_chunk_size = _clamp(
@@ -406,13 +416,14 @@ class Minter:
         if self._conn is None:
             conn = self._connect()
             with conn.cursor() as cursor:
-                # READ COMMITTED: no gap locks on the lookups and the pool scan, so concurrent
-                # minters block each other only on the rows they really share. Correctness does
-                # not depend on it: the re-read after the insert is a locking read.
+                # READ COMMITTED by default: no gap locks on the pool scan and fewer on inserts,
+                # so concurrent minters block each other only on rows they really share.
+                # Correctness does not depend on it (the claim and the re-read are locking
+                # reads); REPEATABLE READ is there for servers that log binlogs as STATEMENT.
                 cursor.execute(
                     "SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_timeout_seconds,)
                 )
-                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}")
             conn.commit()
             self._conn = conn
         return self._conn
@@ -607,34 +618,11 @@ class Minter:
         claimed = self._claim_free_ids(conn, len(new_roots)) if new_roots else []
         plan = resolution.plan(dict(zip(new_roots, claimed, strict=True)))
 
-        actual = self._insert_mappings(conn, plan) if plan else {}
         events: list[_Event] = []
         used_ids: set[str] = set()
-        lost: set[SourceIdentifier] = set()
-        for source, step in plan.items():
-            canonical_id = actual.get(_key(source))
-            if canonical_id is None:
-                raise AssertionError(f"{source} is missing right after its insert")
-            if canonical_id != step.canonical_id:
-                # Another minter committed this key after our lookup: its ID stands, and the ID
-                # we claimed for it stays free (it is simply not marked assigned).
-                lost.add(source)
-                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
-                if step.predecessor is not None:
-                    events.append(
-                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
-                    )
-                continue
-            results[source] = MintResult(source, canonical_id, step.outcome)
-            if step.outcome is MintOutcome.MINTED:
-                used_ids.add(canonical_id)
-            elif step.predecessor is not None:
-                events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
-        if lost:
-            self.stats.lost_races += len(lost)
-            if any(predecessors[s] in lost for s in plan if s not in lost):
-                raise _StalePlanError(sorted(lost, key=_key))
-
+        if plan:
+            actual = self._insert_mappings(conn, plan)
+            used_ids = self._settle(plan, actual, results, events)
         events.extend(resolution.mismatches_of_existing(results, plan))
         if used_ids:
             self._mark_assigned(conn, sorted(used_ids))
@@ -643,7 +631,56 @@ class Minter:
             self.stats.mismatches_recorded += sum(
                 1 for event in events if event.kind == "predecessor_mismatch"
             )
+        if not plan:
+            return results  # built in request order already
         return {source: results[source] for source in predecessors}
+
+    def _settle(
+        self,
+        plan: dict[SourceIdentifier, _Step],
+        actual: dict[Key, str] | None,
+        results: dict[SourceIdentifier, MintResult],
+        events: list[_Event],
+    ) -> set[str]:
+        """Results and provenance for the inserted keys; the claimed IDs really used.
+
+        A key whose ID is not the planned one was committed by another minter after our lookup:
+        its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
+        another key of this call inherits from such a key, the plan is stale: redo the call.
+        """
+        used_ids: set[str] = set()
+        lost: list[SourceIdentifier] = []
+        for source, step in plan.items():
+            if actual is None:  # the insert proved every row is ours
+                canonical_id = step.canonical_id
+            else:
+                canonical_id = actual.get(_key(source), "")
+                if not canonical_id:
+                    raise AssertionError(f"{source} is missing right after its insert")
+            if canonical_id != step.canonical_id:
+                lost.append(source)
+                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
+                if step.predecessor is not None:
+                    events.append(
+                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
+                    )
+            elif step.outcome is MintOutcome.MINTED:
+                results[source] = MintResult(source, canonical_id, step.outcome)
+                used_ids.add(canonical_id)
+            else:
+                results[source] = MintResult(source, canonical_id, step.outcome)
+                if step.predecessor is not None:
+                    events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
+        if lost:
+            self.stats.lost_races += len(lost)
+            lost_set = set(lost)
+            if any(
+                step.predecessor in lost_set
+                for source, step in plan.items()
+                if source not in lost_set
+            ):
+                raise _StalePlanError(sorted(lost, key=_key))
+        return used_ids
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
@@ -661,9 +698,10 @@ class Minter:
 
     def _insert_mappings(
         self, conn: Connection, plan: dict[SourceIdentifier, _Step]
-    ) -> dict[Key, str]:
+    ) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
-        order) and return the canonical ID each key really has now."""
+        order) and return the canonical ID each key really has now, or None if the insert
+        proved that every key has the planned one."""
         ordered = sorted(plan, key=_key)
         escape = _string_escaper(conn)
         rows = ",".join(
@@ -686,7 +724,7 @@ class Minter:
             and not self.always_reread
             and not conn.client_flag & CLIENT.FOUND_ROWS
         ):
-            return {_key(source): plan[source].canonical_id for source in ordered}
+            return None
         # Some keys exist: a locking read sees the latest committed rows (another minter may
         # have inserted them after our lookup, whatever the isolation level).
         self.stats.rereads += 1
