@@ -21,6 +21,7 @@ from idminter_pipeline.errors import (
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
     MAX_BATCH_SIZE,
+    MAX_WRITERS,
     clamp_batch_size,
     count_free,
     top_up,
@@ -142,6 +143,20 @@ def test_ids_outside_the_public_format_are_refused_before_any_insert(registry, c
 def test_batch_size_must_be_a_positive_integer(bad):
     with pytest.raises(InvalidInputError, match=re.escape(repr(bad))):
         clamp_batch_size(bad)
+
+
+@pytest.mark.parametrize("writers", [1, 3])
+def test_any_number_of_writers_reaches_the_target_exactly(registry, connect_registry, writers):
+    report = top_up(connect_registry, 12_345, batch_size=1_000, writers=writers)
+    assert (report.added, report.writers) == (12_345, writers)
+    assert _status_counts(registry) == {"free": 12_345}
+
+
+def test_writers_are_clamped_and_must_be_positive(registry, connect_registry):
+    assert top_up(connect_registry, 10, writers=50).writers == MAX_WRITERS
+    with pytest.raises(InvalidInputError, match="writers"):
+        top_up(connect_registry, 20, writers=0)
+    assert _status_counts(registry) == {"free": 10}
 
 
 def test_batch_size_is_clamped(registry, connect_registry):
@@ -292,10 +307,12 @@ def test_a_batch_chosen_as_deadlock_victim_is_retried(registry, connect_registry
             cursor.execute("INSERT INTO canonical_ids (CanonicalId) VALUES (%s)", (second_key,))
         worker.start()
         draws = iter([[first_key, second_key]])
+        # One writer, so one statement holds first_key and waits for second_key.
         report = top_up(
             connect_registry,
             2,
             batch_size=10,
+            writers=1,
             generate=lambda n: next(draws, None) or generate_canonical_ids_bulk(n),
         )
     finally:
