@@ -57,7 +57,7 @@ MAX_BATCH_SIZE = 100_000
 DEFAULT_MAX_ROUNDS = 10
 # IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
 SORT_CHUNK = 500_000
-# Connections inserting at once. Two measured about 25% faster than one on the 2-core test
+# Connections inserting at once. Two measured about 1.5 times as fast as one on the 2-core test
 # machine; each writer takes its own key range of a chunk, so they rarely meet on a lock.
 DEFAULT_WRITERS = 2
 MAX_WRITERS = 4
