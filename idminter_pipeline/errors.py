@@ -94,3 +94,17 @@ class RegistryUnavailableError(IdMinterError):
 
 class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
+
+
+class LegacyMigrationError(IdMinterError):
+    """The legacy 1:1 registry cannot be migrated, swapped, rolled back or finalized as asked."""
+
+    def __init__(self, message: str, *, offending: Sequence[object] = ()) -> None:
+        self.offending = list(offending)
+        shown = ", ".join(repr(value) for value in self.offending[:10])
+        more = f" and {len(self.offending) - 10} more" if len(self.offending) > 10 else ""
+        super().__init__(f"{message}: {shown}{more}" if self.offending else message)
+
+
+class LegacyVerificationError(LegacyMigrationError):
+    """The copy does not match the legacy table, so the tables were not swapped."""
