@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from idminter_pipeline.cli.db import db
+from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
 from idminter_pipeline.cli.local_run import local_run
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
 
@@ -42,5 +43,8 @@ def main(verbose: bool) -> None:
     )
 
 
+db.add_command(migrate_legacy)
+db.add_command(finalize_legacy)
+db.add_command(rollback_legacy)
 main.add_command(db)
 main.add_command(local_run)
