@@ -1,4 +1,4 @@
-"""Legacy migration speed: N legacy rows copied, verified and swapped, against one INSERT ... SELECT.
+"""Legacy migration speed: N legacy rows copied, verified and swapped vs one INSERT ... SELECT.
 
 For each size, a legacy 1:1 table (RFC 083 "Current schema", latin1) is generated server-side
 (INSERT ... SELECT over a digits cross join: unique, randomly ordered canonical IDs in today's
@@ -68,8 +68,7 @@ def _id_expression() -> str:
     suffix = f"((n * {MULTIPLIER}) % {SUFFIX_SPACE})"
     chars = [f"SUBSTRING('{FIRST_CHARACTERS}', 1 + n % {len(FIRST_CHARACTERS)}, 1)"]
     chars += [
-        f"SUBSTRING('{OTHER_CHARACTERS}', 1 + FLOOR({suffix} / {31**k}) % 31, 1)"
-        for k in range(7)
+        f"SUBSTRING('{OTHER_CHARACTERS}', 1 + FLOOR({suffix} / {31**k}) % 31, 1)" for k in range(7)
     ]
     return f"CONCAT({', '.join(chars)})"
 
@@ -205,9 +204,6 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, help="one custom size instead")
     args = parser.parse_args()
     target = DatabaseSettings.from_env()
-    if args.rows:
-        results = _measure(target, args.rows)
-    else:
-        results = run(target, quick=not args.full)
+    results = _measure(target, args.rows) if args.rows else run(target, quick=not args.full)
     for row in results:
         print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")

@@ -15,6 +15,7 @@ import click
 from idminter_pipeline.cli.db import db
 from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
 from idminter_pipeline.cli.local_run import local_run
+from idminter_pipeline.cli.reconcile import reconcile
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
 
 EXIT_FAILURE = 1
@@ -48,3 +49,4 @@ db.add_command(finalize_legacy)
 db.add_command(rollback_legacy)
 main.add_command(db)
 main.add_command(local_run)
+main.add_command(reconcile)
