@@ -733,13 +733,23 @@ _SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 def _next_bound_in(
     conn: Connection, table: str, cursor: str | None, size: int
 ) -> tuple[str | None, int]:
+    """The key `size` entries after `cursor` and how many keys that is (fewer at the end).
+
+    LIMIT 1 OFFSET reads the index range without materializing it (a derived table of 200,000
+    keys would spill to an on-disk temporary table).
+    """
     after = "WHERE CanonicalId > %s " if cursor is not None else ""
-    params = (cursor,) if cursor is not None else ()
-    upper, count = _execute(
+    params = (cursor,) if cursor is not None else None
+    rows = _execute(
         conn,
-        f"SELECT MAX(CanonicalId), COUNT(*) FROM (SELECT CanonicalId FROM {table} {after}"
-        f"ORDER BY CanonicalId LIMIT {int(size)}) batch",
+        f"SELECT CanonicalId FROM {table} {after}ORDER BY CanonicalId "
+        f"LIMIT 1 OFFSET {int(size) - 1}",
         params,
+    )
+    if rows:
+        return rows[0][0], int(size)
+    upper, count = _execute(
+        conn, f"SELECT MAX(CanonicalId), COUNT(*) FROM {table} {after}", params
     )[0]
     return upper, int(count)
 

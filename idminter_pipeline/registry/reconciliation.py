@@ -179,12 +179,20 @@ def _keyset_ranges(conn: Connection, table: str, column: str, batch_size: int) -
     lower: str | None = None
     while True:
         after = f"WHERE {column} > %s " if lower is not None else ""
-        upper, count = _execute(
+        params = (lower,) if lower is not None else None
+        # LIMIT 1 OFFSET walks the index without materializing the batch in a temporary table.
+        rows = _execute(
             conn,
-            f"SELECT MAX({column}), COUNT(*) FROM (SELECT {column} FROM {table} {after}"
-            f"ORDER BY {column} LIMIT {int(batch_size)}) batch",
-            (lower,) if lower is not None else None,
-        )[0]
+            f"SELECT {column} FROM {table} {after}ORDER BY {column} "
+            f"LIMIT 1 OFFSET {int(batch_size) - 1}",
+            params,
+        )
+        if rows:
+            upper, count = rows[0][0], batch_size
+        else:
+            upper, count = _execute(
+                conn, f"SELECT MAX({column}), COUNT(*) FROM {table} {after}", params
+            )[0]
         conn.commit()
         if not count:
             return
