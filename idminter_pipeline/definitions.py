@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from idminter_pipeline.defs import alerts, pool, registry, works
+from idminter_pipeline.defs import alerts, legacy, pool, reconciliation, registry, works
 from idminter_pipeline.defs.resources import registry_database_from_env
 
 defs = dg.Definitions.merge(
@@ -12,5 +12,7 @@ defs = dg.Definitions.merge(
     alerts.defs,
     pool.defs,
     works.defs,
+    legacy.defs,
+    reconciliation.defs,
     dg.Definitions(resources={"registry_database": registry_database_from_env()}),
 )

@@ -178,3 +178,17 @@ class RegistryContentionError(MintingError):
             f"registry transaction failed {attempts} times (last error {code}: {detail}); "
             "nothing was committed, retry later"
         )
+
+
+class LegacyMigrationError(IdMinterError):
+    """The legacy 1:1 registry cannot be migrated, swapped, rolled back or finalized as asked."""
+
+    def __init__(self, message: str, *, offending: Sequence[object] = ()) -> None:
+        self.offending = list(offending)
+        shown = ", ".join(repr(value) for value in self.offending[:10])
+        more = f" and {len(self.offending) - 10} more" if len(self.offending) > 10 else ""
+        super().__init__(f"{message}: {shown}{more}" if self.offending else message)
+
+
+class LegacyVerificationError(LegacyMigrationError):
+    """The copy does not match the legacy table, so the tables were not swapped."""

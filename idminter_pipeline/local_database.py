@@ -69,6 +69,11 @@ class LocalServerPaths:
         return self.base / "data"
 
     @property
+    def tmp_dir(self) -> Path:
+        # On-disk temporary tables live here, not in a shared /tmp that others may clean.
+        return self.base / "tmp"
+
+    @property
     def pid_file(self) -> Path:
         return self.base / "mariadbd.pid"
 
@@ -196,6 +201,7 @@ def _start(paths: LocalServerPaths, port: int) -> None:
     if not (paths.data_dir / "mysql").is_dir():
         _initialize(paths, user_flag)
     paths.socket.unlink(missing_ok=True)
+    paths.tmp_dir.mkdir(parents=True, exist_ok=True)
     command = [
         server,
         "--no-defaults",
@@ -204,6 +210,7 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         f"--port={port}",
         "--bind-address=127.0.0.1",
         f"--pid-file={paths.pid_file}",
+        f"--tmpdir={paths.tmp_dir}",
         f"--log-error={paths.log_file}",
         "--skip-name-resolve",
         "--max-connections=500",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pymysql
 import pytest
 
 from idminter_pipeline.registry.connection import Connection, connect
@@ -54,9 +55,23 @@ def clean_tables(settings: DatabaseSettings) -> None:
                 "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
             )
             tables = [name for (name,) in cursor.fetchall() if name not in _KEPT_TABLES]
+            # A connection a test left open inside a transaction holds a metadata lock that would
+            # make TRUNCATE wait for a year: fail fast and name the culprit instead.
+            cursor.execute("SET SESSION lock_wait_timeout = 20")
             cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-            for table in tables:
-                cursor.execute(f"TRUNCATE TABLE `{table}`")
+            try:
+                for table in tables:
+                    cursor.execute(f"TRUNCATE TABLE `{table}`")
+            except pymysql.err.OperationalError as error:
+                cursor.execute(
+                    "SELECT id, command, time, state FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+                holders = cursor.fetchall()
+                pytest.fail(
+                    f"cleaning {settings.database} failed ({error}): an earlier test left "
+                    f"connections open inside a transaction: {holders}"
+                )
             cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
         conn.commit()
     finally:

@@ -13,9 +13,11 @@ from typing import Any
 import click
 
 from idminter_pipeline.cli.db import db
+from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
 from idminter_pipeline.cli.local_run import local_run
 from idminter_pipeline.cli.minting import aliases, lookup, mint_ids
 from idminter_pipeline.cli.pool import pool
+from idminter_pipeline.cli.reconcile import reconcile
 from idminter_pipeline.cli.works import mint, works
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
 
@@ -45,6 +47,9 @@ def main(verbose: bool) -> None:
     )
 
 
+db.add_command(migrate_legacy)
+db.add_command(finalize_legacy)
+db.add_command(rollback_legacy)
 main.add_command(db)
 main.add_command(local_run)
 main.add_command(works)
@@ -53,3 +58,4 @@ main.add_command(pool)
 main.add_command(lookup)
 main.add_command(mint_ids)
 main.add_command(aliases)
+main.add_command(reconcile)

@@ -1,0 +1,209 @@
+"""Legacy migration speed: N legacy rows copied, verified and swapped vs one INSERT ... SELECT.
+
+For each size, a legacy 1:1 table (RFC 083 "Current schema", latin1) is generated server-side
+(INSERT ... SELECT over a digits cross join: unique, randomly ordered canonical IDs in today's
+format, Sierra-like source identifiers), the project's migrations are applied, and
+`legacy_migration.migrate` runs end to end: keyset copy, catch-up, full set-based verification,
+locked final pass, RENAME. The baseline is the RFC's plain copy of the same rows (one
+`INSERT ... SELECT` into `canonical_ids` and one into `identifiers`, same session settings,
+no verification) into a second freshly migrated database.
+
+quick: 1 million rows. full: 1 million and 10 million (target: 10 million in <= 10 minutes).
+Run alone: `python benchmarks/bench_legacy_migration.py [--full]`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":  # runnable before the benchmark harness exists
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from idminter_pipeline.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.registry import legacy_migration
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.settings import DatabaseSettings
+
+BENCHMARK = "legacy_migration"
+BATCH_SIZE = 50_000
+LEGACY_DDL = (
+    "CREATE TABLE `identifiers` (`CanonicalId` varchar(255) NOT NULL, "
+    "`OntologyType` varchar(255) NOT NULL, `SourceId` varchar(255) NOT NULL, "
+    "`SourceSystem` varchar(255) NOT NULL, PRIMARY KEY (`CanonicalId`), "
+    "UNIQUE KEY `UniqueFromSource` (`OntologyType`,`SourceSystem`,`SourceId`)) "
+    "ENGINE=InnoDB DEFAULT CHARSET=latin1"
+)
+# n -> n * MULTIPLIER mod 31**7 is a bijection (gcd 1), so the 7 trailing characters are unique.
+MULTIPLIER = 2654435761
+SUFFIX_SPACE = 31**7
+ROWS_PER_STATEMENT = 1_000_000
+
+
+def _admin_execute(settings: DatabaseSettings, sql: str) -> None:
+    conn = connect(settings.with_database(""))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _create_database(settings: DatabaseSettings, label: str) -> DatabaseSettings:
+    name = f"idminter_bench_{label}_{uuid.uuid4().hex[:8]}"
+    _admin_execute(settings, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    return settings.with_database(name)
+
+
+def _drop_database(settings: DatabaseSettings) -> None:
+    _admin_execute(settings, f"DROP DATABASE IF EXISTS `{settings.database}`")
+
+
+def _id_expression() -> str:
+    suffix = f"((n * {MULTIPLIER}) % {SUFFIX_SPACE})"
+    chars = [f"SUBSTRING('{FIRST_CHARACTERS}', 1 + n % {len(FIRST_CHARACTERS)}, 1)"]
+    chars += [
+        f"SUBSTRING('{OTHER_CHARACTERS}', 1 + FLOOR({suffix} / {31**k}) % 31, 1)" for k in range(7)
+    ]
+    return f"CONCAT({', '.join(chars)})"
+
+
+def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
+    """Fill a legacy table with `rows` rows server-side; return the seconds it took."""
+    started = time.monotonic()
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(LEGACY_DDL)
+            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
+            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+            cursor.execute("SET SESSION unique_checks = 0")
+            number = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
+            for chunk in range(0, rows, ROWS_PER_STATEMENT):
+                size = min(ROWS_PER_STATEMENT, rows - chunk)
+                cursor.execute(
+                    "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, SourceSystem) "
+                    f"SELECT {_id_expression()}, "
+                    "ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), CONCAT('b', n, 'x'), "
+                    "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number') "
+                    f"FROM (SELECT {chunk} + {number} AS n FROM digits a, digits b, digits c, "
+                    f"digits e, digits f, digits g) numbers WHERE n < {chunk + size}"
+                )
+                conn.commit()
+            cursor.execute("DROP TABLE digits")
+        conn.commit()
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
+def _baseline(settings: DatabaseSettings, legacy: DatabaseSettings) -> float:
+    """The RFC's plain copy: one INSERT ... SELECT per new table, no batches, no verification."""
+    apply_migrations(lambda: connect(settings))
+    conn = connect(settings)
+    try:
+        started = time.monotonic()
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) "
+                f"SELECT CanonicalId, 'assigned' FROM `{legacy.database}`.identifiers"
+            )
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "SELECT OntologyType, SourceSystem, SourceId, CanonicalId "
+                f"FROM `{legacy.database}`.identifiers"
+            )
+        conn.commit()
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
+    legacy = _create_database(settings, "legacy")
+    baseline = _create_database(settings, "baseline")
+    try:
+        generated = generate_legacy_table(legacy, rows)
+        apply_migrations(lambda: connect(legacy))
+        phases: dict[str, float] = {}
+        started = time.monotonic()
+
+        def timing(progress: legacy_migration.Progress) -> None:
+            phases.setdefault(progress.phase, time.monotonic() - started)
+
+        report = legacy_migration.migrate(
+            lambda: connect(legacy), batch_size=BATCH_SIZE, progress=timing
+        )
+        total = time.monotonic() - started
+        if not (report.swapped and report.verified and report.new_rows == rows):
+            raise RuntimeError(f"migration of {rows} rows did not complete: {report}")
+        copy_seconds = phases.get("catching up", total)
+        verify_seconds = total - copy_seconds - report.lock_seconds
+        plain = _baseline(baseline, legacy)
+    finally:
+        _drop_database(legacy)
+        _drop_database(baseline)
+    label = f"{rows:,} rows"
+    detail = (
+        f"{label}: generated in {generated:.0f}s; migrate {total:.1f}s (copy {copy_seconds:.1f}s, "
+        f"verify+catch-up {verify_seconds:.1f}s, lock+swap {report.lock_seconds:.2f}s), "
+        f"batch {BATCH_SIZE}; plain INSERT ... SELECT {plain:.1f}s"
+    )
+    return [
+        {
+            "benchmark": BENCHMARK,
+            "figure": f"migrate+verify {label}",
+            "value": round(rows / total),
+            "unit": "rows/s",
+            "detail": detail,
+        },
+        {
+            "benchmark": BENCHMARK,
+            "figure": f"migrate+verify {label} wall time",
+            "value": round(total, 1),
+            "unit": "s",
+            "detail": "target for 10,000,000 rows: <= 600 s",
+        },
+        {
+            "benchmark": BENCHMARK,
+            "figure": f"plain INSERT ... SELECT {label}",
+            "value": round(rows / plain),
+            "unit": "rows/s",
+            "detail": f"baseline: {plain:.1f}s, no batching, checkpoint or verification",
+        },
+        {
+            "benchmark": BENCHMARK,
+            "figure": f"final lock held {label}",
+            "value": round(report.lock_seconds, 3),
+            "unit": "s",
+            "detail": "legacy writers blocked only for this long",
+        },
+    ]
+
+
+def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
+    sizes = (1_000_000,) if quick else (1_000_000, 10_000_000)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        rows.extend(_measure(settings, size))
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="1M and 10M rows (default: 1M)")
+    parser.add_argument("--rows", type=int, help="one custom size instead")
+    args = parser.parse_args()
+    target = DatabaseSettings.from_env()
+    results = _measure(target, args.rows) if args.rows else run(target, quick=not args.full)
+    for row in results:
+        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")

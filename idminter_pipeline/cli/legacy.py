@@ -1,0 +1,105 @@
+"""`idminter db migrate-legacy | finalize-legacy | rollback-legacy`: the legacy 1:1 registry."""
+
+from __future__ import annotations
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.registry import legacy_migration
+from idminter_pipeline.registry.connection import connection_factory
+
+
+def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
+    if report.shape != legacy_migration.RegistryShape.LEGACY.value:
+        click.echo(f"nothing to migrate: identifiers is {report.shape} (phase {report.phase})")
+        return
+    click.echo(f"dry run: nothing was written (migration phase: {report.phase})")
+    click.echo(f"  legacy rows:     {report.legacy_rows:>12,}")
+    click.echo(f"  already copied:  {report.already_copied:>12,}")
+    click.echo(f"  would copy:      {report.would_copy:>12,} in {report.batches:,} batches")
+    click.echo(f"  ontology types:  {report.ontology_types}")
+    for name, finding in report.findings.items():
+        click.echo(f"  {name}: {finding.count:,}  ({finding.consequence})")
+        for example in finding.examples:
+            click.echo(f"      {example!r}")
+    click.echo(
+        "BLOCKING problems found: fix them before migrating"
+        if report.blocking
+        else "no blocking problems"
+    )
+
+
+@click.command("migrate-legacy")
+@click.option("--dry-run", is_flag=True, help="Report what would be copied and any problem.")
+@click.option(
+    "--batch-size",
+    default=legacy_migration.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help=f"Rows per copy batch (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
+    f"{legacy_migration.MAX_BATCH_SIZE:,}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
+    """Copy a legacy 1:1 `identifiers` table into the RFC 083 tables, verify, and swap.
+
+    Safe to interrupt and run again: it resumes after the last committed batch. The legacy
+    table is kept as identifiers_legacy until `finalize-legacy`.
+    """
+    factory = connection_factory()
+    if dry_run:
+        report = legacy_migration.dry_run(factory, batch_size=batch_size)
+        if as_json:
+            echo_json(report.as_dict())
+        else:
+            _print_dry_run(report)
+        return
+
+    def show(progress: legacy_migration.Progress) -> None:
+        if not as_json:
+            click.echo(
+                f"  {progress.phase}: {progress.rows_copied:,} rows"
+                + (f" of ~{progress.estimated_total:,}" if progress.estimated_total else "")
+                + (
+                    f", {progress.pending_changes:,} changes pending"
+                    if progress.phase == "catching up"
+                    else ""
+                ),
+                err=True,
+            )
+
+    result = legacy_migration.migrate(factory, batch_size=batch_size, progress=show)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    click.echo(f"{result.status}: {result.rows_copied:,} rows copied in {result.duration_seconds}s")
+    for message in result.messages:
+        click.echo(f"  {message}")
+    if result.swapped:
+        click.echo(
+            f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s; "
+            "run `idminter db finalize-legacy` once satisfied (or `rollback-legacy`)"
+        )
+
+
+@click.command("finalize-legacy")
+@click.option("--yes", is_flag=True, help="Confirm: the legacy table is dropped for good.")
+def finalize_legacy(yes: bool) -> None:
+    """Drop the kept legacy table after a successful swap (no rollback afterwards)."""
+    if not yes:
+        raise click.UsageError("finalizing drops identifiers_legacy for good; pass --yes")
+    report = legacy_migration.finalize(connection_factory())
+    click.echo(report.status)
+    for message in report.messages:
+        click.echo(f"  {message}")
+
+
+@click.command("rollback-legacy")
+@click.option("--yes", is_flag=True, help="Confirm: the migrated tables are dropped.")
+def rollback_legacy(yes: bool) -> None:
+    """Restore the legacy 1:1 table (before finalize), copying back what it can hold."""
+    if not yes:
+        raise click.UsageError("rolling back drops the migrated copy; pass --yes")
+    report = legacy_migration.rollback(connection_factory())
+    click.echo(report.status)
+    for message in report.messages:
+        click.echo(f"  {message}")

@@ -1,0 +1,49 @@
+"""The legacy 1:1 registry migrated to the RFC 083 tables, between the schema and the pool."""
+
+import dagster as dg
+
+from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.registry import legacy_migration
+
+
+class LegacyMigrationConfig(dg.Config):
+    batch_size: int = legacy_migration.DEFAULT_BATCH_SIZE
+    """Rows per copy batch (clamped to the module's bounds)."""
+
+
+@dg.asset(group_name=REGISTRY_GROUP, deps=[registry_schema], kinds={"mysql"})
+def legacy_registry_migration(
+    context: dg.AssetExecutionContext,
+    config: LegacyMigrationConfig,
+    registry_database: RegistryDatabase,
+) -> dg.MaterializeResult:
+    """Copies a legacy `identifiers` table (if any) into the new tables, verifies and swaps it.
+
+    Does nothing on a registry without a legacy table; resumes an interrupted copy. The legacy
+    table is kept until `idminter db finalize-legacy`.
+    """
+
+    def log_progress(progress: legacy_migration.Progress) -> None:
+        context.log.info(f"{progress.phase}: {progress.rows_copied:,} rows")
+
+    report = legacy_migration.migrate(
+        registry_database.connection_factory(),
+        batch_size=config.batch_size,
+        progress=log_progress,
+    )
+    for message in report.messages:
+        context.log.info(message)
+    return dg.MaterializeResult(
+        metadata={
+            "status": report.status,
+            "rows_copied": dg.MetadataValue.int(report.rows_copied),
+            "changes_applied": dg.MetadataValue.int(report.changes_applied),
+            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
+            "verified": dg.MetadataValue.bool(report.verified),
+            "swapped": dg.MetadataValue.bool(report.swapped),
+            "mappings": dg.MetadataValue.int(report.new_rows),
+            "phase": report.phase,
+        }
+    )

@@ -1,0 +1,68 @@
+"""`registry_reconciliation`: the registry's consistency report, after minting."""
+
+import dagster as dg
+
+from idminter_pipeline.defs.reconciliation.checks import (
+    RECONCILIATION_ASSET,
+    RECONCILIATION_CHECK_SPECS,
+    check_results,
+)
+from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.registry import reconciliation
+
+# Defined by the works domain; an external key until that code location part is merged.
+MINTING_ASSET = "identified_works"
+
+
+class ReconciliationConfig(dg.Config):
+    repair: bool = False
+    """Mark free IDs in use as assigned; return orphans unused for the grace period."""
+    grace_period: str = "7d"
+    """How long an assigned ID must stay unused before repair returns it (30m, 12h, 7d)."""
+    batch_size: int = reconciliation.DEFAULT_BATCH_SIZE
+
+
+def _table(frame: object, columns: list[str]) -> dg.TableMetadataValue:
+    records = [
+        dg.TableRecord({c: str(row[c]) for c in columns})
+        for row in frame.to_dict("records")  # type: ignore[attr-defined]
+    ]
+    return dg.MetadataValue.table(
+        records=records,
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    )
+
+
+@dg.asset(
+    name=RECONCILIATION_ASSET,
+    group_name=REGISTRY_GROUP,
+    deps=[MINTING_ASSET],
+    kinds={"mysql", "pandas"},
+    check_specs=RECONCILIATION_CHECK_SPECS,
+)
+def registry_reconciliation(
+    context: dg.AssetExecutionContext,
+    config: ReconciliationConfig,
+    registry_database: RegistryDatabase,
+) -> dg.MaterializeResult:
+    """Orphans, free IDs in use, mappings without IDs, predecessor mismatches, case variants."""
+    report = reconciliation.reconcile(
+        registry_database.connection_factory(),
+        repair=config.repair,
+        grace_period=reconciliation.parse_duration(config.grace_period),
+        batch_size=config.batch_size,
+    )
+    for change in report.changes:
+        context.log.info(f"repair: {change.action} {change.canonical_id} ({change.detail})")
+    frame = report.to_frame()
+    metadata: dict[str, object] = {
+        "report": _table(frame, list(frame.columns)),
+        "repair": dg.MetadataValue.bool(report.repair),
+        "changes_total": dg.MetadataValue.int(report.changes_total),
+        "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+    }
+    if report.changes:
+        changes = report.changes_frame()
+        metadata["changes"] = _table(changes, list(changes.columns))
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(report))

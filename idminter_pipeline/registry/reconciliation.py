@@ -1,0 +1,517 @@
+"""The routine check that keeps the registry honest, and the repairs that are safe to automate.
+
+Findings (one row each in the report):
+
+- `free_ids_in_use` (critical): a mapping uses an ID the pool still offers, so it would be handed
+  out twice. Repair: mark it assigned (always safe: it only shrinks the pool).
+- `orphan_assigned_ids` (warning): assigned IDs no mapping uses. Each is tracked in
+  `reconciliation_orphans` with when it was first seen; repair returns one to the pool only once
+  it has been an orphan for the grace period, still is under a lock that keeps any mapping from
+  taking it meanwhile, and matches today's ID format (a legacy-format ID is never handed out).
+- `mappings_missing_canonical_id` (error): a mapping whose ID is not in `canonical_ids` (possible
+  only with foreign key checks off, or legacy data). Reported, not repaired: a person decides.
+- `predecessor_mismatches` (warning): mismatches the minter recorded in `identifier_provenance`
+  (migration 0002); "unavailable" when that table does not exist.
+- `case_or_padding_variants` (warning): source identifiers equal except for case or surrounding
+  spaces (the legacy registry matched those as one). Reported, not repaired.
+
+Every scan is set-based SQL over keyset batches of a primary or secondary key, so memory stays
+bounded and no table is read into Python; only counts, examples and repaired IDs come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from idminter_pipeline.canonical_ids import is_canonical_id
+from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+
+logger = logging.getLogger(__name__)
+
+FREE_IDS_IN_USE = "free_ids_in_use"
+ORPHAN_ASSIGNED_IDS = "orphan_assigned_ids"
+MAPPINGS_MISSING_ID = "mappings_missing_canonical_id"
+PREDECESSOR_MISMATCHES = "predecessor_mismatches"
+CASE_OR_PADDING_VARIANTS = "case_or_padding_variants"
+FINDINGS = (
+    FREE_IDS_IN_USE,
+    ORPHAN_ASSIGNED_IDS,
+    MAPPINGS_MISSING_ID,
+    PREDECESSOR_MISMATCHES,
+    CASE_OR_PADDING_VARIANTS,
+)
+SEVERITY = {
+    FREE_IDS_IN_USE: "critical",
+    ORPHAN_ASSIGNED_IDS: "warning",
+    MAPPINGS_MISSING_ID: "error",
+    PREDECESSOR_MISMATCHES: "warning",
+    CASE_OR_PADDING_VARIANTS: "warning",
+}
+REPAIRABLE = {FREE_IDS_IN_USE, ORPHAN_ASSIGNED_IDS}
+PROVENANCE_TABLE = "identifier_provenance"
+ORPHANS_TABLE = "reconciliation_orphans"
+
+DEFAULT_BATCH_SIZE = 10_000
+MIN_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 100_000
+DEFAULT_GRACE_PERIOD = timedelta(days=7)
+EXAMPLES = 10
+# The report lists every change; beyond this many it keeps counting and logs the rest.
+MAX_LISTED_CHANGES = 100_000
+
+REPORT_COLUMNS = ["finding", "severity", "status", "count", "repairable", "repaired", "examples"]
+
+
+def clamp_batch_size(batch_size: int) -> int:
+    return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, int(batch_size)))
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `15m`, `12h`, `7d`, `2w` (a whole number and one unit)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise InvalidInputError(
+            f"invalid grace period {text!r}: expected a whole number and a unit, "
+            "s, m, h, d or w (e.g. 7d)"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+@dataclass
+class FindingResult:
+    finding: str
+    severity: str
+    status: str  # "ok", "found" or "unavailable"
+    count: int = 0
+    repairable: bool = False
+    repaired: int = 0
+    examples: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, values: Sequence[str]) -> None:
+        self.count += len(values)
+        room = EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples.extend(values[:room])
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # "marked assigned" or "returned to pool"
+    canonical_id: str
+    finding: str
+    detail: str
+
+
+@dataclass
+class ReconciliationReport:
+    findings: list[FindingResult]
+    changes: list[Change]
+    changes_total: int
+    repair: bool
+    grace_period_seconds: float
+    started_at: datetime
+    duration_seconds: float = 0.0
+
+    def result(self, name: str) -> FindingResult:
+        return next(f for f in self.findings if f.finding == name)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [
+            {**asdict(f), "examples": ", ".join(f.examples), "note": f.note} for f in self.findings
+        ]
+        return pd.DataFrame(rows, columns=[*REPORT_COLUMNS, "note"])
+
+    def changes_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [asdict(c) for c in self.changes],
+            columns=["action", "canonical_id", "finding", "detail"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "repair": self.repair,
+            "grace_period_seconds": self.grace_period_seconds,
+            "findings": [asdict(f) for f in self.findings],
+            "changes": [asdict(c) for c in self.changes],
+            "changes_total": self.changes_total,
+        }
+
+
+def _execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _table_exists(conn: Connection, table: str) -> bool:
+    rows = _execute(
+        conn,
+        "SELECT COUNT(*) FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    )
+    return bool(rows[0][0])
+
+
+def _keyset_ranges(conn: Connection, table: str, column: str, batch_size: int) -> Any:
+    """Successive (lower, upper) bounds over an indexed column, `batch_size` entries each."""
+    lower: str | None = None
+    while True:
+        after = f"WHERE {column} > %s " if lower is not None else ""
+        params = (lower,) if lower is not None else None
+        # LIMIT 1 OFFSET walks the index without materializing the batch in a temporary table.
+        rows = _execute(
+            conn,
+            f"SELECT {column} FROM {table} {after}ORDER BY {column} "
+            f"LIMIT 1 OFFSET {int(batch_size) - 1}",
+            params,
+        )
+        if rows:
+            upper, count = rows[0][0], batch_size
+        else:
+            upper, count = _execute(
+                conn, f"SELECT MAX({column}), COUNT(*) FROM {table} {after}", params
+            )[0]
+        conn.commit()
+        if not count:
+            return
+        yield lower, upper
+        lower = upper
+
+
+def _range_condition(column: str, lower: str | None) -> str:
+    return f"{column} <= %s" if lower is None else f"{column} > %s AND {column} <= %s"
+
+
+def _range_params(lower: str | None, upper: str) -> list[str]:
+    return [upper] if lower is None else [lower, upper]
+
+
+class _Run:
+    def __init__(
+        self, conn: Connection, *, repair: bool, grace: timedelta, batch_size: int
+    ) -> None:
+        self.conn = conn
+        self.repair = repair
+        self.grace = grace
+        self.batch_size = batch_size
+        self.results = {
+            name: FindingResult(name, SEVERITY[name], "ok", repairable=name in REPAIRABLE)
+            for name in FINDINGS
+        }
+        self.changes: list[Change] = []
+        self.changes_total = 0
+        self.run_started = _execute(conn, "SELECT CURRENT_TIMESTAMP(6)")[0][0]
+
+    def record(self, action: str, canonical_id: str, finding: str, detail: str) -> None:
+        self.changes_total += 1
+        self.results[finding].repaired += 1
+        logger.info("reconcile repair: %s %s (%s)", action, canonical_id, detail)
+        if len(self.changes) < MAX_LISTED_CHANGES:
+            self.changes.append(Change(action, canonical_id, finding, detail))
+
+    # -- canonical_ids: free IDs in use, and orphans -----------------------------------------
+
+    def scan_canonical_ids(self) -> None:
+        conn = self.conn
+        for lower, upper in _keyset_ranges(conn, "canonical_ids", "CanonicalId", self.batch_size):
+            rows = _execute(
+                conn,
+                "SELECT c.CanonicalId, c.Status FROM canonical_ids c "
+                f"WHERE {_range_condition('c.CanonicalId', lower)} AND ("
+                "(c.Status = 'free' AND EXISTS "
+                "(SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId)) OR "
+                "(c.Status = 'assigned' AND NOT EXISTS "
+                "(SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId)))",
+                _range_params(lower, upper),
+            )
+            in_use = [canonical for canonical, status in rows if status == "free"]
+            orphans = [canonical for canonical, status in rows if status == "assigned"]
+            self.results[FREE_IDS_IN_USE].add(in_use)
+            self.results[ORPHAN_ASSIGNED_IDS].add(orphans)
+            if orphans:
+                # Bookkeeping, also without --repair: the grace period runs from first sight.
+                _execute(
+                    conn,
+                    f"INSERT INTO {ORPHANS_TABLE} (CanonicalId, FirstSeenAt, LastSeenAt) VALUES "
+                    + ", ".join(["(%s, %s, %s)"] * len(orphans))
+                    + " ON DUPLICATE KEY UPDATE LastSeenAt = VALUES(LastSeenAt)",
+                    [v for o in orphans for v in (o, self.run_started, self.run_started)],
+                )
+            conn.commit()
+            if in_use and self.repair:
+                self.mark_assigned(in_use)
+        # Tracked IDs not seen in this run are no longer orphans: forget them.
+        while True:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {ORPHANS_TABLE} WHERE LastSeenAt < %s LIMIT {self.batch_size}",
+                    (self.run_started,),
+                )
+                deleted = cursor.rowcount
+            conn.commit()
+            if not deleted:
+                break
+
+    def mark_assigned(self, candidates: Sequence[str]) -> None:
+        conn = self.conn
+        locked = _execute(
+            conn,
+            "SELECT c.CanonicalId FROM canonical_ids c "
+            f"WHERE c.CanonicalId IN ({_placeholders(candidates)}) AND c.Status = 'free' AND "
+            "EXISTS (SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId) FOR UPDATE",
+            list(candidates),
+        )
+        ids = [value for (value,) in locked]
+        if ids:
+            _execute(
+                conn,
+                "UPDATE canonical_ids SET Status = 'assigned' "
+                f"WHERE CanonicalId IN ({_placeholders(ids)})",
+                ids,
+            )
+        conn.commit()
+        for canonical in ids:
+            self.record("marked assigned", canonical, FREE_IDS_IN_USE, "free ID used by a mapping")
+
+    def repair_orphans(self) -> None:
+        conn = self.conn
+        cutoff = self.run_started - self.grace
+        lower = ""
+        while True:
+            rows = _execute(
+                conn,
+                f"SELECT CanonicalId FROM {ORPHANS_TABLE} WHERE CanonicalId > %s "
+                "AND FirstSeenAt <= %s AND LastSeenAt >= %s ORDER BY CanonicalId "
+                f"LIMIT {self.batch_size}",
+                (lower, cutoff, self.run_started),
+            )
+            conn.commit()
+            if not rows:
+                return
+            candidates = [value for (value,) in rows]
+            lower = candidates[-1]
+            for canonical, detail in return_orphans_to_pool(conn, candidates).items():
+                if detail == RETURNED:
+                    self.record(
+                        "returned to pool",
+                        canonical,
+                        ORPHAN_ASSIGNED_IDS,
+                        f"unused for over {self.grace} and still unused under lock",
+                    )
+
+    # -- identifiers: mappings whose ID is missing --------------------------------------------
+
+    def scan_mappings(self) -> None:
+        conn = self.conn
+        result = self.results[MAPPINGS_MISSING_ID]
+        for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
+            rows = _execute(
+                conn,
+                "SELECT i.OntologyType, i.SourceSystem, i.SourceId, i.CanonicalId "
+                f"FROM identifiers i WHERE {_range_condition('i.CanonicalId', lower)} AND "
+                "NOT EXISTS (SELECT 1 FROM canonical_ids c WHERE c.CanonicalId = i.CanonicalId)",
+                _range_params(lower, upper),
+            )
+            conn.commit()
+            result.add([f"{o}[{s}/{v}] -> {c}" for o, s, v, c in rows])
+
+    # -- provenance: recorded predecessor mismatches ------------------------------------------
+
+    def scan_provenance(self) -> None:
+        conn = self.conn
+        result = self.results[PREDECESSOR_MISMATCHES]
+        if not _table_exists(conn, PROVENANCE_TABLE):
+            result.status = "unavailable"
+            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+            return
+        (count,) = _execute(
+            conn,
+            f"SELECT COUNT(*) FROM {PROVENANCE_TABLE} WHERE Kind = 'predecessor_mismatch'",
+        )[0]
+        rows = _execute(
+            conn,
+            "SELECT SuccessorOntologyType, SuccessorSourceSystem, SuccessorSourceId, CanonicalId, "
+            "PredecessorOntologyType, PredecessorSourceSystem, PredecessorSourceId, "
+            f"PredecessorCanonicalId FROM {PROVENANCE_TABLE} "
+            f"WHERE Kind = 'predecessor_mismatch' ORDER BY Seq DESC LIMIT {EXAMPLES}",
+        )
+        conn.commit()
+        result.count = int(count)
+        result.examples = [
+            f"{so}[{ss}/{sv}] ({sc}) declares {po}[{ps}/{pv}] ({pc or 'no ID'})"
+            for so, ss, sv, sc, po, ps, pv, pc in rows
+        ]
+
+    # -- identifiers: sources differing only by case or padding -------------------------------
+
+    def scan_variants(self) -> None:
+        conn = self.conn
+        result = self.results[CASE_OR_PADDING_VARIANTS]
+        # The (OntologyType, SourceSystem) pairs are few: a loose scan of the primary key prefix.
+        pairs = _execute(conn, "SELECT DISTINCT OntologyType, SourceSystem FROM identifiers")
+        clusters: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for ontology, system in pairs:
+            key = (ontology.strip(" ").lower(), system.strip(" ").lower())
+            clusters.setdefault(key, []).append((ontology, system))
+        normalized = "LOWER(TRIM(OntologyType)), LOWER(TRIM(SourceSystem)), LOWER(TRIM(SourceId))"
+        for members in clusters.values():
+            # One GROUP BY per cluster: the server sorts on disk if it must, never in Python.
+            where = " OR ".join(["(OntologyType = %s AND SourceSystem = %s)"] * len(members))
+            params = [v for pair in members for v in pair]
+            grouped = (
+                "SELECT GROUP_CONCAT(CONCAT(OntologyType, '[', SourceSystem, '/', SourceId, ']') "
+                "ORDER BY OntologyType, SourceSystem, SourceId SEPARATOR ' | ') AS variants, "
+                "COUNT(*) AS n "
+                f"FROM identifiers WHERE {where} GROUP BY {normalized} HAVING COUNT(*) > 1"
+            )
+            examples = _execute(conn, f"{grouped} LIMIT {EXAMPLES}", params)
+            count = len(examples)
+            if count == EXAMPLES:
+                count = int(_execute(conn, f"SELECT COUNT(*) FROM ({grouped}) g", params)[0][0])
+            conn.commit()
+            result.count += count
+            room = EXAMPLES - len(result.examples)
+            result.examples.extend(variants for variants, _ in examples[: max(room, 0)])
+
+
+RETURNED = "returned"
+
+
+def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
+    """Return assigned IDs to the pool if, under lock, no mapping uses them; say what happened.
+
+    In one REPEATABLE READ transaction: the candidate rows are locked FOR UPDATE, and the
+    locking read of `identifiers` by CanonicalId holds next-key locks on idx_canonical, so no
+    mapping can take one of these IDs between the check and the update.
+    """
+    outcome: dict[str, str] = {}
+    candidates = list(candidates)
+    if not candidates:
+        return outcome
+    _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    try:
+        locked = {
+            value
+            for (value,) in _execute(
+                conn,
+                "SELECT CanonicalId FROM canonical_ids "
+                f"WHERE CanonicalId IN ({_placeholders(candidates)}) AND Status = 'assigned' "
+                "FOR UPDATE",
+                candidates,
+            )
+        }
+        used = {
+            value
+            for (value,) in _execute(
+                conn,
+                "SELECT CanonicalId FROM identifiers "
+                f"WHERE CanonicalId IN ({_placeholders(candidates)}) LOCK IN SHARE MODE",
+                candidates,
+            )
+        }
+        free = []
+        for canonical in candidates:
+            if canonical not in locked:
+                outcome[canonical] = "kept: no longer an assigned ID"
+            elif canonical in used:
+                outcome[canonical] = "kept: a mapping uses it"
+            elif not is_canonical_id(canonical):
+                outcome[canonical] = "kept: breaks today's ID format, never handed out again"
+            else:
+                free.append(canonical)
+                outcome[canonical] = RETURNED
+        if free:
+            _execute(
+                conn,
+                f"UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId IN "
+                f"({_placeholders(free)})",
+                free,
+            )
+            _execute(
+                conn,
+                f"DELETE FROM {ORPHANS_TABLE} WHERE CanonicalId IN ({_placeholders(free)})",
+                free,
+            )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return outcome
+
+
+def reconcile(
+    connect: ConnectionFactory,
+    *,
+    repair: bool = False,
+    grace_period: timedelta = DEFAULT_GRACE_PERIOD,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ReconciliationReport:
+    """Find (and with `repair`, fix what is safe to fix) registry inconsistencies."""
+    if grace_period < timedelta(0):
+        raise InvalidInputError(f"invalid grace period {grace_period}: must not be negative")
+    started = time.monotonic()
+    started_at = datetime.now(UTC)
+    conn = connect()
+    try:
+        # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
+        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        run = _Run(conn, repair=repair, grace=grace_period, batch_size=clamp_batch_size(batch_size))
+        shape = registry_shape(conn)
+        conn.commit()
+        if shape is not RegistryShape.MIGRATED or not _table_exists(conn, ORPHANS_TABLE):
+            note = (
+                "the registry still holds the legacy 1:1 table: run `idminter db migrate-legacy`"
+                if shape is RegistryShape.LEGACY
+                else "the registry schema is not applied: run `idminter db migrate`"
+            )
+            for result in run.results.values():
+                result.status, result.note = "unavailable", note
+        else:
+            run.scan_canonical_ids()
+            if repair:
+                run.repair_orphans()
+            run.scan_mappings()
+            run.scan_provenance()
+            run.scan_variants()
+            for result in run.results.values():
+                if result.status != "unavailable":
+                    result.status = "found" if result.count else "ok"
+        if repair:
+            run.results[
+                ORPHAN_ASSIGNED_IDS
+            ].note = f"grace period {grace_period}; returned only if unused under lock"
+    finally:
+        conn.close()
+    return ReconciliationReport(
+        findings=[run.results[name] for name in FINDINGS],
+        changes=run.changes,
+        changes_total=run.changes_total,
+        repair=repair,
+        grace_period_seconds=grace_period.total_seconds(),
+        started_at=started_at,
+        duration_seconds=round(time.monotonic() - started, 3),
+    )

@@ -1,0 +1,69 @@
+"""`idminter db migrate-legacy | finalize-legacy | rollback-legacy` on a real legacy registry."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from legacy_helpers import (
+    SPECIAL_ROWS,
+    legacy_rows,
+    make_legacy_registry,
+    scratch_database,
+    tables,
+)
+
+from idminter_pipeline.cli import main
+
+
+@pytest.fixture
+def legacy_env(server_settings, monkeypatch):
+    for settings in scratch_database(server_settings):
+        make_legacy_registry(settings, SPECIAL_ROWS)
+        for name, value in {
+            "RDS_PRIMARY_HOST": settings.host,
+            "RDS_PORT": str(settings.port),
+            "RDS_USERNAME": settings.username,
+            "RDS_PASSWORD": settings.password,
+            "IDENTIFIERS_DATABASE": settings.database,
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield settings
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_dry_run_migrate_rollback_migrate_finalize(legacy_env):
+    before = legacy_rows(legacy_env, "identifiers")
+
+    dry = _run("db", "migrate-legacy", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["legacy_rows"] == len(SPECIAL_ROWS)
+    assert "identifiers_new" not in tables(legacy_env)
+
+    text_dry = _run("db", "migrate-legacy", "--dry-run")
+    assert "ids_breaking_current_format: 4" in text_dry.stdout
+
+    migrated = _run("db", "migrate-legacy", "--batch-size", "2")
+    assert migrated.exit_code == 0, migrated.output
+    assert migrated.stdout.startswith("swapped: 6 rows copied")
+
+    assert _run("db", "rollback-legacy").exit_code == 2  # needs --yes
+    rolled = _run("db", "rollback-legacy", "--yes")
+    assert rolled.exit_code == 0 and "rolled back" in rolled.stdout
+    assert legacy_rows(legacy_env, "identifiers") == before
+
+    assert _run("db", "migrate-legacy", "--json").exit_code == 0
+    finalized = _run("db", "finalize-legacy", "--yes")
+    assert finalized.exit_code == 0 and finalized.stdout.startswith("finalized")
+    assert "identifiers_legacy" not in tables(legacy_env)
+
+    again = _run("db", "migrate-legacy")
+    assert again.stdout.startswith("nothing to do")
+
+
+def test_finalize_without_a_migration_is_refused_with_exit_1(legacy_env):
+    result = _run("db", "finalize-legacy", "--yes")
+    assert result.exit_code == 1
+    assert "nothing to finalize" in result.stderr
