@@ -17,7 +17,6 @@ Run as a module it is the minting process the crash tests kill:
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import os
 import queue
@@ -32,20 +31,21 @@ from typing import Any
 import pymysql
 
 from idminter_pipeline.canonical_ids import generate_canonical_ids
-from idminter_pipeline.errors import RegistryUnavailableError
+from idminter_pipeline.errors import RegistryContentionError, RegistryUnavailableError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
-MINTING_LOGGER = "idminter_pipeline.registry.minting"
 SHARED_SUBJECTS = 400
 POOL_CHUNK = 2_000
 
-# Errors that mean "the server went away", which a caller survives by reconnecting and retrying
-# the same (idempotent) batch; anything else is a failed batch.
+# Errors that mean "the server went away" for longer than the minter's own retries last, which a
+# caller survives by reconnecting and retrying the same (idempotent) batch; anything else is a
+# failed batch.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RegistryUnavailableError,
+    RegistryContentionError,
     pymysql.err.OperationalError,
     pymysql.err.InterfaceError,
     ConnectionError,
@@ -81,9 +81,10 @@ def batch_requests(works: Iterable[int], *, shared_subjects: bool = True) -> lis
     return [r for work in works for r in work_requests(work, shared_subjects=shared_subjects)]
 
 
-def overlapping_batch(seed: int, worker: int, batch: int, works: int, key_space: int) -> list[int]:
-    """Works drawn from one key space shared by every worker, so batches overlap."""
-    rng = random.Random(f"{seed}/{worker}/{batch}")
+def overlapping_batch(seed: int, batch: int, works: int, key_space: int) -> list[int]:
+    """Works drawn from one key space shared by every batch, so batches overlap. A batch's works
+    depend on its number only, so any split over processes mints the same keys."""
+    rng = random.Random(f"{seed}/{batch}")
     return rng.sample(range(key_space), works)
 
 
@@ -101,8 +102,8 @@ def fill_pool(settings: DatabaseSettings, count: int) -> int:
             while added < count:
                 ids = generate_canonical_ids(min(POOL_CHUNK, count - added))
                 cursor.executemany(
-                    "INSERT IGNORE INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'free')",
-                    ids,
+                    "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES (%s)",
+                    [(canonical_id,) for canonical_id in ids],
                 )
                 added += cursor.rowcount
                 conn.commit()
@@ -132,28 +133,6 @@ def clear_registry(settings: DatabaseSettings) -> None:
         conn.close()
 
 
-class RetryCounter(logging.Handler):
-    """Counts the minter's transaction-level retries from its log records."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "retry" in record.getMessage().lower():
-            self.count += 1
-
-    def __enter__(self) -> RetryCounter:
-        logger = logging.getLogger(MINTING_LOGGER)
-        logger.addHandler(self)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger(MINTING_LOGGER).removeHandler(self)
-
-
 @dataclass(frozen=True)
 class WorkerSpec:
     settings: DatabaseSettings
@@ -171,6 +150,7 @@ class WorkerReport:
     batches_failed: int = 0
     identifiers: int = 0
     retries: int = 0
+    reconnects: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -187,38 +167,37 @@ def mint_batches(spec: WorkerSpec, barrier: Any | None = None) -> WorkerReport:
     report = WorkerReport(spec.worker)
     minter = Minter(lambda: connect(spec.settings))
     batches = [
-        batch_requests(
-            overlapping_batch(spec.seed, spec.worker, b, spec.works_per_batch, spec.key_space)
-        )
+        batch_requests(overlapping_batch(spec.seed, b, spec.works_per_batch, spec.key_space))
         for b in spec.batches
     ]
+    # Open the connection before the clock starts (the lookup of one absent key).
+    minter.lookup_ids([_key("Work", "warm-up", f"worker-{spec.worker}")])
     if barrier is not None:
         barrier.wait(timeout=300)
     started = time.monotonic()
-    with RetryCounter() as retries:
-        for requests in batches:
-            for request in requests:
-                if request.predecessor is not None:
-                    report.declared.add((str(request.source), str(request.predecessor)))
-            batch_started = time.monotonic()
-            try:
-                results = minter.mint_ids(requests, job_id=f"worker-{spec.worker}")
-            except Exception as error:
-                report.batches_failed += 1
-                report.failures.append(f"{type(error).__name__}: {error}"[:500])
-                continue
-            report.batch_seconds.append(time.monotonic() - batch_started)
-            report.batches_ok += 1
-            report.identifiers += len(results)
-            for source, result in results.items():
-                report.outcomes[str(result.outcome)] += 1
-                key = str(source)
-                previous = report.given.setdefault(key, result.canonical_id)
-                if previous != result.canonical_id:
-                    report.conflicting_answers.append(
-                        f"{key}: {previous} then {result.canonical_id}"
-                    )
-        report.retries = retries.count
+    for requests in batches:
+        for request in requests:
+            if request.predecessor is not None:
+                report.declared.add((str(request.source), str(request.predecessor)))
+        batch_started = time.monotonic()
+        try:
+            results = minter.mint_ids(requests, job_id=f"worker-{spec.worker}")
+        except Exception as error:
+            report.batches_failed += 1
+            report.failures.append(f"{type(error).__name__}: {error}"[:500])
+            continue
+        report.batch_seconds.append(time.monotonic() - batch_started)
+        report.batches_ok += 1
+        report.identifiers += len(results)
+        for source, result in results.items():
+            report.outcomes[str(result.outcome)] += 1
+            key = str(source)
+            previous = report.given.setdefault(key, result.canonical_id)
+            if previous != result.canonical_id:
+                report.conflicting_answers.append(f"{key}: {previous} then {result.canonical_id}")
+    report.retries = minter.stats.retries
+    report.reconnects = minter.stats.reconnects
+    minter.close()
     report.seconds = time.monotonic() - started
     return report
 
@@ -238,6 +217,7 @@ class ConcurrentRun:
     processes: int
     seconds: float
     reports: list[WorkerReport]
+    specs: list[WorkerSpec]
 
     @property
     def identifiers(self) -> int:
@@ -265,6 +245,19 @@ class ConcurrentRun:
     def declared(self) -> set[tuple[str, str]]:
         return {edge for r in self.reports for edge in r.declared}
 
+    def requested(self) -> dict[str, list[SourceIdentifier]]:
+        """Batch label -> the sources it asked for (rebuilt from the seeds, not reported)."""
+        return {
+            f"worker {spec.worker} batch {batch}": [
+                request.source
+                for request in batch_requests(
+                    overlapping_batch(spec.seed, batch, spec.works_per_batch, spec.key_space)
+                )
+            ]
+            for spec in self.specs
+            for batch in spec.batches
+        }
+
 
 def run_concurrent(
     settings: DatabaseSettings,
@@ -285,6 +278,7 @@ def run_concurrent(
     barrier = context.Barrier(processes + 1)
     results = context.Queue()
     workers = []
+    specs = []
     for worker in range(processes):
         spec = WorkerSpec(
             settings=settings,
@@ -294,6 +288,7 @@ def run_concurrent(
             key_space=key_space,
             seed=seed,
         )
+        specs.append(spec)
         process = context.Process(target=_worker_main, args=(spec, barrier, results))
         process.start()
         workers.append(process)
@@ -317,7 +312,7 @@ def run_concurrent(
             if process.is_alive():
                 process.kill()
                 process.join()
-    return ConcurrentRun(processes, seconds, sorted(reports, key=lambda r: r.worker))
+    return ConcurrentRun(processes, seconds, sorted(reports, key=lambda r: r.worker), specs)
 
 
 # --- the killable minting process -------------------------------------------------------------
@@ -330,7 +325,8 @@ def _print(*parts: object) -> None:
 def crash_worker(argv: Sequence[str] | None = None) -> int:
     """Mint disjoint batches `start..batches-1` in order, announcing each on stdout.
 
-    Lines: `ready`, `begin B`, `done B <n>`, `error B <type>` (connection lost; retried),
+    Lines: `ready`, `begin B`, `done B <identifiers> <reconnects so far>`, `error B <type>`
+    (the server stayed away longer than the minter's own retries; retried here),
     `failed B <type>: <message>` (exit 3), `finished`.
     """
     parser = argparse.ArgumentParser(prog="minting_workload crash-worker")
@@ -351,6 +347,9 @@ def crash_worker(argv: Sequence[str] | None = None) -> int:
         for b in range(args.batches)
     ]
     minter = Minter(lambda: connect(settings))
+    # Reconnects the minter made itself (it retries lost connections inside a call), summed
+    # over the minters this process replaced after a call failed.
+    reconnects = 0
     _print("ready")
     for batch in range(args.start, args.batches):
         give_up = time.monotonic() + args.retry_unavailable
@@ -364,12 +363,14 @@ def crash_worker(argv: Sequence[str] | None = None) -> int:
                     return 3
                 _print("error", batch, type(error).__name__)
                 time.sleep(0.3)
+                reconnects += minter.stats.reconnects
+                minter.close()
                 minter = Minter(lambda: connect(settings))
                 continue
             except Exception as error:
                 _print("failed", batch, f"{type(error).__name__}: {error}")
                 return 3
-            _print("done", batch, len(results))
+            _print("done", batch, len(results), reconnects + minter.stats.reconnects)
             break
     _print("finished")
     return 0

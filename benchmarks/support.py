@@ -154,7 +154,11 @@ def figures_table(rows: list[dict[str, Any]]) -> str:
         return "(no figures)"
     frame = pd.DataFrame(rows, columns=list(RESULT_KEYS))
     frame["value"] = frame["value"].map(lambda v: f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}")
-    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+    # Numbers right-aligned, text left-aligned: pandas right-aligns every string column.
+    for column in ("benchmark", "figure", "unit", "detail"):
+        text = frame[column].astype(str)
+        frame[column] = text.str.ljust(max(text.str.len().max(), len(column)))
+    with pd.option_context("display.max_colwidth", 400, "display.width", 400):
         return frame.to_string(index=False, justify="left")
 
 
