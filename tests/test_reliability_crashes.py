@@ -58,6 +58,7 @@ def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):
         rng=random.Random(SEED),
         after_each_kill=lambda _: _oracle(registry, BATCHES, WORKS, complete=False),
     )
+    print(report)
     assert report.kills == KILLS
     assert report.checks == KILLS
     # The drill must really interrupt minting, not only kill idle processes.
@@ -104,6 +105,7 @@ def test_the_server_crashing_and_restarting_mid_run_loses_nothing(private_server
             restarts=["crash", "stop"],
             batches_between=4,
         )
+        print(report.restarts, report.connection_errors, report.minter_reconnects)
         assert report.restarts == ["crash", "stop"]
         assert report.batches_done_before_first_restart >= 4
         # The worker was minting when the server went away, and it recovered both times
