@@ -8,6 +8,7 @@ returns what happened; the caller checks the registry with the SQL oracle.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import random
@@ -104,6 +105,15 @@ class CrashWorker:
     def done(self) -> list[int]:
         return [int(line.split()[1]) for line in self.lines if line.startswith("done ")]
 
+    def given(self) -> list[tuple[str, str]]:
+        """Every (source, ID) the worker printed as committed."""
+        return [
+            (source, canonical_id)
+            for line in self.lines
+            if line.startswith("given ")
+            for source, canonical_id in json.loads(line.split(" ", 2)[2]).items()
+        ]
+
     def killed_inside_a_mint_call(self) -> bool:
         events = [line for line in self.lines if line.split()[0] in ("begin", "done", "error")]
         return bool(events) and events[-1].startswith("begin")
@@ -115,6 +125,8 @@ class KillReport:
     inside_mint_call: int = 0
     batches_committed_between_kills: list[int] = field(default_factory=list)
     checks: int = 0
+    # (source, ID) pairs the killed workers had been given before they died.
+    given: list[tuple[str, str]] = field(default_factory=list)
 
 
 def kill_at_random_points(
@@ -124,14 +136,14 @@ def kill_at_random_points(
     works: int,
     kills: int,
     rng: random.Random,
-    after_each_kill: Callable[[int], None] | None = None,
+    after_each_kill: Callable[[int, list[tuple[str, str]]], None] | None = None,
     max_delay: float = 0.15,
 ) -> KillReport:
     """Start a minting process, SIGKILL it at a random point, check, repeat `kills` times.
 
     The kill comes a random 0..`max_delay` seconds after the worker announced its 1st to 3rd
     batch, so most land inside a mint call (some between calls or in the commit).
-    `after_each_kill(kill_number)` runs the caller's checks while no minter is running. Each
+    `after_each_kill(kill_number, given_so_far)` runs the caller's checks while no minter runs. Each
     restart resumes at the first batch not yet committed; batches wrap around when all are done.
     """
     report = KillReport()
@@ -159,14 +171,15 @@ def kill_at_random_points(
         report.inside_mint_call += worker.killed_inside_a_mint_call()
         done = worker.done()
         report.batches_committed_between_kills.append(len(done))
+        report.given += worker.given()
         if after_each_kill is not None:
-            after_each_kill(report.kills)
+            after_each_kill(report.kills, report.given)
             report.checks += 1
         start = (max(done) + 1 if done else start) % batches
     return report
 
 
-def complete_run(settings: DatabaseSettings, *, batches: int, works: int) -> list[str]:
+def complete_run(settings: DatabaseSettings, *, batches: int, works: int) -> CrashWorker:
     """Run the whole workload to the end (re-running what was done is idempotent)."""
     worker = CrashWorker(settings, "--batches", str(batches), "--works", str(works))
     line = worker.wait_for(lambda ln: ln == "finished", timeout=600)
@@ -174,7 +187,7 @@ def complete_run(settings: DatabaseSettings, *, batches: int, works: int) -> lis
     worker.drain()
     if line != "finished" or worker.process.returncode != 0:
         raise RuntimeError(f"the completing run did not finish: {worker.lines[-5:]}")
-    return worker.lines
+    return worker
 
 
 def _reap(pid: int) -> None:
@@ -256,6 +269,7 @@ def restart_server_mid_run(
         worker.kill()
         worker.drain()
     report.lines = worker.lines
+    report.given = worker.given()
     report.connection_errors = sum(line.startswith("error") for line in worker.lines)
     done = [line.split() for line in worker.lines if line.startswith("done ")]
     report.minter_reconnects = int(done[-1][3]) if done else 0

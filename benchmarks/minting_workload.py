@@ -17,6 +17,7 @@ Run as a module it is the minting process the crash tests kill:
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import queue
@@ -325,7 +326,8 @@ def _print(*parts: object) -> None:
 def crash_worker(argv: Sequence[str] | None = None) -> int:
     """Mint disjoint batches `start..batches-1` in order, announcing each on stdout.
 
-    Lines: `ready`, `begin B`, `done B <identifiers> <reconnects so far>`, `error B <type>`
+    Lines: `ready`, `begin B`, `given B <JSON source -> ID>`, `done B <identifiers> <reconnects
+    so far>`, `error B <type>`
     (the server stayed away longer than the minter's own retries; retried here),
     `failed B <type>: <message>` (exit 3), `finished`.
     """
@@ -370,6 +372,8 @@ def crash_worker(argv: Sequence[str] | None = None) -> int:
             except Exception as error:
                 _print("failed", batch, f"{type(error).__name__}: {error}")
                 return 3
+            given = {str(source): result.canonical_id for source, result in results.items()}
+            _print("given", batch, json.dumps(given, ensure_ascii=False))
             _print("done", batch, len(results), reconnects + minter.stats.reconnects)
             break
     _print("finished")

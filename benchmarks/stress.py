@@ -40,11 +40,17 @@ def _print_report(title: str, report: InvariantReport) -> None:
 
 
 def _crash_oracle(
-    settings: DatabaseSettings, batches: int, works: int, *, complete: bool
+    settings: DatabaseSettings,
+    batches: int,
+    works: int,
+    *,
+    complete: bool,
+    given: list[tuple[str, str]],
 ) -> InvariantReport:
     requested = crash_batches(batches, works)
     return check_registry(
         settings,
+        given=given,
         declared=[
             (r.source, r.predecessor)
             for requests in requested.values()
@@ -114,8 +120,8 @@ def kills(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
         )
         failures: list[str] = []
 
-        def check(kill: int) -> None:
-            report = _crash_oracle(db, batches, works, complete=False)
+        def check(kill: int, given: list[tuple[str, str]]) -> None:
+            report = _crash_oracle(db, batches, works, complete=False, given=given)
             if not report.ok:
                 failures.append(f"after kill {kill}: {report.violations}")
 
@@ -136,8 +142,8 @@ def kills(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
         )
         for failure in failures[:5]:
             print(f"   VIOLATION {failure}")
-        complete_run(db, batches=batches, works=works)
-        final = _crash_oracle(db, batches, works, complete=True)
+        rerun = complete_run(db, batches=batches, works=works)
+        final = _crash_oracle(db, batches, works, complete=True, given=report.given + rerun.given())
         _print_report("kills and a completing re-run", final)
         return final.ok and not failures
 
@@ -180,7 +186,7 @@ def restarts(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
                     f"{report.connection_errors} failed calls and the minter reconnected "
                     f"{report.minter_reconnects} times inside calls; all {batches} batches done"
                 )
-                final = _crash_oracle(db, batches, works, complete=True)
+                final = _crash_oracle(db, batches, works, complete=True, given=report.given)
                 _print_report("server restarts", final)
                 return final.ok
         finally:

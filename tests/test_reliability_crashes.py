@@ -30,10 +30,18 @@ WORKS = 30  # about 165 identifiers per batch, so a mint call lasts long enough 
 SEED = int(os.environ.get("IDMINTER_CRASH_SEED", "0")) or random.randrange(1, 10**6)
 
 
-def _oracle(settings: DatabaseSettings, batches: int, works: int, *, complete: bool) -> None:
+def _oracle(
+    settings: DatabaseSettings,
+    batches: int,
+    works: int,
+    *,
+    complete: bool,
+    given: list[tuple[str, str]],
+) -> None:
     requested = crash_batches(batches, works)
     report = check_registry(
         settings,
+        given=given,
         declared=[
             (r.source, r.predecessor)
             for requests in requested.values()
@@ -56,18 +64,25 @@ def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):
         works=WORKS,
         kills=KILLS,
         rng=random.Random(SEED),
-        after_each_kill=lambda _: _oracle(registry, BATCHES, WORKS, complete=False),
+        after_each_kill=lambda _, given: _oracle(
+            registry, BATCHES, WORKS, complete=False, given=given
+        ),
     )
-    print(report)
+    print(
+        f"{report.kills} kills, {report.inside_mint_call} inside a mint call, batches committed "
+        f"between kills {report.batches_committed_between_kills}"
+    )
     assert report.kills == KILLS
     assert report.checks == KILLS
     # The drill must really interrupt minting, not only kill idle processes.
     assert report.inside_mint_call >= KILLS // 4, report
     assert sum(report.batches_committed_between_kills) > 0
 
-    lines = complete_run(registry, batches=BATCHES, works=WORKS)
-    assert lines[-1] == "finished"
-    _oracle(registry, BATCHES, WORKS, complete=True)
+    rerun = complete_run(registry, batches=BATCHES, works=WORKS)
+    assert rerun.lines[-1] == "finished"
+    # Every ID handed out before a kill survived, and the re-run gave the same ones.
+    assert len(report.given) > 0
+    _oracle(registry, BATCHES, WORKS, complete=True, given=report.given + rerun.given())
 
 
 def _free_port() -> int:
@@ -112,6 +127,8 @@ def test_the_server_crashing_and_restarting_mid_run_loses_nothing(private_server
         # (inside the minter's own retries, or by retrying the call).
         assert report.connection_errors + report.minter_reconnects >= 2, report.lines
         assert report.lines[-1] == "finished"
-        _oracle(settings, batches, works, complete=True)
+        # Every ID the worker was given, before or after a crash, is still the registry's.
+        assert len(report.given) > 0
+        _oracle(settings, batches, works, complete=True, given=report.given)
     finally:
         drop_database(settings)
