@@ -94,3 +94,16 @@ class RegistryUnavailableError(IdMinterError):
 
 class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
+
+
+class RegistryContentionError(MintingError):
+    """Deadlocks, lock-wait timeouts or lost connections persisted past the retry budget."""
+
+    def __init__(self, attempts: int, code: int | None, detail: str) -> None:
+        self.attempts = attempts
+        self.code = code
+        self.detail = detail
+        super().__init__(
+            f"registry transaction failed {attempts} times (last error {code}: {detail}); "
+            "nothing was committed, retry later"
+        )

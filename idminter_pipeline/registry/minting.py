@@ -1,0 +1,822 @@
+"""Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
+
+One `mint_ids` call is one transaction of a constant number of SQL statements, whatever the batch
+size (README, "Minting"):
+
+1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
+2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), only if something is new;
+3. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
+4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile;
+5. `UPDATE canonical_ids` marking assigned only the claimed IDs that ended up used;
+6. one multi-row insert into `identifier_provenance` (inheritances and predecessor mismatches);
+7. `COMMIT`.
+
+Every statement that touches many rows lists them sorted, so concurrent minters take row locks in
+the same order; deadlocks and lock-wait timeouts that still happen are retried for the whole
+transaction with bounded, jittered backoff (tenacity), and counted in `Minter.stats`.
+
+A `Minter` holds one connection and is not thread-safe: give each thread or process its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from itertools import islice
+from typing import Any, TypeVar
+
+import pymysql
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from idminter_pipeline.canonical_ids import validate_canonical_id
+from idminter_pipeline.errors import (
+    ConflictingPredecessorsError,
+    InvalidInputError,
+    MissingPredecessorError,
+    PoolExhaustedError,
+    PredecessorCycleError,
+    RegistryContentionError,
+)
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.source_identifiers import SourceIdentifier
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Key = tuple[str, str, str]
+
+# SourceId IN-lists per lookup branch: small enough that every branch is a handful of ranges on
+# the primary key (a row-constructor IN over thousands of tuples can fall off the index on
+# MySQL), large enough that a 10,000-key call stays a few dozen branches of one statement.
+DEFAULT_LOOKUP_CHUNK_SIZE = 1_000
+MIN_LOOKUP_CHUNK_SIZE = 1
+MAX_LOOKUP_CHUNK_SIZE = 5_000
+DEFAULT_MAX_ATTEMPTS = 8
+MAX_MAX_ATTEMPTS = 20
+DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
+MAX_JOB_ID_LENGTH = 255
+
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+_CONNECTION_LOST = frozenset({2006, 2013, 2014, 2055})
+
+
+def collation_key(ontology_type: str, source_system: str, source_id: str) -> Key:
+    """The key under which the registry's collation considers a source identifier equal.
+
+    The key columns are `utf8mb4_bin`, which compares by code point but is PAD SPACE on MySQL 8.0
+    and MariaDB 10.11: trailing U+0020 spaces are ignored, so a legacy row `'b1 '` *is* the row a
+    request for `'b1'` finds (and the one an insert of `'b1'` collides with). Matching server rows
+    back to requests with plain string equality would drop such a request; matching with any
+    looser fold (case, other whitespace) would answer a request with another source's ID. This
+    function is the one place that rule lives: strip trailing spaces, nothing else.
+    """
+    return (ontology_type.rstrip(" "), source_system.rstrip(" "), source_id.rstrip(" "))
+
+
+def _source_collation_key(source: SourceIdentifier) -> Key:
+    return collation_key(source.ontology_type, source.source_system, source.source_id)
+
+
+@dataclass(frozen=True)
+class MintRequest:
+    """Mint (or look up) `source`; if it is new, inherit the canonical ID of `predecessor`."""
+
+    source: SourceIdentifier
+    predecessor: SourceIdentifier | None = None
+
+
+class MintOutcome(StrEnum):
+    EXISTING = "existing"
+    INHERITED = "inherited"
+    MINTED = "minted"
+
+
+@dataclass(frozen=True)
+class MintResult:
+    source: SourceIdentifier
+    canonical_id: str
+    outcome: MintOutcome
+
+
+class AliasStatus(StrEnum):
+    ORIGINAL = "original"
+    ALIAS = "alias"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """One source identifier mapped to a canonical ID, as `Minter.aliases` reports it.
+
+    The parts are exactly as stored (a legacy row may carry trailing spaces), so `source` is the
+    string form rather than a validated `SourceIdentifier`.
+    """
+
+    ontology_type: str
+    source_system: str
+    source_id: str
+    status: AliasStatus
+    created_at: datetime
+    inherited_from: str | None = None
+    provenance_seq: int | None = None
+    job_id: str | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": str(self.status),
+            "created_at": self.created_at,
+            "inherited_from": self.inherited_from,
+            "provenance_seq": self.provenance_seq,
+            "job_id": self.job_id,
+        }
+
+
+@dataclass
+class MinterStats:
+    """What a minter did, for benchmarks, logs and run metadata."""
+
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    deadlocks: int = 0
+    lock_wait_timeouts: int = 0
+    stale_plans: int = 0
+    reconnects: int = 0
+    lost_races: int = 0
+    minted: int = 0
+    inherited: int = 0
+    existing: int = 0
+    mismatches_recorded: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class _StalePlanError(Exception):
+    """A key this call planned to mint lost its race while another key planned to inherit from
+    it: the plan is stale, so the whole transaction is redone (the lookup now finds the key)."""
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, _StalePlanError):
+        return True
+    if isinstance(error, pymysql.err.OperationalError | pymysql.err.InternalError) and error.args:
+        return error.args[0] in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, *_CONNECTION_LOST)
+    return isinstance(error, pymysql.err.InterfaceError)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, int(value)))
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _event_key(kind: str, successor: SourceIdentifier, predecessor: SourceIdentifier) -> bytes:
+    # Unit and record separators cannot occur in a source identifier (control characters are
+    # refused), so the encoding is unambiguous.
+    text = "\x1e".join([kind, "\x1f".join(successor.as_key()), "\x1f".join(predecessor.as_key())])
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+_MISMATCH_ORDER = 1 << 30  # after every inheritance, so Seq lists a call's inheritances first
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A row for `identifier_provenance`."""
+
+    kind: str
+    successor: SourceIdentifier
+    predecessor: SourceIdentifier
+    canonical_id: str
+    predecessor_canonical_id: str | None
+    order: int
+
+    @property
+    def key(self) -> bytes:
+        return _event_key(self.kind, self.successor, self.predecessor)
+
+
+def _inheritance(
+    source: SourceIdentifier, predecessor: SourceIdentifier, canonical_id: str, depth: int
+) -> _Event:
+    return _Event("inherited", source, predecessor, canonical_id, canonical_id, depth)
+
+
+def _mismatch(
+    source: SourceIdentifier,
+    predecessor: SourceIdentifier,
+    canonical_id: str,
+    predecessor_id: str | None,
+) -> _Event:
+    return _Event(
+        "predecessor_mismatch", source, predecessor, canonical_id, predecessor_id, _MISMATCH_ORDER
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one new source is about to be inserted with."""
+
+    canonical_id: str
+    outcome: MintOutcome
+    predecessor: SourceIdentifier | None
+    depth: int  # links between this source and the ID it takes (0 for a minted root)
+
+
+class _Resolution:
+    """The decisions of one mint attempt that need no SQL: who exists, who inherits from whom."""
+
+    def __init__(
+        self,
+        predecessors: dict[SourceIdentifier, SourceIdentifier | None],
+        found: dict[Key, str],
+    ) -> None:
+        self.predecessors = predecessors
+        self.found = found
+        self.new_sources = [s for s in predecessors if self.known_id(s) is None]
+        self._root: dict[SourceIdentifier, tuple[SourceIdentifier, int]] = {}
+
+    def known_id(self, key: SourceIdentifier) -> str | None:
+        return self.found.get(_source_collation_key(key))
+
+    def existing_results(self) -> dict[SourceIdentifier, MintResult]:
+        results = {}
+        for source in self.predecessors:
+            canonical_id = self.known_id(source)
+            if canonical_id is not None:
+                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
+        return results
+
+    def check_predecessors_exist(self) -> None:
+        missing = sorted(
+            (source, predecessor)
+            for source in self.new_sources
+            if (predecessor := self.predecessors[source]) is not None
+            and self.known_id(predecessor) is None
+            and predecessor not in self.predecessors
+        )
+        if missing:
+            raise MissingPredecessorError(missing)
+
+    def new_roots(self) -> list[SourceIdentifier]:
+        return sorted(s for s in self.new_sources if self.predecessors[s] is None)
+
+    def _resolve(self, source: SourceIdentifier) -> tuple[SourceIdentifier, int]:
+        """The key whose ID `source` takes (registered, or a new root) and how many links away.
+
+        Iterative, because a chain may be as long as the batch; cycles were refused earlier.
+        """
+        chain: list[SourceIdentifier] = []
+        current = source
+        while current not in self._root:
+            predecessor = self.predecessors.get(current)
+            if (
+                current not in self.predecessors
+                or self.known_id(current) is not None
+                or predecessor is None
+            ):
+                self._root[current] = (current, 0)
+                break
+            chain.append(current)
+            current = predecessor
+        root, depth = self._root[current]
+        for node in reversed(chain):
+            depth += 1
+            self._root[node] = (root, depth)
+        return self._root[source]
+
+    def plan(self, root_ids: dict[SourceIdentifier, str]) -> dict[SourceIdentifier, _Step]:
+        plan = {}
+        for source in self.new_sources:
+            if source in root_ids:
+                plan[source] = _Step(root_ids[source], MintOutcome.MINTED, None, 0)
+                continue
+            root, depth = self._resolve(source)
+            canonical_id = root_ids.get(root) or self.known_id(root)
+            assert canonical_id is not None, f"{source} resolved to {root}, which has no ID"
+            plan[source] = _Step(
+                canonical_id, MintOutcome.INHERITED, self.predecessors[source], depth
+            )
+        return plan
+
+    def mismatches_of_existing(
+        self, results: dict[SourceIdentifier, MintResult], plan: dict[SourceIdentifier, _Step]
+    ) -> list[_Event]:
+        """Registered sources whose declared predecessor has another ID (or none): recorded."""
+        events = []
+        for source, predecessor in self.predecessors.items():
+            if predecessor is None or source in plan:
+                continue
+            existing_id = results[source].canonical_id
+            predecessor_id = (
+                results[predecessor].canonical_id
+                if predecessor in results
+                else self.known_id(predecessor)
+            )
+            if predecessor_id != existing_id:
+                events.append(_mismatch(source, predecessor, existing_id, predecessor_id))
+        return events
+
+
+class Minter:
+    """Batch lookup and minting over one registry connection (opened lazily, reused).
+
+    Tuning (all optional, clamped): `lookup_chunk_size` (SourceIds per lookup branch),
+    `max_attempts` (per call, for deadlocks, lock-wait timeouts and lost connections),
+    `backoff_seconds` / `max_backoff_seconds` (jittered exponential wait between attempts),
+    `lock_wait_timeout_seconds` (session `innodb_lock_wait_timeout`).
+    """
+
+    def __init__(
+        self,
+        connect: ConnectionFactory,
+        *,
+        lookup_chunk_size: int = DEFAULT_LOOKUP_CHUNK_SIZE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_seconds: float = 0.02,
+        max_backoff_seconds: float = 1.0,
+        lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._connect = connect
+        self._conn: Connection | None = None
+        self.lookup_chunk_size = _clamp(
+            lookup_chunk_size, MIN_LOOKUP_CHUNK_SIZE, MAX_LOOKUP_CHUNK_SIZE
+        )
+        self.max_attempts = _clamp(max_attempts, 1, MAX_MAX_ATTEMPTS)
+        self.backoff_seconds = max(0.0, float(backoff_seconds))
+        self.max_backoff_seconds = max(self.backoff_seconds, float(max_backoff_seconds))
+        self.lock_wait_timeout_seconds = _clamp(lock_wait_timeout_seconds, 1, 3600)
+        self.stats = MinterStats()
+
+    # -- connection -------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The minter's connection, opened and set up on first use."""
+        if self._conn is None:
+            conn = self._connect()
+            with conn.cursor() as cursor:
+                # READ COMMITTED: no gap locks on the lookups and the pool scan, so concurrent
+                # minters block each other only on the rows they really share. Correctness does
+                # not depend on it: the re-read after the insert is a locking read.
+                cursor.execute(
+                    "SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_timeout_seconds,)
+                )
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(pymysql.err.Error):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Minter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken; closing is best effort
+                logger.debug("closing a broken connection failed", exc_info=True)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.stats.retries += 1
+        if isinstance(error, _StalePlanError):
+            self.stats.stale_plans += 1
+        elif isinstance(error, pymysql.err.Error) and error.args:
+            code = error.args[0]
+            if code == ER_LOCK_DEADLOCK:
+                self.stats.deadlocks += 1
+            elif code == ER_LOCK_WAIT_TIMEOUT:
+                self.stats.lock_wait_timeouts += 1
+            else:
+                self.stats.reconnects += 1
+                self._discard_connection()
+        else:
+            self.stats.reconnects += 1
+            self._discard_connection()
+        logger.info("retrying registry transaction after %r", error)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` and commit, redoing the whole transaction on transient failures."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(
+                multiplier=self.backoff_seconds, max=self.max_backoff_seconds
+            ),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.stats.attempts += 1
+                    conn = self.connection
+                    try:
+                        result = work(conn)
+                        conn.commit()
+                    except BaseException:
+                        self._rollback_quietly()
+                        raise
+                    return result
+        except (pymysql.err.OperationalError, pymysql.err.InternalError, _StalePlanError) as error:
+            if _is_retryable(error):
+                code = error.args[0] if isinstance(error, pymysql.err.Error) else None
+                raise RegistryContentionError(self.max_attempts, code, str(error)) from error
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _rollback_quietly(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.rollback()
+        except Exception:
+            # The connection is gone; the server rolls the transaction back when it notices.
+            self._discard_connection()
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def _keyed_select(
+        self, keys: Iterable[SourceIdentifier], *, lock: bool
+    ) -> tuple[str, list[Any], list[tuple[str, str]]]:
+        """One statement: per (OntologyType, SourceSystem) group, chunks of SourceId IN-lists.
+
+        Each branch fixes the first two primary-key columns and lists values of the third, so
+        every branch is a range scan of PRIMARY. A branch returns its number instead of the two
+        fixed columns: less to send and decode, and the group is known from the request.
+        """
+        groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for key in keys:
+            groups[(key.ontology_type, key.source_system)].add(key.source_id)
+        branches: list[str] = []
+        params: list[Any] = []
+        branch_groups: list[tuple[str, str]] = []
+        suffix = " LOCK IN SHARE MODE" if lock else ""
+        for group in sorted(groups):
+            for chunk in _chunks(sorted(groups[group]), self.lookup_chunk_size):
+                branches.append(
+                    f"(SELECT {len(branch_groups)} AS g, SourceId, CanonicalId FROM identifiers "
+                    "WHERE OntologyType = %s AND SourceSystem = %s AND SourceId IN ("
+                    + ",".join(["%s"] * len(chunk))
+                    + f"){suffix})"
+                )
+                params.extend(group)
+                params.extend(chunk)
+                branch_groups.append(group)
+        return " UNION ALL ".join(branches), params, branch_groups
+
+    def _fetch_mappings(
+        self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool = False
+    ) -> dict[Key, str]:
+        """Collation key -> canonical ID, for the keys that exist."""
+        sql, params, branch_groups = self._keyed_select(keys, lock=lock)
+        if not branch_groups:
+            return {}
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        found: dict[Key, str] = {}
+        for branch, source_id, canonical_id in rows:
+            ontology_type, source_system = branch_groups[branch]
+            found[(ontology_type, source_system, source_id.rstrip(" "))] = canonical_id
+        return found
+
+    def lookup_ids(self, sources: Iterable[SourceIdentifier]) -> dict[SourceIdentifier, str]:
+        """The canonical ID of each given source that is registered (one SELECT, one COMMIT)."""
+        wanted = _validated_sources(sources)
+        if not wanted:
+            return {}
+        self.stats.calls += 1
+        found = self._transaction(lambda conn: self._fetch_mappings(conn, wanted))
+        result: dict[SourceIdentifier, str] = {}
+        for source in wanted:
+            canonical_id = found.get(_source_collation_key(source))
+            if canonical_id is not None:
+                result[source] = canonical_id
+        return result
+
+    # -- minting ----------------------------------------------------------------------------
+
+    def mint_ids(
+        self, requests: Iterable[MintRequest], *, job_id: str | None = None
+    ) -> dict[SourceIdentifier, MintResult]:
+        """Look up or mint a canonical ID for every distinct requested source, atomically.
+
+        Raises `ConflictingPredecessorsError` or `PredecessorCycleError` (before touching the
+        database), `MissingPredecessorError` or `PoolExhaustedError` (having committed nothing),
+        and `RegistryContentionError` if deadlocks persist past `max_attempts`.
+        """
+        if job_id is not None and (
+            not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH
+        ):
+            raise InvalidInputError(
+                f"invalid job id {job_id!r}: expected a non-empty string of at most "
+                f"{MAX_JOB_ID_LENGTH} characters"
+            )
+        predecessors = fold_requests(requests)
+        if not predecessors:
+            return {}
+        reject_cycles(predecessors)
+        self.stats.calls += 1
+        results = self._transaction(lambda conn: self._mint(conn, predecessors, job_id))
+        for result in results.values():
+            if result.outcome is MintOutcome.MINTED:
+                self.stats.minted += 1
+            elif result.outcome is MintOutcome.INHERITED:
+                self.stats.inherited += 1
+            else:
+                self.stats.existing += 1
+        return results
+
+    def _mint(
+        self,
+        conn: Connection,
+        predecessors: dict[SourceIdentifier, SourceIdentifier | None],
+        job_id: str | None,
+    ) -> dict[SourceIdentifier, MintResult]:
+        wanted = set(predecessors)
+        wanted.update(p for p in predecessors.values() if p is not None)
+        found = self._fetch_mappings(conn, wanted)
+        resolution = _Resolution(predecessors, found)
+        results = resolution.existing_results()
+        resolution.check_predecessors_exist()
+
+        new_roots = resolution.new_roots()
+        claimed = self._claim_free_ids(conn, len(new_roots)) if new_roots else []
+        plan = resolution.plan(dict(zip(new_roots, claimed, strict=True)))
+
+        actual = self._insert_mappings(conn, plan) if plan else {}
+        events: list[_Event] = []
+        used_ids: set[str] = set()
+        lost: set[SourceIdentifier] = set()
+        for source, step in plan.items():
+            canonical_id = actual.get(_source_collation_key(source))
+            if canonical_id is None:
+                raise AssertionError(f"{source} is missing right after its insert")
+            if canonical_id != step.canonical_id:
+                # Another minter committed this key after our lookup: its ID stands, and the ID
+                # we claimed for it stays free (it is simply not marked assigned).
+                lost.add(source)
+                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
+                if step.predecessor is not None:
+                    events.append(
+                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
+                    )
+                continue
+            results[source] = MintResult(source, canonical_id, step.outcome)
+            if step.outcome is MintOutcome.MINTED:
+                used_ids.add(canonical_id)
+            elif step.predecessor is not None:
+                events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
+        if lost:
+            self.stats.lost_races += len(lost)
+            if any(predecessors[s] in lost for s in plan if s not in lost):
+                raise _StalePlanError(sorted(lost))
+
+        events.extend(resolution.mismatches_of_existing(results, plan))
+        if used_ids:
+            self._mark_assigned(conn, sorted(used_ids))
+        if events:
+            self._record_events(conn, events, job_id)
+            self.stats.mismatches_recorded += sum(
+                1 for event in events if event.kind == "predecessor_mismatch"
+            )
+        return {source: results[source] for source in predecessors}
+
+    def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
+        with conn.cursor() as cursor:
+            # Deterministic order (idx_free is (Status, CanonicalId)); SKIP LOCKED makes
+            # concurrent minters take different IDs without waiting for each other.
+            cursor.execute(
+                "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+                "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED",
+                (needed,),
+            )
+            claimed = [row[0] for row in cursor.fetchall()]
+        if len(claimed) < needed:
+            raise PoolExhaustedError(needed, len(claimed))
+        return claimed
+
+    def _insert_mappings(
+        self, conn: Connection, plan: dict[SourceIdentifier, _Step]
+    ) -> dict[Key, str]:
+        ordered = sorted(plan)
+        values: list[Any] = []
+        for source in ordered:
+            values.extend(source.as_key())
+            values.append(plan[source].canonical_id)
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "VALUES "
+                + ",".join(["(%s,%s,%s,%s)"] * len(ordered))
+                + " ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId",
+                values,
+            )
+        # A locking read sees the latest committed rows (another minter may have inserted a key
+        # after our lookup, whatever the isolation level); we already hold their locks.
+        return self._fetch_mappings(conn, ordered, lock=True)
+
+    def _mark_assigned(self, conn: Connection, canonical_ids: list[str]) -> None:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ("
+                + ",".join(["%s"] * len(canonical_ids))
+                + ")",
+                canonical_ids,
+            )
+
+    def _record_events(self, conn: Connection, events: list[_Event], job_id: str | None) -> None:
+        # Chain order (an inheritance before the one that builds on it) gives Seq its meaning;
+        # the event key breaks ties so concurrent writers lock unique-key entries in one order.
+        events.sort(key=lambda event: (event.order, event.key))
+        values: list[Any] = []
+        for event in events:
+            values.extend(
+                (
+                    event.key,
+                    event.kind,
+                    *event.successor.as_key(),
+                    *event.predecessor.as_key(),
+                    event.canonical_id,
+                    event.predecessor_canonical_id,
+                    job_id,
+                    job_id,
+                )
+            )
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO identifier_provenance (EventKey, Kind, SuccessorOntologyType, "
+                "SuccessorSourceSystem, SuccessorSourceId, PredecessorOntologyType, "
+                "PredecessorSourceSystem, PredecessorSourceId, CanonicalId, "
+                "PredecessorCanonicalId, JobId, LastJobId) VALUES "
+                + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(events))
+                + " ON DUPLICATE KEY UPDATE SeenCount = SeenCount + 1, "
+                "LastSeenAt = CURRENT_TIMESTAMP(6), LastJobId = VALUES(LastJobId), "
+                "PredecessorCanonicalId = VALUES(PredecessorCanonicalId)",
+                values,
+            )
+
+    # -- aliases ----------------------------------------------------------------------------
+
+    def aliases(self, canonical_id: str) -> list[Alias]:
+        """Every source identifier mapped to `canonical_id`: the original first, then aliases in
+        the order they inherited it (provenance sequence, never timestamps alone)."""
+        canonical_id = validate_canonical_id(canonical_id)
+        self.stats.calls += 1
+
+        def read(conn: Connection) -> list[tuple[Any, ...]]:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT i.OntologyType, i.SourceSystem, i.SourceId, i.CreatedAt, p.Seq, "
+                    "p.PredecessorOntologyType, p.PredecessorSourceSystem, "
+                    "p.PredecessorSourceId, p.JobId "
+                    "FROM identifiers i LEFT JOIN identifier_provenance p "
+                    "ON p.CanonicalId = i.CanonicalId AND p.Kind = 'inherited' "
+                    "AND p.SuccessorOntologyType = i.OntologyType "
+                    "AND p.SuccessorSourceSystem = i.SourceSystem "
+                    "AND p.SuccessorSourceId = i.SourceId "
+                    "WHERE i.CanonicalId = %s",
+                    (canonical_id,),
+                )
+                return list(cursor.fetchall())
+
+        rows = self._transaction(read)
+        # One row per mapping (the provenance event key is unique per successor and
+        # predecessor, and a successor inherits once); keep the earliest event if not.
+        by_key: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        for row in rows:
+            key = (row[0], row[1], row[2])
+            if key not in by_key or (row[4] is not None and (by_key[key][4] or 0) > row[4]):
+                by_key[key] = row
+        inherited = [row for row in by_key.values() if row[4] is not None]
+        uninherited = sorted(
+            (row for row in by_key.values() if row[4] is None), key=lambda r: (r[3], r[:3])
+        )
+        aliases: list[Alias] = []
+        # Without a provenance record (rows minted before it existed, or legacy rows), the RFC's
+        # rule applies: the earliest row is the original.
+        for index, row in enumerate(uninherited):
+            aliases.append(
+                Alias(
+                    row[0],
+                    row[1],
+                    row[2],
+                    AliasStatus.ORIGINAL if index == 0 else AliasStatus.ALIAS,
+                    row[3],
+                )
+            )
+        for row in sorted(inherited, key=lambda r: r[4]):
+            aliases.append(
+                Alias(
+                    row[0],
+                    row[1],
+                    row[2],
+                    AliasStatus.ALIAS,
+                    row[3],
+                    inherited_from=f"{row[5]}[{row[6]}/{row[7]}]",
+                    provenance_seq=row[4],
+                    job_id=row[8],
+                )
+            )
+        return aliases
+
+
+def _validated_sources(sources: Iterable[SourceIdentifier]) -> list[SourceIdentifier]:
+    if isinstance(sources, str | bytes):
+        raise InvalidInputError(f"expected source identifiers, got the string {sources!r}")
+    unique: dict[SourceIdentifier, None] = {}
+    for source in sources:
+        if not isinstance(source, SourceIdentifier):
+            raise InvalidInputError(
+                f"expected a SourceIdentifier, got {type(source).__name__} {source!r}"
+            )
+        unique[source] = None
+    return list(unique)
+
+
+def fold_requests(
+    requests: Iterable[MintRequest],
+) -> dict[SourceIdentifier, SourceIdentifier | None]:
+    """Distinct sources (in first-seen order) and their declared predecessor.
+
+    A source requested twice with the same predecessor, or once with and once without one, is
+    one request; two different predecessors for one source are refused.
+    """
+    if isinstance(requests, MintRequest):
+        raise InvalidInputError("expected an iterable of MintRequest, got a single MintRequest")
+    folded: dict[SourceIdentifier, SourceIdentifier | None] = {}
+    conflicts: dict[SourceIdentifier, list[SourceIdentifier]] = {}
+    for request in requests:
+        if not isinstance(request, MintRequest):
+            raise InvalidInputError(
+                f"expected a MintRequest, got {type(request).__name__} {request!r}"
+            )
+        source, predecessor = request.source, request.predecessor
+        if not isinstance(source, SourceIdentifier):
+            raise InvalidInputError(f"MintRequest.source must be a SourceIdentifier: {source!r}")
+        if predecessor is not None and not isinstance(predecessor, SourceIdentifier):
+            raise InvalidInputError(
+                f"MintRequest.predecessor of {source} must be a SourceIdentifier or None: "
+                f"{predecessor!r}"
+            )
+        previous = folded.get(source)
+        if source not in folded or previous is None:
+            folded[source] = predecessor
+        elif predecessor is not None and predecessor != previous:
+            conflicts.setdefault(source, [previous])
+            if predecessor not in conflicts[source]:
+                conflicts[source].append(predecessor)
+    if conflicts:
+        source = min(conflicts)
+        raise ConflictingPredecessorsError(source, conflicts[source])
+    return folded
+
+
+def reject_cycles(predecessors: dict[SourceIdentifier, SourceIdentifier | None]) -> None:
+    """Raise `PredecessorCycleError` naming the loop if declarations loop (self included)."""
+    done: set[SourceIdentifier] = set()
+    for start in sorted(predecessors):
+        path: list[SourceIdentifier] = []
+        on_path: dict[SourceIdentifier, int] = {}
+        current: SourceIdentifier | None = start
+        while current is not None and current not in done:
+            if current in on_path:
+                raise PredecessorCycleError(path[on_path[current] :])
+            on_path[current] = len(path)
+            path.append(current)
+            current = predecessors.get(current)
+        done.update(path)

@@ -1,0 +1,269 @@
+"""Concurrency with real connections, threads and processes (RFC "Concurrency scenarios")."""
+
+import multiprocessing
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from db_helpers import fetch_all
+from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
+
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
+from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.source_identifiers import SourceIdentifier
+
+INSERT_MAPPING = (
+    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+    "VALUES (%s, %s, %s, %s)"
+)
+
+
+def _mint_in_threads(connect_registry, batches):
+    barrier = threading.Barrier(len(batches))
+
+    def run(batch):
+        with Minter(connect_registry) as minter:
+            assert minter.connection.open  # connected before the race starts
+            barrier.wait()
+            return minter.mint_ids(batch)
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        return list(pool.map(run, batches))
+
+
+def test_five_minters_racing_on_one_new_source_get_one_id(registry, connect_registry):
+    """RFC scenario 1 / notebook test 1: one ID for all, one pool ID consumed."""
+    fill_pool(registry, 20)
+    source = work("race-test", "RACE-TEST-1")
+    results = _mint_in_threads(connect_registry, [[MintRequest(source)]] * 5)
+    ids = {r[source].canonical_id for r in results}
+    assert len(ids) == 1
+    assert sum(r[source].outcome is MintOutcome.MINTED for r in results) == 1
+    assert pool_counts(registry) == {"free": 19, "assigned": 1}
+    check_invariants(registry)
+
+
+def test_ten_minters_on_different_sources_get_ten_ids(registry, connect_registry):
+    """Notebook test 2: ten distinct IDs, ten consumed."""
+    fill_pool(registry, 20)
+    sources = [work("race-test", f"RACE-TEST-2-{i}") for i in range(10)]
+    results = _mint_in_threads(connect_registry, [[MintRequest(s)] for s in sources])
+    assert len({r[s].canonical_id for r, s in zip(results, sources, strict=True)}) == 10
+    assert pool_counts(registry) == {"free": 10, "assigned": 10}
+    check_invariants(registry)
+
+
+def _wait_for_lock_wait(settings, thread_id, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    conn = connect(settings)
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                    "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+                    (thread_id,),
+                )
+                (waiting,) = cursor.fetchone()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    finally:
+        conn.close()
+    raise AssertionError("the minter never waited for the lock")
+
+
+def _race_against_a_committing_writer(registry, minter, requests, key, winner_id):
+    """The writer inserts `key` after the minter's lookup and commits while the minter waits."""
+    writer = connect(registry)
+    try:
+        with writer.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
+                (winner_id,),
+            )
+            cursor.execute(INSERT_MAPPING, (*key.as_key(), winner_id))
+        thread_id = minter.connection.thread_id()
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(minter.mint_ids, requests)
+            _wait_for_lock_wait(registry, thread_id)
+            writer.commit()
+            return future.result(timeout=30)
+    finally:
+        writer.close()
+
+
+def test_a_lost_race_returns_the_winners_id_and_leaves_ours_free(registry, connect_registry):
+    pool = fill_pool(registry, 5)
+    source = work("race-test", "lost")
+    with Minter(connect_registry) as minter:
+        result = _race_against_a_committing_writer(
+            registry, minter, [MintRequest(source)], source, "winner23"
+        )
+        assert minter.stats.lost_races == 1
+    assert result[source].canonical_id == "winner23"
+    assert result[source].outcome is MintOutcome.EXISTING
+    # The ID the minter claimed for the source is still free: no pool ID was consumed.
+    assert pool_counts(registry) == {"free": 5, "assigned": 1}
+    free = {
+        c
+        for (c,) in fetch_all(registry, "SELECT CanonicalId FROM canonical_ids WHERE Status='free'")
+    }
+    assert free == set(pool)
+    check_invariants(registry)
+
+
+def test_a_lost_race_on_an_in_batch_predecessor_redoes_the_call(registry, connect_registry):
+    """Its successor must take the winner's ID, not the one this call claimed."""
+    fill_pool(registry, 5)
+    root, heir = work("sierra", "b1"), SourceIdentifier("Image", "axiell", "AC-1")
+    with Minter(connect_registry) as minter:
+        result = _race_against_a_committing_writer(
+            registry, minter, [MintRequest(root), MintRequest(heir, root)], root, "winner23"
+        )
+        assert minter.stats.stale_plans == 1
+    assert result[root].canonical_id == result[heir].canonical_id == "winner23"
+    assert result[root].outcome is MintOutcome.EXISTING
+    assert result[heir].outcome is MintOutcome.INHERITED
+    assert pool_counts(registry) == {"free": 5, "assigned": 1}
+    check_invariants(registry)
+
+
+def test_a_lost_race_against_another_predecessor_is_recorded(registry, connect_registry):
+    register(registry, {("Work", "sierra", "b1"): "abcdefgh"})
+    heir = work("axiell", "AC-1")
+    with Minter(connect_registry) as minter:
+        result = _race_against_a_committing_writer(
+            registry, minter, [MintRequest(heir, work("sierra", "b1"))], heir, "winner23"
+        )
+    assert result[heir].canonical_id == "winner23"
+    assert fetch_all(
+        registry,
+        "SELECT Kind, CanonicalId, PredecessorCanonicalId FROM identifier_provenance",
+    ) == [("predecessor_mismatch", "winner23", "abcdefgh")]
+
+
+def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
+    """A real deadlock: the minter holds key a and wants b; the other holds b and wants a."""
+    fill_pool(registry, 5)
+    a, b = work("dead", "a"), work("dead", "b")
+    other = connect(registry)
+    try:
+        with other.cursor() as cursor:
+            # Many rows make the other transaction the heavier one, so InnoDB picks the minter
+            # as the victim and the retry is what has to succeed.
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('otherabc', 'assigned')"
+            )
+            for i in range(200):
+                cursor.execute(INSERT_MAPPING, ("Work", "filler", f"f{i}", "otherabc"))
+            cursor.execute(INSERT_MAPPING, (*b.as_key(), "otherabc"))
+        with Minter(connect_registry, backoff_seconds=0.01) as minter:
+            thread_id = minter.connection.thread_id()
+            with ThreadPoolExecutor(1) as pool:
+                future = pool.submit(minter.mint_ids, [MintRequest(a), MintRequest(b)])
+                _wait_for_lock_wait(registry, thread_id)
+                with other.cursor() as cursor:
+                    cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
+                # The minter was rolled back; hand it the other transaction's rows.
+                other.commit()
+                result = future.result(timeout=30)
+            assert minter.stats.deadlocks == 1
+            assert minter.stats.retries >= 1
+    finally:
+        other.close()
+    assert result[a].canonical_id == result[b].canonical_id == "otherabc"
+    assert pool_counts(registry)["free"] == 5
+
+
+def test_a_lock_wait_timeout_is_retried_and_counted(registry, connect_registry):
+    fill_pool(registry, 5)
+    source = work("slow", "a")
+    holder = connect(registry)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('holderab', 'assigned')"
+            )
+            cursor.execute(INSERT_MAPPING, (*source.as_key(), "holderab"))
+        with Minter(connect_registry, lock_wait_timeout_seconds=1, backoff_seconds=0.01) as minter:
+            with ThreadPoolExecutor(1) as pool:
+                future = pool.submit(minter.mint_ids, [MintRequest(source)])
+                time.sleep(1.6)  # past one lock-wait timeout
+                holder.rollback()
+                result = future.result(timeout=30)
+            assert minter.stats.lock_wait_timeouts >= 1
+    finally:
+        holder.close()
+    assert result[source].outcome is MintOutcome.MINTED
+    check_invariants(registry)
+
+
+# -- eight processes -------------------------------------------------------------------------
+
+
+def _process_worker(settings: DatabaseSettings, seed: int, batches: int) -> dict:
+    """One minter process: overlapping new keys, predecessors registered, in-batch and chained."""
+    rng = random.Random(seed)
+    with Minter(lambda: connect(settings)) as minter:
+        failed: list[str] = []
+        for _ in range(batches):
+            requests = []
+            # One predecessor per source within a batch (two would be refused as conflicting);
+            # batches disagree with each other, which the minter records as mismatches.
+            choices: dict[int, float] = {}
+            for _ in range(rng.randint(20, 60)):
+                n = rng.randrange(300)  # a small key space shared by all processes
+                source = work("axiell", f"w{n}")
+                choice = choices.setdefault(n, rng.random())
+                if choice < 0.3:
+                    predecessor = work("sierra", f"old{n % 50}")  # registered up front
+                elif choice < 0.45:
+                    predecessor = SourceIdentifier("Image", "folio", f"i{n}")
+                    requests.append(MintRequest(predecessor))  # new in the same batch
+                else:
+                    predecessor = None
+                requests.append(MintRequest(source, predecessor))
+                if choice > 0.8:
+                    requests.append(MintRequest(work("chain", f"c{n}"), source))
+            try:
+                minter.mint_ids(requests, job_id=f"proc-{seed}")
+            except Exception as error:
+                failed.append(repr(error))
+        return {"failed": failed, **minter.stats.as_dict()}
+
+
+def test_eight_processes_over_overlapping_keys_keep_the_invariants(registry):
+    """No failed batch; one ID per source; IDs shared only through recorded predecessors;
+    every referenced ID assigned and every assigned ID referenced."""
+    register(
+        registry,
+        {
+            ("Work", "sierra", f"old{i}"): f"old{i:02d}abc".replace("0", "a").replace("1", "b")[:8]
+            for i in range(50)
+        },
+    )
+    fill_pool(registry, 3000)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(8) as pool:
+        reports = pool.starmap(_process_worker, [(registry, seed, 12) for seed in range(8)])
+    assert [r["failed"] for r in reports] == [[]] * 8
+    counts = check_invariants(registry)
+    assert counts["mappings"] > 300
+    minted = sum(r["minted"] for r in reports)
+    assert pool_counts(registry)["assigned"] == minted + 50
+    print(
+        "8-process run:",
+        counts,
+        "retries",
+        sum(r["retries"] for r in reports),
+        "deadlocks",
+        sum(r["deadlocks"] for r in reports),
+        "lost races",
+        sum(r["lost_races"] for r in reports),
+        "stale plans",
+        sum(r["stale_plans"] for r in reports),
+    )
