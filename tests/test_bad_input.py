@@ -133,11 +133,11 @@ CATALOGUE = [
         exit_code=1,
     ),
     # Missing, null and wrongly typed fields; lines that are not objects or not JSON.
-    _p("null-source", _line(None), names="source"),
-    _p("missing-source", json.dumps({"predecessor": EXISTING}), names="source"),
-    _p("numeric-source", _line(123), names="123"),
+    _p("null-source", _line(None), names="None"),
+    _p("missing-source", json.dumps({"predecessor": EXISTING}), names='"source"'),
+    _p("numeric-source", _line(123), names="identifier 123"),
     _p("list-source", _line([EXISTING]), names=EXISTING),
-    _p("numeric-predecessor", _line("Work[axiell-collections-id/AC-9]", 5), names="5"),
+    _p("numeric-predecessor", _line("Work[axiell-collections-id/AC-9]", 5), names="identifier 5"),
     _p(
         "object-predecessor",
         _line("Work[axiell-collections-id/AC-9]", {"ontologyType": "Work", "value": "b1"}),
