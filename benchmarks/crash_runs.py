@@ -127,6 +127,8 @@ class KillReport:
     checks: int = 0
     # (source, ID) pairs the killed workers had been given before they died.
     given: list[tuple[str, str]] = field(default_factory=list)
+    # Batches some worker began (the only ones that can be partly written).
+    begun: set[int] = field(default_factory=set)
 
 
 def kill_at_random_points(
@@ -136,14 +138,14 @@ def kill_at_random_points(
     works: int,
     kills: int,
     rng: random.Random,
-    after_each_kill: Callable[[int, list[tuple[str, str]]], None] | None = None,
+    after_each_kill: Callable[[KillReport], None] | None = None,
     max_delay: float = 0.15,
 ) -> KillReport:
     """Start a minting process, SIGKILL it at a random point, check, repeat `kills` times.
 
     The kill comes a random 0..`max_delay` seconds after the worker announced its 1st to 3rd
     batch, so most land inside a mint call (some between calls or in the commit).
-    `after_each_kill(kill_number, given_so_far)` runs the caller's checks while no minter runs. Each
+    `after_each_kill(report)` runs the caller's checks while no minter runs. Each
     restart resumes at the first batch not yet committed; batches wrap around when all are done.
     """
     report = KillReport()
@@ -172,8 +174,11 @@ def kill_at_random_points(
         done = worker.done()
         report.batches_committed_between_kills.append(len(done))
         report.given += worker.given()
+        report.begun.update(
+            int(line.split()[1]) for line in worker.lines if line.startswith("begin ")
+        )
         if after_each_kill is not None:
-            after_each_kill(report.kills, report.given)
+            after_each_kill(report)
             report.checks += 1
         start = (max(done) + 1 if done else start) % batches
     return report

@@ -23,7 +23,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.crash_runs import complete_run, kill_at_random_points, restart_server_mid_run
+from benchmarks.crash_runs import (
+    KillReport,
+    complete_run,
+    kill_at_random_points,
+    restart_server_mid_run,
+)
 from benchmarks.minting_workload import crash_batches, fill_pool, run_concurrent
 from benchmarks.support import bench_database
 from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
@@ -46,8 +51,11 @@ def _crash_oracle(
     *,
     complete: bool,
     given: list[tuple[str, str]],
+    begun: set[int] | None = None,
 ) -> InvariantReport:
     requested = crash_batches(batches, works)
+    if begun is not None:  # only batches a worker began can be partly written
+        requested = {b: requests for b, requests in requested.items() if b in begun}
     return check_registry(
         settings,
         given=given,
@@ -120,10 +128,12 @@ def kills(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
         )
         failures: list[str] = []
 
-        def check(kill: int, given: list[tuple[str, str]]) -> None:
-            report = _crash_oracle(db, batches, works, complete=False, given=given)
+        def check(so_far: KillReport) -> None:
+            report = _crash_oracle(
+                db, batches, works, complete=False, given=so_far.given, begun=so_far.begun
+            )
             if not report.ok:
-                failures.append(f"after kill {kill}: {report.violations}")
+                failures.append(f"after kill {so_far.kills}: {report.violations}")
 
         started = time.monotonic()
         report = kill_at_random_points(
