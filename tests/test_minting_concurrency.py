@@ -104,6 +104,7 @@ def test_a_lost_race_returns_the_winners_id_and_leaves_ours_free(registry, conne
             registry, minter, [MintRequest(source)], source, "winner23"
         )
         assert minter.stats.lost_races == 1
+        assert minter.stats.rereads == 1  # the insert's row count showed a key already existed
     assert result[source].canonical_id == "winner23"
     assert result[source].outcome is MintOutcome.EXISTING
     # The ID the minter claimed for the source is still free: no pool ID was consumed.

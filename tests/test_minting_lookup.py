@@ -44,7 +44,7 @@ def test_lookup_chunks_and_groups_return_every_key(registry, connect_registry):
     wanted = [SourceIdentifier(*key) for key in mappings] + [work("system-0", "absent")]
     with Minter(connect_registry, lookup_chunk_size=3) as minter:
         found = minter.lookup_ids(wanted)
-        sql, _, branches = minter._keyed_select(wanted, lock=False)
+        sql, branches = minter._keyed_select(minter.connection, wanted, lock=False)
     assert found == {SourceIdentifier(*key): cid for key, cid in mappings.items()}
     # 12 (OntologyType, SourceSystem) groups, each split into chunks of at most 3 values.
     assert len(branches) > 12
@@ -74,9 +74,9 @@ def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
     conn.commit()
     keys = [SourceIdentifier(*row[:3]) for row in rows[::7]]
     for lock in (False, True):
-        sql, params, branches = minter._keyed_select(keys, lock=lock)
+        sql, branches = minter._keyed_select(conn, keys, lock=lock)
         with conn.cursor() as cursor:
-            cursor.execute("EXPLAIN " + sql, params)
+            cursor.execute("EXPLAIN " + sql)
             columns = [d[0] for d in cursor.description]
             plan = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         conn.rollback()

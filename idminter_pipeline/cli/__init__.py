@@ -14,6 +14,7 @@ import click
 
 from idminter_pipeline.cli.db import db
 from idminter_pipeline.cli.local_run import local_run
+from idminter_pipeline.cli.minting import aliases, lookup, mint_ids
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
 
 EXIT_FAILURE = 1
@@ -44,3 +45,6 @@ def main(verbose: bool) -> None:
 
 main.add_command(db)
 main.add_command(local_run)
+main.add_command(lookup)
+main.add_command(mint_ids)
+main.add_command(aliases)

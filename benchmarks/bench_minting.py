@@ -1,0 +1,266 @@
+"""Minting engine benchmark: the reference minter's workloads, and a bare-SELECT lookup floor.
+
+Workloads (the public reference minter's own, RFC 083 notebook sizes):
+  all-new        1,000 works x 6 identifiers, 500 works per transaction, every identifier new
+  all-existing   the same 6,000 identifiers, every one registered
+  mixed          50% new works, 40% existing, 10% whose work identifier inherits from a
+                 registered predecessor (its 5 merge candidates are registered)
+  wide-works     200 works x 51 identifiers, one transaction, every identifier new
+Reference minter on this machine (2-core, MariaDB 10.11 loopback): ~383, 177, 349, 503 ms.
+
+Each figure is the median wall time of `repeats` runs; every run uses fresh keys for what must
+be new, and the pool is filled before the clock starts. Statements are counted by the server
+(`Questions` on the minter's session), not by the client.
+
+Run alone: `.venv/bin/python benchmarks/bench_minting.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+
+from idminter_pipeline.canonical_ids import generate_canonical_ids
+from idminter_pipeline.registry.connection import Connection, connect
+from idminter_pipeline.registry.minting import Minter, MintRequest
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.source_identifiers import SourceIdentifier
+
+BENCHMARK = "minting"
+WORKS_PER_TRANSACTION = 500
+REFERENCE_MS = {"all-new": 383.0, "all-existing": 177.0, "mixed": 349.0, "wide-works": 503.0}
+TARGET_FRACTION = {"all-new": 1 / 3, "all-existing": 1 / 2, "mixed": 1 / 3, "wide-works": 1 / 3}
+MERGE_SYSTEMS = ("miro-image-number", "mets", "calm-record-id", "wellcome-digcode", "isbn")
+
+
+def _work(prefix: str, i: int, width: int) -> list[SourceIdentifier]:
+    """A work's own identifier followed by `width - 1` merge candidates of mixed types."""
+    ids = [SourceIdentifier("Work", "axiell-collections-id", f"{prefix}-{i}")]
+    for j in range(width - 1):
+        system = MERGE_SYSTEMS[j % len(MERGE_SYSTEMS)]
+        ontology = "Image" if system == "miro-image-number" else "Work"
+        ids.append(SourceIdentifier(ontology, system, f"{prefix}-{i}-{j}"))
+    return ids
+
+
+def _create_database(settings: DatabaseSettings) -> DatabaseSettings:
+    name = f"idminter_bench_{uuid.uuid4().hex[:10]}"
+    conn = connect(settings.with_database(""))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    bench = settings.with_database(name)
+    apply_migrations(lambda: connect(bench))
+    return bench
+
+
+def _drop_database(settings: DatabaseSettings) -> None:
+    conn = connect(settings.with_database(""))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+    finally:
+        conn.close()
+
+
+def _fill_pool(conn: Connection, count: int) -> None:
+    ids = generate_canonical_ids(count)
+    with conn.cursor() as cursor:
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            cursor.execute(
+                "INSERT IGNORE INTO canonical_ids (CanonicalId, Status) VALUES "
+                + ",".join(["(%s,'free')"] * len(chunk)),
+                chunk,
+            )
+    conn.commit()
+
+
+def _questions(conn: Connection) -> int:
+    with conn.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        return int(cursor.fetchone()[1])
+
+
+def _register(minter: Minter, works: list[list[SourceIdentifier]]) -> None:
+    for start in range(0, len(works), WORKS_PER_TRANSACTION):
+        minter.mint_ids(
+            MintRequest(s) for work in works[start : start + WORKS_PER_TRANSACTION] for s in work
+        )
+
+
+class _Workload:
+    def __init__(self, name: str, works: int, width: int, detail: str) -> None:
+        self.name, self.works, self.width, self.detail = name, works, width, detail
+
+    def batches(self, minter: Minter, run: int) -> list[list[MintRequest]]:
+        """Requests per transaction for one run, with any preparation done (untimed)."""
+        prefix = f"{self.name}-{run}"
+        if self.name == "all-existing":
+            works = [_work("existing", i, self.width) for i in range(self.works)]
+            if run == 0:
+                _register(minter, works)
+            requests = [[MintRequest(s) for s in work] for work in works]
+        elif self.name == "mixed":
+            requests = []
+            existing = [_work(f"{prefix}-old", i, self.width) for i in range(self.works // 2)]
+            _register(minter, existing)
+            for i in range(self.works):
+                kind = i % 10
+                if kind < 5:  # new
+                    requests.append([MintRequest(s) for s in _work(prefix, i, self.width)])
+                elif kind < 9:  # existing
+                    requests.append([MintRequest(s) for s in existing[i // 2]])
+                else:  # the work's identifier inherits; its merge candidates are registered
+                    old = existing[i // 2]
+                    heir = SourceIdentifier("Work", "folio-instance-id", f"{prefix}-{i}")
+                    requests.append([MintRequest(heir, old[0])] + [MintRequest(s) for s in old[1:]])
+        else:
+            requests = [
+                [MintRequest(s) for s in _work(prefix, i, self.width)] for i in range(self.works)
+            ]
+        return [
+            [r for work in requests[start : start + WORKS_PER_TRANSACTION] for r in work]
+            for start in range(0, len(requests), WORKS_PER_TRANSACTION)
+        ]
+
+
+WORKLOADS = (
+    _Workload("all-new", 1000, 6, "1,000 works x 6 ids, 500 works/txn, all new"),
+    _Workload("all-existing", 1000, 6, "1,000 works x 6 ids, 500 works/txn, all registered"),
+    _Workload("mixed", 1000, 6, "1,000 works x 6 ids, 500 works/txn, 50/40/10 new/existing/heir"),
+    _Workload("wide-works", 200, 51, "200 works x 51 ids, one txn, all new"),
+)
+
+
+def _bare_lookup(conn: Connection, keys: list[SourceIdentifier]) -> int:
+    """The floor: only the SELECTs the all-existing workload needs, straight through pymysql."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in keys:
+        groups[(key.ontology_type, key.source_system)].append(key.source_id)
+    parts, params = [], []
+    for (ontology, system), values in groups.items():
+        parts.append(
+            "SELECT SourceId, CanonicalId FROM identifiers WHERE OntologyType = %s AND "
+            "SourceSystem = %s AND SourceId IN (" + ",".join(["%s"] * len(values)) + ")"
+        )
+        params.extend((ontology, system, *values))
+    with conn.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+    conn.commit()
+    return len(rows)
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
+    repeats = 3 if quick else 9
+    bench = _create_database(settings)
+    figures: list[dict] = []
+    try:
+        setup = connect(bench)
+        minter = Minter(lambda: connect(bench))
+        try:
+            for workload in WORKLOADS:
+                samples, statements, identifiers = [], 0, 0
+                for run_number in range(repeats + 1):  # run 0 warms up and is not counted
+                    _fill_pool(setup, 11_000)  # untimed: more than any run needs
+                    batches = workload.batches(minter, run_number)
+                    before = _questions(minter.connection)
+                    elapsed = _timed(lambda b=batches: [minter.mint_ids(x) for x in b])
+                    used = _questions(minter.connection) - before - 1
+                    if run_number:
+                        samples.append(elapsed)
+                        statements = used
+                        identifiers = sum(len(b) for b in batches)
+                median = _median_ms(samples)
+                reference = REFERENCE_MS[workload.name]
+                target = reference * TARGET_FRACTION[workload.name]
+                verdict = "meets" if median <= target else "misses"
+                figures += [
+                    {
+                        "benchmark": BENCHMARK,
+                        "figure": f"{workload.name} median",
+                        "value": median,
+                        "unit": "ms",
+                        "detail": f"{workload.detail}; reference {reference:.0f} ms, "
+                        f"target {target:.0f} ms ({verdict}); {repeats} runs",
+                    },
+                    {
+                        "benchmark": BENCHMARK,
+                        "figure": f"{workload.name} statements",
+                        "value": float(statements),
+                        "unit": "statements/run",
+                        "detail": f"{len(batches)} transaction(s), counted by the server",
+                    },
+                    {
+                        "benchmark": BENCHMARK,
+                        "figure": f"{workload.name} throughput",
+                        "value": round(identifiers / (median / 1000)),
+                        "unit": "identifiers/s",
+                        "detail": f"{identifiers} identifiers per run",
+                    },
+                ]
+
+            keys = [s for i in range(1000) for s in _work("existing", i, 6)]
+            chunks = [keys[i : i + 3000] for i in range(0, len(keys), 3000)]
+            floor, ours = [], []
+            for _ in range(repeats + 1):
+                floor.append(_timed(lambda: [_bare_lookup(setup, c) for c in chunks]))
+                ours.append(_timed(lambda: [minter.lookup_ids(c) for c in chunks]))
+            floor_ms, ours_ms = _median_ms(floor[1:]), _median_ms(ours[1:])
+            figures += [
+                {
+                    "benchmark": BENCHMARK,
+                    "figure": "lookup floor (bare SELECTs)",
+                    "value": floor_ms,
+                    "unit": "ms",
+                    "detail": "all-existing workload's SELECTs through bare pymysql",
+                },
+                {
+                    "benchmark": BENCHMARK,
+                    "figure": "lookup_ids vs floor",
+                    "value": round(100 * ours_ms / floor_ms, 1),
+                    "unit": "%",
+                    "detail": f"Minter.lookup_ids {ours_ms} ms for the same 6,000 keys",
+                },
+                {
+                    "benchmark": BENCHMARK,
+                    "figure": "retries during benchmark",
+                    "value": float(minter.stats.retries),
+                    "unit": "retries",
+                    "detail": f"deadlocks {minter.stats.deadlocks}, "
+                    f"lock-wait timeouts {minter.stats.lock_wait_timeouts}",
+                },
+            ]
+        finally:
+            minter.close()
+            setup.close()
+    finally:
+        _drop_database(bench)
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 runs per workload instead of 9")
+    args = parser.parse_args()
+    for figure in run(DatabaseSettings.from_env(), quick=args.quick):
+        name, value, unit = figure["figure"], figure["value"], figure["unit"]
+        print(f"{name:30} {value:>11,.1f} {unit:15} {figure['detail']}")

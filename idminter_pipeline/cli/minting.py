@@ -1,0 +1,98 @@
+"""`idminter lookup | mint-ids | aliases`: the minting engine for scripts and operators."""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
+from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.minting import Minter, MintRequest
+from idminter_pipeline.source_identifiers import SourceIdentifier
+
+_REQUEST_FIELDS = frozenset({"source", "predecessor"})
+
+
+@click.command("lookup")
+@click.argument("identifiers", nargs=-1, required=True)
+def lookup(identifiers: tuple[str, ...]) -> None:
+    """Print {"Work[system/value]": "canonicalid"} for each given identifier that is registered."""
+    sources = [SourceIdentifier.parse(text) for text in identifiers]
+    with Minter(connection_factory()) as minter:
+        found = minter.lookup_ids(sources)
+    echo_json({str(source): found[source] for source in sources if source in found})
+
+
+def parse_request_line(line_number: int, line: str) -> MintRequest:
+    """One JSON line `{"source": "...", "predecessor": "..." | null}`, or an error naming it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"line {line_number}: not JSON ({error.msg}): {line!r}") from None
+    if not isinstance(record, dict):
+        raise InvalidInputError(
+            f'line {line_number}: expected a JSON object with "source", got {record!r}'
+        )
+    unknown = sorted(set(record) - _REQUEST_FIELDS)
+    if unknown:
+        raise InvalidInputError(f"line {line_number}: unknown field(s) {unknown} in {line!r}")
+    if "source" not in record:
+        raise InvalidInputError(f'line {line_number}: missing "source" in {line!r}')
+    try:
+        source = SourceIdentifier.parse(record["source"])
+        predecessor = record.get("predecessor")
+        if predecessor is not None:
+            predecessor = SourceIdentifier.parse(predecessor)
+    except InvalidSourceIdentifierError as error:
+        raise InvalidInputError(f"line {line_number}: {error}") from None
+    return MintRequest(source, predecessor)
+
+
+@click.command("mint-ids")
+@click.option(
+    "--file",
+    "input_file",
+    type=click.File("r", encoding="utf-8"),
+    default="-",
+    show_default="stdin",
+    help='JSON lines: {"source": "Work[system/value]", "predecessor": ... or null}.',
+)
+@click.option("--job-id", default=None, help="Recorded with every inheritance and mismatch.")
+def mint_ids(input_file: IO[str], job_id: str | None) -> None:
+    """Look up or mint canonical IDs for JSON-lines requests, in one transaction.
+
+    Prints one JSON line per distinct source: {"source", "canonical_id", "outcome"}. Every line
+    is checked before anything is written; on any error nothing is written.
+    """
+    requests = [
+        parse_request_line(number, line)
+        for number, line in enumerate(input_file, start=1)
+        if line.strip()
+    ]
+    if not requests:
+        return
+    with Minter(connection_factory()) as minter:
+        results = minter.mint_ids(requests, job_id=job_id)
+    for result in results.values():
+        click.echo(
+            json.dumps(
+                {
+                    "source": str(result.source),
+                    "canonical_id": result.canonical_id,
+                    "outcome": str(result.outcome),
+                },
+                ensure_ascii=False,
+            )
+        )
+
+
+@click.command("aliases")
+@click.argument("canonical_id")
+def aliases(canonical_id: str) -> None:
+    """Every source identifier mapped to CANONICAL_ID: original first, then aliases in order."""
+    with Minter(connection_factory()) as minter:
+        found = minter.aliases(canonical_id)
+    echo_json({"canonical_id": canonical_id, "sources": [alias.as_dict() for alias in found]})
