@@ -15,7 +15,8 @@ Decisions recorded here:
   PAD SPACE, so `b1 ` would silently become the existing `b1`;
 - ontology types are case-sensitive and never normalized (`work[...]` is rejected);
 - a misspelled field (`predecesor`) is rejected: ignoring it would drop the predecessor;
-- one call takes at most `MAX_MINT_BATCH` distinct requests (see `test_oversized_batches...`).
+- `idminter mint-ids` takes at most `MAX_MINT_REQUESTS` (10,000) request lines per call (see
+  `test_oversized_batches_...`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from registry_invariants import check_registry, registry_snapshot
 
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
+from idminter_pipeline.cli.minting import MAX_MINT_REQUESTS
 from idminter_pipeline.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
@@ -250,6 +252,28 @@ def test_like_wildcards_and_case_never_match_other_keys(seeded):
     assert len({a["canonical_id"] for a in answers.values()}) == len(sources)
 
 
+def test_oversized_batches_are_refused_and_the_limit_itself_is_accepted(seeded):
+    """`mint-ids` takes at most MAX_MINT_REQUESTS request lines: one call is one transaction,
+    and the minter's statement count is constant up to 10,000 identifiers. The Python API has
+    no limit of its own (the works pipeline clamps its batches), so the CLI enforces it."""
+    fill_pool(seeded, MAX_MINT_REQUESTS)
+    lines = [_line(f"Work[axiell-collections-id/AC-{n}]") for n in range(MAX_MINT_REQUESTS + 1)]
+    before = registry_snapshot(seeded)
+    refused = _mint_cli("\n".join(lines) + "\n")
+    assert refused.exit_code == 2, refused.output
+    _assert_one_error_line(
+        refused.stdout, refused.stderr, [f"line {MAX_MINT_REQUESTS + 1}", "10,000 requests"]
+    )
+    assert registry_snapshot(seeded) == before
+
+    # Blank lines are not requests; exactly the limit goes through in one call.
+    accepted = _mint_cli("\n\n".join(lines[:MAX_MINT_REQUESTS]) + "\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    answers = [json.loads(line) for line in accepted.stdout.splitlines()]
+    assert len(answers) == MAX_MINT_REQUESTS
+    assert {a["outcome"] for a in answers} == {"minted"}
+
+
 def test_invalid_utf8_in_a_file_is_refused(seeded, tmp_path):
     before = registry_snapshot(seeded)
     path = tmp_path / "requests.jsonl"
@@ -262,9 +286,7 @@ def test_invalid_utf8_in_a_file_is_refused(seeded, tmp_path):
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "error:" in result.stderr
-    assert "Traceback" not in result.stderr
+    _assert_one_error_line(result.stdout, result.stderr, ["line 2", "\\xff\\xfe"])
     assert registry_snapshot(seeded) == before
 
 
