@@ -96,6 +96,77 @@ class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
 
 
+class AlertDeliveryError(IdMinterError):
+    """One or more alert channels failed; the others were still tried."""
+
+    def __init__(self, title: str, failures: dict[str, str], delivered: Sequence[str] = ()) -> None:
+        self.title = title
+        self.failures = dict(failures)
+        self.delivered = list(delivered)
+        failed = "; ".join(f"{name}: {reason}" for name, reason in self.failures.items())
+        sent = ", ".join(self.delivered) or "none"
+        super().__init__(f"alert {title!r} not delivered to {failed} (delivered to: {sent})")
+
+
+class PoolTopUpError(IdMinterError):
+    """A free-ID pool top-up stopped before reaching its target."""
+
+
+class PoolTopUpIncompleteError(PoolTopUpError):
+    """Redrawing duplicates hit the round bound before the pool reached its target."""
+
+    def __init__(self, target: int, free: int, rounds: int, added: int, duplicates: int) -> None:
+        self.target = target
+        self.free = free
+        self.rounds = rounds
+        self.added = added
+        self.duplicates = duplicates
+        super().__init__(
+            f"pool top-up stopped after {rounds} rounds at {free} free IDs (target {target}): "
+            f"added {added}, {duplicates} draws were IDs that already exist; the ID space may "
+            "be nearly full or max_rounds too small"
+        )
+
+
+class PoolTopUpBusyError(PoolTopUpError):
+    """Another top-up held the pool lock for longer than this one would wait."""
+
+    def __init__(self, lock_name: str, waited_seconds: float) -> None:
+        self.lock_name = lock_name
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"another pool top-up holds lock {lock_name!r}; gave up after {waited_seconds:g}s"
+        )
+
+
+class InvalidPoolSettingsError(InvalidInputError):
+    """Pool sizes or watermarks that contradict each other."""
+
+    def __init__(self, setting: str, value: object, reason: str) -> None:
+        self.setting = setting
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid pool setting {setting}={value!r}: {reason}")
+
+
+class MalformedWorkError(InvalidInputError):
+    """A work document (or one of its identifiable nodes) the pipeline cannot process.
+
+    It fails that work only: `stage` says where (`extract`, `mint`, `write`), `work_id` names the
+    work as `Work[system/value]` (or the store's document id when the document has none).
+    """
+
+    def __init__(self, work_id: str, stage: str, detail: str) -> None:
+        self.work_id = work_id
+        self.stage = stage
+        self.detail = detail
+        super().__init__(f"{work_id} ({stage}): {detail}")
+
+
+class WorksStoreError(IdMinterError):
+    """The works store (Elasticsearch or the embedded SQLite file) refused or cannot be reached."""
+
+
 class RegistryContentionError(MintingError):
     """Deadlocks, lock-wait timeouts or lost connections persisted past the retry budget."""
 

@@ -68,9 +68,10 @@ def test_registry_schema_asset_migrates_and_records_versions(empty_database):
     assert result.success
     materialization = result.asset_materializations_for_node("registry_schema")[0]
     metadata = materialization.metadata
-    # Every migration in sql/, in order (other domains add theirs).
+    # Every migration in sql/, in order (other domains add theirs), the registry first.
     assert metadata["applied_now"].value[0] == "0001_create_registry"
     assert metadata["applied_now"].value == sorted(metadata["applied_now"].value)
+    assert "0003_pool_assignment_time" in metadata["applied_now"].value
     assert "0001_create_registry" in metadata["applied_versions"].value
     tables = {t for (t,) in fetch_all(empty_database, "SHOW TABLES")}
     assert {"canonical_ids", "identifiers"} <= tables

@@ -59,7 +59,9 @@ def test_chunk_size_is_clamped(connect_registry):
 def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
     fill_pool(registry, 1)
     with conn.cursor() as cursor:
-        cursor.execute("INSERT INTO canonical_ids VALUES ('abcdefgh', 'assigned', DEFAULT)")
+        cursor.execute(
+            "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'assigned')"
+        )
         rows = [
             (("Work", "Image")[i % 2], f"sys-{i % 5}", f"value-{i}", "abcdefgh")
             for i in range(3000)

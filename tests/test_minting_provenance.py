@@ -117,7 +117,9 @@ def test_aliases_without_provenance_fall_back_to_creation_time(registry, minter)
     conn = connect(registry)
     try:
         with conn.cursor() as cursor:
-            cursor.execute("INSERT INTO canonical_ids VALUES ('abcdefgh', 'assigned', DEFAULT)")
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'assigned')"
+            )
             cursor.execute(
                 "INSERT INTO identifiers VALUES ('Work', 'later', 'x', 'abcdefgh', "
                 "'2024-01-01 00:00:00.000002'), ('Work', 'first', 'x ', 'abcdefgh', "

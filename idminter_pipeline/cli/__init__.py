@@ -15,6 +15,8 @@ import click
 from idminter_pipeline.cli.db import db
 from idminter_pipeline.cli.local_run import local_run
 from idminter_pipeline.cli.minting import aliases, lookup, mint_ids
+from idminter_pipeline.cli.pool import pool
+from idminter_pipeline.cli.works import mint, works
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
 
 EXIT_FAILURE = 1
@@ -45,6 +47,9 @@ def main(verbose: bool) -> None:
 
 main.add_command(db)
 main.add_command(local_run)
+main.add_command(works)
+main.add_command(mint)
+main.add_command(pool)
 main.add_command(lookup)
 main.add_command(mint_ids)
 main.add_command(aliases)

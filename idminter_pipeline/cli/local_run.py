@@ -1,22 +1,128 @@
-"""`idminter local-run`: the README's run command, on the embedded defaults."""
+"""`idminter local-run`: the README's run command, the whole pipeline on the embedded defaults.
+
+Start the local registry, migrate it, fill the free-ID pool, generate sample works into the
+embedded works store, mint them through the real Dagster job (`mint_works`, in process, over the
+windows the sample covers, as one multi-partition run), and print what happened. Idempotent:
+running it again regenerates the same works and re-mints the same IDs.
+"""
 
 from __future__ import annotations
+
+import os
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import click
 
 from idminter_pipeline import local_database
 from idminter_pipeline.registry import schema
 from idminter_pipeline.registry.connection import connect, connection_factory
+from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.summary import registry_summary
+from idminter_pipeline.settings import project_root
+from idminter_pipeline.works.documents import extract_work
+from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, generate_works
+from idminter_pipeline.works.stores import works_store_from_env
+
+LOCAL_SAMPLE_WORKS = 3_000
+LOCAL_POOL_TARGET = 50_000
+
+
+def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> dict[str, Any]:
+    """Materialize `identified_works` for the windows covering the two times, in one run of the
+    `mint_works` job on the local Dagster instance (so `make ui` shows the run)."""
+    # Dagster loads in about a second: only this command pays for it, not every `idminter` call.
+    import dagster as dg  # noqa: PLC0415
+
+    # The asset's backfill policy is a beta parameter; the warning is noise on this console.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+    from idminter_pipeline.defs.alerts.resources import alerts_from_env  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import registry_database_from_env  # noqa: PLC0415
+    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
+    from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
+    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
+        churn_guard_from_env,
+        works_store_from_env,
+    )
+
+    first = WORKS_PARTITIONS.get_partition_key_for_timestamp(first_indexed_at.timestamp())
+    last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        # The same instance `make ui` opens, so the UI shows this run.
+        Path(home).mkdir(parents=True, exist_ok=True)
+        config = Path(home) / "dagster.yaml"
+        if not config.exists() and (project_root() / "dagster.yaml").exists():
+            config.symlink_to(project_root() / "dagster.yaml")
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    # The code location's job and asset, with resources read from the environment now (the
+    # module-level `Definitions` read it once, at import).
+    job = dg.Definitions(
+        assets=[identified_works],
+        jobs=[mint_works_job],
+        resources={
+            "registry_database": registry_database_from_env(),
+            "works_store": works_store_from_env(),
+            "churn_guard": churn_guard_from_env(),
+            "alerts": alerts_from_env(),
+        },
+    ).resolve_job_def(mint_works_job.name)
+    with instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+        )
+    materialization = result.asset_materializations_for_node("identified_works")[0]
+    figures = {key: value.value for key, value in materialization.metadata.items()}
+    figures["run_id"] = result.run_id
+    figures["partitions"] = f"{first} .. {last}"
+    return figures
 
 
 @click.command("local-run")
-def local_run() -> None:
-    """Start the local registry, migrate it and print its state."""
+@click.option(
+    "--works",
+    "count",
+    type=click.IntRange(min=1),
+    default=LOCAL_SAMPLE_WORKS,
+    show_default=True,
+    help="How many sample works to generate and mint.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def local_run(count: int, seed: int) -> None:
+    """Run the whole pipeline locally on sample works and print a summary."""
     for line in local_database.ensure_server().lines():
         click.echo(line)
     applied = schema.apply_migrations(connection_factory())
     click.echo(f"schema: applied {', '.join(applied)}" if applied else "schema: up to date")
+
+    report = top_up(connection_factory(), LOCAL_POOL_TARGET)
+    click.echo(f"pool: {report.summary()}")
+
+    with works_store_from_env() as store:
+        written = store.put_source(generate_works(count, seed=seed))
+        click.echo(f"works: {written:,} sample works (seed {seed}) in {store.describe()}")
+        last_indexed_at = DEFAULT_START + DEFAULT_SPACING * (count - 1)
+        figures = mint_windows_with_dagster(DEFAULT_START, last_indexed_at + timedelta(0))
+        click.echo(
+            f"minted through Dagster run {figures['run_id']} (windows {figures['partitions']}): "
+            f"{figures['works_read']:,} works read, {figures['works_written']:,} written, "
+            f"{figures['works_failed']:,} failed {figures['failures_by_stage']}; identifiers: "
+            f"{figures['identifiers_found']:,} found, {figures['identifiers_minted']:,} minted, "
+            f"{figures['identifiers_inherited']:,} inherited, {figures['identifiers_existing']:,} "
+            f"already registered; {figures['mint_calls']} mint transaction(s) in "
+            f"{figures['duration_seconds']:.2f}s"
+        )
+        _show_inheritance(store, count, seed)
+
     conn = connect()
     try:
         summary = registry_summary(conn)
@@ -26,3 +132,26 @@ def local_run() -> None:
         f"registry {summary.database}: {summary.free_ids:,} free IDs, "
         f"{summary.assigned_ids:,} assigned, {summary.mappings:,} source identifiers mapped"
     )
+
+
+def _show_inheritance(store: Any, count: int, seed: int) -> None:
+    """One Folio successor and its Sierra predecessor: the same public ID."""
+    for work in generate_works(min(count, 10), seed=seed):
+        extracted = extract_work(work.document, document_id=work.id)
+        if extracted.predecessor is None:
+            continue
+        from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+
+        with Minter(connection_factory()) as minter:
+            ids = minter.lookup_ids([extracted.source, extracted.predecessor])
+        if len(ids) == 2:
+            click.echo(
+                f"example: {extracted.source} inherited {ids[extracted.source]} from "
+                f"{extracted.predecessor} ({ids[extracted.predecessor]})"
+            )
+            identified = store.get_identified([ids[extracted.source]])
+            if identified:
+                click.echo(
+                    f"         identified work {ids[extracted.source]} is in {store.describe()}"
+                )
+        return

@@ -1,0 +1,212 @@
+"""Free-ID pool: top-up rate, ID generation rate, and what the sensor's watch query costs.
+
+Figures:
+- top-up rate (IDs/s) filling an empty pool with `top_up` (1,000,000 IDs; quick: 100,000), then
+  topping up the same amount again on top of the full table;
+- the baseline the issue names: one row per INSERT statement, as the public reference minter does;
+- Python-only generation rates: `generate_canonical_ids_bulk` vs per-character `secrets.choice`;
+- the sensor's one statement (`watch_pool`, bounded at the low watermark) against an exact
+  `COUNT(*)` of the whole pool, median of repeated runs.
+
+Runs against the database it is given (created and migrated by the harness), or on its own:
+`.venv/bin/python benchmarks/bench_pool.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+from idminter_pipeline.canonical_ids import generate_canonical_ids, generate_canonical_ids_bulk
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.pool import (
+    DEFAULT_BATCH_SIZE,
+    count_free,
+    top_up,
+    watch_pool,
+)
+from idminter_pipeline.settings import DatabaseSettings
+
+BENCHMARK = "pool"
+
+
+def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
+    return {
+        "benchmark": BENCHMARK,
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "detail": detail,
+    }
+
+
+def _empty_pool(settings: DatabaseSettings) -> None:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            cursor.execute("TRUNCATE TABLE identifiers")
+            cursor.execute("TRUNCATE TABLE canonical_ids")
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _one_row_per_statement(settings: DatabaseSettings, count: int) -> float:
+    """IDs/s inserting one row per statement (committed every 1,000, kinder than per row)."""
+    ids = generate_canonical_ids_bulk(count)
+    conn = connect(settings)
+    try:
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for n, value in enumerate(ids, start=1):
+                cursor.execute(
+                    "INSERT IGNORE INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'free')",
+                    (value,),
+                )
+                if n % 1_000 == 0:
+                    conn.commit()
+        conn.commit()
+        return count / (time.perf_counter() - started)
+    finally:
+        conn.close()
+
+
+def _median_seconds(action: Any, repeats: int) -> float:
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
+    size = 100_000 if quick else 1_000_000
+    factory = lambda: connect(settings)  # noqa: E731
+    rows: list[dict[str, Any]] = []
+
+    # Generation alone, without the database.
+    count = 100_000 if quick else 500_000
+    started = time.perf_counter()
+    generate_canonical_ids_bulk(count)
+    bulk_rate = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    generate_canonical_ids(count // 10)
+    per_char_rate = (count // 10) / (time.perf_counter() - started)
+    rows.append(
+        _row(
+            "ID generation, bulk",
+            round(bulk_rate),
+            "IDs/s",
+            f"{count:,} IDs; one 64-bit os.urandom word per ID, mixed radix",
+        )
+    )
+    rows.append(
+        _row(
+            "ID generation, secrets.choice per character",
+            round(per_char_rate),
+            "IDs/s",
+            f"{count // 10:,} IDs; generate_canonical_ids",
+        )
+    )
+
+    # The reference minter's way: one row per statement.
+    _empty_pool(settings)
+    baseline = 10_000 if quick else 50_000
+    rows.append(
+        _row(
+            "insert, one row per statement (reference minter)",
+            round(_one_row_per_statement(settings, baseline)),
+            "IDs/s",
+            f"{baseline:,} IDs, committed every 1,000",
+        )
+    )
+
+    # Top-ups: empty pool, then the same again on top of a full table.
+    _empty_pool(settings)
+    first = top_up(factory, size, batch_size=DEFAULT_BATCH_SIZE)
+    rows.append(
+        _row(
+            "top-up rate, empty pool",
+            round(first.ids_per_second),
+            "IDs/s",
+            f"{first.added:,} IDs in {first.duration_seconds:.2f}s, batch {first.batch_size:,}, "
+            f"{first.rounds} round(s), {first.duplicates_skipped} duplicate draw(s)",
+        )
+    )
+    second = top_up(factory, 2 * size, batch_size=DEFAULT_BATCH_SIZE)
+    rows.append(
+        _row(
+            "top-up rate, on top of a full pool",
+            round(second.ids_per_second),
+            "IDs/s",
+            f"{second.added:,} IDs onto {second.free_before:,} in "
+            f"{second.duration_seconds:.2f}s, batch {second.batch_size:,}",
+        )
+    )
+
+    # What a sensor tick costs, against counting the whole pool.
+    low_watermark = size // 4
+    conn = connect(settings)
+    try:
+        watch = _median_seconds(
+            lambda: watch_pool(conn, free_cap=low_watermark, minted_cap=size), 9
+        )
+        full = _median_seconds(lambda: count_free(conn), 5)
+    finally:
+        conn.close()
+    rows.append(
+        _row(
+            "sensor watch query",
+            round(watch * 1000, 2),
+            "ms",
+            f"median of 9; free count bounded at {low_watermark:,} of {2 * size:,} free IDs",
+        )
+    )
+    rows.append(
+        _row(
+            "exact COUNT(*) of free IDs (not used by the sensor)",
+            round(full * 1000, 2),
+            "ms",
+            f"median of 5; {2 * size:,} free IDs",
+        )
+    )
+    _empty_pool(settings)
+    return rows
+
+
+def _standalone(quick: bool) -> None:
+    """Run without the harness: a throwaway database on the configured server."""
+    import uuid  # noqa: PLC0415
+
+    from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
+
+    server = DatabaseSettings.from_env()
+    settings = server.with_database(f"idminter_bench_pool_{uuid.uuid4().hex[:8]}")
+    admin = connect(server.with_database(""))
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE `{settings.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            )
+        apply_migrations(lambda: connect(settings))
+        for row in run(settings, quick=quick):
+            print(f"{row['figure']:<55} {row['value']:>14,} {row['unit']:<6} {row['detail']}")
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+        admin.close()
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv[1:]
+    try:
+        from benchmarks.support import standalone_main  # the harness, once merged
+    except ImportError:
+        _standalone(quick)
+    else:
+        standalone_main(run, BENCHMARK)

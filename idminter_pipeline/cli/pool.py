@@ -1,0 +1,104 @@
+"""`idminter pool ...`: the free-ID pool's health and top-ups."""
+
+from __future__ import annotations
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.pool import (
+    DEFAULT_MAX_ROUNDS,
+    MAX_BATCH_SIZE,
+    PoolHealth,
+    PoolSettings,
+    pool_health,
+    top_up,
+)
+
+
+@click.group()
+def pool() -> None:
+    """The pool of pre-generated free canonical IDs that minting claims."""
+
+
+def _hours(hours: float | None) -> str:
+    if hours is None:
+        return "never (nothing minted)"
+    if hours >= 48:
+        return f"{hours / 24:,.1f} days"
+    return f"{hours:,.1f} hours"
+
+
+def _print_health(health: PoolHealth) -> None:
+    click.echo(f"measured at      {health.measured_at.isoformat()}")
+    click.echo(f"free             {health.free:,}")
+    click.echo(f"assigned         {health.assigned:,}")
+    click.echo(f"total            {health.total:,}")
+    if health.assigned_without_time:
+        click.echo(f"  without time   {health.assigned_without_time:,} (legacy or before 0003)")
+    for window, minted in (
+        ("hour", health.minted_last_hour),
+        ("day", health.minted_last_day),
+        ("week", health.minted_last_week),
+    ):
+        rate = health.rates_per_hour[window]
+        click.echo(f"minted last {window:<5}{minted:,} ({rate:,.1f}/hour)")
+    exhausted = health.exhausted_at
+    click.echo(
+        f"runs out in      {_hours(health.hours_until_empty)}"
+        + (f" (at {exhausted.isoformat(timespec='minutes')}," if exhausted else "")
+        + (
+            f" at the busiest window's {health.forecast_rate_per_hour:,.1f}/hour)"
+            if exhausted
+            else ""
+        )
+    )
+
+
+@pool.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def status(as_json: bool) -> None:
+    """Free, assigned and total IDs; mint rates over the last hour, day and week; forecast."""
+    health = pool_health(connection_factory())
+    if as_json:
+        echo_json(health.as_dict())
+    else:
+        _print_health(health)
+
+
+@pool.command("top-up")
+@click.option(
+    "--target",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Free IDs the pool should hold afterwards [default: IDMINTER_POOL_TARGET_FREE or 1M].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"IDs per INSERT statement, clamped to {MAX_BATCH_SIZE:,} [default: 50,000].",
+)
+@click.option(
+    "--max-rounds",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_ROUNDS,
+    show_default=True,
+    help="How many times IDs that already exist are drawn again before giving up.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def top_up_command(
+    target: int | None, batch_size: int | None, max_rounds: int, as_json: bool
+) -> None:
+    """Add free IDs until the pool holds TARGET; prints what it added and how long it took."""
+    settings = PoolSettings.from_env()
+    report = top_up(
+        connection_factory(),
+        settings.target_free if target is None else target,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+        max_rounds=max_rounds,
+    )
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())

@@ -1,0 +1,200 @@
+"""`idminter works generate|load` (fill the works store) and `idminter mint` (run the pipeline)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC
+from pathlib import Path
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.errors import InvalidInputError, MalformedWorkError
+from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
+from idminter_pipeline.works.runner import run_from_env
+from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
+from idminter_pipeline.works.stores import (
+    FullScope,
+    IdsScope,
+    WindowScope,
+    WorkScope,
+    works_store_from_env,
+)
+from idminter_pipeline.works.stores.base import format_timestamp, parse_timestamp
+
+EXIT_SOME_WORKS_FAILED = 1
+
+
+@click.group("works")
+def works() -> None:
+    """Source works: sample data and real documents for the works store.
+
+    The store is the embedded SQLite file (.local/works.sqlite3, or WORKS_STORE_PATH), or
+    Elasticsearch when ELASTICSEARCH_URL is set.
+    """
+
+
+@works.command("generate")
+@click.option("--count", type=click.IntRange(min=0), required=True, help="How many works.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same works.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Index of the first work.")
+@click.option(
+    "--start",
+    default=format_timestamp(DEFAULT_START),
+    show_default=True,
+    help="indexed_at of work number 0 (works follow 1.5 seconds apart).",
+)
+def generate(count: int, seed: int, offset: int, start: str) -> None:
+    """Fill the works store with realistic sample works (streamed: millions are fine)."""
+    first = parse_timestamp(start, what="--start")
+    with works_store_from_env() as store:
+        written = store.put_source(
+            generate_works(count, seed=seed, start=first.astimezone(UTC), offset=offset)
+        )
+        total = store.count_source()
+        where = store.describe()
+    echo_json(
+        {
+            "generated": written,
+            "seed": seed,
+            "offset": offset,
+            "store": where,
+            "source_works": total,
+        }
+    )
+
+
+def _read_lines(path: Path) -> Iterator[SourceWork]:
+    """Source works of an NDJSON file: each line a document, or a hit `{"_id", "_source"}`."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {number}"
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InvalidInputError(f"{where}: not valid JSON ({error.msg})") from error
+            if not isinstance(value, dict):
+                raise InvalidInputError(f"{where}: expected a JSON object, got {json_type(value)}")
+            document = value.get("_source", value) if "_source" in value else value
+            document_id = value.get("_id") if "_source" in value else None
+            if not isinstance(document, dict):
+                raise InvalidInputError(f"{where}: _source must be an object")
+            if document_id is None:
+                state = document.get("state")
+                if not isinstance(state, dict) or "sourceIdentifier" not in state:
+                    raise InvalidInputError(
+                        f"{where}: no state.sourceIdentifier (and no _id) to key the work by"
+                    )
+                try:
+                    document_id = str(
+                        parse_bare_identifier(
+                            state["sourceIdentifier"], "state.sourceIdentifier", where
+                        )
+                    )
+                except MalformedWorkError as error:
+                    raise InvalidInputError(f"{where}: {error.detail}") from error
+            if "indexed_at" not in document:
+                raise InvalidInputError(f"{where}: {document_id} has no indexed_at")
+            try:
+                parse_timestamp(document["indexed_at"], what="indexed_at")
+            except InvalidInputError as error:
+                raise InvalidInputError(f"{where}: {error}") from error
+            yield SourceWork(str(document_id), document)
+
+
+@works.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(file: Path) -> None:
+    """Load real source documents from an NDJSON file (one per line).
+
+    The whole file is checked first: a bad line stops the load, naming the line, and nothing
+    is written.
+    """
+    checked = sum(1 for _ in _read_lines(file))
+    with works_store_from_env() as store:
+        loaded = store.put_source(_read_lines(file))
+        echo_json(
+            {
+                "loaded": loaded,
+                "checked": checked,
+                "store": store.describe(),
+                "source_works": store.count_source(),
+            }
+        )
+
+
+def _scope(
+    ids: tuple[str, ...], window_start: str | None, window_end: str | None, full: bool
+) -> WorkScope:
+    chosen = [
+        name
+        for name, given in (
+            ("--source-identifiers", bool(ids)),
+            ("--window-start/--window-end", window_start is not None or window_end is not None),
+            ("--full", full),
+        )
+        if given
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError(
+            "give exactly one scope: --source-identifiers ID..., --window-start T --window-end T, "
+            f"or --full (got {', '.join(chosen) or 'none'})"
+        )
+    if ids:
+        return IdsScope(ids)
+    if full:
+        return FullScope()
+    if window_start is None or window_end is None:
+        raise click.UsageError("a window needs both --window-start and --window-end")
+    return WindowScope(window_start, window_end)
+
+
+@click.command("mint", context_settings={"ignore_unknown_options": False})
+@click.option(
+    "--source-identifiers",
+    "first_ids",
+    multiple=True,
+    metavar="ID...",
+    help="Works to mint: sierra-system-number/b1161044x or Work[...] (several allowed).",
+)
+@click.argument("more_ids", nargs=-1, metavar="")
+@click.option("--window-start", help="Mint works indexed from this time (inclusive, ISO 8601).")
+@click.option("--window-end", help="... up to this time (inclusive).")
+@click.option("--full", is_flag=True, help="Mint every work in the source index.")
+@click.option("--job-id", help="Recorded with inheritances in the registry.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Works per registry transaction (clamped to 1..5000).",
+)
+def mint(  # noqa: PLR0917 (click passes options positionally)
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+    job_id: str | None,
+    batch_size: int,
+) -> None:
+    """Mint every identifier in the works of one scope and write the identified works.
+
+    Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why).
+    """
+    if more_ids and not first_ids:
+        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
+    scope = _scope(first_ids + more_ids, window_start, window_end, full)
+    listed = isinstance(scope, IdsScope)
+    # A window or the full index may hold millions of works: count them, do not list them.
+    summary = run_from_env(scope, job_id=job_id, batch_size=batch_size, record_processed=listed)
+    report = summary.as_dict()
+    report["processed"] = summary.processed if listed else summary.works_written
+    echo_json(report)
+    if summary.failed:
+        sys.exit(EXIT_SOME_WORKS_FAILED)

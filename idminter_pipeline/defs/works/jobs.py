@@ -1,0 +1,37 @@
+"""Jobs of the works pipeline."""
+
+import dagster as dg
+
+from idminter_pipeline.defs.works.assets import POOL_ASSET, identified_works
+from idminter_pipeline.defs.works.ops import mint_listed_works, replenish_pool
+
+MINT_WORKS_JOB = "mint_works"
+MINT_WORKS_BY_ID_JOB = "mint_works_by_id"
+REPLENISH_AND_MINT_WORKS_JOB = "replenish_and_mint_works"
+REPLENISH_AND_MINT_WORKS_BY_ID_JOB = "replenish_and_mint_works_by_id"
+
+mint_works_job = dg.define_asset_job(
+    MINT_WORKS_JOB,
+    selection=dg.AssetSelection.assets(identified_works),
+    description="Mint the works of one indexed_at window (the schedule runs it).",
+)
+
+# The recovery for a window run that found the pool empty: top the pool up, then mint again.
+replenish_and_mint_works_job = dg.define_asset_job(
+    REPLENISH_AND_MINT_WORKS_JOB,
+    selection=dg.AssetSelection.assets(POOL_ASSET, identified_works),
+    description="Replenish the free-ID pool, then mint the window again.",
+)
+
+
+@dg.job(name=MINT_WORKS_BY_ID_JOB, description="Mint the works listed in run config.")
+def mint_works_by_id_job() -> None:
+    mint_listed_works()
+
+
+@dg.job(
+    name=REPLENISH_AND_MINT_WORKS_BY_ID_JOB,
+    description="Replenish the free-ID pool, then mint the listed works again.",
+)
+def replenish_and_mint_works_by_id_job() -> None:
+    mint_listed_works(after=replenish_pool())

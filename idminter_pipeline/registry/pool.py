@@ -1,0 +1,593 @@
+"""The free-ID pool (RFC 083, "ID pre-generation"): top-ups, health figures and a cheap watch.
+
+Minting claims pre-generated free IDs from `canonical_ids`; it never generates IDs on the hot
+path. This module keeps that pool filled and measured:
+
+- `top_up` inserts random IDs with multi-row `INSERT IGNORE` until the pool holds the target
+  number of free IDs. IDs that already exist (assigned, free or legacy) are skipped by the primary
+  key and drawn again in the next round, up to `max_rounds`. A named lock (`GET_LOCK`, on MySQL
+  8 and MariaDB alike) serializes top-ups of one registry, so two at once neither deadlock nor
+  overshoot: the second waits, re-counts and adds only what is still missing.
+- `pool_health` reports free/assigned/total counts, mint rates over the last hour, day and week
+  (from `AssignedAt`, migration 0003) and when the pool runs out at those rates.
+- `watch_pool` is the sensor's one statement: two bounded, index-only counts.
+
+Nothing here knows about Dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pymysql
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from idminter_pipeline.canonical_ids import (
+    generate_canonical_ids_bulk,
+    is_canonical_id,
+    validate_canonical_id,
+)
+from idminter_pipeline.errors import (
+    InvalidInputError,
+    InvalidPoolSettingsError,
+    PoolTopUpBusyError,
+    PoolTopUpIncompleteError,
+    SchemaMigrationError,
+)
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+
+# Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
+# fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,
+# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB).
+DEFAULT_BATCH_SIZE = 50_000
+MAX_BATCH_SIZE = 100_000
+DEFAULT_MAX_ROUNDS = 10
+# IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
+SORT_CHUNK = 500_000
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600
+# MySQL refuses user lock names longer than 64 characters.
+_LOCK_NAME_MAX = 64
+
+_INSERT_FREE_IDS_PREFIX = "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES ('"
+_COUNT_FREE = "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'"
+# Bounded: the derived table stops after `cap` index entries of idx_free, whatever the pool size.
+_COUNT_FREE_UP_TO = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM canonical_ids WHERE Status = 'free' LIMIT %s) AS f"
+)
+WATCH_POOL_SQL = (
+    "SELECT"
+    " (SELECT COUNT(*) FROM"
+    "   (SELECT 1 FROM canonical_ids WHERE Status = 'free' LIMIT %(free_limit)s) AS f),"
+    " (SELECT COUNT(*) FROM"
+    "   (SELECT 1 FROM canonical_ids"
+    "    WHERE AssignedAt >= NOW(6) - INTERVAL 1 HOUR AND Status = 'assigned'"
+    "    LIMIT %(minted_limit)s) AS a)"
+)
+
+_ER_NO_SUCH_TABLE = 1146
+# Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
+_TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
+_ER_BAD_FIELD = 1054
+_HOURS_PER_WINDOW = {"hour": 1, "day": 24, "week": 24 * 7}
+
+
+def clamp_batch_size(batch_size: int) -> int:
+    """Batch sizes above `MAX_BATCH_SIZE` are clamped; below 1 they are refused."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return min(batch_size, MAX_BATCH_SIZE)
+
+
+def _require_count(name: str, value: object, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _lock_name(conn: Connection) -> str:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT DATABASE()")
+        (database,) = cursor.fetchone()
+    name = f"idminter:pool-top-up:{database}"
+    if len(name) > _LOCK_NAME_MAX:
+        name = "idminter:pool-top-up:" + hashlib.sha256(database.encode()).hexdigest()[:40]
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting
+
+
+def count_free(conn: Connection) -> int:
+    """Exact number of free IDs (an index-only scan of idx_free: for runs, not sensors)."""
+    with conn.cursor() as cursor:
+        cursor.execute(_COUNT_FREE)
+        (free,) = cursor.fetchone()
+    return int(free)
+
+
+def count_free_up_to(conn: Connection, cap: int) -> int:
+    """min(free IDs, cap), reading at most `cap` entries of idx_free: cheap enough for sensors."""
+    _require_count("cap", cap)
+    with conn.cursor() as cursor:
+        cursor.execute(_COUNT_FREE_UP_TO, (cap,))
+        (free,) = cursor.fetchone()
+    return int(free)
+
+
+# ---------------------------------------------------------------------------------------------
+# Top-up
+
+
+@dataclass(frozen=True)
+class TopUpReport:
+    target_free: int
+    free_before: int
+    free_after: int
+    added: int
+    rounds: int
+    duplicates_skipped: int
+    batch_size: int
+    duration_seconds: float
+    waited_for_lock_seconds: float
+
+    @property
+    def ids_per_second(self) -> float:
+        return self.added / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "ids_per_second": self.ids_per_second}
+
+    def summary(self) -> str:
+        return (
+            f"added {self.added:,} free IDs in {self.duration_seconds:.2f}s "
+            f"({self.ids_per_second:,.0f} IDs/s): free {self.free_before:,} -> "
+            f"{self.free_after:,} (target {self.target_free:,}); {self.rounds} round(s), "
+            f"{self.duplicates_skipped:,} draw(s) skipped as existing IDs"
+        )
+
+
+def _is_transient_lock_error(error: BaseException) -> bool:
+    return (
+        isinstance(error, pymysql.err.OperationalError)
+        and bool(error.args)
+        and error.args[0] in _TRANSIENT_LOCK_ERRORS
+    )
+
+
+def _rollback_before_retry(state: RetryCallState) -> None:
+    # InnoDB has rolled the statement's transaction back already; make the connection agree.
+    conn = state.args[0]
+    conn.rollback()
+
+
+# A deadlock victim's whole transaction (one batch) was rolled back, so running the same
+# INSERT IGNORE again is safe: rows another transaction added meanwhile are skipped.
+@retry(
+    retry=retry_if_exception(_is_transient_lock_error),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential_jitter(multiplier=0.05, max=2),
+    before_sleep=_rollback_before_retry,
+    reraise=True,
+)
+def _insert_batch(conn: Connection, ids: list[str]) -> int:
+    """Insert distinct IDs as free; returns how many were new (the rest already existed)."""
+    # The statement is spelled out rather than escaped value by value (pymysql's executemany
+    # spends more time escaping than the server spends inserting); that is safe only because
+    # every ID is checked against the public format, whose alphabet needs no quoting.
+    bad = [value for value in ids if not is_canonical_id(value)]
+    if bad:
+        validate_canonical_id(bad[0])
+    # Sorted keys land in neighbouring B-tree pages, which InnoDB inserts noticeably faster.
+    ids.sort()
+    with conn.cursor() as cursor:
+        cursor.execute(_INSERT_FREE_IDS_PREFIX + "'),('".join(ids) + "')")
+        inserted = cursor.rowcount
+    conn.commit()
+    return int(inserted)
+
+
+def _fill(
+    conn: Connection,
+    missing: int,
+    *,
+    batch_size: int,
+    max_rounds: int,
+    generate: Callable[[int], list[str]],
+) -> tuple[int, int, int]:
+    """Insert up to `missing` new IDs in at most `max_rounds`: (added, duplicates, rounds)."""
+    added = duplicates = rounds = 0
+    # IDs are drawn in large chunks, sorted, and inserted in key order, batch by batch: each
+    # batch then lands in one narrow key range of the B-trees instead of touching pages all over
+    # them, which at a million IDs about doubles InnoDB's insert rate. One thread inserts a chunk
+    # while this one draws the next.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-insert") as inserter:
+        pending: list[tuple[int, Future[int]]] = []
+        try:
+            while missing > 0 and rounds < max_rounds:
+                rounds += 1
+                to_draw = missing
+                pending = []
+                previous_chunk: list[Future[int]] = []
+                while to_draw > 0:
+                    drawn = generate(min(SORT_CHUNK, to_draw))
+                    if not drawn:
+                        raise RuntimeError("the ID generator returned no IDs")
+                    to_draw -= len(drawn)
+                    distinct = sorted(set(drawn))
+                    duplicates += len(drawn) - len(distinct)
+                    starts = range(0, len(distinct), batch_size)
+                    chunk = [
+                        inserter.submit(_insert_batch, conn, distinct[i : i + batch_size])
+                        for i in starts
+                    ]
+                    pending += [
+                        (min(batch_size, len(distinct) - i), future)
+                        for i, future in zip(starts, chunk, strict=True)
+                    ]
+                    # At most two chunks in memory: the one inserting and the one being drawn.
+                    for future in previous_chunk:
+                        future.result()
+                    previous_chunk = chunk
+                for count, future in pending:
+                    inserted = future.result()
+                    added += inserted
+                    duplicates += count - inserted
+                    missing -= inserted
+        except BaseException:
+            # Queued batches must not run after a failure: the caller sees one clear error.
+            for _, future in pending:
+                future.cancel()
+            raise
+    return added, duplicates, rounds
+
+
+def top_up(
+    connect: ConnectionFactory,
+    target_free: int,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    generate: Callable[[int], list[str]] = generate_canonical_ids_bulk,
+) -> TopUpReport:
+    """Add free IDs until the pool holds `target_free` of them.
+
+    Each round draws the whole remaining deficit in batches of `batch_size` (clamped to
+    `MAX_BATCH_SIZE`), one committed multi-row `INSERT IGNORE` per batch. Draws that hit an
+    existing ID are skipped and drawn again next round; after `max_rounds` rounds with IDs still
+    missing, `PoolTopUpIncompleteError` says how far it got (what was added stays added). Top-ups
+    of one registry run one at a time under a named lock; a top-up that waits longer than
+    `lock_timeout_seconds` raises `PoolTopUpBusyError`. `generate` is for tests.
+    """
+    _require_count("target_free", target_free)
+    _require_count("max_rounds", max_rounds, minimum=1)
+    _require_count("lock_timeout_seconds", lock_timeout_seconds)
+    batch_size = clamp_batch_size(batch_size)
+
+    conn = connect()
+    try:
+        lock = _lock_name(conn)
+        waited = time.perf_counter()
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, %s)", (lock, lock_timeout_seconds))
+            (acquired,) = cursor.fetchone()
+        waited = time.perf_counter() - waited
+        if acquired != 1:
+            raise PoolTopUpBusyError(lock, waited)
+        try:
+            started = time.perf_counter()
+            # Counted under the lock, so a top-up that waited sees what the other one added.
+            free_before = count_free(conn)
+            conn.commit()  # end the read snapshot
+            added, duplicates, rounds = _fill(
+                conn,
+                target_free - free_before,
+                batch_size=batch_size,
+                max_rounds=max_rounds,
+                generate=generate,
+            )
+            missing = max(0, target_free - free_before - added)
+            free_after = count_free(conn)
+            conn.commit()
+            if missing > 0:
+                raise PoolTopUpIncompleteError(
+                    target_free, free_before + added, rounds, added, duplicates
+                )
+            return TopUpReport(
+                target_free=target_free,
+                free_before=free_before,
+                free_after=free_after,
+                added=added,
+                rounds=rounds,
+                duplicates_skipped=duplicates,
+                batch_size=batch_size,
+                duration_seconds=time.perf_counter() - started,
+                waited_for_lock_seconds=waited,
+            )
+        finally:
+            with conn.cursor() as cursor:
+                cursor.execute("DO RELEASE_LOCK(%s)", (lock,))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Health
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    """Counts, mint rates and the exhaustion forecast, measured at `measured_at` (server UTC)."""
+
+    measured_at: datetime
+    free: int
+    assigned: int
+    minted_last_hour: int
+    minted_last_day: int
+    minted_last_week: int
+    # Legacy and pre-0003 assignments have no AssignedAt: they count as assigned, not as rates.
+    assigned_without_time: int = 0
+    rates_per_hour: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        minted = {
+            "hour": self.minted_last_hour,
+            "day": self.minted_last_day,
+            "week": self.minted_last_week,
+        }
+        object.__setattr__(
+            self,
+            "rates_per_hour",
+            {window: minted[window] / hours for window, hours in _HOURS_PER_WINDOW.items()},
+        )
+
+    @property
+    def total(self) -> int:
+        return self.free + self.assigned
+
+    @property
+    def forecast_rate_per_hour(self) -> float:
+        """The busiest of the three windows: a forecast for alerts should err on the early side."""
+        return max(self.rates_per_hour.values())
+
+    def hours_until_empty_at(self, rate_per_hour: float) -> float | None:
+        return self.free / rate_per_hour if rate_per_hour > 0 else None
+
+    @property
+    def hours_until_empty(self) -> float | None:
+        return self.hours_until_empty_at(self.forecast_rate_per_hour)
+
+    @property
+    def exhausted_at(self) -> datetime | None:
+        hours = self.hours_until_empty
+        return self.measured_at + timedelta(hours=hours) if hours is not None else None
+
+    def forecasts(self) -> dict[str, float | None]:
+        """Hours until the pool is empty at each window's rate."""
+        return {w: self.hours_until_empty_at(r) for w, r in self.rates_per_hour.items()}
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "measured_at": self.measured_at,
+            "free": self.free,
+            "assigned": self.assigned,
+            "total": self.total,
+            "assigned_without_time": self.assigned_without_time,
+            "minted": {
+                "last_hour": self.minted_last_hour,
+                "last_day": self.minted_last_day,
+                "last_week": self.minted_last_week,
+            },
+            "rates_per_hour": dict(self.rates_per_hour),
+            "forecast_rate_per_hour": self.forecast_rate_per_hour,
+            "hours_until_empty": self.hours_until_empty,
+            "exhausted_at": self.exhausted_at,
+            "hours_until_empty_by_window": self.forecasts(),
+        }
+
+
+def _schema_error(error: pymysql.err.MySQLError) -> SchemaMigrationError | None:
+    code = error.args[0] if error.args else None
+    if code == _ER_NO_SUCH_TABLE:
+        return SchemaMigrationError(
+            "the registry has no canonical_ids table: run `idminter db migrate`"
+        )
+    if code == _ER_BAD_FIELD:
+        return SchemaMigrationError(
+            "canonical_ids has no AssignedAt column (migration 0003_pool_assignment_time): "
+            "run `idminter db migrate`"
+        )
+    return None
+
+
+def pool_health(connect: ConnectionFactory) -> PoolHealth:
+    """Full figures: counts by index-only scans, rates by a range scan of idx_assigned_at."""
+    conn = connect()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT NOW(6)")
+            (now,) = cursor.fetchone()
+            cursor.execute("SELECT Status, COUNT(*) FROM canonical_ids GROUP BY Status")
+            counts = {status: int(n) for status, n in cursor.fetchall()}
+            cursor.execute(
+                "SELECT COUNT(*), COALESCE(SUM(AssignedAt >= %(day)s), 0),"
+                " COALESCE(SUM(AssignedAt >= %(hour)s), 0)"
+                " FROM canonical_ids WHERE AssignedAt >= %(week)s AND Status = 'assigned'",
+                {
+                    "week": now - timedelta(days=7),
+                    "day": now - timedelta(days=1),
+                    "hour": now - timedelta(hours=1),
+                },
+            )
+            week, day, hour = (int(n) for n in cursor.fetchone())
+            cursor.execute(
+                "SELECT COUNT(*) FROM canonical_ids"
+                " WHERE AssignedAt IS NULL AND Status = 'assigned'"
+            )
+            (untimed,) = cursor.fetchone()
+        conn.commit()
+    except pymysql.err.MySQLError as error:
+        schema_error = _schema_error(error)
+        if schema_error is not None:
+            raise schema_error from error
+        raise
+    finally:
+        conn.close()
+    return PoolHealth(
+        measured_at=now.replace(tzinfo=UTC),
+        free=counts.get("free", 0),
+        assigned=counts.get("assigned", 0),
+        minted_last_hour=hour,
+        minted_last_day=day,
+        minted_last_week=week,
+        assigned_without_time=int(untimed),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The sensor's watch
+
+
+@dataclass(frozen=True)
+class PoolWatch:
+    """What one sensor tick learns. Counts stop at their caps: beyond, they are lower bounds."""
+
+    free: int
+    free_cap: int
+    minted_last_hour: int
+    minted_cap: int
+
+    @property
+    def free_is_exact(self) -> bool:
+        return self.free <= self.free_cap
+
+    @property
+    def minted_is_exact(self) -> bool:
+        return self.minted_last_hour <= self.minted_cap
+
+    def hours_until_empty(self) -> float | None:
+        """At the last hour's rate; None if nothing was minted or the free count is a bound."""
+        if self.minted_last_hour == 0 or not self.free_is_exact:
+            return None
+        return self.free / self.minted_last_hour
+
+
+def watch_pool(conn: Connection, *, free_cap: int, minted_cap: int) -> PoolWatch:
+    """One statement, two bounded index-only counts (idx_free and idx_assigned_at).
+
+    Each count reads at most cap + 1 index entries, so a count above its cap means "more than
+    cap": enough to decide, and the cost stays flat however large the pool grows.
+    """
+    _require_count("free_cap", free_cap)
+    _require_count("minted_cap", minted_cap)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                WATCH_POOL_SQL, {"free_limit": free_cap + 1, "minted_limit": minted_cap + 1}
+            )
+            free, minted = cursor.fetchone()
+        conn.commit()
+    except pymysql.err.MySQLError as error:
+        schema_error = _schema_error(error)
+        if schema_error is not None:
+            raise schema_error from error
+        raise
+    return PoolWatch(int(free), free_cap, int(minted), minted_cap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+POOL_ENV = {
+    "target_free": "IDMINTER_POOL_TARGET_FREE",
+    "low_watermark": "IDMINTER_POOL_LOW_WATERMARK",
+    "critical_watermark": "IDMINTER_POOL_CRITICAL_WATERMARK",
+    "batch_size": "IDMINTER_POOL_BATCH_SIZE",
+    "max_rounds": "IDMINTER_POOL_MAX_ROUNDS",
+    "forecast_horizon_hours": "IDMINTER_POOL_FORECAST_HORIZON_HOURS",
+}
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How full the pool is kept and when people hear about it. See README, "The free-ID pool"."""
+
+    target_free: int = 1_000_000
+    low_watermark: int = 250_000
+    critical_watermark: int = 50_000
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+    forecast_horizon_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        for name in ("target_free", "low_watermark", "critical_watermark", "max_rounds"):
+            value = getattr(self, name)
+            minimum = 1 if name == "max_rounds" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidPoolSettingsError(name, value, f"must be an integer >= {minimum}")
+        if not self.critical_watermark <= self.low_watermark:
+            raise InvalidPoolSettingsError(
+                "critical_watermark",
+                self.critical_watermark,
+                f"must not exceed low_watermark ({self.low_watermark})",
+            )
+        if not self.low_watermark < self.target_free:
+            raise InvalidPoolSettingsError(
+                "low_watermark",
+                self.low_watermark,
+                f"must be below target_free ({self.target_free}), or every top-up would end "
+                "below the low watermark",
+            )
+        try:
+            clamp_batch_size(self.batch_size)
+        except InvalidInputError as error:
+            raise InvalidPoolSettingsError("batch_size", self.batch_size, str(error)) from None
+        horizon = self.forecast_horizon_hours
+        if not isinstance(horizon, int | float) or not math.isfinite(horizon) or horizon < 0:
+            raise InvalidPoolSettingsError(
+                "forecast_horizon_hours", horizon, "must be a finite number >= 0"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PoolSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, variable in POOL_ENV.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = float(raw) if name == "forecast_horizon_hours" else int(raw)
+            except ValueError:
+                raise InvalidPoolSettingsError(
+                    variable, raw, "is not a number" if name.endswith("hours") else "not an integer"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def replenish(connect: ConnectionFactory, settings: PoolSettings) -> TopUpReport:
+    """Top the pool up as the settings say (for the replenishment asset and recovery sensors)."""
+    return top_up(
+        connect,
+        settings.target_free,
+        batch_size=settings.batch_size,
+        max_rounds=settings.max_rounds,
+    )

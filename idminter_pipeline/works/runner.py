@@ -1,0 +1,52 @@
+"""Run the works pipeline outside Dagster (CLI, Lambda): settings from the environment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from idminter_pipeline.alerts import LogFileChannel, LoggerChannel, send_alert
+from idminter_pipeline.errors import AlertDeliveryError
+from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.minting import Minter
+from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
+from idminter_pipeline.works.stores import WorkScope, works_store_from_env
+
+logger = logging.getLogger(__name__)
+
+
+def _alert_churn(job_id: str | None) -> object:
+    def alert(trip: ChurnTrip) -> None:
+        logger.error(trip.reason)
+        try:
+            send_alert(trip.alert(job_id=job_id), [LoggerChannel(), LogFileChannel()])
+        except AlertDeliveryError as error:
+            logger.warning("churn alert not delivered everywhere: %s", error)
+
+    return alert
+
+
+def run_from_env(
+    scope: WorkScope,
+    *,
+    job_id: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    record_processed: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> RunSummary:
+    """Mint `scope` with the store, registry and churn guard the environment names."""
+    settings = DatabaseSettings.from_env(environ)
+    with (
+        works_store_from_env(environ) as store,
+        Minter(connection_factory(settings)) as minter,
+    ):
+        return WorksPipeline(
+            store,
+            minter,
+            batch_size=batch_size,
+            churn_guard=ChurnGuardPolicy.from_env(environ),
+            on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
+            record_processed=record_processed,
+        ).run(scope, job_id=job_id)

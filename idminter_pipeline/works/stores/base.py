@@ -1,0 +1,185 @@
+"""The works store interface: read source works in one of three scopes, write identified works.
+
+Implementations: `ElasticsearchWorksStore` (production) and `SqliteWorksStore` (the embedded
+default, needing no server). Both pass the same contract tests (`tests/test_works_stores.py`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, work_document_id
+
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 10_000
+
+
+def clamp_page_size(page_size: int) -> int:
+    if page_size < 1:
+        raise InvalidInputError(f"page_size must be at least 1, got {page_size}")
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+def parse_timestamp(value: object, *, what: str = "timestamp") -> datetime:
+    """An ISO 8601 timestamp as an aware UTC datetime; naive input is taken as UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as error:
+            raise InvalidInputError(
+                f"{what} {value!r} is not an ISO 8601 timestamp (e.g. 2026-07-30T16:33:00Z)"
+            ) from error
+    else:
+        raise InvalidInputError(f"{what} {value!r} is not an ISO 8601 timestamp string")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class IdsScope:
+    """Explicit works, by their source index `_id` (`Work[system/value]` or `system/value`)."""
+
+    ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            raise InvalidInputError("an ids scope needs at least one work identifier")
+        # Normalized and deduplicated, so a work listed twice is processed once.
+        object.__setattr__(self, "ids", tuple(dict.fromkeys(map(work_document_id, self.ids))))
+
+    def describe(self) -> str:
+        return f"{len(self.ids)} work id(s)"
+
+
+@dataclass(frozen=True)
+class WindowScope:
+    """Works whose `indexed_at` is in [start, end] (or [start, end) with `end_inclusive=False`)."""
+
+    start: datetime
+    end: datetime
+    end_inclusive: bool = True
+
+    def __post_init__(self) -> None:
+        start = parse_timestamp(self.start, what="window start")
+        end = parse_timestamp(self.end, what="window end")
+        if end < start:
+            raise InvalidInputError(
+                f"window end {format_timestamp(end)} is before its start {format_timestamp(start)}"
+            )
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    def describe(self) -> str:
+        closing = "]" if self.end_inclusive else ")"
+        return (
+            f"indexed_at in [{format_timestamp(self.start)}, {format_timestamp(self.end)}{closing}"
+        )
+
+
+@dataclass(frozen=True)
+class FullScope:
+    """Every work in the source index: only ever built when a caller asks for it explicitly."""
+
+    def describe(self) -> str:
+        return "the full source index"
+
+
+WorkScope = IdsScope | WindowScope | FullScope
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    source_id: str
+    detail: str
+
+
+class WorksStore(abc.ABC):
+    """Source works in, identified works out."""
+
+    @abc.abstractmethod
+    def describe(self) -> str: ...
+
+    @abc.abstractmethod
+    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
+        """`(id, document)` for each id in order; `None` for an id the source index lacks."""
+
+    @abc.abstractmethod
+    def read_window(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        end_inclusive: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[SourceWork]:
+        """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed."""
+
+    @abc.abstractmethod
+    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
+        """Every source work, ordered by `indexed_at` then id, streamed."""
+
+    @abc.abstractmethod
+    def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
+        """Upsert identified works by canonical ID; returns the ones that could not be written."""
+
+    @abc.abstractmethod
+    def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Identified documents by canonical ID (absent ones are left out)."""
+
+    @abc.abstractmethod
+    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        """Load source documents (sample data, `works load`, tests); returns how many."""
+
+    @abc.abstractmethod
+    def count_source(self) -> int: ...
+
+    @abc.abstractmethod
+    def count_identified(self) -> int: ...
+
+    def refresh(self) -> None:  # noqa: B027 (optional hook)
+        """Make everything written so far visible to reads (a no-op where it already is)."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_scope(
+    store: WorksStore, scope: WorkScope, *, page_size: int = DEFAULT_PAGE_SIZE
+) -> Iterator[tuple[str, Any | None]]:
+    """`(id, document or None)` for a scope, streamed."""
+    if isinstance(scope, IdsScope):
+        yield from store.read_ids(scope.ids)
+    elif isinstance(scope, WindowScope):
+        for work in store.read_window(
+            scope.start, scope.end, end_inclusive=scope.end_inclusive, page_size=page_size
+        ):
+            yield work.id, work.document
+    elif isinstance(scope, FullScope):
+        for work in store.read_all(page_size=page_size):
+            yield work.id, work.document
+    else:
+        raise InvalidInputError(f"unknown scope {scope!r}")

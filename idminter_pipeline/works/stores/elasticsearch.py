@@ -1,0 +1,272 @@
+"""The production works store: the transformer's and the minter's Elasticsearch indices.
+
+Reads use the official client: multi-get for explicit ids, and a point-in-time with
+`search_after` for windows and full runs (consistent across pages, unlike from/size, and without
+scroll contexts). Writes go through `elasticsearch.helpers.streaming_bulk`, which retries
+documents rejected with 429; the client itself retries timeouts and 502/503/504.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+from elasticsearch import exceptions as es_exceptions
+
+from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.stores.base import (
+    DEFAULT_PAGE_SIZE,
+    WorksStore,
+    WriteFailure,
+    clamp_page_size,
+    format_timestamp,
+)
+
+# Refusals (ApiError) and unreachable clusters (TransportError, after the client's retries).
+_ES_ERRORS = (es_exceptions.ApiError, es_exceptions.TransportError)
+POINT_IN_TIME_KEEP_ALIVE = "5m"
+BULK_CHUNK_SIZE = 500
+BULK_MAX_RETRIES = 5
+_MGET_CHUNK = 1000
+# `indexed_at` is the only field the minter queries; the rest of the document is stored as is.
+SOURCE_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {"indexed_at": {"type": "date"}},
+}
+TARGET_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "indexed_at": {"type": "date"},
+        "state": {"properties": {"canonicalId": {"type": "keyword"}}},
+    },
+}
+
+
+def elasticsearch_client(
+    url: str,
+    *,
+    api_key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    request_timeout: float = 30,
+) -> Elasticsearch:
+    auth: dict[str, Any] = {}
+    if api_key:
+        auth["api_key"] = api_key
+    elif username:
+        auth["basic_auth"] = (username, password or "")
+    return Elasticsearch(
+        url,
+        request_timeout=request_timeout,
+        retry_on_timeout=True,
+        max_retries=5,
+        retry_on_status=(429, 502, 503, 504),
+        **auth,
+    )
+
+
+class ElasticsearchWorksStore(WorksStore):
+    def __init__(
+        self,
+        client: Elasticsearch,
+        settings: ElasticsearchSettings | None = None,
+        *,
+        bulk_chunk_size: int = BULK_CHUNK_SIZE,
+        bulk_max_retries: int = BULK_MAX_RETRIES,
+    ) -> None:
+        self.client = client
+        self.settings = settings or ElasticsearchSettings.from_env()
+        self.bulk_chunk_size = clamp_page_size(bulk_chunk_size)
+        self.bulk_max_retries = bulk_max_retries
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ElasticsearchWorksStore:
+        env = os.environ if environ is None else environ
+        url = env.get("ELASTICSEARCH_URL")
+        if not url:
+            raise InvalidInputError("ELASTICSEARCH_URL is not set")
+        client = elasticsearch_client(
+            url,
+            api_key=env.get("ES_API_KEY") or None,
+            username=env.get("ES_USERNAME") or None,
+            password=env.get("ES_PASSWORD") or None,
+        )
+        return cls(client, ElasticsearchSettings.from_env(env))
+
+    @property
+    def source_index(self) -> str:
+        return self.settings.source_index
+
+    @property
+    def target_index(self) -> str:
+        return self.settings.target_index
+
+    def describe(self) -> str:
+        return f"elasticsearch:{self.source_index} -> {self.target_index}"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure_indices(self) -> None:
+        """Create the two indices if missing (deployments usually create them with templates)."""
+        for index, mappings in (
+            (self.source_index, SOURCE_MAPPINGS),
+            (self.target_index, TARGET_MAPPINGS),
+        ):
+            if not self.client.indices.exists(index=index):
+                try:
+                    self.client.indices.create(index=index, mappings=mappings)
+                except es_exceptions.BadRequestError as error:
+                    if error.error != "resource_already_exists_exception":
+                        raise
+
+    def refresh(self) -> None:
+        self.client.indices.refresh(index=[self.source_index, self.target_index])
+
+    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
+        wanted = list(ids)
+        for start in range(0, len(wanted), _MGET_CHUNK):
+            chunk = wanted[start : start + _MGET_CHUNK]
+            try:
+                response = self.client.mget(index=self.source_index, ids=chunk)
+            except _ES_ERRORS as error:
+                raise WorksStoreError(
+                    f"multi-get from {self.source_index} failed: {error}"
+                ) from error
+            for work_id, doc in zip(chunk, response["docs"], strict=True):
+                yield work_id, doc["_source"] if doc.get("found") else None
+
+    def _scan(self, query: dict[str, Any], page_size: int) -> Iterator[SourceWork]:
+        size = clamp_page_size(page_size)
+        try:
+            pit_id = self.client.open_point_in_time(
+                index=self.source_index, keep_alive=POINT_IN_TIME_KEEP_ALIVE
+            )["id"]
+        except _ES_ERRORS as error:
+            raise WorksStoreError(
+                f"cannot open a point in time on {self.source_index}: {error}"
+            ) from error
+        search_after: list[Any] | None = None
+        try:
+            while True:
+                response = self.client.search(
+                    pit={"id": pit_id, "keep_alive": POINT_IN_TIME_KEEP_ALIVE},
+                    query=query,
+                    sort=[{"indexed_at": {"order": "asc"}}, {"_shard_doc": {"order": "asc"}}],
+                    size=size,
+                    search_after=search_after,
+                    track_total_hits=False,
+                )
+                pit_id = response.get("pit_id", pit_id)
+                hits = response["hits"]["hits"]
+                for hit in hits:
+                    yield SourceWork(hit["_id"], hit["_source"])
+                if len(hits) < size:
+                    return
+                search_after = hits[-1]["sort"]
+        finally:
+            # It expires on its own after the keep-alive if closing fails.
+            with contextlib.suppress(*_ES_ERRORS):
+                self.client.close_point_in_time(id=pit_id)
+
+    def read_window(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        end_inclusive: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[SourceWork]:
+        bounds = {
+            "gte": format_timestamp(start),
+            "lte" if end_inclusive else "lt": format_timestamp(end),
+            "format": "strict_date_optional_time_nanos",
+        }
+        return self._scan({"range": {"indexed_at": bounds}}, page_size)
+
+    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
+        return self._scan({"match_all": {}}, page_size)
+
+    def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
+        by_canonical_id: dict[str, list[str]] = {}
+        for work in works:
+            by_canonical_id.setdefault(work.canonical_id, []).append(work.source_id)
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": self.target_index,
+                "_id": work.canonical_id,
+                "_source": work.document,
+            }
+            for work in works
+        )
+        failures: list[WriteFailure] = []
+        try:
+            for ok, item in helpers.streaming_bulk(
+                self.client,
+                actions,
+                chunk_size=self.bulk_chunk_size,
+                max_retries=self.bulk_max_retries,
+                initial_backoff=1,
+                max_backoff=30,
+                raise_on_error=False,
+                raise_on_exception=False,
+            ):
+                if ok:
+                    continue
+                result = next(iter(item.values()))
+                canonical_id = result.get("_id", "")
+                for source_id in by_canonical_id.get(canonical_id, [canonical_id]):
+                    failures.append(
+                        WriteFailure(source_id, f"{result.get('status')}: {result.get('error')}")
+                    )
+        except _ES_ERRORS as error:
+            raise WorksStoreError(f"bulk write to {self.target_index} failed: {error}") from error
+        return failures
+
+    def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        wanted = list(canonical_ids)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), _MGET_CHUNK):
+            response = self.client.mget(
+                index=self.target_index, ids=wanted[start : start + _MGET_CHUNK]
+            )
+            found.update((d["_id"], d["_source"]) for d in response["docs"] if d.get("found"))
+        return found
+
+    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        # Loading sample or dumped works may target fresh indices: give them the date mapping.
+        self.ensure_indices()
+        total = 0
+        for ok, item in helpers.streaming_bulk(
+            self.client,
+            (
+                {
+                    "_op_type": "index",
+                    "_index": self.source_index,
+                    "_id": work.id,
+                    "_source": work.document,
+                }
+                for work in works
+            ),
+            chunk_size=clamp_page_size(batch_size),
+            max_retries=self.bulk_max_retries,
+            raise_on_error=False,
+        ):
+            if not ok:
+                raise WorksStoreError(f"cannot load a source work into {self.source_index}: {item}")
+            total += 1
+        self.client.indices.refresh(index=self.source_index)
+        return total
+
+    def count_source(self) -> int:
+        return int(self.client.count(index=self.source_index)["count"])
+
+    def count_identified(self) -> int:
+        return int(self.client.count(index=self.target_index)["count"])

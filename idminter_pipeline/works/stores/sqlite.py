@@ -1,0 +1,203 @@
+"""The embedded works store: one SQLite file (stdlib `sqlite3`), no server needed.
+
+Same operations and semantics as the Elasticsearch store: source works keyed by their `_id`,
+scanned in (`indexed_at`, id) order with keyset pagination (the analogue of `search_after`);
+identified works upserted by canonical ID.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.settings import local_state_dir
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.stores.base import (
+    DEFAULT_PAGE_SIZE,
+    WorksStore,
+    WriteFailure,
+    clamp_page_size,
+    parse_timestamp,
+)
+
+DEFAULT_FILE_NAME = "works.sqlite3"
+# SQLite's default limit on bound parameters is 999 on old builds.
+_IDS_PER_QUERY = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS source_works (
+    id TEXT PRIMARY KEY,
+    indexed_at_us INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS source_works_indexed_at ON source_works (indexed_at_us, id);
+CREATE TABLE IF NOT EXISTS identified_works (
+    canonical_id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    document TEXT NOT NULL
+);
+"""
+
+
+def default_sqlite_path() -> Path:
+    return local_state_dir() / DEFAULT_FILE_NAME
+
+
+def _micros(value: datetime) -> int:
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class SqliteWorksStore(WorksStore):
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_sqlite_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # One connection shared under a lock: Dagster may call from more than one thread.
+            self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise WorksStoreError(f"cannot open works store {self.path}: {error}") from error
+        self._lock = threading.RLock()
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
+        wanted = list(ids)
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = dict(
+                    self._conn.execute(
+                        f"SELECT id, document FROM source_works WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                )
+            for work_id in chunk:
+                document = rows.get(work_id)
+                yield work_id, None if document is None else json.loads(document)
+
+    def _scan(self, where: str, params: tuple[Any, ...], page_size: int) -> Iterator[SourceWork]:
+        size = clamp_page_size(page_size)
+        after: tuple[int, str] | None = None
+        while True:
+            keyset = "" if after is None else " AND (indexed_at_us, id) > (?, ?)"
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT indexed_at_us, id, document FROM source_works WHERE {where}{keyset} "
+                    "ORDER BY indexed_at_us, id LIMIT ?",
+                    (*params, *(after or ()), size),
+                ).fetchall()
+            for _, work_id, document in rows:
+                yield SourceWork(work_id, json.loads(document))
+            if len(rows) < size:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def read_window(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        end_inclusive: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[SourceWork]:
+        upper = "<=" if end_inclusive else "<"
+        return self._scan(
+            f"indexed_at_us >= ? AND indexed_at_us {upper} ?",
+            (_micros(start), _micros(end)),
+            page_size,
+        )
+
+    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
+        return self._scan("1 = 1", (), page_size)
+
+    def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
+        failures: list[WriteFailure] = []
+        rows = []
+        for work in works:
+            try:
+                text = json.dumps(work.document, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as error:
+                failures.append(WriteFailure(work.source_id, f"not valid JSON: {error}"))
+                continue
+            rows.append((work.canonical_id, work.source_id, text))
+        try:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "INSERT INTO identified_works (canonical_id, source_id, document) "
+                    "VALUES (?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
+                    "source_id = excluded.source_id, document = excluded.document",
+                    rows,
+                )
+        except sqlite3.Error as error:
+            raise WorksStoreError(f"cannot write to {self.describe()}: {error}") from error
+        return failures
+
+    def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(canonical_ids)
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT canonical_id, document FROM identified_works "
+                    f"WHERE canonical_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            found.update((cid, json.loads(doc)) for cid, doc in rows)
+        return found
+
+    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        total = 0
+        iterator = iter(works)
+        while batch := list(islice(iterator, clamp_page_size(batch_size))):
+            rows = []
+            for work in batch:
+                document = work.document
+                if not isinstance(document, dict) or "indexed_at" not in document:
+                    raise InvalidInputError(
+                        f"source work {work.id!r} has no 'indexed_at' (the source index sets it "
+                        "when a document is written)"
+                    )
+                indexed_at = parse_timestamp(document["indexed_at"], what=f"{work.id} indexed_at")
+                try:
+                    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+                except ValueError as error:
+                    raise InvalidInputError(f"source work {work.id!r}: {error}") from error
+                rows.append((work.id, _micros(indexed_at), text))
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "INSERT INTO source_works (id, indexed_at_us, document) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET indexed_at_us = excluded.indexed_at_us, "
+                    "document = excluded.document",
+                    rows,
+                )
+            total += len(rows)
+        return total
+
+    def count_source(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM source_works").fetchone()[0])
+
+    def count_identified(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM identified_works").fetchone()[0])
+
+
+__all__ = ["SqliteWorksStore", "default_sqlite_path"]

@@ -1,0 +1,281 @@
+"""The works pipeline in Dagster, against the real registry: partitions, a multi-partition
+(backfill) run, the schedule, the failure-alert sensor and the pool-exhaustion recovery."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from db_helpers import fetch_all
+from works_helpers import fill_pool, work
+
+from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.pool.assets import canonical_id_pool
+from idminter_pipeline.defs.pool.resources import FreeIdPool
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.assets import MAX_PARTITIONS_PER_RUN, identified_works
+from idminter_pipeline.defs.works.jobs import (
+    mint_works_by_id_job,
+    mint_works_job,
+    replenish_and_mint_works_by_id_job,
+    replenish_and_mint_works_job,
+)
+from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS, window_cron
+from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.schedules import mint_latest_works_window
+from idminter_pipeline.defs.works.sensors import (
+    RETRY_OF_TAG,
+    pool_exhaustion_recovery,
+    works_run_failure_alert,
+)
+from idminter_pipeline.registry.pool import PoolSettings
+from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
+from idminter_pipeline.works.stores import SqliteWorksStore
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+SPACING = timedelta(minutes=1)  # 40 works over three 15-minute windows: 09:00, 09:15, 09:30
+
+
+@pytest.fixture
+def setup(registry, tmp_path):
+    store_path = tmp_path / "works.sqlite3"
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(generate_works(40, seed=11, spacing=SPACING))
+    alerts_log = tmp_path / "alerts.log"
+    resources = {
+        "works_store": WorksStoreResource(sqlite_path=str(store_path)),
+        "registry_database": RegistryDatabase.from_settings(registry),
+        "churn_guard": ChurnGuardResource(),
+        "alerts": AlertsResource(log_file=str(alerts_log)),
+        "id_pool": FreeIdPool.from_settings(
+            PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
+        ),
+    }
+    defs = dg.Definitions(
+        assets=[identified_works, canonical_id_pool],
+        jobs=[
+            mint_works_job,
+            mint_works_by_id_job,
+            replenish_and_mint_works_job,
+            replenish_and_mint_works_by_id_job,
+        ],
+        sensors=[works_run_failure_alert, pool_exhaustion_recovery],
+        schedules=[mint_latest_works_window],
+        resources=resources,
+    )
+    return {
+        "defs": defs,
+        "store_path": store_path,
+        "alerts_log": alerts_log,
+        "resources": resources,
+        "registry": registry,
+    }
+
+
+def _figures(result, node="identified_works"):
+    materializations = result.asset_materializations_for_node(node)
+    return materializations, {k: v.value for k, v in materializations[0].metadata.items()}
+
+
+def test_one_partition_mints_one_window(setup, connect_registry):
+    fill_pool(connect_registry, 2_000)
+    result = dg.materialize(
+        [identified_works], partition_key="2026-07-30-09:00", resources=setup["resources"]
+    )
+    assert result.success
+    materializations, figures = _figures(result)
+    assert [m.partition for m in materializations] == ["2026-07-30-09:00"]
+    assert figures["works_read"] == 15  # works 0..14, one a minute; 09:15 belongs to the next
+    assert figures["works_written"] == 15 and figures["works_failed"] == 0
+    assert figures["identifiers_found"] > 15
+    assert figures["failures_by_stage"] == {"extract": 0, "mint": 0, "write": 0}
+    assert figures["failure_report"] == "No work failed."
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "no_failed_works" and check.passed
+
+
+def test_a_backfill_range_runs_as_one_multi_partition_run_and_is_idempotent(
+    setup, connect_registry
+):
+    fill_pool(connect_registry, 2_000)
+    assert identified_works.backfill_policy.max_partitions_per_run == MAX_PARTITIONS_PER_RUN
+    job = setup["defs"].resolve_job_def("mint_works")
+    tags = {RANGE_START: "2026-07-30-09:00", RANGE_END: "2026-07-30-09:30"}
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = job.execute_in_process(instance=instance, tags=tags)
+        materializations, figures = _figures(first)
+        assert sorted(m.partition for m in materializations) == [
+            "2026-07-30-09:00",
+            "2026-07-30-09:15",
+            "2026-07-30-09:30",
+        ]
+        assert figures["works_read"] == 40 and figures["works_written"] == 40
+        assert figures["identifiers_minted"] > 0 and figures["identifiers_inherited"] > 0
+        mappings = fetch_all(
+            setup["registry"], "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1"
+        )
+        again = job.execute_in_process(instance=instance, tags=tags)
+        _, figures_again = _figures(again)
+    assert figures_again["identifiers_minted"] == 0 and figures_again["identifiers_inherited"] == 0
+    assert figures_again["identifiers_existing"] == figures["identifiers_found"]
+    assert (
+        fetch_all(setup["registry"], "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1")
+        == mappings
+    )
+
+
+def test_failed_works_fail_the_check_and_attach_a_report(setup, connect_registry):
+    fill_pool(connect_registry, 2_000)
+    with SqliteWorksStore(setup["store_path"]) as store:
+        store.put_source(
+            [
+                work(
+                    "folio-instance",
+                    "orphan",
+                    indexed_at="2026-07-30T09:31:00Z",
+                    predecessor=("sierra-system-number", "b-missing"),
+                ),
+            ]
+        )
+    result = dg.materialize(
+        [identified_works], partition_key="2026-07-30-09:30", resources=setup["resources"]
+    )
+    assert result.success
+    _, figures = _figures(result)
+    assert figures["works_failed"] == 1 and figures["works_written"] == 10
+    assert figures["failures_by_stage"]["mint"] == 1
+    assert "Work[folio-instance/orphan]" in figures["failure_report"]
+    assert "| sourceIdentifier" in figures["failure_report"]
+    check = result.get_asset_check_evaluations()[0]
+    assert not check.passed
+    alerts = [json.loads(line) for line in setup["alerts_log"].read_text().splitlines()]
+    assert alerts[-1]["title"] == "1 work(s) failed minting"
+
+
+def test_the_schedule_mints_the_latest_closed_window_a_few_minutes_late():
+    assert mint_latest_works_window.cron_schedule == "5-59/15 * * * *"
+    assert window_cron(60, offset_minutes=5) == "5 */1 * * *"
+    with pytest.raises(Exception, match="divisor of 60"):
+        window_cron(7)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 8, 3, 10, 5, tzinfo=UTC)
+    )
+    request = mint_latest_works_window(context)
+    assert request.partition_key == "2026-08-03-09:45"
+    assert request.run_key == "2026-08-03-09:45"
+    early = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 8, 3, 10, 4, tzinfo=UTC)
+    )
+    assert mint_latest_works_window(early).partition_key == "2026-08-03-09:30"
+    assert (
+        WORKS_PARTITIONS.get_partition_key_for_timestamp(DEFAULT_START.timestamp())
+        == "2026-07-30-09:00"
+    )
+
+
+def _failed_run(instance, job, **kwargs):
+    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    return result, run
+
+
+def _sensor_context(instance, result, run, resources=None):
+    return dg.build_run_status_sensor_context(
+        sensor_name="test",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=resources,
+    ).for_run_failure()
+
+
+def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_person(setup):
+    defs = setup["defs"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        # The pool is empty: minting the window fails with PoolExhaustedError.
+        result, run = _failed_run(
+            instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
+        )
+        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        assert isinstance(request, dg.RunRequest)
+        assert request.job_name == "replenish_and_mint_works"
+        assert request.run_key == f"pool-recovery:{run.run_id}"
+        assert request.tags[RETRY_OF_TAG] == run.run_id
+        assert request.tags["dagster/partition"] == "2026-07-30-09:00"
+
+        # People hear about it too, through the alerts resource.
+        assert (
+            works_run_failure_alert(
+                _sensor_context(instance, result, run, {"alerts": setup["resources"]["alerts"]})
+            )
+            is None
+        )
+        alert = json.loads(setup["alerts_log"].read_text().splitlines()[-1])
+        assert (
+            alert["figures"]["pool_exhausted"] is True and alert["figures"]["run_id"] == run.run_id
+        )
+
+        retry = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance,
+            tags=request.tags,
+            run_config=request.run_config,
+            partition_key=request.tags["dagster/partition"],
+        )
+        assert retry.success
+        assert retry.asset_materializations_for_node("canonical_id_pool")
+        _, figures = _figures(retry)
+        assert figures["works_written"] == 15
+
+        # A recovery run that fails the same way is left to people: no loop of retries.
+        retry_run = instance.get_run_by_id(retry.run_id)
+        assert RETRY_OF_TAG in retry_run.tags
+        fetch_all(setup["registry"], "SELECT 1")
+
+
+def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(setup):
+    defs = setup["defs"]
+    works = list(generate_works(3, seed=11, spacing=SPACING))
+    config = {
+        "ops": {
+            "mint_listed_works": {
+                "config": {"source_identifiers": [w.id for w in works], "job_id": "ids-job"}
+            }
+        }
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, run = _failed_run(
+            instance, defs.resolve_job_def("mint_works_by_id"), run_config=config
+        )
+        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        assert request.job_name == "replenish_and_mint_works_by_id"
+        assert request.run_config == config
+        retry = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance, run_config=request.run_config, tags=request.tags
+        )
+        assert retry.success
+        summary = retry.output_for_node("mint_listed_works")
+        assert summary["works_written"] == 3 and summary["job_id"] == "ids-job"
+
+        # A failure that is not pool exhaustion is not retried automatically.
+        bad = {"ops": {"mint_listed_works": {"config": {"source_identifiers": ["not-an-id"]}}}}
+        result, run = _failed_run(
+            instance, defs.resolve_job_def("mint_works_by_id"), run_config=bad
+        )
+        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        assert isinstance(skipped, dg.SkipReason)
+        assert "did not fail on an exhausted pool" in skipped.skip_message
+
+
+def test_a_failed_recovery_run_is_not_retried_again(setup):
+    defs = setup["defs"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, run = _failed_run(
+            instance,
+            defs.resolve_job_def("mint_works"),
+            partition_key="2026-07-30-09:00",
+            tags={RETRY_OF_TAG: "earlier"},
+        )
+        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        assert isinstance(skipped, dg.SkipReason) and "already a recovery" in skipped.skip_message

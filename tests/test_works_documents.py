@@ -1,0 +1,351 @@
+"""Extracting and annotating work documents: the reference's realistic example, edge cases."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from idminter_pipeline.errors import InvalidSourceIdentifierError, MalformedWorkError
+from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.documents import (
+    Stage,
+    annotate_work,
+    extract_work,
+    work_document_id,
+)
+from idminter_pipeline.works.sample_data import generate_works
+
+FOLIO_WORK = json.loads((Path(__file__).parent / "fixtures" / "folio_work.json").read_text())
+FOLIO_ID = "Work[folio-instance/in00000000001]"
+SI = SourceIdentifier
+
+
+def _si(system, ontology, value):
+    return {"identifierType": {"id": system}, "ontologyType": ontology, "value": value}
+
+
+def _node(system, ontology, value, **extra):
+    return {
+        "sourceIdentifier": _si(system, ontology, value),
+        "otherIdentifiers": [],
+        "identifiedType": "Identified",
+        "type": "Identifiable",
+        **extra,
+    }
+
+
+def _work(value="b1", **state):
+    return {
+        "indexed_at": "2026-07-30T16:33:00Z",
+        "data": {},
+        "state": {"sourceIdentifier": _si("sierra-system-number", "Work", value), **state},
+    }
+
+
+def test_reference_example_produces_exactly_the_listed_registry_requests():
+    extracted = extract_work(FOLIO_WORK, document_id=FOLIO_ID)
+    assert extracted.work_id == FOLIO_ID
+    assert extracted.source == SI("Work", "folio-instance", "in00000000001")
+    assert extracted.predecessor == SI("Work", "sierra-system-number", "b1000001")
+    assert set(extracted.identifiers) == {
+        SI("Concept", "lc-names", "n79021164"),
+        SI("Item", "folio-item", "7f3c0a1e-0000-4000-8000-000000000001"),
+        SI("Image", "mets-image", "b1000001/FILE_0001_OBJECTS"),
+        SI("Work", "folio-instance", "in00000000001"),
+        SI("Work", "mets", "b1000001"),
+    }
+    assert len(extracted.identifiers) == 5
+    # Not minted: data.otherIdentifiers and the predecessor itself.
+    assert SI("Work", "sierra-identifier", "1000001") not in extracted.identifiers
+    assert extracted.predecessor not in extracted.identifiers
+    assert extracted.identifiers[0] == extracted.source
+    assert {n.path for n in extracted.nodes} == {
+        "state",
+        "state.mergeCandidates[0].id",
+        "data.contributors[0].agent.id",
+        "data.items[0].id",
+        "data.imageData[0].id",
+    }
+
+
+def test_annotation_edits_only_the_minted_nodes():
+    original = copy.deepcopy(FOLIO_WORK)
+    extracted = extract_work(FOLIO_WORK, document_id=FOLIO_ID)
+    ids = {source: f"id{n:05d}"[:8] for n, source in enumerate(extracted.identifiers)}
+    identified = annotate_work(FOLIO_WORK, extracted, ids)
+    assert original == FOLIO_WORK, "the source document must not be modified"
+    doc = identified.document
+    assert identified.canonical_id == ids[extracted.source] == doc["state"]["canonicalId"]
+    assert identified.source_id == FOLIO_ID
+    item_id = doc["data"]["items"][0]["id"]
+    assert (
+        item_id["canonicalId"]
+        == ids[SI("Item", "folio-item", "7f3c0a1e-0000-4000-8000-000000000001")]
+    )
+    assert item_id["type"] == "Identified" and "identifiedType" not in item_id
+    agent = doc["data"]["contributors"][0]["agent"]
+    assert agent["id"]["canonicalId"] == ids[SI("Concept", "lc-names", "n79021164")]
+    assert agent["type"] == "Person", "a node's sibling fields are untouched"
+    merge = doc["state"]["mergeCandidates"][0]
+    assert merge["id"]["canonicalId"] == ids[SI("Work", "mets", "b1000001")]
+    assert merge["reason"] == "METS work"
+    # Undo exactly the documented edits: what remains must equal the source document.
+    undone = copy.deepcopy(doc)
+    del undone["state"]["canonicalId"]
+    for holder in (
+        undone["data"]["items"][0],
+        undone["data"]["imageData"][0],
+        undone["data"]["contributors"][0]["agent"],
+        undone["state"]["mergeCandidates"][0],
+    ):
+        node = holder["id"]
+        del node["canonicalId"]
+        node["identifiedType"] = node.pop("type")
+        node["type"] = "Identifiable"
+    assert json.dumps(undone, sort_keys=True) == json.dumps(original, sort_keys=True)
+    assert doc["indexed_at"] == original["indexed_at"]
+    assert doc["data"]["otherIdentifiers"] == original["data"]["otherIdentifiers"]
+    assert doc["state"]["predecessorIdentifier"] == original["state"]["predecessorIdentifier"]
+
+
+def test_null_canonical_id_is_replaced_and_bare_identifiable_becomes_identified():
+    document = _work()
+    document["data"]["items"] = [
+        {
+            "id": {
+                "canonicalId": None,
+                "sourceIdentifier": _si("folio-item", "Item", "x"),
+                "type": "Identifiable",
+            }
+        }
+    ]
+    document["data"]["notes"] = [{"canonicalId": None, "type": "Unidentifiable"}]
+    extracted = extract_work(document, document_id="Work[sierra-system-number/b1]")
+    identified = annotate_work(document, extracted, {s: "abcd2345" for s in extracted.identifiers})
+    item = identified.document["data"]["items"][0]["id"]
+    assert item == {
+        "canonicalId": "abcd2345",
+        "sourceIdentifier": _si("folio-item", "Item", "x"),
+        "type": "Identified",
+    }
+    assert identified.document["data"]["notes"] == [{"canonicalId": None, "type": "Unidentifiable"}]
+
+
+def test_nodes_at_any_depth_are_found_and_bare_identifiers_are_not():
+    document = _work(
+        internalWorkStubs=[
+            {
+                "sourceIdentifier": _si("calm-record-id", "Work", "stub-1"),
+                "workData": {"items": [{"id": _node("calm-item", "Item", "deep")}]},
+            }
+        ],
+        mergeCandidates=[],
+    )
+    document["redirectTarget"] = _node("miro-image-number", "Work", "V1")
+    document["data"]["production"] = [
+        {
+            "agents": [{"id": _node("label-derived", "Organisation", "Acme")}],
+            "places": [{"id": _node("label-derived", "Place", "Leiden")}],
+        }
+    ]
+    document["data"]["genres"] = [
+        {"concepts": [{"id": _node("label-derived", "Genre", "Posters")}]}
+    ]
+    document["data"]["otherIdentifiers"] = [_si("sierra-identifier", "Work", "999")]
+    document["data"]["items"] = [
+        {
+            "id": {
+                **_node("sierra-system-number", "Item", "i1"),
+                "otherIdentifiers": [_si("barcode", "Item", "x1")],
+            }
+        }
+    ]
+    extracted = extract_work(document, document_id="Work[sierra-system-number/b1]")
+    assert set(extracted.identifiers) == {
+        SI("Work", "sierra-system-number", "b1"),
+        SI("Work", "calm-record-id", "stub-1"),
+        SI("Item", "calm-item", "deep"),
+        SI("Work", "miro-image-number", "V1"),
+        SI("Concept", "label-derived", "Acme"),
+        SI("Concept", "label-derived", "Leiden"),
+        SI("Concept", "label-derived", "Posters"),
+        SI("Item", "sierra-system-number", "i1"),
+    }
+    assert "state.internalWorkStubs[0].workData.items[0].id" in {n.path for n in extracted.nodes}
+
+
+def test_repeated_identifier_is_requested_once_and_every_occurrence_annotated():
+    document = _work()
+    person = _node("lc-names", "Person", "n1")
+    document["data"]["contributors"] = [
+        {"agent": {"id": person}},
+        {"agent": {"id": copy.deepcopy(person)}},
+    ]
+    extracted = extract_work(document, document_id="x")
+    assert extracted.identifiers.count(SI("Concept", "lc-names", "n1")) == 1
+    identified = annotate_work(document, extracted, {s: "zzzz2222" for s in extracted.identifiers})
+    assert [
+        c["agent"]["id"]["canonicalId"] for c in identified.document["data"]["contributors"]
+    ] == ["zzzz2222", "zzzz2222"]
+
+
+def test_null_predecessor_means_none():
+    extracted = extract_work(_work(predecessorIdentifier=None), document_id="x")
+    assert extracted.predecessor is None
+
+
+@pytest.mark.parametrize(
+    ("document", "detail"),
+    [
+        ([], "document: expected an object, got array"),
+        ({"data": {}}, "state: has no 'state'"),
+        ({"state": "b1"}, "state: expected an object, got string"),
+        ({"state": {}}, "state.sourceIdentifier: missing"),
+        (
+            {"state": {"sourceIdentifier": None}},
+            "state.sourceIdentifier: expected a source identifier object, got null",
+        ),
+        (
+            {
+                "state": {
+                    "sourceIdentifier": {
+                        "identifierType": "sierra",
+                        "ontologyType": "Work",
+                        "value": "b1",
+                    }
+                }
+            },
+            "state.sourceIdentifier.identifierType: expected an object, got string",
+        ),
+        (
+            {"state": {"sourceIdentifier": _si("sierra-system-number", "Work", 12)}},
+            "state.sourceIdentifier.value: expected a string, got number",
+        ),
+        (
+            {"state": {"sourceIdentifier": _si("sierra-system-number", "Work", " b1")}},
+            "leading or trailing whitespace",
+        ),
+        (
+            {"state": {"sourceIdentifier": _si("sierra-system-number", "Item", "i1")}},
+            "a work's ontology type must be Work",
+        ),
+        (
+            {"state": {"sourceIdentifier": _si("sierra-system-number", "Spaceship", "b1")}},
+            "unknown ontology type",
+        ),
+    ],
+)
+def test_malformed_documents_fail_extraction_with_a_readable_detail(document, detail):
+    with pytest.raises(MalformedWorkError) as raised:
+        extract_work(document, document_id="Work[sierra-system-number/b1]")
+    assert raised.value.stage == Stage.EXTRACT
+    assert raised.value.work_id == "Work[sierra-system-number/b1]"
+    assert detail in raised.value.detail
+
+
+def test_a_bad_nested_node_fails_the_work_naming_the_path_and_the_work():
+    document = _work("b7")
+    document["data"]["items"] = [
+        {"id": _node("folio-item", "Item", "ok")},
+        {"id": _node("folio-item", "Item", "bad\x00value")},
+    ]
+    with pytest.raises(MalformedWorkError) as raised:
+        extract_work(document, document_id="ignored")
+    assert raised.value.work_id == "Work[sierra-system-number/b7]"
+    assert raised.value.detail.startswith("data.items[1].id.sourceIdentifier:")
+    assert "control character" in raised.value.detail
+
+
+def test_predecessor_rules():
+    with pytest.raises(MalformedWorkError, match="own predecessor"):
+        extract_work(
+            _work(predecessorIdentifier=_si("sierra-system-number", "Work", "b1")), document_id="x"
+        )
+    with pytest.raises(
+        MalformedWorkError, match=r"state.predecessorIdentifier.value: expected a string"
+    ):
+        extract_work(
+            _work(predecessorIdentifier=_si("sierra-system-number", "Work", None)), document_id="x"
+        )
+    nested = _work()
+    nested["data"]["items"] = [
+        {
+            "id": {
+                **_node("folio-item", "Item", "i"),
+                "predecessorIdentifier": _si("sierra-system-number", "Item", "i1"),
+            }
+        }
+    ]
+    with pytest.raises(MalformedWorkError, match="only the work itself"):
+        extract_work(nested, document_id="x")
+
+
+def test_annotation_refuses_missing_or_different_canonical_ids():
+    document = _work()
+    document["data"]["items"] = [{"id": _node("folio-item", "Item", "i")}]
+    extracted = extract_work(document, document_id="x")
+    with pytest.raises(MalformedWorkError) as raised:
+        annotate_work(document, extracted, {extracted.source: "aaaa2222"})
+    assert raised.value.stage == Stage.MINT
+    assert "no canonical ID for Item[folio-item/i]" in raised.value.detail
+    document["data"]["items"][0]["id"]["canonicalId"] = "bbbb3333"
+    with pytest.raises(MalformedWorkError, match="already 'bbbb3333'"):
+        annotate_work(document, extracted, {s: "cccc4444" for s in extracted.identifiers})
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sierra-system-number/b1161044x", "Work[sierra-system-number/b1161044x]"),
+        ("Work[sierra-system-number/b1161044x]", "Work[sierra-system-number/b1161044x]"),
+        ("mets-image/b1/FILE", "Work[mets-image/b1/FILE]"),
+    ],
+)
+def test_work_document_ids_accept_both_forms(given, expected):
+    assert work_document_id(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["b1161044x", "Item[folio-item/x]", "sierra/ b1", 7, ""])
+def test_work_document_ids_reject_bad_values_naming_them(bad):
+    with pytest.raises(InvalidSourceIdentifierError) as raised:
+        work_document_id(bad)
+    assert repr(bad) in str(raised.value) or str(bad) in str(raised.value)
+
+
+def test_sample_works_are_deterministic_realistic_and_extractable():
+    first = list(generate_works(200, seed=3))
+    assert first == list(generate_works(200, seed=3))
+    assert first != list(generate_works(200, seed=4))
+    assert list(generate_works(10, seed=3, offset=50)) == first[50:60]
+    extracted = [extract_work(w.document, document_id=w.id) for w in first]
+    assert all(e.work_id == w.id for e, w in zip(extracted, first, strict=True))
+    systems = {e.source.source_system for e in extracted}
+    assert {
+        "sierra-system-number",
+        "calm-record-id",
+        "folio-instance",
+        "axiell-collections-id",
+        "mets",
+        "miro-image-number",
+    } <= systems
+    average = sum(len(e.identifiers) for e in extracted) / len(extracted)
+    assert 5 <= average <= 8
+    ids = {e.source for e in extracted}
+    successors = [e for e in extracted if e.predecessor is not None]
+    assert successors and all(e.predecessor in ids for e in successors)
+    # Successors come after their predecessors in indexed_at order.
+    position = {e.source: n for n, e in enumerate(extracted)}
+    assert all(position[e.predecessor] < position[e.source] for e in successors)
+    new_folio = [
+        e for e in extracted if e.source.source_system == "folio-instance" and e.predecessor is None
+    ]
+    assert (
+        0
+        < len(new_folio)
+        < len([e for e in extracted if e.source.source_system == "folio-instance"]) / 5
+    )
+    ontologies = {s.ontology_type for e in extracted for s in e.identifiers}
+    assert ontologies == {"Work", "Item", "Image", "Subject", "Concept"}
+    times = [w.document["indexed_at"] for w in first]
+    assert times == sorted(times)

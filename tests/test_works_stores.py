@@ -1,0 +1,196 @@
+"""One contract for every works store: the embedded SQLite file, and Elasticsearch when
+`ELASTICSEARCH_URL` points at a real cluster (otherwise those cases are skipped, saying why)."""
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.sample_data import generate_works
+from idminter_pipeline.works.stores import (
+    FullScope,
+    IdsScope,
+    SqliteWorksStore,
+    WindowScope,
+    read_scope,
+    works_store_from_env,
+)
+from idminter_pipeline.works.stores.elasticsearch import (
+    ElasticsearchWorksStore,
+    elasticsearch_client,
+)
+
+T0 = datetime(2026, 7, 30, 16, 0, tzinfo=UTC)
+
+
+def _doc(value: str, indexed_at: datetime) -> SourceWork:
+    stamp = indexed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return SourceWork(
+        f"Work[sierra-system-number/{value}]",
+        {
+            "indexed_at": stamp,
+            "state": {
+                "sourceIdentifier": {
+                    "identifierType": {"id": "sierra-system-number"},
+                    "ontologyType": "Work",
+                    "value": value,
+                }
+            },
+            "data": {"title": f"Título {value} ✓"},
+        },
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteWorksStore(tmp_path / "works.sqlite3")
+        yield s
+        s.close()
+        return
+    url = os.environ.get("ELASTICSEARCH_URL")
+    if not url:
+        pytest.skip(
+            "ELASTICSEARCH_URL not set: the Elasticsearch store contract needs a real cluster"
+        )
+    suffix = uuid.uuid4().hex[:8]
+    settings = ElasticsearchSettings(
+        source_index_prefix=f"test-works-source-{suffix}",
+        target_index_prefix=f"test-works-identified-{suffix}",
+        pipeline_date="2026-07-30",
+    )
+    s = ElasticsearchWorksStore(elasticsearch_client(url), settings)
+    s.ensure_indices()
+    yield s
+    s.client.indices.delete(index=[s.source_index, s.target_index], ignore_unavailable=True)
+    s.close()
+
+
+def _ids(works):
+    return [w.id for w in works]
+
+
+def test_put_and_read_by_ids_in_order_with_missing_ones_reported(store):
+    works = [_doc(f"b{n}", T0 + timedelta(seconds=n)) for n in range(5)]
+    assert store.put_source(works) == 5
+    store.refresh()
+    wanted = [works[3].id, "Work[sierra-system-number/absent]", works[0].id]
+    result = list(store.read_ids(wanted))
+    assert [i for i, _ in result] == wanted
+    assert result[0][1] == works[3].document
+    assert result[1][1] is None
+    assert result[2][1]["data"]["title"] == "Título b0 ✓"
+    assert store.count_source() == 5
+
+
+def test_window_includes_both_ends_and_is_ordered(store):
+    works = [_doc(f"b{n:03d}", T0 + timedelta(minutes=n)) for n in range(10)]
+    store.put_source(reversed(works))
+    store.refresh()
+    inside = list(
+        store.read_window(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), page_size=2)
+    )
+    assert _ids(inside) == _ids(works[2:6])
+    half_open = list(
+        store.read_window(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), end_inclusive=False)
+    )
+    assert _ids(half_open) == _ids(works[2:5])
+    one_instant = list(store.read_window(T0 + timedelta(minutes=7), T0 + timedelta(minutes=7)))
+    assert _ids(one_instant) == [works[7].id]
+    assert list(store.read_window(T0 - timedelta(days=1), T0 - timedelta(seconds=1))) == []
+
+
+def test_millisecond_boundaries_are_exact(store):
+    a = _doc("b1", T0 + timedelta(milliseconds=999))
+    b = _doc("b2", T0 + timedelta(seconds=1))
+    store.put_source([a, b])
+    store.refresh()
+    assert _ids(store.read_window(T0, T0 + timedelta(seconds=1), end_inclusive=False)) == [a.id]
+    assert _ids(store.read_window(T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))) == [b.id]
+
+
+def test_full_scan_pages_through_everything_once_including_equal_timestamps(store):
+    works = list(generate_works(57, seed=9, spacing=timedelta(0)))  # all share one indexed_at
+    store.put_source(works)
+    store.refresh()
+    scanned = list(store.read_all(page_size=10))
+    assert len(scanned) == 57
+    assert sorted(_ids(scanned)) == sorted(_ids(works))
+
+
+def test_scopes_dispatch(store):
+    works = [_doc(f"b{n}", T0 + timedelta(hours=n)) for n in range(3)]
+    store.put_source(works)
+    store.refresh()
+    assert [i for i, _ in read_scope(store, IdsScope(("sierra-system-number/b1",)))] == [
+        works[1].id
+    ]
+    window = WindowScope(T0, T0 + timedelta(hours=1))
+    assert [i for i, _ in read_scope(store, window)] == _ids(works[:2])
+    assert [i for i, _ in read_scope(store, FullScope())] == _ids(works)
+
+
+def test_identified_writes_are_upserts_by_canonical_id(store):
+    first = IdentifiedWork("abcd2345", "Work[x/1]", {"state": {"canonicalId": "abcd2345"}, "v": 1})
+    assert store.write_identified([first]) == []
+    second = IdentifiedWork("abcd2345", "Work[x/1]", {"state": {"canonicalId": "abcd2345"}, "v": 2})
+    other = IdentifiedWork("efgh6789", "Work[x/2]", {"state": {"canonicalId": "efgh6789"}, "v": 1})
+    assert store.write_identified([second, other]) == []
+    store.refresh()
+    found = store.get_identified(["abcd2345", "efgh6789", "missing1"])
+    assert found == {"abcd2345": second.document, "efgh6789": other.document}
+    assert store.count_identified() == 2
+
+
+def test_putting_a_source_work_again_replaces_it(store):
+    store.put_source([_doc("b1", T0)])
+    store.put_source([_doc("b1", T0 + timedelta(days=1))])
+    store.refresh()
+    assert store.count_source() == 1
+    assert _ids(store.read_window(T0 + timedelta(days=1), T0 + timedelta(days=1))) == [
+        "Work[sierra-system-number/b1]"
+    ]
+
+
+def test_scopes_validate_their_input():
+    with pytest.raises(InvalidInputError, match="at least one"):
+        IdsScope(())
+    with pytest.raises(InvalidInputError, match="before its start"):
+        WindowScope(T0, T0 - timedelta(seconds=1))
+    with pytest.raises(InvalidInputError, match="'yesterday' is not an ISO 8601"):
+        WindowScope("yesterday", T0)
+    scope = IdsScope(("sierra-system-number/b1", "Work[sierra-system-number/b1]"))
+    assert scope.ids == ("Work[sierra-system-number/b1]",)
+    naive = WindowScope("2026-07-30T16:00:00", "2026-07-30T17:00:00Z")
+    assert naive.start == T0
+
+
+def test_sqlite_store_refuses_documents_without_indexed_at(tmp_path):
+    with SqliteWorksStore(tmp_path / "w.sqlite3") as store:
+        with pytest.raises(InvalidInputError, match="'Work\\[x/1\\]' has no 'indexed_at'"):
+            store.put_source([SourceWork("Work[x/1]", {"state": {}})])
+        assert store.count_source() == 0
+
+
+def test_store_from_env_defaults_to_the_embedded_file(tmp_path):
+    store = works_store_from_env({"WORKS_STORE_PATH": str(tmp_path / "here.sqlite3")})
+    assert isinstance(store, SqliteWorksStore)
+    assert store.describe() == f"sqlite:{tmp_path / 'here.sqlite3'}"
+    store.close()
+
+
+def test_an_unreachable_elasticsearch_is_a_clear_store_error():
+    client = Elasticsearch("http://127.0.0.1:9", max_retries=0, request_timeout=2)
+    store = ElasticsearchWorksStore(client, ElasticsearchSettings(pipeline_date="2026-07-30"))
+    assert store.source_index == "works-source-2026-07-30"
+    assert store.target_index == "works-identified-2026-07-30"
+    with pytest.raises(WorksStoreError, match="works-source-2026-07-30"):
+        list(store.read_ids(["Work[sierra-system-number/b1]"]))
+    with pytest.raises(WorksStoreError, match="point in time on works-source-2026-07-30"):
+        list(store.read_all())
+    store.close()
