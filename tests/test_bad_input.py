@@ -8,7 +8,8 @@ also carries a valid new source, so "unchanged" proves the valid part was not wr
 
 Some awkward values are not errors: SQL metacharacters, backslashes, LIKE wildcards, quotes,
 emoji, decomposed accents, case and 255-character parts are stored verbatim (accepted and
-exact), and checked byte for byte in the registry.
+exact), and checked byte for byte in the registry. A work document without `state` fails that
+work by name in the pipeline, and `idminter works load` refuses the file naming the line.
 
 Decisions recorded here:
 - trailing/leading whitespace (NBSP included) is rejected, never trimmed: the key columns are
@@ -39,6 +40,7 @@ from idminter_pipeline.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     InvalidSourceIdentifierError,
+    MalformedWorkError,
     MissingPredecessorError,
     PoolExhaustedError,
     PredecessorCycleError,
@@ -47,6 +49,9 @@ from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.documents import SourceWork, Stage, extract_work
+from idminter_pipeline.works.pipeline import WorksPipeline
+from idminter_pipeline.works.stores import FullScope, SqliteWorksStore
 
 VENV_BIN = Path(sys.executable).parent
 EXISTING = "Work[sierra-system-number/b1]"
@@ -401,3 +406,43 @@ def test_api_source_identifiers_refuse_unstorable_parts(parts, names):
     with pytest.raises(InvalidSourceIdentifierError) as raised:
         SourceIdentifier(*parts)
     assert names in str(raised.value)
+
+
+# --- work documents ------------------------------------------------------------------------------
+
+NO_STATE_ID = "Work[sierra-system-number/b-no-state]"
+NO_STATE = {"indexed_at": "2026-07-30T09:00:00Z", "data": {"title": "no state"}}
+
+
+def test_a_work_document_without_state_fails_by_name_and_writes_nothing(seeded, tmp_path):
+    with pytest.raises(MalformedWorkError) as raised:
+        extract_work(NO_STATE, document_id=NO_STATE_ID)
+    assert NO_STATE_ID in str(raised.value)
+    assert "state" in str(raised.value)
+
+    store = SqliteWorksStore(tmp_path / "works.sqlite3")
+    store.put_source([SourceWork(NO_STATE_ID, NO_STATE)])
+    before = registry_snapshot(seeded)
+    with Minter(lambda: connect(seeded)) as minter:
+        summary = WorksPipeline(store, minter).run(FullScope(), job_id="bad-input")
+    store.close()
+    assert summary.failed == 1
+    (failure,) = summary.failures
+    assert (failure.work_id, failure.stage) == (NO_STATE_ID, Stage.EXTRACT)
+    assert "state" in failure.detail
+    assert summary.works_written == 0
+    assert registry_snapshot(seeded) == before
+
+
+def test_loading_a_document_without_state_names_the_line_and_loads_nothing(
+    seeded, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
+    path = tmp_path / "works.jsonl"
+    path.write_text(json.dumps(NO_STATE) + "\n")
+    result = CliRunner().invoke(main, ["works", "load", str(path)])
+    assert result.exit_code == 2, result.output
+    _assert_one_error_line(result.stdout, result.stderr, [f"{path} line 1", "state"])
+    store = SqliteWorksStore(tmp_path / "works.sqlite3")
+    assert store.count_source() == 0
+    store.close()
