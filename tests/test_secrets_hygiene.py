@@ -24,15 +24,18 @@ from click.testing import CliRunner
 from db_helpers import admin_connection
 from moto import mock_aws
 
+from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
 from idminter_pipeline.defs.registry.assets import registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase, registry_database_from_env
 from idminter_pipeline.errors import RegistryUnavailableError
 from idminter_pipeline.registry import connection as connection_module
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import apply_migrations, migration_status
 from idminter_pipeline.registry.summary import registry_summary
 from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.source_identifiers import SourceIdentifier
 
 PASSWORD_ENV = "IDMINTER_SECRETS_TEST_PASSWORD"
 VENV_BIN = Path(sys.executable).parent
@@ -113,6 +116,10 @@ def test_a_working_connection_logs_no_password(secret_user, empty_database, capl
     summary = registry_summary(conn)
     conn.close()
     assert summary.database == secret_user.database
+    fill_pool(secret_user, 10)
+    with Minter(lambda: connect(secret_user)) as minter:
+        minted = minter.mint_ids([MintRequest(SourceIdentifier.parse("Work[sierra/b1]"))])
+    assert len(minted) == 1
     assert caplog.records, "DEBUG logging captured nothing: the check would be vacuous"
     assert secret_user.password not in caplog.text
     assert secret_user.password not in repr([r.args for r in caplog.records])
@@ -134,16 +141,24 @@ def test_a_refused_connection_names_the_server_not_the_password(secret_user, cap
 def test_cli_output_holds_no_password_on_success_or_failure(secret_user, monkeypatch):
     for name, value in _env(secret_user).items():
         monkeypatch.setenv(name, value)
+    fill_pool(secret_user, 10)
     runner = CliRunner()
     ok = runner.invoke(main, ["-v", "db", "status", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["registry"]["database"] == secret_user.database
+    request = json.dumps({"source": "Work[sierra/b2]"}) + "\n"
+    minted = runner.invoke(main, ["-v", "mint-ids"], input=request)
+    assert minted.exit_code == 0, minted.output
+    assert json.loads(minted.stdout)["outcome"] == "minted"
     wrong = _wrong(secret_user)
     monkeypatch.setenv("RDS_PASSWORD", wrong.password)
     refused = runner.invoke(main, ["-v", "db", "status"])
     assert refused.exit_code == 1
     assert "cannot connect to the registry" in refused.output
-    for result in (ok, refused):
+    refused_mint = runner.invoke(main, ["-v", "mint-ids"], input=request)
+    assert refused_mint.exit_code == 1
+    assert "cannot connect to the registry" in refused_mint.stderr
+    for result in (ok, minted, refused, refused_mint):
         everything = result.output + result.stderr + repr(result.exception)
         assert secret_user.password not in everything
         assert wrong.password not in everything
