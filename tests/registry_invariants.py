@@ -327,6 +327,12 @@ def check_registry(
     report = InvariantReport()
     conn = connect(settings)
     try:
+        with conn.cursor() as cursor:
+            # Keep the recursive query's work tables in memory (MariaDB once failed to delete an
+            # on-disk one under a loaded shared server). Session variables: no privilege needed.
+            cursor.execute(
+                "SET SESSION max_heap_table_size = 268435456, tmp_table_size = 268435456"
+            )
         _core_checks(conn, report)
         _sharing_check(conn, report, declared)
         _given_check(conn, report, given)
