@@ -2,9 +2,10 @@
 `make stress`.
 
 The keys look like the catalogue's: every work has a Sierra identifier; 40% were migrated to Axiell
-Collections and declare the Sierra one as predecessor; a tenth of those moved on to Folio and
-declare the Axiell one (a chain); works carry items and images, and subjects are shared between
-works, so concurrent batches overlap on hot keys as real reindexes do.
+Collections and declare the Sierra one as predecessor; a quarter of those (a tenth of all works)
+moved on to Folio and declare the Axiell one (a chain); works carry items and images, and
+subjects are shared between works, so concurrent batches overlap on hot keys as real reindexes
+do.
 
 Worker processes are started with the `spawn` method and open their own connections: nothing is
 shared with the parent but the settings. Each worker reports every ID it was given and every
