@@ -212,7 +212,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                     {
                         "benchmark": BENCHMARK,
                         "figure": f"{workload.name} throughput",
-                        "value": round(identifiers / (median / 1000)),
+                        "value": float(round(identifiers / (median / 1000))),
                         "unit": "identifiers/s",
                         "detail": f"{identifiers} identifiers per run",
                     },

@@ -53,7 +53,7 @@ def test_lookup_chunks_and_groups_return_every_key(registry, connect_registry):
 
 def test_chunk_size_is_clamped(connect_registry):
     assert Minter(connect_registry, lookup_chunk_size=0).lookup_chunk_size == 1
-    assert Minter(connect_registry, lookup_chunk_size=10**9).lookup_chunk_size == 5000
+    assert Minter(connect_registry, lookup_chunk_size=10**9).lookup_chunk_size == 999
 
 
 def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
@@ -62,10 +62,8 @@ def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
         cursor.execute(
             "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'assigned')"
         )
-        rows = [
-            (("Work", "Image")[i % 2], f"sys-{i % 5}", f"value-{i}", "abcdefgh")
-            for i in range(3000)
-        ]
+        rows = [(("Work", "Image")[i % 2], "sys", f"value-{i}", "abcdefgh") for i in range(3000)]
+        rows += [("Concept", f"sys-{i % 5}", f"value-{i}", "abcdefgh") for i in range(100)]
         cursor.executemany(
             "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
             "VALUES (%s, %s, %s, %s)",
@@ -74,7 +72,8 @@ def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
         cursor.execute("ANALYZE TABLE identifiers")
         cursor.fetchall()
     conn.commit()
-    keys = [SourceIdentifier(*row[:3]) for row in rows[::7]]
+    # Two groups of 1,500 keys (two chunks each at the default 999) and five small groups.
+    keys = [SourceIdentifier(*row[:3]) for row in rows]
     for lock in (False, True):
         sql, branches = minter._keyed_select(conn, keys, lock=lock)
         with conn.cursor() as cursor:
@@ -83,7 +82,7 @@ def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
             plan = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         conn.rollback()
         table_rows = [row for row in plan if row["table"] == "identifiers"]
-        assert len(table_rows) == len(branches) > 1
+        assert len(table_rows) == len(branches) == 9
         for row in table_rows:
             assert row["key"] == "PRIMARY", row
             assert row["type"] in ("range", "const", "eq_ref", "ref"), row

@@ -1,12 +1,13 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
-One `mint_ids` call is one transaction of a constant number of SQL statements, whatever the batch
-size (README, "Minting"):
+One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
+(README, "Minting"); steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
-2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), only if something is new;
+2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
 3. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
-4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile;
+4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
+   when the insert's affected-row count shows that some key already existed;
 5. `UPDATE canonical_ids` marking assigned only the claimed IDs that ended up used;
 6. one multi-row insert into `identifier_provenance` (inheritances and predecessor mismatches);
 7. `COMMIT`.
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import chain, islice
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import pymysql
 from pymysql.constants import CLIENT, SERVER_STATUS
@@ -59,12 +60,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str, str]
 
-# SourceId IN-lists per lookup branch: small enough that every branch is a handful of ranges on
-# the primary key (a row-constructor IN over thousands of tuples can fall off the index on
-# MySQL), large enough that a 10,000-key call stays a few dozen branches of one statement.
-DEFAULT_LOOKUP_CHUNK_SIZE = 1_000
+# SourceId IN-lists per lookup branch: every branch must stay a range scan of PRIMARY. A
+# row-constructor IN over thousands of tuples can fall off the index on MySQL, a long IN-list can
+# exceed MySQL's range_optimizer_max_mem_size, and MariaDB may rewrite an IN-list of 1,000 values or
+# more (in_predicate_conversion_threshold) into a subquery. 999 stays below all of these, and a
+# 10,000-key call is still a dozen or so branches of one statement.
+DEFAULT_LOOKUP_CHUNK_SIZE = 999
 MIN_LOOKUP_CHUNK_SIZE = 1
-MAX_LOOKUP_CHUNK_SIZE = 5_000
+MAX_LOOKUP_CHUNK_SIZE = 999
+ISOLATION_LEVELS = frozenset({"READ COMMITTED", "REPEATABLE READ"})
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 20
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
@@ -253,116 +257,111 @@ def _mismatch(
     )
 
 
-class _Step(NamedTuple):
-    """What one new source is about to be inserted with."""
+class _Batch:
+    """One mint attempt's requests by position, and every decision that needs no SQL.
 
-    canonical_id: str
-    outcome: MintOutcome
-    predecessor: SourceIdentifier | None
-    depth: int  # links between this source and the ID it takes (0 for a minted root)
+    Positions and plain key tuples rather than `SourceIdentifier` dict keys: hashing a dataclass
+    runs Python code, and a 10,000-key call would do it a dozen times per key.
+    """
 
+    def __init__(self, predecessors: dict[SourceIdentifier, SourceIdentifier | None]) -> None:
+        self.sources = list(predecessors)
+        self.declared = list(predecessors.values())
+        self.keys = [(s.ontology_type, s.source_system, s.source_id) for s in self.sources]
+        self.found: dict[Key, str] = {}
+        count = len(self.sources)
+        self.ids: list[str | None] = [None] * count
+        self.outcomes: list[MintOutcome] = [MintOutcome.EXISTING] * count
+        self.depths: list[int] = [0] * count
+        self.new: list[int] = []
+        self.new_set: set[int] = set()
+        self.position: dict[Key, int] = (
+            {key: i for i, key in enumerate(self.keys)}
+            if any(p is not None for p in self.declared)
+            else {}
+        )
 
-class _Resolution:
-    """The decisions of one mint attempt that need no SQL: who exists, who inherits from whom."""
-
-    def __init__(
-        self,
-        predecessors: dict[SourceIdentifier, SourceIdentifier | None],
-        found: dict[Key, str],
-    ) -> None:
-        self.predecessors = predecessors
-        self.found = found
-        self.existing: dict[SourceIdentifier, str] = {}
-        self.new_sources: list[SourceIdentifier] = []
-        get = found.get
-        for source in predecessors:
-            canonical_id = get((source.ontology_type, source.source_system, source.source_id))
-            if canonical_id is None:
-                self.new_sources.append(source)
-            else:
-                self.existing[source] = canonical_id
-        self.declaring = [(s, p) for s, p in predecessors.items() if p is not None]
-        self._root: dict[SourceIdentifier, tuple[SourceIdentifier, int]] = {}
-
-    def known_id(self, key: SourceIdentifier) -> str | None:
-        return self.found.get(_key(key))
-
-    def existing_results(self) -> dict[SourceIdentifier, MintResult]:
-        existing = MintOutcome.EXISTING
-        return {source: MintResult(source, cid, existing) for source, cid in self.existing.items()}
+    def resolve_existing(self) -> None:
+        get = self.found.get
+        self.ids = [get(key) for key in self.keys]
+        self.new = [i for i, canonical_id in enumerate(self.ids) if canonical_id is None]
+        self.new_set = set(self.new)
 
     def check_predecessors_exist(self) -> None:
         missing = sorted(
             (
-                (source, predecessor)
-                for source in self.new_sources
-                if (predecessor := self.predecessors[source]) is not None
-                and self.known_id(predecessor) is None
-                and predecessor not in self.predecessors
+                (self.sources[i], predecessor)
+                for i in self.new
+                if (predecessor := self.declared[i]) is not None
+                and _key(predecessor) not in self.found
+                and _key(predecessor) not in self.position
             ),
             key=lambda pair: (_key(pair[0]), _key(pair[1])),
         )
         if missing:
             raise MissingPredecessorError(missing)
 
-    def new_roots(self) -> list[SourceIdentifier]:
-        return sorted((s for s in self.new_sources if self.predecessors[s] is None), key=_key)
+    def new_roots(self) -> list[int]:
+        roots = [i for i in self.new if self.declared[i] is None]
+        roots.sort(key=self.keys.__getitem__)
+        return roots
 
-    def _resolve(self, source: SourceIdentifier) -> tuple[SourceIdentifier, int]:
-        """The key whose ID `source` takes (registered, or a new root) and how many links away.
-
-        Iterative, because a chain may be as long as the batch; cycles were refused earlier.
-        """
-        chain: list[SourceIdentifier] = []
-        current = source
-        while current not in self._root:
-            predecessor = self.predecessors.get(current)
-            if (
-                current not in self.predecessors
-                or self.known_id(current) is not None
-                or predecessor is None
-            ):
-                self._root[current] = (current, 0)
-                break
-            chain.append(current)
-            current = predecessor
-        root, depth = self._root[current]
-        for node in reversed(chain):
-            depth += 1
-            self._root[node] = (root, depth)
-        return self._root[source]
-
-    def plan(self, root_ids: dict[SourceIdentifier, str]) -> dict[SourceIdentifier, _Step]:
-        plan = {}
-        for source in self.new_sources:
-            if source in root_ids:
-                plan[source] = _Step(root_ids[source], MintOutcome.MINTED, None, 0)
+    def plan(self, roots: list[int], claimed: list[str]) -> None:
+        """Give every new source the ID it is to be inserted with. New roots take the claimed
+        IDs in key order; every other new source takes the ID at the end of its predecessor
+        chain (registered, or a new root), which is iterative because a chain may be as long
+        as the batch. Cycles were refused before the transaction began."""
+        for i, canonical_id in zip(roots, claimed, strict=True):
+            self.ids[i], self.outcomes[i] = canonical_id, MintOutcome.MINTED
+        inherited = MintOutcome.INHERITED
+        for i in self.new:
+            if self.ids[i] is not None:
                 continue
-            root, depth = self._resolve(source)
-            canonical_id = root_ids.get(root) or self.known_id(root)
-            assert canonical_id is not None, f"{source} resolved to {root}, which has no ID"
-            plan[source] = _Step(
-                canonical_id, MintOutcome.INHERITED, self.predecessors[source], depth
-            )
-        return plan
+            chain_: list[int] = []
+            current: int | None = i
+            canonical_id: str | None = None
+            depth = 0
+            while current is not None:
+                if self.ids[current] is not None:
+                    canonical_id, depth = self.ids[current], self.depths[current]
+                    break
+                chain_.append(current)
+                predecessor = self.declared[current]
+                assert predecessor is not None, "a new source without predecessor is a root"
+                key = _key(predecessor)
+                current = self.position.get(key)
+                if current is None:
+                    canonical_id = self.found[key]
+                    break
+            assert canonical_id is not None
+            for node in reversed(chain_):
+                depth += 1
+                self.ids[node], self.outcomes[node], self.depths[node] = (
+                    canonical_id,
+                    inherited,
+                    depth,
+                )
 
-    def mismatches_of_existing(
-        self, results: dict[SourceIdentifier, MintResult], plan: dict[SourceIdentifier, _Step]
-    ) -> list[_Event]:
+    def mismatches_of_existing(self) -> list[_Event]:
         """Registered sources whose declared predecessor has another ID (or none): recorded."""
         events = []
-        for source, predecessor in self.declaring:
-            if source in plan:
-                continue
-            existing_id = results[source].canonical_id
-            predecessor_id = (
-                results[predecessor].canonical_id
-                if predecessor in results
-                else self.known_id(predecessor)
-            )
-            if predecessor_id != existing_id:
-                events.append(_mismatch(source, predecessor, existing_id, predecessor_id))
+        for i, predecessor in enumerate(self.declared):
+            if predecessor is None or i in self.new_set:
+                continue  # new sources' mismatches (lost races) are recorded when settling
+            key = _key(predecessor)
+            j = self.position.get(key)
+            predecessor_id = self.ids[j] if j is not None else self.found.get(key)
+            if predecessor_id != self.ids[i]:
+                events.append(_mismatch(self.sources[i], predecessor, self.ids[i], predecessor_id))
         return events
+
+    def results(self) -> dict[SourceIdentifier, MintResult]:
+        return {
+            source: MintResult(source, canonical_id, outcome)
+            for source, canonical_id, outcome in zip(
+                self.sources, self.ids, self.outcomes, strict=True
+            )
+        }
 
 
 class Minter:
@@ -372,7 +371,8 @@ class Minter:
     `max_attempts` (per call, for deadlocks, lock-wait timeouts and lost connections),
     `backoff_seconds` / `max_backoff_seconds` (jittered exponential wait between attempts),
     `lock_wait_timeout_seconds` (session `innodb_lock_wait_timeout`), `always_reread` (do the
-    locking re-read even when the insert's affected-row count shows every row is ours).
+    locking re-read even when the insert's affected-row count shows every row is ours),
+    `isolation_level` ("READ COMMITTED", the default, or "REPEATABLE READ").
     """
 
     def __init__(
@@ -385,7 +385,13 @@ class Minter:
         max_backoff_seconds: float = 1.0,
         lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
         always_reread: bool = False,
+        isolation_level: str = "READ COMMITTED",
     ) -> None:
+        if isolation_level not in ISOLATION_LEVELS:
+            raise InvalidInputError(
+                f"isolation level {isolation_level!r}: expected one of {sorted(ISOLATION_LEVELS)}"
+            )
+        self.isolation_level = isolation_level
         self._connect = connect
         self._conn: Connection | None = None
         self.lookup_chunk_size = _clamp(
@@ -406,13 +412,14 @@ class Minter:
         if self._conn is None:
             conn = self._connect()
             with conn.cursor() as cursor:
-                # READ COMMITTED: no gap locks on the lookups and the pool scan, so concurrent
-                # minters block each other only on the rows they really share. Correctness does
-                # not depend on it: the re-read after the insert is a locking read.
+                # READ COMMITTED by default: no gap locks on the pool scan and fewer on inserts,
+                # so concurrent minters block each other only on rows they really share.
+                # Correctness does not depend on it (the claim and the re-read are locking
+                # reads); REPEATABLE READ is there for servers that log binlogs as STATEMENT.
                 cursor.execute(
                     "SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_timeout_seconds,)
                 )
-                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}")
             conn.commit()
             self._conn = conn
         return self._conn
@@ -596,54 +603,72 @@ class Minter:
         predecessors: dict[SourceIdentifier, SourceIdentifier | None],
         job_id: str | None,
     ) -> dict[SourceIdentifier, MintResult]:
-        found = self._fetch_mappings(
-            conn, chain(predecessors, (p for p in predecessors.values() if p is not None))
+        batch = _Batch(predecessors)
+        batch.found = self._fetch_mappings(
+            conn, chain(batch.sources, (p for p in batch.declared if p is not None))
         )
-        resolution = _Resolution(predecessors, found)
-        results = resolution.existing_results()
-        resolution.check_predecessors_exist()
+        batch.resolve_existing()
+        batch.check_predecessors_exist()
 
-        new_roots = resolution.new_roots()
-        claimed = self._claim_free_ids(conn, len(new_roots)) if new_roots else []
-        plan = resolution.plan(dict(zip(new_roots, claimed, strict=True)))
+        roots = batch.new_roots()
+        claimed = self._claim_free_ids(conn, len(roots)) if roots else []
+        batch.plan(roots, claimed)
 
-        actual = self._insert_mappings(conn, plan) if plan else {}
         events: list[_Event] = []
-        used_ids: set[str] = set()
-        lost: set[SourceIdentifier] = set()
-        for source, step in plan.items():
-            canonical_id = actual.get(_key(source))
-            if canonical_id is None:
-                raise AssertionError(f"{source} is missing right after its insert")
-            if canonical_id != step.canonical_id:
-                # Another minter committed this key after our lookup: its ID stands, and the ID
-                # we claimed for it stays free (it is simply not marked assigned).
-                lost.add(source)
-                results[source] = MintResult(source, canonical_id, MintOutcome.EXISTING)
-                if step.predecessor is not None:
-                    events.append(
-                        _mismatch(source, step.predecessor, canonical_id, step.canonical_id)
-                    )
-                continue
-            results[source] = MintResult(source, canonical_id, step.outcome)
-            if step.outcome is MintOutcome.MINTED:
-                used_ids.add(canonical_id)
-            elif step.predecessor is not None:
-                events.append(_inheritance(source, step.predecessor, canonical_id, step.depth))
-        if lost:
-            self.stats.lost_races += len(lost)
-            if any(predecessors[s] in lost for s in plan if s not in lost):
-                raise _StalePlanError(sorted(lost, key=_key))
-
-        events.extend(resolution.mismatches_of_existing(results, plan))
-        if used_ids:
-            self._mark_assigned(conn, sorted(used_ids))
+        if batch.new:
+            actual = self._insert_mappings(conn, batch)
+            used_ids = self._settle(batch, actual, events)
+            if used_ids:
+                self._mark_assigned(conn, sorted(used_ids))
+        events.extend(batch.mismatches_of_existing())
         if events:
             self._record_events(conn, events, job_id)
             self.stats.mismatches_recorded += sum(
                 1 for event in events if event.kind == "predecessor_mismatch"
             )
-        return {source: results[source] for source in predecessors}
+        return batch.results()
+
+    def _settle(
+        self, batch: _Batch, actual: dict[Key, str] | None, events: list[_Event]
+    ) -> set[str]:
+        """Outcomes and provenance for the inserted keys; the claimed IDs really used.
+
+        A key whose ID is not the planned one was committed by another minter after our lookup:
+        its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
+        another key of this call inherits from such a key, the plan is stale: redo the call.
+        """
+        used_ids: set[str] = set()
+        lost: list[int] = []
+        existing, minted = MintOutcome.EXISTING, MintOutcome.MINTED
+        for i in batch.new:
+            planned = batch.ids[i]
+            predecessor = batch.declared[i]
+            if actual is not None:  # else the insert proved every row is ours
+                canonical_id = actual.get(batch.keys[i], "")
+                if not canonical_id:
+                    raise AssertionError(f"{batch.sources[i]} is missing right after its insert")
+                if canonical_id != planned:
+                    lost.append(i)
+                    batch.ids[i], batch.outcomes[i] = canonical_id, existing
+                    if predecessor is not None:
+                        events.append(
+                            _mismatch(batch.sources[i], predecessor, canonical_id, planned)
+                        )
+                    continue
+            if batch.outcomes[i] is minted:
+                used_ids.add(planned)
+            elif predecessor is not None:
+                events.append(_inheritance(batch.sources[i], predecessor, planned, batch.depths[i]))
+        if lost:
+            self.stats.lost_races += len(lost)
+            lost_keys = {batch.keys[i] for i in lost}
+            if any(
+                (p := batch.declared[i]) is not None and _key(p) in lost_keys
+                for i in batch.new
+                if batch.keys[i] not in lost_keys
+            ):
+                raise _StalePlanError(sorted(batch.keys[i] for i in lost))
+        return used_ids
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
@@ -659,18 +684,23 @@ class Minter:
             raise PoolExhaustedError(needed, len(claimed))
         return claimed
 
-    def _insert_mappings(
-        self, conn: Connection, plan: dict[SourceIdentifier, _Step]
-    ) -> dict[Key, str]:
+    def _insert_mappings(self, conn: Connection, batch: _Batch) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
-        order) and return the canonical ID each key really has now."""
-        ordered = sorted(plan, key=_key)
+        order) and return the canonical ID each key really has now, or None if the insert
+        proved that every key has the planned one."""
+        keys, ids = batch.keys, batch.ids
+        ordered = sorted(batch.new, key=keys.__getitem__)
         escape = _string_escaper(conn)
+        # A batch has a handful of (OntologyType, SourceSystem) pairs: escape each once.
+        groups: dict[tuple[str, str], str] = {}
+        for i in ordered:
+            pair = keys[i][:2]
+            if pair not in groups:
+                groups[pair] = f"('{escape(pair[0])}','{escape(pair[1])}','"
         rows = ",".join(
             [
-                f"('{escape(s.ontology_type)}','{escape(s.source_system)}',"
-                f"'{escape(s.source_id)}','{escape(plan[s].canonical_id)}')"
-                for s in ordered
+                f"{groups[keys[i][:2]]}{escape(keys[i][2])}','{escape(ids[i] or '')}')"
+                for i in ordered
             ]
         )
         with conn.cursor() as cursor:
@@ -686,11 +716,11 @@ class Minter:
             and not self.always_reread
             and not conn.client_flag & CLIENT.FOUND_ROWS
         ):
-            return {_key(source): plan[source].canonical_id for source in ordered}
+            return None
         # Some keys exist: a locking read sees the latest committed rows (another minter may
         # have inserted them after our lookup, whatever the isolation level).
         self.stats.rereads += 1
-        return self._fetch_mappings(conn, ordered, lock=True)
+        return self._fetch_mappings(conn, [batch.sources[i] for i in ordered], lock=True)
 
     def _mark_assigned(self, conn: Connection, canonical_ids: list[str]) -> None:
         escape = _string_escaper(conn)
