@@ -279,3 +279,19 @@ def test_a_failed_recovery_run_is_not_retried_again(setup):
         )
         skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
         assert isinstance(skipped, dg.SkipReason) and "already a recovery" in skipped.skip_message
+
+
+def test_an_exhausted_pool_during_a_backfill_run_retries_the_same_range(setup):
+    defs = setup["defs"]
+    tags = {RANGE_START: "2026-07-30-09:00", RANGE_END: "2026-07-30-09:30"}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, run = _failed_run(instance, defs.resolve_job_def("mint_works"), tags=tags)
+        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        assert request.job_name == "replenish_and_mint_works"
+        assert {k: request.tags[k] for k in tags} == tags
+        retry = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance, tags=request.tags, run_config=request.run_config
+        )
+        assert retry.success
+        materializations, figures = _figures(retry)
+        assert len(materializations) == 3 and figures["works_written"] == 40
