@@ -135,6 +135,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             round(first.ids_per_second),
             "IDs/s",
             f"{first.added:,} IDs in {first.duration_seconds:.2f}s, batch {first.batch_size:,}, "
+            f"{first.writers} writers, "
             f"{first.rounds} round(s), {first.duplicates_skipped} duplicate draw(s)",
         )
     )
@@ -145,7 +146,8 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             round(second.ids_per_second),
             "IDs/s",
             f"{second.added:,} IDs onto {second.free_before:,} in "
-            f"{second.duration_seconds:.2f}s, batch {second.batch_size:,}",
+            f"{second.duration_seconds:.2f}s, batch {second.batch_size:,}, "
+            f"{second.writers} writers",
         )
     )
 

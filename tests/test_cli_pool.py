@@ -17,9 +17,12 @@ def test_top_up_prints_what_it_added_and_how_long_it_took(registry_env):
     assert "free 0 -> 1,200 (target 1,200)" in result.output
     assert fetch_all(registry_env, "SELECT COUNT(*) FROM canonical_ids") == [(1_200,)]
 
-    again = CliRunner().invoke(main, ["pool", "top-up", "--target", "1200", "--json"])
+    again = CliRunner().invoke(
+        main, ["pool", "top-up", "--target", "1500", "--writers", "1", "--json"]
+    )
     report = json.loads(again.output)
-    assert (report["added"], report["free_before"], report["free_after"]) == (0, 1_200, 1_200)
+    assert (report["added"], report["free_before"], report["free_after"]) == (300, 1_200, 1_500)
+    assert report["writers"] == 1
 
 
 def test_top_up_defaults_to_the_configured_target(registry_env, monkeypatch):

@@ -21,6 +21,7 @@ from idminter_pipeline.errors import (
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
     MAX_BATCH_SIZE,
+    MAX_WRITERS,
     clamp_batch_size,
     count_free,
     top_up,
@@ -144,6 +145,20 @@ def test_batch_size_must_be_a_positive_integer(bad):
         clamp_batch_size(bad)
 
 
+@pytest.mark.parametrize("writers", [1, 3])
+def test_any_number_of_writers_reaches_the_target_exactly(registry, connect_registry, writers):
+    report = top_up(connect_registry, 12_345, batch_size=1_000, writers=writers)
+    assert (report.added, report.writers) == (12_345, writers)
+    assert _status_counts(registry) == {"free": 12_345}
+
+
+def test_writers_are_clamped_and_must_be_positive(registry, connect_registry):
+    assert top_up(connect_registry, 10, writers=50).writers == MAX_WRITERS
+    with pytest.raises(InvalidInputError, match="writers"):
+        top_up(connect_registry, 20, writers=0)
+    assert _status_counts(registry) == {"free": 10}
+
+
 def test_batch_size_is_clamped(registry, connect_registry):
     assert clamp_batch_size(10**9) == MAX_BATCH_SIZE
     report = top_up(connect_registry, 10, batch_size=10**9)
@@ -263,3 +278,51 @@ def test_a_top_up_runs_while_minters_claim_free_ids(registry, connect_registry):
     # Everything inserted is accounted for: still free, or claimed.
     assert counts["free"] + counts["assigned"] == 5_000 + report.added
     assert report.added == 60_000 - report.free_before
+
+
+def test_a_batch_chosen_as_deadlock_victim_is_retried(registry, connect_registry):
+    first_key, second_key = "aaaaaaa2", "zzzzzzz2"
+    filler = sorted(set(generate_canonical_ids_bulk(200)) - {first_key, second_key})
+    other = connect(registry)
+    errors: list[Exception] = []
+
+    def other_transaction():
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT SLEEP(1)")  # the top-up is now waiting on second_key
+                cursor.execute("INSERT INTO canonical_ids (CanonicalId) VALUES (%s)", (first_key,))
+            other.commit()
+        except Exception as error:
+            errors.append(error)
+            other.rollback()
+
+    worker = threading.Thread(target=other_transaction)
+    try:
+        with other.cursor() as cursor:
+            # Many rows first, so InnoDB picks the top-up's smaller transaction as the victim.
+            cursor.executemany(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
+                [(value,) for value in filler],
+            )
+            cursor.execute("INSERT INTO canonical_ids (CanonicalId) VALUES (%s)", (second_key,))
+        worker.start()
+        draws = iter([[first_key, second_key]])
+        # One writer, so one statement holds first_key and waits for second_key.
+        report = top_up(
+            connect_registry,
+            2,
+            batch_size=10,
+            writers=1,
+            generate=lambda n: next(draws, None) or generate_canonical_ids_bulk(n),
+        )
+    finally:
+        if worker.is_alive() or worker.ident is not None:
+            worker.join(timeout=60)
+        other.rollback()
+        other.close()
+    assert errors == []  # the other transaction was not the victim: it committed
+    assert _status_counts(registry) == {"assigned": len(filler), "free": 4}
+    # The retried batch found both keys taken by the other transaction, so they were redrawn.
+    assert report.added == 2
+    assert report.duplicates_skipped == 2
+    assert report.rounds == 2

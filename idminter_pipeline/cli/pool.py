@@ -8,7 +8,9 @@ from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.registry.pool import (
     DEFAULT_MAX_ROUNDS,
+    DEFAULT_WRITERS,
     MAX_BATCH_SIZE,
+    MAX_WRITERS,
     PoolHealth,
     PoolSettings,
     pool_health,
@@ -86,9 +88,16 @@ def status(as_json: bool) -> None:
     show_default=True,
     help="How many times IDs that already exist are drawn again before giving up.",
 )
+@click.option(
+    "--writers",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WRITERS,
+    show_default=True,
+    help=f"Connections inserting at once (clamped to {MAX_WRITERS}).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def top_up_command(
-    target: int | None, batch_size: int | None, max_rounds: int, as_json: bool
+    target: int | None, batch_size: int | None, max_rounds: int, writers: int, as_json: bool
 ) -> None:
     """Add free IDs until the pool holds TARGET; prints what it added and how long it took."""
     settings = PoolSettings.from_env()
@@ -97,6 +106,7 @@ def top_up_command(
         settings.target_free if target is None else target,
         batch_size=settings.batch_size if batch_size is None else batch_size,
         max_rounds=max_rounds,
+        writers=writers,
     )
     if as_json:
         echo_json(report.as_dict())
