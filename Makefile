@@ -46,3 +46,14 @@ ui: db $(DAGSTER_HOME)/dagster.yaml
 
 clean: db-stop
 	rm -rf .local $(VENV)
+
+# Benchmarks and the long reliability runs (README, "Benchmarks and reliability"); never in `test`.
+.PHONY: bench-quick
+bench: db
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: db
+	$(BIN)/python -m benchmarks.run --quick
+
+stress: db
+	$(BIN)/python -m benchmarks.stress

@@ -14,6 +14,10 @@ from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 _REQUEST_FIELDS = frozenset({"source", "predecessor"})
+# Request lines per `mint-ids` call: one call is one transaction, and the minter's statement
+# count stays constant up to 10,000 identifiers. Larger inputs are refused, not split, so a
+# script never half-commits a file; callers split their input instead.
+MAX_MINT_REQUESTS = 10_000
 
 
 @click.command("lookup")
@@ -24,6 +28,17 @@ def lookup(identifiers: tuple[str, ...]) -> None:
     with Minter(connection_factory()) as minter:
         found = minter.lookup_ids(sources)
     echo_json({str(source): found[source] for source in sources if source in found})
+
+
+def decode_request_line(line_number: int, raw: bytes) -> str:
+    """A line of input as text, or an error naming the line and the bytes that are not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start : error.end]
+        raise InvalidInputError(
+            f"line {line_number}: not UTF-8 ({bad!r} at byte {error.start}): {raw!r}"
+        ) from None
 
 
 def parse_request_line(line_number: int, line: str) -> MintRequest:
@@ -55,23 +70,30 @@ def parse_request_line(line_number: int, line: str) -> MintRequest:
 @click.option(
     "--file",
     "input_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     default="-",
     show_default="stdin",
     help='JSON lines: {"source": "Work[system/value]", "predecessor": ... or null}.',
 )
 @click.option("--job-id", default=None, help="Recorded with every inheritance and mismatch.")
-def mint_ids(input_file: IO[str], job_id: str | None) -> None:
+def mint_ids(input_file: IO[bytes], job_id: str | None) -> None:
     """Look up or mint canonical IDs for JSON-lines requests, in one transaction.
 
     Prints one JSON line per distinct source: {"source", "canonical_id", "outcome"}. Every line
-    is checked before anything is written; on any error nothing is written.
+    is checked before anything is written; on any error nothing is written. At most
+    10,000 request lines per call.
     """
-    requests = [
-        parse_request_line(number, line)
-        for number, line in enumerate(input_file, start=1)
-        if line.strip()
-    ]
+    requests = []
+    for number, raw in enumerate(input_file, start=1):
+        line = decode_request_line(number, raw)
+        if not line.strip():
+            continue
+        if len(requests) == MAX_MINT_REQUESTS:
+            raise InvalidInputError(
+                f"line {number}: more than {MAX_MINT_REQUESTS:,} requests in one call; "
+                "split the input into several calls"
+            )
+        requests.append(parse_request_line(number, line))
     if not requests:
         return
     with Minter(connection_factory()) as minter:

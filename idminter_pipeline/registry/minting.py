@@ -849,6 +849,8 @@ def fold_requests(
     """
     if isinstance(requests, MintRequest):
         raise InvalidInputError("expected an iterable of MintRequest, got a single MintRequest")
+    if isinstance(requests, str | bytes):
+        raise InvalidInputError(f"expected an iterable of MintRequest, got {requests!r}")
     folded: dict[SourceIdentifier, SourceIdentifier | None] = {}
     conflicts: dict[SourceIdentifier, list[SourceIdentifier]] = {}
     for request in requests:

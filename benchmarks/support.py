@@ -1,0 +1,175 @@
+"""Shared pieces of the benchmark harness: a throwaway database, machine facts, the figures table.
+
+Benchmark modules may use these (`bench_database`, `standalone_main`), but nothing here is
+required: the harness hands every `run` a freshly created and migrated database either way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.settings import DatabaseSettings, project_root
+
+BENCH_DATABASE_PREFIX = "idminter_bench_"
+RESULT_KEYS = ("benchmark", "figure", "value", "unit", "detail")
+
+BenchRun = Callable[..., list[dict[str, Any]]]
+
+
+def _admin(settings: DatabaseSettings) -> Any:
+    return connect(settings.with_database(""))
+
+
+def create_bench_database(
+    settings: DatabaseSettings, label: str, *, migrate: bool = True
+) -> DatabaseSettings:
+    """A new database on the configured server, named so stray ones are easy to find and drop."""
+    safe = "".join(c if c.isalnum() else "_" for c in label)[:24]
+    name = f"{BENCH_DATABASE_PREFIX}{safe}_{uuid.uuid4().hex[:8]}"
+    conn = _admin(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    bench = settings.with_database(name)
+    if migrate:
+        apply_migrations(lambda: connect(bench))
+    return bench
+
+
+def drop_bench_database(settings: DatabaseSettings) -> None:
+    if not settings.database.startswith(BENCH_DATABASE_PREFIX):
+        raise ValueError(f"refusing to drop {settings.database!r}: not a benchmark database")
+    conn = _admin(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+    finally:
+        conn.close()
+
+
+@contextmanager
+def bench_database(
+    settings: DatabaseSettings, label: str, *, keep: bool = False
+) -> Iterator[DatabaseSettings]:
+    """A migrated, empty database for one benchmark, dropped afterwards unless `keep`."""
+    bench = create_bench_database(settings, label)
+    try:
+        yield bench
+    finally:
+        if not keep:
+            drop_bench_database(bench)
+
+
+def _read_proc(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def cpu_model() -> str:
+    for line in _read_proc("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def memory_bytes() -> int | None:
+    for line in _read_proc("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def server_version(settings: DatabaseSettings) -> str:
+    conn = _admin(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            return str(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def machine_info(settings: DatabaseSettings) -> dict[str, Any]:
+    """What the figures came from: they mean little without the machine and the server."""
+    memory = memory_bytes()
+    return {
+        "nproc": os.cpu_count(),
+        "memory_bytes": memory,
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "cpu_model": cpu_model(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "server": settings.describe(),
+        "server_version": server_version(settings),
+    }
+
+
+def validate_rows(module: str, rows: object) -> list[dict[str, Any]]:
+    """Rows as the contract says, or a ValueError naming the module and the bad row."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{module}.run returned {type(rows).__name__}, expected a list of dicts")
+    checked = []
+    for row in rows:
+        if not isinstance(row, dict) or set(RESULT_KEYS) - set(row):
+            raise ValueError(f"{module}.run returned a row without {RESULT_KEYS}: {row!r}")
+        value = row["value"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{module}.run returned a non-numeric value: {row!r}")
+        checked.append({**row, "value": float(value)})
+    return checked
+
+
+def figures_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no figures)"
+    frame = pd.DataFrame(rows, columns=list(RESULT_KEYS))
+    frame["value"] = frame["value"].map(lambda v: f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}")
+    # Numbers right-aligned, text left-aligned: pandas right-aligns every string column.
+    for column in ("benchmark", "figure", "unit", "detail"):
+        text = frame[column].astype(str)
+        frame[column] = text.str.ljust(max(text.str.len().max(), len(column)))
+    with pd.option_context("display.max_colwidth", 400, "display.width", 400):
+        return frame.to_string(index=False, justify="left")
+
+
+def standalone_main(run: BenchRun, label: str, argv: list[str] | None = None) -> None:
+    """`python -m benchmarks.bench_x [--quick]`: one module on its own database, figures printed."""
+    import argparse  # noqa: PLC0415  (only for running a module alone)
+
+    parser = argparse.ArgumentParser(description=f"run the {label} benchmark alone")
+    parser.add_argument("--quick", action="store_true", help="the short version")
+    args = parser.parse_args(argv)
+    settings = DatabaseSettings.from_env()
+    with bench_database(settings, label) as bench:
+        rows = validate_rows(label, run(bench, quick=args.quick))
+    print(figures_table(rows))
