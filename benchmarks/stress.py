@@ -29,46 +29,19 @@ from benchmarks.crash_runs import (
     kill_at_random_points,
     restart_server_mid_run,
 )
-from benchmarks.minting_workload import crash_batches, fill_pool, run_concurrent
+from benchmarks.minting_workload import fill_pool, run_concurrent
 from benchmarks.support import bench_database
 from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
 from idminter_pipeline.settings import DatabaseSettings, project_root
 
 sys.path.insert(0, str(project_root() / "tests"))
-from registry_invariants import InvariantReport, check_registry
+from registry_invariants import InvariantReport, check_crash_run, check_registry
 
 
 def _print_report(title: str, report: InvariantReport) -> None:
     print(f"   oracle after {title}:")
     for line in report.lines():
         print(f"   {line}")
-
-
-def _crash_oracle(
-    settings: DatabaseSettings,
-    batches: int,
-    works: int,
-    *,
-    complete: bool,
-    given: list[tuple[str, str]],
-    begun: set[int] | None = None,
-) -> InvariantReport:
-    requested = crash_batches(batches, works)
-    if begun is not None:  # only batches a worker began can be partly written
-        requested = {b: requests for b, requests in requested.items() if b in begun}
-    return check_registry(
-        settings,
-        given=given,
-        declared=[
-            (r.source, r.predecessor)
-            for requests in requested.values()
-            for r in requests
-            if r.predecessor is not None
-        ],
-        requested={str(b): [r.source for r in requests] for b, requests in requested.items()},
-        atomic_batches=True,
-        complete=complete,
-    )
 
 
 def contention(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
@@ -129,7 +102,7 @@ def kills(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
         failures: list[str] = []
 
         def check(so_far: KillReport) -> None:
-            report = _crash_oracle(
+            report = check_crash_run(
                 db, batches, works, complete=False, given=so_far.given, begun=so_far.begun
             )
             if not report.ok:
@@ -153,7 +126,9 @@ def kills(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
         for failure in failures[:5]:
             print(f"   VIOLATION {failure}")
         rerun = complete_run(db, batches=batches, works=works)
-        final = _crash_oracle(db, batches, works, complete=True, given=report.given + rerun.given())
+        final = check_crash_run(
+            db, batches, works, complete=True, given=report.given + rerun.given()
+        )
         _print_report("kills and a completing re-run", final)
         return final.ok and not failures
 
@@ -196,7 +171,7 @@ def restarts(settings: DatabaseSettings, args: argparse.Namespace) -> bool:
                     f"{report.connection_errors} failed calls and the minter reconnected "
                     f"{report.minter_reconnects} times inside calls; all {batches} batches done"
                 )
-                final = _crash_oracle(db, batches, works, complete=True, given=report.given)
+                final = check_crash_run(db, batches, works, complete=True, given=report.given)
                 _print_report("server restarts", final)
                 return final.ok
         finally:

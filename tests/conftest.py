@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from db_helpers import admin_connection, clean_tables, create_database, drop_database
+from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.schema import apply_migrations
@@ -73,3 +74,33 @@ def registry_env(registry: DatabaseSettings, monkeypatch: pytest.MonkeyPatch) ->
     }.items():
         monkeypatch.setenv(name, value)
     return registry
+
+
+AWS_TEST_REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """A real moto server on loopback: AWS calls go over HTTP, as they would in production."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point boto3 at the moto server with throwaway credentials; fresh Secrets Manager client."""
+    from idminter_pipeline.registry import connection as connection_module  # noqa: PLC0415
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": AWS_TEST_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    connection_module._secrets_client.cache_clear()
+    yield aws_endpoint
+    connection_module._secrets_client.cache_clear()

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.minting_workload import crash_batches
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.source_identifiers import SourceIdentifier
@@ -366,3 +367,32 @@ def registry_snapshot(settings: DatabaseSettings) -> dict[str, list[tuple[Any, .
     finally:
         conn.rollback()
         conn.close()
+
+
+def check_crash_run(
+    settings: DatabaseSettings,
+    batches: int,
+    works: int,
+    *,
+    complete: bool,
+    given: list[tuple[str, str]],
+    begun: set[int] | None = None,
+) -> InvariantReport:
+    """The invariants after a crash drill over `crash_batches(batches, works)`: batches a
+    worker began are all-or-nothing, and with `complete` every requested source is mapped."""
+    requested = crash_batches(batches, works)
+    if begun is not None:  # only batches a worker began can be partly written
+        requested = {b: requests for b, requests in requested.items() if b in begun}
+    return check_registry(
+        settings,
+        given=given,
+        declared=[
+            (r.source, r.predecessor)
+            for requests in requested.values()
+            for r in requests
+            if r.predecessor is not None
+        ],
+        requested={str(b): [r.source for r in requests] for b, requests in requested.items()},
+        atomic_batches=True,
+        complete=complete,
+    )

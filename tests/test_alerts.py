@@ -8,7 +8,6 @@ import uuid
 import boto3
 import dagster as dg
 import pytest
-from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.alerts import (
     Alert,
@@ -38,26 +37,8 @@ def _alert(**overrides) -> Alert:
     return Alert(**{**fields, **overrides})
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws(moto_endpoint, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    return moto_endpoint
-
-
-@pytest.fixture
-def subscribed_topic(aws):
+def subscribed_topic(aws_env):
     """An SNS topic with an SQS queue subscribed (raw delivery off: SNS's JSON envelope)."""
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
@@ -169,7 +150,7 @@ def test_sns_channel_takes_its_region_from_the_arn():
         SnsChannel("not-an-arn")
 
 
-def test_a_failing_channel_does_not_stop_the_others(aws, tmp_path):
+def test_a_failing_channel_does_not_stop_the_others(aws_env, tmp_path):
     missing_topic = f"arn:aws:sns:{REGION}:123456789012:no-such-topic-{uuid.uuid4().hex[:6]}"
     log_file = LogFileChannel(tmp_path / "alerts.log")
     with pytest.raises(AlertDeliveryError, match="sns") as raised:

@@ -7,34 +7,17 @@ import uuid
 import boto3
 import pytest
 from db_helpers import admin_connection
-from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.errors import RegistryUnavailableError
-from idminter_pipeline.registry import connection as connection_module
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.settings import DatabaseSettings, ElasticsearchSettings
 
 ROTATING_USER = "idminter_rotating"
 
 
-@pytest.fixture(scope="module")
-def secrets_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def secrets(secrets_endpoint, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", secrets_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    connection_module._secrets_client.cache_clear()
-    yield boto3.client("secretsmanager", region_name="eu-west-1")
-    connection_module._secrets_client.cache_clear()
+def secrets(aws_env):
+    return boto3.client("secretsmanager", region_name="eu-west-1")
 
 
 @pytest.fixture

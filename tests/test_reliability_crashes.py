@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 from db_helpers import create_database, drop_database
-from registry_invariants import check_registry
+from registry_invariants import check_crash_run
 
 from benchmarks.crash_runs import complete_run, kill_at_random_points, restart_server_mid_run
-from benchmarks.minting_workload import crash_batches, fill_pool
+from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
@@ -30,32 +30,8 @@ WORKS = 30  # about 165 identifiers per batch, so a mint call lasts long enough 
 SEED = int(os.environ.get("IDMINTER_CRASH_SEED", "0")) or random.randrange(1, 10**6)
 
 
-def _oracle(
-    settings: DatabaseSettings,
-    batches: int,
-    works: int,
-    *,
-    complete: bool,
-    given: list[tuple[str, str]],
-    begun: set[int] | None = None,
-) -> None:
-    requested = crash_batches(batches, works)
-    if begun is not None:  # only batches a worker began can be partly written
-        requested = {b: requests for b, requests in requested.items() if b in begun}
-    report = check_registry(
-        settings,
-        given=given,
-        declared=[
-            (r.source, r.predecessor)
-            for requests in requested.values()
-            for r in requests
-            if r.predecessor is not None
-        ],
-        requested={str(b): [r.source for r in requests] for b, requests in requested.items()},
-        atomic_batches=True,
-        complete=complete,
-    )
-    report.assert_ok()
+def _oracle(settings: DatabaseSettings, batches: int, works: int, **kwargs: object) -> None:
+    check_crash_run(settings, batches, works, **kwargs).assert_ok()
 
 
 def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):

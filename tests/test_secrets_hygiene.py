@@ -22,14 +22,12 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 from db_helpers import admin_connection
-from moto import mock_aws
 
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
 from idminter_pipeline.defs.registry.assets import registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase, registry_database_from_env
 from idminter_pipeline.errors import RegistryUnavailableError
-from idminter_pipeline.registry import connection as connection_module
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import apply_migrations, migration_status
@@ -242,18 +240,9 @@ def test_the_production_resource_reads_the_password_through_envvar(secret_user, 
 
 
 @pytest.fixture
-def mocked_secrets_manager(monkeypatch) -> Iterator[object]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    connection_module._secrets_client.cache_clear()
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="eu-west-1")
-    connection_module._secrets_client.cache_clear()
+def mocked_secrets_manager(aws_env) -> object:
+    """Secrets Manager on the shared moto server (see conftest)."""
+    return boto3.client("secretsmanager", region_name="eu-west-1")
 
 
 def test_secrets_manager_credentials_stay_out_of_logs_and_errors(
