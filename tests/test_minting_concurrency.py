@@ -173,21 +173,30 @@ def test_a_lost_race_against_another_predecessor_is_recorded(registry, connect_r
     ) == [("predecessor_mismatch", "winner23", "abcdefgh")]
 
 
-def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
-    """A real deadlock: the minter holds key a and wants b; the other holds b and wants a."""
-    fill_pool(registry, 5)
-    a, b = work("dead", "a"), work("dead", "b")
+def _heavier_transaction_holding(registry, source):
+    """An open transaction holding `source`'s row (ID 'otherabc') and 200 more, so that InnoDB
+    picks the minter, the lighter transaction, as the deadlock victim."""
     other = connect(registry)
     try:
         with other.cursor() as cursor:
-            # Many rows make the other transaction the heavier one, so InnoDB picks the minter
-            # as the victim and the retry is what has to succeed.
             cursor.execute(
                 "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('otherabc', 'assigned')"
             )
             for i in range(200):
                 cursor.execute(INSERT_MAPPING, ("Work", "filler", f"f{i}", "otherabc"))
-            cursor.execute(INSERT_MAPPING, (*b.as_key(), "otherabc"))
+            cursor.execute(INSERT_MAPPING, (*source.as_key(), "otherabc"))
+    except BaseException:
+        other.close()  # an open transaction would block the next test's cleanup
+        raise
+    return other
+
+
+def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
+    """A real deadlock: the minter holds key a and wants b; the other holds b and wants a."""
+    fill_pool(registry, 5)
+    a, b = work("dead", "a"), work("dead", "b")
+    other = _heavier_transaction_holding(registry, b)
+    try:
         with Minter(connect_registry, backoff_seconds=0.01) as minter:
             thread_id = minter.connection.thread_id()
             with ThreadPoolExecutor(1) as pool:
@@ -211,15 +220,8 @@ def test_contention_past_the_retry_budget_is_a_typed_error(registry, connect_reg
     the minter's call is committed."""
     fill_pool(registry, 5)
     a, b = work("dead", "a"), work("dead", "b")
-    other = connect(registry)
+    other = _heavier_transaction_holding(registry, b)
     try:
-        with other.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('otherabc', 'assigned')"
-            )
-            for i in range(200):
-                cursor.execute(INSERT_MAPPING, ("Work", "filler", f"f{i}", "otherabc"))
-            cursor.execute(INSERT_MAPPING, (*b.as_key(), "otherabc"))
         with Minter(connect_registry, max_attempts=1) as minter:
             thread_id = minter.connection.thread_id()
             with ThreadPoolExecutor(1) as pool:
