@@ -43,7 +43,7 @@ from idminter_pipeline.errors import (
     SchemaMigrationError,
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.schema import migrations_dir
+from idminter_pipeline.registry.schema import migrations_dir, table_exists
 from idminter_pipeline.source_identifiers import REGISTERED_ONTOLOGY_TYPES
 
 logger = logging.getLogger(__name__)
@@ -171,17 +171,6 @@ def _scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> 
     return rows[0][0] if rows else None
 
 
-def _table_exists(conn: Connection, table: str) -> bool:
-    return bool(
-        _scalar(
-            conn,
-            "SELECT COUNT(*) FROM information_schema.tables "
-            "WHERE table_schema = DATABASE() AND table_name = %s",
-            (table,),
-        )
-    )
-
-
 def _columns(conn: Connection, table: str) -> list[str]:
     rows = _execute(
         conn,
@@ -207,13 +196,13 @@ def is_legacy_shape(conn: Connection, table: str) -> bool:
 
 
 def registry_shape(conn: Connection) -> RegistryShape:
-    if not _table_exists(conn, LIVE_TABLE):
+    if not table_exists(conn, LIVE_TABLE):
         return RegistryShape.MISSING
     return RegistryShape.LEGACY if is_legacy_shape(conn, LIVE_TABLE) else RegistryShape.MIGRATED
 
 
 def _state_available(conn: Connection) -> bool:
-    return _table_exists(conn, STATE_TABLE) and _table_exists(conn, CHANGES_TABLE)
+    return table_exists(conn, STATE_TABLE) and table_exists(conn, CHANGES_TABLE)
 
 
 def _require_state_tables(conn: Connection) -> None:
@@ -791,7 +780,7 @@ def _start(conn: Connection) -> _State:
     """Create the new table and the triggers, and the state row (each step is idempotent)."""
     _refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
     legacy_ddl = show_create_table(conn, LIVE_TABLE)
-    if _table_exists(conn, NEW_TABLE) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
+    if table_exists(conn, NEW_TABLE) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
         raise LegacyMigrationError(
             f"{NEW_TABLE} already holds rows but no migration is recorded; run "
             "`idminter db rollback-legacy` to clear it, then migrate again"
@@ -840,11 +829,7 @@ def _migrate(
     state = _read_state(conn) if _state_available(conn) else None
     phase = state.phase if state else Phase.NONE
     report = MigrationReport("", shape.value, phase.value)
-    if (
-        shape is RegistryShape.MIGRATED
-        and phase is Phase.COPIED
-        and _table_exists(conn, KEPT_TABLE)
-    ):
+    if shape is RegistryShape.MIGRATED and phase is Phase.COPIED and table_exists(conn, KEPT_TABLE):
         # Interrupted between the rename and recording it: finish the bookkeeping.
         _finish_swap(conn, batch_size, report)
         report.messages.append("completed a swap interrupted after the rename")
@@ -1027,7 +1012,7 @@ def rollback(
                 if (
                     state is None
                     and shape is RegistryShape.LEGACY
-                    and _table_exists(conn, NEW_TABLE)
+                    and table_exists(conn, NEW_TABLE)
                 ):
                     state = _State(Phase.COPYING, None, 0, 0, "", None)
                 else:
@@ -1057,7 +1042,7 @@ def rollback(
 
 
 def _swap_back(conn: Connection, state: _State) -> int:
-    if not _table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
+    if not table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
         raise LegacyMigrationError(f"{KEPT_TABLE} is missing; cannot restore the legacy table")
     _execute(
         conn,
@@ -1104,7 +1089,7 @@ def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
             "shape": registry_shape(conn).value,
             "phase": state.phase.value if state else Phase.NONE.value,
             "rows_copied": state.rows_copied if state else 0,
-            "legacy_table_kept": _table_exists(conn, KEPT_TABLE),
+            "legacy_table_kept": table_exists(conn, KEPT_TABLE),
             "pending_changes": _pending_changes(conn) if _state_available(conn) else 0,
         }
         conn.rollback()

@@ -35,6 +35,7 @@ from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -162,16 +163,6 @@ def _execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) ->
 
 def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
-
-
-def _table_exists(conn: Connection, table: str) -> bool:
-    rows = _execute(
-        conn,
-        "SELECT COUNT(*) FROM information_schema.tables "
-        "WHERE table_schema = DATABASE() AND table_name = %s",
-        (table,),
-    )
-    return bool(rows[0][0])
 
 
 def _keyset_ranges(conn: Connection, table: str, column: str, batch_size: int) -> Any:
@@ -342,7 +333,7 @@ class _Run:
     def scan_provenance(self) -> None:
         conn = self.conn
         result = self.results[PREDECESSOR_MISMATCHES]
-        if not _table_exists(conn, PROVENANCE_TABLE):
+        if not table_exists(conn, PROVENANCE_TABLE):
             result.status = "unavailable"
             result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
             return
@@ -482,7 +473,7 @@ def reconcile(
         run = _Run(conn, repair=repair, grace=grace_period, batch_size=clamp_batch_size(batch_size))
         shape = registry_shape(conn)
         conn.commit()
-        if shape is not RegistryShape.MIGRATED or not _table_exists(conn, ORPHANS_TABLE):
+        if shape is not RegistryShape.MIGRATED or not table_exists(conn, ORPHANS_TABLE):
             note = (
                 "the registry still holds the legacy 1:1 table: run `idminter db migrate-legacy`"
                 if shape is RegistryShape.LEGACY

@@ -20,7 +20,7 @@ from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList, default_migration_table
 
 from idminter_pipeline.errors import SchemaMigrationError
-from idminter_pipeline.registry.connection import ConnectionFactory
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.settings import project_root
 
 LOCK_TIMEOUT_SECONDS = 120
@@ -112,3 +112,14 @@ def rollback_migrations(connect: ConnectionFactory, *, count: int = 1) -> list[s
         except LockTimeout as error:
             raise SchemaMigrationError(f"could not take the migration lock: {error}") from error
         return [m.id for m in to_roll_back]
+
+
+def table_exists(conn: Connection, table: str) -> bool:
+    """Whether `table` exists in the connection's current database."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = %s",
+            (table,),
+        )
+        return bool(cursor.fetchone()[0])
