@@ -14,6 +14,7 @@ from db_helpers import admin_connection, clean_tables, create_database, drop_dat
 from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.registry.connection import Connection, connect
+from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -52,6 +53,13 @@ def conn(registry: DatabaseSettings) -> Iterator[Connection]:
 def connect_registry(registry: DatabaseSettings) -> Callable[[], Connection]:
     """A connection factory for the clean registry (close what you open)."""
     return lambda: connect(registry)
+
+
+@pytest.fixture
+def minter(connect_registry: Callable[[], Connection]) -> Iterator[Minter]:
+    """A Minter on the clean registry, closed after the test."""
+    with Minter(connect_registry) as minter:
+        yield minter
 
 
 @pytest.fixture

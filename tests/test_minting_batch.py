@@ -17,12 +17,6 @@ from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest,
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
-@pytest.fixture
-def minter(connect_registry):
-    with Minter(connect_registry) as minter:
-        yield minter
-
-
 def test_batch_of_existing_inheriting_and_new(registry, minter):
     """Notebook, "Batch minting": two found, one inherits, one new; one pool ID consumed."""
     register(

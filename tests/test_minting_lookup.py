@@ -8,12 +8,6 @@ from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest,
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
-@pytest.fixture
-def minter(connect_registry):
-    with Minter(connect_registry) as minter:
-        yield minter
-
-
 def test_lookup_returns_only_existing_ids_across_ontology_types(registry, minter):
     """Notebook, "Batch lookup": two found, an Image under a Work's key and a new one not."""
     register(

@@ -16,12 +16,6 @@ SIERRA = "sierra-system-number"
 AXIELL = "axiell-collections-id"
 
 
-@pytest.fixture
-def minter(connect_registry):
-    with Minter(connect_registry) as minter:
-        yield minter
-
-
 def test_migrated_records_inherit_their_predecessors_ids(registry, minter):
     """Notebook, "Predecessor inheritance": five Sierra works migrate to Axiell, one call each."""
     sierra = {("Work", SIERRA, f"10{i}"): f"jw8huq{c}t" for i, c in enumerate("abcde")}

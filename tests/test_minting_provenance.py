@@ -6,7 +6,7 @@ from minting_helpers import fill_pool, register, work
 
 from idminter_pipeline.errors import InvalidCanonicalIdError
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.registry.minting import AliasStatus, Minter, MintRequest
+from idminter_pipeline.registry.minting import AliasStatus, MintRequest
 from idminter_pipeline.registry.schema import (
     apply_migrations,
     migration_status,
@@ -15,12 +15,6 @@ from idminter_pipeline.registry.schema import (
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 SIERRA = "sierra-system-number"
-
-
-@pytest.fixture
-def minter(connect_registry):
-    with Minter(connect_registry) as minter:
-        yield minter
 
 
 def test_an_inheritance_is_recorded_with_job_and_time(registry, minter):
