@@ -12,6 +12,13 @@ Each figure is the median wall time of `repeats` runs; every run uses fresh keys
 be new, and the pool is filled before the clock starts. Statements are counted by the server
 (`Questions` on the minter's session), not by the client.
 
+Floors: each workload also runs through `_bare_mint`, a script that sends only the statements
+RFC minting cannot do without (lookup, claim, insert, mark assigned, commit) with no validation,
+provenance or race handling, once on this project's schema and once on the RFC's own "Proposed
+schema" (latin1, no pool timestamps). Runs of the minter and of both floors alternate, so the
+machine's noise falls on all three. A target below the RFC-schema floor cannot be met by any
+minter that runs the RFC's statements on this server.
+
 Run alone: `.venv/bin/python benchmarks/bench_minting.py [--quick]`.
 """
 
@@ -22,7 +29,9 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from pymysql.converters import escape_string
 
 from idminter_pipeline.canonical_ids import generate_canonical_ids
 from idminter_pipeline.registry.connection import Connection, connect
@@ -36,6 +45,20 @@ WORKS_PER_TRANSACTION = 500
 REFERENCE_MS = {"all-new": 383.0, "all-existing": 177.0, "mixed": 349.0, "wide-works": 503.0}
 TARGET_FRACTION = {"all-new": 1 / 3, "all-existing": 1 / 2, "mixed": 1 / 3, "wide-works": 1 / 3}
 MERGE_SYSTEMS = ("miro-image-number", "mets", "calm-record-id", "wellcome-digcode", "isbn")
+# RFC 083, "Proposed schema", verbatim but for IF NOT EXISTS.
+RFC_SCHEMA = (
+    "CREATE TABLE canonical_ids (CanonicalId varchar(8) NOT NULL PRIMARY KEY, "
+    "Status ENUM('free', 'assigned') NOT NULL DEFAULT 'free', "
+    "CreatedAt TIMESTAMP DEFAULT CURRENT_TIMESTAMP, INDEX idx_free (Status, CanonicalId)) "
+    "ENGINE=InnoDB DEFAULT CHARSET=latin1",
+    "CREATE TABLE identifiers (OntologyType varchar(255) NOT NULL, "
+    "SourceSystem varchar(255) NOT NULL, SourceId varchar(255) NOT NULL, "
+    "CanonicalId varchar(8) NOT NULL, CreatedAt TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
+    "PRIMARY KEY (OntologyType, SourceSystem, SourceId), "
+    "FOREIGN KEY (CanonicalId) REFERENCES canonical_ids (CanonicalId), "
+    "INDEX idx_canonical (CanonicalId)) ENGINE=InnoDB DEFAULT CHARSET=latin1",
+)
+Register = Callable[[list[list[SourceIdentifier]]], None]
 
 
 def _work(prefix: str, i: int, width: int) -> list[SourceIdentifier]:
@@ -48,16 +71,26 @@ def _work(prefix: str, i: int, width: int) -> list[SourceIdentifier]:
     return ids
 
 
-def _create_database(settings: DatabaseSettings) -> DatabaseSettings:
+def _create_database(settings: DatabaseSettings, *, rfc_schema: bool = False) -> DatabaseSettings:
     name = f"idminter_bench_{uuid.uuid4().hex[:10]}"
+    charset = "latin1" if rfc_schema else "utf8mb4 COLLATE utf8mb4_bin"
     conn = connect(settings.with_database(""))
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset}")
     finally:
         conn.close()
     bench = settings.with_database(name)
-    apply_migrations(lambda: connect(bench))
+    if not rfc_schema:
+        apply_migrations(lambda: connect(bench))
+        return bench
+    conn = connect(bench)
+    try:
+        with conn.cursor() as cursor:
+            for statement in RFC_SCHEMA:
+                cursor.execute(statement)
+    finally:
+        conn.close()
     return bench
 
 
@@ -89,29 +122,83 @@ def _questions(conn: Connection) -> int:
         return int(cursor.fetchone()[1])
 
 
-def _register(minter: Minter, works: list[list[SourceIdentifier]]) -> None:
+def _in_transactions(works: list[list[SourceIdentifier]]) -> Iterator[list[MintRequest]]:
     for start in range(0, len(works), WORKS_PER_TRANSACTION):
-        minter.mint_ids(
+        yield [
             MintRequest(s) for work in works[start : start + WORKS_PER_TRANSACTION] for s in work
+        ]
+
+
+def _bare_mint(conn: Connection, requests: list[MintRequest]) -> None:
+    """The floor of one RFC minting transaction: only the statements it cannot do without,
+    each as cheap as pymysql allows, and no validation, provenance or race handling."""
+    wanted = {r.source for r in requests} | {r.predecessor for r in requests if r.predecessor}
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in wanted:
+        groups[(key.ontology_type, key.source_system)].append(key.source_id)
+    branches = []
+    for (ontology, system), values in sorted(groups.items()):
+        values.sort()
+        for start in range(0, len(values), 999):
+            listed = "','".join(escape_string(v) for v in values[start : start + 999])
+            branches.append(
+                f"(SELECT '{ontology}', '{system}', SourceId, CanonicalId FROM identifiers WHERE "
+                f"OntologyType = '{ontology}' AND SourceSystem = '{system}' "
+                f"AND SourceId IN ('{listed}'))"
+            )
+    with conn.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(branches))
+        found = {(o, s, v): canonical_id for o, s, v, canonical_id in cursor.fetchall()}
+        new = sorted(
+            (r for r in requests if r.source.as_key() not in found), key=lambda r: r.source.as_key()
         )
+        roots = sum(1 for r in new if r.predecessor is None)
+        claimed: list[str] = []
+        if roots:
+            cursor.execute(
+                "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+                "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED",
+                (roots,),
+            )
+            claimed = [row[0] for row in cursor.fetchall()]
+        if new:
+            free = iter(claimed)
+            rows = ",".join(
+                "('{}','{}','{}','{}')".format(
+                    *r.source.as_key()[:2],
+                    escape_string(r.source.source_id),
+                    found[r.predecessor.as_key()] if r.predecessor else next(free),
+                )
+                for r in new
+            )
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                f"VALUES {rows} ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId"
+            )
+        if claimed:
+            listed = "','".join(sorted(claimed))
+            cursor.execute(
+                f"UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ('{listed}')"
+            )
+    conn.commit()
 
 
 class _Workload:
     def __init__(self, name: str, works: int, width: int, detail: str) -> None:
         self.name, self.works, self.width, self.detail = name, works, width, detail
 
-    def batches(self, minter: Minter, run: int) -> list[list[MintRequest]]:
-        """Requests per transaction for one run, with any preparation done (untimed)."""
+    def batches(self, register: Register, run: int) -> list[list[MintRequest]]:
+        """Requests per transaction for one run, with `register` done for what must exist."""
         prefix = f"{self.name}-{run}"
         if self.name == "all-existing":
             works = [_work("existing", i, self.width) for i in range(self.works)]
             if run == 0:
-                _register(minter, works)
+                register(works)
             requests = [[MintRequest(s) for s in work] for work in works]
         elif self.name == "mixed":
             requests = []
             existing = [_work(f"{prefix}-old", i, self.width) for i in range(self.works // 2)]
-            _register(minter, existing)
+            register(existing)
             for i in range(self.works):
                 kind = i % 10
                 if kind < 5:  # new
@@ -172,16 +259,23 @@ def _timed(action: Callable[[], object]) -> float:
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
     repeats = 3 if quick else 9
     bench = _create_database(settings)
+    floor_ours = _create_database(settings)
+    floor_rfc = _create_database(settings, rfc_schema=True)
     figures: list[dict] = []
     try:
         setup = connect(bench)
         minter = Minter(lambda: connect(bench))
+        floors = {"this project's schema": connect(floor_ours), "RFC schema": connect(floor_rfc)}
         try:
             for workload in WORKLOADS:
                 samples, statements, identifiers = [], 0, 0
+                floor_samples: dict[str, list[float]] = {name: [] for name in floors}
                 for run_number in range(repeats + 1):  # run 0 warms up and is not counted
                     _fill_pool(setup, 11_000)  # untimed: more than any run needs
-                    batches = workload.batches(minter, run_number)
+                    batches = workload.batches(
+                        lambda works: [minter.mint_ids(b) for b in _in_transactions(works)],
+                        run_number,
+                    )
                     before = _questions(minter.connection)
                     elapsed = _timed(lambda b=batches: [minter.mint_ids(x) for x in b])
                     used = _questions(minter.connection) - before - 1
@@ -189,6 +283,17 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                         samples.append(elapsed)
                         statements = used
                         identifiers = sum(len(b) for b in batches)
+                    for name, conn in floors.items():
+                        _fill_pool(conn, 11_000)
+                        batches = workload.batches(
+                            lambda works, c=conn: [
+                                _bare_mint(c, b) for b in _in_transactions(works)
+                            ],
+                            run_number,
+                        )
+                        elapsed = _timed(lambda b=batches, c=conn: [_bare_mint(c, x) for x in b])
+                        if run_number:
+                            floor_samples[name].append(elapsed)
                 median = _median_ms(samples)
                 reference = REFERENCE_MS[workload.name]
                 target = reference * TARGET_FRACTION[workload.name]
@@ -217,6 +322,20 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                         "detail": f"{identifiers} identifiers per run",
                     },
                 ]
+                for name, floor in floor_samples.items():
+                    floor_ms = _median_ms(floor)
+                    side = "below" if target < floor_ms else "above"
+                    figures.append(
+                        {
+                            "benchmark": BENCHMARK,
+                            "figure": f"{workload.name} floor, {name}",
+                            "value": floor_ms,
+                            "unit": "ms",
+                            "detail": f"bare lookup/claim/insert/mark/commit; the minter takes "
+                            f"{100 * median / floor_ms:.0f} % of it; target {target:.0f} ms is "
+                            f"{side} it",
+                        }
+                    )
 
             keys = [s for i in range(1000) for s in _work("existing", i, 6)]
             chunks = [keys[i : i + 3000] for i in range(0, len(keys), 3000)]
@@ -252,8 +371,11 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
         finally:
             minter.close()
             setup.close()
+            for conn in floors.values():
+                conn.close()
     finally:
-        _drop_database(bench)
+        for database in (bench, floor_ours, floor_rfc):
+            _drop_database(database)
     return figures
 
 
