@@ -116,6 +116,26 @@ def _fill_pool(conn: Connection, count: int) -> None:
     conn.commit()
 
 
+def _quiesce(conn: Connection, *, below: int = 1_000, timeout: float = 30.0) -> None:
+    """Wait until InnoDB has purged the undo history of earlier runs (or `timeout` passes).
+
+    A run that starts while the server still purges 10,000 updated rows of the previous one
+    pays for them; waiting makes every run start from the same state, whichever ran before.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT `count` FROM information_schema.INNODB_METRICS "
+                "WHERE name = 'trx_rseg_history_len'"
+            )
+            row = cursor.fetchone()
+        conn.commit()
+        if row is None or int(row[0]) < below:
+            return
+        time.sleep(0.05)
+
+
 def _questions(conn: Connection) -> int:
     with conn.cursor() as cursor:
         cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
@@ -256,6 +276,16 @@ def _timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def _time_floor(conn: Connection, workload: _Workload, run_number: int) -> float:
+    """One untimed preparation and one timed run of `workload` through `_bare_mint`."""
+    _fill_pool(conn, 11_000)
+    batches = workload.batches(
+        lambda works: [_bare_mint(conn, b) for b in _in_transactions(works)], run_number
+    )
+    _quiesce(conn)
+    return _timed(lambda: [_bare_mint(conn, b) for b in batches])
+
+
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
     repeats = 3 if quick else 9
     bench = _create_database(settings)
@@ -276,6 +306,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                         lambda works: [minter.mint_ids(b) for b in _in_transactions(works)],
                         run_number,
                     )
+                    _quiesce(setup)
                     before = _questions(minter.connection)
                     elapsed = _timed(lambda b=batches: [minter.mint_ids(x) for x in b])
                     used = _questions(minter.connection) - before - 1
@@ -284,14 +315,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                         statements = used
                         identifiers = sum(len(b) for b in batches)
                     for name, conn in floors.items():
-                        _fill_pool(conn, 11_000)
-                        batches = workload.batches(
-                            lambda works, c=conn: [
-                                _bare_mint(c, b) for b in _in_transactions(works)
-                            ],
-                            run_number,
-                        )
-                        elapsed = _timed(lambda b=batches, c=conn: [_bare_mint(c, x) for x in b])
+                        elapsed = _time_floor(conn, workload, run_number)
                         if run_number:
                             floor_samples[name].append(elapsed)
                 median = _median_ms(samples)
