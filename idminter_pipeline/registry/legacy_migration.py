@@ -14,10 +14,15 @@ How it stays correct while the legacy minter keeps writing:
 3. Catch-up passes re-copy the logged IDs from the legacy table's current state and delete the log
    rows in the same transaction (never a high-water mark: a slow writer may commit a lower
    sequence number late).
-4. A full, chunked, set-based comparison of every legacy row against the new tables runs without
-   a lock; a difference is tolerated only when that ID has a pending log entry.
-5. Under `LOCK TABLES ... WRITE` (short: only the last log entries) the rest of the log is applied,
-   the IDs it touched are compared row by row and the row counts must be equal. Then the lock is
+4. From then on, triggers on `identifiers_new` refuse writes from any session but the
+   migration's, so nothing changes the copy between its verification and the swap unseen.
+5. A full, chunked, set-based comparison runs without a lock, in both directions: every legacy
+   row is in the new tables and every row of the new table is a legacy row. A difference is
+   tolerated only when that ID has a pending log entry.
+6. Under `LOCK TABLES ... WRITE` the rest of the log is applied and the IDs it touched are
+   compared row by row in both directions. That is all the lock covers, so it lasts as long as
+   the changes since the verification take, whatever the size of the table; the row count is
+   derived from the verification's count and those IDs, not counted again. Then the lock is
    released and one `RENAME TABLE` swaps the names. A write that slips in between is still
    logged (the triggers move with the table) and applied right after the rename.
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -53,7 +58,11 @@ NEW_TABLE = "identifiers_new"
 KEPT_TABLE = "identifiers_legacy"
 STATE_TABLE = "legacy_migration_state"
 CHANGES_TABLE = "legacy_migration_changes"
-TRIGGER_NAMES = ("idminter_legacy_ai", "idminter_legacy_au", "idminter_legacy_ad")
+LOG_TRIGGER_NAMES = ("idminter_legacy_ai", "idminter_legacy_au", "idminter_legacy_ad")
+GUARD_TRIGGER_NAMES = ("idminter_new_guard_bi", "idminter_new_guard_bu", "idminter_new_guard_bd")
+TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES
+# Set in the migration's own sessions; the guard triggers on NEW_TABLE refuse every other writer.
+MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
 LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
 
 DEFAULT_BATCH_SIZE = 20_000
@@ -118,6 +127,9 @@ class MigrationReport:
     swapped: bool = False
     duration_seconds: float = 0.0
     lock_seconds: float = 0.0
+    # Rows the server read while the final lock was held (Handler_read_* deltas): grows with the
+    # changes applied under the lock, not with the table.
+    lock_rows_read: int = 0
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -300,6 +312,7 @@ def _copy_connection(connect: ConnectionFactory) -> Connection:
     _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     _execute(conn, "SET SESSION foreign_key_checks = 0")
     _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+    _execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
     return conn
 
 
@@ -444,11 +457,48 @@ def _install_triggers(conn: Connection, table: str) -> None:
         ),
         "idminter_legacy_ad": f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
     }
-    for name in TRIGGER_NAMES:
+    for name in LOG_TRIGGER_NAMES:
         if name not in existing:
             # CREATE TRIGGER waits for the legacy table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
             _execute(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+
+
+def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
+    """Refuse writes to the copy from any session but the migration's (idempotent).
+
+    The verification proves the copy equal to the legacy table before the lock; the lock then
+    re-checks only the IDs the legacy change log names. Without the guard, a row written to the
+    copy by someone else in between would be swapped in unchecked. Installed after the bulk copy
+    so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
+    copy is found by the verification.
+    """
+    existing = {
+        name
+        for (name,) in _execute(
+            conn,
+            "SELECT trigger_name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
+            (table,),
+        )
+    }
+    for name, event, row in zip(
+        GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
+    ):
+        if name in existing:
+            continue
+        # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit.
+        _execute(
+            conn,
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
+            "DECLARE refused VARCHAR(128) DEFAULT NULL; "
+            f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
+            f"SET refused = LEFT(CONCAT('{table} is written only by migrate-legacy; refused "
+            f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
+            f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
+            "END IF; END",
+        )
 
 
 def _drop_triggers(conn: Connection) -> None:
@@ -465,11 +515,15 @@ def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence
         params,
     )
     if rows:
-        raise LegacyMigrationError(
-            "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
-            "them in the legacy table, then run migrate-legacy again (progress is kept)",
-            offending=[value for (value,) in rows],
-        )
+        raise _unfit_ids_error([value for (value,) in rows])
+
+
+def _unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
+    return LegacyMigrationError(
+        "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
+        "them in the legacy table, then run migrate-legacy again (progress is kept)",
+        offending=list(ids),
+    )
 
 
 def _copy_rows(
@@ -610,6 +664,56 @@ def _mismatch_sql(legacy: str, new: str, where: str) -> str:
     )
 
 
+MAX_REPORTED = 1000
+_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
+
+
+def _legacy_id_lookup(conn: Connection, legacy: str) -> str:
+    """`n.CanonicalId` in the legacy key column's own collation, so a join on it is a primary-key
+    lookup (read once, before the final lock, which then runs only the statements it needs).
+
+    The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
+    the lookup into a scan, or into an illegal mix of collations.
+    """
+    rows = _execute(
+        conn,
+        "SELECT character_set_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = 'CanonicalId'",
+        (legacy,),
+    )
+    charset, collation = rows[0] if rows else (None, None)
+    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
+        raise LegacyMigrationError(
+            f"cannot read the character set and collation of {legacy}.CanonicalId",
+            offending=[charset, collation],
+        )
+    return f"CONVERT(n.CanonicalId USING {charset}) COLLATE {collation}"
+
+
+def _extra_sql(legacy: str, new: str, where: str, lookup: str) -> str:
+    """Rows of the new table (matching `where`) that are not a legacy row, byte for byte.
+
+    Each row is looked up by the legacy primary key; that collation may find another case of
+    the ID, which the byte comparisons then refuse.
+    """
+    return (
+        f"SELECT n.CanonicalId, n.OntologyType, n.SourceSystem, n.SourceId FROM {new} n "
+        f"LEFT JOIN {legacy} l ON l.CanonicalId = {lookup} "
+        f"WHERE ({where}) AND (l.CanonicalId IS NULL "
+        "OR CAST(l.CanonicalId AS BINARY) <> CAST(n.CanonicalId AS BINARY) "
+        + "".join(
+            f"OR CAST(CONVERT(l.{part} USING utf8mb4) AS BINARY) <> CAST(n.{part} AS BINARY) "
+            for part in _SOURCE_PARTS
+        )
+        + ")"
+    )
+
+
+def _describe_extra(row: Sequence[str]) -> str:
+    canonical, ontology, system, source = row
+    return f"{ontology}[{system}/{source}] -> {canonical}"
+
+
 def _ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()
@@ -622,6 +726,58 @@ def _ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {value for (value,) in rows}
 
 
+def _refuse_differences(missing: Sequence[str], extra: Sequence[str], new: str, what: str) -> None:
+    """Raise LegacyVerificationError naming both kinds of difference, if there are any."""
+    if not missing and not extra:
+        return
+    more = "+" if len(missing) + len(extra) >= MAX_REPORTED else ""
+    kinds = []
+    if missing:
+        kinds.append(f"{len(missing)}{more} legacy mappings missing or different in {new}")
+    if extra:
+        kinds.append(
+            f"{len(extra)}{more} rows of {new} that are no legacy mapping (shown as -> ID)"
+        )
+    # Both kinds among the first examples the error prints.
+    offending = [*missing[:5], *extra[:5], *missing[5:], *extra[5:]]
+    raise LegacyVerificationError(
+        f"{what}: {'; '.join(kinds)}; the tables were NOT swapped", offending=offending
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a full comparison saw."""
+
+    # Legacy rows compared: chunk by chunk while legacy writers carry on, so not a snapshot.
+    legacy_rows: int
+    # Rows of the new table: exact, since only the migration's session writes that table.
+    new_rows: int
+    chunks: int
+    chunks_compared_row_by_row: int
+
+
+def _range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
+    """`lower < column <= upper`, either end open when None."""
+    conditions, params = [], []
+    if lower is not None:
+        conditions.append(f"{column} > %s")
+        params.append(lower)
+    if upper is not None:
+        conditions.append(f"{column} <= %s")
+        params.append(upper)
+    return " AND ".join(conditions) or "1 = 1", params
+
+
+def _ascii_bin_max(current: str | None, candidate: str) -> str:
+    """The greater of two ASCII keys as ascii_bin orders them: by bytes, and PAD SPACE (a key
+    compares as if padded with spaces, so trailing spaces do not count)."""
+    if current is None:
+        return candidate
+    width = max(len(current), len(candidate))
+    return candidate if candidate.ljust(width) > current.ljust(width) else current
+
+
 def verify_copy(
     conn: Connection,
     *,
@@ -630,47 +786,73 @@ def verify_copy(
     batch_size: int = DEFAULT_BATCH_SIZE,
     tolerate_pending: bool = True,
     progress: ProgressCallback | None = None,
-) -> int:
-    """Compare every legacy row with the new tables, in keyset chunks; return rows compared.
+) -> Verification:
+    """Prove, in keyset chunks, that the legacy table and the new tables hold the same mappings.
 
-    Raises LegacyVerificationError naming the differing legacy IDs. With `tolerate_pending`, a
-    difference whose ID has an unapplied change-log entry is accepted (it is re-copied and
-    compared again under the lock).
+    Both directions: every legacy row has a byte-identical mapping with an assigned ID (none is
+    missing), and every row of the new table is a legacy row byte for byte (none is extra).
+    Chunks follow the legacy primary key, in the legacy collation. The new side of a chunk is
+    the ascii_bin range from the greatest chunk boundary seen so far to this chunk's, and after
+    the last chunk one more range runs to the end of the key space: the legacy chunks cover
+    every legacy row and the new-side ranges every new row, even where the two collations order
+    IDs differently (latin1_swedish_ci puts 'ABCD2345' among the a's, ascii_bin before every
+    lower-case ID). A chunk whose counts and checksums agree is equal on both sides; any other is
+    compared row by row in both directions.
+
+    Raises LegacyVerificationError naming the differences. With `tolerate_pending`, a
+    difference whose ID has an unapplied change-log entry is accepted: that ID is re-copied and
+    compared again, both ways, under the lock.
     """
     chunk = clamp_batch_size(batch_size * 5)
-    cursor: str | None = None
-    compared = 0
-    bad: list[str] = []
-    while True:
+    lookup = _legacy_id_lookup(conn, legacy)
+    cursor: str | None = None  # legacy keyset position, legacy collation
+    low: str | None = None  # new-side position: the greatest boundary so far, ascii_bin
+    legacy_rows = new_rows = chunks = row_by_row = 0
+    missing: list[str] = []
+    extra: list[str] = []
+    while len(missing) + len(extra) < MAX_REPORTED:
         upper, count = _next_bound_in(conn, legacy, cursor, chunk)
-        if count == 0:
-            break
-        if cursor is None:
-            where, params = "l.CanonicalId <= %s", [upper]
-        else:
-            where, params = "l.CanonicalId > %s AND l.CanonicalId <= %s", [cursor, upper]
-        if _chunk_digests_match(conn, legacy, new, params):
-            differing = []
-        else:
-            rows = _execute(conn, _mismatch_sql(legacy, new, where) + " LIMIT 1000", params)
-            differing = [value for (value,) in rows]
-        if differing and tolerate_pending:
-            pending = _ids_with_pending_changes(conn, differing)
-            differing = [value for value in differing if value not in pending]
-        conn.commit()
-        bad.extend(differing)
-        if len(bad) >= 1000:
-            break
-        cursor, compared = upper, compared + count
-        if progress is not None:
-            progress(Progress("verifying", compared, 0, 0, cursor))
-    if bad:
-        raise LegacyVerificationError(
-            f"{len(bad)}{'+' if len(bad) >= 1000 else ''} legacy mappings are missing or "
-            f"different in {new}/canonical_ids; the tables were NOT swapped",
-            offending=bad,
+        if count and not upper.isascii():
+            # Cannot be a boundary in ascii_bin, and cannot be copied either.
+            raise _unfit_ids_error([upper])
+        high = _ascii_bin_max(low, upper) if count else None
+        legacy_where = _range_condition("l.CanonicalId", cursor, upper) if count else None
+        new_where = _range_condition("n.CanonicalId", low, high)
+        digests = _chunk_digests(conn, legacy, new, legacy_where, new_where)
+        legacy_rows, new_rows, chunks = (
+            legacy_rows + digests.legacy_rows,
+            new_rows + digests.new_rows,
+            chunks + 1,
         )
-    return compared
+        differing: list[str] = []
+        surplus: list[Sequence[str]] = []
+        if legacy_where is not None and not (digests.rows_equal and digests.ids_equal):
+            where, params = legacy_where
+            rows = _execute(
+                conn, f"{_mismatch_sql(legacy, new, where)} LIMIT {MAX_REPORTED}", params
+            )
+            differing = [value for (value,) in rows]
+        if not digests.rows_equal:
+            where, params = new_where
+            surplus = _execute(
+                conn, f"{_extra_sql(legacy, new, where, lookup)} LIMIT {MAX_REPORTED}", params
+            )
+        if not (digests.rows_equal and digests.ids_equal):
+            row_by_row += 1
+        if tolerate_pending and (differing or surplus):
+            pending = _ids_with_pending_changes(conn, [*differing, *(row[0] for row in surplus)])
+            differing = [value for value in differing if value not in pending]
+            surplus = [row for row in surplus if row[0] not in pending]
+        conn.commit()
+        missing.extend(differing)
+        extra.extend(_describe_extra(row) for row in surplus)
+        if not count:
+            break
+        cursor, low = upper, high
+        if progress is not None:
+            progress(Progress("verifying", legacy_rows, 0, 0, cursor))
+    _refuse_differences(missing, extra, new, "the copy does not match the legacy table")
+    return Verification(legacy_rows, new_rows, chunks, row_by_row)
 
 
 def _digest(*columns: str) -> str:
@@ -681,42 +863,59 @@ def _digest(*columns: str) -> str:
     )
 
 
-def _chunk_digests_match(conn: Connection, legacy: str, new: str, params: Sequence[str]) -> bool:
+@dataclass(frozen=True)
+class _ChunkDigests:
+    legacy_rows: int
+    new_rows: int
+    rows_equal: bool  # the chunk's legacy rows and new-side rows are the same, byte for byte
+    ids_equal: bool  # its legacy IDs are exactly the assigned IDs in the new-side range
+
+
+def _chunk_digests(
+    conn: Connection,
+    legacy: str,
+    new: str,
+    legacy_where: tuple[str, list[str]] | None,
+    new_where: tuple[str, list[str]],
+) -> _ChunkDigests:
     """Counts and checksums of one chunk on both sides, by sequential range scans only.
 
-    The new side reads the chunk's ID range through idx_canonical, which covers every column.
-    A chunk whose digests differ (a real difference, a pending change, an ID whose legacy
-    collation order differs from ascii_bin, or an assigned ID whose legacy row was deleted)
-    falls back to the row-by-row comparison, which decides.
+    The new side reads its range through idx_canonical, which covers every column. Digests
+    differ for a real difference, a pending change, an ID the two collations order differently,
+    or an assigned ID whose legacy row was deleted (kept assigned on purpose); the row-by-row
+    comparison then decides.
     """
-    condition = (
-        "CanonicalId <= %s" if len(params) == 1 else "CanonicalId > %s AND CanonicalId <= %s"
+    legacy_digest: tuple[int, int, int] = (0, 0, 0)
+    if legacy_where is not None:
+        where, params = legacy_where
+        utf8 = [f"CONVERT(l.{c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
+        count, row_sum, id_sum = _execute(
+            conn,
+            f"SELECT {_digest(*utf8)}, {_digest(utf8[0]).split(', ', 1)[1]} "
+            f"FROM {legacy} l WHERE {where}",
+            params,
+        )[0]
+        legacy_digest = (int(count), int(row_sum), int(id_sum))
+    where, params = new_where
+    new_count, new_sum = _execute(
+        conn,
+        f"SELECT {_digest('n.CanonicalId', *(f'n.{p}' for p in _SOURCE_PARTS))} "
+        f"FROM {new} n WHERE {where}",
+        params,
+    )[0]
+    id_count, id_sum = _execute(
+        conn,
+        f"SELECT {_digest('c.CanonicalId')} FROM canonical_ids c "
+        f"WHERE {where.replace('n.CanonicalId', 'c.CanonicalId')} AND c.Status = 'assigned'",
+        params,
+    )[0]
+    legacy_count, legacy_row_sum, legacy_id_sum = legacy_digest
+    return _ChunkDigests(
+        legacy_rows=legacy_count,
+        new_rows=int(new_count),
+        rows_equal=(legacy_count, legacy_row_sum) == (int(new_count), int(new_sum)),
+        ids_equal=(legacy_count, legacy_id_sum) == (int(id_count), int(id_sum)),
     )
-    utf8 = [f"CONVERT({c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
-    legacy_digest = _execute(
-        conn,
-        f"SELECT {_digest(*utf8)}, {_digest(utf8[0]).split(', ', 1)[1]} "
-        f"FROM {legacy} WHERE {condition}",
-        params,
-    )[0]
-    new_digest = _execute(
-        conn,
-        f"SELECT {_digest('CanonicalId', *_SOURCE_PARTS)} FROM {new} WHERE {condition}",
-        params,
-    )[0]
-    id_digest = _execute(
-        conn,
-        f"SELECT {_digest('CanonicalId')} FROM canonical_ids "
-        f"WHERE {condition} AND Status = 'assigned'",
-        params,
-    )[0]
-    legacy_rows, legacy_sum, legacy_id_sum = legacy_digest
-    return (legacy_rows, legacy_sum) == tuple(new_digest) and (legacy_rows, legacy_id_sum) == (
-        tuple(id_digest)
-    )
-
-
-_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 
 def _next_bound_in(
@@ -743,33 +942,57 @@ def _next_bound_in(
     return upper, int(count)
 
 
-def _verify_ids(conn: Connection, legacy: str, new: str, ids: Sequence[str]) -> None:
-    """Row-by-row comparison of the given legacy IDs (used under the lock)."""
-    ids = list(ids)
-    for start in range(0, len(ids), 1000):
-        part = ids[start : start + 1000]
+def _verify_ids(
+    conn: Connection, legacy: str, new: str, ids: Collection[str], lookup: str | None
+) -> None:
+    """Row-by-row comparison of the given IDs: their legacy rows are all in the new tables and,
+    with `lookup`, their rows in the new table are all legacy rows (an ID the legacy table no
+    longer has must have no row left). Proportional to the IDs; used under the lock."""
+    ordered = sorted(set(ids))
+    missing: list[str] = []
+    extra: list[str] = []
+    for start in range(0, len(ordered), 1000):
+        part = ordered[start : start + 1000]
         rows = _execute(
-            conn,
-            _mismatch_sql(legacy, new, f"l.CanonicalId IN ({_placeholders(part)})"),
-            part,
+            conn, _mismatch_sql(legacy, new, f"l.CanonicalId IN ({_placeholders(part)})"), part
         )
-        if rows:
-            raise LegacyVerificationError(
-                f"legacy mappings changed during the final pass do not match {new}; "
-                "the tables were NOT swapped",
-                offending=[value for (value,) in rows],
+        missing.extend(value for (value,) in rows)
+        # Only ASCII can be in the new ID column (apply_changes refuses the rest first).
+        fitting = [value for value in part if _fits_new_id_column(value)]
+        if lookup is not None and fitting:
+            rows = _execute(
+                conn,
+                _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", lookup),
+                fitting,
             )
+            extra.extend(_describe_extra(row) for row in rows)
+    _refuse_differences(
+        missing, extra, new, "the legacy mappings changed during the final pass do not match"
+    )
 
 
-def _compare_counts(conn: Connection, legacy: str, new: str) -> tuple[int, int]:
-    legacy_rows = int(_scalar(conn, f"SELECT COUNT(*) FROM {legacy}"))
-    new_rows = int(_scalar(conn, f"SELECT COUNT(*) FROM {new}"))
-    if legacy_rows != new_rows:
-        raise LegacyVerificationError(
-            f"{legacy} holds {legacy_rows} rows but {new} holds {new_rows}; "
-            "the tables were NOT swapped"
+def _count_rows_with_ids(conn: Connection, new: str, ids: Sequence[str]) -> int:
+    """Rows of the new table holding these IDs: index lookups on idx_canonical only."""
+    fitting = [value for value in ids if _fits_new_id_column(value)]
+    total = 0
+    for start in range(0, len(fitting), 1000):
+        part = fitting[start : start + 1000]
+        total += int(
+            _scalar(
+                conn,
+                f"SELECT COUNT(*) FROM {new} n WHERE n.CanonicalId IN ({_placeholders(part)})",
+                part,
+            )
         )
-    return legacy_rows, new_rows
+    return total
+
+
+def _rows_read(conn: Connection) -> int:
+    """The session's Handler_read_* counters, summed: every row and index entry the server read
+    for this session (both servers keep them; reading them reads no table)."""
+    return sum(
+        int(value) for _, value in _execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,6 +1072,7 @@ def _migrate(
     if state.phase is Phase.COPYING:
         _copy(conn, state, batch_size, progress, report)
     report.phase = Phase.COPIED.value
+    _install_guard_triggers(conn)
 
     # Catch up without a lock until only a little is left.
     for _ in range(MAX_CATCH_UP_ROUNDS):
@@ -861,12 +1085,16 @@ def _migrate(
             progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
         if pending <= LOCKED_CATCH_UP_THRESHOLD:
             break
-    verify_copy(conn, batch_size=batch_size, progress=progress)
-    report.messages.append("full comparison passed (pending changes re-checked under lock)")
+    verification = verify_copy(conn, batch_size=batch_size, progress=progress)
+    report.messages.append(
+        f"full comparison passed in both directions: {verification.new_rows} rows in "
+        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
+        "by row (pending changes re-checked under lock)"
+    )
     if not swap:
         report.status = "copied and verified; not swapped"
         return report
-    _final_pass_and_swap(conn, batch_size, report)
+    _final_pass_and_swap(conn, batch_size, report, verification)
     return report
 
 
@@ -881,9 +1109,18 @@ def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) 
     return report
 
 
-def _final_pass_and_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
+def _final_pass_and_swap(
+    conn: Connection, batch_size: int, report: MigrationReport, verification: Verification
+) -> None:
+    """Apply the last logged changes and re-check their IDs under the lock, then swap.
+
+    The lock covers work proportional to the change log only: the verification has already
+    proved both tables equal except for logged IDs, and the guard triggers kept everyone else
+    from writing the copy since.
+    """
+    lookup = _legacy_id_lookup(conn, LIVE_TABLE)
     locked_at = time.monotonic()
-    touched: set[str] = set()
+    rows_read_before = _rows_read(conn)
     _execute(
         conn,
         f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {NEW_TABLE} WRITE, "
@@ -891,14 +1128,28 @@ def _final_pass_and_swap(conn: Connection, batch_size: int, report: MigrationRep
         f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
     )
     try:
+        # With the legacy table write-locked nothing can join the log: these are all the IDs
+        # whose rows in the copy the final pass may change.
+        logged = [
+            value
+            for (value,) in _execute(conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE}")
+        ]
+        before = _count_rows_with_ids(conn, NEW_TABLE, logged)
+        touched: set[str] = set()
         report.changes_applied += apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, touched=touched
         )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, sorted(touched))
-        report.legacy_rows, report.new_rows = _compare_counts(conn, LIVE_TABLE, NEW_TABLE)
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, touched, lookup)
+        after = _count_rows_with_ids(conn, NEW_TABLE, logged)
+        # Derived, not counted: the verification counted the copy exactly and only rows with
+        # logged IDs changed since. Equal in both directions, the legacy table has as many rows.
+        report.new_rows = verification.new_rows - before + after
+        report.legacy_rows = report.new_rows
         conn.commit()
     finally:
         _execute(conn, "UNLOCK TABLES")
+    # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
+    report.lock_rows_read = _rows_read(conn) - rows_read_before
     report.verified = True
     # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
     # the triggers, which move with the table, and applied just below.
@@ -911,13 +1162,17 @@ def _final_pass_and_swap(conn: Connection, batch_size: int, report: MigrationRep
 
 
 def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
+    # The copy is the live table now: the new minter may write it.
+    for name in GUARD_TRIGGER_NAMES:
+        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
     touched: set[str] = set()
     late = apply_changes(
         conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size, touched=touched
     )
     if late:
         report.changes_applied += late
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, sorted(touched))
+        # One direction only: once live, the table may rightly gain aliases of legacy IDs.
+        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, touched, lookup=None)
         report.messages.append(f"{late} legacy writes between unlock and rename applied")
     _drop_triggers(conn)
     _execute(
