@@ -76,7 +76,8 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
         click.echo(f"  {message}")
     if result.swapped:
         click.echo(
-            f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s; "
+            f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s "
+            f"({result.lock_rows_read:,} rows read under it); "
             "run `idminter db finalize-legacy` once satisfied (or `rollback-legacy`)"
         )
 
