@@ -130,6 +130,8 @@ class ReconciliationReport:
     grace_period_seconds: float
     started_at: datetime
     duration_seconds: float = 0.0
+    # Seconds per scan (canonical_ids, repair_orphans, mappings, provenance, variants).
+    scan_seconds: dict[str, float] = field(default_factory=dict)
 
     def result(self, name: str) -> FindingResult:
         return next(f for f in self.findings if f.finding == name)
@@ -150,6 +152,7 @@ class ReconciliationReport:
         return {
             "started_at": self.started_at,
             "duration_seconds": self.duration_seconds,
+            "scan_seconds": self.scan_seconds,
             "repair": self.repair,
             "grace_period_seconds": self.grace_period_seconds,
             "findings": [asdict(f) for f in self.findings],
@@ -569,6 +572,7 @@ def reconcile(
         raise InvalidInputError(f"invalid grace period {grace_period}: must not be negative")
     started = time.monotonic()
     started_at = datetime.now(UTC)
+    scan_seconds: dict[str, float] = {}
     conn = connect()
     try:
         # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
@@ -585,12 +589,15 @@ def reconcile(
             for result in run.results.values():
                 result.status, result.note = "unavailable", note
         else:
-            run.scan_canonical_ids()
+            scans = [run.scan_canonical_ids]
             if repair:
-                run.repair_orphans()
-            run.scan_mappings()
-            run.scan_provenance()
-            run.scan_variants()
+                scans.append(run.repair_orphans)
+            scans += [run.scan_mappings, run.scan_provenance, run.scan_variants]
+            for scan in scans:
+                scan_started = time.monotonic()
+                scan()
+                name = scan.__name__.removeprefix("scan_")
+                scan_seconds[name] = round(time.monotonic() - scan_started, 3)
             for result in run.results.values():
                 if result.status != "unavailable":
                     result.status = "found" if result.count else "ok"
@@ -608,4 +615,5 @@ def reconcile(
         grace_period_seconds=grace_period.total_seconds(),
         started_at=started_at,
         duration_seconds=round(time.monotonic() - started, 3),
+        scan_seconds=scan_seconds,
     )
