@@ -487,13 +487,15 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     ):
         if name in existing:
             continue
-        # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit.
+        # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
+        # guard stays on the table through the rename until the swap is recorded: a legacy
+        # minter still writing then gets this error rather than a foreign key failure.
         _execute(
             conn,
             f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
             "DECLARE refused VARCHAR(128) DEFAULT NULL; "
             f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
-            f"SET refused = LEFT(CONCAT('{table} is written only by migrate-legacy; refused "
+            "SET refused = LEFT(CONCAT('written only by migrate-legacy until swapped; refused "
             f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
             f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
