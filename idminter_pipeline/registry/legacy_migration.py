@@ -670,12 +670,12 @@ MAX_REPORTED = 1000
 _SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 
-def _legacy_id_lookup(conn: Connection, legacy: str) -> str:
-    """`n.CanonicalId` in the legacy key column's own collation, so a join on it is a primary-key
-    lookup (read once, before the final lock, which then runs only the statements it needs).
+def _legacy_id_collation(conn: Connection, legacy: str) -> str:
+    """`CHARACTER SET x COLLATE y` of the legacy key column, read once before the final lock
+    (which then runs only the statements it needs).
 
     The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
-    the lookup into a scan, or into an illegal mix of collations.
+    lookups by that key into scans, or into an illegal mix of collations.
     """
     rows = _execute(
         conn,
@@ -689,10 +689,16 @@ def _legacy_id_lookup(conn: Connection, legacy: str) -> str:
             f"cannot read the character set and collation of {legacy}.CanonicalId",
             offending=[charset, collation],
         )
-    return f"CONVERT(n.CanonicalId USING {charset}) COLLATE {collation}"
+    return f"{charset} COLLATE {collation}"
 
 
-def _extra_sql(legacy: str, new: str, where: str, lookup: str) -> str:
+def _as_legacy_key(expression: str, collation: str) -> str:
+    """`expression` compared the way the legacy primary key compares (so it can use that key)."""
+    charset, _, collate = collation.partition(" COLLATE ")
+    return f"CONVERT({expression} USING {charset}) COLLATE {collate}"
+
+
+def _extra_sql(legacy: str, new: str, where: str, collation: str) -> str:
     """Rows of the new table (matching `where`) that are not a legacy row, byte for byte.
 
     Each row is looked up by the legacy primary key; that collation may find another case of
@@ -700,7 +706,7 @@ def _extra_sql(legacy: str, new: str, where: str, lookup: str) -> str:
     """
     return (
         f"SELECT n.CanonicalId, n.OntologyType, n.SourceSystem, n.SourceId FROM {new} n "
-        f"LEFT JOIN {legacy} l ON l.CanonicalId = {lookup} "
+        f"LEFT JOIN {legacy} l ON l.CanonicalId = {_as_legacy_key('n.CanonicalId', collation)} "
         f"WHERE ({where}) AND (l.CanonicalId IS NULL "
         "OR CAST(l.CanonicalId AS BINARY) <> CAST(n.CanonicalId AS BINARY) "
         + "".join(
@@ -806,7 +812,7 @@ def verify_copy(
     compared again, both ways, under the lock.
     """
     chunk = clamp_batch_size(batch_size * 5)
-    lookup = _legacy_id_lookup(conn, legacy)
+    collation = _legacy_id_collation(conn, legacy)
     cursor: str | None = None  # legacy keyset position, legacy collation
     low: str | None = None  # new-side position: the greatest boundary so far, ascii_bin
     legacy_rows = new_rows = chunks = row_by_row = 0
@@ -818,9 +824,15 @@ def verify_copy(
             # Cannot be a boundary in ascii_bin, and cannot be copied either.
             raise _unfit_ids_error([upper])
         high = _ascii_bin_max(low, upper) if count else None
-        legacy_where = _range_condition("l.CanonicalId", cursor, upper) if count else None
-        new_where = _range_condition("n.CanonicalId", low, high)
-        digests = _chunk_digests(conn, legacy, new, legacy_where, new_where)
+        legacy_bounds = (cursor, upper) if count else None
+        digests = _chunk_digests(
+            conn,
+            legacy,
+            new,
+            collation=collation,
+            legacy_bounds=legacy_bounds,
+            new_bounds=(low, high),
+        )
         legacy_rows, new_rows, chunks = (
             legacy_rows + digests.legacy_rows,
             new_rows + digests.new_rows,
@@ -828,16 +840,16 @@ def verify_copy(
         )
         differing: list[str] = []
         surplus: list[Sequence[str]] = []
-        if legacy_where is not None and not (digests.rows_equal and digests.ids_equal):
-            where, params = legacy_where
+        if legacy_bounds is not None and not (digests.rows_equal and digests.ids_equal):
+            where, params = _range_condition("l.CanonicalId", *legacy_bounds)
             rows = _execute(
                 conn, f"{_mismatch_sql(legacy, new, where)} LIMIT {MAX_REPORTED}", params
             )
             differing = [value for (value,) in rows]
         if not digests.rows_equal:
-            where, params = new_where
+            where, params = _range_condition("n.CanonicalId", low, high)
             surplus = _execute(
-                conn, f"{_extra_sql(legacy, new, where, lookup)} LIMIT {MAX_REPORTED}", params
+                conn, f"{_extra_sql(legacy, new, where, collation)} LIMIT {MAX_REPORTED}", params
             )
         if not (digests.rows_equal and digests.ids_equal):
             row_by_row += 1
@@ -857,66 +869,130 @@ def verify_copy(
     return Verification(legacy_rows, new_rows, chunks, row_by_row)
 
 
-def _digest(*columns: str) -> str:
-    """Order-independent digest terms: a row count and a sum of 60-bit slices of MD5s."""
+def _kept(keep: str) -> str:
+    """How many rows satisfy `keep`."""
+    return f"COALESCE(SUM({keep}), 0)"
+
+
+def _checksum(*columns: str, keep: str = "1") -> str:
+    """Order-independent checksum of the rows where `keep` holds: a sum of 60-bit slices of
+    the MD5s of their exact bytes."""
     row = f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(columns)})"
-    return (
-        f"COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)), 0)"
+    digest = f"CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)"
+    return f"COALESCE(SUM(IF({keep}, {digest}, 0)), 0)"
+
+
+def _not_in(column: str, values: Sequence[str]) -> str:
+    return f"{column} NOT IN ({_placeholders(values)})" if values else "1"
+
+
+# Past this many logged IDs in one chunk, the chunk's digests include them (and will differ).
+MAX_EXCLUDED_PER_CHUNK = 10_000
+
+
+def _pending_in_chunk(
+    conn: Connection,
+    collation: str,
+    legacy_bounds: tuple[str | None, str] | None,
+    new_bounds: tuple[str | None, str | None],
+) -> tuple[list[str], list[str]]:
+    """IDs with pending change-log entries inside this chunk: in the legacy range (legacy
+    collation) and in the new-side range (binary; the log's utf8mb4_bin orders ASCII as
+    ascii_bin does). A small scan of the log, which holds only the writes since the last
+    catch-up pass."""
+
+    def logged(column: str, bounds: tuple[str | None, str | None]) -> list[str]:
+        where, params = _range_condition(column, *bounds)
+        ids = [
+            value
+            for (value,) in _execute(
+                conn,
+                f"SELECT DISTINCT g.CanonicalId FROM {CHANGES_TABLE} g WHERE {where} "
+                f"LIMIT {MAX_EXCLUDED_PER_CHUNK + 1}",
+                params,
+            )
+        ]
+        return ids if len(ids) <= MAX_EXCLUDED_PER_CHUNK else []
+
+    legacy_ids = (
+        logged(_as_legacy_key("g.CanonicalId", collation), legacy_bounds) if legacy_bounds else []
     )
+    return legacy_ids, logged("g.CanonicalId", new_bounds)
 
 
 @dataclass(frozen=True)
 class _ChunkDigests:
     legacy_rows: int
-    new_rows: int
-    rows_equal: bool  # the chunk's legacy rows and new-side rows are the same, byte for byte
-    ids_equal: bool  # its legacy IDs are exactly the assigned IDs in the new-side range
+    new_rows: int  # every row of the new-side range, pending or not
+    rows_equal: bool  # both sides hold the same rows, byte for byte, but for pending IDs
+    ids_equal: bool  # the legacy IDs are exactly the assigned IDs, but for pending IDs
 
 
 def _chunk_digests(
     conn: Connection,
     legacy: str,
     new: str,
-    legacy_where: tuple[str, list[str]] | None,
-    new_where: tuple[str, list[str]],
+    *,
+    collation: str,
+    legacy_bounds: tuple[str | None, str] | None,
+    new_bounds: tuple[str | None, str | None],
 ) -> _ChunkDigests:
     """Counts and checksums of one chunk on both sides, by sequential range scans only.
 
+    Rows whose IDs have pending change-log entries are left out of the checksums on both sides:
+    they are re-copied and re-checked under the lock anyway, and a legacy minter writing during
+    the verification would otherwise make nearly every chunk differ and be compared row by row.
+    (The legacy side leaves out the IDs equal to a pending one in its own collation; the lock
+    re-checks those too, since it looks up legacy rows in that collation.)
+
     The new side reads its range through idx_canonical, which covers every column. Digests
-    differ for a real difference, a pending change, an ID the two collations order differently,
-    or an assigned ID whose legacy row was deleted (kept assigned on purpose); the row-by-row
+    still differ for a real difference, an ID the two collations order differently, or an
+    assigned ID whose legacy row was deleted (kept assigned on purpose); the row-by-row
     comparison then decides.
     """
-    legacy_digest: tuple[int, int, int] = (0, 0, 0)
-    if legacy_where is not None:
-        where, params = legacy_where
+    legacy_pending, new_pending = _pending_in_chunk(conn, collation, legacy_bounds, new_bounds)
+    legacy_digest = (0, 0, 0, 0)
+    if legacy_bounds is not None:
+        where, params = _range_condition("l.CanonicalId", *legacy_bounds)
+        keep = _not_in("l.CanonicalId", legacy_pending)
         utf8 = [f"CONVERT(l.{c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
-        count, row_sum, id_sum = _execute(
+        row = _execute(
             conn,
-            f"SELECT {_digest(*utf8)}, {_digest(utf8[0]).split(', ', 1)[1]} "
-            f"FROM {legacy} l WHERE {where}",
-            params,
+            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*utf8, keep=keep)}, "
+            f"{_checksum(utf8[0], keep=keep)} FROM {legacy} l WHERE {where}",
+            # `keep` appears three times in the select list, which comes before WHERE.
+            [*legacy_pending * 3, *params],
         )[0]
-        legacy_digest = (int(count), int(row_sum), int(id_sum))
-    where, params = new_where
-    new_count, new_sum = _execute(
-        conn,
-        f"SELECT {_digest('n.CanonicalId', *(f'n.{p}' for p in _SOURCE_PARTS))} "
-        f"FROM {new} n WHERE {where}",
-        params,
-    )[0]
-    id_count, id_sum = _execute(
-        conn,
-        f"SELECT {_digest('c.CanonicalId')} FROM canonical_ids c "
-        f"WHERE {where.replace('n.CanonicalId', 'c.CanonicalId')} AND c.Status = 'assigned'",
-        params,
-    )[0]
-    legacy_count, legacy_row_sum, legacy_id_sum = legacy_digest
+        legacy_digest = tuple(int(value) for value in row)
+    where, params = _range_condition("n.CanonicalId", *new_bounds)
+    keep = _not_in("n.CanonicalId", new_pending)
+    new_columns = ("n.CanonicalId", *(f"n.{part}" for part in _SOURCE_PARTS))
+    new_total, new_kept, new_sum = (
+        int(value)
+        for value in _execute(
+            conn,
+            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*new_columns, keep=keep)} "
+            f"FROM {new} n WHERE {where}",
+            [*new_pending * 2, *params],
+        )[0]
+    )
+    where, params = _range_condition("c.CanonicalId", *new_bounds)
+    keep = _not_in("c.CanonicalId", new_pending)
+    id_kept, id_sum = (
+        int(value)
+        for value in _execute(
+            conn,
+            f"SELECT {_kept(keep)}, {_checksum('c.CanonicalId', keep=keep)} FROM canonical_ids c "
+            f"WHERE {where} AND c.Status = 'assigned'",
+            [*new_pending * 2, *params],
+        )[0]
+    )
+    legacy_total, legacy_kept, legacy_row_sum, legacy_id_sum = legacy_digest
     return _ChunkDigests(
-        legacy_rows=legacy_count,
-        new_rows=int(new_count),
-        rows_equal=(legacy_count, legacy_row_sum) == (int(new_count), int(new_sum)),
-        ids_equal=(legacy_count, legacy_id_sum) == (int(id_count), int(id_sum)),
+        legacy_rows=legacy_total,
+        new_rows=new_total,
+        rows_equal=(legacy_kept, legacy_row_sum) == (new_kept, new_sum),
+        ids_equal=(legacy_kept, legacy_id_sum) == (id_kept, id_sum),
     )
 
 
@@ -945,11 +1021,12 @@ def _next_bound_in(
 
 
 def _verify_ids(
-    conn: Connection, legacy: str, new: str, ids: Collection[str], lookup: str | None
+    conn: Connection, legacy: str, new: str, ids: Collection[str], collation: str | None
 ) -> None:
     """Row-by-row comparison of the given IDs: their legacy rows are all in the new tables and,
-    with `lookup`, their rows in the new table are all legacy rows (an ID the legacy table no
-    longer has must have no row left). Proportional to the IDs; used under the lock."""
+    given the legacy key's `collation`, their rows in the new table are all legacy rows (an ID
+    the legacy table no longer has must have no row left). Proportional to the IDs; used under
+    the lock."""
     ordered = sorted(set(ids))
     missing: list[str] = []
     extra: list[str] = []
@@ -961,10 +1038,10 @@ def _verify_ids(
         missing.extend(value for (value,) in rows)
         # Only ASCII can be in the new ID column (apply_changes refuses the rest first).
         fitting = [value for value in part if _fits_new_id_column(value)]
-        if lookup is not None and fitting:
+        if collation is not None and fitting:
             rows = _execute(
                 conn,
-                _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", lookup),
+                _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", collation),
                 fitting,
             )
             extra.extend(_describe_extra(row) for row in rows)
@@ -1120,7 +1197,7 @@ def _final_pass_and_swap(
     proved both tables equal except for logged IDs, and the guard triggers kept everyone else
     from writing the copy since.
     """
-    lookup = _legacy_id_lookup(conn, LIVE_TABLE)
+    collation = _legacy_id_collation(conn, LIVE_TABLE)
     locked_at = time.monotonic()
     rows_read_before = _rows_read(conn)
     _execute(
@@ -1141,7 +1218,7 @@ def _final_pass_and_swap(
         report.changes_applied += apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, touched=touched
         )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, touched, lookup)
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, touched, collation)
         after = _count_rows_with_ids(conn, NEW_TABLE, logged)
         # Derived, not counted: the verification counted the copy exactly and only rows with
         # logged IDs changed since. Equal in both directions, the legacy table has as many rows.
@@ -1174,7 +1251,7 @@ def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> 
     if late:
         report.changes_applied += late
         # One direction only: once live, the table may rightly gain aliases of legacy IDs.
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, touched, lookup=None)
+        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, touched, collation=None)
         report.messages.append(f"{late} legacy writes between unlock and rename applied")
     _drop_triggers(conn)
     _execute(
