@@ -268,7 +268,8 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
             "value": round(report.lock_seconds, 3),
             "unit": "s",
             "detail": f"legacy writers blocked only for this long; {report.lock_rows_read:,} rows "
-            f"read under it, {report.changes_applied:,} logged changes applied in all",
+            f"read and {report.changes_applied_under_lock:,} logged changes applied under it "
+            f"({report.changes_applied:,} in all)",
         },
         {
             "benchmark": BENCHMARK,

@@ -117,32 +117,36 @@ def test_the_guard_refuses_other_writers_to_the_copy_until_the_swap(legacy_datab
 
 
 def _legacy_writes(settings, existing, rng, count):
-    """`count` writes of each kind by a legacy minter; returns how many log entries they make."""
+    """`count` writes of each kind by a legacy minter (insert, update, delete, re-key); returns
+    how many log entries they make."""
     statements = []
     for n in range(count):
-        statements.append(
+        statements += [
             (
                 INSERT_LEGACY.format(table="identifiers"),
                 (random_id(rng), "Work", f"late-{n}", "calm-record-id"),
-            )
-        )
-        statements.append(
+            ),
             (
                 "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') WHERE CanonicalId = %s",
                 (existing.pop(),),
-            )
-        )
-        statements.append(("DELETE FROM identifiers WHERE CanonicalId = %s", (existing.pop(),)))
+            ),
+            ("DELETE FROM identifiers WHERE CanonicalId = %s", (existing.pop(),)),
+            (
+                "UPDATE identifiers SET CanonicalId = %s WHERE CanonicalId = %s",
+                (random_id(rng), existing.pop()),
+            ),
+        ]
     _as_another_client(settings, *statements)
-    return count * 4  # an update logs its old and its new ID
+    return count * 6  # an update logs its old and its new ID
 
 
-@pytest.mark.parametrize("writes", [0, 25])
+@pytest.mark.parametrize("writes", [0, 15, 40])
 def test_the_final_lock_reads_in_proportion_to_the_changes_not_to_the_table(
     legacy_database, writes
 ):
-    """Under the lock the server reads about 20 rows per logged change, whatever the table
-    holds: the old final pass read every row of both tables twice (two COUNT(*))."""
+    """Under the lock the server reads about a dozen rows per change it applies, whatever the
+    table holds (the old final pass read every row of both tables: two COUNT(*)). Changes made
+    during the verification are applied without the lock when there are more than a few."""
     rows = generated_rows(20_000, seed=3)
     settings = make_legacy_registry(legacy_database, rows)
     existing = [row[0] for row in rows]
@@ -150,22 +154,63 @@ def test_the_final_lock_reads_in_proportion_to_the_changes_not_to_the_table(
     logged = {}
 
     def write_while_verifying(progress):
-        # After the last catch-up pass: every one of these is applied under the lock.
+        # After the catch-up passes before the verification.
         if progress.phase == "verifying" and not logged:
             logged["entries"] = _legacy_writes(settings, existing, random.Random(4), writes)
 
     report = lm.migrate(_factory(settings), batch_size=1000, progress=write_while_verifying)
 
     assert report.swapped and report.verified
-    assert report.changes_applied == logged["entries"] == 4 * writes
+    assert report.changes_applied == logged["entries"] == 6 * writes
+    under_lock = logged["entries"] if logged["entries"] <= lm.FINAL_PASS_THRESHOLD else 0
+    assert report.changes_applied_under_lock == under_lock
     # Pending IDs are left out of the chunk checksums: the writes cost no row-by-row comparison.
     assert any(" chunks, 0 compared row by row" in message for message in report.messages)
-    assert report.lock_rows_read <= 30 * logged["entries"] + 100, report.lock_rows_read
+    assert report.lock_rows_read <= 30 * under_lock + 100, report.lock_rows_read
     assert report.lock_rows_read < len(rows) // 10
-    # The counts were derived under the lock, not read: they must still be exact.
+    # The counts were derived, not read: they must still be exact.
     final = legacy_rows(settings, "identifiers_legacy")
     assert report.new_rows == report.legacy_rows == len(final) == len(rows)  # +writes -writes
     assert _new_rows(settings) == final
+
+
+def test_applying_changes_moves_a_key_whose_old_id_comes_later_and_counts_exactly(
+    legacy_database,
+):
+    """A legacy update moved source key b1 from ID aaaa2222 to bbbb3333 and gave aaaa2222 a new
+    key; the log names bbbb3333 first. Applying that entry alone must take b1 away from
+    aaaa2222 in the copy (a plain insert would collide) and count the rows it changed."""
+    rows = [
+        ("aaaa2222", "Work", "b1", "sierra-system-number"),
+        ("bbbb3333", "Work", "b2", "sierra-system-number"),
+    ]
+    settings = make_legacy_registry(legacy_database, rows)
+    lm.migrate(_factory(settings), batch_size=100, swap=False)
+    # Write the end state unlogged, then log only bbbb3333.
+    _as_another_client(
+        settings,
+        "DROP TRIGGER idminter_legacy_au",
+        "UPDATE identifiers SET SourceId = 'b3' WHERE CanonicalId = 'bbbb3333'",
+        "UPDATE identifiers SET SourceId = 'b9' WHERE CanonicalId = 'aaaa2222'",
+        "UPDATE identifiers SET SourceId = 'b1' WHERE CanonicalId = 'bbbb3333'",
+        "INSERT INTO legacy_migration_changes (CanonicalId) VALUES ('bbbb3333')",
+    )
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SET {lm.MIGRATION_SESSION_VARIABLE} = 1")  # past the guard
+        applied = lm.apply_changes(
+            conn, source="identifiers", target="identifiers_new", batch_size=100
+        )
+    finally:
+        conn.close()
+
+    assert (applied.entries, applied.ids) == (1, {"bbbb3333"})
+    # b2 went (bbbb3333's old key), and b1 moved from aaaa2222 to bbbb3333: one row fewer.
+    assert applied.row_delta == -1
+    assert _new_rows(settings, "identifiers_new") == {
+        (b"bbbb3333", b"Work", b"b1", b"sierra-system-number")
+    }
 
 
 def _mixed_case_ids(count, seed):

@@ -61,7 +61,7 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
                 + (f" of ~{progress.estimated_total:,}" if progress.estimated_total else "")
                 + (
                     f", {progress.pending_changes:,} changes pending"
-                    if progress.phase == "catching up"
+                    if progress.phase.startswith("catching up")
                     else ""
                 ),
                 err=True,

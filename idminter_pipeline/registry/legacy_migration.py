@@ -19,12 +19,16 @@ How it stays correct while the legacy minter keeps writing:
 5. A full, chunked, set-based comparison runs without a lock, in both directions: every legacy
    row is in the new tables and every row of the new table is a legacy row. A difference is
    tolerated only when that ID has a pending log entry.
-6. Under `LOCK TABLES ... WRITE` the rest of the log is applied and the IDs it touched are
+6. What the legacy minter wrote during the verification is applied without a lock, each
+   applied ID re-checked both ways, until the log is small (an ID changed again is logged
+   again).
+7. Under `LOCK TABLES ... WRITE` the rest of the log is applied and the IDs it touched are
    compared row by row in both directions. That is all the lock covers, so it lasts as long as
-   the changes since the verification take, whatever the size of the table; the row count is
-   derived from the verification's count and those IDs, not counted again. Then the lock is
-   released and one `RENAME TABLE` swaps the names. A write that slips in between is still
-   logged (the triggers move with the table) and applied right after the rename.
+   the last few seconds' writes take to apply, whatever the size of the table. No row count is
+   read: the verification counted the copy exactly and every change since is counted as it is
+   applied. Then the lock is released and one `RENAME TABLE` swaps the names. A write that
+   slips in between is still logged (the triggers move with the table) and applied right after
+   the rename.
 
 The legacy table is kept as `identifiers_legacy` until `finalize`; `rollback` restores it.
 """
@@ -64,6 +68,7 @@ TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES
 # Set in the migration's own sessions; the guard triggers on NEW_TABLE refuse every other writer.
 MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
 LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
+_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 DEFAULT_BATCH_SIZE = 20_000
 MIN_BATCH_SIZE = 100
@@ -71,6 +76,10 @@ MAX_BATCH_SIZE = 200_000
 # Catch-up passes stop once the log is this small; the rest is applied under the lock.
 LOCKED_CATCH_UP_THRESHOLD = 2_000
 MAX_CATCH_UP_ROUNDS = 50
+# After the verification, unlocked catch-up rounds (each re-checking what it applied) run until
+# the log is this small; only the rest is applied under the lock.
+FINAL_PASS_THRESHOLD = 100
+ER_DUP_ENTRY = 1062
 EXAMPLES = 10
 # The server waits this long for metadata locks (triggers, rename) before giving up cleanly.
 LOCK_WAIT_TIMEOUT_SECONDS = 60
@@ -121,6 +130,7 @@ class MigrationReport:
     rows_copied: int = 0
     batches: int = 0
     changes_applied: int = 0
+    changes_applied_under_lock: int = 0
     legacy_rows: int = 0
     new_rows: int = 0
     verified: bool = False
@@ -592,6 +602,17 @@ def _copy(
     conn.commit()
 
 
+@dataclass
+class AppliedChanges:
+    entries: int = 0  # change-log entries applied
+    ids: set[str] = field(default_factory=set)  # the IDs they named
+    row_delta: int = 0  # rows the target gained (negative: lost)
+
+
+# A plain INSERT of re-copied rows can meet a source key a legacy write moved a moment earlier.
+MAX_APPLY_ATTEMPTS = 5
+
+
 def apply_changes(
     conn: Connection,
     *,
@@ -599,16 +620,16 @@ def apply_changes(
     target: str,
     batch_size: int,
     max_entries: int | None = None,
-    touched: set[str] | None = None,
-) -> int:
-    """Re-copy the IDs in the change log from `source`'s current state; return entries applied.
+) -> AppliedChanges:
+    """Re-copy the IDs in the change log from `source`'s current state.
 
     Each batch deletes its log rows in the same transaction as the re-copy, so it is applied
     exactly once even if the process dies; entries committed later by slow writers stay for the
-    next pass.
+    next pass. The target's change in row count is counted exactly, statement by statement, so
+    the migration never has to count a whole table.
     """
-    applied = 0
-    while max_entries is None or applied < max_entries:
+    applied = AppliedChanges()
+    while max_entries is None or applied.entries < max_entries:
         rows = _execute(
             conn,
             f"SELECT Seq, CanonicalId FROM {CHANGES_TABLE} ORDER BY Seq LIMIT {int(batch_size)}",
@@ -620,19 +641,64 @@ def apply_changes(
         fitting = [value for value in ids if _fits_new_id_column(value)]
         if len(fitting) < len(ids):
             _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
-        if fitting:
-            _execute(
-                conn,
-                f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
-                fitting,
-            )
-        _copy_rows(conn, source, target, f"CanonicalId IN ({_placeholders(ids)})", ids)
+        applied.row_delta += _recopy_ids(conn, source, target, ids)
         _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
         conn.commit()
-        applied += len(rows)
-        if touched is not None:
-            touched.update(ids)
+        applied.entries += len(rows)
+        applied.ids.update(ids)
     return applied
+
+
+def _recopy_ids(conn: Connection, source: str, target: str, ids: Sequence[str]) -> int:
+    """Replace the target's rows for these IDs with the source's current ones (uncommitted);
+    return the change in the target's row count."""
+    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
+    in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+    for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(ids)})", list(ids)
+            )
+            removed = cursor.rowcount
+            # A source key these IDs hold now may still be in the copy under an older ID (a
+            # legacy update moved it). That ID is logged too, maybe for a later batch; remove
+            # the row now, so that what follows only inserts and the row count stays exact.
+            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
+            cursor.execute(
+                f"DELETE t FROM {target} t JOIN {source} s ON {same_key} WHERE {in_ids}",
+                list(ids),
+            )
+            removed += cursor.rowcount
+        try:
+            _execute(
+                conn,
+                "INSERT INTO canonical_ids (CanonicalId, Status) SELECT s.CanonicalId, 'assigned' "
+                f"FROM {source} s WHERE {in_ids} ON DUPLICATE KEY UPDATE Status = 'assigned'",
+                list(ids),
+            )
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                    f"SELECT s.OntologyType, s.SourceSystem, s.SourceId, s.CanonicalId "
+                    f"FROM {source} s WHERE {in_ids}",
+                    list(ids),
+                )
+                return cursor.rowcount - removed
+        except pymysql.err.IntegrityError as error:
+            # Without the lock a legacy write may move a key between the DELETE and the
+            # INSERT; it is logged, so doing the batch again converges.
+            conn.rollback()
+            if error.args[0] != ER_DUP_ENTRY or attempt == MAX_APPLY_ATTEMPTS:
+                raise LegacyMigrationError(
+                    f"cannot re-copy legacy IDs into {target} ({error.args[-1]}); nothing of "
+                    "this batch was applied",
+                    offending=list(ids)[:EXAMPLES],
+                ) from error
+        except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
+            conn.rollback()
+            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,12 +733,11 @@ def _mismatch_sql(legacy: str, new: str, where: str) -> str:
 
 
 MAX_REPORTED = 1000
-_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 
 def _legacy_id_collation(conn: Connection, legacy: str) -> str:
-    """`CHARACTER SET x COLLATE y` of the legacy key column, read once before the final lock
-    (which then runs only the statements it needs).
+    """The legacy key column's character set and collation, as `latin1 COLLATE
+    latin1_swedish_ci`; read before the final lock, which then runs only the statements it needs.
 
     The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
     lookups by that key into scans, or into an illegal mix of collations.
@@ -808,8 +873,8 @@ def verify_copy(
     compared row by row in both directions.
 
     Raises LegacyVerificationError naming the differences. With `tolerate_pending`, a
-    difference whose ID has an unapplied change-log entry is accepted: that ID is re-copied and
-    compared again, both ways, under the lock.
+    difference whose ID has an unapplied change-log entry is accepted, and such IDs are left out
+    of the checksums: each is re-copied and compared again, both ways, under the lock.
     """
     chunk = clamp_batch_size(batch_size * 5)
     collation = _legacy_id_collation(conn, legacy)
@@ -832,6 +897,7 @@ def verify_copy(
             collation=collation,
             legacy_bounds=legacy_bounds,
             new_bounds=(low, high),
+            leave_out_pending=tolerate_pending,
         )
         legacy_rows, new_rows, chunks = (
             legacy_rows + digests.legacy_rows,
@@ -936,6 +1002,7 @@ def _chunk_digests(
     collation: str,
     legacy_bounds: tuple[str | None, str] | None,
     new_bounds: tuple[str | None, str | None],
+    leave_out_pending: bool,
 ) -> _ChunkDigests:
     """Counts and checksums of one chunk on both sides, by sequential range scans only.
 
@@ -950,7 +1017,11 @@ def _chunk_digests(
     assigned ID whose legacy row was deleted (kept assigned on purpose); the row-by-row
     comparison then decides.
     """
-    legacy_pending, new_pending = _pending_in_chunk(conn, collation, legacy_bounds, new_bounds)
+    legacy_pending, new_pending = (
+        _pending_in_chunk(conn, collation, legacy_bounds, new_bounds)
+        if leave_out_pending
+        else ([], [])
+    )
     legacy_digest = (0, 0, 0, 0)
     if legacy_bounds is not None:
         where, params = _range_condition("l.CanonicalId", *legacy_bounds)
@@ -1021,7 +1092,13 @@ def _next_bound_in(
 
 
 def _verify_ids(
-    conn: Connection, legacy: str, new: str, ids: Collection[str], collation: str | None
+    conn: Connection,
+    legacy: str,
+    new: str,
+    ids: Collection[str],
+    collation: str | None,
+    *,
+    tolerate_pending: bool = False,
 ) -> None:
     """Row-by-row comparison of the given IDs: their legacy rows are all in the new tables and,
     given the legacy key's `collation`, their rows in the new table are all legacy rows (an ID
@@ -1029,7 +1106,7 @@ def _verify_ids(
     the lock."""
     ordered = sorted(set(ids))
     missing: list[str] = []
-    extra: list[str] = []
+    extra: list[Sequence[str]] = []
     for start in range(0, len(ordered), 1000):
         part = ordered[start : start + 1000]
         rows = _execute(
@@ -1044,26 +1121,18 @@ def _verify_ids(
                 _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", collation),
                 fitting,
             )
-            extra.extend(_describe_extra(row) for row in rows)
+            extra.extend(rows)
+    if tolerate_pending and (missing or extra):
+        # Changed again since it was applied: re-copied and re-checked later, under the lock.
+        pending = _ids_with_pending_changes(conn, [*missing, *(row[0] for row in extra)])
+        missing = [value for value in missing if value not in pending]
+        extra = [row for row in extra if row[0] not in pending]
     _refuse_differences(
-        missing, extra, new, "the legacy mappings changed during the final pass do not match"
+        missing,
+        [_describe_extra(row) for row in extra],
+        new,
+        "legacy mappings changed since the verification do not match",
     )
-
-
-def _count_rows_with_ids(conn: Connection, new: str, ids: Sequence[str]) -> int:
-    """Rows of the new table holding these IDs: index lookups on idx_canonical only."""
-    fitting = [value for value in ids if _fits_new_id_column(value)]
-    total = 0
-    for start in range(0, len(fitting), 1000):
-        part = fitting[start : start + 1000]
-        total += int(
-            _scalar(
-                conn,
-                f"SELECT COUNT(*) FROM {new} n WHERE n.CanonicalId IN ({_placeholders(part)})",
-                part,
-            )
-        )
-    return total
 
 
 def _rows_read(conn: Connection) -> int:
@@ -1157,7 +1226,7 @@ def _migrate(
     for _ in range(MAX_CATCH_UP_ROUNDS):
         report.changes_applied += apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size
-        )
+        ).entries
         pending = _pending_changes(conn)
         conn.commit()
         if progress is not None:
@@ -1173,8 +1242,41 @@ def _migrate(
     if not swap:
         report.status = "copied and verified; not swapped"
         return report
-    _final_pass_and_swap(conn, batch_size, report, verification)
+    copy_rows = verification.new_rows + _catch_up_verified(conn, batch_size, progress, report)
+    _final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
+
+
+def _catch_up_verified(
+    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
+) -> int:
+    """Apply what the legacy minter wrote during the verification, without a lock, re-checking
+    each applied ID both ways, until the log is small; return the copy's change in row count.
+
+    An ID changed again after its re-check is logged again, so the lock still sees it: the
+    lock then holds only for the writes of the last round's few seconds, not for those of the
+    whole verification (minutes at 50 million rows).
+    """
+    collation = _legacy_id_collation(conn, LIVE_TABLE)
+    row_delta = 0
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        pending = _pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(
+                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
+            )
+        if pending <= FINAL_PASS_THRESHOLD:
+            break
+        # At most what is pending now, so a busy legacy minter cannot keep a round going.
+        applied = apply_changes(
+            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=pending
+        )
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
+        conn.commit()
+        report.changes_applied += applied.entries
+        row_delta += applied.row_delta
+    return row_delta
 
 
 def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) -> MigrationReport:
@@ -1189,41 +1291,31 @@ def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) 
 
 
 def _final_pass_and_swap(
-    conn: Connection, batch_size: int, report: MigrationReport, verification: Verification
+    conn: Connection, batch_size: int, report: MigrationReport, copy_rows: int
 ) -> None:
     """Apply the last logged changes and re-check their IDs under the lock, then swap.
 
-    The lock covers work proportional to the change log only: the verification has already
-    proved both tables equal except for logged IDs, and the guard triggers kept everyone else
-    from writing the copy since.
+    The lock covers work proportional to the change log only: the verification and the
+    re-checked catch-up rounds since have proved both tables equal except for logged IDs, and
+    the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
+    count as of now, derived from the verification's exact count and the changes applied since.
     """
     collation = _legacy_id_collation(conn, LIVE_TABLE)
     locked_at = time.monotonic()
     rows_read_before = _rows_read(conn)
     _execute(
         conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {NEW_TABLE} WRITE, "
-        f"{NEW_TABLE} AS n READ, canonical_ids WRITE, canonical_ids AS c READ, "
-        f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
+        f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
+        f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
     )
     try:
-        # With the legacy table write-locked nothing can join the log: these are all the IDs
-        # whose rows in the copy the final pass may change.
-        logged = [
-            value
-            for (value,) in _execute(conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE}")
-        ]
-        before = _count_rows_with_ids(conn, NEW_TABLE, logged)
-        touched: set[str] = set()
-        report.changes_applied += apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, touched=touched
-        )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, touched, collation)
-        after = _count_rows_with_ids(conn, NEW_TABLE, logged)
-        # Derived, not counted: the verification counted the copy exactly and only rows with
-        # logged IDs changed since. Equal in both directions, the legacy table has as many rows.
-        report.new_rows = verification.new_rows - before + after
-        report.legacy_rows = report.new_rows
+        applied = apply_changes(conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size)
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
+        report.changes_applied += applied.entries
+        report.changes_applied_under_lock = applied.entries
+        # Derived, not counted. Equal in both directions, the legacy table has as many rows.
+        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
         conn.commit()
     finally:
         _execute(conn, "UNLOCK TABLES")
@@ -1244,15 +1336,14 @@ def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> 
     # The copy is the live table now: the new minter may write it.
     for name in GUARD_TRIGGER_NAMES:
         _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
-    touched: set[str] = set()
-    late = apply_changes(
-        conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size, touched=touched
-    )
-    if late:
-        report.changes_applied += late
+    late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
+    if late.entries:
+        report.changes_applied += late.entries
         # One direction only: once live, the table may rightly gain aliases of legacy IDs.
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, touched, collation=None)
-        report.messages.append(f"{late} legacy writes between unlock and rename applied")
+        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
+        report.messages.append(f"{late.entries} legacy writes between unlock and rename applied")
+        if report.verified:
+            report.new_rows = report.legacy_rows = report.new_rows + late.row_delta
     _drop_triggers(conn)
     _execute(
         conn,
