@@ -77,7 +77,8 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
     if result.swapped:
         click.echo(
             f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s "
-            f"({result.lock_rows_read:,} rows read under it); "
+            f"({result.changes_applied_under_lock:,} changes applied and "
+            f"{result.lock_rows_read:,} rows read under it); "
             "run `idminter db finalize-legacy` once satisfied (or `rollback-legacy`)"
         )
 
