@@ -641,7 +641,7 @@ def apply_changes(
         fitting = [value for value in ids if _fits_new_id_column(value)]
         if len(fitting) < len(ids):
             _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
-        applied.row_delta += _recopy_ids(conn, source, target, ids)
+        applied.row_delta += _recopy_ids(conn, source, target, ids, fitting)
         _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
         conn.commit()
         applied.entries += len(rows)
@@ -649,17 +649,23 @@ def apply_changes(
     return applied
 
 
-def _recopy_ids(conn: Connection, source: str, target: str, ids: Sequence[str]) -> int:
+def _recopy_ids(
+    conn: Connection, source: str, target: str, ids: Sequence[str], fitting: Sequence[str]
+) -> int:
     """Replace the target's rows for these IDs with the source's current ones (uncommitted);
-    return the change in the target's row count."""
+    return the change in the target's row count. `fitting`: those of the IDs the target's
+    ASCII column can hold at all (the only ones it can have rows for)."""
     utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
     in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
     for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
         with conn.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(ids)})", list(ids)
-            )
-            removed = cursor.rowcount
+            removed = 0
+            if fitting:
+                cursor.execute(
+                    f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
+                    list(fitting),
+                )
+                removed = cursor.rowcount
             # A source key these IDs hold now may still be in the copy under an older ID (a
             # legacy update moved it). That ID is logged too, maybe for a later batch; remove
             # the row now, so that what follows only inserts and the row count stays exact.
