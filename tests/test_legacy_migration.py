@@ -215,6 +215,8 @@ def test_verification_refuses_to_swap_a_tampered_copy(legacy_database):
     lm.migrate(_factory(settings), batch_size=100, swap=False)
     conn = connect(settings)
     with conn.cursor() as cursor:
+        # As if the copy itself had gone wrong: other sessions are refused by the guard triggers.
+        cursor.execute(f"SET {lm.MIGRATION_SESSION_VARIABLE} = 1")
         cursor.execute(
             "UPDATE identifiers_new SET SourceId = 'b1161044X' WHERE CanonicalId = 'ABCD2345'"
         )

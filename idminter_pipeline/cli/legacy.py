@@ -61,7 +61,7 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
                 + (f" of ~{progress.estimated_total:,}" if progress.estimated_total else "")
                 + (
                     f", {progress.pending_changes:,} changes pending"
-                    if progress.phase == "catching up"
+                    if progress.phase.startswith("catching up")
                     else ""
                 ),
                 err=True,
@@ -76,7 +76,9 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
         click.echo(f"  {message}")
     if result.swapped:
         click.echo(
-            f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s; "
+            f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s "
+            f"({result.changes_applied_under_lock:,} changes applied and "
+            f"{result.lock_rows_read:,} rows read under it); "
             "run `idminter db finalize-legacy` once satisfied (or `rollback-legacy`)"
         )
 

@@ -14,12 +14,21 @@ How it stays correct while the legacy minter keeps writing:
 3. Catch-up passes re-copy the logged IDs from the legacy table's current state and delete the log
    rows in the same transaction (never a high-water mark: a slow writer may commit a lower
    sequence number late).
-4. A full, chunked, set-based comparison of every legacy row against the new tables runs without
-   a lock; a difference is tolerated only when that ID has a pending log entry.
-5. Under `LOCK TABLES ... WRITE` (short: only the last log entries) the rest of the log is applied,
-   the IDs it touched are compared row by row and the row counts must be equal. Then the lock is
-   released and one `RENAME TABLE` swaps the names. A write that slips in between is still
-   logged (the triggers move with the table) and applied right after the rename.
+4. From then on, triggers on `identifiers_new` refuse writes from any session but the
+   migration's, so nothing changes the copy between its verification and the swap unseen.
+5. A full, chunked, set-based comparison runs without a lock, in both directions: every legacy
+   row is in the new tables and every row of the new table is a legacy row. A difference is
+   tolerated only when that ID has a pending log entry.
+6. What the legacy minter wrote during the verification is applied without a lock, each
+   applied ID re-checked both ways, until the log is small (an ID changed again is logged
+   again).
+7. Under `LOCK TABLES ... WRITE` the rest of the log is applied and the IDs it touched are
+   compared row by row in both directions. That is all the lock covers, so it lasts as long as
+   the last few seconds' writes take to apply, whatever the size of the table. No row count is
+   read: the verification counted the copy exactly and every change since is counted as it is
+   applied. Then the lock is released and one `RENAME TABLE` swaps the names. A write that
+   slips in between is still logged (the triggers move with the table) and applied right after
+   the rename.
 
 The legacy table is kept as `identifiers_legacy` until `finalize`; `rollback` restores it.
 """
@@ -29,7 +38,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -53,8 +62,13 @@ NEW_TABLE = "identifiers_new"
 KEPT_TABLE = "identifiers_legacy"
 STATE_TABLE = "legacy_migration_state"
 CHANGES_TABLE = "legacy_migration_changes"
-TRIGGER_NAMES = ("idminter_legacy_ai", "idminter_legacy_au", "idminter_legacy_ad")
+LOG_TRIGGER_NAMES = ("idminter_legacy_ai", "idminter_legacy_au", "idminter_legacy_ad")
+GUARD_TRIGGER_NAMES = ("idminter_new_guard_bi", "idminter_new_guard_bu", "idminter_new_guard_bd")
+TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES
+# Set in the migration's own sessions; the guard triggers on NEW_TABLE refuse every other writer.
+MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
 LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
+_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 DEFAULT_BATCH_SIZE = 20_000
 MIN_BATCH_SIZE = 100
@@ -62,6 +76,10 @@ MAX_BATCH_SIZE = 200_000
 # Catch-up passes stop once the log is this small; the rest is applied under the lock.
 LOCKED_CATCH_UP_THRESHOLD = 2_000
 MAX_CATCH_UP_ROUNDS = 50
+# After the verification, unlocked catch-up rounds (each re-checking what it applied) run until
+# the log is this small; only the rest is applied under the lock.
+FINAL_PASS_THRESHOLD = 100
+ER_DUP_ENTRY = 1062
 EXAMPLES = 10
 # The server waits this long for metadata locks (triggers, rename) before giving up cleanly.
 LOCK_WAIT_TIMEOUT_SECONDS = 60
@@ -112,12 +130,16 @@ class MigrationReport:
     rows_copied: int = 0
     batches: int = 0
     changes_applied: int = 0
+    changes_applied_under_lock: int = 0
     legacy_rows: int = 0
     new_rows: int = 0
     verified: bool = False
     swapped: bool = False
     duration_seconds: float = 0.0
     lock_seconds: float = 0.0
+    # Rows the server read while the final lock was held (Handler_read_* deltas): grows with the
+    # changes applied under the lock, not with the table.
+    lock_rows_read: int = 0
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -300,6 +322,7 @@ def _copy_connection(connect: ConnectionFactory) -> Connection:
     _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     _execute(conn, "SET SESSION foreign_key_checks = 0")
     _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+    _execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
     return conn
 
 
@@ -444,11 +467,50 @@ def _install_triggers(conn: Connection, table: str) -> None:
         ),
         "idminter_legacy_ad": f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
     }
-    for name in TRIGGER_NAMES:
+    for name in LOG_TRIGGER_NAMES:
         if name not in existing:
             # CREATE TRIGGER waits for the legacy table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
             _execute(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+
+
+def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
+    """Refuse writes to the copy from any session but the migration's (idempotent).
+
+    The verification proves the copy equal to the legacy table before the lock; the lock then
+    re-checks only the IDs the legacy change log names. Without the guard, a row written to the
+    copy by someone else in between would be swapped in unchecked. Installed after the bulk copy
+    so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
+    copy is found by the verification.
+    """
+    existing = {
+        name
+        for (name,) in _execute(
+            conn,
+            "SELECT trigger_name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
+            (table,),
+        )
+    }
+    for name, event, row in zip(
+        GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
+    ):
+        if name in existing:
+            continue
+        # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
+        # guard stays on the table through the rename until the swap is recorded: a legacy
+        # minter still writing then gets this error rather than a foreign key failure.
+        _execute(
+            conn,
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
+            "DECLARE refused VARCHAR(128) DEFAULT NULL; "
+            f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
+            "SET refused = LEFT(CONCAT('written only by migrate-legacy until swapped; refused "
+            f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
+            f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
+            "END IF; END",
+        )
 
 
 def _drop_triggers(conn: Connection) -> None:
@@ -465,11 +527,15 @@ def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence
         params,
     )
     if rows:
-        raise LegacyMigrationError(
-            "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
-            "them in the legacy table, then run migrate-legacy again (progress is kept)",
-            offending=[value for (value,) in rows],
-        )
+        raise _unfit_ids_error([value for (value,) in rows])
+
+
+def _unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
+    return LegacyMigrationError(
+        "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
+        "them in the legacy table, then run migrate-legacy again (progress is kept)",
+        offending=list(ids),
+    )
 
 
 def _copy_rows(
@@ -536,6 +602,17 @@ def _copy(
     conn.commit()
 
 
+@dataclass
+class AppliedChanges:
+    entries: int = 0  # change-log entries applied
+    ids: set[str] = field(default_factory=set)  # the IDs they named
+    row_delta: int = 0  # rows the target gained (negative: lost)
+
+
+# A plain INSERT of re-copied rows can meet a source key a legacy write moved a moment earlier.
+MAX_APPLY_ATTEMPTS = 5
+
+
 def apply_changes(
     conn: Connection,
     *,
@@ -543,16 +620,16 @@ def apply_changes(
     target: str,
     batch_size: int,
     max_entries: int | None = None,
-    touched: set[str] | None = None,
-) -> int:
-    """Re-copy the IDs in the change log from `source`'s current state; return entries applied.
+) -> AppliedChanges:
+    """Re-copy the IDs in the change log from `source`'s current state.
 
     Each batch deletes its log rows in the same transaction as the re-copy, so it is applied
     exactly once even if the process dies; entries committed later by slow writers stay for the
-    next pass.
+    next pass. The target's change in row count is counted exactly, statement by statement, so
+    the migration never has to count a whole table.
     """
-    applied = 0
-    while max_entries is None or applied < max_entries:
+    applied = AppliedChanges()
+    while max_entries is None or applied.entries < max_entries:
         rows = _execute(
             conn,
             f"SELECT Seq, CanonicalId FROM {CHANGES_TABLE} ORDER BY Seq LIMIT {int(batch_size)}",
@@ -564,19 +641,70 @@ def apply_changes(
         fitting = [value for value in ids if _fits_new_id_column(value)]
         if len(fitting) < len(ids):
             _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
-        if fitting:
-            _execute(
-                conn,
-                f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
-                fitting,
-            )
-        _copy_rows(conn, source, target, f"CanonicalId IN ({_placeholders(ids)})", ids)
+        applied.row_delta += _recopy_ids(conn, source, target, ids, fitting)
         _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
         conn.commit()
-        applied += len(rows)
-        if touched is not None:
-            touched.update(ids)
+        applied.entries += len(rows)
+        applied.ids.update(ids)
     return applied
+
+
+def _recopy_ids(
+    conn: Connection, source: str, target: str, ids: Sequence[str], fitting: Sequence[str]
+) -> int:
+    """Replace the target's rows for these IDs with the source's current ones (uncommitted);
+    return the change in the target's row count. `fitting`: those of the IDs the target's
+    ASCII column can hold at all (the only ones it can have rows for)."""
+    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
+    in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+    for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
+        with conn.cursor() as cursor:
+            removed = 0
+            if fitting:
+                cursor.execute(
+                    f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
+                    list(fitting),
+                )
+                removed = cursor.rowcount
+            # A source key these IDs hold now may still be in the copy under an older ID (a
+            # legacy update moved it). That ID is logged too, maybe for a later batch; remove
+            # the row now, so that what follows only inserts and the row count stays exact.
+            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
+            cursor.execute(
+                f"DELETE t FROM {target} t JOIN {source} s ON {same_key} WHERE {in_ids}",
+                list(ids),
+            )
+            removed += cursor.rowcount
+        try:
+            _execute(
+                conn,
+                "INSERT INTO canonical_ids (CanonicalId, Status) SELECT s.CanonicalId, 'assigned' "
+                f"FROM {source} s WHERE {in_ids} ON DUPLICATE KEY UPDATE Status = 'assigned'",
+                list(ids),
+            )
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                    f"SELECT s.OntologyType, s.SourceSystem, s.SourceId, s.CanonicalId "
+                    f"FROM {source} s WHERE {in_ids}",
+                    list(ids),
+                )
+                return cursor.rowcount - removed
+        except pymysql.err.IntegrityError as error:
+            # Without the lock a legacy write may move a key between the DELETE and the
+            # INSERT; it is logged, so doing the batch again converges.
+            conn.rollback()
+            if error.args[0] != ER_DUP_ENTRY or attempt == MAX_APPLY_ATTEMPTS:
+                raise LegacyMigrationError(
+                    f"cannot re-copy legacy IDs into {target} ({error.args[-1]}); nothing of "
+                    "this batch was applied",
+                    offending=list(ids)[:EXAMPLES],
+                ) from error
+        except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
+            conn.rollback()
+            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,6 +738,61 @@ def _mismatch_sql(legacy: str, new: str, where: str) -> str:
     )
 
 
+MAX_REPORTED = 1000
+
+
+def _legacy_id_collation(conn: Connection, legacy: str) -> str:
+    """The legacy key column's character set and collation, as `latin1 COLLATE
+    latin1_swedish_ci`; read before the final lock, which then runs only the statements it needs.
+
+    The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
+    lookups by that key into scans, or into an illegal mix of collations.
+    """
+    rows = _execute(
+        conn,
+        "SELECT character_set_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = 'CanonicalId'",
+        (legacy,),
+    )
+    charset, collation = rows[0] if rows else (None, None)
+    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
+        raise LegacyMigrationError(
+            f"cannot read the character set and collation of {legacy}.CanonicalId",
+            offending=[charset, collation],
+        )
+    return f"{charset} COLLATE {collation}"
+
+
+def _as_legacy_key(expression: str, collation: str) -> str:
+    """`expression` compared the way the legacy primary key compares (so it can use that key)."""
+    charset, _, collate = collation.partition(" COLLATE ")
+    return f"CONVERT({expression} USING {charset}) COLLATE {collate}"
+
+
+def _extra_sql(legacy: str, new: str, where: str, collation: str) -> str:
+    """Rows of the new table (matching `where`) that are not a legacy row, byte for byte.
+
+    Each row is looked up by the legacy primary key; that collation may find another case of
+    the ID, which the byte comparisons then refuse.
+    """
+    return (
+        f"SELECT n.CanonicalId, n.OntologyType, n.SourceSystem, n.SourceId FROM {new} n "
+        f"LEFT JOIN {legacy} l ON l.CanonicalId = {_as_legacy_key('n.CanonicalId', collation)} "
+        f"WHERE ({where}) AND (l.CanonicalId IS NULL "
+        "OR CAST(l.CanonicalId AS BINARY) <> CAST(n.CanonicalId AS BINARY) "
+        + "".join(
+            f"OR CAST(CONVERT(l.{part} USING utf8mb4) AS BINARY) <> CAST(n.{part} AS BINARY) "
+            for part in _SOURCE_PARTS
+        )
+        + ")"
+    )
+
+
+def _describe_extra(row: Sequence[str]) -> str:
+    canonical, ontology, system, source = row
+    return f"{ontology}[{system}/{source}] -> {canonical}"
+
+
 def _ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()
@@ -622,6 +805,58 @@ def _ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {value for (value,) in rows}
 
 
+def _refuse_differences(missing: Sequence[str], extra: Sequence[str], new: str, what: str) -> None:
+    """Raise LegacyVerificationError naming both kinds of difference, if there are any."""
+    if not missing and not extra:
+        return
+    more = "+" if len(missing) + len(extra) >= MAX_REPORTED else ""
+    kinds = []
+    if missing:
+        kinds.append(f"{len(missing)}{more} legacy mappings missing or different in {new}")
+    if extra:
+        kinds.append(
+            f"{len(extra)}{more} rows of {new} that are no legacy mapping (shown as -> ID)"
+        )
+    # Both kinds among the first examples the error prints.
+    offending = [*missing[:5], *extra[:5], *missing[5:], *extra[5:]]
+    raise LegacyVerificationError(
+        f"{what}: {'; '.join(kinds)}; the tables were NOT swapped", offending=offending
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a full comparison saw."""
+
+    # Legacy rows compared: chunk by chunk while legacy writers carry on, so not a snapshot.
+    legacy_rows: int
+    # Rows of the new table: exact, since only the migration's session writes that table.
+    new_rows: int
+    chunks: int
+    chunks_compared_row_by_row: int
+
+
+def _range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
+    """`lower < column <= upper`, either end open when None."""
+    conditions, params = [], []
+    if lower is not None:
+        conditions.append(f"{column} > %s")
+        params.append(lower)
+    if upper is not None:
+        conditions.append(f"{column} <= %s")
+        params.append(upper)
+    return " AND ".join(conditions) or "1 = 1", params
+
+
+def _ascii_bin_max(current: str | None, candidate: str) -> str:
+    """The greater of two ASCII keys as ascii_bin orders them: by bytes, and PAD SPACE (a key
+    compares as if padded with spaces, so trailing spaces do not count)."""
+    if current is None:
+        return candidate
+    width = max(len(current), len(candidate))
+    return candidate if candidate.ljust(width) > current.ljust(width) else current
+
+
 def verify_copy(
     conn: Connection,
     *,
@@ -630,93 +865,212 @@ def verify_copy(
     batch_size: int = DEFAULT_BATCH_SIZE,
     tolerate_pending: bool = True,
     progress: ProgressCallback | None = None,
-) -> int:
-    """Compare every legacy row with the new tables, in keyset chunks; return rows compared.
+) -> Verification:
+    """Prove, in keyset chunks, that the legacy table and the new tables hold the same mappings.
 
-    Raises LegacyVerificationError naming the differing legacy IDs. With `tolerate_pending`, a
-    difference whose ID has an unapplied change-log entry is accepted (it is re-copied and
-    compared again under the lock).
+    Both directions: every legacy row has a byte-identical mapping with an assigned ID (none is
+    missing), and every row of the new table is a legacy row byte for byte (none is extra).
+    Chunks follow the legacy primary key, in the legacy collation. The new side of a chunk is
+    the ascii_bin range from the greatest chunk boundary seen so far to this chunk's, and after
+    the last chunk one more range runs to the end of the key space: the legacy chunks cover
+    every legacy row and the new-side ranges every new row, even where the two collations order
+    IDs differently (latin1_swedish_ci puts 'ABCD2345' among the a's, ascii_bin before every
+    lower-case ID). A chunk whose counts and checksums agree is equal on both sides; any other is
+    compared row by row in both directions.
+
+    Raises LegacyVerificationError naming the differences. With `tolerate_pending`, a
+    difference whose ID has an unapplied change-log entry is accepted, and such IDs are left out
+    of the checksums: each is re-copied and compared again, both ways, under the lock.
     """
     chunk = clamp_batch_size(batch_size * 5)
-    cursor: str | None = None
-    compared = 0
-    bad: list[str] = []
-    while True:
+    collation = _legacy_id_collation(conn, legacy)
+    cursor: str | None = None  # legacy keyset position, legacy collation
+    low: str | None = None  # new-side position: the greatest boundary so far, ascii_bin
+    legacy_rows = new_rows = chunks = row_by_row = 0
+    missing: list[str] = []
+    extra: list[str] = []
+    while len(missing) + len(extra) < MAX_REPORTED:
         upper, count = _next_bound_in(conn, legacy, cursor, chunk)
-        if count == 0:
-            break
-        if cursor is None:
-            where, params = "l.CanonicalId <= %s", [upper]
-        else:
-            where, params = "l.CanonicalId > %s AND l.CanonicalId <= %s", [cursor, upper]
-        if _chunk_digests_match(conn, legacy, new, params):
-            differing = []
-        else:
-            rows = _execute(conn, _mismatch_sql(legacy, new, where) + " LIMIT 1000", params)
-            differing = [value for (value,) in rows]
-        if differing and tolerate_pending:
-            pending = _ids_with_pending_changes(conn, differing)
-            differing = [value for value in differing if value not in pending]
-        conn.commit()
-        bad.extend(differing)
-        if len(bad) >= 1000:
-            break
-        cursor, compared = upper, compared + count
-        if progress is not None:
-            progress(Progress("verifying", compared, 0, 0, cursor))
-    if bad:
-        raise LegacyVerificationError(
-            f"{len(bad)}{'+' if len(bad) >= 1000 else ''} legacy mappings are missing or "
-            f"different in {new}/canonical_ids; the tables were NOT swapped",
-            offending=bad,
+        if count and not upper.isascii():
+            # Cannot be a boundary in ascii_bin, and cannot be copied either.
+            raise _unfit_ids_error([upper])
+        high = _ascii_bin_max(low, upper) if count else None
+        legacy_bounds = (cursor, upper) if count else None
+        digests = _chunk_digests(
+            conn,
+            legacy,
+            new,
+            collation=collation,
+            legacy_bounds=legacy_bounds,
+            new_bounds=(low, high),
+            leave_out_pending=tolerate_pending,
         )
-    return compared
+        legacy_rows, new_rows, chunks = (
+            legacy_rows + digests.legacy_rows,
+            new_rows + digests.new_rows,
+            chunks + 1,
+        )
+        differing: list[str] = []
+        surplus: list[Sequence[str]] = []
+        if legacy_bounds is not None and not (digests.rows_equal and digests.ids_equal):
+            where, params = _range_condition("l.CanonicalId", *legacy_bounds)
+            rows = _execute(
+                conn, f"{_mismatch_sql(legacy, new, where)} LIMIT {MAX_REPORTED}", params
+            )
+            differing = [value for (value,) in rows]
+        if not digests.rows_equal:
+            where, params = _range_condition("n.CanonicalId", low, high)
+            surplus = _execute(
+                conn, f"{_extra_sql(legacy, new, where, collation)} LIMIT {MAX_REPORTED}", params
+            )
+        if not (digests.rows_equal and digests.ids_equal):
+            row_by_row += 1
+        if tolerate_pending and (differing or surplus):
+            pending = _ids_with_pending_changes(conn, [*differing, *(row[0] for row in surplus)])
+            differing = [value for value in differing if value not in pending]
+            surplus = [row for row in surplus if row[0] not in pending]
+        conn.commit()
+        missing.extend(differing)
+        extra.extend(_describe_extra(row) for row in surplus)
+        if not count:
+            break
+        cursor, low = upper, high
+        if progress is not None:
+            progress(Progress("verifying", legacy_rows, 0, 0, cursor))
+    _refuse_differences(missing, extra, new, "the copy does not match the legacy table")
+    return Verification(legacy_rows, new_rows, chunks, row_by_row)
 
 
-def _digest(*columns: str) -> str:
-    """Order-independent digest terms: a row count and a sum of 60-bit slices of MD5s."""
+def _kept(keep: str) -> str:
+    """How many rows satisfy `keep`."""
+    return f"COALESCE(SUM({keep}), 0)"
+
+
+def _checksum(*columns: str, keep: str = "1") -> str:
+    """Order-independent checksum of the rows where `keep` holds: a sum of 60-bit slices of
+    the MD5s of their exact bytes."""
     row = f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(columns)})"
-    return (
-        f"COUNT(*), COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)), 0)"
+    digest = f"CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)"
+    return f"COALESCE(SUM(IF({keep}, {digest}, 0)), 0)"
+
+
+def _not_in(column: str, values: Sequence[str]) -> str:
+    return f"{column} NOT IN ({_placeholders(values)})" if values else "1"
+
+
+# Past this many logged IDs in one chunk, the chunk's digests include them (and will differ).
+MAX_EXCLUDED_PER_CHUNK = 10_000
+
+
+def _pending_in_chunk(
+    conn: Connection,
+    collation: str,
+    legacy_bounds: tuple[str | None, str] | None,
+    new_bounds: tuple[str | None, str | None],
+) -> tuple[list[str], list[str]]:
+    """IDs with pending change-log entries inside this chunk: in the legacy range (legacy
+    collation) and in the new-side range (binary; the log's utf8mb4_bin orders ASCII as
+    ascii_bin does). A small scan of the log, which holds only the writes since the last
+    catch-up pass."""
+
+    def logged(column: str, bounds: tuple[str | None, str | None]) -> list[str]:
+        where, params = _range_condition(column, *bounds)
+        ids = [
+            value
+            for (value,) in _execute(
+                conn,
+                f"SELECT DISTINCT g.CanonicalId FROM {CHANGES_TABLE} g WHERE {where} "
+                f"LIMIT {MAX_EXCLUDED_PER_CHUNK + 1}",
+                params,
+            )
+        ]
+        return ids if len(ids) <= MAX_EXCLUDED_PER_CHUNK else []
+
+    legacy_ids = (
+        logged(_as_legacy_key("g.CanonicalId", collation), legacy_bounds) if legacy_bounds else []
     )
+    return legacy_ids, logged("g.CanonicalId", new_bounds)
 
 
-def _chunk_digests_match(conn: Connection, legacy: str, new: str, params: Sequence[str]) -> bool:
+@dataclass(frozen=True)
+class _ChunkDigests:
+    legacy_rows: int
+    new_rows: int  # every row of the new-side range, pending or not
+    rows_equal: bool  # both sides hold the same rows, byte for byte, but for pending IDs
+    ids_equal: bool  # the legacy IDs are exactly the assigned IDs, but for pending IDs
+
+
+def _chunk_digests(
+    conn: Connection,
+    legacy: str,
+    new: str,
+    *,
+    collation: str,
+    legacy_bounds: tuple[str | None, str] | None,
+    new_bounds: tuple[str | None, str | None],
+    leave_out_pending: bool,
+) -> _ChunkDigests:
     """Counts and checksums of one chunk on both sides, by sequential range scans only.
 
-    The new side reads the chunk's ID range through idx_canonical, which covers every column.
-    A chunk whose digests differ (a real difference, a pending change, an ID whose legacy
-    collation order differs from ascii_bin, or an assigned ID whose legacy row was deleted)
-    falls back to the row-by-row comparison, which decides.
+    Rows whose IDs have pending change-log entries are left out of the checksums on both sides:
+    they are re-copied and re-checked under the lock anyway, and a legacy minter writing during
+    the verification would otherwise make nearly every chunk differ and be compared row by row.
+    (The legacy side leaves out the IDs equal to a pending one in its own collation; the lock
+    re-checks those too, since it looks up legacy rows in that collation.)
+
+    The new side reads its range through idx_canonical, which covers every column. Digests
+    still differ for a real difference, an ID the two collations order differently, or an
+    assigned ID whose legacy row was deleted (kept assigned on purpose); the row-by-row
+    comparison then decides.
     """
-    condition = (
-        "CanonicalId <= %s" if len(params) == 1 else "CanonicalId > %s AND CanonicalId <= %s"
+    legacy_pending, new_pending = (
+        _pending_in_chunk(conn, collation, legacy_bounds, new_bounds)
+        if leave_out_pending
+        else ([], [])
     )
-    utf8 = [f"CONVERT({c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
-    legacy_digest = _execute(
-        conn,
-        f"SELECT {_digest(*utf8)}, {_digest(utf8[0]).split(', ', 1)[1]} "
-        f"FROM {legacy} WHERE {condition}",
-        params,
-    )[0]
-    new_digest = _execute(
-        conn,
-        f"SELECT {_digest('CanonicalId', *_SOURCE_PARTS)} FROM {new} WHERE {condition}",
-        params,
-    )[0]
-    id_digest = _execute(
-        conn,
-        f"SELECT {_digest('CanonicalId')} FROM canonical_ids "
-        f"WHERE {condition} AND Status = 'assigned'",
-        params,
-    )[0]
-    legacy_rows, legacy_sum, legacy_id_sum = legacy_digest
-    return (legacy_rows, legacy_sum) == tuple(new_digest) and (legacy_rows, legacy_id_sum) == (
-        tuple(id_digest)
+    legacy_digest = (0, 0, 0, 0)
+    if legacy_bounds is not None:
+        where, params = _range_condition("l.CanonicalId", *legacy_bounds)
+        keep = _not_in("l.CanonicalId", legacy_pending)
+        utf8 = [f"CONVERT(l.{c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
+        row = _execute(
+            conn,
+            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*utf8, keep=keep)}, "
+            f"{_checksum(utf8[0], keep=keep)} FROM {legacy} l WHERE {where}",
+            # `keep` appears three times in the select list, which comes before WHERE.
+            [*legacy_pending * 3, *params],
+        )[0]
+        legacy_digest = tuple(int(value) for value in row)
+    where, params = _range_condition("n.CanonicalId", *new_bounds)
+    keep = _not_in("n.CanonicalId", new_pending)
+    new_columns = ("n.CanonicalId", *(f"n.{part}" for part in _SOURCE_PARTS))
+    new_total, new_kept, new_sum = (
+        int(value)
+        for value in _execute(
+            conn,
+            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*new_columns, keep=keep)} "
+            f"FROM {new} n WHERE {where}",
+            [*new_pending * 2, *params],
+        )[0]
     )
-
-
-_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
+    where, params = _range_condition("c.CanonicalId", *new_bounds)
+    keep = _not_in("c.CanonicalId", new_pending)
+    id_kept, id_sum = (
+        int(value)
+        for value in _execute(
+            conn,
+            f"SELECT {_kept(keep)}, {_checksum('c.CanonicalId', keep=keep)} FROM canonical_ids c "
+            f"WHERE {where} AND c.Status = 'assigned'",
+            [*new_pending * 2, *params],
+        )[0]
+    )
+    legacy_total, legacy_kept, legacy_row_sum, legacy_id_sum = legacy_digest
+    return _ChunkDigests(
+        legacy_rows=legacy_total,
+        new_rows=new_total,
+        rows_equal=(legacy_kept, legacy_row_sum) == (new_kept, new_sum),
+        ids_equal=(legacy_kept, legacy_id_sum) == (id_kept, id_sum),
+    )
 
 
 def _next_bound_in(
@@ -743,33 +1097,56 @@ def _next_bound_in(
     return upper, int(count)
 
 
-def _verify_ids(conn: Connection, legacy: str, new: str, ids: Sequence[str]) -> None:
-    """Row-by-row comparison of the given legacy IDs (used under the lock)."""
-    ids = list(ids)
-    for start in range(0, len(ids), 1000):
-        part = ids[start : start + 1000]
+def _verify_ids(
+    conn: Connection,
+    legacy: str,
+    new: str,
+    ids: Collection[str],
+    collation: str | None,
+    *,
+    tolerate_pending: bool = False,
+) -> None:
+    """Row-by-row comparison of the given IDs: their legacy rows are all in the new tables and,
+    given the legacy key's `collation`, their rows in the new table are all legacy rows (an ID
+    the legacy table no longer has must have no row left). Proportional to the IDs; used under
+    the lock."""
+    ordered = sorted(set(ids))
+    missing: list[str] = []
+    extra: list[Sequence[str]] = []
+    for start in range(0, len(ordered), 1000):
+        part = ordered[start : start + 1000]
         rows = _execute(
-            conn,
-            _mismatch_sql(legacy, new, f"l.CanonicalId IN ({_placeholders(part)})"),
-            part,
+            conn, _mismatch_sql(legacy, new, f"l.CanonicalId IN ({_placeholders(part)})"), part
         )
-        if rows:
-            raise LegacyVerificationError(
-                f"legacy mappings changed during the final pass do not match {new}; "
-                "the tables were NOT swapped",
-                offending=[value for (value,) in rows],
+        missing.extend(value for (value,) in rows)
+        # Only ASCII can be in the new ID column (apply_changes refuses the rest first).
+        fitting = [value for value in part if _fits_new_id_column(value)]
+        if collation is not None and fitting:
+            rows = _execute(
+                conn,
+                _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", collation),
+                fitting,
             )
+            extra.extend(rows)
+    if tolerate_pending and (missing or extra):
+        # Changed again since it was applied: re-copied and re-checked later, under the lock.
+        pending = _ids_with_pending_changes(conn, [*missing, *(row[0] for row in extra)])
+        missing = [value for value in missing if value not in pending]
+        extra = [row for row in extra if row[0] not in pending]
+    _refuse_differences(
+        missing,
+        [_describe_extra(row) for row in extra],
+        new,
+        "legacy mappings changed since the verification do not match",
+    )
 
 
-def _compare_counts(conn: Connection, legacy: str, new: str) -> tuple[int, int]:
-    legacy_rows = int(_scalar(conn, f"SELECT COUNT(*) FROM {legacy}"))
-    new_rows = int(_scalar(conn, f"SELECT COUNT(*) FROM {new}"))
-    if legacy_rows != new_rows:
-        raise LegacyVerificationError(
-            f"{legacy} holds {legacy_rows} rows but {new} holds {new_rows}; "
-            "the tables were NOT swapped"
-        )
-    return legacy_rows, new_rows
+def _rows_read(conn: Connection) -> int:
+    """The session's Handler_read_* counters, summed: every row and index entry the server read
+    for this session (both servers keep them; reading them reads no table)."""
+    return sum(
+        int(value) for _, value in _execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,25 +1226,63 @@ def _migrate(
     if state.phase is Phase.COPYING:
         _copy(conn, state, batch_size, progress, report)
     report.phase = Phase.COPIED.value
+    _install_guard_triggers(conn)
 
     # Catch up without a lock until only a little is left.
     for _ in range(MAX_CATCH_UP_ROUNDS):
         report.changes_applied += apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size
-        )
+        ).entries
         pending = _pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
         if pending <= LOCKED_CATCH_UP_THRESHOLD:
             break
-    verify_copy(conn, batch_size=batch_size, progress=progress)
-    report.messages.append("full comparison passed (pending changes re-checked under lock)")
+    verification = verify_copy(conn, batch_size=batch_size, progress=progress)
+    report.messages.append(
+        f"full comparison passed in both directions: {verification.new_rows} rows in "
+        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
+        "by row (pending changes re-checked under lock)"
+    )
     if not swap:
         report.status = "copied and verified; not swapped"
         return report
-    _final_pass_and_swap(conn, batch_size, report)
+    copy_rows = verification.new_rows + _catch_up_verified(conn, batch_size, progress, report)
+    _final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
+
+
+def _catch_up_verified(
+    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
+) -> int:
+    """Apply what the legacy minter wrote during the verification, without a lock, re-checking
+    each applied ID both ways, until the log is small; return the copy's change in row count.
+
+    An ID changed again after its re-check is logged again, so the lock still sees it: the
+    lock then holds only for the writes of the last round's few seconds, not for those of the
+    whole verification (minutes at 50 million rows).
+    """
+    collation = _legacy_id_collation(conn, LIVE_TABLE)
+    row_delta = 0
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        pending = _pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(
+                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
+            )
+        if pending <= FINAL_PASS_THRESHOLD:
+            break
+        # At most what is pending now, so a busy legacy minter cannot keep a round going.
+        applied = apply_changes(
+            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=pending
+        )
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
+        conn.commit()
+        report.changes_applied += applied.entries
+        row_delta += applied.row_delta
+    return row_delta
 
 
 def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) -> MigrationReport:
@@ -881,24 +1296,37 @@ def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) 
     return report
 
 
-def _final_pass_and_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
+def _final_pass_and_swap(
+    conn: Connection, batch_size: int, report: MigrationReport, copy_rows: int
+) -> None:
+    """Apply the last logged changes and re-check their IDs under the lock, then swap.
+
+    The lock covers work proportional to the change log only: the verification and the
+    re-checked catch-up rounds since have proved both tables equal except for logged IDs, and
+    the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
+    count as of now, derived from the verification's exact count and the changes applied since.
+    """
+    collation = _legacy_id_collation(conn, LIVE_TABLE)
     locked_at = time.monotonic()
-    touched: set[str] = set()
+    rows_read_before = _rows_read(conn)
     _execute(
         conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {NEW_TABLE} WRITE, "
-        f"{NEW_TABLE} AS n READ, canonical_ids WRITE, canonical_ids AS c READ, "
-        f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
+        f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
+        f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
     )
     try:
-        report.changes_applied += apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, touched=touched
-        )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, sorted(touched))
-        report.legacy_rows, report.new_rows = _compare_counts(conn, LIVE_TABLE, NEW_TABLE)
+        applied = apply_changes(conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size)
+        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
+        report.changes_applied += applied.entries
+        report.changes_applied_under_lock = applied.entries
+        # Derived, not counted. Equal in both directions, the legacy table has as many rows.
+        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
         conn.commit()
     finally:
         _execute(conn, "UNLOCK TABLES")
+    # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
+    report.lock_rows_read = _rows_read(conn) - rows_read_before
     report.verified = True
     # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
     # the triggers, which move with the table, and applied just below.
@@ -911,14 +1339,17 @@ def _final_pass_and_swap(conn: Connection, batch_size: int, report: MigrationRep
 
 
 def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
-    touched: set[str] = set()
-    late = apply_changes(
-        conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size, touched=touched
-    )
-    if late:
-        report.changes_applied += late
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, sorted(touched))
-        report.messages.append(f"{late} legacy writes between unlock and rename applied")
+    # The copy is the live table now: the new minter may write it.
+    for name in GUARD_TRIGGER_NAMES:
+        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+    late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
+    if late.entries:
+        report.changes_applied += late.entries
+        # One direction only: once live, the table may rightly gain aliases of legacy IDs.
+        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
+        report.messages.append(f"{late.entries} legacy writes between unlock and rename applied")
+        if report.verified:
+            report.new_rows = report.legacy_rows = report.new_rows + late.row_delta
     _drop_triggers(conn)
     _execute(
         conn,

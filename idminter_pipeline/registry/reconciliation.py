@@ -16,7 +16,9 @@ Findings (one row each in the report):
   spaces (the legacy registry matched those as one). Reported, not repaired.
 
 Every scan is set-based SQL over keyset batches of a primary or secondary key, so memory stays
-bounded and no table is read into Python; only counts, examples and repaired IDs come back.
+bounded and no table is read into Python; only counts, examples and repaired IDs come back. The
+variant scan, whose groups no existing index brings together, also counts hashes of the folded
+keys batch by batch into session temporary tables (`Run.scan_variants`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,6 +130,8 @@ class ReconciliationReport:
     grace_period_seconds: float
     started_at: datetime
     duration_seconds: float = 0.0
+    # Seconds per scan (canonical_ids, repair_orphans, mappings, provenance, variants).
+    scan_seconds: dict[str, float] = field(default_factory=dict)
 
     def result(self, name: str) -> FindingResult:
         return next(f for f in self.findings if f.finding == name)
@@ -147,6 +152,7 @@ class ReconciliationReport:
         return {
             "started_at": self.started_at,
             "duration_seconds": self.duration_seconds,
+            "scan_seconds": self.scan_seconds,
             "repair": self.repair,
             "grace_period_seconds": self.grace_period_seconds,
             "findings": [asdict(f) for f in self.findings],
@@ -165,9 +171,16 @@ def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _keyset_ranges(conn: Connection, table: str, column: str, batch_size: int) -> Any:
-    """Successive (lower, upper) bounds over an indexed column, `batch_size` entries each."""
-    lower: str | None = None
+# A keyset bound: a canonical ID, or a hash in the variant scan's temporary tables.
+Key = str | int
+
+
+def _keyset_ranges(
+    conn: Connection, table: str, column: str, batch_size: int
+) -> Iterator[tuple[Key | None, Key]]:
+    """Successive (lower, upper] bounds over an indexed column, `batch_size` entries each (more
+    when the column repeats the upper bound: every row with that value is in its batch)."""
+    lower: Key | None = None
     while True:
         after = f"WHERE {column} > %s " if lower is not None else ""
         params = (lower,) if lower is not None else None
@@ -191,11 +204,58 @@ def _keyset_ranges(conn: Connection, table: str, column: str, batch_size: int) -
         lower = upper
 
 
-def _range_condition(column: str, lower: str | None) -> str:
+# Session temporary tables of the case/padding variant scan (Run.scan_variants).
+VARIANT_COUNTS = "idminter_variant_counts"
+VARIANT_SHARED = "idminter_variant_shared"
+VARIANT_ROWS = "idminter_variant_rows"
+VARIANT_TABLES = {
+    VARIANT_COUNTS: "FoldHash BIGINT UNSIGNED NOT NULL, N INT UNSIGNED NOT NULL, "
+    "PRIMARY KEY (FoldHash)",
+    VARIANT_SHARED: "FoldHash BIGINT UNSIGNED NOT NULL, PRIMARY KEY (FoldHash)",
+    VARIANT_ROWS: "Id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, FoldHash BIGINT UNSIGNED NOT NULL, "
+    "OntologyType VARCHAR(255) NOT NULL, SourceSystem VARCHAR(255) NOT NULL, "
+    "SourceId VARCHAR(255) NOT NULL, PRIMARY KEY (Id), INDEX idx_fold_hash (FoldHash)",
+}
+
+
+@contextmanager
+def _temporary_tables(conn: Connection, tables: dict[str, str]) -> Iterator[None]:
+    """Session temporary tables (InnoDB, utf8mb4_bin), dropped afterwards.
+
+    Created and dropped in autocommit mode: MySQL with GTIDs and statement-based binary logs
+    refuses CREATE/DROP TEMPORARY TABLE inside a transaction.
+    """
+
+    def run_autocommitted(statements: list[str]) -> None:
+        conn.commit()
+        conn.autocommit(True)
+        try:
+            for statement in statements:
+                _execute(conn, statement)
+        finally:
+            conn.autocommit(False)
+
+    drops = [f"DROP TEMPORARY TABLE IF EXISTS {name}" for name in tables]
+    run_autocommitted(
+        drops
+        + [
+            f"CREATE TEMPORARY TABLE {name} ({columns}) ENGINE=InnoDB "
+            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+            for name, columns in tables.items()
+        ]
+    )
+    try:
+        yield
+    finally:
+        conn.rollback()
+        run_autocommitted(drops)
+
+
+def _range_condition(column: str, lower: Key | None) -> str:
     return f"{column} <= %s" if lower is None else f"{column} > %s AND {column} <= %s"
 
 
-def _range_params(lower: str | None, upper: str) -> list[str]:
+def _range_params(lower: Key | None, upper: Key) -> list[Key]:
     return [upper] if lower is None else [lower, upper]
 
 
@@ -358,33 +418,79 @@ class _Run:
     # -- identifiers: sources differing only by case or padding -------------------------------
 
     def scan_variants(self) -> None:
+        """Groups of mappings whose source identifiers are equal once each part is trimmed of
+        spaces and lower-cased, each counted once, in keyset batches.
+
+        Variants sort far apart in the primary key ('ABC' and 'abc' under utf8mb4_bin), so no
+        batch of the table can see a group whole, and no index orders the table by the folded
+        key (adding one would mean altering `identifiers`, a 50-million-row table the minter
+        writes all day, for a routine check). Instead the folded key's 64-bit hash is counted
+        batch by batch into a session temporary table keyed by that hash, which plays the
+        index's part; groups are then read back batch by batch in hash order. Each statement
+        touches one batch of rows; the server keeps the temporary tables on disk as needed, and
+        they vanish with the session, also when a run is interrupted.
+
+        1. counts: per batch of `identifiers` (keyset on idx_canonical), add each row's hash;
+        2. hashes seen more than once, per batch of the counts table;
+        3. only if there are any: per batch of `identifiers`, the rows with such a hash;
+        4. per batch of those rows in hash order, GROUP BY the folded parts themselves (so two
+           keys that merely share a hash are never reported as variants).
+        """
         conn = self.conn
         result = self.results[CASE_OR_PADDING_VARIANTS]
-        # The (OntologyType, SourceSystem) pairs are few: a loose scan of the primary key prefix.
-        pairs = _execute(conn, "SELECT DISTINCT OntologyType, SourceSystem FROM identifiers")
-        clusters: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for ontology, system in pairs:
-            key = (ontology.strip(" ").lower(), system.strip(" ").lower())
-            clusters.setdefault(key, []).append((ontology, system))
-        normalized = "LOWER(TRIM(OntologyType)), LOWER(TRIM(SourceSystem)), LOWER(TRIM(SourceId))"
-        for members in clusters.values():
-            # One GROUP BY per cluster: the server sorts on disk if it must, never in Python.
-            where = " OR ".join(["(OntologyType = %s AND SourceSystem = %s)"] * len(members))
-            params = [v for pair in members for v in pair]
-            grouped = (
-                "SELECT GROUP_CONCAT(CONCAT(OntologyType, '[', SourceSystem, '/', SourceId, ']') "
-                "ORDER BY OntologyType, SourceSystem, SourceId SEPARATOR ' | ') AS variants, "
-                "COUNT(*) AS n "
-                f"FROM identifiers WHERE {where} GROUP BY {normalized} HAVING COUNT(*) > 1"
-            )
-            examples = _execute(conn, f"{grouped} LIMIT {EXAMPLES}", params)
-            count = len(examples)
-            if count == EXAMPLES:
-                count = int(_execute(conn, f"SELECT COUNT(*) FROM ({grouped}) g", params)[0][0])
-            conn.commit()
-            result.count += count
-            room = EXAMPLES - len(result.examples)
-            result.examples.extend(variants for variants, _ in examples[: max(room, 0)])
+        folded = [f"LOWER(TRIM(i.{part}))" for part in ("OntologyType", "SourceSystem", "SourceId")]
+        fold_hash = (
+            "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), "
+            f"{', '.join(folded)})), 16), 16, 10) AS UNSIGNED)"
+        )
+        with _temporary_tables(conn, VARIANT_TABLES):
+            for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
+                _execute(
+                    conn,
+                    f"INSERT INTO {VARIANT_COUNTS} (FoldHash, N) SELECT {fold_hash}, 1 "
+                    f"FROM identifiers i WHERE {_range_condition('i.CanonicalId', lower)} "
+                    "ON DUPLICATE KEY UPDATE N = N + 1",
+                    _range_params(lower, upper),
+                )
+                conn.commit()
+            shared = 0
+            for lower, upper in _keyset_ranges(conn, VARIANT_COUNTS, "FoldHash", self.batch_size):
+                with conn.cursor() as cursor:
+                    cursor.execute(
+                        f"INSERT INTO {VARIANT_SHARED} (FoldHash) SELECT FoldHash "
+                        f"FROM {VARIANT_COUNTS} WHERE {_range_condition('FoldHash', lower)} "
+                        "AND N > 1",
+                        _range_params(lower, upper),
+                    )
+                    shared += cursor.rowcount
+                conn.commit()
+            if not shared:
+                return
+            for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
+                _execute(
+                    conn,
+                    f"INSERT INTO {VARIANT_ROWS} (FoldHash, OntologyType, SourceSystem, SourceId) "
+                    f"SELECT s.FoldHash, i.OntologyType, i.SourceSystem, i.SourceId "
+                    f"FROM identifiers i JOIN {VARIANT_SHARED} s ON s.FoldHash = {fold_hash} "
+                    f"WHERE {_range_condition('i.CanonicalId', lower)}",
+                    _range_params(lower, upper),
+                )
+                conn.commit()
+            # The batch bound is a hash, and a hash's rows fall in one batch: a group is seen
+            # whole, exactly once.
+            for lower, upper in _keyset_ranges(conn, VARIANT_ROWS, "FoldHash", self.batch_size):
+                groups = _execute(
+                    conn,
+                    "SELECT GROUP_CONCAT(CONCAT(i.OntologyType, '[', i.SourceSystem, '/', "
+                    "i.SourceId, ']') ORDER BY i.OntologyType, i.SourceSystem, i.SourceId "
+                    f"SEPARATOR ' | ') FROM {VARIANT_ROWS} i "
+                    f"WHERE {_range_condition('i.FoldHash', lower)} "
+                    f"GROUP BY i.FoldHash, {', '.join(folded)} HAVING COUNT(*) > 1",
+                    _range_params(lower, upper),
+                )
+                conn.commit()
+                result.add([variants for (variants,) in groups])
+        logger.info("variant scan: %s hashes shared, %s groups", shared, result.count)
 
 
 RETURNED = "returned"
@@ -466,6 +572,7 @@ def reconcile(
         raise InvalidInputError(f"invalid grace period {grace_period}: must not be negative")
     started = time.monotonic()
     started_at = datetime.now(UTC)
+    scan_seconds: dict[str, float] = {}
     conn = connect()
     try:
         # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
@@ -482,12 +589,15 @@ def reconcile(
             for result in run.results.values():
                 result.status, result.note = "unavailable", note
         else:
-            run.scan_canonical_ids()
+            scans = [run.scan_canonical_ids]
             if repair:
-                run.repair_orphans()
-            run.scan_mappings()
-            run.scan_provenance()
-            run.scan_variants()
+                scans.append(run.repair_orphans)
+            scans += [run.scan_mappings, run.scan_provenance, run.scan_variants]
+            for scan in scans:
+                scan_started = time.monotonic()
+                scan()
+                name = scan.__name__.removeprefix("scan_")
+                scan_seconds[name] = round(time.monotonic() - scan_started, 3)
             for result in run.results.values():
                 if result.status != "unavailable":
                     result.status = "found" if result.count else "ok"
@@ -505,4 +615,5 @@ def reconcile(
         grace_period_seconds=grace_period.total_seconds(),
         started_at=started_at,
         duration_seconds=round(time.monotonic() - started, 3),
+        scan_seconds=scan_seconds,
     )

@@ -41,6 +41,8 @@ def legacy_registry_migration(
             "changes_applied": dg.MetadataValue.int(report.changes_applied),
             "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
             "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
+            "lock_rows_read": dg.MetadataValue.int(report.lock_rows_read),
+            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
             "verified": dg.MetadataValue.bool(report.verified),
             "swapped": dg.MetadataValue.bool(report.swapped),
             "mappings": dg.MetadataValue.int(report.new_rows),

@@ -61,6 +61,7 @@ def registry_reconciliation(
         "repair": dg.MetadataValue.bool(report.repair),
         "changes_total": dg.MetadataValue.int(report.changes_total),
         "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+        "scan_seconds": dg.MetadataValue.json(report.scan_seconds),
     }
     if report.changes:
         changes = report.changes_frame()
