@@ -449,8 +449,8 @@ def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE)
 # Copy
 
 
-def _install_triggers(conn: Connection, table: str) -> None:
-    existing = {
+def _trigger_names(conn: Connection, table: str) -> set[str]:
+    return {
         name
         for (name,) in _execute(
             conn,
@@ -459,6 +459,10 @@ def _install_triggers(conn: Connection, table: str) -> None:
             (table,),
         )
     }
+
+
+def _install_triggers(conn: Connection, table: str) -> None:
+    existing = _trigger_names(conn, table)
     log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
     bodies = {
         "idminter_legacy_ai": f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
@@ -483,15 +487,7 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
     copy is found by the verification.
     """
-    existing = {
-        name
-        for (name,) in _execute(
-            conn,
-            "SELECT trigger_name FROM information_schema.triggers "
-            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
-            (table,),
-        )
-    }
+    existing = _trigger_names(conn, table)
     for name, event, row in zip(
         GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
     ):
