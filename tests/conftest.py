@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from db_helpers import admin_connection, clean_tables, create_database, drop_database
+from legacy_helpers import scratch_database
 from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.registry.connection import Connection, connect
@@ -112,3 +113,9 @@ def aws_env(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     connection_module._secrets_client.cache_clear()
     yield aws_endpoint
     connection_module._secrets_client.cache_clear()
+
+
+@pytest.fixture
+def legacy_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """A fresh database of its own, for a legacy registry."""
+    yield from scratch_database(server_settings)

@@ -1,8 +1,7 @@
 """A legacy migration dry run reports what it would copy and every problem, writing nothing."""
 
-import pytest
 from db_helpers import fetch_all
-from legacy_helpers import SPECIAL_ROWS, make_legacy_registry, scratch_database, tables, triggers
+from legacy_helpers import SPECIAL_ROWS, make_legacy_registry, tables, triggers
 
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
@@ -14,11 +13,6 @@ PROBLEM_ROWS = [
     ("s3s3s3s3", "Work", "ctl\x01char", "sierra-system-number"),
     ("t4t4t4t4", "Person", "p1", "label-derived"),
 ]
-
-
-@pytest.fixture
-def legacy_database(server_settings):
-    yield from scratch_database(server_settings)
 
 
 def _snapshot(settings):

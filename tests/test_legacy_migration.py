@@ -14,7 +14,6 @@ from legacy_helpers import (
     legacy_rows,
     make_legacy_registry,
     random_id,
-    scratch_database,
     tables,
     triggers,
 )
@@ -22,11 +21,6 @@ from legacy_helpers import (
 from idminter_pipeline.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
-
-
-@pytest.fixture
-def legacy_database(server_settings):
-    yield from scratch_database(server_settings)
 
 
 def _factory(settings):
