@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 
 from pymysql.converters import escape_string
 
-from idminter_pipeline.canonical_ids import generate_canonical_ids
+from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import apply_migrations
@@ -101,19 +101,6 @@ def _drop_database(settings: DatabaseSettings) -> None:
             cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
     finally:
         conn.close()
-
-
-def _fill_pool(conn: Connection, count: int) -> None:
-    ids = generate_canonical_ids(count)
-    with conn.cursor() as cursor:
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start : start + 5000]
-            cursor.execute(
-                "INSERT IGNORE INTO canonical_ids (CanonicalId, Status) VALUES "
-                + ",".join(["(%s,'free')"] * len(chunk)),
-                chunk,
-            )
-    conn.commit()
 
 
 def _quiesce(conn: Connection, *, below: int = 1_000, timeout: float = 30.0) -> None:
@@ -276,9 +263,11 @@ def _timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _time_floor(conn: Connection, workload: _Workload, run_number: int) -> float:
+def _time_floor(
+    settings: DatabaseSettings, conn: Connection, workload: _Workload, run_number: int
+) -> float:
     """One untimed preparation and one timed run of `workload` through `_bare_mint`."""
-    _fill_pool(conn, 11_000)
+    fill_pool(settings, 11_000)
     batches = workload.batches(
         lambda works: [_bare_mint(conn, b) for b in _in_transactions(works)], run_number
     )
@@ -295,13 +284,14 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
     try:
         setup = connect(bench)
         minter = Minter(lambda: connect(bench))
-        floors = {"this project's schema": connect(floor_ours), "RFC schema": connect(floor_rfc)}
+        floors = {"this project's schema": floor_ours, "RFC schema": floor_rfc}
+        floor_conns = {name: connect(database) for name, database in floors.items()}
         try:
             for workload in WORKLOADS:
                 samples, statements, identifiers = [], 0, 0
                 floor_samples: dict[str, list[float]] = {name: [] for name in floors}
                 for run_number in range(repeats + 1):  # run 0 warms up and is not counted
-                    _fill_pool(setup, 11_000)  # untimed: more than any run needs
+                    fill_pool(bench, 11_000)  # untimed: more than any run needs
                     batches = workload.batches(
                         lambda works: [minter.mint_ids(b) for b in _in_transactions(works)],
                         run_number,
@@ -314,8 +304,8 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                         samples.append(elapsed)
                         statements = used
                         identifiers = sum(len(b) for b in batches)
-                    for name, conn in floors.items():
-                        elapsed = _time_floor(conn, workload, run_number)
+                    for name, database in floors.items():
+                        elapsed = _time_floor(database, floor_conns[name], workload, run_number)
                         if run_number:
                             floor_samples[name].append(elapsed)
                 median = _median_ms(samples)
@@ -395,7 +385,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
         finally:
             minter.close()
             setup.close()
-            for conn in floors.values():
+            for conn in floor_conns.values():
                 conn.close()
     finally:
         for database in (bench, floor_ours, floor_rfc):
