@@ -1,6 +1,7 @@
 """The free-ID pool as an asset: materializing it tops the pool up to the configured target."""
 
 import dagster as dg
+from pydantic import Field
 
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
@@ -14,10 +15,11 @@ LEGACY_MIGRATION_ASSET = "legacy_registry_migration"
 
 
 class PoolTopUpConfig(dg.Config):
-    """Launchpad overrides for one run; unset fields use the `id_pool` resource."""
+    """Launchpad overrides for one run; unset fields use the `id_pool` resource. A negative
+    target or a batch size below 1 is refused with the config, before anything is written."""
 
-    target_free: int | None = None
-    batch_size: int | None = None
+    target_free: int | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, ge=1)
 
 
 def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
@@ -37,11 +39,15 @@ def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
         "minted_last_week": dg.MetadataValue.int(health.minted_last_week),
         "forecast_rate_per_hour": dg.MetadataValue.float(round(health.forecast_rate_per_hour, 3)),
     }
-    hours = health.hours_until_empty
-    # No minting in the last week means no forecast: leave the point out rather than plot a
-    # made-up number.
-    if hours is not None and health.exhausted_at is not None:
-        metadata["hours_until_empty"] = dg.MetadataValue.float(round(hours, 2))
+    # The same definition as the sensor's observations (free / IDs minted in the last hour), so
+    # one plot holds both; the busiest-rate forecast `idminter pool status` uses is kept apart.
+    # Nothing minted means no forecast: leave the point out rather than plot a made-up number.
+    last_hour = health.forecasts()["hour"]
+    if last_hour is not None:
+        metadata["hours_until_empty"] = dg.MetadataValue.float(round(last_hour, 2))
+    busiest = health.hours_until_empty
+    if busiest is not None and health.exhausted_at is not None:
+        metadata["hours_until_empty_at_busiest_rate"] = dg.MetadataValue.float(round(busiest, 2))
         metadata["exhausted_at"] = dg.MetadataValue.text(health.exhausted_at.isoformat())
     return metadata
 
