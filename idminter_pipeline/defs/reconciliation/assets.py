@@ -1,18 +1,26 @@
 """`registry_reconciliation`: the registry's consistency report, after minting."""
 
 import dagster as dg
+from pydantic import Field, field_validator
 
+from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.reconciliation.checks import (
     RECONCILIATION_ASSET,
     RECONCILIATION_CHECK_SPECS,
     check_results,
+    describe_finding,
+    finding_label,
 )
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.registry import reconciliation
 
 # Defined by the works domain; an external key until that code location part is merged.
 MINTING_ASSET = "identified_works"
+ALERT_SOURCE = "idminter-pipeline/registry_reconciliation"
+CRITICAL = "critical"
 
 
 class ReconciliationConfig(dg.Config):
@@ -20,7 +28,15 @@ class ReconciliationConfig(dg.Config):
     """Mark free IDs in use as assigned; return orphans unused for the grace period."""
     grace_period: str = "7d"
     """How long an assigned ID must stay unused before repair returns it (30m, 12h, 7d)."""
-    batch_size: int = reconciliation.DEFAULT_BATCH_SIZE
+    batch_size: int = Field(default=reconciliation.DEFAULT_BATCH_SIZE, ge=1)
+    """Rows per scan batch, at least 1 (clamped to 100..100,000)."""
+
+    @field_validator("grace_period")
+    @classmethod
+    def _is_a_duration(cls, value: str) -> str:
+        # Refused with the config, before the run starts scanning, naming the value.
+        reconciliation.parse_duration(value)
+        return value
 
 
 def _table(frame: object, columns: list[str]) -> dg.TableMetadataValue:
@@ -34,6 +50,57 @@ def _table(frame: object, columns: list[str]) -> dg.TableMetadataValue:
     )
 
 
+def critical_finding_alerts(
+    report: reconciliation.ReconciliationReport, *, run_id: str, database: str
+) -> list[Alert]:
+    """One alert per critical finding: critical while any is left, a warning once all are
+    repaired (the registry was about to hand an ID out twice; someone should know why)."""
+    alerts = []
+    for finding in report.findings:
+        if finding.severity != CRITICAL or finding.count == 0:
+            continue
+        remaining = finding.count - finding.repaired
+        name = finding_label(finding.finding)
+        alerts.append(
+            Alert(
+                title=(
+                    f"Registry reconciliation found {name}"
+                    if remaining
+                    else f"Registry reconciliation repaired {name}"
+                ),
+                what_happened=(
+                    f"The reconciliation of {database} found {describe_finding(finding)}."
+                    + (
+                        f" The blocking check no_{finding.finding} failed, so assets downstream "
+                        "of registry_reconciliation do not run."
+                        if remaining
+                        else ""
+                    )
+                ),
+                what_to_do=(
+                    "Run `idminter reconcile --repair` (or materialize registry_reconciliation "
+                    "with repair: true) now, then find out what wrote the mappings outside the "
+                    "minter: until then an ID in use can be handed out again."
+                    if remaining
+                    else "Find out what wrote mappings outside the minter (the repaired IDs are "
+                    "in the run's changes table)."
+                ),
+                figures={
+                    "finding": finding.finding,
+                    "count": finding.count,
+                    "repaired": finding.repaired,
+                    "remaining": remaining,
+                    "examples": ", ".join(finding.examples[:5]),
+                },
+                severity=Severity.CRITICAL if remaining else Severity.WARNING,
+                source=ALERT_SOURCE,
+                cause=describe_finding(finding),
+                run_id=run_id,
+            )
+        )
+    return alerts
+
+
 @dg.asset(
     name=RECONCILIATION_ASSET,
     group_name=REGISTRY_GROUP,
@@ -45,6 +112,7 @@ def registry_reconciliation(
     context: dg.AssetExecutionContext,
     config: ReconciliationConfig,
     registry_database: RegistryDatabase,
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     """Orphans, free IDs in use, mappings without IDs, predecessor mismatches, case variants."""
     report = reconciliation.reconcile(
@@ -55,6 +123,14 @@ def registry_reconciliation(
     )
     for change in report.changes:
         context.log.info(f"repair: {change.action} {change.canonical_id} ({change.detail})")
+    for alert in critical_finding_alerts(
+        report, run_id=context.run.run_id, database=registry_database.settings().describe()
+    ):
+        try:
+            alerts.send(alert, log=context.log)
+        except AlertDeliveryError as error:
+            # The findings are recorded in the checks either way; say the page did not go out.
+            context.log.error(str(error))
     frame = report.to_frame()
     metadata: dict[str, object] = {
         "report": _table(frame, list(frame.columns)),
