@@ -7,10 +7,10 @@ Messages never include credentials: anything built from connection settings goes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from idminter_pipeline.source_identifiers import SourceIdentifier
+# Every module raises these errors, so this one imports none of the package's, not even for type
+# hints (that made an import cycle with source_identifiers). The predecessor errors carry
+# `SourceIdentifier`s, typed `object` here: they are shown with `str` and handed back as given.
 
 
 class IdMinterError(Exception):
@@ -48,7 +48,7 @@ class MintingError(IdMinterError):
 class MissingPredecessorError(MintingError):
     """Predecessors that are neither registered nor minted in the same call."""
 
-    def __init__(self, missing: Sequence[tuple[SourceIdentifier, SourceIdentifier]]) -> None:
+    def __init__(self, missing: Sequence[tuple[object, object]]) -> None:
         self.missing = list(missing)
         shown = ", ".join(f"{source} <- {predecessor}" for source, predecessor in self.missing[:5])
         more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
@@ -60,7 +60,7 @@ class MissingPredecessorError(MintingError):
 class ConflictingPredecessorsError(MintingError, InvalidInputError):
     """One source given two different predecessors in the same call."""
 
-    def __init__(self, source: SourceIdentifier, predecessors: Sequence[SourceIdentifier]) -> None:
+    def __init__(self, source: object, predecessors: Sequence[object]) -> None:
         self.source = source
         self.predecessors = list(predecessors)
         names = ", ".join(str(p) for p in self.predecessors)
@@ -70,7 +70,7 @@ class ConflictingPredecessorsError(MintingError, InvalidInputError):
 class PredecessorCycleError(MintingError, InvalidInputError):
     """Predecessor declarations that loop back on themselves (a self-predecessor included)."""
 
-    def __init__(self, cycle: Sequence[SourceIdentifier]) -> None:
+    def __init__(self, cycle: Sequence[object]) -> None:
         self.cycle = list(cycle)
         path = " -> ".join(str(s) for s in [*self.cycle, self.cycle[0]])
         super().__init__(f"predecessor cycle: {path}")
