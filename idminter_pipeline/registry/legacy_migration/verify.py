@@ -438,11 +438,3 @@ def _verify_ids(
         new,
         "legacy mappings changed since the verification do not match",
     )
-
-
-def _rows_read(conn: Connection) -> int:
-    """The session's Handler_read_* counters, summed: every row and index entry the server read
-    for this session (both servers keep them; reading them reads no table)."""
-    return sum(
-        int(value) for _, value in _execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'")
-    )
