@@ -17,23 +17,26 @@ the same order; deadlocks and lock-wait timeouts that still happen are retried f
 transaction with bounded, jittered backoff (tenacity), and counted in `Minter.stats`.
 
 A `Minter` holds one connection and is not thread-safe: give each thread or process its own.
+
+This module runs the SQL: the connection, the transaction and its retries, and each call's
+sequence of statements. What a call decides without SQL (request folding, cycle rejection, the
+batch plan and its results) is in `minting_plan`; the statements' text is built in
+`minting_sql`. Callers import everything from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from itertools import chain, islice
+from itertools import chain
 from typing import Any, TypeVar
 
 import pymysql
-from pymysql.constants import CLIENT, SERVER_STATUS
-from pymysql.converters import escape_string
+from pymysql.constants import CLIENT
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -60,6 +63,14 @@ from idminter_pipeline.registry.minting_plan import (
     fold_requests,
     pad_space,
     reject_cycles,
+)
+from idminter_pipeline.registry.minting_sql import (
+    ALIASES_SQL,
+    CLAIM_FREE_IDS_SQL,
+    insert_mappings_sql,
+    keyed_select,
+    mark_assigned_sql,
+    record_events_statement,
 )
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
@@ -184,22 +195,8 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, pymysql.err.InterfaceError)
 
 
-def _string_escaper(conn: Connection) -> Callable[[str], str]:
-    """pymysql's escaping of a `str` for this connection's current mode (what
-    `Connection.escape` does for strings), for building large IN-lists without its dispatch."""
-    if conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
-        return lambda value: value.replace("'", "''")
-    return escape_string
-
-
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, int(value)))
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 class Minter:
@@ -345,33 +342,8 @@ class Minter:
     def _keyed_select(
         self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool
     ) -> tuple[str, list[tuple[str, str]]]:
-        """One statement: per (OntologyType, SourceSystem) group, chunks of SourceId IN-lists.
-
-        Each branch fixes the first two primary-key columns and lists values of the third, so
-        every branch is a range scan of PRIMARY (a row-constructor IN over thousands of tuples
-        can fall off the index on MySQL). A branch returns its number instead of the two fixed
-        columns: less to send and to decode, and the group is known from the request. Values
-        are escaped exactly as pymysql's parameter binding escapes strings (`_string_escaper`),
-        without its per-value type dispatch (a measurable cost at 10,000 keys).
-        """
-        groups: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for key in keys:
-            groups[(key.ontology_type, key.source_system)].add(key.source_id)
-        escape = _string_escaper(conn)
-        branches: list[str] = []
-        branch_groups: list[tuple[str, str]] = []
-        suffix = " LOCK IN SHARE MODE" if lock else ""
-        for group in sorted(groups):
-            where = (
-                "SourceId, CanonicalId FROM identifiers WHERE "
-                f"OntologyType = '{escape(group[0])}' AND SourceSystem = '{escape(group[1])}' "
-                "AND SourceId IN ('"
-            )
-            for chunk in _chunks(sorted(groups[group]), self.lookup_chunk_size):
-                values = "','".join([escape(value) for value in chunk])
-                branches.append(f"(SELECT {len(branch_groups)} AS g, {where}{values}'){suffix})")
-                branch_groups.append(group)
-        return " UNION ALL ".join(branches), branch_groups
+        """The lookup statement for `keys` (`minting_sql.keyed_select`) and its branches' groups."""
+        return keyed_select(conn, keys, chunk_size=self.lookup_chunk_size, lock=lock)
 
     def _fetch_mappings(
         self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool = False
@@ -510,13 +482,7 @@ class Minter:
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
-            # Deterministic order (idx_free is (Status, CanonicalId)); SKIP LOCKED makes
-            # concurrent minters take different IDs without waiting for each other.
-            cursor.execute(
-                "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
-                "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED",
-                (needed,),
-            )
+            cursor.execute(CLAIM_FREE_IDS_SQL, (needed,))
             claimed = [row[0] for row in cursor.fetchall()]
         if len(claimed) < needed:
             raise PoolExhaustedError(needed, len(claimed))
@@ -526,26 +492,9 @@ class Minter:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
         order) and return the canonical ID each key really has now, or None if the insert
         proved that every key has the planned one."""
-        keys, ids = batch.keys, batch.ids
-        ordered = sorted(batch.new, key=keys.__getitem__)
-        escape = _string_escaper(conn)
-        # A batch has a handful of (OntologyType, SourceSystem) pairs: escape each once.
-        groups: dict[tuple[str, str], str] = {}
-        for i in ordered:
-            pair = keys[i][:2]
-            if pair not in groups:
-                groups[pair] = f"('{escape(pair[0])}','{escape(pair[1])}','"
-        rows = ",".join(
-            [
-                f"{groups[keys[i][:2]]}{escape(keys[i][2])}','{escape(ids[i] or '')}')"
-                for i in ordered
-            ]
-        )
+        ordered = sorted(batch.new, key=batch.keys.__getitem__)
         with conn.cursor() as cursor:
-            inserted = cursor.execute(
-                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                f"VALUES {rows} ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId"
-            )
+            inserted = cursor.execute(insert_mappings_sql(conn, batch.keys, batch.ids, ordered))
         # Affected rows count 1 per inserted row and 0 per duplicate left unchanged (unless the
         # client asked for found rows). All inserted means no other minter got there first, and
         # every key has our ID: the re-read could only confirm it.
@@ -561,43 +510,13 @@ class Minter:
         return self._fetch_mappings(conn, [batch.sources[i] for i in ordered], lock=True)
 
     def _mark_assigned(self, conn: Connection, canonical_ids: list[str]) -> None:
-        escape = _string_escaper(conn)
-        listed = "','".join([escape(canonical_id) for canonical_id in canonical_ids])
         with conn.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ('{listed}')"
-            )
+            cursor.execute(mark_assigned_sql(conn, canonical_ids))
 
     def _record_events(self, conn: Connection, events: list[_Event], job_id: str | None) -> None:
-        # Chain order (an inheritance before the one that builds on it) gives Seq its meaning;
-        # the event key breaks ties so concurrent writers lock unique-key entries in one order.
-        events.sort(key=lambda event: (event.order, event.key))
-        values: list[Any] = []
-        for event in events:
-            values.extend(
-                (
-                    event.key,
-                    event.kind,
-                    *event.successor.as_key(),
-                    *event.predecessor.as_key(),
-                    event.canonical_id,
-                    event.predecessor_canonical_id,
-                    job_id,
-                    job_id,
-                )
-            )
+        sql, values = record_events_statement(events, job_id)
         with conn.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO identifier_provenance (EventKey, Kind, SuccessorOntologyType, "
-                "SuccessorSourceSystem, SuccessorSourceId, PredecessorOntologyType, "
-                "PredecessorSourceSystem, PredecessorSourceId, CanonicalId, "
-                "PredecessorCanonicalId, JobId, LastJobId) VALUES "
-                + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(events))
-                + " ON DUPLICATE KEY UPDATE SeenCount = SeenCount + 1, "
-                "LastSeenAt = CURRENT_TIMESTAMP(6), LastJobId = VALUES(LastJobId), "
-                "PredecessorCanonicalId = VALUES(PredecessorCanonicalId)",
-                values,
-            )
+            cursor.execute(sql, values)
 
     # -- aliases ----------------------------------------------------------------------------
 
@@ -609,18 +528,7 @@ class Minter:
 
         def read(conn: Connection) -> list[tuple[Any, ...]]:
             with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT i.OntologyType, i.SourceSystem, i.SourceId, i.CreatedAt, p.Seq, "
-                    "p.PredecessorOntologyType, p.PredecessorSourceSystem, "
-                    "p.PredecessorSourceId, p.JobId "
-                    "FROM identifiers i LEFT JOIN identifier_provenance p "
-                    "ON p.CanonicalId = i.CanonicalId AND p.Kind = 'inherited' "
-                    "AND p.SuccessorOntologyType = i.OntologyType "
-                    "AND p.SuccessorSourceSystem = i.SourceSystem "
-                    "AND p.SuccessorSourceId = i.SourceId "
-                    "WHERE i.CanonicalId = %s",
-                    (canonical_id,),
-                )
+                cursor.execute(ALIASES_SQL, (canonical_id,))
                 return list(cursor.fetchall())
 
         rows = self._transaction(read)
