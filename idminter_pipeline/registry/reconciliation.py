@@ -18,7 +18,7 @@ Findings (one row each in the report):
 Every scan is set-based SQL over keyset batches of a primary or secondary key, so memory stays
 bounded and no table is read into Python; only counts, examples and repaired IDs come back. The
 variant scan, whose groups no existing index brings together, also counts hashes of the folded
-keys batch by batch into session temporary tables (`Run.scan_variants`).
+keys batch by batch into session temporary tables (`reconciliation_variants`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +38,7 @@ from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.keyset import execute, keyset_ranges, range_condition, range_params
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.reconciliation_variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
@@ -164,53 +164,6 @@ class ReconciliationReport:
 
 def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
-
-
-# Session temporary tables of the case/padding variant scan (Run.scan_variants).
-VARIANT_COUNTS = "idminter_variant_counts"
-VARIANT_SHARED = "idminter_variant_shared"
-VARIANT_ROWS = "idminter_variant_rows"
-VARIANT_TABLES = {
-    VARIANT_COUNTS: "FoldHash BIGINT UNSIGNED NOT NULL, N INT UNSIGNED NOT NULL, "
-    "PRIMARY KEY (FoldHash)",
-    VARIANT_SHARED: "FoldHash BIGINT UNSIGNED NOT NULL, PRIMARY KEY (FoldHash)",
-    VARIANT_ROWS: "Id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, FoldHash BIGINT UNSIGNED NOT NULL, "
-    "OntologyType VARCHAR(255) NOT NULL, SourceSystem VARCHAR(255) NOT NULL, "
-    "SourceId VARCHAR(255) NOT NULL, PRIMARY KEY (Id), INDEX idx_fold_hash (FoldHash)",
-}
-
-
-@contextmanager
-def _temporary_tables(conn: Connection, tables: dict[str, str]) -> Iterator[None]:
-    """Session temporary tables (InnoDB, utf8mb4_bin), dropped afterwards.
-
-    Created and dropped in autocommit mode: MySQL with GTIDs and statement-based binary logs
-    refuses CREATE/DROP TEMPORARY TABLE inside a transaction.
-    """
-
-    def run_autocommitted(statements: list[str]) -> None:
-        conn.commit()
-        conn.autocommit(True)
-        try:
-            for statement in statements:
-                execute(conn, statement)
-        finally:
-            conn.autocommit(False)
-
-    drops = [f"DROP TEMPORARY TABLE IF EXISTS {name}" for name in tables]
-    run_autocommitted(
-        drops
-        + [
-            f"CREATE TEMPORARY TABLE {name} ({columns}) ENGINE=InnoDB "
-            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-            for name, columns in tables.items()
-        ]
-    )
-    try:
-        yield
-    finally:
-        conn.rollback()
-        run_autocommitted(drops)
 
 
 class _Run:
@@ -372,79 +325,12 @@ class _Run:
     # -- identifiers: sources differing only by case or padding -------------------------------
 
     def scan_variants(self) -> None:
-        """Groups of mappings whose source identifiers are equal once each part is trimmed of
-        spaces and lower-cased, each counted once, in keyset batches.
-
-        Variants sort far apart in the primary key ('ABC' and 'abc' under utf8mb4_bin), so no
-        batch of the table can see a group whole, and no index orders the table by the folded
-        key (adding one would mean altering `identifiers`, a 50-million-row table the minter
-        writes all day, for a routine check). Instead the folded key's 64-bit hash is counted
-        batch by batch into a session temporary table keyed by that hash, which plays the
-        index's part; groups are then read back batch by batch in hash order. Each statement
-        touches one batch of rows; the server keeps the temporary tables on disk as needed, and
-        they vanish with the session, also when a run is interrupted.
-
-        1. counts: per batch of `identifiers` (keyset on idx_canonical), add each row's hash;
-        2. hashes seen more than once, per batch of the counts table;
-        3. only if there are any: per batch of `identifiers`, the rows with such a hash;
-        4. per batch of those rows in hash order, GROUP BY the folded parts themselves (so two
-           keys that merely share a hash are never reported as variants).
-        """
-        conn = self.conn
-        result = self.results[CASE_OR_PADDING_VARIANTS]
-        folded = [f"LOWER(TRIM(i.{part}))" for part in ("OntologyType", "SourceSystem", "SourceId")]
-        fold_hash = (
-            "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), "
-            f"{', '.join(folded)})), 16), 16, 10) AS UNSIGNED)"
+        """Groups of mappings equal but for case or padding (`reconciliation_variants`)."""
+        find_case_or_padding_variants(
+            self.conn,
+            batch_size=self.batch_size,
+            found=self.results[CASE_OR_PADDING_VARIANTS].add,
         )
-        with _temporary_tables(conn, VARIANT_TABLES):
-            for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
-                execute(
-                    conn,
-                    f"INSERT INTO {VARIANT_COUNTS} (FoldHash, N) SELECT {fold_hash}, 1 "
-                    f"FROM identifiers i WHERE {range_condition('i.CanonicalId', lower)} "
-                    "ON DUPLICATE KEY UPDATE N = N + 1",
-                    range_params(lower, upper),
-                )
-                conn.commit()
-            shared = 0
-            for lower, upper in keyset_ranges(conn, VARIANT_COUNTS, "FoldHash", self.batch_size):
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        f"INSERT INTO {VARIANT_SHARED} (FoldHash) SELECT FoldHash "
-                        f"FROM {VARIANT_COUNTS} WHERE {range_condition('FoldHash', lower)} "
-                        "AND N > 1",
-                        range_params(lower, upper),
-                    )
-                    shared += cursor.rowcount
-                conn.commit()
-            if not shared:
-                return
-            for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
-                execute(
-                    conn,
-                    f"INSERT INTO {VARIANT_ROWS} (FoldHash, OntologyType, SourceSystem, SourceId) "
-                    f"SELECT s.FoldHash, i.OntologyType, i.SourceSystem, i.SourceId "
-                    f"FROM identifiers i JOIN {VARIANT_SHARED} s ON s.FoldHash = {fold_hash} "
-                    f"WHERE {range_condition('i.CanonicalId', lower)}",
-                    range_params(lower, upper),
-                )
-                conn.commit()
-            # The batch bound is a hash, and a hash's rows fall in one batch: a group is seen
-            # whole, exactly once.
-            for lower, upper in keyset_ranges(conn, VARIANT_ROWS, "FoldHash", self.batch_size):
-                groups = execute(
-                    conn,
-                    "SELECT GROUP_CONCAT(CONCAT(i.OntologyType, '[', i.SourceSystem, '/', "
-                    "i.SourceId, ']') ORDER BY i.OntologyType, i.SourceSystem, i.SourceId "
-                    f"SEPARATOR ' | ') FROM {VARIANT_ROWS} i "
-                    f"WHERE {range_condition('i.FoldHash', lower)} "
-                    f"GROUP BY i.FoldHash, {', '.join(folded)} HAVING COUNT(*) > 1",
-                    range_params(lower, upper),
-                )
-                conn.commit()
-                result.add([variants for (variants,) in groups])
-        logger.info("variant scan: %s hashes shared, %s groups", shared, result.count)
 
 
 RETURNED = "returned"
