@@ -21,7 +21,8 @@ A `Minter` holds one connection and is not thread-safe: give each thread or proc
 This module runs the SQL: the connection, the transaction and its retries, and each call's
 sequence of statements. What a call decides without SQL (request folding, cycle rejection, the
 batch plan and its results) is in `minting_plan`; the statements' text is built in
-`minting_sql`. Callers import everything from here.
+`minting_sql`; `minting_aliases` orders what `Minter.aliases` reads. Callers import everything
+from here.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -48,6 +47,7 @@ from tenacity import (
 from idminter_pipeline.canonical_ids import validate_canonical_id
 from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError, RegistryContentionError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.minting_aliases import Alias, AliasStatus, aliases_from_rows
 from idminter_pipeline.registry.minting_plan import (
     Key,
     MintOutcome,
@@ -121,43 +121,6 @@ MAX_JOB_ID_LENGTH = 255
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 _CONNECTION_LOST = frozenset({2006, 2013, 2014, 2055})
-
-
-class AliasStatus(StrEnum):
-    ORIGINAL = "original"
-    ALIAS = "alias"
-
-
-@dataclass(frozen=True)
-class Alias:
-    """One source identifier mapped to a canonical ID, as `Minter.aliases` reports it.
-
-    The parts are exactly as stored (a legacy row may carry trailing spaces), so `source` is the
-    string form rather than a validated `SourceIdentifier`.
-    """
-
-    ontology_type: str
-    source_system: str
-    source_id: str
-    status: AliasStatus
-    created_at: datetime
-    inherited_from: str | None = None
-    provenance_seq: int | None = None
-    job_id: str | None = None
-
-    @property
-    def source(self) -> str:
-        return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "status": str(self.status),
-            "created_at": self.created_at,
-            "inherited_from": self.inherited_from,
-            "provenance_seq": self.provenance_seq,
-            "job_id": self.job_id,
-        }
 
 
 @dataclass
@@ -531,42 +494,4 @@ class Minter:
                 cursor.execute(ALIASES_SQL, (canonical_id,))
                 return list(cursor.fetchall())
 
-        rows = self._transaction(read)
-        # One row per mapping (the provenance event key is unique per successor and
-        # predecessor, and a successor inherits once); keep the earliest event if not.
-        by_key: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        for row in rows:
-            key = (row[0], row[1], row[2])
-            if key not in by_key or (row[4] is not None and (by_key[key][4] or 0) > row[4]):
-                by_key[key] = row
-        inherited = [row for row in by_key.values() if row[4] is not None]
-        uninherited = sorted(
-            (row for row in by_key.values() if row[4] is None), key=lambda r: (r[3], r[:3])
-        )
-        aliases: list[Alias] = []
-        # Without a provenance record (rows minted before it existed, or legacy rows), the RFC's
-        # rule applies: the earliest row is the original.
-        for index, row in enumerate(uninherited):
-            aliases.append(
-                Alias(
-                    row[0],
-                    row[1],
-                    row[2],
-                    AliasStatus.ORIGINAL if index == 0 else AliasStatus.ALIAS,
-                    row[3],
-                )
-            )
-        for row in sorted(inherited, key=lambda r: r[4]):
-            aliases.append(
-                Alias(
-                    row[0],
-                    row[1],
-                    row[2],
-                    AliasStatus.ALIAS,
-                    row[3],
-                    inherited_from=f"{row[5]}[{row[6]}/{row[7]}]",
-                    provenance_seq=row[4],
-                    job_id=row[8],
-                )
-            )
-        return aliases
+        return aliases_from_rows(self._transaction(read))
