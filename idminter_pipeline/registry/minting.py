@@ -46,6 +46,7 @@ from tenacity import (
 
 from idminter_pipeline.canonical_ids import validate_canonical_id
 from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError, RegistryContentionError
+from idminter_pipeline.job_ids import MAX_JOB_ID_LENGTH, check_job_id
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting_aliases import Alias, AliasStatus, aliases_from_rows
 from idminter_pipeline.registry.minting_plan import (
@@ -116,7 +117,6 @@ ISOLATION_LEVELS = frozenset({"READ COMMITTED", "REPEATABLE READ"})
 DEFAULT_MAX_ATTEMPTS = 8
 MAX_MAX_ATTEMPTS = 20
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
-MAX_JOB_ID_LENGTH = 255
 
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
@@ -348,13 +348,7 @@ class Minter:
         database), `MissingPredecessorError` or `PoolExhaustedError` (having committed nothing),
         and `RegistryContentionError` if deadlocks persist past `max_attempts`.
         """
-        if job_id is not None and (
-            not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH
-        ):
-            raise InvalidInputError(
-                f"invalid job id {job_id!r}: expected a non-empty string of at most "
-                f"{MAX_JOB_ID_LENGTH} characters"
-            )
+        check_job_id(job_id)
         predecessors = fold_requests(requests)
         if not predecessors:
             return {}
