@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# asl-validator (npm), which the tests run over the state machine in deploy/aws/.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 db: setup
 	$(BIN)/idminter db server start
 
@@ -28,7 +34,7 @@ db-status: setup
 run: db
 	$(BIN)/idminter local-run
 
-test: db
+test: db $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -45,7 +51,7 @@ ui: db $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean: db-stop
-	rm -rf .local $(VENV)
+	rm -rf .local $(VENV) node_modules
 
 # Benchmarks and the long reliability runs (README, "Benchmarks and reliability"); never in `test`.
 .PHONY: bench-quick
