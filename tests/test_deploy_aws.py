@@ -5,6 +5,7 @@ agree with the code (handler path, environment variables, error names, roles).""
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -328,3 +329,24 @@ def test_the_dagster_services_agree_with_the_instance_and_workspace_files():
     dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     assert "ENV DAGSTER_HOME=/opt/dagster/dagster_home" in dockerfile
 
+
+def test_integration_target_without_a_docker_engine_says_so_in_one_line(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+    }
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"  # no engine answers there
+    result = subprocess.run(
+        ["make", "--no-print-directory", "test-integration"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert len(output.splitlines()) == 1, output
+    assert "make test-integration needs a Docker engine" in output
