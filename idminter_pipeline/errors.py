@@ -224,3 +224,13 @@ class LegacyMigrationError(IdMinterError):
 
 class LegacyVerificationError(LegacyMigrationError):
     """The copy does not match the legacy table, so the tables were not swapped."""
+
+
+class DownstreamNotificationError(IdMinterError):
+    """The downstream topic refused a whole publish call (missing topic, no permission, endpoint
+    unreachable): it concerns every work of the run, so the run stops; what was written stays."""
+
+    def __init__(self, topic_arn: str, detail: str) -> None:
+        self.topic_arn = topic_arn
+        self.detail = detail
+        super().__init__(f"cannot publish to {topic_arn}: {detail}")

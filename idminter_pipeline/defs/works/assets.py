@@ -7,7 +7,11 @@ import dagster as dg
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.defs.works.runs import mint_scope, summary_metadata
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.stores import WindowScope
@@ -39,6 +43,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
+    downstream: DownstreamTopicResource,
 ) -> dg.MaterializeResult:
     """Every identifier in the works indexed in the window, minted, and the works written to the
     identified index. Re-running a window (or backfilling a range) re-mints idempotently."""
@@ -53,6 +58,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         alerts=alerts,
         batch_size=config.batch_size,
         job_id=context.run.run_id,
+        downstream=downstream,
     )
     return dg.MaterializeResult(
         metadata=summary_metadata(summary),

@@ -5,7 +5,11 @@ import dagster as dg
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.defs.works.runs import mint_scope, summary_metadata
 from idminter_pipeline.registry.pool import replenish
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
@@ -28,6 +32,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
+    downstream: DownstreamTopicResource,
 ) -> dg.Output[dict]:
     """Mint the works named in run config (`Work[system/value]` or `system/value`)."""
     summary = mint_scope(
@@ -40,6 +45,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         batch_size=config.batch_size,
         job_id=config.job_id or context.run.run_id,
         record_processed=True,
+        downstream=downstream,
     )
     return dg.Output(summary.as_dict(), metadata=summary_metadata(summary))
 

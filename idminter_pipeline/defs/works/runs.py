@@ -8,7 +8,11 @@ import pandas as pd
 from idminter_pipeline.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
@@ -38,12 +42,14 @@ def mint_scope(
     batch_size: int,
     job_id: str | None,
     record_processed: bool = False,
+    downstream: DownstreamTopicResource | None = None,
 ) -> RunSummary:
     def on_trip(trip: ChurnTrip) -> None:
         context.log.error(trip.reason)
         _send(alerts, trip.alert(job_id=job_id), context.log)
 
     context.log.info(f"minting {scope.describe()}")
+    notifier = downstream.notifier() if downstream is not None else None
     with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
         summary = WorksPipeline(
             store,
@@ -52,6 +58,7 @@ def mint_scope(
             churn_guard=churn_guard.policy(),
             on_churn_trip=on_trip,
             record_processed=record_processed,
+            notifier=notifier,
         ).run(scope, job_id=job_id)
     if summary.failed:
         _send(alerts, failures_alert(summary), context.log)
@@ -69,8 +76,9 @@ def failures_alert(summary: RunSummary) -> Alert:
         ),
         what_to_do=(
             "Open the run's failure report. Fix the documents upstream (extract), register the "
-            "missing predecessors or review the churn guard (mint), or check the works store "
-            "(write); then re-run the same partition or ids: re-minting is idempotent."
+            "missing predecessors or review the churn guard (mint), check the works store "
+            "(write) or the downstream topic (notify); then re-run the same partition or ids: "
+            "re-minting is idempotent."
         ),
         figures={
             "works_failed": summary.failed,
@@ -102,6 +110,7 @@ def summary_metadata(summary: RunSummary) -> dict[str, Any]:
         "works_read": summary.works_read,
         "works_written": summary.works_written,
         "works_failed": summary.failed,
+        "works_notified": summary.works_notified,
         "identifiers_found": summary.identifiers_found,
         "identifiers_existing": summary.existing,
         "identifiers_inherited": summary.inherited,
