@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
-.PHONY: setup db db-stop db-status run test lint ui bench stress clean screenshots
+.PHONY: setup db db-stop db-status run test test-integration docker-engine lint ui bench stress clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# asl-validator (npm), which the tests run over the state machine in deploy/aws/.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 db: setup
 	$(BIN)/idminter db server start
@@ -28,10 +34,22 @@ db-status: setup
 run: db
 	$(BIN)/idminter local-run
 
-test: db
+test: db $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The whole suite against MySQL 8.0 and Elasticsearch 8 from compose.yaml (README, "Testing
+# against MySQL 8.0 and Elasticsearch 8"). The stack is torn down afterwards, pass or fail.
+INTEGRATION_ENV := RDS_PRIMARY_HOST=127.0.0.1 RDS_PORT=3306 RDS_USERNAME=id_minter \
+	RDS_PASSWORD=id_minter ELASTICSEARCH_URL=http://127.0.0.1:9200
+test-integration: docker-engine setup $(NODE_STAMP)
+	docker compose -f compose.yaml up -d --wait
+	status=0; $(INTEGRATION_ENV) $(BIN)/pytest || status=$$?; \
+		docker compose -f compose.yaml down -v; exit $$status
+
+docker-engine:
+	$(if $(shell docker info >/dev/null 2>&1 && echo up),,$(error make test-integration needs a Docker engine and none answers here (docker info failed); `make test` runs the suite on the local MariaDB))
 
 lint: setup
 	$(BIN)/ruff check --fix .
@@ -59,7 +77,7 @@ screenshots: db
 	$(BIN)/python docs/screenshots.py
 
 clean: db-stop
-	rm -rf .local $(VENV)
+	rm -rf .local $(VENV) node_modules
 
 # Benchmarks and the long reliability runs (README, "Benchmarks and reliability"); never in `test`.
 .PHONY: bench-quick

@@ -59,7 +59,10 @@ class CrashWorker:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self._queue.put(line.strip())
+            # A worker killed while printing leaves a last line without its newline: it never
+            # finished saying it, so it says nothing (a half `given` line is not JSON).
+            if line.endswith("\n"):
+                self._queue.put(line.strip())
         self._queue.put(None)
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> str | None:

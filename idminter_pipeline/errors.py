@@ -1,16 +1,21 @@
 """Typed errors. Each carries the offending data so callers (CLI, Lambda, Dagster) can report it.
 
 Messages never include credentials: anything built from connection settings goes through
-`idminter_pipeline.settings.DatabaseSettings.describe`, which leaves the password out.
+`idminter_pipeline.settings.DatabaseSettings.describe`, which leaves the password out. Nor do they
+echo an offending value whole: each goes through `excerpts.excerpt` (its first 200 characters and
+its full length), so a 10 MB input gives an error of a few hundred bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.excerpts import excerpt
+
+# Every module raises these errors, so this one imports nothing of the package's but `excerpts`
+# (which imports nothing), not even for type hints (that made an import cycle with
+# source_identifiers). The predecessor errors carry `SourceIdentifier`s, typed `object` here:
+# they are shown with `str` and handed back as given.
 
 
 class IdMinterError(Exception):
@@ -29,7 +34,7 @@ class InvalidSourceIdentifierError(InvalidInputError):
         self.reason = reason
         self.part = part
         where = f" ({part})" if part else ""
-        super().__init__(f"invalid source identifier{where} {value!r}: {reason}")
+        super().__init__(f"invalid source identifier{where} {excerpt(value)}: {reason}")
 
 
 class InvalidCanonicalIdError(InvalidInputError):
@@ -38,7 +43,26 @@ class InvalidCanonicalIdError(InvalidInputError):
     def __init__(self, value: object, reason: str) -> None:
         self.value = value
         self.reason = reason
-        super().__init__(f"invalid canonical ID {value!r}: {reason}")
+        super().__init__(f"invalid canonical ID {excerpt(value)}: {reason}")
+
+
+class InvalidJobIdError(InvalidInputError):
+    """A job id the registry's `JobId` columns cannot store exactly (see `job_ids`)."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid job id {excerpt(value)}: {reason}")
+
+
+class InvalidSettingError(InvalidInputError):
+    """A configuration value (an environment variable) that cannot be used as it is."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {name} {excerpt(value)}: {reason}")
 
 
 class MintingError(IdMinterError):
@@ -48,7 +72,7 @@ class MintingError(IdMinterError):
 class MissingPredecessorError(MintingError):
     """Predecessors that are neither registered nor minted in the same call."""
 
-    def __init__(self, missing: Sequence[tuple[SourceIdentifier, SourceIdentifier]]) -> None:
+    def __init__(self, missing: Sequence[tuple[object, object]]) -> None:
         self.missing = list(missing)
         shown = ", ".join(f"{source} <- {predecessor}" for source, predecessor in self.missing[:5])
         more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
@@ -60,20 +84,28 @@ class MissingPredecessorError(MintingError):
 class ConflictingPredecessorsError(MintingError, InvalidInputError):
     """One source given two different predecessors in the same call."""
 
-    def __init__(self, source: SourceIdentifier, predecessors: Sequence[SourceIdentifier]) -> None:
+    def __init__(self, source: object, predecessors: Sequence[object]) -> None:
         self.source = source
         self.predecessors = list(predecessors)
         names = ", ".join(str(p) for p in self.predecessors)
         super().__init__(f"{source} is given conflicting predecessors: {names}")
 
 
+# A cycle is named by its first members (each source identifier is at most three 255-character
+# parts); the error still carries all of them.
+_SHOWN_CYCLE_MEMBERS = 10
+
+
 class PredecessorCycleError(MintingError, InvalidInputError):
     """Predecessor declarations that loop back on themselves (a self-predecessor included)."""
 
-    def __init__(self, cycle: Sequence[SourceIdentifier]) -> None:
+    def __init__(self, cycle: Sequence[object]) -> None:
         self.cycle = list(cycle)
-        path = " -> ".join(str(s) for s in [*self.cycle, self.cycle[0]])
-        super().__init__(f"predecessor cycle: {path}")
+        shown = self.cycle[:_SHOWN_CYCLE_MEMBERS]
+        path = " -> ".join(str(s) for s in shown)
+        if len(self.cycle) > len(shown):
+            path += f" -> ... ({len(self.cycle) - len(shown):,} more)"
+        super().__init__(f"predecessor cycle: {path} -> {self.cycle[0]}")
 
 
 class PoolExhaustedError(MintingError):
@@ -105,7 +137,7 @@ class AlertDeliveryError(IdMinterError):
         self.delivered = list(delivered)
         failed = "; ".join(f"{name}: {reason}" for name, reason in self.failures.items())
         sent = ", ".join(self.delivered) or "none"
-        super().__init__(f"alert {title!r} not delivered to {failed} (delivered to: {sent})")
+        super().__init__(f"alert {excerpt(title)} not delivered to {failed} (delivered to: {sent})")
 
 
 class PoolTopUpError(IdMinterError):
@@ -146,7 +178,7 @@ class InvalidPoolSettingsError(InvalidInputError):
         self.setting = setting
         self.value = value
         self.reason = reason
-        super().__init__(f"invalid pool setting {setting}={value!r}: {reason}")
+        super().__init__(f"invalid pool setting {setting}={excerpt(value)}: {reason}")
 
 
 class MalformedWorkError(InvalidInputError):
@@ -185,10 +217,20 @@ class LegacyMigrationError(IdMinterError):
 
     def __init__(self, message: str, *, offending: Sequence[object] = ()) -> None:
         self.offending = list(offending)
-        shown = ", ".join(repr(value) for value in self.offending[:10])
+        shown = ", ".join(excerpt(value) for value in self.offending[:10])
         more = f" and {len(self.offending) - 10} more" if len(self.offending) > 10 else ""
         super().__init__(f"{message}: {shown}{more}" if self.offending else message)
 
 
 class LegacyVerificationError(LegacyMigrationError):
     """The copy does not match the legacy table, so the tables were not swapped."""
+
+
+class DownstreamNotificationError(IdMinterError):
+    """The downstream topic refused a whole publish call (missing topic, no permission, endpoint
+    unreachable): it concerns every work of the run, so the run stops; what was written stays."""
+
+    def __init__(self, topic_arn: str, detail: str) -> None:
+        self.topic_arn = topic_arn
+        self.detail = detail
+        super().__init__(f"cannot publish to {topic_arn}: {detail}")

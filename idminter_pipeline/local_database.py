@@ -5,12 +5,28 @@ reach a server it uses that one; otherwise it installs Debian's `mariadb-server`
 (root only), initializes a data directory under `.local/mariadb`, starts `mariadbd` on a private
 port and socket, and creates the `id_minter` user and `identifiers` database. When it cannot, it
 raises `LocalDatabaseError` whose message says exactly what to do.
+
+The server is locked down as far as a development server can be:
+
+- started by root, `mariadbd` runs as Debian's unprivileged `mysql` user (its folder is handed to
+  that user), unless that user cannot reach the folder (a checkout under a private home): then it
+  runs as root and says so;
+- `secure_file_priv` is a private folder, so `SELECT ... INTO OUTFILE` and `LOAD DATA INFILE`
+  cannot touch any other file;
+- `id_minter` gets only what the pipeline, `make run` and the tests need (`LOCAL_PRIVILEGES`) on
+  the registry database and on the per-session test and benchmark databases (pattern grants for
+  `idminter_test_*` and `idminter_bench_*`): nothing on `*.*`, no GRANT OPTION;
+- the bootstrap runs over the root socket with pymysql, values bound as parameters; the one
+  identifier that cannot be a parameter (the database name) is checked against a strict pattern
+  before anything runs, then quoted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +36,8 @@ from pathlib import Path
 
 import pymysql
 
-from idminter_pipeline.errors import IdMinterError
+from idminter_pipeline.errors import IdMinterError, InvalidSettingError
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import (
     LOCAL_DATABASE_PASSWORD,
     LOCAL_DATABASE_USER,
@@ -32,6 +49,29 @@ STARTUP_TIMEOUT_SECONDS = 60
 SHUTDOWN_TIMEOUT_SECONDS = 60
 # Unix socket paths are limited to 107 bytes; deep checkouts fall back to /tmp.
 MAX_SOCKET_PATH = 100
+# Debian's system account for the server; root starts mariadbd as this user.
+SERVER_SYSTEM_USER = "mysql"
+
+# Names the bootstrap writes into SQL: the database name is an identifier (never a bound
+# parameter), so it must match this before anything runs. 64 is the server's limit for database
+# names, 32 MySQL 8.0's for user names.
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_USER_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+MAX_PASSWORD_LENGTH = 128
+
+# Everything `id_minter` may do, and only on its own databases: rows (SELECT, INSERT, UPDATE,
+# DELETE); schema migrations and their rollbacks (CREATE, DROP, ALTER, INDEX, REFERENCES for
+# foreign keys); the legacy migration (TRIGGER for its change log, LOCK TABLES for the swap);
+# reconciliation's scratch tables (CREATE TEMPORARY TABLES). CREATE and DROP on a pattern also
+# let the tests create and drop their per-session databases. Production splits this into a
+# runtime and a migration role (README, "Least-privilege grants").
+LOCAL_PRIVILEGES = (
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, "
+    "CREATE TEMPORARY TABLES, LOCK TABLES, TRIGGER"
+)
+# Databases the tests and benchmarks create, one per session or run (`\_` is a literal `_`
+# in a GRANT's database name, `%` any text).
+SCRATCH_DATABASE_PATTERNS = (r"idminter\_test\_%", r"idminter\_bench\_%")
 
 
 class LocalDatabaseError(IdMinterError):
@@ -44,6 +84,7 @@ class ServerReport:
     settings: DatabaseSettings
     version: str
     socket: Path | None = None
+    system_user: str | None = None  # the account the local mariadbd runs as
 
     def lines(self) -> list[str]:
         lines = [
@@ -52,6 +93,13 @@ class ServerReport:
         ]
         if self.socket is not None:
             lines.append(f"  unix socket {self.socket}")
+        if self.system_user == "root":
+            lines.append(
+                f"  mariadbd runs as root: the system user {SERVER_SYSTEM_USER!r} cannot reach "
+                "its folder (move the checkout, or the server, somewhere it can)"
+            )
+        elif self.system_user is not None:
+            lines.append(f"  mariadbd runs as system user {self.system_user!r}")
         if self.kind.startswith("local"):
             lines.append(
                 "  the defaults need no environment; elsewhere set RDS_PRIMARY_HOST, RDS_PORT, "
@@ -80,6 +128,11 @@ class LocalServerPaths:
     @property
     def log_file(self) -> Path:
         return self.base / "mariadbd.log"
+
+    @property
+    def files_dir(self) -> Path:
+        # secure_file_priv: the only folder INTO OUTFILE and LOAD DATA INFILE may use.
+        return self.base / "files"
 
     @property
     def socket(self) -> Path:
@@ -142,6 +195,22 @@ def _install_mariadb() -> None:
             )
 
 
+def process_user(pid: int) -> str | None:
+    """The name of the user a process runs as (its effective uid), if it is visible."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            uid = int(line.split()[2])
+            try:
+                return pwd.getpwuid(uid).pw_name
+            except KeyError:
+                return str(uid)
+    return None
+
+
 def _pid(paths: LocalServerPaths) -> int | None:
     try:
         pid = int(paths.pid_file.read_text().strip())
@@ -153,18 +222,89 @@ def _pid(paths: LocalServerPaths) -> int | None:
     return pid
 
 
-def _client_sql(paths: LocalServerPaths, sql: str) -> None:
-    client = _binary("mariadb", "mysql")
-    if client is None:
-        raise LocalDatabaseError("the mariadb client is missing: apt-get install mariadb-client")
-    result = subprocess.run(
-        [client, "--no-defaults", f"--socket={paths.socket}", "-u", "root", "-e", sql],
-        capture_output=True,
-        text=True,
+def check_local_settings(settings: DatabaseSettings) -> None:
+    """Refuse names and passwords the bootstrap cannot use safely, before anything runs."""
+    if not _DATABASE_NAME.fullmatch(settings.database):
+        raise InvalidSettingError(
+            "IDENTIFIERS_DATABASE",
+            settings.database,
+            "the project-local server's database name must be 1 to 64 ASCII letters, digits "
+            "or underscores",
+        )
+    if not _USER_NAME.fullmatch(settings.username):
+        raise InvalidSettingError(
+            "RDS_USERNAME",
+            settings.username,
+            "the project-local server's user name must be 1 to 32 ASCII letters, digits or "
+            "underscores",
+        )
+    password = settings.password
+    if not password or len(password) > MAX_PASSWORD_LENGTH or not password.isprintable():
+        # Never echo a password, not even an excerpt of it.
+        raise InvalidSettingError(
+            "RDS_PASSWORD",
+            f"<{len(password)} characters, not shown>",
+            f"the project-local server's password must be 1 to {MAX_PASSWORD_LENGTH} printable "
+            "characters",
+        )
+
+
+def quote_database_name(name: str) -> str:
+    """`name` as a backquoted identifier; only names `check_local_settings` accepts."""
+    if not _DATABASE_NAME.fullmatch(name):
+        raise InvalidSettingError("IDENTIFIERS_DATABASE", name, "not a safe database name")
+    return f"`{name}`"
+
+
+def _grant_pattern(name: str) -> str:
+    """A GRANT's database name matching exactly `name` (`_` is a wildcard there)."""
+    return quote_database_name(name).replace("_", "\\_")
+
+
+def _server_account(paths: LocalServerPaths) -> pwd.struct_passwd | None:
+    """The system account mariadbd should run as: `mysql` when root can hand it the folder."""
+    if os.geteuid() != 0:
+        return None  # mariadbd runs as the user who starts it
+    try:
+        account = pwd.getpwnam(SERVER_SYSTEM_USER)
+    except KeyError:
+        return None
+    # The account must reach the server's folder: a checkout under a private home it cannot.
+    parent = paths.base.parent
+    reachable = subprocess.run(
+        ["test", "-x", str(parent)],
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
         check=False,
     )
-    if result.returncode != 0:
-        raise LocalDatabaseError(f"bootstrapping the local server failed: {result.stderr.strip()}")
+    return account if reachable.returncode == 0 else None
+
+
+def _hand_over(paths: LocalServerPaths, account: pwd.struct_passwd) -> None:
+    """Give the server's folder to its system account (data from an older bootstrap included)."""
+    for directory, _, files in os.walk(paths.base):
+        os.chown(directory, account.pw_uid, account.pw_gid, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+
+
+def admin_connection(paths: LocalServerPaths) -> pymysql.connections.Connection:
+    """The server's administrator over its socket: `mariadb-install-db` lets the system user who
+    ran it (root, or whoever started the server) in by socket credentials, with no password."""
+    try:
+        return pymysql.connect(
+            unix_socket=str(paths.socket),
+            user=pwd.getpwuid(os.geteuid()).pw_name,
+            autocommit=True,
+            connect_timeout=10,
+        )
+    except pymysql.err.MySQLError as error:
+        raise LocalDatabaseError(
+            f"cannot log in to the local server as its administrator over {paths.socket}: "
+            f"{excerpt(str(error))}"
+        ) from None
 
 
 def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
@@ -191,17 +331,26 @@ def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
 
 
 def _start(paths: LocalServerPaths, port: int) -> None:
+    """Start mariadbd, as `SERVER_SYSTEM_USER` when started by root and that user can."""
     server = _binary("mariadbd", "mysqld")
     if server is None:
         _install_mariadb()
         server = _binary("mariadbd", "mysqld")
         if server is None:
             raise LocalDatabaseError("mariadb-server installed but mariadbd was not found")
-    user_flag = ["--user=root"] if os.geteuid() == 0 else []
+    for folder in (paths.base, paths.tmp_dir, paths.files_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.files_dir.chmod(0o700)
+    account = _server_account(paths)
+    if account is not None:
+        _hand_over(paths, account)
+        runs_as = account.pw_name
+    else:
+        runs_as = pwd.getpwuid(os.geteuid()).pw_name
+    user_flag = [f"--user={runs_as}"] if os.geteuid() == 0 else []
     if not (paths.data_dir / "mysql").is_dir():
         _initialize(paths, user_flag)
     paths.socket.unlink(missing_ok=True)
-    paths.tmp_dir.mkdir(parents=True, exist_ok=True)
     command = [
         server,
         "--no-defaults",
@@ -212,6 +361,7 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         f"--pid-file={paths.pid_file}",
         f"--tmpdir={paths.tmp_dir}",
         f"--log-error={paths.log_file}",
+        f"--secure-file-priv={paths.files_dir}",
         "--skip-name-resolve",
         "--max-connections=500",
         "--innodb-buffer-pool-size=2G",
@@ -232,16 +382,39 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         time.sleep(0.2)
 
 
-def _bootstrap(paths: LocalServerPaths, settings: DatabaseSettings) -> None:
-    user, password = settings.username, settings.password.replace("'", "''")
-    statements = [f"CREATE DATABASE IF NOT EXISTS `{settings.database}`"]
-    for host in ("localhost", "127.0.0.1"):
-        statements += [
-            f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'",
-            # Everything on this private server: the tests create a database per session.
-            f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'{host}' WITH GRANT OPTION",
-        ]
-    _client_sql(paths, "; ".join(statements))
+def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> None:
+    """Create the registry database and the application user with least privilege (idempotent).
+
+    An existing user keeps nothing beyond `LOCAL_PRIVILEGES` on its own databases: whatever an
+    older bootstrap granted (ALL ON *.* WITH GRANT OPTION) is revoked first.
+    """
+    check_local_settings(settings)
+    user, password = settings.username, settings.password
+    database = quote_database_name(settings.database)
+    grants_on = [_grant_pattern(settings.database), *(f"`{p}`" for p in SCRATCH_DATABASE_PATTERNS)]
+    conn = admin_connection(paths)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE IF NOT EXISTS {database} "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            )
+            for host in ("localhost", "127.0.0.1"):
+                cursor.execute(
+                    "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password)
+                )
+                cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+                cursor.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, host))
+                for target in grants_on:
+                    # `%` in a GRANT pattern is the server's wildcard: doubled for pymysql.
+                    on = target.replace("%", "%%")
+                    cursor.execute(f"GRANT {LOCAL_PRIVILEGES} ON {on}.* TO %s@%s", (user, host))
+    except pymysql.err.MySQLError as error:
+        raise LocalDatabaseError(
+            f"bootstrapping the local server failed: {excerpt(str(error))}"
+        ) from None
+    finally:
+        conn.close()
 
 
 def ensure_server(
@@ -260,9 +433,14 @@ def ensure_server(
         start_local = "RDS_PRIMARY_HOST" not in os.environ and "RDS_PORT" not in os.environ
     version = _server_version(settings)
     if version is not None:
-        local = _pid(paths) is not None and settings.host in ("127.0.0.1", "localhost")
-        kind = "local (already running)" if local else "external"
-        return ServerReport(kind, settings, version, paths.socket if local else None)
+        pid = _pid(paths)
+        local = pid is not None and settings.host in ("127.0.0.1", "localhost")
+        if not local:
+            return ServerReport("external", settings, version)
+        assert pid is not None
+        return ServerReport(
+            "local (already running)", settings, version, paths.socket, process_user(pid)
+        )
     if not start_local:
         raise LocalDatabaseError(
             f"the configured registry at {settings.describe()} is not reachable. Start it, fix "
@@ -274,16 +452,20 @@ def ensure_server(
             "the local server is created with the default credentials: unset RDS_USERNAME and "
             "RDS_PASSWORD, or create that user yourself"
         )
+    # Before anything starts or runs: a name that is not safe in SQL stops here, named.
+    check_local_settings(settings)
     if _pid(paths) is None:
         _start(paths, settings.port)
-    _bootstrap(paths, settings)
+    bootstrap_server(paths, settings)
     version = _server_version(settings)
     if version is None:
         raise LocalDatabaseError(
             f"the local server started but {settings.describe()} cannot log in; "
             f"see {paths.log_file}"
         )
-    return ServerReport("local (started)", settings, version, paths.socket)
+    pid = _pid(paths)
+    user = process_user(pid) if pid is not None else None
+    return ServerReport("local (started)", settings, version, paths.socket, user)
 
 
 def stop_server(paths: LocalServerPaths | None = None) -> bool:

@@ -12,12 +12,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from idminter_pipeline.errors import InvalidSettingError
+
 # The project-local MariaDB (see `idminter_pipeline.local_database`) listens on this private
 # port so it never clashes with a system MySQL on 3306.
 LOCAL_DATABASE_PORT = 33306
 LOCAL_DATABASE_USER = "id_minter"
 LOCAL_DATABASE_PASSWORD = "id_minter"  # a throwaway local default; production uses secrets
 DEFAULT_DATABASE_NAME = "identifiers"
+
+
+MAX_PORT = 65_535
+
+
+def env_int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    """The integer in variable `name` (default when unset or empty), or an error naming both.
+
+    Only decimal integers are accepted: `3391.0` or `0x0d3f` are refused, not rounded or guessed.
+    """
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    stripped = text.strip()
+    digits = stripped.removeprefix("-").removeprefix("+")
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise InvalidSettingError(name, text, f"expected a whole number {bounds}")
+    value = int(stripped)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise InvalidSettingError(name, text, f"expected a whole number {bounds}")
+    return value
 
 
 def project_root() -> Path:
@@ -47,7 +73,7 @@ class DatabaseSettings:
         defaults = cls()
         return cls(
             host=env.get("RDS_PRIMARY_HOST") or defaults.host,
-            port=int(env.get("RDS_PORT") or defaults.port),
+            port=env_int(env, "RDS_PORT", defaults.port, minimum=1, maximum=MAX_PORT),
             username=env.get("RDS_USERNAME") or defaults.username,
             password=env.get("RDS_PASSWORD", defaults.password),
             database=env.get("IDENTIFIERS_DATABASE") or defaults.database,

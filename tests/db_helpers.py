@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pymysql
 import pytest
 
+from idminter_pipeline import local_database
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.settings import DatabaseSettings
 
 TEST_DATABASE_PREFIX = "idminter_test_"
+# A server account allowed to manage users and see every session, for the few tests that need
+# one (the application user has neither right on a least-privilege server).
+ADMIN_USER_ENV = "IDMINTER_TEST_ADMIN_USER"
+ADMIN_PASSWORD_ENV = "IDMINTER_TEST_ADMIN_PASSWORD"
 # Bookkeeping tables of yoyo-migrations: kept between tests so the schema stays applied.
 _KEPT_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 
@@ -24,6 +30,42 @@ def admin_connection(settings: DatabaseSettings) -> Connection:
             "Run `make test` (it starts a project-local MariaDB) or set RDS_* to a server.",
             returncode=3,
         )
+
+
+def _same_server(conn: Connection, settings: DatabaseSettings) -> bool:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@port")
+        (port,) = cursor.fetchone()
+    return int(port) == settings.port
+
+
+def server_admin_connection(settings: DatabaseSettings) -> Connection:
+    """A connection that may create users and read every session (CREATE USER, PROCESS).
+
+    In order: the account named by IDMINTER_TEST_ADMIN_USER / _PASSWORD; the project-local
+    server's administrator over its socket, when that server is the configured one; else the
+    configured user itself (enough on a server where it holds every privilege).
+    """
+    user = os.environ.get(ADMIN_USER_ENV)
+    if user:
+        return pymysql.connect(
+            host=settings.host,
+            port=settings.port,
+            user=user,
+            password=os.environ.get(ADMIN_PASSWORD_ENV, ""),
+            autocommit=True,
+        )
+    paths = local_database.LocalServerPaths.default()
+    if paths.socket.exists():
+        try:
+            conn = local_database.admin_connection(paths)
+        except local_database.LocalDatabaseError:
+            pass
+        else:
+            if _same_server(conn, settings):
+                return conn
+            conn.close()
+    return admin_connection(settings)
 
 
 def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:

@@ -66,7 +66,7 @@ def test_mint_ids_from_stdin_then_again_from_a_file(registry_env, runner, tmp_pa
 @pytest.mark.parametrize(
     ("bad_line", "named"),
     [
-        ("not json", "line 2: not JSON"),
+        ("not json", "line 2 is not valid JSON"),
         ('["Work[s/x]"]', "line 2: expected a JSON object"),
         ('{"source": 7}', "line 2"),
         ('{"source": "Work[s/x]", "predecessor": 3}', "line 2"),

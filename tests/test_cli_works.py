@@ -103,7 +103,7 @@ def test_mint_scopes_print_the_summary(works_env, registry_env):
     summary = _json(by_ids)
     assert summary["processed"] == [works[0].id, works[1].id]
     assert summary["job_id"] == "cli-job" and summary["works_read"] == 2
-    assert summary["failures_by_stage"] == {"extract": 0, "mint": 0, "write": 0}
+    assert summary["failures_by_stage"] == {"extract": 0, "mint": 0, "write": 0, "notify": 0}
     window = runner.invoke(
         main,
         [

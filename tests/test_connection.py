@@ -6,7 +6,7 @@ import uuid
 
 import boto3
 import pytest
-from db_helpers import admin_connection
+from db_helpers import server_admin_connection
 
 from idminter_pipeline.errors import RegistryUnavailableError
 from idminter_pipeline.registry.connection import connect
@@ -24,18 +24,18 @@ def secrets(aws_env):
 def rotating_user(session_database):
     """A database user whose password the tests change, as a rotation would."""
     password = f"pw-{uuid.uuid4().hex}"
-    conn = admin_connection(session_database)
+    conn = server_admin_connection(session_database)
     with conn.cursor() as cursor:
         for host in ("localhost", "127.0.0.1"):
-            cursor.execute(f"DROP USER IF EXISTS '{ROTATING_USER}'@'{host}'")
-            cursor.execute(f"CREATE USER '{ROTATING_USER}'@'{host}' IDENTIFIED BY %s", (password,))
+            cursor.execute("DROP USER IF EXISTS %s@%s", (ROTATING_USER, host))
+            cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (ROTATING_USER, host, password))
             cursor.execute(
-                f"GRANT ALL ON `{session_database.database}`.* TO '{ROTATING_USER}'@'{host}'"
+                f"GRANT ALL ON `{session_database.database}`.* TO %s@%s", (ROTATING_USER, host)
             )
     yield password
     with conn.cursor() as cursor:
         for host in ("localhost", "127.0.0.1"):
-            cursor.execute(f"DROP USER IF EXISTS '{ROTATING_USER}'@'{host}'")
+            cursor.execute("DROP USER IF EXISTS %s@%s", (ROTATING_USER, host))
     conn.close()
 
 

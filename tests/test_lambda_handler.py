@@ -1,10 +1,22 @@
-"""The Step Functions interface: event shapes in, result shape out, against the real registry."""
+"""The Lambda handler, against the real registry and the embedded store: Step Functions requests,
+and queued records (SQS event source mapping, EventBridge Pipes) with partial batch responses."""
 
+import json
+import logging
+import uuid
+
+import boto3
 import pytest
+from queued_events import sns_notification, sqs_record
+from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.lambda_handler import handler, parse_event
+from idminter_pipeline.errors import (
+    DownstreamNotificationError,
+    InvalidInputError,
+    PoolExhaustedError,
+)
+from idminter_pipeline.lambda_handler import handler, lambda_environment, parse_event
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore, WindowScope
 
@@ -130,3 +142,158 @@ def test_pool_exhaustion_raises_so_step_functions_retries(registry_env, tmp_path
         store.put_source(generate_works(3))
     with pytest.raises(Exception, match="free-ID pool exhausted"):
         handler({"full": True}, None)
+
+
+# --- Queued records: SQS event source mapping and EventBridge Pipes -----------------------------
+
+GOOD_BODIES = {
+    "m-envelope": sns_notification("Work[sierra-system-number/b1161044x]"),
+    "m-envelope-bare-form": sns_notification("axiell-collections-id/12345"),
+    "m-bare": "sierra-system-number/b2",
+}
+BAD_BODIES = {
+    # Duplicate keys: refused for this record alone, not "last one wins".
+    "m-duplicate-key": (
+        '{"Type": "Notification", "Message": "sierra-system-number/b2", '
+        '"Message": "sierra-system-number/b1161044x"}'
+    ),
+    "m-not-in-index": sns_notification("sierra-system-number/b-missing"),
+    "m-not-an-identifier": "hello",
+    "m-json-array": '["sierra-system-number/b2"]',
+    "m-confirmation": json.dumps(
+        {"Type": "SubscriptionConfirmation", "Message": "sierra-system-number/b2"}
+    ),
+    "m-padded": sns_notification(" sierra-system-number/b2"),
+}
+
+
+def _records(bodies):
+    return [sqs_record(message_id, body) for message_id, body in bodies.items()]
+
+
+def _run_summaries(caplog):
+    (record,) = [r for r in caplog.records if hasattr(r, "run_summaries")]
+    return record.run_summaries
+
+
+def _failed_ids(response):
+    assert set(response) == {"batchItemFailures"}
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+@pytest.mark.parametrize("shape", ["event source mapping", "pipe without template"])
+def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplog, shape):
+    records = _records({**GOOD_BODIES, **BAD_BODIES})
+    event = {"Records": records} if shape == "event source mapping" else records
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    response = handler(event, None)
+
+    assert _failed_ids(response) == list(BAD_BODIES)  # exactly the bad ones, in batch order
+    (summary,) = _run_summaries(caplog)
+    assert summary["batches"] == 1 and summary["mint_calls"] == 1  # one registry batch
+    assert summary["works_read"] == 4 and summary["works_written"] == 3
+    assert lambda_env.count_identified() == 2  # the successor shares its predecessor's document
+    logged = caplog.text
+    assert "m-duplicate-key body is not valid JSON (duplicate key 'Message')" in logged
+    assert "m-confirmation: body is JSON but not an SNS notification" in logged
+    assert "m-not-in-index: Work[sierra-system-number/b-missing] extract: not found" in logged
+    assert "m-padded: invalid source identifier" in logged
+
+
+def test_a_pipe_batch_of_template_requests(lambda_env, caplog):
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    event = [
+        {"messageId": "a", "sourceIdentifiers": ["Work[sierra-system-number/b2]"], "jobId": "p"},
+        {"messageId": "b", "sourceIdentifiers": ["axiell-collections-id/12345"], "jobId": "p"},
+        {"messageId": "c", "sourceIdentifiers": ["sierra-system-number/b1161044x"], "jobId": "p"},
+        {"messageId": "d", "sourceIdentifiers": [""], "jobId": "p"},
+        {"messageId": "e", "full": True, "jobId": "p"},
+        {"messageId": "f", "sourceIdentifiers": ["x" * 10_000], "jobId": "p"},
+    ]
+    assert _failed_ids(handler(event, None)) == ["d", "e", "f"]
+    (summary,) = _run_summaries(caplog)
+    assert summary["job_id"] == "p" and summary["mint_calls"] == 1
+    assert "e: a queued request must name sourceIdentifiers" in caplog.text
+    assert "(10,000 characters in all)" in caplog.text and "x" * 300 not in caplog.text
+
+
+def test_records_naming_different_job_ids_are_minted_per_job_id(lambda_env, caplog):
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    event = [
+        {"messageId": "a", "sourceIdentifiers": ["sierra-system-number/b2"], "jobId": "one"},
+        sqs_record("b", sns_notification("sierra-system-number/b1161044x")),
+    ]
+    assert _failed_ids(handler(event, None)) == []
+    assert [s["job_id"] for s in _run_summaries(caplog)] == ["one", None]
+
+
+def test_requests_without_message_ids_get_the_step_functions_answer(lambda_env):
+    response = handler(
+        [
+            {"sourceIdentifiers": ["sierra-system-number/b2"], "jobId": "j"},
+            {"sourceIdentifiers": ["sierra-system-number/nope"], "jobId": "j"},
+        ],
+        None,
+    )
+    assert response["processedIdentifiers"] == ["sierra-system-number/b2"]
+    assert response["jobId"] == "j"
+    assert [f["sourceIdentifier"] for f in response["failures"]] == ["sierra-system-number/nope"]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "the batch holds no records"),
+        ({"Records": []}, "the batch holds no records"),
+        ({"Records": "x"}, "Records must be an array, got string"),
+        (
+            [sqs_record("a", "sierra-system-number/b2"), {"body": "sierra-system-number/b1"}],
+            "record 1 of the batch has no messageId",
+        ),
+        (
+            [sqs_record("a", "sierra-system-number/b2"), sqs_record("a", "mets/m1")],
+            "message id 'a' appears twice",
+        ),
+        ([{"sourceIdentifiers": ["a/b"]}, {"window": {}}], "request 1 of the batch"),
+    ],
+)
+def test_batches_that_cannot_be_reported_per_record_are_refused_whole(lambda_env, event, message):
+    with pytest.raises(InvalidInputError) as raised:
+        handler(event, None)
+    assert message in str(raised.value)
+    assert lambda_env.count_identified() == 0
+
+
+def test_an_exhausted_pool_fails_the_whole_queued_batch(registry_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "w.sqlite3"))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    with SqliteWorksStore(tmp_path / "w.sqlite3") as store:
+        store.put_source([work("sierra-system-number", "b2")])
+    with pytest.raises(PoolExhaustedError):
+        handler({"Records": [sqs_record("a", "sierra-system-number/b2")]}, None)
+
+
+def test_the_lambda_announces_exactly_the_written_works(
+    lambda_env, aws_env, monkeypatch, connect_registry
+):
+    topic = subscribed_topic(f"matcher-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN", topic.topic_arn)
+    response = handler({"Records": _records({**GOOD_BODIES, **BAD_BODIES})}, None)
+    assert _failed_ids(response) == list(BAD_BODIES)
+    written = ["Work[sierra-system-number/b1161044x]", "Work[sierra-system-number/b2]"]
+    assert sorted(topic.received()) == sorted(canonical_ids_of(connect_registry, written).values())
+
+    # The topic gone: nothing concerns one record more than another, so the batch is retried.
+    monkeypatch.setenv("IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN", f"{topic.topic_arn}-gone")
+    with pytest.raises(DownstreamNotificationError, match="NotFound"):
+        handler({"Records": _records(GOOD_BODIES)}, None)
+
+
+def test_the_elasticsearch_key_is_read_from_its_secret(aws_env):
+    secrets = boto3.client("secretsmanager")
+    name = f"es-key-{uuid.uuid4().hex[:8]}"
+    secrets.create_secret(Name=name, SecretString="ZW5jb2RlZDprZXk=")
+    env = lambda_environment({"ES_API_KEY_SECRET_NAME": name, "AWS_REGION": "eu-west-1"})
+    assert env["ES_API_KEY"] == "ZW5jb2RlZDprZXk="
+    assert "ES_API_KEY" not in lambda_environment({"AWS_REGION": "eu-west-1"})

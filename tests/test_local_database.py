@@ -29,6 +29,10 @@ def test_start_is_idempotent_and_stop_stops(tmp_path):
     try:
         started = ensure_server(settings, paths, start_local=True)
         assert started.kind == "local (started)"
+        # pytest's tmp_path is private to root, so the mysql system user cannot reach it: the
+        # server falls back to root and says so (tests/test_server_privileges.py covers mysql).
+        assert started.system_user == "root"
+        assert any("mariadbd runs as root" in line for line in started.lines())
         assert "MariaDB" in started.version
         again = ensure_server(settings, paths, start_local=True)
         assert again.kind == "local (already running)"

@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from db_helpers import fetch_all
+from db_helpers import fetch_all, server_admin_connection
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
 from idminter_pipeline.errors import RegistryContentionError
@@ -77,7 +77,8 @@ def test_successors_of_one_predecessor_racing_share_its_id(registry, connect_reg
 
 def _wait_for_lock_wait(settings, thread_id, timeout=10.0):
     deadline = time.monotonic() + timeout
-    conn = connect(settings)
+    # innodb_trx needs the PROCESS privilege, which the application user does not have.
+    conn = server_admin_connection(settings)
     try:
         while time.monotonic() < deadline:
             with conn.cursor() as cursor:

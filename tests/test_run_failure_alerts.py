@@ -35,7 +35,11 @@ from idminter_pipeline.defs.reconciliation.sensors import registry_reconciliatio
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -108,6 +112,7 @@ def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partiti
             "works_store": WorksStoreResource(sqlite_path=str(store_path)),
             "registry_database": RegistryDatabase.from_settings(registry),
             "churn_guard": ChurnGuardResource(),
+            "downstream": DownstreamTopicResource(),
             "alerts": alerts,
         },
     )
@@ -165,25 +170,22 @@ def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, 
     assert "does not mint works" in works_run_failure_alert(works_context).skip_message
 
 
-def test_a_replenishment_refused_by_its_config_is_not_alerted(registry, instance, alerts, topic):
+def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, topic):
     _, delivered = topic
-    resources = {
-        "registry_database": RegistryDatabase.from_settings(registry),
-        "id_pool": FreeIdPool.from_settings(SETTINGS),
-        "alerts": alerts,
-    }
+    resources = {"registry_database": RegistryDatabase.from_settings(registry), "alerts": alerts}
     defs = dg.Definitions(
-        assets=[canonical_id_pool], jobs=[pool_replenishment_job], resources=resources
+        assets=[registry_reconciliation], jobs=[registry_reconciliation_job], resources=resources
     )
-    result = defs.resolve_job_def(pool_replenishment_job.name).execute_in_process(
+    # Only the step can tell that this is not a duration: it refuses its config, naming it.
+    result = defs.resolve_job_def(RECONCILIATION_JOB_NAME).execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config={"ops": {"canonical_id_pool": {"config": {"target_free": -5}}}},
+        run_config={"ops": {"registry_reconciliation": {"config": {"grace_period": "a week"}}}},
     )
     assert not result.success
-    skipped = pool_replenishment_failure_alert(_failure_context(instance, result, resources))
+    skipped = registry_reconciliation_failure_alert(_failure_context(instance, result, resources))
     assert "refused by config validation" in skipped.skip_message
-    assert "target_free" in skipped.skip_message
+    assert "a week" in skipped.skip_message
     assert delivered() == []
 
 

@@ -21,7 +21,7 @@ import boto3
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from db_helpers import admin_connection
+from db_helpers import server_admin_connection
 
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
@@ -44,14 +44,14 @@ def secret_user(registry: DatabaseSettings) -> Iterator[DatabaseSettings]:
     """A user whose password occurs nowhere else, with rights on the test registry only."""
     suffix = uuid.uuid4().hex[:10]
     user, password = f"idm_secret_{suffix}", f"Pw-{uuid.uuid4().hex}-zQ9"
-    admin = admin_connection(registry)
+    admin = server_admin_connection(registry)
     hosts = ("127.0.0.1", "localhost")
     try:
         with admin.cursor() as cursor:
             for host in hosts:
-                cursor.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
                 cursor.execute(
-                    f"GRANT ALL PRIVILEGES ON `{registry.database}`.* TO '{user}'@'{host}'"
+                    f"GRANT ALL PRIVILEGES ON `{registry.database}`.* TO %s@%s", (user, host)
                 )
         admin.commit()
         yield DatabaseSettings(
@@ -64,7 +64,7 @@ def secret_user(registry: DatabaseSettings) -> Iterator[DatabaseSettings]:
     finally:
         with admin.cursor() as cursor:
             for host in hosts:
-                cursor.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+                cursor.execute("DROP USER IF EXISTS %s@%s", (user, host))
         admin.commit()
         admin.close()
 
@@ -97,12 +97,12 @@ def test_settings_never_render_the_password(secret_user):
 
 
 def test_a_working_connection_logs_no_password(secret_user, empty_database, caplog):
-    admin = admin_connection(empty_database)
+    admin = server_admin_connection(empty_database)
     with admin.cursor() as cursor:
         for host in ("127.0.0.1", "localhost"):
             cursor.execute(
-                f"GRANT ALL PRIVILEGES ON `{empty_database.database}`.* "
-                f"TO '{secret_user.username}'@'{host}'"
+                f"GRANT ALL PRIVILEGES ON `{empty_database.database}`.* TO %s@%s",
+                (secret_user.username, host),
             )
     admin.close()
     fresh = secret_user.with_database(empty_database.database)

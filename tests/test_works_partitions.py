@@ -19,7 +19,11 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK, identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_by_id_job, mint_works_job
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
 from idminter_pipeline.registry.pool import PoolSettings
@@ -61,6 +65,7 @@ def defs(registry, store_path, alerts_log) -> dg.Definitions:
             "works_store": WorksStoreResource(sqlite_path=str(store_path)),
             "registry_database": RegistryDatabase.from_settings(registry),
             "churn_guard": ChurnGuardResource(),
+            "downstream": DownstreamTopicResource(),
             "alerts": AlertsResource(log_file=str(alerts_log)),
             "id_pool": FreeIdPool.from_settings(
                 PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)

@@ -70,7 +70,7 @@ def test_good_works_are_minted_in_one_transaction_and_bad_ones_fail_by_stage(
     assert summary.works_read == 63
     assert summary.batches == 1 and summary.mint_calls == 1
     assert summary.works_written == 60
-    assert summary.failures_by_stage == {"extract": 3, "mint": 0, "write": 0}
+    assert summary.failures_by_stage == {"extract": 3, "mint": 0, "write": 0, "notify": 0}
     failed = {f.work_id: f for f in summary.failures}
     assert set(failed) == {
         "Work[sierra-system-number/b-no-state]",
@@ -246,7 +246,7 @@ def test_churn_guard_stops_new_folio_minting_and_alerts(store, minter, registry)
         FullScope()
     )
     assert summary.works_written == 10
-    assert summary.failures_by_stage == {"extract": 0, "mint": 30, "write": 0}
+    assert summary.failures_by_stage == {"extract": 0, "mint": 30, "write": 0, "notify": 0}
     assert all("churn guard: 30 of 30 folio-instance records" in f.detail for f in summary.failures)
     assert len(trips) == 1 and trips[0].source_system == "folio-instance"
     alert = trips[0].alert(job_id="j1")

@@ -1,14 +1,18 @@
 """The `idminter` command. Each domain adds its commands from its own module here.
 
 Every command prints results on stdout (JSON where scripts consume it) and errors on stderr as one
-line naming the offending value; exit status 2 means bad input, 1 any other refusal.
+line naming the offending value; exit status 2 means bad input, 1 any other refusal or failure.
+No input prints a traceback unless asked for: `idminter --debug ...` or `IDMINTER_DEBUG=1`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -20,33 +24,85 @@ from idminter_pipeline.cli.pool import pool
 from idminter_pipeline.cli.reconcile import reconcile
 from idminter_pipeline.cli.works import mint, works
 from idminter_pipeline.errors import IdMinterError, InvalidInputError
+from idminter_pipeline.excerpts import excerpt
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+DEBUG_ENV = "IDMINTER_DEBUG"
+_DEBUG_KEY = "idminter.debug"
+
+
+# --- top-level error handling: one `error:` line, never a traceback unless asked for ------------
+def _debugging(ctx: click.Context) -> bool:
+    if ctx.meta.get(_DEBUG_KEY):
+        return True
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    if _debugging(ctx):
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _undecodable_argument(args: Sequence[str]) -> tuple[int, str] | None:
+    """The first argument that was not valid UTF-8 (Python keeps its bytes as surrogates)."""
+    for position, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return position, arg
+    return None
 
 
 class _Main(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        undecodable = _undecodable_argument(args)
+        if undecodable is not None:
+            position, arg = undecodable
+            raw = os.fsencode(arg)
+            click.echo(f"error: argument {position} is not valid UTF-8: {excerpt(raw)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InvalidInputError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+            _fail(ctx, str(error), EXIT_BAD_INPUT)
         except IdMinterError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_FAILURE)
+            _fail(ctx, str(error), EXIT_FAILURE)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click reports these itself (usage errors exit 2)
+        except Exception as error:
+            # A bug or an environment problem nobody anticipated: name it in one line.
+            hint = f" (for the traceback: idminter --debug or {DEBUG_ENV}=1)"
+            _fail(
+                ctx,
+                f"unexpected {type(error).__name__}: {excerpt(str(error))}{hint}",
+                EXIT_FAILURE,
+            )
 
 
 @click.group(cls=_Main)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"Print the traceback of any error (also with {DEBUG_ENV}=1).",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """Stable public identifiers for catalogue records (RFC 083)."""
+    ctx.meta[_DEBUG_KEY] = debug
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
+# ------------------------------------------------------------------------------------------------
 db.add_command(migrate_legacy)
 db.add_command(finalize_legacy)
 db.add_command(rollback_legacy)

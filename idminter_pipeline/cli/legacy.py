@@ -8,6 +8,10 @@ from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.connection import connection_factory
 
+# `--dry-run` exit status when it found problems that would stop the migration: distinct from 1
+# (the dry run itself failed, e.g. the registry is unreachable) so a script can tell them apart.
+EXIT_BLOCKING_PROBLEMS = 3
+
 
 def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
     if report.shape != legacy_migration.RegistryShape.LEGACY.value:
@@ -30,12 +34,18 @@ def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
 
 
 @click.command("migrate-legacy")
-@click.option("--dry-run", is_flag=True, help="Report what would be copied and any problem.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Report what would be copied and any problem; writes nothing. Exits "
+    f"{EXIT_BLOCKING_PROBLEMS} if it finds BLOCKING problems.",
+)
 @click.option(
     "--batch-size",
+    type=click.IntRange(min=1),
     default=legacy_migration.DEFAULT_BATCH_SIZE,
     show_default=True,
-    help=f"Rows per copy batch (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
+    help=f"Rows per copy batch, at least 1 (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
     f"{legacy_migration.MAX_BATCH_SIZE:,}).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -44,6 +54,9 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
 
     Safe to interrupt and run again: it resumes after the last committed batch. The legacy
     table is kept as identifiers_legacy until `finalize-legacy`.
+
+    Exit status: 0 done (or, with --dry-run, no blocking problem); 3 --dry-run found BLOCKING
+    problems; 2 bad input; 1 any other failure.
     """
     factory = connection_factory()
     if dry_run:
@@ -52,6 +65,8 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
             echo_json(report.as_dict())
         else:
             _print_dry_run(report)
+        if report.blocking:
+            raise SystemExit(EXIT_BLOCKING_PROBLEMS)
         return
 
     def show(progress: legacy_migration.Progress) -> None:

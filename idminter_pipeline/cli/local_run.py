@@ -46,6 +46,7 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
     from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
     from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
         churn_guard_from_env,
+        downstream_from_env,
         works_store_from_env,
     )
 
@@ -68,6 +69,7 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
             "registry_database": registry_database_from_env(),
             "works_store": works_store_from_env(),
             "churn_guard": churn_guard_from_env(),
+            "downstream": downstream_from_env(),
             "alerts": alerts_from_env(),
         },
     ).resolve_job_def(mint_works_job.name)

@@ -7,8 +7,10 @@ from typing import IO
 
 import click
 
+from idminter_pipeline import strict_json
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.source_identifiers import SourceIdentifier
@@ -37,25 +39,28 @@ def decode_request_line(line_number: int, raw: bytes) -> str:
     except UnicodeDecodeError as error:
         bad = raw[error.start : error.end]
         raise InvalidInputError(
-            f"line {line_number}: not UTF-8 ({bad!r} at byte {error.start}): {raw!r}"
+            f"line {line_number}: not UTF-8 ({bad!r} at byte {error.start}): {excerpt(raw)}"
         ) from None
 
 
 def parse_request_line(line_number: int, line: str) -> MintRequest:
-    """One JSON line `{"source": "...", "predecessor": "..." | null}`, or an error naming it."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise InvalidInputError(f"line {line_number}: not JSON ({error.msg}): {line!r}") from None
+    """One JSON line `{"source": "...", "predecessor": "..." | null}`, or an error naming it.
+
+    Parsed strictly: a duplicate key (`"predecessor"` twice) is refused, never resolved by
+    keeping the last one, and so are huge integers and deep nesting.
+    """
+    record = strict_json.loads(line, what=f"line {line_number}")
     if not isinstance(record, dict):
         raise InvalidInputError(
-            f'line {line_number}: expected a JSON object with "source", got {record!r}'
+            f'line {line_number}: expected a JSON object with "source", got {excerpt(record)}'
         )
     unknown = sorted(set(record) - _REQUEST_FIELDS)
     if unknown:
-        raise InvalidInputError(f"line {line_number}: unknown field(s) {unknown} in {line!r}")
+        raise InvalidInputError(
+            f"line {line_number}: unknown field(s) {excerpt(unknown)} in {excerpt(line)}"
+        )
     if "source" not in record:
-        raise InvalidInputError(f'line {line_number}: missing "source" in {line!r}')
+        raise InvalidInputError(f'line {line_number}: missing "source" in {excerpt(line)}')
     try:
         source = SourceIdentifier.parse(record["source"])
         predecessor = record.get("predecessor")
@@ -93,7 +98,7 @@ def mint_ids(input_file: IO[bytes], job_id: str | None) -> None:
                 f"line {number}: more than {MAX_MINT_REQUESTS:,} requests in one call; "
                 "split the input into several calls"
             )
-        requests.append(parse_request_line(number, line))
+        requests.append(parse_request_line(number, line.rstrip("\r\n")))
     if not requests:
         return
     with Minter(connection_factory()) as minter:

@@ -71,7 +71,7 @@ def status(as_json: bool) -> None:
 @pool.command("top-up")
 @click.option(
     "--target",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=1),
     default=None,
     help="Free IDs the pool should hold afterwards [default: IDMINTER_POOL_TARGET_FREE or 1M].",
 )

@@ -24,9 +24,10 @@ from idminter_pipeline.registry.connection import connection_factory
 )
 @click.option(
     "--batch-size",
+    type=click.IntRange(min=1),
     default=reconciliation.DEFAULT_BATCH_SIZE,
     show_default=True,
-    help=f"Keys per scan batch (clamped to {reconciliation.MIN_BATCH_SIZE:,}-"
+    help=f"Keys per scan batch, at least 1 (clamped to {reconciliation.MIN_BATCH_SIZE:,}-"
     f"{reconciliation.MAX_BATCH_SIZE:,}).",
 )
 def reconcile(as_json: bool, repair: bool, grace_period: str, batch_size: int) -> None:

@@ -8,7 +8,6 @@ version (the rotation may have switched the database user first) and then once m
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from functools import cache
 from typing import Any
 
 import boto3
+import botocore.config
+import botocore.exceptions
 import pymysql
 import pymysql.cursors
 from pymysql.constants import ER
@@ -26,7 +27,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from idminter_pipeline import strict_json
 from idminter_pipeline.errors import RegistryUnavailableError
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import DatabaseSettings
 
 logger = logging.getLogger(__name__)
@@ -56,24 +59,53 @@ def _is_access_denied(error: BaseException) -> bool:
     )
 
 
+# An unreachable Secrets Manager fails a connect in seconds, not after botocore's default
+# 60-second connect timeout times its retries.
+_SECRETS_CLIENT_CONFIG = botocore.config.Config(
+    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
 @cache
 def _secrets_client(region: str | None) -> Any:
-    return boto3.client("secretsmanager", region_name=region)
+    return boto3.client("secretsmanager", region_name=region, config=_SECRETS_CLIENT_CONFIG)
+
+
+def _get_secret_value(secret_name: str, stage: str, region: str | None) -> Any:
+    """The GetSecretValue response, or one line naming the secret, the endpoint and the cause."""
+    endpoint = f"Secrets Manager (region {region or 'unset'})"
+    try:
+        client = _secrets_client(region)
+        endpoint = client.meta.endpoint_url
+        return client.get_secret_value(SecretId=secret_name, VersionStage=stage)
+    except botocore.exceptions.ClientError as error:
+        details = error.response.get("Error", {})
+        reason = f"{details.get('Code', 'error')}: {excerpt(details.get('Message', ''))}"
+    except (botocore.exceptions.BotoCoreError, ValueError) as error:
+        # No credentials, no region, an unreachable endpoint, an endpoint botocore cannot even
+        # build: its one-line message, not the traceback of its HTTP stack.
+        reason = f"{type(error).__name__}: {excerpt(str(error))}"
+    raise RegistryUnavailableError(
+        f"cannot read secret {excerpt(secret_name)} ({stage}) from {endpoint}: {reason}"
+    )
 
 
 def read_secret_credentials(
     secret_name: str, *, stage: str = "AWSCURRENT", region: str | None = None
 ) -> tuple[str, str]:
     """`(username, password)` from a Secrets Manager secret in the RDS JSON format."""
-    response = _secrets_client(region).get_secret_value(SecretId=secret_name, VersionStage=stage)
+    response = _get_secret_value(secret_name, stage, region)
     try:
-        secret = json.loads(response["SecretString"])
+        # Strictly: a secret naming "password" twice must not silently mean the last one.
+        secret = strict_json.loads(response["SecretString"], what=f"secret {secret_name!r}")
         return secret["username"], secret["password"]
-    except (KeyError, TypeError, ValueError) as error:
-        # Say which key is missing, never what the secret holds.
+    except (KeyError, TypeError, ValueError):
+        # Never what the secret holds, not even in a chained exception (a JSON error quotes
+        # the text it could not parse).
         raise RegistryUnavailableError(
-            f"secret {secret_name!r} ({stage}) is not JSON with 'username' and 'password' keys"
-        ) from error
+            f"secret {excerpt(secret_name)} ({stage}) is not JSON with 'username' and "
+            "'password' keys, each given once"
+        ) from None
 
 
 def _open(settings: DatabaseSettings, username: str, password: str) -> Connection:

@@ -18,7 +18,7 @@ Findings (one row each in the report):
 Every scan is set-based SQL over keyset batches of a primary or secondary key, so memory stays
 bounded and no table is read into Python; only counts, examples and repaired IDs come back. The
 variant scan, whose groups no existing index brings together, also counts hashes of the folded
-keys batch by batch into session temporary tables (`Run.scan_variants`).
+keys batch by batch into session temporary tables (`reconciliation_variants`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +36,9 @@ import pandas as pd
 from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.keyset import execute, keyset_ranges, range_condition, range_params
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.reconciliation_variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
@@ -161,102 +162,8 @@ class ReconciliationReport:
         }
 
 
-def _execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
-
-
-# A keyset bound: a canonical ID, or a hash in the variant scan's temporary tables.
-Key = str | int
-
-
-def _keyset_ranges(
-    conn: Connection, table: str, column: str, batch_size: int
-) -> Iterator[tuple[Key | None, Key]]:
-    """Successive (lower, upper] bounds over an indexed column, `batch_size` entries each (more
-    when the column repeats the upper bound: every row with that value is in its batch)."""
-    lower: Key | None = None
-    while True:
-        after = f"WHERE {column} > %s " if lower is not None else ""
-        params = (lower,) if lower is not None else None
-        # LIMIT 1 OFFSET walks the index without materializing the batch in a temporary table.
-        rows = _execute(
-            conn,
-            f"SELECT {column} FROM {table} {after}ORDER BY {column} "
-            f"LIMIT 1 OFFSET {int(batch_size) - 1}",
-            params,
-        )
-        if rows:
-            upper, count = rows[0][0], batch_size
-        else:
-            upper, count = _execute(
-                conn, f"SELECT MAX({column}), COUNT(*) FROM {table} {after}", params
-            )[0]
-        conn.commit()
-        if not count:
-            return
-        yield lower, upper
-        lower = upper
-
-
-# Session temporary tables of the case/padding variant scan (Run.scan_variants).
-VARIANT_COUNTS = "idminter_variant_counts"
-VARIANT_SHARED = "idminter_variant_shared"
-VARIANT_ROWS = "idminter_variant_rows"
-VARIANT_TABLES = {
-    VARIANT_COUNTS: "FoldHash BIGINT UNSIGNED NOT NULL, N INT UNSIGNED NOT NULL, "
-    "PRIMARY KEY (FoldHash)",
-    VARIANT_SHARED: "FoldHash BIGINT UNSIGNED NOT NULL, PRIMARY KEY (FoldHash)",
-    VARIANT_ROWS: "Id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, FoldHash BIGINT UNSIGNED NOT NULL, "
-    "OntologyType VARCHAR(255) NOT NULL, SourceSystem VARCHAR(255) NOT NULL, "
-    "SourceId VARCHAR(255) NOT NULL, PRIMARY KEY (Id), INDEX idx_fold_hash (FoldHash)",
-}
-
-
-@contextmanager
-def _temporary_tables(conn: Connection, tables: dict[str, str]) -> Iterator[None]:
-    """Session temporary tables (InnoDB, utf8mb4_bin), dropped afterwards.
-
-    Created and dropped in autocommit mode: MySQL with GTIDs and statement-based binary logs
-    refuses CREATE/DROP TEMPORARY TABLE inside a transaction.
-    """
-
-    def run_autocommitted(statements: list[str]) -> None:
-        conn.commit()
-        conn.autocommit(True)
-        try:
-            for statement in statements:
-                _execute(conn, statement)
-        finally:
-            conn.autocommit(False)
-
-    drops = [f"DROP TEMPORARY TABLE IF EXISTS {name}" for name in tables]
-    run_autocommitted(
-        drops
-        + [
-            f"CREATE TEMPORARY TABLE {name} ({columns}) ENGINE=InnoDB "
-            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-            for name, columns in tables.items()
-        ]
-    )
-    try:
-        yield
-    finally:
-        conn.rollback()
-        run_autocommitted(drops)
-
-
-def _range_condition(column: str, lower: Key | None) -> str:
-    return f"{column} <= %s" if lower is None else f"{column} > %s AND {column} <= %s"
-
-
-def _range_params(lower: Key | None, upper: Key) -> list[Key]:
-    return [upper] if lower is None else [lower, upper]
 
 
 class _Run:
@@ -273,7 +180,7 @@ class _Run:
         }
         self.changes: list[Change] = []
         self.changes_total = 0
-        self.run_started = _execute(conn, "SELECT CURRENT_TIMESTAMP(6)")[0][0]
+        self.run_started = execute(conn, "SELECT CURRENT_TIMESTAMP(6)")[0][0]
 
     def record(self, action: str, canonical_id: str, finding: str, detail: str) -> None:
         self.changes_total += 1
@@ -286,16 +193,16 @@ class _Run:
 
     def scan_canonical_ids(self) -> None:
         conn = self.conn
-        for lower, upper in _keyset_ranges(conn, "canonical_ids", "CanonicalId", self.batch_size):
-            rows = _execute(
+        for lower, upper in keyset_ranges(conn, "canonical_ids", "CanonicalId", self.batch_size):
+            rows = execute(
                 conn,
                 "SELECT c.CanonicalId, c.Status FROM canonical_ids c "
-                f"WHERE {_range_condition('c.CanonicalId', lower)} AND ("
+                f"WHERE {range_condition('c.CanonicalId', lower)} AND ("
                 "(c.Status = 'free' AND EXISTS "
                 "(SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId)) OR "
                 "(c.Status = 'assigned' AND NOT EXISTS "
                 "(SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId)))",
-                _range_params(lower, upper),
+                range_params(lower, upper),
             )
             in_use = [canonical for canonical, status in rows if status == "free"]
             orphans = [canonical for canonical, status in rows if status == "assigned"]
@@ -303,7 +210,7 @@ class _Run:
             self.results[ORPHAN_ASSIGNED_IDS].add(orphans)
             if orphans:
                 # Bookkeeping, also without --repair: the grace period runs from first sight.
-                _execute(
+                execute(
                     conn,
                     f"INSERT INTO {ORPHANS_TABLE} (CanonicalId, FirstSeenAt, LastSeenAt) VALUES "
                     + ", ".join(["(%s, %s, %s)"] * len(orphans))
@@ -327,7 +234,7 @@ class _Run:
 
     def mark_assigned(self, candidates: Sequence[str]) -> None:
         conn = self.conn
-        locked = _execute(
+        locked = execute(
             conn,
             "SELECT c.CanonicalId FROM canonical_ids c "
             f"WHERE c.CanonicalId IN ({_placeholders(candidates)}) AND c.Status = 'free' AND "
@@ -336,7 +243,7 @@ class _Run:
         )
         ids = [value for (value,) in locked]
         if ids:
-            _execute(
+            execute(
                 conn,
                 "UPDATE canonical_ids SET Status = 'assigned' "
                 f"WHERE CanonicalId IN ({_placeholders(ids)})",
@@ -351,7 +258,7 @@ class _Run:
         cutoff = self.run_started - self.grace
         lower = ""
         while True:
-            rows = _execute(
+            rows = execute(
                 conn,
                 f"SELECT CanonicalId FROM {ORPHANS_TABLE} WHERE CanonicalId > %s "
                 "AND FirstSeenAt <= %s AND LastSeenAt >= %s ORDER BY CanonicalId "
@@ -377,13 +284,13 @@ class _Run:
     def scan_mappings(self) -> None:
         conn = self.conn
         result = self.results[MAPPINGS_MISSING_ID]
-        for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
-            rows = _execute(
+        for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
+            rows = execute(
                 conn,
                 "SELECT i.OntologyType, i.SourceSystem, i.SourceId, i.CanonicalId "
-                f"FROM identifiers i WHERE {_range_condition('i.CanonicalId', lower)} AND "
+                f"FROM identifiers i WHERE {range_condition('i.CanonicalId', lower)} AND "
                 "NOT EXISTS (SELECT 1 FROM canonical_ids c WHERE c.CanonicalId = i.CanonicalId)",
-                _range_params(lower, upper),
+                range_params(lower, upper),
             )
             conn.commit()
             result.add([f"{o}[{s}/{v}] -> {c}" for o, s, v, c in rows])
@@ -397,11 +304,11 @@ class _Run:
             result.status = "unavailable"
             result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
             return
-        (count,) = _execute(
+        (count,) = execute(
             conn,
             f"SELECT COUNT(*) FROM {PROVENANCE_TABLE} WHERE Kind = 'predecessor_mismatch'",
         )[0]
-        rows = _execute(
+        rows = execute(
             conn,
             "SELECT SuccessorOntologyType, SuccessorSourceSystem, SuccessorSourceId, CanonicalId, "
             "PredecessorOntologyType, PredecessorSourceSystem, PredecessorSourceId, "
@@ -418,79 +325,12 @@ class _Run:
     # -- identifiers: sources differing only by case or padding -------------------------------
 
     def scan_variants(self) -> None:
-        """Groups of mappings whose source identifiers are equal once each part is trimmed of
-        spaces and lower-cased, each counted once, in keyset batches.
-
-        Variants sort far apart in the primary key ('ABC' and 'abc' under utf8mb4_bin), so no
-        batch of the table can see a group whole, and no index orders the table by the folded
-        key (adding one would mean altering `identifiers`, a 50-million-row table the minter
-        writes all day, for a routine check). Instead the folded key's 64-bit hash is counted
-        batch by batch into a session temporary table keyed by that hash, which plays the
-        index's part; groups are then read back batch by batch in hash order. Each statement
-        touches one batch of rows; the server keeps the temporary tables on disk as needed, and
-        they vanish with the session, also when a run is interrupted.
-
-        1. counts: per batch of `identifiers` (keyset on idx_canonical), add each row's hash;
-        2. hashes seen more than once, per batch of the counts table;
-        3. only if there are any: per batch of `identifiers`, the rows with such a hash;
-        4. per batch of those rows in hash order, GROUP BY the folded parts themselves (so two
-           keys that merely share a hash are never reported as variants).
-        """
-        conn = self.conn
-        result = self.results[CASE_OR_PADDING_VARIANTS]
-        folded = [f"LOWER(TRIM(i.{part}))" for part in ("OntologyType", "SourceSystem", "SourceId")]
-        fold_hash = (
-            "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), "
-            f"{', '.join(folded)})), 16), 16, 10) AS UNSIGNED)"
+        """Groups of mappings equal but for case or padding (`reconciliation_variants`)."""
+        find_case_or_padding_variants(
+            self.conn,
+            batch_size=self.batch_size,
+            found=self.results[CASE_OR_PADDING_VARIANTS].add,
         )
-        with _temporary_tables(conn, VARIANT_TABLES):
-            for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
-                _execute(
-                    conn,
-                    f"INSERT INTO {VARIANT_COUNTS} (FoldHash, N) SELECT {fold_hash}, 1 "
-                    f"FROM identifiers i WHERE {_range_condition('i.CanonicalId', lower)} "
-                    "ON DUPLICATE KEY UPDATE N = N + 1",
-                    _range_params(lower, upper),
-                )
-                conn.commit()
-            shared = 0
-            for lower, upper in _keyset_ranges(conn, VARIANT_COUNTS, "FoldHash", self.batch_size):
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        f"INSERT INTO {VARIANT_SHARED} (FoldHash) SELECT FoldHash "
-                        f"FROM {VARIANT_COUNTS} WHERE {_range_condition('FoldHash', lower)} "
-                        "AND N > 1",
-                        _range_params(lower, upper),
-                    )
-                    shared += cursor.rowcount
-                conn.commit()
-            if not shared:
-                return
-            for lower, upper in _keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
-                _execute(
-                    conn,
-                    f"INSERT INTO {VARIANT_ROWS} (FoldHash, OntologyType, SourceSystem, SourceId) "
-                    f"SELECT s.FoldHash, i.OntologyType, i.SourceSystem, i.SourceId "
-                    f"FROM identifiers i JOIN {VARIANT_SHARED} s ON s.FoldHash = {fold_hash} "
-                    f"WHERE {_range_condition('i.CanonicalId', lower)}",
-                    _range_params(lower, upper),
-                )
-                conn.commit()
-            # The batch bound is a hash, and a hash's rows fall in one batch: a group is seen
-            # whole, exactly once.
-            for lower, upper in _keyset_ranges(conn, VARIANT_ROWS, "FoldHash", self.batch_size):
-                groups = _execute(
-                    conn,
-                    "SELECT GROUP_CONCAT(CONCAT(i.OntologyType, '[', i.SourceSystem, '/', "
-                    "i.SourceId, ']') ORDER BY i.OntologyType, i.SourceSystem, i.SourceId "
-                    f"SEPARATOR ' | ') FROM {VARIANT_ROWS} i "
-                    f"WHERE {_range_condition('i.FoldHash', lower)} "
-                    f"GROUP BY i.FoldHash, {', '.join(folded)} HAVING COUNT(*) > 1",
-                    _range_params(lower, upper),
-                )
-                conn.commit()
-                result.add([variants for (variants,) in groups])
-        logger.info("variant scan: %s hashes shared, %s groups", shared, result.count)
 
 
 RETURNED = "returned"
@@ -507,11 +347,11 @@ def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[
     candidates = list(candidates)
     if not candidates:
         return outcome
-    _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     try:
         locked = {
             value
-            for (value,) in _execute(
+            for (value,) in execute(
                 conn,
                 "SELECT CanonicalId FROM canonical_ids "
                 f"WHERE CanonicalId IN ({_placeholders(candidates)}) AND Status = 'assigned' "
@@ -521,7 +361,7 @@ def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[
         }
         used = {
             value
-            for (value,) in _execute(
+            for (value,) in execute(
                 conn,
                 "SELECT CanonicalId FROM identifiers "
                 f"WHERE CanonicalId IN ({_placeholders(candidates)}) LOCK IN SHARE MODE",
@@ -540,13 +380,13 @@ def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[
                 free.append(canonical)
                 outcome[canonical] = RETURNED
         if free:
-            _execute(
+            execute(
                 conn,
                 f"UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId IN "
                 f"({_placeholders(free)})",
                 free,
             )
-            _execute(
+            execute(
                 conn,
                 f"DELETE FROM {ORPHANS_TABLE} WHERE CanonicalId IN ({_placeholders(free)})",
                 free,
@@ -556,7 +396,7 @@ def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[
         conn.rollback()
         raise
     finally:
-        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     return outcome
 
 
@@ -576,7 +416,7 @@ def reconcile(
     conn = connect()
     try:
         # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
-        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         run = _Run(conn, repair=repair, grace=grace_period, batch_size=clamp_batch_size(batch_size))
         shape = registry_shape(conn)
         conn.commit()

@@ -33,6 +33,8 @@ class Stage(StrEnum):
     EXTRACT = "extract"
     MINT = "mint"
     WRITE = "write"
+    # Written, but the downstream topic was not told (see `works/downstream.py`).
+    NOTIFY = "notify"
 
 
 WORK_ONTOLOGY_TYPE = "Work"

@@ -9,10 +9,13 @@ work:
 - if the minter refuses the batch for a reason that names works (a missing predecessor, two
   predecessors for one source, a predecessor cycle), exactly the works that declared those are
   failed and the batch is re-run once without them;
-- annotation and write failures fail their own work.
+- annotation and write failures fail their own work;
+- with a downstream notifier, the works written are announced right after each batch's write;
+  a work whose announcement still fails after retries fails at stage `notify` (it stays
+  written, and re-running its scope announces it again).
 
-Every failure records the stage (`extract`, `mint`, `write`), the work's `Work[...]` id and a
-readable detail. Errors that say nothing about a particular work (the pool is exhausted, the
+Every failure records the stage (`extract`, `mint`, `write`, `notify`), the work's `Work[...]` id
+and a readable detail. Errors that say nothing about a particular work (the pool is exhausted, the
 registry or the store is unreachable) stop the run: everything written before stays correct, and
 re-running is idempotent.
 """
@@ -44,6 +47,7 @@ from idminter_pipeline.works.documents import (
     annotate_work,
     extract_work,
 )
+from idminter_pipeline.works.downstream import DownstreamNotifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     WorkScope,
@@ -107,6 +111,8 @@ class RunSummary:
     churn_trips: list[ChurnTrip] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    # Written works the downstream topic accepted (0 when no notifier is configured).
+    works_notified: int = 0
 
     @property
     def failures_by_stage(self) -> dict[str, int]:
@@ -130,6 +136,7 @@ class RunSummary:
             "works_read": self.works_read,
             "works_written": self.works_written,
             "works_failed": self.failed,
+            "works_notified": self.works_notified,
             "batches": self.batches,
             "mint_calls": self.mint_calls,
             "identifiers_found": self.identifiers_found,
@@ -187,6 +194,7 @@ class WorksPipeline:
         churn_guard: ChurnGuardPolicy | None = None,
         on_churn_trip: Callable[[ChurnTrip], None] | None = None,
         record_processed: bool = True,
+        notifier: DownstreamNotifier | None = None,
     ) -> None:
         self.store = store
         self.minter = minter
@@ -195,6 +203,7 @@ class WorksPipeline:
         self.churn_policy = churn_guard if churn_guard is not None else ChurnGuardPolicy()
         self.on_churn_trip = on_churn_trip
         self.record_processed = record_processed
+        self.notifier = notifier
 
     def run(self, scope: WorkScope, *, job_id: str | None = None) -> RunSummary:
         started = time.perf_counter()
@@ -258,15 +267,26 @@ class WorksPipeline:
             except MalformedWorkError as error:
                 summary.fail(WorkFailure(work_id, Stage.MINT, error.detail))
         write_failures = {f.source_id: f.detail for f in self.store.write_identified(identified)}
+        written: list[IdentifiedWork] = []
         for work in identified:
             if work.source_id in write_failures:
                 summary.fail(
                     WorkFailure(work.source_id, Stage.WRITE, write_failures[work.source_id])
                 )
             else:
+                written.append(work)
                 summary.works_written += 1
                 if self.record_processed:
                     summary.processed.append(work.source_id)
+        self._notify(written, summary)
+
+    def _notify(self, written: Sequence[IdentifiedWork], summary: RunSummary) -> None:
+        if self.notifier is None or not written:
+            return
+        refused = self.notifier.notify(written)
+        for failure in refused:
+            summary.fail(WorkFailure(failure.work_id, Stage.NOTIFY, failure.detail))
+        summary.works_notified += len(written) - len(refused)
 
     def _extract(
         self, batch: Sequence[tuple[str, Any | None]], summary: RunSummary

@@ -11,6 +11,7 @@ from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
+from idminter_pipeline.works.downstream import downstream_notifier_from_env
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
 from idminter_pipeline.works.stores import WorkScope, works_store_from_env
 
@@ -36,8 +37,11 @@ def run_from_env(
     record_processed: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> RunSummary:
-    """Mint `scope` with the store, registry and churn guard the environment names."""
+    """Mint `scope` with the store, registry, churn guard and downstream topic the environment
+    names."""
     settings = DatabaseSettings.from_env(environ)
+    # Built first, so a malformed topic ARN is refused before anything is minted or written.
+    notifier = downstream_notifier_from_env(environ)
     with (
         works_store_from_env(environ) as store,
         Minter(connection_factory(settings)) as minter,
@@ -49,4 +53,5 @@ def run_from_env(
             churn_guard=ChurnGuardPolicy.from_env(environ),
             on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
             record_processed=record_processed,
+            notifier=notifier,
         ).run(scope, job_id=job_id)

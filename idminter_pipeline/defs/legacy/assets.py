@@ -1,28 +1,46 @@
 """The legacy 1:1 registry migrated to the RFC 083 tables, between the schema and the pool."""
 
 import dagster as dg
+from pydantic import Field
 
+from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
 
 
 class LegacyMigrationConfig(dg.Config):
-    batch_size: int = legacy_migration.DEFAULT_BATCH_SIZE
-    """Rows per copy batch (clamped to the module's bounds)."""
+    """The asset's run config, typed (`LEGACY_MIGRATION_CONFIG_SCHEMA` is what Dagster checks)."""
+
+    batch_size: int = Field(default=legacy_migration.DEFAULT_BATCH_SIZE, ge=1)
+    """Rows per copy batch: at least 1, clamped to the module's bounds."""
 
 
-@dg.asset(group_name=REGISTRY_GROUP, deps=[registry_schema], kinds={"mysql"})
+# The launchpad's schema: a batch size below 1 is refused when the run is launched, not in it.
+LEGACY_MIGRATION_CONFIG_SCHEMA = {
+    "batch_size": positive_int_field(
+        legacy_migration.DEFAULT_BATCH_SIZE,
+        f"Rows per copy batch, at least 1 (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
+        f"{legacy_migration.MAX_BATCH_SIZE:,}).",
+    )
+}
+
+
+@dg.asset(
+    group_name=REGISTRY_GROUP,
+    deps=[registry_schema],
+    kinds={"mysql"},
+    config_schema=LEGACY_MIGRATION_CONFIG_SCHEMA,
+)
 def legacy_registry_migration(
-    context: dg.AssetExecutionContext,
-    config: LegacyMigrationConfig,
-    registry_database: RegistryDatabase,
+    context: dg.AssetExecutionContext, registry_database: RegistryDatabase
 ) -> dg.MaterializeResult:
     """Copies a legacy `identifiers` table (if any) into the new tables, verifies and swaps it.
 
     Does nothing on a registry without a legacy table; resumes an interrupted copy. The legacy
     table is kept until `idminter db finalize-legacy`.
     """
+    config = LegacyMigrationConfig(**context.op_execution_context.op_config)
 
     def log_progress(progress: legacy_migration.Progress) -> None:
         context.log.info(f"{progress.phase}: {progress.rows_copied:,} rows")

@@ -3,9 +3,16 @@
 import dagster as dg
 from pydantic import Field
 
+from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.registry.pool import PoolHealth, TopUpReport, pool_health, top_up
+from idminter_pipeline.registry.pool import (
+    MAX_BATCH_SIZE,
+    PoolHealth,
+    TopUpReport,
+    pool_health,
+    top_up,
+)
 
 POOL_GROUP = "pool"
 # Defined by the legacy-migration work (registry_schema -> legacy_registry_migration -> pool):
@@ -15,11 +22,22 @@ LEGACY_MIGRATION_ASSET = "legacy_registry_migration"
 
 
 class PoolTopUpConfig(dg.Config):
-    """Launchpad overrides for one run; unset fields use the `id_pool` resource. A negative
-    target or a batch size below 1 is refused with the config, before anything is written."""
+    """Launchpad overrides for one run; unset fields use the `id_pool` resource."""
 
-    target_free: int | None = Field(default=None, ge=0)
+    target_free: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
+
+
+# The launchpad's schema: a target or batch size below 1 is refused when the run is launched.
+POOL_TOP_UP_CONFIG_SCHEMA = {
+    "target_free": positive_int_field(
+        None, "Free IDs the pool should hold afterwards (unset: the id_pool resource's)."
+    ),
+    "batch_size": positive_int_field(
+        None,
+        f"IDs per INSERT statement (unset: the id_pool resource's; clamped to {MAX_BATCH_SIZE:,}).",
+    ),
+}
 
 
 def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
@@ -57,14 +75,13 @@ def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
     deps=[LEGACY_MIGRATION_ASSET],
     kinds={"mysql"},
     description="Pre-generated free canonical IDs that minting claims (RFC 083).",
+    config_schema=POOL_TOP_UP_CONFIG_SCHEMA,
 )
 def canonical_id_pool(
-    context: dg.AssetExecutionContext,
-    config: PoolTopUpConfig,
-    registry_database: RegistryDatabase,
-    id_pool: FreeIdPool,
+    context: dg.AssetExecutionContext, registry_database: RegistryDatabase, id_pool: FreeIdPool
 ) -> dg.MaterializeResult:
     """Tops the pool up to the target, then records the pool's health."""
+    config = PoolTopUpConfig(**context.op_execution_context.op_config)
     settings = id_pool.settings()
     target = config.target_free if config.target_free is not None else settings.target_free
     batch_size = config.batch_size if config.batch_size is not None else settings.batch_size

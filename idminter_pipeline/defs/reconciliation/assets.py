@@ -5,6 +5,7 @@ from pydantic import Field, field_validator
 
 from idminter_pipeline.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.reconciliation.checks import (
     RECONCILIATION_ASSET,
     RECONCILIATION_CHECK_SPECS,
@@ -24,19 +25,42 @@ CRITICAL = "critical"
 
 
 class ReconciliationConfig(dg.Config):
+    """The asset's run config, typed (`RECONCILIATION_CONFIG_SCHEMA` is what Dagster checks)."""
+
     repair: bool = False
     """Mark free IDs in use as assigned; return orphans unused for the grace period."""
     grace_period: str = "7d"
     """How long an assigned ID must stay unused before repair returns it (30m, 12h, 7d)."""
     batch_size: int = Field(default=reconciliation.DEFAULT_BATCH_SIZE, ge=1)
-    """Rows per scan batch, at least 1 (clamped to 100..100,000)."""
+    """Keys per scan batch: at least 1, clamped to the module's bounds."""
 
     @field_validator("grace_period")
     @classmethod
     def _is_a_duration(cls, value: str) -> str:
-        # Refused with the config, before the run starts scanning, naming the value.
+        # Refused with the config when the step starts, naming the value, before any scan.
         reconciliation.parse_duration(value)
         return value
+
+
+# The launchpad's schema: a batch size below 1 is refused when the run is launched, not in it.
+RECONCILIATION_CONFIG_SCHEMA = {
+    "repair": dg.Field(
+        bool,
+        default_value=False,
+        description="Mark free IDs in use as assigned; return orphans unused for the grace period.",
+    ),
+    "grace_period": dg.Field(
+        str,
+        default_value="7d",
+        description="How long an assigned ID must stay unused before repair returns it "
+        "(30m, 12h, 7d).",
+    ),
+    "batch_size": positive_int_field(
+        reconciliation.DEFAULT_BATCH_SIZE,
+        f"Keys per scan batch, at least 1 (clamped to {reconciliation.MIN_BATCH_SIZE:,}-"
+        f"{reconciliation.MAX_BATCH_SIZE:,}).",
+    ),
+}
 
 
 def _table(frame: object, columns: list[str]) -> dg.TableMetadataValue:
@@ -107,14 +131,15 @@ def critical_finding_alerts(
     deps=[MINTING_ASSET],
     kinds={"mysql", "pandas"},
     check_specs=RECONCILIATION_CHECK_SPECS,
+    config_schema=RECONCILIATION_CONFIG_SCHEMA,
 )
 def registry_reconciliation(
     context: dg.AssetExecutionContext,
-    config: ReconciliationConfig,
     registry_database: RegistryDatabase,
     alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     """Orphans, free IDs in use, mappings without IDs, predecessor mismatches, case variants."""
+    config = ReconciliationConfig(**context.op_execution_context.op_config)
     report = reconciliation.reconcile(
         registry_database.connection_factory(),
         repair=config.repair,

@@ -10,7 +10,11 @@ from idminter_pipeline.defs.works.jobs import (
     replenish_and_mint_works_by_id_job,
     replenish_and_mint_works_job,
 )
-from idminter_pipeline.defs.works.resources import churn_guard_from_env, works_store_from_env
+from idminter_pipeline.defs.works.resources import (
+    churn_guard_from_env,
+    downstream_from_env,
+    works_store_from_env,
+)
 from idminter_pipeline.defs.works.schedules import mint_latest_works_window
 from idminter_pipeline.defs.works.sensors import pool_exhaustion_recovery, works_run_failure_alert
 
@@ -24,5 +28,9 @@ defs = dg.Definitions(
     ],
     schedules=[mint_latest_works_window],
     sensors=[works_run_failure_alert, pool_exhaustion_recovery],
-    resources={"works_store": works_store_from_env(), "churn_guard": churn_guard_from_env()},
+    resources={
+        "works_store": works_store_from_env(),
+        "churn_guard": churn_guard_from_env(),
+        "downstream": downstream_from_env(),
+    },
 )

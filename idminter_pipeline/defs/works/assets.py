@@ -16,10 +16,12 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from pydantic import Field
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
+    DownstreamTopicResource,
     WorksStoreResource,
     works_store_kind,
 )
@@ -51,14 +53,19 @@ STORE_DESCRIPTIONS = {
 
 
 class IdentifiedWorksConfig(dg.Config):
-    batch_size: int = Field(
-        default=DEFAULT_BATCH_SIZE,
-        ge=MIN_BATCH_SIZE,
-        description=(
-            f"Works per registry transaction, at least {MIN_BATCH_SIZE}; larger values than "
-            f"{MAX_BATCH_SIZE:,} are clamped."
-        ),
+    """The asset's run config, typed (`IDENTIFIED_WORKS_CONFIG_SCHEMA` is what Dagster checks)."""
+
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE)
+
+
+# The launchpad's schema: a batch size below 1 is refused when the run is launched, not in it.
+IDENTIFIED_WORKS_CONFIG_SCHEMA = {
+    "batch_size": positive_int_field(
+        DEFAULT_BATCH_SIZE,
+        f"Works per registry transaction, at least {MIN_BATCH_SIZE}; larger values than "
+        f"{MAX_BATCH_SIZE:,} are clamped.",
     )
+}
 
 
 def _record_windows(
@@ -130,6 +137,7 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
     partitions_def=WORKS_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     kinds={"python", STORE_KIND},
+    config_schema=IDENTIFIED_WORKS_CONFIG_SCHEMA,
     description=(
         "Every identifier in the works indexed in a window (`indexed_at`), minted in the "
         f"registry, and the works written back with their canonical IDs; works are read from and "
@@ -142,7 +150,7 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
             partitions_def=WORKS_PARTITIONS,
             blocking=True,
             description=(
-                "No work of the window failed (read, extract, mint, annotate, write). Blocking: "
+                "No work of the window failed at any stage (failures_by_stage). Blocking: "
                 "a failure fails the run and holds back downstream assets."
             ),
         )
@@ -150,13 +158,14 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
 )
 def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.AssetExecutionContext,
-    config: IdentifiedWorksConfig,
     works_store: WorksStoreResource,
     registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
+    downstream: DownstreamTopicResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation | dg.Output]:
     """Every window of the run minted on its own, in order; re-running re-mints idempotently."""
+    config = IdentifiedWorksConfig(**context.op_execution_context.op_config)
     partitions_def = WORKS_PARTITIONS
     windows = []
     for key in context.partition_keys:
@@ -174,6 +183,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
             alerts=alerts,
             batch_size=config.batch_size,
             job_id=context.run.run_id,
+            downstream=downstream,
         ):
             results.append(result)
     except Exception:

@@ -8,7 +8,11 @@ from pydantic import Field, field_validator
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.defs.works.runs import FailedWorksError, mint_scope, summary_metadata
 from idminter_pipeline.registry.pool import replenish
 from idminter_pipeline.works.documents import work_document_id
@@ -61,6 +65,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
+    downstream: DownstreamTopicResource,
 ) -> Iterator[dg.Output]:
     """Mint the works named in run config (`Work[system/value]` or `system/value`).
 
@@ -77,6 +82,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         batch_size=config.batch_size,
         job_id=config.job_id or context.run.run_id,
         record_processed=True,
+        downstream=downstream,
     )
     yield dg.Output(summary.as_dict(), metadata=summary_metadata(summary, run_id=context.run_id))
     if summary.failed:

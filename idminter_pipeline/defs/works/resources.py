@@ -1,4 +1,5 @@
-"""Resources of the works pipeline: the works store and the churn guard's policy.
+"""Resources of the works pipeline: the works store, the churn guard's policy and the downstream
+topic.
 
 The store is the embedded SQLite file by default, and Elasticsearch when `ELASTICSEARCH_URL` is
 set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the resource through
@@ -17,6 +18,7 @@ from idminter_pipeline.works.churn_guard import (
     DEFAULT_MIN_NEW_WORKS,
     ChurnGuardPolicy,
 )
+from idminter_pipeline.works.downstream import TOPIC_ARN_ENV, SnsNotifier
 from idminter_pipeline.works.stores import SqliteWorksStore, WorksStore
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
@@ -104,3 +106,17 @@ def churn_guard_from_env() -> ChurnGuardResource:
         max_new_share=dict(policy.max_new_share),
         min_new_works=policy.min_new_works,
     )
+
+
+class DownstreamTopicResource(dg.ConfigurableResource):
+    """The SNS topic told about every written work (`{"default": "<canonicalId>"}`, the format
+    the matcher reads); unset means no notification."""
+
+    sns_topic_arn: str | None = None
+
+    def notifier(self) -> SnsNotifier | None:
+        return SnsNotifier(self.sns_topic_arn) if self.sns_topic_arn else None
+
+
+def downstream_from_env() -> DownstreamTopicResource:
+    return DownstreamTopicResource(sns_topic_arn=_secret(TOPIC_ARN_ENV))

@@ -18,7 +18,11 @@ import pandas as pd
 from idminter_pipeline.alerts import Alert, Severity, cut_message
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
@@ -69,6 +73,7 @@ def _pipeline(
     batch_size: int,
     job_id: str | None,
     record_processed: bool,
+    notifier: Any = None,
 ) -> WorksPipeline:
     alerted: set[str] = set()
 
@@ -86,6 +91,7 @@ def _pipeline(
         churn_guard=churn_guard.policy(),
         on_churn_trip=on_trip,
         record_processed=record_processed,
+        notifier=notifier,
     )
 
 
@@ -100,9 +106,11 @@ def mint_scope(
     batch_size: int,
     job_id: str | None,
     record_processed: bool = False,
+    downstream: DownstreamTopicResource | None = None,
 ) -> RunSummary:
     """Mint one scope (the explicit-ids job); failed works are logged and alerted."""
     context.log.info(f"minting {scope.describe()}")
+    notifier = downstream.notifier() if downstream is not None else None
     with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
         summary = _pipeline(
             context,
@@ -113,6 +121,7 @@ def mint_scope(
             batch_size=batch_size,
             job_id=job_id,
             record_processed=record_processed,
+            notifier=notifier,
         ).run(scope, job_id=job_id)
     log_failures(context, summary, label=scope.describe())
     if summary.failed:
@@ -131,6 +140,7 @@ def mint_windows(
     alerts: AlertsResource,
     batch_size: int,
     job_id: str | None,
+    downstream: DownstreamTopicResource | None = None,
 ) -> Iterator[WindowResult]:
     """Mint each window in turn, yielding its result as soon as it is written.
 
@@ -148,6 +158,7 @@ def mint_windows(
             batch_size=batch_size,
             job_id=job_id,
             record_processed=False,
+            notifier=downstream.notifier() if downstream is not None else None,
         )
         for partition_key, scope in windows:
             context.log.info(f"minting window {partition_key}: {scope.describe()}")
@@ -221,6 +232,7 @@ def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
         "works_read": summary.works_read,
         "works_written": summary.works_written,
         "works_failed": summary.failed,
+        "works_notified": summary.works_notified,
         "identifiers_found": summary.identifiers_found,
         "identifiers_existing": summary.existing,
         "identifiers_inherited": summary.inherited,
@@ -296,9 +308,9 @@ def failed_works_alert(results: Sequence[tuple[str | None, RunSummary]], *, run_
         what_to_do=(
             "Open the partition (or the run) in Dagster: its failed_works table lists work id, "
             "stage and reason, and the run's logs list all of them. Fix the documents upstream "
-            "(read, extract, annotate), register the missing predecessors or review the churn "
-            "guard (mint), or check the works store (write); then re-run the same partition or "
-            "ids: re-minting is idempotent."
+            "(extract), register the missing predecessors or review the churn "
+            "guard (mint), check the works store (write) or the downstream topic (notify); then "
+            "re-run the same partition or ids: re-minting is idempotent."
         ),
         figures={
             "works_failed": failed,

@@ -1,0 +1,20 @@
+-- Least-privilege accounts for the production registry (README, "Least-privilege grants"), for
+-- Aurora MySQL 8.0 and MariaDB 10.11. Run as an administrator; put each password in the Secrets
+-- Manager secret its deployment reads (RDS_SECRET_NAME) instead of the placeholders.
+
+-- 1. The migration account: `idminter db migrate` / the registry_schema asset (DDL, yoyo's own
+--    tables), `idminter db migrate-legacy | rollback-legacy | finalize-legacy` and the
+--    legacy_registry_migration asset (triggers on the legacy table, LOCK TABLES for the swap,
+--    RENAME and DROP TABLE, the copy's DELETEs).
+CREATE USER IF NOT EXISTS 'idminter_migration'@'%' IDENTIFIED BY 'replace-with-the-migration-secret';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CREATE TEMPORARY TABLES, LOCK TABLES, TRIGGER ON `identifiers`.* TO 'idminter_migration'@'%';
+
+-- 2. The runtime account: minting (lookups, free-ID claims FOR UPDATE, idempotent inserts,
+--    provenance), the pool (top-ups, health), reconciliation (its scratch temporary tables,
+--    repairs, the orphan ledger). Table grants need the tables: run this after the migrations.
+CREATE USER IF NOT EXISTS 'idminter_runtime'@'%' IDENTIFIED BY 'replace-with-the-runtime-secret';
+GRANT SELECT, INSERT, UPDATE ON `identifiers`.`canonical_ids` TO 'idminter_runtime'@'%';
+GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifiers` TO 'idminter_runtime'@'%';
+GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifier_provenance` TO 'idminter_runtime'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE ON `identifiers`.`reconciliation_orphans` TO 'idminter_runtime'@'%';
+GRANT CREATE TEMPORARY TABLES ON `identifiers`.* TO 'idminter_runtime'@'%';

@@ -1,0 +1,344 @@
+"""The legacy migration's copy: triggers, the keyset copy and the catch-up from the change log.
+
+`_start` creates `identifiers_new` (0001's DDL) and installs the log triggers on the legacy
+table, which record the `CanonicalId` of every later insert, update and delete in
+`legacy_migration_changes`. `_copy` then walks the legacy primary key in batches, each committed
+with its cursor so an interrupted run resumes where it stopped, and `apply_changes` re-copies
+the logged IDs from the legacy table's current state, deleting their log rows in the same
+transaction. Once the bulk copy is done, guard triggers keep every session but the migration's
+from writing the copy. Legacy IDs the new ASCII column cannot hold stop the copy with an error
+that names them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from idminter_pipeline.errors import LegacyMigrationError
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.state import (
+    _SOURCE_PARTS,
+    CHANGES_TABLE,
+    EXAMPLES,
+    GUARD_TRIGGER_NAMES,
+    LIVE_TABLE,
+    LOCK_WAIT_TIMEOUT_SECONDS,
+    LOG_TRIGGER_NAMES,
+    MIGRATION_SESSION_VARIABLE,
+    NEW_TABLE,
+    STATE_TABLE,
+    TRIGGER_NAMES,
+    MigrationReport,
+    Phase,
+    Progress,
+    ProgressCallback,
+    _estimated_rows,
+    _execute,
+    _fits_new_id_column,
+    _next_bound_in,
+    _placeholders,
+    _read_state,
+    _scalar,
+    _State,
+    new_identifiers_ddl,
+    show_create_table,
+)
+from idminter_pipeline.registry.schema import table_exists
+
+logger = logging.getLogger(__name__)
+
+ER_DUP_ENTRY = 1062
+
+
+def _copy_connection(connect: ConnectionFactory) -> Connection:
+    conn = connect()
+    # READ COMMITTED: INSERT ... SELECT then reads the legacy rows without locking them, so the
+    # legacy minter is never blocked by the copy. Foreign key checks are off for this session
+    # only: each batch writes canonical_ids before identifiers_new in one transaction, and the
+    # verification checks every ID exists before the swap.
+    _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    _execute(conn, "SET SESSION foreign_key_checks = 0")
+    _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+    _execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
+    return conn
+
+
+def _trigger_names(conn: Connection, table: str) -> set[str]:
+    return {
+        name
+        for (name,) in _execute(
+            conn,
+            "SELECT trigger_name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
+            (table,),
+        )
+    }
+
+
+def _install_triggers(conn: Connection, table: str) -> None:
+    existing = _trigger_names(conn, table)
+    log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
+    bodies = {
+        "idminter_legacy_ai": f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
+        "idminter_legacy_au": (
+            f"AFTER UPDATE ON {table} FOR EACH ROW {log} (OLD.CanonicalId), (NEW.CanonicalId)"
+        ),
+        "idminter_legacy_ad": f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
+    }
+    for name in LOG_TRIGGER_NAMES:
+        if name not in existing:
+            # CREATE TRIGGER waits for the legacy table's open transactions: every write that
+            # commits after this point is logged, and every earlier one is visible to the copy.
+            _execute(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+
+
+def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
+    """Refuse writes to the copy from any session but the migration's (idempotent).
+
+    The verification proves the copy equal to the legacy table before the lock; the lock then
+    re-checks only the IDs the legacy change log names. Without the guard, a row written to the
+    copy by someone else in between would be swapped in unchecked. Installed after the bulk copy
+    so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
+    copy is found by the verification.
+    """
+    existing = _trigger_names(conn, table)
+    for name, event, row in zip(
+        GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
+    ):
+        if name in existing:
+            continue
+        # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
+        # guard stays on the table through the rename until the swap is recorded: a legacy
+        # minter still writing then gets this error rather than a foreign key failure.
+        _execute(
+            conn,
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
+            "DECLARE refused VARCHAR(128) DEFAULT NULL; "
+            f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
+            "SET refused = LEFT(CONCAT('written only by migrate-legacy until swapped; refused "
+            f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
+            f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
+            "END IF; END",
+        )
+
+
+def _drop_triggers(conn: Connection) -> None:
+    for name in TRIGGER_NAMES:
+        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+
+
+def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence[Any]) -> None:
+    rows = _execute(
+        conn,
+        f"SELECT CanonicalId FROM {table} WHERE ({where}) AND (CHAR_LENGTH(CanonicalId) > 8 OR "
+        "CAST(CanonicalId AS BINARY) <> CAST(CONVERT(CanonicalId USING ascii) AS BINARY)) "
+        f"LIMIT {EXAMPLES}",
+        params,
+    )
+    if rows:
+        raise _unfit_ids_error([value for (value,) in rows])
+
+
+def _unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
+    return LegacyMigrationError(
+        "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
+        "them in the legacy table, then run migrate-legacy again (progress is kept)",
+        offending=list(ids),
+    )
+
+
+def _copy_rows(
+    conn: Connection, source: str, target: str, where: str, params: Sequence[Any]
+) -> None:
+    """Copy the legacy rows matching `where` into canonical_ids and `target` (upserts)."""
+    try:
+        _execute(
+            conn,
+            f"INSERT INTO canonical_ids (CanonicalId, Status) SELECT CanonicalId, 'assigned' "
+            f"FROM {source} WHERE {where} ON DUPLICATE KEY UPDATE Status = 'assigned'",
+            params,
+        )
+        # An upsert, not a plain insert: a legacy update may have moved a source key from an
+        # already copied ID to this one; the older ID is in the change log and is re-copied.
+        _execute(
+            conn,
+            f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
+            f"SELECT OntologyType, SourceSystem, SourceId, CanonicalId FROM {source} "
+            f"WHERE {where} ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId)",
+            params,
+        )
+    except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
+        conn.rollback()
+        _refuse_unfit_ids(conn, source, where, params)
+        raise
+
+
+def _copy(
+    conn: Connection,
+    state: _State,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+) -> None:
+    cursor, copied, batches = state.cursor, state.rows_copied, state.batches
+    estimated = _estimated_rows(conn, LIVE_TABLE)
+    while True:
+        upper, count = _next_bound_in(conn, LIVE_TABLE, cursor, batch_size)
+        conn.commit()
+        if count == 0:
+            break
+        if cursor is None:
+            where, params = "CanonicalId <= %s", (upper,)
+        else:
+            where, params = "CanonicalId > %s AND CanonicalId <= %s", (cursor, upper)
+        _copy_rows(conn, LIVE_TABLE, NEW_TABLE, where, params)
+        _execute(
+            conn,
+            f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
+            "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+            (upper, count),
+        )
+        conn.commit()
+        cursor, copied, batches = upper, copied + count, batches + 1
+        report.rows_copied, report.batches = copied, batches
+        logger.info("copied %s legacy rows (%s batches), cursor %r", copied, batches, cursor)
+        if progress is not None:
+            progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
+    _execute(
+        conn,
+        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()
+
+
+@dataclass
+class AppliedChanges:
+    entries: int = 0  # change-log entries applied
+    ids: set[str] = field(default_factory=set)  # the IDs they named
+    row_delta: int = 0  # rows the target gained (negative: lost)
+
+
+# A plain INSERT of re-copied rows can meet a source key a legacy write moved a moment earlier.
+MAX_APPLY_ATTEMPTS = 5
+
+
+def apply_changes(
+    conn: Connection,
+    *,
+    source: str,
+    target: str,
+    batch_size: int,
+    max_entries: int | None = None,
+) -> AppliedChanges:
+    """Re-copy the IDs in the change log from `source`'s current state.
+
+    Each batch deletes its log rows in the same transaction as the re-copy, so it is applied
+    exactly once even if the process dies; entries committed later by slow writers stay for the
+    next pass. The target's change in row count is counted exactly, statement by statement, so
+    the migration never has to count a whole table.
+    """
+    applied = AppliedChanges()
+    while max_entries is None or applied.entries < max_entries:
+        rows = _execute(
+            conn,
+            f"SELECT Seq, CanonicalId FROM {CHANGES_TABLE} ORDER BY Seq LIMIT {int(batch_size)}",
+        )
+        if not rows:
+            break
+        seqs = [seq for seq, _ in rows]
+        ids = sorted({canonical for _, canonical in rows})
+        fitting = [value for value in ids if _fits_new_id_column(value)]
+        if len(fitting) < len(ids):
+            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+        applied.row_delta += _recopy_ids(conn, source, target, ids, fitting)
+        _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
+        conn.commit()
+        applied.entries += len(rows)
+        applied.ids.update(ids)
+    return applied
+
+
+def _recopy_ids(
+    conn: Connection, source: str, target: str, ids: Sequence[str], fitting: Sequence[str]
+) -> int:
+    """Replace the target's rows for these IDs with the source's current ones (uncommitted);
+    return the change in the target's row count. `fitting`: those of the IDs the target's
+    ASCII column can hold at all (the only ones it can have rows for)."""
+    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
+    in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+    for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
+        with conn.cursor() as cursor:
+            removed = 0
+            if fitting:
+                cursor.execute(
+                    f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
+                    list(fitting),
+                )
+                removed = cursor.rowcount
+            # A source key these IDs hold now may still be in the copy under an older ID (a
+            # legacy update moved it). That ID is logged too, maybe for a later batch; remove
+            # the row now, so that what follows only inserts and the row count stays exact.
+            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
+            cursor.execute(
+                f"DELETE t FROM {target} t JOIN {source} s ON {same_key} WHERE {in_ids}",
+                list(ids),
+            )
+            removed += cursor.rowcount
+        try:
+            _execute(
+                conn,
+                "INSERT INTO canonical_ids (CanonicalId, Status) SELECT s.CanonicalId, 'assigned' "
+                f"FROM {source} s WHERE {in_ids} ON DUPLICATE KEY UPDATE Status = 'assigned'",
+                list(ids),
+            )
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                    f"SELECT s.OntologyType, s.SourceSystem, s.SourceId, s.CanonicalId "
+                    f"FROM {source} s WHERE {in_ids}",
+                    list(ids),
+                )
+                return cursor.rowcount - removed
+        except pymysql.err.IntegrityError as error:
+            # Without the lock a legacy write may move a key between the DELETE and the
+            # INSERT; it is logged, so doing the batch again converges.
+            conn.rollback()
+            if error.args[0] != ER_DUP_ENTRY or attempt == MAX_APPLY_ATTEMPTS:
+                raise LegacyMigrationError(
+                    f"cannot re-copy legacy IDs into {target} ({error.args[-1]}); nothing of "
+                    "this batch was applied",
+                    offending=list(ids)[:EXAMPLES],
+                ) from error
+        except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
+            conn.rollback()
+            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _start(conn: Connection) -> _State:
+    """Create the new table and the triggers, and the state row (each step is idempotent)."""
+    _refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
+    legacy_ddl = show_create_table(conn, LIVE_TABLE)
+    if table_exists(conn, NEW_TABLE) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
+        raise LegacyMigrationError(
+            f"{NEW_TABLE} already holds rows but no migration is recorded; run "
+            "`idminter db rollback-legacy` to clear it, then migrate again"
+        )
+    _execute(conn, new_identifiers_ddl(NEW_TABLE))
+    _install_triggers(conn, LIVE_TABLE)
+    _execute(
+        conn,
+        f"INSERT INTO {STATE_TABLE} (Id, Phase, LegacyCreateTable) VALUES (1, 'copying', %s)",
+        (legacy_ddl,),
+    )
+    conn.commit()
+    state = _read_state(conn)
+    assert state is not None
+    return state

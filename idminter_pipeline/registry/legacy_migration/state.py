@@ -1,0 +1,275 @@
+"""The legacy migration's bookkeeping: table names, phases, the state row and the registry's shape.
+
+Every phase module builds on this one: the names of the tables and triggers the migration
+creates, the phases recorded in `legacy_migration_state`, progress and report records, the
+named lock that lets one migration, rollback or finalize run at a time, the keyset step the copy
+and the verification both walk the legacy key with, and `migration_status`, which reads where
+a migration stands without scanning anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from idminter_pipeline.errors import LegacyMigrationError, SchemaMigrationError
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.schema import migrations_dir, table_exists
+
+LIVE_TABLE = "identifiers"
+NEW_TABLE = "identifiers_new"
+KEPT_TABLE = "identifiers_legacy"
+STATE_TABLE = "legacy_migration_state"
+CHANGES_TABLE = "legacy_migration_changes"
+LOG_TRIGGER_NAMES = ("idminter_legacy_ai", "idminter_legacy_au", "idminter_legacy_ad")
+GUARD_TRIGGER_NAMES = ("idminter_new_guard_bi", "idminter_new_guard_bu", "idminter_new_guard_bd")
+TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES
+# Set in the migration's own sessions; the guard triggers on NEW_TABLE refuse every other writer.
+MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
+LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
+_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
+
+DEFAULT_BATCH_SIZE = 20_000
+MIN_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 200_000
+EXAMPLES = 10
+# The server waits this long for metadata locks (triggers, rename) before giving up cleanly.
+LOCK_WAIT_TIMEOUT_SECONDS = 60
+MIGRATION_LOCK = "idminter_legacy_migration"
+
+
+class Phase(StrEnum):
+    NONE = "none"  # nothing started
+    COPYING = "copying"
+    COPIED = "copied"
+    SWAPPED = "swapped"
+    FINALIZED = "finalized"
+
+
+class RegistryShape(StrEnum):
+    LEGACY = "legacy"  # `identifiers` is the 1:1 table
+    MIGRATED = "migrated"  # `identifiers` has the RFC 083 shape
+    MISSING = "missing"  # no `identifiers` table at all
+
+
+def clamp_batch_size(batch_size: int) -> int:
+    """Batch sizes outside [MIN_BATCH_SIZE, MAX_BATCH_SIZE] are clamped, not refused."""
+    return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, int(batch_size)))
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str
+    rows_copied: int
+    batches: int
+    estimated_total: int
+    cursor: str | None
+    pending_changes: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class MigrationReport:
+    status: str  # "nothing to do", "swapped", ...
+    shape_before: str
+    phase: str
+    rows_copied: int = 0
+    batches: int = 0
+    changes_applied: int = 0
+    changes_applied_under_lock: int = 0
+    legacy_rows: int = 0
+    new_rows: int = 0
+    verified: bool = False
+    swapped: bool = False
+    duration_seconds: float = 0.0
+    lock_seconds: float = 0.0
+    # Rows the server read while the final lock was held (Handler_read_* deltas): grows with the
+    # changes applied under the lock, not with the table.
+    lock_rows_read: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    rows = _execute(conn, sql, params)
+    return rows[0][0] if rows else None
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    rows = _execute(
+        conn,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    )
+    return [name for (name,) in rows]
+
+
+def is_legacy_shape(conn: Connection, table: str) -> bool:
+    """The legacy 1:1 table: the four legacy columns, no CreatedAt, primary key on CanonicalId."""
+    columns = _columns(conn, table)
+    if sorted(columns) != sorted(LEGACY_COLUMNS):
+        return False
+    primary = _execute(
+        conn,
+        "SELECT column_name FROM information_schema.statistics WHERE table_schema = DATABASE() "
+        "AND table_name = %s AND index_name = 'PRIMARY' ORDER BY seq_in_index",
+        (table,),
+    )
+    return [name for (name,) in primary] == ["CanonicalId"]
+
+
+def registry_shape(conn: Connection) -> RegistryShape:
+    if not table_exists(conn, LIVE_TABLE):
+        return RegistryShape.MISSING
+    return RegistryShape.LEGACY if is_legacy_shape(conn, LIVE_TABLE) else RegistryShape.MIGRATED
+
+
+def _state_available(conn: Connection) -> bool:
+    return table_exists(conn, STATE_TABLE) and table_exists(conn, CHANGES_TABLE)
+
+
+def _require_state_tables(conn: Connection) -> None:
+    if not _state_available(conn):
+        raise SchemaMigrationError(
+            f"the registry lacks the {STATE_TABLE} tables (migration 0004): run "
+            "`idminter db migrate` first"
+        )
+
+
+@dataclass(frozen=True)
+class _State:
+    phase: Phase
+    cursor: str | None
+    rows_copied: int
+    batches: int
+    legacy_create_table: str
+    swapped_at: Any
+
+
+def _read_state(conn: Connection, *, for_update: bool = False) -> _State | None:
+    if not _state_available(conn):
+        return None
+    rows = _execute(
+        conn,
+        f"SELECT Phase, CopyCursor, RowsCopied, BatchesCopied, LegacyCreateTable, SwappedAt "
+        f"FROM {STATE_TABLE} WHERE Id = 1" + (" FOR UPDATE" if for_update else ""),
+    )
+    if not rows:
+        return None
+    phase, cursor, copied, batches, ddl, swapped_at = rows[0]
+    return _State(Phase(phase), cursor, copied, batches, ddl, swapped_at)
+
+
+def show_create_table(conn: Connection, table: str) -> str:
+    return _execute(conn, f"SHOW CREATE TABLE `{table}`")[0][1]
+
+
+def _pending_changes(conn: Connection) -> int:
+    return int(_scalar(conn, f"SELECT COUNT(*) FROM {CHANGES_TABLE}") or 0)
+
+
+def _estimated_rows(conn: Connection, table: str) -> int:
+    # Statistics, not a scan: only for progress reporting.
+    value = _scalar(
+        conn,
+        "SELECT table_rows FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    )
+    return int(value or 0)
+
+
+def new_identifiers_ddl(table: str = NEW_TABLE) -> str:
+    """0001's `CREATE TABLE identifiers` statement, renamed: the swapped-in table is identical."""
+    text = (migrations_dir() / "0001_create_registry.sql").read_text()
+    match = re.search(
+        r"CREATE TABLE IF NOT EXISTS identifiers \((?P<body>.*?)\)(?P<options> ENGINE=[^;]*);",
+        text,
+        re.DOTALL,
+    )
+    if match is None:
+        raise SchemaMigrationError("cannot find CREATE TABLE identifiers in 0001_create_registry")
+    return f"CREATE TABLE IF NOT EXISTS {table} ({match['body']}){match['options']}"
+
+
+@contextmanager
+def _migration_lock(connect: ConnectionFactory) -> Iterator[None]:
+    """One migration, rollback or finalize at a time per registry (a server-side named lock)."""
+    conn = connect()
+    try:
+        got = _scalar(conn, "SELECT GET_LOCK(CONCAT(DATABASE(), %s), 0)", (MIGRATION_LOCK,))
+        if got != 1:
+            raise LegacyMigrationError(
+                "another legacy migration, rollback or finalize is running on this registry"
+            )
+        try:
+            yield
+        finally:
+            _execute(conn, "SELECT RELEASE_LOCK(CONCAT(DATABASE(), %s))", (MIGRATION_LOCK,))
+    finally:
+        conn.close()
+
+
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _fits_new_id_column(value: str) -> bool:
+    return len(value) <= 8 and value.isascii()
+
+
+def _next_bound_in(
+    conn: Connection, table: str, cursor: str | None, size: int
+) -> tuple[str | None, int]:
+    """The key `size` entries after `cursor` and how many keys that is (fewer at the end).
+
+    LIMIT 1 OFFSET reads the index range without materializing it (a derived table of 200,000
+    keys would spill to an on-disk temporary table).
+    """
+    after = "WHERE CanonicalId > %s " if cursor is not None else ""
+    params = (cursor,) if cursor is not None else None
+    rows = _execute(
+        conn,
+        f"SELECT CanonicalId FROM {table} {after}ORDER BY CanonicalId "
+        f"LIMIT 1 OFFSET {int(size) - 1}",
+        params,
+    )
+    if rows:
+        return rows[0][0], int(size)
+    upper, count = _execute(
+        conn, f"SELECT MAX(CanonicalId), COUNT(*) FROM {table} {after}", params
+    )[0]
+    return upper, int(count)
+
+
+def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
+    """Where a legacy migration stands (cheap: no scans)."""
+    conn = connect()
+    try:
+        state = _read_state(conn)
+        result = {
+            "shape": registry_shape(conn).value,
+            "phase": state.phase.value if state else Phase.NONE.value,
+            "rows_copied": state.rows_copied if state else 0,
+            "legacy_table_kept": table_exists(conn, KEPT_TABLE),
+            "pending_changes": _pending_changes(conn) if _state_available(conn) else 0,
+        }
+        conn.rollback()
+        return result
+    finally:
+        conn.close()

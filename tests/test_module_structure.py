@@ -1,0 +1,177 @@
+"""The package's shape: no module over 600 lines, and no import cycle among its modules.
+
+Every module is parsed with `ast` (nothing is imported), and every import counts: at module
+level, inside functions and under `TYPE_CHECKING`, relative ones resolved against the importing
+module's package. `from package import name` is an edge to the submodule `package.name` when
+there is one, else to `package` itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import idminter_pipeline
+
+PACKAGE = "idminter_pipeline"
+ROOT = Path(idminter_pipeline.__file__).parent
+MAX_LINES = 600
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the package."""
+    modules = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = [PACKAGE, *path.relative_to(ROOT).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, tree: ast.Module, known: dict[str, Path]) -> set[str]:
+    """The package's modules that `name` imports anywhere in its source."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join([*base_parts, node.module] if node.module else base_parts)
+            else:
+                base = node.module or ""
+            candidates = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
+        else:
+            continue
+        for candidate in candidates:
+            target = nearest_module(candidate, known)
+            if target and target != name:
+                targets.add(target)
+    return targets
+
+
+def nearest_module(dotted: str, known: dict[str, Path]) -> str:
+    """`dotted` if it is one of the package's modules, else its nearest parent that is; "" for
+    anything outside the package (not ours to check)."""
+    while dotted and dotted not in known:
+        dotted = dotted.rpartition(".")[0]
+    return dotted
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = module_files()
+    return {
+        name: imported_modules(name, path, ast.parse(path.read_text(), str(path)), known)
+        for name, path in known.items()
+    }
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [cycle_through(graph, component) for component in components]
+
+
+def cycle_through(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """A concrete import loop inside a strongly connected component, from its first module."""
+    members = set(component)
+    start = component[0]
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node] & members):
+            if target == start:
+                return paths[node]
+            if target not in paths:
+                paths[target] = [*paths[node], target]
+                queue.append(target)
+    return component
+
+
+def test_the_graph_holds_the_package_imports():
+    graph = import_graph()
+    assert "idminter_pipeline.errors" in graph["idminter_pipeline.source_identifiers"]
+    # `from package import submodule` is an edge to the submodule.
+    assert "idminter_pipeline.defs.pool" in graph["idminter_pipeline.definitions"]
+    # Imports inside a function body count (`cli.local_run` imports the minter lazily).
+    assert "idminter_pipeline.registry.minting" in graph["idminter_pipeline.cli.local_run"]
+
+
+def test_find_cycles_names_a_loop():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert find_cycles(graph) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(import_graph())
+    shown = ["  " + " -> ".join([*cycle, cycle[0]]) for cycle in cycles]
+    assert not cycles, "import cycles among the package's modules:\n" + "\n".join(shown)
+
+
+def test_no_module_over_600_lines():
+    long = {
+        name: count
+        for name, path in module_files().items()
+        if (count := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    shown = [f"  {name}: {count} lines" for name, count in sorted(long.items())]
+    assert not long, f"modules over {MAX_LINES} lines:\n" + "\n".join(shown)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from . import b", {"pkg.sub.b"}),
+        ("from .b import thing", {"pkg.sub.b"}),
+        ("from .. import top", {"pkg.top"}),
+        ("from ..sub import b", {"pkg.sub.b"}),
+        ("from pkg.sub import thing", {"pkg.sub"}),
+        ("import pkg.sub.b", {"pkg.sub.b"}),
+        ("def f():\n    from pkg.top import x", {"pkg.top"}),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.top", {"pkg.top"}),
+        ("import os\nfrom collections import abc", set()),
+    ],
+)
+def test_imports_are_resolved(source, expected):
+    known = {name: Path(name) for name in ("pkg", "pkg.top", "pkg.sub", "pkg.sub.a", "pkg.sub.b")}
+    got = imported_modules("pkg.sub.a", Path("pkg/sub/a.py"), ast.parse(source), known)
+    assert got == expected

@@ -1,0 +1,368 @@
+"""The project-local server's bootstrap and the documented grants, on a private server.
+
+A MariaDB of this module's own (never the shared one, whose users and grants stay as they are),
+bootstrapped by `local_database`:
+
+- `mariadbd` runs as the `mysql` system user, with `secure_file_priv` on a private folder;
+- `id_minter` holds `LOCAL_PRIVILEGES` on its own databases and nothing else (no `*.*`, no GRANT
+  OPTION), and a bootstrap over a user an older bootstrap made all-powerful takes that back;
+- names that are not safe in SQL are refused, naming them, before anything runs: the injection
+  payload from the issue runs no extra statement;
+- the compose init grants `id_minter` exactly what the bootstrap does;
+- the production accounts of `deploy/registry-grants.sql` can do their jobs (migrations and the
+  legacy migration; minting, the pool, reconciliation) and nothing beyond them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pymysql
+import pytest
+from legacy_helpers import SPECIAL_ROWS, create_legacy_table
+
+from idminter_pipeline.errors import InvalidSettingError
+from idminter_pipeline.local_database import (
+    LOCAL_PRIVILEGES,
+    LocalServerPaths,
+    admin_connection,
+    bootstrap_server,
+    ensure_server,
+    process_user,
+    stop_server,
+)
+from idminter_pipeline.registry import legacy_migration, reconciliation
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
+from idminter_pipeline.registry.pool import pool_health, top_up
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.registry.summary import registry_summary
+from idminter_pipeline.settings import DatabaseSettings, project_root
+from idminter_pipeline.source_identifiers import SourceIdentifier
+
+ER_DBACCESS_DENIED = 1044
+ER_ACCESS_DENIED = 1045
+ER_SPECIFIC_ACCESS_DENIED = 1227
+ER_TABLEACCESS_DENIED = 1142
+DENIED = {ER_DBACCESS_DENIED, ER_ACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED}
+
+INJECTION = "identifiers`; CREATE DATABASE idminter_pwned; -- "
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
+    """A private server in a folder the `mysql` user can reach (pytest's tmp_path is root-only)."""
+    if shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists():
+        pytest.skip("needs Debian's mariadb-server")
+    if os.geteuid() != 0:
+        pytest.skip("starting mariadbd as the mysql system user needs root")
+    base = Path(tempfile.mkdtemp(prefix="idminter-privileges-"))
+    base.chmod(0o755)  # the mysql user must reach the server's folder (mkdtemp makes it 0700)
+    paths = LocalServerPaths(base / "mariadb")
+    settings = DatabaseSettings(port=_free_port())
+    try:
+        ensure_server(settings, paths, start_local=True)
+        yield settings, paths
+    finally:
+        stop_server(paths)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _admin(paths: LocalServerPaths) -> pymysql.connections.Connection:
+    return admin_connection(paths)
+
+
+def _rows(conn: pymysql.connections.Connection, sql: str, params: tuple = ()) -> list[tuple]:
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def _grants(paths: LocalServerPaths, user: str, host: str) -> list[str]:
+    with closing(_admin(paths)) as admin:
+        return [row[0] for row in _rows(admin, "SHOW GRANTS FOR %s@%s", (user, host))]
+
+
+def _databases(paths: LocalServerPaths) -> set[str]:
+    with closing(_admin(paths)) as admin:
+        return {name for (name,) in _rows(admin, "SHOW DATABASES")}
+
+
+def _denied(settings: DatabaseSettings, sql: str) -> int:
+    """The error code the server answers `sql` with, as the settings' user."""
+    with closing(connect(settings)) as conn, conn.cursor() as cursor:
+        with pytest.raises(pymysql.err.MySQLError) as raised:
+            cursor.execute(sql)
+        return raised.value.args[0]
+
+
+def _normalized_privileges(grant: str) -> set[str]:
+    listed = re.match(r"GRANT (.+) ON ", grant)
+    assert listed is not None, grant
+    return {p.strip() for p in listed[1].split(",")}
+
+
+def _database_grants(grants: list[str]) -> dict[str, set[str]]:
+    """{database pattern: privileges} of the `GRANT ... ON `db`.* TO ...` lines."""
+    found = {}
+    for grant in grants:
+        match = re.match(r"GRANT .+ ON `(.+)`\.\* TO ", grant)
+        if match:
+            found[match[1]] = _normalized_privileges(grant)
+    return found
+
+
+EXPECTED_DATABASES = {"identifiers", r"idminter\_test\_%", r"idminter\_bench\_%"}
+
+
+# --- the server process ---------------------------------------------------------------------
+
+
+def test_mariadbd_runs_as_the_mysql_user_with_a_private_file_folder(private_server):
+    settings, paths = private_server
+    pid = int(paths.pid_file.read_text())
+    assert process_user(pid) == "mysql"
+    assert paths.data_dir.stat().st_uid == pwd.getpwnam("mysql").pw_uid
+    with closing(connect(settings.with_database(""))) as conn:
+        (folder,) = _rows(conn, "SELECT @@secure_file_priv")[0]
+    assert Path(folder) == paths.files_dir
+    assert paths.files_dir.stat().st_mode & 0o077 == 0
+    # id_minter has no FILE privilege: it cannot write files anywhere, even there.
+    target = paths.files_dir / "leak.txt"
+    assert _denied(settings, f"SELECT 1 INTO OUTFILE '{target}'") in DENIED
+    assert not target.exists()
+    report = ensure_server(settings, paths, start_local=True)
+    assert report.system_user == "mysql"
+    assert "  mariadbd runs as system user 'mysql'" in report.lines()
+
+
+# --- id_minter's grants ----------------------------------------------------------------------
+
+
+def test_id_minter_holds_only_its_own_databases(private_server):
+    settings, paths = private_server
+    for host in ("localhost", "127.0.0.1"):
+        grants = _grants(paths, "id_minter", host)
+        assert not any("GRANT OPTION" in grant for grant in grants), grants
+        assert not any("ALL PRIVILEGES" in grant for grant in grants), grants
+        on_everything = [g for g in grants if " ON *.* " in g]
+        assert len(on_everything) == 1 and on_everything[0].startswith("GRANT USAGE ON *.*")
+        expected = {p.strip() for p in LOCAL_PRIVILEGES.split(",")}
+        assert _database_grants(grants) == dict.fromkeys(EXPECTED_DATABASES, expected)
+
+    # What the grants allow, and what they do not.
+    scratch = "idminter_test_privileges_probe"
+    with closing(connect(settings.with_database(""))) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{scratch}`")
+        cursor.execute(f"DROP DATABASE `{scratch}`")
+    assert _denied(settings, "CREATE DATABASE idminter_elsewhere") in DENIED
+    assert _denied(settings, "SELECT * FROM mysql.user") in DENIED
+    assert _denied(settings, "CREATE USER 'idminter_intruder'@'%'") in DENIED
+    assert _denied(settings, "SELECT * FROM information_schema.innodb_trx") in DENIED
+    assert "idminter_elsewhere" not in _databases(paths)
+
+
+def test_bootstrap_takes_back_what_an_older_bootstrap_granted(private_server):
+    settings, paths = private_server
+    with closing(_admin(paths)) as admin, admin.cursor() as cursor:
+        for host in ("localhost", "127.0.0.1"):
+            cursor.execute(
+                "GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", ("id_minter", host)
+            )
+    assert any("ALL PRIVILEGES ON *.*" in g for g in _grants(paths, "id_minter", "127.0.0.1"))
+    bootstrap_server(paths, settings)
+    grants = _grants(paths, "id_minter", "127.0.0.1")
+    assert not any("ALL PRIVILEGES" in g or "GRANT OPTION" in g for g in grants), grants
+    assert set(_database_grants(grants)) == EXPECTED_DATABASES
+
+
+# --- names that are not safe in SQL ------------------------------------------------------------
+
+
+def test_the_injection_payload_is_refused_and_runs_nothing(private_server):
+    settings, paths = private_server
+    before = _databases(paths)
+    with pytest.raises(InvalidSettingError) as raised:
+        bootstrap_server(paths, settings.with_database(INJECTION))
+    assert raised.value.name == "IDENTIFIERS_DATABASE"
+    assert "CREATE DATABASE idminter_pwned" in str(raised.value)
+    assert _databases(paths) == before
+    assert "idminter_pwned" not in _databases(paths)
+
+
+def test_unsafe_names_stop_ensure_server_before_anything_starts(tmp_path):
+    paths = LocalServerPaths(tmp_path / "mariadb")
+    settings = DatabaseSettings(port=_free_port(), database=INJECTION)
+    with pytest.raises(InvalidSettingError) as raised:
+        ensure_server(settings, paths, start_local=True)
+    assert INJECTION[:30] in str(raised.value)
+    assert not paths.base.exists()  # no data directory, no server
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("database", "", "IDENTIFIERS_DATABASE"),
+        ("database", "a" * 65, "IDENTIFIERS_DATABASE"),
+        ("database", "ids-with-dash", "IDENTIFIERS_DATABASE"),
+        ("database", "ids\u00e9", "IDENTIFIERS_DATABASE"),
+        ("username", "id_minter'@'%", "RDS_USERNAME"),
+        ("password", "pw\nwith newline", "RDS_PASSWORD"),
+        ("password", "", "RDS_PASSWORD"),
+    ],
+)
+def test_bootstrap_refuses_unsafe_settings_naming_them(private_server, field, value, variable):
+    settings, paths = private_server
+    unsafe = DatabaseSettings(**{**settings.__dict__, field: value})
+    with pytest.raises(InvalidSettingError) as raised:
+        bootstrap_server(paths, unsafe)
+    assert raised.value.name == variable
+    if field == "password":
+        assert value not in str(raised.value) or not value  # never echoed
+    else:
+        assert repr(value)[:20] in str(raised.value)
+
+
+# --- the compose init and the production accounts ------------------------------------------------
+
+
+def _statements(path: Path) -> list[str]:
+    text = "\n".join(
+        line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")
+    )
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+def _run_as_admin(paths: LocalServerPaths, statements: list[str]) -> None:
+    with closing(_admin(paths)) as admin, admin.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def test_the_compose_init_grants_what_the_bootstrap_grants(private_server):
+    _, paths = private_server
+    user = "id_minter"
+    # What the MySQL image does with MYSQL_USER before it runs the init folder.
+    _run_as_admin(
+        paths,
+        [
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY 'compose-test'",
+            f"GRANT ALL PRIVILEGES ON `identifiers`.* TO '{user}'@'%'",
+        ],
+    )
+    try:
+        init = project_root() / "deploy" / "mysql-init" / "01-id-minter-grants.sql"
+        _run_as_admin(paths, _statements(init))
+        compose = _database_grants(_grants(paths, user, "%"))
+        bootstrap = _database_grants(_grants(paths, user, "127.0.0.1"))
+        assert compose == bootstrap
+        assert set(compose) == EXPECTED_DATABASES
+    finally:
+        _run_as_admin(paths, [f"DROP USER '{user}'@'%'"])
+
+
+PRODUCTION_GRANTS = project_root() / "deploy" / "registry-grants.sql"
+RUNTIME, MIGRATION = "idminter_runtime", "idminter_migration"
+
+
+def _production_statements(database: str, account: str) -> list[str]:
+    """The file's statements for one account, on `database`, with test passwords."""
+    statements = [
+        statement.replace("`identifiers`.", f"`{database}`.")
+        .replace("replace-with-the-migration-secret", "migration-test-pw")
+        .replace("replace-with-the-runtime-secret", "runtime-test-pw")
+        for statement in _statements(PRODUCTION_GRANTS)
+    ]
+    return [s for s in statements if f"'{account}'@" in s]
+
+
+def _account(settings: DatabaseSettings, database: str, user: str) -> DatabaseSettings:
+    password = "runtime-test-pw" if user == RUNTIME else "migration-test-pw"
+    return DatabaseSettings(
+        host=settings.host, port=settings.port, username=user, password=password, database=database
+    )
+
+
+@pytest.fixture
+def production_accounts(private_server) -> Iterator[tuple[DatabaseSettings, DatabaseSettings]]:
+    settings, paths = private_server
+    database = "idminter_test_production_grants"
+    _run_as_admin(paths, [f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"])
+    _run_as_admin(paths, _production_statements(database, MIGRATION))
+    try:
+        yield _account(settings, database, MIGRATION), _account(settings, database, RUNTIME)
+    finally:
+        _run_as_admin(
+            paths,
+            [
+                f"DROP DATABASE IF EXISTS `{database}`",
+                f"DROP USER IF EXISTS '{MIGRATION}'@'%'",
+                f"DROP USER IF EXISTS '{RUNTIME}'@'%'",
+            ],
+        )
+
+
+def test_the_production_accounts_do_their_jobs_and_no_more(private_server, production_accounts):
+    _, paths = private_server
+    migration, runtime = production_accounts
+    # The migration account applies the schema; the runtime grants need its tables.
+    assert apply_migrations(lambda: connect(migration))
+    _run_as_admin(paths, _production_statements(migration.database, RUNTIME))
+
+    factory = lambda: connect(runtime)  # noqa: E731
+    report = top_up(factory, 50, batch_size=20)
+    assert report.free_after >= 50
+    predecessor = SourceIdentifier.parse("Work[sierra-system-number/b1]")
+    successor = SourceIdentifier.parse("Work[folio-instance/in1]")
+    with Minter(factory) as minter:
+        minter.mint_ids([MintRequest(predecessor)])
+        inherited = minter.mint_ids([MintRequest(successor, predecessor)], job_id="grants")
+        assert inherited[successor].outcome is MintOutcome.INHERITED
+        assert minter.lookup_ids([predecessor, successor]) == {
+            predecessor: inherited[successor].canonical_id,
+            successor: inherited[successor].canonical_id,
+        }
+    health = pool_health(factory)
+    assert health.assigned == 1
+    checked = reconciliation.reconcile(factory, repair=True)
+    assert {f.status for f in checked.findings} <= {"ok", "found"}, checked.as_dict()
+    with closing(connect(runtime)) as conn:
+        assert registry_summary(conn).mappings == 2
+
+    # Nothing beyond rows: no DDL, no deleting mappings, no other database.
+    assert _denied(runtime, "CREATE TABLE runtime_probe (x INT)") in DENIED
+    assert _denied(runtime, "DROP TABLE identifiers") in DENIED
+    assert _denied(runtime, "ALTER TABLE canonical_ids ADD COLUMN x INT") in DENIED
+    assert _denied(runtime, "DELETE FROM identifiers") in DENIED
+    assert _denied(runtime, "SELECT * FROM _yoyo_migration") in DENIED
+    assert _denied(runtime, "CREATE DATABASE idminter_runtime_probe") in DENIED
+    assert _denied(migration, "CREATE DATABASE idminter_migration_probe") in DENIED
+    assert _denied(migration, "SELECT * FROM mysql.user") in DENIED
+
+
+def test_the_migration_account_migrates_a_legacy_registry(private_server, production_accounts):
+    migration, _ = production_accounts
+    create_legacy_table(migration, SPECIAL_ROWS)
+    apply_migrations(lambda: connect(migration))
+    factory = lambda: connect(migration)  # noqa: E731
+    report = legacy_migration.migrate(factory, batch_size=2)
+    assert report.swapped, report.as_dict()
+    assert report.rows_copied == len(SPECIAL_ROWS)
+    rolled_back = legacy_migration.rollback(factory)
+    assert "rolled back" in rolled_back.status
+    assert legacy_migration.migrate(factory).swapped
+    assert legacy_migration.finalize(factory).status.startswith("finalized")
