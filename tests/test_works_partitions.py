@@ -266,6 +266,16 @@ def test_a_launchpad_mistake_is_refused_before_a_run_exists(defs, instance, aler
     assert _alerts(alerts_log) == []
 
 
+def test_a_window_run_with_a_batch_size_below_one_is_refused_at_launch(defs, instance):
+    with pytest.raises(dg.DagsterInvalidConfigError, match="batch_size"):
+        defs.resolve_job_def("mint_works").execute_in_process(
+            instance=instance,
+            partition_key=WINDOWS[0],
+            run_config={"ops": {"identified_works": {"config": {"batch_size": 0}}}},
+        )
+    assert instance.get_runs() == []
+
+
 def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     defs, instance, store_path, alerts_log, connect_registry
 ):
