@@ -27,6 +27,8 @@ CONCEPT_SUBTYPES = frozenset(
     {"Person", "Organisation", "Place", "Agent", "Meeting", "Genre", "Period"}
 )
 
+# `\s` matches exactly what `str.isspace` calls whitespace.
+_SYSTEM_FORBIDDEN = re.compile(r"[\s/\[\]]")
 _STRING_FORM = re.compile(r"(?P<ontology>[^\[\]/]*)\[(?P<system>[^\[\]/]*)/(?P<value>.*)\]", re.S)
 
 
@@ -48,6 +50,10 @@ def _reject_unstorable(value: str, part: str) -> None:
         # The key columns compare with PAD SPACE, and a trimmed copy would be a different key:
         # refusing is the only choice that neither merges nor changes anything.
         raise InvalidSourceIdentifierError(value, "has leading or trailing whitespace", part=part)
+    if value.isascii() and value.isprintable():
+        # The common case, without a per-character lookup: printable ASCII holds no control
+        # character (Cc) and no surrogate (Cs).
+        return
     for position, character in enumerate(value):
         category = unicodedata.category(character)
         if category == "Cc":
@@ -92,7 +98,7 @@ class SourceIdentifier:
                 f"{', '.join(sorted(REGISTERED_ONTOLOGY_TYPES))}",
                 part="ontology type",
             )
-        if any(c.isspace() or c in "/[]" for c in self.source_system):
+        if _SYSTEM_FORBIDDEN.search(self.source_system):
             raise InvalidSourceIdentifierError(
                 self.source_system,
                 "must not contain whitespace, '/', '[' or ']'",
