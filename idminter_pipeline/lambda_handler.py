@@ -7,7 +7,9 @@ Input, exactly one scope:
     {"window": {"startTime": "2026-07-30T16:00:00Z", "endTime": "2026-07-30T16:15:00Z"}}
     {"full": true}
 
-(snake_case keys are accepted too). Output:
+(snake_case keys are accepted too). A full run with a `jobId` records a checkpoint after each
+written batch: invoked again with the same `jobId` after a timeout or a crash, it resumes after
+the last written batch instead of starting again. Output:
 
     {"processedIdentifiers": [...], "jobId": ..., "failures": [{"sourceIdentifier", "stage",
      "detail"}]}
@@ -22,6 +24,7 @@ import logging
 from typing import Any
 
 from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE, json_type
 from idminter_pipeline.works.runner import run_from_env
 from idminter_pipeline.works.stores import FullScope, IdsScope, WindowScope, WorkScope
@@ -99,7 +102,8 @@ def step_functions_id(work_id: str) -> str:
 
 def handler(event: object, context: object = None) -> dict[str, Any]:
     scope, job_id = parse_event(event)
-    summary = run_from_env(scope, job_id=job_id)
+    with batch_run_collector():  # the Lambda is an entry point: collector settings for a run
+        summary = run_from_env(scope, job_id=job_id)  # full + jobId resumes (checkpoints)
     logger.info("minted %s", summary.as_dict() | {"failures": len(summary.failures)})
     return {
         "processedIdentifiers": [step_functions_id(w) for w in summary.processed],

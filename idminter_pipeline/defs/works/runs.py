@@ -10,6 +10,7 @@ from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.resources import ChurnGuardResource, WorksStoreResource
 from idminter_pipeline.errors import AlertDeliveryError
+from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorksPipeline
@@ -44,7 +45,11 @@ def mint_scope(
         _send(alerts, trip.alert(job_id=job_id), context.log)
 
     context.log.info(f"minting {scope.describe()}")
-    with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
+    with (
+        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
         summary = WorksPipeline(
             store,
             minter,
