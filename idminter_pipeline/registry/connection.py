@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-import boto3
 import pymysql
 import pymysql.cursors
 from pymysql.constants import ER
@@ -58,6 +57,8 @@ def _is_access_denied(error: BaseException) -> bool:
 
 @cache
 def _secrets_client(region: str | None) -> Any:
+    import boto3  # noqa: PLC0415  (only deployments with RDS_SECRET_NAME pay for the import)
+
     return boto3.client("secretsmanager", region_name=region)
 
 
