@@ -268,21 +268,25 @@ def cli_env(registry, connect_registry, store_path):
 
 def test_a_killed_mint_full_resumes_with_the_same_job_id(cli_env, store_path, registry):
     good = _good()
+    bad_id, _ = plant_bad_document(store_path, "JSON null", BAD_AT)  # in the second batch
     args = ("mint", "--full", "--job-id", "full-2026-07-30", "--batch-size", str(BATCH))
     killed = _cli(cli_env, *args, kill_at_write=4)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    # Batches 1-3 written; batch 4 minted (committed) but never written.
-    assert _identified_source_ids(store_path) == {w.id for w in good[:15]}
-    assert _checkpoint(registry, "full-2026-07-30")[:4] == (good[14].id, 15, 15, 3)
-    assert ("Work", "sierra-system-number", "b015") in _mappings(registry)
+    # Batches 1-3 (14 good works and the bad one) written; batch 4 minted, never written.
+    assert _identified_source_ids(store_path) == {w.id for w in good[:14]}
+    assert _checkpoint(registry, "full-2026-07-30")[:4] == (good[13].id, 15, 14, 3)
+    assert ("Work", "sierra-system-number", "b014") in _mappings(registry)
 
     resumed = _cli(cli_env, *args)
-    assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
-    assert report["resumed_from"]["after"].startswith(good[14].id)
-    assert report["works_read"] == GOOD_WORKS - 15
-    assert report["works_written"] == GOOD_WORKS - 15
+    assert report["resumed_from"]["after"].startswith(good[13].id)
+    assert report["resumed_from"]["works_failed"] == 1
+    assert report["works_read"] == report["works_written"] == GOOD_WORKS - 14
+    assert report["works_failed"] == 0
+    # The job as a whole had a failed work (before the kill): still exit 1.
+    assert resumed.returncode == 1, resumed.stderr
     assert _identified_source_ids(store_path) == {w.id for w in good}
+    assert bad_id not in _identified_source_ids(store_path)
 
 
 def test_works_minted_but_not_written_are_written_by_the_next_run_of_the_scope(

@@ -198,7 +198,8 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
 ) -> None:
     """Mint every identifier in the works of one scope and write the identified works.
 
-    Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why).
+    Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why;
+    a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
     """
     if more_ids and not first_ids:
         raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
@@ -214,5 +215,7 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
     report = summary.as_dict()
     report["processed"] = summary.processed if listed else summary.works_written
     echo_json(report)
-    if summary.failed:
+    # A resumed full run answers for the whole job: works its earlier attempts failed count too.
+    failed_before = summary.resumed_from.works_failed if summary.resumed_from else 0
+    if summary.failed or failed_before:
         sys.exit(EXIT_SOME_WORKS_FAILED)
