@@ -71,6 +71,20 @@ def _reject_unstorable(value: str, part: str) -> None:
             )
 
 
+def _plain(value: object) -> bool:
+    """Printable ASCII of 1 to 255 characters, not starting or ending with a space: a value
+    `_reject_unstorable` accepts, checked without a per-character loop (in printable ASCII the
+    space is the only whitespace, and there is no control character or surrogate)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_PART_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+    )
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class SourceIdentifier:
     """A validated registry key. Construct it directly, or with `parse` from the string form."""
@@ -80,6 +94,14 @@ class SourceIdentifier:
     source_id: str
 
     def __post_init__(self) -> None:
+        if (
+            _plain(self.source_id)
+            and _plain(self.source_system)
+            and type(self.ontology_type) is str
+            and self.ontology_type in REGISTERED_ONTOLOGY_TYPES
+            and _SYSTEM_FORBIDDEN.search(self.source_system) is None
+        ):
+            return  # the common case, in which every rule below holds
         for part, value in (
             ("ontology type", self.ontology_type),
             ("source system", self.source_system),
