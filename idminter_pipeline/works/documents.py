@@ -378,15 +378,26 @@ def extract_work(
 
     nodes: list[IdentifiableNode] = []
     for node in _identifiable_objects(document, work_id):
-        if node is not state and node.get("predecessorIdentifier") is not None:
+        if (
+            "predecessorIdentifier" in node
+            and node is not state
+            and node["predecessorIdentifier"] is not None
+        ):
             raise _fail(
                 work_id,
                 f"{path_to(document, node)}.predecessorIdentifier: only the work itself (state) "
                 "may name a predecessor",
             )
-        found = _cached_identifier(node["sourceIdentifier"], known) or _identifier(
-            node, "sourceIdentifier", known, work_id=work_id, document=document
-        )
+        # The cache lookup of `_cached_identifier`, inlined: this runs for every node.
+        value = node["sourceIdentifier"]
+        try:
+            found = known.get(
+                (value["ontologyType"], value["identifierType"]["id"], value["value"])
+            )
+        except (KeyError, TypeError, IndexError):
+            found = None
+        if found is None:
+            found = _identifier(node, "sourceIdentifier", known, work_id=work_id, document=document)
         nodes.append(IdentifiableNode(node, found))
     return ExtractedWork(work_id, source, predecessor, tuple(nodes), document)
 
