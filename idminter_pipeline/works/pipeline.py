@@ -305,7 +305,10 @@ class WorksPipeline:
         summary.inherited += outcomes[MintOutcome.INHERITED]
         summary.minted += outcomes[MintOutcome.MINTED]
         canonical_ids = {source: result.canonical_id for source, result in results.items()}
-        return self._write(self._annotate(works, canonical_ids, summary), summary)
+        identified = self._annotate(works, canonical_ids, summary)
+        written = self._write(identified, summary)
+        # Whatever must follow a batch's write (announcing the works downstream) goes here.
+        return written
 
     def _extract(self, batch: list[StoredWork], summary: RunSummary) -> dict[str, ExtractedWork]:
         """The `read` and `extract` stages: the batch's works by id, each validated."""

@@ -156,7 +156,7 @@ class SqliteWorksStore(WorksStore):
         for work in works:
             try:
                 text = encode_document(work.document)
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, RecursionError) as error:
                 failures.append(WriteFailure(work.source_id, f"not valid JSON: {error}"))
                 continue
             rows.append((work.canonical_id, work.source_id, text))
