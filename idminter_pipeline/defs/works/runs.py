@@ -14,6 +14,7 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.errors import AlertDeliveryError
+from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorksPipeline
@@ -50,7 +51,11 @@ def mint_scope(
 
     context.log.info(f"minting {scope.describe()}")
     notifier = downstream.notifier() if downstream is not None else None
-    with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
+    with (
+        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
         summary = WorksPipeline(
             store,
             minter,
