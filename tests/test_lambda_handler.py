@@ -196,7 +196,7 @@ def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplo
     logged = caplog.text
     assert "m-duplicate-key body is not valid JSON (duplicate key 'Message')" in logged
     assert "m-confirmation: body is JSON but not an SNS notification" in logged
-    assert "m-not-in-index: Work[sierra-system-number/b-missing] extract: not found" in logged
+    assert "m-not-in-index: Work[sierra-system-number/b-missing] read: not found" in logged
     assert "m-padded: invalid source identifier" in logged
 
 
