@@ -1,100 +1,472 @@
-"""Works pipeline throughput on sample works: extract + mint + annotate + write.
+"""Works pipeline benchmark: the per-document path against its floor, and the reference port.
 
-Figures:
-- documents: extraction + annotation alone (pure Python, no I/O), works per second;
-- first run: every identifier new (claims from the pool, inheritances), works and identifiers
-  per second, against the embedded SQLite store and the given registry;
-- re-run: the same works again (the production case: almost every identifier exists).
+Workload: the works `idminter works generate --count 5000 --seed 83` makes (`--quick`: 1,000),
+in the embedded SQLite store, minted in transactions of 500 works against a scratch registry.
 
-Run alone: `python -m benchmarks.bench_works [--quick]` (uses a scratch database it drops).
+Figures, each a median over runs that alternate (the machine is shared and noisy: read the
+ratios, not single timings):
+
+- first run / re-run: `WorksPipeline.run(FullScope())` as `idminter mint --full` runs it (with the
+  collector settings of the CLI's entry point, `batch_run_collector`), on an emptied registry
+  (every identifier new) and again (every identifier registered, the production case);
+- floor: the same documents through a script that does only what no works run can avoid, with
+  the garbage collector off: read each batch from the store, parse every document (orjson),
+  find every `sourceIdentifier` node without validating anything, look them all up with one
+  bare grouped SELECT per batch, set `canonicalId`, serialize every document again and write it.
+  On a first run it also claims free IDs, inserts the mappings and marks the IDs assigned (bare
+  statements, no inheritance or race handling). The pipeline's figure is reported as a ratio of
+  this floor (target: at most 1.5x, every validation kept);
+- documents: extraction and annotation alone (no I/O) of the same documents, decoded per batch
+  outside the clock, next to the public reference port's (`catalogue_graph/src/id_minter`,
+  `extract_source_identifiers` + `embed_canonical_ids`) when `IDMINTER_REFERENCE_CHECKOUT` names
+  a checkout of wellcomecollection/catalogue-pipeline (target: at most half its time). Without
+  it that comparison is skipped, and the output says so.
+
+- CLI start-up: `idminter mint-ids` on empty input and `idminter lookup --help`, whole processes
+  (target: under 200 ms), next to a bare interpreter.
+
+Documents are streamed into the store and decoded a batch at a time: nothing keeps every parsed
+work alive while the clock runs (that slowed what it measured).
+
+Run alone: `python -m benchmarks.bench_works [--quick]` (on a scratch database it drops).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from idminter_pipeline.registry.connection import connect
+import orjson
+from pymysql.converters import escape_string
+
+from benchmarks.minting_workload import clear_registry, fill_pool
+from benchmarks.support import standalone_main
+from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.registry.pool import top_up
-from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.works.documents import annotate_work, extract_work
+from idminter_pipeline.source_identifiers import CONCEPT_SUBTYPES
+from idminter_pipeline.works.documents import (
+    IdentifierCache,
+    annotate_work,
+    extract_work,
+)
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorksPipeline
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore
 
 BENCHMARK = "works"
+SEED = 83
+REFERENCE_ENV = "IDMINTER_REFERENCE_CHECKOUT"
+TARGET_FLOOR_RATIO = 1.5
+TARGET_REFERENCE_SHARE = 0.5
+_BARE_KEYS = frozenset({"sourceIdentifier", "otherIdentifiers", "predecessorIdentifier"})
+_SCAN = (
+    "SELECT indexed_at_us, id, CAST(document AS BLOB) FROM source_works "
+    "WHERE (indexed_at_us, id) > (?, ?) ORDER BY indexed_at_us, id LIMIT ?"
+)
 
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
     return {
         "benchmark": BENCHMARK,
         "figure": figure,
-        "value": round(value, 1),
+        "value": round(value, 3 if unit == "x" else 1),
         "unit": unit,
         "detail": detail,
     }
 
 
-def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
-    count = 2_000 if quick else 20_000
-    seed = uuid.uuid4().int % 10**6  # fresh identifiers even on a registry used before
-    rows: list[dict[str, Any]] = []
+# -- the floor -----------------------------------------------------------------------------------
 
-    works = list(generate_works(count, seed=seed))
-    started = time.perf_counter()
-    for work in works:
-        extracted = extract_work(work.document, document_id=work.id)
-        annotate_work(work.document, extracted, dict.fromkeys(extracted.identifiers, "abcd2345"))
-    elapsed = time.perf_counter() - started
-    rows.append(_row("extract+annotate", count / elapsed, "works/s", f"{count} works, no I/O"))
 
-    factory = lambda: connect(settings)  # noqa: E731
-    apply_migrations(factory)
-    top_up(factory, count * 8)
-    with tempfile.TemporaryDirectory() as tmp, SqliteWorksStore(Path(tmp) / "w.sqlite3") as store:
-        store.put_source(works)
-        for label in ("first run (new IDs)", "re-run (existing IDs)"):
-            with Minter(factory) as minter:
-                summary = WorksPipeline(store, minter).run(FullScope())
-            assert summary.failed == 0, summary.as_dict()["failures"][:3]
-            seconds = summary.duration_seconds
-            detail = (
-                f"{summary.works_read} works, {summary.identifiers_found} identifiers "
-                f"({summary.minted} minted, {summary.inherited} inherited, "
-                f"{summary.existing} existing), {summary.mint_calls} transactions of "
-                f"{DEFAULT_BATCH_SIZE} works, SQLite store"
+def _stored_batches(store_path: Path, batch_size: int) -> Iterator[list[tuple[str, bytes]]]:
+    """(id, stored text) of every source work in scan order, a batch at a time."""
+    db = sqlite3.connect(store_path)
+    try:
+        after: tuple[int, str] = (-1, "")
+        while rows := db.execute(_SCAN, (*after, batch_size)).fetchall():
+            yield [(work_id, content) for _, work_id, content in rows]
+            after = (rows[-1][0], rows[-1][1])
+    finally:
+        db.close()
+
+
+def _nodes(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    stack: list[Any] = [document]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            if "sourceIdentifier" in value:
+                found.append(value)
+            stack.extend(
+                child
+                for key, child in value.items()
+                if type(child) in (dict, list) and key not in _BARE_KEYS
             )
-            rows.append(_row(f"{label}: works", summary.works_read / seconds, "works/s", detail))
-            rows.append(
-                _row(
-                    f"{label}: identifiers",
-                    summary.identifiers_found / seconds,
-                    "identifiers/s",
-                    detail,
+        else:
+            stack.extend(child for child in value if type(child) in (dict, list))
+    return found
+
+
+def _key(node: dict[str, Any]) -> tuple[str, str, str]:
+    si = node["sourceIdentifier"]
+    ontology = si["ontologyType"]
+    return (
+        "Concept" if ontology in CONCEPT_SUBTYPES else ontology,
+        si["identifierType"]["id"],
+        si["value"],
+    )
+
+
+def _bare_lookup(cursor: Any, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for ontology, system, value in keys:
+        groups[(ontology, system)].append(value)
+    branches = []
+    for number, ((ontology, system), values) in enumerate(groups.items()):
+        listed = "','".join([escape_string(v) for v in values])
+        branches.append(
+            f"(SELECT {number}, SourceId, CanonicalId FROM identifiers WHERE OntologyType = "
+            f"'{escape_string(ontology)}' AND SourceSystem = '{escape_string(system)}' "
+            f"AND SourceId IN ('{listed}'))"
+        )
+    names = list(groups)
+    cursor.execute(" UNION ALL ".join(branches))
+    return {(*names[g], value): cid for g, value, cid in cursor.fetchall()}
+
+
+def _bare_claim(cursor: Any, new: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    cursor.execute(
+        "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+        "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED",
+        (len(new),),
+    )
+    claimed = [row[0] for row in cursor.fetchall()]
+    new.sort()
+    rows = ",".join(
+        f"('{escape_string(o)}','{escape_string(s)}','{escape_string(v)}','{cid}')"
+        for (o, s, v), cid in zip(new, claimed, strict=True)
+    )
+    cursor.execute(
+        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+        f"VALUES {rows} ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId"
+    )
+    listed = "','".join(sorted(claimed))
+    cursor.execute(
+        f"UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ('{listed}')"
+    )
+    return dict(zip(new, claimed, strict=True))
+
+
+def floor_run(store_path: Path, conn: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """The floor of one works run; returns how many works it wrote."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    out = sqlite3.connect(store_path)
+    written = 0
+    try:
+        for batch in _stored_batches(store_path, batch_size):
+            documents = [(work_id, orjson.loads(content)) for work_id, content in batch]
+            found = [(work_id, doc, _nodes(doc)) for work_id, doc in documents]
+            keys = {_key(node) for _, _, nodes in found for node in nodes}
+            with conn.cursor() as cursor:
+                ids = _bare_lookup(cursor, keys)
+                if len(ids) < len(keys):
+                    ids.update(_bare_claim(cursor, [k for k in keys if k not in ids]))
+            conn.commit()
+            rows = []
+            for work_id, doc, nodes in found:
+                for node in nodes:
+                    node["canonicalId"] = ids[_key(node)]
+                text = orjson.dumps(doc).decode()
+                rows.append((doc["state"]["canonicalId"], work_id, text))
+            with out:
+                out.executemany(
+                    "INSERT INTO identified_works (canonical_id, source_id, document) "
+                    "VALUES (?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
+                    "source_id = excluded.source_id, document = excluded.document",
+                    rows,
                 )
+            written += len(rows)
+    finally:
+        out.close()
+        if was_enabled:
+            gc.enable()
+    return written
+
+
+# -- extraction and annotation, ours and the reference port's -----------------------------------
+
+
+def _reference_embedder() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    checkout = os.environ.get(REFERENCE_ENV)
+    if not checkout:
+        return None
+    source = Path(checkout) / "catalogue_graph" / "src"
+    if not (source / "id_minter" / "embedder.py").is_file():
+        raise SystemExit(
+            f"{REFERENCE_ENV}={checkout} is not a catalogue-pipeline checkout "
+            "(no catalogue_graph/src/id_minter/embedder.py)"
+        )
+    sys.path.insert(0, str(source))
+    from id_minter.embedder import (  # noqa: PLC0415  (someone else's code, only when asked)
+        embed_canonical_ids,
+        extract_source_identifiers,
+    )
+
+    return extract_source_identifiers, embed_canonical_ids
+
+
+def _extract_and_annotate(batch: list[tuple[str, dict[str, Any]]]) -> None:
+    """Ours, as the pipeline does it: every check, a cache per batch, canonical IDs keyed by the
+    identifiers extraction made, annotation in place."""
+    cache: IdentifierCache = {}
+    extracted = [extract_work(doc, document_id=work_id, cache=cache) for work_id, doc in batch]
+    ids = dict.fromkeys(cache.values(), "abcd2345")  # what minting would answer
+    for work in extracted:
+        annotate_work(work, ids)
+
+
+def _reference_extract_and_embed(
+    documents: list[dict[str, Any]],
+    embedder: tuple[Callable[..., Any], Callable[..., Any]],
+    id_map: dict[Any, str],
+) -> int:
+    """The reference's, as its transformer does it; returns how many works it refused (it
+    raises on a `null` `predecessorIdentifier`, and its transformer reports and skips the work)."""
+    extract, embed = embedder
+    refused = 0
+    for doc in documents:
+        try:
+            extract(doc)
+        except Exception:  # its transformer's own handling: report and skip the work
+            refused += 1
+            continue
+        embed(doc, id_map)
+    return refused
+
+
+def _compare_documents(
+    store_path: Path, embedder: tuple[Callable[..., Any], Callable[..., Any]] | None
+) -> tuple[dict[str, float], int]:
+    """One pass over every batch: wall and CPU seconds of ours and of the reference, which take
+    turns going first batch by batch, each on a copy decoded just before its clock starts (so
+    both find their documents equally fresh in the CPU's caches; decoding is not timed). CPU time
+    is reported too: other processes on a shared machine move it less."""
+    totals: dict[str, float] = defaultdict(float)
+    refused = 0
+    for number, batch in enumerate(_stored_batches(store_path, DEFAULT_BATCH_SIZE)):
+        sides = ["ours", "reference"] if embedder is not None else ["ours"]
+        if number % 2:
+            sides.reverse()
+        for side in sides:
+            if side == "ours":
+                ours = [(work_id, orjson.loads(content)) for work_id, content in batch]
+                wall, cpu = time.perf_counter(), time.process_time()
+                _extract_and_annotate(ours)
+            else:
+                assert embedder is not None
+                theirs = [orjson.loads(content) for _, content in batch]
+                id_map: dict[Any, str] = {}
+                for doc in theirs:
+                    with contextlib.suppress(TypeError):
+                        id_map.update((request[0], "abcd2345") for request in embedder[0](doc))
+                theirs = [orjson.loads(content) for _, content in batch]
+                wall, cpu = time.perf_counter(), time.process_time()
+                refused += _reference_extract_and_embed(theirs, embedder, id_map)
+            totals[f"{side} wall"] += time.perf_counter() - wall
+            totals[f"{side} cpu"] += time.process_time() - cpu
+    return totals, refused
+
+
+def _documents_rows(store_path: Path, count: int, repeats: int) -> list[dict[str, Any]]:
+    embedder = _reference_embedder()
+    samples: dict[str, list[float]] = defaultdict(list)
+    refused = 0
+    with batch_run_collector():  # the same collector settings for both
+        for _ in range(repeats):
+            totals, refused = _compare_documents(store_path, embedder)
+            for name, seconds in totals.items():
+                samples[name].append(seconds)
+    median_ms = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    ours_ms = median_ms["ours wall"]
+    rows = [
+        _row(
+            "extract+annotate",
+            count / (ours_ms / 1000),
+            "works/s",
+            f"{count} works, no I/O, median of {repeats}: {ours_ms:.0f} ms "
+            f"({median_ms['ours cpu']:.0f} ms CPU)",
+        )
+    ]
+    if embedder is None:
+        note = (
+            f"reference port comparison skipped: set {REFERENCE_ENV} to a catalogue-pipeline "
+            "checkout"
+        )
+        print(f"   {note}", flush=True)
+        rows[0]["detail"] += f"; {note}"
+        return rows
+    reference_ms = median_ms["reference wall"]
+    cpu_ratio = median_ms["ours cpu"] / median_ms["reference cpu"]
+    rows.append(
+        _row(
+            "reference extract+annotate",
+            reference_ms,
+            "ms",
+            f"{count} works, catalogue-pipeline id_minter.embedder (extract_source_identifiers + "
+            f"embed_canonical_ids), median of {repeats}, taking turns with ours batch by batch "
+            f"({median_ms['reference cpu']:.0f} ms CPU); it refuses {refused} works (null "
+            "predecessorIdentifier) and skips them",
+        )
+    )
+    rows.append(
+        _row(
+            "extract+annotate vs reference",
+            ours_ms / reference_ms,
+            "x",
+            f"ours {ours_ms:.0f} ms / reference {reference_ms:.0f} ms (CPU time: "
+            f"{cpu_ratio:.3f}x); target at most {TARGET_REFERENCE_SHARE}x, every check kept",
+        )
+    )
+    return rows
+
+
+# -- CLI start-up --------------------------------------------------------------------------------
+
+
+def _startup_rows(repeats: int) -> list[dict[str, Any]]:
+    """Whole processes, as a script calling the CLI in a loop sees them: `idminter mint-ids` on
+    empty input (start-up and exit, no database) and `idminter lookup --help`, next to a bare
+    interpreter. Target: under 200 ms."""
+    idminter = str(Path(sys.executable).parent / "idminter")
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "idminter mint-ids < /dev/null": [idminter, "mint-ids"],
+        "idminter lookup --help": [idminter, "lookup", "--help"],
+    }
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(repeats):
+        for name, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+            samples[name].append(time.perf_counter() - started)
+    return [
+        _row(
+            f"CLI start-up: {name}",
+            statistics.median(samples[name]) * 1000,
+            "ms",
+            f"whole process, median of {repeats}; target under 200 ms"
+            if name.startswith("idminter")
+            else f"the interpreter alone, median of {repeats}",
+        )
+        for name in commands
+    ]
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def _pipeline_run(store: SqliteWorksStore, settings: DatabaseSettings) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    with batch_run_collector(), Minter(lambda: connect(settings)) as minter:
+        summary = WorksPipeline(store, minter).run(FullScope())
+    elapsed = time.perf_counter() - started
+    if summary.failed:
+        raise RuntimeError(f"the benchmark's works failed: {summary.as_dict()['failures'][:3]}")
+    return elapsed
+
+
+def _floor(store_path: Path, settings: DatabaseSettings) -> float:
+    gc.collect()
+    conn = connect(settings)
+    try:
+        started = time.perf_counter()
+        floor_run(store_path, conn)
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def _reset(settings: DatabaseSettings, store_path: Path, free_ids: int) -> None:
+    clear_registry(settings)
+    fill_pool(settings, free_ids)
+    with sqlite3.connect(store_path) as db:
+        db.execute("DELETE FROM identified_works")
+    db.close()
+
+
+def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
+    count = 1_000 if quick else 5_000
+    repeats = 3 if quick else 7
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "works.sqlite3"
+        with SqliteWorksStore(store_path) as store:
+            store.put_source(generate_works(count, seed=SEED))  # streamed, nothing kept
+        rows.extend(_documents_rows(store_path, count, repeats))
+        rows.extend(_startup_rows(repeats + 2))
+
+        # About 4.3 distinct identifiers per work; the pool must hold them all on a first run.
+        free_ids = count * 6
+        samples: dict[str, list[float]] = defaultdict(list)
+        with SqliteWorksStore(store_path) as store:
+            for repeat in range(repeats):
+                order = ("pipeline", "floor") if repeat % 2 == 0 else ("floor", "pipeline")
+                for kind in order:
+                    _reset(settings, store_path, free_ids)
+                    if kind == "pipeline":
+                        samples["first pipeline"].append(_pipeline_run(store, settings))
+                    else:
+                        samples["first floor"].append(_floor(store_path, settings))
+            _reset(settings, store_path, free_ids)
+            _pipeline_run(store, settings)  # the registry as the pipeline leaves it
+            for repeat in range(repeats):
+                order = ("pipeline", "floor") if repeat % 2 == 0 else ("floor", "pipeline")
+                for kind in order:
+                    if kind == "pipeline":
+                        samples["re pipeline"].append(_pipeline_run(store, settings))
+                    else:
+                        samples["re floor"].append(_floor(store_path, settings))
+
+    for label, key in (("first run (new IDs)", "first"), ("re-run (existing IDs)", "re")):
+        ours = statistics.median(samples[f"{key} pipeline"])
+        floor = statistics.median(samples[f"{key} floor"])
+        detail = (
+            f"{count} works (seed {SEED}), transactions of {DEFAULT_BATCH_SIZE}, SQLite store; "
+            f"median of {repeats} alternating runs"
+        )
+        rows.append(
+            _row(f"{label}: works", count / ours, "works/s", f"{ours * 1000:.0f} ms; {detail}")
+        )
+        rows.append(
+            _row(f"{label}: floor", floor * 1000, "ms", f"bare script, collector off; {detail}")
+        )
+        rows.append(
+            _row(
+                f"{label}: pipeline vs floor",
+                ours / floor,
+                "x",
+                f"pipeline {ours * 1000:.0f} ms / floor {floor * 1000:.0f} ms; target at most "
+                f"{TARGET_FLOOR_RATIO}x, every validation kept",
             )
+        )
     return rows
 
 
 if __name__ == "__main__":
-    base = DatabaseSettings.from_env()
-    name = f"idminter_bench_works_{uuid.uuid4().hex[:8]}"
-    admin = connect(base.with_database(""))
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    try:
-        for result in run(base.with_database(name), quick="--quick" in sys.argv):
-            print(
-                f"{result['figure']:<36} {result['value']:>12,.1f} {result['unit']:<14} "
-                f"{result['detail']}"
-            )
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+    standalone_main(run, BENCHMARK)

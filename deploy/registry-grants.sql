@@ -11,10 +11,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CR
 
 -- 2. The runtime account: minting (lookups, free-ID claims FOR UPDATE, idempotent inserts,
 --    provenance), the pool (top-ups, health), reconciliation (its scratch temporary tables,
---    repairs, the orphan ledger). Table grants need the tables: run this after the migrations.
+--    repairs, the orphan ledger), checkpoints of resumable full works runs. Table grants need the tables: run this after the migrations.
 CREATE USER IF NOT EXISTS 'idminter_runtime'@'%' IDENTIFIED BY 'replace-with-the-runtime-secret';
 GRANT SELECT, INSERT, UPDATE ON `identifiers`.`canonical_ids` TO 'idminter_runtime'@'%';
 GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifiers` TO 'idminter_runtime'@'%';
 GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifier_provenance` TO 'idminter_runtime'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `identifiers`.`reconciliation_orphans` TO 'idminter_runtime'@'%';
+GRANT SELECT, INSERT, UPDATE ON `identifiers`.`works_run_checkpoints` TO 'idminter_runtime'@'%';
 GRANT CREATE TEMPORARY TABLES ON `identifiers`.* TO 'idminter_runtime'@'%';

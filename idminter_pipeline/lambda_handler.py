@@ -7,7 +7,9 @@ queue (RFC 083, "Service rewrite" and "Hybrid operation with legacy transformers
     {"window": {"startTime": "2026-07-30T16:00:00Z", "endTime": "2026-07-30T16:15:00Z"}}
     {"full": true}
 
-(snake_case keys are accepted too). Output:
+(snake_case keys are accepted too). A full run with a `jobId` records a checkpoint after each
+written batch: invoked again with the same `jobId` after a timeout or a crash, it resumes after
+the last written batch instead of starting again. Output:
 
     {"processedIdentifiers": [...], "jobId": ..., "failures": [{"sourceIdentifier", "stage",
      "detail"}]}
@@ -50,6 +52,7 @@ import boto3
 from idminter_pipeline import strict_json
 from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
 from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE, json_type, work_document_id
 from idminter_pipeline.works.pipeline import MAX_BATCH_SIZE, RunSummary
 from idminter_pipeline.works.runner import run_from_env
@@ -334,6 +337,11 @@ def _is_queued(item: object) -> bool:
 
 
 def handler(event: object, context: object = None) -> dict[str, Any]:
+    with batch_run_collector():  # the Lambda is an entry point: collector settings for a run
+        return _dispatch(event)
+
+
+def _dispatch(event: object) -> dict[str, Any]:
     if isinstance(event, list):
         if not event:
             raise InvalidInputError("the batch holds no records")
@@ -347,6 +355,7 @@ def handler(event: object, context: object = None) -> dict[str, Any]:
         return handle_queued(records)
 
     scope, job_id = parse_event(event)
+    # A full scope with a jobId resumes after its last written batch (checkpoints).
     summary = run_from_env(scope, job_id=job_id, environ=lambda_environment())
     logger.info("minted %s", summary.as_dict() | {"failures": len(summary.failures)})
     return _step_functions_result([summary], job_id)

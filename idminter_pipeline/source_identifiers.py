@@ -27,6 +27,8 @@ CONCEPT_SUBTYPES = frozenset(
     {"Person", "Organisation", "Place", "Agent", "Meeting", "Genre", "Period"}
 )
 
+# `\s` matches exactly what `str.isspace` calls whitespace.
+_SYSTEM_FORBIDDEN = re.compile(r"[\s/\[\]]")
 _STRING_FORM = re.compile(r"(?P<ontology>[^\[\]/]*)\[(?P<system>[^\[\]/]*)/(?P<value>.*)\]", re.S)
 
 
@@ -48,6 +50,10 @@ def _reject_unstorable(value: str, part: str) -> None:
         # The key columns compare with PAD SPACE, and a trimmed copy would be a different key:
         # refusing is the only choice that neither merges nor changes anything.
         raise InvalidSourceIdentifierError(value, "has leading or trailing whitespace", part=part)
+    if value.isascii() and value.isprintable():
+        # The common case, without a per-character lookup: printable ASCII holds no control
+        # character (Cc) and no surrogate (Cs).
+        return
     for position, character in enumerate(value):
         category = unicodedata.category(character)
         if category == "Cc":
@@ -65,6 +71,20 @@ def _reject_unstorable(value: str, part: str) -> None:
             )
 
 
+def _plain(value: object) -> bool:
+    """Printable ASCII of 1 to 255 characters, not starting or ending with a space: a value
+    `_reject_unstorable` accepts, checked without a per-character loop (in printable ASCII the
+    space is the only whitespace, and there is no control character or surrogate)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_PART_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+    )
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class SourceIdentifier:
     """A validated registry key. Construct it directly, or with `parse` from the string form."""
@@ -74,6 +94,14 @@ class SourceIdentifier:
     source_id: str
 
     def __post_init__(self) -> None:
+        if (
+            _plain(self.source_id)
+            and _plain(self.source_system)
+            and type(self.ontology_type) is str
+            and self.ontology_type in REGISTERED_ONTOLOGY_TYPES
+            and _SYSTEM_FORBIDDEN.search(self.source_system) is None
+        ):
+            return  # the common case, in which every rule below holds
         for part, value in (
             ("ontology type", self.ontology_type),
             ("source system", self.source_system),
@@ -92,7 +120,7 @@ class SourceIdentifier:
                 f"{', '.join(sorted(REGISTERED_ONTOLOGY_TYPES))}",
                 part="ontology type",
             )
-        if any(c.isspace() or c in "/[]" for c in self.source_system):
+        if _SYSTEM_FORBIDDEN.search(self.source_system):
             raise InvalidSourceIdentifierError(
                 self.source_system,
                 "must not contain whitespace, '/', '[' or ']'",

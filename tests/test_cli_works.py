@@ -1,6 +1,11 @@
 """`idminter works generate|load` and `idminter mint`."""
 
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -33,7 +38,7 @@ def test_generate_fills_the_store_deterministically(works_env):
     assert result.exit_code == 0, result.output
     assert _json(result)["generated"] == 25
     with SqliteWorksStore(works_env) as store:
-        stored = list(store.read_all())
+        stored = [work.decoded() for work in store.read_all()]
     assert stored == list(generate_works(25, seed=4))
     again = runner.invoke(main, ["works", "generate", "--count", "25", "--seed", "4"])
     assert _json(again)["source_works"] == 25
@@ -60,7 +65,7 @@ def test_load_reads_ndjson_documents_and_hits(works_env, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", "line 2: not valid JSON"),
+        ("{not json", "line 2 is not valid JSON"),
         ("[1, 2]", "line 2: expected a JSON object, got array"),
         (
             '{"indexed_at": "2026-07-30T10:00:00Z", "state": {}}',
@@ -103,7 +108,14 @@ def test_mint_scopes_print_the_summary(works_env, registry_env):
     summary = _json(by_ids)
     assert summary["processed"] == [works[0].id, works[1].id]
     assert summary["job_id"] == "cli-job" and summary["works_read"] == 2
-    assert summary["failures_by_stage"] == {"extract": 0, "mint": 0, "write": 0, "notify": 0}
+    assert summary["failures_by_stage"] == {
+        "read": 0,
+        "extract": 0,
+        "mint": 0,
+        "annotate": 0,
+        "write": 0,
+        "notify": 0,
+    }
     window = runner.invoke(
         main,
         [
@@ -127,7 +139,7 @@ def test_mint_scopes_print_the_summary(works_env, registry_env):
 def test_mint_exits_1_when_a_work_failed(works_env):
     result = CliRunner().invoke(main, ["mint", "--source-identifiers", "sierra-system-number/none"])
     assert result.exit_code == 1
-    assert _json(result)["failures"][0]["stage"] == "extract"
+    assert _json(result)["failures"][0]["stage"] == "read"
 
 
 @pytest.mark.parametrize(
@@ -150,3 +162,98 @@ def test_mint_rejects_a_malformed_identifier(works_env):
     result = CliRunner().invoke(main, ["mint", "--source-identifiers", "b1161044x"])
     assert result.exit_code == 2
     assert "'b1161044x'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (
+            '{"indexed_at": "2026-07-30T10:00:00Z", "state": {"sourceIdentifier": {"identifierType"'
+            ': {"id": "s"}, "ontologyType": "Work", "value": "v", "value": "w"}}}',
+            "duplicate key 'value'",
+        ),
+        ('{"indexed_at": "2026-07-30T10:00:00Z", "n": NaN}', "NaN is not a JSON value"),
+        ('{"indexed_at": "2026-07-30T10:00:00Z", "n": 1e999}', "beyond the range of a double"),
+        ('{"indexed_at": "2026-07-30T10:00:00Z", "n": ' + "9" * 101 + "}", "101 digits"),
+        ('{"a": ' * 101 + "1" + "}" * 101, "nested deeper than 100 levels"),
+    ],
+)
+def test_load_refuses_what_strict_json_refuses_naming_line_and_reason(
+    works_env, tmp_path, line, reason
+):
+    file = tmp_path / "bad.ndjson"
+    good = next(iter(generate_works(1)))
+    file.write_text(json.dumps(good.document) + "\n" + line + "\n")
+    result = CliRunner().invoke(main, ["works", "load", str(file)])
+    assert result.exit_code == 2, result.output
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: {file} line 2 is not valid JSON (")
+    assert reason in message
+    with SqliteWorksStore(works_env) as store:
+        assert store.count_source() == 0
+
+
+def test_load_refuses_bytes_that_are_not_utf8_naming_the_line(works_env, tmp_path):
+    file = tmp_path / "bad.ndjson"
+    good = next(iter(generate_works(1)))
+    file.write_bytes(json.dumps(good.document).encode() + b'\n{"title": "\xff"}\n')
+    result = CliRunner().invoke(main, ["works", "load", str(file)])
+    assert result.exit_code == 2
+    assert f"{file} line 2 is not valid JSON (not UTF-8" in result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_a_batch_size_below_one_is_refused_naming_it(works_env, size):
+    CliRunner().invoke(main, ["works", "generate", "--count", "3"])
+    result = CliRunner().invoke(main, ["mint", "--full", "--batch-size", size])
+    assert result.exit_code == 2
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: batch size {size} is not allowed")
+    with SqliteWorksStore(works_env) as store:
+        assert store.count_identified() == 0
+
+
+def test_a_large_batch_size_is_lowered_not_refused(works_env):
+    CliRunner().invoke(main, ["works", "generate", "--count", "3"])
+    result = CliRunner().invoke(main, ["mint", "--full", "--batch-size", "999999"])
+    assert result.exit_code == 0, result.output
+    assert _json(result)["batch_size"] == 5000
+
+
+@pytest.mark.parametrize("command", [["works", "generate", "--count", "3"], ["mint", "--full"]])
+def test_a_store_path_under_proc_is_one_error_line(works_env, monkeypatch, command):
+    monkeypatch.setenv("WORKS_STORE_PATH", "/proc/idminter/works.sqlite3")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith("error: cannot open the works store /proc/idminter/works.sqlite3")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_works_generate_on_a_full_disk_is_one_error_line_naming_the_store(works_env, tmp_path):
+    """A real process whose file system refuses to grow the store file past 256 KB
+    (RLIMIT_FSIZE, as a full disk would)."""
+    limit = 256 * 1024
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from idminter_pipeline.cli import main; main()",
+            *["works", "generate", "--count", "2000"],
+        ],
+        env={**os.environ, "WORKS_STORE_PATH": str(works_env)},
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"error: cannot write to the works store {works_env}: ")
+    assert "Traceback" not in result.stderr

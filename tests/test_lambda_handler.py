@@ -70,7 +70,7 @@ def test_snake_case_and_failures_are_reported(lambda_env):
     assert result["failures"] == [
         {
             "sourceIdentifier": "sierra-system-number/nope",
-            "stage": "extract",
+            "stage": "read",
             "detail": f"not found in sqlite:{lambda_env.path}",
         }
     ]
@@ -196,7 +196,7 @@ def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplo
     logged = caplog.text
     assert "m-duplicate-key body is not valid JSON (duplicate key 'Message')" in logged
     assert "m-confirmation: body is JSON but not an SNS notification" in logged
-    assert "m-not-in-index: Work[sierra-system-number/b-missing] extract: not found" in logged
+    assert "m-not-in-index: Work[sierra-system-number/b-missing] read: not found" in logged
     assert "m-padded: invalid source identifier" in logged
 
 
@@ -297,3 +297,36 @@ def test_the_elasticsearch_key_is_read_from_its_secret(aws_env):
     env = lambda_environment({"ES_API_KEY_SECRET_NAME": name, "AWS_REGION": "eu-west-1"})
     assert env["ES_API_KEY"] == "ZW5jb2RlZDprZXk="
     assert "ES_API_KEY" not in lambda_environment({"AWS_REGION": "eu-west-1"})
+
+
+def test_a_full_event_with_a_job_id_resumes_after_the_last_written_batch(
+    lambda_env, connect_registry
+):
+    """An invocation that died (a Lambda timeout) after its first batch: invoked again with the
+    same jobId, it goes on from the second batch."""
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.checkpoints import FullRunCheckpoints  # noqa: PLC0415
+    from idminter_pipeline.works.pipeline import WorksPipeline  # noqa: PLC0415
+
+    class DiesAtSecondWrite(SqliteWorksStore):
+        writes = 0
+
+        def write_identified(self, works):
+            self.writes += 1
+            if self.writes == 2:
+                raise TimeoutError("the Lambda timed out")
+            return super().write_identified(works)
+
+    with (
+        DiesAtSecondWrite(lambda_env.path) as dying,
+        Minter(connect_registry) as minter,
+        FullRunCheckpoints(connect_registry) as checkpoints,
+        pytest.raises(TimeoutError),
+    ):
+        WorksPipeline(dying, minter, batch_size=2).run(
+            FullScope(), job_id="sf-full-1", checkpoints=checkpoints
+        )
+    result = handler({"full": True, "jobId": "sf-full-1"}, None)
+    assert result["processedIdentifiers"] == ["sierra-system-number/b2"]
+    assert result["failures"] == []
+    assert lambda_env.count_identified() == 2  # b1161044x and its successor share one document

@@ -28,6 +28,7 @@ from pathlib import Path
 import pymysql
 import pytest
 from legacy_helpers import SPECIAL_ROWS, create_legacy_table
+from works_helpers import work
 
 from idminter_pipeline.errors import InvalidSettingError
 from idminter_pipeline.local_database import (
@@ -47,6 +48,9 @@ from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.registry.summary import registry_summary
 from idminter_pipeline.settings import DatabaseSettings, project_root
 from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.checkpoints import FullRunCheckpoints
+from idminter_pipeline.works.pipeline import WorksPipeline
+from idminter_pipeline.works.stores import FullScope, SqliteWorksStore
 
 ER_DBACCESS_DENIED = 1044
 ER_ACCESS_DENIED = 1045
@@ -316,7 +320,9 @@ def production_accounts(private_server) -> Iterator[tuple[DatabaseSettings, Data
         )
 
 
-def test_the_production_accounts_do_their_jobs_and_no_more(private_server, production_accounts):
+def test_the_production_accounts_do_their_jobs_and_no_more(
+    private_server, production_accounts, tmp_path
+):
     _, paths = private_server
     migration, runtime = production_accounts
     # The migration account applies the schema; the runtime grants need its tables.
@@ -342,6 +348,18 @@ def test_the_production_accounts_do_their_jobs_and_no_more(private_server, produ
     assert {f.status for f in checked.findings} <= {"ok", "found"}, checked.as_dict()
     with closing(connect(runtime)) as conn:
         assert registry_summary(conn).mappings == 2
+
+    # A resumable full works run records its checkpoints with the runtime account too.
+    with (
+        SqliteWorksStore(tmp_path / "works.sqlite3") as store,
+        Minter(factory) as minter,
+        FullRunCheckpoints(factory) as checkpoints,
+    ):
+        store.put_source([work("sierra-system-number", f"w{n}") for n in range(3)])
+        summary = WorksPipeline(store, minter, batch_size=2).run(
+            FullScope(), job_id="grants-full", checkpoints=checkpoints
+        )
+    assert (summary.works_written, summary.failed, summary.batches) == (3, 0, 2)
 
     # Nothing beyond rows: no DDL, no deleting mappings, no other database.
     assert _denied(runtime, "CREATE TABLE runtime_probe (x INT)") in DENIED

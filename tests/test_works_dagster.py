@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 from db_helpers import fetch_all
-from works_helpers import fill_pool, work
+from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
@@ -98,7 +98,14 @@ def test_one_partition_mints_one_window(setup, connect_registry):
     assert figures["works_read"] == 15  # works 0..14, one a minute; 09:15 belongs to the next
     assert figures["works_written"] == 15 and figures["works_failed"] == 0
     assert figures["identifiers_found"] > 15
-    assert figures["failures_by_stage"] == {"extract": 0, "mint": 0, "write": 0, "notify": 0}
+    assert figures["failures_by_stage"] == {
+        "read": 0,
+        "extract": 0,
+        "mint": 0,
+        "annotate": 0,
+        "write": 0,
+        "notify": 0,
+    }
     assert figures["failed_works_listed"] == "No work failed."
     assert figures["failed_works"].records == []
     [check] = result.get_asset_check_evaluations()
@@ -176,6 +183,49 @@ def test_failed_works_fail_the_check_and_the_run_and_attach_a_report(setup, conn
     assert alerts[-1]["title"] == "1 work(s) failed minting"
     assert alerts[-1]["partition"] == "2026-07-30-09:30"
     assert alerts[-1]["run_id"] == result.run_id
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_DOCUMENTS))
+def test_a_bad_document_fails_alone_through_the_asset(setup, connect_registry, kind):
+    """The 09:00 window holds 15 good works; the bad one sits in the second of four batches."""
+    fill_pool(connect_registry, 2_000)
+    bad_id, planted_good = plant_bad_document(
+        setup["store_path"], kind, datetime(2026, 7, 30, 9, 5, 30, tzinfo=UTC)
+    )
+    stage, phrase = BAD_DOCUMENTS[kind]
+    config = {"ops": {"identified_works": {"config": {"batch_size": 4}}}}
+    for _ in range(2):  # and a second run of the same partition
+        result = dg.materialize(
+            [identified_works],
+            partition_key="2026-07-30-09:00",
+            resources=setup["resources"],
+            run_config=config,
+            raise_on_error=False,
+        )
+        # The window is recorded, then its blocking no_failed_works check fails the run.
+        assert not result.success
+        _, figures = _figures(result)
+        assert figures["works_read"] == 16 + len(planted_good)
+        assert figures["works_written"] == 15 + len(planted_good)
+        assert figures["works_failed"] == 1
+        assert figures["failures_by_stage"][stage] == 1
+        [row] = figures["failed_works"].records
+        assert row.data["work_id"] == bad_id and row.data["stage"] == stage
+        assert phrase in row.data["reason"]
+        check = result.get_asset_check_evaluations()[0]
+        assert not check.passed and check.metadata["works_failed"].value == 1
+    # Every good work of the window is in the identified index under its canonical ID.
+    canonical_ids = dict(
+        fetch_all(
+            setup["registry"],
+            "SELECT CONCAT(OntologyType, '[', SourceSystem, '/', SourceId, ']'), CanonicalId "
+            "FROM identifiers WHERE OntologyType = 'Work'",
+        )
+    )
+    good = [w.id for w in list(generate_works(40, seed=11, spacing=SPACING))[:15]]
+    wanted = {canonical_ids[work_id] for work_id in [*good, *planted_good]}
+    with SqliteWorksStore(setup["store_path"]) as store:
+        assert set(store.get_identified(sorted(wanted))) == wanted
 
 
 def test_the_schedule_mints_the_latest_closed_window_a_few_minutes_late():

@@ -9,8 +9,11 @@ import pytest
 from idminter_pipeline.errors import InvalidSourceIdentifierError, MalformedWorkError
 from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import (
+    MAX_DOCUMENT_DEPTH,
     Stage,
     annotate_work,
+    decode_document,
+    encode_document,
     extract_work,
     work_document_id,
 )
@@ -60,7 +63,7 @@ def test_reference_example_produces_exactly_the_listed_registry_requests():
     assert SI("Work", "sierra-identifier", "1000001") not in extracted.identifiers
     assert extracted.predecessor not in extracted.identifiers
     assert extracted.identifiers[0] == extracted.source
-    assert {n.path for n in extracted.nodes} == {
+    assert set(extracted.node_paths()) == {
         "state",
         "state.mergeCandidates[0].id",
         "data.contributors[0].agent.id",
@@ -71,10 +74,11 @@ def test_reference_example_produces_exactly_the_listed_registry_requests():
 
 def test_annotation_edits_only_the_minted_nodes():
     original = copy.deepcopy(FOLIO_WORK)
-    extracted = extract_work(FOLIO_WORK, document_id=FOLIO_ID)
+    document = copy.deepcopy(FOLIO_WORK)
+    extracted = extract_work(document, document_id=FOLIO_ID)
     ids = {source: f"id{n:05d}"[:8] for n, source in enumerate(extracted.identifiers)}
-    identified = annotate_work(FOLIO_WORK, extracted, ids)
-    assert original == FOLIO_WORK, "the source document must not be modified"
+    identified = annotate_work(extracted, ids)
+    assert identified.document is document, "the decoded document is annotated in place"
     doc = identified.document
     assert identified.canonical_id == ids[extracted.source] == doc["state"]["canonicalId"]
     assert identified.source_id == FOLIO_ID
@@ -122,7 +126,7 @@ def test_null_canonical_id_is_replaced_and_bare_identifiable_becomes_identified(
     ]
     document["data"]["notes"] = [{"canonicalId": None, "type": "Unidentifiable"}]
     extracted = extract_work(document, document_id="Work[sierra-system-number/b1]")
-    identified = annotate_work(document, extracted, {s: "abcd2345" for s in extracted.identifiers})
+    identified = annotate_work(extracted, {s: "abcd2345" for s in extracted.identifiers})
     item = identified.document["data"]["items"][0]["id"]
     assert item == {
         "canonicalId": "abcd2345",
@@ -172,7 +176,7 @@ def test_nodes_at_any_depth_are_found_and_bare_identifiers_are_not():
         SI("Concept", "label-derived", "Posters"),
         SI("Item", "sierra-system-number", "i1"),
     }
-    assert "state.internalWorkStubs[0].workData.items[0].id" in {n.path for n in extracted.nodes}
+    assert "state.internalWorkStubs[0].workData.items[0].id" in extracted.node_paths()
 
 
 def test_repeated_identifier_is_requested_once_and_every_occurrence_annotated():
@@ -184,7 +188,7 @@ def test_repeated_identifier_is_requested_once_and_every_occurrence_annotated():
     ]
     extracted = extract_work(document, document_id="x")
     assert extracted.identifiers.count(SI("Concept", "lc-names", "n1")) == 1
-    identified = annotate_work(document, extracted, {s: "zzzz2222" for s in extracted.identifiers})
+    identified = annotate_work(extracted, {s: "zzzz2222" for s in extracted.identifiers})
     assert [
         c["agent"]["id"]["canonicalId"] for c in identified.document["data"]["contributors"]
     ] == ["zzzz2222", "zzzz2222"]
@@ -281,17 +285,21 @@ def test_predecessor_rules():
         extract_work(nested, document_id="x")
 
 
-def test_annotation_refuses_missing_or_different_canonical_ids():
+def test_annotation_refuses_missing_or_different_canonical_ids_and_leaves_the_document_alone():
     document = _work()
     document["data"]["items"] = [{"id": _node("folio-item", "Item", "i")}]
     extracted = extract_work(document, document_id="x")
+    before = copy.deepcopy(document)
     with pytest.raises(MalformedWorkError) as raised:
-        annotate_work(document, extracted, {extracted.source: "aaaa2222"})
-    assert raised.value.stage == Stage.MINT
-    assert "no canonical ID for Item[folio-item/i]" in raised.value.detail
+        annotate_work(extracted, {extracted.source: "aaaa2222"})
+    assert raised.value.stage == Stage.ANNOTATE
+    assert raised.value.detail == "data.items[0].id: no canonical ID for Item[folio-item/i]"
+    assert document == before, "a refused work is not half annotated"
     document["data"]["items"][0]["id"]["canonicalId"] = "bbbb3333"
-    with pytest.raises(MalformedWorkError, match="already 'bbbb3333'"):
-        annotate_work(document, extracted, {s: "cccc4444" for s in extracted.identifiers})
+    with pytest.raises(MalformedWorkError, match="already 'bbbb3333'") as raised:
+        annotate_work(extracted, {s: "cccc4444" for s in extracted.identifiers})
+    assert raised.value.stage == Stage.ANNOTATE
+    assert document["state"].get("canonicalId") is None
 
 
 @pytest.mark.parametrize(
@@ -349,3 +357,114 @@ def test_sample_works_are_deterministic_realistic_and_extractable():
     assert ontologies == {"Work", "Item", "Image", "Subject", "Concept"}
     times = [w.document["indexed_at"] for w in first]
     assert times == sorted(times)
+
+
+# -- decoding: stage `read` ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"", "the stored text is empty"),
+        ("  \n", "the stored text is empty"),
+        (b"{not json", "the stored text is not valid JSON"),
+        (b'{"state": {}', "the stored text is not valid JSON"),
+        (b"null", "the stored document is null, not an object"),
+        ("[1, 2]", "the stored document is array, not an object"),
+        (b'"a string"', "the stored document is string, not an object"),
+        (None, "the stored document is null, not an object"),
+        (b'{"a": NaN}', "not valid JSON"),
+        (b'{"a": Infinity}', "not valid JSON"),
+        (b'{"a": 1e999}', "not valid JSON"),
+        (b'{"a": "\xff\xfe"}', "not valid JSON"),
+        (b'{"a": "\\ud800"}', "not valid JSON"),  # a lone surrogate, escaped
+        ('{"a": "\ud800"}', "a lone surrogate"),  # one in text a client decoded
+        # A run of 20 digits sends the text to the exact parser, which refuses duplicate keys.
+        (b'{"n": 123456789012345678901234567890, "n": 1}', "duplicate key 'n'"),
+    ],
+)
+def test_unreadable_stored_text_fails_at_read_naming_the_work(content, detail):
+    with pytest.raises(MalformedWorkError) as raised:
+        decode_document(content, work_id="Work[s/v]")
+    assert raised.value.stage == Stage.READ
+    assert raised.value.work_id == "Work[s/v]"
+    assert detail in raised.value.detail
+
+
+def test_decoding_keeps_every_value_exactly():
+    text = (
+        '{"big": 123456789012345678901234567890, "negative": -98765432109876543210, '
+        '"float": 0.1, "max": 18446744073709551615, "text": "caf\\u00e9 \\ud83d\\ude00"}'
+    )
+    document = decode_document(text.encode(), work_id="x")
+    assert document == json.loads(text)
+    assert type(document["big"]) is int
+    assert json.loads(encode_document(document)) == json.loads(text)
+    assert decode_document({"already": "decoded"}, work_id="x") == {"already": "decoded"}
+
+
+def test_unreadable_text_is_named_but_never_echoed_whole():
+    huge = b"{" + b"x" * 1_000_000
+    with pytest.raises(MalformedWorkError) as raised:
+        decode_document(huge, work_id="x")
+    assert len(raised.value.detail) < 500
+    assert "1,000,001 bytes in all" in raised.value.detail
+
+
+# -- depth: walked without recursion, refused past the documented limit --------------------------
+
+
+def _nested(depth: int) -> dict:
+    """A work document whose deepest object sits `depth` levels down (the root is level 1)."""
+    document = _work()
+    inner: dict = {}
+    document["data"]["deep"] = inner
+    for _ in range(depth - 3):  # root, data and deep are three levels
+        inner["child"] = {}
+        inner = inner["child"]
+    return document
+
+
+def test_documents_up_to_the_depth_limit_are_walked_and_deeper_ones_refused():
+    extract_work(_nested(MAX_DOCUMENT_DEPTH), document_id="x")
+    for depth in (MAX_DOCUMENT_DEPTH + 1, 600, 100_000):  # far past the interpreter's stack
+        with pytest.raises(MalformedWorkError) as raised:
+            extract_work(_nested(depth), document_id="x")
+        assert raised.value.stage == Stage.EXTRACT
+        assert f"nests deeper than {MAX_DOCUMENT_DEPTH} levels" in raised.value.detail
+
+
+def test_a_deep_node_is_found_and_a_deep_bad_node_is_named_by_its_path():
+    document = _nested(MAX_DOCUMENT_DEPTH - 1)
+    deepest = document["data"]["deep"]
+    while deepest:
+        deepest = deepest["child"]
+    deepest["sourceIdentifier"] = _si("folio-item", "Item", "deep")
+    extracted = extract_work(document, document_id="x")
+    assert SI("Item", "folio-item", "deep") in extracted.identifiers
+    deepest["sourceIdentifier"] = _si("folio-item", "Item", "")
+    with pytest.raises(MalformedWorkError) as raised:
+        extract_work(document, document_id="x")
+    assert raised.value.detail.startswith("data.deep" + ".child" * (MAX_DOCUMENT_DEPTH - 4))
+
+
+def test_the_depth_limit_matches_what_works_load_accepts():
+    from idminter_pipeline.strict_json import DEFAULT_MAX_DEPTH  # noqa: PLC0415
+
+    assert MAX_DOCUMENT_DEPTH == DEFAULT_MAX_DEPTH
+
+
+# -- identifiers are validated once per batch ----------------------------------------------------
+
+
+def test_a_shared_cache_validates_each_identifier_once_and_never_keeps_a_bad_one():
+    cache = {}
+    first = extract_work(_work("b1"), document_id="x", cache=cache)
+    second = extract_work(_work("b1"), document_id="y", cache=cache)
+    assert first.source is second.source, "one validated identifier, shared"
+    bad = _work("b2")
+    bad["data"]["items"] = [{"id": _node("folio-item", "Item", "bad\x00")}]
+    for _ in range(2):
+        with pytest.raises(MalformedWorkError, match="control character"):
+            extract_work(bad, document_id="z", cache=cache)
+    assert all(isinstance(source, SI) for source in cache.values())

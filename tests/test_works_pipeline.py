@@ -6,7 +6,7 @@ import pytest
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.errors import PoolExhaustedError
+from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import SourceWork, Stage, extract_work
@@ -70,7 +70,14 @@ def test_good_works_are_minted_in_one_transaction_and_bad_ones_fail_by_stage(
     assert summary.works_read == 63
     assert summary.batches == 1 and summary.mint_calls == 1
     assert summary.works_written == 60
-    assert summary.failures_by_stage == {"extract": 3, "mint": 0, "write": 0, "notify": 0}
+    assert summary.failures_by_stage == {
+        "read": 0,
+        "extract": 3,
+        "mint": 0,
+        "annotate": 0,
+        "write": 0,
+        "notify": 0,
+    }
     failed = {f.work_id: f for f in summary.failures}
     assert set(failed) == {
         "Work[sierra-system-number/b-no-state]",
@@ -202,9 +209,9 @@ def test_ids_and_window_scopes(store, minter):
     assert summary.works_read == 3 and summary.works_written == 2
     assert summary.processed == [works[0].id, works[3].id]
     assert [(f.work_id, f.stage) for f in summary.failures] == [
-        ("Work[sierra-system-number/b-absent]", Stage.EXTRACT)
+        ("Work[sierra-system-number/b-absent]", Stage.READ)
     ]
-    assert "not found" in summary.failures[0].detail
+    assert summary.failures[0].detail == f"not found in {store.describe()}"
     window = WindowScope(DEFAULT_START, DEFAULT_START + timedelta(milliseconds=1500 * 9))
     summary = WorksPipeline(store, minter).run(window)
     assert summary.works_read == 10 and summary.processed == [w.id for w in works[:10]]
@@ -246,7 +253,14 @@ def test_churn_guard_stops_new_folio_minting_and_alerts(store, minter, registry)
         FullScope()
     )
     assert summary.works_written == 10
-    assert summary.failures_by_stage == {"extract": 0, "mint": 30, "write": 0, "notify": 0}
+    assert summary.failures_by_stage == {
+        "read": 0,
+        "extract": 0,
+        "mint": 30,
+        "annotate": 0,
+        "write": 0,
+        "notify": 0,
+    }
     assert all("churn guard: 30 of 30 folio-instance records" in f.detail for f in summary.failures)
     assert len(trips) == 1 and trips[0].source_system == "folio-instance"
     alert = trips[0].alert(job_id="j1")
@@ -267,10 +281,16 @@ def test_churn_guard_leaves_successors_and_small_numbers_alone(store, minter):
     assert summary.failed == 0 and summary.churn_trips == []
 
 
-def test_batch_size_is_clamped():
-    assert clamp_batch_size(0) == 1
+def test_batch_size_is_lowered_to_the_maximum_and_refused_below_one():
     assert clamp_batch_size(10**9) == MAX_BATCH_SIZE
     assert clamp_batch_size(500) == 500
+    assert clamp_batch_size(1) == 1
+    for bad in (0, -5):
+        with pytest.raises(InvalidInputError, match=f"batch size {bad} is not allowed"):
+            clamp_batch_size(bad)
+    for bad in (True, 2.5, "10"):
+        with pytest.raises(InvalidInputError, match="batch size must be an integer"):
+            clamp_batch_size(bad)
 
 
 def test_pool_exhaustion_stops_the_run_and_writes_nothing_for_that_batch(

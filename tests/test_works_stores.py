@@ -81,10 +81,10 @@ def test_put_and_read_by_ids_in_order_with_missing_ones_reported(store):
     store.refresh()
     wanted = [works[3].id, "Work[sierra-system-number/absent]", works[0].id]
     result = list(store.read_ids(wanted))
-    assert [i for i, _ in result] == wanted
-    assert result[0][1] == works[3].document
-    assert result[1][1] is None
-    assert result[2][1]["data"]["title"] == "Título b0 ✓"
+    assert [w.id for w in result] == wanted
+    assert result[0].decoded().document == works[3].document
+    assert result[1].content is None
+    assert result[2].decoded().document["data"]["title"] == "Título b0 ✓"
     assert store.count_source() == 5
 
 
@@ -127,12 +127,25 @@ def test_scopes_dispatch(store):
     works = [_doc(f"b{n}", T0 + timedelta(hours=n)) for n in range(3)]
     store.put_source(works)
     store.refresh()
-    assert [i for i, _ in read_scope(store, IdsScope(("sierra-system-number/b1",)))] == [
-        works[1].id
-    ]
+    assert _ids(read_scope(store, IdsScope(("sierra-system-number/b1",)))) == [works[1].id]
     window = WindowScope(T0, T0 + timedelta(hours=1))
-    assert [i for i, _ in read_scope(store, window)] == _ids(works[:2])
-    assert [i for i, _ in read_scope(store, FullScope())] == _ids(works)
+    assert _ids(read_scope(store, window)) == _ids(works[:2])
+    assert _ids(read_scope(store, FullScope())) == _ids(works)
+    assert [w.decoded() for w in read_scope(store, FullScope())] == works
+
+
+def test_a_full_scan_resumes_after_a_position_and_skips_nothing(store):
+    works = list(generate_works(30, seed=9, spacing=timedelta(milliseconds=500)))
+    store.put_source(works)
+    store.refresh()
+    scanned = list(store.read_all(page_size=7))
+    assert [w.decoded() for w in scanned] == works
+    assert all(w.position is not None and w.position.work_id == w.id for w in scanned)
+    resumed = list(store.read_all(page_size=7, after=scanned[11].position))
+    # A store that orders one instant by id resumes exactly after the position; one that does
+    # not (Elasticsearch) starts at the position's instant: never a work skipped.
+    assert _ids(resumed)[-18:] == _ids(works[12:])
+    assert set(_ids(resumed)) <= set(_ids(works[10:]))
 
 
 def test_identified_writes_are_upserts_by_canonical_id(store):
@@ -194,3 +207,23 @@ def test_an_unreachable_elasticsearch_is_a_clear_store_error():
     with pytest.raises(WorksStoreError, match="point in time on works-source-2026-07-30"):
         list(store.read_all())
     store.close()
+
+
+def test_text_the_pipeline_cannot_decode_reaches_it_undecoded(tmp_path):
+    """Bad stored text (not UTF-8, not JSON) must not break the scan it comes in."""
+    with SqliteWorksStore(tmp_path / "w.sqlite3") as store:
+        store.put_source([_doc("b1", T0), _doc("b3", T0 + timedelta(seconds=2))])
+        with store._guarded("write to") as conn, conn:
+            conn.execute(
+                "INSERT INTO source_works VALUES (?, ?, CAST(? AS TEXT))",
+                ("Work[sierra-system-number/b2]", 1_785_427_201_000_000, b"{\xff not json"),
+            )
+        scanned = list(store.read_all(page_size=1))
+    assert _ids(scanned) == [f"Work[sierra-system-number/b{n}]" for n in (1, 2, 3)]
+    assert scanned[1].content == b"{\xff not json"
+
+
+@pytest.mark.parametrize("where", ["/proc/works.sqlite3", "/proc/no/such/dir/works.sqlite3"])
+def test_a_path_that_cannot_hold_a_store_is_one_store_error_naming_it(where):
+    with pytest.raises(WorksStoreError, match=f"cannot open the works store {where}"):
+        SqliteWorksStore(where)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.documents import SourceWork
+from idminter_pipeline.works.stores.base import timestamp_micros
 
 
 def si(system: str, ontology: str, value: str) -> dict[str, Any]:
@@ -44,3 +49,96 @@ def work(
 
 def fill_pool(connect, free: int = 5_000) -> None:
     top_up(connect, free)
+
+
+# -- bad documents, one per failure kind ----------------------------------------------------------
+# kind -> (stage, a phrase of the detail). Each is planted in the SQLite store as the stored text
+# itself, the way a broken transformer or a hand-edited index would leave it.
+BAD_DOCUMENTS = {
+    "not JSON": ("read", "not valid JSON"),
+    "empty text": ("read", "the stored text is empty"),
+    "JSON null": ("read", "the stored document is null, not an object"),
+    "not an object": ("read", "the stored document is array, not an object"),
+    "not UTF-8": ("read", "not valid JSON"),
+    "nested 600 deep": ("extract", "nests deeper than 100 levels"),
+    "malformed identifier": ("extract", "sourceIdentifier.value: expected a string"),
+    "_id is not its sourceIdentifier": ("extract", "but the document is stored under _id"),
+    "two rows, one sourceIdentifier": ("extract", "but the document is stored under _id"),
+    "missing predecessor": ("mint", "is not in the registry"),
+    "different canonicalId already": ("annotate", "canonicalId is already 'zzzz9999'"),
+}
+
+
+def _micros(indexed_at: datetime) -> int:
+    return timestamp_micros(indexed_at)
+
+
+def _stamp(indexed_at: datetime) -> str:
+    return indexed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def put_stored_text(store_path: Path, work_id: str, indexed_at: datetime, text: bytes) -> None:
+    """A source row holding exactly `text`, bypassing the store's own checks."""
+    with sqlite3.connect(store_path) as db:
+        db.execute(
+            "INSERT INTO source_works (id, indexed_at_us, document) VALUES (?, ?, CAST(? AS TEXT))",
+            (work_id, _micros(indexed_at), text),
+        )
+    db.close()
+
+
+def plant_bad_document(  # noqa: PLR0912 (one branch per kind)
+    store_path: Path, kind: str, indexed_at: datetime
+) -> tuple[str, list[str]]:
+    """Put one bad document of `kind` into the store: the id that must fail, and the ids of any
+    good works planted with it (which must be written)."""
+    bad_id = "Work[sierra-system-number/b-bad]"
+    good: list[str] = []
+    document = work("sierra-system-number", "b-bad", indexed_at=_stamp(indexed_at)).document
+    if kind == "not JSON":
+        text = b'{"state": {not json'
+    elif kind == "empty text":
+        text = b""
+    elif kind == "JSON null":
+        text = b"null"
+    elif kind == "not an object":
+        text = b"[1, 2]"
+    elif kind == "not UTF-8":
+        text = b'{"data": {"title": "\xff\xfe"}}'
+    elif kind == "nested 600 deep":
+        deep: dict = {}
+        document["data"]["deep"] = deep
+        for _ in range(600):
+            deep["child"] = {}
+            deep = deep["child"]
+        text = json.dumps(document).encode()
+    elif kind == "malformed identifier":
+        document["data"]["items"] = [{"id": node("folio-item", "Item", "i-bad")}]
+        document["data"]["items"][0]["id"]["sourceIdentifier"]["value"] = ["not", "a", "string"]
+        text = json.dumps(document).encode()
+    elif kind == "_id is not its sourceIdentifier":
+        bad_id = "Work[sierra-system-number/b-elsewhere]"
+        text = json.dumps(document).encode()
+    elif kind == "two rows, one sourceIdentifier":
+        good_id = "Work[sierra-system-number/b-bad]"
+        put_stored_text(store_path, good_id, indexed_at, json.dumps(document).encode())
+        good.append(good_id)
+        bad_id = "Work[sierra-system-number/b-bad-copy]"
+        text = json.dumps(document).encode()
+    elif kind == "missing predecessor":
+        bad_id = "Work[folio-instance/f-orphan]"
+        document = work(
+            "folio-instance",
+            "f-orphan",
+            indexed_at=_stamp(indexed_at),
+            predecessor=("sierra-system-number", "b-never-registered"),
+        ).document
+        text = json.dumps(document).encode()
+    elif kind == "different canonicalId already":
+        document["data"]["items"] = [{"id": {**node("folio-item", "Item", "i-1")}}]
+        document["data"]["items"][0]["id"]["canonicalId"] = "zzzz9999"
+        text = json.dumps(document).encode()
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    put_stored_text(store_path, bad_id, indexed_at, text)
+    return bad_id, good

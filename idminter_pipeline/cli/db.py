@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from idminter_pipeline import local_database
+from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.registry import schema
 from idminter_pipeline.registry.connection import connect, connection_factory
@@ -94,3 +95,9 @@ def rollback(count: int, yes: bool) -> None:
         raise click.UsageError("rolling back drops registry tables; pass --yes to confirm")
     for version in schema.rollback_migrations(connection_factory(), count=count):
         click.echo(f"rolled back {version}")
+
+
+# The legacy-migration commands live in their own module; they are `idminter db` subcommands.
+db.add_command(migrate_legacy)
+db.add_command(finalize_legacy)
+db.add_command(rollback_legacy)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC
@@ -12,8 +11,11 @@ import click
 
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.errors import InvalidInputError, MalformedWorkError
+from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.job_ids import check_job_id
+from idminter_pipeline.strict_json import loads as strict_loads
 from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, clamp_batch_size
 from idminter_pipeline.works.runner import run_from_env
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
@@ -68,20 +70,26 @@ def generate(count: int, seed: int, offset: int, start: str) -> None:
 
 
 def _read_lines(path: Path) -> Iterator[SourceWork]:
-    """Source works of an NDJSON file: each line a document, or a hit `{"_id", "_source"}`."""
-    with path.open(encoding="utf-8") as lines:
+    """Source works of an NDJSON file: each line a document, or a hit `{"_id", "_source"}`.
+
+    Lines are parsed by `strict_json`: duplicate keys, NaN and Infinity, huge integers, nesting
+    deeper than a work document may have and bytes that are not UTF-8 are refused, naming the
+    line, so the store only ever holds text the pipeline reads back unchanged.
+    """
+    with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             where = f"{path} line {number}"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InvalidInputError(f"{where}: not valid JSON ({error.msg})") from error
+            value = strict_loads(line, what=where)
             if not isinstance(value, dict):
                 raise InvalidInputError(f"{where}: expected a JSON object, got {json_type(value)}")
             document = value.get("_source", value) if "_source" in value else value
             document_id = value.get("_id") if "_source" in value else None
+            if "_source" in value and document_id is not None and not isinstance(document_id, str):
+                raise InvalidInputError(
+                    f"{where}: _id must be a string, got {json_type(document_id)}"
+                )
             if not isinstance(document, dict):
                 raise InvalidInputError(f"{where}: _source must be an object")
             if document_id is None:
@@ -166,13 +174,18 @@ def _scope(
 @click.option("--window-start", help="Mint works indexed from this time (inclusive, ISO 8601).")
 @click.option("--window-end", help="... up to this time (inclusive).")
 @click.option("--full", is_flag=True, help="Mint every work in the source index.")
-@click.option("--job-id", help="Recorded with inheritances in the registry.")
+@click.option(
+    "--job-id",
+    help="Recorded with inheritances in the registry. With --full it also names the run's "
+    "checkpoint: run again with the same job id after an interruption to resume after the last "
+    "written batch.",
+)
 @click.option(
     "--batch-size",
     type=int,
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Works per registry transaction (clamped to 1..5000).",
+    help="Works per registry transaction: at least 1; above 5000 is lowered to 5000.",
 )
 def mint(  # noqa: PLR0917 (click passes options positionally)
     first_ids: tuple[str, ...],
@@ -185,16 +198,23 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
 ) -> None:
     """Mint every identifier in the works of one scope and write the identified works.
 
-    Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why).
+    Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why;
+    a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
     """
     if more_ids and not first_ids:
         raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
     scope = _scope(first_ids + more_ids, window_start, window_end, full)
+    batch_size = clamp_batch_size(batch_size)
+    check_job_id(job_id)
     listed = isinstance(scope, IdsScope)
-    # A window or the full index may hold millions of works: count them, do not list them.
-    summary = run_from_env(scope, job_id=job_id, batch_size=batch_size, record_processed=listed)
+    # This process is a works run from here on: collector settings for one (see gc_settings).
+    with batch_run_collector():
+        # A window or the full index may hold millions of works: count them, do not list them.
+        summary = run_from_env(scope, job_id=job_id, batch_size=batch_size, record_processed=listed)
     report = summary.as_dict()
     report["processed"] = summary.processed if listed else summary.works_written
     echo_json(report)
-    if summary.failed:
+    # A resumed full run answers for the whole job: works its earlier attempts failed count too.
+    failed_before = summary.resumed_from.works_failed if summary.resumed_from else 0
+    if summary.failed or failed_before:
         sys.exit(EXIT_SOME_WORKS_FAILED)

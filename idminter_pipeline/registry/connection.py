@@ -14,9 +14,6 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-import boto3
-import botocore.config
-import botocore.exceptions
 import pymysql
 import pymysql.cursors
 from pymysql.constants import ER
@@ -59,20 +56,27 @@ def _is_access_denied(error: BaseException) -> bool:
     )
 
 
-# An unreachable Secrets Manager fails a connect in seconds, not after botocore's default
-# 60-second connect timeout times its retries.
-_SECRETS_CLIENT_CONFIG = botocore.config.Config(
-    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
-)
+def _secrets_client_config() -> Any:
+    """An unreachable Secrets Manager fails a connect in seconds, not after botocore's default
+    60-second connect timeout times its retries."""
+    import botocore.config  # noqa: PLC0415  (imported with boto3, only when a secret is read)
+
+    return botocore.config.Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+    )
 
 
 @cache
 def _secrets_client(region: str | None) -> Any:
-    return boto3.client("secretsmanager", region_name=region, config=_SECRETS_CLIENT_CONFIG)
+    import boto3  # noqa: PLC0415  (only deployments with RDS_SECRET_NAME pay for the import)
+
+    return boto3.client("secretsmanager", region_name=region, config=_secrets_client_config())
 
 
 def _get_secret_value(secret_name: str, stage: str, region: str | None) -> Any:
     """The GetSecretValue response, or one line naming the secret, the endpoint and the cause."""
+    import botocore.exceptions  # noqa: PLC0415  (imported with boto3, only when a secret is read)
+
     endpoint = f"Secrets Manager (region {region or 'unset'})"
     try:
         client = _secrets_client(region)

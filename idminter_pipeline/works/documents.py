@@ -1,51 +1,89 @@
-"""Work documents: find every identifiable node, and annotate the minted ones.
+"""Work documents: decode them, find every identifiable node, and annotate the minted ones.
 
-Pure functions over parsed JSON (see `work-documents.md` in the design documents):
+Pure functions over JSON (see `work-documents.md` in the design documents), one per stage of the
+pipeline, each failing only the work it was given:
 
-- `extract_work` finds each object that has a `sourceIdentifier` key, at any depth, and the work's
-  optional `state.predecessorIdentifier`. Bare source identifiers (`otherIdentifiers`,
-  `data.otherIdentifiers`) and the predecessor itself are never minted.
-- `annotate_work` copies the document and, on each identifiable node, sets `canonicalId` and turns
-  `identifiedType` into `type` (`Identifiable` becomes `Identified`); nothing else changes.
+- `decode_document` (stage `read`) turns the stored text into an object, or fails the work when
+  the text is empty, not JSON, or JSON `null` / not an object;
+- `extract_work` (stage `extract`) finds each object that has a `sourceIdentifier` key, at any
+  depth, and the work's optional `state.predecessorIdentifier`. Bare source identifiers
+  (`otherIdentifiers`, `data.otherIdentifiers`) and the predecessor itself are never minted;
+- `annotate_work` (stage `annotate`) sets `canonicalId` on each node `extract_work` found and
+  turns `identifiedType` into `type` (`Identifiable` becomes `Identified`); nothing else changes.
 
-Anything malformed raises `MalformedWorkError` naming the work, the stage and the JSON path, so
-the caller fails that one work and carries on with the rest of its batch.
+Anything malformed raises `MalformedWorkError` naming the work, the stage and, for a node, its
+JSON path, so the caller fails that one work and carries on with the rest of its batch.
+
+Speed matters here (every work of every run goes through it), so:
+
+- decoding uses orjson, which refuses NaN, Infinity, numbers that overflow a double and lone
+  surrogates as the standard library does not. It turns integers beyond 64 bits into floats, so a
+  text holding a run of 20 digits is parsed by `strict_json` instead, which keeps them exact. It
+  keeps the last of duplicate keys: see "Documents" in the README for why the stored text never
+  holds any;
+- documents are walked level by level, without recursion, and refused past
+  `MAX_DOCUMENT_DEPTH` levels; JSON paths are only built to report an error;
+- each distinct identifier is validated once per batch (`IdentifierCache`);
+- annotation edits the decoded document in place, through the node references extraction kept.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from idminter_pipeline.errors import (
     InvalidSourceIdentifierError,
     MalformedWorkError,
 )
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.source_identifiers import SourceIdentifier, registered_ontology_type
+from idminter_pipeline.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
+from idminter_pipeline.strict_json import loads as strict_loads
 
 
 class Stage(StrEnum):
-    """Where a work failed."""
+    """Where a work failed, in pipeline order."""
 
+    READ = "read"
     EXTRACT = "extract"
     MINT = "mint"
+    ANNOTATE = "annotate"
     WRITE = "write"
     # Written, but the downstream topic was not told (see `works/downstream.py`).
     NOTIFY = "notify"
 
 
 WORK_ONTOLOGY_TYPE = "Work"
+# The nesting a work document may have: the same bound `idminter works load` applies (through
+# `strict_json`), so whatever the load accepts the pipeline accepts. Catalogue documents nest
+# about a dozen levels.
+MAX_DOCUMENT_DEPTH = DEFAULT_MAX_DEPTH
 # Keys whose values hold bare source identifiers: nothing under them is minted.
 _BARE_IDENTIFIER_KEYS = frozenset({"sourceIdentifier", "otherIdentifiers", "predecessorIdentifier"})
+_CONTAINERS = (dict, list)
 _BRACKET_FORM = re.compile(r"[A-Za-z]+\[")
+# orjson decodes integers beyond 64 bits as floats; any such integer has at least 20 digits. A
+# table that maps every ASCII digit to "0" and every other byte to " " turns "is there a run of
+# 20 digits" into a substring search (a regular expression takes ten times as long).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 20
+# How much of unreadable stored text an error shows.
+_TEXT_EXCERPT = 120
+
+# (ontologyType, identifierType.id, value) as found in documents -> the validated identifier.
+IdentifierCache = dict[tuple[str, str, str], SourceIdentifier]
 
 
 @dataclass(frozen=True, slots=True)
 class SourceWork:
-    """A document as read from the source index: its `_id` there and its parsed JSON."""
+    """A document to put into the source index: its `_id` there and its JSON object."""
 
     id: str
     document: Any
@@ -60,25 +98,32 @@ class IdentifiedWork:
     document: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class IdentifiableNode:
-    path: str
+class IdentifiableNode(NamedTuple):
+    """An object of the document that has a `sourceIdentifier`, and what it identifies (a tuple:
+    one is made for every node of every work, and a frozen dataclass costs three times as much)."""
+
+    node: dict[str, Any]
     source: SourceIdentifier
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractedWork:
-    """What one document asks of the registry."""
+    """What one document asks of the registry, and where its answers go."""
 
     work_id: str
     source: SourceIdentifier
     predecessor: SourceIdentifier | None
     nodes: tuple[IdentifiableNode, ...]
+    document: dict[str, Any] = field(repr=False, compare=False)
 
     @property
     def identifiers(self) -> tuple[SourceIdentifier, ...]:
-        """Distinct source identifiers, in document order (the work's own first)."""
+        """Distinct source identifiers, the work's own first."""
         return tuple(dict.fromkeys([self.source, *(node.source for node in self.nodes)]))
+
+    def node_paths(self) -> list[str]:
+        """The JSON path of each node, in `nodes` order (built on demand: errors, tests)."""
+        return [path_to(self.document, node.node) for node in self.nodes]
 
 
 def json_type(value: object) -> str:  # noqa: PLR0911
@@ -129,6 +174,74 @@ def work_document_id(text: object) -> str:
     return str(source)
 
 
+# -- read ----------------------------------------------------------------------------------------
+
+
+def _unreadable(work_id: str, detail: str) -> MalformedWorkError:
+    return MalformedWorkError(work_id, Stage.READ, detail)
+
+
+def _decode_text(text: bytes, work_id: str) -> Any:
+    if not text.strip():
+        raise _unreadable(work_id, f"the stored text is empty: {excerpt(text, _TEXT_EXCERPT)}")
+    try:
+        if _LONG_DIGIT_RUN not in text.translate(_DIGITS_AS_ZEROS):
+            return orjson.loads(text)
+        return strict_loads(text, what="the stored text")
+    except orjson.JSONDecodeError as error:
+        raise _unreadable(
+            work_id,
+            f"the stored text is not valid JSON ({error}): {excerpt(text, _TEXT_EXCERPT)}",
+        ) from None
+    except InvalidJsonError as error:
+        raise _unreadable(
+            work_id,
+            f"the stored text is not valid JSON ({error.reason}): {excerpt(text, _TEXT_EXCERPT)}",
+        ) from None
+
+
+def decode_document(content: object, *, work_id: str) -> dict[str, Any]:
+    """The work document a store returned: stored text (`str` or UTF-8 `bytes`) is decoded, an
+    already decoded value (the Elasticsearch client's) is checked.
+
+    Raises `MalformedWorkError` (stage `read`) for text that is empty or not JSON, and for a
+    document that is JSON `null` or anything but an object.
+    """
+    if isinstance(content, bytes):
+        document = _decode_text(content, work_id)
+    elif isinstance(content, str):
+        try:
+            encoded = content.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _unreadable(
+                work_id,
+                f"the stored text holds {excerpt(content[error.start : error.end])}, which is "
+                "not Unicode text (a lone surrogate)",
+            ) from None
+        document = _decode_text(encoded, work_id)
+    else:
+        document = content
+    if not isinstance(document, dict):
+        raise _unreadable(work_id, f"the stored document is {json_type(document)}, not an object")
+    return document
+
+
+def encode_document(document: Mapping[str, Any]) -> str:
+    """JSON text of a decoded document (orjson; the standard encoder for what orjson cannot
+    hold, such as integers beyond 64 bits that `strict_json` kept exact).
+
+    Only for documents `decode_document` produced: orjson would write NaN as `null`, and neither
+    decoder lets NaN or Infinity in.
+    """
+    try:
+        return orjson.dumps(document).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(document, ensure_ascii=False, allow_nan=False)
+
+
+# -- extract -------------------------------------------------------------------------------------
+
+
 def _fail(work_id: str, detail: str) -> MalformedWorkError:
     return MalformedWorkError(work_id, Stage.EXTRACT, detail)
 
@@ -160,31 +273,80 @@ def parse_bare_identifier(value: object, path: str, work_id: str) -> SourceIdent
         raise _fail(work_id, f"{path}: {error}") from error
 
 
-def _copy_json(value: Any) -> Any:
-    """A deep copy of parsed JSON (dicts, lists, scalars): faster than `copy.deepcopy`."""
-    if isinstance(value, dict):
-        return {key: _copy_json(child) for key, child in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(child) for child in value]
-    return value
+def _cached_identifier(value: Any, cache: IdentifierCache) -> SourceIdentifier | None:
+    """The identifier `value` describes when it is well formed (validated once per cache), else
+    None: the caller then goes the slow way, which names what is wrong and where."""
+    try:
+        key = (value["ontologyType"], value["identifierType"]["id"], value["value"])
+        found = cache.get(key)
+    except (KeyError, TypeError, IndexError):  # not objects, missing fields, unhashable values
+        return None
+    if found is not None:
+        return found
+    ontology_type, source_system, source_id = key
+    if type(ontology_type) is not str or type(source_system) is not str:
+        return None
+    if type(source_id) is not str:
+        return None
+    try:
+        source = SourceIdentifier(registered_ontology_type(ontology_type), source_system, source_id)
+    except InvalidSourceIdentifierError:
+        return None
+    cache[key] = source
+    return source
 
 
-def _identifiable_nodes(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every object with a `sourceIdentifier` key under `value`, in document order."""
-    if isinstance(value, dict):
-        if "sourceIdentifier" in value:
-            yield path, value
-        for key, child in value.items():
-            if key in _BARE_IDENTIFIER_KEYS:
-                continue
-            yield from _identifiable_nodes(child, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _identifiable_nodes(child, f"{path}[{index}]")
+def _identifier(
+    holder: dict[str, Any], key: str, cache: IdentifierCache, *, work_id: str, document: Any
+) -> SourceIdentifier:
+    """The identifier at `holder[key]`, validated (once per cache)."""
+    value = holder[key]
+    source = _cached_identifier(value, cache)
+    if source is None:  # the slow way: raises, naming the problem
+        path = f"{path_to(document, holder)}.{key}".lstrip(".")
+        source = parse_bare_identifier(value, path, work_id)
+    return source
 
 
-def extract_work(document: object, *, document_id: str) -> ExtractedWork:
-    """Every identifier `document` needs minted, or `MalformedWorkError` (stage `extract`)."""
+def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[str, Any]]:
+    """Every object with a `sourceIdentifier` key, breadth first, without recursion."""
+    found: list[dict[str, Any]] = []
+    level: list[Any] = [document]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise _fail(
+                work_id,
+                f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels (at "
+                f"{path_to(document, level[0]) or 'the root'}), the limit for work documents",
+            )
+        below: list[Any] = []
+        keep = below.append
+        for value in level:
+            if isinstance(value, dict):
+                if "sourceIdentifier" in value:
+                    found.append(value)
+                for key, child in value.items():
+                    if isinstance(child, _CONTAINERS) and key not in _BARE_IDENTIFIER_KEYS:
+                        keep(child)
+            else:
+                for child in value:
+                    if isinstance(child, _CONTAINERS):
+                        keep(child)
+        level = below
+    return found
+
+
+def extract_work(
+    document: object, *, document_id: str, cache: IdentifierCache | None = None
+) -> ExtractedWork:
+    """Every identifier `document` needs minted, or `MalformedWorkError` (stage `extract`).
+
+    `cache` carries validated identifiers between the works of a batch (a fresh one per call
+    otherwise). The result keeps references into `document`, which `annotate_work` edits.
+    """
+    known: IdentifierCache = {} if cache is None else cache
     work_id = document_id
     if not isinstance(document, dict):
         raise _fail(work_id, f"document: expected an object, got {json_type(document)}")
@@ -196,7 +358,7 @@ def extract_work(document: object, *, document_id: str) -> ExtractedWork:
         raise _fail(work_id, f"state: {detail}")
     if "sourceIdentifier" not in state:
         raise _fail(work_id, "state.sourceIdentifier: missing")
-    source = parse_bare_identifier(state["sourceIdentifier"], "state.sourceIdentifier", work_id)
+    source = _identifier(state, "sourceIdentifier", known, work_id=work_id, document=document)
     if source.ontology_type != WORK_ONTOLOGY_TYPE:
         raise _fail(
             work_id,
@@ -208,66 +370,100 @@ def extract_work(document: object, *, document_id: str) -> ExtractedWork:
     predecessor = None
     raw_predecessor = state.get("predecessorIdentifier")
     if raw_predecessor is not None:
-        predecessor = parse_bare_identifier(raw_predecessor, "state.predecessorIdentifier", work_id)
+        predecessor = _identifier(
+            state, "predecessorIdentifier", known, work_id=work_id, document=document
+        )
         if predecessor == source:
             raise _fail(
                 work_id, "state.predecessorIdentifier: a work cannot be its own predecessor"
             )
 
     nodes: list[IdentifiableNode] = []
-    for path, node in _identifiable_nodes(document, ""):
-        if path != "state" and node.get("predecessorIdentifier") is not None:
+    for node in _identifiable_objects(document, work_id):
+        if (
+            "predecessorIdentifier" in node
+            and node is not state
+            and node["predecessorIdentifier"] is not None
+        ):
             raise _fail(
                 work_id,
-                f"{path}.predecessorIdentifier: only the work itself (state) may name a "
-                "predecessor",
+                f"{path_to(document, node)}.predecessorIdentifier: only the work itself (state) "
+                "may name a predecessor",
             )
-        nodes.append(
-            IdentifiableNode(
-                path,
-                parse_bare_identifier(
-                    node["sourceIdentifier"], f"{path}.sourceIdentifier", work_id
-                ),
+        # The cache lookup of `_cached_identifier`, inlined: this runs for every node.
+        value = node["sourceIdentifier"]
+        try:
+            found = known.get(
+                (value["ontologyType"], value["identifierType"]["id"], value["value"])
             )
-        )
-    return ExtractedWork(work_id, source, predecessor, tuple(nodes))
+        except (KeyError, TypeError, IndexError):
+            found = None
+        if found is None:
+            found = _identifier(node, "sourceIdentifier", known, work_id=work_id, document=document)
+        nodes.append(IdentifiableNode(node, found))
+    return ExtractedWork(work_id, source, predecessor, tuple(nodes), document)
+
+
+def _children(value: Any, path: str) -> Iterator[tuple[Any, str]]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield child, f"{path}.{key}" if path else key
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield child, f"{path}[{index}]"
+
+
+def path_to(document: Any, target: Any) -> str:
+    """The JSON path of the object `target` (by identity) inside `document`; '' for the root.
+
+    Only for error messages: it builds a path for every value it passes, which extraction never
+    does on its way through a good document.
+    """
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if value is target:
+            return path
+        if isinstance(value, dict | list):
+            stack.extend(reversed(list(_children(value, path))))
+    return "?"
+
+
+# -- annotate ------------------------------------------------------------------------------------
 
 
 def annotate_work(
-    document: dict[str, Any],
-    extracted: ExtractedWork,
-    canonical_ids: Mapping[SourceIdentifier, str],
+    extracted: ExtractedWork, canonical_ids: Mapping[SourceIdentifier, str]
 ) -> IdentifiedWork:
-    """A copy of `document` with every identifiable node carrying its canonical ID.
+    """The document `extracted` came from, with every identifiable node carrying its canonical ID.
 
-    Raises `MalformedWorkError` (stage `mint`) when a node has no canonical ID, or already carries
-    a different one: overwriting it would silently change a public identifier.
+    Edits that document in place (the pipeline owns the freshly decoded copy; copy it first to
+    keep the original). Raises `MalformedWorkError` (stage `annotate`), leaving the document
+    untouched, when a node has no canonical ID, or already carries a different one: overwriting
+    it would silently change a public identifier.
     """
     work_id = extracted.work_id
-    annotated = _copy_json(document)
-    found = list(_identifiable_nodes(annotated, ""))
-    paths = [path for path, _ in found]
-    if paths != [node.path for node in extracted.nodes]:
-        raise MalformedWorkError(
-            work_id, Stage.MINT, "document changed between extraction and annotation"
-        )
-    for (path, node), extracted_node in zip(found, extracted.nodes, strict=True):
-        canonical_id = canonical_ids.get(extracted_node.source)
+    document = extracted.document
+    assigned: list[str] = []
+    for node, source in extracted.nodes:
+        canonical_id = canonical_ids.get(source)
         if canonical_id is None:
             raise MalformedWorkError(
-                work_id, Stage.MINT, f"{path}: no canonical ID for {extracted_node.source}"
+                work_id, Stage.ANNOTATE, f"{path_to(document, node)}: no canonical ID for {source}"
             )
         present = node.get("canonicalId")
         if present is not None and present != canonical_id:
             raise MalformedWorkError(
                 work_id,
-                Stage.MINT,
-                f"{path}.canonicalId is already {present!r}, but the registry maps "
-                f"{extracted_node.source} to {canonical_id!r}",
+                Stage.ANNOTATE,
+                f"{path_to(document, node)}.canonicalId is already {excerpt(present, 80)}, but "
+                f"the registry maps {source} to {canonical_id!r}",
             )
+        assigned.append(canonical_id)
+    for (node, _), canonical_id in zip(extracted.nodes, assigned, strict=True):
         node["canonicalId"] = canonical_id
         if "identifiedType" in node:
             node["type"] = node.pop("identifiedType")
         elif node.get("type") == "Identifiable":
             node["type"] = "Identified"
-    return IdentifiedWork(canonical_ids[extracted.source], work_id, annotated)
+    return IdentifiedWork(canonical_ids[extracted.source], work_id, document)

@@ -2,22 +2,32 @@
 
 Works go to the registry in batches, ONE `Minter.mint_ids` transaction per batch (500 works by
 default). A bad work never sinks its batch, and never sends the batch back to one transaction per
-work:
+work. Each work passes five stages, and a failure at any of them fails that work alone:
 
-- a work that fails extraction (malformed document, bad source identifier) is left out of the
-  batch's mint request;
-- if the minter refuses the batch for a reason that names works (a missing predecessor, two
-  predecessors for one source, a predecessor cycle), exactly the works that declared those are
-  failed and the batch is re-run once without them;
-- annotation and write failures fail their own work;
-- with a downstream notifier, the works written are announced right after each batch's write;
-  a work whose announcement still fails after retries fails at stage `notify` (it stays
-  written, and re-running its scope announces it again).
+- `read`: the stored text is decoded here, not in the store, so text that is empty, not JSON, or
+  JSON `null` / not an object fails its own work; so does an id the store does not hold;
+- `extract`: a malformed document or source identifier, a document nested deeper than
+  `MAX_DOCUMENT_DEPTH`, and conflicting source data: a document whose `state.sourceIdentifier`
+  is not the `_id` it is stored under (which is also how two rows claiming one work show up: at
+  most one of them can be stored under that work's id), or one id read twice in a batch. Such
+  works are left out of the batch's mint request;
+- `mint`: if the minter refuses the batch for a reason that names works (a missing predecessor,
+  two predecessors for one source, a predecessor cycle), exactly the works that declared those
+  are failed and the batch is re-run once without them; the churn guard fails works here too;
+- `annotate`: a node with no canonical ID, or already carrying a different one;
+- `write`: the store refused the document;
+- `notify`: with a downstream notifier, the works written are announced right after each batch's
+  write; a work whose announcement still fails after retries fails here (it stays written, and
+  re-running its scope announces it again).
 
-Every failure records the stage (`extract`, `mint`, `write`, `notify`), the work's `Work[...]` id
-and a readable detail. Errors that say nothing about a particular work (the pool is exhausted, the
-registry or the store is unreachable) stop the run: everything written before stays correct, and
-re-running is idempotent.
+Every failure records the stage, the work's id and a readable detail. Errors that say nothing
+about a particular work (the pool is exhausted, the registry or the store is unreachable) stop
+the run: everything written before stays correct, and re-running is idempotent. A full run with
+a job id records a checkpoint after each written batch (`works.checkpoints`) and resumes after
+it when run again with that job id.
+
+Each batch is written in one place, `_write`; announcing the written works downstream
+(`_notify`) follows it in `_process_batch`, and the batch is then done.
 """
 
 from __future__ import annotations
@@ -37,19 +47,25 @@ from idminter_pipeline.errors import (
     MissingPredecessorError,
     PredecessorCycleError,
 )
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.registry.minting import MintOutcome, MintRequest, MintResult
 from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.documents import (
     ExtractedWork,
     IdentifiedWork,
+    IdentifierCache,
     Stage,
     annotate_work,
+    decode_document,
     extract_work,
 )
 from idminter_pipeline.works.downstream import DownstreamNotifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    FullScope,
+    StoredWork,
     WorkScope,
     WorksStore,
     read_scope,
@@ -67,9 +83,16 @@ MAX_RECORDED_FAILURES = 10_000
 
 
 def clamp_batch_size(batch_size: int) -> int:
+    """The batch size to use: at most `MAX_BATCH_SIZE` (larger values are lowered to it); zero,
+    negative and non-integer sizes are refused, naming the value."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool):
-        raise InvalidInputError(f"batch_size must be an integer, got {batch_size!r}")
-    return max(MIN_BATCH_SIZE, min(batch_size, MAX_BATCH_SIZE))
+        raise InvalidInputError(f"batch size must be an integer, got {excerpt(batch_size)}")
+    if batch_size < MIN_BATCH_SIZE:
+        raise InvalidInputError(
+            f"batch size {batch_size} is not allowed: give at least {MIN_BATCH_SIZE} work per "
+            f"batch (sizes above {MAX_BATCH_SIZE:,} are lowered to {MAX_BATCH_SIZE:,})"
+        )
+    return min(batch_size, MAX_BATCH_SIZE)
 
 
 class RegistryMinter(Protocol):
@@ -113,6 +136,9 @@ class RunSummary:
     duration_seconds: float = 0.0
     # Written works the downstream topic accepted (0 when no notifier is configured).
     works_notified: int = 0
+    # A resumed full run: what its earlier attempts under the same job id did, and where they
+    # stopped. The counts above are this attempt's only.
+    resumed_from: Checkpoint | None = None
 
     @property
     def failures_by_stage(self) -> dict[str, int]:
@@ -147,6 +173,7 @@ class RunSummary:
             "failures": [f.as_dict() for f in self.failures],
             "churn_guard_trips": [trip.reason for trip in self.churn_trips],
             "duration_seconds": round(self.duration_seconds, 3),
+            "resumed_from": self.resumed_from.as_dict() if self.resumed_from else None,
         }
 
 
@@ -157,11 +184,15 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _requests(works: Iterable[ExtractedWork]) -> list[MintRequest]:
-    requests = []
+    """One request per distinct source of the batch; a work's own source carries its
+    predecessor even where another work names it as a plain node."""
+    declared: dict[SourceIdentifier, SourceIdentifier | None] = {}
     for work in works:
-        requests.append(MintRequest(work.source, work.predecessor))
-        requests.extend(MintRequest(source) for source in work.identifiers[1:])
-    return requests
+        declared[work.source] = work.predecessor
+    for work in works:
+        for node in work.nodes:
+            declared.setdefault(node.source, None)
+    return [MintRequest(source, predecessor) for source, predecessor in declared.items()]
 
 
 def _offenders(error: Exception, works: Mapping[str, ExtractedWork]) -> set[str]:
@@ -205,7 +236,15 @@ class WorksPipeline:
         self.record_processed = record_processed
         self.notifier = notifier
 
-    def run(self, scope: WorkScope, *, job_id: str | None = None) -> RunSummary:
+    def run(
+        self,
+        scope: WorkScope,
+        *,
+        job_id: str | None = None,
+        checkpoints: FullRunCheckpoints | None = None,
+    ) -> RunSummary:
+        """Mint every work of `scope`. With `checkpoints` (a full scope and a job id), resume
+        after the last batch an earlier run with that job id wrote, and record each batch."""
         started = time.perf_counter()
         summary = RunSummary(
             scope=scope.describe(),
@@ -213,12 +252,27 @@ class WorksPipeline:
             job_id=job_id,
             batch_size=self.batch_size,
         )
+        if checkpoints is not None:
+            if not isinstance(scope, FullScope) or job_id is None:
+                raise InvalidInputError("only a full run with a job id can be resumed")
+            summary.resumed_from = checkpoints.begin(job_id, self.store.describe())
+        after = summary.resumed_from.position if summary.resumed_from else None
         guard = ChurnGuard(self.churn_policy)
         try:
-            for batch in _batches(
-                read_scope(self.store, scope, page_size=self.page_size), self.batch_size
-            ):
+            stored = read_scope(self.store, scope, page_size=self.page_size, after=after)
+            for batch in _batches(stored, self.batch_size):
+                read, written, failed = summary.works_read, summary.works_written, summary.failed
                 self._process_batch(batch, summary, guard, job_id)
+                position = batch[-1].position
+                if checkpoints is not None and position is not None:
+                    checkpoints.record(
+                        position,
+                        works_read=summary.works_read - read,
+                        works_written=summary.works_written - written,
+                        works_failed=summary.failed - failed,
+                    )
+            if checkpoints is not None:
+                checkpoints.finish()
         finally:
             summary.duration_seconds = time.perf_counter() - started
         logger.info(
@@ -234,14 +288,15 @@ class WorksPipeline:
 
     def _process_batch(
         self,
-        batch: Sequence[tuple[str, Any | None]],
+        batch: list[StoredWork],
         summary: RunSummary,
         guard: ChurnGuard,
         job_id: str | None,
-    ) -> None:
+    ) -> list[IdentifiedWork]:
+        """Read, extract, mint, annotate and write one batch; the works written."""
         summary.batches += 1
         summary.works_read += len(batch)
-        documents, works = self._extract(batch, summary)
+        works = self._extract(batch, summary)
 
         stopped, trips = guard.screen(list(works.values()), self.minter.lookup_ids)
         for trip in trips:
@@ -259,56 +314,116 @@ class WorksPipeline:
         summary.inherited += outcomes[MintOutcome.INHERITED]
         summary.minted += outcomes[MintOutcome.MINTED]
         canonical_ids = {source: result.canonical_id for source, result in results.items()}
+        identified = self._annotate(works, canonical_ids, summary)
+        written = self._write(identified, summary)
+        self._notify(written, summary)
+        return written
 
+    def _extract(self, batch: list[StoredWork], summary: RunSummary) -> dict[str, ExtractedWork]:
+        """The `read` and `extract` stages: the batch's works by id, each validated."""
+        cache: IdentifierCache = {}  # each distinct identifier is validated once per batch
+        works: dict[str, ExtractedWork] = {}
+        refused: set[str] = set()
+        for stored in batch:
+            try:
+                extracted = self._read_and_extract(stored, cache)
+            except MalformedWorkError as error:
+                detail = error.detail
+                if error.work_id != stored.id:
+                    detail = f"{detail} (in {error.work_id})"
+                summary.fail(WorkFailure(stored.id, Stage(error.stage), detail))
+                continue
+            work_id = extracted.work_id
+            if work_id in works or work_id in refused:
+                # The store returned one id twice (it changed under the scan): which copy is
+                # right is not ours to guess.
+                detail = (
+                    f"the store returned {work_id} twice in one batch; neither copy is written "
+                    "(re-run the scope)"
+                )
+                if works.pop(work_id, None) is not None:
+                    summary.fail(WorkFailure(work_id, Stage.EXTRACT, detail))
+                summary.fail(WorkFailure(work_id, Stage.EXTRACT, detail))
+                refused.add(work_id)
+                continue
+            works[work_id] = extracted
+        return works
+
+    def _read_and_extract(self, stored: StoredWork, cache: IdentifierCache) -> ExtractedWork:
+        if stored.content is None:
+            raise MalformedWorkError(stored.id, Stage.READ, f"not found in {self.store.describe()}")
+        try:
+            document = decode_document(stored.content, work_id=stored.id)
+        except MalformedWorkError:
+            raise
+        except Exception as error:  # anything else a decoder raises concerns this text only
+            raise MalformedWorkError(
+                stored.id, Stage.READ, f"unreadable: {type(error).__name__}: {error}"
+            ) from error
+        try:
+            extracted = extract_work(document, document_id=stored.id, cache=cache)
+        except MalformedWorkError:
+            raise
+        except Exception as error:  # a walk over one document concerns that document only
+            raise MalformedWorkError(
+                stored.id, Stage.EXTRACT, f"cannot be processed: {type(error).__name__}: {error}"
+            ) from error
+        if extracted.work_id != stored.id:
+            raise MalformedWorkError(
+                stored.id,
+                Stage.EXTRACT,
+                f"state.sourceIdentifier is {extracted.work_id}, but the document is stored "
+                f"under _id {stored.id}: the source index must key each work by its own "
+                "identifier (is another row the real one?)",
+            )
+        return extracted
+
+    def _annotate(
+        self,
+        works: Mapping[str, ExtractedWork],
+        canonical_ids: Mapping[SourceIdentifier, str],
+        summary: RunSummary,
+    ) -> list[IdentifiedWork]:
         identified: list[IdentifiedWork] = []
         for work_id, extracted in works.items():
             try:
-                identified.append(annotate_work(documents[work_id], extracted, canonical_ids))
+                identified.append(annotate_work(extracted, canonical_ids))
             except MalformedWorkError as error:
-                summary.fail(WorkFailure(work_id, Stage.MINT, error.detail))
-        write_failures = {f.source_id: f.detail for f in self.store.write_identified(identified)}
+                summary.fail(WorkFailure(work_id, Stage.ANNOTATE, error.detail))
+            except Exception as error:  # editing one document concerns that document only
+                summary.fail(
+                    WorkFailure(
+                        work_id,
+                        Stage.ANNOTATE,
+                        f"cannot be annotated: {type(error).__name__}: {error}",
+                    )
+                )
+        return identified
+
+    def _write(self, identified: list[IdentifiedWork], summary: RunSummary) -> list[IdentifiedWork]:
+        """The `write` stage, the one place a batch is written; the works that were."""
+        if not identified:
+            return []
+        refused = {f.source_id: f.detail for f in self.store.write_identified(identified)}
         written: list[IdentifiedWork] = []
         for work in identified:
-            if work.source_id in write_failures:
-                summary.fail(
-                    WorkFailure(work.source_id, Stage.WRITE, write_failures[work.source_id])
-                )
-            else:
-                written.append(work)
-                summary.works_written += 1
-                if self.record_processed:
-                    summary.processed.append(work.source_id)
-        self._notify(written, summary)
+            if work.source_id in refused:
+                summary.fail(WorkFailure(work.source_id, Stage.WRITE, refused[work.source_id]))
+                continue
+            written.append(work)
+            summary.works_written += 1
+            if self.record_processed:
+                summary.processed.append(work.source_id)
+        return written
 
     def _notify(self, written: Sequence[IdentifiedWork], summary: RunSummary) -> None:
+        """The `notify` stage: announce the written works downstream."""
         if self.notifier is None or not written:
             return
         refused = self.notifier.notify(written)
         for failure in refused:
             summary.fail(WorkFailure(failure.work_id, Stage.NOTIFY, failure.detail))
         summary.works_notified += len(written) - len(refused)
-
-    def _extract(
-        self, batch: Sequence[tuple[str, Any | None]], summary: RunSummary
-    ) -> tuple[dict[str, Any], dict[str, ExtractedWork]]:
-        documents: dict[str, Any] = {}
-        works: dict[str, ExtractedWork] = {}
-        for document_id, document in batch:
-            if document is None:
-                summary.fail(
-                    WorkFailure(document_id, Stage.EXTRACT, f"not found in {self.store.describe()}")
-                )
-                continue
-            try:
-                extracted = extract_work(document, document_id=document_id)
-            except MalformedWorkError as error:
-                summary.fail(WorkFailure(error.work_id, Stage.EXTRACT, error.detail))
-                continue
-            if extracted.work_id in works:
-                continue  # the same work twice in one batch is minted and written once
-            works[extracted.work_id] = extracted
-            documents[extracted.work_id] = document
-        return documents, works
 
     def _mint(
         self, works: dict[str, ExtractedWork], summary: RunSummary, job_id: str | None

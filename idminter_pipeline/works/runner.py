@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 from idminter_pipeline.alerts import LogFileChannel, LoggerChannel, send_alert
 from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.works.checkpoints import FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.downstream import downstream_notifier_from_env
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
-from idminter_pipeline.works.stores import WorkScope, works_store_from_env
+from idminter_pipeline.works.stores import FullScope, WorkScope, works_store_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +40,20 @@ def run_from_env(
     environ: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
-    names."""
+    names.
+
+    A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
+    run with that job id wrote.
+    """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
     notifier = downstream_notifier_from_env(environ)
+    factory = connection_factory(settings)
+    resumable = isinstance(scope, FullScope) and job_id is not None
     with (
         works_store_from_env(environ) as store,
-        Minter(connection_factory(settings)) as minter,
+        Minter(factory) as minter,
+        FullRunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
     ):
         return WorksPipeline(
             store,
@@ -54,4 +63,4 @@ def run_from_env(
             on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
             record_processed=record_processed,
             notifier=notifier,
-        ).run(scope, job_id=job_id)
+        ).run(scope, job_id=job_id, checkpoints=checkpoints)

@@ -24,6 +24,7 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.errors import AlertDeliveryError
+from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
@@ -111,7 +112,11 @@ def mint_scope(
     """Mint one scope (the explicit-ids job); failed works are logged and alerted."""
     context.log.info(f"minting {scope.describe()}")
     notifier = downstream.notifier() if downstream is not None else None
-    with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
+    with (
+        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
         summary = _pipeline(
             context,
             store,
@@ -148,7 +153,11 @@ def mint_windows(
     (pool exhausted, registry or store unreachable) propagates after the windows already yielded,
     which are minted and written.
     """
-    with works_store.open() as store, Minter(registry_database.connection_factory()) as minter:
+    with (
+        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
         pipeline = _pipeline(
             context,
             store,

@@ -9,6 +9,8 @@ from pathlib import Path
 from idminter_pipeline.works.stores.base import (
     FullScope,
     IdsScope,
+    ScanPosition,
+    StoredWork,
     WindowScope,
     WorkScope,
     WorksStore,
@@ -36,7 +38,9 @@ def works_store_from_env(environ: Mapping[str, str] | None = None) -> WorksStore
 __all__ = [
     "FullScope",
     "IdsScope",
+    "ScanPosition",
     "SqliteWorksStore",
+    "StoredWork",
     "WindowScope",
     "WorkScope",
     "WorksStore",

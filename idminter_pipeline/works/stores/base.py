@@ -2,6 +2,10 @@
 
 Implementations: `ElasticsearchWorksStore` (production) and `SqliteWorksStore` (the embedded
 default, needing no server). Both pass the same contract tests (`tests/test_works_stores.py`).
+
+Reads return `StoredWork`s: a document as the store holds it, not yet decoded. Decoding belongs
+to the pipeline (`documents.decode_document`), so that one unreadable document fails alone
+instead of stopping the scan it came in.
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, work_document_id
+from idminter_pipeline.works.documents import (
+    IdentifiedWork,
+    SourceWork,
+    decode_document,
+    work_document_id,
+)
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 10_000
@@ -42,6 +51,15 @@ def parse_timestamp(value: object, *, what: str = "timestamp") -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp_micros(value: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    delta = value.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def format_timestamp(value: datetime) -> str:
@@ -100,6 +118,34 @@ class FullScope:
 WorkScope = IdsScope | WindowScope | FullScope
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ScanPosition:
+    """Where a scan in (`indexed_at`, id) order stands: after the work `work_id`, indexed at
+    `indexed_at_us` (microseconds since the epoch). Full runs checkpoint it to resume."""
+
+    indexed_at_us: int
+    work_id: str
+
+    def describe(self) -> str:
+        moment = _EPOCH + timedelta(microseconds=self.indexed_at_us)
+        return f"{self.work_id} (indexed_at {format_timestamp(moment)})"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWork:
+    """A source document as the store returned it: `content` is its stored text (`str` or
+    UTF-8 `bytes`), or the value a client already decoded, or None when the store holds no
+    document with that id. Scans also give the work's `position`."""
+
+    id: str
+    content: str | bytes | dict[str, Any] | None
+    position: ScanPosition | None = None
+
+    def decoded(self) -> SourceWork:
+        """The document, decoded (raises `MalformedWorkError`, stage `read`, if it cannot be)."""
+        return SourceWork(self.id, decode_document(self.content, work_id=self.id))
+
+
 @dataclass(frozen=True)
 class WriteFailure:
     source_id: str
@@ -113,8 +159,8 @@ class WorksStore(abc.ABC):
     def describe(self) -> str: ...
 
     @abc.abstractmethod
-    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
-        """`(id, document)` for each id in order; `None` for an id the source index lacks."""
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
+        """One `StoredWork` per id, in order; its `content` is None where the index lacks it."""
 
     @abc.abstractmethod
     def read_window(
@@ -124,12 +170,16 @@ class WorksStore(abc.ABC):
         *,
         end_inclusive: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[SourceWork]:
+    ) -> Iterator[StoredWork]:
         """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed."""
 
     @abc.abstractmethod
-    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
-        """Every source work, ordered by `indexed_at` then id, streamed."""
+    def read_all(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
+    ) -> Iterator[StoredWork]:
+        """Every source work, ordered by `indexed_at` then id, streamed; with `after`, only the
+        works after that position (a resumed full run). A store that cannot order works of one
+        `indexed_at` by id starts at that instant instead: a few works again, none skipped."""
 
     @abc.abstractmethod
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
@@ -168,18 +218,20 @@ class WorksStore(abc.ABC):
 
 
 def read_scope(
-    store: WorksStore, scope: WorkScope, *, page_size: int = DEFAULT_PAGE_SIZE
-) -> Iterator[tuple[str, Any | None]]:
-    """`(id, document or None)` for a scope, streamed."""
+    store: WorksStore,
+    scope: WorkScope,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    after: ScanPosition | None = None,
+) -> Iterator[StoredWork]:
+    """The stored works of a scope, streamed; `after` resumes a full scope."""
     if isinstance(scope, IdsScope):
         yield from store.read_ids(scope.ids)
     elif isinstance(scope, WindowScope):
-        for work in store.read_window(
+        yield from store.read_window(
             scope.start, scope.end, end_inclusive=scope.end_inclusive, page_size=page_size
-        ):
-            yield work.id, work.document
+        )
     elif isinstance(scope, FullScope):
-        for work in store.read_all(page_size=page_size):
-            yield work.id, work.document
+        yield from store.read_all(page_size=page_size, after=after)
     else:
         raise InvalidInputError(f"unknown scope {scope!r}")

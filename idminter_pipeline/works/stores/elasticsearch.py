@@ -2,8 +2,10 @@
 
 Reads use the official client: multi-get for explicit ids, and a point-in-time with
 `search_after` for windows and full runs (consistent across pages, unlike from/size, and without
-scroll contexts). Writes go through `elasticsearch.helpers.streaming_bulk`, which retries
-documents rejected with 429; the client itself retries timeouts and 502/503/504.
+scroll contexts). The client decodes `_source` with the standard library, which keeps integers
+exact; Elasticsearch itself refused duplicate keys when the document was indexed. Writes go
+through `elasticsearch.helpers.streaming_bulk`, which retries documents rejected with 429; the
+client itself retries timeouts and 502/503/504.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from idminter_pipeline.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    ScanPosition,
+    StoredWork,
     WorksStore,
     WriteFailure,
     clamp_page_size,
@@ -129,7 +133,7 @@ class ElasticsearchWorksStore(WorksStore):
     def refresh(self) -> None:
         self.client.indices.refresh(index=[self.source_index, self.target_index])
 
-    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
         wanted = list(ids)
         for start in range(0, len(wanted), _MGET_CHUNK):
             chunk = wanted[start : start + _MGET_CHUNK]
@@ -140,9 +144,9 @@ class ElasticsearchWorksStore(WorksStore):
                     f"multi-get from {self.source_index} failed: {error}"
                 ) from error
             for work_id, doc in zip(chunk, response["docs"], strict=True):
-                yield work_id, doc["_source"] if doc.get("found") else None
+                yield StoredWork(work_id, doc.get("_source") if doc.get("found") else None)
 
-    def _scan(self, query: dict[str, Any], page_size: int) -> Iterator[SourceWork]:
+    def _scan(self, query: dict[str, Any], page_size: int) -> Iterator[StoredWork]:
         size = clamp_page_size(page_size)
         try:
             pit_id = self.client.open_point_in_time(
@@ -155,18 +159,25 @@ class ElasticsearchWorksStore(WorksStore):
         search_after: list[Any] | None = None
         try:
             while True:
-                response = self.client.search(
-                    pit={"id": pit_id, "keep_alive": POINT_IN_TIME_KEEP_ALIVE},
-                    query=query,
-                    sort=[{"indexed_at": {"order": "asc"}}, {"_shard_doc": {"order": "asc"}}],
-                    size=size,
-                    search_after=search_after,
-                    track_total_hits=False,
-                )
+                try:
+                    response = self.client.search(
+                        pit={"id": pit_id, "keep_alive": POINT_IN_TIME_KEEP_ALIVE},
+                        query=query,
+                        sort=[{"indexed_at": {"order": "asc"}}, {"_shard_doc": {"order": "asc"}}],
+                        size=size,
+                        search_after=search_after,
+                        track_total_hits=False,
+                    )
+                except _ES_ERRORS as error:
+                    raise WorksStoreError(
+                        f"search of {self.source_index} failed: {error}"
+                    ) from error
                 pit_id = response.get("pit_id", pit_id)
                 hits = response["hits"]["hits"]
                 for hit in hits:
-                    yield SourceWork(hit["_id"], hit["_source"])
+                    # The first sort value is indexed_at in epoch milliseconds (a `date` field).
+                    position = ScanPosition(int(hit["sort"][0]) * 1000, hit["_id"])
+                    yield StoredWork(hit["_id"], hit.get("_source"), position)
                 if len(hits) < size:
                     return
                 search_after = hits[-1]["sort"]
@@ -182,7 +193,7 @@ class ElasticsearchWorksStore(WorksStore):
         *,
         end_inclusive: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[SourceWork]:
+    ) -> Iterator[StoredWork]:
         bounds = {
             "gte": format_timestamp(start),
             "lte" if end_inclusive else "lt": format_timestamp(end),
@@ -190,8 +201,15 @@ class ElasticsearchWorksStore(WorksStore):
         }
         return self._scan({"range": {"indexed_at": bounds}}, page_size)
 
-    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
-        return self._scan({"match_all": {}}, page_size)
+    def read_all(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
+    ) -> Iterator[StoredWork]:
+        if after is None:
+            return self._scan({"match_all": {}}, page_size)
+        # Works of one instant come in `_shard_doc` order, which a new point in time does not
+        # keep: resume at the instant itself, re-minting (idempotently) the works written there.
+        since = {"gte": after.indexed_at_us // 1000, "format": "epoch_millis"}
+        return self._scan({"range": {"indexed_at": since}}, page_size)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         by_canonical_id: dict[str, list[str]] = {}

@@ -3,6 +3,11 @@
 Same operations and semantics as the Elasticsearch store: source works keyed by their `_id`,
 scanned in (`indexed_at`, id) order with keyset pagination (the analogue of `search_after`);
 identified works upserted by canonical ID.
+
+Source documents are read as bytes (`CAST(document AS BLOB)`), never decoded here: text that is
+not valid UTF-8 or not JSON then fails its own work in the pipeline instead of the whole page.
+Every SQLite error (a path that cannot hold a database, a full disk, a corrupt file) is a
+`WorksStoreError` naming the file.
 """
 
 from __future__ import annotations
@@ -11,20 +16,24 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from idminter_pipeline.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.settings import local_state_dir
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, encode_document
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    ScanPosition,
+    StoredWork,
     WorksStore,
     WriteFailure,
     clamp_page_size,
     parse_timestamp,
+    timestamp_micros,
 )
 
 DEFAULT_FILE_NAME = "works.sqlite3"
@@ -50,63 +59,76 @@ def default_sqlite_path() -> Path:
     return local_state_dir() / DEFAULT_FILE_NAME
 
 
-def _micros(value: datetime) -> int:
-    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 class SqliteWorksStore(WorksStore):
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_sqlite_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # One connection shared under a lock: Dagster may call from more than one thread.
             self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as error:
-            raise WorksStoreError(f"cannot open works store {self.path}: {error}") from error
+        except (OSError, sqlite3.Error) as error:
+            raise WorksStoreError(
+                f"cannot open the works store {self.path} (WORKS_STORE_PATH): {error}"
+            ) from error
         self._lock = threading.RLock()
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
 
+    @contextmanager
+    def _guarded(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; any SQLite error becomes one naming the file."""
+        try:
+            with self._lock:
+                yield self._conn
+        except sqlite3.Error as error:
+            raise WorksStoreError(f"cannot {doing} the works store {self.path}: {error}") from error
+
     def close(self) -> None:
-        with self._lock:
+        with self._guarded("close"):
             self._conn.close()
 
-    def read_ids(self, ids: Sequence[str]) -> Iterator[tuple[str, Any | None]]:
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
         wanted = list(ids)
         for start in range(0, len(wanted), _IDS_PER_QUERY):
             chunk = wanted[start : start + _IDS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
+            with self._guarded("read from") as conn:
                 rows = dict(
-                    self._conn.execute(
-                        f"SELECT id, document FROM source_works WHERE id IN ({marks})", chunk
+                    conn.execute(
+                        "SELECT id, CAST(document AS BLOB) FROM source_works "
+                        f"WHERE id IN ({marks})",
+                        chunk,
                     ).fetchall()
                 )
             for work_id in chunk:
-                document = rows.get(work_id)
-                yield work_id, None if document is None else json.loads(document)
+                yield StoredWork(work_id, rows.get(work_id))
 
-    def _scan(self, where: str, params: tuple[Any, ...], page_size: int) -> Iterator[SourceWork]:
+    def _scan(
+        self,
+        where: str,
+        params: tuple[Any, ...],
+        page_size: int,
+        after: ScanPosition | None = None,
+    ) -> Iterator[StoredWork]:
         size = clamp_page_size(page_size)
-        after: tuple[int, str] | None = None
+        keyset = None if after is None else (after.indexed_at_us, after.work_id)
         while True:
-            keyset = "" if after is None else " AND (indexed_at_us, id) > (?, ?)"
-            with self._lock:
-                rows = self._conn.execute(
-                    f"SELECT indexed_at_us, id, document FROM source_works WHERE {where}{keyset} "
-                    "ORDER BY indexed_at_us, id LIMIT ?",
-                    (*params, *(after or ()), size),
+            condition = "" if keyset is None else " AND (indexed_at_us, id) > (?, ?)"
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
+                    "SELECT indexed_at_us, id, CAST(document AS BLOB) FROM source_works "
+                    f"WHERE {where}{condition} ORDER BY indexed_at_us, id LIMIT ?",
+                    (*params, *(keyset or ()), size),
                 ).fetchall()
-            for _, work_id, document in rows:
-                yield SourceWork(work_id, json.loads(document))
+            for indexed_at_us, work_id, content in rows:
+                yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
             if len(rows) < size:
                 return
-            after = (rows[-1][0], rows[-1][1])
+            keyset = (rows[-1][0], rows[-1][1])
 
     def read_window(
         self,
@@ -115,37 +137,36 @@ class SqliteWorksStore(WorksStore):
         *,
         end_inclusive: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[SourceWork]:
+    ) -> Iterator[StoredWork]:
         upper = "<=" if end_inclusive else "<"
         return self._scan(
             f"indexed_at_us >= ? AND indexed_at_us {upper} ?",
-            (_micros(start), _micros(end)),
+            (timestamp_micros(start), timestamp_micros(end)),
             page_size,
         )
 
-    def read_all(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[SourceWork]:
-        return self._scan("1 = 1", (), page_size)
+    def read_all(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
+    ) -> Iterator[StoredWork]:
+        return self._scan("1 = 1", (), page_size, after)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         failures: list[WriteFailure] = []
         rows = []
         for work in works:
             try:
-                text = json.dumps(work.document, ensure_ascii=False, allow_nan=False)
-            except (TypeError, ValueError) as error:
+                text = encode_document(work.document)
+            except (TypeError, ValueError, RecursionError) as error:
                 failures.append(WriteFailure(work.source_id, f"not valid JSON: {error}"))
                 continue
             rows.append((work.canonical_id, work.source_id, text))
-        try:
-            with self._lock, self._conn:
-                self._conn.executemany(
-                    "INSERT INTO identified_works (canonical_id, source_id, document) "
-                    "VALUES (?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
-                    "source_id = excluded.source_id, document = excluded.document",
-                    rows,
-                )
-        except sqlite3.Error as error:
-            raise WorksStoreError(f"cannot write to {self.describe()}: {error}") from error
+        with self._guarded("write to") as conn, conn:
+            conn.executemany(
+                "INSERT INTO identified_works (canonical_id, source_id, document) "
+                "VALUES (?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
+                "source_id = excluded.source_id, document = excluded.document",
+                rows,
+            )
         return failures
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -154,8 +175,8 @@ class SqliteWorksStore(WorksStore):
         for start in range(0, len(wanted), _IDS_PER_QUERY):
             chunk = wanted[start : start + _IDS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._conn.execute(
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
                     f"SELECT canonical_id, document FROM identified_works "
                     f"WHERE canonical_id IN ({marks})",
                     chunk,
@@ -177,12 +198,14 @@ class SqliteWorksStore(WorksStore):
                     )
                 indexed_at = parse_timestamp(document["indexed_at"], what=f"{work.id} indexed_at")
                 try:
+                    # The standard encoder: it refuses NaN and Infinity, which orjson would
+                    # silently write as null.
                     text = json.dumps(document, ensure_ascii=False, allow_nan=False)
                 except ValueError as error:
                     raise InvalidInputError(f"source work {work.id!r}: {error}") from error
-                rows.append((work.id, _micros(indexed_at), text))
-            with self._lock, self._conn:
-                self._conn.executemany(
+                rows.append((work.id, timestamp_micros(indexed_at), text))
+            with self._guarded("write to") as conn, conn:
+                conn.executemany(
                     "INSERT INTO source_works (id, indexed_at_us, document) VALUES (?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET indexed_at_us = excluded.indexed_at_us, "
                     "document = excluded.document",
@@ -192,12 +215,12 @@ class SqliteWorksStore(WorksStore):
         return total
 
     def count_source(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM source_works").fetchone()[0])
+        with self._guarded("read from") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM source_works").fetchone()[0])
 
     def count_identified(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM identified_works").fetchone()[0])
+        with self._guarded("read from") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM identified_works").fetchone()[0])
 
 
 __all__ = ["SqliteWorksStore", "default_sqlite_path"]

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS works_run_checkpoints;

@@ -1,0 +1,66 @@
+"""The CLI imports a command's module only when that command runs, so the commands scripts call
+in loops (`idminter lookup`, `idminter mint-ids`) start without pandas, boto3, yoyo, Dagster or
+the Elasticsearch client. (How long start-up takes is a benchmark figure, not a test.)"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from idminter_pipeline.cli import main
+
+HEAVY = ("pandas", "boto3", "botocore", "yoyo", "dagster", "elasticsearch", "numpy")
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import idminter_pipeline.cli",
+        # What `idminter mint-ids` and `idminter lookup` import to run.
+        "import idminter_pipeline.cli.minting",
+    ],
+)
+def test_the_fast_commands_import_nothing_heavy(code):
+    loaded = _modules_after(code)
+    assert not {name for name in loaded if name.split(".")[0] in HEAVY}
+
+
+def test_mint_ids_with_no_input_runs_without_the_heavy_modules():
+    code = (
+        "import sys\nfrom idminter_pipeline.cli import main\n"
+        "sys.stdin = open('/dev/null')\n"
+        "try:\n    main(['mint-ids'])\nexcept SystemExit as exit:\n    assert not exit.code"
+    )
+    loaded = _modules_after(code)
+    assert "idminter_pipeline.cli.minting" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in HEAVY}
+
+
+def test_every_command_is_still_listed_and_loads_when_used():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in (
+        "aliases",
+        "db",
+        "local-run",
+        "lookup",
+        "mint",
+        "mint-ids",
+        "pool",
+        "reconcile",
+        "works",
+    ):
+        assert f"  {name} " in result.output
+        assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0
+    db_help = CliRunner().invoke(main, ["db", "--help"]).output
+    assert "migrate-legacy" in db_help and "finalize-legacy" in db_help
