@@ -405,12 +405,14 @@ def take_pictures(url: str, profile: Path) -> None:
         pages.click("Execution history", then_shows=("Evaluation result",))
         pages.save("pool-checks")
 
+        driver.set_window_size(1600, 1500)  # down to the failed_works table
         pages.open(
             f"/assets/identified_works?view=partitions&partition={BAD_WINDOW}"
             f"&default_range={urllib.parse.quote(windows)}",
             shows=("failed_works", "screenshot-orphan"),
         )
         pages.save("failed-work-partition")
+        driver.set_window_size(*map(int, WINDOW.split(",")))
 
         pages.open("/assets/identified_works?view=checks", shows=("no_failed_works", "Partitions"))
         pages.click("Partitions", then_shows=("Passed",))
