@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
-.PHONY: setup db db-stop db-status run test test-integration docker-engine lint ui bench stress clean
+.PHONY: setup db db-stop db-status run test test-integration docker-engine lint ui bench stress clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,20 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 ui: db $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The README's pictures of the Dagster UI, taken with headless Chromium; never part of `test`.
+screenshots: db
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+		else \
+			echo "make screenshots needs Debian's chromium: sudo apt-get install chromium chromium-driver"; \
+			exit 1; \
+		fi; \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[dev,screenshots]'
+	$(BIN)/python docs/screenshots.py
 
 clean: db-stop
 	rm -rf .local $(VENV) node_modules

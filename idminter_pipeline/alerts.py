@@ -12,6 +12,10 @@ log-file line, then raises `AlertDeliveryError` naming the channels that failed.
 
 Alerts carry only what callers put in them. Never put credentials or connection strings with
 passwords in `figures`: build database figures with `DatabaseSettings.describe()`.
+
+An alert about a failed run names its cause (`cause`: the innermost exception's type and message,
+cut to `MAX_CAUSE_LENGTH`), the run (`run_id`) and the partition or partition range it covered
+(`partition`), so the person paged can act without opening Dagster first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from idminter_pipeline.errors import AlertDeliveryError, InvalidInputError
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import local_state_dir
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,9 @@ DEFAULT_SOURCE = "idminter-pipeline"
 ALERTS_LOG_NAME = "alerts.log"
 # SNS rejects subjects over 100 characters, or with line breaks or non-ASCII characters.
 SNS_SUBJECT_MAX = 100
+# An exception message can be huge (a whole document, a 10,000-row SQL error); an alert quotes
+# this much of it and says how long it was.
+MAX_CAUSE_LENGTH = 1_000
 
 FigureValue = int | float | str | bool | None
 
@@ -76,12 +84,23 @@ class Alert:
     severity: Severity = Severity.WARNING
     source: str = DEFAULT_SOURCE
     raised_at: datetime = field(default_factory=_utc_now)
+    cause: str | None = None
+    run_id: str | None = None
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("title", "what_happened", "what_to_do", "source"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise InvalidInputError(f"alert {name} must be a non-empty string, got {value!r}")
+        for name in ("cause", "run_id", "partition"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InvalidInputError(
+                    f"alert {name} must be None or a non-empty string, got {excerpt(value)}"
+                )
+        if self.cause is not None:
+            object.__setattr__(self, "cause", cut_message(self.cause))
         if not isinstance(self.severity, Severity):
             object.__setattr__(self, "severity", Severity(self.severity))
         bad = {k: v for k, v in self.figures.items() if not isinstance(v, FigureValue)}
@@ -101,6 +120,17 @@ class Alert:
             f"{self.severity.value.upper()}: {self.title}",
             f"Source: {self.source}",
             f"Raised at: {self.raised_at.isoformat()}",
+        ]
+        lines += [
+            f"{label}: {value}"
+            for label, value in (
+                ("Run", self.run_id),
+                ("Partition", self.partition),
+                ("Cause", self.cause),
+            )
+            if value is not None
+        ]
+        lines += [
             "",
             "What happened:",
             f"  {self.what_happened}",
@@ -117,10 +147,18 @@ class Alert:
             "severity": self.severity.value,
             "source": self.source,
             "title": self.title,
+            "cause": self.cause,
+            "run_id": self.run_id,
+            "partition": self.partition,
             "what_happened": self.what_happened,
             "figures": dict(self.figures),
             "what_to_do": self.what_to_do,
         }
+
+
+def cut_message(text: str, limit: int = MAX_CAUSE_LENGTH) -> str:
+    """The message itself when it is short; else an excerpt that says its full length."""
+    return text if len(text) <= limit else excerpt(text, limit)
 
 
 def _render(value: FigureValue) -> str:

@@ -70,6 +70,29 @@ def test_alert_message_says_what_happened_figures_and_what_to_do():
     assert alert.subject() == "[CRITICAL] Free-ID pool below low watermark (idminter-pipeline)"
 
 
+def test_an_alert_about_a_run_names_the_run_the_partition_and_the_cause():
+    alert = _alert(
+        cause="PoolExhaustedError: free-ID pool exhausted: this call needs 86 new IDs",
+        run_id="4f1c",
+        partition="2026-07-30-09:00..2026-07-30-09:30",
+    )
+    lines = alert.message().splitlines()
+    assert "Run: 4f1c" in lines
+    assert "Partition: 2026-07-30-09:00..2026-07-30-09:30" in lines
+    assert "Cause: PoolExhaustedError: free-ID pool exhausted: this call needs 86 new IDs" in lines
+    entry = alert.as_dict()
+    assert (entry["run_id"], entry["partition"]) == ("4f1c", "2026-07-30-09:00..2026-07-30-09:30")
+    assert entry["cause"].startswith("PoolExhaustedError")
+
+
+def test_a_huge_cause_is_cut_and_says_its_length():
+    alert = _alert(cause="ProgrammingError: " + "x" * 50_000)
+    assert len(alert.cause) < 1_100
+    assert alert.cause.endswith("... (50,018 characters in all)")
+    with pytest.raises(InvalidInputError, match="run_id"):
+        _alert(run_id="  ")
+
+
 def test_subject_is_flattened_and_cut_to_what_sns_accepts():
     alert = _alert(title="line one\nline two — " + "x" * 200)
     subject = alert.subject()

@@ -25,6 +25,7 @@ from registry_invariants import registry_snapshot
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
 from idminter_pipeline.cli.legacy import EXIT_BLOCKING_PROBLEMS
+from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.legacy.assets import legacy_registry_migration
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.resources import FreeIdPool
@@ -390,11 +391,17 @@ def _pool_resource() -> FreeIdPool:
         (canonical_id_pool, {"target_free": 0}),
     ],
 )
-def test_the_launchpad_refuses_non_positive_sizes_before_a_run_exists(registry, asset, config):
+def test_the_launchpad_refuses_non_positive_sizes_before_a_run_exists(
+    registry, asset, config, tmp_path
+):
     """Dagster resolves run config (and so `PositiveInt`) when it builds the execution plan,
     before the webserver creates the run: the launch is refused, naming the field and value."""
     before = registry_snapshot(registry)
-    resources = {"registry_database": RegistryDatabase.from_settings(registry)}
+    resources = {
+        "registry_database": RegistryDatabase.from_settings(registry),
+        # The reconciliation alerts on critical findings.
+        "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
+    }
     if asset is canonical_id_pool:
         resources["id_pool"] = _pool_resource()
     with dg.instance_for_test() as instance:

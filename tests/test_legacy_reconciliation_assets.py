@@ -1,13 +1,16 @@
 """The Dagster assets `legacy_registry_migration` and `registry_reconciliation` against the real
 database, and the blocking check for free IDs in use."""
 
+import json
 from contextlib import closing
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from db_helpers import fetch_all
 from legacy_helpers import SPECIAL_ROWS, legacy_rows, make_legacy_registry, scratch_database
 
+from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.legacy.assets import LegacyMigrationConfig, legacy_registry_migration
 from idminter_pipeline.defs.reconciliation.assets import (
     ReconciliationConfig,
@@ -55,10 +58,23 @@ def downstream_of_reconciliation() -> None:
     """Stands in for anything that must not run on a registry that hands out IDs twice."""
 
 
-def _run_reconciliation(settings, **config):
+@pytest.fixture
+def alerts_log(tmp_path) -> Path:
+    return tmp_path / "alerts.log"
+
+
+def _alerts(alerts_log: Path) -> list[dict]:
+    return (
+        [json.loads(line) for line in alerts_log.read_text().splitlines()]
+        if alerts_log.exists()
+        else []
+    )
+
+
+def _run_reconciliation(settings, alerts_log, **config):
     return dg.materialize(
         [registry_reconciliation, downstream_of_reconciliation],
-        resources=_resources(settings),
+        resources={**_resources(settings), "alerts": AlertsResource(log_file=str(alerts_log))},
         run_config=dg.RunConfig({"registry_reconciliation": ReconciliationConfig(**config)}),
         raise_on_error=False,
         selection=["registry_reconciliation", "downstream_of_reconciliation"],
@@ -79,15 +95,16 @@ def _insert(settings, *statements):
         conn.commit()
 
 
-def test_reconciliation_asset_reports_a_table_and_passes_on_a_clean_registry(registry):
+def test_reconciliation_asset_reports_a_table_and_passes_on_a_clean_registry(registry, alerts_log):
     _insert(
         registry,
         "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'assigned')",
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
         "VALUES ('Work', 'sierra-system-number', 'b1', 'abcdefgh')",
     )
-    result = _run_reconciliation(registry)
+    result = _run_reconciliation(registry, alerts_log)
     assert result.success
+    assert _alerts(alerts_log) == []
     metadata = result.asset_materializations_for_node("registry_reconciliation")[0].metadata
     table = metadata["report"].value
     assert next(record.data["finding"] for record in table.records) == "free_ids_in_use"
@@ -97,21 +114,31 @@ def test_reconciliation_asset_reports_a_table_and_passes_on_a_clean_registry(reg
     assert result.asset_materializations_for_node("downstream_of_reconciliation")
 
 
-def test_the_free_ids_in_use_check_blocks_downstream_assets(registry):
+def test_the_free_ids_in_use_check_blocks_downstream_assets_and_alerts(registry, alerts_log):
     _insert(
         registry,
         "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'free')",
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
         "VALUES ('Work', 'sierra-system-number', 'b1', 'abcdefgh')",
     )
-    result = _run_reconciliation(registry)
+    result = _run_reconciliation(registry, alerts_log)
     assert not result.success
     assert _checks(result)["no_free_ids_in_use"] is False
+    [alert] = _alerts(alerts_log)
+    assert alert["severity"] == "critical"
+    assert alert["title"] == "Registry reconciliation found free IDs in use"
+    assert alert["run_id"] == result.run_id
+    assert alert["cause"] == "1 free IDs in use (critical); examples: abcdefgh"
+    assert "idminter reconcile --repair" in alert["what_to_do"]
     assert not result.asset_materializations_for_node("downstream_of_reconciliation")
     assert fetch_all(registry, "SELECT Status FROM canonical_ids") == [("free",)]
 
-    repaired = _run_reconciliation(registry, repair=True)
+    repaired = _run_reconciliation(registry, alerts_log, repair=True)
     assert repaired.success
+    # Found and repaired: still worth a (lower) alert, since something wrote behind the minter.
+    assert [(a["severity"], a["title"]) for a in _alerts(alerts_log)[1:]] == [
+        ("warning", "Registry reconciliation repaired free IDs in use")
+    ]
     assert _checks(repaired)["no_free_ids_in_use"] is True
     assert repaired.asset_materializations_for_node("downstream_of_reconciliation")
     changes = repaired.asset_materializations_for_node("registry_reconciliation")[0].metadata[

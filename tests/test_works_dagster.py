@@ -83,6 +83,10 @@ def _figures(result, node="identified_works"):
     return materializations, {k: v.value for k, v in materializations[0].metadata.items()}
 
 
+def _total(materializations, figure):
+    return sum(m.metadata[figure].value for m in materializations)
+
+
 def test_one_partition_mints_one_window(setup, connect_registry):
     fill_pool(connect_registry, 2_000)
     result = dg.materialize(
@@ -102,9 +106,11 @@ def test_one_partition_mints_one_window(setup, connect_registry):
         "write": 0,
         "notify": 0,
     }
-    assert figures["failure_report"] == "No work failed."
-    check = result.get_asset_check_evaluations()[0]
+    assert figures["failed_works_listed"] == "No work failed."
+    assert figures["failed_works"].records == []
+    [check] = result.get_asset_check_evaluations()
     assert check.check_name == "no_failed_works" and check.passed
+    assert check.partition == "2026-07-30-09:00"
 
 
 def test_a_backfill_range_runs_as_one_multi_partition_run_and_is_idempotent(
@@ -116,28 +122,34 @@ def test_a_backfill_range_runs_as_one_multi_partition_run_and_is_idempotent(
     tags = {RANGE_START: "2026-07-30-09:00", RANGE_END: "2026-07-30-09:30"}
     with dg.DagsterInstance.ephemeral() as instance:
         first = job.execute_in_process(instance=instance, tags=tags)
-        materializations, figures = _figures(first)
+        materializations, _ = _figures(first)
         assert sorted(m.partition for m in materializations) == [
             "2026-07-30-09:00",
             "2026-07-30-09:15",
             "2026-07-30-09:30",
         ]
-        assert figures["works_read"] == 40 and figures["works_written"] == 40
-        assert figures["identifiers_minted"] > 0 and figures["identifiers_inherited"] > 0
+        # Each partition carries its own window's figures (15, 15 and 10 works).
+        assert _total(materializations, "works_read") == 40
+        assert _total(materializations, "works_written") == 40
+        assert _total(materializations, "identifiers_minted") > 0
+        assert _total(materializations, "identifiers_inherited") > 0
         mappings = fetch_all(
             setup["registry"], "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1"
         )
         again = job.execute_in_process(instance=instance, tags=tags)
-        _, figures_again = _figures(again)
-    assert figures_again["identifiers_minted"] == 0 and figures_again["identifiers_inherited"] == 0
-    assert figures_again["identifiers_existing"] == figures["identifiers_found"]
+        materializations_again, _ = _figures(again)
+    assert _total(materializations_again, "identifiers_minted") == 0
+    assert _total(materializations_again, "identifiers_inherited") == 0
+    assert _total(materializations_again, "identifiers_existing") == _total(
+        materializations, "identifiers_found"
+    )
     assert (
         fetch_all(setup["registry"], "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1")
         == mappings
     )
 
 
-def test_failed_works_fail_the_check_and_attach_a_report(setup, connect_registry):
+def test_failed_works_fail_the_check_and_the_run_and_attach_a_report(setup, connect_registry):
     fill_pool(connect_registry, 2_000)
     with SqliteWorksStore(setup["store_path"]) as store:
         store.put_source(
@@ -151,18 +163,26 @@ def test_failed_works_fail_the_check_and_attach_a_report(setup, connect_registry
             ]
         )
     result = dg.materialize(
-        [identified_works], partition_key="2026-07-30-09:30", resources=setup["resources"]
+        [identified_works],
+        partition_key="2026-07-30-09:30",
+        resources=setup["resources"],
+        raise_on_error=False,
     )
-    assert result.success
+    # The blocking ERROR check fails the run, after the window's figures are recorded.
+    assert not result.success
     _, figures = _figures(result)
     assert figures["works_failed"] == 1 and figures["works_written"] == 10
     assert figures["failures_by_stage"]["mint"] == 1
-    assert "Work[folio-instance/orphan]" in figures["failure_report"]
-    assert "| sourceIdentifier" in figures["failure_report"]
-    check = result.get_asset_check_evaluations()[0]
-    assert not check.passed
+    [row] = figures["failed_works"].records
+    assert row.data["work_id"] == "Work[folio-instance/orphan]"
+    assert row.data["stage"] == "mint"
+    assert "b-missing" in row.data["reason"]
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.partition == "2026-07-30-09:30"
     alerts = [json.loads(line) for line in setup["alerts_log"].read_text().splitlines()]
     assert alerts[-1]["title"] == "1 work(s) failed minting"
+    assert alerts[-1]["partition"] == "2026-07-30-09:30"
+    assert alerts[-1]["run_id"] == result.run_id
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_DOCUMENTS))
@@ -180,15 +200,18 @@ def test_a_bad_document_fails_alone_through_the_asset(setup, connect_registry, k
             partition_key="2026-07-30-09:00",
             resources=setup["resources"],
             run_config=config,
+            raise_on_error=False,
         )
-        assert result.success
+        # The window is recorded, then its blocking no_failed_works check fails the run.
+        assert not result.success
         _, figures = _figures(result)
         assert figures["works_read"] == 16 + len(planted_good)
         assert figures["works_written"] == 15 + len(planted_good)
         assert figures["works_failed"] == 1
         assert figures["failures_by_stage"][stage] == 1
-        report = figures["failure_report"]
-        assert bad_id in report and f"| {stage} " in report and phrase in report
+        [row] = figures["failed_works"].records
+        assert row.data["work_id"] == bad_id and row.data["stage"] == stage
+        assert phrase in row.data["reason"]
         check = result.get_asset_check_evaluations()[0]
         assert not check.passed and check.metadata["works_failed"].value == 1
     # Every good work of the window is in the identified index under its canonical ID.
@@ -265,9 +288,9 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
             is None
         )
         alert = json.loads(setup["alerts_log"].read_text().splitlines()[-1])
-        assert (
-            alert["figures"]["pool_exhausted"] is True and alert["figures"]["run_id"] == run.run_id
-        )
+        assert alert["figures"]["pool_exhausted"] is True and alert["run_id"] == run.run_id
+        assert alert["partition"] == "2026-07-30-09:00"
+        assert alert["cause"].startswith("PoolExhaustedError: free-ID pool exhausted")
 
         retry = defs.resolve_job_def(request.job_name).execute_in_process(
             instance=instance,
@@ -289,13 +312,7 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
 def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(setup):
     defs = setup["defs"]
     works = list(generate_works(3, seed=11, spacing=SPACING))
-    config = {
-        "ops": {
-            "mint_listed_works": {
-                "config": {"source_identifiers": [w.id for w in works], "job_id": "ids-job"}
-            }
-        }
-    }
+    config = {"source_identifiers": [w.id for w in works], "job_id": "ids-job"}
     with dg.DagsterInstance.ephemeral() as instance:
         result, run = _failed_run(
             instance, defs.resolve_job_def("mint_works_by_id"), run_config=config
@@ -311,9 +328,10 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
         assert summary["works_written"] == 3 and summary["job_id"] == "ids-job"
 
         # A failure that is not pool exhaustion is not retried automatically.
-        bad = {"ops": {"mint_listed_works": {"config": {"source_identifiers": ["not-an-id"]}}}}
         result, run = _failed_run(
-            instance, defs.resolve_job_def("mint_works_by_id"), run_config=bad
+            instance,
+            defs.resolve_job_def("mint_works_by_id"),
+            run_config={"source_identifiers": ["sierra-system-number/b-not-in-the-store"]},
         )
         skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
         assert isinstance(skipped, dg.SkipReason)
@@ -345,5 +363,6 @@ def test_an_exhausted_pool_during_a_backfill_run_retries_the_same_range(setup):
             instance=instance, tags=request.tags, run_config=request.run_config
         )
         assert retry.success
-        materializations, figures = _figures(retry)
-        assert len(materializations) == 3 and figures["works_written"] == 40
+        materializations, _ = _figures(retry)
+        assert len(materializations) == 3
+        assert _total(materializations, "works_written") == 40

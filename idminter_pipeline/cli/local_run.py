@@ -81,11 +81,33 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
                 "dagster/asset_partition_range_start": first,
                 "dagster/asset_partition_range_end": last,
             },
+            # A window with a failed work fails the run (a blocking check) after every window
+            # is recorded: report it below rather than as a traceback.
+            raise_on_error=False,
         )
-    materialization = result.asset_materializations_for_node("identified_works")[0]
-    figures = {key: value.value for key, value in materialization.metadata.items()}
+    materializations = result.asset_materializations_for_node("identified_works")
+    if not materializations:
+        failure = result.get_run_failure_event()
+        raise click.ClickException(
+            f"Dagster run {result.run_id} minted nothing: "
+            + (failure.message if failure is not None else "no window was recorded")
+        )
+    # Each window's figures are on its own partition: the run's are their sums.
+    figures: dict[str, Any] = {}
+    for materialization in materializations:
+        for key, value in materialization.metadata.items():
+            if isinstance(value.value, int | float) and not isinstance(value.value, bool):
+                figures[key] = figures.get(key, 0) + value.value
+            elif key == "failures_by_stage":
+                stages = figures.setdefault(key, {})
+                for stage, count in value.value.items():
+                    stages[stage] = stages.get(stage, 0) + count
     figures["run_id"] = result.run_id
     figures["partitions"] = f"{first} .. {last}"
+    figures["windows"] = len(materializations)
+    figures["windows_with_failures"] = sorted(
+        m.partition for m in materializations if m.metadata["works_failed"].value
+    )
     return figures
 
 
@@ -123,6 +145,11 @@ def local_run(count: int, seed: int) -> None:
             f"already registered; {figures['mint_calls']} mint transaction(s) in "
             f"{figures['duration_seconds']:.2f}s"
         )
+        if figures["windows_with_failures"]:
+            click.echo(
+                f"failed works in window(s) {', '.join(figures['windows_with_failures'])}: "
+                "their no_failed_works check failed; `make ui` shows each partition's failed works"
+            )
         _show_inheritance(store, count, seed)
 
     conn = connect()

@@ -57,11 +57,15 @@ def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
         "minted_last_week": dg.MetadataValue.int(health.minted_last_week),
         "forecast_rate_per_hour": dg.MetadataValue.float(round(health.forecast_rate_per_hour, 3)),
     }
-    hours = health.hours_until_empty
-    # No minting in the last week means no forecast: leave the point out rather than plot a
-    # made-up number.
-    if hours is not None and health.exhausted_at is not None:
-        metadata["hours_until_empty"] = dg.MetadataValue.float(round(hours, 2))
+    # The same definition as the sensor's observations (free / IDs minted in the last hour), so
+    # one plot holds both; the busiest-rate forecast `idminter pool status` uses is kept apart.
+    # Nothing minted means no forecast: leave the point out rather than plot a made-up number.
+    last_hour = health.forecasts()["hour"]
+    if last_hour is not None:
+        metadata["hours_until_empty"] = dg.MetadataValue.float(round(last_hour, 2))
+    busiest = health.hours_until_empty
+    if busiest is not None and health.exhausted_at is not None:
+        metadata["hours_until_empty_at_busiest_rate"] = dg.MetadataValue.float(round(busiest, 2))
         metadata["exhausted_at"] = dg.MetadataValue.text(health.exhausted_at.isoformat())
     return metadata
 

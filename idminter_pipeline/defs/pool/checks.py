@@ -1,4 +1,12 @@
-"""Is the free pool above its watermarks? Each check is one bounded, index-only count."""
+"""Is the free pool above its watermarks?
+
+The checks run with every replenishment (one bounded, index-only count each), and
+`pool_size_sensor` records an evaluation of both on every tick from the count it already made, so
+the checks follow the real level between top-ups and a drained pool shows failing checks until it
+is refilled. Both paths build their result with `watermark_outcome`, so they read the same.
+"""
+
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -7,12 +15,65 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry.pool import count_free_up_to
 
+LOW_WATERMARK_CHECK = "free_pool_above_low_watermark"
+CRITICAL_WATERMARK_CHECK = "free_pool_above_critical_watermark"
+
+
+@dataclass(frozen=True)
+class WatermarkOutcome:
+    check_name: str
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    description: str
+    metadata: dict[str, object]
+
+    def result(self) -> dg.AssetCheckResult:
+        """For the asset checks that run with a replenishment."""
+        return dg.AssetCheckResult(
+            check_name=self.check_name,
+            passed=self.passed,
+            severity=self.severity,
+            description=self.description,
+            metadata=self.metadata,
+        )
+
+    def evaluation(self, *, source: str) -> dg.AssetCheckEvaluation:
+        """For the sensor, which records evaluations outside any run."""
+        return dg.AssetCheckEvaluation(
+            asset_key=canonical_id_pool.key,
+            check_name=self.check_name,
+            passed=self.passed,
+            severity=self.severity,
+            description=self.description,
+            metadata={**self.metadata, "evaluated_by": dg.MetadataValue.text(source)},
+        )
+
+
+def watermark_outcome(
+    *, free: int, free_is_exact: bool, watermark: int, level: str
+) -> WatermarkOutcome:
+    """`free` is exact, or (when not) a lower bound that is already above the watermark."""
+    passed = not free_is_exact or free >= watermark
+    shown = f"{free:,}" if free_is_exact and free <= watermark else f"more than {watermark:,}"
+    low = level == "low"
+    return WatermarkOutcome(
+        check_name=LOW_WATERMARK_CHECK if low else CRITICAL_WATERMARK_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN if low else dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{shown} free IDs; the {level} watermark is {watermark:,}"
+            + ("" if passed else ": top the pool up (materialize canonical_id_pool)")
+        ),
+        metadata={
+            # Exact, or the count where it stopped: a lower bound either way.
+            "free_at_least": dg.MetadataValue.int(free),
+            "watermark": dg.MetadataValue.int(watermark),
+        },
+    )
+
 
 def _watermark_check(
-    registry_database: RegistryDatabase,
-    watermark: int,
-    name: str,
-    severity: dg.AssetCheckSeverity,
+    registry_database: RegistryDatabase, watermark: int, level: str
 ) -> dg.AssetCheckResult:
     conn = registry_database.connect()
     try:
@@ -20,40 +81,30 @@ def _watermark_check(
         free = count_free_up_to(conn, watermark + 1)
     finally:
         conn.close()
-    passed = free >= watermark
-    shown = f"{free:,}" if free <= watermark else f"more than {watermark:,}"
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=severity,
-        description=(
-            f"{shown} free IDs; the {name} watermark is {watermark:,}"
-            + ("" if passed else ": top the pool up (materialize canonical_id_pool)")
-        ),
-        metadata={
-            "free_at_least": dg.MetadataValue.int(free),
-            "watermark": dg.MetadataValue.int(watermark),
-        },
-    )
-
-
-@dg.asset_check(asset=canonical_id_pool, description="Warns when the pool is below its low mark.")
-def free_pool_above_low_watermark(
-    registry_database: RegistryDatabase, id_pool: FreeIdPool
-) -> dg.AssetCheckResult:
-    return _watermark_check(
-        registry_database, id_pool.settings().low_watermark, "low", dg.AssetCheckSeverity.WARN
-    )
+    return watermark_outcome(
+        free=free, free_is_exact=free <= watermark, watermark=watermark, level=level
+    ).result()
 
 
 @dg.asset_check(
-    asset=canonical_id_pool, description="Errors when the pool is below its critical mark."
+    asset=canonical_id_pool,
+    name=LOW_WATERMARK_CHECK,
+    description="Warns when the pool is below its low mark (also evaluated by pool_size_sensor).",
+)
+def free_pool_above_low_watermark(
+    registry_database: RegistryDatabase, id_pool: FreeIdPool
+) -> dg.AssetCheckResult:
+    return _watermark_check(registry_database, id_pool.settings().low_watermark, "low")
+
+
+@dg.asset_check(
+    asset=canonical_id_pool,
+    name=CRITICAL_WATERMARK_CHECK,
+    description=(
+        "Errors when the pool is below its critical mark (also evaluated by pool_size_sensor)."
+    ),
 )
 def free_pool_above_critical_watermark(
     registry_database: RegistryDatabase, id_pool: FreeIdPool
 ) -> dg.AssetCheckResult:
-    return _watermark_check(
-        registry_database,
-        id_pool.settings().critical_watermark,
-        "critical",
-        dg.AssetCheckSeverity.ERROR,
-    )
+    return _watermark_check(registry_database, id_pool.settings().critical_watermark, "critical")

@@ -1,27 +1,106 @@
-"""`pool_size_sensor`: one bounded, indexed statement per tick; runs and alerts on low water."""
+"""The pool's sensors.
+
+`pool_size_sensor`: one bounded, indexed statement per tick. Every tick records what it read on
+`canonical_id_pool` (an observation, plotted by the UI beside the top-ups, and an evaluation of
+both watermark checks); below the low watermark it requests a replenishment run, and it alerts on
+low water and on a forecast to run dry.
+
+`pool_replenishment_failure_alert`: a replenishment run that fails is a page: minting stops when
+the pool is empty.
+"""
 
 import os
 
 import dagster as dg
 
+from idminter_pipeline.alerts import Severity
+from idminter_pipeline.defs.alerts.failures import FailedRun, failed_run_alert
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.pool.assets import canonical_id_pool
+from idminter_pipeline.defs.pool.checks import watermark_outcome
 from idminter_pipeline.defs.pool.jobs import (
     POOL_REPLENISHMENT_JOB_NAME,
+    POOL_REPLENISHMENT_TAG,
     pool_replenishment_job,
     replenishment_run_request,
 )
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.errors import AlertDeliveryError, SchemaMigrationError
-from idminter_pipeline.registry.pool import watch_pool
+from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
 from idminter_pipeline.registry.pool_watch import WatchState, assess, watch_caps
 
 SENSOR_INTERVAL_ENV = "IDMINTER_POOL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 60
+SENSOR_NAME = "pool_size_sensor"
+FAILURE_ALERT_SOURCE = "idminter-pipeline/pool_replenishment_failure_alert"
+# Runs that mint works and top the pool up on the way (the pool-exhaustion recovery) are the
+# works domain's: its failure alert covers them.
+MINTING_ASSET = dg.AssetKey("identified_works")
+
+
+def observation_metadata(watch: PoolWatch) -> dict[str, dg.MetadataValue]:
+    """What one tick read. Numbers only where they are exact, so the UI plots true values only.
+
+    Above the sensor's cap a count is a lower bound: it is recorded as text ("more than N"),
+    which the UI lists but does not plot, rather than as a number that looks like a level.
+    """
+    metadata: dict[str, dg.MetadataValue] = {
+        "free": (
+            dg.MetadataValue.int(watch.free)
+            if watch.free_is_exact
+            else dg.MetadataValue.text(f"more than {watch.free_cap:,} (the sensor's cap)")
+        ),
+        "minted_last_hour": (
+            dg.MetadataValue.int(watch.minted_last_hour)
+            if watch.minted_is_exact
+            else dg.MetadataValue.text(f"more than {watch.minted_cap:,} (the sensor's cap)")
+        ),
+    }
+    hours = watch.hours_until_empty()
+    if watch.minted_last_hour == 0:
+        metadata["hours_until_empty"] = dg.MetadataValue.text(
+            "no forecast: nothing minted in the last hour"
+        )
+    elif hours is None:  # the free count stopped at its cap: the pool lasts at least this long
+        lasts = watch.free_cap / watch.minted_last_hour
+        metadata["hours_until_empty"] = dg.MetadataValue.text(f"more than {lasts:,.2f}")
+    elif watch.minted_is_exact:
+        metadata["hours_until_empty"] = dg.MetadataValue.float(round(hours, 2))
+    else:  # more were minted than counted: the pool empties sooner than this
+        metadata["hours_until_empty"] = dg.MetadataValue.text(f"less than {hours:,.2f}")
+    metadata["counted_up_to"] = dg.MetadataValue.text(
+        f"{watch.free_cap:,} free IDs, {watch.minted_cap:,} minted in the last hour"
+    )
+    return metadata
+
+
+def tick_events(
+    watch: PoolWatch, settings: PoolSettings, summary: str
+) -> list[dg.AssetObservation | dg.AssetCheckEvaluation]:
+    """The observation and both watermark check evaluations one tick records."""
+    events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = [
+        dg.AssetObservation(
+            asset_key=canonical_id_pool.key,
+            description=f"{SENSOR_NAME}: {summary}",
+            metadata=observation_metadata(watch),
+        )
+    ]
+    for level, watermark in (
+        ("low", settings.low_watermark),
+        ("critical", settings.critical_watermark),
+    ):
+        # The free count's cap is at least the low watermark, so either the count is exact or
+        # the pool is above both watermarks.
+        outcome = watermark_outcome(
+            free=watch.free, free_is_exact=watch.free_is_exact, watermark=watermark, level=level
+        )
+        events.append(outcome.evaluation(source=SENSOR_NAME))
+    return events
 
 
 @dg.sensor(
-    name="pool_size_sensor",
+    name=SENSOR_NAME,
     job=pool_replenishment_job,
     minimum_interval_seconds=int(
         os.environ.get(SENSOR_INTERVAL_ENV) or DEFAULT_SENSOR_INTERVAL_SECONDS
@@ -29,8 +108,10 @@ DEFAULT_SENSOR_INTERVAL_SECONDS = 60
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Counts free IDs (bounded, idx_free) and IDs minted in the last hour (idx_assigned_at) "
-        "in one statement. Below the low watermark: one replenishment run and one warning per "
-        "low-water episode; below critical, or forecast to empty within the horizon: critical."
+        "in one statement, and records them on canonical_id_pool (an observation and both "
+        "watermark checks) every tick. Below the low watermark: one replenishment run and one "
+        "warning per low-water episode; below critical, or forecast to empty within the "
+        "horizon: critical."
     ),
 )
 def pool_size_sensor(
@@ -77,4 +158,55 @@ def pool_size_sensor(
         run_requests=run_requests,
         skip_reason=None if run_requests else decision.summary,
         cursor=new_state.to_cursor(),
+        asset_events=tick_events(watch, settings, decision.summary),
     )
+
+
+def replenishes_pool(run: dg.DagsterRun) -> bool:
+    """A run that tops the pool up and mints nothing (minting runs have their own alert)."""
+    selection = run.asset_selection or frozenset()
+    if MINTING_ASSET in selection:
+        return False
+    return POOL_REPLENISHMENT_TAG in run.tags or canonical_id_pool.key in selection
+
+
+@dg.run_failure_sensor(
+    name="pool_replenishment_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Alert people (alerts resource) when a run that tops up the free-ID pool fails, with "
+        "the innermost exception, the run and what to do."
+    ),
+)
+def pool_replenishment_failure_alert(
+    context: dg.RunFailureSensorContext, alerts: AlertsResource, id_pool: FreeIdPool
+) -> dg.SkipReason | None:
+    run = context.dagster_run
+    if not replenishes_pool(run):
+        return dg.SkipReason(f"run {run.run_id} does not replenish the pool")
+    failed = FailedRun.from_context(context)
+    if failed.refused_config:
+        return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
+    target = id_pool.settings().target_free
+    reason = run.tags.get("idminter/reason")
+    alerts.send(
+        failed_run_alert(
+            failed,
+            title="Free-ID pool replenishment failed",
+            what_happened=(
+                f"Run {run.run_id} of {run.job_name}"
+                + (f" (requested by {reason})" if reason else "")
+                + f" did not top the free-ID pool up: {failed.cause}"
+            ),
+            what_to_do=(
+                "Minting stops when the pool is empty. Fix the cause, then re-execute the run "
+                f"in Dagster or run `idminter pool top-up --target {target}`; `idminter pool "
+                "status` shows how long the pool lasts at the current rate."
+            ),
+            severity=Severity.CRITICAL,
+            source=FAILURE_ALERT_SOURCE,
+            figures={"target_free": target, "requested_by": reason},
+        ),
+        log=context.log,
+    )
+    return None

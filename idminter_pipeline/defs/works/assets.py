@@ -1,19 +1,40 @@
-"""`identified_works`: the works of one `indexed_at` window (or a range of them), minted."""
+"""`identified_works`: the works of one `indexed_at` window (or a range of them), minted.
+
+Each window of a run is minted on its own and reported on its own partition: its figures, its
+failed works (work id, stage, reason) and its `no_failed_works` check. The check is a blocking
+ERROR check: a window with a failed work fails it (until a clean re-run of that window), the run
+ends as failed, and assets downstream of `identified_works` do not run in it.
+"""
 
 import os
+from collections.abc import Iterator
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from pydantic import Field
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
     WorksStoreResource,
+    works_store_kind,
 )
-from idminter_pipeline.defs.works.runs import mint_scope, summary_metadata
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
+from idminter_pipeline.defs.works.runs import (
+    WindowResult,
+    check_description,
+    check_metadata,
+    failed_works_alert,
+    mint_windows,
+    send_alert_quietly,
+    summary_metadata,
+)
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores import WindowScope
 
 WORKS_GROUP = "works"
@@ -22,10 +43,92 @@ NO_FAILED_WORKS_CHECK = "no_failed_works"
 # A backfill of many windows runs as several runs of at most this many windows each, so one run
 # stays bounded (memory, duration, what a retry repeats). 96 windows of 15 minutes is a day.
 MAX_PARTITIONS_PER_RUN = int(os.environ.get("IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN") or 96)
+STORE_KIND = works_store_kind()
+STORE_DESCRIPTIONS = {
+    "sqlite": "the embedded SQLite works store (WORKS_STORE_PATH, default .local/works.sqlite3)",
+    "elasticsearch": (
+        "Elasticsearch (ELASTICSEARCH_URL): the works-source index, written to works-identified"
+    ),
+}
 
 
 class IdentifiedWorksConfig(dg.Config):
-    batch_size: int = DEFAULT_BATCH_SIZE
+    """The asset's run config, typed (`IDENTIFIED_WORKS_CONFIG_SCHEMA` is what Dagster checks)."""
+
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE)
+
+
+# The launchpad's schema: a batch size below 1 is refused when the run is launched, not in it.
+IDENTIFIED_WORKS_CONFIG_SCHEMA = {
+    "batch_size": positive_int_field(
+        DEFAULT_BATCH_SIZE,
+        f"Works per registry transaction, at least {MIN_BATCH_SIZE}; larger values than "
+        f"{MAX_BATCH_SIZE:,} are clamped.",
+    )
+}
+
+
+def _record_windows(
+    context: dg.AssetExecutionContext, results: list[WindowResult], *, as_events: bool
+) -> None:
+    """Each window's figures on its own partition.
+
+    Normally they become the metadata of that partition's materialization. When the run stops
+    part-way, the windows finished before are logged as materializations of their partitions
+    (their works are minted and written), so the UI shows what happened to each.
+    """
+    run_id = context.run.run_id
+    for result in results:
+        metadata = summary_metadata(result.summary, run_id=run_id)
+        if as_events:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=context.asset_key, partition=result.partition_key, metadata=metadata
+                )
+            )
+            if _check_selected(context):
+                context.log_event(_evaluation(context, result))
+        else:
+            context.add_asset_metadata(metadata, partition_key=result.partition_key)
+
+
+def _check_key(context: dg.AssetExecutionContext) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(context.asset_key, NO_FAILED_WORKS_CHECK)
+
+
+def _check_selected(context: dg.AssetExecutionContext) -> bool:
+    return _check_key(context) in context.selected_asset_check_keys
+
+
+def _target_materialization(
+    context: dg.AssetExecutionContext, partition_key: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """This run's materialization of the partition, which the evaluation is about."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition_key]),
+        limit=1,
+    ).records
+    if not records or records[0].run_id != context.run.run_id:
+        # Not stored yet (an executor that writes events from another process): no link rather
+        # than a link to an older materialization.
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
+    )
+
+
+def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=context.asset_key,
+        check_name=NO_FAILED_WORKS_CHECK,
+        passed=result.summary.failed == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=check_description(result),
+        metadata=check_metadata(result),
+        blocking=True,
+        partition=result.partition_key,
+        target_materialization_data=_target_materialization(context, result.partition_key),
+    )
 
 
 @dg.asset(
@@ -33,44 +136,80 @@ class IdentifiedWorksConfig(dg.Config):
     deps=[POOL_ASSET],
     partitions_def=WORKS_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
-    kinds={"python", "elasticsearch"},
-    check_specs=[dg.AssetCheckSpec(NO_FAILED_WORKS_CHECK, asset="identified_works")],
+    kinds={"python", STORE_KIND},
+    config_schema=IDENTIFIED_WORKS_CONFIG_SCHEMA,
+    description=(
+        "Every identifier in the works indexed in a window (`indexed_at`), minted in the "
+        f"registry, and the works written back with their canonical IDs; works are read from and "
+        f"written to {STORE_DESCRIPTIONS[STORE_KIND]}. One partition per window."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            NO_FAILED_WORKS_CHECK,
+            asset="identified_works",
+            partitions_def=WORKS_PARTITIONS,
+            blocking=True,
+            description=(
+                "No work of the window failed at any stage (failures_by_stage). Blocking: "
+                "a failure fails the run and holds back downstream assets."
+            ),
+        )
+    ],
 )
 def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.AssetExecutionContext,
-    config: IdentifiedWorksConfig,
     works_store: WorksStoreResource,
     registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
     downstream: DownstreamTopicResource,
-) -> dg.MaterializeResult:
-    """Every identifier in the works indexed in the window, minted, and the works written to the
-    identified index. Re-running a window (or backfilling a range) re-mints idempotently."""
-    window = context.partition_time_window
-    scope = WindowScope(window.start, window.end, end_inclusive=False)
-    summary = mint_scope(
-        context,
-        scope,
-        works_store=works_store,
-        registry_database=registry_database,
-        churn_guard=churn_guard,
-        alerts=alerts,
-        batch_size=config.batch_size,
-        job_id=context.run.run_id,
-        downstream=downstream,
-    )
-    return dg.MaterializeResult(
-        metadata=summary_metadata(summary),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=NO_FAILED_WORKS_CHECK,
-                passed=summary.failed == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "works_failed": summary.failed,
-                    "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
-                },
-            )
-        ],
-    )
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation | dg.Output]:
+    """Every window of the run minted on its own, in order; re-running re-mints idempotently."""
+    config = IdentifiedWorksConfig(**context.op_execution_context.op_config)
+    partitions_def = WORKS_PARTITIONS
+    windows = []
+    for key in context.partition_keys:
+        window = partitions_def.time_window_for_partition_key(key)
+        windows.append((key, WindowScope(window.start, window.end, end_inclusive=False)))
+
+    results: list[WindowResult] = []
+    try:
+        for result in mint_windows(
+            context,
+            windows,
+            works_store=works_store,
+            registry_database=registry_database,
+            churn_guard=churn_guard,
+            alerts=alerts,
+            batch_size=config.batch_size,
+            job_id=context.run.run_id,
+            downstream=downstream,
+        ):
+            results.append(result)
+    except Exception:
+        _record_windows(context, results, as_events=True)
+        _alert_failed_works(context, results, alerts)
+        raise
+
+    _record_windows(context, results, as_events=False)
+    _alert_failed_works(context, results, alerts)
+    # Every figure is partition-scoped: nothing here, or it would land on every partition.
+    yield dg.MaterializeResult()
+    if _check_selected(context):
+        # After the materializations, so each evaluation can point at its partition's.
+        for result in results:
+            yield _evaluation(context, result)
+        yield dg.Output(
+            None,
+            output_name=context.assets_def.get_output_name_for_asset_check_key(_check_key(context)),
+        )
+
+
+def _alert_failed_works(
+    context: dg.AssetExecutionContext, results: list[WindowResult], alerts: AlertsResource
+) -> None:
+    if any(result.summary.failed for result in results):
+        alert = failed_works_alert(
+            [(r.partition_key, r.summary) for r in results], run_id=context.run.run_id
+        )
+        send_alert_quietly(alerts, alert, context.log)

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from idminter_pipeline.defs.works.assets import POOL_ASSET, identified_works
-from idminter_pipeline.defs.works.ops import mint_listed_works, replenish_pool
+from idminter_pipeline.defs.works.ops import listed_works_config, mint_listed_works, replenish_pool
 
 MINT_WORKS_JOB = "mint_works"
 MINT_WORKS_BY_ID_JOB = "mint_works_by_id"
@@ -24,13 +24,20 @@ replenish_and_mint_works_job = dg.define_asset_job(
 )
 
 
-@dg.job(name=MINT_WORKS_BY_ID_JOB, description="Mint the works listed in run config.")
+# Both explicit-ids jobs take the same run config (`source_identifiers`, `job_id`,
+# `batch_size`), so the pool-exhaustion recovery passes a failed run's config on unchanged.
+@dg.job(
+    name=MINT_WORKS_BY_ID_JOB,
+    config=listed_works_config,
+    description="Mint the works listed in run config.",
+)
 def mint_works_by_id_job() -> None:
     mint_listed_works()
 
 
 @dg.job(
     name=REPLENISH_AND_MINT_WORKS_BY_ID_JOB,
+    config=listed_works_config,
     description="Replenish the free-ID pool, then mint the listed works again.",
 )
 def replenish_and_mint_works_by_id_job() -> None:

@@ -1,6 +1,9 @@
 """Ops for the explicit-ids job (works named in run config) and its pool-recovery variant."""
 
+from collections.abc import Iterator
+
 import dagster as dg
+from pydantic import Field, field_validator
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
@@ -10,18 +13,48 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.defs.works.runs import mint_scope, summary_metadata
+from idminter_pipeline.defs.works.runs import FailedWorksError, mint_scope, summary_metadata
 from idminter_pipeline.registry.pool import replenish
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
+from idminter_pipeline.works.documents import work_document_id
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores import IdsScope
 
 POOL_ASSET = "canonical_id_pool"
 
 
 class MintWorksByIdConfig(dg.Config):
-    source_identifiers: list[str]
-    job_id: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    """The launchpad's config for the explicit-ids jobs; checked before a run is created."""
+
+    source_identifiers: list[str] = Field(
+        min_length=1,
+        description="Works to mint: `Work[system/value]` or `system/value`, at least one.",
+    )
+    job_id: str | None = Field(
+        default=None, description="Recorded with what the run mints; the run id when unset."
+    )
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE,
+        ge=MIN_BATCH_SIZE,
+        description=(
+            f"Works per registry transaction, at least {MIN_BATCH_SIZE}; larger values than "
+            f"{MAX_BATCH_SIZE:,} are clamped."
+        ),
+    )
+
+    @field_validator("source_identifiers")
+    @classmethod
+    def _each_is_a_work_identifier(cls, values: list[str]) -> list[str]:
+        for value in values:
+            work_document_id(value)  # InvalidSourceIdentifierError names the value
+        return values
+
+
+@dg.config_mapping
+def listed_works_config(config: MintWorksByIdConfig) -> dg.RunConfig:
+    """`source_identifiers` (at least one, each a work identifier), optional `job_id` and
+    `batch_size`. Validated when a run is launched, not when its step starts: a mistake in the
+    launchpad refuses the launch, and no run is created."""
+    return dg.RunConfig(ops={"mint_listed_works": config})
 
 
 @dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"})
@@ -33,8 +66,12 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
     downstream: DownstreamTopicResource,
-) -> dg.Output[dict]:
-    """Mint the works named in run config (`Work[system/value]` or `system/value`)."""
+) -> Iterator[dg.Output]:
+    """Mint the works named in run config (`Work[system/value]` or `system/value`).
+
+    Its output is the run summary. If a work failed, the op fails after recording it, so the run
+    is not green (the failed works are in the output's metadata and the run's logs).
+    """
     summary = mint_scope(
         context,
         IdsScope(tuple(config.source_identifiers)),
@@ -47,7 +84,19 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         record_processed=True,
         downstream=downstream,
     )
-    return dg.Output(summary.as_dict(), metadata=summary_metadata(summary))
+    yield dg.Output(summary.as_dict(), metadata=summary_metadata(summary, run_id=context.run_id))
+    if summary.failed:
+        raise FailedWorksError(
+            description=(
+                f"{summary.failed} of {summary.works_read} listed works failed minting; the "
+                "others were written. See the output's failed_works table and the run's logs."
+            ),
+            metadata={
+                "works_failed": summary.failed,
+                "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
+            },
+            allow_retries=False,
+        )
 
 
 @dg.op(out=dg.Out(dg.Nothing))
@@ -62,9 +111,10 @@ def replenish_pool(
             asset_key=POOL_ASSET,
             description="replenished before retrying a run that found the pool exhausted",
             metadata={
-                "added": report.added,
+                # `free` as the asset records it, so the pool's plot has this top-up too.
+                "free": report.free_after,
+                "ids_added": report.added,
                 "free_before": report.free_before,
-                "free_after": report.free_after,
                 "target_free": report.target_free,
             },
         )

@@ -7,6 +7,7 @@ set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the reso
 """
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import Field
@@ -72,6 +73,12 @@ class ChurnGuardResource(dg.ConfigurableResource):
             min_new_works=self.min_new_works,
             enabled=self.enabled,
         )
+
+
+def works_store_kind(environ: Mapping[str, str] | None = None) -> str:
+    """The store this deployment uses, as a Dagster kind: what `works_store_from_env` builds."""
+    env = os.environ if environ is None else environ
+    return "elasticsearch" if env.get("ELASTICSEARCH_URL") else "sqlite"
 
 
 def _secret(name: str) -> str | None:

@@ -1,11 +1,21 @@
-"""What the works assets and ops share: run the pipeline over a scope, report it to Dagster."""
+"""What the works assets and ops share: run the pipeline over a scope or over windows one at a time,
+and report each window's figures, failed works and check result to Dagster.
 
+A multi-window run (a backfill) runs the pipeline once per window, each window with its own scope
+`[start, end)` and its own summary, so every partition gets exactly its own figures, whether it
+was minted alone or in a range (README, "Works pipeline").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.alerts import Alert, Severity, cut_message
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.resources import (
@@ -17,19 +27,73 @@ from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
-from idminter_pipeline.works.pipeline import RunSummary, WorksPipeline
-from idminter_pipeline.works.stores import WorkScope
+from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
+from idminter_pipeline.works.stores import WindowScope, WorkScope
 
-# The report attached to a run lists this many failures; the counts are always complete.
-REPORTED_FAILURES = 500
+# A partition's page lists this many failed works; the run's logs list every one the summary
+# kept (`works.pipeline.MAX_RECORDED_FAILURES`), and the counts are always complete.
+REPORTED_FAILURES = 100
+# Failed works per log message, so a window with thousands of them logs readable chunks.
+LOGGED_FAILURES_PER_MESSAGE = 200
+# A failure's reason as shown in a table cell.
+MAX_REASON_LENGTH = 300
+FAILED_WORKS_SOURCE = "idminter-pipeline/identified_works"
+FAILURE_COLUMNS = ["work_id", "stage", "reason"]
 
 
-def _send(alerts: AlertsResource, alert: Alert, log: Any) -> None:
+class FailedWorksError(dg.Failure):
+    """Works failed in a run that otherwise ran to the end: raised last, so the run is not green.
+
+    The figures, the failure report and the alert are already recorded when it is raised.
+    """
+
+
+def send_alert_quietly(alerts: AlertsResource, alert: Alert, log: Any) -> None:
     # An alert channel being down must not undo minting that already committed.
     try:
         alerts.send(alert, log=log)
     except AlertDeliveryError as error:
         log.warning(f"alert not delivered everywhere: {error}")
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One window of a run: its partition key and the summary of minting exactly its works."""
+
+    partition_key: str
+    summary: RunSummary
+
+
+def _pipeline(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    store: Any,
+    minter: Minter,
+    *,
+    churn_guard: ChurnGuardResource,
+    alerts: AlertsResource,
+    batch_size: int,
+    job_id: str | None,
+    record_processed: bool,
+    notifier: Any = None,
+) -> WorksPipeline:
+    alerted: set[str] = set()
+
+    def on_trip(trip: ChurnTrip) -> None:
+        context.log.error(trip.reason)
+        # Each window's run starts a fresh guard; people hear about a tripped guard once a run.
+        if trip.reason not in alerted:
+            alerted.add(trip.reason)
+            send_alert_quietly(alerts, trip.alert(job_id=job_id), context.log)
+
+    return WorksPipeline(
+        store,
+        minter,
+        batch_size=batch_size,
+        churn_guard=churn_guard.policy(),
+        on_churn_trip=on_trip,
+        record_processed=record_processed,
+        notifier=notifier,
+    )
 
 
 def mint_scope(
@@ -45,10 +109,7 @@ def mint_scope(
     record_processed: bool = False,
     downstream: DownstreamTopicResource | None = None,
 ) -> RunSummary:
-    def on_trip(trip: ChurnTrip) -> None:
-        context.log.error(trip.reason)
-        _send(alerts, trip.alert(job_id=job_id), context.log)
-
+    """Mint one scope (the explicit-ids job); failed works are logged and alerted."""
     context.log.info(f"minting {scope.describe()}")
     notifier = downstream.notifier() if downstream is not None else None
     with (
@@ -56,59 +117,124 @@ def mint_scope(
         works_store.open() as store,
         Minter(registry_database.connection_factory()) as minter,
     ):
-        summary = WorksPipeline(
+        summary = _pipeline(
+            context,
             store,
             minter,
+            churn_guard=churn_guard,
+            alerts=alerts,
             batch_size=batch_size,
-            churn_guard=churn_guard.policy(),
-            on_churn_trip=on_trip,
+            job_id=job_id,
             record_processed=record_processed,
             notifier=notifier,
         ).run(scope, job_id=job_id)
+    log_failures(context, summary, label=scope.describe())
     if summary.failed:
-        _send(alerts, failures_alert(summary), context.log)
+        alert = failed_works_alert([(None, summary)], run_id=context.run.run_id)
+        send_alert_quietly(alerts, alert, context.log)
     return summary
 
 
-def failures_alert(summary: RunSummary) -> Alert:
-    stages = ", ".join(f"{stage}: {count}" for stage, count in summary.failures_by_stage.items())
-    return Alert(
-        title=f"{summary.failed} work(s) failed minting",
-        what_happened=(
-            f"Minting {summary.scope} read {summary.works_read} works; {summary.works_written} "
-            f"were written and {summary.failed} failed ({stages}). First: "
-            + "; ".join(f"{f.work_id} [{f.stage}] {f.detail}" for f in summary.failures[:3])
-        ),
-        what_to_do=(
-            "Open the run's failure report. Fix the documents upstream (extract), register the "
-            "missing predecessors or review the churn guard (mint), check the works store "
-            "(write) or the downstream topic (notify); then re-run the same partition or ids: "
-            "re-minting is idempotent."
-        ),
-        figures={
-            "works_failed": summary.failed,
-            **summary.failures_by_stage,
-            "job_id": summary.job_id,
-        },
-        severity=Severity.WARNING,
+def mint_windows(
+    context: dg.AssetExecutionContext,
+    windows: Sequence[tuple[str, WindowScope]],
+    *,
+    works_store: WorksStoreResource,
+    registry_database: RegistryDatabase,
+    churn_guard: ChurnGuardResource,
+    alerts: AlertsResource,
+    batch_size: int,
+    job_id: str | None,
+    downstream: DownstreamTopicResource | None = None,
+) -> Iterator[WindowResult]:
+    """Mint each window in turn, yielding its result as soon as it is written.
+
+    One store and one registry connection serve every window. An error that stops the run
+    (pool exhausted, registry or store unreachable) propagates after the windows already yielded,
+    which are minted and written.
+    """
+    with (
+        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
+        pipeline = _pipeline(
+            context,
+            store,
+            minter,
+            churn_guard=churn_guard,
+            alerts=alerts,
+            batch_size=batch_size,
+            job_id=job_id,
+            record_processed=False,
+            notifier=downstream.notifier() if downstream is not None else None,
+        )
+        for partition_key, scope in windows:
+            context.log.info(f"minting window {partition_key}: {scope.describe()}")
+            summary = pipeline.run(scope, job_id=job_id)
+            log_failures(context, summary, label=f"window {partition_key}")
+            yield WindowResult(partition_key, summary)
+
+
+# --- what Dagster records ----------------------------------------------------------------------
+
+
+def _reason(failure: WorkFailure) -> str:
+    return cut_message(failure.detail, MAX_REASON_LENGTH)
+
+
+def failure_rows(summary: RunSummary, limit: int | None = None) -> list[dict[str, str]]:
+    failures = summary.failures if limit is None else summary.failures[:limit]
+    return [{"work_id": f.work_id, "stage": str(f.stage), "reason": _reason(f)} for f in failures]
+
+
+def failed_works_table(summary: RunSummary) -> dg.TableMetadataValue:
+    """The first `REPORTED_FAILURES` failed works: what a partition's page shows."""
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in failure_rows(summary, REPORTED_FAILURES)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in FAILURE_COLUMNS]),
     )
 
 
-def failure_report(summary: RunSummary) -> str:
-    if not summary.failures:
+def failures_listed(summary: RunSummary, run_id: str) -> str:
+    """Says how much of the list the table holds and where the rest is."""
+    if not summary.failed:
         return "No work failed."
-    frame = pd.DataFrame(
-        [f.as_dict() for f in summary.failures[:REPORTED_FAILURES]],
-        columns=["sourceIdentifier", "stage", "detail"],
+    shown = min(len(summary.failures), REPORTED_FAILURES)
+    if summary.failed <= shown:
+        return f"All {summary.failed:,} failed work(s) are listed; the run's logs list them too."
+    logged = len(summary.failures)
+    where = (
+        f"the logs of run {run_id} list all of them"
+        if logged == summary.failed
+        else f"the logs of run {run_id} list the first {logged:,}"
     )
-    shown = len(frame)
-    header = f"{summary.failed} failed work(s)"
-    if summary.failed > shown:
-        header += f"; the first {shown} are listed"
-    return f"{header}\n\n" + frame.to_markdown(index=False)
+    return f"The first {shown:,} of {summary.failed:,} failed works are listed; {where}."
 
 
-def summary_metadata(summary: RunSummary) -> dict[str, Any]:
+def log_failures(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, summary: RunSummary, *, label: str
+) -> None:
+    """Every failed work the summary kept, in the run's logs, a few hundred per message."""
+    if not summary.failed:
+        return
+    rows = failure_rows(summary)
+    for start in range(0, len(rows), LOGGED_FAILURES_PER_MESSAGE):
+        chunk = rows[start : start + LOGGED_FAILURES_PER_MESSAGE]
+        frame = pd.DataFrame(chunk, columns=FAILURE_COLUMNS)
+        context.log.warning(
+            f"{label}: failed works {start + 1:,} to {start + len(chunk):,} of "
+            f"{summary.failed:,}\n\n" + frame.to_markdown(index=False)
+        )
+    if summary.failed > len(rows):
+        context.log.warning(
+            f"{label}: {summary.failed - len(rows):,} more failed works are counted but not "
+            "listed (the run keeps the first ones in full)"
+        )
+
+
+def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
+    """One window's (or one explicit-ids run's) figures: plain numbers, so the UI plots them."""
     return {
         "scope": summary.scope,
         "store": summary.store,
@@ -121,8 +247,94 @@ def summary_metadata(summary: RunSummary) -> dict[str, Any]:
         "identifiers_inherited": summary.inherited,
         "identifiers_minted": summary.minted,
         "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
+        "failed_works": failed_works_table(summary),
+        "failed_works_listed": failures_listed(summary, run_id),
         "churn_guard_trips": dg.MetadataValue.json([t.reason for t in summary.churn_trips]),
         "mint_calls": summary.mint_calls,
         "duration_seconds": round(summary.duration_seconds, 3),
-        "failure_report": dg.MetadataValue.md(failure_report(summary)),
     }
+
+
+def _stages(summary: RunSummary) -> str:
+    return ", ".join(
+        f"{stage}: {count}" for stage, count in summary.failures_by_stage.items() if count
+    )
+
+
+def check_description(result: WindowResult) -> str:
+    summary = result.summary
+    if not summary.failed:
+        return f"All {summary.works_read:,} works of window {result.partition_key} were written."
+    first = summary.failures[0] if summary.failures else None
+    return (
+        f"{summary.failed:,} of {summary.works_read:,} works failed in window "
+        f"{result.partition_key} ({_stages(summary)})"
+        + (f"; first: {first.work_id} [{first.stage}] {_reason(first)}" if first else "")
+        + ". It passes again after a clean re-run of this window."
+    )
+
+
+def check_metadata(result: WindowResult) -> dict[str, Any]:
+    summary = result.summary
+    return {
+        "works_read": summary.works_read,
+        "works_failed": summary.failed,
+        "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
+        "first_failed_works": dg.MetadataValue.json(failure_rows(summary, 5)),
+    }
+
+
+def _partitions_text(keys: Sequence[str], shown: int = 5) -> str:
+    text = ", ".join(keys[:shown])
+    return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def failed_works_alert(results: Sequence[tuple[str | None, RunSummary]], *, run_id: str) -> Alert:
+    """One alert per run, however many windows had failed works."""
+    failing = [(key, summary) for key, summary in results if summary.failed]
+    failed = sum(summary.failed for _, summary in failing)
+    read = sum(summary.works_read for _, summary in results)
+    stages: dict[str, int] = {}
+    for _, summary in failing:
+        for stage, count in summary.failures_by_stage.items():
+            stages[stage] = stages.get(stage, 0) + count
+    keys = [key for key, _ in failing if key is not None]
+    first_key, first_summary = failing[0]
+    first = first_summary.failures[0] if first_summary.failures else None
+    per_window = "; ".join(
+        f"{key}: {summary.failed} of {summary.works_read}" for key, summary in failing[:10]
+    )
+    return Alert(
+        title=f"{failed} work(s) failed minting",
+        what_happened=(
+            f"Run {run_id} read {read:,} works; {failed:,} failed ("
+            + ", ".join(f"{stage}: {count}" for stage, count in stages.items() if count)
+            + ")"
+            + (f", in windows {per_window}" if keys else "")
+            + ". The good works were written. The run is marked failed, and each window's "
+            "no_failed_works check stays failed until a clean re-run of that window."
+        ),
+        what_to_do=(
+            "Open the partition (or the run) in Dagster: its failed_works table lists work id, "
+            "stage and reason, and the run's logs list all of them. Fix the documents upstream "
+            "(extract), register the missing predecessors or review the churn "
+            "guard (mint), check the works store (write) or the downstream topic (notify); then "
+            "re-run the same partition or ids: re-minting is idempotent."
+        ),
+        figures={
+            "works_failed": failed,
+            "works_read": read,
+            **{f"failed_at_{stage}": count for stage, count in stages.items() if count},
+            "windows_with_failures": len(keys),
+        },
+        severity=Severity.WARNING,
+        source=FAILED_WORKS_SOURCE,
+        cause=(
+            f"{first.work_id} failed at stage {first.stage}: {_reason(first)}"
+            + (f" (and {failed - 1:,} more)" if failed > 1 else "")
+            if first
+            else f"{failed:,} works failed"
+        ),
+        run_id=run_id,
+        partition=_partitions_text(keys) if keys else first_key,
+    )

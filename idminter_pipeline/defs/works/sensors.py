@@ -1,15 +1,20 @@
 """Run-failure sensors of the works pipeline: alert people, and recover from an empty pool.
 
-Both read only the failed run and its step failures from the event log (no registry queries).
+Both read only the failed run, its step failures and its check evaluations from the event log
+(no registry queries).
 """
 
-from collections.abc import Iterator
-
 import dagster as dg
-from dagster._utils.error import SerializableErrorInfo
 
-from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.alerts import Severity
+from idminter_pipeline.defs.alerts.failures import (
+    PARTITION_TAGS,
+    FailedRun,
+    failed_check_evaluations,
+    failed_run_alert,
+)
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK
 from idminter_pipeline.defs.works.jobs import (
     MINT_WORKS_BY_ID_JOB,
     MINT_WORKS_JOB,
@@ -18,6 +23,7 @@ from idminter_pipeline.defs.works.jobs import (
     replenish_and_mint_works_by_id_job,
     replenish_and_mint_works_job,
 )
+from idminter_pipeline.defs.works.runs import FailedWorksError
 
 IDENTIFIED_WORKS = dg.AssetKey("identified_works")
 WORKS_JOBS = frozenset(
@@ -30,11 +36,8 @@ WORKS_JOBS = frozenset(
 )
 BY_ID_JOBS = frozenset({MINT_WORKS_BY_ID_JOB, REPLENISH_AND_MINT_WORKS_BY_ID_JOB})
 RETRY_OF_TAG = "idminter/retry-of"
-_PARTITION_TAGS = (
-    "dagster/partition",
-    "dagster/asset_partition_range_start",
-    "dagster/asset_partition_range_end",
-)
+POOL_EXHAUSTED = "PoolExhaustedError"
+ALERT_SOURCE = "idminter-pipeline/works_run_failure_alert"
 
 
 def mints_works(run: dg.DagsterRun) -> bool:
@@ -43,34 +46,29 @@ def mints_works(run: dg.DagsterRun) -> bool:
     return run.job_name in WORKS_JOBS or IDENTIFIED_WORKS in (run.asset_selection or ())
 
 
-def _chain(error: SerializableErrorInfo | None) -> Iterator[SerializableErrorInfo]:
-    while error is not None:
-        yield error
-        yield from _chain(error.context) if error.context is not None else iter(())
-        error = error.cause
-
-
-def step_errors(context: dg.RunFailureSensorContext) -> list[SerializableErrorInfo]:
-    errors = []
-    for event in context.get_step_failure_events():
-        data = event.step_failure_data
-        if data is not None and data.error is not None:
-            errors.append(data.error)
-    return errors
-
-
-def pool_exhausted(context: dg.RunFailureSensorContext) -> bool:
-    return any(
-        link.cls_name == "PoolExhaustedError"
-        for error in step_errors(context)
-        for link in _chain(error)
+def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun) -> bool:
+    """The run ran to its end and failed because works failed: that was alerted from the run,
+    with the works, stages and reasons, so a second alert would only repeat it."""
+    if failed.error_types and all(
+        chain[-1] == FailedWorksError.__name__ for chain in failed.error_types
+    ):
+        return True
+    if not failed.only_failed_checks:
+        return False
+    checks = failed_check_evaluations(context.instance, failed.run_id)
+    return bool(checks) and all(
+        c.asset_key == IDENTIFIED_WORKS and c.check_name == NO_FAILED_WORKS_CHECK for c in checks
     )
 
 
 @dg.run_failure_sensor(
     name="works_run_failure_alert",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alert people (alerts resource) when a minting run fails.",
+    description=(
+        "Alert people (alerts resource) when a minting run fails, with the innermost exception, "
+        "the run and the partition. Failed works are alerted by the run itself; launchpad "
+        "mistakes refused by config validation are not alerted."
+    ),
 )
 def works_run_failure_alert(
     context: dg.RunFailureSensorContext, alerts: AlertsResource
@@ -78,8 +76,12 @@ def works_run_failure_alert(
     run = context.dagster_run
     if not mints_works(run):
         return dg.SkipReason(f"run {run.run_id} does not mint works")
-    messages = [e.message.strip().splitlines()[0] for e in step_errors(context) if e.message]
-    exhausted = pool_exhausted(context)
+    failed = FailedRun.from_context(context)
+    if failed.refused_config:
+        return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
+    if failed_only_on_works(context, failed):
+        return dg.SkipReason(f"run {run.run_id} failed on failed works, alerted by the run itself")
+    exhausted = failed.raised(POOL_EXHAUSTED)
     retry = run.tags.get(RETRY_OF_TAG)
     if exhausted and not retry:
         todo = (
@@ -92,21 +94,19 @@ def works_run_failure_alert(
             "window or ids is idempotent)."
         )
     alerts.send(
-        Alert(
+        failed_run_alert(
+            failed,
             title=f"Minting run failed: {run.job_name}",
             what_happened=(
-                f"Run {run.run_id} failed: "
-                + ("; ".join(messages) if messages else context.failure_event.message or "")
+                f"Run {run.run_id} of {run.job_name}"
+                + (f" (partition {failed.partition})" if failed.partition else "")
+                + f" stopped: {failed.cause}. Windows it finished before stopping are recorded "
+                "on their partitions; the rest were not minted."
             ),
             what_to_do=todo,
-            figures={
-                "run_id": run.run_id,
-                "job": run.job_name,
-                "partition": run.tags.get("dagster/partition"),
-                "retry_of": retry,
-                "pool_exhausted": exhausted,
-            },
             severity=Severity.CRITICAL,
+            source=ALERT_SOURCE,
+            figures={"retry_of": retry, "pool_exhausted": exhausted},
         ),
         log=context.log,
     )
@@ -126,12 +126,12 @@ def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunReque
     run = context.dagster_run
     if not mints_works(run):
         return dg.SkipReason(f"run {run.run_id} does not mint works")
-    if not pool_exhausted(context):
+    if not FailedRun.from_context(context).raised(POOL_EXHAUSTED):
         return dg.SkipReason(f"run {run.run_id} did not fail on an exhausted pool")
     if RETRY_OF_TAG in run.tags:
         # A recovery that itself found the pool empty needs a person; the alert sensor calls one.
         return dg.SkipReason(f"run {run.run_id} was already a recovery of {run.tags[RETRY_OF_TAG]}")
-    tags = {RETRY_OF_TAG: run.run_id, **{t: run.tags[t] for t in _PARTITION_TAGS if t in run.tags}}
+    tags = {RETRY_OF_TAG: run.run_id, **{t: run.tags[t] for t in PARTITION_TAGS if t in run.tags}}
     by_id = run.job_name in BY_ID_JOBS
     return dg.RunRequest(
         run_key=f"pool-recovery:{run.run_id}",

@@ -1,0 +1,167 @@
+"""What a failed run's records say about why it failed, for the run-failure sensors' alerts.
+
+Dagster wraps what user code raised: a step fails with `DagsterExecutionStepExecutionError:
+Error occurred while executing op ...`, and the exception that matters (`PoolExhaustedError`, a
+lost connection) is further down its chain. People paged at night need that innermost exception,
+its message, the run and the partition, so `FailedRun` collects them from the run's own records
+(the failure event, its step failures and the run's tags): reading them costs no registry query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._utils.error import SerializableErrorInfo
+
+from idminter_pipeline.alerts import Alert, FigureValue, Severity
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAGS = (PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG)
+# What Dagster raises at the end of a step whose blocking ERROR check failed.
+CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
+# Pydantic's error when a run's config breaks a `dg.Config` constraint.
+CONFIG_VALIDATION_ERROR = "ValidationError"
+
+
+def error_chain(error: SerializableErrorInfo | None) -> Iterator[SerializableErrorInfo]:
+    """The error, then what it was raised from (`__cause__`, else `__context__`), innermost last."""
+    while error is not None:
+        yield error
+        error = error.cause if error.cause is not None else error.context
+
+
+def describe_error(error: SerializableErrorInfo) -> str:
+    """`Type: message`, without the module path Dagster puts in front of the message."""
+    message = error.message.strip()
+    head, separator, rest = message.partition(": ")
+    if separator and (head == error.cls_name or head.endswith("." + error.cls_name)):
+        message = rest.strip()
+    return f"{error.cls_name}: {message}" if message else error.cls_name
+
+
+def step_errors(context: dg.RunFailureSensorContext) -> list[SerializableErrorInfo]:
+    errors = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        if data is not None and data.error is not None:
+            errors.append(data.error)
+    return errors
+
+
+def run_partition(run: dg.DagsterRun) -> str | None:
+    """The run's partition, or its partition range as `first..last`."""
+    if PARTITION_TAG in run.tags:
+        return run.tags[PARTITION_TAG]
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}..{end}"
+    return None
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A failed run as an alert needs it: what failed, where, and the innermost cause."""
+
+    run_id: str
+    job_name: str
+    partition: str | None
+    # One `Type: message` per failed step (or the run's own failure message), innermost first.
+    causes: tuple[str, ...]
+    # The class names along every step error's chain, outermost first.
+    error_types: tuple[tuple[str, ...], ...]
+    tags: dict[str, str]
+
+    @classmethod
+    def from_context(cls, context: dg.RunFailureSensorContext) -> FailedRun:
+        run = context.dagster_run
+        errors = step_errors(context)
+        causes: list[str] = []
+        types: list[tuple[str, ...]] = []
+        for error in errors:
+            chain = list(error_chain(error))
+            types.append(tuple(link.cls_name for link in chain))
+            cause = describe_error(chain[-1])
+            if cause not in causes:
+                causes.append(cause)
+        if not causes:
+            # The run failed outside any step (a crashed run worker, a failed launch).
+            message = (context.failure_event.message or "").strip()
+            causes.append(message or f"run {run.run_id} failed without an error message")
+        return cls(
+            run_id=run.run_id,
+            job_name=run.job_name,
+            partition=run_partition(run),
+            causes=tuple(causes),
+            error_types=tuple(types),
+            tags=dict(run.tags),
+        )
+
+    @property
+    def cause(self) -> str:
+        return "; ".join(self.causes)
+
+    def raised(self, cls_name: str) -> bool:
+        """Whether any step's error chain holds an exception of this class."""
+        return any(cls_name in chain for chain in self.error_types)
+
+    @property
+    def only_failed_checks(self) -> bool:
+        """The steps ran to the end and failed only because a blocking check failed."""
+        return bool(self.error_types) and all(
+            chain[-1] == CHECK_FAILED_ERROR for chain in self.error_types
+        )
+
+    @property
+    def refused_config(self) -> bool:
+        """A step refused its run config (`dg.Config` validation), before doing anything.
+
+        That is a mistake made in the launchpad by the person looking at it, not something to
+        page anyone about. Only the step's own wrapper around pydantic's error counts: a
+        validation error raised deeper inside domain code is a real failure.
+        """
+        return bool(self.error_types) and all(
+            len(chain) == 2 and chain[-1] == CONFIG_VALIDATION_ERROR for chain in self.error_types
+        )
+
+
+def failed_check_evaluations(
+    instance: dg.DagsterInstance, run_id: str, check_names: Sequence[str] | None = None
+) -> list[dg.AssetCheckEvaluation]:
+    """The run's failed blocking check evaluations (one run's event log, no registry query)."""
+    evaluations = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        event = record.dagster_event
+        data = event.event_specific_data if event is not None else None
+        if not isinstance(data, dg.AssetCheckEvaluation) or data.passed:
+            continue
+        if check_names is not None and data.check_name not in check_names:
+            continue
+        evaluations.append(data)
+    return evaluations
+
+
+def failed_run_alert(
+    failed: FailedRun,
+    *,
+    title: str,
+    what_happened: str,
+    what_to_do: str,
+    severity: Severity = Severity.CRITICAL,
+    source: str,
+    figures: dict[str, FigureValue] | None = None,
+) -> Alert:
+    return Alert(
+        title=title,
+        what_happened=what_happened,
+        what_to_do=what_to_do,
+        figures={"job": failed.job_name, **(figures or {})},
+        severity=severity,
+        source=source,
+        cause=failed.cause,
+        run_id=failed.run_id,
+        partition=failed.partition,
+    )
