@@ -9,6 +9,7 @@ was minted alone or in a range (README, "Works pipeline").
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,18 +65,21 @@ class WindowResult:
     summary: RunSummary
 
 
-def _pipeline(
+@contextmanager
+def _open_pipeline(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
-    store: Any,
-    minter: Minter,
     *,
+    works_store: WorksStoreResource,
+    registry_database: RegistryDatabase,
     churn_guard: ChurnGuardResource,
     alerts: AlertsResource,
+    downstream: DownstreamTopicResource | None,
     batch_size: int,
     job_id: str | None,
     record_processed: bool,
-    notifier: Any = None,
-) -> WorksPipeline:
+) -> Iterator[WorksPipeline]:
+    """The works pipeline over the run's store and registry, with the run's collector settings
+    (a Dagster works run is an entry point: see gc_settings). Churn trips alert once a run."""
     alerted: set[str] = set()
 
     def on_trip(trip: ChurnTrip) -> None:
@@ -85,15 +89,21 @@ def _pipeline(
             alerted.add(trip.reason)
             send_alert_quietly(alerts, trip.alert(job_id=job_id), context.log)
 
-    return WorksPipeline(
-        store,
-        minter,
-        batch_size=batch_size,
-        churn_guard=churn_guard.policy(),
-        on_churn_trip=on_trip,
-        record_processed=record_processed,
-        notifier=notifier,
-    )
+    notifier = downstream.notifier() if downstream is not None else None
+    with (
+        batch_run_collector(),
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
+        yield WorksPipeline(
+            store,
+            minter,
+            batch_size=batch_size,
+            churn_guard=churn_guard.policy(),
+            on_churn_trip=on_trip,
+            record_processed=record_processed,
+            notifier=notifier,
+        )
 
 
 def mint_scope(
@@ -111,23 +121,18 @@ def mint_scope(
 ) -> RunSummary:
     """Mint one scope (the explicit-ids job); failed works are logged and alerted."""
     context.log.info(f"minting {scope.describe()}")
-    notifier = downstream.notifier() if downstream is not None else None
-    with (
-        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
-        works_store.open() as store,
-        Minter(registry_database.connection_factory()) as minter,
-    ):
-        summary = _pipeline(
-            context,
-            store,
-            minter,
-            churn_guard=churn_guard,
-            alerts=alerts,
-            batch_size=batch_size,
-            job_id=job_id,
-            record_processed=record_processed,
-            notifier=notifier,
-        ).run(scope, job_id=job_id)
+    with _open_pipeline(
+        context,
+        works_store=works_store,
+        registry_database=registry_database,
+        churn_guard=churn_guard,
+        alerts=alerts,
+        downstream=downstream,
+        batch_size=batch_size,
+        job_id=job_id,
+        record_processed=record_processed,
+    ) as pipeline:
+        summary = pipeline.run(scope, job_id=job_id)
     log_failures(context, summary, label=scope.describe())
     if summary.failed:
         alert = failed_works_alert([(None, summary)], run_id=context.run.run_id)
@@ -153,22 +158,17 @@ def mint_windows(
     (pool exhausted, registry or store unreachable) propagates after the windows already yielded,
     which are minted and written.
     """
-    with (
-        batch_run_collector(),  # a Dagster works run is an entry point: see gc_settings
-        works_store.open() as store,
-        Minter(registry_database.connection_factory()) as minter,
-    ):
-        pipeline = _pipeline(
-            context,
-            store,
-            minter,
-            churn_guard=churn_guard,
-            alerts=alerts,
-            batch_size=batch_size,
-            job_id=job_id,
-            record_processed=False,
-            notifier=downstream.notifier() if downstream is not None else None,
-        )
+    with _open_pipeline(
+        context,
+        works_store=works_store,
+        registry_database=registry_database,
+        churn_guard=churn_guard,
+        alerts=alerts,
+        downstream=downstream,
+        batch_size=batch_size,
+        job_id=job_id,
+        record_processed=False,
+    ) as pipeline:
         for partition_key, scope in windows:
             context.log.info(f"minting window {partition_key}: {scope.describe()}")
             summary = pipeline.run(scope, job_id=job_id)
