@@ -409,6 +409,11 @@ class Minter:
         A key whose ID is not the planned one was committed by another minter after our lookup:
         its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
         another key of this call inherits from such a key, the plan is stale: redo the call.
+
+        Provenance describes the committed registry, never this call's plan: a lost key records
+        a mismatch only if its committed ID differs from its predecessor's committed ID, and
+        the row names the predecessor's real ID. (When another minter committed both a key and
+        its predecessor, the ID this call planned for them names nothing and stays free.)
         """
         used_ids: set[str] = set()
         lost: list[int] = []
@@ -424,9 +429,13 @@ class Minter:
                     lost.append(i)
                     batch.ids[i], batch.outcomes[i] = canonical_id, existing
                     if predecessor is not None:
-                        events.append(
-                            _mismatch(batch.sources[i], predecessor, canonical_id, planned)
-                        )
+                        predecessor_id = self._committed_id(batch, actual, predecessor)
+                        if predecessor_id != canonical_id:
+                            events.append(
+                                _mismatch(
+                                    batch.sources[i], predecessor, canonical_id, predecessor_id
+                                )
+                            )
                     continue
             if batch.outcomes[i] is minted:
                 used_ids.add(planned)
@@ -442,6 +451,15 @@ class Minter:
             ):
                 raise _StalePlanError(sorted(batch.keys[i] for i in lost))
         return used_ids
+
+    @staticmethod
+    def _committed_id(
+        batch: _Batch, actual: dict[Key, str], predecessor: SourceIdentifier
+    ) -> str | None:
+        """The predecessor's ID in the registry as this transaction now sees it: re-read under
+        lock if this call inserted it (another minter may have won it), else as looked up."""
+        key = _key(predecessor)
+        return actual[key] if key in actual else batch.found.get(key)
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
