@@ -52,8 +52,8 @@ class _PausedMinter(Minter):
         self.ready = threading.Event()
         self.release = threading.Event()
 
-    def _mint(self, conn, predecessors, job_id):
-        results = super()._mint(conn, predecessors, job_id)
+    def _mint(self, *args, **kwargs):
+        results = super()._mint(*args, **kwargs)
         self.ready.set()
         assert self.release.wait(timeout=60), "the test never released the other minter"
         return results

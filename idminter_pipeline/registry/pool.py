@@ -18,6 +18,7 @@ Nothing here knows about Dagster.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -47,6 +48,7 @@ from idminter_pipeline.errors import (
     PoolTopUpIncompleteError,
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool_health import (
     WATCH_POOL_SQL,
     PoolHealth,
@@ -258,6 +260,7 @@ def top_up(
     lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS,
     writers: int = DEFAULT_WRITERS,
     generate: Callable[[int], list[str]] = generate_canonical_ids_bulk,
+    outage_seconds: float | None = None,
 ) -> TopUpReport:
     """Add free IDs until the pool holds `target_free` of them.
 
@@ -268,13 +271,42 @@ def top_up(
     of one registry run one at a time under a named lock; a top-up that waits longer than
     `lock_timeout_seconds` raises `PoolTopUpBusyError`. `writers` connections insert at once
     (clamped to 1..`MAX_WRITERS`). `generate` is for tests.
+
+    While the registry is unreachable the top-up is redone on new connections for up to
+    `outage_seconds` (None: `IDMINTER_REGISTRY_OUTAGE_SECONDS`, default 60), then
+    `RegistryOutageError`: safe, since it re-counts the pool under its lock and adds only what
+    is missing (batches committed before the outage stay). The report is the completed attempt's.
     """
     _require_count("target_free", target_free)
     _require_count("max_rounds", max_rounds, minimum=1)
     _require_count("lock_timeout_seconds", lock_timeout_seconds)
     batch_size = clamp_batch_size(batch_size)
     writers = min(_require_count("writers", writers, minimum=1), MAX_WRITERS)
+    return ride_out(
+        lambda: _top_up_once(
+            connect,
+            target_free,
+            batch_size=batch_size,
+            max_rounds=max_rounds,
+            lock_timeout_seconds=lock_timeout_seconds,
+            writers=writers,
+            generate=generate,
+        ),
+        what=f"topping the pool up to {target_free:,} free IDs",
+        bound_seconds=outage_seconds,
+    )
 
+
+def _top_up_once(
+    connect: ConnectionFactory,
+    target_free: int,
+    *,
+    batch_size: int,
+    max_rounds: int,
+    lock_timeout_seconds: int,
+    writers: int,
+    generate: Callable[[int], list[str]],
+) -> TopUpReport:
     conn = connect()
     extra_writers: list[Connection] = []
     try:
@@ -319,12 +351,13 @@ def top_up(
                 writers=writers,
             )
         finally:
-            with conn.cursor() as cursor:
+            # On a broken connection the server has released the lock with the session.
+            with contextlib.suppress(pymysql.err.Error), conn.cursor() as cursor:
                 cursor.execute("DO RELEASE_LOCK(%s)", (lock,))
     finally:
-        for writer in extra_writers:
-            writer.close()
-        conn.close()
+        for writer in [*extra_writers, conn]:
+            with contextlib.suppress(pymysql.err.Error):
+                writer.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,11 +434,14 @@ class PoolSettings:
         return asdict(self)
 
 
-def replenish(connect: ConnectionFactory, settings: PoolSettings) -> TopUpReport:
+def replenish(
+    connect: ConnectionFactory, settings: PoolSettings, *, outage_seconds: float | None = None
+) -> TopUpReport:
     """Top the pool up as the settings say (for the replenishment asset and recovery sensors)."""
     return top_up(
         connect,
         settings.target_free,
         batch_size=settings.batch_size,
         max_rounds=settings.max_rounds,
+        outage_seconds=outage_seconds,
     )
