@@ -133,9 +133,8 @@ def test_the_cli_prints_one_error_line_naming_the_bound_and_the_last_error(unrea
     assert len(errors) == 1, result.stderr
     assert "outage bound of 2s while minting 1 identifier(s)" in errors[0]
     assert OUTAGE_ENV in errors[0]
-    assert f"last error: cannot connect to the registry at 127.0.0.1:{unreachable.port}" in (
-        errors[0]
-    )
+    where = f"last error: cannot connect to the registry at 127.0.0.1:{unreachable.port}"
+    assert where in errors[0]
     assert "Traceback" not in result.stderr
 
 
