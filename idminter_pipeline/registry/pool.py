@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT_SECONDS",
     "DEFAULT_MAX_ROUNDS",
     "DEFAULT_WRITERS",
+    "INSERT_MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_WRITERS",
     "POOL_ENV",
@@ -104,6 +105,8 @@ _INSERT_FREE_IDS_PREFIX = "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES
 
 # Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
 _TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
+# Attempts per insert batch for those (README, "The free-ID pool"); then the error propagates.
+INSERT_MAX_ATTEMPTS = 5
 
 
 def clamp_batch_size(batch_size: int) -> int:
@@ -174,7 +177,7 @@ def _rollback_before_retry(state: RetryCallState) -> None:
 # INSERT IGNORE again is safe: rows another transaction added meanwhile are skipped.
 @retry(
     retry=retry_if_exception(_is_transient_lock_error),
-    stop=stop_after_attempt(5),
+    stop=stop_after_attempt(INSERT_MAX_ATTEMPTS),
     wait=wait_exponential_jitter(multiplier=0.05, max=2),
     before_sleep=_rollback_before_retry,
     reraise=True,
