@@ -2,8 +2,10 @@
 
 Cosmic Ray (PyPI `cosmic-ray`, the `mutation` extra) lists every mutant of the modules below:
 each is one small change (an operator swapped, a comparison flipped, a number changed, a
-condition negated, an exception handler widened...). A full run needs one test run per mutant,
-thousands of them against the real server, so by default a random sample (`--sample`, seeded
+condition negated, an exception handler widened...). Mutants inside type annotations are
+counted apart and never run: with `from __future__ import annotations` annotations are never
+evaluated, so those mutants are equivalent by construction. A full run needs one test run per
+mutant, thousands of them against the real server, so by default a random sample (`--sample`, seeded
 with `--seed`, printed) is drawn across all groups together and every other mutant is marked
 skipped. Each sampled mutant runs its group's tests (`pytest -x`, so a killed mutant stops at the
 first failure): a failing run kills it, a passing one means it survived.
@@ -21,6 +23,7 @@ survivor's diff, goes to `.local/mutation/<run>/report.md` and `report.json`.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import random
@@ -35,6 +38,7 @@ from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 PACKAGE = "idminter_pipeline"
+EQUIVALENT_ANNOTATION = "equivalent: inside a type annotation, which is never evaluated"
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ GROUPS = (
 class GroupResult:
     name: str
     mutants: int
+    in_annotations: int = 0
     sampled: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     survivors: list[dict[str, Any]] = field(default_factory=list)
@@ -187,32 +192,77 @@ def _cosmic_ray(tree: Path, *args: str) -> None:
     )
 
 
-def _sample(sessions: dict[str, Path], size: int | None, rng: random.Random) -> dict[str, int]:
-    """Mark every mutant outside the sample as skipped; return the mutants per group."""
+Span = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _annotation_spans(path: Path) -> list[Span]:
+    """Where a module's type annotations are. With `from __future__ import annotations` (every
+    module here) they are never evaluated, so a mutant inside one is equivalent by
+    construction: it is counted apart, never run."""
+    spans: list[Span] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, ast.arg | ast.AnnAssign):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            annotations.append(node.returns)
+        for annotation in filter(None, annotations):
+            end = (annotation.end_lineno or annotation.lineno, annotation.end_col_offset or 0)
+            spans.append(((annotation.lineno, annotation.col_offset), end))
+    return spans
+
+
+def _in_annotation(mutation: Any, tree: Path, cache: dict[Path, list[Span]]) -> bool:
+    path = tree / mutation.module_path
+    if path not in cache:
+        cache[path] = _annotation_spans(path)
+    start, end = tuple(mutation.start_pos), tuple(mutation.end_pos)
+    return any(low <= start and end <= high for low, high in cache[path])
+
+
+def _sample(
+    sessions: dict[str, Path], size: int | None, rng: random.Random, tree: Path
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Mark every mutant outside the sample as skipped, and every annotation mutant as
+    equivalent; return the mutants per group, and the annotation mutants per group."""
     from cosmic_ray.work_db import WorkDB, use_db  # noqa: PLC0415 - the mutation extra
     from cosmic_ray.work_item import WorkerOutcome, WorkResult  # noqa: PLC0415
 
     jobs: list[tuple[str, str]] = []
     totals: dict[str, int] = {}
+    equivalent: dict[str, int] = {}
+    cache: dict[Path, list[Span]] = {}
     for name, session in sessions.items():
         with use_db(str(session), WorkDB.Mode.open) as db:
-            ids = [item.job_id for item in db.work_items]
-        totals[name] = len(ids)
-        jobs += [(name, job_id) for job_id in ids]
+            items = list(db.work_items)
+            in_annotations = [
+                item.job_id
+                for item in items
+                if all(_in_annotation(m, tree, cache) for m in item.mutations)
+            ]
+            if in_annotations:
+                db.set_multiple_results(
+                    in_annotations,
+                    WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=EQUIVALENT_ANNOTATION),
+                )
+        totals[name] = len(items)
+        equivalent[name] = len(in_annotations)
+        skip = set(in_annotations)
+        jobs += [(name, item.job_id) for item in items if item.job_id not in skip]
     keep = set(jobs) if size is None or size >= len(jobs) else set(rng.sample(jobs, size))
     for name, session in sessions.items():
         skipped = [job for group, job in jobs if group == name and (group, job) not in keep]
         if skipped:
             with use_db(str(session), WorkDB.Mode.open) as db:
                 db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-    return totals
+    return totals, equivalent
 
 
-def _results(name: str, session: Path, total: int) -> GroupResult:
+def _results(name: str, session: Path, total: int, in_annotations: int) -> GroupResult:
     from cosmic_ray.work_db import WorkDB, use_db  # noqa: PLC0415
     from cosmic_ray.work_item import WorkerOutcome  # noqa: PLC0415
 
-    result = GroupResult(name, total)
+    result = GroupResult(name, total, in_annotations)
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, outcome in db.completed_work_items:
             if outcome.worker_outcome == WorkerOutcome.SKIPPED:
@@ -244,19 +294,21 @@ def _report(results: list[GroupResult], run_dir: Path, meta: dict[str, Any]) -> 
     lines = [
         f"# Mutation testing, {meta['started']} (commit {meta['commit']}, seed {meta['seed']})",
         "",
-        f"Sampled {sum(r.sampled for r in results)} of {sum(r.mutants for r in results)} mutants; "
-        f"killed {killed}, survived {survived}: score {total_score:.0%} "
+        f"Sampled {sum(r.sampled for r in results)} of "
+        f"{sum(r.mutants - r.in_annotations for r in results)} mutants "
+        f"({sum(r.in_annotations for r in results)} more lie in type annotations: equivalent, "
+        f"not run); killed {killed}, survived {survived}: score {total_score:.0%} "
         f"({meta['minutes']:.0f} min).",
         "",
-        "| group | mutants | sampled | killed | survived | other | score |",
-        "|---|---|---|---|---|---|---|",
+        "| group | mutants | in annotations | sampled | killed | survived | other | score |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         other = sum(n for k, n in r.outcomes.items() if k not in ("killed", "survived"))
         score = f"{r.score:.0%}" if r.score is not None else "-"
         lines.append(
-            f"| {r.name} | {r.mutants} | {r.sampled} | {r.killed} | {r.survived} | {other} "
-            f"| {score} |"
+            f"| {r.name} | {r.mutants} | {r.in_annotations} | {r.sampled} | {r.killed} "
+            f"| {r.survived} | {other} | {score} |"
         )
     lines += ["", "## Survivors", ""]
     for r in results:
@@ -279,6 +331,7 @@ def _report(results: list[GroupResult], run_dir: Path, meta: dict[str, Any]) -> 
                     {
                         "name": r.name,
                         "mutants": r.mutants,
+                        "in_annotations": r.in_annotations,
                         "sampled": r.sampled,
                         "outcomes": dict(r.outcomes),
                         "survivors": r.survivors,
@@ -323,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(_config(group, tree, args.timeout), encoding="utf-8")
         sessions[group.name] = run_dir / f"{group.name}.sqlite"
         _cosmic_ray(tree, "init", str(config), str(sessions[group.name]))
-    totals = _sample(sessions, None if args.all else args.sample, random.Random(seed))
+    totals, equivalent = _sample(
+        sessions, None if args.all else args.sample, random.Random(seed), tree
+    )
     clock = time.monotonic()
     for group in groups:
         # The group's tests must pass on the unmutated copy, or every mutant would look killed.
@@ -331,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         _cosmic_ray(tree, "baseline", str(run_dir / f"{group.name}.toml"))
         print(f"running {group.name} ...", flush=True)
         _cosmic_ray(tree, "exec", str(run_dir / f"{group.name}.toml"), str(sessions[group.name]))
-    results = [_results(g.name, sessions[g.name], totals[g.name]) for g in groups]
+    results = [
+        _results(g.name, sessions[g.name], totals[g.name], equivalent[g.name]) for g in groups
+    ]
     meta = {
         "started": started,
         "commit": commit,
