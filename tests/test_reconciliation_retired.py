@@ -250,3 +250,33 @@ def test_migration_0006_rolls_back_and_reapplies_and_reconcile_needs_it(empty_da
     assert "idminter db migrate" in orphans.note
     assert "0006_retired_canonical_ids" in apply_migrations(factory)
     assert fetch_all(empty_database, "SELECT COUNT(*) FROM retired_canonical_ids") == [(0,)]
+
+
+def test_a_free_id_in_use_is_not_counted_as_an_orphan(registry):
+    """The canonical_ids scan splits its rows by status: found by mutation testing."""
+    _sql(
+        registry,
+        "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('freeused', 'free'), "
+        "('xrphanab', 'assigned')",
+        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+        "VALUES ('Work', 'sierra', 'b1', 'freeused')",
+    )
+    report = rc.reconcile(lambda: connect(registry), batch_size=100)
+    assert report.result(rc.FREE_IDS_IN_USE).examples == ["freeused"]
+    orphans = report.result(rc.ORPHAN_ASSIGNED_IDS)
+    assert (orphans.count, orphans.examples) == (1, ["xrphanab"])
+    assert report.retired_orphans == 0
+
+
+def test_the_default_grace_period_is_the_one_the_readme_and_the_cli_state():
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from idminter_pipeline.cli import main  # noqa: PLC0415
+    from idminter_pipeline.settings import project_root  # noqa: PLC0415
+
+    readme = (project_root() / "README.md").read_text(encoding="utf-8")
+    grace = rc.DEFAULT_GRACE_PERIOD
+    assert grace == timedelta(days=7)
+    assert "[--grace-period 7d]" in readme
+    help_text = CliRunner().invoke(main, ["reconcile", "--help"]).output
+    assert "[default: 7d]" in help_text

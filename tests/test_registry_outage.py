@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -70,6 +71,20 @@ def test_a_bad_bound_is_refused_naming_it(raw):
 def test_a_bad_bound_parameter_is_refused_naming_it(value):
     with pytest.raises(InvalidInputError, match="outage_seconds"):
         outage_bound(value)
+
+
+def test_every_outage_code_the_readme_lists_is_one():
+    from idminter_pipeline.settings import project_root  # noqa: PLC0415
+
+    readme = (project_root() / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"codes ((?:\d{4},\s+)*\d{4})\)", readme)
+    assert listed is not None
+    codes = [int(code) for code in re.findall(r"\d{4}", listed[1])]
+    assert codes == [2002, 2003, 2005, 2006, 2013, 2014, 2055, 1053, 1927, 1290, 1836]
+    for code in codes:
+        assert is_outage(pymysql.err.OperationalError(code, "the server is away"))
+    for code in (1040, 1044, 1045, 1062, 1146, 1205, 1213, 2000, 2015):
+        assert not is_outage(pymysql.err.OperationalError(code, "not an outage"))
 
 
 def test_only_errors_that_mean_the_server_is_away_are_outages():
