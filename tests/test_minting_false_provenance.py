@@ -1,4 +1,4 @@
-"""Provenance under contention describes the committed registry (issue: false mismatches).
+"""Provenance under contention describes the committed registry, with no false mismatch.
 
 A call that loses the race for a predecessor *and* its successor (another minter committed both
 after this call's lookup) used to record a `predecessor_mismatch` naming the ID it had claimed for

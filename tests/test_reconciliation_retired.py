@@ -1,5 +1,5 @@
 """Published IDs are never reused: `reconcile --repair` returns to the pool only orphans that
-never appeared in any mapping, and retires the others (issue: orphans with a public past).
+never appeared in any mapping, and retires the others (orphans with a public past).
 
 Each way an ID can show that it identified a record is created for real here: a minted mapping
 deleted by hand, a provenance row, a legacy row deleted during a live legacy migration (before
