@@ -89,3 +89,10 @@ bench-quick: db
 
 stress: db
 	$(BIN)/python -m benchmarks.stress
+
+# Sampled mutation testing of the registry and works modules (README, "Mutation testing"); an hour
+# or more, never in `test`. MUTATION_ARGS="--sample 200 --seed 7" or "--group minting", say.
+.PHONY: mutation
+mutation: db
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	$(BIN)/python -m tools.mutation $(MUTATION_ARGS)

@@ -11,11 +11,16 @@ GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CR
 
 -- 2. The runtime account: minting (lookups, free-ID claims FOR UPDATE, idempotent inserts,
 --    provenance), the pool (top-ups, health), reconciliation (its scratch temporary tables,
---    repairs, the orphan ledger), checkpoints of resumable full works runs. Table grants need the tables: run this after the migrations.
+--    repairs, the orphan ledger, retired IDs), checkpoints of resumable full works runs. It
+--    reads the whole registry database: reconciliation must see the legacy table and the
+--    migration's change log, when they exist, before it frees any ID (a table the account
+--    cannot read is invisible to it, and its evidence would be missed). It writes only the
+--    tables below. Table grants need the tables: run this after the migrations.
 CREATE USER IF NOT EXISTS 'idminter_runtime'@'%' IDENTIFIED BY 'replace-with-the-runtime-secret';
-GRANT SELECT, INSERT, UPDATE ON `identifiers`.`canonical_ids` TO 'idminter_runtime'@'%';
-GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifiers` TO 'idminter_runtime'@'%';
-GRANT SELECT, INSERT, UPDATE ON `identifiers`.`identifier_provenance` TO 'idminter_runtime'@'%';
-GRANT SELECT, INSERT, UPDATE, DELETE ON `identifiers`.`reconciliation_orphans` TO 'idminter_runtime'@'%';
-GRANT SELECT, INSERT, UPDATE ON `identifiers`.`works_run_checkpoints` TO 'idminter_runtime'@'%';
-GRANT CREATE TEMPORARY TABLES ON `identifiers`.* TO 'idminter_runtime'@'%';
+GRANT SELECT, CREATE TEMPORARY TABLES ON `identifiers`.* TO 'idminter_runtime'@'%';
+GRANT INSERT, UPDATE ON `identifiers`.`canonical_ids` TO 'idminter_runtime'@'%';
+GRANT INSERT, UPDATE ON `identifiers`.`identifiers` TO 'idminter_runtime'@'%';
+GRANT INSERT, UPDATE ON `identifiers`.`identifier_provenance` TO 'idminter_runtime'@'%';
+GRANT INSERT, UPDATE, DELETE ON `identifiers`.`reconciliation_orphans` TO 'idminter_runtime'@'%';
+GRANT INSERT ON `identifiers`.`retired_canonical_ids` TO 'idminter_runtime'@'%';
+GRANT INSERT, UPDATE ON `identifiers`.`works_run_checkpoints` TO 'idminter_runtime'@'%';

@@ -124,6 +124,27 @@ class RegistryUnavailableError(IdMinterError):
     """The registry database cannot be reached or refused our credentials."""
 
 
+class RegistryUnreachableError(RegistryUnavailableError):
+    """The registry's server did not answer a connect (refused, timed out, went away): an outage
+    that may end by itself, so callers ride it out (`registry.outage`). Refused credentials and
+    unreadable secrets stay plain `RegistryUnavailableError`s."""
+
+
+class RegistryOutageError(RegistryUnavailableError):
+    """The registry stayed unreachable for longer than the outage bound; nothing more was done."""
+
+    def __init__(self, bound_seconds: float, what: str, attempts: int, last_error: str) -> None:
+        self.bound_seconds = bound_seconds
+        self.what = what
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"the registry stayed unreachable for longer than the outage bound of "
+            f"{bound_seconds:g}s while {what} ({attempts} attempt(s); the bound is "
+            f"IDMINTER_REGISTRY_OUTAGE_SECONDS); last error: {last_error}"
+        )
+
+
 class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
 
@@ -200,7 +221,8 @@ class WorksStoreError(IdMinterError):
 
 
 class RegistryContentionError(MintingError):
-    """Deadlocks, lock-wait timeouts or lost connections persisted past the retry budget."""
+    """Deadlocks or lock-wait timeouts persisted past the retry budget (an unreachable registry
+    is `RegistryOutageError`)."""
 
     def __init__(self, attempts: int, code: int | None, detail: str) -> None:
         self.attempts = attempts

@@ -366,7 +366,8 @@ def test_the_production_accounts_do_their_jobs_and_no_more(
     assert _denied(runtime, "DROP TABLE identifiers") in DENIED
     assert _denied(runtime, "ALTER TABLE canonical_ids ADD COLUMN x INT") in DENIED
     assert _denied(runtime, "DELETE FROM identifiers") in DENIED
-    assert _denied(runtime, "SELECT * FROM _yoyo_migration") in DENIED
+    assert _denied(runtime, "DELETE FROM _yoyo_migration") in DENIED
+    assert _denied(runtime, "DELETE FROM retired_canonical_ids") in DENIED
     assert _denied(runtime, "CREATE DATABASE idminter_runtime_probe") in DENIED
     assert _denied(migration, "CREATE DATABASE idminter_migration_probe") in DENIED
     assert _denied(migration, "SELECT * FROM mysql.user") in DENIED

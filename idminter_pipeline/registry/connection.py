@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 from idminter_pipeline import strict_json
-from idminter_pipeline.errors import RegistryUnavailableError
+from idminter_pipeline.errors import RegistryUnavailableError, RegistryUnreachableError
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -168,7 +168,12 @@ def connect(settings: DatabaseSettings | None = None) -> Connection:
         return _connect_with_retries(settings)
     except pymysql.err.OperationalError as error:
         code, message = (*error.args, "")[:2]
-        raise RegistryUnavailableError(
+        # An unreachable server is an outage callers ride out (registry.outage); refused
+        # credentials are not.
+        unavailable = (
+            RegistryUnreachableError if _is_unreachable(error) else RegistryUnavailableError
+        )
+        raise unavailable(
             f"cannot connect to the registry at {settings.describe()}: ({code}) {message}"
         ) from None
 

@@ -40,7 +40,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
@@ -72,6 +71,12 @@ from idminter_pipeline.registry.minting_sql import (
     keyed_select,
     mark_assigned_sql,
     record_events_statement,
+)
+from idminter_pipeline.registry.outage import (
+    RetryBudget,
+    is_outage,
+    log_outage_retry,
+    outage_bound,
 )
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
@@ -120,7 +125,6 @@ DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 20
 
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
-_CONNECTION_LOST = frozenset({2006, 2013, 2014, 2055})
 
 
 @dataclass
@@ -150,12 +154,18 @@ class _StalePlanError(Exception):
     it: the plan is stale, so the whole transaction is redone (the lookup now finds the key)."""
 
 
-def _is_retryable(error: BaseException) -> bool:
+def _is_contention(error: BaseException | None) -> bool:
+    """Deadlocks, lock-wait timeouts and stale plans: retried up to `max_attempts` times."""
     if isinstance(error, _StalePlanError):
         return True
     if isinstance(error, pymysql.err.OperationalError | pymysql.err.InternalError) and error.args:
-        return error.args[0] in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, *_CONNECTION_LOST)
-    return isinstance(error, pymysql.err.InterfaceError)
+        return error.args[0] in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT)
+    return False
+
+
+def _is_retryable(error: BaseException) -> bool:
+    """Contention, or an outage (retried for up to the outage bound, on a new connection)."""
+    return _is_contention(error) or is_outage(error)
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -166,7 +176,9 @@ class Minter:
     """Batch lookup and minting over one registry connection (opened lazily, reused).
 
     Tuning (all optional, clamped): `lookup_chunk_size` (SourceIds per lookup branch),
-    `max_attempts` (per call, for deadlocks, lock-wait timeouts and lost connections),
+    `max_attempts` (per call, for deadlocks and lock-wait timeouts), `outage_seconds` (how long
+    a call rides out an unreachable registry, reconnecting; None reads
+    `IDMINTER_REGISTRY_OUTAGE_SECONDS`, default 60: see `registry.outage`),
     `backoff_seconds` / `max_backoff_seconds` (jittered exponential wait between attempts),
     `lock_wait_timeout_seconds` (session `innodb_lock_wait_timeout`), `always_reread` (do the
     locking re-read even when the insert's affected-row count shows every row is ours),
@@ -184,7 +196,9 @@ class Minter:
         lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
         always_reread: bool = False,
         isolation_level: str = "READ COMMITTED",
+        outage_seconds: float | None = None,
     ) -> None:
+        self.outage_seconds = outage_bound(outage_seconds)
         if isolation_level not in ISOLATION_LEVELS:
             raise InvalidInputError(
                 f"isolation level {isolation_level!r}: expected one of {sorted(ISOLATION_LEVELS)}"
@@ -209,16 +223,24 @@ class Minter:
         """The minter's connection, opened and set up on first use."""
         if self._conn is None:
             conn = self._connect()
-            with conn.cursor() as cursor:
-                # READ COMMITTED by default: no gap locks on the pool scan and fewer on inserts,
-                # so concurrent minters block each other only on rows they really share.
-                # Correctness does not depend on it (the claim and the re-read are locking
-                # reads); REPEATABLE READ is there for servers that log binlogs as STATEMENT.
-                cursor.execute(
-                    "SET SESSION innodb_lock_wait_timeout = %s", (self.lock_wait_timeout_seconds,)
-                )
-                cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}")
-            conn.commit()
+            try:
+                with conn.cursor() as cursor:
+                    # READ COMMITTED by default: no gap locks on the pool scan and fewer on
+                    # inserts, so concurrent minters block each other only on rows they really
+                    # share. Correctness does not depend on it (the claim and the re-read are
+                    # locking reads); REPEATABLE READ is for servers with STATEMENT binlogs.
+                    cursor.execute(
+                        "SET SESSION innodb_lock_wait_timeout = %s",
+                        (self.lock_wait_timeout_seconds,),
+                    )
+                    cursor.execute(
+                        f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}"
+                    )
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -247,29 +269,47 @@ class Minter:
         self.stats.retries += 1
         if isinstance(error, _StalePlanError):
             self.stats.stale_plans += 1
-        elif isinstance(error, pymysql.err.Error) and error.args:
-            code = error.args[0]
-            if code == ER_LOCK_DEADLOCK:
+        elif _is_contention(error):
+            assert isinstance(error, pymysql.err.Error)
+            if error.args[0] == ER_LOCK_DEADLOCK:
                 self.stats.deadlocks += 1
-            elif code == ER_LOCK_WAIT_TIMEOUT:
-                self.stats.lock_wait_timeouts += 1
             else:
-                self.stats.reconnects += 1
-                self._discard_connection()
-        else:
+                self.stats.lock_wait_timeouts += 1
+        else:  # the registry is away: the next attempt opens a new connection
             self.stats.reconnects += 1
             self._discard_connection()
         logger.info("retrying registry transaction after %r", error)
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` and commit, redoing the whole transaction on transient failures."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(
+    def _transaction(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        what: str = "running a registry transaction",
+        commit_in_doubt: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run `work` and commit, redoing the whole transaction on transient failures: up to
+        `max_attempts` times for contention, and for up to the outage bound while the registry
+        is away. A COMMIT that fails with an outage error may or may not have been applied (its
+        acknowledgement was lost): `commit_in_doubt(result)` is told, so the redone transaction
+        can recognise its own rows."""
+        budget = RetryBudget(
+            self.outage_seconds,
+            max_attempts=self.max_attempts,
+            contention_wait=wait_random_exponential(
                 multiplier=self.backoff_seconds, max=self.max_backoff_seconds
             ),
+        )
+        announce = log_outage_retry(what, self.outage_seconds)
+
+        def before_sleep(state: RetryCallState) -> None:
+            announce(state)
+            self._before_retry(state)
+
+        retrying = Retrying(
+            stop=budget.stop,
+            wait=budget.wait,
             retry=retry_if_exception(_is_retryable),
-            before_sleep=self._before_retry,
+            before_sleep=before_sleep,
             reraise=True,
         )
         try:
@@ -279,13 +319,21 @@ class Minter:
                     conn = self.connection
                     try:
                         result = work(conn)
-                        conn.commit()
                     except BaseException:
                         self._rollback_quietly()
                         raise
+                    try:
+                        conn.commit()
+                    except BaseException as error:
+                        if commit_in_doubt is not None and is_outage(error):
+                            commit_in_doubt(result)
+                        self._rollback_quietly()
+                        raise
                     return result
-        except (pymysql.err.OperationalError, pymysql.err.InternalError, _StalePlanError) as error:
-            if _is_retryable(error):
+        except Exception as error:
+            if is_outage(error):
+                raise budget.outage_error(what, error) from error
+            if _is_contention(error):
                 code = error.args[0] if isinstance(error, pymysql.err.Error) else None
                 raise RegistryContentionError(self.max_attempts, code, str(error)) from error
             raise
@@ -329,7 +377,10 @@ class Minter:
         if not wanted:
             return {}
         self.stats.calls += 1
-        found = self._transaction(lambda conn: self._fetch_mappings(conn, wanted))
+        found = self._transaction(
+            lambda conn: self._fetch_mappings(conn, wanted),
+            what=f"looking up {len(wanted):,} identifier(s)",
+        )
         result: dict[SourceIdentifier, str] = {}
         for source in wanted:
             canonical_id = found.get(_key(source))
@@ -354,7 +405,12 @@ class Minter:
             return {}
         reject_cycles(predecessors)
         self.stats.calls += 1
-        results = self._transaction(lambda conn: self._mint(conn, predecessors, job_id))
+        in_doubt: dict[SourceIdentifier, MintResult] = {}
+        results = self._transaction(
+            lambda conn: self._mint(conn, predecessors, job_id, in_doubt),
+            what=f"minting {len(predecessors):,} identifier(s)",
+            commit_in_doubt=in_doubt.update,
+        )
         for result in results.values():
             if result.outcome is MintOutcome.MINTED:
                 self.stats.minted += 1
@@ -369,12 +425,18 @@ class Minter:
         conn: Connection,
         predecessors: dict[SourceIdentifier, SourceIdentifier | None],
         job_id: str | None,
+        in_doubt: dict[SourceIdentifier, MintResult] | None = None,
     ) -> dict[SourceIdentifier, MintResult]:
         batch = _Batch(predecessors)
         batch.found = self._fetch_mappings(
             conn, chain(batch.sources, (p for p in batch.declared if p is not None))
         )
         batch.resolve_existing()
+        if in_doubt and batch.committed_by(in_doubt):
+            # The previous attempt's COMMIT was applied though its acknowledgement was lost: the
+            # registry holds its rows with its IDs. Answer as it did, and write nothing again
+            # (its provenance rows are committed too).
+            return {source: in_doubt[source] for source in batch.sources}
         batch.check_predecessors_exist()
 
         roots = batch.new_roots()
@@ -403,6 +465,11 @@ class Minter:
         A key whose ID is not the planned one was committed by another minter after our lookup:
         its ID stands, and the ID we claimed for it stays free (it is not marked assigned). If
         another key of this call inherits from such a key, the plan is stale: redo the call.
+
+        Provenance describes the committed registry, never this call's plan: a lost key records
+        a mismatch only if its committed ID differs from its predecessor's committed ID, and
+        the row names the predecessor's real ID. (When another minter committed both a key and
+        its predecessor, the ID this call planned for them names nothing and stays free.)
         """
         used_ids: set[str] = set()
         lost: list[int] = []
@@ -418,9 +485,13 @@ class Minter:
                     lost.append(i)
                     batch.ids[i], batch.outcomes[i] = canonical_id, existing
                     if predecessor is not None:
-                        events.append(
-                            _mismatch(batch.sources[i], predecessor, canonical_id, planned)
-                        )
+                        predecessor_id = self._committed_id(batch, actual, predecessor)
+                        if predecessor_id != canonical_id:
+                            events.append(
+                                _mismatch(
+                                    batch.sources[i], predecessor, canonical_id, predecessor_id
+                                )
+                            )
                     continue
             if batch.outcomes[i] is minted:
                 used_ids.add(planned)
@@ -436,6 +507,15 @@ class Minter:
             ):
                 raise _StalePlanError(sorted(batch.keys[i] for i in lost))
         return used_ids
+
+    @staticmethod
+    def _committed_id(
+        batch: _Batch, actual: dict[Key, str], predecessor: SourceIdentifier
+    ) -> str | None:
+        """The predecessor's ID in the registry as this transaction now sees it: re-read under
+        lock if this call inserted it (another minter may have won it), else as looked up."""
+        key = _key(predecessor)
+        return actual[key] if key in actual else batch.found.get(key)
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
         with conn.cursor() as cursor:
@@ -488,4 +568,4 @@ class Minter:
                 cursor.execute(ALIASES_SQL, (canonical_id,))
                 return list(cursor.fetchall())
 
-        return aliases_from_rows(self._transaction(read))
+        return aliases_from_rows(self._transaction(read, what="reading aliases"))

@@ -147,6 +147,19 @@ class _Batch:
         self.new = [i for i, canonical_id in enumerate(self.ids) if canonical_id is None]
         self.new_set = set(self.new)
 
+    def committed_by(self, previous: dict[SourceIdentifier, MintResult]) -> bool:
+        """Whether the registry now holds exactly what `previous` (the results of an attempt
+        whose COMMIT lost its acknowledgement) wrote: every source registered with the ID that
+        attempt gave it, and at least one of them new then. (If the lost COMMIT wrote no mapping,
+        nothing tells whether it was applied, and the call is simply redone: its mismatch rows
+        are upserts, so at worst their SeenCount counts the call twice.)"""
+        if self.new or all(r.outcome is MintOutcome.EXISTING for r in previous.values()):
+            return False
+        return all(
+            (result := previous.get(source)) is not None and result.canonical_id == canonical_id
+            for source, canonical_id in zip(self.sources, self.ids, strict=True)
+        )
+
     def check_predecessors_exist(self) -> None:
         missing = sorted(
             (

@@ -18,6 +18,7 @@ Nothing here knows about Dagster.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -47,6 +48,7 @@ from idminter_pipeline.errors import (
     PoolTopUpIncompleteError,
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool_health import (
     WATCH_POOL_SQL,
     PoolHealth,
@@ -64,6 +66,7 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT_SECONDS",
     "DEFAULT_MAX_ROUNDS",
     "DEFAULT_WRITERS",
+    "INSERT_MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_WRITERS",
     "POOL_ENV",
@@ -102,6 +105,8 @@ _INSERT_FREE_IDS_PREFIX = "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES
 
 # Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
 _TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
+# Attempts per insert batch for those (README, "The free-ID pool"); then the error propagates.
+INSERT_MAX_ATTEMPTS = 5
 
 
 def clamp_batch_size(batch_size: int) -> int:
@@ -172,7 +177,7 @@ def _rollback_before_retry(state: RetryCallState) -> None:
 # INSERT IGNORE again is safe: rows another transaction added meanwhile are skipped.
 @retry(
     retry=retry_if_exception(_is_transient_lock_error),
-    stop=stop_after_attempt(5),
+    stop=stop_after_attempt(INSERT_MAX_ATTEMPTS),
     wait=wait_exponential_jitter(multiplier=0.05, max=2),
     before_sleep=_rollback_before_retry,
     reraise=True,
@@ -258,6 +263,7 @@ def top_up(
     lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS,
     writers: int = DEFAULT_WRITERS,
     generate: Callable[[int], list[str]] = generate_canonical_ids_bulk,
+    outage_seconds: float | None = None,
 ) -> TopUpReport:
     """Add free IDs until the pool holds `target_free` of them.
 
@@ -268,13 +274,42 @@ def top_up(
     of one registry run one at a time under a named lock; a top-up that waits longer than
     `lock_timeout_seconds` raises `PoolTopUpBusyError`. `writers` connections insert at once
     (clamped to 1..`MAX_WRITERS`). `generate` is for tests.
+
+    While the registry is unreachable the top-up is redone on new connections for up to
+    `outage_seconds` (None: `IDMINTER_REGISTRY_OUTAGE_SECONDS`, default 60), then
+    `RegistryOutageError`: safe, since it re-counts the pool under its lock and adds only what
+    is missing (batches committed before the outage stay). The report is the completed attempt's.
     """
     _require_count("target_free", target_free)
     _require_count("max_rounds", max_rounds, minimum=1)
     _require_count("lock_timeout_seconds", lock_timeout_seconds)
     batch_size = clamp_batch_size(batch_size)
     writers = min(_require_count("writers", writers, minimum=1), MAX_WRITERS)
+    return ride_out(
+        lambda: _top_up_once(
+            connect,
+            target_free,
+            batch_size=batch_size,
+            max_rounds=max_rounds,
+            lock_timeout_seconds=lock_timeout_seconds,
+            writers=writers,
+            generate=generate,
+        ),
+        what=f"topping the pool up to {target_free:,} free IDs",
+        bound_seconds=outage_seconds,
+    )
 
+
+def _top_up_once(
+    connect: ConnectionFactory,
+    target_free: int,
+    *,
+    batch_size: int,
+    max_rounds: int,
+    lock_timeout_seconds: int,
+    writers: int,
+    generate: Callable[[int], list[str]],
+) -> TopUpReport:
     conn = connect()
     extra_writers: list[Connection] = []
     try:
@@ -319,12 +354,13 @@ def top_up(
                 writers=writers,
             )
         finally:
-            with conn.cursor() as cursor:
+            # On a broken connection the server has released the lock with the session.
+            with contextlib.suppress(pymysql.err.Error), conn.cursor() as cursor:
                 cursor.execute("DO RELEASE_LOCK(%s)", (lock,))
     finally:
-        for writer in extra_writers:
-            writer.close()
-        conn.close()
+        for writer in [*extra_writers, conn]:
+            with contextlib.suppress(pymysql.err.Error):
+                writer.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,11 +437,14 @@ class PoolSettings:
         return asdict(self)
 
 
-def replenish(connect: ConnectionFactory, settings: PoolSettings) -> TopUpReport:
+def replenish(
+    connect: ConnectionFactory, settings: PoolSettings, *, outage_seconds: float | None = None
+) -> TopUpReport:
     """Top the pool up as the settings say (for the replenishment asset and recovery sensors)."""
     return top_up(
         connect,
         settings.target_free,
         batch_size=settings.batch_size,
         max_rounds=settings.max_rounds,
+        outage_seconds=outage_seconds,
     )

@@ -11,6 +11,7 @@ Nothing here knows about Dagster.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import pymysql
 
 from idminter_pipeline.errors import InvalidInputError, SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.outage import ride_out
 
 _COUNT_FREE = "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'"
 # Bounded: the derived table stops after `cap` index entries of idx_free, whatever the pool size.
@@ -148,8 +150,19 @@ def _schema_error(error: pymysql.err.MySQLError) -> SchemaMigrationError | None:
     return None
 
 
-def pool_health(connect: ConnectionFactory) -> PoolHealth:
-    """Full figures: counts by index-only scans, rates by a range scan of idx_assigned_at."""
+def pool_health(connect: ConnectionFactory, *, outage_seconds: float | None = None) -> PoolHealth:
+    """Full figures: counts by index-only scans, rates by a range scan of idx_assigned_at.
+
+    Rides out an unreachable registry for up to `outage_seconds` (None:
+    `IDMINTER_REGISTRY_OUTAGE_SECONDS`, default 60), then raises `RegistryOutageError`. The
+    sensor's `watch_pool` does not: a tick stays one cheap statement and fails fast.
+    """
+    return ride_out(
+        lambda: _pool_health_once(connect), what="reading pool health", bound_seconds=outage_seconds
+    )
+
+
+def _pool_health_once(connect: ConnectionFactory) -> PoolHealth:
     conn = connect()
     try:
         with conn.cursor() as cursor:
@@ -180,7 +193,8 @@ def pool_health(connect: ConnectionFactory) -> PoolHealth:
             raise schema_error from error
         raise
     finally:
-        conn.close()
+        with contextlib.suppress(pymysql.err.Error):
+            conn.close()
     return PoolHealth(
         measured_at=now.replace(tzinfo=UTC),
         free=counts.get("free", 0),

@@ -4,10 +4,14 @@ Findings (one row each in the report):
 
 - `free_ids_in_use` (critical): a mapping uses an ID the pool still offers, so it would be handed
   out twice. Repair: mark it assigned (always safe: it only shrinks the pool).
-- `orphan_assigned_ids` (warning): assigned IDs no mapping uses. Each is tracked in
-  `reconciliation_orphans` with when it was first seen; repair returns one to the pool only once
-  it has been an orphan for the grace period, still is under a lock that keeps any mapping from
-  taking it meanwhile, and matches today's ID format (a legacy-format ID is never handed out).
+- `orphan_assigned_ids` (warning): assigned IDs no mapping uses. An orphan that once identified
+  a record (`retired_ids.once_mapped`: provenance, the minter's assignment stamp, the legacy
+  table, its change log, a legacy copy) is retired: recorded in `retired_canonical_ids`, also
+  without repair, and never returned to the pool, since its public URL was published. The others
+  are tracked in `reconciliation_orphans` with when they were first seen; repair returns one to
+  the pool only once it has been an orphan for the grace period, still is under a lock that keeps
+  any mapping from taking it meanwhile, still shows no trace of a mapping, and matches today's ID
+  format (a legacy-format ID is never handed out).
 - `mappings_missing_canonical_id` (error): a mapping whose ID is not in `canonical_ids` (possible
   only with foreign key checks off, or legacy data). Reported, not repaired: a person decides.
 - `predecessor_mismatches` (warning): mismatches the minter recorded in `identifier_provenance`
@@ -39,6 +43,7 @@ from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.keyset import execute, keyset_ranges, range_condition, range_params
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
 from idminter_pipeline.registry.reconciliation_variants import find_case_or_padding_variants
+from idminter_pipeline.registry.retired_ids import RETIRED_TABLE, once_mapped, retire
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
@@ -133,6 +138,11 @@ class ReconciliationReport:
     duration_seconds: float = 0.0
     # Seconds per scan (canonical_ids, repair_orphans, mappings, provenance, variants).
     scan_seconds: dict[str, float] = field(default_factory=dict)
+    # Orphans found to have identified a record, recorded in retired_canonical_ids by this run
+    # (listed up to MAX_LISTED_CHANGES), and every retired orphan this run saw.
+    newly_retired: list[tuple[str, str]] = field(default_factory=list)
+    retired_total: int = 0
+    retired_orphans: int = 0
 
     def result(self, name: str) -> FindingResult:
         return next(f for f in self.findings if f.finding == name)
@@ -159,6 +169,12 @@ class ReconciliationReport:
             "findings": [asdict(f) for f in self.findings],
             "changes": [asdict(c) for c in self.changes],
             "changes_total": self.changes_total,
+            "newly_retired": [
+                {"canonical_id": canonical_id, "reason": reason}
+                for canonical_id, reason in self.newly_retired
+            ],
+            "retired_total": self.retired_total,
+            "retired_orphans": self.retired_orphans,
         }
 
 
@@ -180,6 +196,9 @@ class _Run:
         }
         self.changes: list[Change] = []
         self.changes_total = 0
+        self.newly_retired: list[tuple[str, str]] = []
+        self.retired_total = 0
+        self.retired_orphans = 0
         self.run_started = execute(conn, "SELECT CURRENT_TIMESTAMP(6)")[0][0]
 
     def record(self, action: str, canonical_id: str, finding: str, detail: str) -> None:
@@ -208,14 +227,19 @@ class _Run:
             orphans = [canonical for canonical, status in rows if status == "assigned"]
             self.results[FREE_IDS_IN_USE].add(in_use)
             self.results[ORPHAN_ASSIGNED_IDS].add(orphans)
-            if orphans:
-                # Bookkeeping, also without --repair: the grace period runs from first sight.
+            # Bookkeeping, also without --repair: orphans that once identified a record are
+            # retired (the evidence may not last); the others' grace period runs from first sight.
+            evidence = once_mapped(conn, orphans)
+            self.retired_orphans += len(evidence)
+            self.note_retired(retire(conn, evidence), evidence)
+            untraced = [o for o in orphans if o not in evidence]
+            if untraced:
                 execute(
                     conn,
                     f"INSERT INTO {ORPHANS_TABLE} (CanonicalId, FirstSeenAt, LastSeenAt) VALUES "
-                    + ", ".join(["(%s, %s, %s)"] * len(orphans))
+                    + ", ".join(["(%s, %s, %s)"] * len(untraced))
                     + " ON DUPLICATE KEY UPDATE LastSeenAt = VALUES(LastSeenAt)",
-                    [v for o in orphans for v in (o, self.run_started, self.run_started)],
+                    [v for o in untraced for v in (o, self.run_started, self.run_started)],
                 )
             conn.commit()
             if in_use and self.repair:
@@ -231,6 +255,13 @@ class _Run:
             conn.commit()
             if not deleted:
                 break
+
+    def note_retired(self, canonical_ids: Sequence[str], reasons: dict[str, str]) -> None:
+        self.retired_total += len(canonical_ids)
+        for canonical_id in canonical_ids:
+            logger.info("reconcile: retired %s (%s)", canonical_id, reasons[canonical_id])
+            if len(self.newly_retired) < MAX_LISTED_CHANGES:
+                self.newly_retired.append((canonical_id, reasons[canonical_id]))
 
     def mark_assigned(self, candidates: Sequence[str]) -> None:
         conn = self.conn
@@ -270,7 +301,10 @@ class _Run:
                 return
             candidates = [value for (value,) in rows]
             lower = candidates[-1]
-            for canonical, detail in return_orphans_to_pool(conn, candidates).items():
+            retired: dict[str, str] = {}
+            outcome = return_orphans_to_pool(conn, candidates, retired=retired)
+            self.note_retired(sorted(retired), retired)
+            for canonical, detail in outcome.items():
                 if detail == RETURNED:
                     self.record(
                         "returned to pool",
@@ -336,8 +370,12 @@ class _Run:
 RETURNED = "returned"
 
 
-def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
-    """Return assigned IDs to the pool if, under lock, no mapping uses them; say what happened.
+def return_orphans_to_pool(
+    conn: Connection, candidates: Sequence[str], *, retired: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Return assigned IDs to the pool if, under lock, no mapping uses them and nothing shows
+    that one ever did; say what happened. IDs that once identified a record are retired
+    instead (and added to `retired`, ID -> evidence).
 
     In one REPEATABLE READ transaction: the candidate rows are locked FOR UPDATE, and the
     locking read of `identifiers` by CanonicalId holds next-key locks on idx_canonical, so no
@@ -368,12 +406,20 @@ def return_orphans_to_pool(conn: Connection, candidates: Sequence[str]) -> dict[
                 candidates,
             )
         }
+        evidence = once_mapped(conn, [c for c in candidates if c in locked and c not in used])
+        newly_retired = set(retire(conn, evidence))
+        if retired is not None:
+            retired.update({c: evidence[c] for c in newly_retired})
         free = []
         for canonical in candidates:
             if canonical not in locked:
                 outcome[canonical] = "kept: no longer an assigned ID"
             elif canonical in used:
                 outcome[canonical] = "kept: a mapping uses it"
+            elif canonical in evidence:
+                outcome[canonical] = (
+                    f"kept and retired: once identified a record ({evidence[canonical]})"
+                )
             elif not is_canonical_id(canonical):
                 outcome[canonical] = "kept: breaks today's ID format, never handed out again"
             else:
@@ -420,7 +466,9 @@ def reconcile(
         run = _Run(conn, repair=repair, grace=grace_period, batch_size=clamp_batch_size(batch_size))
         shape = registry_shape(conn)
         conn.commit()
-        if shape is not RegistryShape.MIGRATED or not table_exists(conn, ORPHANS_TABLE):
+        if shape is not RegistryShape.MIGRATED or not all(
+            table_exists(conn, table) for table in (ORPHANS_TABLE, RETIRED_TABLE)
+        ):
             note = (
                 "the registry still holds the legacy 1:1 table: run `idminter db migrate-legacy`"
                 if shape is RegistryShape.LEGACY
@@ -441,10 +489,18 @@ def reconcile(
             for result in run.results.values():
                 if result.status != "unavailable":
                     result.status = "found" if result.count else "ok"
-        if repair:
-            run.results[
-                ORPHAN_ASSIGNED_IDS
-            ].note = f"grace period {grace_period}; returned only if unused under lock"
+        orphans = run.results[ORPHAN_ASSIGNED_IDS]
+        if orphans.status != "unavailable":
+            notes = [
+                f"{run.retired_orphans} retired: once identified a record, never returned to "
+                f"the pool ({run.retired_total} newly recorded in {RETIRED_TABLE})"
+            ]
+            if repair:
+                notes.append(
+                    f"grace period {grace_period}; the others returned only if unused under lock "
+                    "and never mapped"
+                )
+            orphans.note = "; ".join(notes)
     finally:
         conn.close()
     return ReconciliationReport(
@@ -456,4 +512,7 @@ def reconcile(
         started_at=started_at,
         duration_seconds=round(time.monotonic() - started, 3),
         scan_seconds=scan_seconds,
+        newly_retired=run.newly_retired,
+        retired_total=run.retired_total,
+        retired_orphans=run.retired_orphans,
     )
