@@ -36,6 +36,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.canonical_ids import (
     generate_canonical_ids_bulk,
     is_canonical_id,
@@ -110,10 +111,8 @@ INSERT_MAX_ATTEMPTS = 5
 
 
 def clamp_batch_size(batch_size: int) -> int:
-    """Batch sizes above `MAX_BATCH_SIZE` are clamped; below 1 they are refused."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return min(batch_size, MAX_BATCH_SIZE)
+    """Batch sizes above `MAX_BATCH_SIZE` are lowered to it; below 1 they are refused."""
+    return bounded_batch_size(batch_size, maximum=MAX_BATCH_SIZE)
 
 
 def _lock_name(conn: Connection) -> str:

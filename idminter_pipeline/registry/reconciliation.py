@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -83,7 +84,8 @@ REPORT_COLUMNS = ["finding", "severity", "status", "count", "repairable", "repai
 
 
 def clamp_batch_size(batch_size: int) -> int:
-    return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, int(batch_size)))
+    """Within [MIN_BATCH_SIZE, MAX_BATCH_SIZE]; below 1 refused, naming it."""
+    return bounded_batch_size(batch_size, minimum=MIN_BATCH_SIZE, maximum=MAX_BATCH_SIZE)
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -456,6 +458,7 @@ def reconcile(
     """Find (and with `repair`, fix what is safe to fix) registry inconsistencies."""
     if grace_period < timedelta(0):
         raise InvalidInputError(f"invalid grace period {grace_period}: must not be negative")
+    batch_size = clamp_batch_size(batch_size)  # refused before any connection, naming it
     started = time.monotonic()
     started_at = datetime.now(UTC)
     scan_seconds: dict[str, float] = {}
@@ -463,7 +466,7 @@ def reconcile(
     try:
         # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
         execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        run = _Run(conn, repair=repair, grace=grace_period, batch_size=clamp_batch_size(batch_size))
+        run = _Run(conn, repair=repair, grace=grace_period, batch_size=batch_size)
         shape = registry_shape(conn)
         conn.commit()
         if shape is not RegistryShape.MIGRATED or not all(

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
+from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
@@ -47,7 +48,6 @@ from idminter_pipeline.errors import (
     MissingPredecessorError,
     PredecessorCycleError,
 )
-from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.registry.minting import MintOutcome, MintRequest, MintResult
 from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
@@ -85,14 +85,7 @@ MAX_RECORDED_FAILURES = 10_000
 def clamp_batch_size(batch_size: int) -> int:
     """The batch size to use: at most `MAX_BATCH_SIZE` (larger values are lowered to it); zero,
     negative and non-integer sizes are refused, naming the value."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
-        raise InvalidInputError(f"batch size must be an integer, got {excerpt(batch_size)}")
-    if batch_size < MIN_BATCH_SIZE:
-        raise InvalidInputError(
-            f"batch size {batch_size} is not allowed: give at least {MIN_BATCH_SIZE} work per "
-            f"batch (sizes above {MAX_BATCH_SIZE:,} are lowered to {MAX_BATCH_SIZE:,})"
-        )
-    return min(batch_size, MAX_BATCH_SIZE)
+    return bounded_batch_size(batch_size, minimum=MIN_BATCH_SIZE, maximum=MAX_BATCH_SIZE)
 
 
 class RegistryMinter(Protocol):

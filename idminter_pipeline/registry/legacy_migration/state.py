@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.errors import LegacyMigrationError, SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.schema import migrations_dir, table_exists
@@ -57,8 +58,8 @@ class RegistryShape(StrEnum):
 
 
 def clamp_batch_size(batch_size: int) -> int:
-    """Batch sizes outside [MIN_BATCH_SIZE, MAX_BATCH_SIZE] are clamped, not refused."""
-    return max(MIN_BATCH_SIZE, min(MAX_BATCH_SIZE, int(batch_size)))
+    """Within [MIN_BATCH_SIZE, MAX_BATCH_SIZE]; below 1 refused, naming it."""
+    return bounded_batch_size(batch_size, minimum=MIN_BATCH_SIZE, maximum=MAX_BATCH_SIZE)
 
 
 @dataclass(frozen=True)
