@@ -7,7 +7,9 @@ completed while the other transaction still held its locks), never by a duration
 
 from __future__ import annotations
 
-from db_helpers import fetch_all
+from contextlib import closing
+
+from db_helpers import fetch_all, server_admin_connection
 from minting_helpers import fill_pool, work
 
 from idminter_pipeline.registry.connection import Connection, connect
@@ -17,11 +19,14 @@ from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 def _locked_rows(settings, thread_id: int) -> int:
-    rows = fetch_all(
-        settings,
-        "SELECT trx_rows_locked FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
-        (thread_id,),
-    )
+    # Reading another session's transaction needs PROCESS, which the application user lacks.
+    with closing(server_admin_connection(settings)) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT trx_rows_locked FROM information_schema.innodb_trx "
+            "WHERE trx_mysql_thread_id = %s",
+            (thread_id,),
+        )
+        rows = cursor.fetchall()
     return rows[0][0] if rows else 0
 
 

@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from db_helpers import fetch_all
+from db_helpers import fetch_all, server_admin_connection
 from minting_helpers import check_invariants, fill_pool, work
 
 from idminter_pipeline.registry import reconciliation as rc
@@ -61,7 +61,8 @@ class _PausedMinter(Minter):
 
 def _wait_until_waiting_for_a_lock(settings: DatabaseSettings, thread_id: int) -> None:
     """Block until the session `thread_id` waits for a row lock (a state, not a duration)."""
-    conn = connect(settings)
+    # Reading another session's transaction needs PROCESS, which the application user lacks.
+    conn = server_admin_connection(settings)
     try:
         for _ in range(3000):
             with conn.cursor() as cursor:
