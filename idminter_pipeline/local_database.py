@@ -307,6 +307,28 @@ def admin_connection(paths: LocalServerPaths) -> pymysql.connections.Connection:
         ) from None
 
 
+def local_admin_connection_for(
+    settings: DatabaseSettings, paths: LocalServerPaths | None = None
+) -> pymysql.connections.Connection | None:
+    """The project-local server's administrator, when that server is the one `settings` reach;
+    else None. For what the application user may not do (see another session's transactions,
+    manage users): tests and benchmarks, never the minter."""
+    paths = paths or LocalServerPaths.default()
+    if not paths.socket.exists():
+        return None
+    try:
+        conn = admin_connection(paths)
+    except LocalDatabaseError:
+        return None
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@port")
+        (port,) = cursor.fetchone()
+    if int(port) == settings.port:
+        return conn
+    conn.close()
+    return None
+
+
 def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
     install_db = _binary("mariadb-install-db", "mysql_install_db")
     if install_db is None:

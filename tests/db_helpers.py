@@ -32,13 +32,6 @@ def admin_connection(settings: DatabaseSettings) -> Connection:
         )
 
 
-def _same_server(conn: Connection, settings: DatabaseSettings) -> bool:
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT @@port")
-        (port,) = cursor.fetchone()
-    return int(port) == settings.port
-
-
 def server_admin_connection(settings: DatabaseSettings) -> Connection:
     """A connection that may create users and read every session (CREATE USER, PROCESS).
 
@@ -55,17 +48,8 @@ def server_admin_connection(settings: DatabaseSettings) -> Connection:
             password=os.environ.get(ADMIN_PASSWORD_ENV, ""),
             autocommit=True,
         )
-    paths = local_database.LocalServerPaths.default()
-    if paths.socket.exists():
-        try:
-            conn = local_database.admin_connection(paths)
-        except local_database.LocalDatabaseError:
-            pass
-        else:
-            if _same_server(conn, settings):
-                return conn
-            conn.close()
-    return admin_connection(settings)
+    local = local_database.local_admin_connection_for(settings)
+    return local if local is not None else admin_connection(settings)
 
 
 def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
