@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pymysql
 import pytest
 
 from idminter_pipeline import local_database
+from idminter_pipeline.local_database import LocalServerPaths
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -113,3 +119,50 @@ def fetch_all(settings: DatabaseSettings, sql: str, params: tuple = ()) -> list[
             return list(cursor.fetchall())
     finally:
         conn.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a private server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
+    """A MariaDB of the caller's own in `directory` (never the shared one), stopped at the end.
+    Skips the test where mariadbd cannot be started (not root)."""
+    if os.geteuid() != 0:
+        pytest.skip("starting a private mariadbd here needs root and the Debian package")
+    server = DatabaseSettings(port=free_port())
+    paths = LocalServerPaths(directory)
+    local_database.ensure_server(server, paths, start_local=True)
+    try:
+        yield server, paths
+    finally:
+        local_database.stop_server(paths)
+
+
+def wait_until_waiting_for_a_lock(
+    settings: DatabaseSettings, thread_id: int, *, timeout: float = 30.0
+) -> None:
+    """Block until session `thread_id` waits for a row lock: a state, not a duration."""
+    deadline = time.monotonic() + timeout
+    # Reading another session's transaction needs PROCESS, which the application user lacks.
+    conn = server_admin_connection(settings)
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                    "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+                    (thread_id,),
+                )
+                (waiting,) = cursor.fetchone()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    finally:
+        conn.close()
+    raise AssertionError(f"session {thread_id} never waited for a row lock")

@@ -1,9 +1,9 @@
 """The project-local server: a second one, on its own port and folder, started and stopped."""
 
 import os
-import socket
 
 import pytest
+from db_helpers import free_port
 
 from idminter_pipeline.local_database import (
     LocalDatabaseError,
@@ -16,15 +16,9 @@ from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.settings import DatabaseSettings
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting mariadbd here needs the Debian package")
 def test_start_is_idempotent_and_stop_stops(tmp_path):
-    settings = DatabaseSettings(port=_free_port())
+    settings = DatabaseSettings(port=free_port())
     paths = LocalServerPaths(tmp_path / "mariadb")
     try:
         started = ensure_server(settings, paths, start_local=True)
@@ -55,7 +49,7 @@ def test_start_is_idempotent_and_stop_stops(tmp_path):
 
 
 def test_an_unreachable_configured_server_says_what_to_do(tmp_path):
-    settings = DatabaseSettings(host="127.0.0.1", port=_free_port(), password="secret-pw")
+    settings = DatabaseSettings(host="127.0.0.1", port=free_port(), password="secret-pw")
     with pytest.raises(LocalDatabaseError) as raised:
         ensure_server(settings, LocalServerPaths(tmp_path), start_local=False)
     message = str(raised.value)

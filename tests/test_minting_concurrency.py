@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from db_helpers import fetch_all, server_admin_connection
+from db_helpers import fetch_all, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
 from idminter_pipeline.errors import RegistryContentionError
@@ -75,28 +75,6 @@ def test_successors_of_one_predecessor_racing_share_its_id(registry, connect_reg
     check_invariants(registry)
 
 
-def _wait_for_lock_wait(settings, thread_id, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    # innodb_trx needs the PROCESS privilege, which the application user does not have.
-    conn = server_admin_connection(settings)
-    try:
-        while time.monotonic() < deadline:
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                    "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-                    (thread_id,),
-                )
-                (waiting,) = cursor.fetchone()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.02)
-    finally:
-        conn.close()
-    raise AssertionError("the minter never waited for the lock")
-
-
 def _race_against_a_committing_writer(registry, minter, requests, key, winner_id):
     """The writer inserts `key` after the minter's lookup and commits while the minter waits."""
     writer = connect(registry)
@@ -110,7 +88,7 @@ def _race_against_a_committing_writer(registry, minter, requests, key, winner_id
         thread_id = minter.connection.thread_id()
         with ThreadPoolExecutor(1) as pool:
             future = pool.submit(minter.mint_ids, requests)
-            _wait_for_lock_wait(registry, thread_id)
+            wait_until_waiting_for_a_lock(registry, thread_id)
             writer.commit()
             return future.result(timeout=30)
     finally:
@@ -202,7 +180,7 @@ def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
             thread_id = minter.connection.thread_id()
             with ThreadPoolExecutor(1) as pool:
                 future = pool.submit(minter.mint_ids, [MintRequest(a), MintRequest(b)])
-                _wait_for_lock_wait(registry, thread_id)
+                wait_until_waiting_for_a_lock(registry, thread_id)
                 with other.cursor() as cursor:
                     cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
                 # The minter was rolled back; hand it the other transaction's rows.
@@ -229,7 +207,7 @@ def test_contention_past_the_retry_budget_is_a_typed_error(registry, connect_reg
                 future = pool.submit(
                     minter.mint_ids, [MintRequest(a), MintRequest(b), MintRequest(work("x", "y"))]
                 )
-                _wait_for_lock_wait(registry, thread_id)
+                wait_until_waiting_for_a_lock(registry, thread_id)
                 with other.cursor() as cursor:
                     cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
                 with pytest.raises(RegistryContentionError) as caught:

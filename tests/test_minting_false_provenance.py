@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from db_helpers import fetch_all, server_admin_connection
+from db_helpers import fetch_all, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, work
 
 from idminter_pipeline.registry import reconciliation as rc
@@ -59,28 +59,6 @@ class _PausedMinter(Minter):
         return results
 
 
-def _wait_until_waiting_for_a_lock(settings: DatabaseSettings, thread_id: int) -> None:
-    """Block until the session `thread_id` waits for a row lock (a state, not a duration)."""
-    # Reading another session's transaction needs PROCESS, which the application user lacks.
-    conn = server_admin_connection(settings)
-    try:
-        for _ in range(3000):
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                    "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-                    (thread_id,),
-                )
-                (waiting,) = cursor.fetchone()
-            conn.rollback()
-            if waiting:
-                return
-            threading.Event().wait(0.01)
-    finally:
-        conn.close()
-    raise AssertionError("the first minter never waited for the other minter's row locks")
-
-
 def _free_ids(settings: DatabaseSettings) -> set[str]:
     rows = fetch_all(settings, "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free'")
     return {canonical_id for (canonical_id,) in rows}
@@ -120,7 +98,7 @@ def _lose_both_races(settings, connect_registry, other_requests, *, while_waitin
             if while_waiting:
                 while not other.ready.is_set():
                     other.ready.wait(0.01)
-                _wait_until_waiting_for_a_lock(settings, thread_id)
+                wait_until_waiting_for_a_lock(settings, thread_id)
                 other.release.set()
             results = this_call.result(timeout=60)
             other_results = other_call[0].result(timeout=60)

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from collections.abc import Iterator
 
 import pytest
-from db_helpers import create_database, drop_database
+from db_helpers import create_database, drop_database, private_mariadb
 from registry_invariants import check_crash_run
 
 from benchmarks.crash_runs import complete_run, kill_at_random_points, restart_server_mid_run
 from benchmarks.minting_workload import fill_pool
-from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
+from idminter_pipeline.local_database import LocalServerPaths
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
@@ -64,24 +63,11 @@ def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):
     _oracle(registry, BATCHES, WORKS, complete=True, given=report.given + rerun.given())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
     """A MariaDB of this module's own (never the shared one), stopped at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("starting a private mariadbd here needs root and the Debian package")
-    server = DatabaseSettings(port=_free_port())
-    paths = LocalServerPaths(tmp_path_factory.mktemp("private-mariadb"))
-    ensure_server(server, paths, start_local=True)
-    try:
-        yield server, paths
-    finally:
-        stop_server(paths)
+    with private_mariadb(tmp_path_factory.mktemp("private-mariadb")) as server:
+        yield server
 
 
 def test_the_server_crashing_and_restarting_mid_run_loses_nothing(private_server):

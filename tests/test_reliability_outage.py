@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from db_helpers import create_database, drop_database
+from db_helpers import create_database, drop_database, private_mariadb
 from registry_invariants import check_registry
 
 from benchmarks.crash_runs import crash_server, worker_env
@@ -42,24 +40,11 @@ CALLS_PER_SEQUENCE = 8
 WORKS = 20  # about 110 identifiers per call
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
     """A MariaDB of this module's own (never the shared one), stopped at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("starting a private mariadbd here needs root and the Debian package")
-    server = DatabaseSettings(port=_free_port())
-    paths = LocalServerPaths(tmp_path_factory.mktemp("outage-mariadb"))
-    ensure_server(server, paths, start_local=True)
-    try:
-        yield server, paths
-    finally:
-        stop_server(paths)
+    with private_mariadb(tmp_path_factory.mktemp("outage-mariadb")) as server:
+        yield server
 
 
 @pytest.fixture

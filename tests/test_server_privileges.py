@@ -19,7 +19,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import closing
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from db_helpers import free_port
 from legacy_helpers import SPECIAL_ROWS, create_legacy_table
 from works_helpers import work
 
@@ -61,12 +61,6 @@ DENIED = {ER_DBACCESS_DENIED, ER_ACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TA
 INJECTION = "identifiers`; CREATE DATABASE idminter_pwned; -- "
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def private_server() -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
     """A private server in a folder the `mysql` user can reach (pytest's tmp_path is root-only)."""
@@ -77,7 +71,7 @@ def private_server() -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
     base = Path(tempfile.mkdtemp(prefix="idminter-privileges-"))
     base.chmod(0o755)  # the mysql user must reach the server's folder (mkdtemp makes it 0700)
     paths = LocalServerPaths(base / "mariadb")
-    settings = DatabaseSettings(port=_free_port())
+    settings = DatabaseSettings(port=free_port())
     try:
         ensure_server(settings, paths, start_local=True)
         yield settings, paths
@@ -210,7 +204,7 @@ def test_the_injection_payload_is_refused_and_runs_nothing(private_server):
 
 def test_unsafe_names_stop_ensure_server_before_anything_starts(tmp_path):
     paths = LocalServerPaths(tmp_path / "mariadb")
-    settings = DatabaseSettings(port=_free_port(), database=INJECTION)
+    settings = DatabaseSettings(port=free_port(), database=INJECTION)
     with pytest.raises(InvalidSettingError) as raised:
         ensure_server(settings, paths, start_local=True)
     assert INJECTION[:30] in str(raised.value)
