@@ -18,22 +18,26 @@ class SubscribedTopic:
     topic_arn: str
     queue_url: str
 
-    def received(self) -> list[str]:
-        """Every message the subscriber got since the last call, as SNS delivered its body's
-        `Message` (for `MessageStructure=json`, the `default` value)."""
+    def envelopes(self) -> list[dict[str, Any]]:
+        """Every SNS envelope the subscriber got since the last call (raw delivery off)."""
         sqs = boto3.client("sqs")
-        messages: list[str] = []
+        envelopes: list[dict[str, Any]] = []
         while True:
             batch = sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
             ).get("Messages", [])
             if not batch:
-                return messages
+                return envelopes
             for message in batch:
                 envelope = json.loads(message["Body"])
                 assert envelope["Type"] == "Notification"
-                messages.append(envelope["Message"])
+                envelopes.append(envelope)
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def received(self) -> list[str]:
+        """Every message the subscriber got since the last call, as SNS delivered its body's
+        `Message` (for `MessageStructure=json`, the `default` value)."""
+        return [envelope["Message"] for envelope in self.envelopes()]
 
 
 def subscribed_topic(name: str) -> SubscribedTopic:

@@ -3,15 +3,14 @@ run id and the partition, as delivered to SNS (moto's real server); failed reple
 reconciliation runs alert; launchpad mistakes do not. The reconciliation schedule requests runs.
 Against the real registry."""
 
-import json
 import socket
 import uuid
 from dataclasses import replace
 from datetime import datetime
 
-import boto3
 import dagster as dg
 import pytest
+from sns_helpers import subscribed_topic
 from works_helpers import work
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
@@ -44,30 +43,14 @@ from idminter_pipeline.defs.works.sensors import works_run_failure_alert
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
-REGION = "eu-west-1"
 SETTINGS = PoolSettings(target_free=2_000, low_watermark=1_000, critical_watermark=200)
 
 
 @pytest.fixture
 def topic(aws_env):
     """An SNS topic on moto with an SQS queue subscribed, so tests read what SNS delivered."""
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    name = f"idminter-alerts-{uuid.uuid4().hex[:8]}"
-    topic_arn = sns.create_topic(Name=name)["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-
-    def delivered() -> list[dict]:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return topic_arn, delivered
+    subscribed = subscribed_topic(f"idminter-alerts-{uuid.uuid4().hex[:8]}")
+    return subscribed.topic_arn, subscribed.envelopes
 
 
 @pytest.fixture
