@@ -54,10 +54,10 @@ GROUPS = (
     Group(
         "minting",
         (
-            "registry/minting.py",
-            "registry/minting_plan.py",
-            "registry/minting_sql.py",
-            "registry/minting_aliases.py",
+            "registry/minting/minter.py",
+            "registry/minting/plan.py",
+            "registry/minting/statements.py",
+            "registry/minting/aliases.py",
         ),
         ("tests/test_minting_*.py", "tests/test_collation.py", "tests/test_registry_outage.py"),
     ),
