@@ -64,9 +64,9 @@ GROUPS = (
     Group(
         "pool",
         (
-            "registry/pool.py",
-            "registry/pool_health.py",
-            "registry/pool_watch.py",
+            "registry/pool/top_up.py",
+            "registry/pool/health.py",
+            "registry/pool/watch.py",
             "canonical_ids.py",
         ),
         ("tests/test_pool_*.py", "tests/test_canonical_ids.py"),
