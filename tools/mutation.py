@@ -74,10 +74,10 @@ GROUPS = (
     Group(
         "reconciliation",
         (
-            "registry/reconciliation.py",
-            "registry/reconciliation_variants.py",
-            "registry/keyset.py",
-            "registry/retired_ids.py",
+            "registry/reconciliation/repair.py",
+            "registry/reconciliation/variants.py",
+            "registry/reconciliation/keyset.py",
+            "registry/reconciliation/retired_ids.py",
         ),
         ("tests/test_reconciliation*.py",),
     ),
