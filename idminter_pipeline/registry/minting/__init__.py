@@ -3,13 +3,15 @@
 - `minter`: the `Minter`, which runs each call's statements in one transaction, with retries;
 - `plan`: what a call asks for and decides, without SQL (folding, cycles, the batch plan);
 - `statements`: the text of the statements the minter runs;
-- `aliases`: the order of a canonical ID's source identifiers.
+- `aliases`: the order of a canonical ID's source identifiers;
+- `chains`: which source inherited a canonical ID from which (read for `works.succession`).
 
 Callers import from this package; the modules are its rooms.
 """
 
 from idminter_pipeline.job_ids import MAX_JOB_ID_LENGTH
 from idminter_pipeline.registry.minting.aliases import Alias, AliasStatus
+from idminter_pipeline.registry.minting.chains import Inheritance
 from idminter_pipeline.registry.minting.minter import (
     DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
     DEFAULT_LOOKUP_CHUNK_SIZE,
@@ -47,6 +49,7 @@ __all__ = [
     "MIN_LOOKUP_CHUNK_SIZE",
     "Alias",
     "AliasStatus",
+    "Inheritance",
     "Key",
     "MintOutcome",
     "MintRequest",

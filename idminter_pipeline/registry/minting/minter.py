@@ -48,6 +48,11 @@ from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError, Regi
 from idminter_pipeline.job_ids import check_job_id
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
+from idminter_pipeline.registry.minting.chains import (
+    Inheritance,
+    read_chained_ids,
+    read_inheritances,
+)
 from idminter_pipeline.registry.minting.plan import (
     Key,
     MintOutcome,
@@ -542,3 +547,23 @@ class Minter:
                 return list(cursor.fetchall())
 
         return aliases_from_rows(self._transaction(read, what="reading aliases"))
+
+    # -- succession -------------------------------------------------------------------------
+
+    def inheritances(self, canonical_ids: Iterable[str]) -> list[Inheritance]:
+        """The live inheritances under `canonical_ids` (one indexed SELECT per 1,000 IDs, one
+        COMMIT): what `works.succession` builds chains from."""
+        wanted = list(canonical_ids)
+        if not wanted:
+            return []
+        self.stats.calls += 1
+        return self._transaction(
+            lambda conn: read_inheritances(conn, wanted),
+            what=f"reading the inheritance chains of {len(wanted):,} canonical ID(s)",
+        )
+
+    def chained_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
+        """The next `limit` canonical IDs after `after` that some source inherited, in order."""
+        return self._transaction(
+            lambda conn: read_chained_ids(conn, after, limit), what="listing inherited IDs"
+        )
