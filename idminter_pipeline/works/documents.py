@@ -96,6 +96,9 @@ class IdentifiedWork:
     canonical_id: str
     source_id: str
     document: dict[str, Any]
+    # Its succession rank (`works.succession`): a store refuses a lower rank over a higher one
+    # under one canonical ID. 0 is unranked: written as before ranks existed.
+    rank: int = 0
 
 
 class IdentifiableNode(NamedTuple):

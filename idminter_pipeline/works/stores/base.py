@@ -148,8 +148,51 @@ class StoredWork:
 
 @dataclass(frozen=True)
 class WriteFailure:
+    """A work the store did not write: refused (`detail` says why), or superseded, when the
+    document under its canonical ID belongs to a higher-ranked work (`superseded_by` names it:
+    `works.succession`), which is not a failure."""
+
     source_id: str
     detail: str
+    superseded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHolder:
+    """Whose document the identified index holds under a canonical ID, and its rank (the
+    Elasticsearch version; below `succession.RANKED` for a document written before ranks)."""
+
+    source_id: str
+    rank: int
+
+
+def keep_highest_rank(
+    works: Sequence[IdentifiedWork],
+) -> tuple[list[IdentifiedWork], list[WriteFailure]]:
+    """One write per canonical ID: the highest-ranked work (the last of equals) is kept, the
+    others are superseded by it. So no request holds two writes under one `_id`, and a refused
+    write is always one work's."""
+    kept: dict[str, IdentifiedWork] = {}
+    losers: list[IdentifiedWork] = []
+    for work in works:
+        held = kept.get(work.canonical_id)
+        if held is None:
+            kept[work.canonical_id] = work
+        elif work.rank >= held.rank:
+            kept[work.canonical_id] = work
+            losers.append(held)
+        else:
+            losers.append(work)
+    if not losers:
+        return list(works), []
+    return list(kept.values()), [
+        WriteFailure(
+            loser.source_id,
+            f"superseded by {kept[loser.canonical_id].source_id}",
+            kept[loser.canonical_id].source_id,
+        )
+        for loser in losers
+    ]
 
 
 class WorksStore(abc.ABC):
@@ -183,11 +226,22 @@ class WorksStore(abc.ABC):
 
     @abc.abstractmethod
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
-        """Upsert identified works by canonical ID; returns the ones that could not be written."""
+        """Upsert identified works by canonical ID, refusing a lower `rank` over a higher one;
+        returns the works not written: refused, or superseded (`WriteFailure.superseded_by`)."""
 
     @abc.abstractmethod
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Identified documents by canonical ID (absent ones are left out)."""
+
+    @abc.abstractmethod
+    def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        """Whose document is held under each canonical ID, and with which rank (absent ones
+        are left out)."""
+
+    @abc.abstractmethod
+    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
+        """Remove identified documents (the succession repair, before it re-hands a document
+        to a work of lower rank: a conflict resolved, or the tie rule changed)."""
 
     @abc.abstractmethod
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:

@@ -6,6 +6,11 @@ scroll contexts). The client decodes `_source` with the standard library, which 
 exact; Elasticsearch itself refused duplicate keys when the document was indexed. Writes go
 through `elasticsearch.helpers.streaming_bulk`, which retries documents rejected with 429; the
 client itself retries timeouts and 502/503/504.
+
+Identified documents are written with external versioning, the version being the work's
+succession rank (`works.succession`, `version_type: external_gte`): Elasticsearch refuses a
+lower rank over a higher one (409 `version_conflict_engine_exception`), whatever order or
+concurrency the writes come in, and such a work is reported superseded, naming the holder.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exceptions
 
-from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.errors import InvalidInputError, MalformedWorkError, WorksStoreError
 from idminter_pipeline.settings import ElasticsearchSettings
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, parse_bare_identifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     ScanPosition,
+    StoredHolder,
     StoredWork,
     WorksStore,
     WriteFailure,
     clamp_page_size,
     format_timestamp,
+    keep_highest_rank,
 )
 
 # Refusals (ApiError) and unreachable clusters (TransportError, after the client's retries).
@@ -73,6 +80,20 @@ def elasticsearch_client(
         retry_on_status=(429, 502, 503, 504),
         **auth,
     )
+
+
+def _is_version_conflict(error: object) -> bool:
+    return isinstance(error, dict) and error.get("type") == "version_conflict_engine_exception"
+
+
+def _holder_name(source: object) -> str:
+    """The work whose document this is, from its `state.sourceIdentifier`."""
+    state = source.get("state") if isinstance(source, dict) else None
+    identifier = state.get("sourceIdentifier") if isinstance(state, dict) else None
+    try:
+        return str(parse_bare_identifier(identifier, "state.sourceIdentifier", "held document"))
+    except MalformedWorkError:
+        return "a work without a readable state.sourceIdentifier"
 
 
 class ElasticsearchWorksStore(WorksStore):
@@ -212,23 +233,14 @@ class ElasticsearchWorksStore(WorksStore):
         return self._scan({"range": {"indexed_at": since}}, page_size)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
-        by_canonical_id: dict[str, list[str]] = {}
-        for work in works:
-            by_canonical_id.setdefault(work.canonical_id, []).append(work.source_id)
-        actions = (
-            {
-                "_op_type": "index",
-                "_index": self.target_index,
-                "_id": work.canonical_id,
-                "_source": work.document,
-            }
-            for work in works
-        )
-        failures: list[WriteFailure] = []
+        # One write per `_id` per request: each refusal then belongs to exactly one work.
+        kept, failures = keep_highest_rank(works)
+        source_ids = {work.canonical_id: work.source_id for work in kept}
+        conflicts: list[str] = []
         try:
             for ok, item in helpers.streaming_bulk(
                 self.client,
-                actions,
+                (self._index_action(work) for work in kept),
                 chunk_size=self.bulk_chunk_size,
                 max_retries=self.bulk_max_retries,
                 initial_backoff=1,
@@ -240,13 +252,84 @@ class ElasticsearchWorksStore(WorksStore):
                     continue
                 result = next(iter(item.values()))
                 canonical_id = result.get("_id", "")
-                for source_id in by_canonical_id.get(canonical_id, [canonical_id]):
+                error = result.get("error")
+                if result.get("status") == 409 and _is_version_conflict(error):
+                    conflicts.append(canonical_id)  # a higher rank holds it: superseded
+                    continue
+                failures.append(
+                    WriteFailure(
+                        source_ids.get(canonical_id, canonical_id),
+                        f"{result.get('status')}: {error}",
+                    )
+                )
+            if conflicts:
+                held = self.identified_holders(conflicts)
+                for canonical_id in conflicts:
+                    holder = held.get(canonical_id)
+                    name = holder.source_id if holder is not None else "a higher-ranked work"
                     failures.append(
-                        WriteFailure(source_id, f"{result.get('status')}: {result.get('error')}")
+                        WriteFailure(source_ids[canonical_id], f"superseded by {name}", name)
                     )
         except _ES_ERRORS as error:
             raise WorksStoreError(f"bulk write to {self.target_index} failed: {error}") from error
         return failures
+
+    def _index_action(self, work: IdentifiedWork) -> dict[str, Any]:
+        action: dict[str, Any] = {
+            "_op_type": "index",
+            "_index": self.target_index,
+            "_id": work.canonical_id,
+            "_source": work.document,
+        }
+        if work.rank:
+            # Elasticsearch keeps the document unless this version is at least the stored one:
+            # a lower rank never replaces a higher one, an equal rank (the same work) does.
+            action["_version"] = work.rank
+            action["_version_type"] = "external_gte"
+        return action
+
+    def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        wanted = list(canonical_ids)
+        held: dict[str, StoredHolder] = {}
+        for start in range(0, len(wanted), _MGET_CHUNK):
+            try:
+                response = self.client.mget(
+                    index=self.target_index,
+                    ids=wanted[start : start + _MGET_CHUNK],
+                    source_includes=["state.sourceIdentifier"],
+                )
+            except _ES_ERRORS as error:
+                raise WorksStoreError(
+                    f"multi-get from {self.target_index} failed: {error}"
+                ) from error
+            for doc in response["docs"]:
+                if doc.get("found"):
+                    held[doc["_id"]] = StoredHolder(
+                        _holder_name(doc.get("_source")), int(doc.get("_version") or 0)
+                    )
+        return held
+
+    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
+        # A deleted document's version lives on for `index.gc_deletes` (60 s by default): a
+        # lower-ranked write is refused until then, and the repair reports it to run again.
+        actions = (
+            {"_op_type": "delete", "_index": self.target_index, "_id": canonical_id}
+            for canonical_id in canonical_ids
+        )
+        try:
+            for ok, item in helpers.streaming_bulk(
+                self.client, actions, max_retries=self.bulk_max_retries, raise_on_error=False
+            ):
+                result = next(iter(item.values()))
+                if not ok and result.get("status") != 404:
+                    raise WorksStoreError(
+                        f"cannot delete {result.get('_id')} from {self.target_index}: "
+                        f"{result.get('error')}"
+                    )
+        except _ES_ERRORS as error:
+            raise WorksStoreError(
+                f"bulk delete from {self.target_index} failed: {error}"
+            ) from error
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = list(canonical_ids)

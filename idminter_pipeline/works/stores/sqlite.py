@@ -2,7 +2,8 @@
 
 Same operations and semantics as the Elasticsearch store: source works keyed by their `_id`,
 scanned in (`indexed_at`, id) order with keyset pagination (the analogue of `search_after`);
-identified works upserted by canonical ID.
+identified works upserted by canonical ID, a lower succession rank never over a higher one
+(one conditional upsert, `works.succession`).
 
 Source documents are read as bytes (`CAST(document AS BLOB)`), never decoded here: text that is
 not valid UTF-8 or not JSON then fails its own work in the pipeline instead of the whole page.
@@ -28,10 +29,12 @@ from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, encode
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     ScanPosition,
+    StoredHolder,
     StoredWork,
     WorksStore,
     WriteFailure,
     clamp_page_size,
+    keep_highest_rank,
     parse_timestamp,
     timestamp_micros,
 )
@@ -50,9 +53,22 @@ CREATE INDEX IF NOT EXISTS source_works_indexed_at ON source_works (indexed_at_u
 CREATE TABLE IF NOT EXISTS identified_works (
     canonical_id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL,
-    document TEXT NOT NULL
+    document TEXT NOT NULL,
+    succession_rank INTEGER NOT NULL DEFAULT 0
 );
 """
+# A store written before succession ranks existed gets the column, its documents rank 0 (below
+# every ranked write): `idminter works repair-succession` puts their chains right.
+_ADD_RANK = "ALTER TABLE identified_works ADD COLUMN succession_rank INTEGER NOT NULL DEFAULT 0"
+# The conditional upsert that makes succession race-safe: one statement, under SQLite's write
+# lock, so concurrent writers cannot interleave a check and a write (`works.succession`).
+_UPSERT_IDENTIFIED = (
+    "INSERT INTO identified_works (canonical_id, source_id, document, succession_rank) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
+    "source_id = excluded.source_id, document = excluded.document, "
+    "succession_rank = excluded.succession_rank "
+    "WHERE excluded.succession_rank >= identified_works.succession_rank"
+)
 
 
 def default_sqlite_path() -> Path:
@@ -69,6 +85,10 @@ class SqliteWorksStore(WorksStore):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(identified_works)")}
+            if "succession_rank" not in columns:
+                with self._conn:
+                    self._conn.execute(_ADD_RANK)
         except (OSError, sqlite3.Error) as error:
             raise WorksStoreError(
                 f"cannot open the works store {self.path} (WORKS_STORE_PATH): {error}"
@@ -151,23 +171,55 @@ class SqliteWorksStore(WorksStore):
         return self._scan("1 = 1", (), page_size, after)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
-        failures: list[WriteFailure] = []
+        kept, failures = keep_highest_rank(works)
         rows = []
-        for work in works:
+        for work in kept:
             try:
                 text = encode_document(work.document)
             except (TypeError, ValueError, RecursionError) as error:
                 failures.append(WriteFailure(work.source_id, f"not valid JSON: {error}"))
                 continue
-            rows.append((work.canonical_id, work.source_id, text))
+            rows.append((work.canonical_id, work.source_id, text, work.rank))
         with self._guarded("write to") as conn, conn:
-            conn.executemany(
-                "INSERT INTO identified_works (canonical_id, source_id, document) "
-                "VALUES (?, ?, ?) ON CONFLICT (canonical_id) DO UPDATE SET "
-                "source_id = excluded.source_id, document = excluded.document",
-                rows,
-            )
+            before = conn.total_changes
+            conn.executemany(_UPSERT_IDENTIFIED, rows)
+            if conn.total_changes - before < len(rows):
+                # Some upserts were refused: a higher rank holds those documents. Read whose,
+                # in the same transaction (the write lock is still ours).
+                held = self._holders(conn, [row[0] for row in rows])
+                failures.extend(
+                    WriteFailure(source_id, f"superseded by {holder.source_id}", holder.source_id)
+                    for canonical_id, source_id, _, _ in rows
+                    if (holder := held.get(canonical_id)) is not None
+                    and holder.source_id != source_id
+                )
         return failures
+
+    @staticmethod
+    def _holders(conn: sqlite3.Connection, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        held: dict[str, StoredHolder] = {}
+        for start in range(0, len(canonical_ids), _IDS_PER_QUERY):
+            chunk = canonical_ids[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                "SELECT canonical_id, source_id, succession_rank FROM identified_works "
+                f"WHERE canonical_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            held.update((cid, StoredHolder(source_id, rank)) for cid, source_id, rank in rows)
+        return held
+
+    def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        with self._guarded("read from") as conn:
+            return self._holders(conn, list(canonical_ids))
+
+    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
+        wanted = list(canonical_ids)
+        with self._guarded("write to") as conn, conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM identified_works WHERE canonical_id IN ({marks})", chunk)
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
