@@ -240,12 +240,14 @@ def _mint_together(ids_by_job: Mapping[str | None, Iterable[str]]) -> list[RunSu
 
 
 def _done_and_failures(summaries: Sequence[RunSummary]) -> tuple[set[str], dict[str, str]]:
-    """Works written and announced; the first failure of each work that was not."""
+    """Works written and announced, or superseded (a newer record of their chain holds the
+    document: nothing to retry); the first failure of each work that was not."""
     failed: dict[str, str] = {}
     for summary in summaries:
         for failure in summary.failures:
             failed.setdefault(failure.work_id, f"{failure.stage}: {failure.detail}")
     done = {w for summary in summaries for w in summary.processed if w not in failed}
+    done.update(s.work_id for summary in summaries for s in summary.superseded)
     return done, failed
 
 

@@ -20,6 +20,11 @@ work. Each work passes five stages, and a failure at any of them fails that work
   write; a work whose announcement still fails after retries fails here (it stays written, and
   re-running its scope announces it again).
 
+A work whose canonical ID belongs to a newer record of its inheritance chain is **superseded**,
+neither failed nor written: it does not replace that record's identified document and is not
+announced (`works.succession`; `_settle` decides, the store's rank check makes it race-safe).
+Two live successors of one chain are a conflict, reported by every run that meets it.
+
 Every failure records the stage, the work's id and a readable detail. Errors that say nothing
 about a particular work (the pool is exhausted, the registry or the store is unreachable) stop
 the run: everything written before stays correct, and re-running is idempotent. A full run with
@@ -36,7 +41,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Protocol
 
@@ -48,7 +53,7 @@ from idminter_pipeline.errors import (
     MissingPredecessorError,
     PredecessorCycleError,
 )
-from idminter_pipeline.registry.minting import MintOutcome, MintRequest, MintResult
+from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
 from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, ChurnTrip
@@ -69,6 +74,12 @@ from idminter_pipeline.works.stores.base import (
     WorkScope,
     WorksStore,
     read_scope,
+)
+from idminter_pipeline.works.succession import (
+    Contender,
+    SuccessionConflict,
+    SuccessionPolicy,
+    settle_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -97,6 +108,8 @@ class RegistryMinter(Protocol):
         self, requests: Iterable[MintRequest], *, job_id: str | None = None
     ) -> dict[SourceIdentifier, MintResult]: ...
 
+    def inheritances(self, canonical_ids: Iterable[str]) -> list[Inheritance]: ...
+
 
 @dataclass(frozen=True)
 class WorkFailure:
@@ -106,6 +119,17 @@ class WorkFailure:
 
     def as_dict(self) -> dict[str, str]:
         return {"sourceIdentifier": self.work_id, "stage": str(self.stage), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class SupersededWork:
+    """A work not written because `held_by`, a newer record of its chain, owns the document."""
+
+    work_id: str
+    held_by: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"sourceIdentifier": self.work_id, "heldBy": self.held_by}
 
 
 @dataclass
@@ -129,6 +153,11 @@ class RunSummary:
     duration_seconds: float = 0.0
     # Written works the downstream topic accepted (0 when no notifier is configured).
     works_notified: int = 0
+    # Works whose document a newer record of their chain holds: not written, not announced.
+    works_superseded: int = 0
+    superseded: list[SupersededWork] = field(default_factory=list)
+    # Live successors sharing one canonical ID, one entry per canonical ID.
+    succession_conflicts: dict[str, SuccessionConflict] = field(default_factory=dict)
     # A resumed full run: what its earlier attempts under the same job id did, and where they
     # stopped. The counts above are this attempt's only.
     resumed_from: Checkpoint | None = None
@@ -146,6 +175,11 @@ class RunSummary:
         if len(self.failures) < MAX_RECORDED_FAILURES:
             self.failures.append(failure)
 
+    def supersede(self, work_id: str, held_by: str) -> None:
+        self.works_superseded += 1
+        if len(self.superseded) < MAX_RECORDED_FAILURES:
+            self.superseded.append(SupersededWork(work_id, held_by))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "scope": self.scope,
@@ -156,6 +190,7 @@ class RunSummary:
             "works_written": self.works_written,
             "works_failed": self.failed,
             "works_notified": self.works_notified,
+            "works_superseded": self.works_superseded,
             "batches": self.batches,
             "mint_calls": self.mint_calls,
             "identifiers_found": self.identifiers_found,
@@ -164,6 +199,8 @@ class RunSummary:
             "minted": self.minted,
             "failures_by_stage": self.failures_by_stage,
             "failures": [f.as_dict() for f in self.failures],
+            "superseded": [s.as_dict() for s in self.superseded],
+            "succession_conflicts": [c.as_dict() for c in self.succession_conflicts.values()],
             "churn_guard_trips": [trip.reason for trip in self.churn_trips],
             "duration_seconds": round(self.duration_seconds, 3),
             "resumed_from": self.resumed_from.as_dict() if self.resumed_from else None,
@@ -219,6 +256,7 @@ class WorksPipeline:
         on_churn_trip: Callable[[ChurnTrip], None] | None = None,
         record_processed: bool = True,
         notifier: DownstreamNotifier | None = None,
+        succession: SuccessionPolicy | None = None,
     ) -> None:
         self.store = store
         self.minter = minter
@@ -228,6 +266,7 @@ class WorksPipeline:
         self.on_churn_trip = on_churn_trip
         self.record_processed = record_processed
         self.notifier = notifier
+        self.succession = succession if succession is not None else SuccessionPolicy.from_env()
 
     def run(
         self,
@@ -269,10 +308,12 @@ class WorksPipeline:
         finally:
             summary.duration_seconds = time.perf_counter() - started
         logger.info(
-            "minted %s: %d works read, %d written, %d failed, %d minted, %d inherited",
+            "minted %s: %d works read, %d written, %d superseded, %d failed, %d minted, "
+            "%d inherited",
             summary.scope,
             summary.works_read,
             summary.works_written,
+            summary.works_superseded,
             summary.failed,
             summary.minted,
             summary.inherited,
@@ -306,9 +347,10 @@ class WorksPipeline:
         summary.existing += outcomes[MintOutcome.EXISTING]
         summary.inherited += outcomes[MintOutcome.INHERITED]
         summary.minted += outcomes[MintOutcome.MINTED]
+        ranks = self._settle(works, results, summary)
         canonical_ids = {source: result.canonical_id for source, result in results.items()}
         identified = self._annotate(works, canonical_ids, summary)
-        written = self._write(identified, summary)
+        written = self._write(identified, summary, ranks)
         self._notify(written, summary)
         return written
 
@@ -393,15 +435,55 @@ class WorksPipeline:
                 )
         return identified
 
-    def _write(self, identified: list[IdentifiedWork], summary: RunSummary) -> list[IdentifiedWork]:
+    def _settle(
+        self,
+        works: dict[str, ExtractedWork],
+        results: Mapping[SourceIdentifier, MintResult],
+        summary: RunSummary,
+    ) -> dict[str, int]:
+        """Succession: takes the superseded works out of `works`; the rank of each other one."""
+        minted = MintOutcome.MINTED
+        contenders = []
+        for work_id, work in works.items():
+            result = results.get(work.source)
+            if result is not None:
+                contenders.append(
+                    Contender(
+                        work_id, work.source.as_key(), result.canonical_id, result.outcome is minted
+                    )
+                )
+        verdict = settle_batch(contenders, self.minter.inheritances, self.succession)
+        for conflict in verdict.conflicts:
+            if conflict.canonical_id not in summary.succession_conflicts:
+                summary.succession_conflicts[conflict.canonical_id] = conflict
+                logger.warning("succession conflict: %s", conflict.describe())
+        for work_id, held_by in verdict.superseded.items():
+            del works[work_id]
+            summary.supersede(work_id, held_by)
+        return verdict.ranks
+
+    def _write(
+        self, identified: list[IdentifiedWork], summary: RunSummary, ranks: Mapping[str, int]
+    ) -> list[IdentifiedWork]:
         """The `write` stage, the one place a batch is written; the works that were."""
         if not identified:
             return []
-        refused = {f.source_id: f.detail for f in self.store.write_identified(identified)}
+        identified = [replace(work, rank=ranks.get(work.source_id, 0)) for work in identified]
+        refused = {f.source_id: f for f in self.store.write_identified(identified)}
         written: list[IdentifiedWork] = []
         for work in identified:
-            if work.source_id in refused:
-                summary.fail(WorkFailure(work.source_id, Stage.WRITE, refused[work.source_id]))
+            if (failure := refused.get(work.source_id)) is not None:
+                if failure.superseded_by == work.source_id:
+                    detail = (
+                        "the stored document is this work's own with a higher succession rank "
+                        "(the tie rule changed or a conflict was resolved): run idminter works "
+                        "repair-succession --apply"
+                    )
+                    summary.fail(WorkFailure(work.source_id, Stage.WRITE, detail))
+                elif failure.superseded_by is not None:
+                    summary.supersede(work.source_id, failure.superseded_by)
+                else:
+                    summary.fail(WorkFailure(work.source_id, Stage.WRITE, failure.detail))
                 continue
             written.append(work)
             summary.works_written += 1
