@@ -29,6 +29,8 @@ from idminter_pipeline.defs.works.runs import (
     WindowResult,
     check_description,
     check_metadata,
+    conflict_check_description,
+    conflict_rows,
     failed_works_alert,
     mint_windows,
     send_alert_quietly,
@@ -40,6 +42,7 @@ from idminter_pipeline.works.stores import WindowScope
 WORKS_GROUP = "works"
 POOL_ASSET = "canonical_id_pool"
 NO_FAILED_WORKS_CHECK = "no_failed_works"
+NO_SUCCESSION_CONFLICTS_CHECK = "no_succession_conflicts"
 # A backfill of many windows runs as several runs of at most this many windows each, so one run
 # stays bounded (memory, duration, what a retry repeats). 96 windows of 15 minutes is a day.
 MAX_PARTITIONS_PER_RUN = int(os.environ.get("IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN") or 96)
@@ -86,18 +89,30 @@ def _record_windows(
                     asset_key=context.asset_key, partition=result.partition_key, metadata=metadata
                 )
             )
-            if _check_selected(context):
-                context.log_event(_evaluation(context, result))
+            for evaluation in _evaluations(context, result):
+                context.log_event(evaluation)
         else:
             context.add_asset_metadata(metadata, partition_key=result.partition_key)
 
 
-def _check_key(context: dg.AssetExecutionContext) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(context.asset_key, NO_FAILED_WORKS_CHECK)
+def _check_key(
+    context: dg.AssetExecutionContext, name: str = NO_FAILED_WORKS_CHECK
+) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(context.asset_key, name)
 
 
-def _check_selected(context: dg.AssetExecutionContext) -> bool:
-    return _check_key(context) in context.selected_asset_check_keys
+def _check_selected(context: dg.AssetExecutionContext, name: str = NO_FAILED_WORKS_CHECK) -> bool:
+    return _check_key(context, name) in context.selected_asset_check_keys
+
+
+def _evaluations(
+    context: dg.AssetExecutionContext, result: WindowResult
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The window's evaluation of each selected check."""
+    if _check_selected(context):
+        yield _evaluation(context, result)
+    if _check_selected(context, NO_SUCCESSION_CONFLICTS_CHECK):
+        yield _conflict_evaluation(context, result)
 
 
 def _target_materialization(
@@ -131,6 +146,25 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
     )
 
 
+def _conflict_evaluation(
+    context: dg.AssetExecutionContext, result: WindowResult
+) -> dg.AssetCheckEvaluation:
+    conflicts = result.summary.succession_conflicts
+    return dg.AssetCheckEvaluation(
+        asset_key=context.asset_key,
+        check_name=NO_SUCCESSION_CONFLICTS_CHECK,
+        passed=not conflicts,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=conflict_check_description(result),
+        metadata={
+            "succession_conflicts": len(conflicts),
+            "conflicts": dg.MetadataValue.json(conflict_rows(result.summary, 5)),
+        },
+        partition=result.partition_key,
+        target_materialization_data=_target_materialization(context, result.partition_key),
+    )
+
+
 @dg.asset(
     group_name=WORKS_GROUP,
     deps=[POOL_ASSET],
@@ -153,7 +187,17 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
                 "No work of the window failed at any stage (failures_by_stage). Blocking: "
                 "a failure fails the run and holds back downstream assets."
             ),
-        )
+        ),
+        dg.AssetCheckSpec(
+            NO_SUCCESSION_CONFLICTS_CHECK,
+            asset="identified_works",
+            partitions_def=WORKS_PARTITIONS,
+            description=(
+                "No work of the window met two live successors sharing one canonical ID (a data "
+                "conflict for people: the document goes to the holder the tie rule picks). "
+                "Fails until a re-run finds one successor per chain."
+            ),
+        ),
     ],
 )
 def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
@@ -195,14 +239,17 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     _alert_failed_works(context, results, alerts)
     # Every figure is partition-scoped: nothing here, or it would land on every partition.
     yield dg.MaterializeResult()
-    if _check_selected(context):
-        # After the materializations, so each evaluation can point at its partition's.
-        for result in results:
-            yield _evaluation(context, result)
-        yield dg.Output(
-            None,
-            output_name=context.assets_def.get_output_name_for_asset_check_key(_check_key(context)),
-        )
+    # After the materializations, so each evaluation can point at its partition's.
+    for result in results:
+        yield from _evaluations(context, result)
+    for name in (NO_FAILED_WORKS_CHECK, NO_SUCCESSION_CONFLICTS_CHECK):
+        if _check_selected(context, name):
+            yield dg.Output(
+                None,
+                output_name=context.assets_def.get_output_name_for_asset_check_key(
+                    _check_key(context, name)
+                ),
+            )
 
 
 def _alert_failed_works(

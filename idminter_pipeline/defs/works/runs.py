@@ -242,6 +242,8 @@ def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
         "works_written": summary.works_written,
         "works_failed": summary.failed,
         "works_notified": summary.works_notified,
+        "works_superseded": summary.works_superseded,
+        "succession_conflicts": len(summary.succession_conflicts),
         "identifiers_found": summary.identifiers_found,
         "identifiers_existing": summary.existing,
         "identifiers_inherited": summary.inherited,
@@ -249,6 +251,10 @@ def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
         "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
         "failed_works": failed_works_table(summary),
         "failed_works_listed": failures_listed(summary, run_id),
+        "superseded_works": dg.MetadataValue.json(
+            [s.as_dict() for s in summary.superseded[:REPORTED_FAILURES]]
+        ),
+        "succession_conflict_list": dg.MetadataValue.json(conflict_rows(summary)),
         "churn_guard_trips": dg.MetadataValue.json([t.reason for t in summary.churn_trips]),
         "mint_calls": summary.mint_calls,
         "duration_seconds": round(summary.duration_seconds, 3),
@@ -264,7 +270,16 @@ def _stages(summary: RunSummary) -> str:
 def check_description(result: WindowResult) -> str:
     summary = result.summary
     if not summary.failed:
-        return f"All {summary.works_read:,} works of window {result.partition_key} were written."
+        superseded = (
+            f" ({summary.works_superseded:,} superseded: a newer record of their chain holds "
+            "the document)"
+            if summary.works_superseded
+            else ""
+        )
+        return (
+            f"All {summary.works_read:,} works of window {result.partition_key} were "
+            f"written{superseded}."
+        )
     first = summary.failures[0] if summary.failures else None
     return (
         f"{summary.failed:,} of {summary.works_read:,} works failed in window "
@@ -282,6 +297,22 @@ def check_metadata(result: WindowResult) -> dict[str, Any]:
         "failures_by_stage": dg.MetadataValue.json(summary.failures_by_stage),
         "first_failed_works": dg.MetadataValue.json(failure_rows(summary, 5)),
     }
+
+
+def conflict_rows(summary: RunSummary, limit: int = REPORTED_FAILURES) -> list[dict[str, Any]]:
+    return [c.as_dict() for c in list(summary.succession_conflicts.values())[:limit]]
+
+
+def conflict_check_description(result: WindowResult) -> str:
+    conflicts = list(result.summary.succession_conflicts.values())
+    if not conflicts:
+        return f"No work of window {result.partition_key} met a succession conflict."
+    return (
+        f"{len(conflicts):,} canonical ID(s) met in window {result.partition_key} have two or "
+        f"more live successors; first: {conflicts[0].describe()}. The holder is chosen by the "
+        "tie rule; it passes again after a re-run of this window once the registry shows one "
+        "successor per chain."
+    )
 
 
 def _partitions_text(keys: Sequence[str], shown: int = 5) -> str:
