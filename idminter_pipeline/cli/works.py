@@ -218,3 +218,37 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
     failed_before = summary.resumed_from.works_failed if summary.resumed_from else 0
     if summary.failed or failed_before:
         sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("repair-succession")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Rewrite the documents found (default: a dry run that only lists them).",
+)
+def repair_succession_command(apply: bool) -> None:
+    """Find identified documents that are not their chain's newest record (written before
+    succession ranks) and, with --apply, rewrite each with its holder's work.
+
+    Prints a JSON report; exits 1 if a rewrite failed.
+    """
+    # Imported here: `idminter works generate|load` need neither the registry nor the pipeline.
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.works.repair import repair_succession  # noqa: PLC0415
+    from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
+
+    policy = SuccessionPolicy.from_env()
+    factory = connection_factory(DatabaseSettings.from_env())
+    with batch_run_collector(), works_store_from_env() as store, Minter(factory) as minter:
+        report = repair_succession(
+            store,
+            minter,
+            policy,
+            apply=apply,
+            run=lambda scope: run_from_env(scope, record_processed=False),
+        )
+    echo_json(report.as_dict())
+    if report.failed:
+        sys.exit(EXIT_SOME_WORKS_FAILED)

@@ -1,0 +1,169 @@
+"""Put right identified documents written before succession ranks existed.
+
+Before `works.succession`, whichever work of a chain was written last owned the chain's
+identified document: a late update of a predecessor replaced its successor's. This finds every
+canonical ID whose stored document is not its chain's holder (the newest record, by the same
+rule the pipeline applies) and, with `apply`, rewrites it by running the pipeline over the
+holders' works: they are minted (nothing new), annotated and written with their rank, which
+replaces the wrong document, and announced downstream like any written work.
+
+A document that is the holder's but carries no rank (written before ranks) is listed too and
+rewritten with its rank, so that a stale write racing with it later cannot replace it; so is a
+chain whose holder has no document yet.
+
+Ranks only go up in a store, so a document stored with a rank above its holder's (a conflict
+resolved by re-pointing the work that held it, or a changed tie rule) is deleted first, then
+rewritten. In Elasticsearch the deleted version outlives the document for `index.gc_deletes`
+(60 s by default): such a rewrite fails until then, and running `--apply` again a minute later
+completes it.
+
+Chains are read in canonical-ID order, a page at a time (`Minter.chained_ids`), so a registry
+of millions of chains is walked in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from idminter_pipeline.registry.minting import Minter
+from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
+from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.stores import IdsScope, WorksStore
+from idminter_pipeline.works.succession import SuccessionPolicy, build_chains, work_name
+
+PAGE_SIZE = 500
+# A repair report lists this many documents in full; the counts are always complete.
+MAX_LISTED = 1_000
+
+
+@dataclass(frozen=True)
+class StaleDocument:
+    """`canonical_id`'s document is `stored`'s (None: there is none) with rank `stored_rank`,
+    but belongs to `holder`, with rank `holder_rank`."""
+
+    canonical_id: str
+    holder: str
+    holder_rank: int
+    stored: str | None
+    stored_rank: int
+
+    @property
+    def outranked(self) -> bool:
+        """The stored rank is above the holder's: the document must be deleted first."""
+        return self.stored is not None and self.stored_rank > self.holder_rank
+
+    @property
+    def reason(self) -> str:
+        if self.stored is None:
+            return "no document"
+        if self.outranked:
+            return (
+                "stored with a higher rank than its holder's (conflict resolved, tie rule changed)"
+            )
+        if self.stored != self.holder:
+            return "held by an older record of the chain"
+        return "the holder's, written without a rank"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "canonicalId": self.canonical_id,
+            "holder": self.holder,
+            "stored": self.stored,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class RepairReport:
+    applied: bool
+    chains_checked: int = 0
+    wrong_holder: int = 0
+    unranked: int = 0
+    missing: int = 0
+    outranked: int = 0
+    listed: list[StaleDocument] = field(default_factory=list)
+    rewritten: int = 0
+    superseded: int = 0
+    failed: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "chains_checked": self.chains_checked,
+            "documents_of_an_older_record": self.wrong_holder,
+            "documents_without_rank": self.unranked,
+            "documents_missing": self.missing,
+            "documents_outranked": self.outranked,
+            "documents": [d.as_dict() for d in self.listed],
+            "rewritten": self.rewritten,
+            "superseded": self.superseded,
+            "failed": self.failed,
+            "failures": self.failures,
+        }
+
+
+def stale_documents(
+    store: WorksStore,
+    minter: Minter,
+    policy: SuccessionPolicy,
+    *,
+    page_size: int = PAGE_SIZE,
+    report: RepairReport | None = None,
+) -> Iterator[StaleDocument]:
+    """Every chain's document that is not exactly its holder's with its rank."""
+    after = ""
+    while ids := minter.chained_ids(after=after, limit=page_size):
+        after = ids[-1]
+        chains = build_chains(minter.inheritances(ids), policy)
+        held = store.identified_holders(list(chains))
+        for canonical_id, chain in chains.items():
+            if report is not None:
+                report.chains_checked += 1
+            if chain.holder[0] != WORK_ONTOLOGY_TYPE:
+                continue  # only works have identified documents
+            holder, rank = work_name(chain.holder), chain.ranks[chain.holder]
+            stored = held.get(canonical_id)
+            if stored is None:
+                yield StaleDocument(canonical_id, holder, rank, None, 0)
+            elif stored.source_id != holder or stored.rank != rank:
+                yield StaleDocument(canonical_id, holder, rank, stored.source_id, stored.rank)
+
+
+def repair_succession(
+    store: WorksStore,
+    minter: Minter,
+    policy: SuccessionPolicy,
+    *,
+    apply: bool,
+    run: Callable[[IdsScope], RunSummary] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> RepairReport:
+    """Find (and with `apply`, rewrite through `run`, one pipeline run per page of holders)
+    every stale chain document."""
+    report = RepairReport(applied=apply)
+    stale = stale_documents(store, minter, policy, page_size=page_size, report=report)
+    while page := list(islice(stale, page_size)):
+        for document in page:
+            if document.stored is None:
+                report.missing += 1
+            elif document.outranked:
+                report.outranked += 1
+            elif document.stored != document.holder:
+                report.wrong_holder += 1
+            else:
+                report.unranked += 1
+            if len(report.listed) < MAX_LISTED:
+                report.listed.append(document)
+        if apply and run is not None:
+            store.delete_identified([d.canonical_id for d in page if d.outranked])
+            summary = run(IdsScope(tuple(dict.fromkeys(d.holder for d in page))))
+            report.rewritten += summary.works_written
+            report.superseded += summary.works_superseded
+            report.failed += summary.failed
+            room = MAX_LISTED - len(report.failures)
+            report.failures.extend(f.as_dict() for f in summary.failures[: max(room, 0)])
+    return report
