@@ -24,6 +24,7 @@ from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
     elasticsearch_client,
 )
+from idminter_pipeline.works.succession import RANKED
 
 T0 = datetime(2026, 7, 30, 16, 0, tzinfo=UTC)
 
@@ -158,6 +159,30 @@ def test_identified_writes_are_upserts_by_canonical_id(store):
     found = store.get_identified(["abcd2345", "efgh6789", "missing1"])
     assert found == {"abcd2345": second.document, "efgh6789": other.document}
     assert store.count_identified() == 2
+
+
+def test_a_lower_succession_rank_never_replaces_a_higher_one(store):
+    """Succession (works.succession): SQLite's conditional upsert and Elasticsearch's
+    `external_gte` versions behave alike."""
+    successor = IdentifiedWork("abcd2345", "Work[folio-instance/f1]", {"v": "f1"}, RANKED + 9)
+    predecessor = IdentifiedWork("abcd2345", "Work[sierra-system-number/b1]", {"v": "b1"}, RANKED)
+    assert store.write_identified([predecessor]) == []
+    assert store.write_identified([successor]) == []  # higher: replaces
+    [refused] = store.write_identified([predecessor])  # lower: refused, naming the holder
+    assert (refused.source_id, refused.superseded_by) == (
+        predecessor.source_id,
+        "Work[folio-instance/f1]",
+    )
+    again = IdentifiedWork("abcd2345", "Work[folio-instance/f1]", {"v": "f1 again"}, RANKED + 9)
+    assert store.write_identified([again]) == []  # equal: the same work, replaces
+    store.refresh()
+    assert store.get_identified(["abcd2345"]) == {"abcd2345": {"v": "f1 again"}}
+    held = store.identified_holders(["abcd2345", "missing1"])
+    assert list(held) == ["abcd2345"]
+    assert held["abcd2345"].rank == RANKED + 9
+    store.delete_identified(["abcd2345"])
+    store.refresh()
+    assert store.get_identified(["abcd2345"]) == {}
 
 
 def test_putting_a_source_work_again_replaces_it(store):

@@ -1,0 +1,386 @@
+"""Succession: the newest record of a chain owns the identified document, in any order, in one
+batch or many, and under real concurrent processes (SQLite store, real registry)."""
+
+import itertools
+import json
+import multiprocessing
+import sqlite3
+
+import pytest
+from works_helpers import fill_pool, work
+
+from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.minting import Inheritance, Minter
+from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.documents import IdentifiedWork, extract_work
+from idminter_pipeline.works.pipeline import SupersededWork, WorksPipeline
+from idminter_pipeline.works.repair import repair_succession
+from idminter_pipeline.works.sample_data import generate_works
+from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore
+from idminter_pipeline.works.succession import (
+    DEFAULT_PRECEDENCE,
+    RANKED,
+    SuccessionPolicy,
+    build_chains,
+)
+
+SIERRA, FOLIO, AXIELL, CALM = (
+    "sierra-system-number",
+    "folio-instance",
+    "axiell-collections-id",
+    "calm-record-id",
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteWorksStore(tmp_path / "works.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def pool(connect_registry):
+    fill_pool(connect_registry, 500)
+
+
+def _holder(store, minter, work_id: str) -> str:
+    """Whose document the identified index holds under `work_id`'s canonical ID."""
+    [canonical_id] = minter.lookup_ids([SourceIdentifier.parse(work_id)]).values()
+    document = store.get_identified([canonical_id])[canonical_id]
+    identifier = document["state"]["sourceIdentifier"]
+    return f"Work[{identifier['identifierType']['id']}/{identifier['value']}]"
+
+
+def _run(store, minter, *ids, **kwargs):
+    summary = WorksPipeline(store, minter, **kwargs).run(IdsScope(ids))
+    assert summary.failed == 0, summary.failures
+    return summary
+
+
+# -- pure chain logic ---------------------------------------------------------------------------
+
+
+def _key(system, value):
+    return ("Work", system, value)
+
+
+def test_depth_orders_a_chain_and_the_newest_record_holds_it():
+    a, b, c = _key(SIERRA, "b1"), _key(FOLIO, "f1"), _key(AXIELL, "x1")
+    edges = [Inheritance("abcd2345", 7, c, b), Inheritance("abcd2345", 3, b, a)]
+    [chain] = build_chains(edges, SuccessionPolicy()).values()
+    assert chain.holder == c and chain.conflict() is None
+    assert chain.ranks[a] < chain.ranks[b] < chain.ranks[c]
+    assert all(rank >= RANKED for rank in chain.ranks.values())
+    # Depth dominates precedence: a Sierra record inheriting from Axiell still outranks it.
+    edges = [Inheritance("abcd2345", 3, a, c)]
+    [chain] = build_chains(edges, SuccessionPolicy()).values()
+    assert chain.holder == a
+
+
+def test_two_live_successors_are_a_conflict_decided_by_precedence_then_inheritance_order():
+    a, f, x = _key(SIERRA, "b1"), _key(FOLIO, "f1"), _key(AXIELL, "x1")
+    edges = [Inheritance("abcd2345", 3, f, a), Inheritance("abcd2345", 4, x, a)]
+    [chain] = build_chains(edges, SuccessionPolicy()).values()
+    conflict = chain.conflict()
+    assert conflict is not None and chain.holder == x
+    assert (conflict.holder, conflict.others) == (
+        "Work[axiell-collections-id/x1]",
+        ("Work[folio-instance/f1]",),
+    )
+    [chain] = build_chains(edges, SuccessionPolicy((FOLIO, AXIELL))).values()
+    assert chain.holder == f
+    # One system: the earlier inheritance keeps it.
+    f2 = _key(FOLIO, "f2")
+    edges = [Inheritance("abcd2345", 9, f2, a), Inheritance("abcd2345", 5, f, a)]
+    [chain] = build_chains(edges, SuccessionPolicy()).values()
+    assert chain.holder == f and chain.conflict().others == ("Work[folio-instance/f2]",)
+
+
+def test_the_precedence_is_configuration_and_bad_values_are_refused():
+    assert SuccessionPolicy.from_env({}).precedence == DEFAULT_PRECEDENCE
+    policy = SuccessionPolicy.from_env({"IDMINTER_SUCCESSION_PRECEDENCE": "folio-instance, x"})
+    assert policy.precedence == ("folio-instance", "x")
+    for bad, phrase in (("a,,b", "'' is not a source system"), ("a,b,a", "a listed twice")):
+        with pytest.raises(InvalidInputError, match=phrase):
+            SuccessionPolicy.from_env({"IDMINTER_SUCCESSION_PRECEDENCE": bad})
+
+
+# -- the pipeline, SQLite store, real registry ----------------------------------------------------
+
+
+def test_a_late_update_of_a_predecessor_is_superseded_not_written(store, minter, pool):
+    old = work(SIERRA, "b1")
+    new = work(FOLIO, "f1", predecessor=(SIERRA, "b1"))
+    store.put_source([old, new])
+    _run(store, minter, old.id)
+    assert _run(store, minter, new.id).works_written == 1
+    assert _holder(store, minter, old.id) == new.id
+
+    late = _run(store, minter, old.id)
+    assert (late.works_written, late.works_superseded) == (0, 1)
+    assert late.superseded == [SupersededWork(old.id, new.id)]
+    assert late.as_dict()["superseded"] == [{"sourceIdentifier": old.id, "heldBy": new.id}]
+    assert late.processed == []
+    assert _holder(store, minter, old.id) == new.id
+    # The successor itself re-written replaces its own document (equal rank).
+    assert _run(store, minter, new.id).works_written == 1
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("abc")))
+def test_a_chain_of_three_keeps_the_newest_record_in_every_order(store, minter, pool, order):
+    works = {
+        "a": work(SIERRA, "b1"),
+        "b": work(FOLIO, "f1", predecessor=(SIERRA, "b1")),
+        "c": work(AXIELL, "x1", predecessor=(FOLIO, "f1")),
+    }
+    store.put_source(works.values())
+    for name in "abc":  # first processing: a predecessor must be registered first
+        _run(store, minter, works[name].id)
+    for name in order:  # re-processing, one work per run
+        summary = _run(store, minter, works[name].id)
+        assert summary.works_written == (name == "c")
+        assert _holder(store, minter, works["a"].id) == works["c"].id
+    # All three in one batch, in this order: one written, two superseded.
+    summary = _run(store, minter, *(works[name].id for name in order))
+    assert (summary.works_written, summary.works_superseded) == (1, 2)
+    assert {s.held_by for s in summary.superseded} == {works["c"].id}
+    assert _holder(store, minter, works["a"].id) == works["c"].id
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("abc")))
+def test_a_new_chain_in_one_batch_is_written_as_its_newest_record(store, minter, pool, order):
+    works = {
+        "a": work(SIERRA, "b1"),
+        "b": work(FOLIO, "f1", predecessor=(SIERRA, "b1")),
+        "c": work(AXIELL, "x1", predecessor=(FOLIO, "f1")),
+    }
+    store.put_source(works.values())
+    summary = _run(store, minter, *(works[name].id for name in order))
+    assert (summary.works_written, summary.works_superseded, summary.inherited) == (1, 2, 2)
+    assert summary.processed == [works["c"].id]
+    assert _holder(store, minter, works["a"].id) == works["c"].id
+
+
+def test_two_live_successors_are_reported_and_decided_by_the_tie_rule(store, minter, pool):
+    old = work(SIERRA, "b1")
+    folio = work(FOLIO, "f1", predecessor=(SIERRA, "b1"))
+    axiell = work(AXIELL, "x1", predecessor=(SIERRA, "b1"))
+    store.put_source([old, folio, axiell])
+    _run(store, minter, old.id)
+    _run(store, minter, folio.id)
+    first = _run(store, minter, axiell.id)  # RFC 083 scenario 2: both inherit the ID
+    assert first.works_written == 1 and len(first.succession_conflicts) == 1
+    for order in itertools.permutations([old.id, folio.id, axiell.id]):
+        for work_id in order:
+            summary = _run(store, minter, work_id)
+            [conflict] = summary.succession_conflicts.values()
+            assert (conflict.holder, conflict.others) == (axiell.id, (folio.id,))
+            assert summary.as_dict()["succession_conflicts"][0]["heldBy"] == axiell.id
+        assert _holder(store, minter, old.id) == axiell.id
+    # The tie rule is configuration. A changed rule cannot lower a rank already stored: the
+    # document stays put (deterministically) until the repair re-hands it.
+    folio_first = SuccessionPolicy((FOLIO, AXIELL))
+    for work_id in (old.id, folio.id, axiell.id):
+        summary = _run(store, minter, work_id, succession=folio_first)
+        assert summary.works_written == 0 and summary.works_superseded == 1
+    assert _holder(store, minter, old.id) == axiell.id
+    report = repair_succession(
+        store, minter, folio_first, apply=True, run=_runner(store, minter, folio_first)
+    )
+    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    for order in itertools.permutations([old.id, folio.id, axiell.id]):
+        for work_id in order:
+            _run(store, minter, work_id, succession=folio_first)
+        assert _holder(store, minter, old.id) == folio.id
+    assert repair_succession(store, minter, folio_first, apply=False).listed == []
+
+
+def _runner(store, minter, policy=None):
+    return lambda scope: WorksPipeline(store, minter, succession=policy).run(scope)
+
+
+def test_the_repair_puts_right_a_store_written_before_ranks(store, minter, pool):
+    works = list(generate_works(60, seed=5))
+    store.put_source(works)
+    _run_all = WorksPipeline(store, minter).run(FullScope())
+    assert _run_all.failed == 0
+    chains = [
+        (w.id, str(e.predecessor))
+        for w in works
+        if (e := extract_work(w.document, document_id=w.id)).predecessor is not None
+    ]
+    assert len(chains) > 10
+    by_id = {w.id: w for w in works}
+    # What the old store did: every document unranked, and a late update of each predecessor
+    # written over its successor's.
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE identified_works SET succession_rank = 0")
+        for successor, predecessor in chains:
+            [canonical_id] = minter.lookup_ids([SourceIdentifier.parse(successor)]).values()
+            db.execute(
+                "UPDATE identified_works SET source_id = ?, document = ? WHERE canonical_id = ?",
+                (predecessor, json.dumps(by_id[predecessor].document), canonical_id),
+            )
+    db.close()
+
+    dry = repair_succession(
+        store, minter, SuccessionPolicy(), apply=False, run=_runner(store, minter)
+    )
+    assert (dry.wrong_holder, dry.unranked, dry.rewritten) == (len(chains), 0, 0)
+    assert {d.holder for d in dry.listed} == {successor for successor, _ in chains}
+    assert all(_holder(store, minter, s) == p for s, p in chains)  # a dry run writes nothing
+
+    applied = repair_succession(
+        store, minter, SuccessionPolicy(), apply=True, run=_runner(store, minter)
+    )
+    assert (applied.rewritten, applied.failed) == (len(chains), 0)
+    assert all(_holder(store, minter, s) == s for s, _ in chains)
+    assert repair_succession(store, minter, SuccessionPolicy(), apply=False).listed == []
+    # Works of no chain keep their unranked documents: only chains compete.
+    for predecessor in (p for _, p in chains):
+        assert _run(store, minter, predecessor).works_superseded == 1
+
+
+def test_a_store_refuses_a_lower_rank_whatever_the_pipeline_knew(store):
+    """The race the pipeline cannot see (its chain read came before the successor inherited):
+    the store's conditional upsert refuses the stale write and names the holder."""
+    newer = IdentifiedWork("abcd2345", "Work[folio-instance/f1]", {"v": "new"}, RANKED + 5)
+    older = IdentifiedWork("abcd2345", "Work[sierra-system-number/b1]", {"v": "old"}, RANKED + 1)
+    assert store.write_identified([newer]) == []
+    [refused] = store.write_identified([older])
+    assert (refused.source_id, refused.superseded_by) == (older.source_id, newer.source_id)
+    assert store.get_identified(["abcd2345"])["abcd2345"] == {"v": "new"}
+    # Two writes under one ID in one call: the higher rank is written, in either order.
+    for pair in ([older, newer], [newer, older]):
+        [refused] = store.write_identified(pair)
+        assert refused.source_id == older.source_id and refused.superseded_by == newer.source_id
+        assert store.identified_holders(["abcd2345"])["abcd2345"].rank == RANKED + 5
+
+
+def test_a_store_written_before_ranks_gets_the_column(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE identified_works (canonical_id TEXT PRIMARY KEY, source_id TEXT NOT "
+            "NULL, document TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO identified_works VALUES ('abcd2345', 'Work[x/1]', '{}')")
+    db.close()
+    with SqliteWorksStore(path) as store:
+        assert store.identified_holders(["abcd2345"])["abcd2345"].rank == 0
+        ranked = IdentifiedWork("abcd2345", "Work[x/2]", {"v": 2}, RANKED)
+        assert store.write_identified([ranked]) == []
+        assert store.get_identified(["abcd2345"])["abcd2345"] == {"v": 2}
+
+
+# -- real concurrent processes ------------------------------------------------------------------
+
+TRIALS = 12
+
+
+def _race_worker(settings, store_path, work_ids, barrier, results) -> None:
+    """Process the given works one per run, each run starting with the other process's."""
+    outcomes = []
+    with SqliteWorksStore(store_path) as store, Minter(lambda: connect(settings)) as minter:
+        pipeline = WorksPipeline(store, minter)
+        for work_id in work_ids:
+            barrier.wait(timeout=60)
+            summary = pipeline.run(IdsScope([work_id]))
+            outcomes.append((summary.works_written, summary.works_superseded, summary.failed))
+    results.put(outcomes)
+
+
+def test_a_predecessor_and_its_successor_processed_at_once_end_with_the_successor(
+    registry, tmp_path, minter, pool
+):
+    store_path = tmp_path / "works.sqlite3"
+    olds = [work(SIERRA, f"b{n}") for n in range(TRIALS)]
+    news = [work(FOLIO, f"f{n}", predecessor=(SIERRA, f"b{n}")) for n in range(TRIALS)]
+    with SqliteWorksStore(store_path) as store:
+        store.put_source([*olds, *news])
+        _run(store, minter, *(w.id for w in olds))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_race_worker, args=(registry, store_path, [w.id for w in ws], barrier, results)
+        )
+        for ws in (news, olds)  # successors inheriting for the first time; predecessors again
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    for runs in outcomes:
+        assert len(runs) == TRIALS and all(failed == 0 for _, _, failed in runs)
+    with SqliteWorksStore(store_path) as store:
+        holders = [_holder(store, minter, old.id) for old in olds]
+    assert holders == [new.id for new in news]
+
+
+class _StaleWriter(WorksPipeline):
+    """Writes only once the other process has written: its chain read is stale by then."""
+
+    def __init__(self, *args, read_done, other_written, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_done, self.other_written = read_done, other_written
+
+    def _write(self, identified, summary, ranks):
+        self.read_done.set()
+        assert self.other_written.wait(timeout=120)
+        return super()._write(identified, summary, ranks)
+
+
+def _stale_predecessor(settings, store_path, work_ids, signals):
+    read_done, other_written, results = signals
+    with SqliteWorksStore(store_path) as store, Minter(lambda: connect(settings)) as minter:
+        pipeline = _StaleWriter(store, minter, read_done=read_done, other_written=other_written)
+        summary = pipeline.run(IdsScope(work_ids))
+    results.put((summary.works_written, summary.works_superseded, summary.failed))
+
+
+def _successor_after(settings, store_path, work_ids, signals):
+    read_done, other_written, results = signals
+    assert read_done.wait(timeout=120)
+    with SqliteWorksStore(store_path) as store, Minter(lambda: connect(settings)) as minter:
+        summary = WorksPipeline(store, minter).run(IdsScope(work_ids))
+    other_written.set()
+    results.put((summary.works_written, summary.works_superseded, summary.failed))
+
+
+def test_a_predecessor_write_based_on_a_stale_chain_read_is_refused_by_the_store(
+    registry, tmp_path, minter, pool
+):
+    """The interleaving check-then-write loses: the predecessor's run reads the chains before
+    the successors inherit, and writes after they are written. Two real processes; the order
+    is forced with events, not timing."""
+    store_path = tmp_path / "works.sqlite3"
+    olds = [work(SIERRA, f"b{n}") for n in range(50)]
+    news = [work(FOLIO, f"f{n}", predecessor=(SIERRA, f"b{n}")) for n in range(50)]
+    with SqliteWorksStore(store_path) as store:
+        store.put_source([*olds, *news])
+        _run(store, minter, *(w.id for w in olds))
+    context = multiprocessing.get_context("spawn")
+    read_done, other_written, results = context.Event(), context.Event(), context.Queue()
+    processes = [
+        context.Process(
+            target=target,
+            args=(registry, store_path, [w.id for w in ws], (read_done, other_written, results)),
+        )
+        for target, ws in ((_stale_predecessor, olds), (_successor_after, news))
+    ]
+    for process in processes:
+        process.start()
+    outcomes = sorted(results.get(timeout=300) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    # The predecessors' run: none written, all superseded (refused by the store), none failed.
+    assert outcomes == [(0, 50, 0), (50, 0, 0)]
+    with SqliteWorksStore(store_path) as store:
+        assert [_holder(store, minter, old.id) for old in olds] == [new.id for new in news]
