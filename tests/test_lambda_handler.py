@@ -49,12 +49,14 @@ def test_scala_shaped_event_returns_processed_identifiers_and_job_id(lambda_env)
         "sourceIdentifiers": ["sierra-system-number/b1161044x", "axiell-collections-id/12345"],
         "jobId": "2026-01-29T10:30:00Z",
     }
+    # The successor inherited its predecessor's ID and holds their one document: the
+    # predecessor is superseded, neither processed nor failed (works.succession).
     assert handler(event, None) == {
-        "processedIdentifiers": ["sierra-system-number/b1161044x", "axiell-collections-id/12345"],
+        "processedIdentifiers": ["axiell-collections-id/12345"],
         "jobId": "2026-01-29T10:30:00Z",
         "failures": [],
     }
-    assert lambda_env.count_identified() == 1  # the successor inherited its predecessor's ID
+    assert lambda_env.count_identified() == 1
 
 
 def test_snake_case_and_failures_are_reported(lambda_env):
@@ -80,13 +82,10 @@ def test_window_and_full_scopes(lambda_env):
     result = handler(
         {"window": {"startTime": "2026-07-30T10:00:00Z", "endTime": "2026-07-30T10:00:05Z"}}, None
     )
-    assert result["processedIdentifiers"] == [
-        "sierra-system-number/b1161044x",
-        "axiell-collections-id/12345",
-    ]
+    assert result["processedIdentifiers"] == ["axiell-collections-id/12345"]  # b1161044x superseded
     assert result["jobId"] is None
     result = handler({"full": True, "jobId": "everything"}, None)
-    assert len(result["processedIdentifiers"]) == 3
+    assert len(result["processedIdentifiers"]) == 2 and result["failures"] == []
 
 
 @pytest.mark.parametrize(
@@ -191,7 +190,14 @@ def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplo
     assert _failed_ids(response) == list(BAD_BODIES)  # exactly the bad ones, in batch order
     (summary,) = _run_summaries(caplog)
     assert summary["batches"] == 1 and summary["mint_calls"] == 1  # one registry batch
-    assert summary["works_read"] == 4 and summary["works_written"] == 3
+    # b1161044x's successor is in the batch: superseded, done, not a failed record.
+    assert summary["works_read"] == 4 and summary["works_written"] == 2
+    assert summary["superseded"] == [
+        {
+            "sourceIdentifier": "Work[sierra-system-number/b1161044x]",
+            "heldBy": "Work[axiell-collections-id/12345]",
+        }
+    ]
     assert lambda_env.count_identified() == 2  # the successor shares its predecessor's document
     logged = caplog.text
     assert "m-duplicate-key body is not valid JSON (duplicate key 'Message')" in logged
@@ -281,7 +287,7 @@ def test_the_lambda_announces_exactly_the_written_works(
     monkeypatch.setenv("IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN", topic.topic_arn)
     response = handler({"Records": _records({**GOOD_BODIES, **BAD_BODIES})}, None)
     assert _failed_ids(response) == list(BAD_BODIES)
-    written = ["Work[sierra-system-number/b1161044x]", "Work[sierra-system-number/b2]"]
+    written = ["Work[axiell-collections-id/12345]", "Work[sierra-system-number/b2]"]
     assert sorted(topic.received()) == sorted(canonical_ids_of(connect_registry, written).values())
 
     # The topic gone: nothing concerns one record more than another, so the batch is retried.
