@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -259,3 +260,46 @@ def test_works_generate_on_a_full_disk_is_one_error_line_naming_the_store(works_
     (message,) = result.stderr.strip().splitlines()
     assert message.startswith(f"error: cannot write to the works store {works_env}: ")
     assert "Traceback" not in result.stderr
+
+
+def test_repair_succession_is_a_dry_run_unless_applied(works_env, registry_env):
+    """A store written before succession ranks: a late update of a predecessor sits over its
+    successor's document. The repair lists it, and with --apply rewrites it."""
+    runner = CliRunner()
+    assert runner.invoke(main, ["works", "generate", "--count", "10", "--seed", "2"]).exit_code == 0
+    assert runner.invoke(main, ["mint", "--full"]).exit_code == 0
+    works = list(generate_works(10, seed=2))
+    successor, predecessor = works[6], works[0]  # Folio 6 inherited Sierra 0's ID
+    [(canonical_id,)] = fetch_all(
+        registry_env,
+        "SELECT CanonicalId FROM identifiers WHERE OntologyType = 'Work' "
+        "AND SourceSystem = 'sierra-system-number' AND SourceId = %s",
+        (predecessor.document["state"]["sourceIdentifier"]["value"],),
+    )
+    with sqlite3.connect(works_env) as db:  # what the store looked like before ranks
+        db.execute(
+            "UPDATE identified_works SET source_id = ?, document = ?, succession_rank = 0 "
+            "WHERE canonical_id = ?",
+            (predecessor.id, json.dumps(predecessor.document), canonical_id),
+        )
+    db.close()
+
+    dry = runner.invoke(main, ["works", "repair-succession"])
+    assert dry.exit_code == 0, dry.output
+    report = _json(dry)
+    assert report["applied"] is False and report["documents_of_an_older_record"] == 1
+    [listed] = report["documents"]
+    assert (listed["canonicalId"], listed["holder"], listed["stored"]) == (
+        canonical_id,
+        successor.id,
+        predecessor.id,
+    )
+    with SqliteWorksStore(works_env) as store:
+        assert store.identified_holders([canonical_id])[canonical_id].source_id == predecessor.id
+
+    applied = _json(runner.invoke(main, ["works", "repair-succession", "--apply"]))
+    assert (applied["applied"], applied["rewritten"], applied["failed"]) == (True, 1, 0)
+    with SqliteWorksStore(works_env) as store:
+        assert store.identified_holders([canonical_id])[canonical_id].source_id == successor.id
+    again = _json(runner.invoke(main, ["works", "repair-succession"]))
+    assert again["documents"] == [] and again["chains_checked"] == report["chains_checked"]

@@ -382,3 +382,57 @@ def test_an_exhausted_pool_during_a_backfill_run_retries_the_same_range(setup):
         materializations, _ = _figures(retry)
         assert len(materializations) == 3
         assert _written_or_superseded(materializations) == 40
+
+
+def test_two_live_successors_fail_the_conflict_check_until_resolved(setup, connect_registry):
+    """RFC 083's second scenario: two records inherit one ID. The run reports the conflict and
+    the partition's no_succession_conflicts check fails; once people fix the record and
+    re-point its mapping, a re-run of the window passes."""
+    fill_pool(connect_registry, 2_000)
+    old = work("sierra-system-number", "b-shared", indexed_at="2026-07-30T09:31:00Z")
+    folio = work(
+        "folio-instance",
+        "f-shared",
+        indexed_at="2026-07-30T09:32:00Z",
+        predecessor=("sierra-system-number", "b-shared"),
+    )
+    axiell = work(
+        "axiell-collections-id",
+        "x-shared",
+        indexed_at="2026-07-30T09:33:00Z",
+        predecessor=("sierra-system-number", "b-shared"),
+    )
+    with SqliteWorksStore(setup["store_path"]) as store:
+        store.put_source([old, folio, axiell])
+
+    def run():
+        result = dg.materialize(
+            [identified_works], partition_key="2026-07-30-09:30", resources=setup["resources"]
+        )
+        assert result.success  # a conflict is reported, not a failed work
+        return result, _figures(result)[1], _check(result, "no_succession_conflicts")
+
+    for _ in range(2):  # every run that meets it says so
+        result, figures, check = run()
+        assert figures["succession_conflicts"] == 1 and figures["works_failed"] == 0
+        [conflict] = figures["succession_conflict_list"]
+        assert (conflict["heldBy"], conflict["others"]) == (axiell.id, [folio.id])
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        assert axiell.id in check.description and folio.id in check.description
+        assert _check(result, "no_failed_works").passed
+
+    # Resolved: the Folio record no longer claims the Sierra record, and its mapping is removed
+    # (the next run gives it an ID of its own).
+    folio.document["state"].pop("predecessorIdentifier")
+    with SqliteWorksStore(setup["store_path"]) as store:
+        store.put_source([folio])
+    registry_connection = connect_registry()
+    with registry_connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM identifiers WHERE SourceSystem = 'folio-instance' "
+            "AND SourceId = 'f-shared'"
+        )
+    registry_connection.commit()
+    registry_connection.close()
+    _, figures, check = run()
+    assert check.passed and figures["succession_conflicts"] == 0
