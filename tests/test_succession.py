@@ -384,3 +384,26 @@ def test_a_predecessor_write_based_on_a_stale_chain_read_is_refused_by_the_store
     assert outcomes == [(0, 50, 0), (50, 0, 0)]
     with SqliteWorksStore(store_path) as store:
         assert [_holder(store, minter, old.id) for old in olds] == [new.id for new in news]
+
+
+def test_a_work_outranked_by_its_own_older_document_fails_pointing_at_the_repair(
+    store, minter, pool
+):
+    """Ranks only go up: after a tie-rule change the holder's own document may carry a higher
+    rank than the holder now writes with. The write is refused and the work fails, saying what
+    to run, instead of counting as written or superseded."""
+    old = work(SIERRA, "b1")
+    folio = work(FOLIO, "f1", predecessor=(SIERRA, "b1"))
+    store.put_source([old, folio])
+    _run(store, minter, old.id)
+    _run(store, minter, folio.id)
+    demoted = SuccessionPolicy((AXIELL,))  # Folio now ranks below every listed system
+    summary = WorksPipeline(store, minter, succession=demoted).run(IdsScope([folio.id]))
+    assert summary.works_written == 0 and summary.works_superseded == 0
+    [failure] = summary.failures
+    assert failure.work_id == folio.id and "repair-succession --apply" in failure.detail
+    report = repair_succession(
+        store, minter, demoted, apply=True, run=_runner(store, minter, demoted)
+    )
+    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    assert _run(store, minter, folio.id, succession=demoted).works_written == 1

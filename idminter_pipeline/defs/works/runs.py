@@ -269,17 +269,14 @@ def _stages(summary: RunSummary) -> str:
 
 def check_description(result: WindowResult) -> str:
     summary = result.summary
-    if not summary.failed:
-        superseded = (
-            f" ({summary.works_superseded:,} superseded: a newer record of their chain holds "
-            "the document)"
-            if summary.works_superseded
-            else ""
-        )
+    if not summary.failed and summary.works_superseded:
         return (
-            f"All {summary.works_read:,} works of window {result.partition_key} were "
-            f"written{superseded}."
+            f"No work of window {result.partition_key} failed: {summary.works_written:,} of "
+            f"{summary.works_read:,} written, {summary.works_superseded:,} superseded (a newer "
+            "record of their chain holds the document)."
         )
+    if not summary.failed:
+        return f"All {summary.works_read:,} works of window {result.partition_key} were written."
     first = summary.failures[0] if summary.failures else None
     return (
         f"{summary.failed:,} of {summary.works_read:,} works failed in window "

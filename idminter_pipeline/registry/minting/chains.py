@@ -6,7 +6,7 @@ inheritance (`Kind = 'inherited'`) under the shared canonical ID, indexed by
 `(CanonicalId, Seq)`: one statement reads the chains of a batch's canonical IDs. An inheritance
 counts only while the successor's mapping still holds that canonical ID (joined on the
 `identifiers` primary key), so re-pointing or deleting a mapping by hand takes it out of its
-chain (README, "Succession").
+chain (docs/design/succession.md).
 
 This module only reads; deciding which source of a chain owns the document is
 `works.succession`'s, without SQL.

@@ -187,11 +187,13 @@ class SqliteWorksStore(WorksStore):
                 # Some upserts were refused: a higher rank holds those documents. Read whose,
                 # in the same transaction (the write lock is still ours).
                 held = self._holders(conn, [row[0] for row in rows])
+                # A refused row left another row in place: another work's, or this work's own
+                # with a higher rank (the tie rule changed), which the pipeline reports apart.
                 failures.extend(
                     WriteFailure(source_id, f"superseded by {holder.source_id}", holder.source_id)
-                    for canonical_id, source_id, _, _ in rows
+                    for canonical_id, source_id, _, rank in rows
                     if (holder := held.get(canonical_id)) is not None
-                    and holder.source_id != source_id
+                    and (holder.source_id, holder.rank) != (source_id, rank)
                 )
         return failures
 
