@@ -407,3 +407,19 @@ def test_a_work_outranked_by_its_own_older_document_fails_pointing_at_the_repair
     )
     assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
     assert _run(store, minter, folio.id, succession=demoted).works_written == 1
+
+
+def test_succession_costs_at_most_one_registry_read_per_batch(store, minter, pool):
+    store.put_source(generate_works(50, seed=6))
+    first = WorksPipeline(store, minter, batch_size=10).run(FullScope())
+    assert 0 < minter.stats.chain_reads <= first.batches == 5
+    reads = minter.stats.chain_reads
+    again = WorksPipeline(store, minter, batch_size=10).run(FullScope())
+    assert minter.stats.chain_reads - reads == again.batches == 5
+    # Only IDs a batch did not just mint are read: a batch of brand-new works reads nothing.
+    store.put_source([work(SIERRA, f"b-new-{n}") for n in range(5)])
+    reads = minter.stats.chain_reads
+    fresh = WorksPipeline(store, minter).run(
+        IdsScope([f"Work[{SIERRA}/b-new-{n}]" for n in range(5)])
+    )
+    assert fresh.works_written == 5 and minter.stats.chain_reads == reads

@@ -122,6 +122,7 @@ class MinterStats:
     inherited: int = 0
     existing: int = 0
     mismatches_recorded: int = 0
+    chain_reads: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -557,6 +558,7 @@ class Minter:
         if not wanted:
             return []
         self.stats.calls += 1
+        self.stats.chain_reads += 1
         return self._transaction(
             lambda conn: read_inheritances(conn, wanted),
             what=f"reading the inheritance chains of {len(wanted):,} canonical ID(s)",
