@@ -306,6 +306,7 @@ def failed_works_alert(results: Sequence[tuple[str | None, RunSummary]], *, run_
     )
     return Alert(
         title=f"{failed} work(s) failed minting",
+        runbook="{count} work(s) failed minting",
         what_happened=(
             f"Run {run_id} read {read:,} works; {failed:,} failed ("
             + ", ".join(f"{stage}: {count}" for stage, count in stages.items() if count)
