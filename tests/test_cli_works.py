@@ -303,3 +303,18 @@ def test_repair_succession_is_a_dry_run_unless_applied(works_env, registry_env):
         assert store.identified_holders([canonical_id])[canonical_id].source_id == successor.id
     again = _json(runner.invoke(main, ["works", "repair-succession"]))
     assert again["documents"] == [] and again["chains_checked"] == report["chains_checked"]
+
+
+@pytest.mark.parametrize("command", [["mint", "--full"], ["works", "repair-succession", "--apply"]])
+def test_a_bad_succession_precedence_is_one_error_line_and_nothing_written(
+    works_env, registry_env, command
+):
+    runner = CliRunner()
+    assert runner.invoke(main, ["works", "generate", "--count", "10", "--seed", "2"]).exit_code == 0
+    result = runner.invoke(main, command, env={"IDMINTER_SUCCESSION_PRECEDENCE": "folio/x,sierra"})
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith("error: IDMINTER_SUCCESSION_PRECEDENCE: ") and "folio/x" in message
+    assert fetch_all(registry_env, "SELECT COUNT(*) FROM identifiers")[0][0] == 0
+    with SqliteWorksStore(works_env) as store:
+        assert store.count_identified() == 0
