@@ -407,8 +407,8 @@ def _start(paths: LocalServerPaths, port: int) -> None:
 def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> None:
     """Create the registry database and the application user with least privilege (idempotent).
 
-    An existing user keeps nothing beyond `LOCAL_PRIVILEGES` on its own databases: whatever an
-    older bootstrap granted (ALL ON *.* WITH GRANT OPTION) is revoked first.
+    An existing user keeps nothing beyond `LOCAL_PRIVILEGES` on its own databases: what an older
+    bootstrap granted server-wide (ALL ON *.* WITH GRANT OPTION) is revoked first.
     """
     check_local_settings(settings)
     user, password = settings.username, settings.password
@@ -426,7 +426,11 @@ def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> Non
                     "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password)
                 )
                 cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
-                cursor.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, host))
+                # Only the server-wide level, where an older bootstrap granted ALL: the database
+                # grants stay in place, so a client connecting while a restarted server is
+                # bootstrapped again never finds the user without its privileges.
+                cursor.execute("REVOKE ALL PRIVILEGES ON *.* FROM %s@%s", (user, host))
+                cursor.execute("REVOKE GRANT OPTION ON *.* FROM %s@%s", (user, host))
                 for target in grants_on:
                     # `%` in a GRANT pattern is the server's wildcard: doubled for pymysql.
                     on = target.replace("%", "%%")

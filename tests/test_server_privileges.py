@@ -20,6 +20,7 @@ import pwd
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -30,7 +31,7 @@ from db_helpers import free_port
 from legacy_helpers import SPECIAL_ROWS, create_legacy_table
 from works_helpers import work
 
-from idminter_pipeline.errors import InvalidSettingError
+from idminter_pipeline.errors import InvalidSettingError, RegistryUnavailableError
 from idminter_pipeline.local_database import (
     LOCAL_PRIVILEGES,
     LocalServerPaths,
@@ -186,6 +187,38 @@ def test_bootstrap_takes_back_what_an_older_bootstrap_granted(private_server):
     grants = _grants(paths, "id_minter", "127.0.0.1")
     assert not any("ALL PRIVILEGES" in g or "GRANT OPTION" in g for g in grants), grants
     assert set(_database_grants(grants)) == EXPECTED_DATABASES
+
+
+def test_a_client_connecting_during_a_repeated_bootstrap_keeps_its_privileges(private_server):
+    # `make db` and a restarted server bootstrap again while clients reconnect: no moment in
+    # between may leave the user without its grants (that showed as a 1044 to a client).
+    settings, paths = private_server
+    stop = threading.Event()
+    refused: list[str] = []
+    queries = 0
+
+    def keep_connecting() -> None:
+        nonlocal queries
+        while not stop.is_set():
+            try:
+                with closing(connect(settings)) as conn, conn.cursor() as cursor:
+                    cursor.execute("SELECT COUNT(*) FROM information_schema.tables")
+                    queries += 1
+            except RegistryUnavailableError as error:
+                refused.append(str(error))
+
+    clients = [threading.Thread(target=keep_connecting) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        for _ in range(40):
+            bootstrap_server(paths, settings)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+    assert queries > 0
+    assert refused == []
 
 
 # --- names that are not safe in SQL ------------------------------------------------------------
