@@ -136,7 +136,10 @@ def _superseded(summary: RunSummary) -> int:
 
 METRICS_NAMESPACE_ENV = "IDMINTER_METRICS_NAMESPACE"
 DEFAULT_METRICS_NAMESPACE = "IdMinter"
-METRICS_SERVICE = "minter"
+# The metrics' `service` dimension: the function's name (Lambda sets it), so two stacks in one
+# account keep their figures apart.
+FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
+DEFAULT_SERVICE = "minter"
 
 
 def configure_logging() -> None:
@@ -179,9 +182,11 @@ def _compact(summary: RunSummary) -> dict[str, Any]:
 
 def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | None = None) -> None:
     """The invocation's figures as CloudWatch Embedded Metric Format lines on stdout, which
-    CloudWatch Logs turns into metrics in `IDMINTER_METRICS_NAMESPACE` (dimension service)."""
+    CloudWatch Logs turns into metrics in `IDMINTER_METRICS_NAMESPACE`, dimension `service` (the
+    function's name), and for WorksFailedByStage `Stage` too."""
     namespace = os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE
-    metrics = Metrics(namespace=namespace, service=METRICS_SERVICE)
+    service = os.environ.get(FUNCTION_NAME_ENV) or DEFAULT_SERVICE
+    metrics = Metrics(namespace=namespace, service=service)
     count = MetricUnit.Count
     figures = {
         "WorksRead": sum(s.works_read for s in summaries),
@@ -207,6 +212,6 @@ def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | Non
             unit=count,
             value=sum(s.failures_by_stage[str(stage)] for s in summaries),
             namespace=namespace,
-            default_dimensions={"service": METRICS_SERVICE},
+            default_dimensions={"service": service},
         ) as metric:
             metric.add_dimension(name="Stage", value=str(stage))

@@ -1,0 +1,157 @@
+"""deploy/aws/minter.yaml's alarms and dashboard: each alarm watches a metric of a resource of the
+stack, notifies the alarm topic, is on the dashboard and has a runbook entry; the dashboard's
+minter figures are metrics the Lambda really emits."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from idminter_pipeline.lambda_outcomes import emit_metrics
+from idminter_pipeline.works.pipeline import RunSummary
+
+ROOT = Path(__file__).resolve().parent.parent
+MINTER = ROOT / "deploy" / "aws" / "minter.yaml"
+RUNBOOK = ROOT / "docs" / "_incoming" / "issue-20a.md"
+RUNBOOK_PARTS = (
+    "**What it means**",
+    "**Impact**",
+    "**What to check**",
+    "**Fix**",
+    "**When to escalate**",
+)
+
+
+def _resources() -> dict:
+    return cfn_yaml.load(str(MINTER))["Resources"]
+
+
+def _alarms() -> dict[str, dict]:
+    return {
+        name: resource["Properties"]
+        for name, resource in _resources().items()
+        if isinstance(resource, dict) and resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def _watched(alarm: dict) -> set[tuple[str, str, str]]:
+    """(namespace, metric, the dimension's value as written) of each metric the alarm reads."""
+    if "Metrics" in alarm:
+        stats = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+    else:
+        stats = [alarm]
+    return {
+        (m["Namespace"], m["MetricName"], json.dumps(d["Value"]))
+        for m in stats
+        for d in m["Dimensions"]
+    }
+
+
+def _ref(name: str) -> str:
+    return json.dumps({"Ref": name})
+
+
+def _queue_name(resource: str) -> str:
+    return json.dumps({"Fn::GetAtt": [resource, "QueueName"]})
+
+
+def test_the_alarms_an_operator_needs():
+    watched = {name: _watched(alarm) for name, alarm in _alarms().items()}
+    assert watched == {
+        "MinterErrorsAlarm": {("AWS/Lambda", "Errors", _ref("MinterFunction"))},
+        "MinterThrottlesAlarm": {("AWS/Lambda", "Throttles", _ref("MinterFunction"))},
+        "ExecutionsFailedAlarm": {
+            ("AWS/States", "ExecutionsFailed", _ref("MinterStateMachine")),
+            ("AWS/States", "ExecutionsTimedOut", _ref("MinterStateMachine")),
+        },
+        "QueueBacklogAlarm": {
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_name("InputQueue"))
+        },
+        "DeadLetterAlarm": {
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible", _queue_name("InputDeadLetterQueue"))
+        },
+        "PipeFailuresAlarm": {("AWS/EventBridge/Pipes", "ExecutionFailed", _ref("LegacyPipe"))},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_alarms()))
+def test_each_alarm_pages_through_the_alarm_topic_and_ignores_silence(name):
+    alarm = _alarms()[name]
+    topic = {"Fn::If": ["Alarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert alarm["AlarmActions"] == topic and alarm["OKActions"] == topic
+    assert alarm["TreatMissingData"] == "notBreaching"  # no traffic is not a failure
+    assert alarm["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-")
+
+
+def _runbook_entries() -> dict[str, str]:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    alerts = text.split("## Alerts", 1)[1].split("\n## ", 1)[0]
+    entries = re.split(r"^### ", alerts, flags=re.MULTILINE)[1:]
+    return {entry.splitlines()[0].strip(): entry for entry in entries}
+
+
+@pytest.mark.parametrize("name", sorted(_alarms()))
+def test_each_alarm_has_a_runbook_entry(name):
+    title = _alarms()[name]["AlarmName"]["Fn::Sub"].replace("${AWS::StackName}", "STACK")
+    entries = _runbook_entries()
+    assert title in entries, sorted(entries)
+    for part in RUNBOOK_PARTS:
+        assert part in entries[title], (title, part)
+
+
+def _dashboard() -> dict:
+    return _resources()["MinterDashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]
+
+
+def test_the_dashboard_shows_every_alarm():
+    (alarm_widget,) = [w for w in _dashboard()["widgets"] if w["type"] == "alarm"]
+    shown = {a["Fn::GetAtt"][0] for a in alarm_widget["properties"]["alarms"]}
+    assert shown == set(_alarms())
+
+
+def _dashboard_minter_metrics() -> set[tuple[str, ...]]:
+    """(metric, dimension=value, ...) of each dashboard line in the minter's own namespace, with
+    the "." shorthand resolved as CloudWatch does (same position as the line above)."""
+    found = set()
+    for widget in _dashboard()["widgets"]:
+        previous: list = []
+        for line in widget.get("properties", {}).get("metrics", []):
+            fields = [f for f in line if not isinstance(f, dict) or "Ref" in f or "Fn::GetAtt" in f]
+            fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
+            previous = fields
+            if fields[0] == {"Ref": "MetricsNamespace"}:
+                dims = fields[2:]
+                found.add(
+                    (
+                        fields[1],
+                        *(f"{dims[i]}={json.dumps(dims[i + 1])}" for i in range(0, len(dims), 2)),
+                    )
+                )
+    return found
+
+
+def test_the_dashboards_minter_figures_are_metrics_the_lambda_emits(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-minter")
+    emit_metrics([RunSummary(scope="ids", store="sqlite")], batch_item_failures=0)
+    emitted = set()
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            (dimensions,) = directive["Dimensions"]
+            for metric in directive["Metrics"]:
+                emitted.add(
+                    (
+                        metric["Name"],
+                        *(
+                            f"{d}={json.dumps({'Ref': 'MinterFunction'} if d == 'service' else document[d])}"
+                            for d in dimensions
+                        ),
+                    )
+                )
+    shown = _dashboard_minter_metrics()
+    assert shown and shown <= emitted, shown - emitted
+    assert {m[0] for m in emitted} <= {m[0] for m in shown}  # and every figure is shown
