@@ -145,9 +145,11 @@ DEFAULT_SERVICE = "minter"
 def configure_logging() -> None:
     """Make the root logger emit INFO. Lambda's runtime sets the root level from the function's
     ApplicationLogLevel (`AWS_LAMBDA_LOG_LEVEL`); without one Python's WARNING default would drop
-    every run summary."""
+    every run summary. Only inside Lambda (which sets the function's name): a process that
+    imports the handler keeps its own logging."""
     root = logging.getLogger()
-    if not os.environ.get("AWS_LAMBDA_LOG_LEVEL") and root.getEffectiveLevel() > logging.INFO:
+    in_lambda = bool(os.environ.get(FUNCTION_NAME_ENV))
+    if in_lambda and not os.environ.get("AWS_LAMBDA_LOG_LEVEL") and root.level > logging.INFO:
         root.setLevel(logging.INFO)
 
 

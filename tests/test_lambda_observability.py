@@ -18,6 +18,7 @@ from idminter_pipeline.works.stores import SqliteWorksStore
 
 ROOT = Path(__file__).resolve().parent.parent
 MINTER = ROOT / "deploy" / "aws" / "minter.yaml"
+FUNCTION_NAME = "idminter-minter"
 
 # What Lambda's bootstrap does before loading the handler (awslambdaric.bootstrap.run), then one
 # invocation; the event comes on stdin.
@@ -42,6 +43,7 @@ def _logging_config() -> dict:
 def _runtime_env(config: dict) -> dict[str, str]:
     """The variables Lambda sets from the function's LoggingConfig."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_LAMBDA_LOG")}
+    env["AWS_LAMBDA_FUNCTION_NAME"] = FUNCTION_NAME  # Lambda sets it in every function
     if "LogFormat" in config:
         env["AWS_LAMBDA_LOG_FORMAT"] = config["LogFormat"]
     if "ApplicationLogLevel" in config:
@@ -143,15 +145,15 @@ def _metric_values(documents: list[dict], namespace: str) -> dict[tuple, float]:
 def test_the_run_figures_are_cloudwatch_embedded_metrics(minter_env):
     env = _runtime_env(_logging_config()) | {"IDMINTER_METRICS_NAMESPACE": "IdMinterTest"}
     values = _metric_values(_emf(_invoke(EVENT, env)), "IdMinterTest")
-    assert values[("WorksRead", "minter")] == 4
-    assert values[("WorksWritten", "minter")] == 3
-    assert values[("WorksFailed", "minter")] == 1
-    assert values[("WorksSuperseded", "minter")] == 0
-    assert values[("IdentifiersMinted", "minter")] == 2
-    assert values[("IdentifiersInherited", "minter")] == 1
-    assert values[("WorksFailedByStage", "minter", "read")] == 1
-    assert values[("WorksFailedByStage", "minter", "write")] == 0
-    assert values[("RunDuration", "minter")] > 0
+    assert values[("WorksRead", FUNCTION_NAME)] == 4
+    assert values[("WorksWritten", FUNCTION_NAME)] == 3
+    assert values[("WorksFailed", FUNCTION_NAME)] == 1
+    assert values[("WorksSuperseded", FUNCTION_NAME)] == 0
+    assert values[("IdentifiersMinted", FUNCTION_NAME)] == 2
+    assert values[("IdentifiersInherited", FUNCTION_NAME)] == 1
+    assert values[("WorksFailedByStage", FUNCTION_NAME, "read")] == 1
+    assert values[("WorksFailedByStage", FUNCTION_NAME, "write")] == 0
+    assert values[("RunDuration", FUNCTION_NAME)] > 0
 
 
 def test_a_queued_batch_reports_its_item_failures_as_a_metric(minter_env):
@@ -161,5 +163,5 @@ def test_a_queued_batch_reports_its_item_failures_as_a_metric(minter_env):
         {"messageId": "c", "body": "not an identifier"},
     ]
     values = _metric_values(_emf(_invoke(records, _runtime_env(_logging_config()))), "IdMinter")
-    assert values[("BatchItemFailures", "minter")] == 2
-    assert values[("WorksWritten", "minter")] == 1
+    assert values[("BatchItemFailures", FUNCTION_NAME)] == 2
+    assert values[("WorksWritten", FUNCTION_NAME)] == 1
