@@ -34,9 +34,15 @@ records whose works were not written and announced, so only those are retried.
 An array of requests without message ids is treated as several Step Functions requests minted
 together, and answered in the Step Functions shape.
 
+A request the state machine makes for one of its batches also carries `batch: {"index",
+"count"}`; it is answered `{"jobId", "summary"}`, the batch's counts and the failures that fit its
+share of the execution's payload quota (`lambda_outcomes.batch_summary`).
+
 Bad events raise `InvalidInputError` naming what is wrong; errors that concern no single work
 (pool exhausted, registry, store or downstream topic unreachable) raise too, so Step Functions
-or the queue retries the whole batch.
+or the queue retries the whole batch. Every error leaves under one of the stable names of
+`lambda_outcomes.REPORTED_ERROR_NAMES`, which the state machine matches exactly. Each invocation
+logs one structured summary line and its figures as CloudWatch embedded metrics.
 """
 
 from __future__ import annotations
@@ -359,9 +365,8 @@ def _batch_position(event: object) -> tuple[int, int] | None:
         return None
     index = batch.get("index") if isinstance(batch, dict) else None
     count = batch.get("count") if isinstance(batch, dict) else None
-    if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count) or isinstance(
-        index, bool
-    ):
+    integers = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, count))
+    if not (integers and 0 <= index < count):  # type: ignore[operator]
         raise InvalidInputError(
             f"batch must be {{index, count}} with 0 <= index < count, got {excerpt(batch)}"
         )
