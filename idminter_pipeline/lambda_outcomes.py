@@ -22,7 +22,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider,
+)
 
 from idminter_pipeline.errors import (
     DownstreamNotificationError,
@@ -188,7 +191,9 @@ def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | Non
     function's name), and for WorksFailedByStage `Stage` too."""
     namespace = os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE
     service = os.environ.get(FUNCTION_NAME_ENV) or DEFAULT_SERVICE
-    metrics = Metrics(namespace=namespace, service=service)
+    # A provider per document: `Metrics` keeps its figures in class-level state, shared by every
+    # instance (and thread) of the process.
+    metrics = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
     count = MetricUnit.Count
     figures = {
         "WorksRead": sum(s.works_read for s in summaries),
@@ -208,12 +213,13 @@ def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | Non
         value=round(sum(s.duration_seconds for s in summaries), 3),
     )
     metrics.flush_metrics()
-    for stage in Stage:
-        with single_metric(
+    for stage in Stage:  # one document per stage: its Stage dimension applies to all it holds
+        by_stage = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
+        by_stage.add_dimension(name="service", value=service)  # in the dashboard's order
+        by_stage.add_dimension(name="Stage", value=str(stage))
+        by_stage.add_metric(
             name="WorksFailedByStage",
             unit=count,
             value=sum(s.failures_by_stage[str(stage)] for s in summaries),
-            namespace=namespace,
-            default_dimensions={"service": service},
-        ) as metric:
-            metric.add_dimension(name="Stage", value=str(stage))
+        )
+        by_stage.flush_metrics()
