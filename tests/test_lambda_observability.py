@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import cfn_yaml
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, use_embedded_store, work
 
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -53,16 +53,9 @@ def _runtime_env(config: dict) -> dict[str, str]:
 
 @pytest.fixture
 def minter_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    for name in (
-        "ELASTICSEARCH_URL",
-        "IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN",
-        "ES_API_KEY_SECRET_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    store_path = use_embedded_store(monkeypatch, tmp_path)
     fill_pool(connect_registry, 100)
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+    with SqliteWorksStore(store_path) as store:
         store.put_source(
             [
                 work("sierra-system-number", "b1"),

@@ -10,7 +10,7 @@ import pkgutil
 import pymysql
 import pytest
 from state_machine_harness import lambda_response, minter_state_machine, state_machine_definition
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, use_embedded_store, work
 
 import idminter_pipeline
 from idminter_pipeline import errors, lambda_handler
@@ -115,16 +115,9 @@ def test_outage_errors_are_reported_as_the_name_the_state_machine_retries():
 
 @pytest.fixture
 def works_store(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    for name in (
-        "ELASTICSEARCH_URL",
-        "IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN",
-        "ES_API_KEY_SECRET_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    store_path = use_embedded_store(monkeypatch, tmp_path)
     fill_pool(connect_registry, 100)
-    store = SqliteWorksStore(tmp_path / "works.sqlite3")
+    store = SqliteWorksStore(store_path)
     store.put_source([work("mets", f"b{n}") for n in range(4)])
     yield store
     store.close()

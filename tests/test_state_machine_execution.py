@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from db_helpers import create_database, drop_database, private_mariadb
 from state_machine_harness import minter_state_machine
-from works_helpers import fill_pool, plant_bad_document, work
+from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
 
 from idminter_pipeline import lambda_handler
 from idminter_pipeline.local_database import ensure_server, stop_server
@@ -28,15 +28,8 @@ def _ids(prefix: str, count: int) -> list[str]:
 
 @pytest.fixture
 def works_store(registry_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    for name in (
-        "ELASTICSEARCH_URL",
-        "IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN",
-        "ES_API_KEY_SECRET_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    store = SqliteWorksStore(tmp_path / "works.sqlite3")
+    store_path = use_embedded_store(monkeypatch, tmp_path)
+    store = SqliteWorksStore(store_path)
     yield store
     store.close()
 
@@ -118,15 +111,12 @@ def test_a_registry_outage_longer_than_the_lambdas_bound_is_retried_by_the_state
             "RDS_USERNAME": settings.username,
             "RDS_PASSWORD": settings.password,
             "IDENTIFIERS_DATABASE": settings.database,
-            "WORKS_STORE_PATH": str(tmp_path / "works.sqlite3"),
-            "IDMINTER_LOCAL_DIR": str(tmp_path / "local"),
             OUTAGE_ENV: "1",  # the Lambda rides out one second itself, then reports the outage
         }.items():
             monkeypatch.setenv(name, value)
-        for name in ("ELASTICSEARCH_URL", "IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN"):
-            monkeypatch.delenv(name, raising=False)
+        store_path = use_embedded_store(monkeypatch, tmp_path)
         identifiers = _ids("o", 3)
-        with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+        with SqliteWorksStore(store_path) as store:
             _put(store, identifiers)
 
         errors: list[str] = []
@@ -150,7 +140,7 @@ def test_a_registry_outage_longer_than_the_lambdas_bound_is_retried_by_the_state
         assert errors == ["RegistryUnavailableError", "RegistryUnavailableError"]
         assert execution.status == "SUCCEEDED", execution.cause
         assert execution.invocations == 3 and len(execution.waits) == 2
-        with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+        with SqliteWorksStore(store_path) as store:
             assert store.count_identified() == 3
     finally:
         ensure_server(server, paths, start_local=True)
