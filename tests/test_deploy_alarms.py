@@ -144,3 +144,20 @@ def test_every_template_parameter_is_documented_with_its_default():
             assert documented == f"`{shown}`", name
         else:
             assert documented == "(required)", name
+
+
+@pytest.mark.parametrize(
+    ("namespace", "accepted"),
+    [
+        ("IdMinter", True),
+        ("IdMinter/prod-2", True),
+        ("AWS/Lambda", False),
+        ("a b", False),
+        ("x" * 256, False),
+        ("", False),
+    ],
+)
+def test_the_metrics_namespace_parameter_refuses_what_cloudwatch_would_drop(namespace, accepted):
+    # CloudFormation matches AllowedPattern against the whole value.
+    pattern = cfn_yaml.load(str(MINTER))["Parameters"]["MetricsNamespace"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, namespace)) is accepted
