@@ -14,6 +14,7 @@ from test_pool_dagster import _drain_to, _fill
 from test_pool_sensor_observations import NO_FORECAST, Daemon, _resources
 
 from idminter_pipeline.defs.pool.metrics import (
+    DIMENSIONS,
     FREE_IDS_CAP_METRIC,
     FREE_IDS_METRIC,
     METRICS_NAMESPACE_ENV,
@@ -113,8 +114,6 @@ def test_the_pool_alarm_reads_the_metric_the_sensor_writes():
     # The namespace the code location is told to write is the one the alarm reads.
     assert environment[METRICS_NAMESPACE_ENV] == alarm["Namespace"]
     assert alarm["MetricName"] == FREE_IDS_METRIC
-    from idminter_pipeline.defs.pool.metrics import DIMENSIONS  # noqa: PLC0415
-
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == DIMENSIONS
     # One figure for both: what the sensor pages at is what the alarm pages at.
     assert alarm["Threshold"] == {"Ref": "PoolCriticalWatermark"}
@@ -129,7 +128,10 @@ def test_the_pool_alarm_reads_the_metric_the_sensor_writes():
 def test_the_daemon_alarm_watches_the_daemon_service():
     resources = _resources_of()
     alarm = resources["DaemonNotRunningAlarm"]["Properties"]
-    assert (alarm["Namespace"], alarm["MetricName"]) == ("ECS/ContainerInsights", "RunningTaskCount")
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "ECS/ContainerInsights",
+        "RunningTaskCount",
+    )
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
         "ClusterName": {"Ref": "Cluster"},
         "ServiceName": {"Fn::GetAtt": ["DaemonService", "Name"]},
