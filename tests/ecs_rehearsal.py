@@ -184,6 +184,7 @@ class RehearsalEcsRunLauncher(RunLauncher, ConfigurableClass):
             job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
         ).get_command_args()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # In the daemon's process group, which the rehearsal ends at the end.
         with (self.log_dir / f"run-{run.run_id}.log").open("w") as log:
             subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
         self._instance.report_engine_event(

@@ -26,12 +26,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ SENSOR = "pool_size_sensor"
 IMAGE_PATHS = {"/opt/idminter/sql": ROOT / "sql"}  # the rest of /opt maps into tmp
 POOL = {"PoolTargetFree": 2_000, "PoolLowWatermark": 1_000, "PoolCriticalWatermark": 200}
 STARTUP_SECONDS = 240
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*")
 
 
 def _image_environment(home: Path, workdir: Path) -> dict[str, str]:
@@ -296,16 +299,21 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
                     cwd=workdir,
                     stdout=output,
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
         yield deployment
     finally:
+        # Each process leads its own process group, with what it started: the code server's
+        # child, the runs the daemon launched. Ending the group ends all of them.
         for process in deployment.processes.values():
-            process.terminate()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in deployment.processes.values():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
@@ -388,7 +396,8 @@ def test_the_ecs_deployment_runs_here_as_its_task_definitions_declare(stage):
         assert any(s.startswith("[CRITICAL]") and "pool" in s.lower() for s in subjects), subjects
 
         # The free count as a metric line, in the namespace the alarm reads.
-        (alarm_namespace,) = {f"IdMinter/{STACK}"}
+        alarm = cfn_yaml.load(str(TEMPLATE))["Resources"]["PoolBelowCriticalWatermarkAlarm"]
+        alarm_namespace = stage.values.evaluate(alarm["Properties"]["Namespace"])
         documents = deployment.wait_for(
             "the pool metric line",
             lambda: _emf_documents(deployment.logs["code-location"]),
