@@ -60,6 +60,9 @@ def test_the_storage_password_does_not_rotate_under_running_tasks():
     assert not storage.get("ManageMasterUserPassword")  # RDS would rotate it every 7 days
     assert "StorageSecret" in storage["MasterUserPassword"]["Fn::Sub"]
     assert resources["StorageSecret"]["Type"] == "AWS::SecretsManager::Secret"
+    generated = resources["StorageSecret"]["Properties"]["GenerateSecretString"]
+    # The secret's username is the instance's (a literal: changing it would replace the instance).
+    assert json.loads(generated["SecretStringTemplate"])["username"] == storage["MasterUsername"]
     rotations = [r for r in resources.values() if r["Type"].endswith("RotationSchedule")]
     assert rotations == []
     for task in TASKS:
