@@ -179,3 +179,22 @@ def test_the_deployment_doc_lists_every_parameter_with_its_default():
         if default == "":
             expected = '`""`'
         assert rows[name] == expected, (name, rows[name], expected)
+
+
+def test_only_one_process_creates_the_storage_tables_on_the_first_start():
+    """The code server builds the Dagster instance when it starts, and so does the webserver:
+    on a new stack both would create the storage's tables at once, and the loser shows the code
+    location as a load error ("Table 'runs' already exists", seen in the rehearsal). The webserver
+    waits for the code location's service to be stable, which its health check makes mean "its
+    gRPC server answers" (it built the instance before that); the daemon comes last."""
+    template = _template()
+    resources = template["Resources"]
+    container = _container(template, "CodeLocationTask")
+    (port,) = [m["ContainerPort"] for m in container["PortMappings"]]
+    command = container["HealthCheck"]["Command"]
+    assert command[:1] == ["CMD"] and command[1:5] == ["dagster", "api", "grpc-health-check", "-p"]
+    assert command[5] == str(port)
+    assert "CodeLocationService" in resources["WebserverService"]["DependsOn"]
+    assert {"CodeLocationService", "WebserverService"} <= set(
+        resources["DaemonService"]["DependsOn"]
+    )

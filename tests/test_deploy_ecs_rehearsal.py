@@ -12,7 +12,8 @@ What stands in for AWS, and nothing else:
   the commands' -h/-p), paths under /opt: a temporary directory.
 - ECS run tasks: the instance's EcsRunLauncher is replaced by tests/ecs_rehearsal.py's launcher,
   which starts `dagster api execute_run` with the environment ECS would give the run task.
-Plus PATH, HOME and PYTHONPATH (for that launcher) for the processes to start at all.
+Plus PATH and HOME for the processes to start at all, and PYTHONPATH: this source tree first (the
+image installs it; the venv's own install may be another checkout's) and tests/ for that launcher.
 
 The rehearsal launches a run through the webserver (GraphQL) and sees the pool sensor's alert
 reach the alert topic (an SQS subscriber), its metric line in the code location's output, and the
@@ -241,6 +242,27 @@ def _command(container: dict, replacements: dict[str, str]) -> list[str]:
     return [str(executable), *local[1:]]
 
 
+def _healthy(
+    container: dict, replacements: dict[str, str], environment: dict[str, str], cwd: Path
+) -> bool:
+    """The container's HealthCheck command, as ECS runs it inside the container."""
+    kind, *command = container["HealthCheck"]["Command"]
+    assert kind == "CMD", kind
+    timeout = container["HealthCheck"].get("Timeout", 5)
+    try:
+        result = subprocess.run(
+            _command({"Command": command}, replacements),
+            env=environment,
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+            timeout=timeout * 3,  # 2 shared cores: the command's own start is slow here
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0
+
+
 @contextmanager
 def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deployment]:
     """Start code location, webserver and daemon; `drop` takes {task: variable} away."""
@@ -267,15 +289,39 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
     plumbing = {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT / "tests"),
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
         **stage.aws,
     }
+    # The processes must run this checkout's code, not whatever the venv has installed.
+    imported = subprocess.run(
+        [str(BIN / "python"), "-c", "import idminter_pipeline; print(idminter_pipeline.__file__)"],
+        env=plumbing,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(imported).is_relative_to(ROOT), imported
     deployment = Deployment(stage, containers, webserver_port=web_port)
     secrets = boto3.client("secretsmanager")
     try:
-        # In the order CloudFormation starts the services (DependsOn): the daemon last, once
-        # the webserver has created the storage's tables.
+        # In the order CloudFormation starts the services (DependsOn), each once the one before
+        # is stable: the webserver once the code location's own health check passes (it has
+        # built the Dagster instance, creating the storage's tables, by then), the daemon once
+        # the webserver has loaded the code location.
+        environments: dict[str, dict[str, str]] = {}
         for task in ("CodeLocationTask", "WebserverTask", "DaemonTask"):
+            if task == "WebserverTask":
+                deployment.wait_for(
+                    "the code location's health check",
+                    lambda: _healthy(
+                        containers["CodeLocationTask"],
+                        replacements,
+                        environments["CodeLocationTask"],
+                        workdir,
+                    ),
+                    STARTUP_SECONDS,
+                )
             if task == "DaemonTask":
                 deployment.wait_for(
                     "the webserver to load the code location",
@@ -290,6 +336,7 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
             }
             if drop and task in drop:
                 del environment[drop[task]]
+            environments[task] = environment
             log = stage.tmp / f"{container['Name']}.log"
             deployment.logs[container["Name"]] = log
             with log.open("w") as output:
