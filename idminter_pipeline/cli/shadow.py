@@ -1,0 +1,99 @@
+"""`idminter shadow`: what this minter would assign, compared with the legacy minter's output."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.works import _scope
+from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, clamp_batch_size
+from idminter_pipeline.works.shadow import (
+    ElasticsearchReference,
+    Reference,
+    SqliteReference,
+    shadow_run,
+)
+from idminter_pipeline.works.stores import works_store_from_env
+
+EXIT_UNEXPECTED_DIFFERENCES = 1
+
+
+def _reference(path: Path | None, index: str | None) -> Reference:
+    if (path is None) == (index is None):
+        raise click.UsageError(
+            "give exactly one reference: --reference PATH (a SQLite works store) or "
+            "--reference-index NAME (Elasticsearch)"
+        )
+    if path is not None:
+        return SqliteReference(path)
+    assert index is not None
+    return ElasticsearchReference.from_env(index)
+
+
+@click.command("shadow")
+@click.option(
+    "--source-identifiers",
+    "first_ids",
+    multiple=True,
+    metavar="ID...",
+    help="Works to compare: sierra-system-number/b1161044x or Work[...] (several allowed).",
+)
+@click.argument("more_ids", nargs=-1, metavar="")
+@click.option("--window-start", help="Compare works indexed from this time (inclusive, ISO 8601).")
+@click.option("--window-end", help="... up to this time (inclusive).")
+@click.option("--full", is_flag=True, help="Compare every work in the source index.")
+@click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A SQLite works store whose identified_works table holds the legacy minter's output.",
+)
+@click.option(
+    "--reference-index",
+    help="An Elasticsearch index holding the legacy minter's output (on ELASTICSEARCH_URL).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Works per registry lookup: at least 1; above 5000 is lowered to 5000.",
+)
+def shadow(  # noqa: PLR0917 (click passes options positionally)
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+    reference_path: Path | None,
+    reference_index: str | None,
+    batch_size: int,
+) -> None:
+    """Work out what `mint` would assign to the works of one scope and compare each annotated
+    document with the reference's document for the same state.sourceIdentifier.
+
+    Writes nothing: not to the registry (plain reads, no locks), not to the works store, not
+    to the reference. Prints a JSON summary: per category (agree, differ_expected,
+    differ_unexpected, not_in_reference, would_mint) the number of works, and every unexpected
+    difference (work, JSON path, ours, theirs). Exits 1 if any difference is unexpected.
+    """
+    if more_ids and not first_ids:
+        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
+    scope = _scope(first_ids + more_ids, window_start, window_end, full)
+    batch_size = clamp_batch_size(batch_size)
+    reference = _reference(reference_path, reference_index)
+    try:
+        with batch_run_collector(), works_store_from_env() as store:
+            report = shadow_run(
+                store, reference, connection_factory(), scope, batch_size=batch_size
+            )
+    finally:
+        reference.close()
+    echo_json(report.as_dict())
+    if report.unexpected_works:
+        sys.exit(EXIT_UNEXPECTED_DIFFERENCES)

@@ -1,0 +1,203 @@
+"""The legacy minter's output, read by source identifier and never written.
+
+A reference is an identified index: documents keyed by canonical ID, each carrying its work's
+`state.sourceIdentifier`. `find` returns the document of each requested work, by the work's
+`_id` form (`Work[system/value]`). Each is tried first under the canonical ID this minter would
+give the work (a primary-key read, which finds every work where both minters agree), and only
+the works not found there are searched by source identifier.
+
+- `SqliteReference` (`--reference PATH`): the `identified_works` table of a SQLite works store,
+  opened read-only (`mode=ro`), so neither its rows nor its schema can change;
+- `ElasticsearchReference` (`--reference-index NAME`): an index on the cluster
+  `ELASTICSEARCH_URL` names, read with multi-get and, for the rest, a `terms` search on
+  `state.sourceIdentifier.value` (which the index must map as a keyword).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.documents import parse_bare_identifier
+
+# SQLite's default limit on bound parameters is 999 on old builds.
+_IDS_PER_QUERY = 500
+_ES_CHUNK = 1000
+
+
+def _work_id_of(document: Any) -> str | None:
+    """The `Work[system/value]` form of a reference document's `state.sourceIdentifier`."""
+    try:
+        return str(
+            parse_bare_identifier(document["state"]["sourceIdentifier"], "state", "reference")
+        )
+    except (KeyError, TypeError, InvalidInputError):
+        return None
+
+
+class Reference(abc.ABC):
+    """An identified index to compare with (see the module's docstring)."""
+
+    @abc.abstractmethod
+    def describe(self) -> str: ...
+
+    @abc.abstractmethod
+    def _by_canonical_id(self, canonical_ids: Sequence[str]) -> dict[str, Any]:
+        """Documents by canonical ID (absent ones left out)."""
+
+    @abc.abstractmethod
+    def _by_work_id(self, work_ids: Sequence[str]) -> dict[str, Any]:
+        """Documents by their work's `Work[system/value]` (absent ones left out)."""
+
+    def find(self, candidates: Mapping[str, str | None]) -> dict[str, Any]:
+        """The reference document of each work id in `candidates` (work id -> the canonical ID
+        to try first, or None); works the reference lacks are left out."""
+        found: dict[str, Any] = {}
+        wanted = {cid: work for work, cid in candidates.items() if cid is not None}
+        for canonical_id, document in self._by_canonical_id(sorted(wanted)).items():
+            work = wanted[canonical_id]
+            if _work_id_of(document) == work:
+                found[work] = document
+        rest = sorted(work for work in candidates if work not in found)
+        if rest:
+            found.update(self._by_work_id(rest))
+        return found
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SqliteReference(Reference):
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"--reference {self.path}: no such file")
+        try:
+            self._conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._conn.execute("SELECT 1 FROM identified_works LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise InvalidInputError(
+                f"--reference {self.path}: not a works store with an identified_works table "
+                f"({error})"
+            ) from error
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def _select(self, column: str, values: Sequence[str]) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        for start in range(0, len(values), _IDS_PER_QUERY):
+            chunk = list(values[start : start + _IDS_PER_QUERY])
+            marks = ",".join("?" * len(chunk))
+            try:
+                rows.extend(
+                    self._conn.execute(
+                        f"SELECT {column}, document FROM identified_works "
+                        f"WHERE {column} IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
+            except sqlite3.Error as error:
+                raise WorksStoreError(f"cannot read the reference {self.path}: {error}") from error
+        return rows
+
+    def _by_canonical_id(self, canonical_ids: Sequence[str]) -> dict[str, Any]:
+        return {key: json.loads(text) for key, text in self._select("canonical_id", canonical_ids)}
+
+    def _by_work_id(self, work_ids: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for _, text in self._select("source_id", work_ids):
+            document = json.loads(text)
+            work = _work_id_of(document)
+            if work is not None:
+                found[work] = document
+        return found
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class ElasticsearchReference(Reference):
+    def __init__(self, client: Any, index: str) -> None:
+        if not index or not index.strip():
+            raise InvalidInputError("--reference-index: an index name is required")
+        self.client = client
+        self.index = index
+
+    @classmethod
+    def from_env(
+        cls, index: str, environ: Mapping[str, str] | None = None
+    ) -> ElasticsearchReference:
+        import os  # noqa: PLC0415
+
+        from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
+            elasticsearch_client,
+        )
+
+        env = os.environ if environ is None else environ
+        url = env.get("ELASTICSEARCH_URL")
+        if not url:
+            raise InvalidInputError("--reference-index needs ELASTICSEARCH_URL (the cluster)")
+        client = elasticsearch_client(
+            url,
+            api_key=env.get("ES_API_KEY") or None,
+            username=env.get("ES_USERNAME") or None,
+            password=env.get("ES_PASSWORD") or None,
+        )
+        return cls(client, index)
+
+    def describe(self) -> str:
+        return f"elasticsearch:{self.index}"
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        from elasticsearch import exceptions  # noqa: PLC0415
+
+        return (exceptions.ApiError, exceptions.TransportError)
+
+    def _by_canonical_id(self, canonical_ids: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for start in range(0, len(canonical_ids), _ES_CHUNK):
+            chunk = list(canonical_ids[start : start + _ES_CHUNK])
+            try:
+                response = self.client.mget(index=self.index, ids=chunk)
+            except self._errors() as error:
+                raise WorksStoreError(f"multi-get from {self.index} failed: {error}") from error
+            found.update((d["_id"], d["_source"]) for d in response["docs"] if d.get("found"))
+        return found
+
+    def _by_work_id(self, work_ids: Sequence[str]) -> dict[str, Any]:
+        wanted = set(work_ids)
+        values = sorted({SourceIdentifier.parse(work).source_id for work in work_ids})
+        found: dict[str, Any] = {}
+        for start in range(0, len(values), _ES_CHUNK):
+            chunk = values[start : start + _ES_CHUNK]
+            try:
+                response = self.client.search(
+                    index=self.index,
+                    query={"terms": {"state.sourceIdentifier.value": chunk}},
+                    size=len(chunk) * 4,
+                )
+            except self._errors() as error:
+                raise WorksStoreError(f"search of {self.index} failed: {error}") from error
+            for hit in response["hits"]["hits"]:
+                work = _work_id_of(hit.get("_source"))
+                if work in wanted:
+                    found[work] = hit["_source"]
+        return found
+
+    def close(self) -> None:
+        self.client.close()
