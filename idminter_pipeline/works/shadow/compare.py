@@ -135,17 +135,19 @@ def compare_work(
     theirs: dict[str, Any] | None,
     *,
     predecessor_id: str | None = None,
+    may_mint: bool = True,
 ) -> WorkComparison:
     """The category of one work, and its differences when unexpected.
 
     `predecessor_id` is the canonical ID this minter finds (or would give) the work's declared
-    predecessor, None when it declares none.
+    predecessor, None when it declares none. `may_mint=False` says no ID of the work's batch
+    would be minted, which spares looking for placeholders.
     """
     # Equal documents first: the common case, and one a placeholder can never reach (no
     # reference document holds one).
     if theirs is not None and ours == theirs:
         return WorkComparison(work, Category.AGREE)
-    if contains_placeholder(ours):
+    if may_mint and contains_placeholder(ours):
         return WorkComparison(work, Category.WOULD_MINT)
     if theirs is None:
         return WorkComparison(work, Category.NOT_IN_REFERENCE)

@@ -16,11 +16,12 @@ the works not found there are searched by source identifier.
 from __future__ import annotations
 
 import abc
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
+
+import orjson
 
 from idminter_pipeline.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.source_identifiers import SourceIdentifier
@@ -34,9 +35,11 @@ _ES_CHUNK = 1000
 def _work_id_of(document: Any) -> str | None:
     """The `Work[system/value]` form of a reference document's `state.sourceIdentifier`."""
     try:
-        return str(
-            parse_bare_identifier(document["state"]["sourceIdentifier"], "state", "reference")
-        )
+        identifier = document["state"]["sourceIdentifier"]
+        system, value = identifier["identifierType"]["id"], identifier["value"]
+        if identifier["ontologyType"] == "Work" and type(system) is str and type(value) is str:
+            return f"Work[{system}/{value}]"  # what str(SourceIdentifier) gives, validated or not
+        return str(parse_bare_identifier(identifier, "state", "reference"))
     except (KeyError, TypeError, InvalidInputError):
         return None
 
@@ -116,12 +119,14 @@ class SqliteReference(Reference):
         return rows
 
     def _by_canonical_id(self, canonical_ids: Sequence[str]) -> dict[str, Any]:
-        return {key: json.loads(text) for key, text in self._select("canonical_id", canonical_ids)}
+        return {
+            key: orjson.loads(text) for key, text in self._select("canonical_id", canonical_ids)
+        }
 
     def _by_work_id(self, work_ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for _, text in self._select("source_id", work_ids):
-            document = json.loads(text)
+            document = orjson.loads(text)
             work = _work_id_of(document)
             if work is not None:
                 found[work] = document

@@ -107,6 +107,8 @@ class ShadowMinter:
         self.outage_seconds = outage_seconds
         self.target = self._with_connection(lookup_target, "reading the registry's shape")
         self.would_mint = 0
+        # How many IDs the latest `mint_ids` call (the current batch) would mint.
+        self.batch_would_mint = 0
         # The canonical ID each declaring source's predecessor has (or would have), by the
         # source's text form: what tells an expected root-ID difference from another.
         self.predecessor_ids: dict[str, str] = {}
@@ -190,6 +192,7 @@ class ShadowMinter:
         del job_id  # nothing is recorded
         # Only the current batch's: the pipeline compares each batch right after planning it.
         self.predecessor_ids = {}
+        self.batch_would_mint = 0
         predecessors = fold_requests(requests)
         if not predecessors:
             return {}
@@ -204,6 +207,7 @@ class ShadowMinter:
             would_mint_placeholder(self.would_mint + n) for n in range(1, len(roots) + 1)
         ]
         self.would_mint += len(roots)
+        self.batch_would_mint = len(roots)
         batch.plan(roots, placeholders)
         results = batch.results()
         by_key = {_key(source): result.canonical_id for source, result in results.items()}

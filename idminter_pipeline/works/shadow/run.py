@@ -142,6 +142,7 @@ class _ComparingStore(WorksStore):
             }
         )
         predecessor_ids = self._minter.predecessor_ids
+        may_mint = self._minter.batch_would_mint > 0
         for work in works:
             reference = theirs.get(work.source_id)
             comparison = compare_work(
@@ -149,6 +150,7 @@ class _ComparingStore(WorksStore):
                 work.document,
                 reference,
                 predecessor_id=predecessor_ids.get(work.source_id),
+                may_mint=may_mint,
             )
             if comparison.category is Category.WOULD_MINT and reference is not None:
                 self._report.would_mint_in_reference += 1
