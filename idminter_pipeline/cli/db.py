@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from idminter_pipeline import local_database
+from idminter_pipeline.cli.dumps import load_dump_command
 from idminter_pipeline.cli.legacy import (
     finalize_legacy,
     legacy_status,
@@ -109,3 +110,4 @@ db.add_command(finalize_legacy)
 db.add_command(rollback_legacy)
 db.add_command(sync_legacy)
 db.add_command(legacy_status)
+db.add_command(load_dump_command)
