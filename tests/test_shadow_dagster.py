@@ -4,7 +4,7 @@ that fails exactly on the window holding an unexpected difference."""
 import json
 import shutil
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -15,6 +15,7 @@ from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.shadow.assets import shadow_comparison
 from idminter_pipeline.defs.shadow.resources import ShadowReferenceResource
+from idminter_pipeline.defs.shadow.schedules import shadow_compare_lagged_window
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
@@ -112,3 +113,18 @@ def test_without_a_reference_the_asset_fails_naming_the_setting(shadowed):
     assert not result.success
     failure = result.failure_data_for_node("shadow_comparison")
     assert "IDMINTER_SHADOW_REFERENCE_PATH" in str(failure.error)
+
+
+def test_the_schedule_compares_the_window_that_closed_the_lag_ago():
+    # 15-minute windows, 30 minutes' lag: at 10:30 the cutoff is 10:00, so 09:45 is due.
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 8, 3, 10, 30, tzinfo=UTC)
+    )
+    request = shadow_compare_lagged_window(context)
+    assert (request.partition_key, request.run_key) == ("2026-08-03-09:45", "2026-08-03-09:45")
+    later = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 8, 3, 10, 44, tzinfo=UTC)
+    )
+    assert shadow_compare_lagged_window(later).partition_key == "2026-08-03-09:45"
+    assert shadow_compare_lagged_window.job_name == "shadow_comparison_job"
+    assert shadow_compare_lagged_window.default_status == dg.DefaultScheduleStatus.STOPPED
