@@ -14,7 +14,7 @@ from minting_helpers import fill_pool, work
 
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MinterStats, MintOutcome, MintRequest
-from idminter_pipeline.registry.minting_sql import CLAIM_FREE_IDS_SQL
+from idminter_pipeline.registry.minting.statements import CLAIM_FREE_IDS_SQL
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 

@@ -1,7 +1,7 @@
 """Values with quotes and backslashes are stored verbatim whatever the session's SQL mode.
 
 The minter spells its large IN-lists and VALUES lists out with pymysql's escaping for the
-connection's current mode (`minting_sql._string_escaper`). With `NO_BACKSLASH_ESCAPES` a
+connection's current mode (`minting.statements._string_escaper`). With `NO_BACKSLASH_ESCAPES` a
 backslash is an ordinary character and only quotes are doubled; that branch was untested.
 """
 

@@ -147,6 +147,20 @@ def test_no_import_cycles():
     assert not cycles, "import cycles among the package's modules:\n" + "\n".join(shown)
 
 
+def test_no_module_is_named_as_a_part_of_a_sibling():
+    """A module named `<sibling>_<part>` belongs inside a `<sibling>/` package (issue 18)."""
+    misplaced = []
+    modules = [name.rpartition(".") for name in module_files()]
+    for package, _, leaf in modules:
+        siblings = {other for parent, _, other in modules if parent == package}
+        misplaced += [
+            f"{package}.{leaf}"
+            for sibling in siblings - {leaf}
+            if leaf.startswith(f"{sibling}_") and not leaf.startswith(f"{sibling}__")
+        ]
+    assert misplaced == []
+
+
 def test_no_module_over_600_lines():
     long = {
         name: count

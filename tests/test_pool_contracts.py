@@ -21,6 +21,7 @@ from idminter_pipeline.canonical_ids import (
 )
 from idminter_pipeline.registry import pool
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.pool.top_up import _insert_batch
 from idminter_pipeline.settings import project_root
 
 README = Path(project_root(), "README.md").read_text(encoding="utf-8")
@@ -36,7 +37,7 @@ def test_a_pool_insert_waiting_on_a_lock_is_tried_five_times_then_fails(registry
             cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
         before = session_counters(writer, ("Com_insert",))["Com_insert"]
         with pytest.raises(pymysql.err.OperationalError) as caught:
-            pool._insert_batch(writer, ["heldabcd", "otherabc"])
+            _insert_batch(writer, ["heldabcd", "otherabc"])
         # Counted by the server: every attempt ran the INSERT once.
         attempts = session_counters(writer, ("Com_insert",))["Com_insert"] - before
     finally:

@@ -19,7 +19,7 @@ from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.registry.retired_ids import (
+from idminter_pipeline.registry.reconciliation.retired_ids import (
     ASSIGNED_BY_A_MAPPING,
     COPIED_FROM_LEGACY,
     IN_THE_CHANGE_LOG,

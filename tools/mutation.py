@@ -54,19 +54,19 @@ GROUPS = (
     Group(
         "minting",
         (
-            "registry/minting.py",
-            "registry/minting_plan.py",
-            "registry/minting_sql.py",
-            "registry/minting_aliases.py",
+            "registry/minting/minter.py",
+            "registry/minting/plan.py",
+            "registry/minting/statements.py",
+            "registry/minting/aliases.py",
         ),
         ("tests/test_minting_*.py", "tests/test_collation.py", "tests/test_registry_outage.py"),
     ),
     Group(
         "pool",
         (
-            "registry/pool.py",
-            "registry/pool_health.py",
-            "registry/pool_watch.py",
+            "registry/pool/top_up.py",
+            "registry/pool/health.py",
+            "registry/pool/watch.py",
             "canonical_ids.py",
         ),
         ("tests/test_pool_*.py", "tests/test_canonical_ids.py"),
@@ -74,10 +74,10 @@ GROUPS = (
     Group(
         "reconciliation",
         (
-            "registry/reconciliation.py",
-            "registry/reconciliation_variants.py",
-            "registry/keyset.py",
-            "registry/retired_ids.py",
+            "registry/reconciliation/repair.py",
+            "registry/reconciliation/variants.py",
+            "registry/reconciliation/keyset.py",
+            "registry/reconciliation/retired_ids.py",
         ),
         ("tests/test_reconciliation*.py",),
     ),

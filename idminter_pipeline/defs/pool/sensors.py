@@ -28,7 +28,7 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.errors import AlertDeliveryError, SchemaMigrationError
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
-from idminter_pipeline.registry.pool_watch import WatchState, assess, watch_caps
+from idminter_pipeline.registry.pool.watch import WatchState, assess, watch_caps
 
 SENSOR_INTERVAL_ENV = "IDMINTER_POOL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 60

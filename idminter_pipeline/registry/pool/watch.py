@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 from idminter_pipeline.alerts import Alert, Severity
-from idminter_pipeline.registry.pool import PoolSettings
-from idminter_pipeline.registry.pool_health import PoolWatch
+from idminter_pipeline.registry.pool.health import PoolWatch
+from idminter_pipeline.registry.pool.top_up import PoolSettings
 
 ALERT_SOURCE = "idminter-pipeline/pool_size_sensor"
 

@@ -1,8 +1,8 @@
 """The free-ID pool (RFC 083, "ID pre-generation"): top-ups, health figures and a cheap watch.
 
 Minting claims pre-generated free IDs from `canonical_ids`; it never generates IDs on the hot
-path. This module keeps that pool filled; `pool_health` measures it (its names are re-exported
-here, so callers import the pool's whole API from this module):
+path. This module keeps that pool filled; `health` measures it and `watch` judges the sensor's
+reading. Callers import the pool's whole API from the package, `idminter_pipeline.registry.pool`:
 
 - `top_up` inserts random IDs with multi-row `INSERT IGNORE` until the pool holds the target
   number of free IDs. IDs that already exist (assigned, free or legacy) are skipped by the primary
@@ -50,41 +50,10 @@ from idminter_pipeline.errors import (
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
-from idminter_pipeline.registry.pool_health import (
-    WATCH_POOL_SQL,
-    PoolHealth,
-    PoolWatch,
+from idminter_pipeline.registry.pool.health import (
     _require_count,
     count_free,
-    count_free_up_to,
-    pool_health,
-    watch_pool,
 )
-
-# The pool's API: filling it (here) and measuring it (pool_health), as it has always been.
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_LOCK_TIMEOUT_SECONDS",
-    "DEFAULT_MAX_ROUNDS",
-    "DEFAULT_WRITERS",
-    "INSERT_MAX_ATTEMPTS",
-    "MAX_BATCH_SIZE",
-    "MAX_WRITERS",
-    "POOL_ENV",
-    "SORT_CHUNK",
-    "WATCH_POOL_SQL",
-    "PoolHealth",
-    "PoolSettings",
-    "PoolWatch",
-    "TopUpReport",
-    "clamp_batch_size",
-    "count_free",
-    "count_free_up_to",
-    "pool_health",
-    "replenish",
-    "top_up",
-    "watch_pool",
-]
 
 # Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
 # fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,

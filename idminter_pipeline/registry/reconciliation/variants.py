@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.keyset import execute, keyset_ranges, range_condition, range_params
+from idminter_pipeline.registry.reconciliation.keyset import (
+    execute,
+    keyset_ranges,
+    range_condition,
+    range_params,
+)
 
 logger = logging.getLogger(__name__)
 

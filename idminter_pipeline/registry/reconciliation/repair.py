@@ -22,7 +22,7 @@ Findings (one row each in the report):
 Every scan is set-based SQL over keyset batches of a primary or secondary key, so memory stays
 bounded and no table is read into Python; only counts, examples and repaired IDs come back. The
 variant scan, whose groups no existing index brings together, also counts hashes of the folded
-keys batch by batch into session temporary tables (`reconciliation_variants`).
+keys batch by batch into session temporary tables (`variants`).
 """
 
 from __future__ import annotations
@@ -41,10 +41,15 @@ from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.keyset import execute, keyset_ranges, range_condition, range_params
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
-from idminter_pipeline.registry.reconciliation_variants import find_case_or_padding_variants
-from idminter_pipeline.registry.retired_ids import RETIRED_TABLE, once_mapped, retire
+from idminter_pipeline.registry.reconciliation.keyset import (
+    execute,
+    keyset_ranges,
+    range_condition,
+    range_params,
+)
+from idminter_pipeline.registry.reconciliation.retired_ids import RETIRED_TABLE, once_mapped, retire
+from idminter_pipeline.registry.reconciliation.variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
@@ -361,7 +366,7 @@ class _Run:
     # -- identifiers: sources differing only by case or padding -------------------------------
 
     def scan_variants(self) -> None:
-        """Groups of mappings equal but for case or padding (`reconciliation_variants`)."""
+        """Groups of mappings equal but for case or padding (`variants`)."""
         find_case_or_padding_variants(
             self.conn,
             batch_size=self.batch_size,

@@ -1,11 +1,11 @@
 """Aliases: every source identifier that shares a canonical ID, original first (RFC 083).
 
 `Minter.aliases` reads the mappings of one canonical ID with their provenance events
-(`minting_sql.ALIASES_SQL`); `aliases_from_rows` puts them in order without SQL. A mapping that
+(`statements.ALIASES_SQL`); `aliases_from_rows` puts them in order without SQL. A mapping that
 inherited its ID through a recorded event is an alias, in provenance sequence order (never by
 timestamp alone). Mappings without such a record (minted before provenance existed, or legacy
-rows) follow the RFC's rule: the earliest is the original. `minting` re-exports `Alias` and
-`AliasStatus`.
+rows) follow the RFC's rule: the earliest is the original. The `minting` package re-exports
+`Alias` and `AliasStatus`.
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.keyset import execute
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     KEPT_TABLE,
     STATE_TABLE,
 )
+from idminter_pipeline.registry.reconciliation.keyset import execute
 from idminter_pipeline.registry.schema import table_exists
 
 RETIRED_TABLE = "retired_canonical_ids"

@@ -20,9 +20,9 @@ A `Minter` holds one connection and is not thread-safe: give each thread or proc
 
 This module runs the SQL: the connection, the transaction and its retries, and each call's
 sequence of statements. What a call decides without SQL (request folding, cycle rejection, the
-batch plan and its results) is in `minting_plan`; the statements' text is built in
-`minting_sql`; `minting_aliases` orders what `Minter.aliases` reads. Callers import everything
-from here.
+batch plan and its results) is in `plan`; the statements' text is built in `statements`;
+`aliases` orders what `Minter.aliases` reads. Callers import everything from the package,
+`idminter_pipeline.registry.minting`.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from tenacity import (
 
 from idminter_pipeline.canonical_ids import validate_canonical_id
 from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError, RegistryContentionError
-from idminter_pipeline.job_ids import MAX_JOB_ID_LENGTH, check_job_id
+from idminter_pipeline.job_ids import check_job_id
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.minting_aliases import Alias, AliasStatus, aliases_from_rows
-from idminter_pipeline.registry.minting_plan import (
+from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
+from idminter_pipeline.registry.minting.plan import (
     Key,
     MintOutcome,
     MintRequest,
@@ -59,12 +59,11 @@ from idminter_pipeline.registry.minting_plan import (
     _key,
     _mismatch,
     _validated_sources,
-    collation_key,
     fold_requests,
     pad_space,
     reject_cycles,
 )
-from idminter_pipeline.registry.minting_sql import (
+from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
     CLAIM_FREE_IDS_SQL,
     insert_mappings_sql,
@@ -79,32 +78,6 @@ from idminter_pipeline.registry.outage import (
     outage_bound,
 )
 from idminter_pipeline.source_identifiers import SourceIdentifier
-
-# The minter's API, with the planning names it has always offered (they live in minting_plan).
-__all__ = [
-    "DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS",
-    "DEFAULT_LOOKUP_CHUNK_SIZE",
-    "DEFAULT_MAX_ATTEMPTS",
-    "ER_LOCK_DEADLOCK",
-    "ER_LOCK_WAIT_TIMEOUT",
-    "ISOLATION_LEVELS",
-    "MAX_JOB_ID_LENGTH",
-    "MAX_LOOKUP_CHUNK_SIZE",
-    "MAX_MAX_ATTEMPTS",
-    "MIN_LOOKUP_CHUNK_SIZE",
-    "Alias",
-    "AliasStatus",
-    "Key",
-    "MintOutcome",
-    "MintRequest",
-    "MintResult",
-    "Minter",
-    "MinterStats",
-    "collation_key",
-    "fold_requests",
-    "pad_space",
-    "reject_cycles",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -353,7 +326,7 @@ class Minter:
     def _keyed_select(
         self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool
     ) -> tuple[str, list[tuple[str, str]]]:
-        """The lookup statement for `keys` (`minting_sql.keyed_select`) and its branches' groups."""
+        """The lookup statement for `keys` (`statements.keyed_select`) and its branches' groups."""
         return keyed_select(conn, keys, chunk_size=self.lookup_chunk_size, lock=lock)
 
     def _fetch_mappings(

@@ -7,8 +7,8 @@ a new ID, which inherit one along a predecessor chain, which mismatches to recor
 `identifier_provenance`, and the `MintResult`s. `pad_space` and `collation_key` match server
 rows back to requests the way the registry's collation compares them.
 
-`idminter_pipeline.registry.minting` runs the plan's SQL in one transaction and re-exports the
-public names here, so callers import them from there.
+`minter` runs the plan's SQL in one transaction; the `idminter_pipeline.registry.minting`
+package re-exports the public names here, so callers import them from there.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 - `watch_pool` is the sensor's one statement: two bounded, index-only counts.
 - `count_free` counts exactly (for runs); `count_free_up_to` stops at a cap (for sensors).
 
-Reads only; `idminter_pipeline.registry.pool` fills the pool and re-exports these names.
+Reads only: `top_up` fills the pool, and the `idminter_pipeline.registry.pool` package
+re-exports these names.
 Nothing here knows about Dagster.
 """
 

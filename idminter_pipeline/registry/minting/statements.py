@@ -18,7 +18,7 @@ from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
 from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.minting_plan import Key, _Event
+from idminter_pipeline.registry.minting.plan import Key, _Event
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 T = TypeVar("T")
