@@ -1,7 +1,7 @@
 """What this minter would assign, read from the registry without writing to it.
 
 `ShadowMinter` answers `mint_ids` the way `registry.minting.Minter` does: the same request
-folding, cycle and missing-predecessor refusals, and the same plan (`minting_plan._Batch`) for
+folding, cycle and missing-predecessor refusals, and the same plan (`minting.plan._Batch`) for
 existing, inherited and new sources. It only ever runs one plain `SELECT` per batch, a
 consistent non-locking read, so it takes no row lock a minter could wait on. It claims no free
 ID: a source that would be minted gets a placeholder (`compare.would_mint_placeholder`), and
@@ -41,8 +41,8 @@ from idminter_pipeline.registry.minting import (
     pad_space,
     reject_cycles,
 )
-from idminter_pipeline.registry.minting_plan import Key, _Batch, _key
-from idminter_pipeline.registry.minting_sql import keyed_select
+from idminter_pipeline.registry.minting.plan import Key, _Batch, _key
+from idminter_pipeline.registry.minting.statements import keyed_select
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.schema import table_exists
 from idminter_pipeline.source_identifiers import SourceIdentifier
