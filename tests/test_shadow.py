@@ -277,3 +277,34 @@ def test_a_root_difference_is_expected_only_when_ours_is_the_predecessors_id():
     comparison = compare_work("w", ours, theirs_too, predecessor_id="pred0001")
     assert comparison.category is Category.DIFFER_UNEXPECTED
     assert [d.path for d in comparison.differences] == ["data.items", "state.canonicalId"]
+
+
+def test_a_shadow_run_never_waits_for_a_minters_row_locks(works_env, connect_registry, tmp_path):
+    """A minter holds an uncommitted insert of the very key the shadow looks up: the shadow's
+    plain consistent read does not wait for it (a locking read would wait, then time out)."""
+    pending = work(SIERRA, "b-locked", indexed_at=_stamp(50))
+    with SqliteWorksStore(works_env) as store:
+        store.put_source([pending])
+    reference = tmp_path / "empty-reference.sqlite3"
+    SqliteWorksStore(reference).close()
+    minter = connect_registry()
+    try:
+        with minter.cursor() as cursor:
+            cursor.execute(
+                "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' LIMIT 1 FOR UPDATE"
+            )
+            (free_id,) = cursor.fetchone()
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "VALUES ('Work', %s, 'b-locked', %s)",
+                (SIERRA, free_id),
+            )
+        result = _invoke(
+            "shadow", "--source-identifiers", pending.id, "--reference", str(reference)
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["counts"]["would_mint"] == 1  # the uncommitted row is not visible
+    finally:
+        minter.rollback()
+        minter.close()
