@@ -6,6 +6,7 @@ import copy
 import json
 import sqlite3
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 from db_helpers import fetch_all
@@ -14,6 +15,8 @@ from registry_invariants import registry_snapshot
 from works_helpers import work
 
 from idminter_pipeline.cli import main
+from idminter_pipeline.defs.legacy.assets import LegacyMigrationConfig, legacy_registry_migration
+from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -143,3 +146,19 @@ def test_sync_legacy_refuses_a_registry_that_does_not_hold(legacy_env):
     result = _invoke("db", "sync-legacy")
     assert result.exit_code == 1
     assert "migrate-legacy --hold-synced" in result.output
+
+
+def test_the_migration_asset_can_hold_at_the_synced_phase_and_shows_the_lag(legacy_env):
+    config = LegacyMigrationConfig(hold_synced=True)
+    result = dg.materialize(
+        [legacy_registry_migration],
+        resources={"registry_database": RegistryDatabase.from_settings(legacy_env)},
+        run_config=dg.RunConfig({"legacy_registry_migration": config}),
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("legacy_registry_migration")[0].metadata
+    assert metadata["swapped"].value is False
+    assert metadata["verified"].value is True
+    assert metadata["held_synced"].value is True
+    assert metadata["pending_legacy_changes"].value == 0
+    assert json.loads(_invoke("db", "legacy-status").stdout)["phase"] == "copied"
