@@ -308,3 +308,20 @@ def test_a_shadow_run_never_waits_for_a_minters_row_locks(works_env, connect_reg
     finally:
         minter.rollback()
         minter.close()
+
+
+def test_an_unreadable_reference_document_is_an_unexpected_difference(planted):
+    reference, _, rows = planted
+    work_id = "Work[sierra-system-number/b6]"
+    with sqlite3.connect(reference) as db:
+        db.execute(
+            "UPDATE identified_works SET document = ? WHERE canonical_id = ?",
+            ('{"state": {not json', rows[work_id][0]),
+        )
+    db.close()
+    result = _invoke("shadow", "--source-identifiers", work_id, "--reference", str(reference))
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    (difference,) = [d for d in report["unexpected_differences"] if d["theirs"] is not None]
+    assert difference["path"] == "(unreadable reference document)"
+    assert "not valid JSON" in difference["theirs"]

@@ -21,11 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import orjson
-
-from idminter_pipeline.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.errors import InvalidInputError, MalformedWorkError, WorksStoreError
 from idminter_pipeline.source_identifiers import SourceIdentifier
-from idminter_pipeline.works.documents import parse_bare_identifier
+from idminter_pipeline.works.documents import decode_document, parse_bare_identifier
 
 # SQLite's default limit on bound parameters is 999 on old builds.
 _IDS_PER_QUERY = 500
@@ -42,6 +40,16 @@ def _work_id_of(document: Any) -> str | None:
         return str(parse_bare_identifier(identifier, "state", "reference"))
     except (KeyError, TypeError, InvalidInputError):
         return None
+
+
+def _decoded(text: str, key: str) -> Any:
+    """A stored reference document, decoded as the pipeline decodes source text (integers of
+    any size kept exact). Text that cannot be decoded stands as an object naming the problem,
+    so the work shows as an unexpected difference instead of stopping the run."""
+    try:
+        return decode_document(text, work_id=key)
+    except MalformedWorkError as error:
+        return {"(unreadable reference document)": error.detail}
 
 
 class Reference(abc.ABC):
@@ -120,15 +128,18 @@ class SqliteReference(Reference):
 
     def _by_canonical_id(self, canonical_ids: Sequence[str]) -> dict[str, Any]:
         return {
-            key: orjson.loads(text) for key, text in self._select("canonical_id", canonical_ids)
+            key: _decoded(text, key) for key, text in self._select("canonical_id", canonical_ids)
         }
 
     def _by_work_id(self, work_ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for _, text in self._select("source_id", work_ids):
-            document = orjson.loads(text)
-            work = _work_id_of(document)
-            if work is not None:
+        wanted = set(work_ids)
+        for source_id, text in self._select("source_id", work_ids):
+            document = _decoded(text, source_id)
+            # The document's own state.sourceIdentifier decides; the column stands in for a
+            # document too broken to say.
+            work = _work_id_of(document) or source_id
+            if work in wanted:
                 found[work] = document
         return found
 
