@@ -253,6 +253,18 @@ def test_a_reference_that_is_not_a_works_store_is_refused(works_env, tmp_path):
     assert bogus.read_bytes() == b"not a database at all, just text" * 10
 
 
+def test_a_missing_works_store_is_refused_not_created(planted, tmp_path, monkeypatch):
+    reference, _, _ = planted
+    missing = tmp_path / "mistyped" / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(missing))
+    result = _invoke("shadow", "--full", "--reference", str(reference))
+    assert result.exit_code == 2
+    assert f"error: works store {missing}: no such file" in result.output
+    assert "Traceback" not in result.output
+    assert not missing.exists()
+    assert not missing.parent.exists()
+
+
 def test_placeholders_never_look_like_canonical_ids():
     ours = {"state": {"canonicalId": "would-mint:1", "sourceIdentifier": {}}}
     assert is_placeholder("would-mint:1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.cli.works import _scope
+from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, clamp_batch_size
@@ -18,7 +20,8 @@ from idminter_pipeline.works.shadow import (
     SqliteReference,
     shadow_run,
 )
-from idminter_pipeline.works.stores import works_store_from_env
+from idminter_pipeline.works.stores import WorksStore, works_store_from_env
+from idminter_pipeline.works.stores.sqlite import default_sqlite_path
 
 EXIT_UNEXPECTED_DIFFERENCES = 1
 
@@ -33,6 +36,16 @@ def _reference(path: Path | None, index: str | None) -> Reference:
         return SqliteReference(path)
     assert index is not None
     return ElasticsearchReference.from_env(index)
+
+
+def _source_store() -> WorksStore:
+    """The works store to read. Opening a SQLite store creates a missing file, and a shadow run
+    writes nothing: a mistyped path would also read as zero works compared, so it is refused."""
+    if not os.environ.get("ELASTICSEARCH_URL"):
+        path = Path(os.environ.get("WORKS_STORE_PATH") or default_sqlite_path())
+        if not path.is_file():
+            raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
+    return works_store_from_env()
 
 
 @click.command("shadow")
@@ -88,7 +101,7 @@ def shadow(  # noqa: PLR0917 (click passes options positionally)
     batch_size = clamp_batch_size(batch_size)
     reference = _reference(reference_path, reference_index)
     try:
-        with batch_run_collector(), works_store_from_env() as store:
+        with batch_run_collector(), _source_store() as store:
             report = shadow_run(
                 store, reference, connection_factory(), scope, batch_size=batch_size
             )
