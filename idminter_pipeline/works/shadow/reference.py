@@ -161,19 +161,11 @@ class ElasticsearchReference(Reference):
         import os  # noqa: PLC0415
 
         from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
-            elasticsearch_client,
+            client_from_env,
         )
 
         env = os.environ if environ is None else environ
-        url = env.get("ELASTICSEARCH_URL")
-        if not url:
-            raise InvalidInputError("--reference-index needs ELASTICSEARCH_URL (the cluster)")
-        client = elasticsearch_client(
-            url,
-            api_key=env.get("ES_API_KEY") or None,
-            username=env.get("ES_USERNAME") or None,
-            password=env.get("ES_PASSWORD") or None,
-        )
+        client = client_from_env(env, needed_by="--reference-index")
         return cls(client, index)
 
     def describe(self) -> str:
