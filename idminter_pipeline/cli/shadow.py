@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.cli.works import _scope
+from idminter_pipeline.cli.works import scope_from_options, scope_options
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.connection import connection_factory
@@ -49,17 +49,7 @@ def _source_store() -> WorksStore:
 
 
 @click.command("shadow")
-@click.option(
-    "--source-identifiers",
-    "first_ids",
-    multiple=True,
-    metavar="ID...",
-    help="Works to compare: sierra-system-number/b1161044x or Work[...] (several allowed).",
-)
-@click.argument("more_ids", nargs=-1, metavar="")
-@click.option("--window-start", help="Compare works indexed from this time (inclusive, ISO 8601).")
-@click.option("--window-end", help="... up to this time (inclusive).")
-@click.option("--full", is_flag=True, help="Compare every work in the source index.")
+@scope_options("compare")
 @click.option(
     "--reference",
     "reference_path",
@@ -95,9 +85,7 @@ def shadow(  # noqa: PLR0917 (click passes options positionally)
     differ_unexpected, not_in_reference, would_mint) the number of works, and every unexpected
     difference (work, JSON path, ours, theirs). Exits 1 if any difference is unexpected.
     """
-    if more_ids and not first_ids:
-        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
-    scope = _scope(first_ids + more_ids, window_start, window_end, full)
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     batch_size = clamp_batch_size(batch_size)
     reference = _reference(reference_path, reference_index)
     try:
