@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any, Self
 
 from idminter_pipeline.errors import InvalidInputError, MalformedWorkError, WorksStoreError
+from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import decode_document, parse_bare_identifier
 
 # SQLite's default limit on bound parameters is 999 on old builds.
 _IDS_PER_QUERY = 500
 _ES_CHUNK = 1000
+# Elasticsearch's default `index.max_result_window`: the most hits one search returns.
+_ES_MAX_HITS = 10_000
 
 
 def _work_id_of(document: Any) -> str | None:
@@ -192,20 +195,36 @@ class ElasticsearchReference(Reference):
         values = sorted({SourceIdentifier.parse(work).source_id for work in work_ids})
         found: dict[str, Any] = {}
         for start in range(0, len(values), _ES_CHUNK):
-            chunk = values[start : start + _ES_CHUNK]
-            try:
-                response = self.client.search(
-                    index=self.index,
-                    query={"terms": {"state.sourceIdentifier.value": chunk}},
-                    size=len(chunk) * 4,
-                )
-            except self._errors() as error:
-                raise WorksStoreError(f"search of {self.index} failed: {error}") from error
-            for hit in response["hits"]["hits"]:
+            for hit in self._search_values(values[start : start + _ES_CHUNK]):
                 work = _work_id_of(hit.get("_source"))
                 if work in wanted:
                     found[work] = hit["_source"]
         return found
+
+    def _search_values(self, values: Sequence[str]) -> list[dict[str, Any]]:
+        """Every document whose `state.sourceIdentifier.value` is one of `values`. The same
+        value may stand in several source systems; when the hits outnumber one response the
+        values are split and asked again, so no document is silently left out (it would read
+        as `not_in_reference` and hide a difference)."""
+        try:
+            response = self.client.search(
+                index=self.index,
+                query={"terms": {"state.sourceIdentifier.value": list(values)}},
+                size=_ES_MAX_HITS,
+                track_total_hits=True,
+            )
+        except self._errors() as error:
+            raise WorksStoreError(f"search of {self.index} failed: {error}") from error
+        hits: list[dict[str, Any]] = response["hits"]["hits"]
+        if response["hits"]["total"]["value"] <= len(hits):
+            return hits
+        if len(values) == 1:
+            raise WorksStoreError(
+                f"{self.index} holds more than {_ES_MAX_HITS:,} documents whose source "
+                f"identifier value is {excerpt(values[0], 80)!r}"
+            )
+        middle = len(values) // 2
+        return self._search_values(values[:middle]) + self._search_values(values[middle:])
 
     def close(self) -> None:
         self.client.close()
