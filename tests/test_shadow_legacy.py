@@ -76,6 +76,7 @@ def _shadow(reference):
 
 
 def test_a_legacy_registry_without_a_synced_copy_is_refused(legacy_env, tmp_path):
+    SqliteWorksStore(tmp_path / "works.sqlite3").close()  # a store to read (else refused first)
     reference = _reference(tmp_path, [])
     result = _invoke("shadow", "--full", "--reference", str(reference))
     assert result.exit_code == 1
