@@ -161,6 +161,7 @@ class MysqlInstall:
             "Dir::State": apt / "state",
             "Dir::State::status": apt / "state/status",
             "Dir::Cache": apt / "cache",
+            "Dir::Cache::srcpkgcache": "",  # no source packages: 48 MB less
             # Downloads run as the user who asks, into a folder only it may need to reach.
             "APT::Sandbox::User": _user_name(),
             "Acquire::Languages": "none",
