@@ -115,6 +115,7 @@ class MysqlInstall:
     """Where the private apt state, the cached .debs and the unpacked tree live."""
 
     local: Path
+    archive: str = DEBIAN_ARCHIVE  # a Debian mirror's URL
 
     @property
     def apt_dir(self) -> Path:
@@ -133,8 +134,8 @@ class MysqlInstall:
         return LocalServerPaths(self.local / "mysql-server", MysqlEngine(self.tree))
 
     @classmethod
-    def default(cls) -> MysqlInstall:
-        return cls(local_state_dir())
+    def default(cls, archive: str = DEBIAN_ARCHIVE) -> MysqlInstall:
+        return cls(local_state_dir(), archive)
 
     def installed(self) -> MysqlEngine | None:
         """The engine of the unpacked tree, if a complete one is there."""
@@ -151,7 +152,7 @@ class MysqlInstall:
             (apt / folder).mkdir(parents=True, exist_ok=True)
         (apt / "state/status").touch()  # nothing installed: apt resolves the whole closure
         (apt / "etc/sources.list").write_text(
-            f"deb [signed-by={ARCHIVE_KEYRING}] {DEBIAN_ARCHIVE} {DEBIAN_SUITE} main\n"
+            f"deb [signed-by={ARCHIVE_KEYRING}] {self.archive} {DEBIAN_SUITE} main\n"
         )
         settings = {
             "Dir::Etc::sourcelist": apt / "etc/sources.list",
@@ -195,7 +196,7 @@ class MysqlInstall:
             if installed is not None:
                 return installed
             raise ArchiveUnreachable(
-                f"{DEBIAN_ARCHIVE} ({DEBIAN_SUITE}) cannot be reached: "
+                f"{self.archive} ({DEBIAN_SUITE}) cannot be reached: "
                 f"{_last_line(updated.stderr or updated.stdout)}"
             )
         debs = self._resolve(config)
@@ -210,7 +211,7 @@ class MysqlInstall:
         missing = [name for name in debs if not (archives / name).is_file()]
         if downloaded.returncode != 0 or missing:
             raise ArchiveUnreachable(
-                f"downloading {SERVER_PACKAGE} from {DEBIAN_ARCHIVE} failed: "
+                f"downloading {SERVER_PACKAGE} from {self.archive} failed: "
                 f"{_last_line(downloaded.stderr) or ', '.join(missing[:3])}"
             )
         shutil.rmtree(self.tree, ignore_errors=True)

@@ -29,7 +29,12 @@ from idminter_pipeline.local_database import (
     ensure_server,
     stop_server,
 )
-from idminter_pipeline.local_mysql import MYSQL_PORT, ArchiveUnreachable, MysqlInstall
+from idminter_pipeline.local_mysql import (
+    DEBIAN_ARCHIVE,
+    MYSQL_PORT,
+    ArchiveUnreachable,
+    MysqlInstall,
+)
 from idminter_pipeline.settings import DatabaseSettings
 
 TEST_ADMIN_USER = "idminter_test_admin"
@@ -41,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=MYSQL_PORT, help="the server's TCP port")
     parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser.add_argument("--archive", default=DEBIAN_ARCHIVE, help="a Debian mirror's URL")
     options, pytest_args = parser.parse_known_args(argv)
-    install = MysqlInstall.default()
+    install = MysqlInstall.default(options.archive)
     try:
         install.install()
     except ArchiveUnreachable as error:
