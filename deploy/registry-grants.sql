@@ -1,4 +1,4 @@
--- Least-privilege accounts for the production registry (README, "Least-privilege grants"), for
+-- Least-privilege accounts for the production registry (docs/deploy/database-accounts.md), for
 -- Aurora MySQL 8.0, MySQL 9.x and MariaDB 10.11 (tests/test_server_privileges.py applies this
 -- file on MariaDB and, under `make test-mysql`, on MySQL 9). Run as an administrator; put each
 -- password in the Secrets Manager secret its deployment reads (RDS_SECRET_NAME) instead of the

@@ -1,7 +1,7 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
 One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
-(README, "Minting"); steps with nothing to do are skipped:
+(docs/design/minting.md); steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
 2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
