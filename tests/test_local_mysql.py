@@ -1,7 +1,8 @@
 """`make test-mysql`'s install, when Debian's archive cannot be reached: one line, exit 0 (a
 failed download is not a code failure); a tree unpacked earlier is used as it is.
 
-The suite itself runs on that MySQL under `make test-mysql` (docs/development/testing-servers.md).
+The suite itself runs on that MySQL under `make test-mysql` (docs/development.md, "Test servers:
+MariaDB and MySQL").
 """
 
 from __future__ import annotations
