@@ -197,7 +197,7 @@ class MysqlInstall:
                 return installed
             raise ArchiveUnreachable(
                 f"{self.archive} ({DEBIAN_SUITE}) cannot be reached: "
-                f"{_last_line(updated.stderr or updated.stdout)}"
+                f"{_fetch_error(updated.stdout) or _last_line(updated.stderr or updated.stdout)}"
             )
         debs = self._resolve(config)
         marker_text = "".join(f"{name}\n" for name in debs)
@@ -251,6 +251,16 @@ class MysqlInstall:
 
 def _user_name() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _fetch_error(text: str) -> str:
+    """apt's reason for the first failed fetch (the line under `Err:N <url>`), e.g. `Could not
+    connect to ...`; its closing warning says only that some index files failed."""
+    lines = [line.strip() for line in text.splitlines()]
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("Err:") and lines[index + 1]:
+            return lines[index + 1]
+    return ""
 
 
 def _last_line(text: str) -> str:
