@@ -35,6 +35,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
 )
 from idminter_pipeline.registry.minting import (
     DEFAULT_LOOKUP_CHUNK_SIZE,
+    Inheritance,
     MintRequest,
     MintResult,
     fold_requests,
@@ -179,6 +180,13 @@ class ShadowMinter:
             }
 
         return self._with_connection(read, f"looking up {len(keys):,} identifier(s)")
+
+    def inheritances(self, canonical_ids: Iterable[str]) -> list[Inheritance]:
+        """No chains: succession only decides which work's document the store keeps under a
+        shared ID (`works.succession`), and a shadow run writes nothing; it compares every
+        work's IDs with the legacy output, a predecessor's as much as its successor's."""
+        del canonical_ids
+        return []
 
     def lookup_ids(self, sources: Iterable[SourceIdentifier]) -> dict[SourceIdentifier, str]:
         wanted = list(dict.fromkeys(sources))

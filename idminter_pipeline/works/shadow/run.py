@@ -7,8 +7,10 @@ The run is `works.pipeline.WorksPipeline` itself, given two stand-ins:
   the pipeline would write an identified work it compares it with the reference instead.
 
 So every stage a `mint` run applies (read, extract, mint planning, annotate) applies here, with
-the same failures, and the comparison sees exactly the documents `mint` would write. The churn
-guard is off: it is a brake on minting, and a shadow run mints nothing.
+the same failures, and the comparison sees the documents `mint` would write. The churn guard is
+off: it is a brake on minting, and a shadow run mints nothing. Succession is off too
+(`ShadowMinter.inheritances` reads no chains): a predecessor that `mint` would leave superseded
+under its successor's document is compared like any other work, since the shadow checks IDs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from idminter_pipeline.works.shadow.registry import ShadowMinter
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     ScanPosition,
+    StoredHolder,
     StoredWork,
     WorkScope,
     WorksStore,
@@ -160,7 +163,13 @@ class _ComparingStore(WorksStore):
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         raise InvalidInputError("a shadow run reads no identified works from the store")
 
+    def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        raise InvalidInputError("a shadow run reads no identified works from the store")
+
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        raise InvalidInputError("a shadow run writes nothing")
+
+    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
         raise InvalidInputError("a shadow run writes nothing")
 
     def count_source(self) -> int:
