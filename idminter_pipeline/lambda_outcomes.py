@@ -131,8 +131,9 @@ def batch_summary(
 
 
 def _superseded(summary: RunSummary) -> int:
-    # Works a newer record of their succession chain replaced (issue 19); 0 until it lands.
-    return int(getattr(summary, "superseded", 0) or 0)
+    # Works a newer record of their succession chain holds the document of (works.succession):
+    # neither written nor failed. `summary.superseded` lists only the first ones; this counts.
+    return summary.works_superseded
 
 
 # --- Logs and metrics ------------------------------------------------------------------------

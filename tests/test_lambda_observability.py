@@ -104,15 +104,17 @@ def test_each_run_summary_is_one_structured_json_line(minter_env):
     (summary,) = summaries
     assert summary["level"] == "INFO" and summary["logger"] == "idminter_pipeline.lambda_handler"
     run = summary["run"]
-    assert run["works_read"] == 4 and run["works_written"] == 3 and run["works_failed"] == 1
+    # b2 inherited b1's ID and holds their one document: b1 is superseded (works.succession).
+    assert run["works_read"] == 4 and run["works_written"] == 2 and run["works_failed"] == 1
+    assert run["works_superseded"] == 1
     assert run["identifiers_minted"] == 2 and run["identifiers_inherited"] == 1
-    assert "4 works read, 3 written, 1 failed" in summary["message"]
+    assert "4 works read, 2 written, 1 failed" in summary["message"]
 
 
 def test_the_run_summary_is_logged_even_without_a_log_level(minter_env):
     """Text format and no ApplicationLogLevel: Python's root logger would stay at WARNING."""
     lines = _invoke(EVENT, _runtime_env({}))
-    assert any("4 works read, 3 written, 1 failed" in line for line in lines), lines
+    assert any("4 works read, 2 written, 1 failed" in line for line in lines), lines
 
 
 def _emf(lines: list[str]) -> list[dict]:
@@ -139,9 +141,9 @@ def test_the_run_figures_are_cloudwatch_embedded_metrics(minter_env):
     env = _runtime_env(_logging_config()) | {"IDMINTER_METRICS_NAMESPACE": "IdMinterTest"}
     values = _metric_values(_emf(_invoke(EVENT, env)), "IdMinterTest")
     assert values[("WorksRead", FUNCTION_NAME)] == 4
-    assert values[("WorksWritten", FUNCTION_NAME)] == 3
+    assert values[("WorksWritten", FUNCTION_NAME)] == 2
     assert values[("WorksFailed", FUNCTION_NAME)] == 1
-    assert values[("WorksSuperseded", FUNCTION_NAME)] == 0
+    assert values[("WorksSuperseded", FUNCTION_NAME)] == 1  # b1, under its successor b2
     assert values[("IdentifiersMinted", FUNCTION_NAME)] == 2
     assert values[("IdentifiersInherited", FUNCTION_NAME)] == 1
     assert values[("WorksFailedByStage", FUNCTION_NAME, "read")] == 1
