@@ -16,7 +16,9 @@ Two kinds of failure, two outcomes:
   `DownstreamNotificationError`, because it concerns every work of the run.
 
 Works that share a canonical ID (a successor and the predecessor it inherited from write one
-identified document) are announced once per batch.
+identified document) are announced once per `notify` call: once per batch, or once per run when
+the pipeline announces at the run's end (`WorksPipeline(announce_once=True)`, the Lambda's queued
+batches).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import boto3
 from botocore.config import Config
@@ -44,7 +46,6 @@ from tenacity.wait import wait_base
 
 from idminter_pipeline.errors import DownstreamNotificationError, InvalidInputError
 from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.works.documents import IdentifiedWork
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,29 @@ class NotifyFailure:
     detail: str
 
 
+class Announceable(Protocol):
+    """A written work, as far as announcing it goes (an `IdentifiedWork`, or `Announced`)."""
+
+    @property
+    def canonical_id(self) -> str: ...
+
+    @property
+    def source_id(self) -> str: ...
+
+
+class Announced(NamedTuple):
+    """A written work to announce, without its document (kept until the end of a run)."""
+
+    canonical_id: str
+    source_id: str
+
+
 class DownstreamNotifier(Protocol):
     """What the pipeline needs of a notifier: announce written works, say which were not."""
 
     def describe(self) -> str: ...
 
-    def notify(self, works: Sequence[IdentifiedWork]) -> list[NotifyFailure]: ...
+    def notify(self, works: Sequence[Announceable]) -> list[NotifyFailure]: ...
 
 
 def message_entry(canonical_id: str) -> dict[str, str]:
@@ -168,7 +186,7 @@ class SnsNotifier:
     def describe(self) -> str:
         return f"SNS topic {self.topic_arn}"
 
-    def notify(self, works: Sequence[IdentifiedWork]) -> list[NotifyFailure]:
+    def notify(self, works: Sequence[Announceable]) -> list[NotifyFailure]:
         by_canonical_id: dict[str, list[str]] = {}
         for work in works:
             by_canonical_id.setdefault(work.canonical_id, []).append(work.source_id)
