@@ -26,7 +26,7 @@ from idminter_pipeline.errors import RegistryUnavailableError, StatementTooLarge
 from idminter_pipeline.local_database import admin_connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.registry.outage import is_outage
+from idminter_pipeline.registry.outage import is_outage, ride_out
 from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET, max_allowed_packet, pack
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.schema import apply_migrations
@@ -130,12 +130,38 @@ def _written(store_path: Path) -> set[str]:
 def test_the_server_really_refuses_a_statement_over_its_packet(small_registry):
     """The premise: without sizing, a 2 MB statement fails on this server, with a packet error
     (1153) or a dropped connection (2006/2013, which alone would look like an outage)."""
-    conn = connect(small_registry)
+    conn = connect(small_registry)  # its packet limit not read: nothing refuses beforehand
     try:
-        assert max_allowed_packet(conn) == PACKET
         with pytest.raises(pymysql.err.MySQLError) as refused, conn.cursor() as cursor:
             cursor.execute("SELECT '" + "y" * (2 * PACKET) + "'")
         assert refused.value.args[0] in (1153, 2006, 2013)
+    finally:
+        conn.close()
+
+
+def test_a_connection_that_knows_the_limit_never_sends_more_and_nothing_retries_it(
+    small_registry,
+):
+    conn = connect(small_registry)
+    attempts = []
+
+    def oversized() -> None:
+        attempts.append(1)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT '" + "y" * (2 * PACKET) + "'")
+
+    try:
+        assert max_allowed_packet(conn) == PACKET
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+            (_, before) = cursor.fetchone()
+        with pytest.raises(StatementTooLargeError, match="max_allowed_packet of 1,048,576"):
+            ride_out(oversized, what="sending an oversized statement", bound_seconds=30)
+        assert attempts == [1]  # not an outage: tried once
+        with conn.cursor() as cursor:  # the session is intact: nothing was sent
+            cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+            (_, after) = cursor.fetchone()
+        assert int(after) == int(before) + 1  # this SHOW only
     finally:
         conn.close()
 

@@ -25,7 +25,11 @@ from tenacity import (
 )
 
 from idminter_pipeline import strict_json
-from idminter_pipeline.errors import RegistryUnavailableError, RegistryUnreachableError
+from idminter_pipeline.errors import (
+    RegistryUnavailableError,
+    RegistryUnreachableError,
+    StatementTooLargeError,
+)
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -36,6 +40,26 @@ logging.getLogger("botocore.parsers").setLevel(logging.INFO)
 
 Connection = pymysql.connections.Connection
 ConnectionFactory = Callable[[], Connection]
+
+# Where `registry.packets` caches the session's max_allowed_packet on a connection.
+MAX_ALLOWED_PACKET_ATTRIBUTE = "_idminter_max_allowed_packet"
+
+
+class RegistryConnection(pymysql.connections.Connection):
+    """A pymysql connection that never sends a statement larger than the server accepts, once
+    the session's `max_allowed_packet` is known (`registry.packets` reads it). Sent, such a
+    statement gets error 1153 from MariaDB, but MySQL may drop the connection instead ("gone
+    away", 2006/2013), which would be taken for an outage and sent again until the outage bound
+    ran out: refused here, it raises `StatementTooLargeError`, which is not an outage."""
+
+    def query(self, sql: str | bytes, unbuffered: bool = False) -> int:
+        limit = getattr(self, MAX_ALLOWED_PACKET_ATTRIBUTE, None)
+        if limit is not None and len(sql) * 4 >= limit:  # only a large statement is measured
+            size = len(sql.encode(self.encoding) if isinstance(sql, str) else sql)
+            if size >= limit:
+                raise StatementTooLargeError(size, limit)
+        return super().query(sql, unbuffered)
+
 
 # Strict mode turns silent truncation into errors on both MySQL 8 and MariaDB; UTC keeps
 # TIMESTAMP columns comparable across servers and clients in any zone.
@@ -113,7 +137,7 @@ def read_secret_credentials(
 
 
 def _open(settings: DatabaseSettings, username: str, password: str) -> Connection:
-    return pymysql.connect(
+    return RegistryConnection(
         host=settings.host,
         port=settings.port,
         user=username,

@@ -12,7 +12,8 @@ A statement that cannot be split further and still does not fit is never sent: i
 `StatementTooLargeError`, which is not an outage (`registry.outage.is_outage`), so nothing
 retries it. The minter's rows are bounded (three parts of at most 255 characters, 1,020 bytes
 each), so this can only happen on a server configured below `MIN_MAX_ALLOWED_PACKET`, which is
-refused when the limit is read.
+refused when the limit is read. Once the limit is cached, the connection itself refuses any
+larger statement before sending it (`registry.connection.RegistryConnection`), whoever built it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from idminter_pipeline.errors import RegistryUnavailableError, StatementTooLargeError
-from idminter_pipeline.registry.connection import Connection
+from idminter_pipeline.registry.connection import MAX_ALLOWED_PACKET_ATTRIBUTE, Connection
 
 T = TypeVar("T")
 
@@ -31,8 +32,9 @@ T = TypeVar("T")
 MIN_MAX_ALLOWED_PACKET = 64 * 1024
 # Room left in a packet for the command byte and what an estimate may miss.
 PACKET_MARGIN_BYTES = 1024
-# Where the limit is cached on a pymysql connection (a plain attribute: one per session).
-_CACHED = "_idminter_max_allowed_packet"
+# Where the limit is cached on a pymysql connection (a plain attribute: one per session), which
+# also makes `registry.connection.RegistryConnection` refuse larger statements before sending.
+_CACHED = MAX_ALLOWED_PACKET_ATTRIBUTE
 
 
 def max_allowed_packet(conn: Connection) -> int:
