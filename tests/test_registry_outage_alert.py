@@ -2,14 +2,17 @@
 MariaDB that is SIGKILLed and started again, sends ONE critical alert through the alert channels
 (the log file and SNS on the moto server) once the outage outlasts
 `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`, nothing more while it lasts, and one resolution
-when a tick reads the registry again. A shorter outage pages no one."""
+when a tick reads the registry again. A shorter outage pages no one. The pool's watermark checks
+ride the outage out."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -18,12 +21,14 @@ from sns_helpers import subscribed_topic
 
 from benchmarks.crash_runs import crash_server
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.pool.checks import _watermark_check
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.errors import InvalidSettingError
-from idminter_pipeline.local_database import ensure_server
+from idminter_pipeline.local_database import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import PoolSettings, top_up
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
@@ -161,3 +166,26 @@ def test_the_bound_comes_from_the_environment_and_bad_values_are_named():
     for bad in ("soon", "-1", "nan", "1e9"):
         with pytest.raises(InvalidSettingError, match=ALERT_AFTER_ENV):
             alert_after_seconds({ALERT_AFTER_ENV: bad})
+
+
+def test_a_watermark_check_rides_out_a_registry_down_when_it_starts(
+    private_registry, caplog, monkeypatch
+):
+    """The pool's asset checks hold a connection of their own: a check evaluated while the
+    server is stopped waits for it (`ride_out`) instead of failing at once."""
+    settings, paths = private_registry
+    monkeypatch.setenv(OUTAGE_ENV, "120")
+    caplog.set_level(logging.WARNING, logger="idminter_pipeline.registry.outage")
+    stop_server(paths)
+    database = RegistryDatabase.from_settings(settings)
+    with ThreadPoolExecutor(1) as thread:
+        checking = thread.submit(_watermark_check, database, POOL.low_watermark, "low")
+        deadline = time.monotonic() + 120
+        while "while checking the pool's low watermark" not in caplog.text:
+            assert not checking.done(), checking.exception()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
+        result = checking.result(timeout=300)
+    assert result.passed
+    assert result.metadata["free_at_least"].value == POOL.low_watermark + 1
