@@ -1,12 +1,13 @@
-# The README's commands. Each target installs what it needs first, so any of them works on a
-# fresh clone: `make run` shows the pipeline working, `make test` runs every test.
+# The README's two commands and the others of docs/development.md. Each target installs what it
+# needs first, so any of them works on a fresh clone: `make run` shows the pipeline working,
+# `make test` runs every test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
-.PHONY: setup db db-stop db-status run test test-integration docker-engine lint ui bench stress clean screenshots
+.PHONY: setup db db-stop db-status run test test-integration docker-engine lint docs ui bench stress clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +40,8 @@ test: db $(NODE_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-# The whole suite against MySQL 8.0 and Elasticsearch 8 from compose.yaml (README, "Testing
-# against MySQL 8.0 and Elasticsearch 8"). The stack is torn down afterwards, pass or fail.
+# The whole suite against MySQL 8.0 and Elasticsearch 8 from compose.yaml (docs/development.md,
+# "Running the tests"). The stack is torn down afterwards, pass or fail.
 INTEGRATION_ENV := RDS_PRIMARY_HOST=127.0.0.1 RDS_PORT=3306 RDS_USERNAME=id_minter \
 	RDS_PASSWORD=id_minter ELASTICSEARCH_URL=http://127.0.0.1:9200
 test-integration: docker-engine setup $(NODE_STAMP)
@@ -55,6 +56,10 @@ lint: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# docs/cli.md from every command's --help (tests/test_docs_cli.py fails when it is stale).
+docs: setup
+	$(BIN)/python -m tools.cli_docs
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
@@ -62,7 +67,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ui: db $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# The README's pictures of the Dagster UI, taken with headless Chromium; never part of `test`.
+# The pictures of the Dagster UI (docs/operations/dagster.md), taken with headless Chromium; never
+# part of `test`.
 screenshots: db
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -79,7 +85,7 @@ screenshots: db
 clean: db-stop
 	rm -rf .local $(VENV) node_modules
 
-# Benchmarks and the long reliability runs (README, "Benchmarks and reliability"); never in `test`.
+# Benchmarks and the long reliability runs (docs/benchmarks.md); never in `test`.
 .PHONY: bench-quick
 bench: db
 	$(BIN)/python -m benchmarks.run
@@ -90,7 +96,7 @@ bench-quick: db
 stress: db
 	$(BIN)/python -m benchmarks.stress
 
-# Sampled mutation testing of the registry and works modules (README, "Mutation testing"); an hour
+# Sampled mutation testing of the registry and works modules (docs/development.md); an hour
 # or more, never in `test`. MUTATION_ARGS="--sample 200 --seed 7" or "--group minting", say.
 .PHONY: mutation
 mutation: db

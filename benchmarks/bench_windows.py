@@ -1,7 +1,7 @@
 """What minting a multi-window run one window at a time costs, against one scan over the range.
 
 `identified_works` runs the works pipeline once per window, so each partition gets exactly its
-own figures (README, "Works pipeline"). The floor is one pipeline run over the whole range, the
+own figures (docs/design/works-pipeline.md). The floor is one pipeline run over the whole range, the
 way the asset worked before. Both re-mint the same sample works (every identifier registered,
 so the figures measure the per-window overhead: scans, batches, transactions), alternating
 runs; medians and the ratio are reported for a few busy windows and for a day of 96 sparse ones.

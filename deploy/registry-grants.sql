@@ -1,4 +1,4 @@
--- Least-privilege accounts for the production registry (README, "Least-privilege grants"), for
+-- Least-privilege accounts for the production registry (docs/deploy/database-accounts.md), for
 -- Aurora MySQL 8.0 and MariaDB 10.11. Run as an administrator; put each password in the Secrets
 -- Manager secret its deployment reads (RDS_SECRET_NAME) instead of the placeholders.
 

@@ -1,4 +1,4 @@
-"""Take the README's pictures of the Dagster UI: `make screenshots`.
+"""Take the pictures of the Dagster UI (docs/operations/dagster.md): `make screenshots`.
 
 Uses the local stack (the project-local MariaDB with a registry database of its own, and a
 DAGSTER_HOME of its own), and does what an operator's day looks like: materializes the registry

@@ -13,6 +13,11 @@ log-file line, then raises `AlertDeliveryError` naming the channels that failed.
 Alerts carry only what callers put in them. Never put credentials or connection strings with
 passwords in `figures`: build database figures with `DatabaseSettings.describe()`.
 
+Every alert links to its runbook entry (`runbook_link()`, in the message and the log line): a
+heading of `docs/operations/alerts.md`, the title itself, or `runbook` when the title has variable
+parts (`Minting run failed: {job}`). `tests/test_docs_alerts.py` fails when an alert the code can
+send has no entry there.
+
 An alert about a failed run names its cause (`cause`: the innermost exception's type and message,
 cut to `MAX_CAUSE_LENGTH`), the run (`run_id`) and the partition or partition range it covered
 (`partition`), so the person paged can act without opening Dagster first.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +49,8 @@ SNS_SUBJECT_MAX = 100
 # An exception message can be huge (a whole document, a 10,000-row SQL error); an alert quotes
 # this much of it and says how long it was.
 MAX_CAUSE_LENGTH = 1_000
+# The runbook: one heading per alert title (docs/operations/alerts.md).
+RUNBOOK_PAGE = "docs/operations/alerts.md"
 
 FigureValue = int | float | str | bool | None
 
@@ -73,6 +81,12 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def runbook_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to `-`."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
 @dataclass(frozen=True)
 class Alert:
     """One message for people: `title` is the one-line summary (an e-mail subject)."""
@@ -87,13 +101,16 @@ class Alert:
     cause: str | None = None
     run_id: str | None = None
     partition: str | None = None
+    # The heading of this alert's runbook entry when it is not the title itself (a title with
+    # variable parts: "Minting run failed: {job}").
+    runbook: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("title", "what_happened", "what_to_do", "source"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise InvalidInputError(f"alert {name} must be a non-empty string, got {value!r}")
-        for name in ("cause", "run_id", "partition"):
+        for name in ("cause", "run_id", "partition", "runbook"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidInputError(
@@ -113,6 +130,10 @@ class Alert:
         text = f"[{self.severity.value.upper()}] {self.title} ({self.source})"
         text = " ".join(text.split()).encode("ascii", "replace").decode("ascii")
         return text if len(text) <= SNS_SUBJECT_MAX else text[: SNS_SUBJECT_MAX - 3] + "..."
+
+    def runbook_link(self) -> str:
+        """Where the person paged reads what to check and do: `docs/operations/alerts.md#...`."""
+        return f"{RUNBOOK_PAGE}#{runbook_anchor(self.runbook or self.title)}"
 
     def message(self) -> str:
         """The human-readable body: what happened, the figures, what to do."""
@@ -139,6 +160,7 @@ class Alert:
             lines += ["", "Figures:"]
             lines += [f"  {name}: {_render(value)}" for name, value in self.figures.items()]
         lines += ["", "What to do:", f"  {self.what_to_do}"]
+        lines += ["", f"Runbook: {self.runbook_link()}"]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -153,6 +175,7 @@ class Alert:
             "what_happened": self.what_happened,
             "figures": dict(self.figures),
             "what_to_do": self.what_to_do,
+            "runbook": self.runbook_link(),
         }
 
 

@@ -64,7 +64,7 @@ MAX_PASSWORD_LENGTH = 128
 # foreign keys); the legacy migration (TRIGGER for its change log, LOCK TABLES for the swap);
 # reconciliation's scratch tables (CREATE TEMPORARY TABLES). CREATE and DROP on a pattern also
 # let the tests create and drop their per-session databases. Production splits this into a
-# runtime and a migration role (README, "Least-privilege grants").
+# runtime and a migration role (docs/deploy/database-accounts.md).
 LOCAL_PRIVILEGES = (
     "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, "
     "CREATE TEMPORARY TABLES, LOCK TABLES, TRIGGER"

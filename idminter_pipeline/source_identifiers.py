@@ -5,8 +5,8 @@ brackets the source system and the value, split at the first `/` (the value may 
 `[` and `]` itself).
 
 Values are never trimmed, case-folded or normalized: a value the registry could not store
-exactly is rejected with an error that names it (see "Character set and collation" in the
-README for why each rule exists).
+exactly is rejected with an error that names it (see docs/design/registry-schema.md for why each
+rule exists).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The registry's character set and collation rule (README, "Character set and collation")."""
+"""The registry's character set and collation rule (docs/design/registry-schema.md)."""
 
 import pymysql
 import pytest

@@ -1,6 +1,7 @@
 """Contracts of the pool that the suite left unchecked: the insert's retry bound, the settings'
-defaults as the README states them, and the bulk ID generator itself (guarded by a short timeout,
-so a generator that never returns fails here at once instead of hanging the pool tests)."""
+defaults as the docs state them (docs/configuration.md, docs/design/pool.md), and the bulk ID
+generator itself (guarded by a short timeout, so a generator that never returns fails here at
+once instead of hanging the pool tests)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool.top_up import _insert_batch
 from idminter_pipeline.settings import project_root
 
-README = Path(project_root(), "README.md").read_text(encoding="utf-8")
+DOCS = Path(project_root(), "docs")
+CONFIGURATION = (DOCS / "configuration.md").read_text(encoding="utf-8")
+POOL_DESIGN = (DOCS / "design" / "pool.md").read_text(encoding="utf-8")
 
 
 def test_a_pool_insert_waiting_on_a_lock_is_tried_five_times_then_fails(registry):
@@ -46,24 +49,26 @@ def test_a_pool_insert_waiting_on_a_lock_is_tried_five_times_then_fails(registry
         writer.close()
     assert caught.value.args[0] == 1205
     assert attempts == pool.INSERT_MAX_ATTEMPTS == 5
-    assert re.search(r"at most 5 attempts\s+per batch", README)
+    assert re.search(r"at most 5 attempts\s+per batch", POOL_DESIGN)
 
 
-def _readme_tuning_defaults() -> dict[str, str]:
-    """`IDMINTER_POOL_*` variable -> its default as the README's tuning table states it."""
-    rows = re.findall(r"^\| `(IDMINTER_POOL_[A-Z_]+)` \| ([^|]+) \|", README, flags=re.MULTILINE)
+def _documented_tuning_defaults() -> dict[str, str]:
+    """`IDMINTER_POOL_*` variable -> its default as docs/configuration.md states it."""
+    rows = re.findall(
+        r"^\| `(IDMINTER_POOL_[A-Z_]+)` \| ([^|]+) \|", CONFIGURATION, flags=re.MULTILINE
+    )
     return {variable: default.strip() for variable, default in rows}
 
 
-def test_pool_settings_defaults_are_the_ones_the_readme_states():
-    documented = _readme_tuning_defaults()
+def test_pool_settings_defaults_are_the_ones_the_docs_state():
+    documented = _documented_tuning_defaults()
     defaults = pool.PoolSettings()
     for field, variable in pool.POOL_ENV.items():
-        assert variable in documented, f"{variable} is not in the README's tuning table"
+        assert variable in documented, f"{variable} is not in docs/configuration.md"
         stated = float(documented[variable].replace(",", ""))
         assert getattr(defaults, field) == stated, (field, documented[variable])
     assert defaults.batch_size == pool.DEFAULT_BATCH_SIZE == 50_000
-    assert pool.MAX_BATCH_SIZE == 100_000 and re.search(r"clamped\s+to\s+100,000", README)
+    assert pool.MAX_BATCH_SIZE == 100_000 and re.search(r"clamped\s+to\s+100,000", POOL_DESIGN)
 
 
 @pytest.mark.parametrize("field", sorted(pool.POOL_ENV))

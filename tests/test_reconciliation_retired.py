@@ -268,15 +268,15 @@ def test_a_free_id_in_use_is_not_counted_as_an_orphan(registry):
     assert report.retired_orphans == 0
 
 
-def test_the_default_grace_period_is_the_one_the_readme_and_the_cli_state():
+def test_the_default_grace_period_is_the_one_the_docs_and_the_cli_state():
     from click.testing import CliRunner  # noqa: PLC0415
 
     from idminter_pipeline.cli import main  # noqa: PLC0415
     from idminter_pipeline.settings import project_root  # noqa: PLC0415
 
-    readme = (project_root() / "README.md").read_text(encoding="utf-8")
+    design = project_root() / "docs" / "design" / "reconciliation.md"
     grace = rc.DEFAULT_GRACE_PERIOD
     assert grace == timedelta(days=7)
-    assert "[--grace-period 7d]" in readme
+    assert "[--grace-period 7d]" in design.read_text(encoding="utf-8")
     help_text = CliRunner().invoke(main, ["reconcile", "--help"]).output
     assert "[default: 7d]" in help_text

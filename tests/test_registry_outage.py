@@ -73,11 +73,11 @@ def test_a_bad_bound_parameter_is_refused_naming_it(value):
         outage_bound(value)
 
 
-def test_every_outage_code_the_readme_lists_is_one():
+def test_every_outage_code_the_docs_list_is_one():
     from idminter_pipeline.settings import project_root  # noqa: PLC0415
 
-    readme = (project_root() / "README.md").read_text(encoding="utf-8")
-    listed = re.search(r"codes ((?:\d{4},\s+)*\d{4})\)", readme)
+    outages = (project_root() / "docs" / "design" / "outages.md").read_text(encoding="utf-8")
+    listed = re.search(r"codes ((?:\d{4},\s+)*\d{4})\)", outages)
     assert listed is not None
     codes = [int(code) for code in re.findall(r"\d{4}", listed[1])]
     assert codes == [2002, 2003, 2005, 2006, 2013, 2014, 2055, 1053, 1927, 1290, 1836]

@@ -1,4 +1,4 @@
-"""`idminter local-run`: the README's run command, the whole pipeline on the embedded defaults.
+"""`idminter local-run`: `make run`, the whole pipeline on the embedded defaults.
 
 Start the local registry, migrate it, fill the free-ID pool, generate sample works into the
 embedded works store, mint them through the real Dagster job (`mint_works`, in process, over the

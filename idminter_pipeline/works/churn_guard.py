@@ -118,6 +118,7 @@ class ChurnTrip:
                 "job_id": job_id,
             },
             severity=Severity.CRITICAL,
+            runbook="Churn guard stopped new {system} minting",
         )
 
 

@@ -19,7 +19,7 @@ Speed matters here (every work of every run goes through it), so:
 - decoding uses orjson, which refuses NaN, Infinity, numbers that overflow a double and lone
   surrogates as the standard library does not. It turns integers beyond 64 bits into floats, so a
   text holding a run of 20 digits is parsed by `strict_json` instead, which keeps them exact. It
-  keeps the last of duplicate keys: see "Documents" in the README for why the stored text never
+  keeps the last of duplicate keys: see docs/design/works-pipeline.md for why the stored text never
   holds any;
 - documents are walked level by level, without recursion, and refused past
   `MAX_DOCUMENT_DEPTH` levels; JSON paths are only built to report an error;

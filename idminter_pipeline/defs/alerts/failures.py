@@ -153,6 +153,7 @@ def failed_run_alert(
     severity: Severity = Severity.CRITICAL,
     source: str,
     figures: dict[str, FigureValue] | None = None,
+    runbook: str | None = None,
 ) -> Alert:
     return Alert(
         title=title,
@@ -164,4 +165,5 @@ def failed_run_alert(
         cause=failed.cause,
         run_id=failed.run_id,
         partition=failed.partition,
+        runbook=runbook,
     )

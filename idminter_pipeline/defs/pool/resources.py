@@ -1,7 +1,7 @@
 """The pool's tuning, as a resource so runs, checks and the sensor read the same figures.
 
-Defaults come from the environment (`IDMINTER_POOL_*`, see `PoolSettings.from_env` and the README
-section "The free-ID pool"); they can be overridden per deployment in the resource config.
+Defaults come from the environment (`IDMINTER_POOL_*`, see `PoolSettings.from_env` and
+docs/configuration.md); they can be overridden per deployment in the resource config.
 """
 
 import dagster as dg

@@ -92,6 +92,11 @@ def critical_finding_alerts(
                     if remaining
                     else f"Registry reconciliation repaired {name}"
                 ),
+                runbook=(
+                    "Registry reconciliation found {finding}"
+                    if remaining
+                    else "Registry reconciliation repaired {finding}"
+                ),
                 what_happened=(
                     f"The reconciliation of {database} found {describe_finding(finding)}."
                     + (

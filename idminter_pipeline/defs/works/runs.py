@@ -3,7 +3,7 @@ and report each window's figures, failed works and check result to Dagster.
 
 A multi-window run (a backfill) runs the pipeline once per window, each window with its own scope
 `[start, end)` and its own summary, so every partition gets exactly its own figures, whether it
-was minted alone or in a range (README, "Works pipeline").
+was minted alone or in a range (docs/design/works-pipeline.md).
 """
 
 from __future__ import annotations
@@ -306,6 +306,7 @@ def failed_works_alert(results: Sequence[tuple[str | None, RunSummary]], *, run_
     )
     return Alert(
         title=f"{failed} work(s) failed minting",
+        runbook="{count} work(s) failed minting",
         what_happened=(
             f"Run {run_id} read {read:,} works; {failed:,} failed ("
             + ", ".join(f"{stage}: {count}" for stage, count in stages.items() if count)

@@ -97,6 +97,7 @@ def works_run_failure_alert(
         failed_run_alert(
             failed,
             title=f"Minting run failed: {run.job_name}",
+            runbook="Minting run failed: {job}",
             what_happened=(
                 f"Run {run.run_id} of {run.job_name}"
                 + (f" (partition {failed.partition})" if failed.partition else "")

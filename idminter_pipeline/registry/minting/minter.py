@@ -1,9 +1,9 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
 One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
-(README, "Minting"), as long as each fits in the server's `max_allowed_packet` (read once per
-connection); a batch that would not is sent as more statements of the same kind, each that fits
-(`registry.packets`). Steps with nothing to do are skipped:
+(docs/design/minting.md), as long as each fits in the server's `max_allowed_packet` (read once
+per connection); a batch that would not is sent as more statements of the same kind, each that
+fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
 2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;

@@ -75,7 +75,7 @@ _INSERT_FREE_IDS_PREFIX = "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES
 
 # Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
 _TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
-# Attempts per insert batch for those (README, "The free-ID pool"); then the error propagates.
+# Attempts per insert batch for those (docs/design/pool.md); then the error propagates.
 INSERT_MAX_ATTEMPTS = 5
 
 
@@ -347,7 +347,7 @@ POOL_ENV = {
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """How full the pool is kept and when people hear about it. See README, "The free-ID pool"."""
+    """How full the pool is kept and when people hear about it. See docs/design/pool.md."""
 
     target_free: int = 1_000_000
     low_watermark: int = 250_000

@@ -17,7 +17,7 @@ hold it, and says which it found first:
 
 `retire` records what was found in `retired_canonical_ids`, so the evidence outlives its source
 (the legacy table is dropped at finalize, the change log is emptied, an operator may prune
-provenance). What cannot be proven is in the README ("Reconciliation").
+provenance). What cannot be proven is in docs/design/reconciliation.md.
 """
 
 from __future__ import annotations
