@@ -31,7 +31,7 @@ from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET, max_allow
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
 from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK
 from idminter_pipeline.works.sample_data import DEFAULT_START
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -211,6 +211,39 @@ def test_a_work_beyond_the_identifier_limit_fails_alone_at_extract(small_registr
     assert _written(store_path) == {w.id for w in _neighbours()}
     assert fetch_all(
         small_registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", ("b-huge",)
+    ) == [(0,)]
+
+
+def test_a_work_with_an_identifier_beyond_the_part_limit_fails_alone_at_extract(
+    small_registry, tmp_path
+):
+    """The bytes-per-identifier limit: one item identifier whose value is one character over
+    MAX_PART_LENGTH fails its work at extract, naming the limit; its neighbours are written and
+    none of its identifiers is minted."""
+    top_up(lambda: connect(small_registry), 100)
+    store_path = tmp_path / "works.sqlite3"
+    too_long = "y" * (MAX_PART_LENGTH + 1)
+    oversized = _big_work("b-long", 3)
+    oversized.document["data"]["items"].append({"id": node("folio-item", "Item", too_long)})
+    with SqliteWorksStore(store_path) as store:
+        store.put_source([oversized, *_neighbours()])
+
+    done = _mint_window(small_registry, store_path)
+
+    assert done.returncode == 1, done.stderr[-3000:]  # some work failed
+    summary = json.loads(done.stdout)
+    assert summary["works_written"] == NEIGHBOURS
+    (failure,) = summary["failures"]
+    assert failure["sourceIdentifier"] == oversized.id
+    assert failure["stage"] == "extract"
+    assert (
+        f"is {MAX_PART_LENGTH + 1} characters long; at most {MAX_PART_LENGTH}"
+        in (failure["detail"])
+    )
+    assert too_long not in failure["detail"]  # named by an excerpt, not whole
+    assert _written(store_path) == {w.id for w in _neighbours()}
+    assert fetch_all(
+        small_registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", ("b-long",)
     ) == [(0,)]
 
 
