@@ -33,8 +33,6 @@ from idminter_pipeline.registry.pool import PoolSettings, top_up
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
     DEFAULT_ALERT_AFTER_SECONDS,
-    RECOVERED_TITLE,
-    UNREACHABLE_TITLE,
     alert_after_seconds,
 )
 from idminter_pipeline.registry.schema import apply_migrations
@@ -48,6 +46,11 @@ POOL = PoolSettings(
     batch_size=100,
     forecast_horizon_hours=0,
 )
+
+
+# The titles as people read them, and as their runbook headings.
+UNREACHABLE_TITLE = "Registry unreachable"
+RECOVERED_TITLE = "Registry reachable again"
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +134,7 @@ def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     assert "Can't connect" in paged["cause"]
     assert paged["figures"]["unreachable_seconds"] >= ALERT_AFTER
     assert paged["figures"]["alert_after_seconds"] == ALERT_AFTER
+    assert paged["runbook"] == "docs/operations/alerts.md#registry-unreachable"
 
     restart_server(paths, settings.port)
     recovered = ticks.tick()

@@ -31,8 +31,6 @@ from idminter_pipeline.errors import InvalidSettingError
 ALERT_AFTER_ENV = "IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS"
 DEFAULT_ALERT_AFTER_SECONDS = 300.0
 MAX_ALERT_AFTER_SECONDS = 7 * 24 * 3600.0
-UNREACHABLE_TITLE = "Registry unreachable"
-RECOVERED_TITLE = "Registry reachable again"
 ALERT_SOURCE = "idminter-pipeline/pool_size_sensor"
 
 
@@ -97,7 +95,7 @@ class Reachability:
         if self.alerted or now - down_since < alert_after:
             return state, None
         return state, Alert(
-            title=UNREACHABLE_TITLE,
+            title="Registry unreachable",
             what_happened=(
                 f"The pool sensor has not reached the registry at {database} since "
                 f"{_utc(down_since)} ({now - down_since:,.0f} s, past the "
@@ -128,7 +126,7 @@ class Reachability:
         if not self.alerted:
             return resolved, None  # shorter than the alert bound: nobody was paged
         return resolved, Alert(
-            title=RECOVERED_TITLE,
+            title="Registry reachable again",
             what_happened=(
                 f"The pool sensor reads the registry at {database} again, after "
                 f"{now - self.down_since:,.0f} s unreachable (since {_utc(self.down_since)})."
