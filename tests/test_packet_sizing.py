@@ -10,6 +10,7 @@ are several times the packet. `idminter mint` runs in a real process.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -130,7 +131,14 @@ def _written(store_path: Path) -> set[str]:
 def test_the_server_really_refuses_a_statement_over_its_packet(small_registry):
     """The premise: without sizing, a 2 MB statement fails on this server, with a packet error
     (1153) or a dropped connection (2006/2013, which alone would look like an outage)."""
-    conn = connect(small_registry)  # its packet limit not read: nothing refuses beforehand
+    # A plain pymysql connection: a registry connection would refuse the statement unsent.
+    conn = pymysql.connect(
+        host=small_registry.host,
+        port=small_registry.port,
+        user=small_registry.username,
+        password=small_registry.password,
+        database=small_registry.database,
+    )
     try:
         with pytest.raises(pymysql.err.MySQLError) as refused, conn.cursor() as cursor:
             cursor.execute("SELECT '" + "y" * (2 * PACKET) + "'")
@@ -162,6 +170,38 @@ def test_a_connection_that_knows_the_limit_never_sends_more_and_nothing_retries_
             cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
             (_, after) = cursor.fetchone()
         assert int(after) == int(before) + 1  # this SHOW only
+    finally:
+        conn.close()
+
+
+def test_a_statement_nobody_sized_is_refused_unsent_on_any_registry_connection(
+    small_registry, caplog
+):
+    """Not only the minter's: a pool top-up whose one INSERT of 100,000 IDs (about 1.4 MB) is
+    over this 1 MB packet is refused before it is sent, naming the limit. Sent, the server
+    drops the connection ("gone away"), which would be ridden out as an outage for the whole
+    bound: no outage retry happens, and nothing is inserted."""
+    caplog.set_level(logging.WARNING, logger="idminter_pipeline.registry.outage")
+    with pytest.raises(StatementTooLargeError, match="max_allowed_packet of 1,048,576"):
+        top_up(
+            lambda: connect(small_registry),
+            100_000,
+            batch_size=100_000,
+            writers=1,
+            outage_seconds=60,
+        )
+    assert "registry unreachable" not in caplog.text  # not taken for an outage
+    assert fetch_all(small_registry, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
+    # A small statement on a new connection costs no read of the limit.
+    conn = connect(small_registry)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+            (_, before) = cursor.fetchone()
+            cursor.execute("SELECT 1")
+            cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+            (_, after) = cursor.fetchone()
+        assert int(after) == int(before) + 2  # the SELECT and this SHOW, nothing else
     finally:
         conn.close()
 

@@ -12,8 +12,8 @@ A statement that cannot be split further and still does not fit is never sent: i
 `StatementTooLargeError`, which is not an outage (`registry.outage.is_outage`), so nothing
 retries it. The minter's rows are bounded (three parts of at most 255 characters, 1,020 bytes
 each), so this can only happen on a server configured below `MIN_MAX_ALLOWED_PACKET`, which is
-refused when the limit is read. Once the limit is cached, the connection itself refuses any
-larger statement before sending it (`registry.connection.RegistryConnection`), whoever built it.
+refused when the limit is read. The connection itself refuses any statement larger than its
+session's limit before sending it (`registry.connection.RegistryConnection`), whoever built it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from idminter_pipeline.errors import RegistryUnavailableError, StatementTooLargeError
-from idminter_pipeline.registry.connection import MAX_ALLOWED_PACKET_ATTRIBUTE, Connection
+from idminter_pipeline.registry.connection import Connection, session_max_allowed_packet
 
 T = TypeVar("T")
 
@@ -32,26 +32,17 @@ T = TypeVar("T")
 MIN_MAX_ALLOWED_PACKET = 64 * 1024
 # Room left in a packet for the command byte and what an estimate may miss.
 PACKET_MARGIN_BYTES = 1024
-# Where the limit is cached on a pymysql connection (a plain attribute: one per session), which
-# also makes `registry.connection.RegistryConnection` refuse larger statements before sending.
-_CACHED = MAX_ALLOWED_PACKET_ATTRIBUTE
 
 
 def max_allowed_packet(conn: Connection) -> int:
-    """The server's `max_allowed_packet` for this session, read once and cached on `conn`."""
-    cached = getattr(conn, _CACHED, None)
-    if cached is not None:
-        return int(cached)
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT @@SESSION.max_allowed_packet")
-        (value,) = cursor.fetchone()
-    limit = int(value)
+    """The server's `max_allowed_packet` for this session, read once and cached on `conn`;
+    refused, naming it, below what the minter needs."""
+    limit = session_max_allowed_packet(conn)
     if limit < MIN_MAX_ALLOWED_PACKET:
         raise RegistryUnavailableError(
             f"the registry server's max_allowed_packet is {limit:,} bytes; the minter needs at "
             f"least {MIN_MAX_ALLOWED_PACKET:,}: raise it in the server's configuration"
         )
-    setattr(conn, _CACHED, limit)
     return limit
 
 
