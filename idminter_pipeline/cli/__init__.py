@@ -59,6 +59,7 @@ _COMMANDS = {
     "local-run": "idminter_pipeline.cli.local_run:local_run",
     "works": "idminter_pipeline.cli.works:works",
     "mint": "idminter_pipeline.cli.works:mint",
+    "shadow": "idminter_pipeline.cli.shadow:shadow",
     "pool": "idminter_pipeline.cli.pool:pool",
     "lookup": "idminter_pipeline.cli.minting:lookup",
     "mint-ids": "idminter_pipeline.cli.minting:mint_ids",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from idminter_pipeline import local_database
-from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
+from idminter_pipeline.cli.dumps import load_dump_command
+from idminter_pipeline.cli.legacy import (
+    finalize_legacy,
+    legacy_status,
+    migrate_legacy,
+    rollback_legacy,
+    sync_legacy,
+)
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.registry import schema
 from idminter_pipeline.registry.connection import connect, connection_factory
@@ -101,3 +108,6 @@ def rollback(count: int, yes: bool) -> None:
 db.add_command(migrate_legacy)
 db.add_command(finalize_legacy)
 db.add_command(rollback_legacy)
+db.add_command(sync_legacy)
+db.add_command(legacy_status)
+db.add_command(load_dump_command)

@@ -7,6 +7,7 @@ import click
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.legacy_migration import hold
 
 # `--dry-run` exit status when it found problems that would stop the migration: distinct from 1
 # (the dry run itself failed, e.g. the registry is unreachable) so a script can tell them apart.
@@ -48,8 +49,15 @@ def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
     help=f"Rows per copy batch, at least 1 (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
     f"{legacy_migration.MAX_BATCH_SIZE:,}).",
 )
+@click.option(
+    "--hold-synced",
+    is_flag=True,
+    help="Copy and verify, then stop before the swap: the legacy minter keeps writing, the "
+    "triggers keep logging, and `idminter db sync-legacy` keeps the copy in step (for shadow "
+    "runs). Run again without it to swap.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
+def migrate_legacy(dry_run: bool, batch_size: int, hold_synced: bool, as_json: bool) -> None:
     """Copy a legacy 1:1 `identifiers` table into the RFC 083 tables, verify, and swap.
 
     Safe to interrupt and run again: it resumes after the last committed batch. The legacy
@@ -82,13 +90,20 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
                 err=True,
             )
 
-    result = legacy_migration.migrate(factory, batch_size=batch_size, progress=show)
+    result = legacy_migration.migrate(
+        factory, batch_size=batch_size, progress=show, swap=not hold_synced
+    )
     if as_json:
         echo_json(result.as_dict())
         return
     click.echo(f"{result.status}: {result.rows_copied:,} rows copied in {result.duration_seconds}s")
     for message in result.messages:
         click.echo(f"  {message}")
+    if hold_synced and result.status.startswith("copied and verified"):
+        click.echo(
+            "  held at its synced phase (no swap): `idminter db sync-legacy` keeps the copy in "
+            "step, `idminter db legacy-status` shows the lag"
+        )
     if result.swapped:
         click.echo(
             f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s "
@@ -120,3 +135,25 @@ def rollback_legacy(yes: bool) -> None:
     click.echo(report.status)
     for message in report.messages:
         click.echo(f"  {message}")
+
+
+@click.command("sync-legacy")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=legacy_migration.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Change-log entries per transaction.",
+)
+def sync_legacy(batch_size: int) -> None:
+    """Apply the legacy minter's latest writes to a copy held at its synced phase
+    (`migrate-legacy --hold-synced`), re-checking each applied ID; prints JSON with the lag left.
+    """
+    echo_json(hold.sync(connection_factory(), batch_size=batch_size).as_dict())
+
+
+@click.command("legacy-status")
+def legacy_status() -> None:
+    """Where a legacy migration stands: shape, phase, whether it holds at its synced phase, and
+    the copy's lag (change-log entries not applied yet, and the oldest one's age). JSON."""
+    echo_json(hold.status_with_lag(connection_factory()))

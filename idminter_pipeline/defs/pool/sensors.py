@@ -29,6 +29,7 @@ from idminter_pipeline.defs.pool.jobs import (
     pool_replenishment_job,
     replenishment_run_request,
 )
+from idminter_pipeline.defs.pool.metrics import emit_pool_metrics
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.errors import (
@@ -161,6 +162,9 @@ def pool_size_sensor(
     recovered, resolution = reachability.after_success(time.time(), database=database)
     if resolution is None or _delivered(alerts, resolution, context):
         reachability = recovered  # an undelivered resolution is sent again next tick
+    # The free count as a CloudWatch metric (EMF on stdout) when configured: alarms see it even
+    # if everything below this line fails.
+    emit_pool_metrics(watch, settings)
 
     decision = assess(
         watch,

@@ -68,11 +68,23 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield chunk
 
 
+# The tables `keyed_select` may read: the registry, and the legacy migration's synced copy (which
+# `idminter shadow` reads while the migration holds before its swap).
+LOOKUP_TABLES = frozenset({"identifiers", "identifiers_new"})
+
+
 def _branches(
-    conn: Connection, keys: Iterable[SourceIdentifier], *, chunk_size: int, lock: bool
+    conn: Connection,
+    keys: Iterable[SourceIdentifier],
+    *,
+    chunk_size: int,
+    lock: bool,
+    table: str = "identifiers",
 ) -> Iterator[tuple[tuple[str, str], Callable[[Sequence[str]], str], list[str]]]:
     """Each lookup branch: its (OntologyType, SourceSystem) group, what renders the branch's
     text after `AS g, ` for some of its SourceIds, and those SourceIds (sorted)."""
+    if table not in LOOKUP_TABLES:
+        raise ValueError(f"keyed_select cannot read {table!r}")
     groups: dict[tuple[str, str], set[str]] = defaultdict(set)
     for key in keys:
         groups[(key.ontology_type, key.source_system)].add(key.source_id)
@@ -80,7 +92,7 @@ def _branches(
     suffix = " LOCK IN SHARE MODE" if lock else ""
     for group in sorted(groups):
         where = (
-            "SourceId, CanonicalId FROM identifiers WHERE "
+            f"SourceId, CanonicalId FROM {table} WHERE "
             f"OntologyType = '{escape(group[0])}' AND SourceSystem = '{escape(group[1])}' "
             "AND SourceId IN ('"
         )
@@ -100,7 +112,12 @@ def _union(branches: Sequence[tuple[tuple[str, str], str]]) -> tuple[str, list[t
 
 
 def keyed_select(
-    conn: Connection, keys: Iterable[SourceIdentifier], *, chunk_size: int, lock: bool
+    conn: Connection,
+    keys: Iterable[SourceIdentifier],
+    *,
+    chunk_size: int,
+    lock: bool,
+    table: str = "identifiers",
 ) -> tuple[str, list[tuple[str, str]]]:
     """One statement: per (OntologyType, SourceSystem) group, chunks of SourceId IN-lists.
 
@@ -111,12 +128,8 @@ def keyed_select(
     are escaped exactly as pymysql's parameter binding escapes strings (`_string_escaper`),
     without its per-value type dispatch (a measurable cost at 10,000 keys).
     """
-    return _union(
-        [
-            (group, render(chunk))
-            for group, render, chunk in _branches(conn, keys, chunk_size=chunk_size, lock=lock)
-        ]
-    )
+    branches = _branches(conn, keys, chunk_size=chunk_size, lock=lock, table=table)
+    return _union([(group, render(chunk)) for group, render, chunk in branches])
 
 
 # What `_union` adds around a branch's text: "(SELECT 99999 AS g, " and " UNION ALL ".
@@ -146,10 +159,11 @@ def keyed_selects(
     chunk_size: int,
     lock: bool,
     budget: int,
+    table: str = "identifiers",
 ) -> list[tuple[str, list[tuple[str, str]]]]:
     """`keyed_select` as one statement when it fits in `budget` bytes (any normal batch), else
     as several that each fit: branches packed in order, a branch too large on its own halved."""
-    sql, groups = keyed_select(conn, keys, chunk_size=chunk_size, lock=lock)
+    sql, groups = keyed_select(conn, keys, chunk_size=chunk_size, lock=lock, table=table)
     if not groups:
         return []
     if fits(sql, budget):
@@ -157,7 +171,8 @@ def keyed_selects(
     statements: list[tuple[str, list[tuple[str, str]]]] = []
     packed: list[tuple[tuple[str, str], str]] = []
     size = 0
-    for group, render, chunk in _branches(conn, keys, chunk_size=chunk_size, lock=lock):
+    branches = _branches(conn, keys, chunk_size=chunk_size, lock=lock, table=table)
+    for group, render, chunk in branches:
         for text in _fitting(render, chunk, budget):
             branch_size = text_bytes(text) + _BRANCH_OVERHEAD_BYTES
             if packed and size + branch_size > budget:
