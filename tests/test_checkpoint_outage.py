@@ -170,10 +170,13 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
         "import json, logging, sys\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "from idminter_pipeline.lambda_handler import handler\n"
-        "print(json.dumps(handler({'full': True, 'jobId': 'lambda-full'})))\n"
+        # Into a file: the handler's own log and metric lines (EMF) go to stdout.
+        "answer = handler({'full': True, 'jobId': 'lambda-full'})\n"
+        "with open(sys.argv[1], 'w') as out: json.dump(answer, out)\n"
     )
+    answer_path = tmp_path / "answer.json"
     lambda_run = subprocess.Popen(
-        [sys.executable, "-c", invoke],
+        [sys.executable, "-c", invoke, str(answer_path)],
         env=_env(settings, store_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -193,9 +196,9 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
         except queue.Empty:
             continue
     restart_server(paths, settings.port)
-    stdout = lambda_run.stdout.read()
+    lambda_run.stdout.read()
     assert lambda_run.wait(timeout=600) == 0, "".join(seen)
-    answer = json.loads(stdout)
+    answer = json.loads(answer_path.read_text())
     assert answer["failures"] == []
     assert answer["jobId"] == "lambda-full"
     assert _checkpoint(settings, "lambda-full") == (20, 20, 1, 1)
