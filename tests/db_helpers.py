@@ -163,23 +163,6 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         local_database.stop_server(paths)
 
 
-def restart_server(paths: LocalServerPaths, port: int, *, timeout: float = 120.0) -> None:
-    """Start a stopped or killed private server again on its own data, without bootstrapping it.
-
-    `ensure_server` would bootstrap it again, and a bootstrap revokes the application user's
-    privileges before granting them back: a client that is riding out the outage and connects
-    in between is refused (1044, access denied), which is rightly not an outage. A restarted
-    server keeps its users and grants, so nothing needs redoing.
-    """
-    local_database._start(paths, port)
-    settings = DatabaseSettings(port=port)
-    deadline = time.monotonic() + timeout
-    while local_database._server_version(settings) is None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server on port {port} did not accept logins in {timeout}s")
-        time.sleep(0.1)
-
-
 def wait_until_waiting_for_a_lock(
     settings: DatabaseSettings, thread_id: int, *, timeout: float = 30.0
 ) -> None:

@@ -25,7 +25,6 @@ from db_helpers import (
     drop_database,
     fetch_all,
     private_mariadb,
-    restart_server,
 )
 from registry_invariants import check_registry
 from works_helpers import work
@@ -140,7 +139,7 @@ def test_mint_full_with_a_job_id_rides_out_a_killed_server(private_registry, tmp
     crash_server(paths)
     killed_at = time.monotonic()
     time.sleep(DOWN_SECONDS)
-    restart_server(paths, settings.port)
+    ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
     stdout, stderr = run.communicate(timeout=600)
 
     assert run.returncode == 0, stderr[-3000:]
@@ -195,7 +194,7 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
             seen.append(stderr_lines.get(timeout=0.5))
         except queue.Empty:
             continue
-    restart_server(paths, settings.port)
+    ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
     lambda_run.stdout.read()
     assert lambda_run.wait(timeout=600) == 0, "".join(seen)
     answer = json.loads(answer_path.read_text())

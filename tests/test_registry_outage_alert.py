@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
-from db_helpers import create_database, drop_database, private_mariadb, restart_server
+from db_helpers import create_database, drop_database, private_mariadb
 from sns_helpers import subscribed_topic
 
 from benchmarks.crash_runs import crash_server
@@ -136,7 +136,7 @@ def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     assert paged["figures"]["alert_after_seconds"] == ALERT_AFTER
     assert paged["runbook"] == "docs/operations/alerts.md#registry-unreachable"
 
-    restart_server(paths, settings.port)
+    ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
     recovered = ticks.tick()
     assert recovered.asset_events  # reading the pool again
     ticks.tick()
@@ -158,7 +158,7 @@ def test_an_outage_shorter_than_the_bound_pages_no_one(private_registry, tmp_pat
     ticks.tick()
     crash_server(paths)
     assert "registry unreachable" in str(ticks.tick().skip_reason)
-    restart_server(paths, settings.port)
+    ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
     assert ticks.tick().asset_events
     assert _alerts(alerts_log) == []
     assert '"registry_down_since": null' in ticks.cursor
@@ -189,7 +189,7 @@ def test_a_watermark_check_rides_out_a_registry_down_when_it_starts(
             assert not checking.done(), checking.exception()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        restart_server(paths, settings.port)
+        ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
         result = checking.result(timeout=300)
     assert result.passed
     assert result.metadata["free_at_least"].value == POOL.low_watermark + 1
