@@ -88,6 +88,9 @@ def _env(settings: DatabaseSettings, store_path: Path) -> dict[str, str]:
         "IDENTIFIERS_DATABASE": settings.database,
         "WORKS_STORE_PATH": str(store_path),
         "ELASTICSEARCH_URL": "",
+        # This source tree, not whatever checkout the venv has installed (a worktree's tests
+        # may run with another checkout's venv).
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("RDS_SECRET_NAME", None)
     env.pop(OUTAGE_ENV, None)  # the default bound, 60 s

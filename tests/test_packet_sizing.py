@@ -102,6 +102,9 @@ def _mint_window(settings: DatabaseSettings, store_path: Path) -> subprocess.Com
         "IDENTIFIERS_DATABASE": settings.database,
         "WORKS_STORE_PATH": str(store_path),
         "ELASTICSEARCH_URL": "",
+        # This source tree, not whatever checkout the venv has installed (a worktree's tests
+        # may run with another checkout's venv).
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("RDS_SECRET_NAME", None)
     start = DEFAULT_START.isoformat().replace("+00:00", "Z")
