@@ -476,11 +476,18 @@ def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> Non
                     "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password)
                 )
                 cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
-                # Only the server-wide level, where an older bootstrap granted ALL: the database
-                # grants stay in place, so a client connecting while a restarted server is
-                # bootstrapped again never finds the user without its privileges.
-                cursor.execute("REVOKE ALL PRIVILEGES ON *.* FROM %s@%s", (user, host))
-                cursor.execute("REVOKE GRANT OPTION ON *.* FROM %s@%s", (user, host))
+                # Only server-wide privileges, where an older bootstrap granted ALL, and only
+                # when there are some: the database grants stay in place, and on MySQL a REVOKE
+                # ON *.* briefly hides them from clients connecting meanwhile (a 1044).
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s"
+                    " AND (PRIVILEGE_TYPE <> 'USAGE' OR IS_GRANTABLE = 'YES')",
+                    (f"'{user}'@'{host}'",),
+                )
+                (server_wide,) = cursor.fetchone()
+                if server_wide:
+                    cursor.execute("REVOKE ALL PRIVILEGES ON *.* FROM %s@%s", (user, host))
+                    cursor.execute("REVOKE GRANT OPTION ON *.* FROM %s@%s", (user, host))
                 for target in grants_on:
                     # `%` in a GRANT pattern is the server's wildcard: doubled for pymysql.
                     on = target.replace("%", "%%")
