@@ -33,9 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.canonical_ids import is_canonical_id
@@ -51,6 +49,9 @@ from idminter_pipeline.registry.reconciliation.keyset import (
 from idminter_pipeline.registry.reconciliation.retired_ids import RETIRED_TABLE, once_mapped, retire
 from idminter_pipeline.registry.reconciliation.variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import table_exists
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +156,16 @@ class ReconciliationReport:
         return next(f for f in self.findings if f.finding == name)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415  (0.5-0.9 s: only the printed tables need it)
+
         rows = [
             {**asdict(f), "examples": ", ".join(f.examples), "note": f.note} for f in self.findings
         ]
         return pd.DataFrame(rows, columns=[*REPORT_COLUMNS, "note"])
 
     def changes_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         return pd.DataFrame(
             [asdict(c) for c in self.changes],
             columns=["action", "canonical_id", "finding", "detail"],
