@@ -313,7 +313,6 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
     found: list[dict[str, Any]] = []
     level: list[Any] = [document]
     depth = 0
-    containers, bare_keys = _CONTAINERS, _BARE_IDENTIFIER_KEYS
     while level:
         depth += 1
         if depth > MAX_DOCUMENT_DEPTH:
@@ -323,19 +322,18 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
                 f"{path_to(document, level[0]) or 'the root'}), the limit for work documents",
             )
         below: list[Any] = []
-        # Comprehensions over each container, not a call per child: this walk visits every
-        # value of every document, and most of them are strings it skips.
+        keep = below.append
         for value in level:
             if isinstance(value, dict):
                 if "sourceIdentifier" in value:
                     found.append(value)
-                below += [
-                    child
-                    for key, child in value.items()
-                    if isinstance(child, containers) and key not in bare_keys
-                ]
+                for key, child in value.items():
+                    if isinstance(child, _CONTAINERS) and key not in _BARE_IDENTIFIER_KEYS:
+                        keep(child)
             else:
-                below += [child for child in value if isinstance(child, containers)]
+                for child in value:
+                    if isinstance(child, _CONTAINERS):
+                        keep(child)
         level = below
     return found
 
