@@ -40,6 +40,11 @@ from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.limits import (
+    RECONCILIATION_DEFAULT_BATCH_SIZE,
+    RECONCILIATION_MAX_BATCH_SIZE,
+    RECONCILIATION_MIN_BATCH_SIZE,
+)
 from idminter_pipeline.registry.reconciliation.keyset import (
     execute,
     keyset_ranges,
@@ -78,9 +83,9 @@ REPAIRABLE = {FREE_IDS_IN_USE, ORPHAN_ASSIGNED_IDS}
 PROVENANCE_TABLE = "identifier_provenance"
 ORPHANS_TABLE = "reconciliation_orphans"
 
-DEFAULT_BATCH_SIZE = 10_000
-MIN_BATCH_SIZE = 100
-MAX_BATCH_SIZE = 100_000
+DEFAULT_BATCH_SIZE = RECONCILIATION_DEFAULT_BATCH_SIZE
+MIN_BATCH_SIZE = RECONCILIATION_MIN_BATCH_SIZE
+MAX_BATCH_SIZE = RECONCILIATION_MAX_BATCH_SIZE
 DEFAULT_GRACE_PERIOD = timedelta(days=7)
 EXAMPLES = 10
 # The report lists every change; beyond this many it keeps counting and logs the rest.
