@@ -122,3 +122,17 @@ def test_importing_the_cli_and_the_works_path_does_not_import_boto3_with_no_aws_
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert "idminter_pipeline.works.downstream" in loaded
     assert "boto3" not in loaded and "botocore" not in loaded
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["aliases", "db", "local-run", "lookup", "mint", "mint-ids", "pool", "reconcile", "works"],
+)
+def test_a_commands_help_imports_neither_the_registry_client_nor_anything_heavy(command):
+    code = (
+        "from idminter_pipeline.cli import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit as exit:\n"
+        "    assert not exit.code"
+    )
+    loaded = _modules_after(code)
+    assert not {name for name in loaded if name.split(".")[0] in {*HEAVY, "pymysql", "tenacity"}}
