@@ -1,6 +1,17 @@
 -- Least-privilege accounts for the production registry (docs/deploy/database-accounts.md), for
--- Aurora MySQL 8.0 and MariaDB 10.11. Run as an administrator; put each password in the Secrets
--- Manager secret its deployment reads (RDS_SECRET_NAME) instead of the placeholders.
+-- Aurora MySQL 8.0, MySQL 9.x and MariaDB 10.11 (tests/test_server_privileges.py applies this
+-- file on MariaDB and, under `make test-mysql`, on MySQL 9). Run as an administrator; put each
+-- password in the Secrets Manager secret its deployment reads (RDS_SECRET_NAME) instead of the
+-- placeholders.
+--
+-- The binary log and the legacy migration's triggers: with the binary log on (MySQL's default;
+-- on Aurora whenever binlog_format is set), CREATE TRIGGER needs the SUPER privilege unless the
+-- server variable log_bin_trust_function_creators is 1. Aurora gives no account SUPER, so set
+-- log_bin_trust_function_creators = 1 in the DB cluster parameter group before
+-- `idminter db migrate-legacy` (MySQL: SET PERSIST log_bin_trust_function_creators = 1; MariaDB:
+-- the same variable in its configuration). Without it migrate-legacy stops with one error line
+-- naming this setting, and resumes once it is set. The triggers only log row IDs into a table of
+-- the same database, so trusting their creator loses nothing; no further grant is needed.
 
 -- 1. The migration account: `idminter db migrate` / the registry_schema asset (DDL, yoyo's own
 --    tables), `idminter db migrate-legacy | rollback-legacy | finalize-legacy` and the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from idminter_pipeline.defs import alerts, legacy, pool, reconciliation, registry, works
+from idminter_pipeline.defs import alerts, legacy, pool, reconciliation, registry, shadow, works
 from idminter_pipeline.defs.resources import registry_database_from_env
 
 defs = dg.Definitions.merge(
@@ -14,5 +14,6 @@ defs = dg.Definitions.merge(
     works.defs,
     legacy.defs,
     reconciliation.defs,
+    shadow.defs,
     dg.Definitions(resources={"registry_database": registry_database_from_env()}),
 )

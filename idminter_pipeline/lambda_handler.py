@@ -34,9 +34,15 @@ records whose works were not written and announced, so only those are retried.
 An array of requests without message ids is treated as several Step Functions requests minted
 together, and answered in the Step Functions shape.
 
+A request the state machine makes for one of its batches also carries `batch: {"index",
+"count"}`; it is answered `{"jobId", "summary"}`, the batch's counts and the failures that fit its
+share of the execution's payload quota (`lambda_outcomes.batch_summary`).
+
 Bad events raise `InvalidInputError` naming what is wrong; errors that concern no single work
 (pool exhausted, registry, store or downstream topic unreachable) raise too, so Step Functions
-or the queue retries the whole batch.
+or the queue retries the whole batch. Every error leaves under one of the stable names of
+`lambda_outcomes.REPORTED_ERROR_NAMES`, which the state machine matches exactly. Each invocation
+logs one structured summary line and its figures as CloudWatch embedded metrics.
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ from idminter_pipeline import strict_json
 from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.lambda_outcomes import (
+    as_reported,
+    batch_summary,
+    configure_logging,
+    emit_metrics,
+    log_run,
+)
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE, json_type, work_document_id
 from idminter_pipeline.works.pipeline import MAX_BATCH_SIZE, RunSummary
 from idminter_pipeline.works.runner import run_from_env
@@ -275,15 +288,8 @@ def handle_queued(records: Sequence[object]) -> dict[str, list[dict[str, str]]]:
                     failed.get(work_id, "was neither written nor reported failed"),
                 )
             failures.append({"itemIdentifier": record.message_id})
-    logger.info(
-        "queued batch: %d records, %d failed; %d works read, %d written, %d registry batches",
-        len(parsed),
-        len(failures),
-        sum(s.works_read for s in summaries),
-        sum(s.works_written for s in summaries),
-        sum(s.mint_calls for s in summaries),
-        extra={"run_summaries": [summary.as_dict() for summary in summaries]},
-    )
+    log_run("queued batch", summaries, records=len(parsed), records_failed=len(failures))
+    emit_metrics(summaries, batch_item_failures=len(failures))
     return {"batchItemFailures": failures}
 
 
@@ -302,6 +308,8 @@ def _handle_requests(requests: Sequence[object]) -> dict[str, Any]:
             )
         ids_by_job.setdefault(job_id, {}).update(dict.fromkeys(scope.ids))
     summaries = _mint_together(ids_by_job)
+    log_run("requests", summaries, requests=len(requests))
+    emit_metrics(summaries)
     job_ids = list(ids_by_job)
     return _step_functions_result(summaries, job_ids[0] if len(job_ids) == 1 else None)
 
@@ -337,8 +345,32 @@ def _is_queued(item: object) -> bool:
 
 
 def handler(event: object, context: object = None) -> dict[str, Any]:
-    with batch_run_collector():  # the Lambda is an entry point: collector settings for a run
-        return _dispatch(event)
+    configure_logging()
+    try:
+        with batch_run_collector():  # the Lambda is an entry point: collector settings for a run
+            return _dispatch(event)
+    except Exception as error:
+        # Step Functions matches the reported class name exactly: see `lambda_outcomes`.
+        reported = as_reported(error)
+        if reported is error:
+            raise
+        raise reported from error
+
+
+def _batch_position(event: object) -> tuple[int, int] | None:
+    """`batch: {"index", "count"}`, which the state machine adds to each batch's request: the
+    answer is then the batch's summary, sized to fit the execution's payload quota."""
+    batch = event.get("batch") if isinstance(event, dict) else None
+    if batch is None:
+        return None
+    index = batch.get("index") if isinstance(batch, dict) else None
+    count = batch.get("count") if isinstance(batch, dict) else None
+    integers = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, count))
+    if not (integers and 0 <= index < count):  # type: ignore[operator]
+        raise InvalidInputError(
+            f"batch must be {{index, count}} with 0 <= index < count, got {excerpt(batch)}"
+        )
+    return index, count
 
 
 def _dispatch(event: object) -> dict[str, Any]:
@@ -355,7 +387,15 @@ def _dispatch(event: object) -> dict[str, Any]:
         return handle_queued(records)
 
     scope, job_id = parse_event(event)
+    position = _batch_position(event)
     # A full scope with a jobId resumes after its last written batch (checkpoints).
     summary = run_from_env(scope, job_id=job_id, environ=lambda_environment())
-    logger.info("minted %s", summary.as_dict() | {"failures": len(summary.failures)})
+    log_run("request", [summary], **({"batch": position[0]} if position else {}))
+    emit_metrics([summary])
+    if position is not None:
+        index, count = position
+        return {
+            "jobId": job_id,
+            "summary": batch_summary([summary], index, count, step_functions_id),
+        }
     return _step_functions_result([summary], job_id)

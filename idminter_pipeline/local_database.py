@@ -33,6 +33,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pymysql
 
@@ -84,7 +85,8 @@ class ServerReport:
     settings: DatabaseSettings
     version: str
     socket: Path | None = None
-    system_user: str | None = None  # the account the local mariadbd runs as
+    system_user: str | None = None  # the account the local server runs as
+    server_name: str = "mariadbd"  # the server program, as the lines name it
 
     def lines(self) -> list[str]:
         lines = [
@@ -95,11 +97,12 @@ class ServerReport:
             lines.append(f"  unix socket {self.socket}")
         if self.system_user == "root":
             lines.append(
-                f"  mariadbd runs as root: the system user {SERVER_SYSTEM_USER!r} cannot reach "
+                f"  {self.server_name} runs as root: the system user {SERVER_SYSTEM_USER!r} "
+                "cannot reach "
                 "its folder (move the checkout, or the server, somewhere it can)"
             )
         elif self.system_user is not None:
-            lines.append(f"  mariadbd runs as system user {self.system_user!r}")
+            lines.append(f"  {self.server_name} runs as system user {self.system_user!r}")
         if self.kind.startswith("local"):
             lines.append(
                 "  the defaults need no environment; elsewhere set RDS_PRIMARY_HOST, RDS_PORT, "
@@ -108,9 +111,59 @@ class ServerReport:
         return lines
 
 
+class ServerEngine(Protocol):
+    """How one kind of server is initialized and started: Debian's MariaDB (`MARIADB`, the
+    default) or the project-local MySQL of `local_mysql` (`make test-mysql`).
+
+    `server_command()` is the command line up to the server's options (installing the server if
+    it can), `server_options()` what this kind needs beyond the common options, `initialize`
+    creates the data directory, whose administrator `admin_user()` logs in over the socket with
+    no password. `tree` is a folder of its own the server reads after it drops to its system
+    user (None: the system's folders)."""
+
+    name: str  # the server program, as messages and file names say it
+
+    @property
+    def tree(self) -> Path | None: ...
+    def server_command(self) -> list[str]: ...
+    def server_options(self) -> list[str]: ...
+    def initialize(self, paths: LocalServerPaths, user_flag: list[str]) -> None: ...
+    def admin_user(self) -> str: ...
+
+
+class MariadbEngine:
+    """Debian's mariadb-server, installed with apt-get when missing and root may."""
+
+    name = "mariadbd"
+    tree = None
+
+    def server_command(self) -> list[str]:
+        server = _binary("mariadbd", "mysqld")
+        if server is None:
+            _install_mariadb()
+            server = _binary("mariadbd", "mysqld")
+            if server is None:
+                raise LocalDatabaseError("mariadb-server installed but mariadbd was not found")
+        return [server]
+
+    def server_options(self) -> list[str]:
+        return ["--innodb-log-file-size=512M"]
+
+    def initialize(self, paths: LocalServerPaths, user_flag: list[str]) -> None:
+        _initialize(paths, user_flag)
+
+    def admin_user(self) -> str:
+        # `mariadb-install-db` lets the system user who ran it in by socket credentials.
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+
+MARIADB = MariadbEngine()
+
+
 @dataclass(frozen=True)
 class LocalServerPaths:
     base: Path
+    engine: ServerEngine = MARIADB
 
     @property
     def data_dir(self) -> Path:
@@ -123,11 +176,11 @@ class LocalServerPaths:
 
     @property
     def pid_file(self) -> Path:
-        return self.base / "mariadbd.pid"
+        return self.base / f"{self.engine.name}.pid"
 
     @property
     def log_file(self) -> Path:
-        return self.base / "mariadbd.log"
+        return self.base / f"{self.engine.name}.log"
 
     @property
     def files_dir(self) -> Path:
@@ -136,7 +189,7 @@ class LocalServerPaths:
 
     @property
     def socket(self) -> Path:
-        socket = self.base / "mariadbd.sock"
+        socket = self.base / f"{self.engine.name}.sock"
         if len(str(socket)) > MAX_SOCKET_PATH:
             digest = hashlib.sha256(str(self.base).encode()).hexdigest()[:12]
             return Path("/tmp") / f"idminter-{digest}.sock"
@@ -262,17 +315,18 @@ def _grant_pattern(name: str) -> str:
 
 
 def _server_account(paths: LocalServerPaths) -> pwd.struct_passwd | None:
-    """The system account mariadbd should run as: `mysql` when root can hand it the folder."""
+    """The system account the server should run as: `mysql` when root can hand it the folder."""
     if os.geteuid() != 0:
-        return None  # mariadbd runs as the user who starts it
+        return None  # the server runs as the user who starts it
     try:
         account = pwd.getpwnam(SERVER_SYSTEM_USER)
     except KeyError:
         return None
-    # The account must reach the server's folder: a checkout under a private home it cannot.
-    parent = paths.base.parent
+    # The account must reach the server's folder (and its installed tree, if it has one of its
+    # own): a checkout under a private home it cannot.
+    folders = [paths.base.parent, *([paths.engine.tree] if paths.engine.tree else [])]
     reachable = subprocess.run(
-        ["test", "-x", str(parent)],
+        ["sh", "-c", 'for f; do test -x "$f" || exit 1; done', "sh", *map(str, folders)],
         user=account.pw_uid,
         group=account.pw_gid,
         extra_groups=[],
@@ -291,12 +345,12 @@ def _hand_over(paths: LocalServerPaths, account: pwd.struct_passwd) -> None:
 
 
 def admin_connection(paths: LocalServerPaths) -> pymysql.connections.Connection:
-    """The server's administrator over its socket: `mariadb-install-db` lets the system user who
-    ran it (root, or whoever started the server) in by socket credentials, with no password."""
+    """The server's administrator over its socket, with no password (`ServerEngine.admin_user`:
+    for MariaDB the system user who ran `mariadb-install-db`, by socket credentials)."""
     try:
         return pymysql.connect(
             unix_socket=str(paths.socket),
-            user=pwd.getpwuid(os.geteuid()).pw_name,
+            user=paths.engine.admin_user(),
             autocommit=True,
             connect_timeout=10,
         )
@@ -353,13 +407,9 @@ def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
 
 
 def _start(paths: LocalServerPaths, port: int) -> None:
-    """Start mariadbd, as `SERVER_SYSTEM_USER` when started by root and that user can."""
-    server = _binary("mariadbd", "mysqld")
-    if server is None:
-        _install_mariadb()
-        server = _binary("mariadbd", "mysqld")
-        if server is None:
-            raise LocalDatabaseError("mariadb-server installed but mariadbd was not found")
+    """Start the server, as `SERVER_SYSTEM_USER` when started by root and that user can."""
+    engine = paths.engine
+    server = engine.server_command()
     for folder in (paths.base, paths.tmp_dir, paths.files_dir):
         folder.mkdir(parents=True, exist_ok=True)
     paths.files_dir.chmod(0o700)
@@ -371,10 +421,10 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         runs_as = pwd.getpwuid(os.geteuid()).pw_name
     user_flag = [f"--user={runs_as}"] if os.geteuid() == 0 else []
     if not (paths.data_dir / "mysql").is_dir():
-        _initialize(paths, user_flag)
+        engine.initialize(paths, user_flag)
     paths.socket.unlink(missing_ok=True)
     command = [
-        server,
+        *server,
         "--no-defaults",
         f"--datadir={paths.data_dir}",
         f"--socket={paths.socket}",
@@ -387,9 +437,9 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         "--skip-name-resolve",
         "--max-connections=500",
         "--innodb-buffer-pool-size=2G",
-        "--innodb-log-file-size=512M",
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_bin",
+        *engine.server_options(),
         *user_flag,
     ]
     with open(os.devnull, "wb") as devnull:
@@ -399,7 +449,7 @@ def _start(paths: LocalServerPaths, port: int) -> None:
         if time.monotonic() > deadline:
             tail = paths.log_file.read_text()[-2000:] if paths.log_file.exists() else ""
             raise LocalDatabaseError(
-                f"mariadbd did not start within {STARTUP_TIMEOUT_SECONDS}s; its log:\n{tail}"
+                f"{engine.name} did not start within {STARTUP_TIMEOUT_SECONDS}s; its log:\n{tail}"
             )
         time.sleep(0.2)
 
@@ -407,8 +457,8 @@ def _start(paths: LocalServerPaths, port: int) -> None:
 def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> None:
     """Create the registry database and the application user with least privilege (idempotent).
 
-    An existing user keeps nothing beyond `LOCAL_PRIVILEGES` on its own databases: whatever an
-    older bootstrap granted (ALL ON *.* WITH GRANT OPTION) is revoked first.
+    An existing user keeps nothing beyond `LOCAL_PRIVILEGES` on its own databases: what an older
+    bootstrap granted server-wide (ALL ON *.* WITH GRANT OPTION) is revoked first.
     """
     check_local_settings(settings)
     user, password = settings.username, settings.password
@@ -426,7 +476,18 @@ def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> Non
                     "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password)
                 )
                 cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
-                cursor.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, host))
+                # Only server-wide privileges, where an older bootstrap granted ALL, and only
+                # when there are some: the database grants stay in place, and on MySQL a REVOKE
+                # ON *.* briefly hides them from clients connecting meanwhile (a 1044).
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s"
+                    " AND (PRIVILEGE_TYPE <> 'USAGE' OR IS_GRANTABLE = 'YES')",
+                    (f"'{user}'@'{host}'",),
+                )
+                (server_wide,) = cursor.fetchone()
+                if server_wide:
+                    cursor.execute("REVOKE ALL PRIVILEGES ON *.* FROM %s@%s", (user, host))
+                    cursor.execute("REVOKE GRANT OPTION ON *.* FROM %s@%s", (user, host))
                 for target in grants_on:
                     # `%` in a GRANT pattern is the server's wildcard: doubled for pymysql.
                     on = target.replace("%", "%%")
@@ -461,7 +522,12 @@ def ensure_server(
             return ServerReport("external", settings, version)
         assert pid is not None
         return ServerReport(
-            "local (already running)", settings, version, paths.socket, process_user(pid)
+            "local (already running)",
+            settings,
+            version,
+            paths.socket,
+            process_user(pid),
+            paths.engine.name,
         )
     if not start_local:
         raise LocalDatabaseError(
@@ -487,7 +553,7 @@ def ensure_server(
         )
     pid = _pid(paths)
     user = process_user(pid) if pid is not None else None
-    return ServerReport("local (started)", settings, version, paths.socket, user)
+    return ServerReport("local (started)", settings, version, paths.socket, user, paths.engine.name)
 
 
 def stop_server(paths: LocalServerPaths | None = None) -> bool:
@@ -500,7 +566,9 @@ def stop_server(paths: LocalServerPaths | None = None) -> bool:
     deadline = time.monotonic() + SHUTDOWN_TIMEOUT_SECONDS
     while _pid(paths) is not None or _process_alive(pid):
         if time.monotonic() > deadline:
-            raise LocalDatabaseError(f"mariadbd (pid {pid}) did not stop; see {paths.log_file}")
+            raise LocalDatabaseError(
+                f"{paths.engine.name} (pid {pid}) did not stop; see {paths.log_file}"
+            )
         time.sleep(0.2)
     return True
 
@@ -527,8 +595,6 @@ def server_status(
     pid = _pid(paths)
     lines = [f"configured registry: {settings.describe()}"]
     lines.append(f"  reachable: {'yes, ' + version if version else 'no'}")
-    lines.append(
-        f"  project-local mariadbd: {'running, pid ' + str(pid) if pid else 'not running'}"
-        f" (data in {paths.data_dir})"
-    )
+    running = f"running, pid {pid}" if pid else "not running"
+    lines.append(f"  project-local {paths.engine.name}: {running} (data in {paths.data_dir})")
     return version is not None, lines

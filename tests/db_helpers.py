@@ -15,6 +15,7 @@ import pytest
 
 from idminter_pipeline import local_database
 from idminter_pipeline.local_database import LocalServerPaths
+from idminter_pipeline.local_mysql import MysqlInstall
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -23,6 +24,9 @@ TEST_DATABASE_PREFIX = "idminter_test_"
 # one (the application user has neither right on a least-privilege server).
 ADMIN_USER_ENV = "IDMINTER_TEST_ADMIN_USER"
 ADMIN_PASSWORD_ENV = "IDMINTER_TEST_ADMIN_PASSWORD"
+# `make test-mysql` sets this to `mysql`: private servers are then MySQL ones, like the server
+# the suite runs against (tools/test_mysql.py).
+ENGINE_ENV = "IDMINTER_TEST_SERVER_ENGINE"
 # Bookkeeping tables of yoyo-migrations: kept between tests so the schema stays applied.
 _KEPT_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 
@@ -128,14 +132,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def mysql_under_test() -> bool:
+    """Whether the suite runs against the project-local MySQL (`make test-mysql`)."""
+    return os.environ.get(ENGINE_ENV) == "mysql"
+
+
+def private_server_paths(directory: Path) -> LocalServerPaths:
+    """A private server's folder: MariaDB's, or under `make test-mysql` the unpacked MySQL's."""
+    if not mysql_under_test():
+        return LocalServerPaths(directory)
+    engine = MysqlInstall.default().installed()
+    if engine is None:
+        pytest.fail(f"{ENGINE_ENV}=mysql but no MySQL is unpacked: run `make test-mysql`")
+    return LocalServerPaths(directory, engine)
+
+
 @contextmanager
 def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
-    """A MariaDB of the caller's own in `directory` (never the shared one), stopped at the end.
-    Skips the test where mariadbd cannot be started (not root)."""
-    if os.geteuid() != 0:
+    """A server of the caller's own in `directory` (never the shared one), stopped at the end:
+    MariaDB, or MySQL under `make test-mysql`. Skips the test where it cannot be started (the
+    system's MariaDB needs root and the Debian package)."""
+    if os.geteuid() != 0 and not mysql_under_test():
         pytest.skip("starting a private mariadbd here needs root and the Debian package")
     server = DatabaseSettings(port=free_port())
-    paths = LocalServerPaths(directory)
+    paths = private_server_paths(directory)
     local_database.ensure_server(server, paths, start_local=True)
     try:
         yield server, paths

@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from idminter_pipeline.cli import main
+from idminter_pipeline.cli import _COMMANDS, _SUMMARIES, main
 
 HEAVY = ("pandas", "boto3", "botocore", "yoyo", "dagster", "elasticsearch", "numpy")
 
@@ -101,6 +101,7 @@ def test_the_listing_is_the_one_click_makes_from_the_commands_themselves(width):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     lazy, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(_SUMMARIES) == set(_COMMANDS)  # every command listed without importing it
     assert "mint-ids" in lazy
     assert lazy == loaded
 
@@ -126,7 +127,18 @@ def test_importing_the_cli_and_the_works_path_does_not_import_boto3_with_no_aws_
 
 @pytest.mark.parametrize(
     "command",
-    ["aliases", "db", "local-run", "lookup", "mint", "mint-ids", "pool", "reconcile", "works"],
+    [
+        "aliases",
+        "db",
+        "local-run",
+        "lookup",
+        "mint",
+        "mint-ids",
+        "pool",
+        "reconcile",
+        "shadow",
+        "works",
+    ],
 )
 def test_a_commands_help_imports_neither_the_registry_client_nor_anything_heavy(command):
     code = (

@@ -93,6 +93,22 @@ def _alarms(path: Path) -> dict[str, dict]:
     }
 
 
+def _alarm_heading(logical_id: str, name: object) -> str:
+    """The runbook heading of an alarm: its name as the notification shows it. A name made
+    unique per stack, `!Sub ${AWS::StackName}-suffix`, is headed `STACK-suffix`; an unnamed
+    alarm (CloudFormation makes up its name) by its logical ID."""
+    if isinstance(name, str):
+        return name
+    if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+        return name["Fn::Sub"].replace("${AWS::StackName}", "STACK")
+    return logical_id
+
+
+def test_an_alarm_named_per_stack_is_headed_by_its_name():
+    assert _alarm_heading("A", {"Fn::Sub": "${AWS::StackName}-daemon"}) == "STACK-daemon"
+    assert _alarm_heading("DeadLetterAlarm", None) == "DeadLetterAlarm"
+
+
 def test_the_templates_define_alarms():
     assert any(_alarms(path) for path in TEMPLATES)
 
@@ -103,7 +119,7 @@ def test_the_templates_define_alarms():
 )
 def test_every_cloudwatch_alarm_has_a_runbook_entry_its_description_links_to(template, alarm):
     properties = _alarms(ROOT / "deploy" / "aws" / template)[alarm]
-    heading = properties.get("AlarmName") if isinstance(properties.get("AlarmName"), str) else alarm
+    heading = _alarm_heading(alarm, properties.get("AlarmName"))
     assert heading in _entry_headings(), f"{template}: no '### {heading}' in {RUNBOOK_PAGE}"
     missing = [part for part in PARTS if f"**{part}.**" not in _entry(heading)]
     assert not missing, f"{heading}: missing {missing}"

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from db_helpers import fetch_all
+from explain_plans import explain
 
 from idminter_pipeline.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.errors import SchemaMigrationError
@@ -154,13 +155,6 @@ def test_watch_counts_are_bounded_by_their_caps(registry, conn):
     assert count_free_up_to(conn, 500) == 50
 
 
-def _explain(conn, sql: str, params: dict) -> list[dict]:
-    with conn.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        names = [d[0].lower() for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def test_the_watch_query_reads_only_the_indexes(registry, conn):
     top_up(lambda: connect(registry), 5_000, batch_size=5_000)
     now = _server_now(registry)
@@ -170,10 +164,10 @@ def test_the_watch_query_reads_only_the_indexes(registry, conn):
     _assign(registry, fresh[1_000:], now - timedelta(days=2))
     _execute(registry, "ANALYZE TABLE canonical_ids")
 
-    plan = _explain(conn, WATCH_POOL_SQL, {"free_limit": 1001, "minted_limit": 1001})
-    on_table = [row for row in plan if row["table"] == "canonical_ids"]
+    plan = explain(conn, WATCH_POOL_SQL, {"free_limit": 1001, "minted_limit": 1001})
+    on_table = [step for step in plan if step.table == "canonical_ids"]
     assert len(on_table) == 2, plan
-    keys = sorted(row["key"] for row in on_table)
+    keys = sorted(step.key for step in on_table)
     assert keys == ["idx_assigned_at", "idx_free"], plan
     # Index-only: no row of the table is read.
-    assert all("Using index" in (row["extra"] or "") for row in on_table), plan
+    assert all(step.index_only for step in on_table), plan

@@ -20,17 +20,22 @@ import pwd
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pymysql
 import pytest
-from db_helpers import free_port
+from db_helpers import free_port, mysql_under_test, private_server_paths
 from legacy_helpers import SPECIAL_ROWS, create_legacy_table
 from works_helpers import work
 
-from idminter_pipeline.errors import InvalidSettingError
+from idminter_pipeline.errors import (
+    InvalidSettingError,
+    LegacyMigrationError,
+    RegistryUnavailableError,
+)
 from idminter_pipeline.local_database import (
     LOCAL_PRIVILEGES,
     LocalServerPaths,
@@ -63,14 +68,16 @@ INJECTION = "identifiers`; CREATE DATABASE idminter_pwned; -- "
 
 @pytest.fixture(scope="module")
 def private_server() -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
-    """A private server in a folder the `mysql` user can reach (pytest's tmp_path is root-only)."""
-    if shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists():
+    """A private server in a folder the `mysql` user can reach (pytest's tmp_path is root-only):
+    MariaDB, or MySQL under `make test-mysql`."""
+    mariadb = shutil.which("mariadbd") is not None or Path("/usr/sbin/mariadbd").exists()
+    if not mariadb and not mysql_under_test():
         pytest.skip("needs Debian's mariadb-server")
     if os.geteuid() != 0:
-        pytest.skip("starting mariadbd as the mysql system user needs root")
+        pytest.skip("starting the server as the mysql system user needs root")
     base = Path(tempfile.mkdtemp(prefix="idminter-privileges-"))
     base.chmod(0o755)  # the mysql user must reach the server's folder (mkdtemp makes it 0700)
-    paths = LocalServerPaths(base / "mariadb")
+    paths = private_server_paths(base / "server")
     settings = DatabaseSettings(port=free_port())
     try:
         ensure_server(settings, paths, start_local=True)
@@ -145,7 +152,7 @@ def test_mariadbd_runs_as_the_mysql_user_with_a_private_file_folder(private_serv
     assert not target.exists()
     report = ensure_server(settings, paths, start_local=True)
     assert report.system_user == "mysql"
-    assert "  mariadbd runs as system user 'mysql'" in report.lines()
+    assert f"  {paths.engine.name} runs as system user 'mysql'" in report.lines()
 
 
 # --- id_minter's grants ----------------------------------------------------------------------
@@ -174,6 +181,10 @@ def test_id_minter_holds_only_its_own_databases(private_server):
     assert "idminter_elsewhere" not in _databases(paths)
 
 
+def _beyond_usage_on_everything(grants: list[str]) -> list[str]:
+    return [g for g in grants if " ON *.* " in g and not g.startswith("GRANT USAGE ON *.*")]
+
+
 def test_bootstrap_takes_back_what_an_older_bootstrap_granted(private_server):
     settings, paths = private_server
     with closing(_admin(paths)) as admin, admin.cursor() as cursor:
@@ -181,11 +192,45 @@ def test_bootstrap_takes_back_what_an_older_bootstrap_granted(private_server):
             cursor.execute(
                 "GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", ("id_minter", host)
             )
-    assert any("ALL PRIVILEGES ON *.*" in g for g in _grants(paths, "id_minter", "127.0.0.1"))
+    # MariaDB shows `ALL PRIVILEGES ON *.*`, MySQL lists each privilege (and its dynamic ones).
+    assert _beyond_usage_on_everything(_grants(paths, "id_minter", "127.0.0.1"))
     bootstrap_server(paths, settings)
     grants = _grants(paths, "id_minter", "127.0.0.1")
     assert not any("ALL PRIVILEGES" in g or "GRANT OPTION" in g for g in grants), grants
+    assert not _beyond_usage_on_everything(grants), grants
     assert set(_database_grants(grants)) == EXPECTED_DATABASES
+
+
+def test_a_client_connecting_during_a_repeated_bootstrap_keeps_its_privileges(private_server):
+    # `make db` and a restarted server bootstrap again while clients reconnect: no moment in
+    # between may leave the user without its grants (that showed as a 1044 to a client).
+    settings, paths = private_server
+    stop = threading.Event()
+    refused: list[str] = []
+    queries = 0
+
+    def keep_connecting() -> None:
+        nonlocal queries
+        while not stop.is_set():
+            try:
+                with closing(connect(settings)) as conn, conn.cursor() as cursor:
+                    cursor.execute("SELECT COUNT(*) FROM information_schema.tables")
+                    queries += 1
+            except RegistryUnavailableError as error:
+                refused.append(str(error))
+
+    clients = [threading.Thread(target=keep_connecting) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        for _ in range(40):
+            bootstrap_server(paths, settings)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+    assert queries > 0
+    assert refused == []
 
 
 # --- names that are not safe in SQL ------------------------------------------------------------
@@ -379,3 +424,35 @@ def test_the_migration_account_migrates_a_legacy_registry(private_server, produc
     assert "rolled back" in rolled_back.status
     assert legacy_migration.migrate(factory).swapped
     assert legacy_migration.finalize(factory).status.startswith("finalized")
+
+
+def test_with_the_binary_log_on_the_triggers_need_trusted_creators(
+    private_server, production_accounts
+):
+    """MySQL logs binary by default: without SUPER (which Aurora gives nobody), CREATE TRIGGER
+    then needs log_bin_trust_function_creators = 1, as deploy/registry-grants.sql says. Without
+    it the migration stops with one error naming the fix, and resumes once it is set."""
+    _, paths = private_server
+    migration, _ = production_accounts
+    with closing(_admin(paths)) as admin:
+        ((log_bin, trusted),) = _rows(
+            admin, "SELECT @@log_bin, @@global.log_bin_trust_function_creators"
+        )
+    if not log_bin:
+        pytest.skip("the binary log is off on this server (MariaDB's default)")
+    create_legacy_table(migration, SPECIAL_ROWS)
+    apply_migrations(lambda: connect(migration))
+    factory = lambda: connect(migration)  # noqa: E731
+    _run_as_admin(paths, ["SET GLOBAL log_bin_trust_function_creators = 0"])
+    try:
+        with pytest.raises(LegacyMigrationError, match="log_bin_trust_function_creators is 0"):
+            legacy_migration.migrate(factory, batch_size=2)
+    finally:
+        _run_as_admin(paths, [f"SET GLOBAL log_bin_trust_function_creators = {int(trusted)}"])
+    _run_as_admin(paths, ["SET GLOBAL log_bin_trust_function_creators = 1"])
+    try:
+        report = legacy_migration.migrate(factory, batch_size=2)
+    finally:
+        _run_as_admin(paths, [f"SET GLOBAL log_bin_trust_function_creators = {int(trusted)}"])
+    assert report.swapped, report.as_dict()
+    assert report.rows_copied == len(SPECIAL_ROWS)

@@ -1,4 +1,4 @@
-"""Helpers for the works tests: sample documents and a filled free-ID pool."""
+"""Helpers for the works tests: sample documents, a filled free-ID pool, the embedded store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.documents import SourceWork
@@ -142,3 +144,18 @@ def plant_bad_document(  # noqa: PLR0912 (one branch per kind)
         raise ValueError(f"unknown kind {kind!r}")
     put_stored_text(store_path, bad_id, indexed_at, text)
     return bad_id, good
+
+
+def use_embedded_store(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Path:
+    """Point the pipeline's environment (as the Lambda reads it) at an embedded works store in
+    `directory`, with no Elasticsearch and no downstream topic; the store's path."""
+    store_path = directory / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(directory / "local"))
+    for name in (
+        "ELASTICSEARCH_URL",
+        "IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN",
+        "ES_API_KEY_SECRET_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return store_path

@@ -59,6 +59,7 @@ _COMMANDS = {
     "local-run": "idminter_pipeline.cli.local_run:local_run",
     "works": "idminter_pipeline.cli.works:works",
     "mint": "idminter_pipeline.cli.works:mint",
+    "shadow": "idminter_pipeline.cli.shadow:shadow",
     "pool": "idminter_pipeline.cli.pool:pool",
     "lookup": "idminter_pipeline.cli.minting:lookup",
     "mint-ids": "idminter_pipeline.cli.minting:mint_ids",
@@ -82,6 +83,8 @@ _SUMMARIES = {
     "pool": "The pool of pre-generated free canonical IDs that minting claims.",
     "reconcile": "Find orphans, free IDs in use, mappings without IDs, predecessor mismatches and "
     "case/padding variants.",
+    "shadow": "Work out what `mint` would assign to the works of one scope and compare each "
+    "annotated document with the reference's document for the same state.sourceIdentifier.",
     "works": "Source works: sample data and real documents for the works store.",
 }
 

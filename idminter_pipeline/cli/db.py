@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from idminter_pipeline.cli.legacy import finalize_legacy, migrate_legacy, rollback_legacy
+from idminter_pipeline.cli.dumps import load_dump_command
+from idminter_pipeline.cli.legacy import (
+    finalize_legacy,
+    legacy_status,
+    migrate_legacy,
+    rollback_legacy,
+    sync_legacy,
+)
 from idminter_pipeline.cli.output import echo_json
 
 # The server and registry modules (pymysql, tenacity, yoyo) are imported by the commands that
@@ -116,3 +123,6 @@ def rollback(count: int, yes: bool) -> None:
 db.add_command(migrate_legacy)
 db.add_command(finalize_legacy)
 db.add_command(rollback_legacy)
+db.add_command(sync_legacy)
+db.add_command(legacy_status)
+db.add_command(load_dump_command)

@@ -61,8 +61,15 @@ def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
     help=f"Rows per copy batch, at least 1 (clamped to {LEGACY_MIN_BATCH_SIZE:,}-"
     f"{LEGACY_MAX_BATCH_SIZE:,}).",
 )
+@click.option(
+    "--hold-synced",
+    is_flag=True,
+    help="Copy and verify, then stop before the swap: the legacy minter keeps writing, the "
+    "triggers keep logging, and `idminter db sync-legacy` keeps the copy in step (for shadow "
+    "runs). Run again without it to swap.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
+def migrate_legacy(dry_run: bool, batch_size: int, hold_synced: bool, as_json: bool) -> None:
     """Copy a legacy 1:1 `identifiers` table into the RFC 083 tables, verify, and swap.
 
     Safe to interrupt and run again: it resumes after the last committed batch. The legacy
@@ -98,13 +105,20 @@ def migrate_legacy(dry_run: bool, batch_size: int, as_json: bool) -> None:
                 err=True,
             )
 
-    result = legacy_migration.migrate(factory, batch_size=batch_size, progress=show)
+    result = legacy_migration.migrate(
+        factory, batch_size=batch_size, progress=show, swap=not hold_synced
+    )
     if as_json:
         echo_json(result.as_dict())
         return
     click.echo(f"{result.status}: {result.rows_copied:,} rows copied in {result.duration_seconds}s")
     for message in result.messages:
         click.echo(f"  {message}")
+    if hold_synced and result.status.startswith("copied and verified"):
+        click.echo(
+            "  held at its synced phase (no swap): `idminter db sync-legacy` keeps the copy in "
+            "step, `idminter db legacy-status` shows the lag"
+        )
     if result.swapped:
         click.echo(
             f"  verified {result.new_rows:,} mappings; final lock held {result.lock_seconds}s "
@@ -142,3 +156,31 @@ def rollback_legacy(yes: bool) -> None:
     click.echo(report.status)
     for message in report.messages:
         click.echo(f"  {message}")
+
+
+@click.command("sync-legacy")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=LEGACY_DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Change-log entries per transaction.",
+)
+def sync_legacy(batch_size: int) -> None:
+    """Apply the legacy minter's latest writes to a copy held at its synced phase
+    (`migrate-legacy --hold-synced`), re-checking each applied ID; prints JSON with the lag left.
+    """
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import hold  # noqa: PLC0415
+
+    echo_json(hold.sync(connection_factory(), batch_size=batch_size).as_dict())
+
+
+@click.command("legacy-status")
+def legacy_status() -> None:
+    """Where a legacy migration stands: shape, phase, whether it holds at its synced phase, and
+    the copy's lag (change-log entries not applied yet, and the oldest one's age). JSON."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import hold  # noqa: PLC0415
+
+    echo_json(hold.status_with_lag(connection_factory()))

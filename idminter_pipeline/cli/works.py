@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -135,6 +136,56 @@ def load(file: Path) -> None:
         )
 
 
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def scope_options(verb: str) -> Callable[[F], F]:
+    """The options choosing one scope, as `mint` and `shadow` both take them
+    (`--source-identifiers ID...`, `--window-start/--window-end`, `--full`); `verb` words their
+    help. The command receives them as `first_ids`, `more_ids`, `window_start`, `window_end`,
+    `full`: pass those to `scope_from_options`."""
+    options = [
+        click.option(
+            "--source-identifiers",
+            "first_ids",
+            multiple=True,
+            metavar="ID...",
+            help=f"Works to {verb}: sierra-system-number/b1161044x or Work[...] (several allowed).",
+        ),
+        click.argument("more_ids", nargs=-1, metavar=""),
+        click.option(
+            "--window-start",
+            help=f"{verb.capitalize()} works indexed from this time (inclusive, ISO 8601).",
+        ),
+        click.option("--window-end", help="... up to this time (inclusive)."),
+        click.option(
+            "--full", is_flag=True, help=f"{verb.capitalize()} every work in the source index."
+        ),
+    ]
+
+    def decorate(command: F) -> F:
+        # Applied last to first, as stacked decorators are, so --help lists them in this order.
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def scope_from_options(
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+) -> WorkScope:
+    """The scope `scope_options` chose; identifiers after the first `--source-identifiers` count
+    too, but bare arguments without it are refused."""
+    if more_ids and not first_ids:
+        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
+    return _scope(first_ids + more_ids, window_start, window_end, full)
+
+
 def _scope(
     ids: tuple[str, ...], window_start: str | None, window_end: str | None, full: bool
 ) -> WorkScope:
@@ -162,17 +213,7 @@ def _scope(
 
 
 @click.command("mint", context_settings={"ignore_unknown_options": False})
-@click.option(
-    "--source-identifiers",
-    "first_ids",
-    multiple=True,
-    metavar="ID...",
-    help="Works to mint: sierra-system-number/b1161044x or Work[...] (several allowed).",
-)
-@click.argument("more_ids", nargs=-1, metavar="")
-@click.option("--window-start", help="Mint works indexed from this time (inclusive, ISO 8601).")
-@click.option("--window-end", help="... up to this time (inclusive).")
-@click.option("--full", is_flag=True, help="Mint every work in the source index.")
+@scope_options("mint")
 @click.option(
     "--job-id",
     help="Recorded with inheritances in the registry. With --full it also names the run's "
@@ -200,9 +241,7 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
     Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why;
     a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
     """
-    if more_ids and not first_ids:
-        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
-    scope = _scope(first_ids + more_ids, window_start, window_end, full)
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     # The pipeline (the registry client: pymysql, tenacity) is imported when a run starts, so
     # `idminter mint --help` does not pay for it.
     from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415

@@ -7,6 +7,7 @@ from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
+from idminter_pipeline.registry.legacy_migration import hold
 
 
 class LegacyMigrationConfig(dg.Config):
@@ -14,6 +15,8 @@ class LegacyMigrationConfig(dg.Config):
 
     batch_size: int = Field(default=legacy_migration.DEFAULT_BATCH_SIZE, ge=1)
     """Rows per copy batch: at least 1, clamped to the module's bounds."""
+    hold_synced: bool = False
+    """Copy and verify, then hold before the swap (shadowing: see `legacy_migration.hold`)."""
 
 
 # The launchpad's schema: a batch size below 1 is refused when the run is launched, not in it.
@@ -22,7 +25,13 @@ LEGACY_MIGRATION_CONFIG_SCHEMA = {
         legacy_migration.DEFAULT_BATCH_SIZE,
         f"Rows per copy batch, at least 1 (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
         f"{legacy_migration.MAX_BATCH_SIZE:,}).",
-    )
+    ),
+    "hold_synced": dg.Field(
+        bool,
+        default_value=False,
+        description="Copy and verify, then stop before the swap (while shadowing); "
+        "materialize again without it to swap.",
+    ),
 }
 
 
@@ -49,7 +58,10 @@ def legacy_registry_migration(
         registry_database.connection_factory(),
         batch_size=config.batch_size,
         progress=log_progress,
+        swap=not config.hold_synced,
     )
+    held = hold.hold_status(registry_database.connection_factory())
+    lag = held.get("lag") or {}
     for message in report.messages:
         context.log.info(message)
     return dg.MaterializeResult(
@@ -65,5 +77,8 @@ def legacy_registry_migration(
             "swapped": dg.MetadataValue.bool(report.swapped),
             "mappings": dg.MetadataValue.int(report.new_rows),
             "phase": report.phase,
+            "held_synced": dg.MetadataValue.bool(held["held_synced"]),
+            "pending_legacy_changes": dg.MetadataValue.int(lag.get("pending_changes", 0)),
+            "lag_seconds": dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
         }
     )

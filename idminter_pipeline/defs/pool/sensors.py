@@ -24,6 +24,7 @@ from idminter_pipeline.defs.pool.jobs import (
     pool_replenishment_job,
     replenishment_run_request,
 )
+from idminter_pipeline.defs.pool.metrics import emit_pool_metrics
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.errors import AlertDeliveryError, SchemaMigrationError
@@ -130,6 +131,9 @@ def pool_size_sensor(
         return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
     finally:
         conn.close()
+    # The free count as a CloudWatch metric (EMF on stdout) when configured: alarms see it even
+    # if everything below this line fails.
+    emit_pool_metrics(watch, settings)
 
     decision = assess(
         watch,

@@ -6,6 +6,7 @@ Partitions are half-open windows [start, end), so neighbours never share a work.
 """
 
 import os
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -47,3 +48,24 @@ WINDOW_MINUTES = int(os.environ.get("IDMINTER_WORKS_WINDOW_MINUTES") or DEFAULT_
 WORKS_PARTITIONS = works_partitions_def(
     os.environ.get("IDMINTER_WORKS_PARTITIONS_START") or DEFAULT_PARTITIONS_START, WINDOW_MINUTES
 )
+
+
+def lagged_window_cron(lag_minutes: int) -> str:
+    """Window ticks shifted so that one falls just when a window is `lag_minutes` old."""
+    period = WINDOW_MINUTES if WINDOW_MINUTES < 60 else 60
+    return window_cron(WINDOW_MINUTES, offset_minutes=lag_minutes % period)
+
+
+def latest_window_closed_before(tick: datetime, lag_minutes: int) -> dg.RunRequest | dg.SkipReason:
+    """A run of the newest window that closed at least `lag_minutes` before `tick` (its key as
+    run key, so each window runs once), shared by every schedule that follows the windows."""
+    cutoff = tick - timedelta(minutes=lag_minutes)
+    # The window that contains the cutoff is still within the lag; the one before it is due.
+    current = WORKS_PARTITIONS.time_window_for_partition_key(
+        WORKS_PARTITIONS.get_partition_key_for_timestamp(cutoff.timestamp())
+    )
+    window = WORKS_PARTITIONS.get_prev_partition_window(current.start)
+    if window is None:
+        return dg.SkipReason(f"no window closed by {cutoff.isoformat()}")
+    key = window.start.strftime(WORKS_PARTITIONS.fmt)
+    return dg.RunRequest(run_key=key, partition_key=key)

@@ -1,12 +1,11 @@
 """Mint the latest complete window every window-length, a few minutes behind real time."""
 
 import os
-from datetime import timedelta
 
 import dagster as dg
 
 from idminter_pipeline.defs.works.jobs import mint_works_job
-from idminter_pipeline.defs.works.partitions import WINDOW_MINUTES, WORKS_PARTITIONS, window_cron
+from idminter_pipeline.defs.works.partitions import lagged_window_cron, latest_window_closed_before
 
 # The source index refreshes within seconds, but transformers finish batches late: a window is
 # minted this long after it closes, so documents indexed at its very end are visible.
@@ -20,10 +19,7 @@ DEFAULT_STATUS = (
 
 @dg.schedule(
     job=mint_works_job,
-    cron_schedule=window_cron(
-        WINDOW_MINUTES,
-        offset_minutes=LAG_MINUTES % WINDOW_MINUTES if WINDOW_MINUTES < 60 else LAG_MINUTES % 60,
-    ),
+    cron_schedule=lagged_window_cron(LAG_MINUTES),
     execution_timezone="UTC",
     default_status=DEFAULT_STATUS,
 )
@@ -31,14 +27,4 @@ def mint_latest_works_window(
     context: dg.ScheduleEvaluationContext,
 ) -> dg.RunRequest | dg.SkipReason:
     """The newest window that closed at least the lag ago (one run per window: run_key)."""
-    tick = context.scheduled_execution_time
-    cutoff = tick - timedelta(minutes=LAG_MINUTES)
-    # The window that contains the cutoff is still open; the one before it is the latest closed.
-    current = WORKS_PARTITIONS.time_window_for_partition_key(
-        WORKS_PARTITIONS.get_partition_key_for_timestamp(cutoff.timestamp())
-    )
-    window = WORKS_PARTITIONS.get_prev_partition_window(current.start)
-    if window is None:
-        return dg.SkipReason(f"no window closed by {cutoff.isoformat()}")
-    key = window.start.strftime(WORKS_PARTITIONS.fmt)
-    return dg.RunRequest(run_key=key, partition_key=key)
+    return latest_window_closed_before(context.scheduled_execution_time, LAG_MINUTES)

@@ -80,6 +80,24 @@ def _trigger_names(conn: Connection, table: str) -> set[str]:
     }
 
 
+# With the binary log on (MySQL's default, and Aurora's when replicating), CREATE TRIGGER needs
+# SUPER, which Aurora gives nobody, unless log_bin_trust_function_creators is 1.
+ER_BINLOG_CREATE_ROUTINE_NEED_SUPER = 1419
+
+
+def _create_trigger(conn: Connection, statement: str) -> None:
+    try:
+        _execute(conn, statement)
+    except pymysql.err.OperationalError as error:
+        if error.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
+            raise
+        raise LegacyMigrationError(
+            "the server refuses CREATE TRIGGER: its binary log is on and "
+            "log_bin_trust_function_creators is 0. Set it to 1 (Aurora: in the DB cluster "
+            "parameter group; see deploy/registry-grants.sql), then rerun: the migration resumes"
+        ) from None
+
+
 def _install_triggers(conn: Connection, table: str) -> None:
     existing = _trigger_names(conn, table)
     log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
@@ -94,7 +112,7 @@ def _install_triggers(conn: Connection, table: str) -> None:
         if name not in existing:
             # CREATE TRIGGER waits for the legacy table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
-            _execute(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+            _create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
 
 
 def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
@@ -115,7 +133,7 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
         # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
         # guard stays on the table through the rename until the swap is recorded: a legacy
         # minter still writing then gets this error rather than a foreign key failure.
-        _execute(
+        _create_trigger(
             conn,
             f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
             "DECLARE refused VARCHAR(128) DEFAULT NULL; "
@@ -284,9 +302,12 @@ def _recopy_ids(
             # A source key these IDs hold now may still be in the copy under an older ID (a
             # legacy update moved it). That ID is logged too, maybe for a later batch; remove
             # the row now, so that what follows only inserts and the row count stays exact.
+            # STRAIGHT_JOIN: the source's few rows (a primary-key range) drive, each finding its
+            # target row by the target's primary key. Left to itself MySQL 9 may scan the whole
+            # target instead, holding shared locks on the legacy rows the while.
             same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
             cursor.execute(
-                f"DELETE t FROM {target} t JOIN {source} s ON {same_key} WHERE {in_ids}",
+                f"DELETE t FROM {source} s STRAIGHT_JOIN {target} t ON {same_key} WHERE {in_ids}",
                 list(ids),
             )
             removed += cursor.rowcount

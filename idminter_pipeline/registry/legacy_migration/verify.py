@@ -271,9 +271,10 @@ def _kept(keep: str) -> str:
 
 def _checksum(*columns: str, keep: str = "1") -> str:
     """Order-independent checksum of the rows where `keep` holds: a sum of 60-bit slices of
-    the MD5s of their exact bytes."""
+    the SHA-256s of their exact bytes. SHA2() is built into MariaDB, MySQL 8.0 and 9.x alike;
+    MD5() is not (MySQL 9.6 moved it into an optional component)."""
     row = f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(columns)})"
-    digest = f"CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)"
+    digest = f"CAST(CONV(SUBSTRING(SHA2({row}, 256), 1, 15), 16, 10) AS UNSIGNED)"
     return f"COALESCE(SUM(IF({keep}, {digest}, 0)), 0)"
 
 

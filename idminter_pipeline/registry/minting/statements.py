@@ -58,8 +58,18 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield chunk
 
 
+# The tables `keyed_select` may read: the registry, and the legacy migration's synced copy (which
+# `idminter shadow` reads while the migration holds before its swap).
+LOOKUP_TABLES = frozenset({"identifiers", "identifiers_new"})
+
+
 def keyed_select(
-    conn: Connection, keys: Iterable[SourceIdentifier], *, chunk_size: int, lock: bool
+    conn: Connection,
+    keys: Iterable[SourceIdentifier],
+    *,
+    chunk_size: int,
+    lock: bool,
+    table: str = "identifiers",
 ) -> tuple[str, list[tuple[str, str]]]:
     """One statement: per (OntologyType, SourceSystem) group, chunks of SourceId IN-lists.
 
@@ -70,6 +80,8 @@ def keyed_select(
     are escaped exactly as pymysql's parameter binding escapes strings (`_string_escaper`),
     without its per-value type dispatch (a measurable cost at 10,000 keys).
     """
+    if table not in LOOKUP_TABLES:
+        raise ValueError(f"keyed_select cannot read {table!r}")
     groups: dict[tuple[str, str], set[str]] = defaultdict(set)
     for key in keys:
         groups[(key.ontology_type, key.source_system)].add(key.source_id)
@@ -79,7 +91,7 @@ def keyed_select(
     suffix = " LOCK IN SHARE MODE" if lock else ""
     for group in sorted(groups):
         where = (
-            "SourceId, CanonicalId FROM identifiers WHERE "
+            f"SourceId, CanonicalId FROM {table} WHERE "
             f"OntologyType = '{escape(group[0])}' AND SourceSystem = '{escape(group[1])}' "
             "AND SourceId IN ('"
         )

@@ -96,9 +96,11 @@ def find_case_or_padding_variants(
     """
     groups_found = 0
     folded = [f"LOWER(TRIM(i.{part}))" for part in ("OntologyType", "SourceSystem", "SourceId")]
+    # The first 64 bits of a SHA-256: SHA2() exists on MariaDB, MySQL 8.0 and 9.x (MD5() is an
+    # optional component since MySQL 9.6).
     fold_hash = (
-        "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), "
-        f"{', '.join(folded)})), 16), 16, 10) AS UNSIGNED)"
+        "CAST(CONV(LEFT(SHA2(CONCAT_WS(CHAR(31 USING utf8mb4), "
+        f"{', '.join(folded)}), 256), 16), 16, 10) AS UNSIGNED)"
     )
     with _temporary_tables(conn, VARIANT_TABLES):
         for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", batch_size):

@@ -75,6 +75,24 @@ def elasticsearch_client(
     )
 
 
+def client_from_env(env: Mapping[str, str], *, needed_by: str = "") -> Elasticsearch:
+    """A client of the cluster `ELASTICSEARCH_URL` names, with the `ES_*` credentials;
+    `needed_by` names what wanted it in the error when the variable is unset."""
+    url = env.get("ELASTICSEARCH_URL")
+    if not url:
+        raise InvalidInputError(
+            f"{needed_by} needs ELASTICSEARCH_URL (the cluster)"
+            if needed_by
+            else "ELASTICSEARCH_URL is not set"
+        )
+    return elasticsearch_client(
+        url,
+        api_key=env.get("ES_API_KEY") or None,
+        username=env.get("ES_USERNAME") or None,
+        password=env.get("ES_PASSWORD") or None,
+    )
+
+
 class ElasticsearchWorksStore(WorksStore):
     def __init__(
         self,
@@ -92,16 +110,7 @@ class ElasticsearchWorksStore(WorksStore):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ElasticsearchWorksStore:
         env = os.environ if environ is None else environ
-        url = env.get("ELASTICSEARCH_URL")
-        if not url:
-            raise InvalidInputError("ELASTICSEARCH_URL is not set")
-        client = elasticsearch_client(
-            url,
-            api_key=env.get("ES_API_KEY") or None,
-            username=env.get("ES_USERNAME") or None,
-            password=env.get("ES_PASSWORD") or None,
-        )
-        return cls(client, ElasticsearchSettings.from_env(env))
+        return cls(client_from_env(env), ElasticsearchSettings.from_env(env))
 
     @property
     def source_index(self) -> str:

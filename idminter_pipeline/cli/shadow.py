@@ -1,0 +1,109 @@
+"""`idminter shadow`: what this minter would assign, compared with the legacy minter's output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.works import scope_from_options, scope_options
+from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
+from idminter_pipeline.works.stores import WorksStore, works_store_from_env
+from idminter_pipeline.works.stores.sqlite import default_sqlite_path
+
+if TYPE_CHECKING:
+    from idminter_pipeline.works.shadow import Reference
+
+# The registry client and the shadow modules are imported when a run starts, so
+# `idminter shadow --help` does not pay for them (pymysql, tenacity).
+
+EXIT_UNEXPECTED_DIFFERENCES = 1
+
+
+def _reference(path: Path | None, index: str | None) -> Reference:
+    if (path is None) == (index is None):
+        raise click.UsageError(
+            "give exactly one reference: --reference PATH (a SQLite works store) or "
+            "--reference-index NAME (Elasticsearch)"
+        )
+    from idminter_pipeline.works.shadow import (  # noqa: PLC0415
+        ElasticsearchReference,
+        SqliteReference,
+    )
+
+    if path is not None:
+        return SqliteReference(path)
+    assert index is not None
+    return ElasticsearchReference.from_env(index)
+
+
+def _source_store() -> WorksStore:
+    """The works store to read. Opening a SQLite store creates a missing file, and a shadow run
+    writes nothing: a mistyped path would also read as zero works compared, so it is refused."""
+    if not os.environ.get("ELASTICSEARCH_URL"):
+        path = Path(os.environ.get("WORKS_STORE_PATH") or default_sqlite_path())
+        if not path.is_file():
+            raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
+    return works_store_from_env()
+
+
+@click.command("shadow")
+@scope_options("compare")
+@click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A SQLite works store whose identified_works table holds the legacy minter's output.",
+)
+@click.option(
+    "--reference-index",
+    help="An Elasticsearch index holding the legacy minter's output (on ELASTICSEARCH_URL).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Works per registry lookup: at least 1; above 5000 is lowered to 5000.",
+)
+def shadow(  # noqa: PLR0917 (click passes options positionally)
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+    reference_path: Path | None,
+    reference_index: str | None,
+    batch_size: int,
+) -> None:
+    """Work out what `mint` would assign to the works of one scope and compare each annotated
+    document with the reference's document for the same state.sourceIdentifier.
+
+    Writes nothing: not to the registry (plain reads, no locks), not to the works store, not
+    to the reference. Prints a JSON summary: per category (agree, differ_expected,
+    differ_unexpected, not_in_reference, would_mint) the number of works, and every unexpected
+    difference (work, JSON path, ours, theirs). Exits 1 if any difference is unexpected.
+    """
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415
+    from idminter_pipeline.works.shadow import shadow_run  # noqa: PLC0415
+
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    batch_size = clamp_batch_size(batch_size)
+    reference = _reference(reference_path, reference_index)
+    try:
+        with batch_run_collector(), _source_store() as store:
+            report = shadow_run(
+                store, reference, connection_factory(), scope, batch_size=batch_size
+            )
+    finally:
+        reference.close()
+    echo_json(report.as_dict())
+    if report.unexpected_works:
+        sys.exit(EXIT_UNEXPECTED_DIFFERENCES)

@@ -1,0 +1,225 @@
+"""What the minter Lambda tells the world about an invocation: the error name Step Functions
+matches, the per-batch summary a state machine keeps, the run summary log line, and the
+CloudWatch metrics (Embedded Metric Format).
+
+**Error names.** Lambda reports an exception by its class name (`errorType`), and Step Functions
+matches `Retry`/`Catch` clauses against that name exactly: a subclass is another name. So the
+handler reports every error under one of a small, stable set of names (`REPORTED_ERROR_NAMES`),
+each of which deploy/aws/minter.yaml decides on by name (tests/test_state_machine_errors.py).
+
+**Batch summaries.** A Map state keeps one result per batch, and Step Functions fails an execution
+whose state passes 256 KB. A batch invoked by the state machine (its request carries `batch`:
+`{"index", "count"}`) is answered with counts, plus failure details only while they fit the
+batch's share of `SUMMARY_BUDGET_BYTES`; the state machine refuses more than `MAX_BATCHES`
+batches before minting anything, so its output stays under the quota whatever the input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider,
+)
+
+from idminter_pipeline.errors import (
+    DownstreamNotificationError,
+    InvalidInputError,
+    PoolExhaustedError,
+    RegistryContentionError,
+    RegistryUnavailableError,
+    WorksStoreError,
+)
+from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.works.documents import Stage
+from idminter_pipeline.works.pipeline import RunSummary
+
+logger = logging.getLogger("idminter_pipeline.lambda_handler")
+
+
+class UnexpectedError(Exception):
+    """Any error the handler did not expect (a bug, an unknown library error): reported under
+    this one name, its message naming the original class."""
+
+
+# In matching order: an error is reported under the first class it is an instance of. Classes
+# with subclasses are re-raised as themselves, so each must take a single message argument.
+REPORTED_ERRORS: tuple[type[Exception], ...] = (
+    PoolExhaustedError,
+    RegistryContentionError,
+    RegistryUnavailableError,
+    WorksStoreError,
+    DownstreamNotificationError,
+    InvalidInputError,
+)
+REPORTED_ERROR_NAMES = frozenset(
+    [cls.__name__ for cls in REPORTED_ERRORS] + [UnexpectedError.__name__]
+)
+
+
+def reported_class(error_type: type[BaseException]) -> type[Exception]:
+    """The class whose name Lambda reports for an error of `error_type`."""
+    for reported in REPORTED_ERRORS:
+        if issubclass(error_type, reported):
+            return reported
+    return UnexpectedError
+
+
+def as_reported(error: Exception) -> Exception:
+    """`error` itself when its class is a reported one, else the same message under the
+    reported name (the original stays its `__cause__`, in the stack trace)."""
+    reported = reported_class(type(error))
+    if type(error) is reported:
+        return error
+    if reported is UnexpectedError:
+        return UnexpectedError(f"{type(error).__name__}: {error}")
+    return reported(str(error))
+
+
+# --- Per-batch summaries ---------------------------------------------------------------------
+
+# Step Functions' payload quota is 256 KB; the summaries of all batches share this much of it,
+# the rest is for the job id and the execution's own fields.
+SUMMARY_BUDGET_BYTES = 200_000
+# The state machine refuses more batches than this (each summary's counts take ~200 bytes).
+MAX_BATCHES = 1_000
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def batch_summary(
+    summaries: Sequence[RunSummary], index: int, count: int, step_functions_id: Any
+) -> dict[str, Any]:
+    """Counts for one batch, and its failures while they fit the batch's share of the budget."""
+    failures = [
+        {**failure.as_dict(), "sourceIdentifier": step_functions_id(failure.work_id)}
+        for summary in summaries
+        for failure in summary.failures
+    ]
+    result: dict[str, Any] = {
+        "batch": index,
+        "batchFailed": False,
+        "works": sum(s.works_read for s in summaries),
+        "written": sum(s.works_written for s in summaries),
+        "failed": sum(s.failed for s in summaries),
+        "minted": sum(s.minted for s in summaries),
+        "inherited": sum(s.inherited for s in summaries),
+        "superseded": sum(_superseded(s) for s in summaries),
+        "failures": [],
+        "failuresOmitted": 0,
+    }
+    budget = SUMMARY_BUDGET_BYTES // max(count, 1)
+    used = _size(result)
+    for position, failure in enumerate(failures):
+        shown = {**failure, "detail": excerpt(failure["detail"], 300)}
+        cost = _size(shown) + 1
+        if used + cost > budget:
+            result["failuresOmitted"] = len(failures) - position
+            break
+        result["failures"].append(shown)
+        used += cost
+    # Failures beyond the pipeline's recording limit were counted but never kept.
+    result["failuresOmitted"] += max(0, result["failed"] - len(failures))
+    return result
+
+
+def _superseded(summary: RunSummary) -> int:
+    # Works a newer record of their succession chain replaced (issue 19); 0 until it lands.
+    return int(getattr(summary, "superseded", 0) or 0)
+
+
+# --- Logs and metrics ------------------------------------------------------------------------
+
+METRICS_NAMESPACE_ENV = "IDMINTER_METRICS_NAMESPACE"
+DEFAULT_METRICS_NAMESPACE = "IdMinter"
+# The metrics' `service` dimension: the function's name (Lambda sets it), so two stacks in one
+# account keep their figures apart.
+FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
+DEFAULT_SERVICE = "minter"
+
+
+def configure_logging() -> None:
+    """Make the root logger emit INFO. Lambda's runtime sets the root level from the function's
+    ApplicationLogLevel (`AWS_LAMBDA_LOG_LEVEL`); without one Python's WARNING default would drop
+    every run summary. Only inside Lambda (which sets the function's name): a process that
+    imports the handler keeps its own logging."""
+    root = logging.getLogger()
+    in_lambda = bool(os.environ.get(FUNCTION_NAME_ENV))
+    if in_lambda and not os.environ.get("AWS_LAMBDA_LOG_LEVEL") and root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
+def log_run(kind: str, summaries: Sequence[RunSummary], **counts: int) -> None:
+    """One structured line per invocation: with the runtime's JSON log format each key of
+    `run` is a field CloudWatch Logs Insights can query."""
+    run = {
+        "kind": kind,
+        **counts,
+        "works_read": sum(s.works_read for s in summaries),
+        "works_written": sum(s.works_written for s in summaries),
+        "works_failed": sum(s.failed for s in summaries),
+        "identifiers_minted": sum(s.minted for s in summaries),
+        "identifiers_inherited": sum(s.inherited for s in summaries),
+        "works_superseded": sum(_superseded(s) for s in summaries),
+        "duration_seconds": round(sum(s.duration_seconds for s in summaries), 3),
+    }
+    logger.info(
+        "%s: %d works read, %d written, %d failed",
+        kind,
+        run["works_read"],
+        run["works_written"],
+        run["works_failed"],
+        extra={"run": run, "run_summaries": [_compact(s) for s in summaries]},
+    )
+
+
+def _compact(summary: RunSummary) -> dict[str, Any]:
+    # The first failures only: a log line stays small whatever the batch.
+    return summary.as_dict() | {"failures": [f.as_dict() for f in summary.failures[:20]]}
+
+
+def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | None = None) -> None:
+    """The invocation's figures as CloudWatch Embedded Metric Format lines on stdout, which
+    CloudWatch Logs turns into metrics in `IDMINTER_METRICS_NAMESPACE`, dimension `service` (the
+    function's name), and for WorksFailedByStage `Stage` too."""
+    namespace = os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE
+    service = os.environ.get(FUNCTION_NAME_ENV) or DEFAULT_SERVICE
+    # A provider per document: `Metrics` keeps its figures in class-level state, shared by every
+    # instance (and thread) of the process.
+    metrics = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
+    count = MetricUnit.Count
+    figures = {
+        "WorksRead": sum(s.works_read for s in summaries),
+        "WorksWritten": sum(s.works_written for s in summaries),
+        "WorksFailed": sum(s.failed for s in summaries),
+        "WorksSuperseded": sum(_superseded(s) for s in summaries),
+        "IdentifiersMinted": sum(s.minted for s in summaries),
+        "IdentifiersInherited": sum(s.inherited for s in summaries),
+    }
+    if batch_item_failures is not None:
+        figures["BatchItemFailures"] = batch_item_failures
+    for name, value in figures.items():
+        metrics.add_metric(name=name, unit=count, value=value)
+    metrics.add_metric(
+        name="RunDuration",
+        unit=MetricUnit.Seconds,
+        value=round(sum(s.duration_seconds for s in summaries), 3),
+    )
+    metrics.flush_metrics()
+    for stage in Stage:  # one document per stage: its Stage dimension applies to all it holds
+        by_stage = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
+        by_stage.add_dimension(name="service", value=service)  # in the dashboard's order
+        by_stage.add_dimension(name="Stage", value=str(stage))
+        by_stage.add_metric(
+            name="WorksFailedByStage",
+            unit=count,
+            value=sum(s.failures_by_stage[str(stage)] for s in summaries),
+        )
+        by_stage.flush_metrics()

@@ -1,0 +1,494 @@
+"""A deploy rehearsal of Dagster on ECS: deploy/aws/dagster-ecs.yaml's three containers (code
+location, webserver, daemon) started here, each with exactly the environment its task definition
+declares (Environment, and Secrets read from Secrets Manager as ECS reads them), the image's ENV
+(deploy/Dockerfile) and the container's own command.
+
+What stands in for AWS, and nothing else:
+- Secrets Manager, SNS, SQS and S3: a moto server (AWS_ENDPOINT_URL and throwaway credentials in
+  place of the task role's; AWS_REGION/AWS_DEFAULT_REGION as Fargate sets them).
+- The RDS storage instance: a scratch database on the local MariaDB (DagsterStorage's endpoint
+  address and port); the registry: the test session's registry.
+- Service Connect's name and the fixed ports: 127.0.0.1 and free ports (the workspace file and
+  the commands' -h/-p), paths under /opt: a temporary directory.
+- ECS run tasks: the instance's EcsRunLauncher is replaced by tests/ecs_rehearsal.py's launcher,
+  which starts `dagster api execute_run` with the environment ECS would give the run task.
+Plus PATH and HOME for the processes to start at all, and PYTHONPATH: this source tree first (the
+image installs it; the venv's own install may be another checkout's) and tests/ for that launcher.
+
+The rehearsal launches a run through the webserver (GraphQL) and sees the pool sensor's alert
+reach the alert topic (an SQS subscriber), its metric line in the code location's output, and the
+compute logs in the bucket. A container missing a variable fails it: the second test takes
+DAGSTER_MYSQL_HOST away from the code location, as the template once did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from cfnlint.decode import cfn_yaml
+from dagster_graphql import DagsterGraphQLClient
+from db_helpers import create_database, drop_database, free_port
+from ecs_rehearsal import TemplateValues, container_definitions, task_environment
+from sns_helpers import SubscribedTopic, subscribed_topic
+
+from idminter_pipeline.defs.pool.metrics import FREE_IDS_METRIC
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.settings import DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+TEMPLATE = DEPLOY / "aws" / "dagster-ecs.yaml"
+BIN = Path(sys.executable).parent
+STACK = "rehearsal"
+LOCATION = "idminter_pipeline"
+SENSOR = "pool_size_sensor"
+IMAGE_PATHS = {"/opt/idminter/sql": ROOT / "sql"}  # the rest of /opt maps into tmp
+POOL = {"PoolTargetFree": 2_000, "PoolLowWatermark": 1_000, "PoolCriticalWatermark": 200}
+STARTUP_SECONDS = 240
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*")
+
+
+def _image_environment(home: Path, workdir: Path) -> dict[str, str]:
+    """The ENV lines of deploy/Dockerfile, with their paths moved here."""
+    environment = {}
+    for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        if line.startswith("ENV "):
+            name, _, value = line.removeprefix("ENV ").partition("=")
+            environment[name] = _local_path(value, home, workdir)
+    return environment
+
+
+def _local_path(value: str, home: Path, workdir: Path) -> str:
+    for prefix, local in IMAGE_PATHS.items():
+        if value.startswith(prefix):
+            return str(local) + value.removeprefix(prefix)
+    value = value.replace("/opt/dagster/dagster_home", str(home))
+    return value.replace("/opt/idminter", str(workdir))
+
+
+def _image_command() -> list[str]:
+    (line,) = [
+        line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
+    ]
+    return json.loads(line.removeprefix("CMD").strip())
+
+
+@dataclass
+class Stage:
+    """What the stack would find in AWS, here: secrets, topic, bucket, storage database."""
+
+    values: TemplateValues
+    topic: SubscribedTopic
+    storage: DatabaseSettings
+    registry: DatabaseSettings
+    bucket: str
+    aws: dict[str, str]
+    tmp: Path
+
+
+@pytest.fixture
+def stage(aws_env, registry, server_settings, tmp_path) -> Iterator[Stage]:
+    storage = create_database(server_settings, "dagster_")
+    secrets = boto3.client("secretsmanager")
+
+    def secret(name: str, value: str) -> str:
+        return secrets.create_secret(Name=f"{name}-{tmp_path.name}", SecretString=value)["ARN"]
+
+    registry_secret = secret(
+        "registry", json.dumps({"username": registry.username, "password": registry.password})
+    )
+    storage_secret = secret(
+        "dagster-storage",
+        json.dumps({"username": storage.username, "password": storage.password}),
+    )
+    es_key = secret("es-api-key", "rehearsal-api-key")
+    topic = subscribed_topic(f"alerts-{tmp_path.name}"[:80])
+    bucket = f"compute-logs-{abs(hash(tmp_path.name)) % 10**8}"
+    boto3.client("s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    template = cfn_yaml.load(str(TEMPLATE))
+    parameters = {
+        name: spec["Default"] for name, spec in template["Parameters"].items() if "Default" in spec
+    }
+    parameters.update(
+        {
+            "ImageUri": "idminter-dagster:rehearsal",
+            "RegistryHost": registry.host,
+            "RegistryPort": registry.port,
+            "RegistryDatabase": registry.database,
+            "RegistrySecretArn": registry_secret,
+            "ElasticsearchUrl": "http://127.0.0.1:9",  # nothing listens: no run here reads it
+            "ElasticsearchApiKeySecretArn": es_key,
+            "PipelineDate": "2026-01-01",
+            "AlertsTopicArn": topic.topic_arn,
+            "StorageDatabaseName": storage.database,
+            **POOL,
+        }
+    )
+    role = "arn:aws:iam::123456789012:role/rehearsal-{}".format
+    values = TemplateValues(
+        parameters=parameters,
+        resources={
+            "StorageSecret": storage_secret,
+            "ComputeLogBucket": bucket,
+            "LogGroup": f"/ecs/{STACK}",
+        },
+        attributes={
+            "DagsterStorage.Endpoint.Address": storage.host,
+            "DagsterStorage.Endpoint.Port": str(storage.port),
+            "RunRole.Arn": role("run"),
+            "ExecutionRole.Arn": role("execution"),
+        },
+        stack_name=STACK,
+    )
+    aws = {
+        name: os.environ[name]
+        for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    aws["AWS_REGION"] = aws["AWS_DEFAULT_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+    yield Stage(values, topic, storage, registry, bucket, aws, tmp_path)
+    drop_database(storage)
+
+
+@dataclass
+class Deployment:
+    """The three Dagster processes, started from the task definitions."""
+
+    stage: Stage
+    containers: dict[str, dict]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    webserver_port: int = 0
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            parts.append(f"--- {name} (last {lines} lines) ---\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.webserver_port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+        assert "errors" not in body, body
+        return body["data"]
+
+    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    pytest.fail(
+                        f"{name} exited ({process.returncode}) while waiting for "
+                        f"{what}\n{self.log_tail()}"
+                    )
+            try:
+                result = probe()
+            except (OSError, ValueError):  # not listening yet
+                result = None
+            if result:
+                return result
+            time.sleep(1)
+        pytest.fail(f"timed out waiting for {what}\n{self.log_tail()}")
+
+
+def _dagster_home(stage: Stage) -> tuple[Path, Path]:
+    """DAGSTER_HOME as the image has it, with the run launcher and the code location's address
+    replaced (see the module docstring)."""
+    home = stage.tmp / "dagster_home"
+    home.mkdir()
+    workdir = stage.tmp / "workdir"
+    workdir.mkdir()
+    instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert instance["run_launcher"]["class"] == "EcsRunLauncher"
+    instance["run_launcher"] = {
+        "module": "ecs_rehearsal",
+        "class": "RehearsalEcsRunLauncher",
+        "config": {"log_dir": str(stage.tmp / "runs")},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    return home, workdir
+
+
+def _command(container: dict, replacements: dict[str, str]) -> list[str]:
+    command = container.get("Command") or _image_command()
+    local = [replacements.get(arg, arg) for arg in command]
+    local = [arg.replace("/opt/dagster/dagster_home", replacements["HOME"]) for arg in local]
+    executable = BIN / local[0]
+    assert executable.exists(), f"{local[0]} is not installed by the project"
+    return [str(executable), *local[1:]]
+
+
+def _healthy(
+    container: dict, replacements: dict[str, str], environment: dict[str, str], cwd: Path
+) -> bool:
+    """The container's HealthCheck command, as ECS runs it inside the container."""
+    kind, *command = container["HealthCheck"]["Command"]
+    assert kind == "CMD", kind
+    timeout = container["HealthCheck"].get("Timeout", 5)
+    try:
+        result = subprocess.run(
+            _command({"Command": command}, replacements),
+            env=environment,
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+            timeout=timeout * 3,  # 2 shared cores: the command's own start is slow here
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0
+
+
+@contextmanager
+def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """Start code location, webserver and daemon; `drop` takes {task: variable} away."""
+    template = cfn_yaml.load(str(TEMPLATE))
+    containers = container_definitions(template, stage.values)
+    assert set(containers) == {"CodeLocationTask", "WebserverTask", "DaemonTask"}
+    home, workdir = _dagster_home(stage)
+    grpc_port, web_port = free_port(), free_port()
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+    grpc = workspace["load_from"][0]["grpc_server"]
+    # Service Connect's alias, as CodeLocationService declares it, becomes this machine.
+    (alias,) = template["Resources"]["CodeLocationService"]["Properties"][
+        "ServiceConnectConfiguration"
+    ]["Services"][0]["ClientAliases"]
+    assert (grpc["host"], grpc["port"]) == (alias["DnsName"], alias["Port"])
+    grpc.update(host="127.0.0.1", port=grpc_port)
+    (home / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    replacements = {
+        "0.0.0.0": "127.0.0.1",
+        str(alias["Port"]): str(grpc_port),
+        "3000": str(web_port),
+        "HOME": str(home),
+    }
+    plumbing = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
+        **stage.aws,
+    }
+    # The processes must run this checkout's code, not whatever the venv has installed.
+    imported = subprocess.run(
+        [str(BIN / "python"), "-c", "import idminter_pipeline; print(idminter_pipeline.__file__)"],
+        env=plumbing,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(imported).is_relative_to(ROOT), imported
+    deployment = Deployment(stage, containers, webserver_port=web_port)
+    secrets = boto3.client("secretsmanager")
+    try:
+        # In the order CloudFormation starts the services (DependsOn), each once the one before
+        # is stable: the webserver once the code location's own health check passes (it has
+        # built the Dagster instance, creating the storage's tables, by then), the daemon once
+        # the webserver has loaded the code location.
+        environments: dict[str, dict[str, str]] = {}
+        for task in ("CodeLocationTask", "WebserverTask", "DaemonTask"):
+            if task == "WebserverTask":
+                deployment.wait_for(
+                    "the code location's health check",
+                    lambda: _healthy(
+                        containers["CodeLocationTask"],
+                        replacements,
+                        environments["CodeLocationTask"],
+                        workdir,
+                    ),
+                    STARTUP_SECONDS,
+                )
+            if task == "DaemonTask":
+                deployment.wait_for(
+                    "the webserver to load the code location",
+                    lambda: _location_loaded(deployment),
+                    STARTUP_SECONDS,
+                )
+            container = containers[task]
+            environment = {
+                **plumbing,
+                **_image_environment(home, workdir),
+                **task_environment(container, secrets),
+            }
+            if drop and task in drop:
+                del environment[drop[task]]
+            environments[task] = environment
+            log = stage.tmp / f"{container['Name']}.log"
+            deployment.logs[container["Name"]] = log
+            with log.open("w") as output:
+                deployment.processes[container["Name"]] = subprocess.Popen(
+                    _command(container, replacements),
+                    env=environment,
+                    cwd=workdir,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        yield deployment
+    finally:
+        # Each process leads its own process group, with what it started: the code server's
+        # child, the runs the daemon launched. Ending the group ends all of them.
+        for process in deployment.processes.values():
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in deployment.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+LOCATION_STATUS = """
+query {
+  workspaceOrError {
+    ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename } } }
+  }
+}
+"""
+
+
+def _location_loaded(deployment: Deployment) -> bool:
+    entries = deployment.graphql(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
+    return any(
+        e["name"] == LOCATION
+        and e["loadStatus"] == "LOADED"
+        and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        for e in entries
+    )
+
+
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 5) { status error { message } } } }
+  }
+}
+"""
+
+
+def _first_sensor_tick(deployment: Deployment) -> dict:
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": "__repository__",
+        "sensorName": SENSOR,
+    }
+
+    def probe() -> dict | None:
+        data = deployment.graphql(SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        if data["__typename"] != "Sensor":
+            return None
+        done = [t for t in data["sensorState"]["ticks"] if t["status"] != "STARTED"]
+        return done[-1] if done else None
+
+    return deployment.wait_for(f"the first tick of {SENSOR}", probe, STARTUP_SECONDS)
+
+
+def _emf_documents(path: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in path.read_text(errors="replace").splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+
+
+def _free_ids(registry: DatabaseSettings) -> int:
+    conn = connect(registry)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'")
+            (count,) = cursor.fetchone()
+        return count
+    finally:
+        conn.close()
+
+
+def test_the_ecs_deployment_runs_here_as_its_task_definitions_declare(stage):
+    assert _free_ids(stage.registry) == 0  # an empty pool: the sensor must page
+    with deployed(stage) as deployment:
+        tick = _first_sensor_tick(deployment)
+        assert tick["status"] == "SUCCESS", f"{tick}\n{deployment.log_tail()}"
+
+        # The sensor's alert reached the alert topic's subscriber.
+        envelopes = deployment.wait_for(
+            "the pool alert on the alert topic", stage.topic.envelopes, 60
+        )
+        subjects = [e["Subject"] for e in envelopes]
+        assert any(s.startswith("[CRITICAL]") and "pool" in s.lower() for s in subjects), subjects
+
+        # The free count as a metric line, in the namespace the alarm reads.
+        alarm = cfn_yaml.load(str(TEMPLATE))["Resources"]["PoolBelowCriticalWatermarkAlarm"]
+        alarm_namespace = stage.values.evaluate(alarm["Properties"]["Namespace"])
+        documents = deployment.wait_for(
+            "the pool metric line",
+            lambda: _emf_documents(deployment.logs["code-location"]),
+            30,
+        )
+        assert documents[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == alarm_namespace
+        assert documents[0][FREE_IDS_METRIC] == 0
+
+        # A run launched through the webserver, executed with the run task's environment.
+        client = DagsterGraphQLClient("127.0.0.1", port_number=deployment.webserver_port)
+        run_id = client.submit_job_execution(
+            "pool_replenishment_job", repository_location_name=LOCATION
+        )
+        status = deployment.wait_for(
+            f"run {run_id} to finish",
+            lambda: (s := client.get_run_status(run_id).value) in {"SUCCESS", "FAILURE"} and s,
+            STARTUP_SECONDS,
+        )
+        assert status == "SUCCESS", deployment.log_tail()
+        assert _free_ids(stage.registry) >= POOL["PoolTargetFree"]
+        # Its compute logs went to the bucket the task definitions name.
+        listed = boto3.client("s3").list_objects_v2(
+            Bucket=stage.bucket, Prefix="idminter/compute-logs/"
+        )
+        assert listed.get("KeyCount", 0) > 0
+
+
+def test_a_container_missing_a_variable_fails_the_rehearsal(stage):
+    """The code location as the template first declared it: no DAGSTER_MYSQL_HOST. Its sensors
+    build the Dagster instance there, so the pool sensor's tick fails, naming the variable."""
+    with deployed(stage, drop={"CodeLocationTask": "DAGSTER_MYSQL_HOST"}) as deployment:
+        tick = _first_sensor_tick(deployment)
+    assert tick["status"] == "FAILURE"
+    assert "DAGSTER_MYSQL_HOST" in tick["error"]["message"]
+    assert stage.topic.envelopes() == []  # nobody was told about the empty pool
+
+
+def test_the_rehearsal_covers_every_variable_the_instance_file_reads():
+    """Each Dagster process gets every variable deploy/dagster.yaml reads."""
+    template = cfn_yaml.load(str(TEMPLATE))
+    needed = set(re.findall(r"env: (\w+)", (DEPLOY / "dagster.yaml").read_text()))
+    for task in ("CodeLocationTask", "WebserverTask", "DaemonTask"):
+        (container,) = template["Resources"][task]["Properties"]["ContainerDefinitions"]
+        given = {e["Name"] for e in container["Environment"] if "Name" in e}
+        given |= {s["Name"] for s in container["Secrets"]}
+        assert needed <= given, (task, needed - given)
+    assert shutil.which("dagster", path=str(BIN))

@@ -1,0 +1,108 @@
+"""`make test-mysql`: the whole suite against a project-local MySQL 9.x from Debian's archive.
+
+    python -m tools.test_mysql [--port N] [--keep] [pytest arguments...]
+
+1. installs MySQL (`idminter_pipeline.local_mysql`: apt resolves the closure, the .debs are
+   cached under .local/apt, unpacked into .local/mysql). When the archive cannot be reached and
+   nothing is cached, it says so in one line and exits 0: a failed download is no code failure;
+2. starts it as a project-local server (data in .local/mysql-server, its own port and socket,
+   never the MariaDB one's) and bootstraps `id_minter` exactly as on MariaDB;
+3. creates a test administrator (a fresh random password each run) for what the application
+   user may not do (manage users, read other sessions);
+4. runs pytest with RDS_* pointing at it; tests that start private servers start MySQL ones
+   (IDMINTER_TEST_SERVER_ENGINE=mysql);
+5. stops the server, pass or fail (`--keep` leaves it running), and exits with pytest's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+from contextlib import closing
+
+from idminter_pipeline.local_database import (
+    LocalDatabaseError,
+    admin_connection,
+    ensure_server,
+    stop_server,
+)
+from idminter_pipeline.local_mysql import (
+    DEBIAN_ARCHIVE,
+    MYSQL_PORT,
+    ArchiveUnreachable,
+    MysqlInstall,
+)
+from idminter_pipeline.settings import DatabaseSettings
+
+TEST_ADMIN_USER = "idminter_test_admin"
+# What the tests' private-server fixtures read to start MySQL instead of MariaDB.
+ENGINE_ENV = "IDMINTER_TEST_SERVER_ENGINE"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=MYSQL_PORT, help="the server's TCP port")
+    parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser.add_argument("--archive", default=DEBIAN_ARCHIVE, help="a Debian mirror's URL")
+    options, pytest_args = parser.parse_known_args(argv)
+    install = MysqlInstall.default(options.archive)
+    try:
+        install.install()
+    except ArchiveUnreachable as error:
+        print(f"test-mysql skipped: MySQL could not be installed ({error})")
+        return 0
+    paths = install.server_paths
+    settings = DatabaseSettings(port=options.port)
+    try:
+        report = ensure_server(settings, paths, start_local=True)
+        if report.kind == "external":
+            print(
+                f"error: port {options.port} already answers ({report.version}) and is not "
+                f"this checkout's MySQL; pass another with MYSQL_PORT=",
+                file=sys.stderr,
+            )
+            return 2
+        for line in report.lines()[:3]:
+            print(line)
+        admin_password = secrets.token_hex(16)
+        with closing(admin_connection(paths)) as admin, admin.cursor() as cursor:
+            for host in ("localhost", "127.0.0.1"):
+                cursor.execute(
+                    "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
+                    (TEST_ADMIN_USER, host, admin_password),
+                )
+                cursor.execute(
+                    "ALTER USER %s@%s IDENTIFIED BY %s", (TEST_ADMIN_USER, host, admin_password)
+                )
+                cursor.execute(
+                    "GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION",
+                    (TEST_ADMIN_USER, host),
+                )
+    except LocalDatabaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        stop_server(paths)
+        return 1
+    env = {
+        **os.environ,
+        "RDS_PRIMARY_HOST": settings.host,
+        "RDS_PORT": str(settings.port),
+        "RDS_USERNAME": settings.username,
+        "RDS_PASSWORD": settings.password,
+        "IDMINTER_TEST_ADMIN_USER": TEST_ADMIN_USER,
+        "IDMINTER_TEST_ADMIN_PASSWORD": admin_password,
+        ENGINE_ENV: "mysql",
+    }
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *pytest_args], env=env, check=False
+        ).returncode
+    finally:
+        if not options.keep:
+            stop_server(paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
