@@ -359,6 +359,7 @@ _SUBCOMMANDS = (
     "mint-ids",
     "pool",
     "reconcile",
+    "shadow",
     "works",
 )
 # The CLI as its entry point runs it, but imported from the working directory's checkout (the
