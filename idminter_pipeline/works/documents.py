@@ -321,6 +321,8 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
     found: list[dict[str, Any]] = []
     level: list[Any] = [document]
     depth = 0
+    # Locals, not globals and builtins, in the loop that visits every value of every document.
+    is_instance, containers, bare_keys = isinstance, _CONTAINERS, _BARE_IDENTIFIER_KEYS
     while level:
         depth += 1
         if depth > MAX_DOCUMENT_DEPTH:
@@ -332,15 +334,15 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
         below: list[Any] = []
         keep = below.append
         for value in level:
-            if isinstance(value, dict):
+            if is_instance(value, dict):
                 if "sourceIdentifier" in value:
                     found.append(value)
                 for key, child in value.items():
-                    if isinstance(child, _CONTAINERS) and key not in _BARE_IDENTIFIER_KEYS:
+                    if is_instance(child, containers) and key not in bare_keys:
                         keep(child)
             else:
                 for child in value:
-                    if isinstance(child, _CONTAINERS):
+                    if is_instance(child, containers):
                         keep(child)
         level = below
     return found

@@ -32,9 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import (
     RetryError,
     Retrying,
@@ -136,6 +133,14 @@ def topic_region(topic_arn: object) -> str:
     return match["region"]
 
 
+def _boto_errors() -> tuple[type[Exception], type[Exception]]:
+    """botocore's ClientError and BotoCoreError. Imported here, not at the top: boto3 and botocore
+    take 0.1-0.4 s to import, which every command paid even with no topic configured."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    return ClientError, BotoCoreError
+
+
 class _EntriesFailed(Exception):
     """Some entries of a call failed and may succeed if sent again."""
 
@@ -143,14 +148,15 @@ class _EntriesFailed(Exception):
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, _EntriesFailed):
         return True
-    if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return isinstance(error, BotoCoreError)
+    client_error, botocore_error = _boto_errors()
+    if isinstance(error, client_error):
+        return error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES  # type: ignore[attr-defined]
+    return isinstance(error, botocore_error)
 
 
 def _describe_call_error(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
+    if isinstance(error, _boto_errors()[0]):
+        details = error.response.get("Error", {})  # type: ignore[attr-defined]
         return f"{details.get('Code')}: {details.get('Message')}"
     return f"{type(error).__name__}: {error}"
 
@@ -177,11 +183,17 @@ class SnsNotifier:
         self.max_attempts = max_attempts
         self.max_workers = max_workers
         self.wait = wait
-        self._client = client or boto3.client(
-            "sns",
-            region_name=region,
-            config=Config(max_pool_connections=max_workers, retries={"mode": "standard"}),
-        )
+        if client is None:
+            # Only a run with a topic configured pays for importing boto3.
+            import boto3  # noqa: PLC0415
+            from botocore.config import Config  # noqa: PLC0415
+
+            client = boto3.client(
+                "sns",
+                region_name=region,
+                config=Config(max_pool_connections=max_workers, retries={"mode": "standard"}),
+            )
+        self._client = client
 
     def describe(self) -> str:
         return f"SNS topic {self.topic_arn}"
@@ -235,7 +247,7 @@ class SnsNotifier:
                     f"SNS did not accept canonical ID {canonical_id} after {self.max_attempts} "
                     f"attempts: {detail}"
                 )
-        except (ClientError, BotoCoreError) as error:
+        except _boto_errors() as error:
             detail = _describe_call_error(error)
             raise DownstreamNotificationError(self.topic_arn, detail) from error
         return refused

@@ -64,6 +64,7 @@ from idminter_pipeline.works.documents import (
     extract_work,
 )
 from idminter_pipeline.works.downstream import Announceable, Announced, DownstreamNotifier
+from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
@@ -75,9 +76,6 @@ from idminter_pipeline.works.stores.base import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
-MIN_BATCH_SIZE = 1
-MAX_BATCH_SIZE = 5_000
 # Each re-run removes at least one work, but a pathological batch must not loop for long.
 MAX_MINT_ATTEMPTS = 4
 # A summary keeps this many failures in full; the counts by stage are always complete.
