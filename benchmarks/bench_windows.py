@@ -5,6 +5,8 @@ own figures (docs/design/works-pipeline.md). The floor is one pipeline run over 
 way the asset worked before. Both re-mint the same sample works (every identifier registered,
 so the figures measure the per-window overhead: scans, batches, transactions), alternating
 runs; medians and the ratio are reported for a few busy windows and for a day of 96 sparse ones.
+It also runs that day as one Dagster `mint_works` run in-process, against the same windows minted
+directly, and reports what Dagster adds per window (target: at most 5 ms, 1.2x the direct run).
 
 Runs against the database it is given (created and migrated by the harness), or on its own:
 `.venv/bin/python -m benchmarks.bench_windows [--quick]`.
@@ -78,6 +80,72 @@ def _measure(
     return statistics.median(one_scan), statistics.median(per_window)
 
 
+def _dagster_day(
+    settings: DatabaseSettings, works: int, repeats: int, folder: Path
+) -> tuple[float, float]:
+    """(direct, Dagster) median seconds for a day of 96 windows: one `mint_works` run in-process
+    over the 96 partitions (a temporary SQLite Dagster instance, as `dagster dev` keeps), against
+    the same windows minted one after another without Dagster, alternating."""
+    import dagster as dg  # noqa: PLC0415  (only this figure needs Dagster)
+
+    from idminter_pipeline.defs.alerts.resources import AlertsResource  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
+    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
+    from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
+    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
+        ChurnGuardResource,
+        DownstreamTopicResource,
+        WorksStoreResource,
+    )
+
+    windows = 96
+    path = folder / "works-dagster.sqlite3"
+    with SqliteWorksStore(path) as store:
+        store.put_source(generate_works(works, seed=3, spacing=WINDOW * windows / works))
+    _, each = _scopes(windows)
+    defs = dg.Definitions(
+        assets=[identified_works],
+        jobs=[mint_works_job],
+        resources={
+            "works_store": WorksStoreResource(sqlite_path=str(path)),
+            "registry_database": RegistryDatabase.from_settings(settings),
+            "churn_guard": ChurnGuardResource(),
+            "downstream": DownstreamTopicResource(),
+            "alerts": AlertsResource(log_file=str(folder / "alerts.log")),
+        },
+    )
+    job = defs.resolve_job_def("mint_works")
+    first = WORKS_PARTITIONS.get_partition_key_for_timestamp(each[0].start.timestamp())
+    last = WORKS_PARTITIONS.get_partition_key_for_timestamp(each[-1].start.timestamp())
+    tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+    def direct() -> None:
+        with SqliteWorksStore(path) as store, Minter(lambda: connect(settings)) as minter:
+            pipeline = WorksPipeline(store, minter)
+            if sum(pipeline.run(scope).works_read for scope in each) != works:
+                raise RuntimeError("the direct run did not read every work")
+
+    with dg.instance_for_test() as instance:
+
+        def through_dagster() -> None:
+            if not job.execute_in_process(instance=instance, tags=tags).success:
+                raise RuntimeError("the Dagster run failed")
+
+        through_dagster()  # registers everything; the timed runs re-mint
+        samples: dict[str, list[float]] = {"direct": [], "dagster": []}
+        for repeat in range(repeats):
+            order = ["direct", "dagster"] if repeat % 2 == 0 else ["dagster", "direct"]
+            for kind in order:
+                started = time.perf_counter()
+                (direct if kind == "direct" else through_dagster)()
+                samples[kind].append(time.perf_counter() - started)
+    return statistics.median(samples["direct"]), statistics.median(samples["dagster"])
+
+
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     works = 600 if quick else 2_400
     repeats = 3 if quick else 7
@@ -93,6 +161,15 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             rows.append(_row(f"{label}: one run per window", per_window * 1000, "ms", detail))
             rows.append(_row(f"{label}: one scan (floor)", one_scan * 1000, "ms", detail))
             rows.append(_row(f"{label}: per-window / floor", per_window / one_scan, "x", detail))
+        direct, dagster = _dagster_day(settings, works, repeats, Path(folder))
+        added = (dagster - direct) / 96 * 1000
+        detail = (
+            f"{works:,} sample works re-minted over 96 windows; one mint_works run in-process "
+            f"{dagster * 1000:.0f} ms, the same windows direct {direct * 1000:.0f} ms; median of "
+            f"{repeats}, alternating; target at most 5 ms a window (1.2x)"
+        )
+        rows.append(_row("Dagster, a day of 96 windows / direct", dagster / direct, "x", detail))
+        rows.append(_row("Dagster, added per window", added, "ms", detail))
     return rows
 
 

@@ -145,6 +145,21 @@ class RegistryOutageError(RegistryUnavailableError):
         )
 
 
+class StatementTooLargeError(IdMinterError):
+    """A statement that cannot be split to fit the server's `max_allowed_packet` (see
+    `registry.packets`). Never sent, and never taken for an outage: sending it again could only
+    fail again."""
+
+    def __init__(self, statement_bytes: int, max_allowed_packet: int) -> None:
+        self.statement_bytes = statement_bytes
+        self.max_allowed_packet = max_allowed_packet
+        super().__init__(
+            f"a registry statement of {statement_bytes:,} bytes cannot be split to fit the "
+            f"server's max_allowed_packet of {max_allowed_packet:,} bytes; raise "
+            "max_allowed_packet"
+        )
+
+
 class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
 

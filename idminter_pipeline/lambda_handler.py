@@ -27,9 +27,12 @@ are parsed with `strict_json`, so a duplicate key is refused. A record that cann
 alone, named by its message id. All records of one invocation are minted together, in one
 pipeline run over one ids scope (one run per job id when records name different ones, which
 records from one Pipe never do), so one registry transaction serves up to 5,000 works; a larger
-batch (SQS and Pipes allow 10,000) takes one transaction per 5,000. The answer is SQS's partial
-batch response, `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}`, naming exactly the
-records whose works were not written and announced, so only those are retried.
+batch (SQS and Pipes allow 10,000) takes one transaction per 5,000. The written works are
+announced after the run's last write, each canonical ID once. A record whose jobId the registry
+cannot store (over 255 characters, a control character) fails alone, like any other bad field.
+The answer is SQS's partial batch response, `{"batchItemFailures": [{"itemIdentifier":
+"<messageId>"}]}`, naming exactly the records whose works were not written and announced, so only
+those are retried.
 
 An array of requests without message ids is treated as several Step Functions requests minted
 together, and answered in the Step Functions shape.
@@ -59,6 +62,7 @@ from idminter_pipeline import strict_json
 from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.job_ids import check_job_id
 from idminter_pipeline.lambda_outcomes import (
     as_reported,
     batch_summary,
@@ -115,6 +119,9 @@ def parse_event(event: object) -> tuple[WorkScope, str | None]:
     job_id = _one_of(event, _JOB_KEYS, "job id")
     if job_id is not None and (not isinstance(job_id, str) or not job_id):
         raise InvalidInputError(f"jobId must be a non-empty string, got {job_id!r}")
+    # Here, not at the first mint: a queued record whose job id the registry cannot store fails
+    # alone (a refusal), instead of failing every record minted with it.
+    check_job_id(job_id)
 
     scope: WorkScope
     if ids is not None:
@@ -247,6 +254,8 @@ def _mint_together(ids_by_job: Mapping[str | None, Iterable[str]]) -> list[RunSu
                 job_id=job_id,
                 batch_size=min(len(scope.ids), MAX_BATCH_SIZE),
                 environ=lambda_environment(),
+                # One announcement per canonical ID for the invocation's run, not per 5,000.
+                announce_once=True,
             )
         )
     return summaries

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from idminter_pipeline import local_database
 from idminter_pipeline.cli.dumps import load_dump_command
 from idminter_pipeline.cli.legacy import (
     finalize_legacy,
@@ -14,9 +13,9 @@ from idminter_pipeline.cli.legacy import (
     sync_legacy,
 )
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry import schema
-from idminter_pipeline.registry.connection import connect, connection_factory
-from idminter_pipeline.registry.summary import registry_summary
+
+# The server and registry modules (pymysql, tenacity, yoyo) are imported by the commands that
+# run, so `idminter db --help` does not pay for them.
 
 
 @click.group()
@@ -32,6 +31,8 @@ def server() -> None:
 @server.command("start")
 def server_start() -> None:
     """Make a registry server available (idempotent) and print how to reach it."""
+    from idminter_pipeline import local_database  # noqa: PLC0415
+
     report = local_database.ensure_server()
     for line in report.lines():
         click.echo(line)
@@ -40,6 +41,8 @@ def server_start() -> None:
 @server.command("stop")
 def server_stop() -> None:
     """Stop the project-local server (its data stays in .local/mariadb)."""
+    from idminter_pipeline import local_database  # noqa: PLC0415
+
     stopped = local_database.stop_server()
     click.echo(
         "project-local mariadbd stopped" if stopped else "project-local mariadbd not running"
@@ -49,6 +52,8 @@ def server_stop() -> None:
 @server.command("status")
 def server_status() -> None:
     """Whether the configured registry is reachable; exit 1 if it is not."""
+    from idminter_pipeline import local_database  # noqa: PLC0415
+
     reachable, lines = local_database.server_status()
     for line in lines:
         click.echo(line)
@@ -58,6 +63,9 @@ def server_status() -> None:
 @db.command("migrate")
 def migrate() -> None:
     """Apply pending schema migrations from sql/ (running it twice changes nothing)."""
+    from idminter_pipeline.registry import schema  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     applied = schema.apply_migrations(connection_factory())
     if applied:
         for version in applied:
@@ -70,6 +78,10 @@ def migrate() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(as_json: bool) -> None:
     """Applied and pending schema versions, and what the registry holds."""
+    from idminter_pipeline.registry import schema  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
+
     states = schema.migration_status(connection_factory())
     conn = connect()
     try:
@@ -100,6 +112,9 @@ def rollback(count: int, yes: bool) -> None:
     """Roll back the most recent schema migrations."""
     if not yes:
         raise click.UsageError("rolling back drops registry tables; pass --yes to confirm")
+    from idminter_pipeline.registry import schema  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     for version in schema.rollback_migrations(connection_factory(), count=count):
         click.echo(f"rolled back {version}")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry.dumps import load_dump
 from idminter_pipeline.settings import DatabaseSettings
 
 
@@ -26,4 +25,7 @@ def load_dump_command(dump: Path, database: str) -> None:
     scratch database afterwards, then `idminter db migrate` and
     `idminter db migrate-legacy --hold-synced` (see docs/operations/shadow-and-cutover.md).
     """
+    # Imported here, so `idminter db --help` does not pay for the registry modules.
+    from idminter_pipeline.registry.dumps import load_dump  # noqa: PLC0415
+
     echo_json(load_dump(DatabaseSettings.from_env(), dump, database).as_dict())

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry import legacy_migration
-from idminter_pipeline.registry.connection import connection_factory
-from idminter_pipeline.registry.legacy_migration import hold
+from idminter_pipeline.registry.limits import (
+    LEGACY_DEFAULT_BATCH_SIZE,
+    LEGACY_MAX_BATCH_SIZE,
+    LEGACY_MIN_BATCH_SIZE,
+)
+
+if TYPE_CHECKING:
+    from idminter_pipeline.registry import legacy_migration
+
+# The registry modules are imported by the commands that run, so `idminter db --help` does not
+# pay for them (see registry.limits).
 
 # `--dry-run` exit status when it found problems that would stop the migration: distinct from 1
 # (the dry run itself failed, e.g. the registry is unreachable) so a script can tell them apart.
@@ -15,6 +25,8 @@ EXIT_BLOCKING_PROBLEMS = 3
 
 
 def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
+    from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
+
     if report.shape != legacy_migration.RegistryShape.LEGACY.value:
         click.echo(f"nothing to migrate: identifiers is {report.shape} (phase {report.phase})")
         return
@@ -44,10 +56,10 @@ def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=legacy_migration.DEFAULT_BATCH_SIZE,
+    default=LEGACY_DEFAULT_BATCH_SIZE,
     show_default=True,
-    help=f"Rows per copy batch, at least 1 (clamped to {legacy_migration.MIN_BATCH_SIZE:,}-"
-    f"{legacy_migration.MAX_BATCH_SIZE:,}).",
+    help=f"Rows per copy batch, at least 1 (clamped to {LEGACY_MIN_BATCH_SIZE:,}-"
+    f"{LEGACY_MAX_BATCH_SIZE:,}).",
 )
 @click.option(
     "--hold-synced",
@@ -66,6 +78,9 @@ def migrate_legacy(dry_run: bool, batch_size: int, hold_synced: bool, as_json: b
     Exit status: 0 done (or, with --dry-run, no blocking problem); 3 --dry-run found BLOCKING
     problems; 2 bad input; 1 any other failure.
     """
+    from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     factory = connection_factory()
     if dry_run:
         report = legacy_migration.dry_run(factory, batch_size=batch_size)
@@ -119,6 +134,9 @@ def finalize_legacy(yes: bool) -> None:
     """Drop the kept legacy table after a successful swap (no rollback afterwards)."""
     if not yes:
         raise click.UsageError("finalizing drops identifiers_legacy for good; pass --yes")
+    from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     report = legacy_migration.finalize(connection_factory())
     click.echo(report.status)
     for message in report.messages:
@@ -131,6 +149,9 @@ def rollback_legacy(yes: bool) -> None:
     """Restore the legacy 1:1 table (before finalize), copying back what it can hold."""
     if not yes:
         raise click.UsageError("rolling back drops the migrated copy; pass --yes")
+    from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     report = legacy_migration.rollback(connection_factory())
     click.echo(report.status)
     for message in report.messages:
@@ -141,7 +162,7 @@ def rollback_legacy(yes: bool) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=legacy_migration.DEFAULT_BATCH_SIZE,
+    default=LEGACY_DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Change-log entries per transaction.",
 )
@@ -149,6 +170,9 @@ def sync_legacy(batch_size: int) -> None:
     """Apply the legacy minter's latest writes to a copy held at its synced phase
     (`migrate-legacy --hold-synced`), re-checking each applied ID; prints JSON with the lag left.
     """
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import hold  # noqa: PLC0415
+
     echo_json(hold.sync(connection_factory(), batch_size=batch_size).as_dict())
 
 
@@ -156,4 +180,7 @@ def sync_legacy(batch_size: int) -> None:
 def legacy_status() -> None:
     """Where a legacy migration stands: shape, phase, whether it holds at its synced phase, and
     the copy's lag (change-log entries not applied yet, and the oldest one's age). JSON."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import hold  # noqa: PLC0415
+
     echo_json(hold.status_with_lag(connection_factory()))

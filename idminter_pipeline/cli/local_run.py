@@ -16,11 +16,6 @@ from typing import Any
 
 import click
 
-from idminter_pipeline import local_database
-from idminter_pipeline.registry import schema
-from idminter_pipeline.registry.connection import connect, connection_factory
-from idminter_pipeline.registry.pool import top_up
-from idminter_pipeline.registry.summary import registry_summary
 from idminter_pipeline.settings import project_root
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, generate_works
@@ -123,6 +118,14 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
 @click.option("--seed", type=int, default=0, show_default=True)
 def local_run(count: int, seed: int) -> None:
     """Run the whole pipeline locally on sample works and print a summary."""
+    # The server and registry modules (pymysql, tenacity, yoyo) are imported when the command
+    # runs, so `idminter local-run --help` does not pay for them.
+    from idminter_pipeline import local_database  # noqa: PLC0415
+    from idminter_pipeline.registry import schema  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.pool import top_up  # noqa: PLC0415
+    from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
+
     for line in local_database.ensure_server().lines():
         click.echo(line)
     applied = schema.apply_migrations(connection_factory())
@@ -169,6 +172,7 @@ def _show_inheritance(store: Any, count: int, seed: int) -> None:
         extracted = extract_work(work.document, document_id=work.id)
         if extracted.predecessor is None:
             continue
+        from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
         from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
 
         with Minter(connection_factory()) as minter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -11,9 +11,14 @@ from idminter_pipeline import strict_json
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
 from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.registry.connection import connection_factory
-from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.source_identifiers import SourceIdentifier
+
+if TYPE_CHECKING:
+    from idminter_pipeline.registry.minting import MintRequest
+
+# The registry modules (pymysql, with the cryptography and ssl modules it loads, and tenacity:
+# about half of these commands' start-up) are imported by the commands that run, so `--help`
+# does not pay for them.
 
 _REQUEST_FIELDS = frozenset({"source", "predecessor"})
 # Request lines per `mint-ids` call: one call is one transaction, and the minter's statement
@@ -27,6 +32,9 @@ MAX_MINT_REQUESTS = 10_000
 def lookup(identifiers: tuple[str, ...]) -> None:
     """Print {"Work[system/value]": "canonicalid"} for each given identifier that is registered."""
     sources = [SourceIdentifier.parse(text) for text in identifiers]
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+
     with Minter(connection_factory()) as minter:
         found = minter.lookup_ids(sources)
     echo_json({str(source): found[source] for source in sources if source in found})
@@ -68,6 +76,8 @@ def parse_request_line(line_number: int, line: str) -> MintRequest:
             predecessor = SourceIdentifier.parse(predecessor)
     except InvalidSourceIdentifierError as error:
         raise InvalidInputError(f"line {line_number}: {error}") from None
+    from idminter_pipeline.registry.minting import MintRequest  # noqa: PLC0415
+
     return MintRequest(source, predecessor)
 
 
@@ -101,6 +111,9 @@ def mint_ids(input_file: IO[bytes], job_id: str | None) -> None:
         requests.append(parse_request_line(number, line.rstrip("\r\n")))
     if not requests:
         return
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+
     with Minter(connection_factory()) as minter:
         results = minter.mint_ids(requests, job_id=job_id)
     for result in results.values():
@@ -120,6 +133,9 @@ def mint_ids(input_file: IO[bytes], job_id: str | None) -> None:
 @click.argument("canonical_id")
 def aliases(canonical_id: str) -> None:
     """Every source identifier mapped to CANONICAL_ID: original first, then aliases in order."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+
     with Minter(connection_factory()) as minter:
         found = minter.aliases(canonical_id)
     echo_json({"canonical_id": canonical_id, "sources": [alias.as_dict() for alias in found]})

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry.connection import connection_factory
-from idminter_pipeline.registry.pool import (
-    DEFAULT_MAX_ROUNDS,
-    DEFAULT_WRITERS,
-    MAX_BATCH_SIZE,
-    MAX_WRITERS,
-    PoolHealth,
-    PoolSettings,
-    pool_health,
-    top_up,
+from idminter_pipeline.registry.limits import (
+    POOL_DEFAULT_MAX_ROUNDS as DEFAULT_MAX_ROUNDS,
 )
+from idminter_pipeline.registry.limits import (
+    POOL_DEFAULT_WRITERS as DEFAULT_WRITERS,
+)
+from idminter_pipeline.registry.limits import (
+    POOL_MAX_BATCH_SIZE as MAX_BATCH_SIZE,
+)
+from idminter_pipeline.registry.limits import (
+    POOL_MAX_WRITERS as MAX_WRITERS,
+)
+
+if TYPE_CHECKING:
+    from idminter_pipeline.registry.pool import PoolHealth
+
+# The registry modules are imported by the commands that run, so `--help` does not pay for them
+# (see registry.limits).
 
 
 @click.group()
@@ -61,6 +70,9 @@ def _print_health(health: PoolHealth) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def status(as_json: bool) -> None:
     """Free, assigned and total IDs; mint rates over the last hour, day and week; forecast."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.pool import pool_health  # noqa: PLC0415
+
     health = pool_health(connection_factory())
     if as_json:
         echo_json(health.as_dict())
@@ -100,6 +112,9 @@ def top_up_command(
     target: int | None, batch_size: int | None, max_rounds: int, writers: int, as_json: bool
 ) -> None:
     """Add free IDs until the pool holds TARGET; prints what it added and how long it took."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.pool import PoolSettings, top_up  # noqa: PLC0415
+
     settings = PoolSettings.from_env()
     report = top_up(
         connection_factory(),

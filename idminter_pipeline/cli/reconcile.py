@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry import reconciliation
-from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.limits import (
+    RECONCILIATION_DEFAULT_BATCH_SIZE,
+    RECONCILIATION_MAX_BATCH_SIZE,
+    RECONCILIATION_MIN_BATCH_SIZE,
+)
 
 
 @click.command("reconcile")
@@ -25,15 +28,19 @@ from idminter_pipeline.registry.connection import connection_factory
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=reconciliation.DEFAULT_BATCH_SIZE,
+    default=RECONCILIATION_DEFAULT_BATCH_SIZE,
     show_default=True,
-    help=f"Keys per scan batch, at least 1 (clamped to {reconciliation.MIN_BATCH_SIZE:,}-"
-    f"{reconciliation.MAX_BATCH_SIZE:,}).",
+    help=f"Keys per scan batch, at least 1 (clamped to {RECONCILIATION_MIN_BATCH_SIZE:,}-"
+    f"{RECONCILIATION_MAX_BATCH_SIZE:,}).",
 )
 def reconcile(as_json: bool, repair: bool, grace_period: str, batch_size: int) -> None:
     """Find orphans, free IDs in use, mappings without IDs, predecessor mismatches and
     case/padding variants. Exit status 1 when a free ID in use remains (it could be handed out
     twice)."""
+    # Imported here, so `--help` does not pay for the registry modules (see registry.limits).
+    from idminter_pipeline.registry import reconciliation  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+
     report = reconciliation.reconcile(
         connection_factory(),
         repair=repair,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,16 +13,15 @@ from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.cli.works import scope_from_options, scope_options
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.gc_settings import batch_run_collector
-from idminter_pipeline.registry.connection import connection_factory
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, clamp_batch_size
-from idminter_pipeline.works.shadow import (
-    ElasticsearchReference,
-    Reference,
-    SqliteReference,
-    shadow_run,
-)
+from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.stores import WorksStore, works_store_from_env
 from idminter_pipeline.works.stores.sqlite import default_sqlite_path
+
+if TYPE_CHECKING:
+    from idminter_pipeline.works.shadow import Reference
+
+# The registry client and the shadow modules are imported when a run starts, so
+# `idminter shadow --help` does not pay for them (pymysql, tenacity).
 
 EXIT_UNEXPECTED_DIFFERENCES = 1
 
@@ -32,6 +32,11 @@ def _reference(path: Path | None, index: str | None) -> Reference:
             "give exactly one reference: --reference PATH (a SQLite works store) or "
             "--reference-index NAME (Elasticsearch)"
         )
+    from idminter_pipeline.works.shadow import (  # noqa: PLC0415
+        ElasticsearchReference,
+        SqliteReference,
+    )
+
     if path is not None:
         return SqliteReference(path)
     assert index is not None
@@ -85,6 +90,10 @@ def shadow(  # noqa: PLR0917 (click passes options positionally)
     differ_unexpected, not_in_reference, would_mint) the number of works, and every unexpected
     difference (work, JSON path, ours, theirs). Exits 1 if any difference is unexpected.
     """
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415
+    from idminter_pipeline.works.shadow import shadow_run  # noqa: PLC0415
+
     scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     batch_size = clamp_batch_size(batch_size)
     reference = _reference(reference_path, reference_index)

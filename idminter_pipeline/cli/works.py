@@ -16,8 +16,7 @@ from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.job_ids import check_job_id
 from idminter_pipeline.strict_json import loads as strict_loads
 from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, clamp_batch_size
-from idminter_pipeline.works.runner import run_from_env
+from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
     FullScope,
@@ -243,6 +242,11 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
     a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
     """
     scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    # The pipeline (the registry client: pymysql, tenacity) is imported when a run starts, so
+    # `idminter mint --help` does not pay for it.
+    from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415
+    from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
+
     batch_size = clamp_batch_size(batch_size)
     check_job_id(job_id)
     listed = isinstance(scope, IdsScope)
@@ -276,6 +280,7 @@ def repair_succession_command(apply: bool) -> None:
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
     from idminter_pipeline.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.works.repair import repair_succession  # noqa: PLC0415
+    from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
     from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
 
     policy = SuccessionPolicy.from_env()

@@ -25,7 +25,11 @@ from tenacity import (
 )
 
 from idminter_pipeline import strict_json
-from idminter_pipeline.errors import RegistryUnavailableError, RegistryUnreachableError
+from idminter_pipeline.errors import (
+    RegistryUnavailableError,
+    RegistryUnreachableError,
+    StatementTooLargeError,
+)
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.settings import DatabaseSettings
 
@@ -36,6 +40,52 @@ logging.getLogger("botocore.parsers").setLevel(logging.INFO)
 
 Connection = pymysql.connections.Connection
 ConnectionFactory = Callable[[], Connection]
+
+# Where the session's max_allowed_packet is cached on a connection (one value per session).
+MAX_ALLOWED_PACKET_ATTRIBUTE = "_idminter_max_allowed_packet"
+# A statement of at least this many bytes (counted as 4 per character until measured) on a
+# connection whose limit is not known yet has the limit read first. Smaller statements are sent
+# without it: no server runs below this, and most connections (the sensor's, a checkpoint's)
+# never send anything larger, so they never spend a statement on it.
+UNSIZED_STATEMENT_BYTES = 16 * 1024
+
+
+def session_max_allowed_packet(conn: Connection) -> int:
+    """The session's `max_allowed_packet`, read once per connection and cached on it."""
+    cached = getattr(conn, MAX_ALLOWED_PACKET_ATTRIBUTE, None)
+    if cached is not None:
+        return int(cached)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.max_allowed_packet")
+        (value,) = cursor.fetchone()
+    setattr(conn, MAX_ALLOWED_PACKET_ATTRIBUTE, int(value))
+    return int(value)
+
+
+class RegistryConnection(pymysql.connections.Connection):
+    """A pymysql connection that never sends a statement larger than the server accepts. Sent,
+    such a statement gets error 1153, or the server drops the connection instead ("gone away",
+    2006/2013: MySQL does, and so does MariaDB for a statement sent in several packets), which
+    would be taken for an outage and sent again until the outage bound ran out. Refused here, it
+    raises `StatementTooLargeError`, which is not an outage.
+
+    The limit is the session's (`session_max_allowed_packet`): the minter reads it when it sets
+    its session up (`registry.packets`), so its statements are cut to fit; any other connection
+    reads it before its first large statement, so a statement nobody sized (a pool top-up batch
+    on a small-packet server) fails at once, naming the limit, instead of riding out an outage.
+    """
+
+    def query(self, sql: str | bytes, unbuffered: bool = False) -> int:
+        limit = getattr(self, MAX_ALLOWED_PACKET_ATTRIBUTE, None)
+        # Only a large statement is measured: the test costs one length comparison.
+        if len(sql) * 4 >= (limit if limit is not None else UNSIZED_STATEMENT_BYTES):
+            if limit is None:
+                limit = session_max_allowed_packet(self)
+            size = len(sql.encode(self.encoding) if isinstance(sql, str) else sql)
+            if size >= limit:
+                raise StatementTooLargeError(size, limit)
+        return super().query(sql, unbuffered)
+
 
 # Strict mode turns silent truncation into errors on both MySQL 8 and MariaDB; UTC keeps
 # TIMESTAMP columns comparable across servers and clients in any zone.
@@ -113,7 +163,7 @@ def read_secret_credentials(
 
 
 def _open(settings: DatabaseSettings, username: str, password: str) -> Connection:
-    return pymysql.connect(
+    return RegistryConnection(
         host=settings.host,
         port=settings.port,
         user=username,

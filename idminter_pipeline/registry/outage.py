@@ -11,7 +11,10 @@ way when it runs out (a connect waits up to its `connect_timeout`) is allowed to
 Only errors that mean "the server is away" count: refused or timed-out connections, a connection
 lost mid-query, a server shutting down, a killed session, and a writer that has turned read-only
 (an Aurora failover in progress). "Access denied", a malformed secret, SQL errors and bad input
-are never retried here.
+are never retried here; nor is a statement too large for the server's `max_allowed_packet`
+(error 1153, or `StatementTooLargeError`): statements are sized to the server and a connection
+that knows the limit refuses a larger one before sending it (`registry.packets`), so the "gone
+away" a MySQL server answers to an oversized packet never reaches this retry loop.
 
 Retrying is safe because every unit retried is idempotent: a mint transaction is redone from its
 lookup (see `Minter` for a commit whose acknowledgement was lost), a top-up re-counts the pool under

@@ -12,16 +12,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from yoyo import read_migrations
-from yoyo.backends.core.mysql import MySQLBackend
-from yoyo.connections import DatabaseURI
-from yoyo.exceptions import LockTimeout
-from yoyo.migrations import MigrationList, default_migration_table
+from typing import TYPE_CHECKING
 
 from idminter_pipeline.errors import SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.settings import project_root
+
+if TYPE_CHECKING:
+    from yoyo.backends.core.mysql import MySQLBackend
+    from yoyo.migrations import MigrationList
+
+# yoyo is imported by the functions that migrate, not here: `table_exists` is needed by most
+# commands, and yoyo (with sqlparse and importlib_metadata) cost them 50-70 ms at start-up.
 
 LOCK_TIMEOUT_SECONDS = 120
 
@@ -42,6 +44,8 @@ class MigrationState:
 
 
 def _read_migrations() -> MigrationList:
+    from yoyo import read_migrations  # noqa: PLC0415
+
     directory = migrations_dir()
     if not any(directory.glob("*.sql")):
         raise SchemaMigrationError(f"no SQL migrations found in {directory}")
@@ -50,6 +54,10 @@ def _read_migrations() -> MigrationList:
 
 @contextmanager
 def _backend(connect: ConnectionFactory) -> Iterator[MySQLBackend]:
+    from yoyo.backends.core.mysql import MySQLBackend  # noqa: PLC0415
+    from yoyo.connections import DatabaseURI  # noqa: PLC0415
+    from yoyo.migrations import default_migration_table  # noqa: PLC0415
+
     first = connect()
     unused = [first]
 
@@ -71,6 +79,8 @@ def _backend(connect: ConnectionFactory) -> Iterator[MySQLBackend]:
 
 
 def _applied_at(backend: MySQLBackend) -> dict[str, datetime]:
+    from yoyo.migrations import default_migration_table  # noqa: PLC0415
+
     backend.ensure_internal_schema_updated()
     table = backend.quote_identifier(default_migration_table)
     rows = backend.execute(f"SELECT migration_id, applied_at_utc FROM {table}").fetchall()
@@ -88,6 +98,8 @@ def migration_status(connect: ConnectionFactory) -> list[MigrationState]:
 
 def apply_migrations(connect: ConnectionFactory) -> list[str]:
     """Apply pending migrations under yoyo's lock; return the versions applied by this call."""
+    from yoyo.exceptions import LockTimeout  # noqa: PLC0415
+
     migrations = _read_migrations()
     with _backend(connect) as backend:
         try:
@@ -103,6 +115,8 @@ def rollback_migrations(connect: ConnectionFactory, *, count: int = 1) -> list[s
     """Roll back the `count` most recent migrations; return the versions rolled back."""
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
+    from yoyo.exceptions import LockTimeout  # noqa: PLC0415
+
     migrations = _read_migrations()
     with _backend(connect) as backend:
         try:

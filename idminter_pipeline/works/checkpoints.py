@@ -11,6 +11,13 @@ skip one.
 While a run holds a job id it also holds a named lock on the registry (`GET_LOCK`), released
 when its connection closes, even by a crash: two runs with one job id at once would each move
 the other's checkpoint.
+
+A lost connection (a restarted server, a failover, a secret rotation dropping sessions) is ridden
+out as the minter rides it out (`registry.outage.ride_out`, the same bound): each read or write
+is redone on a new connection, which first takes the job's lock again (another run that took the
+job id meanwhile stops this one with `JobAlreadyRunningError`). Every statement is safe to redo:
+recording a batch whose position is already recorded changes nothing, so a commit whose
+acknowledgement was lost is not counted twice.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from idminter_pipeline.errors import IdMinterError, InvalidInputError, RegistryU
 from idminter_pipeline.excerpts import excerpt
 from idminter_pipeline.job_ids import check_job_id
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.works.stores.base import ScanPosition
 
 _LOCK_PREFIX = "idminter-full-run:"
@@ -74,28 +82,56 @@ class FullRunCheckpoints:
     """The checkpoint of one full run, on a connection of its own (not the minter's: a
     checkpoint commits after the write, whatever the minter's transaction is doing)."""
 
-    def __init__(self, connection_factory: ConnectionFactory) -> None:
+    def __init__(
+        self, connection_factory: ConnectionFactory, *, outage_seconds: float | None = None
+    ) -> None:
         self._connect = connection_factory
         self._conn: Connection | None = None
         self._job_id: str | None = None
+        self.outage_seconds = outage_seconds
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self._connect()
+            conn = self._connect()
+            if self._job_id is not None:  # a new session after a lost one: take the job again
+                try:
+                    with conn.cursor() as cursor:
+                        cursor.execute("SELECT GET_LOCK(%s, 0)", (_lock_name(self._job_id),))
+                        (acquired,) = cursor.fetchone()
+                except BaseException:
+                    with contextlib.suppress(pymysql.err.Error):
+                        conn.close()
+                    raise
+                if acquired != 1:
+                    conn.close()
+                    raise JobAlreadyRunningError(self._job_id)
+            self._conn = conn
         return self._conn
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        def attempt() -> list[tuple[Any, ...]]:
+            conn = self._connection()
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    rows = list(cursor.fetchall())
+                conn.commit()
+            except BaseException:
+                self._discard()
+                raise
+            return rows
+
         try:
-            with self._connection().cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = list(cursor.fetchall())
-            self._connection().commit()
-        except pymysql.err.Error as error:
-            self._discard()
+            return ride_out(
+                attempt,
+                what="reading or recording the full run's checkpoint",
+                bound_seconds=self.outage_seconds,
+                before_retry=self._discard,
+            )
+        except pymysql.err.Error as error:  # not an outage: SQL errors, refused access
             raise RegistryUnavailableError(
                 f"cannot read or record the full run's checkpoint in the registry: {error}"
             ) from error
-        return rows
 
     def _discard(self) -> None:
         if self._conn is not None:
@@ -119,8 +155,11 @@ class FullRunCheckpoints:
             (key,),
         )
         if not rows:
+            # Idempotent: a redone insert whose first commit was applied finds its own row.
             self._execute(
-                "INSERT INTO works_run_checkpoints (JobId, Store) VALUES (%s, %s)", (key, store)
+                "INSERT INTO works_run_checkpoints (JobId, Store) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE JobId = JobId",
+                (key, store),
             )
             return None
         stored, indexed_at_us, work_id, read, written, failed, batches, finished = rows[0]
@@ -150,11 +189,14 @@ class FullRunCheckpoints:
         """One more batch is written: it ended at `position`, with these counts."""
         if self._job_id is None:
             raise RuntimeError("record() before begin()")
+        # Positions only move forward, so a row already at `position` has this batch: a redone
+        # update (its first commit applied, the acknowledgement lost) must not count it twice.
         self._execute(
             "UPDATE works_run_checkpoints SET LastIndexedAtUs = %s, LastWorkId = %s, "
             "WorksRead = WorksRead + %s, WorksWritten = WorksWritten + %s, "
             "WorksFailed = WorksFailed + %s, Batches = Batches + 1, "
-            "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE JobId = %s",
+            "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE JobId = %s "
+            "AND NOT (LastIndexedAtUs <=> %s AND LastWorkId <=> %s)",
             (
                 position.indexed_at_us,
                 position.work_id,
@@ -162,6 +204,8 @@ class FullRunCheckpoints:
                 works_written,
                 works_failed,
                 self._job_id.encode("utf-8"),
+                position.indexed_at_us,
+                position.work_id,
             ),
         )
 

@@ -65,6 +65,14 @@ WORK_ONTOLOGY_TYPE = "Work"
 # `strict_json`), so whatever the load accepts the pipeline accepts. Catalogue documents nest
 # about a dozen levels.
 MAX_DOCUMENT_DEPTH = DEFAULT_MAX_DEPTH
+# The most distinct source identifiers one work may carry (its own, its nodes' and its
+# predecessor), refused at `extract` beyond: one work's share of its batch's mint transaction and
+# of its identified document stays bounded. Catalogue works carry up to a few thousand (items);
+# the statements themselves are cut to the server's packet limit whatever the count
+# (`registry.packets`), so this bounds one work, not a statement. Each identifier's parts are at
+# most 255 characters (`source_identifiers.MAX_PART_LENGTH`; 1,020 bytes in UTF-8), also refused
+# at `extract`.
+MAX_IDENTIFIERS_PER_WORK = 50_000
 # Keys whose values hold bare source identifiers: nothing under them is minted.
 _BARE_IDENTIFIER_KEYS = frozenset({"sourceIdentifier", "otherIdentifiers", "predecessorIdentifier"})
 _CONTAINERS = (dict, list)
@@ -316,6 +324,8 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
     found: list[dict[str, Any]] = []
     level: list[Any] = [document]
     depth = 0
+    # Locals, not globals and builtins, in the loop that visits every value of every document.
+    is_instance, containers, bare_keys = isinstance, _CONTAINERS, _BARE_IDENTIFIER_KEYS
     while level:
         depth += 1
         if depth > MAX_DOCUMENT_DEPTH:
@@ -327,15 +337,15 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
         below: list[Any] = []
         keep = below.append
         for value in level:
-            if isinstance(value, dict):
+            if is_instance(value, dict):
                 if "sourceIdentifier" in value:
                     found.append(value)
                 for key, child in value.items():
-                    if isinstance(child, _CONTAINERS) and key not in _BARE_IDENTIFIER_KEYS:
+                    if is_instance(child, containers) and key not in bare_keys:
                         keep(child)
             else:
                 for child in value:
-                    if isinstance(child, _CONTAINERS):
+                    if is_instance(child, containers):
                         keep(child)
         level = below
     return found
@@ -404,6 +414,14 @@ def extract_work(
         if found is None:
             found = _identifier(node, "sourceIdentifier", known, work_id=work_id, document=document)
         nodes.append(IdentifiableNode(node, found))
+    if len(nodes) + 2 > MAX_IDENTIFIERS_PER_WORK:  # only then is counting the distinct ones due
+        distinct = len({source, predecessor, *(node.source for node in nodes)} - {None})
+        if distinct > MAX_IDENTIFIERS_PER_WORK:
+            raise _fail(
+                work_id,
+                f"carries {distinct:,} distinct source identifiers; at most "
+                f"{MAX_IDENTIFIERS_PER_WORK:,} per work are minted (MAX_IDENTIFIERS_PER_WORK)",
+            )
     return ExtractedWork(work_id, source, predecessor, tuple(nodes), document)
 
 

@@ -16,7 +16,9 @@ Two kinds of failure, two outcomes:
   `DownstreamNotificationError`, because it concerns every work of the run.
 
 Works that share a canonical ID (a successor and the predecessor it inherited from write one
-identified document) are announced once per batch.
+identified document) are announced once per `notify` call: once per batch, or once per run when
+the pipeline announces at the run's end (`WorksPipeline(announce_once=True)`, the Lambda's queued
+batches).
 """
 
 from __future__ import annotations
@@ -28,11 +30,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import (
     RetryError,
     Retrying,
@@ -44,7 +43,6 @@ from tenacity.wait import wait_base
 
 from idminter_pipeline.errors import DownstreamNotificationError, InvalidInputError
 from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.works.documents import IdentifiedWork
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +82,29 @@ class NotifyFailure:
     detail: str
 
 
+class Announceable(Protocol):
+    """A written work, as far as announcing it goes (an `IdentifiedWork`, or `Announced`)."""
+
+    @property
+    def canonical_id(self) -> str: ...
+
+    @property
+    def source_id(self) -> str: ...
+
+
+class Announced(NamedTuple):
+    """A written work to announce, without its document (kept until the end of a run)."""
+
+    canonical_id: str
+    source_id: str
+
+
 class DownstreamNotifier(Protocol):
     """What the pipeline needs of a notifier: announce written works, say which were not."""
 
     def describe(self) -> str: ...
 
-    def notify(self, works: Sequence[IdentifiedWork]) -> list[NotifyFailure]: ...
+    def notify(self, works: Sequence[Announceable]) -> list[NotifyFailure]: ...
 
 
 def message_entry(canonical_id: str) -> dict[str, str]:
@@ -118,6 +133,14 @@ def topic_region(topic_arn: object) -> str:
     return match["region"]
 
 
+def _boto_errors() -> tuple[type[Exception], type[Exception]]:
+    """botocore's ClientError and BotoCoreError. Imported here, not at the top: boto3 and botocore
+    take 0.1-0.4 s to import, which every command paid even with no topic configured."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    return ClientError, BotoCoreError
+
+
 class _EntriesFailed(Exception):
     """Some entries of a call failed and may succeed if sent again."""
 
@@ -125,14 +148,15 @@ class _EntriesFailed(Exception):
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, _EntriesFailed):
         return True
-    if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return isinstance(error, BotoCoreError)
+    client_error, botocore_error = _boto_errors()
+    if isinstance(error, client_error):
+        return error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES  # type: ignore[attr-defined]
+    return isinstance(error, botocore_error)
 
 
 def _describe_call_error(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
+    if isinstance(error, _boto_errors()[0]):
+        details = error.response.get("Error", {})  # type: ignore[attr-defined]
         return f"{details.get('Code')}: {details.get('Message')}"
     return f"{type(error).__name__}: {error}"
 
@@ -159,16 +183,22 @@ class SnsNotifier:
         self.max_attempts = max_attempts
         self.max_workers = max_workers
         self.wait = wait
-        self._client = client or boto3.client(
-            "sns",
-            region_name=region,
-            config=Config(max_pool_connections=max_workers, retries={"mode": "standard"}),
-        )
+        if client is None:
+            # Only a run with a topic configured pays for importing boto3.
+            import boto3  # noqa: PLC0415
+            from botocore.config import Config  # noqa: PLC0415
+
+            client = boto3.client(
+                "sns",
+                region_name=region,
+                config=Config(max_pool_connections=max_workers, retries={"mode": "standard"}),
+            )
+        self._client = client
 
     def describe(self) -> str:
         return f"SNS topic {self.topic_arn}"
 
-    def notify(self, works: Sequence[IdentifiedWork]) -> list[NotifyFailure]:
+    def notify(self, works: Sequence[Announceable]) -> list[NotifyFailure]:
         by_canonical_id: dict[str, list[str]] = {}
         for work in works:
             by_canonical_id.setdefault(work.canonical_id, []).append(work.source_id)
@@ -217,7 +247,7 @@ class SnsNotifier:
                     f"SNS did not accept canonical ID {canonical_id} after {self.max_attempts} "
                     f"attempts: {detail}"
                 )
-        except (ClientError, BotoCoreError) as error:
+        except _boto_errors() as error:
             detail = _describe_call_error(error)
             raise DownstreamNotificationError(self.topic_arn, detail) from error
         return refused

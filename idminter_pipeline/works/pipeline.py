@@ -18,7 +18,9 @@ work. Each work passes five stages, and a failure at any of them fails that work
 - `write`: the store refused the document;
 - `notify`: with a downstream notifier, the works written are announced right after each batch's
   write; a work whose announcement still fails after retries fails here (it stays written, and
-  re-running its scope announces it again).
+  re-running its scope announces it again). With `announce_once=True` (the Lambda's queued
+  batches) they are announced after the run's last write instead, each canonical ID once however
+  many batches wrote it.
 
 A work whose canonical ID belongs to a newer record of its inheritance chain is **superseded**,
 neither failed nor written: it does not replace that record's identified document and is not
@@ -66,7 +68,8 @@ from idminter_pipeline.works.documents import (
     decode_document,
     extract_work,
 )
-from idminter_pipeline.works.downstream import DownstreamNotifier
+from idminter_pipeline.works.downstream import Announceable, Announced, DownstreamNotifier
+from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
@@ -84,9 +87,6 @@ from idminter_pipeline.works.succession import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
-MIN_BATCH_SIZE = 1
-MAX_BATCH_SIZE = 5_000
 # Each re-run removes at least one work, but a pathological batch must not loop for long.
 MAX_MINT_ATTEMPTS = 4
 # A summary keeps this many failures in full; the counts by stage are always complete.
@@ -257,6 +257,7 @@ class WorksPipeline:
         record_processed: bool = True,
         notifier: DownstreamNotifier | None = None,
         succession: SuccessionPolicy | None = None,
+        announce_once: bool = False,
     ) -> None:
         self.store = store
         self.minter = minter
@@ -267,6 +268,9 @@ class WorksPipeline:
         self.record_processed = record_processed
         self.notifier = notifier
         self.succession = succession if succession is not None else SuccessionPolicy.from_env()
+        # Written works not yet announced, kept light (no documents) until the run's end.
+        self.announce_once = announce_once
+        self._unannounced: list[Announced] = []
 
     def run(
         self,
@@ -289,6 +293,7 @@ class WorksPipeline:
                 raise InvalidInputError("only a full run with a job id can be resumed")
             summary.resumed_from = checkpoints.begin(job_id, self.store.describe())
         after = summary.resumed_from.position if summary.resumed_from else None
+        self._unannounced = []
         guard = ChurnGuard(self.churn_policy)
         try:
             stored = read_scope(self.store, scope, page_size=self.page_size, after=after)
@@ -305,6 +310,11 @@ class WorksPipeline:
                     )
             if checkpoints is not None:
                 checkpoints.finish()
+            if self.announce_once:
+                # After the last write: a canonical ID written by two batches (a successor and
+                # its predecessor) is announced once, with its final document in place.
+                unannounced, self._unannounced = self._unannounced, []
+                self._notify(unannounced, summary)
         finally:
             summary.duration_seconds = time.perf_counter() - started
         logger.info(
@@ -351,7 +361,10 @@ class WorksPipeline:
         canonical_ids = {source: result.canonical_id for source, result in results.items()}
         identified = self._annotate(works, canonical_ids, summary)
         written = self._write(identified, summary, ranks)
-        self._notify(written, summary)
+        if self.announce_once:
+            self._unannounced.extend(Announced(w.canonical_id, w.source_id) for w in written)
+        else:
+            self._notify(written, summary)
         return written
 
     def _extract(self, batch: list[StoredWork], summary: RunSummary) -> dict[str, ExtractedWork]:
@@ -493,7 +506,7 @@ class WorksPipeline:
                 summary.processed.append(work.source_id)
         return written
 
-    def _notify(self, written: Sequence[IdentifiedWork], summary: RunSummary) -> None:
+    def _notify(self, written: Sequence[Announceable], summary: RunSummary) -> None:
         """The `notify` stage: announce the written works downstream."""
         if self.notifier is None or not written:
             return

@@ -38,12 +38,14 @@ def run_from_env(
     batch_size: int = DEFAULT_BATCH_SIZE,
     record_processed: bool = True,
     environ: Mapping[str, str] | None = None,
+    announce_once: bool = False,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
     names.
 
     A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
-    run with that job id wrote.
+    run with that job id wrote. `announce_once` announces the written works after the run's
+    last write, each canonical ID once (`WorksPipeline`).
     """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
@@ -63,4 +65,5 @@ def run_from_env(
             on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
             record_processed=record_processed,
             notifier=notifier,
+            announce_once=announce_once,
         ).run(scope, job_id=job_id, checkpoints=checkpoints)

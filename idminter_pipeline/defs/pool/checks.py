@@ -13,6 +13,7 @@ import dagster as dg
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool import count_free_up_to
 
 LOW_WATERMARK_CHECK = "free_pool_above_low_watermark"
@@ -75,12 +76,16 @@ def watermark_outcome(
 def _watermark_check(
     registry_database: RegistryDatabase, watermark: int, level: str
 ) -> dg.AssetCheckResult:
-    conn = registry_database.connect()
-    try:
-        # Reading watermark + 1 entries is enough to know whether the pool is at or above it.
-        free = count_free_up_to(conn, watermark + 1)
-    finally:
-        conn.close()
+    def count() -> int:
+        conn = registry_database.connect()
+        try:
+            # Reading watermark + 1 entries is enough to know whether the pool is at or above it.
+            return count_free_up_to(conn, watermark + 1)
+        finally:
+            conn.close()
+
+    # A read on a connection of its own: ridden out like every registry connection.
+    free = ride_out(count, what=f"checking the pool's {level} watermark")
     return watermark_outcome(
         free=free, free_is_exact=free <= watermark, watermark=watermark, level=level
     ).result()

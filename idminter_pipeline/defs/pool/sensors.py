@@ -5,15 +5,20 @@
 both watermark checks); below the low watermark it requests a replenishment run, and it alerts on
 low water and on a forecast to run dry.
 
+The same tick watches the registry itself (`registry.reachability`): a tick that cannot read it
+is skipped with the cause, and an outage longer than `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`
+sends one critical alert, then one resolution when a tick reads it again.
+
 `pool_replenishment_failure_alert`: a replenishment run that fails is a page: minting stops when
 the pool is empty.
 """
 
 import os
+import time
 
 import dagster as dg
 
-from idminter_pipeline.alerts import Severity
+from idminter_pipeline.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.failures import FailedRun, failed_run_alert
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
@@ -27,9 +32,15 @@ from idminter_pipeline.defs.pool.jobs import (
 from idminter_pipeline.defs.pool.metrics import emit_pool_metrics
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import AlertDeliveryError, SchemaMigrationError
+from idminter_pipeline.errors import (
+    AlertDeliveryError,
+    RegistryUnavailableError,
+    SchemaMigrationError,
+)
+from idminter_pipeline.registry.outage import is_outage
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
 from idminter_pipeline.registry.pool.watch import WatchState, assess, watch_caps
+from idminter_pipeline.registry.reachability import Reachability, alert_after_seconds
 
 SENSOR_INTERVAL_ENV = "IDMINTER_POOL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 60
@@ -123,14 +134,34 @@ def pool_size_sensor(
 ) -> dg.SensorResult:
     settings = id_pool.settings()
     state = WatchState.from_cursor(context.cursor)
+    reachability = Reachability.from_cursor(context.cursor)
+    alert_after = alert_after_seconds()  # a bad value fails the tick, naming it
+    database = registry_database.settings().describe()
     free_cap, minted_cap = watch_caps(state, settings)
-    conn = registry_database.connect()
     try:
-        watch = watch_pool(conn, free_cap=free_cap, minted_cap=minted_cap)
+        conn = registry_database.connect()
+        try:
+            watch = watch_pool(conn, free_cap=free_cap, minted_cap=minted_cap)
+        finally:
+            conn.close()
     except SchemaMigrationError as error:
         return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
-    finally:
-        conn.close()
+    except Exception as error:
+        if not (isinstance(error, RegistryUnavailableError) or is_outage(error)):
+            raise
+        cause = f"{type(error).__name__}: {error}"
+        reachability, alert = reachability.after_failure(
+            time.time(), cause, alert_after=alert_after, database=database
+        )
+        if alert is not None and _delivered(alerts, alert, context):
+            reachability = reachability.after_alert()
+        return dg.SensorResult(
+            skip_reason=f"registry unreachable: {cause}",
+            cursor=reachability.into_cursor(context.cursor),
+        )
+    recovered, resolution = reachability.after_success(time.time(), database=database)
+    if resolution is None or _delivered(alerts, resolution, context):
+        reachability = recovered  # an undelivered resolution is sent again next tick
     # The free count as a CloudWatch metric (EMF on stdout) when configured: alarms see it even
     # if everything below this line fails.
     emit_pool_metrics(watch, settings)
@@ -139,7 +170,7 @@ def pool_size_sensor(
         watch,
         state,
         settings,
-        database=registry_database.settings().describe(),
+        database=database,
         replenishment_job=POOL_REPLENISHMENT_JOB_NAME,
     )
     new_state = decision.state
@@ -161,9 +192,19 @@ def pool_size_sensor(
     return dg.SensorResult(
         run_requests=run_requests,
         skip_reason=None if run_requests else decision.summary,
-        cursor=new_state.to_cursor(),
+        cursor=reachability.into_cursor(new_state.to_cursor()),
         asset_events=tick_events(watch, settings, decision.summary),
     )
+
+
+def _delivered(alerts: AlertsResource, alert: Alert, context: dg.SensorEvaluationContext) -> bool:
+    """Whether every channel took `alert`; if not, the next tick sends it again."""
+    try:
+        alerts.send(alert, log=context.log)
+    except AlertDeliveryError as error:
+        context.log.error(str(error))
+        return False
+    return True
 
 
 def replenishes_pool(run: dg.DagsterRun) -> bool:

@@ -19,6 +19,11 @@ from typing import Any
 from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.errors import LegacyMigrationError, SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.limits import (
+    LEGACY_DEFAULT_BATCH_SIZE,
+    LEGACY_MAX_BATCH_SIZE,
+    LEGACY_MIN_BATCH_SIZE,
+)
 from idminter_pipeline.registry.schema import migrations_dir, table_exists
 
 LIVE_TABLE = "identifiers"
@@ -34,9 +39,9 @@ MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
 LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
 _SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
-DEFAULT_BATCH_SIZE = 20_000
-MIN_BATCH_SIZE = 100
-MAX_BATCH_SIZE = 200_000
+DEFAULT_BATCH_SIZE = LEGACY_DEFAULT_BATCH_SIZE
+MIN_BATCH_SIZE = LEGACY_MIN_BATCH_SIZE
+MAX_BATCH_SIZE = LEGACY_MAX_BATCH_SIZE
 EXAMPLES = 10
 # The server waits this long for metadata locks (triggers, rename) before giving up cleanly.
 LOCK_WAIT_TIMEOUT_SECONDS = 60

@@ -1,7 +1,9 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
 One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
-(docs/design/minting.md); steps with nothing to do are skipped:
+(docs/design/minting.md), as long as each fits in the server's `max_allowed_packet` (read once
+per connection); a batch that would not is sent as more statements of the same kind, each that
+fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
 2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
@@ -71,10 +73,11 @@ from idminter_pipeline.registry.minting.plan import (
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
     CLAIM_FREE_IDS_SQL,
-    insert_mappings_sql,
+    insert_mappings_statements,
     keyed_select,
-    mark_assigned_sql,
-    record_events_statement,
+    keyed_selects,
+    mark_assigned_statements,
+    record_events_statements,
 )
 from idminter_pipeline.registry.outage import (
     RetryBudget,
@@ -82,6 +85,7 @@ from idminter_pipeline.registry.outage import (
     log_outage_retry,
     outage_bound,
 )
+from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
 from idminter_pipeline.source_identifiers import SourceIdentifier
 
 logger = logging.getLogger(__name__)
@@ -215,6 +219,7 @@ class Minter:
                     cursor.execute(
                         f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}"
                     )
+                max_allowed_packet(conn)  # read once per connection: statements fit in it
                 conn.commit()
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -338,17 +343,25 @@ class Minter:
     def _fetch_mappings(
         self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool = False
     ) -> dict[Key, str]:
-        """Collation key -> canonical ID, for the keys that exist."""
-        sql, branch_groups = self._keyed_select(conn, keys, lock=lock)
-        if not branch_groups:
-            return {}
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-            rows = cursor.fetchall()
-        return {
-            (*branch_groups[branch], pad_space(source_id)): canonical_id
-            for branch, source_id, canonical_id in rows
-        }
+        """Collation key -> canonical ID, for the keys that exist (one statement unless that
+        would exceed the server's packet limit)."""
+        found: dict[Key, str] = {}
+        selects = keyed_selects(
+            conn,
+            list(keys),
+            chunk_size=self.lookup_chunk_size,
+            lock=lock,
+            budget=statement_budget(conn),
+        )
+        for sql, branch_groups in selects:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+                rows = cursor.fetchall()
+            found.update(
+                ((*branch_groups[branch], pad_space(source_id)), canonical_id)
+                for branch, source_id, canonical_id in rows
+            )
+        return found
 
     def lookup_ids(self, sources: Iterable[SourceIdentifier]) -> dict[SourceIdentifier, str]:
         """The canonical ID of each given source that is registered (one SELECT, one COMMIT)."""
@@ -509,8 +522,12 @@ class Minter:
         order) and return the canonical ID each key really has now, or None if the insert
         proved that every key has the planned one."""
         ordered = sorted(batch.new, key=batch.keys.__getitem__)
+        inserted = 0
         with conn.cursor() as cursor:
-            inserted = cursor.execute(insert_mappings_sql(conn, batch.keys, batch.ids, ordered))
+            for sql in insert_mappings_statements(
+                conn, batch.keys, batch.ids, ordered, budget=statement_budget(conn)
+            ):
+                inserted += cursor.execute(sql)
         # Affected rows count 1 per inserted row and 0 per duplicate left unchanged (unless the
         # client asked for found rows). All inserted means no other minter got there first, and
         # every key has our ID: the re-read could only confirm it.
@@ -527,12 +544,15 @@ class Minter:
 
     def _mark_assigned(self, conn: Connection, canonical_ids: list[str]) -> None:
         with conn.cursor() as cursor:
-            cursor.execute(mark_assigned_sql(conn, canonical_ids))
+            for sql in mark_assigned_statements(conn, canonical_ids, budget=statement_budget(conn)):
+                cursor.execute(sql)
 
     def _record_events(self, conn: Connection, events: list[_Event], job_id: str | None) -> None:
-        sql, values = record_events_statement(events, job_id)
         with conn.cursor() as cursor:
-            cursor.execute(sql, values)
+            for sql, values in record_events_statements(
+                events, job_id, budget=statement_budget(conn)
+            ):
+                cursor.execute(sql, values)
 
     # -- aliases ----------------------------------------------------------------------------
 

@@ -49,24 +49,27 @@ from idminter_pipeline.errors import (
     PoolTopUpIncompleteError,
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.limits import (
+    POOL_DEFAULT_BATCH_SIZE,
+    POOL_DEFAULT_MAX_ROUNDS,
+    POOL_DEFAULT_WRITERS,
+    POOL_MAX_BATCH_SIZE,
+    POOL_MAX_WRITERS,
+)
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool.health import (
     _require_count,
     count_free,
 )
 
-# Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
-# fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,
-# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB).
-DEFAULT_BATCH_SIZE = 50_000
-MAX_BATCH_SIZE = 100_000
-DEFAULT_MAX_ROUNDS = 10
+# Batch sizes and writers: registry.limits says why these values (the CLI reads them there).
+DEFAULT_BATCH_SIZE = POOL_DEFAULT_BATCH_SIZE
+MAX_BATCH_SIZE = POOL_MAX_BATCH_SIZE
+DEFAULT_MAX_ROUNDS = POOL_DEFAULT_MAX_ROUNDS
 # IDs drawn and sorted at once (about 35 MB of strings at most per chunk, two chunks alive).
 SORT_CHUNK = 500_000
-# Connections inserting at once. Two measured about 1.5 times as fast as one on the 2-core test
-# machine; each writer takes its own key range of a chunk, so they rarely meet on a lock.
-DEFAULT_WRITERS = 2
-MAX_WRITERS = 4
+DEFAULT_WRITERS = POOL_DEFAULT_WRITERS
+MAX_WRITERS = POOL_MAX_WRITERS
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600
 # MySQL refuses user lock names longer than 64 characters.
 _LOCK_NAME_MAX = 64

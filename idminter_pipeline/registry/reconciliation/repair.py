@@ -33,15 +33,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from idminter_pipeline.batch_sizes import bounded_batch_size
 from idminter_pipeline.canonical_ids import is_canonical_id
 from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.limits import (
+    RECONCILIATION_DEFAULT_BATCH_SIZE,
+    RECONCILIATION_MAX_BATCH_SIZE,
+    RECONCILIATION_MIN_BATCH_SIZE,
+)
 from idminter_pipeline.registry.reconciliation.keyset import (
     execute,
     keyset_ranges,
@@ -51,6 +54,9 @@ from idminter_pipeline.registry.reconciliation.keyset import (
 from idminter_pipeline.registry.reconciliation.retired_ids import RETIRED_TABLE, once_mapped, retire
 from idminter_pipeline.registry.reconciliation.variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import table_exists
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +83,9 @@ REPAIRABLE = {FREE_IDS_IN_USE, ORPHAN_ASSIGNED_IDS}
 PROVENANCE_TABLE = "identifier_provenance"
 ORPHANS_TABLE = "reconciliation_orphans"
 
-DEFAULT_BATCH_SIZE = 10_000
-MIN_BATCH_SIZE = 100
-MAX_BATCH_SIZE = 100_000
+DEFAULT_BATCH_SIZE = RECONCILIATION_DEFAULT_BATCH_SIZE
+MIN_BATCH_SIZE = RECONCILIATION_MIN_BATCH_SIZE
+MAX_BATCH_SIZE = RECONCILIATION_MAX_BATCH_SIZE
 DEFAULT_GRACE_PERIOD = timedelta(days=7)
 EXAMPLES = 10
 # The report lists every change; beyond this many it keeps counting and logs the rest.
@@ -155,12 +161,16 @@ class ReconciliationReport:
         return next(f for f in self.findings if f.finding == name)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415  (0.5-0.9 s: only the printed tables need it)
+
         rows = [
             {**asdict(f), "examples": ", ".join(f.examples), "note": f.note} for f in self.findings
         ]
         return pd.DataFrame(rows, columns=[*REPORT_COLUMNS, "note"])
 
     def changes_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         return pd.DataFrame(
             [asdict(c) for c in self.changes],
             columns=["action", "canonical_id", "finding", "detail"],

@@ -43,8 +43,9 @@ from idminter_pipeline.registry.minting import (
     reject_cycles,
 )
 from idminter_pipeline.registry.minting.plan import Key, _Batch, _key
-from idminter_pipeline.registry.minting.statements import keyed_select
+from idminter_pipeline.registry.minting.statements import keyed_selects
 from idminter_pipeline.registry.outage import ride_out
+from idminter_pipeline.registry.packets import statement_budget
 from idminter_pipeline.registry.schema import table_exists
 from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
@@ -164,20 +165,25 @@ class ShadowMinter:
             return {}
 
         def read(conn: Connection) -> dict[Key, str]:
-            sql, groups = keyed_select(
+            found: dict[Key, str] = {}
+            # Cut to the server's packet like the minter's lookup: a batch with one huge work
+            # is read in several statements instead of failing.
+            for sql, groups in keyed_selects(
                 conn,
                 keys,
                 chunk_size=DEFAULT_LOOKUP_CHUNK_SIZE,
                 lock=False,
+                budget=statement_budget(conn),
                 table=self.target.table,
-            )
-            with conn.cursor() as cursor:
-                cursor.execute(sql)
-                rows = cursor.fetchall()
-            return {
-                (*groups[branch], pad_space(source_id)): canonical_id
-                for branch, source_id, canonical_id in rows
-            }
+            ):
+                with conn.cursor() as cursor:
+                    cursor.execute(sql)
+                    rows = cursor.fetchall()
+                found.update(
+                    ((*groups[branch], pad_space(source_id)), canonical_id)
+                    for branch, source_id, canonical_id in rows
+                )
+            return found
 
         return self._with_connection(read, f"looking up {len(keys):,} identifier(s)")
 
