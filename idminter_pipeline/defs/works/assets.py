@@ -89,10 +89,17 @@ def _record_windows(
                     asset_key=context.asset_key, partition=result.partition_key, metadata=metadata
                 )
             )
-            for evaluation in _evaluations(context, result):
-                context.log_event(evaluation)
         else:
             context.add_asset_metadata(metadata, partition_key=result.partition_key)
+    if as_events and _any_check_selected(context):
+        # After the materializations, so each evaluation can point at its partition's.
+        targets = _target_materializations(context)
+        for result in results:
+            for evaluation in _evaluations(context, result, targets.get(result.partition_key)):
+                context.log_event(evaluation)
+
+
+_CHECKS = (NO_FAILED_WORKS_CHECK, NO_SUCCESSION_CONFLICTS_CHECK)
 
 
 def _check_key(
@@ -105,34 +112,51 @@ def _check_selected(context: dg.AssetExecutionContext, name: str = NO_FAILED_WOR
     return _check_key(context, name) in context.selected_asset_check_keys
 
 
+def _any_check_selected(context: dg.AssetExecutionContext) -> bool:
+    return any(_check_selected(context, name) for name in _CHECKS)
+
+
 def _evaluations(
-    context: dg.AssetExecutionContext, result: WindowResult
+    context: dg.AssetExecutionContext,
+    result: WindowResult,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """The window's evaluation of each selected check."""
+    """The window's evaluation of each selected check, pointing at `target`, its partition's
+    materialization in this run."""
     if _check_selected(context):
-        yield _evaluation(context, result)
+        yield _evaluation(context, result, target)
     if _check_selected(context, NO_SUCCESSION_CONFLICTS_CHECK):
-        yield _conflict_evaluation(context, result)
+        yield _conflict_evaluation(context, result, target)
 
 
-def _target_materialization(
-    context: dg.AssetExecutionContext, partition_key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """This run's materialization of the partition, which the evaluation is about."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition_key]),
-        limit=1,
+def _target_materializations(
+    context: dg.AssetExecutionContext,
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """This run's materialization of each of its partitions, which the evaluations are about.
+
+    One query for the whole run: a query per partition (what Dagster does for a check result)
+    cost more than a millisecond a window. A partition missing here (not stored yet, as with an
+    executor that writes events from another process) gets no link rather than a link to an
+    older materialization.
+    """
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
-    if not records or records[0].run_id != context.run.run_id:
-        # Not stored yet (an executor that writes events from another process): no link rather
-        # than a link to an older materialization.
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
-    )
+    targets = {}
+    for record in records:  # oldest first: a later materialization of a partition wins
+        if record.asset_key != context.asset_key or record.partition_key is None:
+            continue
+        targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+    return targets
 
 
-def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.AssetCheckEvaluation:
+def _evaluation(
+    context: dg.AssetExecutionContext,
+    result: WindowResult,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
         asset_key=context.asset_key,
         check_name=NO_FAILED_WORKS_CHECK,
@@ -142,12 +166,14 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
         metadata=check_metadata(result),
         blocking=True,
         partition=result.partition_key,
-        target_materialization_data=_target_materialization(context, result.partition_key),
+        target_materialization_data=target,
     )
 
 
 def _conflict_evaluation(
-    context: dg.AssetExecutionContext, result: WindowResult
+    context: dg.AssetExecutionContext,
+    result: WindowResult,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
 ) -> dg.AssetCheckEvaluation:
     conflicts = result.summary.succession_conflicts
     return dg.AssetCheckEvaluation(
@@ -161,7 +187,7 @@ def _conflict_evaluation(
             "conflicts": dg.MetadataValue.json(conflict_rows(result.summary, 5)),
         },
         partition=result.partition_key,
-        target_materialization_data=_target_materialization(context, result.partition_key),
+        target_materialization_data=target,
     )
 
 
@@ -239,10 +265,12 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     _alert_failed_works(context, results, alerts)
     # Every figure is partition-scoped: nothing here, or it would land on every partition.
     yield dg.MaterializeResult()
-    # After the materializations, so each evaluation can point at its partition's.
-    for result in results:
-        yield from _evaluations(context, result)
-    for name in (NO_FAILED_WORKS_CHECK, NO_SUCCESSION_CONFLICTS_CHECK):
+    if _any_check_selected(context):
+        # After the materializations, so each evaluation can point at its partition's.
+        targets = _target_materializations(context)
+        for result in results:
+            yield from _evaluations(context, result, targets.get(result.partition_key))
+    for name in _CHECKS:
         if _check_selected(context, name):
             yield dg.Output(
                 None,
