@@ -64,11 +64,7 @@ def _env(settings: DatabaseSettings, store_path: Path, local: Path) -> dict[str,
     }
     env.update(
         {
-            "RDS_PRIMARY_HOST": settings.host,
-            "RDS_PORT": str(settings.port),
-            "RDS_USERNAME": settings.username,
-            "RDS_PASSWORD": settings.password,
-            "IDENTIFIERS_DATABASE": settings.database,
+            **settings.as_environment(),
             "WORKS_STORE_PATH": str(store_path),
             "IDMINTER_LOCAL_DIR": str(local),
         }

@@ -29,11 +29,7 @@ READY_TIMEOUT = 120.0
 def worker_env(settings: DatabaseSettings) -> dict[str, str]:
     env = {
         **os.environ,
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
+        **settings.as_environment(),
     }
     env.pop("RDS_SECRET_NAME", None)
     return env

@@ -84,6 +84,17 @@ class DatabaseSettings:
     def with_database(self, database: str) -> DatabaseSettings:
         return DatabaseSettings(**{**self.__dict__, "database": database})
 
+    def as_environment(self) -> dict[str, str]:
+        """The variables `from_env` reads these settings back from, for a child process (a CLI
+        run, a worker, a container). The password is in it: never log the result."""
+        return {
+            "RDS_PRIMARY_HOST": self.host,
+            "RDS_PORT": str(self.port),
+            "RDS_USERNAME": self.username,
+            "RDS_PASSWORD": self.password,
+            "IDENTIFIERS_DATABASE": self.database,
+        }
+
     def describe(self) -> str:
         """Where this connects, for logs and errors: never the password."""
         who = f"secret {self.secret_name!r}" if self.secret_name else f"user {self.username!r}"

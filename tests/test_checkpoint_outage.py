@@ -81,11 +81,7 @@ def _works() -> list:
 def _env(settings: DatabaseSettings, store_path: Path) -> dict[str, str]:
     env = {
         **os.environ,
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
+        **settings.as_environment(),
         "WORKS_STORE_PATH": str(store_path),
         "ELASTICSEARCH_URL": "",
         # This source tree, not whatever checkout the venv has installed (a worktree's tests

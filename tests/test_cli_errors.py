@@ -56,11 +56,7 @@ def _env(settings: DatabaseSettings, **extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name != "IDMINTER_DEBUG"}
     return {
         **env,
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
+        **settings.as_environment(),
         **extra,
     }
 

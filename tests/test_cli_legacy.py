@@ -20,11 +20,7 @@ def legacy_env(server_settings, monkeypatch):
     for settings in scratch_database(server_settings):
         make_legacy_registry(settings, SPECIAL_ROWS)
         for name, value in {
-            "RDS_PRIMARY_HOST": settings.host,
-            "RDS_PORT": str(settings.port),
-            "RDS_USERNAME": settings.username,
-            "RDS_PASSWORD": settings.password,
-            "IDENTIFIERS_DATABASE": settings.database,
+            **settings.as_environment(),
         }.items():
             monkeypatch.setenv(name, value)
         yield settings

@@ -61,6 +61,21 @@ def _current_user(settings) -> str:
         conn.close()
 
 
+def test_settings_given_to_a_child_process_read_back_the_same():
+    settings = DatabaseSettings(
+        host="aurora.example", port=3307, username="minter", password="p w%", database="ids"
+    )
+    environment = settings.as_environment()
+    assert DatabaseSettings.from_env(environment) == settings
+    assert set(environment) == {
+        "RDS_PRIMARY_HOST",
+        "RDS_PORT",
+        "RDS_USERNAME",
+        "RDS_PASSWORD",
+        "IDENTIFIERS_DATABASE",
+    }
+
+
 def test_settings_come_from_the_established_variables():
     settings = DatabaseSettings.from_env(
         {

@@ -95,11 +95,7 @@ def _neighbours():
 def _mint_window(settings: DatabaseSettings, store_path: Path) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
+        **settings.as_environment(),
         "WORKS_STORE_PATH": str(store_path),
         "ELASTICSEARCH_URL": "",
         # This source tree, not whatever checkout the venv has installed (a worktree's tests

@@ -81,13 +81,7 @@ def _exception_text(error: BaseException) -> str:
 
 
 def _env(settings: DatabaseSettings) -> dict[str, str]:
-    return {
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
-    }
+    return settings.as_environment()
 
 
 def test_settings_never_render_the_password(secret_user):

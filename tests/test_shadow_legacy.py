@@ -32,11 +32,7 @@ LEGACY_ROWS = [
 def legacy_env(legacy_database, tmp_path, monkeypatch):
     settings = make_legacy_registry(legacy_database, LEGACY_ROWS)
     for name, value in {
-        "RDS_PRIMARY_HOST": settings.host,
-        "RDS_PORT": str(settings.port),
-        "RDS_USERNAME": settings.username,
-        "RDS_PASSWORD": settings.password,
-        "IDENTIFIERS_DATABASE": settings.database,
+        **settings.as_environment(),
         "WORKS_STORE_PATH": str(tmp_path / "works.sqlite3"),
         "IDMINTER_LOCAL_DIR": str(tmp_path / "local"),
     }.items():

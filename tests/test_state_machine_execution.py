@@ -106,11 +106,7 @@ def test_a_registry_outage_longer_than_the_lambdas_bound_is_retried_by_the_state
         apply_migrations(lambda: connect(settings))
         top_up(lambda: connect(settings), 100)
         for name, value in {
-            "RDS_PRIMARY_HOST": settings.host,
-            "RDS_PORT": str(settings.port),
-            "RDS_USERNAME": settings.username,
-            "RDS_PASSWORD": settings.password,
-            "IDENTIFIERS_DATABASE": settings.database,
+            **settings.as_environment(),
             OUTAGE_ENV: "1",  # the Lambda rides out one second itself, then reports the outage
         }.items():
             monkeypatch.setenv(name, value)
