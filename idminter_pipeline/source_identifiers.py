@@ -177,3 +177,45 @@ class SourceIdentifier:
 
     def __str__(self) -> str:
         return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"
+
+
+# The slots `SourceIdentifier` keeps its parts in, written directly by `document_identifier`: a
+# frozen dataclass's `__init__` sets each through `object.__setattr__` and then calls
+# `__post_init__`, three Python frames per identifier where one suffices.
+_new_identifier = object.__new__
+_set_ontology_type = SourceIdentifier.ontology_type.__set__  # type: ignore[attr-defined]
+_set_source_system = SourceIdentifier.source_system.__set__  # type: ignore[attr-defined]
+_set_source_id = SourceIdentifier.source_id.__set__  # type: ignore[attr-defined]
+_REGISTERED_AS = {
+    **{name: name for name in REGISTERED_ONTOLOGY_TYPES},
+    **{name: "Concept" for name in CONCEPT_SUBTYPES},
+}
+
+
+def document_identifier(
+    ontology_type: object, source_system: object, source_id: object
+) -> SourceIdentifier | None:
+    """The identifier a document's node names (`ontologyType`, `identifierType.id`, `value`,
+    a concept subtype registered as `Concept`) when it is in the common, plain form that
+    `SourceIdentifier.__post_init__` accepts without looking further; None otherwise, and the
+    caller then constructs it the ordinary way, which accepts or names what is wrong.
+
+    Extraction calls it once for each distinct identifier of a batch (most are distinct).
+    """
+    registered = _REGISTERED_AS.get(ontology_type) if type(ontology_type) is str else None
+    if (
+        registered is None
+        or type(source_id) is not str
+        or not 0 < len(source_id) <= MAX_PART_LENGTH
+        or not source_id.isascii()
+        or not source_id.isprintable()
+        or source_id[0] == " "
+        or source_id[-1] == " "
+        or not _plain_source_system(source_system)
+    ):
+        return None
+    identifier = _new_identifier(SourceIdentifier)
+    _set_ontology_type(identifier, registered)
+    _set_source_system(identifier, source_system)
+    _set_source_id(identifier, source_id)
+    return identifier
