@@ -235,7 +235,11 @@ def document_identifier(
         or not source_id.isprintable()
         or source_id[0] == " "
         or source_id[-1] == " "
-        or not _plain_source_system(source_system)
+        or type(source_system) is not str
+        or (
+            # A catalogue has a few dozen systems: nearly always one already found plain.
+            source_system not in _PLAIN_SOURCE_SYSTEMS and not _plain_source_system(source_system)
+        )
     ):
         return None
     identifier = _new_identifier(SourceIdentifier)

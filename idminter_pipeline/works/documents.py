@@ -34,8 +34,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import repeat
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -110,9 +108,6 @@ class IdentifiedWork:
     canonical_id: str
     source_id: str
     document: dict[str, Any]
-
-
-_NODE, _SOURCE = itemgetter(0), itemgetter(1)  # of an `IdentifiableNode`, at C speed
 
 
 class IdentifiableNode(NamedTuple):
@@ -500,16 +495,19 @@ def annotate_work(
     it would silently change a public identifier.
     """
     nodes = extracted.nodes
-    # Every node checked before any is touched; the checks run as C-level maps over the nodes,
-    # and only a work that fails one goes through them node by node, for the first culprit.
-    assigned = list(map(canonical_ids.get, map(_SOURCE, nodes)))
-    targets = list(map(_NODE, nodes))
-    if None in assigned or any(map(dict.__contains__, targets, repeat("canonicalId"))):
-        for (node, source), canonical_id in zip(nodes, assigned, strict=True):
-            present = node.get("canonicalId")
-            if canonical_id is None or (present is not None and present != canonical_id):
-                raise _unannotatable(extracted, node, source, canonical_id)
-    for node, canonical_id in zip(targets, assigned, strict=True):
+    canonical_id_of = canonical_ids.get
+    assigned: list[str] = []
+    keep = assigned.append
+    for node, source in nodes:  # every node checked before any is touched
+        canonical_id = canonical_id_of(source)
+        if canonical_id is None or (
+            "canonicalId" in node
+            and node["canonicalId"] is not None
+            and node["canonicalId"] != canonical_id
+        ):
+            raise _unannotatable(extracted, node, source, canonical_id)
+        keep(canonical_id)
+    for (node, _), canonical_id in zip(nodes, assigned, strict=True):
         node["canonicalId"] = canonical_id
         if "identifiedType" in node:
             node["type"] = node.pop("identifiedType")
