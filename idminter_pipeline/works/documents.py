@@ -341,16 +341,23 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
             )
         below: list[Any] = []
         keep = below.append
+        # Empty arrays and objects (a third of a catalogue work's containers) hold nothing to
+        # visit; only one level short of the limit are they kept, as they count for it.
+        keep_empty = depth >= MAX_DOCUMENT_DEPTH
         for value in level:
             if is_instance(value, dict):
                 if "sourceIdentifier" in value:
                     found.append(value)
                 for key, child in value.items():
-                    if is_instance(child, containers) and key not in bare_keys:
+                    if (
+                        is_instance(child, containers)
+                        and (child or keep_empty)
+                        and key not in bare_keys
+                    ):
                         keep(child)
             else:
                 for child in value:
-                    if is_instance(child, containers):
+                    if is_instance(child, containers) and (child or keep_empty):
                         keep(child)
         level = below
     return found
