@@ -319,3 +319,41 @@ def test_the_asset_says_which_works_store_the_deployment_uses(elasticsearch_url,
     other = ({"sqlite", "elasticsearch"} - {kind}).pop()
     assert kind in kinds and other not in kinds
     assert described in description
+
+
+def _window_lines(instance, run_id: str) -> list[str]:
+    return [
+        record.event_log_entry.user_message
+        for record in instance.get_records_for_run(run_id).records
+        if record.event_log_entry.user_message.startswith("minting window")
+    ]
+
+
+def test_a_fast_multi_window_run_logs_its_first_and_last_window_and_each_slow_one(
+    defs, instance, store_path, connect_registry, monkeypatch
+):
+    fill_pool(connect_registry, 2_000)
+    _put(store_path, [*_good("00", 2, "a"), *_good("15", 2, "b"), *_good("30", 2, "c")])
+    job = defs.resolve_job_def("mint_works")
+
+    fast = job.execute_in_process(instance=instance, tags=RANGE)
+    # Every log line is a stored event: the middle window of a quick run is not logged, but its
+    # partition still has its own figures and check.
+    assert fast.success
+    lines = _window_lines(instance, fast.run_id)
+    assert [line.split("): ")[0] + ")" for line in lines] == [
+        f"minting window {WINDOWS[0]} (1 of 3)",
+        f"minting window {WINDOWS[2]} (3 of 3)",
+    ]
+    assert lines[0].endswith(
+        "indexed_at in [2026-07-30T09:00:00.000000Z, 2026-07-30T09:15:00.000000Z)"
+    )
+    assert _figures(instance, WINDOWS[1])["works_read"] == 2
+    assert _check_status(instance)[WINDOWS[1]] == AssetCheckExecutionRecordStatus.SUCCEEDED
+
+    # When windows take longer than the interval, each one is logged as it starts.
+    monkeypatch.setattr("idminter_pipeline.defs.works.runs.PROGRESS_LOG_SECONDS", 0.0)
+    slow = job.execute_in_process(instance=instance, tags=RANGE)
+    assert [line.split(" (")[0] for line in _window_lines(instance, slow.run_id)] == [
+        f"minting window {window}" for window in WINDOWS
+    ]

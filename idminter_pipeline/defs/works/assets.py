@@ -86,10 +86,13 @@ def _record_windows(
                     asset_key=context.asset_key, partition=result.partition_key, metadata=metadata
                 )
             )
-            if _check_selected(context):
-                context.log_event(_evaluation(context, result))
         else:
             context.add_asset_metadata(metadata, partition_key=result.partition_key)
+    if as_events and _check_selected(context):
+        # After the materializations, so each evaluation can point at its partition's.
+        targets = _target_materializations(context)
+        for result in results:
+            context.log_event(_evaluation(context, result, targets.get(result.partition_key)))
 
 
 def _check_key(context: dg.AssetExecutionContext) -> dg.AssetCheckKey:
@@ -100,24 +103,34 @@ def _check_selected(context: dg.AssetExecutionContext) -> bool:
     return _check_key(context) in context.selected_asset_check_keys
 
 
-def _target_materialization(
-    context: dg.AssetExecutionContext, partition_key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """This run's materialization of the partition, which the evaluation is about."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[partition_key]),
-        limit=1,
+def _target_materializations(
+    context: dg.AssetExecutionContext,
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """This run's materialization of each of its partitions, which the evaluations are about.
+
+    One query for the whole run: a query per partition (what Dagster does for a check result)
+    cost more than a millisecond a window. A partition missing here (not stored yet, as with an
+    executor that writes events from another process) gets no link rather than a link to an
+    older materialization.
+    """
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
-    if not records or records[0].run_id != context.run.run_id:
-        # Not stored yet (an executor that writes events from another process): no link rather
-        # than a link to an older materialization.
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
-    )
+    targets = {}
+    for record in records:  # oldest first: a later materialization of a partition wins
+        if record.asset_key != context.asset_key or record.partition_key is None:
+            continue
+        targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+    return targets
 
 
-def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.AssetCheckEvaluation:
+def _evaluation(
+    context: dg.AssetExecutionContext,
+    result: WindowResult,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
         asset_key=context.asset_key,
         check_name=NO_FAILED_WORKS_CHECK,
@@ -127,7 +140,7 @@ def _evaluation(context: dg.AssetExecutionContext, result: WindowResult) -> dg.A
         metadata=check_metadata(result),
         blocking=True,
         partition=result.partition_key,
-        target_materialization_data=_target_materialization(context, result.partition_key),
+        target_materialization_data=target,
     )
 
 
@@ -197,8 +210,9 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     yield dg.MaterializeResult()
     if _check_selected(context):
         # After the materializations, so each evaluation can point at its partition's.
+        targets = _target_materializations(context)
         for result in results:
-            yield _evaluation(context, result)
+            yield _evaluation(context, result, targets.get(result.partition_key))
         yield dg.Output(
             None,
             output_name=context.assets_def.get_output_name_for_asset_check_key(_check_key(context)),
