@@ -103,15 +103,38 @@ def _plain_source_system(value: object) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, order=True)
 class SourceIdentifier:
     """A validated registry key. Construct it directly, or with `parse` from the string form."""
+
+    # Slots by hand, for one more than the fields: the hash, computed once. A batch hashes each
+    # identifier several times (its cache, the mint requests, the canonical-ID map, annotation
+    # once per node), and the hash a dataclass generates builds and hashes a tuple every time.
+    __slots__ = ("_hash", "ontology_type", "source_id", "source_system")
 
     ontology_type: str
     source_system: str
     source_id: str
 
     def __post_init__(self) -> None:
+        self._check()
+        object.__setattr__(
+            self, "_hash", hash((self.ontology_type, self.source_system, self.source_id))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> tuple[str, str, str]:
+        # Not the hash: strings hash differently in another process.
+        return (self.ontology_type, self.source_system, self.source_id)
+
+    def __setstate__(self, state: tuple[str, str, str]) -> None:
+        for name, value in zip(("ontology_type", "source_system", "source_id"), state, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_hash", hash(state))
+
+    def _check(self) -> None:
         # The common case, in which every rule below holds, checked inline (a batch validates
         # each of its distinct identifiers: function calls here showed in the profile).
         source_id = self.source_id
@@ -177,3 +200,51 @@ class SourceIdentifier:
 
     def __str__(self) -> str:
         return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"
+
+
+# The slots `SourceIdentifier` keeps its parts in, written directly by `document_identifier`: a
+# frozen dataclass's `__init__` sets each through `object.__setattr__` and then calls
+# `__post_init__`, three Python frames per identifier where one suffices.
+_new_identifier = object.__new__
+_set_ontology_type = SourceIdentifier.ontology_type.__set__  # type: ignore[attr-defined]
+_set_source_system = SourceIdentifier.source_system.__set__  # type: ignore[attr-defined]
+_set_source_id = SourceIdentifier.source_id.__set__  # type: ignore[attr-defined]
+_set_hash = SourceIdentifier._hash.__set__  # type: ignore[attr-defined]
+_REGISTERED_AS = {
+    **{name: name for name in REGISTERED_ONTOLOGY_TYPES},
+    **{name: "Concept" for name in CONCEPT_SUBTYPES},
+}
+
+
+def document_identifier(
+    ontology_type: object, source_system: object, source_id: object
+) -> SourceIdentifier | None:
+    """The identifier a document's node names (`ontologyType`, `identifierType.id`, `value`,
+    a concept subtype registered as `Concept`) when it is in the common, plain form that
+    `SourceIdentifier.__post_init__` accepts without looking further; None otherwise, and the
+    caller then constructs it the ordinary way, which accepts or names what is wrong.
+
+    Extraction calls it once for each distinct identifier of a batch (most are distinct).
+    """
+    registered = _REGISTERED_AS.get(ontology_type) if type(ontology_type) is str else None
+    if (
+        registered is None
+        or type(source_id) is not str
+        or not 0 < len(source_id) <= MAX_PART_LENGTH
+        or not source_id.isascii()
+        or not source_id.isprintable()
+        or source_id[0] == " "
+        or source_id[-1] == " "
+        or type(source_system) is not str
+        or (
+            # A catalogue has a few dozen systems: nearly always one already found plain.
+            source_system not in _PLAIN_SOURCE_SYSTEMS and not _plain_source_system(source_system)
+        )
+    ):
+        return None
+    identifier = _new_identifier(SourceIdentifier)
+    _set_ontology_type(identifier, registered)
+    _set_source_system(identifier, source_system)
+    _set_source_id(identifier, source_id)
+    _set_hash(identifier, hash((registered, source_system, source_id)))
+    return identifier

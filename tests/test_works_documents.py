@@ -434,6 +434,25 @@ def test_documents_up_to_the_depth_limit_are_walked_and_deeper_ones_refused():
         assert f"nests deeper than {MAX_DOCUMENT_DEPTH} levels" in raised.value.detail
 
 
+def test_an_empty_array_counts_for_the_depth_limit_as_an_object_does():
+    # The walk skips empty containers, except one level short of the limit.
+    for depth, refused in ((MAX_DOCUMENT_DEPTH, False), (MAX_DOCUMENT_DEPTH + 1, True)):
+        document = _nested(depth - 1)
+        deepest = document["data"]["deep"]
+        while deepest:
+            deepest = deepest["child"]
+        deepest["child"] = []
+        if not refused:
+            extract_work(document, document_id="x")
+            continue
+        with pytest.raises(MalformedWorkError) as raised:
+            extract_work(document, document_id="x")
+        assert raised.value.detail.startswith(f"the document nests deeper than {depth - 1} levels")
+        assert raised.value.detail.endswith(
+            f"(at data.deep{'.child' * (depth - 3)}), the limit for work documents"
+        )
+
+
 def test_a_deep_node_is_found_and_a_deep_bad_node_is_named_by_its_path():
     document = _nested(MAX_DOCUMENT_DEPTH - 1)
     deepest = document["data"]["deep"]

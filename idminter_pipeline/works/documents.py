@@ -43,7 +43,11 @@ from idminter_pipeline.errors import (
     MalformedWorkError,
 )
 from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.source_identifiers import SourceIdentifier, registered_ontology_type
+from idminter_pipeline.source_identifiers import (
+    SourceIdentifier,
+    document_identifier,
+    registered_ontology_type,
+)
 from idminter_pipeline.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
 from idminter_pipeline.strict_json import loads as strict_loads
 
@@ -294,15 +298,19 @@ def _cached_identifier(value: Any, cache: IdentifierCache) -> SourceIdentifier |
         return None
     if found is not None:
         return found
-    ontology_type, source_system, source_id = key
-    if type(ontology_type) is not str or type(source_system) is not str:
-        return None
-    if type(source_id) is not str:
-        return None
-    try:
-        source = SourceIdentifier(registered_ontology_type(ontology_type), source_system, source_id)
-    except InvalidSourceIdentifierError:
-        return None
+    source = document_identifier(*key)
+    if source is None:
+        ontology_type, source_system, source_id = key
+        if type(ontology_type) is not str or type(source_system) is not str:
+            return None
+        if type(source_id) is not str:
+            return None
+        try:
+            source = SourceIdentifier(
+                registered_ontology_type(ontology_type), source_system, source_id
+            )
+        except InvalidSourceIdentifierError:
+            return None
     cache[key] = source
     return source
 
@@ -336,31 +344,32 @@ def _identifiable_objects(document: dict[str, Any], work_id: str) -> list[dict[s
             )
         below: list[Any] = []
         keep = below.append
+        # Empty arrays and objects (a third of a catalogue work's containers) hold nothing to
+        # visit; only one level short of the limit are they kept, as they count for it.
+        keep_empty = depth >= MAX_DOCUMENT_DEPTH
         for value in level:
             if is_instance(value, dict):
                 if "sourceIdentifier" in value:
                     found.append(value)
                 for key, child in value.items():
-                    if is_instance(child, containers) and key not in bare_keys:
+                    if (
+                        is_instance(child, containers)
+                        and (child or keep_empty)
+                        and key not in bare_keys
+                    ):
                         keep(child)
             else:
                 for child in value:
-                    if is_instance(child, containers):
+                    if is_instance(child, containers) and (child or keep_empty):
                         keep(child)
         level = below
     return found
 
 
-def extract_work(
-    document: object, *, document_id: str, cache: IdentifierCache | None = None
-) -> ExtractedWork:
-    """Every identifier `document` needs minted, or `MalformedWorkError` (stage `extract`).
-
-    `cache` carries validated identifiers between the works of a batch (a fresh one per call
-    otherwise). The result keeps references into `document`, which `annotate_work` edits.
-    """
-    known: IdentifierCache = {} if cache is None else cache
-    work_id = document_id
+def _work_state(
+    document: object, work_id: str, known: IdentifierCache
+) -> tuple[dict[str, Any], dict[str, Any], SourceIdentifier, SourceIdentifier | None]:
+    """The work `document`, its `state`, its own identifier and its predecessor's, checked."""
     if not isinstance(document, dict):
         raise _fail(work_id, f"document: expected an object, got {json_type(document)}")
     state = document.get("state")
@@ -371,7 +380,9 @@ def extract_work(
         raise _fail(work_id, f"state: {detail}")
     if "sourceIdentifier" not in state:
         raise _fail(work_id, "state.sourceIdentifier: missing")
-    source = _identifier(state, "sourceIdentifier", known, work_id=work_id, document=document)
+    source = _cached_identifier(state["sourceIdentifier"], known) or _identifier(
+        state, "sourceIdentifier", known, work_id=work_id, document=document
+    )
     if source.ontology_type != WORK_ONTOLOGY_TYPE:
         raise _fail(
             work_id,
@@ -383,15 +394,37 @@ def extract_work(
     predecessor = None
     raw_predecessor = state.get("predecessorIdentifier")
     if raw_predecessor is not None:
-        predecessor = _identifier(
+        predecessor = _cached_identifier(raw_predecessor, known) or _identifier(
             state, "predecessorIdentifier", known, work_id=work_id, document=document
         )
         if predecessor == source:
             raise _fail(
                 work_id, "state.predecessorIdentifier: a work cannot be its own predecessor"
             )
+    return document, state, source, predecessor
+
+
+def extract_work(
+    document: object, *, document_id: str, cache: IdentifierCache | None = None
+) -> ExtractedWork:
+    """Every identifier `document` needs minted, or `MalformedWorkError` (stage `extract`).
+
+    `cache` carries validated identifiers between the works of a batch (a fresh one per call
+    otherwise). The result keeps references into `document`, which `annotate_work` edits.
+    """
+    known: IdentifierCache = {} if cache is None else cache
+    document, state, source, predecessor = _work_state(document, document_id, known)
+    work_id = str(source)
 
     nodes: list[IdentifiableNode] = []
+    # Locals for the loop over every node; `tuple.__new__` builds the named tuple without the
+    # Python-level `__new__` its class generates.
+    add, known_get, make_identifier, new_node = (
+        nodes.append,
+        known.get,
+        document_identifier,
+        tuple.__new__,
+    )
     for node in _identifiable_objects(document, work_id):
         if (
             "predecessorIdentifier" in node
@@ -403,17 +436,25 @@ def extract_work(
                 f"{path_to(document, node)}.predecessorIdentifier: only the work itself (state) "
                 "may name a predecessor",
             )
-        # The cache lookup of `_cached_identifier`, inlined: this runs for every node.
+        # `_cached_identifier`, inlined: this runs for every node. A key seen before in the batch
+        # is one lookup; a new one in the plain form is validated and built in one call; anything
+        # else goes the slow way, which accepts it or names what is wrong.
         value = node["sourceIdentifier"]
         try:
-            found = known.get(
-                (value["ontologyType"], value["identifierType"]["id"], value["value"])
-            )
+            key = (value["ontologyType"], value["identifierType"]["id"], value["value"])
+            found = known_get(key)
         except (KeyError, TypeError, IndexError):
-            found = None
+            key = found = None
         if found is None:
-            found = _identifier(node, "sourceIdentifier", known, work_id=work_id, document=document)
-        nodes.append(IdentifiableNode(node, found))
+            if key is not None:
+                found = make_identifier(*key)
+            if found is None:
+                found = _identifier(
+                    node, "sourceIdentifier", known, work_id=work_id, document=document
+                )
+            else:
+                known[key] = found
+        add(new_node(IdentifiableNode, (node, found)))
     if len(nodes) + 2 > MAX_IDENTIFIERS_PER_WORK:  # only then is counting the distinct ones due
         distinct = len({source, predecessor, *(node.source for node in nodes)} - {None})
         if distinct > MAX_IDENTIFIERS_PER_WORK:
@@ -463,28 +504,42 @@ def annotate_work(
     untouched, when a node has no canonical ID, or already carries a different one: overwriting
     it would silently change a public identifier.
     """
-    work_id = extracted.work_id
-    document = extracted.document
+    nodes = extracted.nodes
+    canonical_id_of = canonical_ids.get
     assigned: list[str] = []
-    for node, source in extracted.nodes:
-        canonical_id = canonical_ids.get(source)
-        if canonical_id is None:
-            raise MalformedWorkError(
-                work_id, Stage.ANNOTATE, f"{path_to(document, node)}: no canonical ID for {source}"
-            )
-        present = node.get("canonicalId")
-        if present is not None and present != canonical_id:
-            raise MalformedWorkError(
-                work_id,
-                Stage.ANNOTATE,
-                f"{path_to(document, node)}.canonicalId is already {excerpt(present, 80)}, but "
-                f"the registry maps {source} to {canonical_id!r}",
-            )
-        assigned.append(canonical_id)
-    for (node, _), canonical_id in zip(extracted.nodes, assigned, strict=True):
+    keep = assigned.append
+    for node, source in nodes:  # every node checked before any is touched
+        canonical_id = canonical_id_of(source)
+        if canonical_id is None or (
+            "canonicalId" in node
+            and node["canonicalId"] is not None
+            and node["canonicalId"] != canonical_id
+        ):
+            raise _unannotatable(extracted, node, source, canonical_id)
+        keep(canonical_id)
+    for (node, _), canonical_id in zip(nodes, assigned, strict=True):
         node["canonicalId"] = canonical_id
         if "identifiedType" in node:
             node["type"] = node.pop("identifiedType")
         elif node.get("type") == "Identifiable":
             node["type"] = "Identified"
-    return IdentifiedWork(canonical_ids[extracted.source], work_id, document)
+    return IdentifiedWork(canonical_ids[extracted.source], extracted.work_id, extracted.document)
+
+
+def _unannotatable(
+    extracted: ExtractedWork,
+    node: dict[str, Any],
+    source: SourceIdentifier,
+    canonical_id: str | None,
+) -> MalformedWorkError:
+    path = path_to(extracted.document, node)
+    if canonical_id is None:
+        return MalformedWorkError(
+            extracted.work_id, Stage.ANNOTATE, f"{path}: no canonical ID for {source}"
+        )
+    return MalformedWorkError(
+        extracted.work_id,
+        Stage.ANNOTATE,
+        f"{path}.canonicalId is already {excerpt(node['canonicalId'], 80)}, but the registry "
+        f"maps {source} to {canonical_id!r}",
+    )
