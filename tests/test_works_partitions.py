@@ -19,6 +19,7 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK, identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_by_id_job, mint_works_job
+from idminter_pipeline.defs.works.partitions import schedule_settings_from_env
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
@@ -26,6 +27,7 @@ from idminter_pipeline.defs.works.resources import (
 )
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
+from idminter_pipeline.errors import InvalidSettingError
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -359,3 +361,23 @@ def test_a_fast_multi_window_run_logs_its_first_and_last_window_and_each_slow_on
     assert [line.split(" (")[0] for line in _window_lines(instance, slow.run_id)] == [
         f"minting window {window}" for window in WINDOWS
     ]
+
+
+def test_a_schedule_lag_that_is_not_whole_minutes_is_refused_naming_it(monkeypatch):
+    monkeypatch.setenv("IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "5.5")
+    monkeypatch.setenv("IDMINTER_WORKS_SCHEDULE_RUNNING", "true")
+    with pytest.raises(InvalidSettingError) as refused:
+        schedule_settings_from_env(
+            "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "IDMINTER_WORKS_SCHEDULE_RUNNING", 5
+        )
+    assert "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES" in str(refused.value)
+    assert "5.5" in str(refused.value)
+    monkeypatch.setenv("IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", " 7 ")
+    assert schedule_settings_from_env(
+        "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "IDMINTER_WORKS_SCHEDULE_RUNNING", 5
+    ) == (7, dg.DefaultScheduleStatus.RUNNING)
+    monkeypatch.delenv("IDMINTER_WORKS_SCHEDULE_LAG_MINUTES")
+    monkeypatch.setenv("IDMINTER_WORKS_SCHEDULE_RUNNING", "no")
+    assert schedule_settings_from_env(
+        "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "IDMINTER_WORKS_SCHEDULE_RUNNING", 5
+    ) == (5, dg.DefaultScheduleStatus.STOPPED)

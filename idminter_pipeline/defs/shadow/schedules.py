@@ -1,20 +1,19 @@
 """Compare each window once the legacy minter has had time to write it (stopped by default:
 it runs while a cutover is being prepared, `IDMINTER_SHADOW_SCHEDULE_RUNNING=1`)."""
 
-import os
-
 import dagster as dg
 
 from idminter_pipeline.defs.shadow.jobs import shadow_comparison_job
-from idminter_pipeline.defs.works.partitions import lagged_window_cron, latest_window_closed_before
+from idminter_pipeline.defs.works.partitions import (
+    lagged_window_cron,
+    latest_window_closed_before,
+    schedule_settings_from_env,
+)
 
 # The legacy pipeline writes a window's works some minutes after they are indexed; comparing
 # sooner would count its lag as `not_in_reference`.
-LAG_MINUTES = int(os.environ.get("IDMINTER_SHADOW_SCHEDULE_LAG_MINUTES") or 30)
-DEFAULT_STATUS = (
-    dg.DefaultScheduleStatus.RUNNING
-    if os.environ.get("IDMINTER_SHADOW_SCHEDULE_RUNNING", "").lower() in ("1", "true")
-    else dg.DefaultScheduleStatus.STOPPED
+LAG_MINUTES, DEFAULT_STATUS = schedule_settings_from_env(
+    "IDMINTER_SHADOW_SCHEDULE_LAG_MINUTES", "IDMINTER_SHADOW_SCHEDULE_RUNNING", 30
 )
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.settings import env_int
 
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_PARTITIONS_START = "2026-07-30-00:00"
@@ -54,6 +55,18 @@ def lagged_window_cron(lag_minutes: int) -> str:
     """Window ticks shifted so that one falls just when a window is `lag_minutes` old."""
     period = WINDOW_MINUTES if WINDOW_MINUTES < 60 else 60
     return window_cron(WINDOW_MINUTES, offset_minutes=lag_minutes % period)
+
+
+def schedule_settings_from_env(
+    lag_variable: str, running_variable: str, default_lag_minutes: int
+) -> tuple[int, dg.DefaultScheduleStatus]:
+    """(lag in minutes, default status) of a schedule that follows the windows: a lag that is not
+    a whole number of minutes up to a day is refused, naming the variable; the schedule runs by
+    default only when its switch is `1` or `true`."""
+    lag = env_int(os.environ, lag_variable, default_lag_minutes, minimum=0, maximum=24 * 60)
+    running = os.environ.get(running_variable, "").strip().lower() in ("1", "true")
+    status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    return lag, status
 
 
 def latest_window_closed_before(tick: datetime, lag_minutes: int) -> dg.RunRequest | dg.SkipReason:

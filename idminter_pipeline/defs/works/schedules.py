@@ -1,19 +1,18 @@
 """Mint the latest complete window every window-length, a few minutes behind real time."""
 
-import os
-
 import dagster as dg
 
 from idminter_pipeline.defs.works.jobs import mint_works_job
-from idminter_pipeline.defs.works.partitions import lagged_window_cron, latest_window_closed_before
+from idminter_pipeline.defs.works.partitions import (
+    lagged_window_cron,
+    latest_window_closed_before,
+    schedule_settings_from_env,
+)
 
 # The source index refreshes within seconds, but transformers finish batches late: a window is
 # minted this long after it closes, so documents indexed at its very end are visible.
-LAG_MINUTES = int(os.environ.get("IDMINTER_WORKS_SCHEDULE_LAG_MINUTES") or 5)
-DEFAULT_STATUS = (
-    dg.DefaultScheduleStatus.RUNNING
-    if os.environ.get("IDMINTER_WORKS_SCHEDULE_RUNNING", "").lower() in ("1", "true")
-    else dg.DefaultScheduleStatus.STOPPED
+LAG_MINUTES, DEFAULT_STATUS = schedule_settings_from_env(
+    "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "IDMINTER_WORKS_SCHEDULE_RUNNING", 5
 )
 
 
