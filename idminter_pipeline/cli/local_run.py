@@ -142,6 +142,7 @@ def local_run(count: int, seed: int) -> None:
         click.echo(
             f"minted through Dagster run {figures['run_id']} (windows {figures['partitions']}): "
             f"{figures['works_read']:,} works read, {figures['works_written']:,} written, "
+            f"{figures.get('works_superseded', 0):,} superseded by a successor's document, "
             f"{figures['works_failed']:,} failed {figures['failures_by_stage']}; identifiers: "
             f"{figures['identifiers_found']:,} found, {figures['identifiers_minted']:,} minted, "
             f"{figures['identifiers_inherited']:,} inherited, {figures['identifiers_existing']:,} "
