@@ -31,8 +31,10 @@ def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> di
     # Dagster loads in about a second: only this command pays for it, not every `idminter` call.
     import dagster as dg  # noqa: PLC0415
 
-    # The asset's backfill policy is a beta parameter; the warning is noise on this console.
+    # The asset's backfill policy is a beta parameter and its partitioned checks a preview one;
+    # the warnings are noise on this console.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
     from idminter_pipeline.defs.alerts.resources import alerts_from_env  # noqa: PLC0415
     from idminter_pipeline.defs.resources import registry_database_from_env  # noqa: PLC0415
