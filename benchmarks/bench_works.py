@@ -54,6 +54,7 @@ from pymysql.converters import escape_string
 
 from benchmarks.minting_workload import clear_registry, fill_pool
 from benchmarks.support import standalone_main
+from idminter_pipeline.cli import COMMAND_NAMES
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
@@ -350,18 +351,6 @@ def _documents_rows(store_path: Path, count: int, repeats: int) -> list[dict[str
 # -- CLI start-up --------------------------------------------------------------------------------
 
 
-_SUBCOMMANDS = (
-    "aliases",
-    "db",
-    "local-run",
-    "lookup",
-    "mint",
-    "mint-ids",
-    "pool",
-    "reconcile",
-    "shadow",
-    "works",
-)
 # The CLI as its entry point runs it, but imported from the working directory's checkout (the
 # venv's `idminter` script imports whichever checkout the venv was installed from).
 _CLI = "from idminter_pipeline.cli import main; main()"
@@ -379,7 +368,7 @@ def _startup_rows(
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "idminter --help": [*cli, "--help"],
-        **{f"idminter {name} --help": [*cli, name, "--help"] for name in _SUBCOMMANDS},
+        **{f"idminter {name} --help": [*cli, name, "--help"] for name in COMMAND_NAMES},
         "idminter mint-ids < /dev/null": [*cli, "mint-ids"],
         "idminter mint (empty window)": [
             *cli,

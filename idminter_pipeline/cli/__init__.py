@@ -66,6 +66,8 @@ _COMMANDS = {
     "aliases": "idminter_pipeline.cli.minting:aliases",
     "reconcile": "idminter_pipeline.cli.reconcile:reconcile",
 }
+# Every top-level command's name, for whatever must cover them all (docs, benchmarks, tests).
+COMMAND_NAMES = tuple(sorted(_COMMANDS))
 
 
 # Each command's first sentence of help, from which `idminter --help` makes its listing as click
