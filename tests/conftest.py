@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from db_helpers import admin_connection, clean_tables, create_database, drop_database
@@ -18,6 +19,7 @@ from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.works.stores import SqliteWorksStore
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +88,13 @@ def registry_env(registry: DatabaseSettings, monkeypatch: pytest.MonkeyPatch) ->
 
 
 AWS_TEST_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteWorksStore]:
+    """An empty embedded works store of the test's own."""
+    with SqliteWorksStore(tmp_path / "works.sqlite3") as works_store:
+        yield works_store
 
 
 @pytest.fixture(scope="session")

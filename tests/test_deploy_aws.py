@@ -15,6 +15,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from pipes_template import render, render_batch
 from queued_events import pipe_reserved_variables, sns_notification, sqs_record
+from template_helpers import iam_actions, iam_statements
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.lambda_handler import handler, parse_event
@@ -161,30 +162,16 @@ def test_the_pool_is_retried_for_minutes():
 # --- Least privilege and wiring ----------------------------------------------------------------
 
 
-def _statements(role: dict) -> list[dict]:
-    statements = []
-    for policy in role["Properties"]["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            # A conditional statement is checked as it is when the condition holds.
-            statements.append(statement["Fn::If"][1] if "Fn::If" in statement else statement)
-    return statements
-
-
-def _actions(statement: dict) -> list[str]:
-    action = statement["Action"]
-    return [action] if isinstance(action, str) else list(action)
-
-
 def test_the_minter_role_reaches_the_registry_secret_the_index_key_and_the_topic_only():
-    statements = _statements(_resources()["MinterRole"])
-    by_action = {action: s["Resource"] for s in statements for action in _actions(s)}
+    statements = iam_statements(_resources()["MinterRole"])
+    by_action = {action: s["Resource"] for s in statements for action in iam_actions(s)}
     assert by_action["secretsmanager:GetSecretValue"] == [
         {"Ref": "RegistrySecretArn"},
         {"Ref": "ElasticsearchApiKeySecretArn"},
     ]
     assert by_action["sns:Publish"] == {"Ref": "DownstreamTopicArn"}
     assert by_action["logs:PutLogEvents"] == {"Fn::GetAtt": ["MinterLogGroup", "Arn"]}
-    unscoped = {a for s in statements if s["Resource"] == "*" for a in _actions(s)}
+    unscoped = {a for s in statements if s["Resource"] == "*" for a in iam_actions(s)}
     # Only the VPC network-interface actions, which take no resource, are unscoped.
     assert unscoped == {
         "ec2:CreateNetworkInterface",
@@ -193,12 +180,12 @@ def test_the_minter_role_reaches_the_registry_secret_the_index_key_and_the_topic
         "ec2:AssignPrivateIpAddresses",
         "ec2:UnassignPrivateIpAddresses",
     }
-    assert not any("*" in a for s in statements for a in _actions(s))
+    assert not any("*" in a for s in statements for a in iam_actions(s))
 
 
 def test_the_pipe_role_reads_the_queue_and_invokes_the_minter_only():
-    statements = _statements(_resources()["PipeRole"])
-    assert {(a, json.dumps(s["Resource"])) for s in statements for a in _actions(s)} == {
+    statements = iam_statements(_resources()["PipeRole"])
+    assert {(a, json.dumps(s["Resource"])) for s in statements for a in iam_actions(s)} == {
         ("sqs:ReceiveMessage", '{"Fn::GetAtt": ["InputQueue", "Arn"]}'),
         ("sqs:DeleteMessage", '{"Fn::GetAtt": ["InputQueue", "Arn"]}'),
         ("sqs:GetQueueAttributes", '{"Fn::GetAtt": ["InputQueue", "Arn"]}'),

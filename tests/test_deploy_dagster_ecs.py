@@ -10,6 +10,7 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster_aws.ecs import EcsRunLauncher
+from template_helpers import iam_actions, iam_statements
 
 from idminter_pipeline.defs.alerts.resources import SNS_TOPIC_ENV
 
@@ -30,19 +31,6 @@ def _container(template: dict, task: str) -> dict:
 
 def _environment(container: dict) -> dict:
     return {e["Name"]: e["Value"] for e in container["Environment"] if "Name" in e}
-
-
-def _statements(role: dict) -> list[dict]:
-    statements = []
-    for policy in role["Properties"]["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            statements.append(statement["Fn::If"][1] if "Fn::If" in statement else statement)
-    return statements
-
-
-def _actions(statement: dict) -> list[str]:
-    action = statement["Action"]
-    return [action] if isinstance(action, str) else list(action)
 
 
 def _container_context(template: dict) -> dict:
@@ -76,9 +64,9 @@ def test_secrets_are_listed_explicitly_never_discovered(monkeypatch):
     for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::IAM::Role":
             continue
-        for statement in _statements(resource):
-            assert "secretsmanager:ListSecrets" not in _actions(statement), name
-            if "secretsmanager:GetSecretValue" in _actions(statement):
+        for statement in iam_statements(resource):
+            assert "secretsmanager:ListSecrets" not in iam_actions(statement), name
+            if "secretsmanager:GetSecretValue" in iam_actions(statement):
                 assert statement["Resource"] != "*", name
     config, _ = dagster_instance_config(str(ROOT / "deploy"))
     launcher_config = config["run_launcher"]["config"]
@@ -133,12 +121,12 @@ def test_the_alert_topic_reaches_every_process_that_sends_alerts():
     for role in ("CodeLocationRole", "RunRole"):
         publish = [
             s["Resource"]
-            for s in _statements(resources[role])
-            if "sns:Publish" in _actions(s) and s["Resource"] == {"Ref": "AlertsTopicArn"}
+            for s in iam_statements(resources[role])
+            if "sns:Publish" in iam_actions(s) and s["Resource"] == {"Ref": "AlertsTopicArn"}
         ]
         assert publish, role
     for role in ("WebserverRole", "DaemonRole", "ExecutionRole"):
-        assert not [s for s in _statements(resources[role]) if "sns:Publish" in _actions(s)]
+        assert not [s for s in iam_statements(resources[role]) if "sns:Publish" in iam_actions(s)]
 
 
 def test_the_works_schedule_switch_is_a_parameter_the_code_reads():

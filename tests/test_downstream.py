@@ -38,12 +38,6 @@ def topic(aws_env):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as s:
-        yield s
-
-
-@pytest.fixture
 def minter(connect_registry):
     fill_pool(connect_registry, 3_000)
     with Minter(connect_registry) as m:

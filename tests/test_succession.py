@@ -34,13 +34,6 @@ SIERRA, FOLIO, AXIELL, CALM = (
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteWorksStore(tmp_path / "works.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def pool(connect_registry):
     fill_pool(connect_registry, 500)
 

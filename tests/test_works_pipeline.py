@@ -17,13 +17,6 @@ from idminter_pipeline.works.stores.base import WriteFailure
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteWorksStore(tmp_path / "works.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def minter(connect_registry):
     fill_pool(connect_registry)
     m = Minter(connect_registry)
