@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.canonical_ids import generate_canonical_ids, generate_canonical_ids_bulk
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
@@ -33,13 +34,7 @@ BENCHMARK = "pool"
 
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
-    return {
-        "benchmark": BENCHMARK,
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "detail": detail,
-    }
+    return figure_row(BENCHMARK, figure, value, unit, detail)
 
 
 def _empty_pool(settings: DatabaseSettings) -> None:
@@ -181,34 +176,5 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _standalone(quick: bool) -> None:
-    """Run without the harness: a throwaway database on the configured server."""
-    import uuid  # noqa: PLC0415
-
-    from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
-
-    server = DatabaseSettings.from_env()
-    settings = server.with_database(f"idminter_bench_pool_{uuid.uuid4().hex[:8]}")
-    admin = connect(server.with_database(""))
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(
-                f"CREATE DATABASE `{settings.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            )
-        apply_migrations(lambda: connect(settings))
-        for row in run(settings, quick=quick):
-            print(f"{row['figure']:<55} {row['value']:>14,} {row['unit']:<6} {row['detail']}")
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-        admin.close()
-
-
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv[1:]
-    try:
-        from benchmarks.support import standalone_main  # the harness, once merged
-    except ImportError:
-        _standalone(quick)
-    else:
-        standalone_main(run, BENCHMARK)
+    standalone_main(run, BENCHMARK, sys.argv[1:])

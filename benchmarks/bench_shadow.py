@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.minting_workload import fill_pool
-from benchmarks.support import standalone_main
+from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.sample_data import generate_works
@@ -47,13 +47,7 @@ PLANTED_PER_KIND = 5
 
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
-    return {
-        "benchmark": BENCHMARK,
-        "figure": figure,
-        "value": round(value, 3 if unit == "x" else 1),
-        "unit": unit,
-        "detail": detail,
-    }
+    return figure_row(BENCHMARK, figure, value, unit, detail, rounded=True)
 
 
 def _env(settings: DatabaseSettings, store_path: Path, local: Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter
@@ -41,13 +42,7 @@ WINDOW = timedelta(minutes=15)
 
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
-    return {
-        "benchmark": BENCHMARK,
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "detail": detail,
-    }
+    return figure_row(BENCHMARK, figure, value, unit, detail)
 
 
 def _scopes(windows: int) -> tuple[WindowScope, list[WindowScope]]:
@@ -240,6 +235,4 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    from benchmarks.support import standalone_main
-
     standalone_main(run, BENCHMARK, sys.argv[1:])

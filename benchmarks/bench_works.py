@@ -53,7 +53,7 @@ import orjson
 from pymysql.converters import escape_string
 
 from benchmarks.minting_workload import clear_registry, fill_pool
-from benchmarks.support import standalone_main
+from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.cli import COMMAND_NAMES
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.connection import Connection, connect
@@ -82,13 +82,7 @@ _SCAN = (
 
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
-    return {
-        "benchmark": BENCHMARK,
-        "figure": figure,
-        "value": round(value, 3 if unit == "x" else 1),
-        "unit": unit,
-        "detail": detail,
-    }
+    return figure_row(BENCHMARK, figure, value, unit, detail, rounded=True)
 
 
 # -- the floor -----------------------------------------------------------------------------------

@@ -134,6 +134,22 @@ def machine_info(settings: DatabaseSettings) -> dict[str, Any]:
     }
 
 
+def figure_row(
+    benchmark: str, figure: str, value: float, unit: str, detail: str, *, rounded: bool = False
+) -> dict[str, Any]:
+    """One row of a benchmark's figures, as `validate_rows` expects them (`rounded`: ratios to
+    3 decimals, everything else to 1)."""
+    if rounded:
+        value = round(value, 3 if unit == "x" else 1)
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "detail": detail,
+    }
+
+
 def validate_rows(module: str, rows: object) -> list[dict[str, Any]]:
     """Rows as the contract says, or a ValueError naming the module and the bad row."""
     if not isinstance(rows, list):
