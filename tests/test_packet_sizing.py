@@ -33,7 +33,7 @@ from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
-from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK
+from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK, SourceWork
 from idminter_pipeline.works.sample_data import DEFAULT_START
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -228,16 +228,16 @@ def test_a_work_larger_than_the_packet_mints_beside_its_neighbours(small_registr
     check_registry(small_registry).assert_ok()
 
 
-def test_a_work_beyond_the_identifier_limit_fails_alone_at_extract(small_registry, tmp_path):
-    """Beyond MAX_IDENTIFIERS_PER_WORK the work fails at extract naming the limit; its ten
-    neighbours in the same batch are written, and none of its identifiers is minted."""
-    top_up(lambda: connect(small_registry), 100)
-    store_path = tmp_path / "works.sqlite3"
-    oversized = _big_work("b-huge", MAX_IDENTIFIERS_PER_WORK)  # its own id makes one more
+def _extract_failure_beside_neighbours(
+    registry: DatabaseSettings, store_path: Path, oversized: SourceWork
+) -> dict:
+    """Mint `oversized` in one window with its neighbours: it fails alone at extract, they are
+    written, none of its identifiers is minted. Its failure, for the limit it names."""
+    top_up(lambda: connect(registry), 100)
     with SqliteWorksStore(store_path) as store:
         store.put_source([oversized, *_neighbours()])
 
-    done = _mint_window(small_registry, store_path)
+    done = _mint_window(registry, store_path)
 
     assert done.returncode == 1, done.stderr[-3000:]  # some work failed
     summary = json.loads(done.stdout)
@@ -245,12 +245,23 @@ def test_a_work_beyond_the_identifier_limit_fails_alone_at_extract(small_registr
     (failure,) = summary["failures"]
     assert failure["sourceIdentifier"] == oversized.id
     assert failure["stage"] == "extract"
+    assert _written(store_path) == {w.id for w in _neighbours()}
+    source_id = oversized.document["state"]["sourceIdentifier"]["value"]
+    assert fetch_all(
+        registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", (source_id,)
+    ) == [(0,)]
+    return failure
+
+
+def test_a_work_beyond_the_identifier_limit_fails_alone_at_extract(small_registry, tmp_path):
+    """Beyond MAX_IDENTIFIERS_PER_WORK the work fails at extract naming the limit; its ten
+    neighbours in the same batch are written, and none of its identifiers is minted."""
+    oversized = _big_work("b-huge", MAX_IDENTIFIERS_PER_WORK)  # its own id makes one more
+    failure = _extract_failure_beside_neighbours(
+        small_registry, tmp_path / "works.sqlite3", oversized
+    )
     assert f"{MAX_IDENTIFIERS_PER_WORK + 1:,} distinct source identifiers" in failure["detail"]
     assert "MAX_IDENTIFIERS_PER_WORK" in failure["detail"]
-    assert _written(store_path) == {w.id for w in _neighbours()}
-    assert fetch_all(
-        small_registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", ("b-huge",)
-    ) == [(0,)]
 
 
 def test_a_work_with_an_identifier_beyond_the_part_limit_fails_alone_at_extract(
@@ -259,31 +270,17 @@ def test_a_work_with_an_identifier_beyond_the_part_limit_fails_alone_at_extract(
     """The bytes-per-identifier limit: one item identifier whose value is one character over
     MAX_PART_LENGTH fails its work at extract, naming the limit; its neighbours are written and
     none of its identifiers is minted."""
-    top_up(lambda: connect(small_registry), 100)
-    store_path = tmp_path / "works.sqlite3"
     too_long = "y" * (MAX_PART_LENGTH + 1)
     oversized = _big_work("b-long", 3)
     oversized.document["data"]["items"].append({"id": node("folio-item", "Item", too_long)})
-    with SqliteWorksStore(store_path) as store:
-        store.put_source([oversized, *_neighbours()])
-
-    done = _mint_window(small_registry, store_path)
-
-    assert done.returncode == 1, done.stderr[-3000:]  # some work failed
-    summary = json.loads(done.stdout)
-    assert summary["works_written"] == NEIGHBOURS
-    (failure,) = summary["failures"]
-    assert failure["sourceIdentifier"] == oversized.id
-    assert failure["stage"] == "extract"
+    failure = _extract_failure_beside_neighbours(
+        small_registry, tmp_path / "works.sqlite3", oversized
+    )
     assert (
         f"is {MAX_PART_LENGTH + 1} characters long; at most {MAX_PART_LENGTH}"
         in (failure["detail"])
     )
     assert too_long not in failure["detail"]  # named by an excerpt, not whole
-    assert _written(store_path) == {w.id for w in _neighbours()}
-    assert fetch_all(
-        small_registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", ("b-long",)
-    ) == [(0,)]
 
 
 def test_lookups_and_provenance_split_to_the_packet_in_one_transaction(small_registry):
