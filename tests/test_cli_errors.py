@@ -431,3 +431,10 @@ def test_the_launchpad_still_accepts_positive_and_unset_sizes(registry):
     assert result.success
     metadata = result.asset_materializations_for_node("canonical_id_pool")[0].metadata
     assert metadata["free"].value >= 30
+
+
+def test_a_registry_without_its_schema_is_one_line_naming_the_migration(empty_database):
+    result = _run(["lookup", "Work[sierra-system-number/b1]"], _env(empty_database))
+    assert result.returncode == 1
+    line = _one_error_line(result, "no such table", "idminter db migrate")
+    assert "unexpected" not in line

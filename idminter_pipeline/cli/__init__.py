@@ -40,6 +40,16 @@ def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _missing_registry_table(error: Exception) -> bool:
+    """The server's "table doesn't exist" (1146), as pymysql raises it; matched by name, so that
+    the CLI imports no database client before a command needs one."""
+    return (
+        type(error).__module__.startswith("pymysql")
+        and len(error.args) == 2
+        and error.args[0] == 1146
+    )
+
+
 def _undecodable_argument(args: Sequence[str]) -> tuple[int, str] | None:
     """The first argument that was not valid UTF-8 (Python keeps its bytes as surrogates)."""
     for position, arg in enumerate(args, start=1):
@@ -143,6 +153,14 @@ class _Main(_LazyGroup):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click reports these itself (usage errors exit 2)
         except Exception as error:
+            if _missing_registry_table(error):
+                _fail(
+                    ctx,
+                    f"the registry has no such table ({excerpt(str(error.args[1]))}): its schema "
+                    "is not applied here; run `idminter db migrate` (or materialize "
+                    "registry_schema in Dagster)",
+                    EXIT_FAILURE,
+                )
             # A bug or an environment problem nobody anticipated: name it in one line.
             hint = f" (for the traceback: idminter --debug or {DEBUG_ENV}=1)"
             _fail(
