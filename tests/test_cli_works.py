@@ -318,3 +318,15 @@ def test_a_bad_succession_precedence_is_one_error_line_and_nothing_written(
     assert fetch_all(registry_env, "SELECT COUNT(*) FROM identifiers")[0][0] == 0
     with SqliteWorksStore(works_env) as store:
         assert store.count_identified() == 0
+
+
+def test_repair_succession_refuses_a_missing_store_and_creates_nothing(
+    registry_env, tmp_path, monkeypatch
+):
+    missing = tmp_path / "no-such-folder" / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(missing))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    result = CliRunner().invoke(main, ["works", "repair-succession", "--apply"])
+    assert result.exit_code == 2, result.output
+    assert f"error: works store {missing}: no such file" in result.output
+    assert not missing.parent.exists()

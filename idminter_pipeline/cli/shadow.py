@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,11 +10,9 @@ import click
 
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.cli.works import scope_from_options, scope_options
-from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.stores import WorksStore, works_store_from_env
-from idminter_pipeline.works.stores.sqlite import default_sqlite_path
 
 if TYPE_CHECKING:
     from idminter_pipeline.works.shadow import Reference
@@ -44,13 +41,9 @@ def _reference(path: Path | None, index: str | None) -> Reference:
 
 
 def _source_store() -> WorksStore:
-    """The works store to read. Opening a SQLite store creates a missing file, and a shadow run
-    writes nothing: a mistyped path would also read as zero works compared, so it is refused."""
-    if not os.environ.get("ELASTICSEARCH_URL"):
-        path = Path(os.environ.get("WORKS_STORE_PATH") or default_sqlite_path())
-        if not path.is_file():
-            raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
-    return works_store_from_env()
+    """The works store to read: a shadow run writes nothing, and a mistyped path would read as
+    zero works compared, so a missing one is refused."""
+    return works_store_from_env(existing=True)
 
 
 @click.command("shadow")

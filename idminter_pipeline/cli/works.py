@@ -285,7 +285,11 @@ def repair_succession_command(apply: bool) -> None:
 
     policy = SuccessionPolicy.from_env()
     factory = connection_factory(DatabaseSettings.from_env())
-    with batch_run_collector(), works_store_from_env() as store, Minter(factory) as minter:
+    with (
+        batch_run_collector(),
+        works_store_from_env(existing=True) as store,
+        Minter(factory) as minter,
+    ):
         report = repair_succession(
             store,
             minter,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.works.stores.base import (
     FullScope,
     IdsScope,
@@ -20,9 +21,15 @@ from idminter_pipeline.works.stores.base import (
 from idminter_pipeline.works.stores.sqlite import SqliteWorksStore, default_sqlite_path
 
 
-def works_store_from_env(environ: Mapping[str, str] | None = None) -> WorksStore:
+def works_store_from_env(
+    environ: Mapping[str, str] | None = None, *, existing: bool = False
+) -> WorksStore:
     """Elasticsearch when `ELASTICSEARCH_URL` is set, else the embedded SQLite file
-    (`WORKS_STORE_PATH`, by default `.local/works.sqlite3`)."""
+    (`WORKS_STORE_PATH`, by default `.local/works.sqlite3`).
+
+    Opening a SQLite store creates a missing file (the embedded default starts empty). A command
+    that only reads or repairs passes `existing=True`: a mistyped path is then refused, naming
+    it, instead of being created and read as zero works."""
     env = os.environ if environ is None else environ
     if env.get("ELASTICSEARCH_URL"):
         # Imported here so the embedded default never needs the Elasticsearch client loaded.
@@ -31,8 +38,10 @@ def works_store_from_env(environ: Mapping[str, str] | None = None) -> WorksStore
         )
 
         return ElasticsearchWorksStore.from_env(env)
-    path = env.get("WORKS_STORE_PATH")
-    return SqliteWorksStore(Path(path) if path else default_sqlite_path())
+    path = Path(env["WORKS_STORE_PATH"]) if env.get("WORKS_STORE_PATH") else default_sqlite_path()
+    if existing and not path.is_file():
+        raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
+    return SqliteWorksStore(path)
 
 
 __all__ = [
