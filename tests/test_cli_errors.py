@@ -39,6 +39,7 @@ from idminter_pipeline.errors import (
     LegacyMigrationError,
     PredecessorCycleError,
 )
+from idminter_pipeline.registry import connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.pool import PoolSettings
@@ -195,12 +196,14 @@ def test_a_secret_with_a_duplicate_key_is_refused_without_echoing_it(aws_env, re
     assert "Zq9" not in line
 
 
-def test_an_unexpected_error_is_one_line_unless_debugging(empty_database):
-    """A registry without the schema fails in the driver: a bug-shaped error, not bad input."""
+def test_a_driver_error_is_one_line_unless_debugging(empty_database):
+    """A registry without the schema fails in the driver (1146): one line naming the missing
+    table and the migration, and the traceback only when debugging."""
     args = ["lookup", "Work[sierra-system-number/b1]"]
     result = _run(args, _env(empty_database))
     assert result.returncode == 1
-    _one_error_line(result, "unexpected ProgrammingError", "1146", "--debug")
+    line = _one_error_line(result, "no such table", "idminter db migrate")
+    assert "unexpected" not in line
 
     for debug_args, extra in (
         (["--debug", *args], {}),
@@ -210,7 +213,7 @@ def test_an_unexpected_error_is_one_line_unless_debugging(empty_database):
         assert debugged.returncode == 1
         stderr = debugged.stderr.decode()
         assert "Traceback (most recent call last)" in stderr
-        assert stderr.strip().splitlines()[-1].startswith("error: unexpected ProgrammingError")
+        assert stderr.strip().splitlines()[-1].startswith("error: the registry has no such table")
 
 
 def test_typed_errors_show_their_traceback_only_when_debugging(registry):
@@ -433,8 +436,15 @@ def test_the_launchpad_still_accepts_positive_and_unset_sizes(registry):
     assert metadata["free"].value >= 30
 
 
-def test_a_registry_without_its_schema_is_one_line_naming_the_migration(empty_database):
-    result = _run(["lookup", "Work[sierra-system-number/b1]"], _env(empty_database))
-    assert result.returncode == 1
-    line = _one_error_line(result, "no such table", "idminter db migrate")
-    assert "unexpected" not in line
+def test_an_unexpected_error_is_one_line_naming_its_type_and_the_debug_switch(monkeypatch):
+    def broken_factory():
+        raise RuntimeError("a defect nobody anticipated")
+
+    monkeypatch.setattr(connection, "connection_factory", broken_factory)
+    monkeypatch.delenv("IDMINTER_DEBUG", raising=False)
+    result = CliRunner().invoke(main, ["lookup", "Work[sierra-system-number/b1]"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: unexpected RuntimeError: 'a defect nobody anticipated' (for the traceback: "
+        "idminter --debug or IDMINTER_DEBUG=1)"
+    ]
