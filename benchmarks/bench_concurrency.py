@@ -20,7 +20,7 @@ from typing import Any
 import pymysql
 
 from benchmarks.minting_workload import clear_registry, fill_pool, run_concurrent
-from idminter_pipeline.settings import DatabaseSettings, project_root
+from idminter_pipeline.core.settings import DatabaseSettings, project_root
 
 LEVELS = (1, 2, 4, 8)
 BENCHMARK = "concurrency"

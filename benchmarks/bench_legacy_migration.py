@@ -31,11 +31,11 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from idminter_pipeline.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 
 BENCHMARK = "legacy_migration"
 BATCH_SIZE = 50_000

@@ -35,12 +35,12 @@ import pymysql
 from pymysql.converters import escape_string
 
 from benchmarks.minting_workload import fill_pool
-from idminter_pipeline.local_database import local_admin_connection_for
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.local_servers.mariadb import local_admin_connection_for
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 BENCHMARK = "minting"
 WORKS_PER_TRANSACTION = 500

@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from benchmarks.support import figure_row, standalone_main
-from idminter_pipeline.canonical_ids import generate_canonical_ids, generate_canonical_ids_bulk
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids, generate_canonical_ids_bulk
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
     DEFAULT_BATCH_SIZE,
@@ -28,7 +29,6 @@ from idminter_pipeline.registry.pool import (
     top_up,
     watch_pool,
 )
-from idminter_pipeline.settings import DatabaseSettings
 
 BENCHMARK = "pool"
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from benchmarks.bench_legacy_migration import _id_expression
 from benchmarks.support import create_bench_database, drop_bench_database
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import reconciliation
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 
 BENCHMARK = "reconciliation"
 VARIANTS = 1_000

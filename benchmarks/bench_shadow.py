@@ -35,8 +35,8 @@ from typing import Any
 
 from benchmarks.minting_workload import fill_pool
 from benchmarks.support import figure_row, standalone_main
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.support import figure_row, standalone_main
-from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.pool import top_up
-from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope

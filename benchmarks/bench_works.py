@@ -55,11 +55,11 @@ from pymysql.converters import escape_string
 from benchmarks.minting_workload import clear_registry, fill_pool
 from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.cli import COMMAND_NAMES
-from idminter_pipeline.gc_settings import batch_run_collector
+from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import CONCEPT_SUBTYPES
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import CONCEPT_SUBTYPES
 from idminter_pipeline.works.documents import (
     IdentifierCache,
     annotate_work,

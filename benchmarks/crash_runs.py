@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
-from idminter_pipeline.settings import DatabaseSettings, project_root
+from idminter_pipeline.core.settings import DatabaseSettings, project_root
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths, ensure_server, stop_server
 
 READY_TIMEOUT = 120.0
 

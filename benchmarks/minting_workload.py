@@ -32,12 +32,12 @@ from typing import Any
 
 import pymysql
 
-from idminter_pipeline.canonical_ids import generate_canonical_ids
-from idminter_pipeline.errors import RegistryContentionError, RegistryUnavailableError
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids
+from idminter_pipeline.core.errors import RegistryContentionError, RegistryUnavailableError
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 SHARED_SUBJECTS = 400
 POOL_CHUNK = 2_000

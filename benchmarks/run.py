@@ -27,7 +27,7 @@ from benchmarks.support import (
     machine_info,
     validate_rows,
 )
-from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.core.settings import DatabaseSettings
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"

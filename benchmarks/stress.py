@@ -31,8 +31,8 @@ from benchmarks.crash_runs import (
 )
 from benchmarks.minting_workload import fill_pool, run_concurrent
 from benchmarks.support import bench_database
-from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
-from idminter_pipeline.settings import DatabaseSettings, project_root
+from idminter_pipeline.core.settings import DatabaseSettings, project_root
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths, ensure_server, stop_server
 
 sys.path.insert(0, str(project_root() / "tests"))
 from registry_invariants import InvariantReport, check_crash_run, check_registry

@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from idminter_pipeline.core.settings import DatabaseSettings, project_root
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings, project_root
 
 BENCH_DATABASE_PREFIX = "idminter_bench_"
 RESULT_KEYS = ("benchmark", "figure", "value", "unit", "detail")

@@ -116,9 +116,9 @@ def configure_environment(work_dir: Path) -> None:
 
 @contextlib.contextmanager
 def registry_database() -> Iterator[None]:
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect  # noqa: PLC0415
     from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
-    from idminter_pipeline.settings import DatabaseSettings  # noqa: PLC0415
 
     settings = DatabaseSettings.from_env()
 
@@ -272,9 +272,9 @@ def free_ids() -> int:
 
 def drain_pool_under_the_sensor() -> None:
     """Mint new identifiers between sensor ticks until the sensor's replenishment refills it."""
+    from idminter_pipeline.core.source_identifiers import SourceIdentifier  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.minting import Minter, MintRequest  # noqa: PLC0415
-    from idminter_pipeline.source_identifiers import SourceIdentifier  # noqa: PLC0415
 
     def next_tick() -> None:
         seen = observations()

@@ -15,10 +15,10 @@ from db_helpers import admin_connection, clean_tables, create_database, drop_dat
 from legacy_helpers import scratch_database
 from moto.server import ThreadedMotoServer
 
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from idminter_pipeline import local_database
-from idminter_pipeline.local_database import LocalServerPaths
-from idminter_pipeline.local_mysql import MysqlInstall
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers import mariadb as local_database
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths
+from idminter_pipeline.local_servers.mysql import MysqlInstall
 from idminter_pipeline.registry.connection import Connection, connect
-from idminter_pipeline.settings import DatabaseSettings
 
 TEST_DATABASE_PREFIX = "idminter_test_"
 # A server account allowed to manage users and see every session, for the few tests that need

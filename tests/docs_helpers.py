@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from idminter_pipeline.alerts import runbook_anchor
+from idminter_pipeline.core.alerts import runbook_anchor
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "idminter_pipeline"

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 
 from db_helpers import create_database, drop_database, fetch_all
 
-from idminter_pipeline.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 
 LEGACY_DDL = """CREATE TABLE `identifiers` (
   `CanonicalId` varchar(255) NOT NULL,

@@ -8,10 +8,10 @@ from typing import TypeVar
 
 from db_helpers import fetch_all
 
-from idminter_pipeline.canonical_ids import generate_canonical_ids
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, connect
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 T = TypeVar("T")
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.minting_workload import crash_batches
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, connect
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 Key = tuple[str, str, str]
 KeyLike = str | SourceIdentifier | Key

@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 @dataclass

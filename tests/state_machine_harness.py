@@ -32,7 +32,7 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from idminter_pipeline import lambda_handler
+from idminter_pipeline.aws_lambda import handler as lambda_handler
 
 MINTER_TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "aws" / "minter.yaml"
 REGION = "eu-west-1"

@@ -9,19 +9,19 @@ import boto3
 import dagster as dg
 import pytest
 
-from idminter_pipeline.alerts import (
+from idminter_pipeline.core.alerts import (
     Alert,
     LogFileChannel,
     Severity,
     SnsChannel,
     send_alert,
 )
+from idminter_pipeline.core.errors import AlertDeliveryError, InvalidInputError
 from idminter_pipeline.defs.alerts.resources import (
     SNS_TOPIC_ENV,
     AlertsResource,
     alerts_from_env,
 )
-from idminter_pipeline.errors import AlertDeliveryError, InvalidInputError
 
 REGION = "eu-west-1"
 
@@ -185,7 +185,7 @@ def test_a_failing_channel_does_not_stop_the_others(aws_env, tmp_path):
 
 def test_resource_locally_logs_and_writes_the_file(tmp_path, caplog):
     resource = AlertsResource(log_file=str(tmp_path / "alerts.log"))
-    with caplog.at_level(logging.WARNING, logger="idminter_pipeline.alerts"):
+    with caplog.at_level(logging.WARNING, logger="idminter_pipeline.core.alerts"):
         delivery = resource.send(_alert())
     assert delivery.delivered == ("log", "log-file")
     assert "under the low watermark of 100" in caplog.text

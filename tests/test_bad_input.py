@@ -36,7 +36,7 @@ from registry_invariants import check_registry, registry_snapshot
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
 from idminter_pipeline.cli.minting import MAX_MINT_REQUESTS
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     InvalidSourceIdentifierError,
@@ -45,10 +45,10 @@ from idminter_pipeline.errors import (
     PoolExhaustedError,
     PredecessorCycleError,
 )
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import SourceWork, Stage, extract_work
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore

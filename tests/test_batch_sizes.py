@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from registry_invariants import registry_snapshot
 
-from idminter_pipeline.batch_sizes import bounded_batch_size
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.limits import bounded_batch_size
 from idminter_pipeline.registry import legacy_migration, reconciliation
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.pipeline import clamp_batch_size as works_batch_size

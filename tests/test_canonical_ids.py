@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from idminter_pipeline.canonical_ids import (
+from idminter_pipeline.core.canonical_ids import (
     CANONICAL_ID_LENGTH,
     FIRST_CHARACTERS,
     ID_SPACE_SIZE,
@@ -12,7 +12,7 @@ from idminter_pipeline.canonical_ids import (
     is_canonical_id,
     validate_canonical_id,
 )
-from idminter_pipeline.errors import InvalidCanonicalIdError
+from idminter_pipeline.core.errors import InvalidCanonicalIdError
 
 DRAWS = 20_000
 

@@ -30,12 +30,12 @@ from registry_invariants import check_registry
 from works_helpers import work
 
 from benchmarks.crash_runs import crash_server
-from idminter_pipeline.local_database import ensure_server, stop_server
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints, JobAlreadyRunningError
 from idminter_pipeline.works.stores import SqliteWorksStore
 from idminter_pipeline.works.stores.base import ScanPosition
@@ -167,7 +167,7 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
     invoke = (
         "import json, logging, sys\n"
         "logging.basicConfig(level=logging.WARNING)\n"
-        "from idminter_pipeline.lambda_handler import handler\n"
+        "from idminter_pipeline.aws_lambda.handler import handler\n"
         # Into a file: the handler's own log and metric lines (EMF) go to stdout.
         "answer = handler({'full': True, 'jobId': 'lambda-full'})\n"
         "with open(sys.argv[1], 'w') as out: json.dump(answer, out)\n"

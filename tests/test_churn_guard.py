@@ -3,7 +3,7 @@
 import pytest
 from works_helpers import work
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, parse_max_new_share
 from idminter_pipeline.works.documents import extract_work
 

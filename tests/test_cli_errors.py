@@ -25,13 +25,7 @@ from registry_invariants import registry_snapshot
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
 from idminter_pipeline.cli.legacy import EXIT_BLOCKING_PROBLEMS
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.legacy.assets import legacy_registry_migration
-from idminter_pipeline.defs.pool.assets import canonical_id_pool
-from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.reconciliation.assets import registry_reconciliation
-from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidCanonicalIdError,
     InvalidJobIdError,
     InvalidSettingError,
@@ -39,12 +33,18 @@ from idminter_pipeline.errors import (
     LegacyMigrationError,
     PredecessorCycleError,
 )
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.legacy.assets import legacy_registry_migration
+from idminter_pipeline.defs.pool.assets import canonical_id_pool
+from idminter_pipeline.defs.pool.resources import FreeIdPool
+from idminter_pipeline.defs.reconciliation.assets import registry_reconciliation
+from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry import connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.pool import PoolSettings
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 IDMINTER = str(Path(sys.executable).parent / "idminter")
 VALID = '{"source": "Work[axiell-collections-id/AC-valid]"}'

@@ -8,9 +8,9 @@ import boto3
 import pytest
 from db_helpers import server_admin_connection
 
-from idminter_pipeline.errors import RegistryUnavailableError
+from idminter_pipeline.core.errors import RegistryUnavailableError
+from idminter_pipeline.core.settings import DatabaseSettings, ElasticsearchSettings
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings, ElasticsearchSettings
 
 ROTATING_USER = "idminter_rotating"
 

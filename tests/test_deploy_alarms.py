@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from idminter_pipeline.lambda_outcomes import emit_metrics
+from idminter_pipeline.aws_lambda.outcomes import emit_metrics
 from idminter_pipeline.works.pipeline import RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent

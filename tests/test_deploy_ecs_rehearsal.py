@@ -47,9 +47,9 @@ from db_helpers import create_database, drop_database, free_port
 from ecs_rehearsal import TemplateValues, container_definitions, task_environment
 from sns_helpers import SubscribedTopic, subscribed_topic
 
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.defs.pool.metrics import FREE_IDS_METRIC
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

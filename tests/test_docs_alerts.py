@@ -14,7 +14,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from docs_helpers import ROOT, alert_sites, anchors, headings
 
-from idminter_pipeline.alerts import RUNBOOK_PAGE, Alert, runbook_anchor
+from idminter_pipeline.core.alerts import RUNBOOK_PAGE, Alert, runbook_anchor
 
 RUNBOOK = ROOT / RUNBOOK_PAGE
 PARTS = ("What it means", "Impact", "What to check", "Fix", "When to escalate")

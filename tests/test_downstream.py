@@ -12,7 +12,7 @@ from tenacity import wait_none
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.cli import main
-from idminter_pipeline.errors import DownstreamNotificationError, InvalidInputError
+from idminter_pipeline.core.errors import DownstreamNotificationError, InvalidInputError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.documents import SourceWork, Stage
 from idminter_pipeline.works.downstream import (

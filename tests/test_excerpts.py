@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 
 
 def test_short_values_are_shown_whole_as_repr():

@@ -11,12 +11,12 @@ from queued_events import sns_notification, sqs_record
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.aws_lambda.handler import handler, lambda_environment, parse_event
+from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,
     PoolExhaustedError,
 )
-from idminter_pipeline.lambda_handler import handler, lambda_environment, parse_event
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore, WindowScope
 
@@ -184,7 +184,7 @@ def _failed_ids(response):
 def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplog, shape):
     records = _records({**GOOD_BODIES, **BAD_BODIES})
     event = {"Records": records} if shape == "event source mapping" else records
-    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.aws_lambda.handler")
     response = handler(event, None)
 
     assert _failed_ids(response) == list(BAD_BODIES)  # exactly the bad ones, in batch order
@@ -207,7 +207,7 @@ def test_queued_records_are_minted_together_and_bad_ones_named(lambda_env, caplo
 
 
 def test_a_pipe_batch_of_template_requests(lambda_env, caplog):
-    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.aws_lambda.handler")
     event = [
         {"messageId": "a", "sourceIdentifiers": ["Work[sierra-system-number/b2]"], "jobId": "p"},
         {"messageId": "b", "sourceIdentifiers": ["axiell-collections-id/12345"], "jobId": "p"},
@@ -224,7 +224,7 @@ def test_a_pipe_batch_of_template_requests(lambda_env, caplog):
 
 
 def test_records_naming_different_job_ids_are_minted_per_job_id(lambda_env, caplog):
-    caplog.set_level(logging.INFO, logger="idminter_pipeline.lambda_handler")
+    caplog.set_level(logging.INFO, logger="idminter_pipeline.aws_lambda.handler")
     event = [
         {"messageId": "a", "sourceIdentifiers": ["sierra-system-number/b2"], "jobId": "one"},
         sqs_record("b", sns_notification("sierra-system-number/b1161044x")),

@@ -31,7 +31,7 @@ _setup_logging(
     _get_log_level_from_env_var(os.environ.get("AWS_LAMBDA_LOG_LEVEL")),
     StandardLogSink(),
 )
-from idminter_pipeline.lambda_handler import handler
+from idminter_pipeline.aws_lambda.handler import handler
 handler(json.loads(sys.stdin.read()), None)
 """
 
@@ -102,7 +102,9 @@ def test_each_run_summary_is_one_structured_json_line(minter_env):
     summaries = [r for r in records if "run" in r]
     assert len(summaries) == 1
     (summary,) = summaries
-    assert summary["level"] == "INFO" and summary["logger"] == "idminter_pipeline.lambda_handler"
+    assert (
+        summary["level"] == "INFO" and summary["logger"] == "idminter_pipeline.aws_lambda.handler"
+    )
     run = summary["run"]
     # b2 inherited b1's ID and holds their one document: b1 is superseded (works.succession).
     assert run["works_read"] == 4 and run["works_written"] == 2 and run["works_failed"] == 1

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.lambda_handler import handler, step_functions_id
-from idminter_pipeline.lambda_outcomes import MAX_BATCHES, SUMMARY_BUDGET_BYTES, batch_summary
+from idminter_pipeline.aws_lambda.handler import handler, step_functions_id
+from idminter_pipeline.aws_lambda.outcomes import MAX_BATCHES, SUMMARY_BUDGET_BYTES, batch_summary
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
 

@@ -18,7 +18,7 @@ from legacy_helpers import (
     triggers,
 )
 
-from idminter_pipeline.errors import LegacyMigrationError, LegacyVerificationError
+from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
 

@@ -17,7 +17,7 @@ from legacy_helpers import (
     triggers,
 )
 
-from idminter_pipeline.errors import LegacyVerificationError
+from idminter_pipeline.core.errors import LegacyVerificationError
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
 

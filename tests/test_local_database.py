@@ -5,7 +5,8 @@ import os
 import pytest
 from db_helpers import free_port, mysql_under_test, private_server_paths
 
-from idminter_pipeline.local_database import (
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import (
     LocalDatabaseError,
     LocalServerPaths,
     ensure_server,
@@ -13,7 +14,6 @@ from idminter_pipeline.local_database import (
     stop_server,
 )
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting a private server here needs root")

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from db_helpers import free_port
 
-from idminter_pipeline.local_mysql import INSTALLED_MARKER, ArchiveUnreachable, MysqlInstall
+from idminter_pipeline.local_servers.mysql import INSTALLED_MARKER, ArchiveUnreachable, MysqlInstall
 from tools import test_mysql
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt-get")

@@ -12,9 +12,9 @@ from minting_helpers import (
     work,
 )
 
-from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError
+from idminter_pipeline.core.errors import InvalidInputError, PoolExhaustedError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest, MintResult
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 def test_batch_of_existing_inheriting_and_new(registry, minter):

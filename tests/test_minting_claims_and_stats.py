@@ -12,10 +12,10 @@ from contextlib import closing
 from db_helpers import fetch_all, server_admin_connection
 from minting_helpers import fill_pool, work
 
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MinterStats, MintOutcome, MintRequest
 from idminter_pipeline.registry.minting.statements import CLAIM_FREE_IDS_SQL
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 def _locked_rows(settings, thread_id: int) -> int:

@@ -10,11 +10,11 @@ import pytest
 from db_helpers import fetch_all, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
-from idminter_pipeline.errors import RegistryContentionError
+from idminter_pipeline.core.errors import RegistryContentionError
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 INSERT_MAPPING = (
     "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "

@@ -12,9 +12,9 @@ from db_helpers import fetch_all
 from minting_helpers import fill_pool
 from pymysql.constants import SERVER_STATUS
 
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 AWKWARD = [
     "O'Brien",

@@ -17,11 +17,11 @@ import pytest
 from db_helpers import fetch_all, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, work
 
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 PREDECESSOR = work("sierra-system-number", "b1000001")
 SUCCESSOR = SourceIdentifier("Image", "axiell-collections-id", "AC-1")  # across ontology types

@@ -4,9 +4,9 @@ import pytest
 from explain_plans import explain
 from minting_helpers import fill_pool, register, statements_sent, work
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest, collation_key
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 def test_lookup_returns_only_existing_ids_across_ontology_types(registry, minter):

@@ -4,13 +4,13 @@ import pytest
 from db_helpers import fetch_all
 from minting_helpers import fill_pool, pool_counts, register, registry_state, work
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     MissingPredecessorError,
     PredecessorCycleError,
 )
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest, MintResult
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 SIERRA = "sierra-system-number"
 AXIELL = "axiell-collections-id"

@@ -4,7 +4,8 @@ import pytest
 from db_helpers import fetch_all
 from minting_helpers import fill_pool, register, work
 
-from idminter_pipeline.errors import InvalidCanonicalIdError
+from idminter_pipeline.core.errors import InvalidCanonicalIdError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import AliasStatus, MintRequest
 from idminter_pipeline.registry.schema import (
@@ -12,7 +13,6 @@ from idminter_pipeline.registry.schema import (
     migration_status,
     rollback_migrations,
 )
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 SIERRA = "sierra-system-number"
 

@@ -128,7 +128,7 @@ def cycle_through(graph: dict[str, set[str]], component: list[str]) -> list[str]
 
 def test_the_graph_holds_the_package_imports():
     graph = import_graph()
-    assert "idminter_pipeline.errors" in graph["idminter_pipeline.source_identifiers"]
+    assert "idminter_pipeline.core.errors" in graph["idminter_pipeline.core.source_identifiers"]
     # `from package import submodule` is an edge to the submodule.
     assert "idminter_pipeline.defs.pool" in graph["idminter_pipeline.definitions"]
     # Imports inside a function body count (`cli.local_run` imports the minter lazily).

@@ -23,16 +23,16 @@ from db_helpers import create_database, drop_database, fetch_all, private_mariad
 from registry_invariants import check_registry
 from works_helpers import node, work
 
-from idminter_pipeline.errors import RegistryUnavailableError, StatementTooLargeError
-from idminter_pipeline.local_database import admin_connection
+from idminter_pipeline.core.errors import RegistryUnavailableError, StatementTooLargeError
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
+from idminter_pipeline.local_servers.mariadb import admin_connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.outage import is_outage, ride_out
 from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET, max_allowed_packet, pack
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
 from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK, SourceWork
 from idminter_pipeline.works.sample_data import DEFAULT_START
 from idminter_pipeline.works.stores import SqliteWorksStore

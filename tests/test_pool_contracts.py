@@ -12,7 +12,7 @@ import pymysql
 import pytest
 from minting_helpers import session_counters
 
-from idminter_pipeline.canonical_ids import (
+from idminter_pipeline.core.canonical_ids import (
     FIRST_CHARACTERS,
     ID_SPACE_SIZE,
     OTHER_CHARACTERS,
@@ -20,10 +20,10 @@ from idminter_pipeline.canonical_ids import (
     generate_canonical_ids_bulk,
     is_canonical_id,
 )
+from idminter_pipeline.core.settings import project_root
 from idminter_pipeline.registry import pool
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool.top_up import _insert_batch
-from idminter_pipeline.settings import project_root
 
 DOCS = Path(project_root(), "docs")
 CONFIGURATION = (DOCS / "configuration.md").read_text(encoding="utf-8")

@@ -7,7 +7,8 @@ import dagster as dg
 import pytest
 from db_helpers import fetch_all
 
-from idminter_pipeline.canonical_ids import generate_canonical_ids_bulk
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
+from idminter_pipeline.core.errors import InvalidPoolSettingsError
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.checks import (
@@ -28,7 +29,6 @@ from idminter_pipeline.defs.pool.schedules import (
 )
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import InvalidPoolSettingsError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import PoolSettings, top_up
 

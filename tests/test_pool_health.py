@@ -6,8 +6,8 @@ import pytest
 from db_helpers import fetch_all
 from explain_plans import explain
 
-from idminter_pipeline.canonical_ids import generate_canonical_ids_bulk
-from idminter_pipeline.errors import SchemaMigrationError
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
+from idminter_pipeline.core.errors import SchemaMigrationError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
     WATCH_POOL_SQL,

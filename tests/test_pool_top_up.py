@@ -7,12 +7,12 @@ import threading
 import pytest
 from db_helpers import fetch_all
 
-from idminter_pipeline.canonical_ids import (
+from idminter_pipeline.core.canonical_ids import (
     ID_SPACE_SIZE,
     generate_canonical_ids_bulk,
     validate_canonical_id,
 )
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidCanonicalIdError,
     InvalidInputError,
     PoolTopUpBusyError,

@@ -12,8 +12,8 @@ from queued_events import sns_notification, sqs_record
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline import lambda_handler
-from idminter_pipeline.lambda_handler import handler
+from idminter_pipeline.aws_lambda import handler as lambda_handler
+from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 PAIRS = 30
@@ -42,7 +42,7 @@ def _failed(response: dict) -> list[str]:
 )
 def test_a_records_unstorable_job_id_fails_that_record_alone(store, caplog, bad_job_id, named):
     store.put_source([work("sierra-system-number", f"b{n}") for n in range(3)])
-    caplog.set_level(logging.WARNING, logger="idminter_pipeline.lambda_handler")
+    caplog.set_level(logging.WARNING, logger="idminter_pipeline.aws_lambda.handler")
     event = [
         {"messageId": "a", "sourceIdentifiers": ["sierra-system-number/b0"], "jobId": "pipe"},
         {"messageId": "bad", "sourceIdentifiers": ["sierra-system-number/b1"], "jobId": bad_job_id},

@@ -10,7 +10,7 @@ from db_helpers import fetch_all
 from legacy_helpers import SPECIAL_ROWS, make_legacy_registry, scratch_database
 
 from idminter_pipeline.cli import main
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations

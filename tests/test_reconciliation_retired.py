@@ -15,6 +15,7 @@ import pytest
 from db_helpers import fetch_all
 from legacy_helpers import make_legacy_registry
 
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
@@ -32,7 +33,6 @@ from idminter_pipeline.registry.schema import (
     migration_status,
     rollback_migrations,
 )
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 
 def _sql(settings, *statements):
@@ -272,7 +272,7 @@ def test_the_default_grace_period_is_the_one_the_docs_and_the_cli_state():
     from click.testing import CliRunner  # noqa: PLC0415
 
     from idminter_pipeline.cli import main  # noqa: PLC0415
-    from idminter_pipeline.settings import project_root  # noqa: PLC0415
+    from idminter_pipeline.core.settings import project_root  # noqa: PLC0415
 
     design = project_root() / "docs" / "design" / "reconciliation.md"
     grace = rc.DEFAULT_GRACE_PERIOD

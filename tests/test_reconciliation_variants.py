@@ -6,7 +6,7 @@ import random
 
 from db_helpers import fetch_all
 
-from idminter_pipeline.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import pytest
 from registry_invariants import check_registry, registry_snapshot
 
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 
 A = ("Work", "sierra-system-number", "b1")
 B = ("Work", "axiell-collections-id", "AC-1")

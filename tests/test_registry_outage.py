@@ -21,7 +21,9 @@ import pytest
 from db_helpers import fetch_all
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
-from idminter_pipeline.errors import InvalidInputError, RegistryOutageError
+from idminter_pipeline.core.errors import InvalidInputError, RegistryOutageError
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.registry.outage import (
@@ -31,8 +33,6 @@ from idminter_pipeline.registry.outage import (
     outage_bound,
 )
 from idminter_pipeline.registry.pool import pool_health, top_up
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -74,7 +74,7 @@ def test_a_bad_bound_parameter_is_refused_naming_it(value):
 
 
 def test_every_outage_code_the_docs_list_is_one():
-    from idminter_pipeline.settings import project_root  # noqa: PLC0415
+    from idminter_pipeline.core.settings import project_root  # noqa: PLC0415
 
     outages = (project_root() / "docs" / "design" / "outages.md").read_text(encoding="utf-8")
     listed = re.search(r"codes ((?:\d{4},\s+)*\d{4})\)", outages)

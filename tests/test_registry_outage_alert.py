@@ -20,13 +20,14 @@ from db_helpers import create_database, drop_database, private_mariadb
 from sns_helpers import subscribed_topic
 
 from benchmarks.crash_runs import crash_server
+from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.checks import _watermark_check
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import InvalidSettingError
-from idminter_pipeline.local_database import ensure_server, stop_server
+from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import PoolSettings, top_up
@@ -36,7 +37,6 @@ from idminter_pipeline.registry.reachability import (
     alert_after_seconds,
 )
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 
 ALERT_AFTER = 3
 POOL = PoolSettings(

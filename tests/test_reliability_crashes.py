@@ -18,10 +18,10 @@ from registry_invariants import check_crash_run
 
 from benchmarks.crash_runs import complete_run, kill_at_random_points, restart_server_mid_run
 from benchmarks.minting_workload import fill_pool
-from idminter_pipeline.local_database import LocalServerPaths
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 
 KILLS = 24
 BATCHES = 80

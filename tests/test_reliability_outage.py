@@ -25,13 +25,13 @@ from registry_invariants import check_registry
 
 from benchmarks.crash_runs import crash_server, worker_env
 from benchmarks.minting_workload import batch_requests, disjoint_batch, fill_pool
-from idminter_pipeline.local_database import LocalServerPaths, ensure_server, stop_server
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths, ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import pool_health, top_up
 from idminter_pipeline.registry.schema import apply_migrations
-from idminter_pipeline.settings import DatabaseSettings
 
 VENV_BIN = Path(sys.executable).parent
 OUTAGE_SECONDS = 30

@@ -25,15 +25,15 @@ from db_helpers import server_admin_connection
 
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
+from idminter_pipeline.core.errors import RegistryUnavailableError
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.defs.registry.assets import registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase, registry_database_from_env
-from idminter_pipeline.errors import RegistryUnavailableError
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import apply_migrations, migration_status
 from idminter_pipeline.registry.summary import registry_summary
-from idminter_pipeline.settings import DatabaseSettings
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 PASSWORD_ENV = "IDMINTER_SECRETS_TEST_PASSWORD"
 VENV_BIN = Path(sys.executable).parent

@@ -31,12 +31,14 @@ from db_helpers import free_port, mysql_under_test, private_server_paths
 from legacy_helpers import SPECIAL_ROWS, create_legacy_table
 from works_helpers import work
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidSettingError,
     LegacyMigrationError,
     RegistryUnavailableError,
 )
-from idminter_pipeline.local_database import (
+from idminter_pipeline.core.settings import DatabaseSettings, project_root
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.local_servers.mariadb import (
     LOCAL_PRIVILEGES,
     LocalServerPaths,
     admin_connection,
@@ -51,8 +53,6 @@ from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.registry.pool import pool_health, top_up
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.registry.summary import registry_summary
-from idminter_pipeline.settings import DatabaseSettings, project_root
-from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore

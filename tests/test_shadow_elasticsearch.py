@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.cli import main
-from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
     elasticsearch_client,

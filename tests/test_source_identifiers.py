@@ -1,8 +1,8 @@
 import pytest
 
-from idminter_pipeline.errors import InvalidSourceIdentifierError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.source_identifiers import (
+from idminter_pipeline.core.errors import InvalidSourceIdentifierError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import (
     SourceIdentifier,
     registered_ontology_type,
 )

@@ -13,8 +13,13 @@ from state_machine_harness import lambda_response, minter_state_machine, state_m
 from works_helpers import fill_pool, use_embedded_store, work
 
 import idminter_pipeline
-from idminter_pipeline import errors, lambda_handler
-from idminter_pipeline.lambda_outcomes import REPORTED_ERROR_NAMES, UnexpectedError, reported_class
+from idminter_pipeline.aws_lambda import handler as lambda_handler
+from idminter_pipeline.aws_lambda.outcomes import (
+    REPORTED_ERROR_NAMES,
+    UnexpectedError,
+    reported_class,
+)
+from idminter_pipeline.core import errors
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:idminter-minter"

@@ -13,8 +13,8 @@ from db_helpers import create_database, drop_database, private_mariadb
 from state_machine_harness import minter_state_machine
 from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
 
-from idminter_pipeline import lambda_handler
-from idminter_pipeline.local_database import ensure_server, stop_server
+from idminter_pipeline.aws_lambda import handler as lambda_handler
+from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import top_up

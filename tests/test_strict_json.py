@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.strict_json import InvalidJsonError, loads
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.strict_json import InvalidJsonError, loads
 
 
 def test_plain_json_parses_as_the_standard_library_would():

@@ -9,10 +9,10 @@ import sqlite3
 import pytest
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Inheritance, Minter
-from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import IdentifiedWork, extract_work
 from idminter_pipeline.works.pipeline import SupersededWork, WorksPipeline
 from idminter_pipeline.works.repair import repair_succession

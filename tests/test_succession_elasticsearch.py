@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,

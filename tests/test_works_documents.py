@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from idminter_pipeline.errors import InvalidSourceIdentifierError, MalformedWorkError
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.core.errors import InvalidSourceIdentifierError, MalformedWorkError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import (
     MAX_DOCUMENT_DEPTH,
     Stage,
@@ -468,7 +468,7 @@ def test_a_deep_node_is_found_and_a_deep_bad_node_is_named_by_its_path():
 
 
 def test_the_depth_limit_matches_what_works_load_accepts():
-    from idminter_pipeline.strict_json import DEFAULT_MAX_DEPTH  # noqa: PLC0415
+    from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH  # noqa: PLC0415
 
     assert MAX_DOCUMENT_DEPTH == DEFAULT_MAX_DEPTH
 

@@ -14,6 +14,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
+from idminter_pipeline.core.errors import InvalidSettingError
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
@@ -27,7 +28,6 @@ from idminter_pipeline.defs.works.resources import (
 )
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
-from idminter_pipeline.errors import InvalidSettingError
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 

@@ -6,7 +6,7 @@ import pytest
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError
+from idminter_pipeline.core.errors import InvalidInputError, PoolExhaustedError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import SourceWork, Stage, extract_work

@@ -18,7 +18,7 @@ from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, node, plant_bad_document, work
 
 from idminter_pipeline.cli import main
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints, JobAlreadyRunningError
 from idminter_pipeline.works.pipeline import WorksPipeline

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from elasticsearch import Elasticsearch
 
-from idminter_pipeline.errors import InvalidInputError, WorksStoreError
-from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.core.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import (

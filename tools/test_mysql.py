@@ -2,7 +2,7 @@
 
     python -m tools.test_mysql [--port N] [--keep] [pytest arguments...]
 
-1. installs MySQL (`idminter_pipeline.local_mysql`: apt resolves the closure, the .debs are
+1. installs MySQL (`idminter_pipeline.local_servers.mysql`: apt resolves the closure, the .debs are
    cached under .local/apt, unpacked into .local/mysql). When the archive cannot be reached and
    nothing is cached, it says so in one line and exits 0: a failed download is no code failure;
 2. starts it as a project-local server (data in .local/mysql-server, its own port and socket,
@@ -23,19 +23,19 @@ import subprocess
 import sys
 from contextlib import closing
 
-from idminter_pipeline.local_database import (
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import (
     LocalDatabaseError,
     admin_connection,
     ensure_server,
     stop_server,
 )
-from idminter_pipeline.local_mysql import (
+from idminter_pipeline.local_servers.mysql import (
     DEBIAN_ARCHIVE,
     MYSQL_PORT,
     ArchiveUnreachable,
     MysqlInstall,
 )
-from idminter_pipeline.settings import DatabaseSettings
 
 TEST_ADMIN_USER = "idminter_test_admin"
 # What the tests' private-server fixtures read to start MySQL instead of MariaDB.

@@ -1,6 +1,6 @@
 -- compose.yaml's MySQL: the development account `id_minter` (MYSQL_USER, to which the image gave
 -- ALL on `identifiers`) gets exactly what the project-local MariaDB's bootstrap gives it
--- (idminter_pipeline/local_database.py, LOCAL_PRIVILEGES): the registry's rows, its schema
+-- (idminter_pipeline/local_servers/mariadb.py, LOCAL_PRIVILEGES): the registry's rows, its schema
 -- migrations, the legacy migration's triggers and table locks, reconciliation's temporary tables,
 -- on the registry and on the databases the tests and benchmarks create per session. Nothing on
 -- *.*, no GRANT OPTION. Production splits this into two accounts: deploy/registry-grants.sql.

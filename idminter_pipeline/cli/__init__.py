@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 
 import click
 
-from idminter_pipeline.errors import IdMinterError, InvalidInputError
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2

@@ -31,7 +31,7 @@ def server() -> None:
 @server.command("start")
 def server_start() -> None:
     """Make a registry server available (idempotent) and print how to reach it."""
-    from idminter_pipeline import local_database  # noqa: PLC0415
+    from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
 
     report = local_database.ensure_server()
     for line in report.lines():
@@ -41,7 +41,7 @@ def server_start() -> None:
 @server.command("stop")
 def server_stop() -> None:
     """Stop the project-local server (its data stays in .local/mariadb)."""
-    from idminter_pipeline import local_database  # noqa: PLC0415
+    from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
 
     stopped = local_database.stop_server()
     click.echo(
@@ -52,7 +52,7 @@ def server_stop() -> None:
 @server.command("status")
 def server_status() -> None:
     """Whether the configured registry is reachable; exit 1 if it is not."""
-    from idminter_pipeline import local_database  # noqa: PLC0415
+    from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
 
     reachable, lines = local_database.server_status()
     for line in lines:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.core.settings import DatabaseSettings
 
 
 @click.command("load-dump")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
     LEGACY_MAX_BATCH_SIZE,
     LEGACY_MIN_BATCH_SIZE,

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from idminter_pipeline.settings import project_root
+from idminter_pipeline.core.settings import project_root
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import works_store_from_env
@@ -122,7 +122,7 @@ def local_run(count: int, seed: int) -> None:
     """Run the whole pipeline locally on sample works and print a summary."""
     # The server and registry modules (pymysql, tenacity, yoyo) are imported when the command
     # runs, so `idminter local-run --help` does not pay for them.
-    from idminter_pipeline import local_database  # noqa: PLC0415
+    from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.pool import top_up  # noqa: PLC0415

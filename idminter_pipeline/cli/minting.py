@@ -7,11 +7,11 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from idminter_pipeline import strict_json
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.core import strict_json
+from idminter_pipeline.core.errors import InvalidInputError, InvalidSourceIdentifierError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
 if TYPE_CHECKING:
     from idminter_pipeline.registry.minting import MintRequest

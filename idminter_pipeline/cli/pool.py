@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     POOL_DEFAULT_MAX_ROUNDS as DEFAULT_MAX_ROUNDS,
 )
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     POOL_DEFAULT_WRITERS as DEFAULT_WRITERS,
 )
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     POOL_MAX_BATCH_SIZE as MAX_BATCH_SIZE,
 )
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     POOL_MAX_WRITERS as MAX_WRITERS,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     RECONCILIATION_DEFAULT_BATCH_SIZE,
     RECONCILIATION_MAX_BATCH_SIZE,
     RECONCILIATION_MIN_BATCH_SIZE,

@@ -10,8 +10,8 @@ import click
 
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.cli.works import scope_from_options, scope_options
-from idminter_pipeline.gc_settings import batch_run_collector
-from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
+from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.stores import WorksStore, works_store_from_env
 
 if TYPE_CHECKING:

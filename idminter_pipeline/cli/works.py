@@ -11,12 +11,12 @@ from typing import TypeVar
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.errors import InvalidInputError, MalformedWorkError
-from idminter_pipeline.gc_settings import batch_run_collector
-from idminter_pipeline.job_ids import check_job_id
-from idminter_pipeline.strict_json import loads as strict_loads
+from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
+from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
+from idminter_pipeline.core.strict_json import loads as strict_loads
 from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
-from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
     FullScope,
@@ -276,9 +276,9 @@ def repair_succession_command(apply: bool) -> None:
     Prints a JSON report; exits 1 if a rewrite failed.
     """
     # Imported here: `idminter works generate|load` need neither the registry nor the pipeline.
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
-    from idminter_pipeline.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.works.repair import repair_succession  # noqa: PLC0415
     from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
     from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._config.config_type import ConfigScalar, ConfigScalarKind
 from dagster._config.errors import PostProcessingError
 
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 
 
 class PositiveInt(ConfigScalar):

@@ -6,8 +6,8 @@ import os
 
 import dagster as dg
 
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory, connect
-from idminter_pipeline.settings import DatabaseSettings
 
 
 class RegistryDatabase(dg.ConfigurableResource):

@@ -24,14 +24,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from idminter_pipeline import strict_json
-from idminter_pipeline.errors import (
+from idminter_pipeline.core import strict_json
+from idminter_pipeline.core.errors import (
     RegistryUnavailableError,
     RegistryUnreachableError,
     StatementTooLargeError,
 )
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.settings import DatabaseSettings
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import DatabaseSettings
 
 logger = logging.getLogger(__name__)
 # botocore logs whole response bodies at DEBUG, and a GetSecretValue body is the secret itself:

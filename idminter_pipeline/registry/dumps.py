@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from idminter_pipeline.errors import IdMinterError, InvalidInputError
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.settings import DatabaseSettings
 
 CLIENTS = ("mariadb", "mysql")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")

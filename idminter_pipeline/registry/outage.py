@@ -34,12 +34,12 @@ from typing import TypeVar
 import pymysql
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidInputError,
     RegistryOutageError,
     RegistryUnreachableError,
 )
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 
 logger = logging.getLogger(__name__)
 

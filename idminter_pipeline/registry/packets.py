@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from idminter_pipeline.errors import RegistryUnavailableError, StatementTooLargeError
+from idminter_pipeline.core.errors import RegistryUnavailableError, StatementTooLargeError
 from idminter_pipeline.registry.connection import Connection, session_max_allowed_packet
 
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from idminter_pipeline.alerts import Alert, Severity
-from idminter_pipeline.errors import InvalidSettingError
+from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.errors import InvalidSettingError
 
 ALERT_AFTER_ENV = "IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS"
 DEFAULT_ALERT_AFTER_SECONDS = 300.0

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from idminter_pipeline.errors import SchemaMigrationError
+from idminter_pipeline.core.errors import SchemaMigrationError
+from idminter_pipeline.core.settings import project_root
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.settings import project_root
 
 if TYPE_CHECKING:
     from yoyo.backends.core.mysql import MySQLBackend

@@ -30,9 +30,9 @@ from typing import Any, Self
 
 import pymysql
 
-from idminter_pipeline.errors import IdMinterError, InvalidInputError, RegistryUnavailableError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.job_ids import check_job_id
+from idminter_pipeline.core.errors import IdMinterError, InvalidInputError, RegistryUnavailableError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.works.stores.base import ScanPosition

@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from idminter_pipeline.alerts import Alert, Severity
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import ExtractedWork
 
 # Systems that replace Sierra and CALM: their records should arrive with predecessors.

@@ -38,18 +38,18 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidSourceIdentifierError,
     MalformedWorkError,
 )
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.source_identifiers import (
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import (
     SourceIdentifier,
     document_identifier,
     registered_ontology_type,
 )
-from idminter_pipeline.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
-from idminter_pipeline.strict_json import loads as strict_loads
+from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
+from idminter_pipeline.core.strict_json import loads as strict_loads
 
 
 class Stage(StrEnum):

@@ -41,8 +41,8 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from idminter_pipeline.errors import DownstreamNotificationError, InvalidInputError
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.errors import DownstreamNotificationError, InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
 
 logger = logging.getLogger(__name__)
 

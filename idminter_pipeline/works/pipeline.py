@@ -47,16 +47,21 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
-from idminter_pipeline.batch_sizes import bounded_batch_size
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     MalformedWorkError,
     MissingPredecessorError,
     PredecessorCycleError,
 )
+from idminter_pipeline.core.limits import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    MIN_BATCH_SIZE,
+    bounded_batch_size,
+)
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
-from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.documents import (
@@ -69,7 +74,6 @@ from idminter_pipeline.works.documents import (
     extract_work,
 )
 from idminter_pipeline.works.downstream import Announceable, Announced, DownstreamNotifier
-from idminter_pipeline.works.limits import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,

@@ -6,11 +6,11 @@ import logging
 from collections.abc import Mapping
 from contextlib import nullcontext
 
-from idminter_pipeline.alerts import LogFileChannel, LoggerChannel, send_alert
-from idminter_pipeline.errors import AlertDeliveryError
+from idminter_pipeline.core.alerts import LogFileChannel, LoggerChannel, send_alert
+from idminter_pipeline.core.errors import AlertDeliveryError
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connection_factory
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.settings import DatabaseSettings
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.downstream import downstream_notifier_from_env

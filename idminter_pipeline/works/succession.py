@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.registry.minting import Inheritance, Key
 
 PRECEDENCE_ENV = "IDMINTER_SUCCESSION_PRECEDENCE"

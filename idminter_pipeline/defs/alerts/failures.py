@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
-from idminter_pipeline.alerts import Alert, FigureValue, Severity
+from idminter_pipeline.core.alerts import Alert, FigureValue, Severity
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from idminter_pipeline.alerts import (
+from idminter_pipeline.core.alerts import (
     DEFAULT_SOURCE,
     Alert,
     AlertChannel,

@@ -18,7 +18,12 @@ import time
 
 import dagster as dg
 
-from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.errors import (
+    AlertDeliveryError,
+    RegistryUnavailableError,
+    SchemaMigrationError,
+)
 from idminter_pipeline.defs.alerts.failures import FailedRun, failed_run_alert
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
@@ -32,11 +37,6 @@ from idminter_pipeline.defs.pool.jobs import (
 from idminter_pipeline.defs.pool.metrics import emit_pool_metrics
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import (
-    AlertDeliveryError,
-    RegistryUnavailableError,
-    SchemaMigrationError,
-)
 from idminter_pipeline.registry.outage import is_outage
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
 from idminter_pipeline.registry.pool.watch import WatchState, assess, watch_caps

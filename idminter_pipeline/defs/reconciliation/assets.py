@@ -3,7 +3,8 @@
 import dagster as dg
 from pydantic import Field, field_validator
 
-from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.errors import AlertDeliveryError
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.reconciliation.checks import (
@@ -15,7 +16,6 @@ from idminter_pipeline.defs.reconciliation.checks import (
 )
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.errors import AlertDeliveryError
 from idminter_pipeline.registry import reconciliation
 
 # Defined by the works domain; an external key until that code location part is merged.

@@ -3,7 +3,7 @@ unchecked, so its failure alerts, with the innermost exception and the run."""
 
 import dagster as dg
 
-from idminter_pipeline.alerts import Severity
+from idminter_pipeline.core.alerts import Severity
 from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_check_evaluations,

@@ -11,12 +11,12 @@ from typing import Any
 
 import dagster as dg
 
+from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.shadow.resources import ShadowReferenceResource
 from idminter_pipeline.defs.works.assets import MAX_PARTITIONS_PER_RUN, STORE_KIND
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import WorksStoreResource
-from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.works.shadow import Category, ShadowReport, shadow_run
 from idminter_pipeline.works.stores import WindowScope
 

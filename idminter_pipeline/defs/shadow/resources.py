@@ -9,8 +9,8 @@ import os
 
 import dagster as dg
 
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.defs.works.resources import WorksStoreResource
-from idminter_pipeline.errors import InvalidInputError
 from idminter_pipeline.works.shadow import ElasticsearchReference, Reference, SqliteReference
 from idminter_pipeline.works.stores.elasticsearch import elasticsearch_client
 

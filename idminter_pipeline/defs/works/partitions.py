@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.settings import env_int
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.settings import env_int
 
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_PARTITIONS_START = "2026-07-30-00:00"

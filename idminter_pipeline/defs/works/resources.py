@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import dagster as dg
 from pydantic import Field
 
-from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.churn_guard import (
     DEFAULT_MAX_NEW_SHARE,
     DEFAULT_MIN_NEW_WORKS,

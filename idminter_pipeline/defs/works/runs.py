@@ -17,7 +17,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from idminter_pipeline.alerts import Alert, Severity, cut_message
+from idminter_pipeline.core.alerts import Alert, Severity, cut_message
+from idminter_pipeline.core.errors import AlertDeliveryError
+from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.resources import (
@@ -25,8 +27,6 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.errors import AlertDeliveryError
-from idminter_pipeline.gc_settings import batch_run_collector
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline

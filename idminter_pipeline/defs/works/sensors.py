@@ -6,7 +6,7 @@ Both read only the failed run, its step failures and its check evaluations from 
 
 import dagster as dg
 
-from idminter_pipeline.alerts import Severity
+from idminter_pipeline.core.alerts import Severity
 from idminter_pipeline.defs.alerts.failures import (
     PARTITION_TAGS,
     FailedRun,

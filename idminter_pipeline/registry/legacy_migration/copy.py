@@ -19,7 +19,7 @@ from typing import Any
 
 import pymysql
 
-from idminter_pipeline.errors import LegacyMigrationError
+from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.state import (
     _SOURCE_PARTS,

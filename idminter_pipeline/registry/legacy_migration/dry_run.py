@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from idminter_pipeline.core.source_identifiers import REGISTERED_ONTOLOGY_TYPES
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
@@ -25,9 +26,8 @@ from idminter_pipeline.registry.legacy_migration.state import (
     clamp_batch_size,
     registry_shape,
 )
-from idminter_pipeline.source_identifiers import REGISTERED_ONTOLOGY_TYPES
 
-# Today's public format (idminter_pipeline.canonical_ids), as a regular expression both servers run.
+# Today's public format (core.canonical_ids), as a regular expression both servers run.
 CANONICAL_ID_PATTERN = "^[a-hjkmnp-z][a-hjkmnp-z2-9]{7}$"
 BAD_SOURCE_PART_PATTERN = "^[[:space:]]|[[:space:]]$|[[:cntrl:]]"
 

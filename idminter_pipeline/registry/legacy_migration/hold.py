@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC
 from typing import Any
 
-from idminter_pipeline.errors import LegacyMigrationError
+from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.copy import (
     _copy_connection,

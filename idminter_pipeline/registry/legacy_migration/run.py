@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from idminter_pipeline.errors import LegacyMigrationError
+from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.copy import (
     _copy,

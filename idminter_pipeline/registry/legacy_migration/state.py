@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from idminter_pipeline.batch_sizes import bounded_batch_size
-from idminter_pipeline.errors import LegacyMigrationError, SchemaMigrationError
-from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.errors import LegacyMigrationError, SchemaMigrationError
+from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
     LEGACY_MAX_BATCH_SIZE,
     LEGACY_MIN_BATCH_SIZE,
+    bounded_batch_size,
 )
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.schema import migrations_dir, table_exists
 
 LIVE_TABLE = "identifiers"

@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from idminter_pipeline.errors import LegacyMigrationError, LegacyVerificationError
+from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import _unfit_ids_error
 from idminter_pipeline.registry.legacy_migration.state import (

@@ -9,7 +9,7 @@
 Callers import from this package; the modules are its rooms.
 """
 
-from idminter_pipeline.job_ids import MAX_JOB_ID_LENGTH
+from idminter_pipeline.core.job_ids import MAX_JOB_ID_LENGTH
 from idminter_pipeline.registry.minting.aliases import Alias, AliasStatus
 from idminter_pipeline.registry.minting.chains import Inheritance
 from idminter_pipeline.registry.minting.minter import (

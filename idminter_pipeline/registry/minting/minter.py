@@ -45,9 +45,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from idminter_pipeline.canonical_ids import validate_canonical_id
-from idminter_pipeline.errors import InvalidInputError, PoolExhaustedError, RegistryContentionError
-from idminter_pipeline.job_ids import check_job_id
+from idminter_pipeline.core.canonical_ids import validate_canonical_id
+from idminter_pipeline.core.errors import (
+    InvalidInputError,
+    PoolExhaustedError,
+    RegistryContentionError,
+)
+from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
 from idminter_pipeline.registry.minting.chains import (
@@ -86,7 +91,6 @@ from idminter_pipeline.registry.outage import (
     outage_bound,
 )
 from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     MissingPredecessorError,
     PredecessorCycleError,
 )
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
 Key = tuple[str, str, str]
 

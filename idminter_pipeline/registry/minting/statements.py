@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from idminter_pipeline.errors import StatementTooLargeError
+from idminter_pipeline.core.errors import StatementTooLargeError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.minting.plan import Key, _Event
 from idminter_pipeline.registry.packets import (
@@ -29,7 +30,6 @@ from idminter_pipeline.registry.packets import (
     split_to_fit,
     text_bytes,
 )
-from idminter_pipeline.source_identifiers import SourceIdentifier
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pymysql
 
-from idminter_pipeline.errors import InvalidInputError, SchemaMigrationError
+from idminter_pipeline.core.errors import InvalidInputError, SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
 

@@ -36,26 +36,26 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from idminter_pipeline.batch_sizes import bounded_batch_size
-from idminter_pipeline.canonical_ids import (
+from idminter_pipeline.core.canonical_ids import (
     generate_canonical_ids_bulk,
     is_canonical_id,
     validate_canonical_id,
 )
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     InvalidInputError,
     InvalidPoolSettingsError,
     PoolTopUpBusyError,
     PoolTopUpIncompleteError,
 )
-from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.limits import (
     POOL_DEFAULT_BATCH_SIZE,
     POOL_DEFAULT_MAX_ROUNDS,
     POOL_DEFAULT_WRITERS,
     POOL_MAX_BATCH_SIZE,
     POOL_MAX_WRITERS,
+    bounded_batch_size,
 )
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool.health import (
     _require_count,

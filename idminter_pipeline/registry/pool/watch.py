@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
-from idminter_pipeline.alerts import Alert, Severity
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.registry.pool.health import PoolWatch
 from idminter_pipeline.registry.pool.top_up import PoolSettings
 

@@ -35,16 +35,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from idminter_pipeline.batch_sizes import bounded_batch_size
-from idminter_pipeline.canonical_ids import is_canonical_id
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
-from idminter_pipeline.registry.limits import (
+from idminter_pipeline.core.canonical_ids import is_canonical_id
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.limits import (
     RECONCILIATION_DEFAULT_BATCH_SIZE,
     RECONCILIATION_MAX_BATCH_SIZE,
     RECONCILIATION_MIN_BATCH_SIZE,
+    bounded_batch_size,
 )
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
 from idminter_pipeline.registry.reconciliation.keyset import (
     execute,
     keyset_ranges,

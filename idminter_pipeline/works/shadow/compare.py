@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 
 # What a would-mint identifier carries instead of an ID: canonical IDs are 8 ASCII letters and
 # digits, so a value with a colon can never be mistaken for one.

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from idminter_pipeline.errors import InvalidInputError, MalformedWorkError, WorksStoreError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.source_identifiers import SourceIdentifier
+from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError, WorksStoreError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import decode_document, parse_bare_identifier
 
 # SQLite's default limit on bound parameters is 999 on old builds.

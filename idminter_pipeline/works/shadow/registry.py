@@ -22,7 +22,8 @@ from typing import Any
 
 import pymysql
 
-from idminter_pipeline.errors import LegacyMigrationError
+from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
@@ -47,7 +48,6 @@ from idminter_pipeline.registry.minting.statements import keyed_selects
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.packets import statement_budget
 from idminter_pipeline.registry.schema import table_exists
-from idminter_pipeline.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork

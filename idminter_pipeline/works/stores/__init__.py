@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.stores.base import (
     FullScope,
     IdsScope,

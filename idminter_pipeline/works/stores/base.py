@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from idminter_pipeline.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.documents import (
     IdentifiedWork,
     SourceWork,

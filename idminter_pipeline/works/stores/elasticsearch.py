@@ -24,8 +24,8 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exceptions
 
-from idminter_pipeline.errors import InvalidInputError, MalformedWorkError, WorksStoreError
-from idminter_pipeline.settings import ElasticsearchSettings
+from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError, WorksStoreError
+from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, parse_bare_identifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,

@@ -23,8 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from idminter_pipeline.errors import InvalidInputError, WorksStoreError
-from idminter_pipeline.settings import local_state_dir
+from idminter_pipeline.core.errors import InvalidInputError, WorksStoreError
+from idminter_pipeline.core.settings import local_state_dir
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, encode_document
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,

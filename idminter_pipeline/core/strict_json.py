@@ -20,8 +20,8 @@ import re
 from itertools import accumulate
 from typing import Any
 
-from idminter_pipeline.errors import InvalidInputError
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
 
 # Deeper than any catalogue document or request (work documents nest about a dozen levels); far
 # below the depth at which the parser would exhaust the interpreter's stack.

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 
-from idminter_pipeline.errors import InvalidCanonicalIdError
+from idminter_pipeline.core.errors import InvalidCanonicalIdError
 
 CANONICAL_ID_LENGTH = 8
 FIRST_CHARACTERS = "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in "oil")

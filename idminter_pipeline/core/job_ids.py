@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from idminter_pipeline.errors import InvalidJobIdError
+from idminter_pipeline.core.errors import InvalidJobIdError
 
 MAX_JOB_ID_LENGTH = 255
 

@@ -58,18 +58,18 @@ from typing import Any
 
 import boto3
 
-from idminter_pipeline import strict_json
-from idminter_pipeline.errors import InvalidInputError, InvalidSourceIdentifierError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.gc_settings import batch_run_collector
-from idminter_pipeline.job_ids import check_job_id
-from idminter_pipeline.lambda_outcomes import (
+from idminter_pipeline.aws_lambda.outcomes import (
     as_reported,
     batch_summary,
     configure_logging,
     emit_metrics,
     log_run,
 )
+from idminter_pipeline.core import strict_json
+from idminter_pipeline.core.errors import InvalidInputError, InvalidSourceIdentifierError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE, json_type, work_document_id
 from idminter_pipeline.works.pipeline import MAX_BATCH_SIZE, RunSummary
 from idminter_pipeline.works.runner import run_from_env

@@ -36,9 +36,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from idminter_pipeline.errors import AlertDeliveryError, InvalidInputError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.settings import local_state_dir
+from idminter_pipeline.core.errors import AlertDeliveryError, InvalidInputError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import local_state_dir
 
 logger = logging.getLogger(__name__)
 

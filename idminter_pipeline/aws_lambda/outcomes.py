@@ -27,7 +27,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
 
-from idminter_pipeline.errors import (
+from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,
     PoolExhaustedError,
@@ -35,11 +35,11 @@ from idminter_pipeline.errors import (
     RegistryUnavailableError,
     WorksStoreError,
 )
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary
 
-logger = logging.getLogger("idminter_pipeline.lambda_handler")
+logger = logging.getLogger("idminter_pipeline.aws_lambda.handler")
 
 
 class UnexpectedError(Exception):

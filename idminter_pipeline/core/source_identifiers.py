@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Self
 
-from idminter_pipeline.errors import InvalidSourceIdentifierError
+from idminter_pipeline.core.errors import InvalidSourceIdentifierError
 
 MAX_PART_LENGTH = 255
 

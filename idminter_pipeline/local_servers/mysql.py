@@ -23,8 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from idminter_pipeline.local_database import LocalDatabaseError, LocalServerPaths
-from idminter_pipeline.settings import local_state_dir
+from idminter_pipeline.core.settings import local_state_dir
+from idminter_pipeline.local_servers.mariadb import LocalDatabaseError, LocalServerPaths
 
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "unstable"

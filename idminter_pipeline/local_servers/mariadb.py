@@ -37,9 +37,9 @@ from typing import Protocol
 
 import pymysql
 
-from idminter_pipeline.errors import IdMinterError, InvalidSettingError
-from idminter_pipeline.excerpts import excerpt
-from idminter_pipeline.settings import (
+from idminter_pipeline.core.errors import IdMinterError, InvalidSettingError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import (
     LOCAL_DATABASE_PASSWORD,
     LOCAL_DATABASE_USER,
     DatabaseSettings,

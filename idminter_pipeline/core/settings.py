@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idminter_pipeline.errors import InvalidSettingError
+from idminter_pipeline.core.errors import InvalidSettingError
 
-# The project-local MariaDB (see `idminter_pipeline.local_database`) listens on this private
+# The project-local MariaDB (see `idminter_pipeline.local_servers.mariadb`) listens on this private
 # port so it never clashes with a system MySQL on 3306.
 LOCAL_DATABASE_PORT = 33306
 LOCAL_DATABASE_USER = "id_minter"
@@ -47,7 +47,7 @@ def env_int(
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def local_state_dir() -> Path:

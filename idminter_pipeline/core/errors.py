@@ -1,16 +1,16 @@
 """Typed errors. Each carries the offending data so callers (CLI, Lambda, Dagster) can report it.
 
 Messages never include credentials: anything built from connection settings goes through
-`idminter_pipeline.settings.DatabaseSettings.describe`, which leaves the password out. Nor do they
-echo an offending value whole: each goes through `excerpts.excerpt` (its first 200 characters and
-its full length), so a 10 MB input gives an error of a few hundred bytes.
+`core.settings.DatabaseSettings.describe`, which leaves the password out. Nor do they echo an
+offending value whole: each goes through `excerpts.excerpt` (its first 200 characters and its full
+length), so a 10 MB input gives an error of a few hundred bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from idminter_pipeline.excerpts import excerpt
+from idminter_pipeline.core.excerpts import excerpt
 
 # Every module raises these errors, so this one imports nothing of the package's but `excerpts`
 # (which imports nothing), not even for type hints (that made an import cycle with

@@ -1,0 +1,1 @@
+"""The Lambda front door: event parsing, dispatch to the works pipeline, and outcomes."""

@@ -1,0 +1,1 @@
+"""Project-local MariaDB and MySQL servers for development and tests: tooling, not the minter."""
