@@ -1,0 +1,231 @@
+"""Every work accounted for (`works.audit`) and the sweeper (`works.sweeper`), against the real
+registry and the embedded store, through the library and `idminter works audit|sweep`."""
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
+
+from idminter_pipeline.cli import main
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.works.audit import Outcome, RunReport, audit
+from idminter_pipeline.works.pipeline import WorksPipeline
+from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
+from idminter_pipeline.works.sweeper import sweep
+
+WINDOW = WindowScope("2026-07-30T09:00:00Z", "2026-07-30T09:15:00Z", end_inclusive=False)
+
+
+def _stamp(minute: int, second: int = 0) -> str:
+    return f"2026-07-30T09:{minute:02d}:{second:02d}.000Z"
+
+
+def _window_works(count: int = 12):
+    return [
+        work("sierra-system-number", f"b{n}", indexed_at=_stamp(n % 15), items=(f"i{n}",))
+        for n in range(count)
+    ]
+
+
+def _canonical_ids(minter, work_ids):
+    return list(minter.lookup_ids(SourceIdentifier.parse(i) for i in work_ids).values())
+
+
+@pytest.fixture
+def minted_window(store, minter, connect_registry):
+    """A window of works in the store, minted and written by the pipeline."""
+    fill_pool(connect_registry, 500)
+    store.put_source(_window_works())
+    summary = WorksPipeline(store, minter).run(WINDOW)
+    assert summary.works_written == 12 and not summary.failed
+    return store
+
+
+def test_a_cleanly_minted_window_is_all_written(minted_window, minter):
+    report = audit(minted_window, minter.lookup_ids, WINDOW)
+    assert report.in_scope == 12
+    assert report.counts[Outcome.WRITTEN] == 12
+    assert report.difference_count == 0 and report.difference == []
+    assert report.describe().startswith("all 12 works")
+
+
+def test_works_lost_after_the_run_are_the_difference_named_work_by_work(minted_window, minter):
+    # The run said 12 written; three documents then vanish from the identified store.
+    lost = ["Work[sierra-system-number/b3]", "Work[sierra-system-number/b7]"]
+    minted_window.delete_identified(_canonical_ids(minter, lost))
+
+    report = audit(minted_window, minter.lookup_ids, WINDOW)
+    assert report.in_scope == 12
+    assert report.counts[Outcome.WRITTEN] == 10
+    assert report.difference_count == 2
+    assert sorted(w.work_id for w in report.difference) == lost
+    assert {w.outcome for w in report.difference} == {Outcome.MISSING}
+    assert all("no identified document" in w.detail for w in report.difference)
+    assert report.accounted + report.difference_count == report.in_scope
+    frame = report.difference_frame()
+    assert sorted(frame["work_id"]) == lost
+
+
+def test_failed_and_superseded_works_are_accounted_for_not_the_difference(
+    store, minter, connect_registry, tmp_path
+):
+    fill_pool(connect_registry, 500)
+    bad_id, _ = plant_bad_document(
+        tmp_path / "works.sqlite3", "not JSON", datetime(2026, 7, 30, 9, 1, tzinfo=UTC)
+    )
+    store.put_source(
+        [
+            work("sierra-system-number", "b1", indexed_at=_stamp(2)),
+            work(
+                "folio-instance",
+                "f1",
+                indexed_at=_stamp(3),
+                predecessor=("sierra-system-number", "b1"),
+            ),
+        ]
+    )
+    summary = WorksPipeline(store, minter).run(WINDOW)
+    assert summary.failed == 1 and summary.works_superseded == 1
+
+    report = audit(store, minter.lookup_ids, WINDOW)
+    assert report.in_scope == 3 and report.difference_count == 0
+    assert report.counts[Outcome.WRITTEN] == 1
+    assert report.counts[Outcome.SUPERSEDED] == 1
+    assert report.counts[Outcome.FAILED] == 1
+    (failed,) = report.failed
+    assert failed.work_id == bad_id and failed.detail.startswith("read: ")
+
+
+def test_a_work_the_run_reported_failed_or_skipped_is_counted_with_its_reason(
+    minted_window, minter
+):
+    failed_id, skipped_id = "Work[sierra-system-number/b4]", "Work[sierra-system-number/b5]"
+    minted_window.delete_identified(_canonical_ids(minter, [failed_id, skipped_id]))
+    reported = RunReport(
+        failed={failed_id: "mint: churn guard"}, skipped={skipped_id: "deleted upstream"}
+    )
+    report = audit(minted_window, minter.lookup_ids, WINDOW, reported=reported)
+    assert report.difference_count == 0
+    assert [(w.work_id, w.detail) for w in report.failed] == [(failed_id, "mint: churn guard")]
+    assert [(w.work_id, w.detail) for w in report.skipped] == [(skipped_id, "deleted upstream")]
+
+
+def test_a_late_write_into_a_processed_window_is_found_and_swept(minted_window, minter):
+    """A source document written into a window that was already processed: a new work, and a
+    new version of a work already minted, both with `indexed_at` inside the window."""
+    late_new = work("sierra-system-number", "b-late", indexed_at=_stamp(14, 30), items=("i-l",))
+    rewritten = work("sierra-system-number", "b2", indexed_at=_stamp(14, 45), items=("i2",))
+    rewritten.document["data"]["title"] = "corrected title"
+    minted_window.put_source([late_new, rewritten])
+
+    found = audit(minted_window, minter.lookup_ids, WINDOW)
+    assert found.in_scope == 13 and found.difference_count == 2
+    by_id = {w.work_id: w for w in found.difference}
+    assert by_id[late_new.id].outcome is Outcome.MISSING
+    assert by_id[rewritten.id].outcome is Outcome.STALE
+    assert "older than the source's 2026-07-30T09:14:45" in by_id[rewritten.id].detail
+
+    minted_scopes = []
+
+    def mint(scope):
+        minted_scopes.append(scope)
+        return WorksPipeline(minted_window, minter).run(scope)
+
+    report = sweep(minted_window, minter.lookup_ids, FullScope(), mint)
+    assert report.works_found == 2 and report.works_written == 2 and report.works_failed == 0
+    assert [sorted(s.ids) for s in minted_scopes] == [sorted([late_new.id, rewritten.id])]
+
+    after = audit(minted_window, minter.lookup_ids, WINDOW)
+    assert after.difference_count == 0 and after.counts[Outcome.WRITTEN] == 13
+    canonical_id = by_id[rewritten.id].canonical_id
+    assert minted_window.get_identified([canonical_id])[canonical_id]["data"]["title"] == (
+        "corrected title"
+    )
+    # Nothing left: a second sweep mints nothing.
+    assert sweep(minted_window, minter.lookup_ids, FullScope(), mint).works_minted == 0
+    assert len(minted_scopes) == 1
+
+
+def test_the_sweeper_mints_in_chunks(minted_window, minter):
+    late = [work("sierra-system-number", f"b-late{n}", indexed_at=_stamp(1, n)) for n in range(5)]
+    minted_window.put_source(late)
+    sizes = []
+
+    def mint(scope):
+        sizes.append(len(scope.ids))
+        return WorksPipeline(minted_window, minter).run(scope)
+
+    report = sweep(minted_window, minter.lookup_ids, FullScope(), mint, chunk=2)
+    assert sizes == [2, 2, 1] and report.works_written == 5
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_store(registry_env, connect_registry, tmp_path, monkeypatch):
+    path = use_embedded_store(monkeypatch, tmp_path)
+    fill_pool(connect_registry, 500)
+    with SqliteWorksStore(path) as store:
+        store.put_source(_window_works())
+    return path
+
+
+WINDOW_ARGS = ["--window-start", "2026-07-30T09:00:00Z", "--window-end", "2026-07-30T09:14:59Z"]
+
+
+def test_the_audit_command_exits_1_naming_the_difference_and_the_sweep_closes_it(cli_store):
+    runner = CliRunner()
+    minted = runner.invoke(main, ["mint", "--source-identifiers", "sierra-system-number/b1"])
+    assert minted.exit_code == 0, minted.output
+
+    result = runner.invoke(main, ["works", "audit", *WINDOW_ARGS])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["works_in_scope"] == 12
+    assert report["counts"]["written"] == 1 and report["difference"] == 11
+    assert len(report["difference_listed"]) == 11
+    assert "Work[sierra-system-number/b0]" in {w["work_id"] for w in report["difference_listed"]}
+
+    swept = runner.invoke(main, ["works", "sweep", "--full"])
+    assert swept.exit_code == 0, swept.output
+    assert json.loads(swept.stdout)["works_written"] == 11
+
+    clean = runner.invoke(main, ["works", "audit", *WINDOW_ARGS])
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.stdout)["counts"]["written"] == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (
+            ["--window-start", "2026-07-30T10:00:00Z", "--window-end", "2026-07-30T09:00:00Z"],
+            "09:00",
+        ),
+        (["--source-identifiers", "b1161044x"], "b1161044x"),
+        (["--window-start", "yesterday", "--window-end", "2026-07-30T09:00:00Z"], "yesterday"),
+    ],
+)
+@pytest.mark.parametrize("command", ["audit", "sweep"])
+def test_bad_scopes_are_one_error_line_and_nothing_is_written(cli_store, command, args, named):
+    result = CliRunner().invoke(main, ["works", command, *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
+    with sqlite3.connect(cli_store) as db:
+        assert db.execute("SELECT COUNT(*) FROM identified_works").fetchone() == (0,)
+
+
+def test_audit_refuses_a_missing_store_naming_it(registry_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "nowhere.sqlite3"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    result = CliRunner().invoke(main, ["works", "audit", "--full"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: works store {tmp_path / 'nowhere.sqlite3'}: no such file (WORKS_STORE_PATH)"
+    )
+    assert not (tmp_path / "nowhere.sqlite3").exists()
