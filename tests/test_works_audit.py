@@ -5,12 +5,22 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.assets import identified_works
+from idminter_pipeline.defs.works.checks import EVERY_WORK_ACCOUNTED_FOR_CHECK
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.works.audit import Outcome, RunReport, audit
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
@@ -229,3 +239,72 @@ def test_audit_refuses_a_missing_store_naming_it(registry_env, tmp_path, monkeyp
         f"error: works store {tmp_path / 'nowhere.sqlite3'}: no such file (WORKS_STORE_PATH)"
     )
     assert not (tmp_path / "nowhere.sqlite3").exists()
+
+
+# -- in Dagster -----------------------------------------------------------------------------------
+
+
+class _LosingStore(SqliteWorksStore):
+    """A store that acknowledges every write and silently keeps none of `lose`'s documents: a
+    run's counters then say written, and only the stores can tell."""
+
+    lose: frozenset[str] = frozenset()
+
+    def write_identified(self, works):
+        return super().write_identified([w for w in works if w.source_id not in self.lose])
+
+
+class _LosingStoreResource(WorksStoreResource):
+    lose: str = ""  # a work id, or none
+
+    def open(self):
+        store = _LosingStore(self.sqlite_path)
+        store.lose = frozenset({self.lose} - {""})
+        return store
+
+
+def _dagster_resources(registry, store_path, alerts_log, lose=()):
+    return {
+        "works_store": _LosingStoreResource(sqlite_path=str(store_path), lose="".join(lose)),
+        "registry_database": RegistryDatabase.from_settings(registry),
+        "churn_guard": ChurnGuardResource(),
+        "alerts": AlertsResource(log_file=str(alerts_log)),
+        "downstream": DownstreamTopicResource(),
+    }
+
+
+@pytest.mark.parametrize("lose", [(), ("Work[sierra-system-number/b3]",)])
+def test_the_window_check_counts_from_the_stores_not_the_runs_counters(
+    registry, connect_registry, tmp_path, lose
+):
+    fill_pool(connect_registry, 500)
+    store_path = tmp_path / "works.sqlite3"
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(_window_works())
+    alerts_log = tmp_path / "alerts.log"
+    result = dg.materialize(
+        [identified_works],
+        partition_key="2026-07-30-09:00",
+        resources=_dagster_resources(registry, store_path, alerts_log, lose),
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("identified_works")
+    assert materialization.metadata["works_written"].value == 12  # what the run believes
+    [check] = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == EVERY_WORK_ACCOUNTED_FOR_CHECK
+    ]
+    assert check.partition == "2026-07-30-09:00"
+    figures = {k: v.value for k, v in check.metadata.items()}
+    assert figures["works_in_scope"] == 12
+    assert figures["works_written"] == 12 - len(lose)
+    assert figures["works_not_accounted_for"] == len(lose)
+    assert [w["work_id"] for w in figures["difference"]] == list(lose)
+    assert check.passed is not lose
+    if lose:
+        assert "1 of 12 works" in check.description and lose[0] in check.description
+        alert = alerts_log.read_text()
+        assert "1 work(s) not accounted for" in alert and lose[0] in alert
+    else:
+        assert not alerts_log.exists() or "not accounted for" not in alerts_log.read_text()

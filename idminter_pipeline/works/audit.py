@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import (
@@ -56,6 +57,8 @@ AUDIT_BATCH_SIZE = 1_000
 # A report names this many works of the difference (and of the failed and skipped works); the
 # counts are always complete.
 LISTED_WORKS = 100
+
+AUDIT_SOURCE = "idminter-pipeline/works-audit"
 
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
 
@@ -301,3 +304,46 @@ def run_report_of(failures: Sequence[Any], skipped: Mapping[str, str] | None = N
     for failure in failures:
         failed.setdefault(failure.work_id, f"{failure.stage}: {failure.detail}")
     return RunReport(failed=failed, skipped=dict(skipped or {}))
+
+
+def difference_alert(
+    reports: Sequence[tuple[str | None, AuditReport]], *, run_id: str | None = None
+) -> Alert:
+    """One alert for the works of one or more audited scopes that are not accounted for."""
+    differing = [(key, report) for key, report in reports if report.difference_count]
+    count = sum(report.difference_count for _, report in differing)
+    in_scope = sum(report.in_scope for _, report in reports)
+    first_key, first_report = differing[0]
+    first = first_report.difference[0]
+    keys = [key for key, _ in differing if key is not None]
+    where = first_report.scope
+    if keys:
+        where = "windows " + ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" * (len(keys) > 5))
+    missing = sum(report.counts[Outcome.MISSING] for _, report in differing)
+    stale = sum(report.counts[Outcome.STALE] for _, report in differing)
+    return Alert(
+        title=f"{count} work(s) not accounted for",
+        runbook="{count} work(s) not accounted for",
+        what_happened=(
+            f"Of {in_scope:,} works in the source store for {where}, {count:,} were neither "
+            f"written, superseded, failed nor skipped: {missing:,} missing (no identified "
+            f"document), {stale:,} stale (identified document older than the source document)."
+        ),
+        what_to_do=(
+            "Read the difference listed on the every_work_accounted_for check (or `idminter "
+            "works audit` over the same scope), then mint it: `idminter works sweep` over the "
+            "scope, or materialize swept_works. A difference that comes back names a store or "
+            "a scan that loses works: see the runbook."
+        ),
+        figures={
+            "works_in_scope": in_scope,
+            "works_not_accounted_for": count,
+            "first_work": first.work_id,
+            "first_outcome": str(first.outcome),
+        },
+        severity=Severity.WARNING,
+        source=AUDIT_SOURCE,
+        cause=f"{first.work_id}: {first.outcome}: {first.detail}",
+        run_id=run_id,
+        partition=first_key,
+    )

@@ -7,7 +7,8 @@ ends as failed, and assets downstream of `identified_works` do not run in it.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -15,10 +16,18 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pydantic import Field
 
+from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
+from idminter_pipeline.defs.works.checks import (
+    EVERY_WORK_ACCOUNTED_FOR_CHECK,
+    EVERY_WORK_ACCOUNTED_FOR_DESCRIPTION,
+    audit_evaluation,
+    audit_windows,
+    log_differences,
+)
+from idminter_pipeline.defs.works.partitions import WINDOW_MINUTES, WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
@@ -36,6 +45,7 @@ from idminter_pipeline.defs.works.runs import (
     send_alert_quietly,
     summary_metadata,
 )
+from idminter_pipeline.works.audit import AuditReport, difference_alert
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
 from idminter_pipeline.works.stores import WindowScope
 
@@ -46,6 +56,15 @@ NO_SUCCESSION_CONFLICTS_CHECK = "no_succession_conflicts"
 # A backfill of many windows runs as several runs of at most this many windows each, so one run
 # stays bounded (memory, duration, what a retry repeats). 96 windows of 15 minutes is a day.
 MAX_PARTITIONS_PER_RUN = int(os.environ.get("IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN") or 96)
+# The schedule mints a window a few minutes after it closes, so a materialization is due about
+# every window; three windows without one means the schedule stopped or a window is stuck.
+FRESHNESS_FAIL_MINUTES = env_int(
+    os.environ, "IDMINTER_WORKS_FRESHNESS_FAIL_MINUTES", 3 * WINDOW_MINUTES, minimum=1
+)
+WORKS_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(minutes=FRESHNESS_FAIL_MINUTES),
+    warn_window=timedelta(minutes=max(1, FRESHNESS_FAIL_MINUTES * 2 // 3)),
+)
 STORE_KIND = works_store_kind()
 STORE_DESCRIPTIONS = {
     "sqlite": "the embedded SQLite works store (WORKS_STORE_PATH, default .local/works.sqlite3)",
@@ -72,7 +91,11 @@ IDENTIFIED_WORKS_CONFIG_SCHEMA = {
 
 
 def _record_windows(
-    context: dg.AssetExecutionContext, results: list[WindowResult], *, as_events: bool
+    context: dg.AssetExecutionContext,
+    results: list[WindowResult],
+    audits: Mapping[str, AuditReport],
+    *,
+    as_events: bool,
 ) -> None:
     """Each window's figures on its own partition.
 
@@ -95,11 +118,12 @@ def _record_windows(
         # After the materializations, so each evaluation can point at its partition's.
         targets = _target_materializations(context)
         for result in results:
-            for evaluation in _evaluations(context, result, targets.get(result.partition_key)):
+            target = targets.get(result.partition_key)
+            for evaluation in _evaluations(context, result, target, audits):
                 context.log_event(evaluation)
 
 
-_CHECKS = (NO_FAILED_WORKS_CHECK, NO_SUCCESSION_CONFLICTS_CHECK)
+_CHECKS = (NO_FAILED_WORKS_CHECK, NO_SUCCESSION_CONFLICTS_CHECK, EVERY_WORK_ACCOUNTED_FOR_CHECK)
 
 
 def _check_key(
@@ -120,6 +144,7 @@ def _evaluations(
     context: dg.AssetExecutionContext,
     result: WindowResult,
     target: AssetCheckEvaluationTargetMaterializationData | None,
+    audits: Mapping[str, AuditReport],
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The window's evaluation of each selected check, pointing at `target`, its partition's
     materialization in this run."""
@@ -127,6 +152,9 @@ def _evaluations(
         yield _evaluation(context, result, target)
     if _check_selected(context, NO_SUCCESSION_CONFLICTS_CHECK):
         yield _conflict_evaluation(context, result, target)
+    report = audits.get(result.partition_key)
+    if report is not None:
+        yield audit_evaluation(context.asset_key, result.partition_key, report, target)
 
 
 def _target_materializations(
@@ -198,6 +226,7 @@ def _conflict_evaluation(
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     kinds={"python", STORE_KIND},
     config_schema=IDENTIFIED_WORKS_CONFIG_SCHEMA,
+    freshness_policy=WORKS_FRESHNESS,
     description=(
         "Every identifier in the works indexed in a window (`indexed_at`), minted in the "
         f"registry, and the works written back with their canonical IDs; works are read from and "
@@ -213,6 +242,12 @@ def _conflict_evaluation(
                 "No work of the window failed at any stage (failures_by_stage). Blocking: "
                 "a failure fails the run and holds back downstream assets."
             ),
+        ),
+        dg.AssetCheckSpec(
+            EVERY_WORK_ACCOUNTED_FOR_CHECK,
+            asset="identified_works",
+            partitions_def=WORKS_PARTITIONS,
+            description=EVERY_WORK_ACCOUNTED_FOR_DESCRIPTION,
         ),
         dg.AssetCheckSpec(
             NO_SUCCESSION_CONFLICTS_CHECK,
@@ -237,7 +272,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
     """Every window of the run minted on its own, in order; re-running re-mints idempotently."""
     config = IdentifiedWorksConfig(**context.op_execution_context.op_config)
     partitions_def = WORKS_PARTITIONS
-    windows = []
+    windows: list[tuple[str, WindowScope]] = []
     for key in context.partition_keys:
         window = partitions_def.time_window_for_partition_key(key)
         windows.append((key, WindowScope(window.start, window.end, end_inclusive=False)))
@@ -257,11 +292,13 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         ):
             results.append(result)
     except Exception:
-        _record_windows(context, results, as_events=True)
+        audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
+        _record_windows(context, results, audits, as_events=True)
         _alert_failed_works(context, results, alerts)
         raise
 
-    _record_windows(context, results, as_events=False)
+    audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
+    _record_windows(context, results, audits, as_events=False)
     _alert_failed_works(context, results, alerts)
     # Every figure is partition-scoped: nothing here, or it would land on every partition.
     yield dg.MaterializeResult()
@@ -269,7 +306,7 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         # After the materializations, so each evaluation can point at its partition's.
         targets = _target_materializations(context)
         for result in results:
-            yield from _evaluations(context, result, targets.get(result.partition_key))
+            yield from _evaluations(context, result, targets.get(result.partition_key), audits)
     for name in _CHECKS:
         if _check_selected(context, name):
             yield dg.Output(
@@ -278,6 +315,30 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
                     _check_key(context, name)
                 ),
             )
+
+
+def _audit(  # noqa: PLR0917 (the asset's resources, passed on)
+    context: dg.AssetExecutionContext,
+    results: list[WindowResult],
+    scopes: Mapping[str, WindowScope],
+    works_store: WorksStoreResource,
+    registry_database: RegistryDatabase,
+    alerts: AlertsResource,
+) -> dict[str, AuditReport]:
+    """Each minted window audited from the stores, when its check is selected; a difference is
+    logged as a table and alerted once a run."""
+    if not results or not _check_selected(context, EVERY_WORK_ACCOUNTED_FOR_CHECK):
+        return {}
+    audits = audit_windows(
+        [(r.partition_key, scopes[r.partition_key], r.summary) for r in results],
+        works_store=works_store,
+        registry_database=registry_database,
+    )
+    log_differences(context.log, audits)
+    if any(report.difference_count for report in audits.values()):
+        alert = difference_alert(list(audits.items()), run_id=context.run.run_id)
+        send_alert_quietly(alerts, alert, context.log)
+    return audits
 
 
 def _alert_failed_works(
