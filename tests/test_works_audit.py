@@ -3,7 +3,7 @@ registry and the embedded store, through the library and `idminter works audit|s
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -14,13 +14,15 @@ from idminter_pipeline.cli import main
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
-from idminter_pipeline.defs.works.assets import identified_works
+from idminter_pipeline.defs.works.assets import identified_works, swept_works
 from idminter_pipeline.defs.works.checks import EVERY_WORK_ACCOUNTED_FOR_CHECK
+from idminter_pipeline.defs.works.partitions import WINDOW_MINUTES
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
     WorksStoreResource,
 )
+from idminter_pipeline.defs.works.schedules import sweep_missing_works
 from idminter_pipeline.works.audit import Outcome, RunReport, audit
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
@@ -308,3 +310,44 @@ def test_the_window_check_counts_from_the_stores_not_the_runs_counters(
         assert "1 work(s) not accounted for" in alert and lose[0] in alert
     else:
         assert not alerts_log.exists() or "not accounted for" not in alerts_log.read_text()
+
+
+def test_the_sweeper_asset_mints_a_late_write_and_alerts(registry, connect_registry, tmp_path):
+    fill_pool(connect_registry, 500)
+    store_path = tmp_path / "works.sqlite3"
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(_window_works())
+    alerts_log = tmp_path / "alerts.log"
+    resources = _dagster_resources(registry, store_path, alerts_log)
+    window = dg.materialize(
+        [identified_works], partition_key="2026-07-30-09:00", resources=resources
+    )
+    assert window.success
+    late = work("sierra-system-number", "b-late", indexed_at=_stamp(7, 30))
+    with SqliteWorksStore(store_path) as store:
+        store.put_source([late])
+
+    swept = dg.materialize([swept_works], resources=resources)
+    assert swept.success
+    [materialization] = swept.asset_materializations_for_node("swept_works")
+    figures = {k: v.value for k, v in materialization.metadata.items()}
+    assert figures["works_in_scope"] == 13
+    assert (figures["works_found"], figures["works_missing"], figures["works_written"]) == (1, 1, 1)
+    assert [w["work_id"] for w in figures["found_works"]] == [late.id]
+    assert "Sweeper found 1 missing or stale work(s)" in alerts_log.read_text()
+
+    again = dg.materialize([swept_works], resources=resources)
+    [materialization] = again.asset_materializations_for_node("swept_works")
+    assert materialization.metadata["works_found"].value == 0
+
+
+def test_the_sweeper_schedule_is_off_by_default_and_asks_one_run_per_tick():
+    assert sweep_missing_works.default_status is dg.DefaultScheduleStatus.STOPPED
+    tick = datetime(2026, 7, 30, 10, 40, tzinfo=UTC)
+    request = sweep_missing_works(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert request.run_key == tick.isoformat()
+
+
+def test_the_works_freshness_policy_fails_after_three_windows():
+    policy = identified_works.specs_by_key[identified_works.key].freshness_policy
+    assert policy.fail_window.to_timedelta() == timedelta(minutes=3 * WINDOW_MINUTES)

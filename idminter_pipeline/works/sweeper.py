@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.works.audit import (
     DIFFERENCE,
     LISTED_WORKS,
@@ -25,6 +26,7 @@ from idminter_pipeline.works.audit import (
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
 from idminter_pipeline.works.stores.base import IdsScope, WorkScope, WorksStore
 
+SWEEPER_SOURCE = "idminter-pipeline/swept_works"
 # Works minted per pipeline run of the sweeper.
 SWEEP_CHUNK = 1_000
 
@@ -110,3 +112,32 @@ def sweep(
                 mint_due()
     mint_due()
     return report
+
+
+def found_works_alert(report: SweepReport, *, run_id: str | None = None) -> Alert:
+    """People hear when the sweeper had work to do: something upstream writes late or loses
+    works, which is worth knowing even when the sweeper put it right."""
+    first = report.found.difference[0]
+    return Alert(
+        title=f"Sweeper found {report.works_found} missing or stale work(s)",
+        runbook="Sweeper found {count} missing or stale work(s)",
+        what_happened=report.describe() + ".",
+        what_to_do=(
+            "Nothing for the works written: they are minted now. Look at which works were "
+            "found (swept_works' found_works, the first 100) and when their source documents "
+            "were written: see the runbook for the usual causes. Failed ones are in the "
+            "failed-works alert."
+        ),
+        figures={
+            "works_found": report.works_found,
+            "works_missing": report.found.counts["missing"],
+            "works_stale": report.found.counts["stale"],
+            "works_written": report.works_written,
+            "works_failed": report.works_failed,
+            "first_work": first.work_id,
+        },
+        severity=Severity.WARNING,
+        source=SWEEPER_SOURCE,
+        cause=f"{first.work_id}: {first.outcome}: {first.detail}",
+        run_id=run_id,
+    )

@@ -8,7 +8,7 @@ ends as failed, and assets downstream of `identified_works` do not run in it.
 
 import os
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -35,19 +35,28 @@ from idminter_pipeline.defs.works.resources import (
     works_store_kind,
 )
 from idminter_pipeline.defs.works.runs import (
+    FailedWorksError,
     WindowResult,
     check_description,
     check_metadata,
     conflict_check_description,
     conflict_rows,
     failed_works_alert,
+    mint_scope,
     mint_windows,
     send_alert_quietly,
     summary_metadata,
 )
+from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.audit import AuditReport, difference_alert
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
-from idminter_pipeline.works.stores import WindowScope
+from idminter_pipeline.works.pipeline import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    MIN_BATCH_SIZE,
+    RunSummary,
+)
+from idminter_pipeline.works.stores import FullScope, IdsScope, WindowScope, WorkScope
+from idminter_pipeline.works.sweeper import found_works_alert, sweep
 
 WORKS_GROUP = "works"
 POOL_ASSET = "canonical_id_pool"
@@ -349,3 +358,93 @@ def _alert_failed_works(
             [(r.partition_key, r.summary) for r in results], run_id=context.run.run_id
         )
         send_alert_quietly(alerts, alert, context.log)
+
+
+SWEEPER_LOOKBACK_HOURS = env_int(os.environ, "IDMINTER_SWEEPER_LOOKBACK_HOURS", 0, minimum=0)
+
+
+class SweptWorksConfig(dg.Config):
+    lookback_hours: int = Field(
+        default=SWEEPER_LOOKBACK_HOURS,
+        ge=0,
+        description="Sweep works indexed this many hours back to now; 0 sweeps every work.",
+    )
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE)
+
+
+def sweep_scope(lookback_hours: int, now: datetime) -> WorkScope:
+    if not lookback_hours:
+        return FullScope()
+    return WindowScope(now - timedelta(hours=lookback_hours), now)
+
+
+@dg.asset(
+    group_name=WORKS_GROUP,
+    deps=[identified_works],
+    kinds={"python", STORE_KIND},
+    description=(
+        "Works whose identified document is missing or older than their source document, "
+        "whatever window they fell in (a source document written into a window already "
+        "processed), found by auditing the source index against the identified store and "
+        "minted by id. Its figures: works found (the first 100 named) and what minting did."
+    ),
+)
+def swept_works(  # noqa: PLR0917 (Dagster injects resources by name)
+    context: dg.AssetExecutionContext,
+    config: SweptWorksConfig,
+    works_store: WorksStoreResource,
+    registry_database: RegistryDatabase,
+    churn_guard: ChurnGuardResource,
+    alerts: AlertsResource,
+    downstream: DownstreamTopicResource,
+) -> Iterator[dg.MaterializeResult]:
+    """Audit the scope, mint what is missing or stale; fails after recording if a work failed."""
+    scope = sweep_scope(config.lookback_hours, datetime.now(UTC))
+    context.log.info(f"sweeping {scope.describe()}")
+
+    def mint(ids: IdsScope) -> RunSummary:
+        return mint_scope(
+            context,
+            ids,
+            works_store=works_store,
+            registry_database=registry_database,
+            churn_guard=churn_guard,
+            alerts=alerts,
+            batch_size=config.batch_size,
+            job_id=context.run.run_id,
+            downstream=downstream,
+        )
+
+    with (
+        works_store.open() as store,
+        Minter(registry_database.connection_factory()) as minter,
+    ):
+        report = sweep(store, minter.lookup_ids, scope, mint)
+    context.log.info(report.describe())
+    if report.works_found:
+        log_differences(context.log, {"swept": report.found})
+        send_alert_quietly(
+            alerts, found_works_alert(report, run_id=context.run.run_id), context.log
+        )
+    yield dg.MaterializeResult(
+        metadata={
+            "scope": report.found.scope,
+            "works_in_scope": report.found.in_scope,
+            "works_found": report.works_found,
+            "works_missing": report.found.counts["missing"],
+            "works_stale": report.found.counts["stale"],
+            "works_written": report.works_written,
+            "works_superseded": report.works_superseded,
+            "works_failed": report.works_failed,
+            "found_works": dg.MetadataValue.json([w.as_dict() for w in report.found.difference]),
+            "failures": dg.MetadataValue.json([f.as_dict() for f in report.failures]),
+        }
+    )
+    if report.works_failed:
+        raise FailedWorksError(
+            description=(
+                f"{report.works_failed} of the {report.works_found} works swept failed minting; "
+                "the others were written. See the failures and the run's logs."
+            ),
+            allow_retries=False,
+        )
