@@ -69,6 +69,7 @@ _COMMANDS = {
     "local-run": "idminter_pipeline.cli.local_run:local_run",
     "works": "idminter_pipeline.cli.works:works",
     "mint": "idminter_pipeline.cli.works:mint",
+    "impact": "idminter_pipeline.cli.impact:impact",
     "shadow": "idminter_pipeline.cli.shadow:shadow",
     "pool": "idminter_pipeline.cli.pool:pool",
     "lookup": "idminter_pipeline.cli.minting:lookup",
@@ -88,6 +89,9 @@ _SUMMARIES = {
     "order.",
     "db": "The registry database: server, schema migrations and state.",
     "local-run": "Run the whole pipeline locally on sample works and print a summary.",
+    "impact": "Count, per ontology type and source system, the public IDs a candidate source "
+    "index or store would mint anew, inherit and keep, and the published IDs no document would "
+    "carry any more, against the identified works published today (the works store).",
     "lookup": 'Print {"Work[system/value]": "canonicalid"} for each given identifier that is '
     "registered.",
     "mint": "Mint every identifier in the works of one scope and write the identified works.",
