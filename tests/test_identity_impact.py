@@ -4,6 +4,7 @@ transformer change would re-key published IDs."""
 
 import json
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 from db_helpers import fetch_all
@@ -11,6 +12,10 @@ from works_helpers import fill_pool, node, use_embedded_store, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.assets import candidate_impact
+from idminter_pipeline.defs.works.resources import ImpactCandidateResource, WorksStoreResource
 from idminter_pipeline.works.impact import Fate, ImpactThresholds, assess_impact
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore
@@ -222,3 +227,49 @@ def test_bad_input_is_one_error_line_naming_it(  # noqa: PLR0917 (fixtures and p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
     assert not (tmp_path / "nowhere.sqlite3").exists()
+
+
+# -- the blocking check before a reindex is promoted ---------------------------------------------
+
+
+@dg.asset(deps=[candidate_impact])
+def promoted_reindex() -> None:
+    """Stands in for the promotion of a reindex (an alias swap), which must wait for the check."""
+
+
+@pytest.mark.parametrize(("rekeyed", "promoted"), [(True, False), (False, True)])
+def test_the_blocking_check_holds_back_the_promotion_of_a_re_keying_candidate(
+    tmp_path, published, registry, rekeyed, promoted
+):
+    works = (
+        _catalogue(suffix=" (revised)") if rekeyed else [*_catalogue(), *_catalogue(5, first=WORKS)]
+    )
+    _candidate(tmp_path, works).close()
+    alerts_log = tmp_path / "alerts.log"
+    result = dg.materialize(
+        [candidate_impact, promoted_reindex],
+        resources={
+            "works_store": WorksStoreResource(sqlite_path=str(published.path)),
+            "registry_database": RegistryDatabase.from_settings(registry),
+            "impact_candidate": ImpactCandidateResource(
+                sqlite_path=str(tmp_path / "candidate.sqlite3")
+            ),
+            "alerts": AlertsResource(log_file=str(alerts_log)),
+        },
+        raise_on_error=False,
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "identity_impact_within_thresholds"
+    assert check.passed is not rekeyed
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert ("promoted_reindex" in materialized) is promoted
+    [figures] = result.asset_materializations_for_node("candidate_impact")
+    assert figures.metadata["ids_uncarried"].value == (1_000 if rekeyed else 0)
+    if rekeyed:
+        assert "1,000 Concept label-derived ID(s)" in check.description
+        listed = check.metadata["ids"].value
+        [concepts] = [r for r in listed if r["ontology_type"] == "Concept"]
+        assert len(concepts["listed"]["uncarried"]) == 100
+        assert "Identity impact over threshold: 1 finding(s)" in alerts_log.read_text()
+    else:
+        assert not alerts_log.exists()

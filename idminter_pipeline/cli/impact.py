@@ -25,26 +25,18 @@ def open_candidate(path: Path | None, index: str | None) -> WorksStore:
             "--candidate-index NAME (an Elasticsearch index)"
             + (" (got both: --candidate-index with --candidate-store)" if path else "")
         )
-    if path is not None:
-        from idminter_pipeline.works.stores import SqliteWorksStore  # noqa: PLC0415
-
-        if not path.is_file():
-            raise InvalidInputError(f"candidate store {path}: no such file (--candidate-store)")
-        return SqliteWorksStore(path)
     from idminter_pipeline.core.settings import ElasticsearchSettings  # noqa: PLC0415
-    from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
-        ElasticsearchWorksStore,
-        client_from_env,
+    from idminter_pipeline.works.impact import (  # noqa: PLC0415
+        elasticsearch_candidate,
+        sqlite_candidate,
     )
 
-    published = ElasticsearchSettings.from_env()
+    if path is not None:
+        return sqlite_candidate(path, named_by="--candidate-store")
+    from idminter_pipeline.works.stores.elasticsearch import client_from_env  # noqa: PLC0415
+
     client = client_from_env(os.environ, needed_by=f"--candidate-index {index}")
-    return ElasticsearchWorksStore(
-        client,
-        ElasticsearchSettings(
-            source_index_prefix=str(index), target_index_prefix=published.target_index
-        ),
-    )
+    return elasticsearch_candidate(client, str(index), ElasticsearchSettings.from_env())
 
 
 @click.command("impact")

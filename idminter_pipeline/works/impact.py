@@ -31,13 +31,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from idminter_pipeline.core.alerts import Alert, Severity
-from idminter_pipeline.core.errors import InvalidSettingError, MalformedWorkError
-from idminter_pipeline.core.settings import env_int
+from idminter_pipeline.core.errors import InvalidInputError, InvalidSettingError, MalformedWorkError
+from idminter_pipeline.core.settings import ElasticsearchSettings, env_int
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
@@ -54,6 +55,9 @@ from idminter_pipeline.works.stores.base import (
     WorksStore,
     WriteFailure,
 )
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 LISTED = 100
 IMPACT_SOURCE = "idminter-pipeline/identity-impact"
@@ -417,4 +421,31 @@ def impact_alert(report: ImpactReport, *, run_id: str | None = None) -> Alert:
         source=IMPACT_SOURCE,
         cause=breaches[0] if breaches else None,
         run_id=run_id,
+    )
+
+
+def sqlite_candidate(path: str | Path, *, named_by: str) -> WorksStore:
+    """A candidate held in a SQLite works store, which must exist (`named_by` says where the
+    path came from)."""
+    from idminter_pipeline.works.stores.sqlite import SqliteWorksStore  # noqa: PLC0415
+
+    if not Path(path).is_file():
+        raise InvalidInputError(f"candidate store {path}: no such file ({named_by})")
+    return SqliteWorksStore(path)
+
+
+def elasticsearch_candidate(
+    client: Elasticsearch, index: str, published: ElasticsearchSettings
+) -> WorksStore:
+    """A candidate source index on the cluster of the published works: read from `index`,
+    compared with the identified index published today."""
+    from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
+        ElasticsearchWorksStore,
+    )
+
+    return ElasticsearchWorksStore(
+        client,
+        ElasticsearchSettings(
+            source_index_prefix=index, target_index_prefix=published.target_index
+        ),
     )

@@ -16,6 +16,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pydantic import Field
 
+from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
@@ -31,6 +32,7 @@ from idminter_pipeline.defs.works.partitions import WINDOW_MINUTES, WORKS_PARTIT
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
+    ImpactCandidateResource,
     WorksStoreResource,
     works_store_kind,
 )
@@ -49,6 +51,7 @@ from idminter_pipeline.defs.works.runs import (
 )
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.audit import AuditReport, difference_alert
+from idminter_pipeline.works.impact import Fate, assess_impact, impact_alert
 from idminter_pipeline.works.pipeline import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -448,3 +451,82 @@ def swept_works(  # noqa: PLR0917 (Dagster injects resources by name)
             ),
             allow_retries=False,
         )
+
+
+CANDIDATE_IMPACT_ASSET = "candidate_impact"
+IMPACT_WITHIN_THRESHOLDS_CHECK = "identity_impact_within_thresholds"
+
+
+@dg.asset(
+    name=CANDIDATE_IMPACT_ASSET,
+    group_name=WORKS_GROUP,
+    kinds={"python", STORE_KIND},
+    description=(
+        "The identity impact of a reindex candidate (IDMINTER_IMPACT_CANDIDATE_PATH or "
+        "IDMINTER_IMPACT_CANDIDATE_INDEX) over the whole index, against the identified works "
+        "published today: per ontology type and source system, the public IDs it would mint "
+        "anew, inherit and keep, and the published IDs no document would carry any more. "
+        "Writes nothing. Make the promotion of a reindex depend on this asset: its blocking "
+        "check holds the promotion back when the impact is over its thresholds."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            IMPACT_WITHIN_THRESHOLDS_CHECK,
+            asset=CANDIDATE_IMPACT_ASSET,
+            blocking=True,
+            description=(
+                "No ontology type and source system would lose more published IDs "
+                "(IDMINTER_IMPACT_MAX_UNCARRIED) or mint more new ones "
+                "(IDMINTER_IMPACT_MAX_NEW) than allowed. Blocking: downstream assets (the "
+                "promotion) do not run."
+            ),
+        )
+    ],
+)
+def candidate_impact(
+    context: dg.AssetExecutionContext,
+    works_store: WorksStoreResource,
+    registry_database: RegistryDatabase,
+    impact_candidate: ImpactCandidateResource,
+    alerts: AlertsResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Assess the candidate over the full index; the figures, then the check."""
+    with (
+        batch_run_collector(),
+        impact_candidate.open(works_store) as candidate,
+        works_store.open() as published,
+    ):
+        report = assess_impact(
+            candidate,
+            published,
+            registry_database.connection_factory(),
+            FullScope(),
+            thresholds=impact_candidate.thresholds(),
+        )
+    frame = report.frame()
+    context.log.info(f"{report.describe()}\n\n" + frame.to_markdown(index=False))
+    figures = report.as_dict()
+    yield dg.MaterializeResult(
+        metadata={
+            "candidate": report.candidate,
+            "published": report.published,
+            "works_read": report.works_read,
+            "works_failed": report.works_failed,
+            **{f"ids_{fate}": report.total(fate) for fate in Fate},
+            "by_type_and_system": dg.MetadataValue.md(frame.to_markdown(index=False)),
+            "breaches": dg.MetadataValue.json(report.breaches),
+        }
+    )
+    breaches = report.breaches
+    if breaches:
+        send_alert_quietly(alerts, impact_alert(report, run_id=context.run.run_id), context.log)
+    yield dg.AssetCheckResult(
+        check_name=IMPACT_WITHIN_THRESHOLDS_CHECK,
+        passed=not breaches,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=report.describe(),
+        metadata={
+            "breaches": dg.MetadataValue.json(breaches),
+            "ids": dg.MetadataValue.json(figures["by_type_and_system"]),
+        },
+    )
