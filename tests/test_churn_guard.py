@@ -5,6 +5,7 @@ import pytest
 from works_helpers import fill_pool, node, work
 
 from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.defs.works.resources import ChurnGuardResource, churn_guard_from_env
 from idminter_pipeline.works.churn_guard import (
     NODE_SAMPLE,
     ChurnGuard,
@@ -253,3 +254,10 @@ def test_the_pipeline_stops_re_keyed_concepts_before_minting_them(store, minter,
     assert [t.subject for t in trips] == ["Concept label-derived"]
     revised = [s for w in _extracted(*_catalogue(40, suffix="?")) for s in w.identifiers]
     assert all(s.ontology_type == "Work" for s in minter.lookup_ids(revised))
+
+
+def test_the_dagster_resource_carries_the_node_guard_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IDMINTER_CHURN_GUARD_NODES", "Item=0.05")
+    policy = churn_guard_from_env().policy()
+    assert policy.max_new_node_share == {"Item": 0.05}
+    assert ChurnGuardResource().policy().max_new_node_share == {"Concept": 0.2, "Item": 0.2}

@@ -15,6 +15,7 @@ from pydantic import Field
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.churn_guard import (
+    DEFAULT_MAX_NEW_NODE_SHARE,
     DEFAULT_MAX_NEW_SHARE,
     DEFAULT_MIN_NEW_WORKS,
     ChurnGuardPolicy,
@@ -68,17 +69,22 @@ class WorksStoreResource(dg.ConfigurableResource):
 
 class ChurnGuardResource(dg.ConfigurableResource):
     """Per source system, the share of a batch allowed to mint new work IDs without a
-    predecessor (see `idminter_pipeline.works.churn_guard`)."""
+    predecessor; per ontology type, the share of the nodes of already-minted works allowed to
+    mint new IDs (see `idminter_pipeline.works.churn_guard`)."""
 
     enabled: bool = True
     max_new_share: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MAX_NEW_SHARE))
     min_new_works: int = DEFAULT_MIN_NEW_WORKS
+    max_new_node_share: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_NEW_NODE_SHARE)
+    )
 
     def policy(self) -> ChurnGuardPolicy:
         return ChurnGuardPolicy(
             max_new_share=dict(self.max_new_share),
             min_new_works=self.min_new_works,
             enabled=self.enabled,
+            max_new_node_share=dict(self.max_new_node_share),
         )
 
 
@@ -112,6 +118,7 @@ def churn_guard_from_env() -> ChurnGuardResource:
         enabled=policy.enabled,
         max_new_share=dict(policy.max_new_share),
         min_new_works=policy.min_new_works,
+        max_new_node_share=dict(policy.max_new_node_share),
     )
 
 
