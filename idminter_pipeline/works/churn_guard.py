@@ -38,8 +38,9 @@ DEFAULT_MAX_NEW_SHARE: Mapping[str, float] = {"folio-instance": 0.2, "axiell-col
 DEFAULT_MIN_NEW_WORKS = 20
 # Ontology types whose nodes, in works already registered, should be registered already.
 DEFAULT_MAX_NEW_NODE_SHARE: Mapping[str, float] = {"Concept": 0.2, "Item": 0.2}
-# Guarded nodes looked up per batch to decide whether to look at all of them.
-NODE_SAMPLE = 200
+# Works, and guarded nodes of theirs, looked up per batch to decide whether to look at all.
+WORK_SAMPLE = 50
+NODE_SAMPLE = 150
 _EXAMPLES = 5
 
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
@@ -194,18 +195,15 @@ class ChurnGuard:
             return {}, []
         self.lookups += 1
         wanted = [w.source for w in suspicious]
-        sample: list[SourceIdentifier] = []
-        if nodes:
-            # The works, and a spread sample of their guarded nodes: enough to see a re-keying
-            # (a large share), at a small fraction of the minter's own lookup.
-            distinct = list(dict.fromkeys(s for found in nodes.values() for s in found))
-            step = -(-len(distinct) // NODE_SAMPLE)
-            sample = distinct[::step]
-            wanted += [w.source for w in works] + sample
+        carriers = [w for w in works if w.work_id in nodes]
+        sampled_works, sample = _spread(carriers, nodes)
+        wanted += [w.source for w in sampled_works] + sample
         registered = lookup(dict.fromkeys(wanted))
         stopped, trips = self._screen_works(guarded, suspicious, registered)
         if nodes:
-            node_stopped, node_trips = self._screen_nodes(works, nodes, sample, registered, lookup)
+            node_stopped, node_trips = self._screen_nodes(
+                carriers, nodes, sampled_works, sample, registered, lookup
+            )
             for work_id, reason in node_stopped.items():
                 stopped.setdefault(work_id, reason)
             trips += node_trips
@@ -265,20 +263,21 @@ class ChurnGuard:
                 found[work.work_id] = list(dict.fromkeys(sources))
         return found
 
-    def _screen_nodes(
+    def _screen_nodes(  # noqa: PLR0917 (one batch's works, nodes, sample and lookups)
         self,
-        works: Sequence[ExtractedWork],
+        carriers: Sequence[ExtractedWork],
         nodes: Mapping[str, list[SourceIdentifier]],
+        sampled_works: Sequence[ExtractedWork],
         sample: Sequence[SourceIdentifier],
         registered: Mapping[SourceIdentifier, str],
         lookup: Lookup,
     ) -> tuple[dict[str, str], list[ChurnTrip]]:
         """Nodes of already-registered works that would mint new IDs, per type and system: the
-        sample decides whether to look closer; only then are all of a group's nodes looked up,
-        counted and their works stopped."""
-        minted_works = {w.work_id for w in works if w.source in registered}
+        sample decides whether to look closer; only then are all the batch's works and that
+        group's nodes looked up, counted and their works stopped."""
         sampled = set(sample)
-        in_sample = self._new_node_groups(nodes, minted_works, sampled, registered)
+        sampled_minted = {w.work_id for w in sampled_works if w.source in registered}
+        in_sample = self._new_node_groups(nodes, sampled_minted, sampled, registered)
         suspect = [
             group
             for group, (total, new) in in_sample.items()
@@ -287,15 +286,21 @@ class ChurnGuard:
         suspect += [g for g in self._tripped_node_groups() if g not in suspect]
         if not suspect:
             return {}, []
-        wanted = {
+        in_groups = {
             source
-            for work_id in minted_works
-            for source in nodes.get(work_id, ())
+            for work in carriers
+            for source in nodes[work.work_id]
             if (source.ontology_type, source.source_system) in suspect
         }
-        remaining = sorted(wanted - sampled, key=str)
+        known = {w.source for w in sampled_works} | sampled
+        remaining = [w.source for w in carriers if w.source not in known]
+        remaining += sorted(in_groups - known, key=str)
         if remaining:
-            registered = {**registered, **lookup(remaining)}
+            registered = {**registered, **lookup(dict.fromkeys(remaining))}
+        minted_works = {w.work_id for w in carriers if w.source in registered}
+        wanted = {
+            source for work_id in minted_works for source in nodes[work_id] if source in in_groups
+        }
         return self._trip_nodes(nodes, minted_works, set(suspect), wanted, registered)
 
     def _tripped_node_groups(self) -> list[tuple[str, str]]:
@@ -368,3 +373,16 @@ class ChurnGuard:
                     if any(source in group_new for source in nodes.get(work_id, ()))
                 )
         return stopped, trips
+
+
+def _spread(
+    carriers: Sequence[ExtractedWork], nodes: Mapping[str, list[SourceIdentifier]]
+) -> tuple[list[ExtractedWork], list[SourceIdentifier]]:
+    """Up to `WORK_SAMPLE` works spread over the batch, and up to `NODE_SAMPLE` of their
+    distinct guarded nodes spread over them: enough to see a re-keying (a large share) at a
+    small fraction of the minter's own lookup."""
+    if not carriers:
+        return [], []
+    works = list(carriers[:: -(-len(carriers) // WORK_SAMPLE)])
+    distinct = list(dict.fromkeys(s for work in works for s in nodes[work.work_id]))
+    return works, distinct[:: -(-len(distinct) // NODE_SAMPLE)]
