@@ -16,6 +16,7 @@ from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works, swept_works
 from idminter_pipeline.defs.works.checks import EVERY_WORK_ACCOUNTED_FOR_CHECK
+from idminter_pipeline.defs.works.jobs import sweep_works_job
 from idminter_pipeline.defs.works.partitions import WINDOW_MINUTES
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
@@ -23,6 +24,7 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.defs.works.schedules import sweep_missing_works
+from idminter_pipeline.defs.works.sensors import pool_exhaustion_recovery, works_run_failure_alert
 from idminter_pipeline.works.audit import Outcome, RunReport, audit
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
@@ -351,3 +353,36 @@ def test_the_sweeper_schedule_is_off_by_default_and_asks_one_run_per_tick():
 def test_the_works_freshness_policy_fails_after_three_windows():
     policy = identified_works.specs_by_key[identified_works.key].freshness_policy
     assert policy.fail_window.to_timedelta() == timedelta(minutes=3 * WINDOW_MINUTES)
+
+
+def test_a_failed_sweep_run_is_alerted_and_not_retried_as_a_window(registry, tmp_path):
+    store_path = tmp_path / "works.sqlite3"
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(_window_works(3))
+    alerts_log = tmp_path / "alerts.log"
+    resources = _dagster_resources(registry, store_path, alerts_log)
+    defs = dg.Definitions(assets=[swept_works], jobs=[sweep_works_job], resources=resources)
+    with dg.DagsterInstance.ephemeral() as instance:
+        # The pool is empty: minting the works found fails with PoolExhaustedError.
+        result = defs.resolve_job_def("sweep_works").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+
+        def context(with_resources=None):
+            return dg.build_run_status_sensor_context(
+                sensor_name="test",
+                dagster_event=result.get_run_failure_event(),
+                dagster_instance=instance,
+                dagster_run=run,
+                resources=with_resources,
+            ).for_run_failure()
+
+        skipped = pool_exhaustion_recovery(context())
+        assert isinstance(skipped, dg.SkipReason)
+        assert works_run_failure_alert(context({"alerts": resources["alerts"]})) is None
+    alert = json.loads(alerts_log.read_text().splitlines()[-1])
+    assert alert["title"] == "Minting run failed: sweep_works"
+    assert alert["cause"].startswith("PoolExhaustedError")
+    assert "re-execute" in alert["what_to_do"]
