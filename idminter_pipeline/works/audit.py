@@ -37,13 +37,14 @@ from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import (
     ExtractedWork,
+    IdentifierCache,
     Stage,
     decode_document,
     extract_work,
-    parse_bare_identifier,
 )
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    IdentifiedStamp,
     StoredWork,
     WorkScope,
     WorksStore,
@@ -164,20 +165,9 @@ class AuditReport:
         }
 
 
-def holder_of(document: Mapping[str, Any]) -> str | None:
-    """The work whose identified document this is (its `state.sourceIdentifier`), if readable."""
-    state = document.get("state")
-    if not isinstance(state, dict):
-        return None
+def _indexed_at(value: object) -> datetime | None:
     try:
-        return str(parse_bare_identifier(state.get("sourceIdentifier"), "state", "held"))
-    except MalformedWorkError:
-        return None
-
-
-def _indexed_at(document: Mapping[str, Any]) -> datetime | None:
-    try:
-        return parse_timestamp(document.get("indexed_at"), what="indexed_at")
+        return parse_timestamp(value, what="indexed_at")
     except InvalidInputError:
         return None
 
@@ -191,13 +181,15 @@ class ReadableWork:
     indexed_at: datetime | None
 
 
-def readable(stored: StoredWork) -> ReadableWork | AuditedWork:
+def readable(
+    stored: StoredWork, cache: IdentifierCache | None = None
+) -> ReadableWork | AuditedWork:
     """The work extracted as the pipeline would, or its failure (stage `read` or `extract`)."""
     if stored.content is None:
         return AuditedWork(stored.id, Outcome.FAILED, "read: not in the source store")
     try:
         document = decode_document(stored.content, work_id=stored.id)
-        extracted = extract_work(document, document_id=stored.id)
+        extracted = extract_work(document, document_id=stored.id, cache=cache)
     except MalformedWorkError as error:
         return AuditedWork(stored.id, Outcome.FAILED, f"{error.stage}: {error.detail}")
     if extracted.work_id != stored.id:
@@ -207,7 +199,7 @@ def readable(stored: StoredWork) -> ReadableWork | AuditedWork:
             f"{Stage.EXTRACT}: state.sourceIdentifier is {extracted.work_id}, stored under "
             f"_id {stored.id}",
         )
-    return ReadableWork(stored, extracted, _indexed_at(document))
+    return ReadableWork(stored, extracted, _indexed_at(document.get("indexed_at")))
 
 
 def _batches(items: Iterable[StoredWork], size: int) -> Iterator[list[StoredWork]]:
@@ -219,13 +211,13 @@ def _batches(items: Iterable[StoredWork], size: int) -> Iterator[list[StoredWork
 def _judge(  # noqa: PLR0911 (one return per outcome)
     work: ReadableWork,
     canonical_id: str | None,
-    published: Mapping[str, Mapping[str, Any]],
+    published: Mapping[str, IdentifiedStamp],
     reported: RunReport,
 ) -> AuditedWork:
     work_id = work.stored.id
-    document = published.get(canonical_id) if canonical_id else None
-    holder = holder_of(document) if document is not None else None
-    if document is not None and holder is not None and holder != work_id:
+    stamp = published.get(canonical_id) if canonical_id else None
+    holder = stamp.source_id if stamp is not None else None
+    if holder and holder != work_id:
         return AuditedWork(work_id, Outcome.SUPERSEDED, f"held by {holder}", canonical_id)
     if work_id in reported.failed:
         return AuditedWork(work_id, Outcome.FAILED, reported.failed[work_id], canonical_id)
@@ -233,11 +225,11 @@ def _judge(  # noqa: PLR0911 (one return per outcome)
         return AuditedWork(work_id, Outcome.SKIPPED, reported.skipped[work_id], canonical_id)
     if canonical_id is None:
         return AuditedWork(work_id, Outcome.MISSING, "no canonical ID in the registry")
-    if document is None:
+    if stamp is None:
         return AuditedWork(
             work_id, Outcome.MISSING, "no identified document under its canonical ID", canonical_id
         )
-    written_at = _indexed_at(document)
+    written_at = _indexed_at(stamp.indexed_at)
     if work.indexed_at is not None and (written_at is None or written_at < work.indexed_at):
         shown = format_timestamp(written_at) if written_at else "none"
         return AuditedWork(
@@ -264,8 +256,9 @@ def audit_works(
     report = reported or RunReport()
     for batch in _batches(read_scope(store, scope, page_size=page_size), batch_size):
         works: list[ReadableWork] = []
+        cache: IdentifierCache = {}  # each distinct identifier validated once per batch
         for stored in batch:
-            result = readable(stored)
+            result = readable(stored, cache)
             if isinstance(result, AuditedWork):
                 yield (
                     AuditedWork(stored.id, Outcome.FAILED, report.failed[stored.id])
@@ -277,7 +270,7 @@ def audit_works(
         found = lookup([work.extracted.source for work in works]) if works else {}
         canonical_ids = {work.stored.id: found.get(work.extracted.source) for work in works}
         wanted = sorted({cid for cid in canonical_ids.values() if cid is not None})
-        published = store.get_identified(wanted) if wanted else {}
+        published = store.identified_stamps(wanted) if wanted else {}
         for work in works:
             yield _judge(work, canonical_ids[work.stored.id], published, report)
 
