@@ -27,6 +27,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError
@@ -43,6 +44,7 @@ WORK_SAMPLE = 50
 NODE_SAMPLE = 150
 _EXAMPLES = 5
 
+T = TypeVar("T")
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
 
 
@@ -190,19 +192,24 @@ class ChurnGuard:
         shares = self.policy.max_new_share
         guarded = [w for w in works if w.source.source_system in shares]
         suspicious = [w for w in guarded if w.predecessor is None]
-        nodes = self._guarded_nodes(works)
-        if not suspicious and not nodes:
+        # A spread sample of the works, and of their guarded nodes: enough to see a re-keying
+        # (a large share) at a small fraction of the minter's own lookup.
+        sampled_works = _spread(works, WORK_SAMPLE) if self.policy.max_new_node_share else []
+        sampled_nodes = self._guarded_nodes(sampled_works)
+        tripped_nodes = self._tripped_node_groups()
+        if not suspicious and not sampled_nodes and not tripped_nodes:
             return {}, []
         self.lookups += 1
-        wanted = [w.source for w in suspicious]
-        carriers = [w for w in works if w.work_id in nodes]
-        sampled_works, sample = _spread(carriers, nodes)
-        wanted += [w.source for w in sampled_works] + sample
+        sample = _spread(
+            list(dict.fromkeys(s for f in sampled_nodes.values() for s in f)), NODE_SAMPLE
+        )
+        sampled_carriers = [w for w in sampled_works if w.work_id in sampled_nodes]
+        wanted = [w.source for w in suspicious] + [w.source for w in sampled_carriers] + sample
         registered = lookup(dict.fromkeys(wanted))
         stopped, trips = self._screen_works(guarded, suspicious, registered)
-        if nodes:
+        if sampled_nodes or tripped_nodes:
             node_stopped, node_trips = self._screen_nodes(
-                carriers, nodes, sampled_works, sample, registered, lookup
+                works, sampled_carriers, sampled_nodes, sample, registered, lookup
             )
             for work_id, reason in node_stopped.items():
                 stopped.setdefault(work_id, reason)
@@ -263,11 +270,11 @@ class ChurnGuard:
                 found[work.work_id] = list(dict.fromkeys(sources))
         return found
 
-    def _screen_nodes(  # noqa: PLR0917 (one batch's works, nodes, sample and lookups)
+    def _screen_nodes(  # noqa: PLR0917 (one batch's works, sample and lookups)
         self,
-        carriers: Sequence[ExtractedWork],
-        nodes: Mapping[str, list[SourceIdentifier]],
-        sampled_works: Sequence[ExtractedWork],
+        works: Sequence[ExtractedWork],
+        sampled_carriers: Sequence[ExtractedWork],
+        sampled_nodes: Mapping[str, list[SourceIdentifier]],
         sample: Sequence[SourceIdentifier],
         registered: Mapping[SourceIdentifier, str],
         lookup: Lookup,
@@ -276,8 +283,8 @@ class ChurnGuard:
         sample decides whether to look closer; only then are all the batch's works and that
         group's nodes looked up, counted and their works stopped."""
         sampled = set(sample)
-        sampled_minted = {w.work_id for w in sampled_works if w.source in registered}
-        in_sample = self._new_node_groups(nodes, sampled_minted, sampled, registered)
+        sampled_minted = {w.work_id for w in sampled_carriers if w.source in registered}
+        in_sample = self._new_node_groups(sampled_nodes, sampled_minted, sampled, registered)
         suspect = [
             group
             for group, (total, new) in in_sample.items()
@@ -286,13 +293,15 @@ class ChurnGuard:
         suspect += [g for g in self._tripped_node_groups() if g not in suspect]
         if not suspect:
             return {}, []
+        nodes = self._guarded_nodes(works)
+        carriers = [w for w in works if w.work_id in nodes]
         in_groups = {
             source
             for work in carriers
             for source in nodes[work.work_id]
             if (source.ontology_type, source.source_system) in suspect
         }
-        known = {w.source for w in sampled_works} | sampled
+        known = {w.source for w in sampled_carriers} | sampled
         remaining = [w.source for w in carriers if w.source not in known]
         remaining += sorted(in_groups - known, key=str)
         if remaining:
@@ -375,14 +384,8 @@ class ChurnGuard:
         return stopped, trips
 
 
-def _spread(
-    carriers: Sequence[ExtractedWork], nodes: Mapping[str, list[SourceIdentifier]]
-) -> tuple[list[ExtractedWork], list[SourceIdentifier]]:
-    """Up to `WORK_SAMPLE` works spread over the batch, and up to `NODE_SAMPLE` of their
-    distinct guarded nodes spread over them: enough to see a re-keying (a large share) at a
-    small fraction of the minter's own lookup."""
-    if not carriers:
-        return [], []
-    works = list(carriers[:: -(-len(carriers) // WORK_SAMPLE)])
-    distinct = list(dict.fromkeys(s for work in works for s in nodes[work.work_id]))
-    return works, distinct[:: -(-len(distinct) // NODE_SAMPLE)]
+def _spread(items: Sequence[T], most: int) -> list[T]:
+    """At most `most` of `items`, spread evenly over them."""
+    if not items:
+        return []
+    return list(items[:: -(-len(items) // most)])
