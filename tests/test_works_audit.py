@@ -4,6 +4,7 @@ registry and the embedded store, through the library and `idminter works audit|s
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
 
 from idminter_pipeline.cli import main
+from idminter_pipeline.core.errors import WorksStoreError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
@@ -386,3 +388,51 @@ def test_a_failed_sweep_run_is_alerted_and_not_retried_as_a_window(registry, tmp
     assert alert["title"] == "Minting run failed: sweep_works"
     assert alert["cause"].startswith("PoolExhaustedError")
     assert "re-execute" in alert["what_to_do"]
+
+
+class _OpensOnceResource(WorksStoreResource):
+    """The store opens for minting; every later opening (the audit's) fails: it went away. A
+    marker file counts, as Dagster builds the resource anew."""
+
+    def open(self):
+        marker = Path(self.sqlite_path).with_suffix(".opened")
+        if marker.exists():
+            raise WorksStoreError("cannot open the works store: gone")
+        marker.touch()
+        return SqliteWorksStore(self.sqlite_path)
+
+
+def test_a_run_that_stops_raises_its_own_error_even_when_the_audit_cannot_run(
+    registry, connect_registry, tmp_path
+):
+    store_path = tmp_path / "works.sqlite3"
+    second_window = [
+        work("sierra-system-number", f"c{n}", indexed_at=f"2026-07-30T09:2{n}:00.000Z")
+        for n in range(5)
+    ]
+    with SqliteWorksStore(store_path) as store:
+        store.put_source([*_window_works(), *second_window])
+    fill_pool(connect_registry, 24)  # the first window's 12 works and 12 items, no more
+    resources = _dagster_resources(registry, store_path, tmp_path / "alerts.log")
+    resources["works_store"] = _OpensOnceResource(sqlite_path=str(store_path))
+    defs = dg.Definitions(
+        assets=[identified_works],
+        jobs=[dg.define_asset_job("mint", selection=[identified_works])],
+        resources=resources,
+    )
+    tags = {
+        "dagster/asset_partition_range_start": "2026-07-30-09:00",
+        "dagster/asset_partition_range_end": "2026-07-30-09:15",
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("mint").execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False
+        )
+        records = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "PoolExhaustedError" in str(failure.event_specific_data.error)
+    # The window minted before the stop is recorded on its partition.
+    assert [r.partition_key for r in records] == ["2026-07-30-09:00"]

@@ -304,7 +304,11 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         ):
             results.append(result)
     except Exception:
-        audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
+        try:
+            audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
+        except Exception as error:  # what stopped the run is the error to raise, not this one
+            context.log.warning(f"the windows minted before the stop were not audited: {error}")
+            audits = {}
         _record_windows(context, results, audits, as_events=True)
         _alert_failed_works(context, results, alerts)
         raise
