@@ -436,3 +436,37 @@ def test_a_run_that_stops_raises_its_own_error_even_when_the_audit_cannot_run(
     assert "PoolExhaustedError" in str(failure.event_specific_data.error)
     # The window minted before the stop is recorded on its partition.
     assert [r.partition_key for r in records] == ["2026-07-30-09:00"]
+
+
+def test_a_document_held_by_the_predecessor_of_its_chains_newest_record_is_the_difference(
+    store, minter, connect_registry
+):
+    fill_pool(connect_registry, 500)
+    sierra = work("sierra-system-number", "b1", indexed_at=_stamp(2))
+    folio = work(
+        "folio-instance", "f1", indexed_at=_stamp(3), predecessor=("sierra-system-number", "b1")
+    )
+    store.put_source([sierra, folio])
+    assert WorksPipeline(store, minter).run(WINDOW).works_superseded == 1
+    [canonical_id] = _canonical_ids(minter, [sierra.id])
+    checked = {"inheritances": minter.inheritances}
+    report = audit(store, minter.lookup_ids, WINDOW, **checked)
+    assert (report.counts[Outcome.WRITTEN], report.counts[Outcome.SUPERSEDED]) == (1, 1)
+
+    # The successor's write is lost and the predecessor's document is back under the ID.
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE identified_works SET source_id = ?, document = ? WHERE canonical_id = ?",
+            (sierra.id, json.dumps(sierra.document), canonical_id),
+        )
+    db.close()
+    report = audit(store, minter.lookup_ids, WINDOW, **checked)
+    [missing] = report.difference
+    assert (missing.work_id, missing.outcome) == (folio.id, Outcome.MISSING)
+    assert missing.detail == (
+        f"held by {sierra.id}, but this work is the newest record of its chain"
+    )
+    # The predecessor's own document is what the store holds for it: written.
+    assert report.counts[Outcome.WRITTEN] == 1 and report.in_scope == 2
+    # Without the chains to check against, the holder's word is taken.
+    assert audit(store, minter.lookup_ids, WINDOW).difference_count == 0

@@ -326,7 +326,7 @@ def audit_command(
 
     factory = connection_factory(DatabaseSettings.from_env())
     with works_store_from_env(existing=True) as store, Minter(factory) as minter:
-        report = audit(store, minter.lookup_ids, scope)
+        report = audit(store, minter.lookup_ids, scope, inheritances=minter.inheritances)
     echo_json(report.as_dict())
     if report.difference_count:
         sys.exit(EXIT_SOME_WORKS_FAILED)
@@ -365,6 +365,7 @@ def sweep_command(
             minter.lookup_ids,
             scope,
             lambda ids: run_from_env(ids, record_processed=False),
+            inheritances=minter.inheritances,
         )
     echo_json(report.as_dict())
     if report.works_failed:

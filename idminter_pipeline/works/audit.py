@@ -35,6 +35,7 @@ import pandas as pd
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.registry.minting import Inheritance
 from idminter_pipeline.works.documents import (
     ExtractedWork,
     IdentifierCache,
@@ -52,6 +53,7 @@ from idminter_pipeline.works.stores.base import (
     parse_timestamp,
     read_scope,
 )
+from idminter_pipeline.works.succession import Chain, SuccessionPolicy, build_chains, work_name
 
 # Works looked up and fetched together: one registry SELECT and one identified-store read each.
 AUDIT_BATCH_SIZE = 1_000
@@ -62,6 +64,7 @@ LISTED_WORKS = 100
 AUDIT_SOURCE = "idminter-pipeline/works-audit"
 
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
+Inheritances = Callable[[Iterable[str]], list[Inheritance]]
 
 
 class Outcome(StrEnum):
@@ -208,17 +211,33 @@ def _batches(items: Iterable[StoredWork], size: int) -> Iterator[list[StoredWork
         yield batch
 
 
+def _held_elsewhere(
+    work_id: str, holder: str, canonical_id: str, chains: Mapping[str, Chain] | None
+) -> AuditedWork:
+    """A work whose document another work holds: superseded when the holder is its chain's
+    newest record (or when no chains are given to check against)."""
+    chain = chains.get(canonical_id) if chains is not None else None
+    if chains is None or (chain is not None and work_name(chain.holder) == holder):
+        return AuditedWork(work_id, Outcome.SUPERSEDED, f"held by {holder}", canonical_id)
+    if chain is not None and work_name(chain.holder) == work_id:
+        detail = f"held by {holder}, but this work is the newest record of its chain"
+    else:
+        detail = f"held by {holder}, which is not the newest record of this work's chain"
+    return AuditedWork(work_id, Outcome.MISSING, detail, canonical_id)
+
+
 def _judge(  # noqa: PLR0911 (one return per outcome)
     work: ReadableWork,
     canonical_id: str | None,
     published: Mapping[str, IdentifiedStamp],
     reported: RunReport,
+    chains: Mapping[str, Chain] | None,
 ) -> AuditedWork:
     work_id = work.stored.id
     stamp = published.get(canonical_id) if canonical_id else None
     holder = stamp.source_id if stamp is not None else None
-    if holder and holder != work_id:
-        return AuditedWork(work_id, Outcome.SUPERSEDED, f"held by {holder}", canonical_id)
+    if holder and canonical_id and holder != work_id:
+        return _held_elsewhere(work_id, holder, canonical_id, chains)
     if work_id in reported.failed:
         return AuditedWork(work_id, Outcome.FAILED, reported.failed[work_id], canonical_id)
     if work_id in reported.skipped:
@@ -248,12 +267,16 @@ def audit_works(
     scope: WorkScope,
     *,
     reported: RunReport | None = None,
+    inheritances: Inheritances | None = None,
     batch_size: int = AUDIT_BATCH_SIZE,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Iterator[AuditedWork]:
     """One `AuditedWork` per work of `scope`, streamed in the store's order. Writes nothing:
-    `lookup` is a registry read (`Minter.lookup_ids`)."""
+    `lookup` and `inheritances` are registry reads (`Minter.lookup_ids`, `.inheritances`);
+    with `inheritances`, a work whose document another holds is superseded only when the
+    holder is its chain's newest record (`works.succession`)."""
     report = reported or RunReport()
+    policy = SuccessionPolicy.from_env() if inheritances is not None else None
     for batch in _batches(read_scope(store, scope, page_size=page_size), batch_size):
         works: list[ReadableWork] = []
         cache: IdentifierCache = {}  # each distinct identifier validated once per batch
@@ -271,8 +294,20 @@ def audit_works(
         canonical_ids = {work.stored.id: found.get(work.extracted.source) for work in works}
         wanted = sorted({cid for cid in canonical_ids.values() if cid is not None})
         published = store.identified_stamps(wanted) if wanted else {}
+        chains = None
+        if inheritances is not None and policy is not None:
+            held = sorted(
+                {
+                    cid
+                    for work in works
+                    if (cid := canonical_ids[work.stored.id]) is not None
+                    and (stamp := published.get(cid)) is not None
+                    and stamp.source_id != work.stored.id
+                }
+            )
+            chains = build_chains(inheritances(held), policy) if held else {}
         for work in works:
-            yield _judge(work, canonical_ids[work.stored.id], published, report)
+            yield _judge(work, canonical_ids[work.stored.id], published, report, chains)
 
 
 def audit(
@@ -281,12 +316,20 @@ def audit(
     scope: WorkScope,
     *,
     reported: RunReport | None = None,
+    inheritances: Inheritances | None = None,
     batch_size: int = AUDIT_BATCH_SIZE,
 ) -> AuditReport:
     """The counts of `audit_works` and the first works of the difference."""
     store.refresh()
     result = AuditReport(scope=scope.describe(), store=store.describe())
-    for work in audit_works(store, lookup, scope, reported=reported, batch_size=batch_size):
+    for work in audit_works(
+        store,
+        lookup,
+        scope,
+        reported=reported,
+        inheritances=inheritances,
+        batch_size=batch_size,
+    ):
         result.add(work)
     return result
 

@@ -20,6 +20,7 @@ from idminter_pipeline.works.audit import (
     LISTED_WORKS,
     AuditedWork,
     AuditReport,
+    Inheritances,
     Lookup,
     audit_works,
 )
@@ -91,6 +92,7 @@ def sweep(
     scope: WorkScope,
     mint: Mint,
     *,
+    inheritances: Inheritances | None = None,
     chunk: int = SWEEP_CHUNK,
 ) -> SweepReport:
     """Audit `scope` and mint its difference by id, `chunk` works per `mint` call."""
@@ -104,7 +106,7 @@ def sweep(
             due.clear()
 
     work: AuditedWork
-    for work in audit_works(store, lookup, scope):
+    for work in audit_works(store, lookup, scope, inheritances=inheritances):
         report.found.add(work)
         if work.outcome in DIFFERENCE:
             due.append(work.work_id)

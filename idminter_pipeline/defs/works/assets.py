@@ -426,7 +426,7 @@ def swept_works(  # noqa: PLR0917 (Dagster injects resources by name)
         works_store.open() as store,
         Minter(registry_database.connection_factory()) as minter,
     ):
-        report = sweep(store, minter.lookup_ids, scope, mint)
+        report = sweep(store, minter.lookup_ids, scope, mint, inheritances=minter.inheritances)
     context.log.info(report.describe())
     if report.works_found:
         log_differences(context.log, {"swept": report.found})

@@ -38,7 +38,11 @@ def audit_windows(
     ):
         for key, scope, summary in windows:
             audits[key] = audit(
-                store, minter.lookup_ids, scope, reported=run_report_of(summary.failures)
+                store,
+                minter.lookup_ids,
+                scope,
+                reported=run_report_of(summary.failures),
+                inheritances=minter.inheritances,
             )
     return audits
 
