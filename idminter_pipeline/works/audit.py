@@ -43,6 +43,7 @@ from idminter_pipeline.works.documents import (
     decode_document,
     extract_work,
 )
+from idminter_pipeline.works.pipeline import WorkFailure
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     IdentifiedStamp,
@@ -334,8 +335,10 @@ def audit(
     return result
 
 
-def run_report_of(failures: Sequence[Any], skipped: Mapping[str, str] | None = None) -> RunReport:
-    """A `RunReport` from a run summary's failures (`works.pipeline.WorkFailure`s)."""
+def run_report_of(
+    failures: Sequence[WorkFailure], skipped: Mapping[str, str] | None = None
+) -> RunReport:
+    """A `RunReport` from a run summary's failures."""
     failed: dict[str, str] = {}
     for failure in failures:
         failed.setdefault(failure.work_id, f"{failure.stage}: {failure.detail}")
