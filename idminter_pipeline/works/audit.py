@@ -6,14 +6,15 @@ from the source store and, for each, the identified store's document under the w
 ID (a read-only registry lookup), and sorts the work into one outcome:
 
 - `written`: the identified document is this work's, and not older than its source document;
-- `superseded`: the identified document belongs to another work (a newer record of its chain,
-  `works.succession`), which is named;
+- `superseded`: the identified document belongs to another work, named, which the registry's
+  chains show is the newest record of this work's chain (`works.succession`);
 - `failed`: the source document cannot be read or extracted (the reason is worked out again from
   the document itself), or the audited run reported the work failed, with its stage and reason;
 - `skipped`: the audited run reported that it left the work out on purpose, with its reason;
 - `missing` and `stale`: the difference. No identified document (or no canonical ID) for a
-  readable work nobody reported failing, or an identified document older than the source
-  document (`indexed_at`): a source document written after its window was processed.
+  readable work nobody reported failing, or one held by a work that is not its chain's newest
+  record; or an identified document older than the source document (`indexed_at`): a source
+  document written after its window was processed.
 
 So the works in scope equal written + superseded + failed + skipped + the difference, each work
 counted once, and the difference is named work by work. `swept` (the sweeper) mints the
