@@ -66,11 +66,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*")
 
 
 def _image_environment(home: Path, workdir: Path) -> dict[str, str]:
-    """The ENV lines of deploy/Dockerfile, with their paths moved here."""
+    """The ENV lines of deploy/Dockerfile, `${ARG}` filled with the ARG's default as a build
+    without --build-arg fills it, with their paths moved here."""
+    build_args: dict[str, str] = {}
     environment = {}
     for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        if line.startswith("ENV "):
+        if line.startswith("ARG "):
+            name, _, default = line.removeprefix("ARG ").partition("=")
+            build_args[name] = default
+        elif line.startswith("ENV "):
             name, _, value = line.removeprefix("ENV ").partition("=")
+            for arg, default in build_args.items():
+                value = value.replace("${" + arg + "}", default)
             environment[name] = _local_path(value, home, workdir)
     return environment
 
