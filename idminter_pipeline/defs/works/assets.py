@@ -8,6 +8,7 @@ ends as failed, and assets downstream of `identified_works` do not run in it.
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -33,6 +34,7 @@ from idminter_pipeline.defs.works.runs import (
     conflict_rows,
     failed_works_alert,
     mint_windows,
+    newest_assignment_metadata,
     send_alert_quietly,
     summary_metadata,
 )
@@ -72,7 +74,11 @@ IDENTIFIED_WORKS_CONFIG_SCHEMA = {
 
 
 def _record_windows(
-    context: dg.AssetExecutionContext, results: list[WindowResult], *, as_events: bool
+    context: dg.AssetExecutionContext,
+    results: list[WindowResult],
+    *,
+    as_events: bool,
+    run_metadata: dict[str, Any] | None = None,
 ) -> None:
     """Each window's figures on its own partition.
 
@@ -82,7 +88,7 @@ def _record_windows(
     """
     run_id = context.run.run_id
     for result in results:
-        metadata = summary_metadata(result.summary, run_id=run_id)
+        metadata = {**summary_metadata(result.summary, run_id=run_id), **(run_metadata or {})}
         if as_events:
             context.log_event(
                 dg.AssetMaterialization(
@@ -261,7 +267,12 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         _alert_failed_works(context, results, alerts)
         raise
 
-    _record_windows(context, results, as_events=False)
+    _record_windows(
+        context,
+        results,
+        as_events=False,
+        run_metadata=newest_assignment_metadata(registry_database),
+    )
     _alert_failed_works(context, results, alerts)
     # Every figure is partition-scoped: nothing here, or it would land on every partition.
     yield dg.MaterializeResult()
