@@ -189,6 +189,17 @@ def test_identified_stamps_name_the_holder_and_indexed_at_without_whole_document
     assert WorksStore.identified_stamps(store, ["abcd2345"]) == {"abcd2345": stamps["abcd2345"]}
 
 
+def test_a_scan_of_identified_documents_pages_through_each_once(store):
+    written = [
+        IdentifiedWork(f"abcd{n:04d}", f"Work[x/{n}]", {"state": {"n": n}}) for n in range(23)
+    ]
+    assert store.write_identified(written) == []
+    store.refresh()
+    scanned = list(store.scan_identified(page_size=5))
+    assert sorted(cid for cid, _ in scanned) == [w.canonical_id for w in written]
+    assert dict(scanned) == {w.canonical_id: w.document for w in written}
+
+
 def test_a_lower_succession_rank_never_replaces_a_higher_one(store):
     """Succession (works.succession): SQLite's conditional upsert and Elasticsearch's
     `external_gte` versions behave alike."""

@@ -174,7 +174,27 @@ class _Main(_LazyGroup):
             )
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from idminter_pipeline.core.release import describe_release  # noqa: PLC0415
+
+    try:
+        click.echo(f"idminter {describe_release()}")
+    except InvalidInputError as error:
+        _fail(ctx, str(error), EXIT_BAD_INPUT)
+    ctx.exit()
+
+
 @click.group(cls=_Main)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version and the deployed release (IDMINTER_RELEASE), and exit.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
 @click.option(
     "--debug",

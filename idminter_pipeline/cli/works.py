@@ -370,3 +370,27 @@ def sweep_command(
     echo_json(report.as_dict())
     if report.works_failed:
         sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("show")
+@click.argument("subject")
+def show(subject: str) -> None:
+    """Everything known about one work: SUBJECT is Work[system/value], system/value or a
+    canonical ID.
+
+    Prints, as JSON: the source document's identifiers with each one's canonical ID; the registry
+    rows under the work's canonical ID with their provenance (inherited from what, when, which
+    job); the succession chain and which work holds the identified document; and the stored
+    identified document. Reads only. Exits 1 when neither the registry nor the store knows it.
+    """
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.diagnosis import diagnose  # noqa: PLC0415
+    from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
+
+    policy = SuccessionPolicy.from_env()
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = diagnose(subject, minter=minter, store=store, policy=policy)
+    echo_json(report)

@@ -9,6 +9,7 @@ ends as failed, and assets downstream of `identified_works` do not run in it.
 import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -46,6 +47,7 @@ from idminter_pipeline.defs.works.runs import (
     failed_works_alert,
     mint_scope,
     mint_windows,
+    newest_assignment_metadata,
     send_alert_quietly,
     summary_metadata,
 )
@@ -108,6 +110,7 @@ def _record_windows(
     audits: Mapping[str, AuditReport],
     *,
     as_events: bool,
+    run_metadata: dict[str, Any] | None = None,
 ) -> None:
     """Each window's figures on its own partition.
 
@@ -117,7 +120,7 @@ def _record_windows(
     """
     run_id = context.run.run_id
     for result in results:
-        metadata = summary_metadata(result.summary, run_id=run_id)
+        metadata = {**summary_metadata(result.summary, run_id=run_id), **(run_metadata or {})}
         if as_events:
             context.log_event(
                 dg.AssetMaterialization(
@@ -314,7 +317,13 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         raise
 
     audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
-    _record_windows(context, results, audits, as_events=False)
+    _record_windows(
+        context,
+        results,
+        audits,
+        as_events=False,
+        run_metadata=newest_assignment_metadata(registry_database),
+    )
     _alert_failed_works(context, results, alerts)
     # Every figure is partition-scoped: nothing here, or it would land on every partition.
     yield dg.MaterializeResult()

@@ -255,6 +255,13 @@ class WorksStore(abc.ABC):
         """Identified documents by canonical ID (absent ones are left out)."""
 
     @abc.abstractmethod
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every identified document with its canonical ID, streamed in pages (the recovery
+        after a registry restore reads what was published)."""
+
+    @abc.abstractmethod
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
         """Whose document is held under each canonical ID, and with which rank (absent ones
         are left out)."""

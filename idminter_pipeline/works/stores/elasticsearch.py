@@ -366,6 +366,21 @@ class ElasticsearchWorksStore(WorksStore):
                 f"bulk delete from {self.target_index} failed: {error}"
             ) from error
 
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        try:
+            for hit in helpers.scan(
+                self.client,
+                index=self.target_index,
+                query={"query": {"match_all": {}}},
+                size=clamp_page_size(page_size),
+                preserve_order=False,
+            ):
+                yield hit["_id"], hit["_source"]
+        except _ES_ERRORS as error:
+            raise WorksStoreError(f"scan of {self.target_index} failed: {error}") from error
+
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = list(canonical_ids)
         found: dict[str, dict[str, Any]] = {}

@@ -243,6 +243,24 @@ class SqliteWorksStore(WorksStore):
             )
         return stamps
 
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        size = clamp_page_size(page_size)
+        after = ""
+        while True:
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
+                    "SELECT canonical_id, document FROM identified_works "
+                    "WHERE canonical_id > ? ORDER BY canonical_id LIMIT ?",
+                    (after, size),
+                ).fetchall()
+            for canonical_id, document in rows:
+                yield canonical_id, json.loads(document)
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         wanted = list(canonical_ids)
