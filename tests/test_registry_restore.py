@@ -10,10 +10,8 @@ registry until the recovery has run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -189,33 +187,47 @@ def test_a_record_minted_again_before_the_recovery_is_a_conflict(restore):
 
 
 def test_dagster_refuses_to_mint_on_the_restored_registry_until_the_recovery_ran(
-    restore, registry, monkeypatch
+    restore, registry, tmp_path
 ):
+    from idminter_pipeline.defs.alerts.resources import AlertsResource  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_by_id_job  # noqa: PLC0415
+    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
+        ChurnGuardResource,
+        DownstreamTopicResource,
+        WorksStoreResource,
+    )
     from idminter_pipeline.defs.works.runs import NEWEST_ASSIGNMENT_KEY  # noqa: PLC0415
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from idminter_pipeline.definitions import defs  # noqa: PLC0415
-
-    instance = dg.DagsterInstance.ephemeral()
-    # What production's last run recorded: its newest assignment, read from the registry as it
-    # was before the restore (the original database).
-    (newest,) = fetch_all(registry, "SELECT MAX(AssignedAt) FROM canonical_ids")[0]
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            "identified_works",
-            partition="2026-07-30-09:00",
-            metadata={NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())},
-        )
+    defs = dg.Definitions(
+        jobs=[mint_works_by_id_job],
+        resources={
+            "works_store": WorksStoreResource(sqlite_path=str(tmp_path / "works.sqlite3")),
+            "registry_database": RegistryDatabase.from_settings(restore["settings"]),
+            "churn_guard": ChurnGuardResource(),
+            "downstream": DownstreamTopicResource(),
+            "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
+        },
     )
-    job = defs.resolve_job_def("mint_works_by_id")
-    config = {"source_identifiers": [f"sierra-system-number/{restore['later'][0]}"]}
-    refused = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
-    assert not refused.success
-    (failure,) = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert RegistryRestoredError.__name__ in str(failure.step_failure_data.error)
-    assert _ids_of(restore["settings"], restore["later"][:1]) == {}
-    assert CliRunner().invoke(main, ["db", "recover-published", "--apply"]).exit_code == 0
-    allowed = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
-    assert allowed.success
-    assert os.environ["IDENTIFIERS_DATABASE"] == restore["settings"].database
+    with dg.instance_for_test() as instance:
+        # What production's last run recorded: its newest assignment, read from the registry
+        # as it was before the restore (the original database).
+        (newest,) = fetch_all(registry, "SELECT MAX(AssignedAt) FROM canonical_ids")[0]
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "identified_works",
+                partition="2026-07-30-09:00",
+                metadata={NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())},
+            )
+        )
+        job = defs.resolve_job_def("mint_works_by_id")
+        config = {"source_identifiers": [f"sierra-system-number/{restore['later'][0]}"]}
+        refused = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+        assert not refused.success
+        (failure,) = refused.get_step_failure_events()
+        assert RegistryRestoredError.__name__ in str(failure.step_failure_data.error)
+        assert _ids_of(restore["settings"], restore["later"][:1]) == {}
+        assert CliRunner().invoke(main, ["db", "recover-published", "--apply"]).exit_code == 0
+        allowed = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+        assert allowed.success
+        assert len(_ids_of(restore["settings"], restore["later"][:1])) == 1

@@ -12,6 +12,7 @@ idle timeout, a failover or a connection pool would make it do so in production)
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -215,8 +216,12 @@ def test_a_full_run_with_a_job_id_rides_through_a_rotation(
 def test_the_pool_sensor_and_a_dagster_run_ride_through_a_rotation(account, works_store):
     """The code location's sensor ticks and a run, each opening connections after the password
     changed: through the same resources the code location builds from the environment."""
-    from idminter_pipeline.definitions import defs  # noqa: PLC0415
+    import idminter_pipeline.definitions  # noqa: PLC0415
 
+    # Built again from this test's environment (the module builds its resources when imported,
+    # and another test of this process may have imported it with another registry).
+    defs = importlib.reload(idminter_pipeline.definitions).defs
+    assert defs.resources["registry_database"].secret_name == account.secret_name
     sensor = defs.resolve_sensor_def("pool_size_sensor")
     instance = dg.DagsterInstance.ephemeral()
 
