@@ -345,6 +345,11 @@ class _AssessingStore(WorksStore):
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
         return {}
 
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        return iter(())
+
     def delete_identified(self, canonical_ids: Sequence[str]) -> None:
         raise NotImplementedError("an impact assessment writes nothing")
 
