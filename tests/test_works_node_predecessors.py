@@ -9,11 +9,18 @@ from works_helpers import fill_pool
 
 from idminter_pipeline.core.errors import MalformedWorkError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier as SI
-from idminter_pipeline.registry.minting import Minter
+from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
-from idminter_pipeline.works.documents import SourceWork, Stage, annotate_work, extract_work
+from idminter_pipeline.works.documents import (
+    IdentifiedWork,
+    SourceWork,
+    Stage,
+    annotate_work,
+    extract_work,
+)
 from idminter_pipeline.works.pipeline import WorksPipeline
-from idminter_pipeline.works.stores import IdsScope
+from idminter_pipeline.works.shadow import SqliteReference, shadow_run
+from idminter_pipeline.works.stores import IdsScope, SqliteWorksStore
 
 
 def _si(system, ontology, value):
@@ -457,3 +464,66 @@ def test_item_predecessors_looping_across_works_fail_those_works_naming_both(sto
         assert detail.endswith(
             "(declared across works Work[folio-instance/f1], Work[folio-instance/f2])"
         )
+
+
+# -- shadow mode --------------------------------------------------------------------------------
+
+
+def _legacy_reference(path, document, work_id, ids):
+    """A reference store holding `document` as a minter without inheritance wrote it: `ids`
+    maps each source value to the canonical ID it gave."""
+    legacy = copy.deepcopy(document)
+    stack = [legacy]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "sourceIdentifier" in value:
+                value["canonicalId"] = ids[value["sourceIdentifier"]["value"]]
+                if "identifiedType" in value:
+                    value["type"] = value.pop("identifiedType")
+            stack.extend(v for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend(value)
+    with SqliteWorksStore(path) as reference:
+        reference.write_identified([IdentifiedWork(ids["f1"], work_id, legacy)])
+    return SqliteReference(path)
+
+
+def test_shadow_mode_expects_item_ids_inherited_where_the_legacy_minter_minted_new_ones(
+    store, minter, connect_registry, tmp_path
+):
+    assert _run(store, minter, _sierra("b1", "i1")).failed == 0
+    folio = _folio_work("f1", "b1", ("fa", "i1"), ("fb", None))
+    store.put_source([folio])
+    b1, i1 = _ids(
+        minter, ("Work", "sierra-system-number", "b1"), ("Item", "sierra-system-number", "i1")
+    )
+
+    def shadow(name, ids):
+        reference = _legacy_reference(tmp_path / name, folio.document, folio.id, ids)
+        report = shadow_run(store, reference, connect_registry, IdsScope((folio.id,)))
+        return report.as_dict()
+
+    # The legacy minter gave the Folio work and its item IDs of their own; fb it never saw.
+    report = shadow("legacy.sqlite3", {"f1": "legacyf1", "fa": "legacyfa", "fb": "legacyfb"})
+    assert report["counts"]["would_mint"] == 1  # fb is new: this minter would mint it
+    # With fb registered, the only differences left are the inherited IDs: expected.
+    minter.mint_ids([MintRequest(SI("Item", "folio-item", "fb"))])
+    [fb] = _ids(minter, ("Item", "folio-item", "fb"))
+    report = shadow("legacy2.sqlite3", {"f1": "legacyf1", "fa": "legacyfa", "fb": fb})
+    assert report["counts"]["differ_expected"] == 1, report
+    assert [(d["path"], d["ours"], d["theirs"]) for d in report["expected_differences"]] == [
+        ("data.items[0].id.canonicalId", i1, "legacyfa"),
+        ("state.canonicalId", b1, "legacyf1"),
+    ]
+    # An item ID the inheritance does not explain is unexpected.
+    report = shadow("legacy3.sqlite3", {"f1": "legacyf1", "fa": "legacyfa", "fb": "otherfb2"})
+    assert report["counts"]["differ_unexpected"] == 1
+    assert [d["path"] for d in report["unexpected_differences"]] == [
+        "data.items[0].id.canonicalId",
+        "data.items[1].id.canonicalId",
+        "state.canonicalId",
+    ]
+    # A reference written by a minter that inherits on items too (the reference port) agrees.
+    report = shadow("port.sqlite3", {"f1": b1, "fa": i1, "fb": fb})
+    assert report["counts"]["agree"] == 1
