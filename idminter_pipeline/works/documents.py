@@ -455,10 +455,9 @@ def extract_work(
                 )
             else:
                 known[key] = found
-        identifiable = new_node(IdentifiableNode, (node, found))
-        add(identifiable)
+        add(new_node(IdentifiableNode, (node, found)))
         if "predecessorIdentifier" in node and node is not state:
-            declaring.append(identifiable)
+            declaring.append(nodes[-1])
     node_predecessors = (
         _node_predecessors(document, work_id, known, declaring, (source, predecessor))
         if declaring
