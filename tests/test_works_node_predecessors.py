@@ -527,3 +527,28 @@ def test_shadow_mode_expects_item_ids_inherited_where_the_legacy_minter_minted_n
     # A reference written by a minter that inherits on items too (the reference port) agrees.
     report = shadow("port.sqlite3", {"f1": b1, "fa": i1, "fb": fb})
     assert report["counts"]["agree"] == 1
+
+
+def test_a_cycle_through_two_links_of_one_work_names_each_of_its_places(store, minter):
+    summary = _run(
+        store,
+        minter,
+        _work(
+            "folio-instance",
+            "f1",
+            items=[
+                ("folio-item", "x", ("folio-item", "y")),
+                ("folio-item", "y", ("folio-item", "z")),
+            ],
+        ),
+        _work("folio-instance", "f2", items=[("folio-item", "z", ("folio-item", "x"))]),
+    )
+    assert summary.works_written == 0
+    details = {f.work_id: f.detail for f in summary.failures}
+    assert details["Work[folio-instance/f1]"].startswith("data.items[0].id.predecessorIdentifier: ")
+    assert (
+        "; data.items[1].id.predecessorIdentifier: predecessor cycle"
+        in details["Work[folio-instance/f1]"]
+    )
+    assert details["Work[folio-instance/f2]"].startswith("data.items[0].id.predecessorIdentifier: ")
+    assert _ids(minter, ("Item", "folio-item", "x")) == [None]

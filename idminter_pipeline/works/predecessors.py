@@ -62,10 +62,6 @@ def _declaring(works: Mapping[str, ExtractedWork]) -> list[tuple[str, DeclaredPr
     ]
 
 
-def _place(work: ExtractedWork, declaration: DeclaredPredecessor) -> str:
-    return work.predecessor_path(declaration)
-
-
 def conflicts(works: Mapping[str, ExtractedWork]) -> dict[str, list[Refusal]]:
     """Works naming a predecessor for a source that another work of the batch gives another
     one: every such work, each refusal naming the other work and its predecessor."""
@@ -82,7 +78,7 @@ def conflicts(works: Mapping[str, ExtractedWork]) -> dict[str, list[Refusal]]:
             for work_id in dict.fromkeys(work_ids):
                 work = works[work_id]
                 place = next(
-                    _place(work, d)
+                    work.predecessor_path(d)
                     for d in work.declarations()
                     if d.source == source and d.predecessor == predecessor
                 )
@@ -111,22 +107,16 @@ def cycles(works: Mapping[str, ExtractedWork]) -> dict[str, list[Refusal]]:
             reject_cycles(links)
         except PredecessorCycleError as error:
             members = set(error.cycle)
-            involved = {
-                work_id: declaration
-                for work_id, declaration in declaring
-                if declaration.source in members
-            }
+            involved = [(i, d) for i, d in declaring if d.source in members]
             if not involved:  # pragma: no cover - a cycle is made of declared links
                 raise
-            names = ", ".join(involved)
-            for work_id, declaration in involved.items():
+            names = ", ".join(dict.fromkeys(work_id for work_id, _ in involved))
+            for work_id, declaration in involved:
+                place = remaining[work_id].predecessor_path(declaration)
                 refused.setdefault(work_id, []).append(
-                    Refusal(
-                        declaration.source,
-                        f"{_place(remaining[work_id], declaration)}: {error} (declared across "
-                        f"works {names})",
-                    )
+                    Refusal(declaration.source, f"{place}: {error} (declared across works {names})")
                 )
+            for work_id, _ in involved:
                 remaining.pop(work_id, None)
         else:
             return refused
@@ -143,7 +133,7 @@ def missing(
             refused.setdefault(work_id, []).append(
                 Refusal(
                     declaration.source,
-                    f"{_place(works[work_id], declaration)} ({declaration.source}): "
+                    f"{works[work_id].predecessor_path(declaration)} ({declaration.source}): "
                     f"predecessor {declaration.predecessor} is not in the registry (mint it "
                     "first, or fix the document)",
                 )
