@@ -382,6 +382,37 @@ def test_an_item_predecessor_arriving_before_its_work_fails_that_work_until_it_i
     assert fa == i1
 
 
+def test_item_predecessors_emitted_before_the_works_keep_the_items_and_record_the_works_late_one(
+    store, minter, registry
+):
+    """A transformer emitting item predecessors before the work's: the record is minted as new
+    (its items keep their Sierra IDs); the work's predecessor declared later cannot move a
+    registered mapping, and is recorded as a mismatch for people to resolve."""
+    assert _run(store, minter, _sierra("b1", "i1")).failed == 0
+    first = _run(store, minter, _folio_work("f1", None, ("fa", "i1")))
+    assert first.failed == 0 and (first.minted, first.inherited) == (1, 1)
+    f1, fa, b1, i1 = _ids(
+        minter,
+        ("Work", "folio-instance", "f1"),
+        ("Item", "folio-item", "fa"),
+        ("Work", "sierra-system-number", "b1"),
+        ("Item", "sierra-system-number", "i1"),
+    )
+    assert fa == i1 and f1 != b1
+
+    later = _run(
+        store, minter, _folio_work("f1", "b1", ("fa", "i1"), at="2026-07-30T10:00:00.000Z")
+    )
+    assert later.failed == 0 and later.works_written == 1 and later.existing == 2
+    assert _ids(minter, ("Work", "folio-instance", "f1"), ("Item", "folio-item", "fa")) == [f1, fa]
+    rows = fetch_all(
+        registry,
+        "SELECT SuccessorSourceId, PredecessorSourceId, CanonicalId, PredecessorCanonicalId "
+        "FROM identifier_provenance WHERE Kind = 'predecessor_mismatch'",
+    )
+    assert [tuple(r) for r in rows] == [("f1", "b1", f1, b1)]
+
+
 def test_an_item_predecessor_later_in_the_same_batch_is_enough(store, minter):
     summary = _run(
         store,
