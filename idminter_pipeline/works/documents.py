@@ -74,8 +74,8 @@ WORK_ONTOLOGY_TYPE = "Work"
 # `strict_json`), so whatever the load accepts the pipeline accepts. Catalogue documents nest
 # about a dozen levels.
 MAX_DOCUMENT_DEPTH = DEFAULT_MAX_DEPTH
-# The most distinct source identifiers one work may carry (its own, its nodes' and its
-# predecessor), refused at `extract` beyond: one work's share of its batch's mint transaction and
+# The most distinct source identifiers one work may carry (its own, its nodes' and their
+# predecessors), refused at `extract` beyond: one work's share of its batch's mint transaction and
 # of its identified document stays bounded. Catalogue works carry up to a few thousand (items);
 # the statements themselves are cut to the server's packet limit whatever the count
 # (`registry.packets`), so this bounds one work, not a statement. Each identifier's parts are at
