@@ -10,6 +10,7 @@ from works_helpers import fill_pool
 from idminter_pipeline.core.errors import MalformedWorkError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier as SI
 from idminter_pipeline.registry.minting import Minter, MintRequest
+from idminter_pipeline.works import documents
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import (
     IdentifiedWork,
@@ -583,3 +584,16 @@ def test_a_cycle_through_two_links_of_one_work_names_each_of_its_places(store, m
     )
     assert details["Work[folio-instance/f2]"].startswith("data.items[0].id.predecessorIdentifier: ")
     assert _ids(minter, ("Item", "folio-item", "x")) == [None]
+
+
+def test_node_predecessors_count_towards_the_per_work_identifier_limit(monkeypatch):
+    monkeypatch.setattr(documents, "MAX_IDENTIFIERS_PER_WORK", 4)
+    items = [_id("folio-item", "Item", "f1"), _id("folio-item", "Item", "f2")]
+    assert len(extract_work(_folio(items, predecessor=None), document_id="x").identifiers) == 3
+    # Two items and the work are three identifiers; their two predecessors make five.
+    inheriting = [
+        _id("folio-item", "Item", f"f{n}", _si("sierra-system-number", "Item", f"i{n}"))
+        for n in (1, 2)
+    ]
+    detail = _extract_failure(_folio(inheriting, predecessor=None))
+    assert detail.startswith("carries 5 distinct source identifiers; at most 4 per work")
