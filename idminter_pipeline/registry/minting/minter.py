@@ -589,7 +589,8 @@ class Minter:
         )
 
     def chained_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
-        """The next `limit` canonical IDs after `after` that some source inherited, in order."""
+        """The next `limit` canonical IDs after `after` that some work inherited from a work,
+        in order."""
         return self._transaction(
             lambda conn: read_chained_ids(conn, after, limit), what="listing inherited IDs"
         )
