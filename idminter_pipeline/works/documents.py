@@ -46,6 +46,7 @@ from idminter_pipeline.core.errors import (
     PredecessorCycleError,
 )
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import (
     SourceIdentifier,
     document_identifier,
@@ -53,7 +54,6 @@ from idminter_pipeline.core.source_identifiers import (
 )
 from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
 from idminter_pipeline.core.strict_json import loads as strict_loads
-from idminter_pipeline.registry.minting.plan import reject_cycles
 from idminter_pipeline.works.json_paths import json_type, path_to
 
 

@@ -52,6 +52,7 @@ from idminter_pipeline.core.errors import (
     RegistryContentionError,
 )
 from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
@@ -73,7 +74,6 @@ from idminter_pipeline.registry.minting.plan import (
     _validated_sources,
     fold_requests,
     pad_space,
-    reject_cycles,
 )
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
