@@ -2,7 +2,7 @@
 last one here, run it against the real registry)."""
 
 import pytest
-from works_helpers import fill_pool, node, work
+from works_helpers import fill_pool, node, si, work
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.defs.works.resources import ChurnGuardResource, churn_guard_from_env
@@ -262,3 +262,14 @@ def test_the_dagster_resource_carries_the_node_guard_from_the_environment(monkey
     policy = churn_guard_from_env().policy()
     assert policy.max_new_node_share == {"Item": 0.05}
     assert ChurnGuardResource().policy().max_new_node_share == {"Concept": 0.2, "Item": 0.2}
+
+
+def test_items_naming_the_items_they_replace_inherit_and_never_trip_the_guard():
+    minted = [work("sierra-system-number", f"b{n}", items=(f"i{n}",)) for n in range(25)]
+    migrated = [work("sierra-system-number", f"b{n}", items=(f"x{n}",)) for n in range(25)]
+    for n, source in enumerate(migrated):
+        source.document["data"]["items"][0]["id"]["predecessorIdentifier"] = si(
+            "folio-item", "Item", f"i{n}"
+        )
+    lookup = CountingLookup(registered=_registered(minted))
+    assert ChurnGuard(ChurnGuardPolicy()).screen(_extracted(*migrated), lookup) == ({}, [])

@@ -272,17 +272,6 @@ def test_predecessor_rules():
         extract_work(
             _work(predecessorIdentifier=_si("sierra-system-number", "Work", None)), document_id="x"
         )
-    nested = _work()
-    nested["data"]["items"] = [
-        {
-            "id": {
-                **_node("folio-item", "Item", "i"),
-                "predecessorIdentifier": _si("sierra-system-number", "Item", "i1"),
-            }
-        }
-    ]
-    with pytest.raises(MalformedWorkError, match="only the work itself"):
-        extract_work(nested, document_id="x")
 
 
 def test_annotation_refuses_missing_or_different_canonical_ids_and_leaves_the_document_alone():

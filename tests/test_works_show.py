@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from db_helpers import fetch_all
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, si, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -35,6 +35,10 @@ def _minted_chain(works_env):
         indexed_at="2026-07-30T10:00:00.000Z",
         predecessor=("sierra-system-number", "b1000001"),
         items=("i-new",),
+    )
+    # Its item keeps the Sierra item's ID.
+    folio.document["data"]["items"][0]["id"]["predecessorIdentifier"] = si(
+        "folio-item", "Item", "i-old"
     )
     with SqliteWorksStore(works_env) as store:
         store.put_source([sierra])
@@ -65,7 +69,13 @@ def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry)
     assert identifiers["state.predecessorIdentifier"]["source"] == sierra.id
     assert identifiers["state.predecessorIdentifier"]["canonical_id"] == canonical_id
     assert identifiers["data.items[0].id.sourceIdentifier"]["source"] == "Item[folio-item/i-new]"
-    assert identifiers["data.items[0].id.sourceIdentifier"]["canonical_id"] is not None
+    item_id = identifiers["data.items[0].id.sourceIdentifier"]["canonical_id"]
+    assert item_id is not None
+    assert identifiers["data.items[0].id.predecessorIdentifier"] == {
+        "path": "data.items[0].id.predecessorIdentifier",
+        "source": "Item[folio-item/i-old]",
+        "canonical_id": item_id,
+    }
     registry = {row["source"]: row for row in report["registry"]}
     assert registry[sierra.id]["status"] == "original"
     assert registry[folio.id]["status"] == "alias"

@@ -170,7 +170,8 @@ def local_run(count: int, seed: int) -> None:
 
 
 def _show_inheritance(store: Any, count: int, seed: int) -> None:
-    """One Folio successor and its Sierra predecessor: the same public ID."""
+    """One Folio successor and its Sierra predecessor: the same public ID; and, for its items
+    naming the Sierra items they replace, the same item IDs."""
     for work in generate_works(min(count, 10), seed=seed):
         extracted = extract_work(work.document, document_id=work.id)
         if extracted.predecessor is None:
@@ -178,16 +179,16 @@ def _show_inheritance(store: Any, count: int, seed: int) -> None:
         from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
         from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
 
+        declarations = extracted.declarations()
         with Minter(connection_factory()) as minter:
-            ids = minter.lookup_ids([extracted.source, extracted.predecessor])
-        if len(ids) == 2:
-            click.echo(
-                f"example: {extracted.source} inherited {ids[extracted.source]} from "
-                f"{extracted.predecessor} ({ids[extracted.predecessor]})"
-            )
-            identified = store.get_identified([ids[extracted.source]])
-            if identified:
+            ids = minter.lookup_ids([s for d in declarations for s in (d.source, d.predecessor)])
+        for declared in declarations:
+            source, predecessor = declared.source, declared.predecessor
+            if source in ids and predecessor in ids:
                 click.echo(
-                    f"         identified work {ids[extracted.source]} is in {store.describe()}"
+                    f"example: {source} inherited {ids[source]} from {predecessor} "
+                    f"({ids[predecessor]})"
                 )
+        if extracted.source in ids and store.get_identified([ids[extracted.source]]):
+            click.echo(f"         identified work {ids[extracted.source]} is in {store.describe()}")
         return

@@ -259,12 +259,13 @@ class ChurnGuard:
             return {}
         found: dict[str, list[SourceIdentifier]] = {}
         for work in works:
+            inheriting = {d.source for d in work.node_predecessors}
             sources = [
                 node.source
                 for node in work.nodes
                 if node.source.ontology_type in types
                 and node.source != work.source
-                and getattr(node, "predecessor", None) is None
+                and node.source not in inheriting
             ]
             if sources:
                 found[work.work_id] = list(dict.fromkeys(sources))

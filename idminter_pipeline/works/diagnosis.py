@@ -77,6 +77,7 @@ def _source_section(
         for node in work.nodes
         if node.source != work.source
     )
+    listed.extend((work.predecessor_path(d), d.predecessor) for d in work.node_predecessors)
     registered = minter.lookup_ids(source for _, source in listed)
     section["identifiers"] = [
         {"path": path, "source": str(source), "canonical_id": registered.get(source)}

@@ -10,6 +10,7 @@ Callers import from this package; the modules are its rooms.
 """
 
 from idminter_pipeline.core.job_ids import MAX_JOB_ID_LENGTH
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.registry.minting.aliases import Alias, AliasStatus
 from idminter_pipeline.registry.minting.chains import Inheritance
 from idminter_pipeline.registry.minting.minter import (
@@ -33,7 +34,6 @@ from idminter_pipeline.registry.minting.plan import (
     collation_key,
     fold_requests,
     pad_space,
-    reject_cycles,
 )
 
 __all__ = [

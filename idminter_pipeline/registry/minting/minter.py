@@ -52,6 +52,7 @@ from idminter_pipeline.core.errors import (
     RegistryContentionError,
 )
 from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
@@ -73,7 +74,6 @@ from idminter_pipeline.registry.minting.plan import (
     _validated_sources,
     fold_requests,
     pad_space,
-    reject_cycles,
 )
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
@@ -589,7 +589,8 @@ class Minter:
         )
 
     def chained_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
-        """The next `limit` canonical IDs after `after` that some source inherited, in order."""
+        """The next `limit` canonical IDs after `after` that some work inherited from a work,
+        in order."""
         return self._transaction(
             lambda conn: read_chained_ids(conn, after, limit), what="listing inherited IDs"
         )

@@ -1,9 +1,9 @@
 """The minter's pure planning: what a mint call asks for and what it decides, without SQL.
 
 `fold_requests` turns a call's `MintRequest`s into distinct sources and their declared
-predecessors (refusing two different predecessors for one source), `reject_cycles` refuses
-declarations that loop, and `_Batch` holds one attempt's plan: which sources exist, which need
-a new ID, which inherit one along a predecessor chain, which mismatches to record in
+predecessors (refusing two different predecessors for one source; `core.predecessor_cycles`
+refuses declarations that loop), and `_Batch` holds one attempt's plan: which sources exist,
+which need a new ID, which inherit one along a predecessor chain, which mismatches to record in
 `identifier_provenance`, and the `MintResult`s. `pad_space` and `collation_key` match server
 rows back to requests the way the registry's collation compares them.
 
@@ -22,7 +22,6 @@ from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     MissingPredecessorError,
-    PredecessorCycleError,
 )
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
@@ -289,20 +288,3 @@ def fold_requests(
         source = min(conflicts)
         raise ConflictingPredecessorsError(source, conflicts[source])
     return folded
-
-
-def reject_cycles(predecessors: dict[SourceIdentifier, SourceIdentifier | None]) -> None:
-    """Raise `PredecessorCycleError` naming the loop if declarations loop (self included)."""
-    done: set[SourceIdentifier] = set()
-    declaring = [source for source, predecessor in predecessors.items() if predecessor is not None]
-    for start in sorted(declaring, key=_key):
-        path: list[SourceIdentifier] = []
-        on_path: dict[SourceIdentifier, int] = {}
-        current: SourceIdentifier | None = start
-        while current is not None and current not in done:
-            if current in on_path:
-                raise PredecessorCycleError(path[on_path[current] :])
-            on_path[current] = len(path)
-            path.append(current)
-            current = predecessors.get(current)
-        done.update(path)

@@ -112,7 +112,8 @@ class ShadowMinter:
         # How many IDs the latest `mint_ids` call (the current batch) would mint.
         self.batch_would_mint = 0
         # The canonical ID each declaring source's predecessor has (or would have), by the
-        # source's text form: what tells an expected root-ID difference from another.
+        # source's text form (works, items, images alike): what tells an expected ID difference
+        # from another.
         self.predecessor_ids: dict[str, str] = {}
 
     # -- connection -------------------------------------------------------------------------

@@ -152,7 +152,7 @@ class _ComparingStore(WorksStore):
                 work.source_id,
                 work.document,
                 reference,
-                predecessor_id=predecessor_ids.get(work.source_id),
+                predecessor_ids=predecessor_ids,
                 may_mint=may_mint,
             )
             if comparison.category is Category.WOULD_MINT and reference is not None:
