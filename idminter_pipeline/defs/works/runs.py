@@ -27,9 +27,8 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
+from idminter_pipeline.works.runner import open_works_pipeline
 from idminter_pipeline.works.stores import WindowScope, WorkScope
 
 # A partition's page lists this many failed works; the run's logs list every one the summary
@@ -84,32 +83,23 @@ def _open_pipeline(
     job_id: str | None,
     record_processed: bool,
 ) -> Iterator[WorksPipeline]:
-    """The works pipeline over the run's store and registry, with the run's collector settings
-    (a Dagster works run is an entry point: see gc_settings). Churn trips alert once a run."""
-    alerted: set[str] = set()
-
-    def on_trip(trip: ChurnTrip) -> None:
-        context.log.error(trip.reason)
-        # Each window's run starts a fresh guard; people hear about a tripped guard once a run.
-        if trip.reason not in alerted:
-            alerted.add(trip.reason)
-            send_alert_quietly(alerts, trip.alert(job_id=job_id), context.log)
-
-    notifier = downstream.notifier() if downstream is not None else None
+    """The works pipeline (`works.runner`) over the run's resources, with the run's collector
+    settings (a Dagster works run is an entry point: see gc_settings)."""
     with (
         batch_run_collector(),
-        works_store.open() as store,
-        Minter(registry_database.connection_factory()) as minter,
-    ):
-        yield WorksPipeline(
-            store,
-            minter,
-            batch_size=batch_size,
+        open_works_pipeline(
+            works_store.open,
+            registry_database.connection_factory(),
             churn_guard=churn_guard.policy(),
-            on_churn_trip=on_trip,
+            alert_channels=alerts.channels(context.log),
+            log=context.log,
+            job_id=job_id,
+            batch_size=batch_size,
             record_processed=record_processed,
-            notifier=notifier,
-        )
+            notifier=downstream.notifier() if downstream is not None else None,
+        ) as pipeline,
+    ):
+        yield pipeline
 
 
 def mint_scope(
