@@ -6,13 +6,13 @@ set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the reso
 `EnvVar`, so the UI and run config show variable names, never values.
 """
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import Field
 
-from idminter_pipeline.core.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings, env_text
+from idminter_pipeline.defs.resources import env_var
 from idminter_pipeline.works.churn_guard import (
     DEFAULT_MAX_NEW_SHARE,
     DEFAULT_MIN_NEW_WORKS,
@@ -77,22 +77,17 @@ class ChurnGuardResource(dg.ConfigurableResource):
 
 def works_store_kind(environ: Mapping[str, str] | None = None) -> str:
     """The store this deployment uses, as a Dagster kind: what `works_store_from_env` builds."""
-    env = os.environ if environ is None else environ
-    return "elasticsearch" if env.get("ELASTICSEARCH_URL") else "sqlite"
-
-
-def _secret(name: str) -> str | None:
-    return dg.EnvVar(name) if os.environ.get(name) else None  # type: ignore[return-value]
+    return "elasticsearch" if env_text("ELASTICSEARCH_URL", environ=environ) else "sqlite"
 
 
 def works_store_from_env() -> WorksStoreResource:
     settings = ElasticsearchSettings.from_env()
     return WorksStoreResource(
-        sqlite_path=os.environ.get("WORKS_STORE_PATH") or None,
-        elasticsearch_url=_secret("ELASTICSEARCH_URL"),
-        elasticsearch_api_key=_secret("ES_API_KEY"),
-        elasticsearch_username=_secret("ES_USERNAME"),
-        elasticsearch_password=_secret("ES_PASSWORD"),
+        sqlite_path=env_text("WORKS_STORE_PATH"),
+        elasticsearch_url=env_var("ELASTICSEARCH_URL"),
+        elasticsearch_api_key=env_var("ES_API_KEY"),
+        elasticsearch_username=env_var("ES_USERNAME"),
+        elasticsearch_password=env_var("ES_PASSWORD"),
         source_index_prefix=settings.source_index_prefix,
         target_index_prefix=settings.target_index_prefix,
         pipeline_date=settings.pipeline_date,
@@ -119,4 +114,4 @@ class DownstreamTopicResource(dg.ConfigurableResource):
 
 
 def downstream_from_env() -> DownstreamTopicResource:
-    return DownstreamTopicResource(sns_topic_arn=_secret(TOPIC_ARN_ENV))
+    return DownstreamTopicResource(sns_topic_arn=env_var(TOPIC_ARN_ENV))
