@@ -6,7 +6,6 @@ ERROR check: a window with a failed work fails it (until a clean re-run of that 
 ends as failed, and assets downstream of `identified_works` do not run in it.
 """
 
-import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -15,6 +14,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pydantic import Field
 
+from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import RegistryDatabase
@@ -45,7 +45,7 @@ NO_FAILED_WORKS_CHECK = "no_failed_works"
 NO_SUCCESSION_CONFLICTS_CHECK = "no_succession_conflicts"
 # A backfill of many windows runs as several runs of at most this many windows each, so one run
 # stays bounded (memory, duration, what a retry repeats). 96 windows of 15 minutes is a day.
-MAX_PARTITIONS_PER_RUN = int(os.environ.get("IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN") or 96)
+MAX_PARTITIONS_PER_RUN = env_int(None, "IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN", 96, minimum=1)
 STORE_KIND = works_store_kind()
 STORE_DESCRIPTIONS = {
     "sqlite": "the embedded SQLite works store (WORKS_STORE_PATH, default .local/works.sqlite3)",
