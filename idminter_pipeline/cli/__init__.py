@@ -19,6 +19,7 @@ import click
 
 from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import env_flag
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -28,9 +29,7 @@ _DEBUG_KEY = "idminter.debug"
 
 # --- top-level error handling: one `error:` line, never a traceback unless asked for ------------
 def _debugging(ctx: click.Context) -> bool:
-    if ctx.meta.get(_DEBUG_KEY):
-        return True
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return bool(ctx.meta.get(_DEBUG_KEY))
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> NoReturn:
@@ -181,6 +180,8 @@ class _Main(_LazyGroup):
 def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """Stable public identifiers for catalogue records (RFC 083)."""
     ctx.meta[_DEBUG_KEY] = debug
+    # Read after the flag is kept: a bad value is refused as one error line like any other.
+    ctx.meta[_DEBUG_KEY] = debug or env_flag(DEBUG_ENV)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

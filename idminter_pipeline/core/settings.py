@@ -85,11 +85,13 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
-def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether switch `name` is on: 1/true/yes/on, or 0/false/no/off (any case; unset or empty
-    is off); anything else is refused, naming it."""
+def env_flag(name: str, environ: Mapping[str, str] | None = None, *, default: bool = False) -> bool:
+    """Whether switch `name` is on: 1/true/yes/on, or 0/false/no/off (any case; `default` when
+    unset or empty); anything else is refused, naming it."""
     text = environment(environ).get(name, "").strip()
-    if not text or text.lower() in FALSE_WORDS:
+    if not text:
+        return default
+    if text.lower() in FALSE_WORDS:
         return False
     if text.lower() in TRUE_WORDS:
         return True

@@ -43,6 +43,7 @@ from idminter_pipeline.core.settings import (
     LOCAL_DATABASE_PASSWORD,
     LOCAL_DATABASE_USER,
     DatabaseSettings,
+    env_text,
     local_state_dir,
 )
 
@@ -513,7 +514,7 @@ def ensure_server(
     settings = settings or DatabaseSettings.from_env()
     paths = paths or LocalServerPaths.default()
     if start_local is None:
-        start_local = "RDS_PRIMARY_HOST" not in os.environ and "RDS_PORT" not in os.environ
+        start_local = not (env_text("RDS_PRIMARY_HOST") or env_text("RDS_PORT"))
     version = _server_version(settings)
     if version is not None:
         pid = _pid(paths)

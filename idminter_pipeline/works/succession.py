@@ -31,7 +31,6 @@ the ranks.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.minting import Inheritance, Key
 
 PRECEDENCE_ENV = "IDMINTER_SUCCESSION_PRECEDENCE"
@@ -93,8 +93,7 @@ class SuccessionPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SuccessionPolicy:
         """`IDMINTER_SUCCESSION_PRECEDENCE`: comma-separated source systems, highest first."""
-        env = os.environ if environ is None else environ
-        text = env.get(PRECEDENCE_ENV, "").strip()
+        text = environment(environ).get(PRECEDENCE_ENV, "").strip()
         if not text:
             return cls()
         return cls(tuple(part.strip() for part in text.split(",")))

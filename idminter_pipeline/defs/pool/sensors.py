@@ -13,7 +13,6 @@ sends one critical alert, then one resolution when a tick reads it again.
 the pool is empty.
 """
 
-import os
 import time
 
 import dagster as dg
@@ -24,6 +23,7 @@ from idminter_pipeline.core.errors import (
     RegistryUnavailableError,
     SchemaMigrationError,
 )
+from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_run_alert,
@@ -118,8 +118,8 @@ def tick_events(
 @dg.sensor(
     name=SENSOR_NAME,
     job=pool_replenishment_job,
-    minimum_interval_seconds=int(
-        os.environ.get(SENSOR_INTERVAL_ENV) or DEFAULT_SENSOR_INTERVAL_SECONDS
+    minimum_interval_seconds=env_int(
+        None, SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL_SECONDS, minimum=1
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from idminter_pipeline.core.errors import IdMinterError
-from idminter_pipeline.core.settings import project_root
+from idminter_pipeline.core.settings import env_text, project_root
 
 
 def mint_windows_in_process(first_indexed_at: Any, last_indexed_at: Any) -> dict[str, Any]:
@@ -35,7 +34,7 @@ def mint_windows_in_process(first_indexed_at: Any, last_indexed_at: Any) -> dict
 
     first = WORKS_PARTITIONS.get_partition_key_for_timestamp(first_indexed_at.timestamp())
     last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
-    home = os.environ.get("DAGSTER_HOME")
+    home = env_text("DAGSTER_HOME")
     if home:
         # The same instance `make ui` opens, so the UI shows this run.
         Path(home).mkdir(parents=True, exist_ok=True)
