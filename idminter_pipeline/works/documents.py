@@ -136,10 +136,6 @@ class ExtractedWork:
         """Distinct source identifiers, the work's own first."""
         return tuple(dict.fromkeys([self.source, *(node.source for node in self.nodes)]))
 
-    def node_paths(self) -> list[str]:
-        """The JSON path of each node, in `nodes` order (built on demand: errors, tests)."""
-        return [path_to(self.document, node.node) for node in self.nodes]
-
 
 def json_type(value: object) -> str:  # noqa: PLR0911
     """The JSON name of a parsed value's type, for error messages."""
