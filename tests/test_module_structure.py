@@ -148,7 +148,7 @@ def test_the_graph_holds_the_package_imports():
     graph = import_graph()
     assert "idminter_pipeline.core.errors" in graph["idminter_pipeline.core.source_identifiers"]
     # `from package import submodule` is an edge to the submodule.
-    assert "idminter_pipeline.defs.pool" in graph["idminter_pipeline.definitions"]
+    assert "idminter_pipeline.registry.schema" in graph["idminter_pipeline.cli.local_run"]
     # Imports inside a function body count (`cli.local_run` imports the minter lazily).
     assert "idminter_pipeline.registry.minting" in graph["idminter_pipeline.cli.local_run"]
 

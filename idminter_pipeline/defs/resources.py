@@ -7,6 +7,10 @@ import dagster as dg
 from idminter_pipeline.core.settings import DatabaseSettings, env_text
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory, connect
 
+# The concurrency pool of every asset and op that writes to the registry: the instance's
+# `concurrency > pools` bounds how many run at once (deploy/dagster.yaml).
+REGISTRY_POOL = "registry"
+
 
 class RegistryDatabase(dg.ConfigurableResource):
     """The registry (Aurora MySQL in production, the project-local MariaDB by default)."""

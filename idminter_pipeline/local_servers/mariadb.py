@@ -8,9 +8,8 @@ raises `LocalDatabaseError` whose message says exactly what to do.
 
 The server is locked down as far as a development server can be:
 
-- started by root, `mariadbd` runs as Debian's unprivileged `mysql` user (its folder is handed to
-  that user), unless that user cannot reach the folder (a checkout under a private home): then it
-  runs as root and says so;
+- started by root, `mariadbd` runs as Debian's unprivileged `mysql` user (its folder handed to it),
+  unless it cannot reach the folder (a checkout under a private home): then as root, saying so;
 - `secure_file_priv` is a private folder, so `SELECT ... INTO OUTFILE` and `LOAD DATA INFILE`
   cannot touch any other file;
 - `id_minter` gets only what the pipeline, `make run` and the tests need (`LOCAL_PRIVILEGES`) on

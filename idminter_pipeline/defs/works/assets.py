@@ -17,7 +17,7 @@ from pydantic import Field
 from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
@@ -194,6 +194,7 @@ def _conflict_evaluation(
 @dg.asset(
     group_name=WORKS_GROUP,
     deps=[POOL_ASSET],
+    pool=REGISTRY_POOL,
     partitions_def=WORKS_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     kinds={"python", STORE_KIND},

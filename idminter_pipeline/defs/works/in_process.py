@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,27 +10,25 @@ import dagster as dg
 
 from idminter_pipeline.core.errors import IdMinterError
 from idminter_pipeline.core.settings import env_text, project_root
+from idminter_pipeline.defs.alerts.resources import alerts_from_env
+from idminter_pipeline.defs.resources import registry_database_from_env
+from idminter_pipeline.defs.works.assets import identified_works
+from idminter_pipeline.defs.works.jobs import mint_works_job
+from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
+from idminter_pipeline.defs.works.resources import (
+    churn_guard_from_env,
+    downstream_from_env,
+    works_store_from_env,
+)
+
+# The local instance's settings, which `make ui` links into DAGSTER_HOME too. Kept out of the
+# project root: `dagster dev` warns about a dagster.yaml there that DAGSTER_HOME does not use.
+LOCAL_INSTANCE_CONFIG = project_root() / "deploy" / "local" / "dagster.yaml"
 
 
 def mint_windows_in_process(first_indexed_at: Any, last_indexed_at: Any) -> dict[str, Any]:
     """Materialize `identified_works` for the windows covering the two times, in one run of the
     `mint_works` job on the local Dagster instance (so `make ui` shows the run)."""
-    # The asset's backfill policy is a beta parameter and its partitioned checks a preview one;
-    # the warnings are noise on this console.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    # Imported after the filters: the warnings are raised as the definitions are built.
-    from idminter_pipeline.defs.alerts.resources import alerts_from_env  # noqa: PLC0415
-    from idminter_pipeline.defs.resources import registry_database_from_env  # noqa: PLC0415
-    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
-    from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
-    from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
-    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
-        churn_guard_from_env,
-        downstream_from_env,
-        works_store_from_env,
-    )
-
     first = WORKS_PARTITIONS.get_partition_key_for_timestamp(first_indexed_at.timestamp())
     last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
     home = env_text("DAGSTER_HOME")
@@ -39,8 +36,8 @@ def mint_windows_in_process(first_indexed_at: Any, last_indexed_at: Any) -> dict
         # The same instance `make ui` opens, so the UI shows this run.
         Path(home).mkdir(parents=True, exist_ok=True)
         config = Path(home) / "dagster.yaml"
-        if not config.exists() and (project_root() / "dagster.yaml").exists():
-            config.symlink_to(project_root() / "dagster.yaml")
+        if not config.exists() and LOCAL_INSTANCE_CONFIG.exists():
+            config.symlink_to(LOCAL_INSTANCE_CONFIG)
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     # The code location's job and asset, with resources read from the environment now (the
     # module-level `Definitions` read it once, at import).

@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
@@ -57,7 +57,7 @@ def listed_works_config(config: MintWorksByIdConfig) -> dg.RunConfig:
     return dg.RunConfig(ops={"mint_listed_works": config})
 
 
-@dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"})
+@dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"}, pool=REGISTRY_POOL)
 def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.OpExecutionContext,
     config: MintWorksByIdConfig,
@@ -99,7 +99,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         )
 
 
-@dg.op(out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing), pool=REGISTRY_POOL)
 def replenish_pool(
     context: dg.OpExecutionContext, registry_database: RegistryDatabase, id_pool: FreeIdPool
 ) -> None:
