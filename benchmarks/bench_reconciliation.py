@@ -1,5 +1,5 @@
 """Reconciliation speed: every scan over N mappings in keyset batches, and the variant scan
-against the single GROUP BY it used to be.
+against a single GROUP BY over the whole table.
 
 For each size a registry is generated server-side (INSERT ... SELECT over a digits cross join,
 like bench_legacy_migration: unique IDs in today's format, Sierra- and CALM-like source
@@ -85,7 +85,7 @@ def generate_registry(settings: DatabaseSettings, rows: int) -> float:
 
 
 def _old_variant_scan(settings: DatabaseSettings) -> tuple[float, int]:
-    """The variant scan as it was: one GROUP BY of the folded keys over the whole table."""
+    """The variant scan as one GROUP BY of the folded keys over the whole table."""
     conn = connect(settings)
     try:
         started = time.monotonic()
@@ -151,7 +151,7 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
             "figure": f"one GROUP BY over the table {label}",
             "value": round(old_seconds, 1),
             "unit": "s",
-            "detail": "the variant scan as it was: one statement over the whole table",
+            "detail": "the variant scan as one statement over the whole table",
         },
     ]
 

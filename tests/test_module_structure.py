@@ -203,7 +203,7 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_named_as_a_part_of_a_sibling():
-    """A module named `<sibling>_<part>` belongs inside a `<sibling>/` package (issue 18)."""
+    """A module named `<sibling>_<part>` belongs inside a `<sibling>/` package."""
     misplaced = []
     modules = [name.rpartition(".") for name in module_files()]
     for package, _, leaf in modules:
