@@ -1,7 +1,8 @@
 """Bad input on the command line gives one `error:` line, never a traceback or a 10 MB echo.
 
 Each case runs the real `idminter` process where a traceback would come from the process (and
-`--job-id $'\\xff'` needs real command-line bytes), otherwise the click runner. Every refused `mint-ids` call leaves the registry exactly as it was.
+`--job-id $'\\xff'` needs real command-line bytes), otherwise the click runner. Every refused
+`mint-ids` call leaves the registry exactly as it was.
 """
 
 from __future__ import annotations

@@ -39,15 +39,7 @@ class RegistryDatabase(dg.ConfigurableResource):
 
 
 # What the resource holds of `DatabaseSettings` (not the connect timeout).
-_DATABASE_FIELDS = (
-    "host",
-    "port",
-    "username",
-    "password",
-    "database",
-    "secret_name",
-    "aws_region",
-)
+_DATABASE_FIELDS = ("host", "port", "username", "password", "database", "secret_name", "aws_region")
 
 
 def env_var(name: str, default: str | None = None) -> str | None:

@@ -27,6 +27,7 @@ from idminter_pipeline.defs.works.resources import (
 )
 from idminter_pipeline.defs.works.runs import (
     WindowResult,
+    WorksResources,
     check_description,
     check_metadata,
     conflict_check_description,
@@ -248,13 +249,9 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         for result in mint_windows(
             context,
             windows,
-            works_store=works_store,
-            registry_database=registry_database,
-            churn_guard=churn_guard,
-            alerts=alerts,
+            WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
             batch_size=config.batch_size,
             job_id=context.run.run_id,
-            downstream=downstream,
         ):
             results.append(result)
     except Exception:

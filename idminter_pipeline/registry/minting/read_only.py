@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pymysql
@@ -61,12 +61,7 @@ class LookupTarget:
     pending_legacy_changes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "registry_shape": self.registry_shape,
-            "migration_phase": self.migration_phase,
-            "pending_legacy_changes": self.pending_legacy_changes,
-        }
+        return asdict(self)
 
 
 def lookup_target(conn: Connection) -> LookupTarget:
