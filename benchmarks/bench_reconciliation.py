@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from benchmarks.bench_legacy_migration import _id_expression
-from benchmarks.support import create_bench_database, drop_bench_database
+from benchmarks.support import create_bench_database, drop_bench_database, rows_by_size
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import reconciliation
 from idminter_pipeline.registry.connection import connect
@@ -157,11 +157,7 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
 
 
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
-    sizes = (1_000_000,) if quick else (1_000_000, 10_000_000)
-    rows: list[dict[str, Any]] = []
-    for size in sizes:
-        rows.extend(_measure(settings, size))
-    return rows
+    return rows_by_size(_measure, settings, quick=quick)
 
 
 if __name__ == "__main__":

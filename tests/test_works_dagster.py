@@ -33,6 +33,7 @@ from idminter_pipeline.defs.works.sensors import (
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.pool import PoolSettings
+from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -111,14 +112,7 @@ def test_one_partition_mints_one_window(setup, connect_registry):
     assert (figures["works_written"], figures["works_superseded"]) == (13, 2)
     assert figures["works_failed"] == 0 and figures["succession_conflicts"] == 0
     assert figures["identifiers_found"] > 15
-    assert figures["failures_by_stage"] == {
-        "read": 0,
-        "extract": 0,
-        "mint": 0,
-        "annotate": 0,
-        "write": 0,
-        "notify": 0,
-    }
+    assert figures["failures_by_stage"] == dict.fromkeys(map(str, Stage), 0)
     assert figures["failed_works_listed"] == "No work failed."
     assert figures["failed_works"].records == []
     check = _check(result)
