@@ -176,11 +176,12 @@ AlertBuilder = Callable[..., Alert | dg.SkipReason]
 
 
 def run_failure_alert_sensor(
-    *, name: str, description: str, concerns: Callable[[dg.DagsterRun], bool], not_concerned: str
+    *, name: str, concerns: Callable[[dg.DagsterRun], bool], not_concerned: str
 ) -> Callable[[AlertBuilder], dg.SensorDefinition]:
     """A run-failure sensor that alerts people (the `alerts` resource) about the failed runs of
     one domain, made from the function it decorates: `build(context, failed, **resources)`
-    returns the `Alert` (or a `SkipReason` when the run alerted itself).
+    returns the `Alert` (or a `SkipReason` when the run alerted itself); its docstring is the
+    sensor's description.
 
     Every such sensor skips the runs `concerns` does not claim (`run <id> <not_concerned>`) and
     the runs whose config the launchpad refused (a person's mistake at the screen, not a page).
@@ -212,6 +213,8 @@ def run_failure_alert_sensor(
         evaluate.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
         evaluate.__name__ = build.__name__
         evaluate.__doc__ = build.__doc__
+        # One paragraph, as the UI shows it.
+        description = " ".join((build.__doc__ or "").split())
         return dg.run_failure_sensor(
             name=name, default_status=dg.DefaultSensorStatus.RUNNING, description=description
         )(evaluate)

@@ -221,16 +221,14 @@ def replenishes_pool(run: dg.DagsterRun) -> bool:
 
 @run_failure_alert_sensor(
     name="pool_replenishment_failure_alert",
-    description=(
-        "Alert people (alerts resource) when a run that tops up the free-ID pool fails, with "
-        "the innermost exception, the run and what to do."
-    ),
     concerns=replenishes_pool,
     not_concerned="does not replenish the pool",
 )
 def pool_replenishment_failure_alert(
     context: dg.RunFailureSensorContext, failed: FailedRun, id_pool: FreeIdPool
 ) -> Alert:
+    """Alert people (alerts resource) when a run that tops up the free-ID pool fails, with the
+    innermost exception, the run and what to do."""
     run = context.dagster_run
     target = id_pool.settings().target_free
     reason = run.tags.get("idminter/reason")

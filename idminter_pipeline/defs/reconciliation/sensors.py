@@ -28,16 +28,14 @@ def reconciles_registry(run: dg.DagsterRun) -> bool:
 
 @run_failure_alert_sensor(
     name="registry_reconciliation_failure_alert",
-    description=(
-        "Alert people when a reconciliation run fails. Critical findings are alerted by the "
-        "run itself; launchpad mistakes refused by config validation are not alerted."
-    ),
     concerns=reconciles_registry,
     not_concerned="does not reconcile the registry",
 )
 def registry_reconciliation_failure_alert(
     context: dg.RunFailureSensorContext, failed: FailedRun
 ) -> Alert | dg.SkipReason:
+    """Alert people when a reconciliation run fails. Critical findings are alerted by the run
+    itself; launchpad mistakes refused by config validation are not alerted."""
     run = context.dagster_run
     if failed.only_failed_checks and all(
         check.asset_key == registry_reconciliation.key

@@ -63,17 +63,15 @@ def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun)
 
 @run_failure_alert_sensor(
     name="works_run_failure_alert",
-    description=(
-        "Alert people (alerts resource) when a minting run fails, with the innermost exception, "
-        "the run and the partition. Failed works are alerted by the run itself; launchpad "
-        "mistakes refused by config validation are not alerted."
-    ),
     concerns=mints_works,
     not_concerned="does not mint works",
 )
 def works_run_failure_alert(
     context: dg.RunFailureSensorContext, failed: FailedRun
 ) -> Alert | dg.SkipReason:
+    """Alert people (alerts resource) when a minting run fails, with the innermost exception,
+    the run and the partition. Failed works are alerted by the run itself; launchpad mistakes
+    refused by config validation are not alerted."""
     run = context.dagster_run
     if failed_only_on_works(context, failed):
         return dg.SkipReason(f"run {run.run_id} failed on failed works, alerted by the run itself")
