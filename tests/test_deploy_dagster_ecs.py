@@ -1,4 +1,4 @@
-"""deploy/aws/dagster-ecs.yaml read against what it must guarantee (issue 20, defect 5): the storage
+"""deploy/aws/dagster-ecs.yaml read against what it must guarantee the storage
 password survives rotation, secrets are listed explicitly, the UI is behind sign-in, the alert
 topic and the works schedule's switch reach the code, and the deployment doc lists every
 parameter. The rehearsal (test_deploy_ecs_rehearsal.py) runs the same containers."""

@@ -18,7 +18,7 @@ image installs it; the venv's own install may be another checkout's) and tests/ 
 The rehearsal launches a run through the webserver (GraphQL) and sees the pool sensor's alert
 reach the alert topic (an SQS subscriber), its metric line in the code location's output, and the
 compute logs in the bucket. A container missing a variable fails it: the second test takes
-DAGSTER_MYSQL_HOST away from the code location, as the template once did.
+DAGSTER_MYSQL_HOST away from the code location.
 """
 
 from __future__ import annotations

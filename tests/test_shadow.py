@@ -19,13 +19,9 @@ SIERRA = "sierra-system-number"
 
 
 @pytest.fixture
-def works_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    path = tmp_path / "works.sqlite3"
-    monkeypatch.setenv("WORKS_STORE_PATH", str(path))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def works_env(works_store_env, connect_registry):
     fill_pool(connect_registry, 500)
-    return path
+    return works_store_env
 
 
 def _stamp(minute: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import TypeVar
@@ -11,12 +11,10 @@ from typing import TypeVar
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
-from idminter_pipeline.core.strict_json import loads as strict_loads
-from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
+from idminter_pipeline.works.ndjson import read_source_works
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
     FullScope,
@@ -69,52 +67,6 @@ def generate(count: int, seed: int, offset: int, start: str) -> None:
     )
 
 
-def _read_lines(path: Path) -> Iterator[SourceWork]:
-    """Source works of an NDJSON file: each line a document, or a hit `{"_id", "_source"}`.
-
-    Lines are parsed by `strict_json`: duplicate keys, NaN and Infinity, huge integers, nesting
-    deeper than a work document may have and bytes that are not UTF-8 are refused, naming the
-    line, so the store only ever holds text the pipeline reads back unchanged.
-    """
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            value = strict_loads(line, what=where)
-            if not isinstance(value, dict):
-                raise InvalidInputError(f"{where}: expected a JSON object, got {json_type(value)}")
-            document = value.get("_source", value) if "_source" in value else value
-            document_id = value.get("_id") if "_source" in value else None
-            if "_source" in value and document_id is not None and not isinstance(document_id, str):
-                raise InvalidInputError(
-                    f"{where}: _id must be a string, got {json_type(document_id)}"
-                )
-            if not isinstance(document, dict):
-                raise InvalidInputError(f"{where}: _source must be an object")
-            if document_id is None:
-                state = document.get("state")
-                if not isinstance(state, dict) or "sourceIdentifier" not in state:
-                    raise InvalidInputError(
-                        f"{where}: no state.sourceIdentifier (and no _id) to key the work by"
-                    )
-                try:
-                    document_id = str(
-                        parse_bare_identifier(
-                            state["sourceIdentifier"], "state.sourceIdentifier", where
-                        )
-                    )
-                except MalformedWorkError as error:
-                    raise InvalidInputError(f"{where}: {error.detail}") from error
-            if "indexed_at" not in document:
-                raise InvalidInputError(f"{where}: {document_id} has no indexed_at")
-            try:
-                parse_timestamp(document["indexed_at"], what="indexed_at")
-            except InvalidInputError as error:
-                raise InvalidInputError(f"{where}: {error}") from error
-            yield SourceWork(str(document_id), document)
-
-
 @works.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(file: Path) -> None:
@@ -123,9 +75,9 @@ def load(file: Path) -> None:
     The whole file is checked first: a bad line stops the load, naming the line, and nothing
     is written.
     """
-    checked = sum(1 for _ in _read_lines(file))
+    checked = sum(1 for _ in read_source_works(file))
     with works_store_from_env() as store:
-        loaded = store.put_source(_read_lines(file))
+        loaded = store.put_source(read_source_works(file))
         echo_json(
             {
                 "loaded": loaded,

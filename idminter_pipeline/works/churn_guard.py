@@ -23,7 +23,6 @@ from genuinely new ones.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TypeVar
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.settings import env_flag, env_int, environment
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE, ExtractedWork
 
@@ -91,10 +91,9 @@ class ChurnGuardPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChurnGuardPolicy:
-        env = os.environ if environ is None else environ
+        env = environment(environ)
         text = env.get("IDMINTER_CHURN_GUARD")
         shares = dict(DEFAULT_MAX_NEW_SHARE) if text is None else parse_max_new_share(text)
-        minimum = env.get("IDMINTER_CHURN_GUARD_MIN_NEW_WORKS")
         node_text = env.get("IDMINTER_CHURN_GUARD_NODES")
         node_shares = (
             dict(DEFAULT_MAX_NEW_NODE_SHARE)
@@ -104,8 +103,10 @@ class ChurnGuardPolicy:
         return cls(
             max_new_node_share=node_shares,
             max_new_share=shares,
-            min_new_works=int(minimum) if minimum else DEFAULT_MIN_NEW_WORKS,
-            enabled=env.get("IDMINTER_CHURN_GUARD_ENABLED", "true").lower() not in ("0", "false"),
+            min_new_works=env_int(
+                env, "IDMINTER_CHURN_GUARD_MIN_NEW_WORKS", DEFAULT_MIN_NEW_WORKS, minimum=1
+            ),
+            enabled=env_flag("IDMINTER_CHURN_GUARD_ENABLED", env, default=True),
         )
 
 

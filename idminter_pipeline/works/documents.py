@@ -163,10 +163,6 @@ class ExtractedWork:
         """The JSON path of a declaration's `predecessorIdentifier` (for error messages)."""
         return predecessor_path(self.document, declared.node)
 
-    def node_paths(self) -> list[str]:
-        """The JSON path of each node, in `nodes` order (built on demand: errors, tests)."""
-        return [path_to(self.document, node.node) for node in self.nodes]
-
 
 def work_document_id(text: object) -> str:
     """The source index `_id` for a work: `Work[system/value]`.

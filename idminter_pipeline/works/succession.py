@@ -34,7 +34,6 @@ the ranks.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.minting import Inheritance, Key
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
 
@@ -97,8 +97,7 @@ class SuccessionPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SuccessionPolicy:
         """`IDMINTER_SUCCESSION_PRECEDENCE`: comma-separated source systems, highest first."""
-        env = os.environ if environ is None else environ
-        text = env.get(PRECEDENCE_ENV, "").strip()
+        text = environment(environ).get(PRECEDENCE_ENV, "").strip()
         if not text:
             return cls()
         return cls(tuple(part.strip() for part in text.split(",")))

@@ -6,7 +6,6 @@ ERROR check: a window with a failed work fails it (until a clean re-run of that 
 ends as failed, and assets downstream of `identified_works` do not run in it.
 """
 
-import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.works.checks import (
     EVERY_WORK_ACCOUNTED_FOR_CHECK,
     EVERY_WORK_ACCOUNTED_FOR_DESCRIPTION,
@@ -40,6 +39,7 @@ from idminter_pipeline.defs.works.resources import (
 from idminter_pipeline.defs.works.runs import (
     FailedWorksError,
     WindowResult,
+    WorksResources,
     check_description,
     check_metadata,
     conflict_check_description,
@@ -69,11 +69,11 @@ NO_FAILED_WORKS_CHECK = "no_failed_works"
 NO_SUCCESSION_CONFLICTS_CHECK = "no_succession_conflicts"
 # A backfill of many windows runs as several runs of at most this many windows each, so one run
 # stays bounded (memory, duration, what a retry repeats). 96 windows of 15 minutes is a day.
-MAX_PARTITIONS_PER_RUN = int(os.environ.get("IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN") or 96)
+MAX_PARTITIONS_PER_RUN = env_int(None, "IDMINTER_WORKS_MAX_PARTITIONS_PER_RUN", 96, minimum=1)
 # The schedule mints a window a few minutes after it closes, so a materialization is due about
 # every window; three windows without one means the schedule stopped or a window is stuck.
 FRESHNESS_FAIL_MINUTES = env_int(
-    os.environ, "IDMINTER_WORKS_FRESHNESS_FAIL_MINUTES", 3 * WINDOW_MINUTES, minimum=1
+    None, "IDMINTER_WORKS_FRESHNESS_FAIL_MINUTES", 3 * WINDOW_MINUTES, minimum=1
 )
 WORKS_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(minutes=FRESHNESS_FAIL_MINUTES),
@@ -237,6 +237,7 @@ def _conflict_evaluation(
 @dg.asset(
     group_name=WORKS_GROUP,
     deps=[POOL_ASSET],
+    pool=REGISTRY_POOL,
     partitions_def=WORKS_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     kinds={"python", STORE_KIND},
@@ -297,13 +298,9 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         for result in mint_windows(
             context,
             windows,
-            works_store=works_store,
-            registry_database=registry_database,
-            churn_guard=churn_guard,
-            alerts=alerts,
+            WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
             batch_size=config.batch_size,
             job_id=context.run.run_id,
-            downstream=downstream,
         ):
             results.append(result)
     except Exception:
@@ -376,7 +373,7 @@ def _alert_failed_works(
         send_alert_quietly(alerts, alert, context.log)
 
 
-SWEEPER_LOOKBACK_HOURS = env_int(os.environ, "IDMINTER_SWEEPER_LOOKBACK_HOURS", 0, minimum=0)
+SWEEPER_LOOKBACK_HOURS = env_int(None, "IDMINTER_SWEEPER_LOOKBACK_HOURS", 0, minimum=0)
 
 
 class SweptWorksConfig(dg.Config):
@@ -398,6 +395,7 @@ def sweep_scope(lookback_hours: int, now: datetime) -> WorkScope:
     group_name=WORKS_GROUP,
     deps=[identified_works],
     kinds={"python", STORE_KIND},
+    pool=REGISTRY_POOL,
     description=(
         "Works whose identified document is missing or older than their source document, "
         "whatever window they fell in (a source document written into a window already "
@@ -422,13 +420,9 @@ def swept_works(  # noqa: PLR0917 (Dagster injects resources by name)
         return mint_scope(
             context,
             ids,
-            works_store=works_store,
-            registry_database=registry_database,
-            churn_guard=churn_guard,
-            alerts=alerts,
+            WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
             batch_size=config.batch_size,
             job_id=context.run.run_id,
-            downstream=downstream,
         )
 
     with (

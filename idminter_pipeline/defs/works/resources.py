@@ -6,14 +6,14 @@ set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the reso
 `EnvVar`, so the UI and run config show variable names, never values.
 """
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import Field
 
 from idminter_pipeline.core.errors import InvalidInputError
-from idminter_pipeline.core.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings, env_text
+from idminter_pipeline.defs.resources import env_var
 from idminter_pipeline.works.churn_guard import (
     DEFAULT_MAX_NEW_NODE_SHARE,
     DEFAULT_MAX_NEW_SHARE,
@@ -90,22 +90,17 @@ class ChurnGuardResource(dg.ConfigurableResource):
 
 def works_store_kind(environ: Mapping[str, str] | None = None) -> str:
     """The store this deployment uses, as a Dagster kind: what `works_store_from_env` builds."""
-    env = os.environ if environ is None else environ
-    return "elasticsearch" if env.get("ELASTICSEARCH_URL") else "sqlite"
-
-
-def _secret(name: str) -> str | None:
-    return dg.EnvVar(name) if os.environ.get(name) else None  # type: ignore[return-value]
+    return "elasticsearch" if env_text("ELASTICSEARCH_URL", environ=environ) else "sqlite"
 
 
 def works_store_from_env() -> WorksStoreResource:
     settings = ElasticsearchSettings.from_env()
     return WorksStoreResource(
-        sqlite_path=os.environ.get("WORKS_STORE_PATH") or None,
-        elasticsearch_url=_secret("ELASTICSEARCH_URL"),
-        elasticsearch_api_key=_secret("ES_API_KEY"),
-        elasticsearch_username=_secret("ES_USERNAME"),
-        elasticsearch_password=_secret("ES_PASSWORD"),
+        sqlite_path=env_text("WORKS_STORE_PATH"),
+        elasticsearch_url=env_var("ELASTICSEARCH_URL"),
+        elasticsearch_api_key=env_var("ES_API_KEY"),
+        elasticsearch_username=env_var("ES_USERNAME"),
+        elasticsearch_password=env_var("ES_PASSWORD"),
         source_index_prefix=settings.source_index_prefix,
         target_index_prefix=settings.target_index_prefix,
         pipeline_date=settings.pipeline_date,
@@ -133,7 +128,7 @@ class DownstreamTopicResource(dg.ConfigurableResource):
 
 
 def downstream_from_env() -> DownstreamTopicResource:
-    return DownstreamTopicResource(sns_topic_arn=_secret(TOPIC_ARN_ENV))
+    return DownstreamTopicResource(sns_topic_arn=env_var(TOPIC_ARN_ENV))
 
 
 CANDIDATE_PATH_ENV = "IDMINTER_IMPACT_CANDIDATE_PATH"
@@ -184,8 +179,8 @@ class ImpactCandidateResource(dg.ConfigurableResource):
 def impact_candidate_from_env() -> ImpactCandidateResource:
     thresholds = ImpactThresholds.from_env()
     return ImpactCandidateResource(
-        sqlite_path=os.environ.get(CANDIDATE_PATH_ENV) or None,
-        elasticsearch_index=os.environ.get(CANDIDATE_INDEX_ENV) or None,
+        sqlite_path=env_text(CANDIDATE_PATH_ENV),
+        elasticsearch_index=env_text(CANDIDATE_INDEX_ENV),
         max_uncarried=thresholds.max_uncarried,
         max_new=thresholds.max_new,
     )

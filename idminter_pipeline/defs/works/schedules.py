@@ -1,35 +1,21 @@
 """Mint the latest complete window every window-length, a few minutes behind real time; and
 sweep up the works the windows missed (both stopped unless switched on)."""
 
-import os
-
 import dagster as dg
 
+from idminter_pipeline.core.settings import env_flag
 from idminter_pipeline.defs.works.jobs import mint_works_job, sweep_works_job
-from idminter_pipeline.defs.works.partitions import (
-    lagged_window_cron,
-    latest_window_closed_before,
-    schedule_settings_from_env,
-)
+from idminter_pipeline.defs.works.partitions import lagged_window_schedule
 
 # The source index refreshes within seconds, but transformers finish batches late: a window is
 # minted this long after it closes, so documents indexed at its very end are visible.
-LAG_MINUTES, DEFAULT_STATUS = schedule_settings_from_env(
-    "IDMINTER_WORKS_SCHEDULE_LAG_MINUTES", "IDMINTER_WORKS_SCHEDULE_RUNNING", 5
+mint_latest_works_window = lagged_window_schedule(
+    "mint_latest_works_window",
+    mint_works_job,
+    lag_variable="IDMINTER_WORKS_SCHEDULE_LAG_MINUTES",
+    running_variable="IDMINTER_WORKS_SCHEDULE_RUNNING",
+    default_lag_minutes=5,
 )
-
-
-@dg.schedule(
-    job=mint_works_job,
-    cron_schedule=lagged_window_cron(LAG_MINUTES),
-    execution_timezone="UTC",
-    default_status=DEFAULT_STATUS,
-)
-def mint_latest_works_window(
-    context: dg.ScheduleEvaluationContext,
-) -> dg.RunRequest | dg.SkipReason:
-    """The newest window that closed at least the lag ago (one run per window: run_key)."""
-    return latest_window_closed_before(context.scheduled_execution_time, LAG_MINUTES)
 
 
 # Hourly, away from the window ticks. Stopped by default like the works schedule: switched on
@@ -37,7 +23,7 @@ def mint_latest_works_window(
 SWEEPER_CRON = "40 * * * *"
 SWEEPER_STATUS = (
     dg.DefaultScheduleStatus.RUNNING
-    if os.environ.get("IDMINTER_SWEEPER_SCHEDULE_RUNNING", "").strip().lower() in ("1", "true")
+    if env_flag("IDMINTER_SWEEPER_SCHEDULE_RUNNING")
     else dg.DefaultScheduleStatus.STOPPED
 )
 

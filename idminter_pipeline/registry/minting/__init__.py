@@ -4,7 +4,9 @@
 - `plan`: what a call asks for and decides, without SQL (folding, cycles, the batch plan);
 - `statements`: the text of the statements the minter runs;
 - `aliases`: the order of a canonical ID's source identifiers;
-- `chains`: which source inherited a canonical ID from which (read for `works.succession`).
+- `chains`: which source inherited a canonical ID from which (read for `works.succession`);
+- `read_only`: the `ReadOnlyMinter` of shadow mode, which plans as the minter does and writes
+  nothing (imported from its module: it reads the legacy migration's state).
 
 Callers import from this package; the modules are its rooms.
 """

@@ -2,7 +2,7 @@
 
 `fold_requests` turns a call's `MintRequest`s into distinct sources and their declared
 predecessors (refusing two different predecessors for one source; `core.predecessor_cycles`
-refuses declarations that loop), and `_Batch` holds one attempt's plan: which sources exist,
+refuses declarations that loop), and `BatchPlan` holds one attempt's plan: which sources exist,
 which need a new ID, which inherit one along a predecessor chain, which mismatches to record in
 `identifier_provenance`, and the `MintResult`s. `pad_space` and `collation_key` match server
 rows back to requests the way the registry's collation compares them.
@@ -46,7 +46,7 @@ def collation_key(ontology_type: str, source_system: str, source_id: str) -> Key
     return (pad_space(ontology_type), pad_space(source_system), pad_space(source_id))
 
 
-def _key(source: SourceIdentifier) -> Key:
+def source_key(source: SourceIdentifier) -> Key:
     """A requested source's collation key. `SourceIdentifier` refuses leading and trailing
     whitespace, so its parts are already what `collation_key` would return."""
     return (source.ontology_type, source.source_system, source.source_id)
@@ -116,7 +116,7 @@ def _mismatch(
     )
 
 
-class _Batch:
+class BatchPlan:
     """One mint attempt's requests by position, and every decision that needs no SQL.
 
     Positions and plain key tuples rather than `SourceIdentifier` dict keys: hashing a dataclass
@@ -165,10 +165,10 @@ class _Batch:
                 (self.sources[i], predecessor)
                 for i in self.new
                 if (predecessor := self.declared[i]) is not None
-                and _key(predecessor) not in self.found
-                and _key(predecessor) not in self.position
+                and source_key(predecessor) not in self.found
+                and source_key(predecessor) not in self.position
             ),
-            key=lambda pair: (_key(pair[0]), _key(pair[1])),
+            key=lambda pair: (source_key(pair[0]), source_key(pair[1])),
         )
         if missing:
             raise MissingPredecessorError(missing)
@@ -200,7 +200,7 @@ class _Batch:
                 chain_.append(current)
                 predecessor = self.declared[current]
                 assert predecessor is not None, "a new source without predecessor is a root"
-                key = _key(predecessor)
+                key = source_key(predecessor)
                 current = self.position.get(key)
                 if current is None:
                     canonical_id = self.found[key]
@@ -220,7 +220,7 @@ class _Batch:
         for i, predecessor in enumerate(self.declared):
             if predecessor is None or i in self.new_set:
                 continue  # new sources' mismatches (lost races) are recorded when settling
-            key = _key(predecessor)
+            key = source_key(predecessor)
             j = self.position.get(key)
             predecessor_id = self.ids[j] if j is not None else self.found.get(key)
             if predecessor_id != self.ids[i]:

@@ -16,7 +16,6 @@ concurrency the writes come in, and such a work is reported superseded, naming t
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,7 +24,7 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_exceptions
 
 from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError, WorksStoreError
-from idminter_pipeline.core.settings import ElasticsearchSettings
+from idminter_pipeline.core.settings import ElasticsearchSettings, environment
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, parse_bare_identifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
@@ -132,7 +131,7 @@ class ElasticsearchWorksStore(WorksStore):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ElasticsearchWorksStore:
-        env = os.environ if environ is None else environ
+        env = environment(environ)
         return cls(client_from_env(env), ElasticsearchSettings.from_env(env))
 
     @property
