@@ -89,6 +89,7 @@ def test_what_writes_to_the_registry_shares_one_concurrency_pool(tmp_path, monke
         "identified_works",
         "registry_reconciliation",
         "mint_listed_works",
+        "swept_works",
         "replenish_pool",
     }
     # The local instance bounds that pool (the production one too: tests/test_deploy_aws.py).

@@ -9,11 +9,12 @@ the Lambda's run-summary log line all show it.
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.core.settings import env_text
 
 RELEASE_ENV = "IDMINTER_RELEASE"
 UNRELEASED = "unreleased"
@@ -25,16 +26,13 @@ _RELEASE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}")
 def package_version() -> str:
     try:
         return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        from idminter_pipeline import __version__  # noqa: PLC0415
-
-        return __version__
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+        return "0+source"
 
 
-def release_tag(environ: dict[str, str] | None = None) -> str:
+def release_tag(environ: Mapping[str, str] | None = None) -> str:
     """`IDMINTER_RELEASE`, or `unreleased`; `InvalidSettingError` for a value that is not a tag."""
-    env = os.environ if environ is None else environ
-    text = env.get(RELEASE_ENV, "").strip()
+    text = (env_text(RELEASE_ENV, environ=environ) or "").strip()
     if not text:
         return UNRELEASED
     if not _RELEASE_PATTERN.fullmatch(text):

@@ -3,7 +3,7 @@ keep, and which published IDs no document would carry any more.
 
 A candidate is a source index (or store) about to replace the one the minter reads: a reindex, a
 transformer change. It is run through the works pipeline itself with nothing written: the
-registry is read through `ShadowMinter` (lookups only, a placeholder for each ID it would mint,
+registry is read through `ReadOnlyMinter` (lookups only, a placeholder for each ID it would mint,
 no free ID claimed), and where the pipeline would write an identified document it is compared
 instead with the document published today under the same canonical ID (the identified side of
 the works store). Per ontology type and source system, each distinct public ID is counted once:
@@ -42,10 +42,11 @@ from idminter_pipeline.core.settings import ElasticsearchSettings, env_int
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
+from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, extract_work
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorkFailure, WorksPipeline
-from idminter_pipeline.works.shadow.registry import ShadowMinter
+from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     ScanPosition,
@@ -220,10 +221,10 @@ def _group(source: SourceIdentifier) -> Group:
 
 
 class _RecordingMinter:
-    """`ShadowMinter` for the pipeline, keeping each batch's planned results; no chains (a
+    """`ReadOnlyMinter` for the pipeline, keeping each batch's planned results; no chains (a
     shadow run writes nothing, so succession has nothing to decide)."""
 
-    def __init__(self, shadow: ShadowMinter) -> None:
+    def __init__(self, shadow: ReadOnlyMinter) -> None:
         self._shadow = shadow
         self.results: dict[SourceIdentifier, MintResult] = {}
 
@@ -385,7 +386,7 @@ def assess_impact(
         published=published.describe(),
         thresholds=thresholds or ImpactThresholds(),
     )
-    with ShadowMinter(connect) as shadow:
+    with ReadOnlyMinter(connect, placeholder=would_mint_placeholder) as shadow:
         minter = _RecordingMinter(shadow)
         store = _AssessingStore(candidate, published, minter, report)
         summary = WorksPipeline(
