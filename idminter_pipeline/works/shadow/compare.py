@@ -13,8 +13,10 @@ same `state.sourceIdentifier`). Every work lands in exactly one `Category`:
 - `differ_unexpected`: anything else, each difference named by its JSON path (a work this
   minter would fail counts here too, at the path `(work)`).
 
-Equal documents are recognised by one dict comparison (C speed); the walk that names paths only
-runs for documents that differ.
+Documents are compared as JSON: by type and value, so `true` is not `1` and `6` is not `6.0`
+(Python's `==` equates both pairs). Documents that differ are mostly told apart by one dict
+comparison (C speed); the type walk runs over documents `==` finds equal, and the walk that
+names paths only over documents that differ.
 """
 
 from __future__ import annotations
@@ -88,13 +90,31 @@ def _shown(value: Any) -> Any:
 _MISSING = object()
 
 
+def json_equal(left: Any, right: Any) -> bool:
+    """Whether two decoded JSON values are the same JSON: equal values of the same JSON types
+    throughout (a boolean never equals a number, an integer never equals a float)."""
+    if left != right:
+        return False
+    # `==` held, so containers have the same keys and lengths: only scalar types can differ.
+    stack: list[tuple[Any, Any]] = [(left, right)]
+    while stack:
+        a, b = stack.pop()
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, dict):
+            stack.extend((value, b[key]) for key, value in a.items())
+        elif isinstance(a, list):
+            stack.extend(zip(a, b, strict=True))
+    return True
+
+
 def _differences(ours: Any, theirs: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
     """Every path where the two values differ, depth first (iterative: documents may nest
     deeply). An absent key is reported with `None` on its side."""
     stack: list[tuple[Any, Any, str]] = [(ours, theirs, path)]
     while stack:
         left, right, where = stack.pop()
-        if left == right:
+        if json_equal(left, right):
             continue
         if isinstance(left, dict) and isinstance(right, dict):
             children = []
@@ -145,7 +165,7 @@ def compare_work(
     """
     # Equal documents first: the common case, and one a placeholder can never reach (no
     # reference document holds one).
-    if theirs is not None and ours == theirs:
+    if theirs is not None and json_equal(ours, theirs):
         return WorkComparison(work, Category.AGREE)
     if may_mint and contains_placeholder(ours):
         return WorkComparison(work, Category.WOULD_MINT)
