@@ -381,8 +381,7 @@ def _raw_store(path, tables, works=(), identified=()):
         )
         if identified:
             db.executemany(
-                "INSERT INTO identified_works (canonical_id, source_id, document) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO identified_works (canonical_id, source_id, document) VALUES (?, ?, ?)",
                 identified,
             )
     db.close()
