@@ -48,6 +48,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from idminter_pipeline.core.errors import (
+    ChainTooDeepError,
     ConflictingPredecessorsError,
     InvalidInputError,
     MalformedWorkError,
@@ -243,6 +244,9 @@ def _offenders(error: Exception, works: Mapping[str, ExtractedWork]) -> set[str]
     if isinstance(error, PredecessorCycleError):
         cycle = set(error.cycle)
         return {i for i, w in works.items() if w.source in cycle and w.predecessor is not None}
+    if isinstance(error, ChainTooDeepError):
+        deep = {(source, predecessor) for source, predecessor, _, _ in error.too_deep}
+        return {i for i, w in works.items() if (w.source, w.predecessor) in deep}
     return set()
 
 
@@ -532,6 +536,7 @@ class WorksPipeline:
                 MissingPredecessorError,
                 ConflictingPredecessorsError,
                 PredecessorCycleError,
+                ChainTooDeepError,
             ) as error:
                 offenders = _offenders(error, works)
                 if not offenders:
@@ -552,4 +557,8 @@ def _refusal(error: Exception, work: ExtractedWork) -> str:
         )
     if isinstance(error, PredecessorCycleError):
         return f"predecessor cycle: {error}"
+    if isinstance(error, ChainTooDeepError):
+        for source, predecessor, canonical_id, depth in error.too_deep:
+            if source == work.source:
+                return error.describe(predecessor, canonical_id, depth, error.limit)
     return str(error)

@@ -32,7 +32,12 @@ from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.stores import IdsScope, WorksStore
-from idminter_pipeline.works.succession import SuccessionPolicy, build_chains, work_name
+from idminter_pipeline.works.succession import (
+    MAX_DEPTH,
+    SuccessionPolicy,
+    build_chains,
+    work_name,
+)
 
 PAGE_SIZE = 500
 # A repair report lists this many documents in full; the counts are always complete.
@@ -89,6 +94,9 @@ class RepairReport:
     superseded: int = 0
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Chains deeper than a succession rank can order (canonical ID -> depth of the deepest
+    # record): left as they are and listed, for a person to shorten.
+    too_deep: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +111,15 @@ class RepairReport:
             "superseded": self.superseded,
             "failed": self.failed,
             "failures": self.failures,
+            "chains_too_deep": [
+                {
+                    "canonicalId": canonical_id,
+                    "deepest": deepest,
+                    "reason": f"deeper than {MAX_DEPTH}, the deepest record a succession rank "
+                    "orders (the minter refuses such a successor): shorten the chain by hand",
+                }
+                for canonical_id, deepest in self.too_deep.items()
+            ],
         }
 
 
@@ -123,6 +140,10 @@ def stale_documents(
         for canonical_id, chain in chains.items():
             if report is not None:
                 report.chains_checked += 1
+            if chain.too_deep:
+                if report is not None and len(report.too_deep) < MAX_LISTED:
+                    report.too_deep[canonical_id] = chain.deepest
+                continue  # no rank orders it: left to a person (listed)
             if chain.holder[0] != WORK_ONTOLOGY_TYPE:
                 continue  # only works have identified documents
             holder, rank = work_name(chain.holder), chain.ranks[chain.holder]
