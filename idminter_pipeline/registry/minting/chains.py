@@ -20,6 +20,7 @@ from typing import Any
 
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.minting.plan import Key, collation_key
+from idminter_pipeline.registry.packets import packet_runs
 
 # Canonical IDs per statement: a batch of the default 500 works is one statement; the largest
 # batch (5,000) is a few, in one transaction.
@@ -101,6 +102,15 @@ def read_inheritances(
             cursor.execute(_INHERITANCES_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
             found.extend(_inheritance(row) for row in cursor.fetchall())
     return found
+
+
+def registered_depths(conn: Connection, canonical_ids: Sequence[str]) -> dict[Key, int]:
+    """The depth of every record in the chains of `canonical_ids`: one statement, more only if
+    the IDs do not fit the server's packet in one."""
+    inheritances: list[Inheritance] = []
+    for run in packet_runs(conn, sorted(set(canonical_ids))):
+        inheritances += read_inheritances(conn, run, per_statement=len(run))
+    return chain_depths(chain_parents(inheritances))
 
 
 def read_chained_ids(conn: Connection, after: str, limit: int) -> list[str]:

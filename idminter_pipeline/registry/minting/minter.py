@@ -7,9 +7,8 @@ fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
 2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
-3. a read of the inheritance chains new successors extend (`chains.read_inheritances`), only
-   when some new source inherits a registered ID: a successor deeper than `MAX_CHAIN_DEPTH`
-   is refused (`ChainTooDeepError`) before anything is written;
+3. if a new source inherits a registered ID, a read of the chains it extends: a successor
+   deeper than `MAX_CHAIN_DEPTH` is refused (`ChainTooDeepError`) with nothing written;
 4. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
 5. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
    when the insert's affected-row count shows that some key already existed;
@@ -50,22 +49,19 @@ from tenacity import (
 
 from idminter_pipeline.core.canonical_ids import validate_canonical_id
 from idminter_pipeline.core.errors import (
-    ChainTooDeepError,
     InvalidInputError,
     PoolExhaustedError,
     RegistryContentionError,
 )
 from idminter_pipeline.core.job_ids import check_job_id
-from idminter_pipeline.core.limits import MAX_CHAIN_DEPTH
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
 from idminter_pipeline.registry.minting.chains import (
     Inheritance,
-    chain_depths,
-    chain_parents,
     read_chained_ids,
     read_inheritances,
+    registered_depths,
 )
 from idminter_pipeline.registry.minting.plan import (
     Key,
@@ -97,7 +93,7 @@ from idminter_pipeline.registry.outage import (
     log_outage_retry,
     outage_bound,
 )
-from idminter_pipeline.registry.packets import max_allowed_packet, packet_runs, statement_budget
+from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
 
 logger = logging.getLogger(__name__)
 
@@ -445,8 +441,8 @@ class Minter:
         roots = batch.new_roots()
         claimed = self._claim_free_ids(conn, len(roots)) if roots else []
         batch.plan(roots, claimed)
-        if batch.position:
-            self._refuse_chains_past_the_limit(conn, batch)
+        if batch.position:  # successors deeper than a rank orders are refused
+            batch.refuse_chains_past_the_limit(registered_depths(conn, batch.anchored_ids()))
 
         events: list[_Event] = []
         if batch.new:
@@ -461,20 +457,6 @@ class Minter:
                 1 for event in events if event.kind == "predecessor_mismatch"
             )
         return batch.results()
-
-    @staticmethod
-    def _refuse_chains_past_the_limit(conn: Connection, batch: _Batch) -> None:
-        """Raise `ChainTooDeepError` for the new successors that would sit deeper in their
-        chain than `MAX_CHAIN_DEPTH` (their succession rank could not order them). One read of
-        the chains the batch extends, only when some successor inherits a registered ID (more
-        only if their IDs do not fit the server's packet in one)."""
-        inheritances = []
-        for run in packet_runs(conn, batch.anchored_ids()):
-            inheritances += read_inheritances(conn, run, per_statement=len(run))
-        depths = chain_depths(chain_parents(inheritances))
-        too_deep = batch.too_deep(depths, MAX_CHAIN_DEPTH)
-        if too_deep:
-            raise ChainTooDeepError(too_deep, MAX_CHAIN_DEPTH)
 
     def _settle(
         self, batch: _Batch, actual: dict[Key, str] | None, events: list[_Event]

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from idminter_pipeline.core.errors import (
+    ChainTooDeepError,
     ConflictingPredecessorsError,
     InvalidInputError,
     MissingPredecessorError,
     PredecessorCycleError,
 )
+from idminter_pipeline.core.limits import MAX_CHAIN_DEPTH
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
 Key = tuple[str, str, str]
@@ -226,11 +228,18 @@ class _Batch:
                 )
                 self.anchors[node] = anchor
 
+    def refuse_chains_past_the_limit(self, anchor_depths: dict[Key, int]) -> None:
+        """Raise `ChainTooDeepError` for the new successors whose depth in their chain (their
+        anchor's registered depth, from `anchor_depths`, plus their depth in this call) would
+        pass `MAX_CHAIN_DEPTH`, the deepest record a succession rank orders."""
+        too_deep = self.too_deep(anchor_depths, MAX_CHAIN_DEPTH)
+        if too_deep:
+            raise ChainTooDeepError(too_deep, MAX_CHAIN_DEPTH)
+
     def too_deep(
         self, anchor_depths: dict[Key, int], limit: int
     ) -> list[tuple[SourceIdentifier, SourceIdentifier, str, int]]:
-        """New successors whose depth in their chain (their anchor's registered depth, from
-        `anchor_depths`, plus their depth in this call) would pass `limit`: (source, declared
+        """New successors whose depth in their chain would pass `limit`: (source, declared
         predecessor, canonical ID, depth), in key order."""
         found = []
         for i in self.new:
