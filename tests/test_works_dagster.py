@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster._record import copy
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
@@ -323,6 +325,41 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
         retry_run = instance.get_run_by_id(retry.run_id)
         assert RETRY_OF_TAG in retry_run.tags
         fetch_all(setup["registry"], "SELECT 1")
+
+
+def test_a_run_the_retry_daemon_re_executes_starts_one_recovery_and_pages_once(setup):
+    """A failed run Dagster tagged `dagster/will_retry=true` is neither recovered nor alerted
+    (its re-execution is the one that counts); the re-execution, if it finds the pool empty
+    too, asks for the recovery of the same root run, so one recovery runs in all."""
+    defs = setup["defs"]
+    alerts = {"alerts": setup["resources"]["alerts"]}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, run = _failed_run(
+            instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
+        )
+        first = run.with_tags({WILL_RETRY_TAG: "true"})
+        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, first))
+        assert isinstance(skipped, dg.SkipReason) and "will be retried" in skipped.skip_message
+        alert = works_run_failure_alert(_sensor_context(instance, result, first, alerts))
+        assert isinstance(alert, dg.SkipReason) and "will be retried" in alert.skip_message
+        assert not setup["alerts_log"].exists()
+
+        again, again_run = _failed_run(
+            instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
+        )
+        re_execution = copy(
+            again_run.with_tags({WILL_RETRY_TAG: "false"}),
+            root_run_id=run.run_id,
+            parent_run_id=run.run_id,
+        )
+        request = pool_exhaustion_recovery(_sensor_context(instance, again, re_execution))
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == f"pool-recovery:{run.run_id}"
+        assert (
+            works_run_failure_alert(_sensor_context(instance, again, re_execution, alerts)) is None
+        )
+        (paged,) = setup["alerts_log"].read_text().splitlines()
+        assert json.loads(paged)["run_id"] == again_run.run_id
 
 
 def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(setup):

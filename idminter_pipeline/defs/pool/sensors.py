@@ -39,6 +39,7 @@ from idminter_pipeline.defs.pool.jobs import (
 from idminter_pipeline.defs.pool.metrics import emit_pool_metrics
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.retries import retried_run_skip
 from idminter_pipeline.registry.outage import is_outage
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
 from idminter_pipeline.registry.pool.watch import WatchState, assess, watch_caps
@@ -232,6 +233,8 @@ def pool_replenishment_failure_alert(
     run = context.dagster_run
     if not replenishes_pool(run):
         return dg.SkipReason(f"run {run.run_id} does not replenish the pool")
+    if (retried := retried_run_skip(run)) is not None:
+        return retried
     failed = FailedRun.from_context(context)
     if failed.refused_config:
         return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")

@@ -12,6 +12,7 @@ from idminter_pipeline.defs.alerts.failures import (
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.reconciliation.assets import MINTING_ASSET, registry_reconciliation
 from idminter_pipeline.defs.reconciliation.jobs import RECONCILIATION_TAG
+from idminter_pipeline.defs.retries import retried_run_skip
 
 ALERT_SOURCE = "idminter-pipeline/registry_reconciliation_failure_alert"
 # Runs that also mint works or top up the pool are alerted by those domains' sensors.
@@ -40,6 +41,8 @@ def registry_reconciliation_failure_alert(
     run = context.dagster_run
     if not reconciles_registry(run):
         return dg.SkipReason(f"run {run.run_id} does not reconcile the registry")
+    if (retried := retried_run_skip(run)) is not None:
+        return retried
     failed = FailedRun.from_context(context)
     if failed.refused_config:
         return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")

@@ -18,6 +18,7 @@ from pydantic import Field
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
@@ -243,23 +244,24 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         windows.append((key, WindowScope(window.start, window.end, end_inclusive=False)))
 
     results: list[WindowResult] = []
-    try:
-        for result in mint_windows(
-            context,
-            windows,
-            works_store=works_store,
-            registry_database=registry_database,
-            churn_guard=churn_guard,
-            alerts=alerts,
-            batch_size=config.batch_size,
-            job_id=context.run.run_id,
-            downstream=downstream,
-        ):
-            results.append(result)
-    except Exception:
-        _record_windows(context, results, as_events=True)
-        _alert_failed_works(context, results, alerts)
-        raise
+    with retried_on_registry_outage():
+        try:
+            for result in mint_windows(
+                context,
+                windows,
+                works_store=works_store,
+                registry_database=registry_database,
+                churn_guard=churn_guard,
+                alerts=alerts,
+                batch_size=config.batch_size,
+                job_id=context.run.run_id,
+                downstream=downstream,
+            ):
+                results.append(result)
+        except Exception:
+            _record_windows(context, results, as_events=True)
+            _alert_failed_works(context, results, alerts)
+            raise
 
     _record_windows(context, results, as_events=False)
     _alert_failed_works(context, results, alerts)

@@ -14,6 +14,7 @@ from idminter_pipeline.defs.alerts.failures import (
     failed_run_alert,
 )
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.retries import retried_run_skip
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK
 from idminter_pipeline.defs.works.jobs import (
     MINT_WORKS_BY_ID_JOB,
@@ -76,6 +77,8 @@ def works_run_failure_alert(
     run = context.dagster_run
     if not mints_works(run):
         return dg.SkipReason(f"run {run.run_id} does not mint works")
+    if (retried := retried_run_skip(run)) is not None:
+        return retried
     failed = FailedRun.from_context(context)
     if failed.refused_config:
         return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
@@ -132,10 +135,14 @@ def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunReque
     if RETRY_OF_TAG in run.tags:
         # A recovery that itself found the pool empty needs a person; the alert sensor calls one.
         return dg.SkipReason(f"run {run.run_id} was already a recovery of {run.tags[RETRY_OF_TAG]}")
+    if (retried := retried_run_skip(run)) is not None:
+        return retried  # the re-execution's own failure, if it fails, is recovered
     tags = {RETRY_OF_TAG: run.run_id, **{t: run.tags[t] for t in PARTITION_TAGS if t in run.tags}}
     by_id = run.job_name in BY_ID_JOBS
     return dg.RunRequest(
-        run_key=f"pool-recovery:{run.run_id}",
+        # One recovery per run and its re-executions (they share the root run): a re-executed
+        # run that found the pool empty again never starts a second one.
+        run_key=f"pool-recovery:{run.root_run_id or run.run_id}",
         job_name=REPLENISH_AND_MINT_WORKS_BY_ID_JOB if by_id else REPLENISH_AND_MINT_WORKS_JOB,
         run_config=run.run_config,
         tags=tags,
