@@ -434,3 +434,13 @@ def test_documents_are_compared_by_json_type_and_value(ours, theirs, path):
     assert type(difference.ours) is not type(difference.theirs)
     same = json.loads(json.dumps(ours))
     assert compare_work("w", ours, same, may_mint=False).category is Category.AGREE
+
+
+def test_integers_beyond_64_bits_are_compared_by_type_too():
+    big = 2**70
+    assert compare_work("w", {"n": [big, True]}, {"n": [big, True]}, may_mint=False).category is (
+        Category.AGREE
+    )
+    comparison = compare_work("w", {"n": [big, True]}, {"n": [big, 1]}, may_mint=False)
+    assert comparison.category is Category.DIFFER_UNEXPECTED
+    assert [d.path for d in comparison.differences] == ["n[1]"]
