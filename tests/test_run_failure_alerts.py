@@ -30,7 +30,10 @@ from idminter_pipeline.defs.reconciliation.schedules import (
     build_registry_reconciliation_schedule,
     registry_reconciliation_schedule,
 )
-from idminter_pipeline.defs.reconciliation.sensors import registry_reconciliation_failure_alert
+from idminter_pipeline.defs.reconciliation.sensors import (
+    alert_failed_reconciliation,
+    registry_reconciliation_failure_alert,
+)
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
@@ -39,7 +42,7 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.defs.works.sensors import works_run_failure_alert
+from idminter_pipeline.defs.works.sensors import alert_failed_minting_run, works_run_failure_alert
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -150,7 +153,7 @@ def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, 
 
     # Other runs are not the pool sensor's to report.
     works_context = _failure_context(instance, result, resources)
-    assert "does not mint works" in works_run_failure_alert(works_context).skip_message
+    assert "does not mint works" in alert_failed_minting_run(works_context, alerts).skip_message
 
 
 def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, topic):
@@ -166,7 +169,9 @@ def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, 
         run_config={"ops": {"registry_reconciliation": {"config": {"grace_period": "a week"}}}},
     )
     assert not result.success
-    skipped = registry_reconciliation_failure_alert(_failure_context(instance, result, resources))
+    skipped = alert_failed_reconciliation(
+        _failure_context(instance, result, resources), resources["alerts"]
+    )
     assert "refused by config validation" in skipped.skip_message
     assert "a week" in skipped.skip_message
     assert delivered() == []
@@ -230,7 +235,9 @@ def test_a_critical_reconciliation_finding_alerts_through_sns(
     assert f"Run: {result.run_id}" in envelope["Message"]
     assert "Cause: 1 free IDs in use (critical); examples: abcdefgh" in envelope["Message"]
     # The run said it; the failure sensor does not say it again.
-    skipped = registry_reconciliation_failure_alert(_failure_context(instance, result, resources))
+    skipped = alert_failed_reconciliation(
+        _failure_context(instance, result, resources), resources["alerts"]
+    )
     assert "alerted by the run itself" in skipped.skip_message
     assert delivered() == []
 

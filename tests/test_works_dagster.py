@@ -31,7 +31,9 @@ from idminter_pipeline.defs.works.resources import (
 from idminter_pipeline.defs.works.schedules import mint_latest_works_window
 from idminter_pipeline.defs.works.sensors import (
     RETRY_OF_TAG,
+    alert_failed_minting_run,
     pool_exhaustion_recovery,
+    recover_from_pool_exhaustion,
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.pool import PoolSettings
@@ -338,9 +340,9 @@ def test_a_run_the_retry_daemon_re_executes_starts_one_recovery_and_pages_once(s
             instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
         )
         first = run.with_tags({WILL_RETRY_TAG: "true"})
-        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, first))
+        skipped = recover_from_pool_exhaustion(_sensor_context(instance, result, first))
         assert isinstance(skipped, dg.SkipReason) and "will be retried" in skipped.skip_message
-        alert = works_run_failure_alert(_sensor_context(instance, result, first, alerts))
+        alert = alert_failed_minting_run(_sensor_context(instance, result, first), alerts["alerts"])
         assert isinstance(alert, dg.SkipReason) and "will be retried" in alert.skip_message
         assert not setup["alerts_log"].exists()
 
@@ -386,7 +388,7 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
             defs.resolve_job_def("mint_works_by_id"),
             run_config={"source_identifiers": ["sierra-system-number/b-not-in-the-store"]},
         )
-        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        skipped = recover_from_pool_exhaustion(_sensor_context(instance, result, run))
         assert isinstance(skipped, dg.SkipReason)
         assert "did not fail on an exhausted pool" in skipped.skip_message
 
@@ -400,7 +402,7 @@ def test_a_failed_recovery_run_is_not_retried_again(setup):
             partition_key="2026-07-30-09:00",
             tags={RETRY_OF_TAG: "earlier"},
         )
-        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        skipped = recover_from_pool_exhaustion(_sensor_context(instance, result, run))
         assert isinstance(skipped, dg.SkipReason) and "already a recovery" in skipped.skip_message
 
 

@@ -27,7 +27,7 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
-from idminter_pipeline.defs.works.sensors import works_run_failure_alert
+from idminter_pipeline.defs.works.sensors import alert_failed_minting_run, works_run_failure_alert
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -171,8 +171,8 @@ def test_a_two_window_run_with_a_bad_work_gives_each_partition_its_own_figures_a
     assert (alert["run_id"], alert["partition"]) == (result.run_id, WINDOWS[2])
     assert alert["cause"].startswith(f"{ORPHAN} failed at stage mint: predecessor")
     # The failure sensor knows the run already said so.
-    skipped = works_run_failure_alert(
-        _sensor_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+    skipped = alert_failed_minting_run(
+        _sensor_context(instance, result, {}), AlertsResource(log_file=str(alerts_log))
     )
     assert "alerted by the run itself" in skipped.skip_message
     assert len(_alerts(alerts_log)) == 1
@@ -296,8 +296,8 @@ def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     assert failure.step_failure_data.error.cls_name == "FailedWorksError"
     [alert] = _alerts(alerts_log)
     assert alert["run_id"] == result.run_id and ORPHAN in alert["cause"]
-    skipped = works_run_failure_alert(
-        _sensor_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+    skipped = alert_failed_minting_run(
+        _sensor_context(instance, result, {}), AlertsResource(log_file=str(alerts_log))
     )
     assert "alerted by the run itself" in skipped.skip_message
 

@@ -1,7 +1,8 @@
 """What Dagster retries, by failure kind, and what it does not.
 
 - **A registry outage** (`RegistryOutageError`: the registry stayed away past the outage bound
-  the domain code rides out, or a connection refused as unreachable): the step that met it is
+  the domain code rides out; `RegistryUnreachableError`: a connection refused as unreachable):
+  the step that met it is
   retried in the same run, `IDMINTER_OUTAGE_STEP_RETRIES` times (default 2), each after
   `IDMINTER_OUTAGE_STEP_RETRY_SECONDS` (default 60). Minting, top-ups and reconciliation are
   idempotent, so a step redone from its start redoes nothing wrong. The run fails, and pages,
@@ -26,9 +27,8 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from idminter_pipeline.core.errors import RegistryOutageError
+from idminter_pipeline.core.errors import RegistryOutageError, RegistryUnreachableError
 from idminter_pipeline.core.settings import env_int
-from idminter_pipeline.registry.outage import is_outage
 
 OUTAGE_STEP_RETRIES_ENV = "IDMINTER_OUTAGE_STEP_RETRIES"
 OUTAGE_STEP_RETRY_SECONDS_ENV = "IDMINTER_OUTAGE_STEP_RETRY_SECONDS"
@@ -68,8 +68,10 @@ class OutageRetries:
 
 
 def is_registry_outage(error: BaseException) -> bool:
-    """Whether a step's error means the registry was away (and a later attempt may succeed)."""
-    return isinstance(error, RegistryOutageError) or is_outage(error)
+    """Whether a step's error means the registry was away (and a later attempt may succeed):
+    the registry's own typed errors only, never a bare connection error, which may be the
+    works store's or a topic's."""
+    return isinstance(error, RegistryOutageError | RegistryUnreachableError)
 
 
 @contextmanager

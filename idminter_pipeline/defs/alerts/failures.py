@@ -144,6 +144,19 @@ def failed_check_evaluations(
     return evaluations
 
 
+def handled_without_skipping(
+    context: dg.RunFailureSensorContext, outcome: dg.SkipReason | dg.RunRequest | None
+) -> dg.RunRequest | None:
+    """What a run-failure sensor returns for one failed run: a run request, or None. A skip is
+    logged instead of returned: Dagster evaluates a sensor for several failed runs per tick,
+    stops the tick at a returned skip and refuses a tick that mixes it with runs already
+    handled, so the tick would fail and the next one would page again for those runs."""
+    if isinstance(outcome, dg.SkipReason):
+        context.log.info(outcome.skip_message or "skipped")
+        return None
+    return outcome
+
+
 def failed_run_alert(
     failed: FailedRun,
     *,

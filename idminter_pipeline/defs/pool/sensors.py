@@ -26,7 +26,11 @@ from idminter_pipeline.core.errors import (
     RegistryUnavailableError,
     SchemaMigrationError,
 )
-from idminter_pipeline.defs.alerts.failures import FailedRun, failed_run_alert
+from idminter_pipeline.defs.alerts.failures import (
+    FailedRun,
+    failed_run_alert,
+    handled_without_skipping,
+)
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.checks import watermark_outcome
@@ -219,15 +223,7 @@ def replenishes_pool(run: dg.DagsterRun) -> bool:
     return POOL_REPLENISHMENT_TAG in run.tags or canonical_id_pool.key in selection
 
 
-@dg.run_failure_sensor(
-    name="pool_replenishment_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people (alerts resource) when a run that tops up the free-ID pool fails, with "
-        "the innermost exception, the run and what to do."
-    ),
-)
-def pool_replenishment_failure_alert(
+def alert_failed_replenishment(
     context: dg.RunFailureSensorContext, alerts: AlertsResource, id_pool: FreeIdPool
 ) -> dg.SkipReason | None:
     run = context.dagster_run
@@ -261,3 +257,17 @@ def pool_replenishment_failure_alert(
         log=context.log,
     )
     return None
+
+
+@dg.run_failure_sensor(
+    name="pool_replenishment_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Alert people (alerts resource) when a run that tops up the free-ID pool fails, with "
+        "the innermost exception, the run and what to do."
+    ),
+)
+def pool_replenishment_failure_alert(
+    context: dg.RunFailureSensorContext, alerts: AlertsResource, id_pool: FreeIdPool
+) -> None:
+    handled_without_skipping(context, alert_failed_replenishment(context, alerts, id_pool))

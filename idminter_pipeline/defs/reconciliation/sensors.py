@@ -8,6 +8,7 @@ from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_check_evaluations,
     failed_run_alert,
+    handled_without_skipping,
 )
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.reconciliation.assets import MINTING_ASSET, registry_reconciliation
@@ -27,15 +28,7 @@ def reconciles_registry(run: dg.DagsterRun) -> bool:
     return RECONCILIATION_TAG in run.tags or registry_reconciliation.key in selection
 
 
-@dg.run_failure_sensor(
-    name="registry_reconciliation_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people when a reconciliation run fails. Critical findings are alerted by the "
-        "run itself; launchpad mistakes refused by config validation are not alerted."
-    ),
-)
-def registry_reconciliation_failure_alert(
+def alert_failed_reconciliation(
     context: dg.RunFailureSensorContext, alerts: AlertsResource
 ) -> dg.SkipReason | None:
     run = context.dagster_run
@@ -71,3 +64,17 @@ def registry_reconciliation_failure_alert(
         log=context.log,
     )
     return None
+
+
+@dg.run_failure_sensor(
+    name="registry_reconciliation_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Alert people when a reconciliation run fails. Critical findings are alerted by the "
+        "run itself; launchpad mistakes refused by config validation are not alerted."
+    ),
+)
+def registry_reconciliation_failure_alert(
+    context: dg.RunFailureSensorContext, alerts: AlertsResource
+) -> None:
+    handled_without_skipping(context, alert_failed_reconciliation(context, alerts))

@@ -12,6 +12,7 @@ from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_check_evaluations,
     failed_run_alert,
+    handled_without_skipping,
 )
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.retries import retried_run_skip
@@ -62,16 +63,7 @@ def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun)
     )
 
 
-@dg.run_failure_sensor(
-    name="works_run_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people (alerts resource) when a minting run fails, with the innermost exception, "
-        "the run and the partition. Failed works are alerted by the run itself; launchpad "
-        "mistakes refused by config validation are not alerted."
-    ),
-)
-def works_run_failure_alert(
+def alert_failed_minting_run(
     context: dg.RunFailureSensorContext, alerts: AlertsResource
 ) -> dg.SkipReason | None:
     run = context.dagster_run
@@ -118,15 +110,21 @@ def works_run_failure_alert(
 
 
 @dg.run_failure_sensor(
-    name="pool_exhaustion_recovery",
+    name="works_run_failure_alert",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    request_jobs=[replenish_and_mint_works_job, replenish_and_mint_works_by_id_job],
     description=(
-        "When a minting run fails because the free-ID pool is exhausted, replenish the pool and "
-        "retry the same window or ids, once per failed run, without a person."
+        "Alert people (alerts resource) when a minting run fails, with the innermost exception, "
+        "the run and the partition. Failed works are alerted by the run itself; launchpad "
+        "mistakes refused by config validation are not alerted."
     ),
 )
-def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
+def works_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    handled_without_skipping(context, alert_failed_minting_run(context, alerts))
+
+
+def recover_from_pool_exhaustion(
+    context: dg.RunFailureSensorContext,
+) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
     if not mints_works(run):
         return dg.SkipReason(f"run {run.run_id} does not mint works")
@@ -147,3 +145,16 @@ def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunReque
         run_config=run.run_config,
         tags=tags,
     )
+
+
+@dg.run_failure_sensor(
+    name="pool_exhaustion_recovery",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    request_jobs=[replenish_and_mint_works_job, replenish_and_mint_works_by_id_job],
+    description=(
+        "When a minting run fails because the free-ID pool is exhausted, replenish the pool and "
+        "retry the same window or ids, once per failed run, without a person."
+    ),
+)
+def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunRequest | None:
+    return handled_without_skipping(context, recover_from_pool_exhaustion(context))
