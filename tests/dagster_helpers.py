@@ -11,12 +11,15 @@ def failure_context(
     instance: dg.DagsterInstance,
     result: dg.ExecuteInProcessResult,
     resources: dict[str, Any] | None = None,
+    *,
+    run: dg.DagsterRun | None = None,
 ) -> dg.RunFailureSensorContext:
-    """What a run-failure sensor is given for the failed run `result`."""
+    """What a run-failure sensor is given for the failed run `result` (as `run` says it is,
+    when given: a run tagged for a retry, a re-execution)."""
     return dg.build_run_status_sensor_context(
         sensor_name="test",
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_run=run or instance.get_run_by_id(result.run_id),
         resources=resources,
     ).for_run_failure()

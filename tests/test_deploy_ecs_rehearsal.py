@@ -486,6 +486,60 @@ def test_the_ecs_deployment_runs_here_as_its_task_definitions_declare(stage):
         )
         assert listed.get("KeyCount", 0) > 0
 
+        # A minting run that fails on a step (the works store, Elasticsearch, is not reachable
+        # here): final, as the deployed run retries decide. Dagster records that it will not
+        # be retried, the daemon launches no re-execution, and it pages once.
+        failing = client.submit_job_execution(
+            "mint_works_by_id",
+            repository_location_name=LOCATION,
+            run_config={"source_identifiers": ["sierra-system-number/b1"]},
+        )
+        status = deployment.wait_for(
+            f"run {failing} to finish",
+            lambda: (s := client.get_run_status(failing).value) in {"SUCCESS", "FAILURE"} and s,
+            STARTUP_SECONDS,
+        )
+        assert status == "FAILURE", deployment.log_tail()
+        tags = deployment.wait_for(
+            f"Dagster's retry decision on run {failing}",
+            lambda: (t := _run_tags(deployment, failing)).get("dagster/will_retry") and t,
+            60,
+        )
+        assert tags["dagster/will_retry"] == "false"
+
+        def pages() -> list[dict]:  # each call reads what arrived since the last
+            return [e for e in stage.topic.envelopes() if failing in e["Message"]]
+
+        first = deployment.wait_for(f"the page for run {failing}", pages, 90)
+        time.sleep(RETRY_SETTLE_SECONDS)  # a re-execution, or a second page, would be here by now
+        assert _run_group(deployment, failing) == [failing]
+        (page,) = first + pages()
+        assert page["Subject"].startswith("[CRITICAL] Minting run failed: mint_works_by_id")
+
+
+RUN_TAGS = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { tags { key value } } }
+}
+"""
+RUN_GROUP = """
+query Group($runId: ID!) {
+  runGroupOrError(runId: $runId) { ... on RunGroup { runs { runId } } }
+}
+"""
+# The run retry daemon looks for failed runs every few seconds, the failure sensors every 30.
+RETRY_SETTLE_SECONDS = 40
+
+
+def _run_tags(deployment: Deployment, run_id: str) -> dict[str, str]:
+    run = deployment.graphql(RUN_TAGS, {"runId": run_id})["runOrError"]
+    return {tag["key"]: tag["value"] for tag in run.get("tags", [])}
+
+
+def _run_group(deployment: Deployment, run_id: str) -> list[str]:
+    group = deployment.graphql(RUN_GROUP, {"runId": run_id})["runGroupOrError"]
+    return [run["runId"] for run in group.get("runs", [])]
+
 
 def test_a_container_missing_a_variable_fails_the_rehearsal(stage):
     """The code location as the template first declared it: no DAGSTER_MYSQL_HOST. Its sensors

@@ -23,6 +23,7 @@ from db_helpers import create_database, drop_database, fetch_all, private_mariad
 from registry_invariants import check_registry
 from works_helpers import node, work
 
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.errors import RegistryUnavailableError, StatementTooLargeError
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
@@ -176,21 +177,31 @@ def test_a_connection_that_knows_the_limit_never_sends_more_and_nothing_retries_
 def test_a_statement_nobody_sized_is_refused_unsent_on_any_registry_connection(
     small_registry, caplog
 ):
-    """Not only the minter's: a pool top-up whose one INSERT of 100,000 IDs (about 1.4 MB) is
-    over this 1 MB packet is refused before it is sent, naming the limit. Sent, the server
-    drops the connection ("gone away"), which would be ridden out as an outage for the whole
-    bound: no outage retry happens, and nothing is inserted."""
+    """Not only the minter's: a statement built without sizing (one INSERT of 100,000 IDs,
+    about 1.4 MB) over this 1 MB packet is refused before it is sent, naming the limit. Sent,
+    the server drops the connection ("gone away"), which would be ridden out as an outage for
+    the whole bound: no outage retry happens, and nothing is inserted. The pool top-up sizes its
+    batches from the packet, so the same 100,000 IDs in one batch go in as several statements."""
     caplog.set_level(logging.WARNING, logger="idminter_pipeline.registry.outage")
+    ids = sorted(set(generate_canonical_ids_bulk(100_000)))
+
+    def unsized_insert() -> None:
+        conn = connect(small_registry)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO canonical_ids (CanonicalId) VALUES ('" + "'),('".join(ids) + "')"
+                )
+            conn.commit()
+        finally:
+            conn.close()
+
     with pytest.raises(StatementTooLargeError, match="max_allowed_packet of 1,048,576"):
-        top_up(
-            lambda: connect(small_registry),
-            100_000,
-            batch_size=100_000,
-            writers=1,
-            outage_seconds=60,
-        )
+        ride_out(unsized_insert, what="inserting unsized", bound_seconds=60)
     assert "registry unreachable" not in caplog.text  # not taken for an outage
     assert fetch_all(small_registry, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
+    report = top_up(lambda: connect(small_registry), 100_000, batch_size=100_000, writers=1)
+    assert report.free_after == 100_000
     # A small statement on a new connection costs no read of the limit.
     conn = connect(small_registry)
     try:

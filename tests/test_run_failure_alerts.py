@@ -14,6 +14,7 @@ from dagster_helpers import failure_context
 from sns_helpers import subscribed_topic
 from works_helpers import work
 
+from idminter_pipeline.defs.alerts.failures import failure_decision
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.jobs import pool_replenishment_job
@@ -31,7 +32,9 @@ from idminter_pipeline.defs.reconciliation.schedules import (
     build_registry_reconciliation_schedule,
     registry_reconciliation_schedule,
 )
-from idminter_pipeline.defs.reconciliation.sensors import registry_reconciliation_failure_alert
+from idminter_pipeline.defs.reconciliation.sensors import (
+    registry_reconciliation_failure_alert,
+)
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
@@ -141,7 +144,8 @@ def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, 
 
     # Other runs are not the pool sensor's to report.
     works_context = failure_context(instance, result, resources)
-    assert "does not mint works" in works_run_failure_alert(works_context).skip_message
+    decision = failure_decision(works_run_failure_alert)(works_context, resources["alerts"])
+    assert "does not mint works" in decision.skip_message
 
 
 def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, topic):
@@ -157,7 +161,9 @@ def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, 
         run_config={"ops": {"registry_reconciliation": {"config": {"grace_period": "a week"}}}},
     )
     assert not result.success
-    skipped = registry_reconciliation_failure_alert(failure_context(instance, result, resources))
+    skipped = failure_decision(registry_reconciliation_failure_alert)(
+        failure_context(instance, result, resources), resources["alerts"]
+    )
     assert "refused by config validation" in skipped.skip_message
     assert "a week" in skipped.skip_message
     assert delivered() == []
@@ -221,7 +227,9 @@ def test_a_critical_reconciliation_finding_alerts_through_sns(
     assert f"Run: {result.run_id}" in envelope["Message"]
     assert "Cause: 1 free IDs in use (critical); examples: abcdefgh" in envelope["Message"]
     # The run said it; the failure sensor does not say it again.
-    skipped = registry_reconciliation_failure_alert(failure_context(instance, result, resources))
+    skipped = failure_decision(registry_reconciliation_failure_alert)(
+        failure_context(instance, result, resources), resources["alerts"]
+    )
     assert "alerted by the run itself" in skipped.skip_message
     assert delivered() == []
 

@@ -2,6 +2,7 @@
 the real CLI against the real registry; nothing may change in the registry, the pool, the works
 store or the reference."""
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -14,6 +15,7 @@ from works_helpers import fill_pool, node, si, work
 from idminter_pipeline.cli import main
 from idminter_pipeline.works.shadow.compare import Category, compare_work, is_placeholder
 from idminter_pipeline.works.stores import SqliteWorksStore
+from idminter_pipeline.works.stores.base import parse_timestamp, timestamp_micros
 
 SIERRA = "sierra-system-number"
 
@@ -388,3 +390,108 @@ def test_an_unreadable_reference_document_is_an_unexpected_difference(planted):
     (difference,) = [d for d in report["unexpected_differences"] if d["theirs"] is not None]
     assert difference["path"] == "(unreadable reference document)"
     assert "not valid JSON" in difference["theirs"]
+
+
+# Stores as the shadow meets them, each left exactly as it was: no journal-mode switch, no
+# added column, no created table.
+_SOURCE_TABLE = (
+    "CREATE TABLE source_works (id TEXT PRIMARY KEY, indexed_at_us INTEGER NOT NULL, "
+    "document TEXT NOT NULL)"
+)
+_UNRANKED_IDENTIFIED_TABLE = (
+    "CREATE TABLE identified_works (canonical_id TEXT PRIMARY KEY, source_id TEXT NOT NULL, "
+    "document TEXT NOT NULL)"
+)
+_RANKED_IDENTIFIED_TABLE = (
+    "CREATE TABLE identified_works (canonical_id TEXT PRIMARY KEY, source_id TEXT NOT NULL, "
+    "document TEXT NOT NULL, succession_rank INTEGER NOT NULL DEFAULT 0)"
+)
+STORE_SHAPES = {
+    "older store without succession_rank": (_SOURCE_TABLE, _UNRANKED_IDENTIFIED_TABLE),
+    "source-only store": (_SOURCE_TABLE,),
+    "WAL-less store": (_SOURCE_TABLE, _RANKED_IDENTIFIED_TABLE),
+}
+
+
+def _raw_store(path, tables, works=(), identified=()):
+    """A store written with plain sqlite3 in the default (rollback) journal mode."""
+    db = sqlite3.connect(path)
+    with db:
+        for table in tables:
+            db.execute(table)
+        db.executemany(
+            "INSERT INTO source_works (id, indexed_at_us, document) VALUES (?, ?, ?)",
+            [
+                (
+                    w.id,
+                    timestamp_micros(parse_timestamp(w.document["indexed_at"])),
+                    json.dumps(w.document),
+                )
+                for w in works
+            ],
+        )
+        if identified:
+            db.executemany(
+                "INSERT INTO identified_works (canonical_id, source_id, document) VALUES (?, ?, ?)",
+                identified,
+            )
+    db.close()
+
+
+def _checksums(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("shape", list(STORE_SHAPES))
+def test_shadow_leaves_the_store_it_reads_byte_identical(shape, works_env, tmp_path, monkeypatch):
+    source = work(SIERRA, "b1", items=("i-1",))
+    stores = tmp_path / "stores"
+    stores.mkdir()
+    store_path = stores / "works.sqlite3"
+    _raw_store(store_path, STORE_SHAPES[shape], works=[source])
+    reference = stores / "reference.sqlite3"
+    theirs = {**source.document, "state": {**source.document["state"], "canonicalId": "abcd2345"}}
+    _raw_store(
+        reference,
+        (_SOURCE_TABLE, _UNRANKED_IDENTIFIED_TABLE),
+        identified=[("abcd2345", source.id, json.dumps(theirs))],
+    )
+    before = _checksums(stores)
+
+    monkeypatch.setenv("WORKS_STORE_PATH", str(store_path))
+    result = _invoke("shadow", "--full", "--reference", str(reference))
+
+    report = json.loads(result.stdout)
+    assert report["works_read"] == 1
+    assert report["counts"]["would_mint"] == 1
+    assert _checksums(stores) == before
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "path"),
+    [
+        ({"primary": True}, {"primary": 1}, "primary"),
+        ({"primary": False}, {"primary": 0}, "primary"),
+        ({"size": 6}, {"size": 6.0}, "size"),
+        ({"data": {"items": [{"n": 6.0}]}}, {"data": {"items": [{"n": 6}]}}, "data.items[0].n"),
+    ],
+)
+def test_documents_are_compared_by_json_type_and_value(ours, theirs, path):
+    assert ours == theirs  # equal to Python, different JSON
+    comparison = compare_work("w", ours, theirs, may_mint=False)
+    assert comparison.category is Category.DIFFER_UNEXPECTED
+    ((difference),) = comparison.differences
+    assert difference.path == path
+    assert type(difference.ours) is not type(difference.theirs)
+    same = json.loads(json.dumps(ours))
+    assert compare_work("w", ours, same, may_mint=False).category is Category.AGREE
+
+
+def test_integers_beyond_64_bits_are_compared_by_type_too():
+    big = 2**70
+    assert compare_work("w", {"n": [big, True]}, {"n": [big, True]}, may_mint=False).category is (
+        Category.AGREE
+    )
+    comparison = compare_work("w", {"n": [big, True]}, {"n": [big, 1]}, may_mint=False)
+    assert comparison.category is Category.DIFFER_UNEXPECTED
+    assert [d.path for d in comparison.differences] == ["n[1]"]

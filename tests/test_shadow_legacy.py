@@ -5,6 +5,8 @@ up, and the shadow changes nothing in either table."""
 import copy
 import json
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -159,3 +161,40 @@ def test_the_migration_asset_can_hold_at_the_synced_phase_and_shows_the_lag(lega
     assert metadata["held_synced"].value is True
     assert metadata["pending_legacy_changes"].value == 0
     assert json.loads(_invoke("db", "legacy-status").stdout)["phase"] == "copied"
+
+
+def test_legacy_status_reads_one_snapshot_while_the_legacy_minter_writes(legacy_env):
+    """The change log counted at the top (`pending_changes`) and under `lag` is the same read,
+    however fast the legacy minter writes meanwhile."""
+    assert _invoke("db", "migrate-legacy", "--hold-synced").exit_code == 0
+    stop = threading.Event()
+
+    def legacy_minter() -> int:
+        conn = connect(legacy_env)
+        written = 0
+        try:
+            with conn.cursor() as cursor:
+                while not stop.is_set():
+                    written += 1
+                    row = (f"wrt{written:05d}", "Work", f"w{written}", SIERRA)
+                    cursor.execute(INSERT_LEGACY.format(table="identifiers"), row)
+                    conn.commit()
+        finally:
+            conn.close()
+        return written
+
+    with ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(legacy_minter)
+        try:
+            statuses = [json.loads(_invoke("db", "legacy-status").stdout) for _ in range(40)]
+        finally:
+            stop.set()
+        written = writing.result()
+    assert written > 40  # the legacy minter wrote throughout
+    assert statuses[-1]["pending_changes"] > statuses[0]["pending_changes"]
+    split = [
+        (status["pending_changes"], status["lag"]["pending_changes"])
+        for status in statuses
+        if status["pending_changes"] != status["lag"]["pending_changes"]
+    ]
+    assert split == []

@@ -9,10 +9,10 @@ import sqlite3
 import pytest
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.errors import ChainTooDeepError, InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.registry.minting import Inheritance, Minter
+from idminter_pipeline.registry.minting import Inheritance, Minter, MintRequest
 from idminter_pipeline.works.documents import IdentifiedWork, extract_work
 from idminter_pipeline.works.pipeline import SupersededWork, WorksPipeline
 from idminter_pipeline.works.repair import repair_succession
@@ -419,3 +419,64 @@ def test_succession_costs_at_most_one_registry_read_per_batch(store, minter, poo
         IdsScope([f"Work[{SIERRA}/b-new-{n}]" for n in range(5)])
     )
     assert fresh.works_written == 5 and minter.stats.chain_reads == reads
+
+
+# -- the deepest chain a rank orders --------------------------------------------------------------
+
+
+def _chain_of(length: int) -> list:
+    """`length` works, each declaring the one before as its predecessor."""
+    works = [work(SIERRA, "c0000")]
+    for n in range(1, length):
+        works.append(work(SIERRA, f"c{n:04d}", predecessor=(SIERRA, f"c{n - 1:04d}")))
+    return works
+
+
+@pytest.mark.parametrize("batch_size", [500, 100], ids=["one batch", "across batches"])
+def test_a_chain_past_the_deepest_rank_is_refused_at_mint_and_the_rest_keeps_its_holder(
+    store, minter, pool, batch_size
+):
+    """260 records in a chain: the newest 4 would sit deeper than the 255 a rank's depth holds.
+    Each fails alone at mint, naming itself and the limit; records 0 to 255 are minted and the
+    deepest of them holds the document; the repair agrees that nothing is stale."""
+    works = _chain_of(260)
+    store.put_source(works)
+    summary = WorksPipeline(store, minter, batch_size=batch_size).run(
+        IdsScope(tuple(w.id for w in works))
+    )
+    refused = {failure.work_id: failure for failure in summary.failures}
+    assert sorted(refused) == [w.id for w in works[256:]]
+    for depth, deep in enumerate(works[256:], start=256):
+        failure = refused[deep.id]
+        assert failure.stage == "mint"
+        assert f"depth {depth}" in failure.detail
+        assert "up to depth 255" in failure.detail
+    assert minter.lookup_ids([SourceIdentifier.parse(w.id) for w in works[256:]]) == {}
+    assert summary.works_written + summary.works_superseded == 256
+    assert summary.succession_conflicts == {}
+    assert _holder(store, minter, works[0].id) == works[255].id
+    report = repair_succession(store, minter, SuccessionPolicy(), apply=False)
+    assert (report.listed, report.too_deep) == ([], {})
+
+
+def test_a_successor_of_the_deepest_record_is_refused_in_a_later_call(minter, pool):
+    sources = [SourceIdentifier("Work", SIERRA, f"c{n:04d}") for n in range(257)]
+    minter.mint_ids(
+        [MintRequest(s, p) for s, p in zip(sources[:256], [None, *sources[:255]], strict=True)]
+    )
+    with pytest.raises(ChainTooDeepError) as refused:
+        minter.mint_ids([MintRequest(sources[256], sources[255])])
+    ((source, predecessor, _, depth),) = refused.value.too_deep
+    assert (source, predecessor, depth) == (sources[256], sources[255], 256)
+    assert str(sources[256]) in str(refused.value) and "depth 255" in str(refused.value)
+    assert minter.lookup_ids([sources[256]]) == {}
+
+
+def test_a_chain_deeper_than_a_rank_orders_is_told_apart():
+    edges = [
+        Inheritance("abcd2345", n, _key(SIERRA, f"c{n:04d}"), _key(SIERRA, f"c{n - 1:04d}"))
+        for n in range(1, 260)
+    ]
+    [chain] = build_chains(edges, SuccessionPolicy()).values()
+    assert chain.deepest == 259 and chain.too_deep
+    assert chain.holder == _key(SIERRA, "c0259")

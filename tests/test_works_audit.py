@@ -26,7 +26,10 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.defs.works.schedules import sweep_missing_works
-from idminter_pipeline.defs.works.sensors import pool_exhaustion_recovery, works_run_failure_alert
+from idminter_pipeline.defs.works.sensors import (
+    recover_from_pool_exhaustion,
+    works_run_failure_alert,
+)
 from idminter_pipeline.works.audit import Outcome, RunReport, audit
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
@@ -381,7 +384,7 @@ def test_a_failed_sweep_run_is_alerted_and_not_retried_as_a_window(registry, tmp
                 resources=with_resources,
             ).for_run_failure()
 
-        skipped = pool_exhaustion_recovery(context())
+        skipped = recover_from_pool_exhaustion(context())
         assert isinstance(skipped, dg.SkipReason)
         assert works_run_failure_alert(context({"alerts": resources["alerts"]})) is None
     alert = json.loads(alerts_log.read_text().splitlines()[-1])

@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster._record import copy
 from dagster_helpers import failure_context
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
+from idminter_pipeline.defs.alerts.failures import failure_decision
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.resources import FreeIdPool
@@ -31,6 +34,7 @@ from idminter_pipeline.defs.works.schedules import mint_latest_works_window
 from idminter_pipeline.defs.works.sensors import (
     RETRY_OF_TAG,
     pool_exhaustion_recovery,
+    recover_from_pool_exhaustion,
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.pool import PoolSettings
@@ -310,6 +314,42 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
         fetch_all(setup["registry"], "SELECT 1")
 
 
+def test_a_run_the_retry_daemon_re_executes_starts_one_recovery_and_pages_once(setup):
+    """A failed run Dagster tagged `dagster/will_retry=true` is neither recovered nor alerted
+    (its re-execution is the one that counts); the re-execution, if it finds the pool empty
+    too, asks for the recovery of the same root run, so one recovery runs in all."""
+    defs = setup["defs"]
+    alerts = {"alerts": setup["resources"]["alerts"]}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, run = _failed_run(
+            instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
+        )
+        first = run.with_tags({WILL_RETRY_TAG: "true"})
+        skipped = recover_from_pool_exhaustion(failure_context(instance, result, run=first))
+        assert isinstance(skipped, dg.SkipReason) and "will be retried" in skipped.skip_message
+        alert = failure_decision(works_run_failure_alert)(
+            failure_context(instance, result, run=first), alerts["alerts"]
+        )
+        assert isinstance(alert, dg.SkipReason) and "will be retried" in alert.skip_message
+        assert not setup["alerts_log"].exists()
+
+        again, again_run = _failed_run(
+            instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
+        )
+        re_execution = copy(
+            again_run.with_tags({WILL_RETRY_TAG: "false"}),
+            root_run_id=run.run_id,
+            parent_run_id=run.run_id,
+        )
+        request = pool_exhaustion_recovery(failure_context(instance, again, run=re_execution))
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == f"pool-recovery:{run.run_id}"
+        decide = failure_decision(works_run_failure_alert)
+        assert decide(failure_context(instance, again, alerts, run=re_execution), **alerts) is None
+        (paged,) = setup["alerts_log"].read_text().splitlines()
+        assert json.loads(paged)["run_id"] == again_run.run_id
+
+
 def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(setup):
     defs = setup["defs"]
     works = list(generate_works(3, seed=11, spacing=SPACING))
@@ -334,7 +374,7 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
             defs.resolve_job_def("mint_works_by_id"),
             run_config={"source_identifiers": ["sierra-system-number/b-not-in-the-store"]},
         )
-        skipped = pool_exhaustion_recovery(failure_context(instance, result))
+        skipped = recover_from_pool_exhaustion(failure_context(instance, result))
         assert isinstance(skipped, dg.SkipReason)
         assert "did not fail on an exhausted pool" in skipped.skip_message
 
@@ -348,7 +388,7 @@ def test_a_failed_recovery_run_is_not_retried_again(setup):
             partition_key="2026-07-30-09:00",
             tags={RETRY_OF_TAG: "earlier"},
         )
-        skipped = pool_exhaustion_recovery(failure_context(instance, result))
+        skipped = recover_from_pool_exhaustion(failure_context(instance, result))
         assert isinstance(skipped, dg.SkipReason) and "already a recovery" in skipped.skip_message
 
 

@@ -16,6 +16,7 @@ from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.defs.alerts.failures import failure_decision
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import RegistryDatabase
@@ -162,8 +163,9 @@ def test_a_two_window_run_with_a_bad_work_gives_each_partition_its_own_figures_a
     assert (alert["run_id"], alert["partition"]) == (result.run_id, WINDOWS[2])
     assert alert["cause"].startswith(f"{ORPHAN} failed at stage mint: predecessor")
     # The failure sensor knows the run already said so.
-    skipped = works_run_failure_alert(
-        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+    skipped = failure_decision(works_run_failure_alert)(
+        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))}),
+        AlertsResource(log_file=str(alerts_log)),
     )
     assert "alerted by the run itself" in skipped.skip_message
     assert len(_alerts(alerts_log)) == 1
@@ -287,8 +289,9 @@ def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     assert failure.step_failure_data.error.cls_name == "FailedWorksError"
     [alert] = _alerts(alerts_log)
     assert alert["run_id"] == result.run_id and ORPHAN in alert["cause"]
-    skipped = works_run_failure_alert(
-        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+    skipped = failure_decision(works_run_failure_alert)(
+        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))}),
+        AlertsResource(log_file=str(alerts_log)),
     )
     assert "alerted by the run itself" in skipped.skip_message
 

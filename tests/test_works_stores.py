@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from elasticsearch import Elasticsearch
+from works_helpers import work
 
 from idminter_pipeline.core.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.core.settings import ElasticsearchSettings
@@ -356,3 +357,19 @@ def test_concurrent_writers_end_with_the_higher_rank_whatever_the_interleaving(s
     assert {i: h.source_id for i, h in store.identified_holders(ids).items()} == {
         i: f"Work[folio-instance/{i}]" for i in ids
     }
+
+
+def test_a_read_only_sqlite_store_reads_and_refuses_writes_naming_the_file(tmp_path):
+    path = tmp_path / "works.sqlite3"
+    with SqliteWorksStore(path) as store:
+        store.put_source([work("sierra-system-number", "b1")])
+    before = path.read_bytes()
+    with SqliteWorksStore(path, read_only=True) as store:
+        assert [w.id for w in store.read_all()] == ["Work[sierra-system-number/b1]"]
+        with pytest.raises(WorksStoreError, match=f"{path}.*readonly"):
+            store.put_source([work("sierra-system-number", "b2")])
+    assert path.read_bytes() == before
+    missing = tmp_path / "missing.sqlite3"
+    with pytest.raises(WorksStoreError, match=f"{missing}: no such file"):
+        SqliteWorksStore(missing, read_only=True)
+    assert not missing.exists()

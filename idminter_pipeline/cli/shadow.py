@@ -41,9 +41,9 @@ def _reference(path: Path | None, index: str | None) -> Reference:
 
 
 def _source_store() -> WorksStore:
-    """The works store to read: a shadow run writes nothing, and a mistyped path would read as
-    zero works compared, so a missing one is refused."""
-    return works_store_from_env(existing=True)
+    """The works store to read, opened read-only (a shadow run leaves its file byte for byte as
+    it was); a mistyped path would read as zero works compared, so a missing one is refused."""
+    return works_store_from_env(read_only=True)
 
 
 @click.command("shadow")

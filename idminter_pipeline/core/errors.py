@@ -108,6 +108,34 @@ class PredecessorCycleError(MintingError, InvalidInputError):
         super().__init__(f"predecessor cycle: {path} -> {self.cycle[0]}")
 
 
+class ChainTooDeepError(MintingError, InvalidInputError):
+    """Sources that would inherit past the deepest record an inheritance chain may have."""
+
+    def __init__(self, too_deep: Sequence[tuple[object, object, str, int]], limit: int) -> None:
+        # (source, its predecessor, the chain's canonical ID, the depth it would have)
+        self.too_deep = list(too_deep)
+        self.limit = limit
+        shown = "; ".join(
+            f"{source} <- {predecessor} would be record {depth:,} of the chain of {canonical_id}"
+            for source, predecessor, canonical_id, depth in self.too_deep[:5]
+        )
+        more = f" and {len(self.too_deep) - 5} more" if len(self.too_deep) > 5 else ""
+        super().__init__(
+            f"{len(self.too_deep)} source(s) would inherit past the deepest record of an "
+            f"inheritance chain (depth {limit}, the original record being 0): {shown}{more}"
+        )
+
+    @staticmethod
+    def describe(predecessor: object, canonical_id: str, depth: int, limit: int) -> str:
+        """What one refused source is told."""
+        return (
+            f"inheriting from {predecessor} would make this record depth {depth:,} of the "
+            f"inheritance chain of {canonical_id}; a chain holds records up to depth {limit} "
+            "(its succession rank cannot order a deeper one); it fails until a person decides "
+            "(mint it without a predecessor, or shorten the chain)"
+        )
+
+
 class PoolExhaustedError(MintingError):
     """The free-ID pool holds fewer IDs than a mint call needs."""
 

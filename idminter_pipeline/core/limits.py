@@ -33,10 +33,17 @@ DEFAULT_BATCH_SIZE = 500
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 5_000
 
+# -- inheritance chains (registry.minting, works.succession) ------------------------------------
+# The deepest record of an inheritance chain: the original record is at depth 0, its successor
+# at 1. A work's succession rank holds the depth in 8 bits (works.succession), so the minter
+# refuses a successor that would go deeper.
+MAX_CHAIN_DEPTH = (1 << 8) - 1
+
 # -- pool top-up (registry.pool.top_up) ----------------------------------------------------------
 # Measured on the 2-core test machine (benchmarks/bench_pool.py): 50,000-row statements were
 # fastest of 5,000 to 50,000. 100,000 rows of `('xxxxxxxx')` make a statement of about 1.3 MB,
-# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB).
+# inside the default max_allowed_packet of both MariaDB (16 MB) and MySQL 8 (64 MB); on a server
+# with a smaller packet each batch is cut to what fits it (registry.packets).
 POOL_DEFAULT_BATCH_SIZE = 50_000
 POOL_MAX_BATCH_SIZE = 100_000
 POOL_DEFAULT_MAX_ROUNDS = 10

@@ -32,6 +32,9 @@ T = TypeVar("T")
 MIN_MAX_ALLOWED_PACKET = 64 * 1024
 # Room left in a packet for the command byte and what an estimate may miss.
 PACKET_MARGIN_BYTES = 1024
+# The text of a statement around its bound values (`packet_runs`): every such statement of the
+# registry's is well below this.
+STATEMENT_TEXT_BYTES = 2048
 
 
 def max_allowed_packet(conn: Connection) -> int:
@@ -109,3 +112,30 @@ def split_to_fit(
     if start < len(items):
         runs.append(items[start:])
     return runs
+
+
+# What a bound string value adds to a statement at most: each byte escaped (doubled), its two
+# quotes and the ", " that separates it from the next.
+def bound_value_bytes(value: str) -> int:
+    return 2 * text_bytes(value) + 4
+
+
+def packet_runs(
+    conn: Connection, values: Sequence[str], *, uses: int = 1, per_row: int = 0
+) -> list[Sequence[str]]:
+    """`values` in order, cut into runs that each fit one statement on `conn`: a statement that
+    binds each value `uses` times (an IN list, or a VALUES row with `per_row` more bytes of
+    other values). One run when all fit; none when there are no values."""
+    if not values:
+        return []
+    return split_to_fit(
+        values,
+        lambda value: uses * bound_value_bytes(value) + per_row,
+        fixed=STATEMENT_TEXT_BYTES,
+        budget=statement_budget(conn),
+    )
+
+
+def rows_per_statement(conn: Connection, *, row_bytes: int, fixed: int) -> int:
+    """How many rows of `row_bytes` each fit in one statement of `fixed` bytes more on `conn`."""
+    return max(1, (statement_budget(conn) - fixed) // row_bytes)

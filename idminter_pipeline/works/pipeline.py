@@ -50,6 +50,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from idminter_pipeline.core.errors import (
+    ChainTooDeepError,
     InvalidInputError,
     MalformedWorkError,
     MissingPredecessorError,
@@ -507,8 +508,12 @@ class WorksPipeline:
                 return self.minter.mint_ids(
                     predecessors.batch_requests(works.values()), job_id=job_id
                 )
-            except MissingPredecessorError as error:
-                refused = predecessors.missing(error, works)
+            except (MissingPredecessorError, ChainTooDeepError) as error:
+                refused = (
+                    predecessors.missing(error, works)
+                    if isinstance(error, MissingPredecessorError)
+                    else predecessors.too_deep(error, works)
+                )
                 if not refused:
                     raise
                 self._refuse(works, refused, summary)

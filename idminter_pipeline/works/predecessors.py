@@ -22,7 +22,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from idminter_pipeline.core.errors import MissingPredecessorError, PredecessorCycleError
+from idminter_pipeline.core.errors import (
+    ChainTooDeepError,
+    MissingPredecessorError,
+    PredecessorCycleError,
+)
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import MintRequest, reject_cycles
 from idminter_pipeline.works.documents import DeclaredPredecessor, ExtractedWork
@@ -136,6 +140,30 @@ def missing(
                     f"{works[work_id].predecessor_path(declaration)} ({declaration.source}): "
                     f"predecessor {declaration.predecessor} is not in the registry (mint it "
                     "first, or fix the document)",
+                )
+            )
+    return refused
+
+
+def too_deep(
+    error: ChainTooDeepError, works: Mapping[str, ExtractedWork]
+) -> dict[str, list[Refusal]]:
+    """The works that declared an inheritance past the deepest record a chain may have (the
+    chain's succession rank could not order it), each refusal naming the path and the limit."""
+    deep = {
+        (source, predecessor): (canonical_id, depth)
+        for source, predecessor, canonical_id, depth in error.too_deep
+    }
+    refused: dict[str, list[Refusal]] = {}
+    for work_id, declaration in _declaring(works):
+        found = deep.get((declaration.source, declaration.predecessor))
+        if found is not None:
+            canonical_id, depth = found
+            refused.setdefault(work_id, []).append(
+                Refusal(
+                    declaration.source,
+                    f"{works[work_id].predecessor_path(declaration)} ({declaration.source}): "
+                    + error.describe(declaration.predecessor, canonical_id, depth, error.limit),
                 )
             )
     return refused

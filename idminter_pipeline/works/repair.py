@@ -31,7 +31,12 @@ from typing import Any
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.stores import IdsScope, WorksStore
-from idminter_pipeline.works.succession import SuccessionPolicy, build_chains, work_name
+from idminter_pipeline.works.succession import (
+    MAX_DEPTH,
+    SuccessionPolicy,
+    build_chains,
+    work_name,
+)
 
 PAGE_SIZE = 500
 # A repair report lists this many documents in full; the counts are always complete.
@@ -88,6 +93,9 @@ class RepairReport:
     superseded: int = 0
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Chains deeper than a succession rank can order (canonical ID -> depth of the deepest
+    # record): left as they are and listed, for a person to shorten.
+    too_deep: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +110,15 @@ class RepairReport:
             "superseded": self.superseded,
             "failed": self.failed,
             "failures": self.failures,
+            "chains_too_deep": [
+                {
+                    "canonicalId": canonical_id,
+                    "deepest": deepest,
+                    "reason": f"deeper than {MAX_DEPTH}, the deepest record a succession rank "
+                    "orders (the minter refuses such a successor): shorten the chain by hand",
+                }
+                for canonical_id, deepest in self.too_deep.items()
+            ],
         }
 
 
@@ -122,6 +139,10 @@ def stale_documents(
         for canonical_id, chain in chains.items():
             if report is not None:
                 report.chains_checked += 1
+            if chain.too_deep:
+                if report is not None and len(report.too_deep) < MAX_LISTED:
+                    report.too_deep[canonical_id] = chain.deepest
+                continue  # no rank orders it: left to a person (listed)
             holder, rank = work_name(chain.holder), chain.ranks[chain.holder]
             stored = held.get(canonical_id)
             if stored is None:

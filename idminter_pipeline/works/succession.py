@@ -41,8 +41,10 @@ from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.limits import MAX_CHAIN_DEPTH
 from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.minting import Inheritance, Key
+from idminter_pipeline.registry.minting.chains import chain_depths, chain_parents
 from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
 
 PRECEDENCE_ENV = "IDMINTER_SUCCESSION_PRECEDENCE"
@@ -56,7 +58,7 @@ DEFAULT_PRECEDENCE = (
 )
 RANKED = 1 << 62
 DEPTH_SHIFT = 54
-MAX_DEPTH = (1 << 8) - 1
+MAX_DEPTH = MAX_CHAIN_DEPTH  # the minter refuses a successor deeper than the field holds
 PRECEDENCE_SHIFT = 46
 MAX_PRECEDENCE_SYSTEMS = (1 << 8) - 1
 TIEBREAK_MAX = (1 << 46) - 1
@@ -145,6 +147,14 @@ class Chain:
     ranks: dict[Key, int]
     # Records nobody inherited from, holder first.
     leaves: tuple[Key, ...]
+    # The depth of its deepest record (the original record being 0).
+    deepest: int = 1
+
+    @property
+    def too_deep(self) -> bool:
+        """Deeper than a rank can order (the minter refuses such a successor; a registry may
+        hold one written before it did)."""
+        return self.deepest > MAX_DEPTH
 
     @property
     def holder(self) -> Key:
@@ -188,21 +198,9 @@ def _chain(canonical_id: str, edges: list[Inheritance], policy: SuccessionPolicy
             predecessor: policy.rank(predecessor[1], 0, None),
         }
         return Chain(canonical_id, ranks, (successor,))
-    parent: dict[Key, Inheritance] = {}
-    for edge in sorted(edges, key=lambda e: e.seq):
-        parent.setdefault(edge.successor, edge)  # a source inherits once; keep the first
-    members = {*parent, *(edge.predecessor for edge in parent.values())}
-    depths: dict[Key, int] = {}
-    for key in members:
-        path: list[Key] = []
-        current: Key | None = key
-        while current is not None and current not in depths and current not in path:
-            path.append(current)
-            edge = parent.get(current)
-            current = edge.predecessor if edge is not None else None
-        base = depths.get(current, -1) if current is not None else -1
-        for depth, node in enumerate(reversed(path), start=base + 1):
-            depths[node] = depth
+    parent = chain_parents(edges)
+    depths = chain_depths(parent)
+    members = depths.keys()
     ranks = {
         key: policy.rank(key[1], depths[key], parent[key].seq if key in parent else None)
         for key in members
@@ -210,7 +208,7 @@ def _chain(canonical_id: str, edges: list[Inheritance], policy: SuccessionPolicy
     inherited_from = {edge.predecessor for edge in parent.values()}
     leaves = [key for key in members if key not in inherited_from] or list(members)
     leaves.sort(key=lambda key: (-ranks[key], key))
-    return Chain(canonical_id, ranks, tuple(leaves))
+    return Chain(canonical_id, ranks, tuple(leaves), max(depths.values()))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dagster._utils.error import SerializableErrorInfo
 
 from idminter_pipeline.core.alerts import Alert, FigureValue, Severity
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.retries import retried_run_skip
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -147,6 +148,19 @@ def failed_check_evaluations(
     return evaluations
 
 
+def handled_without_skipping(
+    context: dg.RunFailureSensorContext, outcome: dg.SkipReason | dg.RunRequest | None
+) -> dg.RunRequest | None:
+    """What a run-failure sensor returns for one failed run: a run request, or None. A skip is
+    logged instead of returned: Dagster evaluates a sensor for several failed runs per tick,
+    stops the tick at a returned skip and refuses a tick that mixes it with runs already
+    handled, so the tick would fail and the next one would page again for those runs."""
+    if isinstance(outcome, dg.SkipReason):
+        context.log.info(outcome.skip_message or "skipped")
+        return None
+    return outcome
+
+
 def failed_run_alert(
     failed: FailedRun,
     *,
@@ -175,6 +189,10 @@ def failed_run_alert(
 AlertBuilder = Callable[..., Alert | dg.SkipReason]
 
 
+# Each alert sensor's decision for one failed run, by sensor name (`failure_decision`).
+_DECISIONS: dict[str, Callable[..., dg.SkipReason | None]] = {}
+
+
 def run_failure_alert_sensor(
     *, name: str, concerns: Callable[[dg.DagsterRun], bool], not_concerned: str
 ) -> Callable[[AlertBuilder], dg.SensorDefinition]:
@@ -183,18 +201,22 @@ def run_failure_alert_sensor(
     returns the `Alert` (or a `SkipReason` when the run alerted itself); its docstring is the
     sensor's description.
 
-    Every such sensor skips the runs `concerns` does not claim (`run <id> <not_concerned>`) and
+    Every such sensor leaves alone the runs `concerns` does not claim (`run <id>
+    <not_concerned>`), a run the run retry daemon will retry (only its last failure pages), and
     the runs whose config the launchpad refused (a person's mistake at the screen, not a page).
-    The builder names any further resources it needs after `context` and `failed`.
+    Those reasons are logged, never returned (`handled_without_skipping`). The builder names any
+    further resources it needs after `context` and `failed`.
     """
 
     def decorate(build: AlertBuilder) -> dg.SensorDefinition:
-        def evaluate(
+        def decide(
             context: dg.RunFailureSensorContext, alerts: AlertsResource, **resources: Any
         ) -> dg.SkipReason | None:
             run = context.dagster_run
             if not concerns(run):
                 return dg.SkipReason(f"run {run.run_id} {not_concerned}")
+            if (retried := retried_run_skip(run)) is not None:
+                return retried
             failed = FailedRun.from_context(context)
             if failed.refused_config:
                 return dg.SkipReason(
@@ -206,6 +228,11 @@ def run_failure_alert_sensor(
             alerts.send(alert, log=context.log)
             return None
 
+        def evaluate(
+            context: dg.RunFailureSensorContext, alerts: AlertsResource, **resources: Any
+        ) -> None:
+            handled_without_skipping(context, decide(context, alerts, **resources))
+
         # Dagster gives a sensor the resources its function's signature names: `alerts`, and
         # those the builder names after (context, failed).
         own = list(inspect.signature(evaluate, eval_str=True).parameters.values())[:2]
@@ -213,6 +240,7 @@ def run_failure_alert_sensor(
         evaluate.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
         evaluate.__name__ = build.__name__
         evaluate.__doc__ = build.__doc__
+        _DECISIONS[name] = decide
         # One paragraph, as the UI shows it.
         description = " ".join((build.__doc__ or "").split())
         return dg.run_failure_sensor(
@@ -220,3 +248,9 @@ def run_failure_alert_sensor(
         )(evaluate)
 
     return decorate
+
+
+def failure_decision(sensor: dg.SensorDefinition) -> Callable[..., dg.SkipReason | None]:
+    """What an alert sensor decides for one failed run (`decision(context, alerts,
+    **resources)`): None when it alerted, else the reason it left the run alone."""
+    return _DECISIONS[sensor.name]

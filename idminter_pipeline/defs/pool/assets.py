@@ -6,6 +6,7 @@ from pydantic import Field
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
+from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.registry.pool import (
     MAX_BATCH_SIZE,
     PoolHealth,
@@ -87,7 +88,8 @@ def canonical_id_pool(
     target = config.target_free if config.target_free is not None else settings.target_free
     batch_size = config.batch_size if config.batch_size is not None else settings.batch_size
     factory = registry_database.connection_factory()
-    report = top_up(factory, target, batch_size=batch_size, max_rounds=settings.max_rounds)
-    context.log.info(report.summary())
-    health = pool_health(factory)
+    with retried_on_registry_outage():
+        report = top_up(factory, target, batch_size=batch_size, max_rounds=settings.max_rounds)
+        context.log.info(report.summary())
+        health = pool_health(factory)
     return dg.MaterializeResult(metadata=pool_metadata(report, health))

@@ -6,8 +6,10 @@ both watermark checks); below the low watermark it requests a replenishment run,
 low water and on a forecast to run dry.
 
 The same tick watches the registry itself (`registry.reachability`): a tick that cannot read it
-is skipped with the cause, and an outage longer than `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`
-sends one critical alert, then one resolution when a tick reads it again.
+is skipped with the cause. An outage longer than `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`
+sends one critical alert, then one resolution when a tick reads it again; shorter outages that
+together fill a share of a sliding window (a flapping registry) send one critical alert per
+episode, then one resolution once a whole window passes without an outage.
 
 `pool_replenishment_failure_alert`: a replenishment run that fails is a page: minting stops when
 the pool is empty.
@@ -44,7 +46,7 @@ from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry.outage import is_outage
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch, watch_pool
 from idminter_pipeline.registry.pool.watch import WatchState, assess, watch_caps
-from idminter_pipeline.registry.reachability import Reachability, alert_after_seconds
+from idminter_pipeline.registry.reachability import PagingRules, Reachability, Tick
 
 SENSOR_INTERVAL_ENV = "IDMINTER_POOL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 60
@@ -139,7 +141,7 @@ def pool_size_sensor(
     settings = id_pool.settings()
     state = WatchState.from_cursor(context.cursor)
     reachability = Reachability.from_cursor(context.cursor)
-    alert_after = alert_after_seconds()  # a bad value fails the tick, naming it
+    rules = PagingRules.from_env()  # a bad value fails the tick, naming it
     database = registry_database.settings().describe()
     free_cap, minted_cap = watch_caps(state, settings)
     try:
@@ -154,18 +156,14 @@ def pool_size_sensor(
         if not (isinstance(error, RegistryUnavailableError) or is_outage(error)):
             raise
         cause = f"{type(error).__name__}: {error}"
-        reachability, alert = reachability.after_failure(
-            time.time(), cause, alert_after=alert_after, database=database
-        )
-        if alert is not None and _delivered(alerts, alert, context):
-            reachability = reachability.after_alert()
+        tick = reachability.after_failure(time.time(), cause, rules=rules, database=database)
+        reachability = _kept(alerts, tick, context)
         return dg.SensorResult(
             skip_reason=f"registry unreachable: {cause}",
             cursor=reachability.into_cursor(context.cursor),
         )
-    recovered, resolution = reachability.after_success(time.time(), database=database)
-    if resolution is None or _delivered(alerts, resolution, context):
-        reachability = recovered  # an undelivered resolution is sent again next tick
+    tick = reachability.after_success(time.time(), rules=rules, database=database)
+    reachability = _kept(alerts, tick, context)  # an undelivered resolution goes again next tick
     # The free count as a CloudWatch metric (EMF on stdout) when configured: alarms see it even
     # if everything below this line fails.
     emit_pool_metrics(watch, settings)
@@ -199,6 +197,11 @@ def pool_size_sensor(
         cursor=reachability.into_cursor(new_state.to_cursor()),
         asset_events=tick_events(watch, settings, decision.summary),
     )
+
+
+def _kept(alerts: AlertsResource, tick: Tick, context: dg.SensorEvaluationContext) -> Reachability:
+    """The registry's state after `tick`, its alert sent (kept as unsent if it was not)."""
+    return tick.kept(tick.alert is None or _delivered(alerts, tick.alert, context))
 
 
 def _delivered(alerts: AlertsResource, alert: Alert, context: dg.SensorEvaluationContext) -> bool:

@@ -16,6 +16,7 @@ from idminter_pipeline.defs.reconciliation.checks import (
 )
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
+from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.registry import reconciliation
 
 # Defined by the works domain; an external key until that code location part is merged.
@@ -146,12 +147,13 @@ def registry_reconciliation(
 ) -> dg.MaterializeResult:
     """Orphans, free IDs in use, mappings without IDs, predecessor mismatches, case variants."""
     config = ReconciliationConfig(**context.op_execution_context.op_config)
-    report = reconciliation.reconcile(
-        registry_database.connection_factory(),
-        repair=config.repair,
-        grace_period=reconciliation.parse_duration(config.grace_period),
-        batch_size=config.batch_size,
-    )
+    with retried_on_registry_outage():
+        report = reconciliation.reconcile(
+            registry_database.connection_factory(),
+            repair=config.repair,
+            grace_period=reconciliation.parse_duration(config.grace_period),
+            batch_size=config.batch_size,
+        )
     for change in report.changes:
         context.log.info(f"repair: {change.action} {change.canonical_id} ({change.detail})")
     for alert in critical_finding_alerts(

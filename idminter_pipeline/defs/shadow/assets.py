@@ -105,7 +105,7 @@ def shadow_comparison(
     reports: list[tuple[str, ShadowReport]] = []
     with (
         batch_run_collector(),
-        works_store.open() as store,
+        works_store.open(read_only=True) as store,
         shadow_reference.open(works_store) as reference,
     ):
         for key in context.partition_keys:

@@ -21,6 +21,7 @@ from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
+from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.defs.works.checks import (
     EVERY_WORK_ACCOUNTED_FOR_CHECK,
     EVERY_WORK_ACCOUNTED_FOR_DESCRIPTION,
@@ -294,24 +295,27 @@ def identified_works(  # noqa: PLR0917 (Dagster injects resources by name)
         windows.append((key, WindowScope(window.start, window.end, end_inclusive=False)))
 
     results: list[WindowResult] = []
-    try:
-        for result in mint_windows(
-            context,
-            windows,
-            WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
-            batch_size=config.batch_size,
-            job_id=context.run.run_id,
-        ):
-            results.append(result)
-    except Exception:
+    with retried_on_registry_outage():
         try:
-            audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
-        except Exception as error:  # what stopped the run is the error to raise, not this one
-            context.log.warning(f"the windows minted before the stop were not audited: {error}")
-            audits = {}
-        _record_windows(context, results, audits, as_events=True)
-        _alert_failed_works(context, results, alerts)
-        raise
+            for result in mint_windows(
+                context,
+                windows,
+                WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
+                batch_size=config.batch_size,
+                job_id=context.run.run_id,
+            ):
+                results.append(result)
+        except Exception:
+            try:
+                audits = _audit(
+                    context, results, dict(windows), works_store, registry_database, alerts
+                )
+            except Exception as error:  # what stopped the run is the error to raise, not this one
+                context.log.warning(f"the windows minted before the stop were not audited: {error}")
+                audits = {}
+            _record_windows(context, results, audits, as_events=True)
+            _alert_failed_works(context, results, alerts)
+            raise
 
     audits = _audit(context, results, dict(windows), works_store, registry_database, alerts)
     _record_windows(

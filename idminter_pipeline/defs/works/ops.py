@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
+from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
@@ -77,14 +78,15 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     Its output is the run summary. If a work failed, the op fails after recording it, so the run
     is not green (the failed works are in the output's metadata and the run's logs).
     """
-    summary = mint_scope(
-        context,
-        IdsScope(tuple(config.source_identifiers)),
-        WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
-        batch_size=config.batch_size,
-        job_id=config.job_id or context.run.run_id,
-        record_processed=True,
-    )
+    with retried_on_registry_outage():
+        summary = mint_scope(
+            context,
+            IdsScope(tuple(config.source_identifiers)),
+            WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
+            batch_size=config.batch_size,
+            job_id=config.job_id or context.run.run_id,
+            record_processed=True,
+        )
     yield dg.Output(summary.as_dict(), metadata=summary_metadata(summary, run_id=context.run_id))
     if summary.failed:
         raise FailedWorksError(
@@ -105,7 +107,8 @@ def replenish_pool(
     context: dg.OpExecutionContext, registry_database: RegistryDatabase, id_pool: FreeIdPool
 ) -> None:
     """Top the free-ID pool up to its target, as the `canonical_id_pool` asset does."""
-    report = replenish(registry_database.connection_factory(), id_pool.settings())
+    with retried_on_registry_outage():
+        report = replenish(registry_database.connection_factory(), id_pool.settings())
     context.log.info(report.summary())
     context.log_event(
         dg.AssetMaterialization(

@@ -47,8 +47,10 @@ class WorksStoreResource(dg.ConfigurableResource):
     target_index_prefix: str = "works-identified"
     pipeline_date: str | None = None
 
-    def open(self) -> WorksStore:
-        """A store to use and close (`with resource.open() as store:`)."""
+    def open(self, *, read_only: bool = False) -> WorksStore:
+        """A store to use and close (`with resource.open() as store:`); `read_only=True` for a
+        reader that must leave a SQLite file as it is (an Elasticsearch store is only read by
+        such a reader anyway)."""
         if self.elasticsearch_url:
             client = elasticsearch_client(
                 self.elasticsearch_url,
@@ -64,7 +66,7 @@ class WorksStoreResource(dg.ConfigurableResource):
                     pipeline_date=self.pipeline_date,
                 ),
             )
-        return SqliteWorksStore(self.sqlite_path or default_sqlite_path())
+        return SqliteWorksStore(self.sqlite_path or default_sqlite_path(), read_only=read_only)
 
 
 class ChurnGuardResource(dg.ConfigurableResource):

@@ -12,8 +12,10 @@ from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_check_evaluations,
     failed_run_alert,
+    handled_without_skipping,
     run_failure_alert_sensor,
 )
+from idminter_pipeline.defs.retries import retried_run_skip
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK
 from idminter_pipeline.defs.works.jobs import (
     MINT_WORKS_BY_ID_JOB,
@@ -115,6 +117,31 @@ def works_run_failure_alert(
     )
 
 
+def recover_from_pool_exhaustion(
+    context: dg.RunFailureSensorContext,
+) -> dg.RunRequest | dg.SkipReason:
+    run = context.dagster_run
+    if not mints_works(run):
+        return dg.SkipReason(f"run {run.run_id} does not mint works")
+    if not FailedRun.from_context(context).raised(POOL_EXHAUSTED):
+        return dg.SkipReason(f"run {run.run_id} did not fail on an exhausted pool")
+    if RETRY_OF_TAG in run.tags:
+        # A recovery that itself found the pool empty needs a person; the alert sensor calls one.
+        return dg.SkipReason(f"run {run.run_id} was already a recovery of {run.tags[RETRY_OF_TAG]}")
+    if (retried := retried_run_skip(run)) is not None:
+        return retried  # the re-execution's own failure, if it fails, is recovered
+    tags = {RETRY_OF_TAG: run.run_id, **{t: run.tags[t] for t in PARTITION_TAGS if t in run.tags}}
+    by_id = run.job_name in BY_ID_JOBS
+    return dg.RunRequest(
+        # One recovery per run and its re-executions (they share the root run): a re-executed
+        # run that found the pool empty again never starts a second one.
+        run_key=f"pool-recovery:{run.root_run_id or run.run_id}",
+        job_name=REPLENISH_AND_MINT_WORKS_BY_ID_JOB if by_id else REPLENISH_AND_MINT_WORKS_JOB,
+        run_config=run.run_config,
+        tags=tags,
+    )
+
+
 @dg.run_failure_sensor(
     name="pool_exhaustion_recovery",
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -124,20 +151,5 @@ def works_run_failure_alert(
         "retry the same window or ids, once per failed run, without a person."
     ),
 )
-def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
-    run = context.dagster_run
-    if not mints_works(run):
-        return dg.SkipReason(f"run {run.run_id} does not mint works")
-    if not FailedRun.from_context(context).raised(POOL_EXHAUSTED):
-        return dg.SkipReason(f"run {run.run_id} did not fail on an exhausted pool")
-    if RETRY_OF_TAG in run.tags:
-        # A recovery that itself found the pool empty needs a person; the alert sensor calls one.
-        return dg.SkipReason(f"run {run.run_id} was already a recovery of {run.tags[RETRY_OF_TAG]}")
-    tags = {RETRY_OF_TAG: run.run_id, **{t: run.tags[t] for t in PARTITION_TAGS if t in run.tags}}
-    by_id = run.job_name in BY_ID_JOBS
-    return dg.RunRequest(
-        run_key=f"pool-recovery:{run.run_id}",
-        job_name=REPLENISH_AND_MINT_WORKS_BY_ID_JOB if by_id else REPLENISH_AND_MINT_WORKS_JOB,
-        run_config=run.run_config,
-        tags=tags,
-    )
+def pool_exhaustion_recovery(context: dg.RunFailureSensorContext) -> dg.RunRequest | None:
+    return handled_without_skipping(context, recover_from_pool_exhaustion(context))

@@ -38,7 +38,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     _read_state,
     _state_available,
     clamp_batch_size,
-    migration_status,
+    read_migration_status,
     registry_shape,
 )
 from idminter_pipeline.registry.legacy_migration.verify import _legacy_id_collation, _verify_ids
@@ -138,13 +138,20 @@ def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) ->
     return SyncReport(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
 
 
+def read_hold_status(conn: Connection) -> dict[str, Any]:
+    """Whether the migration holds at its synced phase, and the copy's lag, read on `conn` in
+    its current transaction (cheap reads)."""
+    result: dict[str, Any] = {"held_synced": held_synced(conn)}
+    if _state_available(conn):
+        result["lag"] = lag(conn).as_dict()
+    return result
+
+
 def hold_status(connect: ConnectionFactory) -> dict[str, Any]:
-    """Whether the migration holds at its synced phase, and the copy's lag (cheap reads)."""
+    """`read_hold_status` on a connection of its own."""
     conn = connect()
     try:
-        result: dict[str, Any] = {"held_synced": held_synced(conn)}
-        if _state_available(conn):
-            result["lag"] = lag(conn).as_dict()
+        result = read_hold_status(conn)
         conn.rollback()
         return result
     finally:
@@ -152,5 +159,18 @@ def hold_status(connect: ConnectionFactory) -> dict[str, Any]:
 
 
 def status_with_lag(connect: ConnectionFactory) -> dict[str, Any]:
-    """`migration_status` and `hold_status` together, as `idminter db legacy-status` prints."""
-    return {**migration_status(connect), **hold_status(connect)}
+    """`migration_status` and `hold_status` together, as `idminter db legacy-status` prints: read
+    in one snapshot, so the figures agree while the legacy minter keeps writing (the change log
+    counted at the top and under `lag` is the same log)."""
+    conn = connect()
+    try:
+        with conn.cursor() as cursor:
+            # Under repeatable read every plain read of the transaction sees the snapshot taken
+            # at its start; the level is stated, not left to the server's configured default.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        result = {**read_migration_status(conn), **read_hold_status(conn)}
+        conn.rollback()
+        return result
+    finally:
+        conn.close()

@@ -263,18 +263,23 @@ def _next_bound_in(
     return upper, int(count)
 
 
+def read_migration_status(conn: Connection) -> dict[str, Any]:
+    """Where a legacy migration stands, read on `conn` in its current transaction (no scans)."""
+    state = _read_state(conn)
+    return {
+        "shape": registry_shape(conn).value,
+        "phase": state.phase.value if state else Phase.NONE.value,
+        "rows_copied": state.rows_copied if state else 0,
+        "legacy_table_kept": table_exists(conn, KEPT_TABLE),
+        "pending_changes": _pending_changes(conn) if _state_available(conn) else 0,
+    }
+
+
 def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
     """Where a legacy migration stands (cheap: no scans)."""
     conn = connect()
     try:
-        state = _read_state(conn)
-        result = {
-            "shape": registry_shape(conn).value,
-            "phase": state.phase.value if state else Phase.NONE.value,
-            "rows_copied": state.rows_copied if state else 0,
-            "legacy_table_kept": table_exists(conn, KEPT_TABLE),
-            "pending_changes": _pending_changes(conn) if _state_available(conn) else 0,
-        }
+        result = read_migration_status(conn)
         conn.rollback()
         return result
     finally:

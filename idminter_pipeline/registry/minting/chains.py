@@ -20,6 +20,7 @@ from typing import Any
 
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.minting.plan import Key, collation_key
+from idminter_pipeline.registry.packets import packet_runs
 
 # Canonical IDs per statement: a batch of the default 500 works is one statement; the largest
 # batch (5,000) is a few, in one transaction.
@@ -63,17 +64,57 @@ def _inheritance(row: Sequence[Any]) -> Inheritance:
     )
 
 
-def read_inheritances(conn: Connection, canonical_ids: Sequence[str]) -> list[Inheritance]:
+def chain_parents(edges: Sequence[Inheritance]) -> dict[Key, Inheritance]:
+    """Each successor's inheritance: the first it made (by `Seq`), if it was recorded twice."""
+    parent: dict[Key, Inheritance] = {}
+    for edge in sorted(edges, key=lambda e: e.seq):
+        parent.setdefault(edge.successor, edge)
+    return parent
+
+
+def chain_depths(parent: dict[Key, Inheritance]) -> dict[Key, int]:
+    """Every member's depth in its chain (the record nobody it inherited from: 0), walking each
+    successor's inheritances up to the root (iteratively: a chain may be long)."""
+    members = {*parent, *(edge.predecessor for edge in parent.values())}
+    depths: dict[Key, int] = {}
+    for key in members:
+        path: list[Key] = []
+        current: Key | None = key
+        while current is not None and current not in depths and current not in path:
+            path.append(current)
+            edge = parent.get(current)
+            current = edge.predecessor if edge is not None else None
+        base = depths.get(current, -1) if current is not None else -1
+        for depth, node in enumerate(reversed(path), start=base + 1):
+            depths[node] = depth
+    return depths
+
+
+def read_inheritances(
+    conn: Connection,
+    canonical_ids: Sequence[str],
+    *,
+    per_statement: int = CANONICAL_IDS_PER_STATEMENT,
+) -> list[Inheritance]:
     """Every live inheritance recorded under `canonical_ids` (bound parameters, no formatting
-    of values)."""
+    of values), `per_statement` canonical IDs per statement."""
     wanted = sorted(set(canonical_ids))
     found: list[Inheritance] = []
     with conn.cursor() as cursor:
-        for start in range(0, len(wanted), CANONICAL_IDS_PER_STATEMENT):
-            chunk = wanted[start : start + CANONICAL_IDS_PER_STATEMENT]
+        for start in range(0, len(wanted), per_statement):
+            chunk = wanted[start : start + per_statement]
             cursor.execute(_INHERITANCES_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
             found.extend(_inheritance(row) for row in cursor.fetchall())
     return found
+
+
+def registered_depths(conn: Connection, canonical_ids: Sequence[str]) -> dict[Key, int]:
+    """The depth of every record in the chains of `canonical_ids`: one statement, more only if
+    the IDs do not fit the server's packet in one."""
+    inheritances: list[Inheritance] = []
+    for run in packet_runs(conn, sorted(set(canonical_ids))):
+        inheritances += read_inheritances(conn, run, per_statement=len(run))
+    return chain_depths(chain_parents(inheritances))
 
 
 def read_chained_ids(conn: Connection, after: str, limit: int) -> list[str]:

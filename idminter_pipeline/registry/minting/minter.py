@@ -1,18 +1,20 @@
 """Batch lookup and batch minting of canonical IDs (RFC 083, "ID Minter logic").
 
-One `mint_ids` call is one transaction of at most 7 SQL statements, whatever the batch size
+One `mint_ids` call is one transaction of at most 8 SQL statements, whatever the batch size
 (docs/design/minting.md), as long as each fits in the server's `max_allowed_packet` (read once
 per connection); a batch that would not is sent as more statements of the same kind, each that
 fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
 2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
-3. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
-4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
+3. if a new source inherits a registered ID, a read of the chains it extends: a successor
+   deeper than `MAX_CHAIN_DEPTH` is refused (`ChainTooDeepError`) with nothing written;
+4. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
+5. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
    when the insert's affected-row count shows that some key already existed;
-5. `UPDATE canonical_ids` marking assigned only the claimed IDs that ended up used;
-6. one multi-row insert into `identifier_provenance` (inheritances and predecessor mismatches);
-7. `COMMIT`.
+6. `UPDATE canonical_ids` marking assigned only the claimed IDs that ended up used;
+7. one multi-row insert into `identifier_provenance` (inheritances and predecessor mismatches);
+8. `COMMIT`.
 
 Every statement that touches many rows lists them sorted, so concurrent minters take row locks in
 the same order; deadlocks and lock-wait timeouts that still happen are retried for the whole
@@ -60,6 +62,7 @@ from idminter_pipeline.registry.minting.chains import (
     Inheritance,
     read_chained_ids,
     read_inheritances,
+    registered_depths,
 )
 from idminter_pipeline.registry.minting.plan import (
     BatchPlan,
@@ -83,12 +86,7 @@ from idminter_pipeline.registry.minting.statements import (
     mark_assigned_statements,
     record_events_statements,
 )
-from idminter_pipeline.registry.outage import (
-    RetryBudget,
-    is_outage,
-    log_outage_retry,
-    outage_bound,
-)
+from idminter_pipeline.registry.outage import RetryBudget, is_outage, log_outage_retry, outage_bound
 from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
 
 logger = logging.getLogger(__name__)
@@ -438,6 +436,8 @@ class Minter:
         roots = batch.new_roots()
         claimed = self._claim_free_ids(conn, len(roots)) if roots else []
         batch.plan(roots, claimed)
+        if batch.position:  # successors deeper than a rank orders are refused
+            batch.refuse_chains_past_the_limit(registered_depths(conn, batch.anchored_ids()))
 
         events: list[_Event] = []
         if batch.new:

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from idminter_pipeline.core.errors import (
+    ChainTooDeepError,
     ConflictingPredecessorsError,
     InvalidInputError,
     MissingPredecessorError,
 )
+from idminter_pipeline.core.limits import MAX_CHAIN_DEPTH
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
 Key = tuple[str, str, str]
@@ -132,6 +134,9 @@ class BatchPlan:
         self.ids: list[str | None] = [None] * count
         self.outcomes: list[MintOutcome] = [MintOutcome.EXISTING] * count
         self.depths: list[int] = [0] * count
+        # Where each new successor's chain meets the registry: the registered record its
+        # predecessors lead back to (None: a root minted in this call); `depths` counts from it.
+        self.anchors: list[Key | None] = [None] * count
         self.new: list[int] = []
         self.new_set: set[int] = set()
         self.position: dict[Key, int] = (
@@ -143,6 +148,11 @@ class BatchPlan:
     def resolve_existing(self) -> None:
         get = self.found.get
         self.ids = [get(key) for key in self.keys]
+        if self.position:  # only successors need their anchors
+            self.anchors = [
+                key if found is not None else None
+                for key, found in zip(self.keys, self.ids, strict=True)
+            ]
         self.new = [i for i, canonical_id in enumerate(self.ids) if canonical_id is None]
         self.new_set = set(self.new)
 
@@ -192,10 +202,12 @@ class BatchPlan:
             chain_: list[int] = []
             current: int | None = i
             canonical_id: str | None = None
+            anchor: Key | None = None
             depth = 0
             while current is not None:
                 if self.ids[current] is not None:
                     canonical_id, depth = self.ids[current], self.depths[current]
+                    anchor = self.anchors[current]
                     break
                 chain_.append(current)
                 predecessor = self.declared[current]
@@ -203,7 +215,7 @@ class BatchPlan:
                 key = source_key(predecessor)
                 current = self.position.get(key)
                 if current is None:
-                    canonical_id = self.found[key]
+                    canonical_id, anchor = self.found[key], key
                     break
             assert canonical_id is not None
             for node in reversed(chain_):
@@ -213,6 +225,44 @@ class BatchPlan:
                     inherited,
                     depth,
                 )
+                self.anchors[node] = anchor
+
+    def refuse_chains_past_the_limit(self, anchor_depths: dict[Key, int]) -> None:
+        """Raise `ChainTooDeepError` for the new successors whose depth in their chain (their
+        anchor's registered depth, from `anchor_depths`, plus their depth in this call) would
+        pass `MAX_CHAIN_DEPTH`, the deepest record a succession rank orders."""
+        too_deep = self.too_deep(anchor_depths, MAX_CHAIN_DEPTH)
+        if too_deep:
+            raise ChainTooDeepError(too_deep, MAX_CHAIN_DEPTH)
+
+    def too_deep(
+        self, anchor_depths: dict[Key, int], limit: int
+    ) -> list[tuple[SourceIdentifier, SourceIdentifier, str, int]]:
+        """New successors whose depth in their chain would pass `limit`: (source, declared
+        predecessor, canonical ID, depth), in key order."""
+        found = []
+        for i in self.new:
+            predecessor = self.declared[i]
+            if predecessor is None:
+                continue
+            anchor = self.anchors[i]
+            depth = self.depths[i] + (anchor_depths.get(anchor, 0) if anchor is not None else 0)
+            if depth > limit:
+                canonical_id = self.ids[i]
+                assert canonical_id is not None
+                found.append((self.sources[i], predecessor, canonical_id, depth))
+        found.sort(key=lambda row: source_key(row[0]))
+        return found
+
+    def anchored_ids(self) -> list[str]:
+        """The canonical IDs of the registered records new successors inherit through."""
+        return sorted(
+            {
+                self.found[anchor]
+                for i in self.new
+                if (anchor := self.anchors[i]) is not None and anchor in self.found
+            }
+        )
 
     def mismatches_of_existing(self) -> list[_Event]:
         """Registered sources whose declared predecessor has another ID (or none): recorded."""

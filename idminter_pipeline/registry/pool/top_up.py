@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from idminter_pipeline.core.canonical_ids import (
+    CANONICAL_ID_LENGTH,
     generate_canonical_ids_bulk,
     is_canonical_id,
     validate_canonical_id,
@@ -57,6 +58,7 @@ from idminter_pipeline.core.limits import (
 from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
+from idminter_pipeline.registry.packets import rows_per_statement
 from idminter_pipeline.registry.pool.health import (
     _require_count,
     count_free,
@@ -75,6 +77,8 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 600
 _LOCK_NAME_MAX = 64
 
 _INSERT_FREE_IDS_PREFIX = "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES ('"
+# Each ID adds itself and "'),('" to the statement.
+_INSERT_BYTES_PER_ID = CANONICAL_ID_LENGTH + len("'),('")
 
 # Deadlock victim, lock wait timeout: possible while minters lock free IDs (FOR UPDATE).
 _TRANSIENT_LOCK_ERRORS = frozenset({1213, 1205})
@@ -168,8 +172,13 @@ def _insert_batch(conn: Connection, ids: list[str]) -> int:
 
 
 def _insert_range(conn: Connection, ids: list[str], batch_size: int) -> int:
-    """Insert sorted `ids` batch by batch, in key order; returns how many were new."""
-    return sum(_insert_batch(conn, ids[i : i + batch_size]) for i in range(0, len(ids), batch_size))
+    """Insert sorted `ids` batch by batch, in key order; returns how many were new. A batch is
+    at most what fits the server's `max_allowed_packet` (`registry.packets`)."""
+    fitting = rows_per_statement(
+        conn, row_bytes=_INSERT_BYTES_PER_ID, fixed=len(_INSERT_FREE_IDS_PREFIX) + 2
+    )
+    size = min(batch_size, fitting)
+    return sum(_insert_batch(conn, ids[i : i + size]) for i in range(0, len(ids), size))
 
 
 def _fill(

@@ -45,6 +45,7 @@ from idminter_pipeline.core.limits import (
 )
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
+from idminter_pipeline.registry.packets import packet_runs
 from idminter_pipeline.registry.reconciliation.keyset import (
     execute,
     keyset_ranges,
@@ -88,6 +89,9 @@ MIN_BATCH_SIZE = RECONCILIATION_MIN_BATCH_SIZE
 MAX_BATCH_SIZE = RECONCILIATION_MAX_BATCH_SIZE
 DEFAULT_GRACE_PERIOD = timedelta(days=7)
 EXAMPLES = 10
+# A row of the orphans table binds two timestamps ('YYYY-MM-DD hh:mm:ss.ffffff', quoted, each
+# with its separator) and its parentheses besides its ID.
+_SEEN_AT_ROW_BYTES = 2 * (26 + 4) + 4
 # The report lists every change; beyond this many it keeps counting and logs the rest.
 MAX_LISTED_CHANGES = 100_000
 
@@ -250,17 +254,18 @@ class _Run:
             self.retired_orphans += len(evidence)
             self.note_retired(retire(conn, evidence), evidence)
             untraced = [o for o in orphans if o not in evidence]
-            if untraced:
+            for run in packet_runs(conn, untraced, per_row=_SEEN_AT_ROW_BYTES):
                 execute(
                     conn,
                     f"INSERT INTO {ORPHANS_TABLE} (CanonicalId, FirstSeenAt, LastSeenAt) VALUES "
-                    + ", ".join(["(%s, %s, %s)"] * len(untraced))
+                    + ", ".join(["(%s, %s, %s)"] * len(run))
                     + " ON DUPLICATE KEY UPDATE LastSeenAt = VALUES(LastSeenAt)",
-                    [v for o in untraced for v in (o, self.run_started, self.run_started)],
+                    [v for o in run for v in (o, self.run_started, self.run_started)],
                 )
             conn.commit()
             if in_use and self.repair:
-                self.mark_assigned(in_use)
+                for run in packet_runs(conn, in_use):
+                    self.mark_assigned(run)
         # Tracked IDs not seen in this run are no longer orphans: forget them.
         while True:
             with conn.cursor() as cursor:
@@ -319,7 +324,9 @@ class _Run:
             candidates = [value for (value,) in rows]
             lower = candidates[-1]
             retired: dict[str, str] = {}
-            outcome = return_orphans_to_pool(conn, candidates, retired=retired)
+            outcome: dict[str, str] = {}
+            for run in packet_runs(conn, candidates):
+                outcome.update(return_orphans_to_pool(conn, run, retired=retired))
             self.note_retired(sorted(retired), retired)
             for canonical, detail in outcome.items():
                 if detail == RETURNED:

@@ -30,6 +30,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     KEPT_TABLE,
     STATE_TABLE,
 )
+from idminter_pipeline.registry.packets import bound_value_bytes, packet_runs
 from idminter_pipeline.registry.reconciliation.keyset import execute
 from idminter_pipeline.registry.schema import table_exists
 
@@ -59,11 +60,16 @@ def _column_exists(conn: Connection, table: str, column: str) -> bool:
 
 def once_mapped(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
     """Candidate ID -> the first evidence found that a mapping once held it; IDs without any
-    evidence are left out. Reads only (no locks); a batch of candidates per statement."""
-    candidates = list(dict.fromkeys(candidates))
+    evidence are left out. Reads only (no locks); as many candidates per statement as fit the
+    server's `max_allowed_packet` (the provenance read binds each twice)."""
     found: dict[str, str] = {}
-    if not candidates:
-        return found
+    for run in packet_runs(conn, list(dict.fromkeys(candidates)), uses=2):
+        found.update(_once_mapped(conn, run))
+    return found
+
+
+def _once_mapped(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
 
     def note(rows: Sequence[Sequence[str]], reason: str | None = None) -> None:
         for row in rows:
@@ -134,23 +140,25 @@ def once_mapped(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
 def retire(conn: Connection, reasons: Mapping[str, str]) -> list[str]:
     """Record IDs as retired (keeping an earlier record and its reason); returns those new.
     The caller commits."""
-    if not reasons:
-        return []
-    ids = sorted(reasons)
-    already = {
-        value
-        for (value,) in execute(
-            conn,
-            f"SELECT CanonicalId FROM {RETIRED_TABLE} WHERE CanonicalId IN ({_in_list(ids)})",
-            ids,
-        )
-    }
-    new = [canonical_id for canonical_id in ids if canonical_id not in already]
-    if new:
-        execute(
-            conn,
-            f"INSERT IGNORE INTO {RETIRED_TABLE} (CanonicalId, Reason) VALUES "
-            + ", ".join(["(%s, %s)"] * len(new)),
-            [value for canonical_id in new for value in (canonical_id, reasons[canonical_id])],
-        )
+    new: list[str] = []
+    # A row binds the ID and its reason: the longest reason counts for every row.
+    reason_bytes = max((bound_value_bytes(reason) for reason in reasons.values()), default=0)
+    for ids in packet_runs(conn, sorted(reasons), per_row=reason_bytes + 4):
+        already = {
+            value
+            for (value,) in execute(
+                conn,
+                f"SELECT CanonicalId FROM {RETIRED_TABLE} WHERE CanonicalId IN ({_in_list(ids)})",
+                ids,
+            )
+        }
+        fresh = [canonical_id for canonical_id in ids if canonical_id not in already]
+        if fresh:
+            execute(
+                conn,
+                f"INSERT IGNORE INTO {RETIRED_TABLE} (CanonicalId, Reason) VALUES "
+                + ", ".join(["(%s, %s)"] * len(fresh)),
+                [v for canonical_id in fresh for v in (canonical_id, reasons[canonical_id])],
+            )
+        new.extend(fresh)
     return new

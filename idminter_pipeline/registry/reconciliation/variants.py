@@ -38,6 +38,18 @@ VARIANT_TABLES = {
 }
 
 
+def _variant_groups(rows: Sequence[Sequence[object]]) -> list[str]:
+    """Rows (hash, three folded parts, three parts), in hash order, as the groups of more than
+    one row that share hash and folded parts: `Type[system/value] | Type[system/VALUE]`."""
+    by_fold: dict[tuple[object, ...], list[str]] = {}
+    for row in rows:
+        ontology_type, source_system, source_id = row[4:7]
+        by_fold.setdefault(tuple(row[:4]), []).append(
+            f"{ontology_type}[{source_system}/{source_id}]"
+        )
+    return [" | ".join(members) for members in by_fold.values() if len(members) > 1]
+
+
 @contextmanager
 def _temporary_tables(conn: Connection, tables: dict[str, str]) -> Iterator[None]:
     """Session temporary tables (InnoDB, utf8mb4_bin), dropped afterwards.
@@ -89,8 +101,8 @@ def find_case_or_padding_variants(
     1. counts: per batch of `identifiers` (keyset on idx_canonical), add each row's hash;
     2. hashes seen more than once, per batch of the counts table;
     3. only if there are any: per batch of `identifiers`, the rows with such a hash;
-    4. per batch of those rows in hash order, GROUP BY the folded parts themselves (so two
-       keys that merely share a hash are never reported as variants).
+    4. per batch of those rows in hash order, the rows grouped by the folded parts themselves
+       (so two keys that merely share a hash are never reported as variants).
 
     `found` is given each batch's groups, as `Type[system/value] | Type[system/VALUE]` strings.
     """
@@ -136,18 +148,20 @@ def find_case_or_padding_variants(
             )
             conn.commit()
         # The batch bound is a hash, and a hash's rows fall in one batch: a group is seen
-        # whole, exactly once.
+        # whole, exactly once. Its rows come back one by one and are joined here: a group of
+        # long identifiers is longer than GROUP_CONCAT keeps (group_concat_max_len, 1 KB by
+        # default, at most max_allowed_packet), which would cut it without an error.
         for lower, upper in keyset_ranges(conn, VARIANT_ROWS, "FoldHash", batch_size):
-            groups = execute(
+            rows = execute(
                 conn,
-                "SELECT GROUP_CONCAT(CONCAT(i.OntologyType, '[', i.SourceSystem, '/', "
-                "i.SourceId, ']') ORDER BY i.OntologyType, i.SourceSystem, i.SourceId "
-                f"SEPARATOR ' | ') FROM {VARIANT_ROWS} i "
+                f"SELECT i.FoldHash, {', '.join(folded)}, i.OntologyType, i.SourceSystem, "
+                f"i.SourceId FROM {VARIANT_ROWS} i "
                 f"WHERE {range_condition('i.FoldHash', lower)} "
-                f"GROUP BY i.FoldHash, {', '.join(folded)} HAVING COUNT(*) > 1",
+                "ORDER BY i.FoldHash, i.OntologyType, i.SourceSystem, i.SourceId",
                 range_params(lower, upper),
             )
             conn.commit()
-            found([variants for (variants,) in groups])
+            groups = _variant_groups(rows)
+            found(groups)
             groups_found += len(groups)
     logger.info("variant scan: %s hashes shared, %s groups", shared, groups_found)

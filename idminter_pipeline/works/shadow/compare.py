@@ -14,8 +14,10 @@ same `state.sourceIdentifier`). Every work lands in exactly one `Category`:
 - `differ_unexpected`: anything else, each difference named by its JSON path (a work this
   minter would fail counts here too, at the path `(work)`).
 
-Equal documents are recognised by one dict comparison (C speed); the walk that names paths only
-runs for documents that differ.
+Documents are compared as JSON: by type and value, so `true` is not `1` and `6` is not `6.0`
+(Python's `==` equates both pairs). Documents that differ are mostly told apart by one dict
+comparison (C speed), documents `==` finds equal are checked for types by their JSON text
+(orjson, about as fast), and the walk that names paths only runs for documents that differ.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from idminter_pipeline.core.errors import MalformedWorkError
 from idminter_pipeline.core.excerpts import excerpt
@@ -90,13 +94,42 @@ def _shown(value: Any) -> Any:
 _MISSING = object()
 
 
+def json_equal(left: Any, right: Any) -> bool:
+    """Whether two decoded JSON values are the same JSON: equal values of the same JSON types
+    throughout (a boolean never equals a number, an integer never equals a float)."""
+    if left != right:
+        return False
+    # `==` held, so only scalar types can differ, and their JSON text shows it (`true` against
+    # `1`, `6.0` against `6`): orjson writes both at about the cost of the comparison itself.
+    try:
+        return orjson.dumps(left, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            right, option=orjson.OPT_SORT_KEYS
+        )
+    except TypeError:  # an integer beyond 64 bits, which orjson cannot write: compare types
+        return _same_types(left, right)
+
+
+def _same_types(left: Any, right: Any) -> bool:
+    """Whether two values that compare equal have the same type at every place."""
+    stack: list[tuple[Any, Any]] = [(left, right)]
+    while stack:
+        a, b = stack.pop()
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, dict):
+            stack.extend((value, b[key]) for key, value in a.items())
+        elif isinstance(a, list):
+            stack.extend(zip(a, b, strict=True))
+    return True
+
+
 def _differences(ours: Any, theirs: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
     """Every path where the two values differ, depth first (iterative: documents may nest
     deeply). An absent key is reported with `None` on its side."""
     stack: list[tuple[Any, Any, str]] = [(ours, theirs, path)]
     while stack:
         left, right, where = stack.pop()
-        if left == right:
+        if json_equal(left, right):
             continue
         if isinstance(left, dict) and isinstance(right, dict):
             children = []
@@ -179,7 +212,7 @@ def compare_work(
     """
     # Equal documents first: the common case, and one a placeholder can never reach (no
     # reference document holds one).
-    if theirs is not None and ours == theirs:
+    if theirs is not None and json_equal(ours, theirs):
         return WorkComparison(work, Category.AGREE)
     if may_mint and contains_placeholder(ours):
         return WorkComparison(work, Category.WOULD_MINT)

@@ -26,6 +26,7 @@ from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.settings import environment
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import decode_document, parse_bare_identifier
+from idminter_pipeline.works.stores.sqlite import connect_read_only
 
 # SQLite's default limit on bound parameters is 999 on old builds.
 _IDS_PER_QUERY = 500
@@ -100,9 +101,7 @@ class SqliteReference(Reference):
         if not self.path.is_file():
             raise InvalidInputError(f"--reference {self.path}: no such file")
         try:
-            self._conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
+            self._conn = connect_read_only(self.path)
             self._conn.execute("SELECT 1 FROM identified_works LIMIT 1").fetchall()
         except sqlite3.Error as error:
             raise InvalidInputError(

@@ -22,14 +22,15 @@ from idminter_pipeline.works.stores.sqlite import SqliteWorksStore, default_sqli
 
 
 def works_store_from_env(
-    environ: Mapping[str, str] | None = None, *, existing: bool = False
+    environ: Mapping[str, str] | None = None, *, existing: bool = False, read_only: bool = False
 ) -> WorksStore:
     """Elasticsearch when `ELASTICSEARCH_URL` is set, else the embedded SQLite file
     (`WORKS_STORE_PATH`, by default `.local/works.sqlite3`).
 
     Opening a SQLite store creates a missing file (the embedded default starts empty). A command
     that only reads or repairs passes `existing=True`: a mistyped path is then refused, naming
-    it, instead of being created and read as zero works."""
+    it, instead of being created and read as zero works. `read_only=True` (implies `existing`)
+    opens a SQLite file as it is and never changes it (`SqliteWorksStore`)."""
     env = environment(environ)
     if env.get("ELASTICSEARCH_URL"):
         # Imported here so the embedded default never needs the Elasticsearch client loaded.
@@ -40,9 +41,9 @@ def works_store_from_env(
         return ElasticsearchWorksStore.from_env(env)
     named = env_text("WORKS_STORE_PATH", environ=env)
     path = Path(named) if named else default_sqlite_path()
-    if existing and not path.is_file():
+    if (existing or read_only) and not path.is_file():
         raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
-    return SqliteWorksStore(path)
+    return SqliteWorksStore(path, read_only=read_only)
 
 
 __all__ = [

@@ -76,25 +76,48 @@ def default_sqlite_path() -> Path:
     return local_state_dir() / DEFAULT_FILE_NAME
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read `path` (SQLite's `mode=ro`): no journal-mode switch, no
+    schema change, no write reaches the file, whatever the caller does with it."""
+    return sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60, check_same_thread=False
+    )
+
+
 class SqliteWorksStore(WorksStore):
-    def __init__(self, path: Path | str | None = None) -> None:
+    """A SQLite works store. Opened for writing (the default) it creates a missing file, turns
+    on WAL and brings an older schema up to date. `read_only=True` opens an existing file as it
+    is, byte for byte (a shadow run reads the store it compares): nothing is created, migrated
+    or switched, and a write fails naming the file."""
+
+    def __init__(self, path: Path | str | None = None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_sqlite_path()
+        self.read_only = read_only
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection shared under a lock: Dagster may call from more than one thread.
-            self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(identified_works)")}
-            if "succession_rank" not in columns:
-                with self._conn:
-                    self._conn.execute(_ADD_RANK)
+            if read_only:
+                if not self.path.is_file():
+                    raise WorksStoreError(f"works store {self.path}: no such file")
+                self._conn = connect_read_only(self.path)
+                self._conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            else:
+                self._open_for_writing()
         except (OSError, sqlite3.Error) as error:
             raise WorksStoreError(
                 f"cannot open the works store {self.path} (WORKS_STORE_PATH): {error}"
             ) from error
         self._lock = threading.RLock()
+
+    def _open_for_writing(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared under a lock: Dagster may call from more than one thread.
+        self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(identified_works)")}
+        if "succession_rank" not in columns:
+            with self._conn:
+                self._conn.execute(_ADD_RANK)
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
