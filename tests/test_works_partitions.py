@@ -161,7 +161,7 @@ def test_a_two_window_run_with_a_bad_work_gives_each_partition_its_own_figures_a
     [alert] = _alerts(alerts_log)
     assert alert["title"] == "1 work(s) failed minting"
     assert (alert["run_id"], alert["partition"]) == (result.run_id, WINDOWS[2])
-    assert alert["cause"].startswith(f"{ORPHAN} failed at stage mint: predecessor")
+    assert alert["cause"].startswith(f"{ORPHAN} failed at stage mint: state.predecessorIdentifier")
     # The failure sensor knows the run already said so.
     skipped = failure_decision(works_run_failure_alert)(
         failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))}),
