@@ -178,7 +178,9 @@ def local_run(count: int, seed: int) -> None:
 def _failures(figures: dict[str, Any]) -> str:
     """`0 failed`, or `3 failed (2 at extract, 1 at mint)`."""
     stages = figures.get("failures_by_stage") or {}
-    by_stage = ", ".join(f"{count:,} at {stage}" for stage, count in sorted(stages.items()))
+    by_stage = ", ".join(
+        f"{count:,} at {stage}" for stage, count in sorted(stages.items()) if count
+    )
     return f"{figures['works_failed']:,} failed" + (f" ({by_stage})" if by_stage else "")
 
 
