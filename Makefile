@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
-.PHONY: setup db db-stop db-status run test test-mysql test-integration docker-engine lint docs ui bench stress clean screenshots
+.PHONY: setup db db-stop db-status run test test-mysql test-integration docker-engine lint docs ui check-defs bench stress clean screenshots
 
 # pip's and npm's own output goes to a log, shown only when an install fails: a fresh clone sees
 # one line per step, not pages of warnings about the machine's package indexes.
@@ -91,12 +91,25 @@ lint: setup
 docs: setup
 	$(BIN)/python -m tools.cli_docs
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+LOCAL_INSTANCE := deploy/local/dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: $(LOCAL_INSTANCE)
 	mkdir -p $(DAGSTER_HOME)
-	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	ln -sf $(CURDIR)/$(LOCAL_INSTANCE) $(DAGSTER_HOME)/dagster.yaml
 
+# Dagster's `dg` CLI over this project ([tool.dg] in pyproject.toml), in this virtualenv.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
+# Colour codes only on a terminal: piped into a file or a CI log, the lines are plain text.
+PLAIN := sed -u 's/\x1b\[[0-9;]*m//g'
+
+# The Dagster UI and daemon on the local instance (http://127.0.0.1:3000).
 ui: db $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	@if [ -t 1 ]; then $(DG) dev --use-active-venv; \
+	else $(DG) dev --use-active-venv 2>&1 | $(PLAIN); fi
+
+# Dagster's own check that the code location loads: every definition, resource and schedule.
+check-defs: setup $(DAGSTER_HOME)/dagster.yaml
+	@status=0; out=$$($(DG) check defs --use-active-venv 2>&1) || status=$$?; \
+	printf '%s\n' "$$out" | $(PLAIN); exit $$status
 
 # The pictures of the Dagster UI (docs/operations/dagster.md), taken with headless Chromium; never
 # part of `test`.

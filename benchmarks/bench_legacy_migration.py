@@ -31,6 +31,7 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.support import rows_by_size
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import legacy_migration
@@ -283,11 +284,7 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
 
 
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
-    sizes = (1_000_000,) if quick else (1_000_000, 10_000_000)
-    rows: list[dict[str, Any]] = []
-    for size in sizes:
-        rows.extend(_measure(settings, size))
-    return rows
+    return rows_by_size(_measure, settings, quick=quick)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Figures:
 - top-up rate (IDs/s) filling an empty pool with `top_up` (1,000,000 IDs; quick: 100,000), then
   topping up the same amount again on top of the full table;
-- the baseline the issue names: one row per INSERT statement, as the public reference minter does;
-- Python-only generation rates: `generate_canonical_ids_bulk` vs per-character `secrets.choice`;
+- the baseline: one row per INSERT statement, as the public reference minter does;
+- the Python-only generation rate of `generate_canonical_ids_bulk`;
 - the sensor's one statement (`watch_pool`, bounded at the low watermark) against an exact
   `COUNT(*)` of the whole pool, median of repeated runs.
 
@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from benchmarks.support import figure_row, standalone_main
-from idminter_pipeline.core.canonical_ids import generate_canonical_ids, generate_canonical_ids_bulk
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import (
@@ -89,23 +89,12 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     started = time.perf_counter()
     generate_canonical_ids_bulk(count)
     bulk_rate = count / (time.perf_counter() - started)
-    started = time.perf_counter()
-    generate_canonical_ids(count // 10)
-    per_char_rate = (count // 10) / (time.perf_counter() - started)
     rows.append(
         _row(
             "ID generation, bulk",
             round(bulk_rate),
             "IDs/s",
             f"{count:,} IDs; one 64-bit os.urandom word per ID, mixed radix",
-        )
-    )
-    rows.append(
-        _row(
-            "ID generation, secrets.choice per character",
-            round(per_char_rate),
-            "IDs/s",
-            f"{count // 10:,} IDs; generate_canonical_ids",
         )
     )
 

@@ -10,8 +10,8 @@ directly, and reports what Dagster adds per window (target: at most 5 ms, 1.2x t
 and how much of that is Dagster's own floor: a do-nothing asset with the same partitions and
 the same partitioned blocking check, which every window's materialization and check cost.
 That run uses an ephemeral Dagster instance (`DagsterInstance.ephemeral()`: run and event storage
-in in-memory SQLite), what `execute_in_process` uses when given none and what issue 23's baseline
-measured, so the figure is the cost of the Dagster layer itself rather than of one disk's commits.
+in in-memory SQLite), what `execute_in_process` uses when given none, so the figure is the cost
+of the Dagster layer itself rather than of one disk's commits.
 
 Runs against the database it is given (created and migrated by the harness), or on its own:
 `.venv/bin/python -m benchmarks.bench_windows [--quick]`.

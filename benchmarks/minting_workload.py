@@ -32,7 +32,7 @@ from typing import Any
 
 import pymysql
 
-from idminter_pipeline.core.canonical_ids import generate_canonical_ids
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.errors import RegistryContentionError, RegistryUnavailableError
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -102,7 +102,7 @@ def fill_pool(settings: DatabaseSettings, count: int) -> int:
     try:
         with conn.cursor() as cursor:
             while added < count:
-                ids = generate_canonical_ids(min(POOL_CHUNK, count - added))
+                ids = generate_canonical_ids_bulk(min(POOL_CHUNK, count - added))
                 cursor.executemany(
                     "INSERT IGNORE INTO canonical_ids (CanonicalId) VALUES (%s)",
                     [(canonical_id,) for canonical_id in ids],

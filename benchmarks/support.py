@@ -104,6 +104,17 @@ def server_version(settings: DatabaseSettings) -> str:
         conn.close()
 
 
+def rows_by_size(
+    measure: Callable[[DatabaseSettings, int], list[dict[str, Any]]],
+    settings: DatabaseSettings,
+    *,
+    quick: bool,
+) -> list[dict[str, Any]]:
+    """`measure`'s rows at one million rows (quick), or at one and ten million."""
+    sizes = (1_000_000,) if quick else (1_000_000, 10_000_000)
+    return [row for size in sizes for row in measure(settings, size)]
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(

@@ -111,7 +111,7 @@ def configure_environment(work_dir: Path) -> None:
     os.environ.pop("ELASTICSEARCH_URL", None)
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
 
 
 @contextlib.contextmanager

@@ -1,19 +1,11 @@
-"""The one place that builds the code location's `Definitions`."""
+"""The code location's `Definitions`: every domain folder of `defs/`, loaded as Dagster's `dg`
+projects load theirs (`load_from_defs_folder`, configured by the package's `dg.toml`, which
+travels with the installed package)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from idminter_pipeline.defs import alerts, legacy, pool, reconciliation, registry, shadow, works
-from idminter_pipeline.defs.resources import registry_database_from_env
-
-defs = dg.Definitions.merge(
-    registry.defs,
-    alerts.defs,
-    pool.defs,
-    works.defs,
-    legacy.defs,
-    reconciliation.defs,
-    shadow.defs,
-    dg.Definitions(resources={"registry_database": registry_database_from_env()}),
-)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

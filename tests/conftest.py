@@ -96,18 +96,25 @@ def empty_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettin
 @pytest.fixture
 def registry_env(registry: DatabaseSettings, monkeypatch: pytest.MonkeyPatch) -> DatabaseSettings:
     """Point the RDS_* environment (and so the CLI) at the clean test registry."""
-    for name, value in {
-        "RDS_PRIMARY_HOST": registry.host,
-        "RDS_PORT": str(registry.port),
-        "RDS_USERNAME": registry.username,
-        "RDS_PASSWORD": registry.password,
-        "IDENTIFIERS_DATABASE": registry.database,
-    }.items():
+    for name, value in registry.as_environment().items():
         monkeypatch.setenv(name, value)
     return registry
 
 
 AWS_TEST_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def works_store_env(
+    registry_env: DatabaseSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The CLI's environment for the test registry and an embedded works store of the test's own
+    (its path returned, the file not yet created)."""
+    path = tmp_path / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(path))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    return path
 
 
 @pytest.fixture

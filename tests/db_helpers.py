@@ -186,3 +186,18 @@ def wait_until_waiting_for_a_lock(
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
+
+
+def run_statements(settings: DatabaseSettings, *statements: str | tuple) -> None:
+    """Run each statement (text, or text and parameters) on one connection, then commit."""
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            for statement in statements:
+                if isinstance(statement, tuple):
+                    cursor.execute(*statement)
+                else:
+                    cursor.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()

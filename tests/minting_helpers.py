@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from db_helpers import fetch_all
 
-from idminter_pipeline.core.canonical_ids import generate_canonical_ids
+from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, connect
@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 def fill_pool(settings: DatabaseSettings, count: int) -> list[str]:
     """Insert `count` free IDs directly (independent of the pool module's top-up)."""
-    ids = generate_canonical_ids(count)
+    ids = generate_canonical_ids_bulk(count)
     conn = connect(settings)
     try:
         with conn.cursor() as cursor:

@@ -279,17 +279,22 @@ def test_oversized_batches_are_refused_and_the_limit_itself_is_accepted(seeded):
     assert {a["outcome"] for a in answers} == {"minted"}
 
 
-def test_invalid_utf8_in_a_file_is_refused(seeded, tmp_path):
-    before = registry_snapshot(seeded)
-    path = tmp_path / "requests.jsonl"
-    path.write_bytes(_line(VALID_NEW).encode() + b'\n{"source": "Work[sierra/b\xff\xfe]"}\n')
-    result = subprocess.run(
+def _mint_ids_file(path: Path) -> subprocess.CompletedProcess:
+    """`idminter mint-ids --file PATH` in a real process."""
+    return subprocess.run(
         [str(VENV_BIN / "idminter"), "mint-ids", "--file", str(path)],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
+
+
+def test_invalid_utf8_in_a_file_is_refused(seeded, tmp_path):
+    before = registry_snapshot(seeded)
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(_line(VALID_NEW).encode() + b'\n{"source": "Work[sierra/b\xff\xfe]"}\n')
+    result = _mint_ids_file(path)
     assert result.returncode == 2, result.stderr
     _assert_one_error_line(result.stdout, result.stderr, ["line 2", "\\xff\\xfe"])
     assert registry_snapshot(seeded) == before
@@ -301,13 +306,7 @@ def test_a_real_process_rejects_a_bad_line_among_many(seeded, tmp_path):
     lines.insert(250, _line("Work[sierra-system-number/b\x002]"))
     path = tmp_path / "requests.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    result = subprocess.run(
-        [str(VENV_BIN / "idminter"), "mint-ids", "--file", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = _mint_ids_file(path)
     assert result.returncode == 2, result.stderr
     _assert_one_error_line(result.stdout, result.stderr, ["\\x00"])
     assert registry_snapshot(seeded) == before

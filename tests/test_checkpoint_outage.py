@@ -1,4 +1,4 @@
-"""Resumable full runs ride out a lost registry like the minter does (issue 21, case 2).
+"""Resumable full runs ride out a lost registry like the minter does.
 
 `idminter mint --full --job-id J` in a real process, with its private MariaDB SIGKILLed for 7 s
 mid-run and started again, finishes: exit 0, every work written, the checkpoint counting each

@@ -1,8 +1,8 @@
-"""Issue 13's reproductions: bad input gives one `error:` line, never a traceback or a 10 MB echo.
+"""Bad input on the command line gives one `error:` line, never a traceback or a 10 MB echo.
 
-Each case runs the real `idminter` process where the issue's reproduction did (the traceback
-came from the process, and `--job-id $'\\xff'` needs real command-line bytes), otherwise the
-click runner. Every refused `mint-ids` call leaves the registry exactly as it was.
+Each case runs the real `idminter` process where a traceback would come from the process (and
+`--job-id $'\\xff'` needs real command-line bytes), otherwise the click runner. Every refused
+`mint-ids` call leaves the registry exactly as it was.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def test_typed_errors_show_their_traceback_only_when_debugging(registry):
 
 
 def test_a_works_store_under_proc_is_one_line(registry, tmp_path):
-    """Issue 12 gives this a domain error; whatever it raises, no traceback reaches the user."""
+    """Whatever an unwritable works store raises, no traceback reaches the user."""
     env = _env(registry, WORKS_STORE_PATH="/proc/idminter/works.sqlite3")
     result = _run(["works", "generate", "--count", "1"], env)
     assert result.returncode in (1, 2)

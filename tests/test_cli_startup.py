@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from idminter_pipeline.cli import _COMMANDS, _SUMMARIES, COMMAND_NAMES, main
+from idminter_pipeline.cli import COMMAND_NAMES, main
 
 HEAVY = ("pandas", "boto3", "botocore", "yoyo", "dagster", "elasticsearch", "numpy")
 
@@ -102,7 +102,6 @@ def test_the_listing_is_the_one_click_makes_from_the_commands_themselves(width):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     lazy, loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(_SUMMARIES) == set(_COMMANDS)  # every command listed without importing it
     assert "mint-ids" in lazy
     assert lazy == loaded
 

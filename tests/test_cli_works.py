@@ -14,18 +14,15 @@ from db_helpers import fetch_all
 from works_helpers import fill_pool
 
 from idminter_pipeline.cli import main
+from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 
 @pytest.fixture
-def works_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    path = tmp_path / "works.sqlite3"
-    monkeypatch.setenv("WORKS_STORE_PATH", str(path))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def works_env(works_store_env, connect_registry):
     fill_pool(connect_registry, 3_000)
-    return path
+    return works_store_env
 
 
 def _json(result):
@@ -109,14 +106,7 @@ def test_mint_scopes_print_the_summary(works_env, registry_env):
     summary = _json(by_ids)
     assert summary["processed"] == [works[0].id, works[1].id]
     assert summary["job_id"] == "cli-job" and summary["works_read"] == 2
-    assert summary["failures_by_stage"] == {
-        "read": 0,
-        "extract": 0,
-        "mint": 0,
-        "annotate": 0,
-        "write": 0,
-        "notify": 0,
-    }
+    assert summary["failures_by_stage"] == dict.fromkeys(map(str, Stage), 0)
     window = runner.invoke(
         main,
         [

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
@@ -11,13 +12,21 @@ from db_helpers import fetch_all
 
 from idminter_pipeline.definitions import defs
 from idminter_pipeline.defs.registry.assets import registry_schema
-from idminter_pipeline.defs.resources import RegistryDatabase, registry_database_from_env
+from idminter_pipeline.defs.resources import (
+    REGISTRY_POOL,
+    RegistryDatabase,
+    registry_database_from_env,
+)
 
+ROOT = Path(__file__).parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 
 def _graph() -> dict:
     graph = defs.resolve_asset_graph()
+    # The defs folder's modules name some definitions more than once (a sensor and the job it
+    # requests); the code location holds each once.
+    repository = defs.get_repository_def()
     return {
         "assets": {
             key.to_user_string(): sorted(dep.to_user_string() for dep in graph.get(key).parent_keys)
@@ -27,8 +36,8 @@ def _graph() -> dict:
             f"{check.asset_key.to_user_string()}:{check.name}" for check in graph.asset_check_keys
         ),
         "jobs": sorted(job.name for job in defs.resolve_all_job_defs()),
-        "schedules": sorted(s.name for s in (defs.schedules or [])),
-        "sensors": sorted(s.name for s in (defs.sensors or [])),
+        "schedules": sorted(s.name for s in repository.schedule_defs),
+        "sensors": sorted(s.name for s in repository.sensor_defs),
     }
 
 
@@ -40,24 +49,54 @@ def test_asset_graph_matches_snapshot():
     assert graph == json.loads(SNAPSHOT.read_text())
 
 
-def test_dagster_definitions_validate_passes(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+def test_dg_check_defs_passes(tmp_path):
+    """Dagster's own check of the project, as `make check-defs` runs it."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "VIRTUAL_ENV": sys.prefix}
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-m",
-            "idminter_pipeline.definitions",
-        ],
+        [str(Path(sys.executable).parent / "dg"), "check", "defs", "--use-active-venv"],
         capture_output=True,
         text=True,
         env=env,
         check=False,
         timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Validation successful" in result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
+
+
+def test_the_packaged_dg_settings_are_the_projects():
+    """`definitions.py` loads by the package's dg.toml (an installed wheel has no pyproject.toml);
+    the `dg` CLI reads [tool.dg] in pyproject.toml: the two say the same."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]
+    packaged = tomllib.loads((ROOT / "idminter_pipeline" / "dg.toml").read_text())
+    assert packaged["directory_type"] == project["directory_type"] == "project"
+    shared = {"root_module", "defs_module", "code_location_name"}
+    assert {k: packaged["project"][k] for k in shared} == {k: project["project"][k] for k in shared}
+
+
+def test_what_writes_to_the_registry_shares_one_concurrency_pool(tmp_path, monkeypatch):
+    writers = {
+        node.name
+        for job in defs.resolve_all_job_defs()
+        for node in job.graph.nodes
+        if getattr(node.definition, "pool", None) == REGISTRY_POOL
+    }
+    assert writers == {
+        "registry_schema",
+        "legacy_registry_migration",
+        "canonical_id_pool",
+        "identified_works",
+        "registry_reconciliation",
+        "mint_listed_works",
+        "swept_works",
+        "replenish_pool",
+    }
+    # The local instance bounds that pool (the production one too: tests/test_deploy_aws.py).
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "local" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
 
 
 def test_registry_schema_asset_migrates_and_records_versions(empty_database):
@@ -94,3 +133,16 @@ def test_the_password_reaches_the_resource_through_env_var(monkeypatch):
     assert "from-the-environment" not in repr(resource)
     resolved = resource.process_config_and_initialize()
     assert resolved.settings().password == "from-the-environment"
+
+
+def test_loading_the_code_location_prints_no_warnings():
+    """`make ui` and every run's log start without Dagster's Beta/Preview warning wall."""
+    loaded = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import idminter_pipeline.definitions"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stderr == ""

@@ -158,14 +158,11 @@ def test_unset_topic_means_no_notification():
 
 
 @pytest.fixture
-def cli_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def cli_env(works_store_env, connect_registry):
     fill_pool(connect_registry, 3_000)
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+    with SqliteWorksStore(works_store_env) as store:
         store.put_source(generate_works(25, seed=8))
-    return tmp_path / "works.sqlite3"
+    return works_store_env
 
 
 def test_cli_mint_announces_the_written_works(cli_env, topic, monkeypatch, connect_registry):

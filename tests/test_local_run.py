@@ -38,6 +38,12 @@ def test_local_run_mints_sample_works_through_dagster_and_is_idempotent(
         r"Work\[sierra-system-number/\S+\] \(\1\)",
         first.output,
     )
+    # Its items keep the IDs of the Sierra items they replace.
+    assert re.search(
+        r"example: Item\[folio-item/\S+\] inherited (\w{8}) from "
+        r"Item\[sierra-system-number/\S+\] \(\1\)",
+        first.output,
+    )
     mappings = fetch_all(registry_env, "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1")
     assert len(mappings) > 60
     # Topped up again after minting: the pool is left at its target, above both watermarks.

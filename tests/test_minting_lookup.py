@@ -7,6 +7,7 @@ from minting_helpers import fill_pool, register, statements_sent, work
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest, collation_key
+from idminter_pipeline.registry.minting.statements import keyed_select
 
 
 def test_lookup_returns_only_existing_ids_across_ontology_types(registry, minter):
@@ -39,7 +40,9 @@ def test_lookup_chunks_and_groups_return_every_key(registry, connect_registry):
     wanted = [SourceIdentifier(*key) for key in mappings] + [work("system-0", "absent")]
     with Minter(connect_registry, lookup_chunk_size=3) as minter:
         found = minter.lookup_ids(wanted)
-        sql, branches = minter._keyed_select(minter.connection, wanted, lock=False)
+        sql, branches = keyed_select(
+            minter.connection, wanted, chunk_size=minter.lookup_chunk_size, lock=False
+        )
     assert found == {SourceIdentifier(*key): cid for key, cid in mappings.items()}
     # 12 (OntologyType, SourceSystem) groups, each split into chunks of at most 3 values.
     assert len(branches) > 12
@@ -74,7 +77,7 @@ def test_every_lookup_branch_uses_the_primary_key(registry, conn, minter):
     # Two groups of 1,500 keys (two chunks each at the default 999) and five small groups.
     keys = [SourceIdentifier(*row[:3]) for row in rows]
     for lock in (False, True):
-        sql, branches = minter._keyed_select(conn, keys, lock=lock)
+        sql, branches = keyed_select(conn, keys, chunk_size=minter.lookup_chunk_size, lock=lock)
         plan = explain(conn, sql)
         on_table = [step for step in plan if step.table == "identifiers"]
         assert len(on_table) == len(branches) == 9, plan

@@ -1,4 +1,5 @@
-"""The package's shape: no module over 600 lines, and no import cycle among its modules.
+"""The package's shape: its root in a few parts, which part may import which, no module over
+600 lines, and no import cycle among its modules.
 
 Every module is parsed with `ast` (nothing is imported), and every import counts: at module
 level, inside functions and under `TYPE_CHECKING`, relative ones resolved against the importing
@@ -18,6 +19,23 @@ import idminter_pipeline
 PACKAGE = "idminter_pipeline"
 ROOT = Path(idminter_pipeline.__file__).parent
 MAX_LINES = 600
+
+# The root's parts, and the parts each may import (besides itself). The shared value rules
+# (`core`) import nothing of the package; the registry and the works pipeline build on them;
+# the front doors (`cli`, `defs`, `aws_lambda`) sit over those and nobody imports them, but for
+# `cli`'s `local-run`, which runs the Dagster job in process, and the code location
+# (`definitions`), which is `defs`' Definitions. The local development servers are tooling: only
+# the CLI starts them.
+ALLOWED_IMPORTS = {
+    "core": set(),
+    "registry": {"core"},
+    "works": {"core", "registry"},
+    "local_servers": {"core"},
+    "aws_lambda": {"core", "registry", "works"},
+    "defs": {"core", "registry", "works"},
+    "cli": {"core", "registry", "works", "local_servers", "defs"},
+    "definitions": {"defs"},
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -130,9 +148,46 @@ def test_the_graph_holds_the_package_imports():
     graph = import_graph()
     assert "idminter_pipeline.core.errors" in graph["idminter_pipeline.core.source_identifiers"]
     # `from package import submodule` is an edge to the submodule.
-    assert "idminter_pipeline.defs.pool" in graph["idminter_pipeline.definitions"]
+    assert "idminter_pipeline.registry.schema" in graph["idminter_pipeline.cli.local_run"]
     # Imports inside a function body count (`cli.local_run` imports the minter lazily).
     assert "idminter_pipeline.registry.minting" in graph["idminter_pipeline.cli.local_run"]
+
+
+def part_of(module: str) -> str:
+    """The root part a module belongs to: `idminter_pipeline.works.stores.sqlite` -> `works`."""
+    return module.removeprefix(f"{PACKAGE}.").partition(".")[0]
+
+
+def test_the_root_holds_its_parts_only():
+    entries = {path.stem for path in ROOT.iterdir() if path.suffix == ".py" or path.is_dir()}
+    assert entries - {"__init__", "__pycache__"} == set(ALLOWED_IMPORTS)
+
+
+def test_each_part_imports_only_the_parts_below_it():
+    graph = import_graph()
+    wrong = sorted(
+        f"  {module} imports {target}"
+        for module, targets in graph.items()
+        if module != PACKAGE
+        for target in targets
+        if target != PACKAGE
+        and part_of(target) != part_of(module)
+        and part_of(target) not in ALLOWED_IMPORTS[part_of(module)]
+    )
+    assert not wrong, "imports across the layout's directions:\n" + "\n".join(wrong)
+
+
+def test_nothing_imports_upward():
+    """A module imports no package that contains it: a package's `__init__` re-exports its
+    rooms, so importing it from one of them loops back through the room itself."""
+    graph = import_graph()
+    upward = sorted(
+        f"  {module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if module.startswith(f"{target}.")
+    )
+    assert not upward, "imports of an enclosing package:\n" + "\n".join(upward)
 
 
 def test_find_cycles_names_a_loop():
@@ -148,7 +203,7 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_named_as_a_part_of_a_sibling():
-    """A module named `<sibling>_<part>` belongs inside a `<sibling>/` package (issue 18)."""
+    """A module named `<sibling>_<part>` belongs inside a `<sibling>/` package."""
     misplaced = []
     modules = [name.rpartition(".") for name in module_files()]
     for package, _, leaf in modules:

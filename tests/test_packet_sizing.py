@@ -2,9 +2,9 @@
 and a work beyond a documented limit fails alone at `extract`, its neighbours written.
 
 The server is a private MariaDB (never the shared one) whose `max_allowed_packet` is lowered to
-1 MB (`SET GLOBAL` by its administrator: every later session starts with it), so the batches of
-issue 21 (a work with tens of thousands of 215-character item identifiers beside ordinary works)
-are several times the packet. `idminter mint` runs in a real process.
+1 MB (`SET GLOBAL` by its administrator: every later session starts with it), so the batches
+(a work with tens of thousands of 215-character item identifiers beside ordinary works) are
+several times the packet. `idminter mint` runs in a real process.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ PACKET = 1024 * 1024
 VENV_BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parent.parent
 NEIGHBOURS = 10
-# 215 characters, as in the issue: a long item identifier, far below the 255-character limit.
+# 215 characters: a long item identifier, far below the 255-character limit.
 LONG_VALUE = "x" * 200 + "-{:014d}"
 
 

@@ -1,5 +1,5 @@
 """One queued record's bad field fails that record alone, and one invocation announces each
-canonical ID once (issue 21, case 3). Against the real registry, the embedded store and SNS on
+canonical ID once. Against the real registry, the embedded store and SNS on
 the moto server."""
 
 from __future__ import annotations

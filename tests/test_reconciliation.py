@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from db_helpers import fetch_all
+from db_helpers import fetch_all, run_statements
 from legacy_helpers import SPECIAL_ROWS, make_legacy_registry, scratch_database
 
 from idminter_pipeline.cli import main
@@ -31,27 +31,15 @@ PROVENANCE_DDL = """CREATE TABLE IF NOT EXISTS identifier_provenance (
 )"""
 
 
-def _sql(settings, *statements):
-    conn = connect(settings)
-    with conn.cursor() as cursor:
-        for statement in statements:
-            if isinstance(statement, tuple):
-                cursor.execute(*statement)
-            else:
-                cursor.execute(statement)
-    conn.commit()
-    conn.close()
-
-
 def _id(settings, canonical, status="assigned"):
-    _sql(
+    run_statements(
         settings,
         ("INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)", (canonical, status)),
     )
 
 
 def _map(settings, source_id, canonical, system="sierra-system-number"):
-    _sql(
+    run_statements(
         settings,
         (
             "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
@@ -115,7 +103,9 @@ def test_orphans_return_to_the_pool_only_after_the_grace_period(registry):
     assert _status(registry, "xrphanab") == "assigned"
     assert fetch_all(registry, "SELECT CanonicalId FROM reconciliation_orphans") == [("xrphanab",)]
 
-    _sql(registry, "UPDATE reconciliation_orphans SET FirstSeenAt = FirstSeenAt - INTERVAL 2 HOUR")
+    run_statements(
+        registry, "UPDATE reconciliation_orphans SET FirstSeenAt = FirstSeenAt - INTERVAL 2 HOUR"
+    )
     later = _reconcile(registry, repair=True, grace_period=timedelta(hours=1))
     assert [(c.action, c.canonical_id) for c in later.changes] == [("returned to pool", "xrphanab")]
     assert _status(registry, "xrphanab") == "free"
@@ -126,7 +116,9 @@ def test_orphans_return_to_the_pool_only_after_the_grace_period(registry):
 def test_an_orphan_that_gains_a_mapping_is_forgotten_and_never_freed(registry):
     _id(registry, "xrphanab")
     _reconcile(registry)
-    _sql(registry, "UPDATE reconciliation_orphans SET FirstSeenAt = FirstSeenAt - INTERVAL 30 DAY")
+    run_statements(
+        registry, "UPDATE reconciliation_orphans SET FirstSeenAt = FirstSeenAt - INTERVAL 30 DAY"
+    )
     _map(registry, "b1", "xrphanab")  # e.g. inherited by a successor
     report = _reconcile(registry, repair=True, grace_period=timedelta(days=7))
     assert report.changes == []
@@ -157,7 +149,7 @@ def test_an_orphan_in_a_legacy_format_is_never_returned(registry):
 
 
 def test_a_mapping_whose_id_is_missing_is_reported_and_left_alone(registry):
-    _sql(
+    run_statements(
         registry,
         "SET foreign_key_checks = 0",
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
@@ -208,7 +200,7 @@ def scratch_registry(server_settings):
 
 
 def test_predecessor_mismatches_are_read_from_the_provenance_table(scratch_registry):
-    _sql(
+    run_statements(
         scratch_registry,
         PROVENANCE_DDL,
         "INSERT INTO identifier_provenance (EventKey, Kind, SuccessorOntologyType, "
@@ -229,7 +221,7 @@ def test_predecessor_mismatches_are_read_from_the_provenance_table(scratch_regis
 
 def test_predecessor_mismatches_are_unavailable_without_the_provenance_table(scratch_registry):
     if "identifier_provenance" in {t for (t,) in fetch_all(scratch_registry, "SHOW TABLES")}:
-        _sql(scratch_registry, "DROP TABLE identifier_provenance")
+        run_statements(scratch_registry, "DROP TABLE identifier_provenance")
     found = _reconcile(scratch_registry).result(rc.PREDECESSOR_MISMATCHES)
     assert found.status == "unavailable" and "0002" in found.note
 

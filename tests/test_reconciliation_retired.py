@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from db_helpers import fetch_all
+from db_helpers import fetch_all, run_statements
 from legacy_helpers import make_legacy_registry
 
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -33,20 +33,6 @@ from idminter_pipeline.registry.schema import (
     migration_status,
     rollback_migrations,
 )
-
-
-def _sql(settings, *statements):
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            for statement in statements:
-                if isinstance(statement, tuple):
-                    cursor.execute(*statement)
-                else:
-                    cursor.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _status(settings, canonical_id):
@@ -72,7 +58,7 @@ def _returned(report):
 
 def _assigned_by_hand(settings, *canonical_ids):
     """IDs inserted as assigned with no mapping at all: what repair may free."""
-    _sql(
+    run_statements(
         settings,
         *[
             ("INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')", (c,))
@@ -82,11 +68,15 @@ def _assigned_by_hand(settings, *canonical_ids):
 
 
 def test_an_id_whose_mapping_was_deleted_by_hand_is_retired_never_freed(registry):
-    _sql(registry, "INSERT INTO canonical_ids (CanonicalId) VALUES ('mintedab'), ('spareabc')")
+    run_statements(
+        registry, "INSERT INTO canonical_ids (CanonicalId) VALUES ('mintedab'), ('spareabc')"
+    )
     source = SourceIdentifier("Work", "sierra-system-number", "b1")
     with Minter(lambda: connect(registry)) as minter:
         assert minter.mint_ids([MintRequest(source)])[source].canonical_id == "mintedab"
-    _sql(registry, "DELETE FROM identifiers WHERE SourceId = 'b1'")  # by hand: no trace left
+    run_statements(
+        registry, "DELETE FROM identifiers WHERE SourceId = 'b1'"
+    )  # by hand: no trace left
     _assigned_by_hand(registry, "neverabc")  # assigned, but no mapping ever held it
 
     first = _repair(registry)
@@ -110,7 +100,7 @@ def test_an_id_whose_mapping_was_deleted_by_hand_is_retired_never_freed(registry
 
 def test_an_id_named_by_provenance_is_retired_and_stays_retired_after_the_rows_go(registry):
     _assigned_by_hand(registry, "heirabcd", "predabcd", "neverabc")
-    _sql(
+    run_statements(
         registry,
         # An inheritance of one ID, and a mismatch naming another as the predecessor's.
         "INSERT INTO identifier_provenance (EventKey, Kind, SuccessorOntologyType, "
@@ -125,14 +115,16 @@ def test_an_id_named_by_provenance_is_retired_and_stays_retired_after_the_rows_g
     assert _returned(report) == ["neverabc"]
     assert _retired(registry) == {"heirabcd": NAMED_BY_PROVENANCE, "predabcd": NAMED_BY_PROVENANCE}
     # The evidence is recorded: pruning provenance does not put the IDs back in play.
-    _sql(registry, "DELETE FROM identifier_provenance")
+    run_statements(registry, "DELETE FROM identifier_provenance")
     assert _returned(_repair(registry)) == []
     assert _status(registry, "heirabcd") == _status(registry, "predabcd") == "assigned"
 
 
 def test_ids_in_the_legacy_change_log_are_retired(registry):
     _assigned_by_hand(registry, "loggedab", "neverabc")
-    _sql(registry, "INSERT INTO legacy_migration_changes (CanonicalId) VALUES ('loggedab')")
+    run_statements(
+        registry, "INSERT INTO legacy_migration_changes (CanonicalId) VALUES ('loggedab')"
+    )
     conn = connect(registry)
     try:
         assert once_mapped(conn, ["loggedab", "neverabc"]) == {"loggedab": IN_THE_CHANGE_LOG}
@@ -145,7 +137,7 @@ def test_ids_in_the_legacy_change_log_are_retired(registry):
 def test_the_recheck_under_lock_retires_rather_than_frees(registry):
     """A candidate that gained evidence after the scan (here: a provenance row) is kept."""
     _assigned_by_hand(registry, "laterabc", "neverabc")
-    _sql(
+    run_statements(
         registry,
         "INSERT INTO identifier_provenance (EventKey, Kind, SuccessorOntologyType, "
         "SuccessorSourceSystem, SuccessorSourceId, PredecessorOntologyType, "
@@ -183,7 +175,9 @@ def _migrate_deleting_a_legacy_row_meanwhile(settings):
     drops the mapping, and the ID stays assigned (an orphan with a public past)."""
     make_legacy_registry(settings, LEGACY_ROWS)
     lm.migrate(_factory(settings), swap=False)
-    _sql(settings, "DELETE FROM identifiers WHERE CanonicalId = 'gonecd45'")  # the legacy table
+    run_statements(
+        settings, "DELETE FROM identifiers WHERE CanonicalId = 'gonecd45'"
+    )  # the legacy table
     report = lm.migrate(_factory(settings))
     assert report.swapped
     assert _status(settings, "gonecd45") == "assigned"
@@ -200,7 +194,7 @@ def test_a_legacy_row_deleted_during_the_migration_keeps_its_id_out_of_the_pool(
     _migrate_deleting_a_legacy_row_meanwhile(settings)
     # After the swap, a mapping of a legacy ID is deleted by hand (it is still in the kept
     # legacy table until finalize).
-    _sql(settings, "DELETE FROM identifiers WHERE CanonicalId = 'handef67'")
+    run_statements(settings, "DELETE FROM identifiers WHERE CanonicalId = 'handef67'")
     # In a registry that received a legacy copy, an unstamped assigned ID cannot be told from
     # a legacy one: even one inserted by hand is kept out (an ID lost, never one reused).
     _assigned_by_hand(settings, "neverabc")
@@ -227,7 +221,9 @@ def test_a_legacy_id_differing_only_by_case_is_kept_out_too(legacy_database):
     settings = legacy_database
     make_legacy_registry(settings, [("CASEab23", "Work", "b1", "sierra-system-number")])
     lm.migrate(_factory(settings))
-    _sql(settings, "DELETE FROM legacy_migration_state")  # leave the legacy table as evidence
+    run_statements(
+        settings, "DELETE FROM legacy_migration_state"
+    )  # leave the legacy table as evidence
     _assigned_by_hand(settings, "caseab23")
     conn = connect(settings)
     try:
@@ -254,7 +250,7 @@ def test_migration_0006_rolls_back_and_reapplies_and_reconcile_needs_it(empty_da
 
 def test_a_free_id_in_use_is_not_counted_as_an_orphan(registry):
     """The canonical_ids scan splits its rows by status: found by mutation testing."""
-    _sql(
+    run_statements(
         registry,
         "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('freeused', 'free'), "
         "('xrphanab', 'assigned')",

@@ -1,4 +1,4 @@
-"""A registry outage pages someone (issue 21, case 4): the pool sensor, ticking against a private
+"""A registry outage pages someone: the pool sensor, ticking against a private
 MariaDB that is SIGKILLed and started again, sends ONE critical alert through the alert channels
 (the log file and SNS on the moto server) once the outage outlasts
 `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`, nothing more while it lasts, and one resolution

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import dagster as dg
 import pytest
+from dagster_helpers import failure_context
 from sns_helpers import subscribed_topic
 from works_helpers import work
 
@@ -71,16 +72,6 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def _failure_context(instance, result, resources):
-    return dg.build_run_status_sensor_context(
-        sensor_name="test",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
-        resources=resources,
-    ).for_run_failure()
-
-
 def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partition(
     registry, tmp_path, instance, alerts, topic
 ):
@@ -106,7 +97,7 @@ def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partiti
     [failure] = result.get_step_failure_events()
     assert failure.step_failure_data.error.cls_name == "DagsterExecutionStepExecutionError"
 
-    assert works_run_failure_alert(_failure_context(instance, result, {"alerts": alerts})) is None
+    assert works_run_failure_alert(failure_context(instance, result, {"alerts": alerts})) is None
     [envelope] = delivered()
     message = envelope["Message"]
     assert envelope["Subject"].startswith("[CRITICAL] Minting run failed: mint_works")
@@ -136,7 +127,7 @@ def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, 
     )
     assert not result.success
 
-    context = _failure_context(instance, result, resources)
+    context = failure_context(instance, result, resources)
     assert pool_replenishment_failure_alert(context) is None
     [envelope] = delivered()
     message = envelope["Message"]
@@ -149,7 +140,7 @@ def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, 
     assert "idminter pool top-up --target 2000" in message
 
     # Other runs are not the pool sensor's to report.
-    works_context = _failure_context(instance, result, resources)
+    works_context = failure_context(instance, result, resources)
     assert "does not mint works" in works_run_failure_alert(works_context).skip_message
 
 
@@ -166,7 +157,7 @@ def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, 
         run_config={"ops": {"registry_reconciliation": {"config": {"grace_period": "a week"}}}},
     )
     assert not result.success
-    skipped = registry_reconciliation_failure_alert(_failure_context(instance, result, resources))
+    skipped = registry_reconciliation_failure_alert(failure_context(instance, result, resources))
     assert "refused by config validation" in skipped.skip_message
     assert "a week" in skipped.skip_message
     assert delivered() == []
@@ -184,7 +175,7 @@ def test_a_reconciliation_that_cannot_run_alerts_with_its_cause(registry, instan
     )
     assert not result.success
     assert (
-        registry_reconciliation_failure_alert(_failure_context(instance, result, resources)) is None
+        registry_reconciliation_failure_alert(failure_context(instance, result, resources)) is None
     )
     [envelope] = delivered()
     assert envelope["Subject"].startswith("[CRITICAL] Registry reconciliation failed")
@@ -230,7 +221,7 @@ def test_a_critical_reconciliation_finding_alerts_through_sns(
     assert f"Run: {result.run_id}" in envelope["Message"]
     assert "Cause: 1 free IDs in use (critical); examples: abcdefgh" in envelope["Message"]
     # The run said it; the failure sensor does not say it again.
-    skipped = registry_reconciliation_failure_alert(_failure_context(instance, result, resources))
+    skipped = registry_reconciliation_failure_alert(failure_context(instance, result, resources))
     assert "alerted by the run itself" in skipped.skip_message
     assert delivered() == []
 

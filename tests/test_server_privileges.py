@@ -7,8 +7,8 @@ bootstrapped by `local_database`:
   saying so, where it cannot), with `secure_file_priv` on a private folder;
 - `id_minter` holds `LOCAL_PRIVILEGES` on its own databases and nothing else (no `*.*`, no GRANT
   OPTION), and a bootstrap over a user an older bootstrap made all-powerful takes that back;
-- names that are not safe in SQL are refused, naming them, before anything runs: the injection
-  payload from the issue runs no extra statement;
+- names that are not safe in SQL are refused, naming them, before anything runs: an injection
+  payload runs no extra statement;
 - the compose init grants `id_minter` exactly what the bootstrap does;
 - the production accounts of `deploy/registry-grants.sql` can do their jobs (migrations and the
   legacy migration; minting, the pool, reconciliation) and nothing beyond them.

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 from registry_invariants import registry_snapshot
-from works_helpers import fill_pool, node, work
+from works_helpers import fill_pool, node, si, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.works.shadow.compare import Category, compare_work, is_placeholder
@@ -19,13 +19,9 @@ SIERRA = "sierra-system-number"
 
 
 @pytest.fixture
-def works_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    path = tmp_path / "works.sqlite3"
-    monkeypatch.setenv("WORKS_STORE_PATH", str(path))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def works_env(works_store_env, connect_registry):
     fill_pool(connect_registry, 500)
-    return path
+    return works_store_env
 
 
 def _stamp(minute: int) -> str:
@@ -274,21 +270,76 @@ def test_placeholders_never_look_like_canonical_ids():
     assert compare_work("w", ours, theirs).category is Category.WOULD_MINT
 
 
+def _identified(system, ontology, value, canonical_id):
+    return {**node(system, ontology, value), "canonicalId": canonical_id, "type": "Identified"}
+
+
 def test_a_root_difference_is_expected_only_when_ours_is_the_predecessors_id():
-    ours = {"state": {"canonicalId": "pred0001"}, "data": {"items": []}}
-    theirs = {"state": {"canonicalId": "legacy01"}, "data": {"items": []}}
-    assert compare_work("w", ours, theirs, predecessor_id="pred0001").category is (
+    state = {"sourceIdentifier": si("folio-instance", "Work", "f1")}
+    ours = {"state": {**state, "canonicalId": "pred0001"}, "data": {"items": []}}
+    theirs = {"state": {**state, "canonicalId": "legacy01"}, "data": {"items": []}}
+    inherits = {"Work[folio-instance/f1]": "pred0001"}
+    assert compare_work("w", ours, theirs, predecessor_ids=inherits).category is (
         Category.DIFFER_EXPECTED
     )
-    assert compare_work("w", ours, theirs, predecessor_id="other001").category is (
-        Category.DIFFER_UNEXPECTED
-    )
+    assert compare_work(
+        "w", ours, theirs, predecessor_ids={"Work[folio-instance/f1]": "other001"}
+    ).category is (Category.DIFFER_UNEXPECTED)
     assert compare_work("w", ours, theirs).category is Category.DIFFER_UNEXPECTED
     # The root difference plus anything else is unexpected, and both paths are named.
-    theirs_too = {"state": {"canonicalId": "legacy01"}, "data": {"items": [node("s", "Item", "i")]}}
-    comparison = compare_work("w", ours, theirs_too, predecessor_id="pred0001")
+    theirs_too = {
+        "state": {**state, "canonicalId": "legacy01"},
+        "data": {"items": [node("s", "Item", "i")]},
+    }
+    comparison = compare_work("w", ours, theirs_too, predecessor_ids=inherits)
     assert comparison.category is Category.DIFFER_UNEXPECTED
     assert [d.path for d in comparison.differences] == ["data.items", "state.canonicalId"]
+
+
+def test_item_and_image_ids_are_compared_and_expected_only_where_they_inherit():
+    def document(item_id, image_id, other_item_id):
+        return {
+            "state": {"sourceIdentifier": si("folio-instance", "Work", "f1"), "canonicalId": "w1"},
+            "data": {
+                "items": [
+                    {"id": _identified("folio-item", "Item", "fa", item_id)},
+                    {"id": _identified("folio-item", "Item", "fb", other_item_id)},
+                ],
+                "imageData": [{"id": _identified("mets-image", "Image", "m/1", image_id)}],
+            },
+        }
+
+    inherits = {"Item[folio-item/fa]": "itemsrr1", "Image[mets-image/m/1]": "imagemr1"}
+    theirs = document("legacyi1", "legacym1", "legacyi2")
+    # The port inherits too: the same IDs everywhere.
+    ours = document("itemsrr1", "imagemr1", "legacyi2")
+    assert compare_work("w", ours, ours, predecessor_ids=inherits).category is Category.AGREE
+    expected = compare_work("w", ours, theirs, predecessor_ids=inherits)
+    assert expected.category is Category.DIFFER_EXPECTED
+    assert [(d.path, d.ours, d.theirs) for d in expected.differences] == [
+        ("data.imageData[0].id.canonicalId", "imagemr1", "legacym1"),
+        ("data.items[0].id.canonicalId", "itemsrr1", "legacyi1"),
+    ]
+    # A key only one side has is a difference, even with null on the other.
+    theirs_extra = document("legacyi1", "legacym1", "legacyi2")
+    theirs_extra["state"]["note"] = None
+    extra = compare_work("w", ours, theirs_extra, predecessor_ids=inherits)
+    assert extra.category is Category.DIFFER_UNEXPECTED
+    # An item ID that is not its predecessor's, or an item that inherits nothing, differs
+    # unexpectedly, and the inherited ones are named beside it.
+    wrong = compare_work(
+        "w", document("itemsrr9", "imagemr1", "legacyi2"), theirs, predecessor_ids=inherits
+    )
+    assert wrong.category is Category.DIFFER_UNEXPECTED
+    unexplained = compare_work(
+        "w", document("itemsrr1", "imagemr1", "newid002"), theirs, predecessor_ids=inherits
+    )
+    assert unexplained.category is Category.DIFFER_UNEXPECTED
+    assert [d.path for d in unexplained.differences] == [
+        "data.imageData[0].id.canonicalId",
+        "data.items[0].id.canonicalId",
+        "data.items[1].id.canonicalId",
+    ]
 
 
 def test_a_shadow_run_never_waits_for_a_minters_row_locks(works_env, connect_registry, tmp_path):

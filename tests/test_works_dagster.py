@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from dagster_helpers import failure_context
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
@@ -33,6 +34,7 @@ from idminter_pipeline.defs.works.sensors import (
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.pool import PoolSettings
+from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -111,14 +113,7 @@ def test_one_partition_mints_one_window(setup, connect_registry):
     assert (figures["works_written"], figures["works_superseded"]) == (13, 2)
     assert figures["works_failed"] == 0 and figures["succession_conflicts"] == 0
     assert figures["identifiers_found"] > 15
-    assert figures["failures_by_stage"] == {
-        "read": 0,
-        "extract": 0,
-        "mint": 0,
-        "annotate": 0,
-        "write": 0,
-        "notify": 0,
-    }
+    assert figures["failures_by_stage"] == dict.fromkeys(map(str, Stage), 0)
     assert figures["failed_works_listed"] == "No work failed."
     assert figures["failed_works"].records == []
     check = _check(result)
@@ -272,16 +267,6 @@ def _failed_run(instance, job, **kwargs):
     return result, run
 
 
-def _sensor_context(instance, result, run, resources=None):
-    return dg.build_run_status_sensor_context(
-        sensor_name="test",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=run,
-        resources=resources,
-    ).for_run_failure()
-
-
 def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_person(setup):
     defs = setup["defs"]
     with dg.DagsterInstance.ephemeral() as instance:
@@ -289,7 +274,7 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
         result, run = _failed_run(
             instance, defs.resolve_job_def("mint_works"), partition_key="2026-07-30-09:00"
         )
-        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        request = pool_exhaustion_recovery(failure_context(instance, result))
         assert isinstance(request, dg.RunRequest)
         assert request.job_name == "replenish_and_mint_works"
         assert request.run_key == f"pool-recovery:{run.run_id}"
@@ -299,7 +284,7 @@ def test_an_exhausted_pool_is_replenished_and_the_window_retried_without_a_perso
         # People hear about it too, through the alerts resource.
         assert (
             works_run_failure_alert(
-                _sensor_context(instance, result, run, {"alerts": setup["resources"]["alerts"]})
+                failure_context(instance, result, {"alerts": setup["resources"]["alerts"]})
             )
             is None
         )
@@ -330,10 +315,10 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
     works = list(generate_works(3, seed=11, spacing=SPACING))
     config = {"source_identifiers": [w.id for w in works], "job_id": "ids-job"}
     with dg.DagsterInstance.ephemeral() as instance:
-        result, run = _failed_run(
+        result, _ = _failed_run(
             instance, defs.resolve_job_def("mint_works_by_id"), run_config=config
         )
-        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        request = pool_exhaustion_recovery(failure_context(instance, result))
         assert request.job_name == "replenish_and_mint_works_by_id"
         assert request.run_config == config
         retry = defs.resolve_job_def(request.job_name).execute_in_process(
@@ -344,12 +329,12 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
         assert summary["works_written"] == 3 and summary["job_id"] == "ids-job"
 
         # A failure that is not pool exhaustion is not retried automatically.
-        result, run = _failed_run(
+        result, _ = _failed_run(
             instance,
             defs.resolve_job_def("mint_works_by_id"),
             run_config={"source_identifiers": ["sierra-system-number/b-not-in-the-store"]},
         )
-        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        skipped = pool_exhaustion_recovery(failure_context(instance, result))
         assert isinstance(skipped, dg.SkipReason)
         assert "did not fail on an exhausted pool" in skipped.skip_message
 
@@ -357,13 +342,13 @@ def test_an_exhausted_pool_retries_the_explicit_ids_job_with_the_same_config(set
 def test_a_failed_recovery_run_is_not_retried_again(setup):
     defs = setup["defs"]
     with dg.DagsterInstance.ephemeral() as instance:
-        result, run = _failed_run(
+        result, _ = _failed_run(
             instance,
             defs.resolve_job_def("mint_works"),
             partition_key="2026-07-30-09:00",
             tags={RETRY_OF_TAG: "earlier"},
         )
-        skipped = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        skipped = pool_exhaustion_recovery(failure_context(instance, result))
         assert isinstance(skipped, dg.SkipReason) and "already a recovery" in skipped.skip_message
 
 
@@ -371,8 +356,8 @@ def test_an_exhausted_pool_during_a_backfill_run_retries_the_same_range(setup):
     defs = setup["defs"]
     tags = {RANGE_START: "2026-07-30-09:00", RANGE_END: "2026-07-30-09:30"}
     with dg.DagsterInstance.ephemeral() as instance:
-        result, run = _failed_run(instance, defs.resolve_job_def("mint_works"), tags=tags)
-        request = pool_exhaustion_recovery(_sensor_context(instance, result, run))
+        result, _ = _failed_run(instance, defs.resolve_job_def("mint_works"), tags=tags)
+        request = pool_exhaustion_recovery(failure_context(instance, result))
         assert request.job_name == "replenish_and_mint_works"
         assert {k: request.tags[k] for k in tags} == tags
         retry = defs.resolve_job_def(request.job_name).execute_in_process(

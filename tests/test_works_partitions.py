@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster_helpers import failure_context
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
@@ -120,16 +121,6 @@ def _alerts(alerts_log: Path) -> list[dict]:
     return [json.loads(line) for line in alerts_log.read_text().splitlines()]
 
 
-def _sensor_context(instance, result, resources):
-    return dg.build_run_status_sensor_context(
-        sensor_name="works_run_failure_alert",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
-        resources=resources,
-    ).for_run_failure()
-
-
 def test_a_two_window_run_with_a_bad_work_gives_each_partition_its_own_figures_and_check(
     defs, instance, store_path, alerts_log, connect_registry
 ):
@@ -172,7 +163,7 @@ def test_a_two_window_run_with_a_bad_work_gives_each_partition_its_own_figures_a
     assert alert["cause"].startswith(f"{ORPHAN} failed at stage mint: predecessor")
     # The failure sensor knows the run already said so.
     skipped = works_run_failure_alert(
-        _sensor_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
     )
     assert "alerted by the run itself" in skipped.skip_message
     assert len(_alerts(alerts_log)) == 1
@@ -297,7 +288,7 @@ def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     [alert] = _alerts(alerts_log)
     assert alert["run_id"] == result.run_id and ORPHAN in alert["cause"]
     skipped = works_run_failure_alert(
-        _sensor_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
+        failure_context(instance, result, {"alerts": AlertsResource(log_file=str(alerts_log))})
     )
     assert "alerted by the run itself" in skipped.skip_message
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from idminter_pipeline.cli.options import at_least_one
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
@@ -53,12 +54,10 @@ def _print_dry_run(report: legacy_migration.DryRunReport) -> None:
     help="Report what would be copied and any problem; writes nothing. Exits "
     f"{EXIT_BLOCKING_PROBLEMS} if it finds BLOCKING problems.",
 )
-@click.option(
+@at_least_one(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=LEGACY_DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help=f"Rows per copy batch, at least 1 (clamped to {LEGACY_MIN_BATCH_SIZE:,}-"
+    LEGACY_DEFAULT_BATCH_SIZE,
+    f"Rows per copy batch, at least 1 (clamped to {LEGACY_MIN_BATCH_SIZE:,}-"
     f"{LEGACY_MAX_BATCH_SIZE:,}).",
 )
 @click.option(
@@ -159,12 +158,10 @@ def rollback_legacy(yes: bool) -> None:
 
 
 @click.command("sync-legacy")
-@click.option(
+@at_least_one(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=LEGACY_DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Change-log entries per transaction.",
+    LEGACY_DEFAULT_BATCH_SIZE,
+    "Change-log entries per transaction.",
 )
 def sync_legacy(batch_size: int) -> None:
     """Apply the legacy minter's latest writes to a copy held at its synced phase

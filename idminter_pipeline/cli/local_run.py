@@ -12,103 +12,16 @@ a pool at its target, not one the sample drained below a watermark.
 
 from __future__ import annotations
 
-import os
-import warnings
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import click
 
-from idminter_pipeline.core.settings import project_root
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import works_store_from_env
 
 LOCAL_SAMPLE_WORKS = 3_000
-
-
-def mint_windows_with_dagster(first_indexed_at: Any, last_indexed_at: Any) -> dict[str, Any]:
-    """Materialize `identified_works` for the windows covering the two times, in one run of the
-    `mint_works` job on the local Dagster instance (so `make ui` shows the run)."""
-    # Dagster loads in about a second: only this command pays for it, not every `idminter` call.
-    import dagster as dg  # noqa: PLC0415
-
-    # The asset's backfill policy is a beta parameter and its partitioned checks a preview one;
-    # the warnings are noise on this console.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-
-    from idminter_pipeline.defs.alerts.resources import alerts_from_env  # noqa: PLC0415
-    from idminter_pipeline.defs.resources import registry_database_from_env  # noqa: PLC0415
-    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
-    from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
-    from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
-    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
-        churn_guard_from_env,
-        downstream_from_env,
-        works_store_from_env,
-    )
-
-    first = WORKS_PARTITIONS.get_partition_key_for_timestamp(first_indexed_at.timestamp())
-    last = WORKS_PARTITIONS.get_partition_key_for_timestamp(last_indexed_at.timestamp())
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        # The same instance `make ui` opens, so the UI shows this run.
-        Path(home).mkdir(parents=True, exist_ok=True)
-        config = Path(home) / "dagster.yaml"
-        if not config.exists() and (project_root() / "dagster.yaml").exists():
-            config.symlink_to(project_root() / "dagster.yaml")
-    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
-    # The code location's job and asset, with resources read from the environment now (the
-    # module-level `Definitions` read it once, at import).
-    job = dg.Definitions(
-        assets=[identified_works],
-        jobs=[mint_works_job],
-        resources={
-            "registry_database": registry_database_from_env(),
-            "works_store": works_store_from_env(),
-            "churn_guard": churn_guard_from_env(),
-            "downstream": downstream_from_env(),
-            "alerts": alerts_from_env(),
-        },
-    ).resolve_job_def(mint_works_job.name)
-    with instance:
-        result = job.execute_in_process(
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            },
-            # A window with a failed work fails the run (a blocking check) after every window
-            # is recorded: report it below rather than as a traceback.
-            raise_on_error=False,
-        )
-    materializations = result.asset_materializations_for_node("identified_works")
-    if not materializations:
-        failure = result.get_run_failure_event()
-        raise click.ClickException(
-            f"Dagster run {result.run_id} minted nothing: "
-            + (failure.message if failure is not None else "no window was recorded")
-        )
-    # Each window's figures are on its own partition: the run's are their sums.
-    figures: dict[str, Any] = {}
-    for materialization in materializations:
-        for key, value in materialization.metadata.items():
-            if isinstance(value.value, int | float) and not isinstance(value.value, bool):
-                figures[key] = figures.get(key, 0) + value.value
-            elif key == "failures_by_stage":
-                stages = figures.setdefault(key, {})
-                for stage, count in value.value.items():
-                    stages[stage] = stages.get(stage, 0) + count
-    figures["run_id"] = result.run_id
-    figures["partitions"] = f"{first} .. {last}"
-    figures["windows"] = len(materializations)
-    figures["windows_with_failures"] = sorted(
-        m.partition for m in materializations if m.metadata["works_failed"].value
-    )
-    return figures
 
 
 @click.command("local-run")
@@ -143,7 +56,10 @@ def local_run(count: int, seed: int) -> None:
         written = store.put_source(generate_works(count, seed=seed))
         click.echo(f"works: {written:,} sample works (seed {seed}) in {store.describe()}")
         last_indexed_at = DEFAULT_START + DEFAULT_SPACING * (count - 1)
-        figures = mint_windows_with_dagster(DEFAULT_START, last_indexed_at + timedelta(0))
+        # Dagster loads in about a second: only this command pays for it, not every `idminter` call.
+        from idminter_pipeline.defs.works.in_process import mint_windows_in_process  # noqa: PLC0415
+
+        figures = mint_windows_in_process(DEFAULT_START, last_indexed_at + timedelta(0))
         click.echo(
             f"minted through Dagster run {figures['run_id']} (windows {figures['partitions']}): "
             f"{figures['works_read']:,} works read, {figures['works_written']:,} written, "
@@ -185,7 +101,8 @@ def _failures(figures: dict[str, Any]) -> str:
 
 
 def _show_inheritance(store: Any, count: int, seed: int) -> None:
-    """One Folio successor and its Sierra predecessor: the same public ID."""
+    """One Folio successor and its Sierra predecessor: the same public ID; and, for its items
+    naming the Sierra items they replace, the same item IDs."""
     for work in generate_works(min(count, 10), seed=seed):
         extracted = extract_work(work.document, document_id=work.id)
         if extracted.predecessor is None:
@@ -193,16 +110,16 @@ def _show_inheritance(store: Any, count: int, seed: int) -> None:
         from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
         from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
 
+        declarations = extracted.declarations()
         with Minter(connection_factory()) as minter:
-            ids = minter.lookup_ids([extracted.source, extracted.predecessor])
-        if len(ids) == 2:
-            click.echo(
-                f"example: {extracted.source} inherited {ids[extracted.source]} from "
-                f"{extracted.predecessor} ({ids[extracted.predecessor]})"
-            )
-            identified = store.get_identified([ids[extracted.source]])
-            if identified:
+            ids = minter.lookup_ids([s for d in declarations for s in (d.source, d.predecessor)])
+        for declared in declarations:
+            source, predecessor = declared.source, declared.predecessor
+            if source in ids and predecessor in ids:
                 click.echo(
-                    f"         identified work {ids[extracted.source]} is in {store.describe()}"
+                    f"example: {source} inherited {ids[source]} from {predecessor} "
+                    f"({ids[predecessor]})"
                 )
+        if extracted.source in ids and store.get_identified([ids[extracted.source]]):
+            click.echo(f"         identified work {ids[extracted.source]} is in {store.describe()}")
         return

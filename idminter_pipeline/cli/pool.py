@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from idminter_pipeline.cli.options import at_least_one
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.core.limits import (
     POOL_DEFAULT_MAX_ROUNDS as DEFAULT_MAX_ROUNDS,
@@ -81,31 +82,25 @@ def status(as_json: bool) -> None:
 
 
 @pool.command("top-up")
-@click.option(
+@at_least_one(
     "--target",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Free IDs the pool should hold afterwards [default: IDMINTER_POOL_TARGET_FREE or 1M].",
+    None,
+    "Free IDs the pool should hold afterwards [default: IDMINTER_POOL_TARGET_FREE or 1M].",
 )
-@click.option(
+@at_least_one(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"IDs per INSERT statement, clamped to {MAX_BATCH_SIZE:,} [default: 50,000].",
+    None,
+    f"IDs per INSERT statement, clamped to {MAX_BATCH_SIZE:,} [default: 50,000].",
 )
-@click.option(
+@at_least_one(
     "--max-rounds",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_ROUNDS,
-    show_default=True,
-    help="How many times IDs that already exist are drawn again before giving up.",
+    DEFAULT_MAX_ROUNDS,
+    "How many times IDs that already exist are drawn again before giving up.",
 )
-@click.option(
+@at_least_one(
     "--writers",
-    type=click.IntRange(min=1),
-    default=DEFAULT_WRITERS,
-    show_default=True,
-    help=f"Connections inserting at once (clamped to {MAX_WRITERS}).",
+    DEFAULT_WRITERS,
+    f"Connections inserting at once (clamped to {MAX_WRITERS}).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def top_up_command(

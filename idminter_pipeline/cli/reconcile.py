@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from idminter_pipeline.cli.options import at_least_one
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.core.limits import (
     RECONCILIATION_DEFAULT_BATCH_SIZE,
@@ -25,12 +26,10 @@ from idminter_pipeline.core.limits import (
     show_default=True,
     help="How long an assigned ID must stay unused before --repair returns it (30m, 12h, 7d).",
 )
-@click.option(
+@at_least_one(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=RECONCILIATION_DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help=f"Keys per scan batch, at least 1 (clamped to {RECONCILIATION_MIN_BATCH_SIZE:,}-"
+    RECONCILIATION_DEFAULT_BATCH_SIZE,
+    f"Keys per scan batch, at least 1 (clamped to {RECONCILIATION_MIN_BATCH_SIZE:,}-"
     f"{RECONCILIATION_MAX_BATCH_SIZE:,}).",
 )
 def reconcile(as_json: bool, repair: bool, grace_period: str, batch_size: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import TypeVar
@@ -11,12 +11,10 @@ from typing import TypeVar
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
-from idminter_pipeline.core.strict_json import loads as strict_loads
-from idminter_pipeline.works.documents import SourceWork, json_type, parse_bare_identifier
+from idminter_pipeline.works.ndjson import read_source_works
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
     FullScope,
@@ -69,52 +67,6 @@ def generate(count: int, seed: int, offset: int, start: str) -> None:
     )
 
 
-def _read_lines(path: Path) -> Iterator[SourceWork]:
-    """Source works of an NDJSON file: each line a document, or a hit `{"_id", "_source"}`.
-
-    Lines are parsed by `strict_json`: duplicate keys, NaN and Infinity, huge integers, nesting
-    deeper than a work document may have and bytes that are not UTF-8 are refused, naming the
-    line, so the store only ever holds text the pipeline reads back unchanged.
-    """
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            value = strict_loads(line, what=where)
-            if not isinstance(value, dict):
-                raise InvalidInputError(f"{where}: expected a JSON object, got {json_type(value)}")
-            document = value.get("_source", value) if "_source" in value else value
-            document_id = value.get("_id") if "_source" in value else None
-            if "_source" in value and document_id is not None and not isinstance(document_id, str):
-                raise InvalidInputError(
-                    f"{where}: _id must be a string, got {json_type(document_id)}"
-                )
-            if not isinstance(document, dict):
-                raise InvalidInputError(f"{where}: _source must be an object")
-            if document_id is None:
-                state = document.get("state")
-                if not isinstance(state, dict) or "sourceIdentifier" not in state:
-                    raise InvalidInputError(
-                        f"{where}: no state.sourceIdentifier (and no _id) to key the work by"
-                    )
-                try:
-                    document_id = str(
-                        parse_bare_identifier(
-                            state["sourceIdentifier"], "state.sourceIdentifier", where
-                        )
-                    )
-                except MalformedWorkError as error:
-                    raise InvalidInputError(f"{where}: {error.detail}") from error
-            if "indexed_at" not in document:
-                raise InvalidInputError(f"{where}: {document_id} has no indexed_at")
-            try:
-                parse_timestamp(document["indexed_at"], what="indexed_at")
-            except InvalidInputError as error:
-                raise InvalidInputError(f"{where}: {error}") from error
-            yield SourceWork(str(document_id), document)
-
-
 @works.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(file: Path) -> None:
@@ -123,9 +75,9 @@ def load(file: Path) -> None:
     The whole file is checked first: a bad line stops the load, naming the line, and nothing
     is written.
     """
-    checked = sum(1 for _ in _read_lines(file))
+    checked = sum(1 for _ in read_source_works(file))
     with works_store_from_env() as store:
-        loaded = store.put_source(_read_lines(file))
+        loaded = store.put_source(read_source_works(file))
         echo_json(
             {
                 "loaded": loaded,
@@ -300,3 +252,97 @@ def repair_succession_command(apply: bool) -> None:
     echo_json(report.as_dict())
     if report.failed:
         sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("audit")
+@scope_options("audit")
+def audit_command(
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+) -> None:
+    """Account for every work of one scope, from the stores themselves: written, superseded,
+    failed, skipped, and the difference (missing or stale), named work by work (the first 100).
+
+    Reads the source and identified stores and looks canonical IDs up in the registry; writes
+    nothing. Prints a JSON report; exits 1 if any work is not accounted for.
+    """
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    # Imported here: `idminter works generate|load` need neither the registry nor pandas.
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.audit import audit  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = audit(store, minter.lookup_ids, scope, inheritances=minter.inheritances)
+    echo_json(report.as_dict())
+    if report.difference_count:
+        sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("sweep")
+@scope_options("sweep")
+def sweep_command(
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+) -> None:
+    """Mint the works of one scope whose identified document is missing or older than their
+    source document, whatever window they fell in (usually --full).
+
+    Prints a JSON report (what was found, the first 100 named, and what minting it did); exits
+    1 if a work failed minting.
+    """
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
+    from idminter_pipeline.works.sweeper import sweep  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with (
+        batch_run_collector(),
+        works_store_from_env(existing=True) as store,
+        Minter(factory) as minter,
+    ):
+        report = sweep(
+            store,
+            minter.lookup_ids,
+            scope,
+            lambda ids: run_from_env(ids, record_processed=False),
+            inheritances=minter.inheritances,
+        )
+    echo_json(report.as_dict())
+    if report.works_failed:
+        sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("show")
+@click.argument("subject")
+def show(subject: str) -> None:
+    """Everything known about one work: SUBJECT is Work[system/value], system/value or a
+    canonical ID.
+
+    Prints, as JSON: the source document's identifiers with each one's canonical ID; the registry
+    rows under the work's canonical ID with their provenance (inherited from what, when, which
+    job); the succession chain and which work holds the identified document; and the stored
+    identified document. Reads only. Exits 1 when neither the registry nor the store knows it.
+    """
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.diagnosis import diagnose  # noqa: PLC0415
+    from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
+
+    policy = SuccessionPolicy.from_env()
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = diagnose(subject, minter=minter, store=store, policy=policy)
+    echo_json(report)

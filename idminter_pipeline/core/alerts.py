@@ -64,17 +64,8 @@ class Severity(StrEnum):
     def rank(self) -> int:
         return _SEVERITY_RANK[self]
 
-    @property
-    def logging_level(self) -> int:
-        return _LOGGING_LEVELS[self]
-
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-_LOGGING_LEVELS = {
-    Severity.INFO: logging.INFO,
-    Severity.WARNING: logging.WARNING,
-    Severity.CRITICAL: logging.CRITICAL,
-}
 
 
 def _utc_now() -> datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 
 from idminter_pipeline.core.errors import InvalidCanonicalIdError
 
@@ -21,20 +20,6 @@ ID_SPACE_SIZE = len(FIRST_CHARACTERS) * len(OTHER_CHARACTERS) ** (CANONICAL_ID_L
 _CANONICAL_ID = re.compile(
     rf"[{FIRST_CHARACTERS}][{OTHER_CHARACTERS}]{{{CANONICAL_ID_LENGTH - 1}}}", re.ASCII
 )
-
-
-def generate_canonical_id() -> str:
-    """One new ID from the operating system's cryptographic random source."""
-    return secrets.choice(FIRST_CHARACTERS) + "".join(
-        secrets.choice(OTHER_CHARACTERS) for _ in range(CANONICAL_ID_LENGTH - 1)
-    )
-
-
-def generate_canonical_ids(count: int) -> list[str]:
-    """`count` IDs, drawn independently (duplicates are possible; callers insert-ignore them)."""
-    if count < 0:
-        raise ValueError(f"count must not be negative, got {count}")
-    return [generate_canonical_id() for _ in range(count)]
 
 
 def is_canonical_id(value: object) -> bool:

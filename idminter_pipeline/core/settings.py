@@ -8,6 +8,7 @@ translation. Passwords are held in `DatabaseSettings` but never rendered: `repr`
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,14 +31,31 @@ DEFAULT_DATABASE_NAME = "identifiers"
 MAX_PORT = 65_535
 
 
+def environment(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """`environ` when given (a test's, a Lambda's), else the process environment."""
+    return os.environ if environ is None else environ
+
+
+def env_text(
+    name: str, default: str | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The text of variable `name`; `default` when it is unset or empty."""
+    return environment(environ).get(name) or default
+
+
 def env_int(
-    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+    env: Mapping[str, str] | None,
+    name: str,
+    default: int,
+    *,
+    minimum: int,
+    maximum: int | None = None,
 ) -> int:
     """The integer in variable `name` (default when unset or empty), or an error naming both.
 
     Only decimal integers are accepted: `3391.0` or `0x0d3f` are refused, not rounded or guessed.
     """
-    text = env.get(name)
+    text = environment(env).get(name)
     if text is None or not text.strip():
         return default
     stripped = text.strip()
@@ -51,13 +69,47 @@ def env_int(
     return value
 
 
+def env_seconds(
+    env: Mapping[str, str] | None, name: str, default: float, *, maximum: float
+) -> float:
+    """The number of seconds in variable `name`, from 0 to `maximum` (fractions allowed;
+    default when unset or empty), or an error naming both."""
+    text = environment(env).get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value <= maximum:
+        raise InvalidSettingError(name, text, f"expected seconds from 0 to {maximum:g}")
+    return value
+
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None, *, default: bool = False) -> bool:
+    """Whether switch `name` is on: 1/true/yes/on, or 0/false/no/off (any case; `default` when
+    unset or empty); anything else is refused, naming it."""
+    text = environment(environ).get(name, "").strip()
+    if not text:
+        return default
+    if text.lower() in FALSE_WORDS:
+        return False
+    if text.lower() in TRUE_WORDS:
+        return True
+    raise InvalidSettingError(name, text, "expected 1, true, yes or on (or 0, false, no, off)")
+
+
 def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
 def local_state_dir() -> Path:
     """Git-ignored folder for the local database, Dagster home and sample stores."""
-    return Path(os.environ.get("IDMINTER_LOCAL_DIR", project_root() / ".local"))
+    return Path(env_text("IDMINTER_LOCAL_DIR") or project_root() / ".local")
 
 
 def local_database_port(*, mysql: bool = False) -> int:
@@ -81,7 +133,7 @@ class DatabaseSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DatabaseSettings:
-        env = os.environ if environ is None else environ
+        env = environment(environ)
         defaults = cls()
         return cls(
             host=env.get("RDS_PRIMARY_HOST") or defaults.host,
@@ -121,7 +173,7 @@ class ElasticsearchSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ElasticsearchSettings:
-        env = os.environ if environ is None else environ
+        env = environment(environ)
         defaults = cls()
         return cls(
             source_index_prefix=env.get("ES_SOURCE_INDEX_PREFIX") or defaults.source_index_prefix,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.settings import DatabaseSettings, env_text
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory, connect
+
+# The concurrency pool of every asset and op that writes to the registry: the instance's
+# `concurrency > pools` bounds how many run at once (deploy/dagster.yaml).
+REGISTRY_POOL = "registry"
 
 
 class RegistryDatabase(dg.ConfigurableResource):
@@ -22,15 +24,7 @@ class RegistryDatabase(dg.ConfigurableResource):
     aws_region: str | None = None
 
     def settings(self) -> DatabaseSettings:
-        return DatabaseSettings(
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            password=self.password,
-            database=self.database,
-            secret_name=self.secret_name,
-            aws_region=self.aws_region,
-        )
+        return DatabaseSettings(**{name: getattr(self, name) for name in _DATABASE_FIELDS})
 
     def connect(self) -> Connection:
         return connect(self.settings())
@@ -41,20 +35,17 @@ class RegistryDatabase(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings) -> RegistryDatabase:
-        return cls(
-            host=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            database=settings.database,
-            secret_name=settings.secret_name,
-            aws_region=settings.aws_region,
-        )
+        return cls(**{name: getattr(settings, name) for name in _DATABASE_FIELDS})
 
 
-def _env_or_default(name: str, default: str) -> str:
-    # EnvVar when the variable is set, so its value never shows in the UI or run config.
-    return dg.EnvVar(name) if name in os.environ else default  # type: ignore[return-value]
+# What the resource holds of `DatabaseSettings` (not the connect timeout).
+_DATABASE_FIELDS = ("host", "port", "username", "password", "database", "secret_name", "aws_region")
+
+
+def env_var(name: str, default: str | None = None) -> str | None:
+    """`EnvVar(name)` when the variable is set (not empty), so the UI and run config show its
+    name, never its value; else `default`."""
+    return dg.EnvVar(name) if env_text(name) else default  # type: ignore[return-value]
 
 
 def registry_database_from_env() -> RegistryDatabase:
@@ -62,8 +53,8 @@ def registry_database_from_env() -> RegistryDatabase:
     return RegistryDatabase(
         host=defaults.host,
         port=defaults.port,
-        username=_env_or_default("RDS_USERNAME", defaults.username),
-        password=_env_or_default("RDS_PASSWORD", defaults.password),
+        username=env_var("RDS_USERNAME", defaults.username),
+        password=env_var("RDS_PASSWORD", defaults.password),
         database=defaults.database,
         secret_name=defaults.secret_name,
         aws_region=defaults.aws_region,

@@ -10,9 +10,8 @@ clone's) is never used unless the RDS_* settings name it. When it cannot, it rai
 
 The server is locked down as far as a development server can be:
 
-- started by root, `mariadbd` runs as Debian's unprivileged `mysql` user (its folder is handed to
-  that user), unless that user cannot reach the folder (a checkout under a private home): then it
-  runs as root and says so;
+- started by root, `mariadbd` runs as Debian's unprivileged `mysql` user (its folder handed to it),
+  unless it cannot reach the folder (a checkout under a private home): then as root, saying so;
 - `secure_file_priv` is a private folder, so `SELECT ... INTO OUTFILE` and `LOAD DATA INFILE`
   cannot touch any other file;
 - `id_minter` gets only what the pipeline, `make run` and the tests need (`LOCAL_PRIVILEGES`) on
@@ -43,6 +42,7 @@ from idminter_pipeline.core.settings import (
     LOCAL_DATABASE_PASSWORD,
     LOCAL_DATABASE_USER,
     DatabaseSettings,
+    env_text,
 )
 from idminter_pipeline.local_servers.engines import LocalDatabaseError, LocalServerPaths
 
@@ -380,7 +380,7 @@ def ensure_server(
     settings = settings or DatabaseSettings.from_env()
     paths = paths or LocalServerPaths.default()
     if start_local is None:
-        start_local = "RDS_PRIMARY_HOST" not in os.environ and "RDS_PORT" not in os.environ
+        start_local = not (env_text("RDS_PRIMARY_HOST") or env_text("RDS_PORT"))
     own_port = _own_port(paths)
     version = _server_version(settings)
     if version is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from idminter_pipeline.core.errors import (
     RegistryUnreachableError,
 )
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import env_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +76,7 @@ def outage_bound(seconds: float | None = None, environ: Mapping[str, str] | None
     else 60. Refused (naming the value) unless a finite number from 0 to 3600; 0 fails at once."""
     if seconds is not None:
         return _checked_bound("outage_seconds", seconds, seconds)
-    env = os.environ if environ is None else environ
-    raw = env.get(OUTAGE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_OUTAGE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    return _checked_bound(OUTAGE_ENV, value, raw)
+    return env_seconds(environ, OUTAGE_ENV, DEFAULT_OUTAGE_SECONDS, maximum=MAX_OUTAGE_SECONDS)
 
 
 def _checked_bound(where: str, value: object, shown: object) -> float:

@@ -19,14 +19,12 @@ as sent, so the next tick tries again.
 from __future__ import annotations
 
 import json
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from idminter_pipeline.core.alerts import Alert, Severity
-from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.core.settings import env_seconds
 
 ALERT_AFTER_ENV = "IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS"
 DEFAULT_ALERT_AFTER_SECONDS = 300.0
@@ -37,19 +35,9 @@ ALERT_SOURCE = "idminter-pipeline/pool_size_sensor"
 def alert_after_seconds(environ: Mapping[str, str] | None = None) -> float:
     """How long the registry may be unreachable before someone is paged (the environment's
     `IDMINTER_REGISTRY_UNREACHABLE_ALERT_SECONDS`, default 300), refused unless 0 to 7 days."""
-    env = os.environ if environ is None else environ
-    raw = env.get(ALERT_AFTER_ENV, "").strip()
-    if not raw:
-        return DEFAULT_ALERT_AFTER_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0 <= value <= MAX_ALERT_AFTER_SECONDS:
-        raise InvalidSettingError(
-            ALERT_AFTER_ENV, raw, f"expected seconds from 0 to {MAX_ALERT_AFTER_SECONDS:g}"
-        )
-    return value
+    return env_seconds(
+        environ, ALERT_AFTER_ENV, DEFAULT_ALERT_AFTER_SECONDS, maximum=MAX_ALERT_AFTER_SECONDS
+    )
 
 
 def _utc(seconds: float) -> str:

@@ -6,7 +6,6 @@ after holding that lock, so two runners started at once apply each migration exa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from idminter_pipeline.core.errors import SchemaMigrationError
-from idminter_pipeline.core.settings import project_root
+from idminter_pipeline.core.settings import env_text, project_root
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ LOCK_TIMEOUT_SECONDS = 120
 
 def migrations_dir() -> Path:
     """`sql/` in the source tree; deployments that install a wheel point IDMINTER_SQL_DIR at it."""
-    return Path(os.environ.get("IDMINTER_SQL_DIR", project_root() / "sql"))
+    return Path(env_text("IDMINTER_SQL_DIR") or project_root() / "sql")
 
 
 @dataclass(frozen=True)

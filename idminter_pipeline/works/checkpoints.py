@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 import pymysql
@@ -227,10 +226,5 @@ class FullRunCheckpoints:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

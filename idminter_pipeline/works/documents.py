@@ -6,8 +6,10 @@ pipeline, each failing only the work it was given:
 - `decode_document` (stage `read`) turns the stored text into an object, or fails the work when
   the text is empty, not JSON, or JSON `null` / not an object;
 - `extract_work` (stage `extract`) finds each object that has a `sourceIdentifier` key, at any
-  depth, and the work's optional `state.predecessorIdentifier`. Bare source identifiers
-  (`otherIdentifiers`, `data.otherIdentifiers`) and the predecessor itself are never minted;
+  depth, and the `predecessorIdentifier` any of them carries beside it (the work's own in
+  `state`, an item's in its id object). Bare source identifiers (`otherIdentifiers`,
+  `data.otherIdentifiers`) and predecessors themselves are never minted; a document naming two
+  predecessors for one source, or predecessors that loop, is refused naming both places;
 - `annotate_work` (stage `annotate`) sets `canonicalId` on each node `extract_work` found and
   turns `identifiedType` into `type` (`Identifiable` becomes `Identified`); nothing else changes.
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -41,8 +43,10 @@ import orjson
 from idminter_pipeline.core.errors import (
     InvalidSourceIdentifierError,
     MalformedWorkError,
+    PredecessorCycleError,
 )
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import (
     SourceIdentifier,
     document_identifier,
@@ -50,6 +54,7 @@ from idminter_pipeline.core.source_identifiers import (
 )
 from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
 from idminter_pipeline.core.strict_json import loads as strict_loads
+from idminter_pipeline.works.json_paths import json_type, path_to
 
 
 class Stage(StrEnum):
@@ -69,8 +74,8 @@ WORK_ONTOLOGY_TYPE = "Work"
 # `strict_json`), so whatever the load accepts the pipeline accepts. Catalogue documents nest
 # about a dozen levels.
 MAX_DOCUMENT_DEPTH = DEFAULT_MAX_DEPTH
-# The most distinct source identifiers one work may carry (its own, its nodes' and its
-# predecessor), refused at `extract` beyond: one work's share of its batch's mint transaction and
+# The most distinct source identifiers one work may carry (its own, its nodes' and their
+# predecessors), refused at `extract` beyond: one work's share of its batch's mint transaction and
 # of its identified document stays bounded. Catalogue works carry up to a few thousand (items);
 # the statements themselves are cut to the server's packet limit whatever the count
 # (`registry.packets`), so this bounds one work, not a statement. Each identifier's parts are at
@@ -121,6 +126,15 @@ class IdentifiableNode(NamedTuple):
     source: SourceIdentifier
 
 
+class DeclaredPredecessor(NamedTuple):
+    """A node's `predecessorIdentifier`: the node (`state` for the work's own), the source it
+    identifies, and the source whose canonical ID that one inherits when it is new."""
+
+    node: dict[str, Any]
+    source: SourceIdentifier
+    predecessor: SourceIdentifier
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractedWork:
     """What one document asks of the registry, and where its answers go."""
@@ -130,32 +144,24 @@ class ExtractedWork:
     predecessor: SourceIdentifier | None
     nodes: tuple[IdentifiableNode, ...]
     document: dict[str, Any] = field(repr=False, compare=False)
+    # The predecessors named by nodes other than `state` (items, images, ...), in document order.
+    node_predecessors: tuple[DeclaredPredecessor, ...] = ()
 
     @property
     def identifiers(self) -> tuple[SourceIdentifier, ...]:
         """Distinct source identifiers, the work's own first."""
         return tuple(dict.fromkeys([self.source, *(node.source for node in self.nodes)]))
 
-    def node_paths(self) -> list[str]:
-        """The JSON path of each node, in `nodes` order (built on demand: errors, tests)."""
-        return [path_to(self.document, node.node) for node in self.nodes]
+    def declarations(self) -> list[DeclaredPredecessor]:
+        """Every predecessor the document names, the work's own first."""
+        own = []
+        if self.predecessor is not None:
+            own.append(DeclaredPredecessor(self.document["state"], self.source, self.predecessor))
+        return [*own, *self.node_predecessors]
 
-
-def json_type(value: object) -> str:  # noqa: PLR0911
-    """The JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    def predecessor_path(self, declared: DeclaredPredecessor) -> str:
+        """The JSON path of a declaration's `predecessorIdentifier` (for error messages)."""
+        return predecessor_path(self.document, declared.node)
 
 
 def work_document_id(text: object) -> str:
@@ -417,6 +423,7 @@ def extract_work(
     work_id = str(source)
 
     nodes: list[IdentifiableNode] = []
+    declaring: list[IdentifiableNode] = []
     # Locals for the loop over every node; `tuple.__new__` builds the named tuple without the
     # Python-level `__new__` its class generates.
     add, known_get, make_identifier, new_node = (
@@ -426,16 +433,6 @@ def extract_work(
         tuple.__new__,
     )
     for node in _identifiable_objects(document, work_id):
-        if (
-            "predecessorIdentifier" in node
-            and node is not state
-            and node["predecessorIdentifier"] is not None
-        ):
-            raise _fail(
-                work_id,
-                f"{path_to(document, node)}.predecessorIdentifier: only the work itself (state) "
-                "may name a predecessor",
-            )
         # `_cached_identifier`, inlined: this runs for every node. A key seen before in the batch
         # is one lookup; a new one in the plain form is validated and built in one call; anything
         # else goes the slow way, which accepts it or names what is wrong.
@@ -455,40 +452,84 @@ def extract_work(
             else:
                 known[key] = found
         add(new_node(IdentifiableNode, (node, found)))
-    if len(nodes) + 2 > MAX_IDENTIFIERS_PER_WORK:  # only then is counting the distinct ones due
-        distinct = len({source, predecessor, *(node.source for node in nodes)} - {None})
+        if "predecessorIdentifier" in node and node is not state:
+            declaring.append(nodes[-1])
+    node_predecessors = (
+        _node_predecessors(document, work_id, known, declaring, (source, predecessor))
+        if declaring
+        else ()
+    )
+    if len(nodes) + len(node_predecessors) + 2 > MAX_IDENTIFIERS_PER_WORK:
+        # Only then is counting the distinct ones due.
+        distinct = len(
+            {
+                source,
+                predecessor,
+                *(node.source for node in nodes),
+                *(declared.predecessor for declared in node_predecessors),
+            }
+            - {None}
+        )
         if distinct > MAX_IDENTIFIERS_PER_WORK:
             raise _fail(
                 work_id,
                 f"carries {distinct:,} distinct source identifiers; at most "
                 f"{MAX_IDENTIFIERS_PER_WORK:,} per work are minted (MAX_IDENTIFIERS_PER_WORK)",
             )
-    return ExtractedWork(work_id, source, predecessor, tuple(nodes), document)
+    return ExtractedWork(work_id, source, predecessor, tuple(nodes), document, node_predecessors)
 
 
-def _children(value: Any, path: str) -> Iterator[tuple[Any, str]]:
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield child, f"{path}.{key}" if path else key
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield child, f"{path}[{index}]"
+def predecessor_path(document: Any, node: dict[str, Any]) -> str:
+    """The JSON path of `node`'s `predecessorIdentifier` inside `document`."""
+    return f"{path_to(document, node)}.predecessorIdentifier".lstrip(".")
 
 
-def path_to(document: Any, target: Any) -> str:
-    """The JSON path of the object `target` (by identity) inside `document`; '' for the root.
-
-    Only for error messages: it builds a path for every value it passes, which extraction never
-    does on its way through a good document.
-    """
-    stack: list[tuple[Any, str]] = [(document, "")]
-    while stack:
-        value, path = stack.pop()
-        if value is target:
-            return path
-        if isinstance(value, dict | list):
-            stack.extend(reversed(list(_children(value, path))))
-    return "?"
+def _node_predecessors(
+    document: dict[str, Any],
+    work_id: str,
+    known: IdentifierCache,
+    declaring: list[IdentifiableNode],
+    own: tuple[SourceIdentifier, SourceIdentifier | None],
+) -> tuple[DeclaredPredecessor, ...]:
+    """The predecessors that nodes other than `state` name (`null` names none), checked with
+    the work's own: a node is not its own predecessor, one source has one predecessor within a
+    document, and the declarations do not loop."""
+    found: list[DeclaredPredecessor] = []
+    for node, source in declaring:
+        if node["predecessorIdentifier"] is None:
+            continue
+        predecessor = _cached_identifier(node["predecessorIdentifier"], known) or _identifier(
+            node, "predecessorIdentifier", known, work_id=work_id, document=document
+        )
+        if predecessor == source:
+            raise _fail(
+                work_id,
+                f"{predecessor_path(document, node)}: {source} cannot be its own predecessor",
+            )
+        found.append(DeclaredPredecessor(node, source, predecessor))
+    if not found:
+        return ()
+    declarations = list(found)
+    source, predecessor = own
+    if predecessor is not None:
+        declarations.insert(0, DeclaredPredecessor(document["state"], source, predecessor))
+    first: dict[SourceIdentifier, DeclaredPredecessor] = {}
+    for declared in declarations:
+        earlier = first.setdefault(declared.source, declared)
+        if earlier.predecessor != declared.predecessor:
+            raise _fail(
+                work_id,
+                f"{predecessor_path(document, earlier.node)} and "
+                f"{predecessor_path(document, declared.node)} name different predecessors for "
+                f"{declared.source}: {earlier.predecessor} and {declared.predecessor}",
+            )
+    if len(first) > 1:
+        try:
+            reject_cycles({source: declared.predecessor for source, declared in first.items()})
+        except PredecessorCycleError as error:
+            places = " and ".join(predecessor_path(document, first[s].node) for s in error.cycle)
+            raise _fail(work_id, f"{places} form a {error}") from None
+    return tuple(found)
 
 
 # -- annotate ------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from tenacity.wait import wait_base
 
 from idminter_pipeline.core.errors import DownstreamNotificationError, InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import env_text
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +285,5 @@ def _log_retry(topic_arn: str) -> Callable[[Any], None]:
 
 def downstream_notifier_from_env(environ: Mapping[str, str] | None = None) -> SnsNotifier | None:
     """The notifier `IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN` names, or None when it is unset."""
-    env = os.environ if environ is None else environ
-    topic_arn = env.get(TOPIC_ARN_ENV)
+    topic_arn = env_text(TOPIC_ARN_ENV, environ=environ)
     return SnsNotifier(topic_arn) if topic_arn else None

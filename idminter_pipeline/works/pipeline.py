@@ -11,9 +11,11 @@ work. Each work passes five stages, and a failure at any of them fails that work
   is not the `_id` it is stored under (which is also how two rows claiming one work show up: at
   most one of them can be stored under that work's id), or one id read twice in a batch. Such
   works are left out of the batch's mint request;
-- `mint`: if the minter refuses the batch for a reason that names works (a missing predecessor,
-  two predecessors for one source, a predecessor cycle), exactly the works that declared those
-  are failed and the batch is re-run once without them; the churn guard fails works here too;
+- `mint`: works whose predecessors (any node's, `works.predecessors`) conflict with or loop
+  with another work's are failed before the registry is asked; if the minter refuses the batch
+  for a missing predecessor, exactly the works that declared it are failed and the batch is
+  re-run without them; a work carrying a source whose declaration was refused fails with it;
+  the churn guard fails works here too;
 - `annotate`: a node with no canonical ID, or already carrying a different one;
 - `write`: the store refused the document;
 - `notify`: with a downstream notifier, the works written are announced right after each batch's
@@ -48,11 +50,9 @@ from itertools import islice
 from typing import Any, Protocol
 
 from idminter_pipeline.core.errors import (
-    ConflictingPredecessorsError,
     InvalidInputError,
     MalformedWorkError,
     MissingPredecessorError,
-    PredecessorCycleError,
 )
 from idminter_pipeline.core.limits import (
     DEFAULT_BATCH_SIZE,
@@ -62,6 +62,7 @@ from idminter_pipeline.core.limits import (
 )
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
+from idminter_pipeline.works import predecessors
 from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.documents import (
@@ -215,35 +216,6 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
-
-
-def _requests(works: Iterable[ExtractedWork]) -> list[MintRequest]:
-    """One request per distinct source of the batch; a work's own source carries its
-    predecessor even where another work names it as a plain node."""
-    declared: dict[SourceIdentifier, SourceIdentifier | None] = {}
-    for work in works:
-        declared[work.source] = work.predecessor
-    for work in works:
-        for node in work.nodes:
-            declared.setdefault(node.source, None)
-    return [MintRequest(source, predecessor) for source, predecessor in declared.items()]
-
-
-def _offenders(error: Exception, works: Mapping[str, ExtractedWork]) -> set[str]:
-    """The works (by id) that declared what the minter refused."""
-    if isinstance(error, MissingPredecessorError):
-        pairs = set(error.missing)
-        return {i for i, w in works.items() if (w.source, w.predecessor) in pairs}
-    if isinstance(error, ConflictingPredecessorsError):
-        return {
-            i
-            for i, w in works.items()
-            if w.source == error.source and w.predecessor in error.predecessors
-        }
-    if isinstance(error, PredecessorCycleError):
-        cycle = set(error.cycle)
-        return {i for i, w in works.items() if w.source in cycle and w.predecessor is not None}
-    return set()
 
 
 class WorksPipeline:
@@ -522,34 +494,39 @@ class WorksPipeline:
     def _mint(
         self, works: dict[str, ExtractedWork], summary: RunSummary, job_id: str | None
     ) -> dict[SourceIdentifier, MintResult]:
+        """The `mint` stage: one transaction for the batch's works, after failing those whose
+        predecessors conflict or loop across works; a work naming a predecessor the registry
+        lacks fails, and the batch is asked again without it (`works.predecessors`)."""
+        self._refuse(works, predecessors.conflicts(works), summary)
+        self._refuse(works, predecessors.cycles(works), summary)
         for _ in range(MAX_MINT_ATTEMPTS):
             if not works:
                 return {}
             summary.mint_calls += 1
             try:
-                return self.minter.mint_ids(_requests(works.values()), job_id=job_id)
-            except (
-                MissingPredecessorError,
-                ConflictingPredecessorsError,
-                PredecessorCycleError,
-            ) as error:
-                offenders = _offenders(error, works)
-                if not offenders:
+                return self.minter.mint_ids(
+                    predecessors.batch_requests(works.values()), job_id=job_id
+                )
+            except MissingPredecessorError as error:
+                refused = predecessors.missing(error, works)
+                if not refused:
                     raise
-                for work_id in sorted(offenders):
-                    declared = works.pop(work_id)
-                    summary.fail(WorkFailure(work_id, Stage.MINT, _refusal(error, declared)))
+                self._refuse(works, refused, summary)
         raise RuntimeError(  # pragma: no cover - each attempt removes at least one work
             f"the registry refused a batch {MAX_MINT_ATTEMPTS} times"
         )
 
-
-def _refusal(error: Exception, work: ExtractedWork) -> str:
-    if isinstance(error, MissingPredecessorError):
-        return (
-            f"predecessor {work.predecessor} is not in the registry (mint it first, or fix "
-            "state.predecessorIdentifier)"
-        )
-    if isinstance(error, PredecessorCycleError):
-        return f"predecessor cycle: {error}"
-    return str(error)
+    @staticmethod
+    def _refuse(
+        works: dict[str, ExtractedWork],
+        refused: dict[str, list[predecessors.Refusal]],
+        summary: RunSummary,
+    ) -> None:
+        """Fail the refused works at `mint`, and the works holding back what they declared."""
+        while refused:
+            for work_id in sorted(refused):
+                del works[work_id]
+                summary.fail(
+                    WorkFailure(work_id, Stage.MINT, predecessors.describe(refused[work_id]))
+                )
+            refused = predecessors.held_back(works, refused)

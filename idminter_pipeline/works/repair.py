@@ -29,7 +29,6 @@ from itertools import islice
 from typing import Any
 
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.stores import IdsScope, WorksStore
 from idminter_pipeline.works.succession import SuccessionPolicy, build_chains, work_name
@@ -123,8 +122,6 @@ def stale_documents(
         for canonical_id, chain in chains.items():
             if report is not None:
                 report.chains_checked += 1
-            if chain.holder[0] != WORK_ONTOLOGY_TYPE:
-                continue  # only works have identified documents
             holder, rank = work_name(chain.holder), chain.ranks[chain.holder]
             stored = held.get(canonical_id)
             if stored is None:

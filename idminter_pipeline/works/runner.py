@@ -1,34 +1,91 @@
-"""Run the works pipeline outside Dagster (CLI, Lambda): settings from the environment."""
+"""The one place the works pipeline is assembled: a store, the registry's minter, the churn guard
+(whose trips are logged and alerted) and the downstream topic.
+
+`open_works_pipeline` serves every front door: the Dagster assets and ops pass their resources,
+and `run_from_env` (the CLI and the Lambda) passes what the environment names.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Protocol
 
-from idminter_pipeline.core.alerts import LogFileChannel, LoggerChannel, send_alert
+from idminter_pipeline.core.alerts import AlertChannel, LogFileChannel, LoggerChannel, send_alert
 from idminter_pipeline.core.errors import AlertDeliveryError
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.registry.connection import connection_factory
+from idminter_pipeline.registry.connection import ConnectionFactory, connection_factory
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
-from idminter_pipeline.works.downstream import downstream_notifier_from_env
+from idminter_pipeline.works.downstream import DownstreamNotifier, downstream_notifier_from_env
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
-from idminter_pipeline.works.stores import FullScope, WorkScope, works_store_from_env
+from idminter_pipeline.works.stores import FullScope, WorkScope, WorksStore, works_store_from_env
 
 logger = logging.getLogger(__name__)
 
 
-def _alert_churn(job_id: str | None) -> object:
+class RunLog(Protocol):
+    """Where a run says what went wrong: a `logging.Logger` or Dagster's `context.log`."""
+
+    def error(self, msg: str) -> object: ...
+
+    def warning(self, msg: str) -> object: ...
+
+
+def churn_alerter(
+    channels: Sequence[AlertChannel], log: RunLog, *, job_id: str | None
+) -> Callable[[ChurnTrip], None]:
+    """Logs every churn trip and alerts each reason once per pipeline (a multi-window run starts
+    a fresh guard per window; people hear about a tripped guard once). An alert channel being
+    down must not undo minting that already committed: it is a warning."""
+    alerted: set[str] = set()
+
     def alert(trip: ChurnTrip) -> None:
-        logger.error(trip.reason)
+        log.error(trip.reason)
+        if trip.reason in alerted:
+            return
+        alerted.add(trip.reason)
         try:
-            send_alert(trip.alert(job_id=job_id), [LoggerChannel(), LogFileChannel()])
+            send_alert(trip.alert(job_id=job_id), channels)
         except AlertDeliveryError as error:
-            logger.warning("churn alert not delivered everywhere: %s", error)
+            log.warning(f"churn alert not delivered everywhere: {error}")
 
     return alert
+
+
+@contextmanager
+def open_works_pipeline(
+    open_store: Callable[[], AbstractContextManager[WorksStore]],
+    connect: ConnectionFactory,
+    *,
+    churn_guard: ChurnGuardPolicy,
+    alert_channels: Sequence[AlertChannel],
+    log: RunLog,
+    job_id: str | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    record_processed: bool = True,
+    notifier: DownstreamNotifier | None = None,
+    announce_once: bool = False,
+) -> Iterator[WorksPipeline]:
+    """The works pipeline over an opened store and the registry's minter, both closed on exit.
+
+    Churn trips are logged to `log` and alerted through `alert_channels` (`churn_alerter`).
+    `announce_once` announces the written works after the run's last write, each canonical ID
+    once (`WorksPipeline`).
+    """
+    with open_store() as store, Minter(connect) as minter:
+        yield WorksPipeline(
+            store,
+            minter,
+            batch_size=batch_size,
+            churn_guard=churn_guard,
+            on_churn_trip=churn_alerter(alert_channels, log, job_id=job_id),
+            record_processed=record_processed,
+            notifier=notifier,
+            announce_once=announce_once,
+        )
 
 
 def run_from_env(
@@ -41,11 +98,10 @@ def run_from_env(
     announce_once: bool = False,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
-    names.
+    names; churn alerts go to Python logging and the alert log file.
 
     A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
-    run with that job id wrote. `announce_once` announces the written works after the run's
-    last write, each canonical ID once (`WorksPipeline`).
+    run with that job id wrote.
     """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
@@ -53,17 +109,18 @@ def run_from_env(
     factory = connection_factory(settings)
     resumable = isinstance(scope, FullScope) and job_id is not None
     with (
-        works_store_from_env(environ) as store,
-        Minter(factory) as minter,
-        FullRunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
-    ):
-        return WorksPipeline(
-            store,
-            minter,
-            batch_size=batch_size,
+        open_works_pipeline(
+            lambda: works_store_from_env(environ),
+            factory,
             churn_guard=ChurnGuardPolicy.from_env(environ),
-            on_churn_trip=_alert_churn(job_id),  # type: ignore[arg-type]
+            alert_channels=[LoggerChannel(), LogFileChannel()],
+            log=logger,
+            job_id=job_id,
+            batch_size=batch_size,
             record_processed=record_processed,
             notifier=notifier,
             announce_once=announce_once,
-        ).run(scope, job_id=job_id, checkpoints=checkpoints)
+        ) as pipeline,
+        FullRunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
+    ):
+        return pipeline.run(scope, job_id=job_id, checkpoints=checkpoints)

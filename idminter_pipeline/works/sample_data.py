@@ -10,7 +10,9 @@ Works come in blocks of ten, in `indexed_at` order, the way the source index see
 | 8 | an Axiell Collections successor naming CALM work 4 as its predecessor |
 | 9 | a METS work (odd blocks) or a Miro image work (even blocks) |
 
-Every seventh block's second Folio record has no predecessor (a genuinely new record). Works
+A Folio successor's item `n` names Sierra item `n` of its predecessor, where that work has one,
+as its `predecessorIdentifier` (items keep their IDs across the migration). Every seventh
+block's second Folio record has no predecessor (a genuinely new record), nor have its items. Works
 carry items, images, contributors, subjects, genres and METS / Miro merge candidates drawn from
 shared vocabularies, about six identifiers per work. `generate_works` streams: a work depends only
 on the seed and its index, so millions cost no memory and any slice can be regenerated alone.
@@ -206,6 +208,31 @@ def _calm_uuid(seed: int, block: int, position: int) -> str:
     return _uuid(seed, "calm", block, position)
 
 
+def _sierra_item_count(seed: int, index: int, rng: random.Random | None = None) -> int:
+    """How many items Sierra work `index` carries: its generator's first draw (`rng`, or a
+    fresh one for a Folio successor asking which of its items have a Sierra predecessor)."""
+    return (rng or random.Random(f"{seed}:{index}")).choice((1, 1, 2))
+
+
+def _folio_items(
+    seed: int, block: int, position: int, rng: random.Random, *, migrated: bool
+) -> list[dict[str, Any]]:
+    """A Folio record's items; a migrated record's keep the IDs of the Sierra items they
+    replace (item `n` names item `n` of its Sierra predecessor, where that work has one)."""
+    sierra_index = block * BLOCK + position - 6
+    sierra_items = _sierra_item_count(seed, sierra_index) if migrated else 0
+    bib = _sierra_bib(seed, block, position - 6)
+    items = []
+    for n in range(rng.choice((1, 2))):
+        item = _id_object("folio-item", "Item", _uuid(seed, "folio-item", block, position, n))
+        if n < sierra_items:
+            item["predecessorIdentifier"] = _si(
+                "sierra-system-number", "Item", _sierra_number("i", bib * 2 + n)
+            )
+        items.append({"id": item, "title": f"v.{n + 1}", "locations": []})
+    return items
+
+
 def sample_work(
     index: int,
     *,
@@ -230,7 +257,7 @@ def sample_work(
         b_number = _sierra_number("b", bib)
         source = _si("sierra-system-number", "Work", b_number)
         others.append(_si("sierra-identifier", "Work", str(bib)))
-        for n in range(rng.choice((1, 1, 2))):
+        for n in range(_sierra_item_count(seed, index, rng)):
             items.append(
                 {
                     "id": _id_object(
@@ -272,16 +299,7 @@ def sample_work(
                 candidates.append(
                     {"id": _id_object("mets", "Work", b_number), "reason": "METS work"}
                 )
-        for n in range(rng.choice((1, 2))):
-            items.append(
-                {
-                    "id": _id_object(
-                        "folio-item", "Item", _uuid(seed, "folio-item", block, position, n)
-                    ),
-                    "title": f"v.{n + 1}",
-                    "locations": [],
-                }
-            )
+        items.extend(_folio_items(seed, block, position, rng, migrated=not is_new))
     elif position == 8:
         source = _si("axiell-collections-id", "Work", f"AC{seed % 1000:03d}{block:08d}")
         predecessor = _si("calm-record-id", "Work", _calm_uuid(seed, block, 4))

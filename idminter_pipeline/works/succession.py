@@ -25,13 +25,15 @@ rule between live successors at one depth is the configured precedence of source
 (`IDMINTER_SUCCESSION_PRECEDENCE`, highest first; the RFC's merger precedence by default:
 Axiell Collections over Sierra, Folio over CALM), then the earlier inheritance.
 
+The chains are the works' alone: inheritances between items, images or concepts (any node may
+name a predecessor) never decide which work owns a document.
+
 Pure logic: the registry reads the inheritances (`registry.minting.chains`), the stores enforce
 the ranks.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +41,9 @@ from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.minting import Inheritance, Key
+from idminter_pipeline.works.documents import WORK_ONTOLOGY_TYPE
 
 PRECEDENCE_ENV = "IDMINTER_SUCCESSION_PRECEDENCE"
 # The RFC's merger precedence (Axiell Collections over Sierra, Folio over CALM), as one order:
@@ -93,8 +97,7 @@ class SuccessionPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SuccessionPolicy:
         """`IDMINTER_SUCCESSION_PRECEDENCE`: comma-separated source systems, highest first."""
-        env = os.environ if environ is None else environ
-        text = env.get(PRECEDENCE_ENV, "").strip()
+        text = environment(environ).get(PRECEDENCE_ENV, "").strip()
         if not text:
             return cls()
         return cls(tuple(part.strip() for part in text.split(",")))
@@ -158,9 +161,17 @@ class Chain:
 
 
 def build_chains(inheritances: Iterable[Inheritance], policy: SuccessionPolicy) -> dict[str, Chain]:
-    """Each canonical ID's chain, from its inheritances."""
+    """Each canonical ID's chain, from its works' inheritances: only a work inheriting from a
+    work makes a chain. An item, image or concept inheriting its predecessor's ID (a Folio item
+    keeping its Sierra item's) shares no identified document, so it neither owns one nor takes
+    one from a work, even if its declaration crossed ontology types."""
     by_id: dict[str, list[Inheritance]] = {}
     for inheritance in inheritances:
+        if (
+            inheritance.successor[0] != WORK_ONTOLOGY_TYPE
+            or inheritance.predecessor[0] != WORK_ONTOLOGY_TYPE
+        ):
+            continue
         by_id.setdefault(inheritance.canonical_id, []).append(inheritance)
     return {cid: _chain(cid, edges, policy) for cid, edges in by_id.items()}
 

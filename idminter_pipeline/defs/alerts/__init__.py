@@ -1,5 +1,1 @@
-import dagster as dg
-
-from idminter_pipeline.defs.alerts.resources import alerts_from_env
-
-defs = dg.Definitions(resources={"alerts": alerts_from_env()})
+"""Alerts in Dagster: the `alerts` resource and what a failed run says about its failure."""

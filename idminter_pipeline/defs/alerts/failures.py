@@ -9,13 +9,16 @@ its message, the run and the partition, so `FailedRun` collects them from the ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
 from idminter_pipeline.core.alerts import Alert, FigureValue, Severity
+from idminter_pipeline.defs.alerts.resources import AlertsResource
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -167,3 +170,53 @@ def failed_run_alert(
         partition=failed.partition,
         runbook=runbook,
     )
+
+
+AlertBuilder = Callable[..., Alert | dg.SkipReason]
+
+
+def run_failure_alert_sensor(
+    *, name: str, concerns: Callable[[dg.DagsterRun], bool], not_concerned: str
+) -> Callable[[AlertBuilder], dg.SensorDefinition]:
+    """A run-failure sensor that alerts people (the `alerts` resource) about the failed runs of
+    one domain, made from the function it decorates: `build(context, failed, **resources)`
+    returns the `Alert` (or a `SkipReason` when the run alerted itself); its docstring is the
+    sensor's description.
+
+    Every such sensor skips the runs `concerns` does not claim (`run <id> <not_concerned>`) and
+    the runs whose config the launchpad refused (a person's mistake at the screen, not a page).
+    The builder names any further resources it needs after `context` and `failed`.
+    """
+
+    def decorate(build: AlertBuilder) -> dg.SensorDefinition:
+        def evaluate(
+            context: dg.RunFailureSensorContext, alerts: AlertsResource, **resources: Any
+        ) -> dg.SkipReason | None:
+            run = context.dagster_run
+            if not concerns(run):
+                return dg.SkipReason(f"run {run.run_id} {not_concerned}")
+            failed = FailedRun.from_context(context)
+            if failed.refused_config:
+                return dg.SkipReason(
+                    f"run {run.run_id} was refused by config validation: {failed.cause}"
+                )
+            alert = build(context, failed, **resources)
+            if isinstance(alert, dg.SkipReason):
+                return alert
+            alerts.send(alert, log=context.log)
+            return None
+
+        # Dagster gives a sensor the resources its function's signature names: `alerts`, and
+        # those the builder names after (context, failed).
+        own = list(inspect.signature(evaluate, eval_str=True).parameters.values())[:2]
+        extra = list(inspect.signature(build, eval_str=True).parameters.values())[2:]
+        evaluate.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+        evaluate.__name__ = build.__name__
+        evaluate.__doc__ = build.__doc__
+        # One paragraph, as the UI shows it.
+        description = " ".join((build.__doc__ or "").split())
+        return dg.run_failure_sensor(
+            name=name, default_status=dg.DefaultSensorStatus.RUNNING, description=description
+        )(evaluate)
+
+    return decorate

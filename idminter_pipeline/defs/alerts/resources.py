@@ -5,7 +5,6 @@ region) turns the SNS channel on; the values reach the resource through `EnvVar`
 run config show the variable names only. `IDMINTER_ALERTS_LOG` moves the log file.
 """
 
-import os
 from typing import Any
 
 import dagster as dg
@@ -20,6 +19,7 @@ from idminter_pipeline.core.alerts import (
     SnsChannel,
     send_alert,
 )
+from idminter_pipeline.defs.resources import env_var
 
 SNS_TOPIC_ENV = "IDMINTER_ALERTS_SNS_TOPIC_ARN"
 SNS_REGION_ENV = "IDMINTER_ALERTS_SNS_REGION"
@@ -51,13 +51,9 @@ class AlertsResource(dg.ConfigurableResource):
         return LogFileChannel(self.log_file)
 
 
-def _env(name: str) -> str | None:
-    return dg.EnvVar(name) if os.environ.get(name) else None  # type: ignore[return-value]
-
-
 def alerts_from_env() -> AlertsResource:
     return AlertsResource(
-        log_file=_env(LOG_FILE_ENV),
-        sns_topic_arn=_env(SNS_TOPIC_ENV),
-        sns_region=_env(SNS_REGION_ENV),
+        log_file=env_var(LOG_FILE_ENV),
+        sns_topic_arn=env_var(SNS_TOPIC_ENV),
+        sns_region=env_var(SNS_REGION_ENV),
     )

@@ -1,5 +1,1 @@
-import dagster as dg
-
-from idminter_pipeline.defs.legacy.assets import legacy_registry_migration
-
-defs = dg.Definitions(assets=[legacy_registry_migration])
+"""The live legacy migration in Dagster: the `legacy_registry_migration` asset."""

@@ -5,7 +5,7 @@ from pydantic import Field
 
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.legacy_migration import hold
 
@@ -38,6 +38,7 @@ LEGACY_MIGRATION_CONFIG_SCHEMA = {
 @dg.asset(
     group_name=REGISTRY_GROUP,
     deps=[registry_schema],
+    pool=REGISTRY_POOL,
     kinds={"mysql"},
     config_schema=LEGACY_MIGRATION_CONFIG_SCHEMA,
 )

@@ -5,7 +5,7 @@ from pydantic import Field
 
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry.pool import (
     MAX_BATCH_SIZE,
     PoolHealth,
@@ -73,6 +73,7 @@ def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
 @dg.asset(
     group_name=POOL_GROUP,
     deps=[LEGACY_MIGRATION_ASSET],
+    pool=REGISTRY_POOL,
     kinds={"mysql"},
     description="Pre-generated free canonical IDs that minting claims (RFC 083).",
     config_schema=POOL_TOP_UP_CONFIG_SCHEMA,

@@ -16,11 +16,11 @@ Either way the comparison with the critical watermark, which the alarm makes, is
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any, TextIO
 
+from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.registry.pool import PoolSettings, PoolWatch
 
 METRICS_NAMESPACE_ENV = "IDMINTER_POOL_METRICS_NAMESPACE"
@@ -68,7 +68,7 @@ def emit_pool_metrics(
     stream: TextIO | None = None,
 ) -> bool:
     """Print the tick's EMF line when a namespace is configured; True if one was printed."""
-    namespace = namespace if namespace is not None else os.environ.get(METRICS_NAMESPACE_ENV)
+    namespace = namespace if namespace is not None else env_text(METRICS_NAMESPACE_ENV)
     if not namespace:
         return False
     document = pool_metrics_document(

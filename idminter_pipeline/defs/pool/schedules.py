@@ -1,9 +1,8 @@
 """Weekday-morning replenishment, so the pool starts every working day full."""
 
-import os
-
 import dagster as dg
 
+from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.defs.pool.jobs import pool_replenishment_job
 
 REPLENISH_CRON_ENV = "IDMINTER_POOL_REPLENISH_CRON"
@@ -18,10 +17,8 @@ def build_pool_replenishment_schedule(
     return dg.ScheduleDefinition(
         name="pool_replenishment_schedule",
         job=pool_replenishment_job,
-        cron_schedule=cron_schedule or os.environ.get(REPLENISH_CRON_ENV) or DEFAULT_REPLENISH_CRON,
-        execution_timezone=timezone
-        or os.environ.get(SCHEDULE_TIMEZONE_ENV)
-        or DEFAULT_SCHEDULE_TIMEZONE,
+        cron_schedule=cron_schedule or env_text(REPLENISH_CRON_ENV, DEFAULT_REPLENISH_CRON),
+        execution_timezone=timezone or env_text(SCHEDULE_TIMEZONE_ENV, DEFAULT_SCHEDULE_TIMEZONE),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         tags={"idminter/reason": "schedule"},
         description="Tops the free-ID pool up to its target on weekday mornings.",

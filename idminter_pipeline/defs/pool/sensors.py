@@ -13,7 +13,6 @@ sends one critical alert, then one resolution when a tick reads it again.
 the pool is empty.
 """
 
-import os
 import time
 
 import dagster as dg
@@ -24,7 +23,12 @@ from idminter_pipeline.core.errors import (
     RegistryUnavailableError,
     SchemaMigrationError,
 )
-from idminter_pipeline.defs.alerts.failures import FailedRun, failed_run_alert
+from idminter_pipeline.core.settings import env_int
+from idminter_pipeline.defs.alerts.failures import (
+    FailedRun,
+    failed_run_alert,
+    run_failure_alert_sensor,
+)
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.checks import watermark_outcome
@@ -114,8 +118,8 @@ def tick_events(
 @dg.sensor(
     name=SENSOR_NAME,
     job=pool_replenishment_job,
-    minimum_interval_seconds=int(
-        os.environ.get(SENSOR_INTERVAL_ENV) or DEFAULT_SENSOR_INTERVAL_SECONDS
+    minimum_interval_seconds=env_int(
+        None, SENSOR_INTERVAL_ENV, DEFAULT_SENSOR_INTERVAL_SECONDS, minimum=1
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
@@ -215,43 +219,33 @@ def replenishes_pool(run: dg.DagsterRun) -> bool:
     return POOL_REPLENISHMENT_TAG in run.tags or canonical_id_pool.key in selection
 
 
-@dg.run_failure_sensor(
+@run_failure_alert_sensor(
     name="pool_replenishment_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people (alerts resource) when a run that tops up the free-ID pool fails, with "
-        "the innermost exception, the run and what to do."
-    ),
+    concerns=replenishes_pool,
+    not_concerned="does not replenish the pool",
 )
 def pool_replenishment_failure_alert(
-    context: dg.RunFailureSensorContext, alerts: AlertsResource, id_pool: FreeIdPool
-) -> dg.SkipReason | None:
+    context: dg.RunFailureSensorContext, failed: FailedRun, id_pool: FreeIdPool
+) -> Alert:
+    """Alert people (alerts resource) when a run that tops up the free-ID pool fails, with the
+    innermost exception, the run and what to do."""
     run = context.dagster_run
-    if not replenishes_pool(run):
-        return dg.SkipReason(f"run {run.run_id} does not replenish the pool")
-    failed = FailedRun.from_context(context)
-    if failed.refused_config:
-        return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
     target = id_pool.settings().target_free
     reason = run.tags.get("idminter/reason")
-    alerts.send(
-        failed_run_alert(
-            failed,
-            title="Free-ID pool replenishment failed",
-            what_happened=(
-                f"Run {run.run_id} of {run.job_name}"
-                + (f" (requested by {reason})" if reason else "")
-                + f" did not top the free-ID pool up: {failed.cause}"
-            ),
-            what_to_do=(
-                "Minting stops when the pool is empty. Fix the cause, then re-execute the run "
-                f"in Dagster or run `idminter pool top-up --target {target}`; `idminter pool "
-                "status` shows how long the pool lasts at the current rate."
-            ),
-            severity=Severity.CRITICAL,
-            source=FAILURE_ALERT_SOURCE,
-            figures={"target_free": target, "requested_by": reason},
+    return failed_run_alert(
+        failed,
+        title="Free-ID pool replenishment failed",
+        what_happened=(
+            f"Run {run.run_id} of {run.job_name}"
+            + (f" (requested by {reason})" if reason else "")
+            + f" did not top the free-ID pool up: {failed.cause}"
         ),
-        log=context.log,
+        what_to_do=(
+            "Minting stops when the pool is empty. Fix the cause, then re-execute the run "
+            f"in Dagster or run `idminter pool top-up --target {target}`; `idminter pool "
+            "status` shows how long the pool lasts at the current rate."
+        ),
+        severity=Severity.CRITICAL,
+        source=FAILURE_ALERT_SOURCE,
+        figures={"target_free": target, "requested_by": reason},
     )
-    return None

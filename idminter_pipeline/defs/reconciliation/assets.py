@@ -15,7 +15,7 @@ from idminter_pipeline.defs.reconciliation.checks import (
     finding_label,
 )
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import reconciliation
 
 # Defined by the works domain; an external key until that code location part is merged.
@@ -133,6 +133,7 @@ def critical_finding_alerts(
 @dg.asset(
     name=RECONCILIATION_ASSET,
     group_name=REGISTRY_GROUP,
+    pool=REGISTRY_POOL,
     deps=[MINTING_ASSET],
     kinds={"mysql", "pandas"},
     check_specs=RECONCILIATION_CHECK_SPECS,

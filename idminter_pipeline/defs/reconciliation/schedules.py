@@ -1,10 +1,9 @@
 """The periodic reconciliation RFC 083 asks for ("Risks": orphaned IDs, predecessor mismatches):
 a report every night, whose critical findings alert."""
 
-import os
-
 import dagster as dg
 
+from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.defs.reconciliation.jobs import registry_reconciliation_job
 
 RECONCILIATION_CRON_ENV = "IDMINTER_RECONCILIATION_CRON"
@@ -21,11 +20,9 @@ def build_registry_reconciliation_schedule(
         name=RECONCILIATION_SCHEDULE_NAME,
         job=registry_reconciliation_job,
         cron_schedule=cron_schedule
-        or os.environ.get(RECONCILIATION_CRON_ENV)
-        or DEFAULT_RECONCILIATION_CRON,
+        or env_text(RECONCILIATION_CRON_ENV, DEFAULT_RECONCILIATION_CRON),
         execution_timezone=timezone
-        or os.environ.get(RECONCILIATION_TIMEZONE_ENV)
-        or DEFAULT_RECONCILIATION_TIMEZONE,
+        or env_text(RECONCILIATION_TIMEZONE_ENV, DEFAULT_RECONCILIATION_TIMEZONE),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         tags={"idminter/reason": "schedule"},
         description=(

@@ -3,13 +3,13 @@ unchecked, so its failure alerts, with the innermost exception and the run."""
 
 import dagster as dg
 
-from idminter_pipeline.core.alerts import Severity
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
     failed_check_evaluations,
     failed_run_alert,
+    run_failure_alert_sensor,
 )
-from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.reconciliation.assets import MINTING_ASSET, registry_reconciliation
 from idminter_pipeline.defs.reconciliation.jobs import RECONCILIATION_TAG
 
@@ -26,23 +26,17 @@ def reconciles_registry(run: dg.DagsterRun) -> bool:
     return RECONCILIATION_TAG in run.tags or registry_reconciliation.key in selection
 
 
-@dg.run_failure_sensor(
+@run_failure_alert_sensor(
     name="registry_reconciliation_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people when a reconciliation run fails. Critical findings are alerted by the "
-        "run itself; launchpad mistakes refused by config validation are not alerted."
-    ),
+    concerns=reconciles_registry,
+    not_concerned="does not reconcile the registry",
 )
 def registry_reconciliation_failure_alert(
-    context: dg.RunFailureSensorContext, alerts: AlertsResource
-) -> dg.SkipReason | None:
+    context: dg.RunFailureSensorContext, failed: FailedRun
+) -> Alert | dg.SkipReason:
+    """Alert people when a reconciliation run fails. Critical findings are alerted by the run
+    itself; launchpad mistakes refused by config validation are not alerted."""
     run = context.dagster_run
-    if not reconciles_registry(run):
-        return dg.SkipReason(f"run {run.run_id} does not reconcile the registry")
-    failed = FailedRun.from_context(context)
-    if failed.refused_config:
-        return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
     if failed.only_failed_checks and all(
         check.asset_key == registry_reconciliation.key
         for check in failed_check_evaluations(context.instance, run.run_id)
@@ -50,21 +44,17 @@ def registry_reconciliation_failure_alert(
         return dg.SkipReason(
             f"run {run.run_id} failed on a blocking finding, alerted by the run itself"
         )
-    alerts.send(
-        failed_run_alert(
-            failed,
-            title="Registry reconciliation failed",
-            what_happened=(
-                f"Run {run.run_id} of {run.job_name} did not finish, so the registry went "
-                f"unchecked: {failed.cause}"
-            ),
-            what_to_do=(
-                "Fix the cause and re-execute the run, or run `idminter reconcile` by hand; "
-                "findings such as free IDs in use only show up when it runs."
-            ),
-            severity=Severity.CRITICAL,
-            source=ALERT_SOURCE,
+    return failed_run_alert(
+        failed,
+        title="Registry reconciliation failed",
+        what_happened=(
+            f"Run {run.run_id} of {run.job_name} did not finish, so the registry went "
+            f"unchecked: {failed.cause}"
         ),
-        log=context.log,
+        what_to_do=(
+            "Fix the cause and re-execute the run, or run `idminter reconcile` by hand; "
+            "findings such as free IDs in use only show up when it runs."
+        ),
+        severity=Severity.CRITICAL,
+        source=ALERT_SOURCE,
     )
-    return None

@@ -1,5 +1,2 @@
-import dagster as dg
-
-from idminter_pipeline.defs.registry.assets import registry_schema
-
-defs = dg.Definitions(assets=[registry_schema])
+"""The registry in Dagster: its schema as an asset; the `registry_database` resource every domain
+that reads or writes the registry uses is in `defs/resources.py`."""

@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import schema
 
 REGISTRY_GROUP = "registry"
 
 
-@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"})
+@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"}, pool=REGISTRY_POOL)
 def registry_schema(
     context: dg.AssetExecutionContext, registry_database: RegistryDatabase
 ) -> dg.MaterializeResult:

@@ -5,11 +5,10 @@
 and credentials are the works store resource's).
 """
 
-import os
-
 import dagster as dg
 
 from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.defs.works.resources import WorksStoreResource
 from idminter_pipeline.works.shadow import ElasticsearchReference, Reference, SqliteReference
 from idminter_pipeline.works.stores.elasticsearch import elasticsearch_client
@@ -49,6 +48,6 @@ class ShadowReferenceResource(dg.ConfigurableResource):
 
 def shadow_reference_from_env() -> ShadowReferenceResource:
     return ShadowReferenceResource(
-        sqlite_path=os.environ.get(REFERENCE_PATH_ENV) or None,
-        elasticsearch_index=os.environ.get(REFERENCE_INDEX_ENV) or None,
+        sqlite_path=env_text(REFERENCE_PATH_ENV),
+        elasticsearch_index=env_text(REFERENCE_INDEX_ENV),
     )

@@ -1,36 +1,4 @@
-"""The works pipeline in Dagster: `identified_works` partitioned by `indexed_at` windows, the
-explicit-ids job, the schedule, the failure sensors and the pool-exhaustion recovery."""
-
-import dagster as dg
-
-from idminter_pipeline.defs.works.assets import identified_works
-from idminter_pipeline.defs.works.jobs import (
-    mint_works_by_id_job,
-    mint_works_job,
-    replenish_and_mint_works_by_id_job,
-    replenish_and_mint_works_job,
-)
-from idminter_pipeline.defs.works.resources import (
-    churn_guard_from_env,
-    downstream_from_env,
-    works_store_from_env,
-)
-from idminter_pipeline.defs.works.schedules import mint_latest_works_window
-from idminter_pipeline.defs.works.sensors import pool_exhaustion_recovery, works_run_failure_alert
-
-defs = dg.Definitions(
-    assets=[identified_works],
-    jobs=[
-        mint_works_job,
-        mint_works_by_id_job,
-        replenish_and_mint_works_job,
-        replenish_and_mint_works_by_id_job,
-    ],
-    schedules=[mint_latest_works_window],
-    sensors=[works_run_failure_alert, pool_exhaustion_recovery],
-    resources={
-        "works_store": works_store_from_env(),
-        "churn_guard": churn_guard_from_env(),
-        "downstream": downstream_from_env(),
-    },
-)
+"""The works pipeline in Dagster: `identified_works` partitioned by `indexed_at` windows (each
+window audited from the stores), the explicit-ids job, the schedule, the sweeper of works the
+windows missed, a reindex candidate's identity impact, the failure sensors and the
+pool-exhaustion recovery."""

@@ -7,13 +7,18 @@ from pydantic import Field, field_validator
 
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.works.resources import (
     ChurnGuardResource,
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.defs.works.runs import FailedWorksError, mint_scope, summary_metadata
+from idminter_pipeline.defs.works.runs import (
+    FailedWorksError,
+    WorksResources,
+    mint_scope,
+    summary_metadata,
+)
 from idminter_pipeline.registry.pool import replenish
 from idminter_pipeline.works.documents import work_document_id
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
@@ -57,7 +62,7 @@ def listed_works_config(config: MintWorksByIdConfig) -> dg.RunConfig:
     return dg.RunConfig(ops={"mint_listed_works": config})
 
 
-@dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"})
+@dg.op(ins={"after": dg.In(dg.Nothing)}, tags={"kind": "works"}, pool=REGISTRY_POOL)
 def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     context: dg.OpExecutionContext,
     config: MintWorksByIdConfig,
@@ -75,14 +80,10 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
     summary = mint_scope(
         context,
         IdsScope(tuple(config.source_identifiers)),
-        works_store=works_store,
-        registry_database=registry_database,
-        churn_guard=churn_guard,
-        alerts=alerts,
+        WorksResources(works_store, registry_database, churn_guard, alerts, downstream),
         batch_size=config.batch_size,
         job_id=config.job_id or context.run.run_id,
         record_processed=True,
-        downstream=downstream,
     )
     yield dg.Output(summary.as_dict(), metadata=summary_metadata(summary, run_id=context.run_id))
     if summary.failed:
@@ -99,7 +100,7 @@ def mint_listed_works(  # noqa: PLR0917 (Dagster injects resources by name)
         )
 
 
-@dg.op(out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing), pool=REGISTRY_POOL)
 def replenish_pool(
     context: dg.OpExecutionContext, registry_database: RegistryDatabase, id_pool: FreeIdPool
 ) -> None:

@@ -2,16 +2,17 @@
 
 Window length and start come from `IDMINTER_WORKS_WINDOW_MINUTES` (15 by default; a divisor of 60,
 or whole hours dividing 24) and `IDMINTER_WORKS_PARTITIONS_START` (`YYYY-MM-DD-HH:MM`, UTC).
-Partitions are half-open windows [start, end), so neighbours never share a work.
+Partitions are half-open windows [start, end), so neighbours never share a work. The schedules
+that follow the windows (works, shadow) are made by `lagged_window_schedule`.
 """
 
-import os
 from datetime import datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
 from idminter_pipeline.core.errors import InvalidInputError
-from idminter_pipeline.core.settings import env_int
+from idminter_pipeline.core.settings import env_flag, env_int, env_text
 
 DEFAULT_WINDOW_MINUTES = 15
 DEFAULT_PARTITIONS_START = "2026-07-30-00:00"
@@ -45,9 +46,11 @@ def works_partitions_def(
     )
 
 
-WINDOW_MINUTES = int(os.environ.get("IDMINTER_WORKS_WINDOW_MINUTES") or DEFAULT_WINDOW_MINUTES)
+WINDOW_MINUTES = env_int(
+    None, "IDMINTER_WORKS_WINDOW_MINUTES", DEFAULT_WINDOW_MINUTES, minimum=1, maximum=24 * 60
+)
 WORKS_PARTITIONS = works_partitions_def(
-    os.environ.get("IDMINTER_WORKS_PARTITIONS_START") or DEFAULT_PARTITIONS_START, WINDOW_MINUTES
+    env_text("IDMINTER_WORKS_PARTITIONS_START", DEFAULT_PARTITIONS_START) or "", WINDOW_MINUTES
 )
 
 
@@ -62,9 +65,9 @@ def schedule_settings_from_env(
 ) -> tuple[int, dg.DefaultScheduleStatus]:
     """(lag in minutes, default status) of a schedule that follows the windows: a lag that is not
     a whole number of minutes up to a day is refused, naming the variable; the schedule runs by
-    default only when its switch is `1` or `true`."""
-    lag = env_int(os.environ, lag_variable, default_lag_minutes, minimum=0, maximum=24 * 60)
-    running = os.environ.get(running_variable, "").strip().lower() in ("1", "true")
+    default only when its switch is on (`env_flag`)."""
+    lag = env_int(None, lag_variable, default_lag_minutes, minimum=0, maximum=24 * 60)
+    running = env_flag(running_variable)
     status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
     return lag, status
 
@@ -82,3 +85,28 @@ def latest_window_closed_before(tick: datetime, lag_minutes: int) -> dg.RunReque
         return dg.SkipReason(f"no window closed by {cutoff.isoformat()}")
     key = window.start.strftime(WORKS_PARTITIONS.fmt)
     return dg.RunRequest(run_key=key, partition_key=key)
+
+
+def lagged_window_schedule(
+    name: str,
+    job: Any,  # a job or an asset job (dg.define_asset_job): what dg.schedule takes
+    *,
+    lag_variable: str,
+    running_variable: str,
+    default_lag_minutes: int,
+) -> dg.ScheduleDefinition:
+    """A schedule that runs `job` on the newest window closed at least the lag ago, once per
+    window (its key as run key); lag and default status from the two variables."""
+    lag, status = schedule_settings_from_env(lag_variable, running_variable, default_lag_minutes)
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=lagged_window_cron(lag),
+        execution_timezone="UTC",
+        default_status=status,
+    )
+    def follow_windows(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return latest_window_closed_before(context.scheduled_execution_time, lag)
+
+    return follow_windows

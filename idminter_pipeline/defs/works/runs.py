@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -27,9 +28,9 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
+from idminter_pipeline.works.restore import read_restore_state, restore_guard
+from idminter_pipeline.works.runner import open_works_pipeline
 from idminter_pipeline.works.stores import WindowScope, WorkScope
 
 # A partition's page lists this many failed works; the run's logs list every one the summary
@@ -71,92 +72,104 @@ class WindowResult:
     summary: RunSummary
 
 
-@contextmanager
-def _open_pipeline(
-    context: dg.OpExecutionContext | dg.AssetExecutionContext,
-    *,
-    works_store: WorksStoreResource,
-    registry_database: RegistryDatabase,
-    churn_guard: ChurnGuardResource,
-    alerts: AlertsResource,
-    downstream: DownstreamTopicResource | None,
-    batch_size: int,
-    job_id: str | None,
-    record_processed: bool,
-) -> Iterator[WorksPipeline]:
-    """The works pipeline over the run's store and registry, with the run's collector settings
-    (a Dagster works run is an entry point: see gc_settings). Churn trips alert once a run."""
-    alerted: set[str] = set()
+# The registry's newest assignment when a run of identified_works finished, on each window's
+# materialization: what the next run's guard compares a possibly restored registry against.
+NEWEST_ASSIGNMENT_KEY = "registry_newest_assignment"
+IDENTIFIED_WORKS_KEY = dg.AssetKey("identified_works")
 
-    def on_trip(trip: ChurnTrip) -> None:
-        context.log.error(trip.reason)
-        # Each window's run starts a fresh guard; people hear about a tripped guard once a run.
-        if trip.reason not in alerted:
-            alerted.add(trip.reason)
-            send_alert_quietly(alerts, trip.alert(job_id=job_id), context.log)
 
-    notifier = downstream.notifier() if downstream is not None else None
-    with (
-        batch_run_collector(),
-        works_store.open() as store,
-        Minter(registry_database.connection_factory()) as minter,
-    ):
-        yield WorksPipeline(
-            store,
-            minter,
-            batch_size=batch_size,
-            churn_guard=churn_guard.policy(),
-            on_churn_trip=on_trip,
-            record_processed=record_processed,
-            notifier=notifier,
-        )
+def published_until(instance: dg.DagsterInstance) -> datetime | None:
+    """The registry's newest assignment as the latest identified_works materialization saw it."""
+    event = instance.get_latest_materialization_event(IDENTIFIED_WORKS_KEY)
+    materialization = event.asset_materialization if event is not None else None
+    value = materialization.metadata.get(NEWEST_ASSIGNMENT_KEY) if materialization else None
+    return datetime.fromisoformat(value.text) if isinstance(value, dg.TextMetadataValue) else None
+
+
+def newest_assignment_metadata(registry_database: RegistryDatabase) -> dict[str, Any]:
+    newest = read_restore_state(registry_database.connection_factory()).newest_assignment
+    return {NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())} if newest else {}
+
+
+def refuse_minting_on_a_restored_registry(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, registry_database: RegistryDatabase
+) -> None:
+    """Fail the run, minting nothing, when the registry is older than what earlier runs
+    published and no recovery ran since (`works.restore`)."""
+    until = published_until(context.instance)
+    if until is not None:
+        restore_guard(read_restore_state(registry_database.connection_factory()), until)
+
+
+@dataclass(frozen=True)
+class WorksResources:
+    """The resources a works run mints with, as the asset or op received them."""
+
+    works_store: WorksStoreResource
+    registry_database: RegistryDatabase
+    churn_guard: ChurnGuardResource
+    alerts: AlertsResource
+    downstream: DownstreamTopicResource | None = None
+
+    @contextmanager
+    def open_pipeline(
+        self,
+        context: dg.OpExecutionContext | dg.AssetExecutionContext,
+        *,
+        batch_size: int,
+        job_id: str | None,
+        record_processed: bool,
+    ) -> Iterator[WorksPipeline]:
+        """The works pipeline (`works.runner`) over these resources, with the run's collector
+        settings (a Dagster works run is an entry point: see gc_settings)."""
+        refuse_minting_on_a_restored_registry(context, self.registry_database)
+        downstream = self.downstream
+        with (
+            batch_run_collector(),
+            open_works_pipeline(
+                self.works_store.open,
+                self.registry_database.connection_factory(),
+                churn_guard=self.churn_guard.policy(),
+                alert_channels=self.alerts.channels(context.log),
+                log=context.log,
+                job_id=job_id,
+                batch_size=batch_size,
+                record_processed=record_processed,
+                notifier=downstream.notifier() if downstream is not None else None,
+            ) as pipeline,
+        ):
+            yield pipeline
 
 
 def mint_scope(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
     scope: WorkScope,
+    resources: WorksResources,
     *,
-    works_store: WorksStoreResource,
-    registry_database: RegistryDatabase,
-    churn_guard: ChurnGuardResource,
-    alerts: AlertsResource,
     batch_size: int,
     job_id: str | None,
     record_processed: bool = False,
-    downstream: DownstreamTopicResource | None = None,
 ) -> RunSummary:
     """Mint one scope (the explicit-ids job); failed works are logged and alerted."""
     context.log.info(f"minting {scope.describe()}")
-    with _open_pipeline(
-        context,
-        works_store=works_store,
-        registry_database=registry_database,
-        churn_guard=churn_guard,
-        alerts=alerts,
-        downstream=downstream,
-        batch_size=batch_size,
-        job_id=job_id,
-        record_processed=record_processed,
+    with resources.open_pipeline(
+        context, batch_size=batch_size, job_id=job_id, record_processed=record_processed
     ) as pipeline:
         summary = pipeline.run(scope, job_id=job_id)
     log_failures(context, summary, label=scope.describe())
     if summary.failed:
         alert = failed_works_alert([(None, summary)], run_id=context.run.run_id)
-        send_alert_quietly(alerts, alert, context.log)
+        send_alert_quietly(resources.alerts, alert, context.log)
     return summary
 
 
 def mint_windows(
     context: dg.AssetExecutionContext,
     windows: Sequence[tuple[str, WindowScope]],
+    resources: WorksResources,
     *,
-    works_store: WorksStoreResource,
-    registry_database: RegistryDatabase,
-    churn_guard: ChurnGuardResource,
-    alerts: AlertsResource,
     batch_size: int,
     job_id: str | None,
-    downstream: DownstreamTopicResource | None = None,
 ) -> Iterator[WindowResult]:
     """Mint each window in turn, yielding its result as soon as it is written.
 
@@ -164,16 +177,8 @@ def mint_windows(
     (pool exhausted, registry or store unreachable) propagates after the windows already yielded,
     which are minted and written.
     """
-    with _open_pipeline(
-        context,
-        works_store=works_store,
-        registry_database=registry_database,
-        churn_guard=churn_guard,
-        alerts=alerts,
-        downstream=downstream,
-        batch_size=batch_size,
-        job_id=job_id,
-        record_processed=False,
+    with resources.open_pipeline(
+        context, batch_size=batch_size, job_id=job_id, record_processed=False
     ) as pipeline:
         logged_at: float | None = None
         for number, (partition_key, scope) in enumerate(windows, start=1):

@@ -6,26 +6,28 @@ Both read only the failed run, its step failures and its check evaluations from 
 
 import dagster as dg
 
-from idminter_pipeline.core.alerts import Severity
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.failures import (
     PARTITION_TAGS,
     FailedRun,
     failed_check_evaluations,
     failed_run_alert,
+    run_failure_alert_sensor,
 )
-from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK
 from idminter_pipeline.defs.works.jobs import (
     MINT_WORKS_BY_ID_JOB,
     MINT_WORKS_JOB,
     REPLENISH_AND_MINT_WORKS_BY_ID_JOB,
     REPLENISH_AND_MINT_WORKS_JOB,
+    SWEEP_WORKS_JOB,
     replenish_and_mint_works_by_id_job,
     replenish_and_mint_works_job,
 )
 from idminter_pipeline.defs.works.runs import FailedWorksError
 
 IDENTIFIED_WORKS = dg.AssetKey("identified_works")
+SWEPT_WORKS = dg.AssetKey("swept_works")
 WORKS_JOBS = frozenset(
     {
         MINT_WORKS_JOB,
@@ -46,6 +48,11 @@ def mints_works(run: dg.DagsterRun) -> bool:
     return run.job_name in WORKS_JOBS or IDENTIFIED_WORKS in (run.asset_selection or ())
 
 
+def sweeps_works(run: dg.DagsterRun) -> bool:
+    """Whether a run is the sweeper's: it mints works by id, but is not retried as a window."""
+    return run.job_name == SWEEP_WORKS_JOB or SWEPT_WORKS in (run.asset_selection or ())
+
+
 def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun) -> bool:
     """The run ran to its end and failed because works failed: that was alerted from the run,
     with the works, stages and reasons, so a second alert would only repeat it."""
@@ -61,29 +68,27 @@ def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun)
     )
 
 
-@dg.run_failure_sensor(
+def mints_or_sweeps_works(run: dg.DagsterRun) -> bool:
+    return mints_works(run) or sweeps_works(run)
+
+
+@run_failure_alert_sensor(
     name="works_run_failure_alert",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Alert people (alerts resource) when a minting run fails, with the innermost exception, "
-        "the run and the partition. Failed works are alerted by the run itself; launchpad "
-        "mistakes refused by config validation are not alerted."
-    ),
+    concerns=mints_or_sweeps_works,
+    not_concerned="does not mint works",
 )
 def works_run_failure_alert(
-    context: dg.RunFailureSensorContext, alerts: AlertsResource
-) -> dg.SkipReason | None:
+    context: dg.RunFailureSensorContext, failed: FailedRun
+) -> Alert | dg.SkipReason:
+    """Alert people (alerts resource) when a minting run fails, with the innermost exception,
+    the run and the partition. Failed works are alerted by the run itself; launchpad mistakes
+    refused by config validation are not alerted."""
     run = context.dagster_run
-    if not mints_works(run):
-        return dg.SkipReason(f"run {run.run_id} does not mint works")
-    failed = FailedRun.from_context(context)
-    if failed.refused_config:
-        return dg.SkipReason(f"run {run.run_id} was refused by config validation: {failed.cause}")
     if failed_only_on_works(context, failed):
         return dg.SkipReason(f"run {run.run_id} failed on failed works, alerted by the run itself")
     exhausted = failed.raised(POOL_EXHAUSTED)
     retry = run.tags.get(RETRY_OF_TAG)
-    if exhausted and not retry:
+    if exhausted and not retry and not sweeps_works(run):
         todo = (
             "Nothing, usually: the pool-exhaustion recovery replenishes the pool and retries "
             "this run. Check that the retry succeeded."
@@ -93,25 +98,21 @@ def works_run_failure_alert(
             "Open the run in Dagster, fix the cause, and re-execute it (re-minting the same "
             "window or ids is idempotent)."
         )
-    alerts.send(
-        failed_run_alert(
-            failed,
-            title=f"Minting run failed: {run.job_name}",
-            runbook="Minting run failed: {job}",
-            what_happened=(
-                f"Run {run.run_id} of {run.job_name}"
-                + (f" (partition {failed.partition})" if failed.partition else "")
-                + f" stopped: {failed.cause}. Windows it finished before stopping are recorded "
-                "on their partitions; the rest were not minted."
-            ),
-            what_to_do=todo,
-            severity=Severity.CRITICAL,
-            source=ALERT_SOURCE,
-            figures={"retry_of": retry, "pool_exhausted": exhausted},
+    return failed_run_alert(
+        failed,
+        title=f"Minting run failed: {run.job_name}",
+        runbook="Minting run failed: {job}",
+        what_happened=(
+            f"Run {run.run_id} of {run.job_name}"
+            + (f" (partition {failed.partition})" if failed.partition else "")
+            + f" stopped: {failed.cause}. Windows it finished before stopping are recorded "
+            "on their partitions; the rest were not minted."
         ),
-        log=context.log,
+        what_to_do=todo,
+        severity=Severity.CRITICAL,
+        source=ALERT_SOURCE,
+        figures={"retry_of": retry, "pool_exhausted": exhausted},
     )
-    return None
 
 
 @dg.run_failure_sensor(

@@ -279,3 +279,14 @@ def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
         return result
     finally:
         conn.close()
+
+
+def migration_phase(conn: Connection) -> Phase:
+    """The phase a legacy migration stands at; `NONE` before one starts or without its tables."""
+    state = _read_state(conn)
+    return state.phase if state else Phase.NONE
+
+
+def pending_changes(conn: Connection) -> int | None:
+    """Changes to the legacy table not yet applied to the copy; None without the state tables."""
+    return _pending_changes(conn) if _state_available(conn) else None

@@ -4,12 +4,15 @@
 - `plan`: what a call asks for and decides, without SQL (folding, cycles, the batch plan);
 - `statements`: the text of the statements the minter runs;
 - `aliases`: the order of a canonical ID's source identifiers;
-- `chains`: which source inherited a canonical ID from which (read for `works.succession`).
+- `chains`: which source inherited a canonical ID from which (read for `works.succession`);
+- `read_only`: the `ReadOnlyMinter` of shadow mode, which plans as the minter does and writes
+  nothing (imported from its module: it reads the legacy migration's state).
 
 Callers import from this package; the modules are its rooms.
 """
 
 from idminter_pipeline.core.job_ids import MAX_JOB_ID_LENGTH
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.registry.minting.aliases import Alias, AliasStatus
 from idminter_pipeline.registry.minting.chains import Inheritance
 from idminter_pipeline.registry.minting.minter import (
@@ -33,7 +36,6 @@ from idminter_pipeline.registry.minting.plan import (
     collation_key,
     fold_requests,
     pad_space,
-    reject_cycles,
 )
 
 __all__ = [

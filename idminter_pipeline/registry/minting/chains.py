@@ -34,9 +34,13 @@ _INHERITANCES_SQL = (
     "AND i.SourceId = p.SuccessorSourceId AND i.CanonicalId = p.CanonicalId "
     "WHERE p.Kind = 'inherited' AND p.CanonicalId IN ({marks})"
 )
+# Works' chains only: items, images and concepts inherit too (any node may name a predecessor),
+# but only works have identified documents to own, so a walk over every chain skips theirs.
 _CHAINED_IDS_SQL = (
     "SELECT DISTINCT CanonicalId FROM identifier_provenance "
-    "WHERE Kind = 'inherited' AND CanonicalId > %s ORDER BY CanonicalId LIMIT %s"
+    "WHERE Kind = 'inherited' AND CanonicalId > %s "
+    "AND SuccessorOntologyType = 'Work' AND PredecessorOntologyType = 'Work' "
+    "ORDER BY CanonicalId LIMIT %s"
 )
 
 
@@ -73,7 +77,8 @@ def read_inheritances(conn: Connection, canonical_ids: Sequence[str]) -> list[In
 
 
 def read_chained_ids(conn: Connection, after: str, limit: int) -> list[str]:
-    """The next `limit` canonical IDs, in order after `after`, that some source inherited."""
+    """The next `limit` canonical IDs, in order after `after`, that some work inherited from
+    a work."""
     with conn.cursor() as cursor:
         cursor.execute(_CHAINED_IDS_SQL, (after, limit))
         return [row[0] for row in cursor.fetchall()]

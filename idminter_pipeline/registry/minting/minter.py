@@ -52,6 +52,7 @@ from idminter_pipeline.core.errors import (
     RegistryContentionError,
 )
 from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
@@ -61,25 +62,23 @@ from idminter_pipeline.registry.minting.chains import (
     read_inheritances,
 )
 from idminter_pipeline.registry.minting.plan import (
+    BatchPlan,
     Key,
     MintOutcome,
     MintRequest,
     MintResult,
-    _Batch,
     _Event,
     _inheritance,
-    _key,
     _mismatch,
     _validated_sources,
     fold_requests,
     pad_space,
-    reject_cycles,
+    source_key,
 )
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
     CLAIM_FREE_IDS_SQL,
     insert_mappings_statements,
-    keyed_select,
     keyed_selects,
     mark_assigned_statements,
     record_events_statements,
@@ -157,6 +156,31 @@ def _is_retryable(error: BaseException) -> bool:
 
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, int(value)))
+
+
+def fetch_mappings(
+    conn: Connection,
+    keys: list[SourceIdentifier],
+    *,
+    chunk_size: int = DEFAULT_LOOKUP_CHUNK_SIZE,
+    lock: bool = False,
+    table: str = "identifiers",
+) -> dict[Key, str]:
+    """Collation key -> canonical ID, for the keys that exist in `table` (one statement unless
+    that would exceed the server's packet limit, `statements.keyed_selects`)."""
+    found: dict[Key, str] = {}
+    selects = keyed_selects(
+        conn, keys, chunk_size=chunk_size, lock=lock, budget=statement_budget(conn), table=table
+    )
+    for sql, branch_groups in selects:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+        found.update(
+            ((*branch_groups[branch], pad_space(source_id)), canonical_id)
+            for branch, source_id, canonical_id in rows
+        )
+    return found
 
 
 class Minter:
@@ -338,34 +362,10 @@ class Minter:
 
     # -- lookup -----------------------------------------------------------------------------
 
-    def _keyed_select(
-        self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool
-    ) -> tuple[str, list[tuple[str, str]]]:
-        """The lookup statement for `keys` (`statements.keyed_select`) and its branches' groups."""
-        return keyed_select(conn, keys, chunk_size=self.lookup_chunk_size, lock=lock)
-
     def _fetch_mappings(
         self, conn: Connection, keys: Iterable[SourceIdentifier], *, lock: bool = False
     ) -> dict[Key, str]:
-        """Collation key -> canonical ID, for the keys that exist (one statement unless that
-        would exceed the server's packet limit)."""
-        found: dict[Key, str] = {}
-        selects = keyed_selects(
-            conn,
-            list(keys),
-            chunk_size=self.lookup_chunk_size,
-            lock=lock,
-            budget=statement_budget(conn),
-        )
-        for sql, branch_groups in selects:
-            with conn.cursor() as cursor:
-                cursor.execute(sql)
-                rows = cursor.fetchall()
-            found.update(
-                ((*branch_groups[branch], pad_space(source_id)), canonical_id)
-                for branch, source_id, canonical_id in rows
-            )
-        return found
+        return fetch_mappings(conn, list(keys), chunk_size=self.lookup_chunk_size, lock=lock)
 
     def lookup_ids(self, sources: Iterable[SourceIdentifier]) -> dict[SourceIdentifier, str]:
         """The canonical ID of each given source that is registered (one SELECT, one COMMIT)."""
@@ -379,7 +379,7 @@ class Minter:
         )
         result: dict[SourceIdentifier, str] = {}
         for source in wanted:
-            canonical_id = found.get(_key(source))
+            canonical_id = found.get(source_key(source))
             if canonical_id is not None:
                 result[source] = canonical_id
         return result
@@ -423,7 +423,7 @@ class Minter:
         job_id: str | None,
         in_doubt: dict[SourceIdentifier, MintResult] | None = None,
     ) -> dict[SourceIdentifier, MintResult]:
-        batch = _Batch(predecessors)
+        batch = BatchPlan(predecessors)
         batch.found = self._fetch_mappings(
             conn, chain(batch.sources, (p for p in batch.declared if p is not None))
         )
@@ -454,7 +454,7 @@ class Minter:
         return batch.results()
 
     def _settle(
-        self, batch: _Batch, actual: dict[Key, str] | None, events: list[_Event]
+        self, batch: BatchPlan, actual: dict[Key, str] | None, events: list[_Event]
     ) -> set[str]:
         """Outcomes and provenance for the inserted keys; the claimed IDs really used.
 
@@ -497,7 +497,7 @@ class Minter:
             self.stats.lost_races += len(lost)
             lost_keys = {batch.keys[i] for i in lost}
             if any(
-                (p := batch.declared[i]) is not None and _key(p) in lost_keys
+                (p := batch.declared[i]) is not None and source_key(p) in lost_keys
                 for i in batch.new
                 if batch.keys[i] not in lost_keys
             ):
@@ -506,11 +506,11 @@ class Minter:
 
     @staticmethod
     def _committed_id(
-        batch: _Batch, actual: dict[Key, str], predecessor: SourceIdentifier
+        batch: BatchPlan, actual: dict[Key, str], predecessor: SourceIdentifier
     ) -> str | None:
         """The predecessor's ID in the registry as this transaction now sees it: re-read under
         lock if this call inserted it (another minter may have won it), else as looked up."""
-        key = _key(predecessor)
+        key = source_key(predecessor)
         return actual[key] if key in actual else batch.found.get(key)
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
@@ -521,7 +521,7 @@ class Minter:
             raise PoolExhaustedError(needed, len(claimed))
         return claimed
 
-    def _insert_mappings(self, conn: Connection, batch: _Batch) -> dict[Key, str] | None:
+    def _insert_mappings(self, conn: Connection, batch: BatchPlan) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one
         order) and return the canonical ID each key really has now, or None if the insert
         proved that every key has the planned one."""
@@ -589,7 +589,8 @@ class Minter:
         )
 
     def chained_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
-        """The next `limit` canonical IDs after `after` that some source inherited, in order."""
+        """The next `limit` canonical IDs after `after` that some work inherited from a work,
+        in order."""
         return self._transaction(
             lambda conn: read_chained_ids(conn, after, limit), what="listing inherited IDs"
         )

@@ -1,9 +1,9 @@
 """The minter's pure planning: what a mint call asks for and what it decides, without SQL.
 
 `fold_requests` turns a call's `MintRequest`s into distinct sources and their declared
-predecessors (refusing two different predecessors for one source), `reject_cycles` refuses
-declarations that loop, and `_Batch` holds one attempt's plan: which sources exist, which need
-a new ID, which inherit one along a predecessor chain, which mismatches to record in
+predecessors (refusing two different predecessors for one source; `core.predecessor_cycles`
+refuses declarations that loop), and `BatchPlan` holds one attempt's plan: which sources exist,
+which need a new ID, which inherit one along a predecessor chain, which mismatches to record in
 `identifier_provenance`, and the `MintResult`s. `pad_space` and `collation_key` match server
 rows back to requests the way the registry's collation compares them.
 
@@ -22,7 +22,6 @@ from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
     MissingPredecessorError,
-    PredecessorCycleError,
 )
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 
@@ -47,7 +46,7 @@ def collation_key(ontology_type: str, source_system: str, source_id: str) -> Key
     return (pad_space(ontology_type), pad_space(source_system), pad_space(source_id))
 
 
-def _key(source: SourceIdentifier) -> Key:
+def source_key(source: SourceIdentifier) -> Key:
     """A requested source's collation key. `SourceIdentifier` refuses leading and trailing
     whitespace, so its parts are already what `collation_key` would return."""
     return (source.ontology_type, source.source_system, source.source_id)
@@ -117,7 +116,7 @@ def _mismatch(
     )
 
 
-class _Batch:
+class BatchPlan:
     """One mint attempt's requests by position, and every decision that needs no SQL.
 
     Positions and plain key tuples rather than `SourceIdentifier` dict keys: hashing a dataclass
@@ -166,10 +165,10 @@ class _Batch:
                 (self.sources[i], predecessor)
                 for i in self.new
                 if (predecessor := self.declared[i]) is not None
-                and _key(predecessor) not in self.found
-                and _key(predecessor) not in self.position
+                and source_key(predecessor) not in self.found
+                and source_key(predecessor) not in self.position
             ),
-            key=lambda pair: (_key(pair[0]), _key(pair[1])),
+            key=lambda pair: (source_key(pair[0]), source_key(pair[1])),
         )
         if missing:
             raise MissingPredecessorError(missing)
@@ -201,7 +200,7 @@ class _Batch:
                 chain_.append(current)
                 predecessor = self.declared[current]
                 assert predecessor is not None, "a new source without predecessor is a root"
-                key = _key(predecessor)
+                key = source_key(predecessor)
                 current = self.position.get(key)
                 if current is None:
                     canonical_id = self.found[key]
@@ -221,7 +220,7 @@ class _Batch:
         for i, predecessor in enumerate(self.declared):
             if predecessor is None or i in self.new_set:
                 continue  # new sources' mismatches (lost races) are recorded when settling
-            key = _key(predecessor)
+            key = source_key(predecessor)
             j = self.position.get(key)
             predecessor_id = self.ids[j] if j is not None else self.found.get(key)
             if predecessor_id != self.ids[i]:
@@ -289,20 +288,3 @@ def fold_requests(
         source = min(conflicts)
         raise ConflictingPredecessorsError(source, conflicts[source])
     return folded
-
-
-def reject_cycles(predecessors: dict[SourceIdentifier, SourceIdentifier | None]) -> None:
-    """Raise `PredecessorCycleError` naming the loop if declarations loop (self included)."""
-    done: set[SourceIdentifier] = set()
-    declaring = [source for source, predecessor in predecessors.items() if predecessor is not None]
-    for start in sorted(declaring, key=_key):
-        path: list[SourceIdentifier] = []
-        on_path: dict[SourceIdentifier, int] = {}
-        current: SourceIdentifier | None = start
-        while current is not None and current not in done:
-            if current in on_path:
-                raise PredecessorCycleError(path[on_path[current] :])
-            on_path[current] = len(path)
-            path.append(current)
-            current = predecessors.get(current)
-        done.update(path)

@@ -13,7 +13,7 @@ Nothing here knows about Dagster.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -137,18 +137,24 @@ class PoolHealth:
         }
 
 
-def _schema_error(error: pymysql.err.MySQLError) -> SchemaMigrationError | None:
-    code = error.args[0] if error.args else None
-    if code == _ER_NO_SUCH_TABLE:
-        return SchemaMigrationError(
-            "the registry has no canonical_ids table: run `idminter db migrate`"
-        )
-    if code == _ER_BAD_FIELD:
-        return SchemaMigrationError(
-            "canonical_ids has no AssignedAt column (migration 0003_pool_assignment_time): "
-            "run `idminter db migrate`"
-        )
-    return None
+@contextlib.contextmanager
+def _schema_named() -> Iterator[None]:
+    """A missing table or column of the pool is a `SchemaMigrationError` saying which migration
+    to apply; any other server error goes on as it is."""
+    try:
+        yield
+    except pymysql.err.MySQLError as error:
+        code = error.args[0] if error.args else None
+        if code == _ER_NO_SUCH_TABLE:
+            raise SchemaMigrationError(
+                "the registry has no canonical_ids table: run `idminter db migrate`"
+            ) from error
+        if code == _ER_BAD_FIELD:
+            raise SchemaMigrationError(
+                "canonical_ids has no AssignedAt column (migration 0003_pool_assignment_time): "
+                "run `idminter db migrate`"
+            ) from error
+        raise
 
 
 def pool_health(connect: ConnectionFactory, *, outage_seconds: float | None = None) -> PoolHealth:
@@ -166,7 +172,7 @@ def pool_health(connect: ConnectionFactory, *, outage_seconds: float | None = No
 def _pool_health_once(connect: ConnectionFactory) -> PoolHealth:
     conn = connect()
     try:
-        with conn.cursor() as cursor:
+        with _schema_named(), conn.cursor() as cursor:
             cursor.execute("SELECT NOW(6)")
             (now,) = cursor.fetchone()
             cursor.execute("SELECT Status, COUNT(*) FROM canonical_ids GROUP BY Status")
@@ -187,12 +193,8 @@ def _pool_health_once(connect: ConnectionFactory) -> PoolHealth:
                 " WHERE AssignedAt IS NULL AND Status = 'assigned'"
             )
             (untimed,) = cursor.fetchone()
-        conn.commit()
-    except pymysql.err.MySQLError as error:
-        schema_error = _schema_error(error)
-        if schema_error is not None:
-            raise schema_error from error
-        raise
+        with _schema_named():
+            conn.commit()
     finally:
         with contextlib.suppress(pymysql.err.Error):
             conn.close()
@@ -239,16 +241,11 @@ def watch_pool(conn: Connection, *, free_cap: int, minted_cap: int) -> PoolWatch
     """
     _require_count("free_cap", free_cap)
     _require_count("minted_cap", minted_cap)
-    try:
+    with _schema_named():
         with conn.cursor() as cursor:
             cursor.execute(
                 WATCH_POOL_SQL, {"free_limit": free_cap + 1, "minted_limit": minted_cap + 1}
             )
             free, minted = cursor.fetchone()
         conn.commit()
-    except pymysql.err.MySQLError as error:
-        schema_error = _schema_error(error)
-        if schema_error is not None:
-            raise schema_error from error
-        raise
     return PoolWatch(int(free), free_cap, int(minted), minted_cap)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +54,7 @@ from idminter_pipeline.core.limits import (
     POOL_MAX_WRITERS,
     bounded_batch_size,
 )
+from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.pool.health import (
@@ -390,7 +390,7 @@ class PoolSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PoolSettings:
-        env = os.environ if environ is None else environ
+        env = environment(environ)
         values: dict[str, object] = {}
         for name, variable in POOL_ENV.items():
             raw = env.get(variable)

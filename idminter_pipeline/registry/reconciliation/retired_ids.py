@@ -36,7 +36,6 @@ from idminter_pipeline.registry.schema import table_exists
 RETIRED_TABLE = "retired_canonical_ids"
 PROVENANCE_TABLE = "identifier_provenance"
 
-RETIRED_BEFORE = "retired before"
 ASSIGNED_BY_A_MAPPING = "assigned with a mapping (AssignedAt is set)"
 NAMED_BY_PROVENANCE = "named by identifier_provenance"
 IN_THE_LEGACY_TABLE = f"in the legacy table ({KEPT_TABLE})"

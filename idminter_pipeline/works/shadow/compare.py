@@ -8,8 +8,9 @@ same `state.sourceIdentifier`). Every work lands in exactly one `Category`:
   ID for it (the document carries a placeholder there, never a real-looking ID);
 - `not_in_reference`: the legacy minter has not written the work yet (lag, not a difference);
 - `agree`: the documents are equal, every canonical ID included;
-- `differ_expected`: the only difference is the root ID (`state.canonicalId`), and ours is the
-  predecessor's canonical ID: the inheritance RFC 083 introduces;
+- `differ_expected`: every difference is a canonical ID (the root's `state.canonicalId`, an
+  item's, an image's, any node's) where ours is the canonical ID of the predecessor that node's
+  source inherits from: the inheritance RFC 083 introduces, on every node that names one;
 - `differ_unexpected`: anything else, each difference named by its JSON path (a work this
   minter would fail counts here too, at the path `(work)`).
 
@@ -19,17 +20,18 @@ runs for documents that differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from idminter_pipeline.core.errors import MalformedWorkError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.works.documents import parse_bare_identifier
 
 # What a would-mint identifier carries instead of an ID: canonical IDs are 8 ASCII letters and
 # digits, so a value with a colon can never be mistaken for one.
 WOULD_MINT_PREFIX = "would-mint:"
-ROOT_ID_PATH = "state.canonicalId"
 WHOLE_WORK_PATH = "(work)"
 # Differences named per work; the count of differing works is always complete.
 MAX_PATHS_PER_WORK = 50
@@ -129,19 +131,51 @@ def contains_placeholder(document: Any) -> bool:
     return False
 
 
+def inherited_ids(document: Any, predecessor_ids: Mapping[str, str]) -> dict[str, str]:
+    """The JSON path of each `canonicalId` in `document` whose node's source inherits, with the
+    predecessor's canonical ID: the only value an expected difference may have there. Paths
+    are written as `_differences` writes them; only run for documents that differ."""
+    found: dict[str, str] = {}
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            if "sourceIdentifier" in value:
+                try:
+                    source = parse_bare_identifier(value["sourceIdentifier"], path, "shadow")
+                except MalformedWorkError:
+                    source = None
+                inherited = predecessor_ids.get(str(source)) if source is not None else None
+                if inherited is not None:
+                    found[f"{path}.canonicalId" if path else "canonicalId"] = inherited
+            stack.extend(
+                (child, f"{path}.{key}" if path else str(key))
+                for key, child in value.items()
+                if isinstance(child, dict | list)
+            )
+        elif isinstance(value, list):
+            stack.extend(
+                (child, f"{path}[{index}]")
+                for index, child in enumerate(value)
+                if isinstance(child, dict | list)
+            )
+    return found
+
+
 def compare_work(
     work: str,
     ours: dict[str, Any],
     theirs: dict[str, Any] | None,
     *,
-    predecessor_id: str | None = None,
+    predecessor_ids: Mapping[str, str] | None = None,
     may_mint: bool = True,
 ) -> WorkComparison:
     """The category of one work, and its differences when unexpected.
 
-    `predecessor_id` is the canonical ID this minter finds (or would give) the work's declared
-    predecessor, None when it declares none. `may_mint=False` says no ID of the work's batch
-    would be minted, which spares looking for placeholders.
+    `predecessor_ids` maps a source's text form (`Item[folio-item/...]`) to the canonical ID
+    this minter finds (or would give) the predecessor it declares, for every source of the
+    work's batch that declares one. `may_mint=False` says no ID of the work's batch would be
+    minted, which spares looking for placeholders.
     """
     # Equal documents first: the common case, and one a placeholder can never reach (no
     # reference document holds one).
@@ -152,16 +186,19 @@ def compare_work(
     if theirs is None:
         return WorkComparison(work, Category.NOT_IN_REFERENCE)
     found = list(_differences(ours, theirs, ""))
-    if (
-        len(found) == 1
-        and found[0][0] == ROOT_ID_PATH
-        and predecessor_id is not None
-        and found[0][1] == predecessor_id
-    ):
-        path, mine, legacy = found[0]
-        return WorkComparison(
-            work, Category.DIFFER_EXPECTED, (Difference(work, path, mine, legacy),)
-        )
+    if predecessor_ids:
+        inherited = inherited_ids(ours, predecessor_ids)
+        if inherited and all(
+            path in inherited and inherited[path] == mine for path, mine, _ in found
+        ):
+            return WorkComparison(
+                work,
+                Category.DIFFER_EXPECTED,
+                tuple(
+                    Difference(work, path, mine, legacy)
+                    for path, mine, legacy in found[:MAX_PATHS_PER_WORK]
+                ),
+            )
     return WorkComparison(
         work,
         Category.DIFFER_UNEXPECTED,

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError, WorksStoreError
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.settings import environment
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.works.documents import decode_document, parse_bare_identifier
 
@@ -161,14 +162,12 @@ class ElasticsearchReference(Reference):
     def from_env(
         cls, index: str, environ: Mapping[str, str] | None = None
     ) -> ElasticsearchReference:
-        import os  # noqa: PLC0415
 
         from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
             client_from_env,
         )
 
-        env = os.environ if environ is None else environ
-        client = client_from_env(env, needed_by="--reference-index")
+        client = client_from_env(environment(environ), needed_by="--reference-index")
         return cls(client, index)
 
     def describe(self) -> str:

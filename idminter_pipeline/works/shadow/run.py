@@ -2,14 +2,14 @@
 
 The run is `works.pipeline.WorksPipeline` itself, given two stand-ins:
 
-- `ShadowMinter` for the registry: lookups only, with placeholders for would-mint IDs;
+- `ReadOnlyMinter` for the registry: lookups only, with placeholders for would-mint IDs;
 - `_ComparingStore` for the works store: it reads source works from the real store, and where
   the pipeline would write an identified work it compares it with the reference instead.
 
 So every stage a `mint` run applies (read, extract, mint planning, annotate) applies here, with
 the same failures, and the comparison sees the documents `mint` would write. The churn guard is
 off: it is a brake on minting, and a shadow run mints nothing. Succession is off too
-(`ShadowMinter.inheritances` reads no chains): a predecessor that `mint` would leave superseded
+(`ReadOnlyMinter.inheritances` reads no chains): a predecessor that `mint` would leave superseded
 under its successor's document is compared like any other work, since the shadow checks IDs.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry.connection import ConnectionFactory
+from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
@@ -34,9 +35,9 @@ from idminter_pipeline.works.shadow.compare import (
     compare_work,
     failed_work,
     is_placeholder,
+    would_mint_placeholder,
 )
 from idminter_pipeline.works.shadow.reference import Reference
-from idminter_pipeline.works.shadow.registry import ShadowMinter
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     ScanPosition,
@@ -109,7 +110,7 @@ class _ComparingStore(WorksStore):
     """Reads from `store`; what the pipeline would write is compared, never written."""
 
     def __init__(
-        self, store: WorksStore, reference: Reference, minter: ShadowMinter, report: ShadowReport
+        self, store: WorksStore, reference: Reference, minter: ReadOnlyMinter, report: ShadowReport
     ) -> None:
         self._store = store
         self._reference = reference
@@ -152,7 +153,7 @@ class _ComparingStore(WorksStore):
                 work.source_id,
                 work.document,
                 reference,
-                predecessor_id=predecessor_ids.get(work.source_id),
+                predecessor_ids=predecessor_ids,
                 may_mint=may_mint,
             )
             if comparison.category is Category.WOULD_MINT and reference is not None:
@@ -164,6 +165,11 @@ class _ComparingStore(WorksStore):
         raise InvalidInputError("a shadow run reads no identified works from the store")
 
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
+        raise InvalidInputError("a shadow run reads no identified works from the store")
+
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InvalidInputError("a shadow run reads no identified works from the store")
 
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
@@ -190,7 +196,9 @@ def shadow_run(
 ) -> ShadowReport:
     """Compare every work of `scope` with `reference`, writing nothing (module docstring)."""
     started = time.perf_counter()
-    with ShadowMinter(connect, outage_seconds=outage_seconds) as minter:
+    with ReadOnlyMinter(
+        connect, placeholder=would_mint_placeholder, outage_seconds=outage_seconds
+    ) as minter:
         report = ShadowReport(
             scope=scope.describe(),
             store=store.describe(),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.settings import env_text, environment
 from idminter_pipeline.works.stores.base import (
     FullScope,
     IdsScope,
@@ -30,7 +30,7 @@ def works_store_from_env(
     Opening a SQLite store creates a missing file (the embedded default starts empty). A command
     that only reads or repairs passes `existing=True`: a mistyped path is then refused, naming
     it, instead of being created and read as zero works."""
-    env = os.environ if environ is None else environ
+    env = environment(environ)
     if env.get("ELASTICSEARCH_URL"):
         # Imported here so the embedded default never needs the Elasticsearch client loaded.
         from idminter_pipeline.works.stores.elasticsearch import (  # noqa: PLC0415
@@ -38,7 +38,8 @@ def works_store_from_env(
         )
 
         return ElasticsearchWorksStore.from_env(env)
-    path = Path(env["WORKS_STORE_PATH"]) if env.get("WORKS_STORE_PATH") else default_sqlite_path()
+    named = env_text("WORKS_STORE_PATH", environ=env)
+    path = Path(named) if named else default_sqlite_path()
     if existing and not path.is_file():
         raise InvalidInputError(f"works store {path}: no such file (WORKS_STORE_PATH)")
     return SqliteWorksStore(path)

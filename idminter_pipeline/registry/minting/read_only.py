@@ -1,11 +1,11 @@
-"""What this minter would assign, read from the registry without writing to it.
+"""What the minter would assign, read from the registry without writing to it (shadow mode).
 
-`ShadowMinter` answers `mint_ids` the way `registry.minting.Minter` does: the same request
-folding, cycle and missing-predecessor refusals, and the same plan (`minting.plan._Batch`) for
-existing, inherited and new sources. It only ever runs one plain `SELECT` per batch, a
-consistent non-locking read, so it takes no row lock a minter could wait on. It claims no free
-ID: a source that would be minted gets a placeholder (`compare.would_mint_placeholder`), and
-sources that would inherit from it carry the same placeholder.
+`ReadOnlyMinter` answers `mint_ids` the way `Minter` does: the same request folding, cycle and
+missing-predecessor refusals, and the same plan (`plan.BatchPlan`) for existing, inherited and
+new sources. It only ever runs one plain `SELECT` per batch, a consistent non-locking read, so it
+takes no row lock a minter could wait on. It claims no free ID: a source that would be minted
+gets a placeholder (the caller's `placeholder(n)` for the n-th), and sources that would inherit
+from it carry the same placeholder.
 
 While a legacy migration holds at its synced phase (`idminter db migrate-legacy --hold-synced`)
 the registry's `identifiers` is still the legacy table and the many-to-one copy is
@@ -16,48 +16,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.legacy_migration.state import (
+from idminter_pipeline.registry.legacy_migration import (
+    LIVE_TABLE,
     NEW_TABLE,
     Phase,
     RegistryShape,
-    _pending_changes,
-    _read_state,
-    _state_available,
+    migration_phase,
+    pending_changes,
     registry_shape,
 )
-from idminter_pipeline.registry.minting import (
-    DEFAULT_LOOKUP_CHUNK_SIZE,
-    Inheritance,
+from idminter_pipeline.registry.minting.chains import Inheritance
+from idminter_pipeline.registry.minting.minter import fetch_mappings
+from idminter_pipeline.registry.minting.plan import (
+    BatchPlan,
+    Key,
     MintRequest,
     MintResult,
     fold_requests,
-    pad_space,
-    reject_cycles,
+    source_key,
 )
-from idminter_pipeline.registry.minting.plan import Key, _Batch, _key
-from idminter_pipeline.registry.minting.statements import keyed_selects
 from idminter_pipeline.registry.outage import ride_out
-from idminter_pipeline.registry.packets import statement_budget
 from idminter_pipeline.registry.schema import table_exists
-from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 
 logger = logging.getLogger(__name__)
-
-LIVE_TABLE = "identifiers"
 
 
 @dataclass(frozen=True)
 class LookupTarget:
-    """Which table a shadow run reads, and how far the synced copy lags the legacy table."""
+    """Which table a read-only minter reads, and how far the synced copy lags the legacy table."""
 
     table: str
     registry_shape: str
@@ -65,12 +61,7 @@ class LookupTarget:
     pending_legacy_changes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "registry_shape": self.registry_shape,
-            "migration_phase": self.migration_phase,
-            "pending_legacy_changes": self.pending_legacy_changes,
-        }
+        return asdict(self)
 
 
 def lookup_target(conn: Connection) -> LookupTarget:
@@ -79,8 +70,7 @@ def lookup_target(conn: Connection) -> LookupTarget:
     verified copy, naming the command that makes one."""
     try:
         shape = registry_shape(conn)
-        state = _read_state(conn) if _state_available(conn) else None
-        phase = state.phase if state else Phase.NONE
+        phase = migration_phase(conn)
         if shape is RegistryShape.MIGRATED:
             return LookupTarget(LIVE_TABLE, shape.value, phase.value)
         if (
@@ -88,7 +78,7 @@ def lookup_target(conn: Connection) -> LookupTarget:
             and phase is Phase.COPIED
             and table_exists(conn, NEW_TABLE)
         ):
-            return LookupTarget(NEW_TABLE, shape.value, phase.value, _pending_changes(conn))
+            return LookupTarget(NEW_TABLE, shape.value, phase.value, pending_changes(conn))
     finally:
         conn.rollback()
     if shape is RegistryShape.MISSING:
@@ -100,19 +90,27 @@ def lookup_target(conn: Connection) -> LookupTarget:
     )
 
 
-class ShadowMinter:
-    """A read-only stand-in for `Minter` in the works pipeline (see the module's docstring)."""
+class ReadOnlyMinter:
+    """A stand-in for `Minter` that writes nothing (see the module's docstring)."""
 
-    def __init__(self, connect: ConnectionFactory, *, outage_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        connect: ConnectionFactory,
+        *,
+        placeholder: Callable[[int], str],
+        outage_seconds: float | None = None,
+    ) -> None:
         self._connect = connect
         self._conn: Connection | None = None
+        self._placeholder = placeholder
         self.outage_seconds = outage_seconds
         self.target = self._with_connection(lookup_target, "reading the registry's shape")
         self.would_mint = 0
         # How many IDs the latest `mint_ids` call (the current batch) would mint.
         self.batch_would_mint = 0
         # The canonical ID each declaring source's predecessor has (or would have), by the
-        # source's text form: what tells an expected root-ID difference from another.
+        # source's text form (works, items, images alike): what tells an expected ID difference
+        # from another.
         self.predecessor_ids: dict[str, str] = {}
 
     # -- connection -------------------------------------------------------------------------
@@ -152,7 +150,7 @@ class ShadowMinter:
     def close(self) -> None:
         self._drop_connection()
 
-    def __enter__(self) -> ShadowMinter:
+    def __enter__(self) -> ReadOnlyMinter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -163,33 +161,16 @@ class ShadowMinter:
     def _fetch(self, keys: list[SourceIdentifier]) -> dict[Key, str]:
         if not keys:
             return {}
-
-        def read(conn: Connection) -> dict[Key, str]:
-            found: dict[Key, str] = {}
-            # Cut to the server's packet like the minter's lookup: a batch with one huge work
-            # is read in several statements instead of failing.
-            for sql, groups in keyed_selects(
-                conn,
-                keys,
-                chunk_size=DEFAULT_LOOKUP_CHUNK_SIZE,
-                lock=False,
-                budget=statement_budget(conn),
-                table=self.target.table,
-            ):
-                with conn.cursor() as cursor:
-                    cursor.execute(sql)
-                    rows = cursor.fetchall()
-                found.update(
-                    ((*groups[branch], pad_space(source_id)), canonical_id)
-                    for branch, source_id, canonical_id in rows
-                )
-            return found
-
-        return self._with_connection(read, f"looking up {len(keys):,} identifier(s)")
+        # Cut to the server's packet like the minter's lookup: a batch with one huge work is
+        # read in several statements instead of failing.
+        return self._with_connection(
+            lambda conn: fetch_mappings(conn, keys, table=self.target.table),
+            f"looking up {len(keys):,} identifier(s)",
+        )
 
     def inheritances(self, canonical_ids: Iterable[str]) -> list[Inheritance]:
         """No chains: succession only decides which work's document the store keeps under a
-        shared ID (`works.succession`), and a shadow run writes nothing; it compares every
+        shared ID (`works.succession`), and a read-only run writes nothing; it compares every
         work's IDs with the legacy output, a predecessor's as much as its successor's."""
         del canonical_ids
         return []
@@ -197,7 +178,7 @@ class ShadowMinter:
     def lookup_ids(self, sources: Iterable[SourceIdentifier]) -> dict[SourceIdentifier, str]:
         wanted = list(dict.fromkeys(sources))
         found = self._fetch(wanted)
-        return {s: found[_key(s)] for s in wanted if _key(s) in found}
+        return {s: found[source_key(s)] for s in wanted if source_key(s) in found}
 
     def mint_ids(
         self, requests: Iterable[MintRequest], *, job_id: str | None = None
@@ -211,23 +192,22 @@ class ShadowMinter:
         if not predecessors:
             return {}
         reject_cycles(predecessors)
-        batch = _Batch(predecessors)
+        batch = BatchPlan(predecessors)
         declared = [p for p in batch.declared if p is not None]
         batch.found = self._fetch(list(dict.fromkeys([*batch.sources, *declared])))
         batch.resolve_existing()
         batch.check_predecessors_exist()
         roots = batch.new_roots()
-        placeholders = [
-            would_mint_placeholder(self.would_mint + n) for n in range(1, len(roots) + 1)
-        ]
+        placeholders = [self._placeholder(self.would_mint + n) for n in range(1, len(roots) + 1)]
         self.would_mint += len(roots)
         self.batch_would_mint = len(roots)
         batch.plan(roots, placeholders)
         results = batch.results()
-        by_key = {_key(source): result.canonical_id for source, result in results.items()}
+        by_key = {source_key(source): result.canonical_id for source, result in results.items()}
         for source, predecessor in predecessors.items():
             if predecessor is not None:
-                predecessor_id = by_key.get(_key(predecessor)) or batch.found.get(_key(predecessor))
+                key = source_key(predecessor)
+                predecessor_id = by_key.get(key) or batch.found.get(key)
                 if predecessor_id is not None:
                     self.predecessor_ids[str(source)] = predecessor_id
         return results
