@@ -9,19 +9,28 @@ export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
 .PHONY: setup db db-stop db-status run test test-mysql test-integration docker-engine lint docs ui check-defs bench stress clean screenshots
 
+# pip's and npm's own output goes to a log, shown only when an install fails: a fresh clone sees
+# one line per step, not pages of warnings about the machine's package indexes.
+PIP_LOG := .local/install-python.log
+NPM_LOG := .local/install-npm.log
+INSTALL_FAILED = { tail -n 40 $(1); echo "error: the install failed; its whole log is $(1)"; exit 1; }
+
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@mkdir -p .local
+	@echo "installing the Python packages into $(VENV) (2-4 minutes on a fresh clone; log in $(PIP_LOG))"
+	@{ $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --upgrade pip \
+		&& $(BIN)/python -m pip install -e '.[dev]'; } > $(PIP_LOG) 2>&1 || $(call INSTALL_FAILED,$(PIP_LOG))
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
 # asl-validator (npm), which the tests run over the state machine in deploy/aws/.
 NODE_STAMP := node_modules/.installed
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+	@mkdir -p .local
+	@echo "installing asl-validator with npm into node_modules (log in $(NPM_LOG))"
+	@npm ci --no-audit --no-fund --loglevel=error > $(NPM_LOG) 2>&1 || $(call INSTALL_FAILED,$(NPM_LOG))
+	@touch $(NODE_STAMP)
 
 db: setup
 	$(BIN)/idminter db server start
@@ -32,20 +41,35 @@ db-stop: setup
 db-status: setup
 	$(BIN)/idminter db server status
 
-run: db
-	$(BIN)/idminter local-run
+# The local pool's levels for `make run` and `make ui` (docs/development.md, "The local pool"):
+# the sample mints about 9,500 IDs in a minute, which production's levels (a million, watermarks
+# for a day of real minting) would read as an emergency. Set in the environment, they win.
+run ui: export IDMINTER_POOL_TARGET_FREE ?= 100000
+run ui: export IDMINTER_POOL_LOW_WATERMARK ?= 20000
+run ui: export IDMINTER_POOL_CRITICAL_WATERMARK ?= 5000
+run ui: export IDMINTER_POOL_FORECAST_HORIZON_HOURS ?= 1
+
+# local-run starts the server itself and prints its banner.
+run: setup
+	@$(BIN)/idminter local-run
+
+# The suite in parallel workers (pytest-xdist), each with databases of its own
+# (tests/conftest.py); modules whose tests share a private server stay on one worker.
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
 test: db $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The whole suite against a project-local MySQL 9.x from Debian's archive, unpacked under .local/
-# beside the MariaDB (docs/development.md, "Test servers"); its own port, stopped afterwards. When
-# the archive cannot be reached it says so in one line and exits 0.
-MYSQL_PORT ?= 33307
+# beside the MariaDB (docs/development.md, "Test servers"); its own port (this checkout's, or
+# MYSQL_PORT=), stopped and its data removed afterwards. When the archive cannot be reached it
+# says so in one line and exits 0.
 test-mysql: setup $(NODE_STAMP)
-	$(BIN)/python -m tools.test_mysql --port $(MYSQL_PORT)
+	$(BIN)/python -m tools.test_mysql $(if $(MYSQL_PORT),--port $(MYSQL_PORT)) $(PYTEST_PARALLEL)
 
 # The whole suite against MySQL 8.0 and Elasticsearch 8 from compose.yaml (docs/development.md,
 # "Running the tests"). The stack is torn down afterwards, pass or fail.
@@ -53,7 +77,7 @@ INTEGRATION_ENV := RDS_PRIMARY_HOST=127.0.0.1 RDS_PORT=3306 RDS_USERNAME=id_mint
 	RDS_PASSWORD=id_minter ELASTICSEARCH_URL=http://127.0.0.1:9200
 test-integration: docker-engine setup $(NODE_STAMP)
 	docker compose -f compose.yaml up -d --wait
-	status=0; $(INTEGRATION_ENV) $(BIN)/pytest || status=$$?; \
+	status=0; $(INTEGRATION_ENV) $(BIN)/pytest $(PYTEST_PARALLEL) || status=$$?; \
 		docker compose -f compose.yaml down -v; exit $$status
 
 docker-engine:

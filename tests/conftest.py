@@ -1,7 +1,12 @@
 """Shared fixtures: a real MySQL-compatible server, a database per test session, clean tables.
 
-The server is whatever `DatabaseSettings.from_env()` reaches: the project-local MariaDB that
+The server is whatever `DatabaseSettings.from_env()` reaches: this checkout's MariaDB that
 `make test` starts, or the server the RDS_* variables name. Tests never mock the database.
+
+`make test` runs the suite in parallel workers (pytest-xdist, `--dist loadgroup`): each worker has
+its own session database, and whatever else a test creates (databases, users, servers, ports,
+files) is named or placed for that test alone. A module whose tests share a fixture of module or
+class scope (a private server, say) runs on one worker, so that fixture is built once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,21 @@ from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.works.stores import SqliteWorksStore
+
+_SHARED_SCOPES = {"module", "class", "package"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None or item.get_closest_marker("xdist_group"):
+            continue
+        if any(
+            definitions[-1].scope in _SHARED_SCOPES
+            for definitions in fixtures.name2fixturedefs.values()
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from idminter_pipeline.core.errors import RegistryUnavailableError
 from idminter_pipeline.core.settings import DatabaseSettings, ElasticsearchSettings
 from idminter_pipeline.registry.connection import connect
 
-ROTATING_USER = "idminter_rotating"
+# Users are server-wide: a name of this process's own, so parallel workers never share one.
+ROTATING_USER = f"idminter_rotating_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

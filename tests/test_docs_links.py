@@ -46,3 +46,15 @@ def test_every_relative_link_resolves(page):
 def test_the_readme_is_an_entry_page():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines"
+
+
+_REPEATED_WORD = re.compile(r"(?:^|-)([a-z0-9]+)-\1(?=-|$)")
+
+
+@pytest.mark.parametrize("page", markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_heading_anchor_repeats_a_word(page):
+    """A placeholder named after the word beside it (`within {hours} hours`) gives an anchor that
+    reads as a typo (`within-hours-hours`) in every alert's runbook link: name it for what it
+    stands for instead (`{horizon} hours`)."""
+    repeated = sorted(a for a in anchors(page) if _REPEATED_WORD.search(a))
+    assert not repeated, f"{page.name}: anchors repeating a word: {repeated}"

@@ -15,6 +15,10 @@ def test_local_run_mints_sample_works_through_dagster_and_is_idempotent(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     monkeypatch.delenv("WORKS_STORE_PATH", raising=False)
     monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    # A development pool's levels, as `make run` sets them (smaller still: 60 works).
+    monkeypatch.setenv("IDMINTER_POOL_TARGET_FREE", "3000")
+    monkeypatch.setenv("IDMINTER_POOL_LOW_WATERMARK", "1000")
+    monkeypatch.setenv("IDMINTER_POOL_CRITICAL_WATERMARK", "100")
     runner = CliRunner()
     first = runner.invoke(main, ["local-run", "--works", "60"])
     assert first.exit_code == 0, first.output
@@ -42,6 +46,10 @@ def test_local_run_mints_sample_works_through_dagster_and_is_idempotent(
     )
     mappings = fetch_all(registry_env, "SELECT SourceId, CanonicalId FROM identifiers ORDER BY 1")
     assert len(mappings) > 60
+    # Topped up again after minting: the pool is left at its target, above both watermarks.
+    assert "pool, after minting: added" in first.output
+    assert re.search(r"registry \w+: 3,000 free IDs", first.output), first.output
+    assert "{" not in first.output  # a summary in words, no Python structure
 
     second = runner.invoke(main, ["local-run", "--works", "60"])
     assert second.exit_code == 0, second.output

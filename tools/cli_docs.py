@@ -29,6 +29,10 @@ HEADER = """\
 Generated from `--help` by `make docs` (`tools/cli_docs.py`); do not edit by hand.
 `tests/test_docs_cli.py` fails when this page and the commands disagree.
 
+`make setup` (and every other `make` target) installs the command into the checkout's virtual
+environment: run it as `.venv/bin/idminter ...`, or `source .venv/bin/activate` first to have
+`idminter` on your `PATH`.
+
 Every command prints its results on stdout (JSON where scripts read them) and a failure as one
 `error: ...` line on stderr naming the offending value. Exit status: 0 success, 1 a refusal or
 failure, 2 bad input (`db migrate-legacy --dry-run` adds 3: blocking problems). `--debug` (or

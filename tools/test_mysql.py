@@ -1,17 +1,21 @@
 """`make test-mysql`: the whole suite against a project-local MySQL 9.x from Debian's archive.
 
     python -m tools.test_mysql [--port N] [--keep] [pytest arguments...]
+    python -m tools.test_mysql --stop
 
 1. installs MySQL (`idminter_pipeline.local_servers.mysql`: apt resolves the closure, the .debs are
    cached under .local/apt, unpacked into .local/mysql). When the archive cannot be reached and
    nothing is cached, it says so in one line and exits 0: a failed download is no code failure;
-2. starts it as a project-local server (data in .local/mysql-server, its own port and socket,
-   never the MariaDB one's) and bootstraps `id_minter` exactly as on MariaDB;
+2. starts it as a project-local server (data in .local/mysql-server, this checkout's MySQL port,
+   the one above its MariaDB's, and its own socket) and bootstraps `id_minter` exactly as on
+   MariaDB;
 3. creates a test administrator (a fresh random password each run) for what the application
    user may not do (manage users, read other sessions);
 4. runs pytest with RDS_* pointing at it; tests that start private servers start MySQL ones
    (IDMINTER_TEST_SERVER_ENGINE=mysql);
-5. stops the server, pass or fail (`--keep` leaves it running), and exits with pytest's status.
+5. stops the server and removes its data (about 1.2 GB, nothing worth keeping: every test
+   database is dropped), pass or fail, and exits with pytest's status. `--keep` leaves the
+   server running; `--stop` stops a server left running (what `.ci/run` does when it ends).
 """
 
 from __future__ import annotations
@@ -19,20 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 from contextlib import closing
+from types import FrameType
 
-from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.core.settings import DatabaseSettings, local_database_port
 from idminter_pipeline.local_servers.mariadb import (
     LocalDatabaseError,
+    LocalServerPaths,
     admin_connection,
     ensure_server,
     stop_server,
 )
 from idminter_pipeline.local_servers.mysql import (
     DEBIAN_ARCHIVE,
-    MYSQL_PORT,
     ArchiveUnreachable,
     MysqlInstall,
 )
@@ -42,13 +49,33 @@ TEST_ADMIN_USER = "idminter_test_admin"
 ENGINE_ENV = "IDMINTER_TEST_SERVER_ENGINE"
 
 
+def _stop_and_remove(paths: LocalServerPaths) -> None:
+    """Stop the server and remove its data: a later run initializes it afresh in seconds."""
+    stop_server(paths)
+    shutil.rmtree(paths.data_dir, ignore_errors=True)
+
+
+def _exit_on_terminate(signum: int, frame: FrameType | None) -> None:
+    # A CI runner ends a job with SIGTERM: leave through `finally`, which stops the server.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=MYSQL_PORT, help="the server's TCP port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=local_database_port(mysql=True),
+        help="the server's TCP port (default: this checkout's, the one above its MariaDB's)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser.add_argument("--stop", action="store_true", help="stop a server left running, only")
     parser.add_argument("--archive", default=DEBIAN_ARCHIVE, help="a Debian mirror's URL")
     options, pytest_args = parser.parse_known_args(argv)
     install = MysqlInstall.default(options.archive)
+    if options.stop:
+        _stop_and_remove(install.server_paths)
+        return 0
     try:
         install.install()
     except ArchiveUnreachable as error:
@@ -56,15 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     paths = install.server_paths
     settings = DatabaseSettings(port=options.port)
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     try:
         report = ensure_server(settings, paths, start_local=True)
-        if report.kind == "external":
-            print(
-                f"error: port {options.port} already answers ({report.version}) and is not "
-                f"this checkout's MySQL; pass another with MYSQL_PORT=",
-                file=sys.stderr,
-            )
-            return 2
         for line in report.lines()[:3]:
             print(line)
         admin_password = secrets.token_hex(16)
@@ -83,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     except LocalDatabaseError as error:
         print(f"error: {error}", file=sys.stderr)
-        stop_server(paths)
+        _stop_and_remove(paths)
         return 1
     env = {
         **os.environ,
@@ -101,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         ).returncode
     finally:
         if not options.keep:
-            stop_server(paths)
+            _stop_and_remove(paths)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def db() -> None:
 
 @db.group()
 def server() -> None:
-    """A project-local MariaDB server, unless RDS_* settings point at another server."""
+    """This checkout's own MariaDB server, unless RDS_* settings point at another server."""
 
 
 @server.command("start")
@@ -40,7 +40,7 @@ def server_start() -> None:
 
 @server.command("stop")
 def server_stop() -> None:
-    """Stop the project-local server (its data stays in .local/mariadb)."""
+    """Stop this checkout's server, once it has exited (its data stays in .local/mariadb)."""
     from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
 
     stopped = local_database.stop_server()

@@ -2,8 +2,12 @@
 
 Start the local registry, migrate it, fill the free-ID pool, generate sample works into the
 embedded works store, mint them through the real Dagster job (`mint_works`, in process, over the
-windows the sample covers, as one multi-partition run), and print what happened. Idempotent:
-running it again regenerates the same works and re-mints the same IDs.
+windows the sample covers, as one multi-partition run), top the pool up again, and print what
+happened. Idempotent: running it again regenerates the same works and re-mints the same IDs.
+
+The pool is kept at the level the pool's settings (`IDMINTER_POOL_*`, which `make run` and `make
+ui` set for a development machine) ask for, before and after minting: the UI opened next reads
+a pool at its target, not one the sample drained below a watermark.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from idminter_pipeline.works.sample_data import DEFAULT_SPACING, DEFAULT_START, 
 from idminter_pipeline.works.stores import works_store_from_env
 
 LOCAL_SAMPLE_WORKS = 3_000
-LOCAL_POOL_TARGET = 50_000
 
 
 @click.command("local-run")
@@ -38,7 +41,7 @@ def local_run(count: int, seed: int) -> None:
     from idminter_pipeline.local_servers import mariadb as local_database  # noqa: PLC0415
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.pool import top_up  # noqa: PLC0415
+    from idminter_pipeline.registry.pool import PoolSettings, replenish  # noqa: PLC0415
     from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
 
     for line in local_database.ensure_server().lines():
@@ -46,8 +49,8 @@ def local_run(count: int, seed: int) -> None:
     applied = schema.apply_migrations(connection_factory())
     click.echo(f"schema: applied {', '.join(applied)}" if applied else "schema: up to date")
 
-    report = top_up(connection_factory(), LOCAL_POOL_TARGET)
-    click.echo(f"pool: {report.summary()}")
+    pool_settings = PoolSettings.from_env()
+    click.echo(f"pool: {replenish(connection_factory(), pool_settings).summary()}")
 
     with works_store_from_env() as store:
         written = store.put_source(generate_works(count, seed=seed))
@@ -61,7 +64,7 @@ def local_run(count: int, seed: int) -> None:
             f"minted through Dagster run {figures['run_id']} (windows {figures['partitions']}): "
             f"{figures['works_read']:,} works read, {figures['works_written']:,} written, "
             f"{figures.get('works_superseded', 0):,} superseded by a successor's document, "
-            f"{figures['works_failed']:,} failed {figures['failures_by_stage']}; identifiers: "
+            f"{_failures(figures)}; identifiers: "
             f"{figures['identifiers_found']:,} found, {figures['identifiers_minted']:,} minted, "
             f"{figures['identifiers_inherited']:,} inherited, {figures['identifiers_existing']:,} "
             f"already registered; {figures['mint_calls']} mint transaction(s) in "
@@ -74,6 +77,9 @@ def local_run(count: int, seed: int) -> None:
             )
         _show_inheritance(store, count, seed)
 
+    refilled = replenish(connection_factory(), pool_settings)
+    if refilled.added:
+        click.echo(f"pool, after minting: {refilled.summary()}")
     conn = connect()
     try:
         summary = registry_summary(conn)
@@ -83,6 +89,15 @@ def local_run(count: int, seed: int) -> None:
         f"registry {summary.database}: {summary.free_ids:,} free IDs, "
         f"{summary.assigned_ids:,} assigned, {summary.mappings:,} source identifiers mapped"
     )
+
+
+def _failures(figures: dict[str, Any]) -> str:
+    """`0 failed`, or `3 failed (2 at extract, 1 at mint)`."""
+    stages = figures.get("failures_by_stage") or {}
+    by_stage = ", ".join(
+        f"{count:,} at {stage}" for stage, count in sorted(stages.items()) if count
+    )
+    return f"{figures['works_failed']:,} failed" + (f" ({by_stage})" if by_stage else "")
 
 
 def _show_inheritance(store: Any, count: int, seed: int) -> None:

@@ -7,6 +7,7 @@ translation. Passwords are held in `DatabaseSettings` but never rendered: `repr`
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -15,9 +16,13 @@ from pathlib import Path
 
 from idminter_pipeline.core.errors import InvalidSettingError
 
-# The project-local MariaDB (see `idminter_pipeline.local_servers.mariadb`) listens on this private
-# port so it never clashes with a system MySQL on 3306.
-LOCAL_DATABASE_PORT = 33306
+# Each checkout's project-local servers (`idminter_pipeline.local_servers`) listen on ports of
+# their own, derived from the folder holding their data, so two clones on one machine never share
+# a database: MariaDB on an even port from 20000 to 29998, MySQL (`make test-mysql`) on the odd
+# one above it. The range is below Linux's ephemeral ports (32768-60999), which the tests'
+# private servers and every client connection take, and away from MySQL's usual 3306.
+LOCAL_PORT_BASE = 20_000
+LOCAL_PORT_PAIRS = 5_000
 LOCAL_DATABASE_USER = "id_minter"
 LOCAL_DATABASE_PASSWORD = "id_minter"  # a throwaway local default; production uses secrets
 DEFAULT_DATABASE_NAME = "identifiers"
@@ -107,10 +112,17 @@ def local_state_dir() -> Path:
     return Path(env_text("IDMINTER_LOCAL_DIR") or project_root() / ".local")
 
 
+def local_database_port(*, mysql: bool = False) -> int:
+    """This checkout's project-local server port: stable for its folder, another for another."""
+    folder = str(local_state_dir().resolve()).encode()
+    pair = int.from_bytes(hashlib.sha256(folder).digest()[:4], "big") % LOCAL_PORT_PAIRS
+    return LOCAL_PORT_BASE + 2 * pair + (1 if mysql else 0)
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     host: str = "127.0.0.1"
-    port: int = LOCAL_DATABASE_PORT
+    port: int = field(default_factory=local_database_port)
     username: str = LOCAL_DATABASE_USER
     password: str = field(default=LOCAL_DATABASE_PASSWORD, repr=False)
     database: str = DEFAULT_DATABASE_NAME

@@ -1,10 +1,12 @@
 """A project-local MariaDB server, so a fresh machine can run the pipeline and its tests.
 
-`ensure_server` is idempotent: when the configured settings (RDS_* or the local defaults) already
-reach a server it uses that one; otherwise it installs Debian's `mariadb-server` if it is missing
-(root only), initializes a data directory under `.local/mariadb`, starts `mariadbd` on a private
-port and socket, and creates the `id_minter` user and `identifiers` database. When it cannot, it
-raises `LocalDatabaseError` whose message says exactly what to do.
+`ensure_server` is idempotent. A server the RDS_* settings name is used as it is. Otherwise the
+server is this checkout's own: it installs Debian's `mariadb-server` if it is missing (root only),
+initializes a data directory under `.local/mariadb`, starts `mariadbd` on this checkout's port
+(`local_database_port`, derived from the folder) and a private socket, and creates the `id_minter`
+user and `identifiers` database. A server on that port that is not this checkout's (another
+clone's) is never used unless the RDS_* settings name it. When it cannot, it raises
+`LocalDatabaseError` whose message says exactly what to do.
 
 The server is locked down as far as a development server can be:
 
@@ -22,36 +24,34 @@ The server is locked down as far as a development server can be:
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pymysql
 
-from idminter_pipeline.core.errors import IdMinterError, InvalidSettingError
+from idminter_pipeline.core.errors import InvalidSettingError
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.settings import (
     LOCAL_DATABASE_PASSWORD,
     LOCAL_DATABASE_USER,
     DatabaseSettings,
     env_text,
-    local_state_dir,
 )
+from idminter_pipeline.local_servers.engines import LocalDatabaseError, LocalServerPaths
 
 STARTUP_TIMEOUT_SECONDS = 60
 SHUTDOWN_TIMEOUT_SECONDS = 60
-# Unix socket paths are limited to 107 bytes; deep checkouts fall back to /tmp.
-MAX_SOCKET_PATH = 100
 # Debian's system account for the server; root starts mariadbd as this user.
 SERVER_SYSTEM_USER = "mysql"
+# Hosts at which this checkout's server can answer (it binds to 127.0.0.1 only).
+_LOOPBACK = ("127.0.0.1", "localhost")
 
 # Names the bootstrap writes into SQL: the database name is an identifier (never a bound
 # parameter), so it must match this before anything runs. 64 is the server's limit for database
@@ -75,10 +75,6 @@ LOCAL_PRIVILEGES = (
 SCRATCH_DATABASE_PATTERNS = (r"idminter\_test\_%", r"idminter\_bench\_%")
 
 
-class LocalDatabaseError(IdMinterError):
-    """The local server could not be provided; the message says what to do instead."""
-
-
 @dataclass(frozen=True)
 class ServerReport:
     kind: str  # "external", "local (already running)" or "local (started)"
@@ -96,108 +92,19 @@ class ServerReport:
         if self.socket is not None:
             lines.append(f"  unix socket {self.socket}")
         if self.system_user == "root":
+            # A checkout in a private (0700) folder, as many home folders are: not an error.
             lines.append(
-                f"  {self.server_name} runs as root: the system user {SERVER_SYSTEM_USER!r} "
-                "cannot reach "
-                "its folder (move the checkout, or the server, somewhere it can)"
+                f"  {self.server_name} runs as root (the system user {SERVER_SYSTEM_USER!r} "
+                "cannot enter this checkout's private folder)"
             )
         elif self.system_user is not None:
             lines.append(f"  {self.server_name} runs as system user {self.system_user!r}")
         if self.kind.startswith("local"):
             lines.append(
-                "  the defaults need no environment; elsewhere set RDS_PRIMARY_HOST, RDS_PORT, "
-                "RDS_USERNAME, RDS_PASSWORD and IDENTIFIERS_DATABASE"
+                "  this checkout's own server; another server only when RDS_PRIMARY_HOST and "
+                "RDS_PORT name it"
             )
         return lines
-
-
-class ServerEngine(Protocol):
-    """How one kind of server is initialized and started: Debian's MariaDB (`MARIADB`, the
-    default) or the project-local MySQL of `local_mysql` (`make test-mysql`).
-
-    `server_command()` is the command line up to the server's options (installing the server if
-    it can), `server_options()` what this kind needs beyond the common options, `initialize`
-    creates the data directory, whose administrator `admin_user()` logs in over the socket with
-    no password. `tree` is a folder of its own the server reads after it drops to its system
-    user (None: the system's folders)."""
-
-    name: str  # the server program, as messages and file names say it
-
-    @property
-    def tree(self) -> Path | None: ...
-    def server_command(self) -> list[str]: ...
-    def server_options(self) -> list[str]: ...
-    def initialize(self, paths: LocalServerPaths, user_flag: list[str]) -> None: ...
-    def admin_user(self) -> str: ...
-
-
-class MariadbEngine:
-    """Debian's mariadb-server, installed with apt-get when missing and root may."""
-
-    name = "mariadbd"
-    tree = None
-
-    def server_command(self) -> list[str]:
-        server = _binary("mariadbd", "mysqld")
-        if server is None:
-            _install_mariadb()
-            server = _binary("mariadbd", "mysqld")
-            if server is None:
-                raise LocalDatabaseError("mariadb-server installed but mariadbd was not found")
-        return [server]
-
-    def server_options(self) -> list[str]:
-        return ["--innodb-log-file-size=512M"]
-
-    def initialize(self, paths: LocalServerPaths, user_flag: list[str]) -> None:
-        _initialize(paths, user_flag)
-
-    def admin_user(self) -> str:
-        # `mariadb-install-db` lets the system user who ran it in by socket credentials.
-        return pwd.getpwuid(os.geteuid()).pw_name
-
-
-MARIADB = MariadbEngine()
-
-
-@dataclass(frozen=True)
-class LocalServerPaths:
-    base: Path
-    engine: ServerEngine = MARIADB
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base / "data"
-
-    @property
-    def tmp_dir(self) -> Path:
-        # On-disk temporary tables live here, not in a shared /tmp that others may clean.
-        return self.base / "tmp"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.base / f"{self.engine.name}.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.base / f"{self.engine.name}.log"
-
-    @property
-    def files_dir(self) -> Path:
-        # secure_file_priv: the only folder INTO OUTFILE and LOAD DATA INFILE may use.
-        return self.base / "files"
-
-    @property
-    def socket(self) -> Path:
-        socket = self.base / f"{self.engine.name}.sock"
-        if len(str(socket)) > MAX_SOCKET_PATH:
-            digest = hashlib.sha256(str(self.base).encode()).hexdigest()[:12]
-            return Path("/tmp") / f"idminter-{digest}.sock"
-        return socket
-
-    @classmethod
-    def default(cls) -> LocalServerPaths:
-        return cls(local_state_dir() / "mariadb")
 
 
 def _server_version(settings: DatabaseSettings) -> str | None:
@@ -218,34 +125,6 @@ def _server_version(settings: DatabaseSettings) -> str | None:
             return str(cursor.fetchone()[0])
     finally:
         conn.close()
-
-
-def _binary(*names: str) -> str | None:
-    for name in names:
-        for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-            if candidate and Path(candidate).is_file():
-                return candidate
-    return None
-
-
-def _install_mariadb() -> None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise LocalDatabaseError(
-            "MariaDB is not installed and this process cannot install it. Either run, as root:\n"
-            "    apt-get update && apt-get install -y mariadb-server\n"
-            "or point RDS_PRIMARY_HOST, RDS_PORT, RDS_USERNAME and RDS_PASSWORD at a MySQL 8 "
-            "or MariaDB server (for example `docker compose up -d mysql`)."
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "mariadb-server", "mariadb-client"],
-    ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise LocalDatabaseError(
-                f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr[-2000:]}"
-            )
 
 
 def process_user(pid: int) -> str | None:
@@ -273,6 +152,23 @@ def _pid(paths: LocalServerPaths) -> int | None:
     except PermissionError:
         pass
     return pid
+
+
+def _own_port(paths: LocalServerPaths) -> int | None:
+    """The port this checkout's server (the one in `paths`) listens on, if it runs."""
+    if _pid(paths) is None or not paths.socket.exists():
+        return None
+    try:
+        conn = admin_connection(paths)
+    except LocalDatabaseError:
+        return None
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@port")
+            (port,) = cursor.fetchone()
+        return int(port)
+    finally:
+        conn.close()
 
 
 def check_local_settings(settings: DatabaseSettings) -> None:
@@ -368,42 +264,12 @@ def local_admin_connection_for(
     else None. For what the application user may not do (see another session's transactions,
     manage users): tests and benchmarks, never the minter."""
     paths = paths or LocalServerPaths.default()
-    if not paths.socket.exists():
+    if _own_port(paths) != settings.port:
         return None
     try:
-        conn = admin_connection(paths)
+        return admin_connection(paths)
     except LocalDatabaseError:
         return None
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT @@port")
-        (port,) = cursor.fetchone()
-    if int(port) == settings.port:
-        return conn
-    conn.close()
-    return None
-
-
-def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
-    install_db = _binary("mariadb-install-db", "mysql_install_db")
-    if install_db is None:
-        raise LocalDatabaseError("mariadb-install-db is missing: apt-get install mariadb-server")
-    paths.data_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [
-            install_db,
-            "--no-defaults",
-            f"--datadir={paths.data_dir}",
-            "--auth-root-authentication-method=socket",
-            "--skip-test-db",
-            *user_flag,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        shutil.rmtree(paths.data_dir, ignore_errors=True)
-        raise LocalDatabaseError(f"mariadb-install-db failed:\n{result.stderr[-2000:]}")
 
 
 def _start(paths: LocalServerPaths, port: int) -> None:
@@ -509,25 +375,32 @@ def ensure_server(
     """Reach the configured server, or start the project-local one; see the module docstring.
 
     `start_local` defaults to true unless RDS_PRIMARY_HOST or RDS_PORT names another server.
+    With it, only the server in `paths` is used: another on the same port is refused, named.
     """
     settings = settings or DatabaseSettings.from_env()
     paths = paths or LocalServerPaths.default()
     if start_local is None:
         start_local = not (env_text("RDS_PRIMARY_HOST") or env_text("RDS_PORT"))
+    own_port = _own_port(paths)
     version = _server_version(settings)
     if version is not None:
         pid = _pid(paths)
-        local = pid is not None and settings.host in ("127.0.0.1", "localhost")
-        if not local:
+        if pid is not None and own_port == settings.port and settings.host in _LOOPBACK:
+            return ServerReport(
+                "local (already running)",
+                settings,
+                version,
+                paths.socket,
+                process_user(pid),
+                paths.engine.name,
+            )
+        if not start_local:
             return ServerReport("external", settings, version)
-        assert pid is not None
-        return ServerReport(
-            "local (already running)",
-            settings,
-            version,
-            paths.socket,
-            process_user(pid),
-            paths.engine.name,
+        raise LocalDatabaseError(
+            f"{settings.host}:{settings.port} answers ({version}) but is not this checkout's "
+            f"server (that one keeps its data in {paths.data_dir}): another checkout's, or "
+            "another program's. This checkout uses another server only when told to: set "
+            "RDS_PRIMARY_HOST and RDS_PORT to use that one, or stop it."
         )
     if not start_local:
         raise LocalDatabaseError(
@@ -542,6 +415,12 @@ def ensure_server(
         )
     # Before anything starts or runs: a name that is not safe in SQL stops here, named.
     check_local_settings(settings)
+    if own_port is not None and own_port != settings.port:
+        raise LocalDatabaseError(
+            f"this checkout's {paths.engine.name} runs on port {own_port}, not on "
+            f"{settings.port}, the port this checkout's folder gives: restart it with "
+            "`idminter db server stop` (make db-stop), then `idminter db server start`"
+        )
     if _pid(paths) is None:
         _start(paths, settings.port)
     bootstrap_server(paths, settings)
@@ -570,19 +449,36 @@ def stop_server(paths: LocalServerPaths | None = None) -> bool:
                 f"{paths.engine.name} (pid {pid}) did not stop; see {paths.log_file}"
             )
         time.sleep(0.2)
+    # Started by this very process (a test's private server): reap it, so no <defunct> entry
+    # lingers in `ps` after "stopped".
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     return True
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether any thread of process `pid` still runs. A zombie still answers kill(0), and so
+    does a main thread that ended before the server's other threads: only a process whose every
+    thread has ended is gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); it is gone as far as the server is concerned.
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            # `pid (comm) S ...`: the state follows the last `)`, as comm may hold spaces.
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def server_status(

@@ -7,10 +7,10 @@ test-mysql`), without Docker and without touching the system's packages.
   apt state is neither read nor written. The .debs stay cached in `.local/apt/cache/archives`.
 - `dpkg-deb -x` unpacks them into `.local/mysql`; `mysqld` runs through that tree's own loader
   with `--library-path`, so it uses the libraries it was built with, beside the system's.
-- The server itself is a `local_database` server with `MysqlEngine`: data under
-  `.local/mysql-server`, its own port and socket, `--secure-file-priv` on a private folder, the
-  X protocol off (`--mysqlx=OFF`, so it never takes port 33060), and MySQL's defaults otherwise,
-  the binary log included.
+- The server itself is a `local_servers.mariadb` server with `MysqlEngine`: data under
+  `.local/mysql-server`, its own port (`local_database_port(mysql=True)`) and socket,
+  `--secure-file-priv` on a private folder, the X protocol off (`--mysqlx=OFF`, so it never takes
+  port 33060), and MySQL's defaults otherwise, the binary log included.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "unstable"
 SERVER_PACKAGE = "mysql-server-core"
 ARCHIVE_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-# The project-local MySQL's port: beside MariaDB's 33306, and never MySQL's usual 3306.
-MYSQL_PORT = 33307
 # Written into the unpacked tree last: the exact .debs it holds, so a changed closure reinstalls.
 INSTALLED_MARKER = ".installed"
 

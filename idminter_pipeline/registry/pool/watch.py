@@ -193,7 +193,7 @@ def assess(
                 AlertKind.FORECAST,
                 Alert(
                     title=f"Free-ID pool forecast to run out within {horizon:g} hours",
-                    runbook="Free-ID pool forecast to run out within {hours} hours",
+                    runbook="Free-ID pool forecast to run out within {horizon} hours",
                     what_happened=(
                         f"At the last hour's mint rate ({rate_shown} IDs/hour) the {free:,} "
                         f"free IDs of {database} last {hours:.1f} hours, less than the "
