@@ -47,10 +47,10 @@ def _as_another_client(settings, *statements):
         conn.close()
 
 
-def _refused(settings, statement) -> str | None:
-    """The rule the database names refusing `statement`, or None if it ran."""
+def _refused(settings, *statements) -> str | None:
+    """The rule the database names refusing the last of `statements`, or None if it ran."""
     try:
-        _as_another_client(settings, statement)
+        _as_another_client(settings, *statements)
     except pymysql.err.MySQLError as error:
         rule = refused_rule(error)
         assert rule is not None, error
@@ -226,7 +226,10 @@ def test_a_permit_is_for_its_own_transaction_and_session(published):
     try:
         with mapping_change_permit(conn, "test"):
             with conn.cursor() as cursor:
-                cursor.execute("DELETE FROM identifiers WHERE SourceId = 'f1'")
+                cursor.execute(
+                    "DELETE FROM identifiers WHERE OntologyType = 'Work' "
+                    "AND SourceSystem = 'folio-instance' AND SourceId = 'f1'"
+                )
             # Another session holds no permit.
             assert _refused(
                 settings,

@@ -67,11 +67,17 @@ def _same(column: str) -> str:
 
 def _refuse(message_sql: str) -> str:
     # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit.
-    return f"SET refused = LEFT({message_sql}, 128); SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused;"
+    return (
+        f"SET refused = LEFT({message_sql}, 128); "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused;"
+    )
 
 
 def _mapping(row: str) -> str:
-    return f"{row}.OntologyType, '[', {row}.SourceSystem, '/', {row}.SourceId, '] -> ', {row}.CanonicalId"
+    return (
+        f"{row}.OntologyType, '[', {row}.SourceSystem, '/', {row}.SourceId, '] -> ', "
+        f"{row}.CanonicalId"
+    )
 
 
 def _audit(action: str, new: bool) -> str:
