@@ -9,6 +9,7 @@ log_bin_trust_function_creators = 1 (deploy/registry-grants.sql).
 
 from yoyo import step
 
+from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.invariants import (
     GUARD_NAMES,
     drop_guards,
@@ -20,13 +21,13 @@ from idminter_pipeline.registry.legacy_migration.state import RegistryShape, reg
 __depends__ = {"0007_registry_invariants"}
 
 
-def apply(conn):
+def apply(conn: Connection) -> None:
     install_pool_guards(conn)
     if registry_shape(conn) is RegistryShape.MIGRATED:
         install_mapping_guards(conn)
 
 
-def rollback(conn):
+def rollback(conn: Connection) -> None:
     drop_guards(conn, GUARD_NAMES)
 
 

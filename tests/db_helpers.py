@@ -186,3 +186,29 @@ def wait_until_waiting_for_a_lock(
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
+
+
+def write_past_the_guards(settings: DatabaseSettings, *statements: str) -> None:
+    """Run `statements` with the registry's invariant guards dropped for the moment, then put
+    them back: what a registry holds after a writer the guards did not stop (a restore, history
+    from before them), for tests of what the reconciliation then finds."""
+    from idminter_pipeline.registry.invariants import (  # noqa: PLC0415
+        GUARD_NAMES,
+        drop_guards,
+        install_mapping_guards,
+        install_pool_guards,
+    )
+
+    conn = connect(settings)
+    try:
+        drop_guards(conn, GUARD_NAMES)
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+            conn.commit()
+        finally:
+            install_pool_guards(conn)
+            install_mapping_guards(conn)
+    finally:
+        conn.close()
