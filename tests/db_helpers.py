@@ -194,13 +194,17 @@ def write_past_the_guards(settings: DatabaseSettings, *statements: str) -> None:
     from before them), for tests of what the reconciliation then finds."""
     from idminter_pipeline.registry.invariants import (  # noqa: PLC0415
         GUARD_NAMES,
+        MAPPING_GUARD_NAMES,
         drop_guards,
         install_mapping_guards,
         install_pool_guards,
+        trigger_names,
     )
 
     conn = connect(settings)
     try:
+        # A legacy 1:1 `identifiers` has no mapping guards, and must not get them here.
+        guarded_mappings = set(MAPPING_GUARD_NAMES) <= trigger_names(conn, "identifiers")
         drop_guards(conn, GUARD_NAMES)
         try:
             with conn.cursor() as cursor:
@@ -209,6 +213,7 @@ def write_past_the_guards(settings: DatabaseSettings, *statements: str) -> None:
             conn.commit()
         finally:
             install_pool_guards(conn)
-            install_mapping_guards(conn)
+            if guarded_mappings:
+                install_mapping_guards(conn)
     finally:
         conn.close()

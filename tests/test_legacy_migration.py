@@ -6,7 +6,7 @@ import threading
 
 import pymysql
 import pytest
-from db_helpers import fetch_all
+from db_helpers import fetch_all, write_past_the_guards
 from legacy_helpers import (
     INSERT_LEGACY,
     SPECIAL_ROWS,
@@ -230,12 +230,12 @@ def test_verification_refuses_to_swap_a_tampered_copy(legacy_database):
 def test_verification_refuses_an_id_missing_from_canonical_ids(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
     lm.migrate(_factory(settings), swap=False)
-    conn = connect(settings)
-    with conn.cursor() as cursor:
-        cursor.execute("SET foreign_key_checks = 0")
-        cursor.execute("DELETE FROM canonical_ids WHERE CanonicalId = 'xyz'")
-    conn.commit()
-    conn.close()
+    # Only past the guards: the legacy table still maps 'xyz'.
+    write_past_the_guards(
+        settings,
+        "SET foreign_key_checks = 0",
+        "DELETE FROM canonical_ids WHERE CanonicalId = 'xyz'",
+    )
     with pytest.raises(LegacyVerificationError, match="xyz"):
         lm.migrate(_factory(settings))
 
