@@ -15,7 +15,7 @@ from minting_helpers import (
 from idminter_pipeline.core.errors import InvalidInputError, PoolExhaustedError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest, MintResult
-from idminter_pipeline.registry.minting import minter as minter_module
+from idminter_pipeline.registry.minting import claims as claims_module
 
 
 def test_batch_of_existing_inheriting_and_new(registry, minter):
@@ -167,7 +167,7 @@ def test_statement_count_is_constant_whatever_the_batch_size(
     with the locking re-read (done when the insert shows some key already existed). The claim
     starts at the beginning of the pool here: a claim whose random start leaves too few free IDs
     after it takes the rest from the beginning with one more SELECT (test_pool_claims.py)."""
-    monkeypatch.setattr(minter_module, "generate_canonical_id", lambda partition: partition.lower)
+    monkeypatch.setattr(claims_module, "generate_canonical_id", lambda partition: partition.lower)
     register(registry, {("Work", "existing", f"p-{i}"): _cid(i) for i in range(0, size, 4)})
     fill_pool(registry, size // 2 + 10)
     minter = Minter(connect_registry, always_reread=always_reread)

@@ -13,7 +13,7 @@ from minting_helpers import fill_pool, work
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
-from idminter_pipeline.registry.minting import minter as minter_module
+from idminter_pipeline.registry.minting import claims as claims_module
 
 
 def _sql(settings, *statements):
@@ -29,7 +29,7 @@ def _sql(settings, *statements):
 
 def _start_claims_at(monkeypatch, start: str) -> None:
     # raising=False: where claims do not start at a random point, the claim ignores it.
-    monkeypatch.setattr(minter_module, "generate_canonical_id", lambda *_: start, raising=False)
+    monkeypatch.setattr(claims_module, "generate_canonical_id", lambda *_: start, raising=False)
 
 
 def _status(settings, canonical_id):

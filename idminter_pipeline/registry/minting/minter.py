@@ -6,9 +6,8 @@ per connection); a batch that would not is sent as more statements of the same k
 fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
-2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`) from a random point of the
-   registry's partition of the ID space, if something needs a new ID (a second one only when the
-   pool after that point runs short; each claimed row probed for a mapping that already uses it);
+2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID,
+   from a random point of the registry's partition, each row probed for a mapping (`claims`);
 3. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
 4. a locking re-read of the inserted keys, which sees rows other minters committed meanwhile,
    when the insert's affected-row count shows that some key already existed;
@@ -47,17 +46,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from idminter_pipeline.core.canonical_ids import (
-    PRODUCTION,
-    IdPartition,
-    generate_canonical_id,
-    validate_canonical_id,
-)
-from idminter_pipeline.core.errors import (
-    InvalidInputError,
-    PoolExhaustedError,
-    RegistryContentionError,
-)
+from idminter_pipeline.core.canonical_ids import PRODUCTION, IdPartition, validate_canonical_id
+from idminter_pipeline.core.errors import InvalidInputError, RegistryContentionError
 from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -68,6 +58,7 @@ from idminter_pipeline.registry.minting.chains import (
     read_chained_ids,
     read_inheritances,
 )
+from idminter_pipeline.registry.minting.claims import claim_free_ids
 from idminter_pipeline.registry.minting.plan import (
     Key,
     MintOutcome,
@@ -85,8 +76,6 @@ from idminter_pipeline.registry.minting.plan import (
 )
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
-    CLAIM_FREE_IDS_AFTER_SQL,
-    CLAIM_FREE_IDS_SQL,
     insert_mappings_statements,
     keyed_select,
     keyed_selects,
@@ -213,9 +202,8 @@ class Minter:
         self.lock_wait_timeout_seconds = _clamp(lock_wait_timeout_seconds, 1, 3600)
         self.always_reread = bool(always_reread)
         self.stats = MinterStats()
-        # Set with the connection: the part of the ID space this registry claims from.
+        # Set with the connection: where claims draw from; IDs offered though mapped.
         self.partition: IdPartition = PRODUCTION
-        # Every ID the pool offered although a mapping used it (see `_report_ids_in_use`).
         self.pool_ids_in_use: list[str] = []
 
     # -- connection -------------------------------------------------------------------------
@@ -531,45 +519,12 @@ class Minter:
         return actual[key] if key in actual else batch.found.get(key)
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
-        """`needed` free IDs of the registry's partition, from a random point of the pool
-        (wrapping around once), so IDs minted together or one after the other do not sort
-        together. One statement unless the range after the start runs short. A claimed ID that a
-        mapping already uses is not handed out: it is marked assigned and reported."""
-        partition = self.partition
-        start = generate_canonical_id(partition)
-        claimed: list[str] = []
-        in_use: list[str] = []
-        with conn.cursor() as cursor:
-            for lower, upper in ((start, partition.upper), (partition.lower, start)):
-                sql, after = CLAIM_FREE_IDS_SQL, lower
-                while len(claimed) < needed:
-                    cursor.execute(sql, (after, upper, needed - len(claimed)))
-                    rows = cursor.fetchall()
-                    for canonical_id, used in rows:
-                        (in_use if used else claimed).append(canonical_id)
-                    if not any(used for _, used in rows):
-                        break
-                    # Some were in use: take the shortfall from after the last one seen.
-                    self._report_ids_in_use(conn, [c for c, used in rows if used])
-                    sql, after = CLAIM_FREE_IDS_AFTER_SQL, rows[-1][0]
-                if len(claimed) >= needed:
-                    break
-        if len(claimed) < needed:
-            raise PoolExhaustedError(needed, len(claimed))
-        return claimed
+        def in_use(canonical_ids: list[str]) -> None:  # offered, yet mapped: never handed out
+            self._mark_assigned(conn, sorted(canonical_ids))
+            self.stats.pool_ids_in_use += len(canonical_ids)
+            self.pool_ids_in_use.extend(canonical_ids)
 
-    def _report_ids_in_use(self, conn: Connection, canonical_ids: list[str]) -> None:
-        """The pool offered IDs that mappings use: mark them assigned (this transaction holds
-        their rows) so no claim offers them again, and say so."""
-        self._mark_assigned(conn, sorted(canonical_ids))
-        self.stats.pool_ids_in_use += len(canonical_ids)
-        self.pool_ids_in_use.extend(canonical_ids)
-        logger.warning(
-            "the pool offered %d canonical ID(s) that mappings already use; not handed out, "
-            "marked assigned (run `idminter reconcile`): %s",
-            len(canonical_ids),
-            ", ".join(sorted(canonical_ids)[:10]),
-        )
+        return claim_free_ids(conn, needed, self.partition, in_use)
 
     def _insert_mappings(self, conn: Connection, batch: _Batch) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one

@@ -290,6 +290,7 @@ def _top_up_once(
     try:
         if generate is None:
             partition = registry_partition(conn)
+            conn.commit()  # no read snapshot may outlive this: the count below must be fresh
             generate = functools.partial(generate_canonical_ids_bulk, partition=partition)
         lock = _lock_name(conn)
         waited = time.perf_counter()
