@@ -23,6 +23,11 @@ from benchmarks.support import create_bench_database, drop_bench_database, rows_
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import reconciliation
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.invariants import (
+    POOL_GUARD_NAMES,
+    drop_guards,
+    install_pool_guards,
+)
 
 BENCHMARK = "reconciliation"
 VARIANTS = 1_000
@@ -70,11 +75,15 @@ def generate_registry(settings: DatabaseSettings, rows: int) -> float:
                     f"FROM {numbers} WHERE n >= {rows} AND n < {min(end, rows + VARIANTS)}"
                 )
                 conn.commit()
+            # A corrupted pool: the guards refuse freeing a mapped ID, so the rows are written
+            # past them, as a bad restore would.
+            drop_guards(conn, POOL_GUARD_NAMES)
             cursor.execute(
                 "UPDATE canonical_ids c JOIN (SELECT CanonicalId FROM identifiers "
                 f"ORDER BY CanonicalId LIMIT {FREE_IN_USE}) used USING (CanonicalId) "
                 "SET c.Status = 'free'"
             )
+            install_pool_guards(conn)
             cursor.execute("DROP TABLE digits")
             cursor.execute("ANALYZE TABLE canonical_ids, identifiers")
             cursor.fetchall()

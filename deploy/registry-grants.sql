@@ -4,25 +4,34 @@
 -- password in the Secrets Manager secret its deployment reads (RDS_SECRET_NAME) instead of the
 -- placeholders.
 --
--- The binary log and the legacy migration's triggers: with the binary log on (MySQL's default;
--- on Aurora whenever binlog_format is set), CREATE TRIGGER needs the SUPER privilege unless the
--- server variable log_bin_trust_function_creators is 1. Aurora gives no account SUPER, so set
+-- The binary log and the triggers: with the binary log on (MySQL's default; on Aurora whenever
+-- binlog_format is set), CREATE TRIGGER needs the SUPER privilege unless the server variable
+-- log_bin_trust_function_creators is 1. Aurora gives no account SUPER, so set
 -- log_bin_trust_function_creators = 1 in the DB cluster parameter group before
+-- `idminter db migrate` (migration 0008 creates the registry's invariant guards) and
 -- `idminter db migrate-legacy` (MySQL: SET PERSIST log_bin_trust_function_creators = 1; MariaDB:
--- the same variable in its configuration). Without it migrate-legacy stops with one error line
--- naming this setting, and resumes once it is set. The triggers only log row IDs into a table of
--- the same database, so trusting their creator loses nothing; no further grant is needed.
+-- the same variable in its configuration). Without it either stops with one error line naming
+-- this setting, and resumes once it is set. The triggers only read and write tables of the same
+-- database, so trusting their creator loses nothing; no further grant is needed.
+--
+-- The invariant guards (docs/design/registry-invariants.md) refuse, from every account, changing
+-- or deleting a mapping and freeing a once-mapped ID, unless the session holds a permit: a row of
+-- `mapping_change_permits`, which only the migration account may write. So the sanctioned
+-- changes (`idminter db retire-mapping`, `idminter db rollback-legacy`) and `idminter db
+-- mark-fork` run with the migration account; the runtime account gets no grant on that table.
 
 -- 1. The migration account: `idminter db migrate` / the registry_schema asset (DDL, yoyo's own
 --    tables), `idminter db migrate-legacy | rollback-legacy | finalize-legacy` and the
 --    legacy_registry_migration asset (triggers on the legacy table, LOCK TABLES for the swap,
---    RENAME and DROP TABLE, the copy's DELETEs).
+--    RENAME and DROP TABLE, the copy's DELETEs); the permits of the sanctioned mapping changes
+--    (`idminter db retire-mapping`), and `idminter db mark-fork` (a fork drops its copied pool).
 CREATE USER IF NOT EXISTS 'idminter_migration'@'%' IDENTIFIED BY 'replace-with-the-migration-secret';
 GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CREATE TEMPORARY TABLES, LOCK TABLES, TRIGGER ON `identifiers`.* TO 'idminter_migration'@'%';
 
 -- 2. The runtime account: minting (lookups, free-ID claims FOR UPDATE, idempotent inserts,
 --    provenance), the pool (top-ups, health), reconciliation (its scratch temporary tables,
---    repairs, the orphan ledger, retired IDs), checkpoints of resumable full works runs. It
+--    repairs, the orphan ledger, retired IDs), checkpoints of resumable full works runs (and no
+--    write to mapping_change_permits: it can never change a published mapping). It
 --    reads the whole registry database: reconciliation must see the legacy table and the
 --    migration's change log, when they exist, before it frees any ID (a table the account
 --    cannot read is invisible to it, and its evidence would be missed). It writes only the

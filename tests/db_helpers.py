@@ -201,3 +201,34 @@ def run_statements(settings: DatabaseSettings, *statements: str | tuple) -> None
         conn.commit()
     finally:
         conn.close()
+
+
+def write_past_the_guards(settings: DatabaseSettings, *statements: str) -> None:
+    """Run `statements` with the registry's invariant guards dropped for the moment, then put
+    them back: what a registry holds after a writer the guards did not stop (a restore, history
+    from before them), for tests of what the reconciliation then finds."""
+    from idminter_pipeline.registry.invariants import (  # noqa: PLC0415
+        GUARD_NAMES,
+        MAPPING_GUARD_NAMES,
+        drop_guards,
+        install_mapping_guards,
+        install_pool_guards,
+        trigger_names,
+    )
+
+    conn = connect(settings)
+    try:
+        # A legacy 1:1 `identifiers` has no mapping guards, and must not get them here.
+        guarded_mappings = set(MAPPING_GUARD_NAMES) <= trigger_names(conn, "identifiers")
+        drop_guards(conn, GUARD_NAMES)
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+            conn.commit()
+        finally:
+            install_pool_guards(conn)
+            if guarded_mappings:
+                install_mapping_guards(conn)
+    finally:
+        conn.close()

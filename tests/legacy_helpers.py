@@ -10,6 +10,7 @@ from db_helpers import create_database, drop_database, fetch_all
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.invariants import GUARD_NAMES
 from idminter_pipeline.registry.schema import apply_migrations
 
 LEGACY_DDL = """CREATE TABLE `identifiers` (
@@ -101,6 +102,12 @@ def triggers(settings: DatabaseSettings) -> set[str]:
             "WHERE trigger_schema = DATABASE()",
         )
     }
+
+
+def migration_triggers(settings: DatabaseSettings) -> set[str]:
+    """The legacy migration's own triggers left behind (the registry's invariant guards, which
+    stay for good, are not among them)."""
+    return triggers(settings) - set(GUARD_NAMES)
 
 
 def scratch_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:

@@ -5,6 +5,7 @@ import pytest
 from idminter_pipeline.core.canonical_ids import (
     CANONICAL_ID_LENGTH,
     FIRST_CHARACTERS,
+    FORK,
     ID_SPACE_SIZE,
     OTHER_CHARACTERS,
     generate_canonical_ids_bulk,
@@ -33,7 +34,9 @@ def test_every_draw_is_valid_and_uses_the_whole_alphabet():
         assert validate_canonical_id(canonical_id) == canonical_id
     first = Counter(i[0] for i in ids)
     rest = Counter(c for i in ids for c in i[1:])
-    assert set(first) == set(FIRST_CHARACTERS)
+    # A registry draws from its partition: production every first letter but the fork's.
+    assert set(first) == set(FIRST_CHARACTERS) - set(FORK.first_characters)
+    assert {i[0] for i in generate_canonical_ids_bulk(200, FORK)} == set(FORK.first_characters)
     assert set(rest) == set(OTHER_CHARACTERS)
     # Uniform draws: each of the 31 symbols lands near 1/31 of 140,000 positions (~4,516).
     assert min(rest.values()) > 4_000

@@ -17,6 +17,8 @@ from idminter_pipeline.defs.resources import (
     RegistryDatabase,
     registry_database_from_env,
 )
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.forks import mark_fork
 
 ROOT = Path(__file__).parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -123,6 +125,16 @@ def test_registry_schema_asset_migrates_and_records_versions(empty_database):
         again.asset_materializations_for_node("registry_schema")[0].metadata["applied_now"].value
         == []
     )
+    assert (metadata["is_fork"].value, metadata["id_partition"].value) == (False, "production")
+
+    mark_fork(lambda: connect(empty_database), "a test clone")
+    forked = dg.materialize(
+        [registry_schema],
+        resources={"registry_database": RegistryDatabase.from_settings(empty_database)},
+    ).asset_materializations_for_node("registry_schema")[0]
+    assert forked.metadata["is_fork"].value is True
+    assert forked.metadata["id_partition"].value == "fork"
+    assert forked.metadata["fork_origin"].value == "a test clone"
 
 
 def test_the_password_reaches_the_resource_through_env_var(monkeypatch):

@@ -6,13 +6,14 @@ import threading
 
 import pymysql
 import pytest
-from db_helpers import fetch_all
+from db_helpers import fetch_all, write_past_the_guards
 from legacy_helpers import (
     INSERT_LEGACY,
     SPECIAL_ROWS,
     generated_rows,
     legacy_rows,
     make_legacy_registry,
+    migration_triggers,
     random_id,
     tables,
     triggers,
@@ -21,6 +22,7 @@ from legacy_helpers import (
 from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, trigger_names
 
 
 def _factory(settings):
@@ -70,7 +72,9 @@ def test_a_legacy_table_migrates_with_every_mapping_preserved(legacy_database, s
     assert _show_create(settings, "identifiers_legacy") == legacy_ddl.replace(
         "CREATE TABLE `identifiers`", "CREATE TABLE `identifiers_legacy`"
     )
-    assert triggers(settings) == set()
+    assert migration_triggers(settings) == set()
+    # The live table carries the registry's invariant guards from the swap on.
+    assert set(MAPPING_GUARD_NAMES) <= trigger_names(connect(settings), "identifiers")
     # The swapped-in table is exactly 0001's `identifiers`.
     assert _show_create(settings, "identifiers") == _show_create(session_database, "identifiers")
     assert lm.migration_status(_factory(settings))["phase"] == "swapped"
@@ -226,12 +230,12 @@ def test_verification_refuses_to_swap_a_tampered_copy(legacy_database):
 def test_verification_refuses_an_id_missing_from_canonical_ids(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
     lm.migrate(_factory(settings), swap=False)
-    conn = connect(settings)
-    with conn.cursor() as cursor:
-        cursor.execute("SET foreign_key_checks = 0")
-        cursor.execute("DELETE FROM canonical_ids WHERE CanonicalId = 'xyz'")
-    conn.commit()
-    conn.close()
+    # Only past the guards: the legacy table still maps 'xyz'.
+    write_past_the_guards(
+        settings,
+        "SET foreign_key_checks = 0",
+        "DELETE FROM canonical_ids WHERE CanonicalId = 'xyz'",
+    )
     with pytest.raises(LegacyVerificationError, match="xyz"):
         lm.migrate(_factory(settings))
 
@@ -243,7 +247,7 @@ def test_migration_refuses_ids_that_do_not_fit_and_writes_nothing(legacy_databas
     with pytest.raises(LegacyMigrationError, match="abcdefghijk"):
         lm.migrate(_factory(settings))
     assert "identifiers_new" not in tables(settings)
-    assert triggers(settings) == set()
+    assert migration_triggers(settings) == set()
     assert fetch_all(settings, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
 
 
@@ -294,7 +298,7 @@ def test_rollback_restores_the_legacy_table_exactly(legacy_database):
         (b"zzzz2222", b"Work", b"ax-1", b"axiell-collections-id")
     }
     assert tables(settings) & {"identifiers_new", "identifiers_legacy"} == set()
-    assert triggers(settings) == set()
+    assert migration_triggers(settings) == set()
     assert fetch_all(settings, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
     assert lm.migration_status(_factory(settings))["phase"] == "none"
     # And it can be migrated again from scratch.
@@ -320,7 +324,7 @@ def test_rollback_before_the_swap_removes_the_copy(legacy_database):
     assert triggers(settings)
     lm.rollback(_factory(settings))
     assert legacy_rows(settings, "identifiers") == rows_before
-    assert triggers(settings) == set()
+    assert migration_triggers(settings) == set()
     assert "identifiers_new" not in tables(settings)
 
 

@@ -13,8 +13,8 @@ from legacy_helpers import (
     generated_rows,
     legacy_rows,
     make_legacy_registry,
+    migration_triggers,
     random_id,
-    triggers,
 )
 
 from idminter_pipeline.core.errors import LegacyVerificationError
@@ -101,7 +101,7 @@ def test_the_guard_refuses_other_writers_to_the_copy_until_the_swap(legacy_datab
 
     report = lm.migrate(_factory(settings), batch_size=100)
     assert report.swapped
-    assert triggers(settings) == set()
+    assert migration_triggers(settings) == set()
     # The live table takes the new minter's writes again.
     _as_another_client(
         settings,

@@ -146,3 +146,21 @@ def test_the_free_ids_in_use_check_blocks_downstream_assets_and_alerts(registry,
     ]
     assert [r.data["canonical_id"] for r in changes.value.records] == ["abcdefgh"]
     assert fetch_all(registry, "SELECT Status FROM canonical_ids") == [("assigned",)]
+
+
+def test_an_id_shared_without_inheritance_fails_its_blocking_check_and_alerts(registry, alerts_log):
+    _insert(
+        registry,
+        "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('abcdefgh', 'assigned')",
+        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) VALUES "
+        "('Work', 'sierra-system-number', 'b1', 'abcdefgh'), "
+        "('Work', 'calm-record-id', 'unrelated', 'abcdefgh')",
+    )
+    result = _run_reconciliation(registry, alerts_log)
+    assert not result.success
+    checks = _checks(result)
+    assert checks["no_ids_shared_without_inheritance"] is False
+    assert checks["no_free_ids_in_use"] is True
+    [alert] = _alerts(alerts_log)
+    assert alert["severity"] == "critical"
+    assert alert["title"] == "Registry reconciliation found IDs shared without inheritance"

@@ -49,10 +49,10 @@ def test_bulk_generator_draws_valid_ids_over_many_draws():
     assert len(ids) == 200_000
     for value in ids:
         validate_canonical_id(value)
-    # 200,000 draws from ~6.3e11 IDs: a handful of collisions at most, and every character
-    # position uses its whole alphabet.
+    # 200,000 draws from ~6.0e11 IDs: a handful of collisions at most, and every character
+    # position uses its whole alphabet (the first, production's partition: all but z).
     assert len(set(ids)) >= 199_990
-    assert {value[0] for value in ids} == set("abcdefghjkmnpqrstuvwxyz")
+    assert {value[0] for value in ids} == set("abcdefghjkmnpqrstuvwxy")
     assert {value[7] for value in ids} == set("abcdefghjkmnpqrstuvwxyz23456789")
     assert ID_SPACE_SIZE == 23 * 31**7
     assert generate_canonical_ids_bulk(0) == []

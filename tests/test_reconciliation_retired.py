@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from db_helpers import fetch_all, run_statements
+from db_helpers import fetch_all, run_statements, write_past_the_guards
 from legacy_helpers import make_legacy_registry
 
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -74,9 +74,8 @@ def test_an_id_whose_mapping_was_deleted_by_hand_is_retired_never_freed(registry
     source = SourceIdentifier("Work", "sierra-system-number", "b1")
     with Minter(lambda: connect(registry)) as minter:
         assert minter.mint_ids([MintRequest(source)])[source].canonical_id == "mintedab"
-    run_statements(
-        registry, "DELETE FROM identifiers WHERE SourceId = 'b1'"
-    )  # by hand: no trace left
+    # By hand, past the guards (from before them): no trace left.
+    write_past_the_guards(registry, "DELETE FROM identifiers WHERE SourceId = 'b1'")
     _assigned_by_hand(registry, "neverabc")  # assigned, but no mapping ever held it
 
     first = _repair(registry)
@@ -194,7 +193,7 @@ def test_a_legacy_row_deleted_during_the_migration_keeps_its_id_out_of_the_pool(
     _migrate_deleting_a_legacy_row_meanwhile(settings)
     # After the swap, a mapping of a legacy ID is deleted by hand (it is still in the kept
     # legacy table until finalize).
-    run_statements(settings, "DELETE FROM identifiers WHERE CanonicalId = 'handef67'")
+    write_past_the_guards(settings, "DELETE FROM identifiers WHERE CanonicalId = 'handef67'")
     # In a registry that received a legacy copy, an unstamped assigned ID cannot be told from
     # a legacy one: even one inserted by hand is kept out (an ID lost, never one reused).
     _assigned_by_hand(settings, "neverabc")

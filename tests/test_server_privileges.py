@@ -52,6 +52,13 @@ from idminter_pipeline.local_servers.mariadb import (
 )
 from idminter_pipeline.registry import legacy_migration, reconciliation
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.invariants import (
+    RULE_MAPPING_IMMUTABLE,
+    RULE_MAPPING_UNDELETABLE,
+    RULE_PUBLISHED_ID_KEPT,
+    MappingChangeRefusedError,
+    refused_rule,
+)
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.registry.pool import pool_health, top_up
 from idminter_pipeline.registry.schema import apply_migrations
@@ -486,3 +493,68 @@ def test_with_the_binary_log_on_the_triggers_need_trusted_creators(
         _run_as_admin(paths, [f"SET GLOBAL log_bin_trust_function_creators = {int(trusted)}"])
     assert report.swapped, report.as_dict()
     assert report.rows_copied == len(SPECIAL_ROWS)
+
+
+def _rule(settings: DatabaseSettings, sql: str) -> str | int:
+    """The guard's rule refusing `sql` as the settings' user, or the error code of another
+    refusal (a missing grant)."""
+    with closing(connect(settings)) as conn, conn.cursor() as cursor:
+        with pytest.raises(pymysql.err.MySQLError) as raised:
+            cursor.execute(sql)
+        conn.rollback()
+        return refused_rule(raised.value) or raised.value.args[0]
+
+
+def test_no_account_moves_a_published_id_and_only_the_migration_account_retires_one(
+    private_server, production_accounts
+):
+    _, paths = private_server
+    migration, runtime = production_accounts
+    apply_migrations(lambda: connect(migration))
+    _run_as_admin(paths, _production_statements(migration.database, RUNTIME))
+    factory = lambda: connect(runtime)  # noqa: E731
+    top_up(factory, 20, batch_size=20)
+    b1, b2 = SourceIdentifier.parse("Work[s/b1]"), SourceIdentifier.parse("Work[s/b2]")
+    with Minter(factory) as minter:
+        minted = minter.mint_ids([MintRequest(b1), MintRequest(b2)])
+    b1_id = minted[b1].canonical_id
+    # Each statement: what refuses it to the runtime account, and to the migration account (a
+    # grant it lacks: DENIED; else the guard's rule). The migration account may take a permit.
+    grant = "a missing grant"
+    attempts = {
+        f"UPDATE identifiers SET SourceId = 'b9' WHERE CanonicalId = '{b1_id}'": (
+            RULE_MAPPING_IMMUTABLE,
+            RULE_MAPPING_IMMUTABLE,
+        ),
+        f"UPDATE identifiers SET CanonicalId = '{minted[b2].canonical_id}' "
+        f"WHERE CanonicalId = '{b1_id}'": (RULE_MAPPING_IMMUTABLE, RULE_MAPPING_IMMUTABLE),
+        f"DELETE FROM identifiers WHERE CanonicalId = '{b1_id}'": (
+            grant,
+            RULE_MAPPING_UNDELETABLE,
+        ),
+        f"UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId = '{b1_id}'": (
+            RULE_PUBLISHED_ID_KEPT,
+            RULE_PUBLISHED_ID_KEPT,
+        ),
+        f"DELETE FROM canonical_ids WHERE CanonicalId = '{b1_id}'": (
+            grant,
+            RULE_PUBLISHED_ID_KEPT,
+        ),
+        "INSERT INTO mapping_change_permits (ConnectionId, Account, Reason) "
+        "VALUES (CONNECTION_ID(), USER(), 'x')": (grant, None),
+    }
+    for sql, (as_runtime, as_migration) in attempts.items():
+        refused = _rule(runtime, sql)
+        assert refused in DENIED if as_runtime == grant else refused == as_runtime, (sql, refused)
+        if as_migration is not None:
+            assert _rule(migration, sql) == as_migration, sql
+    with pytest.raises(MappingChangeRefusedError):
+        reconciliation.retire_mapping(factory, b1, "the runtime account tries")
+
+    retired = reconciliation.retire_mapping(lambda: connect(migration), b1, "withdrawn")
+    assert retired.canonical_id == b1_id
+    with closing(connect(runtime)) as conn:
+        changes = _rows(conn, "SELECT Action, CanonicalId, Account FROM mapping_changes")
+        assert registry_summary(conn).mappings == 1
+    assert [(action, canonical) for action, canonical, _ in changes] == [("deleted", b1_id)]
+    assert changes[0][2].startswith(f"{MIGRATION}@")

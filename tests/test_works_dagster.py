@@ -37,6 +37,7 @@ from idminter_pipeline.defs.works.sensors import (
     recover_from_pool_exhaustion,
     works_run_failure_alert,
 )
+from idminter_pipeline.registry.invariants import mapping_change_permit
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
@@ -452,7 +453,10 @@ def test_two_live_successors_fail_the_conflict_check_until_resolved(setup, conne
     with SqliteWorksStore(setup["store_path"]) as store:
         store.put_source([folio])
     registry_connection = connect_registry()
-    with registry_connection.cursor() as cursor:
+    with (
+        mapping_change_permit(registry_connection, "the record lost its predecessor"),
+        registry_connection.cursor() as cursor,
+    ):
         cursor.execute(
             "DELETE FROM identifiers WHERE SourceSystem = 'folio-instance' "
             "AND SourceId = 'f-shared'"

@@ -80,12 +80,14 @@ def status(as_json: bool) -> None:
     """Applied and pending schema versions, and what the registry holds."""
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.forks import fork_status  # noqa: PLC0415
     from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
 
     states = schema.migration_status(connection_factory())
     conn = connect()
     try:
         summary = registry_summary(conn)
+        fork = fork_status(conn)
     finally:
         conn.close()
     if as_json:
@@ -93,6 +95,7 @@ def status(as_json: bool) -> None:
             {
                 "migrations": [{"version": s.version, "applied_at": s.applied_at} for s in states],
                 "registry": summary.as_dict(),
+                "fork": fork.as_dict(),
             }
         )
         return
@@ -103,6 +106,47 @@ def status(as_json: bool) -> None:
     click.echo(f"  free canonical IDs:     {summary.free_ids:>12,}")
     click.echo(f"  assigned canonical IDs: {summary.assigned_ids:>12,}")
     click.echo(f"  source identifier maps: {summary.mappings:>12,}")
+    if fork.is_fork:
+        click.echo(
+            f"  FORK of another registry ({fork.origin}, marked {fork.forked_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC by {fork.recorded_by}): new IDs only from the {fork.partition} partition"
+        )
+    else:
+        click.echo(f"  not a fork: new IDs from the {fork.partition} partition")
+
+
+@db.command("mark-fork")
+@click.option(
+    "--origin",
+    required=True,
+    help="Where this copy came from, recorded with the mark (e.g. 'aurora clone of prod, 12 May').",
+)
+def mark_fork_command(origin: str) -> None:
+    """Record that this registry is a copy of another (an Aurora clone, a restored snapshot),
+    drop the free pool it copied, and keep its new IDs to the fork partition of the ID space,
+    so it never hands out an ID the original has handed out or will. Run it on the copy before
+    anything mints there; running it again changes nothing. Prints the fork status as JSON."""
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.forks import mark_fork  # noqa: PLC0415
+
+    echo_json(mark_fork(connection_factory(), origin).as_dict())
+
+
+@db.command("retire-mapping")
+@click.argument("source")
+@click.option("--reason", required=True, help="Why the mapping goes (recorded with it).")
+def retire_mapping_command(source: str, reason: str) -> None:
+    """Delete the mapping of SOURCE (e.g. 'Work[sierra-system-number/b1234567]') and retire its
+    canonical ID unless an alias keeps it: the one sanctioned change to a published mapping.
+    Only the migration (admin) account may run it; the database records it in mapping_changes,
+    and the ID never goes to another record. Prints what it did as JSON."""
+    from idminter_pipeline.core.source_identifiers import SourceIdentifier  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.reconciliation import retire_mapping  # noqa: PLC0415
+
+    echo_json(
+        retire_mapping(connection_factory(), SourceIdentifier.parse(source), reason).as_dict()
+    )
 
 
 @db.command("rollback")

@@ -3,12 +3,20 @@
 The first character is a letter (XML identifiers cannot start with a digit); the rest may also be
 digits 2-9. `o`, `i`, `l` and `1` are excluded because they are easily confused with `0`, `1`,
 `I` and `l`. That leaves 23 letters and 31 symbols: 23 * 31**7, about 633 billion IDs.
+
+The space is split by the first character into two partitions (docs/design/forks.md): a
+production registry generates and hands out only IDs starting with one of 22 letters
+(`PRODUCTION`, about 605 billion IDs), a fork of it (a test registry loaded from a dump or an
+Aurora clone) only IDs starting with `z` (`FORK`, about 27.5 billion). Both are valid IDs; the
+partition only decides where a registry draws new ones, so a fork can never hand out an ID that
+production has handed out or will.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 from idminter_pipeline.core.errors import InvalidCanonicalIdError
 
@@ -16,6 +24,43 @@ CANONICAL_ID_LENGTH = 8
 FIRST_CHARACTERS = "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in "oil")
 OTHER_CHARACTERS = FIRST_CHARACTERS + "23456789"
 ID_SPACE_SIZE = len(FIRST_CHARACTERS) * len(OTHER_CHARACTERS) ** (CANONICAL_ID_LENGTH - 1)
+
+FORK_FIRST_CHARACTERS = "z"
+
+
+@dataclass(frozen=True)
+class IdPartition:
+    """The IDs whose first character is one of `first_characters` (contiguous in ASCII order
+    within `FIRST_CHARACTERS`, so the partition is one index range: `lower` <= ID < `upper`)."""
+
+    name: str
+    first_characters: str
+
+    @property
+    def lower(self) -> str:
+        return self.first_characters[0]
+
+    @property
+    def upper(self) -> str:
+        return chr(ord(self.first_characters[-1]) + 1)
+
+    @property
+    def size(self) -> int:
+        return len(self.first_characters) * len(OTHER_CHARACTERS) ** (CANONICAL_ID_LENGTH - 1)
+
+    def contains(self, canonical_id: str) -> bool:
+        return self.lower <= canonical_id < self.upper and canonical_id[:1] in self.first_characters
+
+
+PRODUCTION = IdPartition(
+    "production", "".join(c for c in FIRST_CHARACTERS if c not in FORK_FIRST_CHARACTERS)
+)
+FORK = IdPartition("fork", FORK_FIRST_CHARACTERS)
+
+
+def partition_for(is_fork: bool) -> IdPartition:
+    return FORK if is_fork else PRODUCTION
+
 
 _CANONICAL_ID = re.compile(
     rf"[{FIRST_CHARACTERS}][{OTHER_CHARACTERS}]{{{CANONICAL_ID_LENGTH - 1}}}", re.ASCII
@@ -55,25 +100,33 @@ def validate_canonical_id(value: object) -> str:
 _OTHER_RADIX = len(OTHER_CHARACTERS)
 _TRIPLE_SPACE = _OTHER_RADIX**3
 _TRIPLES = [a + b + c for a in OTHER_CHARACTERS for b in OTHER_CHARACTERS for c in OTHER_CHARACTERS]
-_HEADS = [f + o for f in FIRST_CHARACTERS for o in OTHER_CHARACTERS]
 _WORD_BYTES = 8
-_ACCEPT_BELOW = (2 ** (8 * _WORD_BYTES) // ID_SPACE_SIZE) * ID_SPACE_SIZE
 
 
-def _spell(value: int) -> str:
-    # value < ID_SPACE_SIZE = 23 * 31**7; head covers the first two characters (23 * 31).
+def _spell(value: int, heads: list[str]) -> str:
+    # value < the partition's size; head covers the first two characters (first letters * 31).
     rest, low = divmod(value, _TRIPLE_SPACE)
     head, middle = divmod(rest, _TRIPLE_SPACE)
-    return _HEADS[head] + _TRIPLES[middle] + _TRIPLES[low]
+    return heads[head] + _TRIPLES[middle] + _TRIPLES[low]
 
 
-def generate_canonical_ids_bulk(count: int) -> list[str]:
-    """`count` uniformly random IDs, fast (duplicates are possible, as with one-at-a-time draws)."""
+def generate_canonical_ids_bulk(count: int, partition: IdPartition = PRODUCTION) -> list[str]:
+    """`count` uniformly random IDs of `partition`, fast (duplicates are possible, as with
+    one-at-a-time draws)."""
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}")
+    heads = [f + o for f in partition.first_characters for o in OTHER_CHARACTERS]
+    space = partition.size
+    accept_below = (2 ** (8 * _WORD_BYTES) // space) * space
     ids: list[str] = []
     while len(ids) < count:
         needed = count - len(ids)
         words = memoryview(os.urandom(needed * _WORD_BYTES)).cast("Q")
-        ids.extend(_spell(w % ID_SPACE_SIZE) for w in words if w < _ACCEPT_BELOW)
+        ids.extend(_spell(w % space, heads) for w in words if w < accept_below)
     return ids
+
+
+def generate_canonical_id(partition: IdPartition = PRODUCTION) -> str:
+    """One uniformly random ID of `partition` (where a claim starts reading the pool)."""
+    (canonical_id,) = generate_canonical_ids_bulk(1, partition)
+    return canonical_id

@@ -10,6 +10,11 @@ gzip-compressed dump is accepted.
 
 The target database must be new or empty: a refresh never mixes two snapshots, and never lands
 on a database that already holds tables (such as a live registry).
+
+A loaded dump is a fork of the registry it came from: once the client is done, the schema
+migrations are applied and the database is marked as a fork (`registry.forks.mark_fork`): the
+copied free pool is dropped, and its pool and claims keep to the fork partition of the ID space,
+so it never hands out an ID that production has handed out or will.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.forks import ForkStatus, mark_fork
+from idminter_pipeline.registry.schema import apply_migrations
 
 CLIENTS = ("mariadb", "mysql")
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -45,6 +52,7 @@ class LoadReport:
     dump: str
     tables: dict[str, int]  # table -> rows after the load
     duration_seconds: float
+    fork: dict[str, Any] | None = None  # `ForkStatus.as_dict()`, once marked
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,9 +174,16 @@ def load_dump(settings: DatabaseSettings, dump: Path, database: str) -> LoadRepo
             f"{excerpt(errors.decode('utf-8', 'replace').strip(), 300)}; the scratch database "
             f"{database} may hold part of it: drop it before loading again"
         )
+    loaded = settings.with_database(database)
+    tables = _tables(loaded)
+    fork = _mark_as_fork(loaded, dump)
     return LoadReport(
-        database,
-        str(dump),
-        _tables(settings.with_database(database)),
-        round(time.monotonic() - started, 3),
+        database, str(dump), tables, round(time.monotonic() - started, 3), fork.as_dict()
     )
+
+
+def _mark_as_fork(settings: DatabaseSettings, dump: Path) -> ForkStatus:
+    """Migrate the loaded copy and record it as a fork before anything can mint in it."""
+    factory = lambda: connect(settings)  # noqa: E731
+    apply_migrations(factory)
+    return mark_fork(factory, f"load-dump {dump.name}")

@@ -1,11 +1,14 @@
-"""One asset check per reconciliation finding; free IDs in use block everything downstream."""
+"""One asset check per reconciliation finding; free IDs in use and IDs shared without inheritance
+block everything downstream."""
 
 import dagster as dg
 
 from idminter_pipeline.registry import reconciliation
 
 RECONCILIATION_ASSET = "registry_reconciliation"
-BLOCKING_FINDINGS = frozenset({reconciliation.FREE_IDS_IN_USE})
+BLOCKING_FINDINGS = frozenset(
+    {reconciliation.FREE_IDS_IN_USE, reconciliation.SHARED_WITHOUT_INHERITANCE}
+)
 
 
 def check_name(finding: str) -> str:

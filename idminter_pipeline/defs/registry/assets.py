@@ -4,6 +4,7 @@ import dagster as dg
 
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import schema
+from idminter_pipeline.registry.forks import fork_status
 
 REGISTRY_GROUP = "registry"
 
@@ -12,10 +13,21 @@ REGISTRY_GROUP = "registry"
 def registry_schema(
     context: dg.AssetExecutionContext, registry_database: RegistryDatabase
 ) -> dg.MaterializeResult:
-    """The RFC 083 tables, created and upgraded by the versioned migrations in `sql/`."""
+    """The RFC 083 tables, created and upgraded by the versioned migrations in `sql/`; whether
+    this registry is a fork of another (it then draws new IDs from the fork partition only)."""
     factory = registry_database.connection_factory()
     applied_now = schema.apply_migrations(factory)
     states = schema.migration_status(factory)
+    conn = factory()
+    try:
+        fork = fork_status(conn)
+        conn.rollback()
+    finally:
+        conn.close()
+    if fork.is_fork:
+        context.log.warning(
+            f"this registry is a fork ({fork.origin}): new IDs from the fork partition"
+        )
     context.log.info(
         f"applied {', '.join(applied_now)}" if applied_now else "schema already up to date"
     )
@@ -25,5 +37,8 @@ def registry_schema(
             "applied_versions": dg.MetadataValue.json([s.version for s in states if s.applied]),
             "latest_version": states[-1].version if states else "",
             "database": registry_database.settings().describe(),
+            "is_fork": fork.is_fork,
+            "id_partition": fork.partition,
+            "fork_origin": fork.origin or "",
         }
     )

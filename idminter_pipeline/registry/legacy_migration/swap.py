@@ -18,6 +18,7 @@ import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
 from idminter_pipeline.registry.legacy_migration.copy import _drop_triggers, apply_changes
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
@@ -96,10 +97,13 @@ def _final_pass_and_swap(
 
 
 def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
-    # The copy is the live table now: the new minter may write it.
+    late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
+    # The copy is the live table now: its invariant guards go on before the copy's own guard
+    # comes off, so no moment is left in which a legacy minter still writing could delete or
+    # re-key a mapping; then the new minter may write it.
+    install_mapping_guards(conn, LIVE_TABLE)
     for name in GUARD_TRIGGER_NAMES:
         _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
-    late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
     if late.entries:
         report.changes_applied += late.entries
         # One direction only: once live, the table may rightly gain aliases of legacy IDs.
@@ -161,10 +165,14 @@ def finalize(connect: ConnectionFactory) -> LegacyActionReport:
 
 
 def _release_assigned_ids(conn: Connection, batch_size: int) -> int:
-    """Delete assigned canonical IDs in batches (they came from the legacy copy)."""
+    """Delete assigned canonical IDs in batches (they came from the legacy copy, and the legacy
+    table keeps them): a sanctioned change, so each batch holds the admin's permit."""
     deleted = 0
     while True:
-        with conn.cursor() as cursor:
+        with (
+            mapping_change_permit(conn, "rollback-legacy: IDs copied from the legacy table"),
+            conn.cursor() as cursor,
+        ):
             cursor.execute(
                 f"DELETE FROM canonical_ids WHERE Status = 'assigned' LIMIT {int(batch_size)}"
             )

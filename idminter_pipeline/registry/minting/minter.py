@@ -6,7 +6,8 @@ per connection); a batch that would not is sent as more statements of the same k
 fits (`registry.packets`). Steps with nothing to do are skipped:
 
 1. lookup of every requested source and declared predecessor (one `UNION ALL` statement);
-2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID;
+2. claim of free IDs (`SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`), if something needs a new ID,
+   from a random point of the registry's partition, each row probed for a mapping (`claims`);
 3. if a new source inherits a registered ID, a read of the chains it extends: a successor
    deeper than `MAX_CHAIN_DEPTH` is refused (`ChainTooDeepError`) with nothing written;
 4. one multi-row idempotent insert (`ON DUPLICATE KEY UPDATE CanonicalId = CanonicalId`);
@@ -25,8 +26,7 @@ A `Minter` holds one connection and is not thread-safe: give each thread or proc
 This module runs the SQL: the connection, the transaction and its retries, and each call's
 sequence of statements. What a call decides without SQL (request folding, cycle rejection, the
 batch plan and its results) is in `plan`; the statements' text is built in `statements`;
-`aliases` orders what `Minter.aliases` reads. Callers import everything from the package,
-`idminter_pipeline.registry.minting`.
+`aliases` orders what `Minter.aliases` reads. Callers import from `registry.minting`.
 """
 
 from __future__ import annotations
@@ -47,16 +47,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from idminter_pipeline.core.canonical_ids import validate_canonical_id
-from idminter_pipeline.core.errors import (
-    InvalidInputError,
-    PoolExhaustedError,
-    RegistryContentionError,
-)
+from idminter_pipeline.core.canonical_ids import PRODUCTION, IdPartition, validate_canonical_id
+from idminter_pipeline.core.errors import InvalidInputError, RegistryContentionError
 from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.predecessor_cycles import reject_cycles
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.forks import registry_partition
 from idminter_pipeline.registry.minting.aliases import Alias, aliases_from_rows
 from idminter_pipeline.registry.minting.chains import (
     Inheritance,
@@ -64,6 +61,7 @@ from idminter_pipeline.registry.minting.chains import (
     read_inheritances,
     registered_depths,
 )
+from idminter_pipeline.registry.minting.claims import claim_free_ids
 from idminter_pipeline.registry.minting.plan import (
     BatchPlan,
     Key,
@@ -80,7 +78,6 @@ from idminter_pipeline.registry.minting.plan import (
 )
 from idminter_pipeline.registry.minting.statements import (
     ALIASES_SQL,
-    CLAIM_FREE_IDS_SQL,
     insert_mappings_statements,
     keyed_selects,
     mark_assigned_statements,
@@ -128,6 +125,8 @@ class MinterStats:
     existing: int = 0
     mismatches_recorded: int = 0
     chain_reads: int = 0
+    # Free IDs the pool offered that a mapping already used: marked assigned, never handed out.
+    pool_ids_in_use: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -224,6 +223,9 @@ class Minter:
         self.lock_wait_timeout_seconds = _clamp(lock_wait_timeout_seconds, 1, 3600)
         self.always_reread = bool(always_reread)
         self.stats = MinterStats()
+        # Set with the connection: where claims draw from; IDs offered though mapped.
+        self.partition: IdPartition = PRODUCTION
+        self.pool_ids_in_use: list[str] = []
 
     # -- connection -------------------------------------------------------------------------
 
@@ -246,6 +248,8 @@ class Minter:
                         f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}"
                     )
                 max_allowed_packet(conn)  # read once per connection: statements fit in it
+                # A fork claims only from the fork partition (registry.forks); read once.
+                self.partition = registry_partition(conn)
                 conn.commit()
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -514,12 +518,12 @@ class Minter:
         return actual[key] if key in actual else batch.found.get(key)
 
     def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
-        with conn.cursor() as cursor:
-            cursor.execute(CLAIM_FREE_IDS_SQL, (needed,))
-            claimed = [row[0] for row in cursor.fetchall()]
-        if len(claimed) < needed:
-            raise PoolExhaustedError(needed, len(claimed))
-        return claimed
+        def in_use(canonical_ids: list[str]) -> None:  # offered, yet mapped: never handed out
+            self._mark_assigned(conn, sorted(canonical_ids))
+            self.stats.pool_ids_in_use += len(canonical_ids)
+            self.pool_ids_in_use.extend(canonical_ids)
+
+        return claim_free_ids(conn, needed, self.partition, in_use)
 
     def _insert_mappings(self, conn: Connection, batch: BatchPlan) -> dict[Key, str] | None:
         """Insert the planned mappings (sorted by key, so concurrent minters lock rows in one

@@ -33,12 +33,26 @@ from idminter_pipeline.registry.packets import (
 
 T = TypeVar("T")
 
-# Deterministic order (idx_free is (Status, CanonicalId)); SKIP LOCKED makes concurrent minters
-# take different IDs without waiting for each other.
-CLAIM_FREE_IDS_SQL = (
-    "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
-    "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED"
+# A claim takes free IDs of one range of the registry's partition in index order (idx_free is
+# (Status, CanonicalId)): from a random start to the partition's end, then, if that was short,
+# from its beginning up to the start (`CLAIM_FREE_IDS_AFTER_SQL` continues a range after the last
+# ID seen). Within one claim rows are locked in that one deterministic order; SKIP LOCKED makes
+# concurrent minters take different IDs without waiting for each other. FORCE INDEX: with the
+# range on the second key part MariaDB otherwise plans a `ref` on Status alone and reads every
+# free ID below the start.
+#
+# The pool is not trusted blindly: the second column probes idx_canonical for a mapping that
+# already uses the ID (a corrupted pool, a bad restore, a hand edit), one indexed look-up per
+# claimed row inside the same statement. A subquery in the select list takes no locks.
+_CLAIM_FREE_IDS = (
+    "SELECT c.CanonicalId, EXISTS (SELECT 1 FROM identifiers i "
+    "WHERE i.CanonicalId = c.CanonicalId) "
+    "FROM canonical_ids c FORCE INDEX (idx_free) WHERE c.Status = 'free' "
+    "AND c.CanonicalId {start} %s AND c.CanonicalId < %s "
+    "ORDER BY c.Status, c.CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED"
 )
+CLAIM_FREE_IDS_SQL = _CLAIM_FREE_IDS.format(start=">=")
+CLAIM_FREE_IDS_AFTER_SQL = _CLAIM_FREE_IDS.format(start=">")
 
 # Every mapping of one canonical ID, with the provenance event through which it inherited it.
 ALIASES_SQL = (

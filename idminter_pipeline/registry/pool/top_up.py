@@ -19,6 +19,7 @@ Nothing here knows about Dagster.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import time
@@ -57,6 +58,7 @@ from idminter_pipeline.core.limits import (
 )
 from idminter_pipeline.core.settings import environment
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.forks import registry_partition
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.packets import rows_per_statement
 from idminter_pipeline.registry.pool.health import (
@@ -242,7 +244,7 @@ def top_up(
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS,
     writers: int = DEFAULT_WRITERS,
-    generate: Callable[[int], list[str]] = generate_canonical_ids_bulk,
+    generate: Callable[[int], list[str]] | None = None,
     outage_seconds: float | None = None,
 ) -> TopUpReport:
     """Add free IDs until the pool holds `target_free` of them.
@@ -250,15 +252,17 @@ def top_up(
     Each round draws the whole remaining deficit in batches of `batch_size` (clamped to
     `MAX_BATCH_SIZE`), one committed multi-row `INSERT IGNORE` per batch. Draws that hit an
     existing ID are skipped and drawn again next round; after `max_rounds` rounds with IDs still
-    missing, `PoolTopUpIncompleteError` says how far it got (what was added stays added). Top-ups
-    of one registry run one at a time under a named lock; a top-up that waits longer than
-    `lock_timeout_seconds` raises `PoolTopUpBusyError`. `writers` connections insert at once
-    (clamped to 1..`MAX_WRITERS`). `generate` is for tests.
+    missing, `PoolTopUpIncompleteError` says how far it got (what was added stays added).
+    Top-ups of one registry run one at a time under a named lock; a top-up that waits longer
+    than `lock_timeout_seconds` raises `PoolTopUpBusyError`. `writers` connections insert at
+    once (clamped to 1..`MAX_WRITERS`). New IDs are drawn from the registry's partition of the
+    ID space (a fork's own, `registry.forks`); `generate` replaces the draw, for tests.
 
     While the registry is unreachable the top-up is redone on new connections for up to
     `outage_seconds` (None: `IDMINTER_REGISTRY_OUTAGE_SECONDS`, default 60), then
     `RegistryOutageError`: safe, since it re-counts the pool under its lock and adds only what
-    is missing (batches committed before the outage stay). The report is the completed attempt's.
+    is missing (batches committed before the outage stay). The report is the completed
+    attempt's.
     """
     _require_count("target_free", target_free)
     _require_count("max_rounds", max_rounds, minimum=1)
@@ -288,11 +292,15 @@ def _top_up_once(
     max_rounds: int,
     lock_timeout_seconds: int,
     writers: int,
-    generate: Callable[[int], list[str]],
+    generate: Callable[[int], list[str]] | None,
 ) -> TopUpReport:
     conn = connect()
     extra_writers: list[Connection] = []
     try:
+        if generate is None:
+            partition = registry_partition(conn)
+            conn.commit()  # no read snapshot may outlive this: the count below must be fresh
+            generate = functools.partial(generate_canonical_ids_bulk, partition=partition)
         lock = _lock_name(conn)
         waited = time.perf_counter()
         with conn.cursor() as cursor:

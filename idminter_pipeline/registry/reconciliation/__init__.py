@@ -24,6 +24,7 @@ from idminter_pipeline.registry.reconciliation.repair import (
     REPORT_COLUMNS,
     RETURNED,
     SEVERITY,
+    SHARED_WITHOUT_INHERITANCE,
     Change,
     FindingResult,
     ReconciliationReport,
@@ -32,6 +33,7 @@ from idminter_pipeline.registry.reconciliation.repair import (
     reconcile,
     return_orphans_to_pool,
 )
+from idminter_pipeline.registry.reconciliation.retired_ids import RetiredMapping, retire_mapping
 
 __all__ = [
     "CASE_OR_PADDING_VARIANTS",
@@ -49,11 +51,14 @@ __all__ = [
     "REPORT_COLUMNS",
     "RETURNED",
     "SEVERITY",
+    "SHARED_WITHOUT_INHERITANCE",
     "Change",
     "FindingResult",
     "ReconciliationReport",
+    "RetiredMapping",
     "clamp_batch_size",
     "parse_duration",
     "reconcile",
+    "retire_mapping",
     "return_orphans_to_pool",
 ]

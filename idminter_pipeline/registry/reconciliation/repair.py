@@ -12,6 +12,11 @@ Findings (one row each in the report):
   the pool only once it has been an orphan for the grace period, still is under a lock that keeps
   any mapping from taking it meanwhile, still shows no trace of a mapping, and matches today's ID
   format (a legacy-format ID is never handed out).
+- `ids_shared_without_inheritance` (critical): one canonical ID held by several records that no
+  inheritance links: more than one of its mappings has no `inherited` provenance event for it
+  (an ID a corrupted pool handed out twice, a hand edit). Each example names the ID and its
+  records. Reported, not repaired: which record keeps the ID is a person's decision (the others
+  are retired through `idminter reconcile retire-mapping`).
 - `mappings_missing_canonical_id` (error): a mapping whose ID is not in `canonical_ids` (possible
   only with foreign key checks off, or legacy data). Reported, not repaired: a person decides.
 - `predecessor_mismatches` (warning): mismatches the minter recorded in `identifier_provenance`
@@ -64,11 +69,13 @@ logger = logging.getLogger(__name__)
 FREE_IDS_IN_USE = "free_ids_in_use"
 ORPHAN_ASSIGNED_IDS = "orphan_assigned_ids"
 MAPPINGS_MISSING_ID = "mappings_missing_canonical_id"
+SHARED_WITHOUT_INHERITANCE = "ids_shared_without_inheritance"
 PREDECESSOR_MISMATCHES = "predecessor_mismatches"
 CASE_OR_PADDING_VARIANTS = "case_or_padding_variants"
 FINDINGS = (
     FREE_IDS_IN_USE,
     ORPHAN_ASSIGNED_IDS,
+    SHARED_WITHOUT_INHERITANCE,
     MAPPINGS_MISSING_ID,
     PREDECESSOR_MISMATCHES,
     CASE_OR_PADDING_VARIANTS,
@@ -76,6 +83,7 @@ FINDINGS = (
 SEVERITY = {
     FREE_IDS_IN_USE: "critical",
     ORPHAN_ASSIGNED_IDS: "warning",
+    SHARED_WITHOUT_INHERITANCE: "critical",
     MAPPINGS_MISSING_ID: "error",
     PREDECESSOR_MISMATCHES: "warning",
     CASE_OR_PADDING_VARIANTS: "warning",
@@ -353,6 +361,57 @@ class _Run:
             conn.commit()
             result.add([f"{o}[{s}/{v}] -> {c}" for o, s, v, c in rows])
 
+    # -- identifiers: one ID held by records no inheritance links -----------------------------
+
+    def scan_shared_ids(self) -> None:
+        """IDs with more than one mapping that did not inherit it (an `inherited` provenance
+        event names the mapping as successor of that ID): the original is one, any other is a
+        record that got the ID without inheriting it."""
+        conn = self.conn
+        result = self.results[SHARED_WITHOUT_INHERITANCE]
+        if not table_exists(conn, PROVENANCE_TABLE):
+            result.status = "unavailable"
+            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+            return
+        for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
+            # An index-only pass finds the shared IDs (aliases are few); only they are probed.
+            shared = [
+                canonical_id
+                for (canonical_id,) in execute(
+                    conn,
+                    "SELECT i.CanonicalId FROM identifiers i "
+                    f"WHERE {range_condition('i.CanonicalId', lower)} "
+                    "GROUP BY i.CanonicalId HAVING COUNT(*) > 1",
+                    range_params(lower, upper),
+                )
+            ]
+            if shared:
+                uninherited = execute(
+                    conn,
+                    "SELECT i.CanonicalId FROM identifiers i "
+                    f"WHERE i.CanonicalId IN ({_placeholders(shared)}) AND NOT EXISTS ("
+                    f"SELECT 1 FROM {PROVENANCE_TABLE} p WHERE p.CanonicalId = i.CanonicalId "
+                    "AND p.Kind = 'inherited' AND p.SuccessorOntologyType = i.OntologyType "
+                    "AND p.SuccessorSourceSystem = i.SourceSystem "
+                    "AND p.SuccessorSourceId = i.SourceId) "
+                    "GROUP BY i.CanonicalId HAVING COUNT(*) > 1 ORDER BY i.CanonicalId",
+                    shared,
+                )
+                ids = [canonical_id for (canonical_id,) in uninherited]
+                room = max(0, EXAMPLES - len(result.examples))
+                # Examples name the records; the rest are only counted.
+                result.add([self.name_records(c) for c in ids[:room]] + ids[room:])
+            conn.commit()
+
+    def name_records(self, canonical_id: str) -> str:
+        rows = execute(
+            self.conn,
+            "SELECT OntologyType, SourceSystem, SourceId FROM identifiers WHERE CanonicalId = %s "
+            f"ORDER BY CreatedAt, OntologyType, SourceSystem, SourceId LIMIT {EXAMPLES}",
+            (canonical_id,),
+        )
+        return f"{canonical_id}: " + ", ".join(f"{o}[{s}/{v}]" for o, s, v in rows)
+
     # -- provenance: recorded predecessor mismatches ------------------------------------------
 
     def scan_provenance(self) -> None:
@@ -505,7 +564,12 @@ def reconcile(
             scans = [run.scan_canonical_ids]
             if repair:
                 scans.append(run.repair_orphans)
-            scans += [run.scan_mappings, run.scan_provenance, run.scan_variants]
+            scans += [
+                run.scan_shared_ids,
+                run.scan_mappings,
+                run.scan_provenance,
+                run.scan_variants,
+            ]
             for scan in scans:
                 scan_started = time.monotonic()
                 scan()

@@ -6,6 +6,8 @@ show another work. `once_mapped` looks for that evidence, batch by batch, in eve
 hold it, and says which it found first:
 
 - `retired_canonical_ids` (migration 0006): retired before, for the reason recorded then;
+- `mapping_changes` (migration 0007): a mapping holding the ID was changed or deleted through
+  the sanctioned path (`retire_mapping`), which the database's guards record;
 - `canonical_ids.AssignedAt` (migration 0003): only an `UPDATE` stamps it, and in this registry
   an ID is updated to `assigned` only in the transaction that maps it (the minter) or because a
   mapping uses it (the reconciliation's repair of a free ID in use);
@@ -23,8 +25,14 @@ provenance). What cannot be proven is in docs/design/reconciliation.md.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from idminter_pipeline.registry.connection import Connection
+from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.invariants import CHANGES_TABLE as MAPPING_CHANGES_TABLE
+from idminter_pipeline.registry.invariants import mapping_change_permit
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     KEPT_TABLE,
@@ -42,6 +50,7 @@ NAMED_BY_PROVENANCE = "named by identifier_provenance"
 IN_THE_LEGACY_TABLE = f"in the legacy table ({KEPT_TABLE})"
 IN_THE_CHANGE_LOG = f"in the legacy migration's change log ({CHANGES_TABLE})"
 COPIED_FROM_LEGACY = "copied from the legacy registry (assigned without AssignedAt)"
+CHANGED_MAPPING = f"a mapping holding it was changed or retired ({MAPPING_CHANGES_TABLE})"
 
 
 def _in_list(values: Sequence[str]) -> str:
@@ -83,6 +92,15 @@ def _once_mapped(conn: Connection, candidates: Sequence[str]) -> dict[str, str]:
                 f"SELECT CanonicalId, Reason FROM {RETIRED_TABLE} WHERE CanonicalId IN ({listed})",
                 candidates,
             )
+        )
+    if table_exists(conn, MAPPING_CHANGES_TABLE):
+        note(
+            execute(
+                conn,
+                f"SELECT CanonicalId FROM {MAPPING_CHANGES_TABLE} WHERE CanonicalId IN ({listed})",
+                candidates,
+            ),
+            CHANGED_MAPPING,
         )
     stamped = _column_exists(conn, "canonical_ids", "AssignedAt")
     if stamped:
@@ -162,3 +180,60 @@ def retire(conn: Connection, reasons: Mapping[str, str]) -> list[str]:
             )
         new.extend(fresh)
     return new
+
+
+@dataclass(frozen=True)
+class RetiredMapping:
+    source: str
+    canonical_id: str
+    reason: str
+    # Other mappings (aliases through inheritance) that keep the ID; 0 means it was retired.
+    still_mapped_by: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def retire_mapping(
+    connect: ConnectionFactory, source: SourceIdentifier, reason: str
+) -> RetiredMapping:
+    """Delete one mapping, the sanctioned way: only the migration (admin) account holds the
+    permit the database's guards ask for (`invariants.mapping_change_permit`), the guard records
+    the deletion in `mapping_changes`, and the ID, unless an alias still holds it, is retired in
+    the same transaction, so it never goes to another record."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInputError("--reason is empty: say why the mapping is retired")
+    key = source.as_key()
+    conn = connect()
+    try:
+        with mapping_change_permit(conn, f"retire-mapping: {reason}"):
+            rows = execute(
+                conn,
+                "SELECT CanonicalId FROM identifiers WHERE OntologyType = %s "
+                "AND SourceSystem = %s AND SourceId = %s FOR UPDATE",
+                key,
+            )
+            if not rows:
+                raise InvalidInputError(f"{source}: no such mapping")
+            canonical_id = rows[0][0]
+            execute(
+                conn,
+                "DELETE FROM identifiers WHERE OntologyType = %s AND SourceSystem = %s "
+                "AND SourceId = %s",
+                key,
+            )
+            ((others,),) = execute(
+                conn,
+                "SELECT COUNT(*) FROM identifiers WHERE CanonicalId = %s LOCK IN SHARE MODE",
+                (canonical_id,),
+            )
+            if not others:
+                retire(conn, {canonical_id: f"mapping of {source} retired: {reason}"[:255]})
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return RetiredMapping(str(source), canonical_id, reason, int(others))

@@ -1,4 +1,4 @@
--- depends: 0006_retired_canonical_ids
+-- depends: 0008_registry_invariant_triggers
 -- Each run of `idminter db recover-published --apply`: after the registry was restored to an
 -- earlier point (Aurora point-in-time restore, a dump), it puts back the mappings that the
 -- identified documents published after that point, so their canonical IDs never go to another
