@@ -49,7 +49,6 @@ def _dump(settings, path: Path, tmp_path: Path) -> None:
                 f"--port={settings.port}",
                 f"--user={settings.username}",
                 "--single-transaction",
-                "--skip-triggers",
                 "--no-tablespaces",
                 settings.database,
             ],
@@ -96,7 +95,7 @@ def restore(registry_env, connect_registry, server_settings, tmp_path, monkeypat
     restored = create_database(server_settings, "restored_")
     drop_database(restored)  # load-dump creates it
     result = CliRunner().invoke(
-        main, ["db", "load-dump", str(dump), "--database", restored.database]
+        main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
     )
     assert result.exit_code == 0, result.output
     monkeypatch.setenv("IDENTIFIERS_DATABASE", restored.database)

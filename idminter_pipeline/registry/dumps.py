@@ -130,8 +130,12 @@ def _options_file(settings: DatabaseSettings, directory: str) -> Path:
     return path
 
 
-def load_dump(settings: DatabaseSettings, dump: Path, database: str) -> LoadReport:
-    """Load `dump` into the new or empty `database` on the server `settings` reach."""
+def load_dump(
+    settings: DatabaseSettings, dump: Path, database: str, *, restore: bool = False
+) -> LoadReport:
+    """Load `dump` into the new or empty `database` on the server `settings` reach: a fork
+    (marked, its free pool dropped), or with `restore` the registry's own backup, kept as it
+    was (`idminter db recover-published` then puts back what was published since)."""
     started = time.monotonic()
     database = check_database_name(database)
     if not dump.is_file():
@@ -176,10 +180,8 @@ def load_dump(settings: DatabaseSettings, dump: Path, database: str) -> LoadRepo
         )
     loaded = settings.with_database(database)
     tables = _tables(loaded)
-    fork = _mark_as_fork(loaded, dump)
-    return LoadReport(
-        database, str(dump), tables, round(time.monotonic() - started, 3), fork.as_dict()
-    )
+    fork = None if restore else _mark_as_fork(loaded, dump).as_dict()
+    return LoadReport(database, str(dump), tables, round(time.monotonic() - started, 3), fork)
 
 
 def _mark_as_fork(settings: DatabaseSettings, dump: Path) -> ForkStatus:
