@@ -85,6 +85,7 @@ def status(as_json: bool) -> None:
     states = schema.migration_status(connection_factory())
     conn = connect()
     try:
+        drift = schema.schema_drift(conn)
         summary = registry_summary(conn)
     finally:
         conn.close()
@@ -93,12 +94,19 @@ def status(as_json: bool) -> None:
             {
                 "migrations": [{"version": s.version, "applied_at": s.applied_at} for s in states],
                 "registry": summary.as_dict(),
+                "schema": drift.as_dict(),
             }
         )
         return
     for state in states:
         when = f"applied {state.applied_at:%Y-%m-%d %H:%M:%S} UTC" if state.applied else "PENDING"
         click.echo(f"{state.version:40} {when}")
+    if drift.drifted:
+        click.echo(f"schema DRIFT ({drift.kind.value}): run `{drift.resolution}`")
+        for difference in drift.differences:
+            click.echo(f"  {difference}")
+    else:
+        click.echo("schema: this project's (no drift)")
     click.echo(f"database {summary.database} on {summary.server_version}")
     click.echo(f"  free canonical IDs:     {summary.free_ids:>12,}")
     click.echo(f"  assigned canonical IDs: {summary.assigned_ids:>12,}")

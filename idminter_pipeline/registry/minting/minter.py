@@ -91,6 +91,7 @@ from idminter_pipeline.registry.outage import (
     outage_bound,
 )
 from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
+from idminter_pipeline.registry.schema import require_project_schema
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ class Minter:
                         f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}"
                     )
                 max_allowed_packet(conn)  # read once per connection: statements fit in it
+                require_project_schema(conn)
                 conn.commit()
             except BaseException:
                 with contextlib.suppress(Exception):
