@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import click
 
+from idminter_pipeline.cli.adopt import (
+    adopt,
+    adopt_variants,
+    finalize_adopt,
+    rollback_adopt,
+    sync_adopt,
+)
 from idminter_pipeline.cli.dumps import load_dump_command
 from idminter_pipeline.cli.legacy import (
     finalize_legacy,
@@ -134,3 +141,9 @@ db.add_command(rollback_legacy)
 db.add_command(sync_legacy)
 db.add_command(legacy_status)
 db.add_command(load_dump_command)
+# Adopting a registry the reference port created: the legacy machinery's adopt kind.
+db.add_command(adopt)
+db.add_command(adopt_variants)
+db.add_command(sync_adopt)
+db.add_command(finalize_adopt)
+db.add_command(rollback_adopt)

@@ -284,19 +284,22 @@ def schema_drift(conn: Connection) -> SchemaDrift:
     own read (a rollback), so the caller's next transaction sees fresh data: call it before a
     connection's first transaction, as every caller does."""
     with conn.cursor() as cursor:
+        # Each branch names its schema in WHERE: the servers then read that schema's tables
+        # only (a join condition would make them open every table of every database).
         cursor.execute(
-            "SELECT t.table_name, t.table_collation, c.column_name, c.column_type, "
-            "c.character_set_name, c.collation_name FROM information_schema.tables t "
-            "LEFT JOIN information_schema.columns c ON c.table_schema = t.table_schema "
-            "AND c.table_name = t.table_name AND t.table_name IN ('identifiers', 'canonical_ids') "
-            "WHERE t.table_schema = DATABASE()"
+            "SELECT table_name, table_collation, NULL, NULL, NULL, NULL "
+            "FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "UNION ALL SELECT table_name, NULL, column_name, column_type, character_set_name, "
+            "collation_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+            "AND table_name IN ('identifiers', 'canonical_ids')"
         )
         rows = cursor.fetchall()
     tables: dict[str, str | None] = {}
     columns: dict[str, dict[str, tuple[str, str | None, str | None]]] = {}
     for table, table_collation, column, column_type, charset, collation in rows:
-        tables[table] = table_collation
-        if column is not None:
+        if column is None:
+            tables[table] = table_collation
+        else:
             columns.setdefault(table, {})[column] = (column_type, charset, collation)
     history: set[str] = set()
     if YOYO_MIGRATION_TABLE in tables:

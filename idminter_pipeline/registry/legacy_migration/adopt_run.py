@@ -19,7 +19,10 @@ from typing import Any
 
 import pymysql
 
-from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.core import strict_json
+from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.adopt import (
     ADOPT_TRIGGER_NAMES,
@@ -89,12 +92,39 @@ class Variant:
     resolved: tuple[str, str, str]  # the key the port's table holds
     canonical_id: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "source": "{}[{}/{}]".format(*self.source),
             "resolved_to": "{}[{}/{}]".format(*self.resolved),
+            "resolved_key": list(self.resolved),
             "canonical_id": self.canonical_id,
         }
+
+
+def parse_variant(line_number: int, line: str) -> Variant:
+    """One line as `idminter db adopt-variants` prints it, or an error naming the line. The
+    source must be one this project accepts (it is registered); the resolved key is the port's
+    row as stored, whatever its form."""
+    record = strict_json.loads(line, what=f"line {line_number}")
+    try:
+        source = SourceIdentifier.parse(record["source"])
+        resolved = record["resolved_key"]
+        canonical_id = record["canonical_id"]
+        if not (
+            isinstance(resolved, list)
+            and len(resolved) == 3
+            and all(isinstance(part, str) for part in resolved)
+            and isinstance(canonical_id, str)
+        ):
+            raise TypeError
+    except (KeyError, TypeError) as error:
+        raise InvalidInputError(
+            f'line {line_number}: expected {{"source": ..., "resolved_key": [type, '
+            f'system, value], "canonical_id": ...}}: {excerpt(line)}'
+        ) from error
+    except InvalidInputError as error:
+        raise InvalidInputError(f"line {line_number}: {error}") from error
+    return Variant(source.as_key(), (resolved[0], resolved[1], resolved[2]), canonical_id)
 
 
 @dataclass
@@ -529,6 +559,7 @@ __all__ = [
     "adopt",
     "adoption_status",
     "finalize_adoption",
+    "parse_variant",
     "rollback_adoption",
     "sync_adoption",
 ]
