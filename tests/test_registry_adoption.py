@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from db_helpers import fetch_all
 from legacy_helpers import random_id, scratch_database, tables, triggers
 from port_helpers import (
+    FREE_IDS,
     PORT_MIGRATION,
     SPECIAL_ROWS,
     create_port_registry,
@@ -391,3 +392,27 @@ def test_the_verification_refuses_a_copy_changed_behind_its_back(port_registry):
     assert "ab2c3d4e" in error.value.offending
     assert "identifiers_port" not in tables(port_registry)
     assert _drift(port_registry).kind is DriftKind.PORT
+
+
+def test_dagster_adoption_asset_needs_the_decision_then_swaps_with_metadata(port_registry):
+    import dagster as dg  # noqa: PLC0415
+
+    from idminter_pipeline.defs.legacy.assets import registry_adoption  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
+
+    resources = {"registry_database": RegistryDatabase.from_settings(port_registry)}
+    undecided = dg.materialize([registry_adoption], resources=resources, raise_on_error=False)
+    assert not undecided.success
+    assert "identifiers_new" not in tables(port_registry)
+    result = dg.materialize(
+        [registry_adoption],
+        resources=resources,
+        run_config={"ops": {"registry_adoption": {"config": {"no_variants": True}}}},
+    )
+    metadata = result.asset_materializations_for_node("registry_adoption")[0].metadata
+    assert metadata["status"].value == "swapped"
+    assert metadata["verified"].value is True
+    assert metadata["mappings"].value == ROWS + len(SPECIAL_ROWS)
+    assert metadata["canonical_ids_copied"].value == ROWS + len(SPECIAL_ROWS) - 1 + len(FREE_IDS)
+    assert metadata["variants_registered"].value == 0
+    assert _drift(port_registry).kind is DriftKind.NONE

@@ -117,6 +117,7 @@ def test_db_status_shows_drift_and_this_projects_schema_has_none(port_env, regis
     assert schema["drifted"] is True
     assert schema["resolution"] == "idminter db adopt"
     assert any(PORT_MIGRATION in d for d in schema["differences"])
+    assert json.loads(result.output)["adoption"]["port_tables_live"] is True
     text = CliRunner().invoke(main, ["db", "status"])
     assert "schema DRIFT" in text.output and "idminter db adopt" in text.output
     conn = connect(registry)

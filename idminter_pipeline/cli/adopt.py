@@ -10,7 +10,6 @@ import click
 
 from idminter_pipeline.cli.legacy import EXIT_BLOCKING_PROBLEMS
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
     LEGACY_MAX_BATCH_SIZE,
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
     from idminter_pipeline.registry.connection import ConnectionFactory
     from idminter_pipeline.registry.legacy_migration.adopt_dry_run import AdoptionDryRun
-    from idminter_pipeline.registry.legacy_migration.adopt_run import Variant
     from idminter_pipeline.registry.legacy_migration.state import Progress
 
 # The registry modules are imported by the commands that run, so `idminter db --help` does not
@@ -91,27 +89,6 @@ def _print_dry_run(report: AdoptionDryRun) -> None:
         click.echo("no blocking problems; nothing to decide")
 
 
-def _read_variants(path: Path) -> list[Variant]:
-    from idminter_pipeline.registry.legacy_migration.adopt_run import (  # noqa: PLC0415
-        parse_variant,
-    )
-
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError as error:
-        raise InvalidInputError(f"variants file {path}: {error.strerror}") from None
-    variants = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInputError(f"{path} line {number}: not UTF-8") from None
-        variants.append(parse_variant(number, text))
-    return variants
-
-
 @click.command("adopt")
 @click.option(
     "--dry-run",
@@ -166,9 +143,9 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
     must decide or a blocking problem; 2 bad input; 1 any other failure.
     """
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import adopt_dry_run  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration.adopt_run import (  # noqa: PLC0415
-        adopt as run_adoption,
+    from idminter_pipeline.registry.legacy_migration import (  # noqa: PLC0415
+        adopt_dry_run,
+        adopt_run,
     )
 
     factory = connection_factory()
@@ -189,13 +166,13 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
             "a swap needs the decision on case variants: --register-variants FILE (from "
             "`idminter db adopt-variants`) or --no-variants (see `idminter db adopt --dry-run`)"
         )
-    variants = _read_variants(variants_file) if variants_file is not None else []
+    variants = adopt_run.read_variants(variants_file) if variants_file is not None else []
 
     def show(progress: Progress) -> None:
         if not as_json:
             click.echo(f"  {progress.phase}: {progress.rows_copied:,}", err=True)
 
-    result = run_adoption(
+    result = adopt_run.adopt(
         factory, batch_size=batch_size, progress=show, swap=not hold_synced, variants=variants
     )
     if as_json:

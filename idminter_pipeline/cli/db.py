@@ -87,6 +87,9 @@ def status(as_json: bool) -> None:
     """Applied and pending schema versions, and what the registry holds."""
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration.adopt_run import (  # noqa: PLC0415
+        adoption_status,
+    )
     from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
 
     states = schema.migration_status(connection_factory())
@@ -102,6 +105,7 @@ def status(as_json: bool) -> None:
                 "migrations": [{"version": s.version, "applied_at": s.applied_at} for s in states],
                 "registry": summary.as_dict(),
                 "schema": drift.as_dict(),
+                "adoption": adoption_status(connection_factory()),
             }
         )
         return

@@ -1,5 +1,5 @@
 import dagster as dg
 
-from idminter_pipeline.defs.legacy.assets import legacy_registry_migration
+from idminter_pipeline.defs.legacy.assets import legacy_registry_migration, registry_adoption
 
-defs = dg.Definitions(assets=[legacy_registry_migration])
+defs = dg.Definitions(assets=[legacy_registry_migration, registry_adoption])

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -125,6 +126,26 @@ def parse_variant(line_number: int, line: str) -> Variant:
     except InvalidInputError as error:
         raise InvalidInputError(f"line {line_number}: {error}") from error
     return Variant(source.as_key(), (resolved[0], resolved[1], resolved[2]), canonical_id)
+
+
+def read_variants(path: Path) -> list[Variant]:
+    """The variants file `idminter db adopt-variants` prints, or an error naming its line."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as error:
+        raise InvalidInputError(f"variants file {excerpt(str(path))}: {error.strerror}") from None
+    variants = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError(
+                f"{excerpt(str(path))} line {number}: not UTF-8: {excerpt(raw)}"
+            ) from None
+        variants.append(parse_variant(number, text))
+    return variants
 
 
 @dataclass
@@ -560,6 +581,7 @@ __all__ = [
     "adoption_status",
     "finalize_adoption",
     "parse_variant",
+    "read_variants",
     "rollback_adoption",
     "sync_adoption",
 ]
