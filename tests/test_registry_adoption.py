@@ -26,14 +26,14 @@ from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.registry.legacy_migration.adopt import ADOPT_TRIGGER_NAMES
-from idminter_pipeline.registry.legacy_migration.adopt_run import (
+from idminter_pipeline.registry.legacy_migration.adopt import (
     Variant,
     adopt,
     finalize_adoption,
     rollback_adoption,
     sync_adoption,
 )
+from idminter_pipeline.registry.legacy_migration.adopt.copy import ADOPT_TRIGGER_NAMES
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.schema import DriftKind, schema_drift
 from idminter_pipeline.works.documents import IdentifiedWork

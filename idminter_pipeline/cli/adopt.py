@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from idminter_pipeline.registry.connection import ConnectionFactory
-    from idminter_pipeline.registry.legacy_migration.adopt_dry_run import AdoptionDryRun
+    from idminter_pipeline.registry.legacy_migration.adopt import AdoptionDryRun
     from idminter_pipeline.registry.legacy_migration.state import Progress
 
 # The registry modules are imported by the commands that run, so `idminter db --help` does not
@@ -38,7 +38,7 @@ _BATCH_SIZE = click.option(
 
 def _store_keys(factory: ConnectionFactory) -> Iterator[tuple[str, str, str]]:
     """The source identifiers of the configured works store's source and identified works."""
-    from idminter_pipeline.registry.legacy_migration.adopt_dry_run import (  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration.adopt import (  # noqa: PLC0415
         assigned_canonical_ids,
     )
     from idminter_pipeline.works.store_keys import store_keys  # noqa: PLC0415
@@ -143,15 +143,12 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
     must decide or a blocking problem; 2 bad input; 1 any other failure.
     """
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import (  # noqa: PLC0415
-        adopt_dry_run,
-        adopt_run,
-    )
+    from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
     factory = connection_factory()
     if dry_run:
         keys = None if skip_stores else _store_keys(factory)
-        report = adopt_dry_run.adoption_dry_run(factory, batch_size=batch_size, store_keys=keys)
+        report = adoption.adoption_dry_run(factory, batch_size=batch_size, store_keys=keys)
         if as_json:
             echo_json(report.as_dict())
         else:
@@ -166,13 +163,13 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
             "a swap needs the decision on case variants: --register-variants FILE (from "
             "`idminter db adopt-variants`) or --no-variants (see `idminter db adopt --dry-run`)"
         )
-    variants = adopt_run.read_variants(variants_file) if variants_file is not None else []
+    variants = adoption.read_variants(variants_file) if variants_file is not None else []
 
     def show(progress: Progress) -> None:
         if not as_json:
             click.echo(f"  {progress.phase}: {progress.rows_copied:,}", err=True)
 
-    result = adopt_run.adopt(
+    result = adoption.adopt(
         factory, batch_size=batch_size, progress=show, swap=not hold_synced, variants=variants
     )
     if as_json:
@@ -201,12 +198,12 @@ def adopt_variants() -> None:
     adopt --register-variants FILE`) or not (`--no-variants`).
     """
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import adopt_dry_run  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
     factory = connection_factory()
     conn = factory()
     try:
-        _, variants = adopt_dry_run.find_variants(conn, _store_keys(factory))
+        _, variants = adoption.find_variants(conn, _store_keys(factory))
     finally:
         conn.close()
     for variant in variants:
@@ -221,9 +218,9 @@ def sync_adopt(batch_size: int) -> None:
     """Apply the port's latest writes to an adoption held at its synced phase (`adopt
     --hold-synced`), re-checking each applied ID; prints JSON with the lag left."""
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import adopt_run  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
-    echo_json(adopt_run.sync_adoption(connection_factory(), batch_size=batch_size).as_dict())
+    echo_json(adoption.sync_adoption(connection_factory(), batch_size=batch_size).as_dict())
 
 
 @click.command("finalize-adopt")
@@ -235,9 +232,9 @@ def finalize_adopt(yes: bool) -> None:
             "finalizing drops identifiers_port and canonical_ids_port for good; pass --yes"
         )
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import adopt_run  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
-    report = adopt_run.finalize_adoption(connection_factory())
+    report = adoption.finalize_adoption(connection_factory())
     click.echo(report.status)
     for message in report.messages:
         click.echo(f"  {message}")
@@ -250,9 +247,9 @@ def rollback_adopt(yes: bool) -> None:
     if not yes:
         raise click.UsageError("rolling back drops the adopted copy; pass --yes")
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration import adopt_run  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
-    report = adopt_run.rollback_adoption(connection_factory())
+    report = adoption.rollback_adoption(connection_factory())
     click.echo(report.status)
     for message in report.messages:
         click.echo(f"  {message}")

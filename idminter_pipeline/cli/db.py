@@ -87,7 +87,7 @@ def status(as_json: bool) -> None:
     """Applied and pending schema versions, and what the registry holds."""
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.legacy_migration.adopt_run import (  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration.adopt import (  # noqa: PLC0415
         adoption_status,
     )
     from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415

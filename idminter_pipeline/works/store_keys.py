@@ -2,7 +2,7 @@
 `predecessorIdentifier`) in the source works and in the identified documents.
 
 Adopting a registry the reference port created needs them (`registry.legacy_migration.
-adopt_dry_run.find_variants`): the port's collation matched a work's `B1161044X` to the row of
+adopt.find_variants`): the port's collation matched a work's `B1161044X` to the row of
 `b1161044x`, and only the forms works really send matter. Read as keys, unvalidated: a form
 this project would refuse is still a form the port resolved.
 """

@@ -10,7 +10,8 @@ from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
-from idminter_pipeline.registry.legacy_migration import adopt_run, hold
+from idminter_pipeline.registry.legacy_migration import adopt as adoption
+from idminter_pipeline.registry.legacy_migration import hold
 
 
 class LegacyMigrationConfig(dg.Config):
@@ -136,18 +137,18 @@ def registry_adoption(
             "`idminter db adopt-variants`) or no_variants (see `idminter db adopt --dry-run`)"
         )
     variants = (
-        adopt_run.read_variants(Path(config.register_variants_file))
+        adoption.read_variants(Path(config.register_variants_file))
         if config.register_variants_file
         else []
     )
-    report = adopt_run.adopt(
+    report = adoption.adopt(
         registry_database.connection_factory(),
         batch_size=config.batch_size,
         progress=lambda progress: context.log.info(f"{progress.phase}: {progress.rows_copied:,}"),
         swap=not config.hold_synced,
         variants=variants,
     )
-    status = adopt_run.adoption_status(registry_database.connection_factory())
+    status = adoption.adoption_status(registry_database.connection_factory())
     for message in report.messages:
         context.log.info(message)
     return dg.MaterializeResult(

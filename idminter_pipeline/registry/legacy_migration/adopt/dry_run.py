@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.legacy_migration.adopt import (
+from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     IDS,
     KEPT_IDS,
     KEPT_MAPPINGS,
@@ -26,7 +26,7 @@ from idminter_pipeline.registry.legacy_migration.adopt import (
     _utf8,
     is_port_registry,
 )
-from idminter_pipeline.registry.legacy_migration.adopt_run import Variant
+from idminter_pipeline.registry.legacy_migration.adopt.run import Variant
 from idminter_pipeline.registry.legacy_migration.dry_run import CANONICAL_ID_PATTERN, Finding
 from idminter_pipeline.registry.legacy_migration.state import (
     _SOURCE_PARTS,

@@ -25,7 +25,7 @@ from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationErro
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.legacy_migration.adopt import (
+from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     ADOPT_TRIGGER_NAMES,
     AFTER_SWAP,
     FINAL_PASS_THRESHOLD,
@@ -42,10 +42,12 @@ from idminter_pipeline.registry.legacy_migration.adopt import (
     _copy,
     _drop_triggers,
     _install_id_guard_triggers,
-    _keys,
     _start,
-    _verify_ids,
     is_port_registry,
+)
+from idminter_pipeline.registry.legacy_migration.adopt.verify import (
+    _keys,
+    _verify_ids,
     verify_adoption,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
