@@ -195,3 +195,25 @@ def test_dagster_schema_asset_fails_and_its_check_fails_on_a_port_registry(port_
     assert evaluation.check_name == SCHEMA_CHECK
     assert evaluation.passed is False
     assert evaluation.metadata["resolution"].value == "idminter db adopt"
+
+
+def test_the_lambda_refuses_a_port_registry_as_registry_unavailable(
+    port_env, tmp_path, monkeypatch
+):
+    from works_helpers import work  # noqa: PLC0415
+
+    from idminter_pipeline.aws_lambda.handler import handler  # noqa: PLC0415
+    from idminter_pipeline.core.errors import RegistryUnavailableError  # noqa: PLC0415
+    from idminter_pipeline.works.stores import SqliteWorksStore  # noqa: PLC0415
+
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+        store.put_source([work("sierra-system-number", "B1161044X")])
+    before = fetch_all(port_env, "SELECT COUNT(*) FROM identifiers")
+    # Step Functions sees the name its retries are configured for, not an unexpected error.
+    with pytest.raises(RegistryUnavailableError, match="run `idminter db adopt`") as error:
+        handler({"sourceIdentifiers": ["Work[sierra-system-number/B1161044X]"]}, None)
+    assert type(error.value) is RegistryUnavailableError
+    assert fetch_all(port_env, "SELECT COUNT(*) FROM identifiers") == before

@@ -164,9 +164,11 @@ class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
 
 
-class SchemaDriftError(SchemaMigrationError):
+class SchemaDriftError(SchemaMigrationError, RegistryUnavailableError):
     """A registry whose tables, character sets, collations, columns or migration history are not
-    this project's: `differences` names each, `resolution` the command that resolves them."""
+    this project's: `differences` names each, `resolution` the command that resolves them. The
+    registry is unusable until then, so the Lambda reports it as `RegistryUnavailableError` (the
+    state machine's retries then outlast an adoption's swap)."""
 
     def __init__(self, differences: Sequence[str], resolution: str) -> None:
         self.differences = list(differences)
