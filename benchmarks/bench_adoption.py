@@ -175,9 +175,17 @@ def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]
         minter = _PortMinter(port, PORT_WRITES_PER_SECOND)
         minter.start()
         started = time.monotonic()
+        phases: dict[str, float] = {}
+
+        def timing(progress: Any) -> None:
+            phases.setdefault(progress.phase, time.monotonic() - started)
+
         try:
-            report = adoption.adopt(lambda: connect(port), batch_size=BATCH_SIZE, variants=[])
+            report = adoption.adopt(
+                lambda: connect(port), batch_size=BATCH_SIZE, variants=[], progress=timing
+            )
             total = time.monotonic() - started
+            print(f"  phases (first seen, s): {phases}", file=sys.stderr)
         finally:
             minter.stop.set()
             minter.join()
