@@ -228,56 +228,6 @@ class AdoptionVerification:
     chunks_compared_row_by_row: int
 
 
-def _whole_tables_equal(conn: Connection, *, tolerate_pending: bool) -> int | None:
-    """The copy's mappings if both tables' digests equal the port's, else None.
-
-    One statement, so one read view: the port's tables, the copies and the change log are
-    seen at the same instant, and an ID logged by then is left out on both sides alike.
-    """
-
-    def side(table: str, alias: str, columns: Sequence[str]) -> str:
-        keep = (
-            f"{alias}.CanonicalId NOT IN (SELECT g.CanonicalId FROM {CHANGES_TABLE} g)"
-            if tolerate_pending
-            else "1"
-        )
-        return (
-            f"(SELECT COUNT(*) AS total, {_kept(keep)} AS kept, "
-            f"{_checksum(*columns, keep=keep)} AS digest FROM {table} {alias})"
-        )
-
-    def mapping_columns(alias: str) -> list[str]:
-        return [
-            f"{alias}.CanonicalId",
-            *(_utf8(f"{alias}.{part}") for part in _SOURCE_PARTS),
-            f"CAST({alias}.CreatedAt AS DATETIME(6))",
-        ]
-
-    row = _execute(
-        conn,
-        "SELECT pm.kept, pm.digest, pi.kept, pi.digest, nm.total, nm.kept, nm.digest, "
-        "ni.kept, ni.digest FROM "
-        + ", ".join(
-            (
-                f"{side(MAPPINGS, 'l', mapping_columns('l'))} pm",
-                f"{side(IDS, 'cs', ('cs.CanonicalId', 'cs.Status'))} pi",
-                f"{side(NEW_MAPPINGS, 'n', mapping_columns('n'))} nm",
-                f"{side(NEW_IDS, 'cn', ('cn.CanonicalId', 'cn.Status'))} ni",
-            )
-        ),
-    )[0]
-    conn.commit()
-    port_mappings, port_digest, port_ids, port_id_digest = (int(v) for v in row[:4])
-    copy_total, copy_mappings, copy_digest, copy_ids, copy_id_digest = (int(v) for v in row[4:])
-    equal = (port_mappings, port_digest, port_ids, port_id_digest) == (
-        copy_mappings,
-        copy_digest,
-        copy_ids,
-        copy_id_digest,
-    )
-    return copy_total if equal else None
-
-
 def verify_adoption(
     conn: Connection,
     *,
@@ -293,16 +243,7 @@ def verify_adoption(
     of a chunk is the ascii_bin range up to the greatest boundary seen so far, so the two
     collations' orders never leave a row out. IDs with pending change-log entries are left out
     with `tolerate_pending`: they are re-copied and re-checked under the lock.
-
-    First, the same digests over each whole table: one sequential scan per table and side,
-    where chunks of the ID key would read the mappings through `idx_canonical`, a random read
-    per row. Equal, they prove the copies whole; they differ only for a real difference or a
-    port write committed between reading the change log and the scan (a few milliseconds),
-    and then the chunks decide.
     """
-    whole = _whole_tables_equal(conn, tolerate_pending=tolerate_pending)
-    if whole is not None:
-        return AdoptionVerification(whole, 1, 0)
     chunk = clamp_batch_size(batch_size * 5)
     keys = _keys(conn)
     cursor: str | None = None
