@@ -45,6 +45,7 @@ from idminter_pipeline.registry import connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.pool import PoolSettings
+from idminter_pipeline.registry.schema import apply_migrations
 
 IDMINTER = str(Path(sys.executable).parent / "idminter")
 VALID = '{"source": "Work[axiell-collections-id/AC-valid]"}'
@@ -196,9 +197,22 @@ def test_a_secret_with_a_duplicate_key_is_refused_without_echoing_it(aws_env, re
     assert "Zq9" not in line
 
 
+def test_a_registry_without_schema_is_one_line_naming_migrate(empty_database):
+    result = _run(["lookup", "Work[sierra-system-number/b1]"], _env(empty_database))
+    assert result.returncode == 1
+    _one_error_line(result, "no tables and no migration history", "run `idminter db migrate`")
+
+
 def test_a_driver_error_is_one_line_unless_debugging(empty_database):
-    """A registry without the schema fails in the driver (1146): one line naming the missing
+    """A registry that lost a table fails in the driver (1146): one line naming the missing
     table and the migration, and the traceback only when debugging."""
+    apply_migrations(lambda: connect(empty_database))
+    conn = connect(empty_database)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE identifiers")
+    finally:
+        conn.close()
     args = ["lookup", "Work[sierra-system-number/b1]"]
     result = _run(args, _env(empty_database))
     assert result.returncode == 1

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import click
 
+from idminter_pipeline.cli.adopt import (
+    adopt,
+    adopt_variants,
+    finalize_adopt,
+    rollback_adopt,
+    sync_adopt,
+)
 from idminter_pipeline.cli.dumps import load_dump_command
 from idminter_pipeline.cli.legacy import (
     finalize_legacy,
@@ -81,11 +88,15 @@ def status(as_json: bool) -> None:
     from idminter_pipeline.registry import schema  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connect, connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.forks import fork_status  # noqa: PLC0415
+    from idminter_pipeline.registry.legacy_migration.adopt import (  # noqa: PLC0415
+        adoption_status,
+    )
     from idminter_pipeline.registry.summary import registry_summary  # noqa: PLC0415
 
     states = schema.migration_status(connection_factory())
     conn = connect()
     try:
+        drift = schema.schema_drift(conn)
         summary = registry_summary(conn)
         fork = fork_status(conn)
     finally:
@@ -96,12 +107,20 @@ def status(as_json: bool) -> None:
                 "migrations": [{"version": s.version, "applied_at": s.applied_at} for s in states],
                 "registry": summary.as_dict(),
                 "fork": fork.as_dict(),
+                "schema": drift.as_dict(),
+                "adoption": adoption_status(connection_factory()),
             }
         )
         return
     for state in states:
         when = f"applied {state.applied_at:%Y-%m-%d %H:%M:%S} UTC" if state.applied else "PENDING"
         click.echo(f"{state.version:40} {when}")
+    if drift.drifted:
+        click.echo(f"schema DRIFT ({drift.kind.value}): run `{drift.resolution}`")
+        for difference in drift.differences:
+            click.echo(f"  {difference}")
+    else:
+        click.echo("schema: this project's (no drift)")
     click.echo(f"database {summary.database} on {summary.server_version}")
     click.echo(f"  free canonical IDs:     {summary.free_ids:>12,}")
     click.echo(f"  assigned canonical IDs: {summary.assigned_ids:>12,}")
@@ -170,6 +189,12 @@ db.add_command(rollback_legacy)
 db.add_command(sync_legacy)
 db.add_command(legacy_status)
 db.add_command(load_dump_command)
+# Adopting a registry the reference port created: the legacy machinery's adopt kind.
+db.add_command(adopt)
+db.add_command(adopt_variants)
+db.add_command(sync_adopt)
+db.add_command(finalize_adopt)
+db.add_command(rollback_adopt)
 
 
 @db.command("recover-published")

@@ -192,6 +192,22 @@ class SchemaMigrationError(IdMinterError):
     """Schema migrations could not be applied or rolled back."""
 
 
+class SchemaDriftError(SchemaMigrationError, RegistryUnavailableError):
+    """A registry whose tables, character sets, collations, columns or migration history are not
+    this project's: `differences` names each, `resolution` the command that resolves them. The
+    registry is unusable until then, so the Lambda reports it as `RegistryUnavailableError` (the
+    state machine's retries then outlast an adoption's swap)."""
+
+    def __init__(self, differences: Sequence[str], resolution: str) -> None:
+        self.differences = list(differences)
+        self.resolution = resolution
+        shown = "; ".join(self.differences[:2])
+        more = f" (and {len(self.differences) - 2} more)" if len(self.differences) > 2 else ""
+        super().__init__(
+            f"the registry's schema is not this project's: {shown}{more}; run `{resolution}`"
+        )
+
+
 class AlertDeliveryError(IdMinterError):
     """One or more alert channels failed; the others were still tried."""
 

@@ -1,4 +1,7 @@
-"""The legacy 1:1 registry migrated to the RFC 083 tables, between the schema and the pool."""
+"""The legacy 1:1 registry migrated to the RFC 083 tables, between the schema and the pool; and
+a registry the reference port created, adopted into this project's schema."""
+
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -7,6 +10,7 @@ from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
+from idminter_pipeline.registry.legacy_migration import adopt as adoption
 from idminter_pipeline.registry.legacy_migration import hold
 
 
@@ -81,5 +85,90 @@ def legacy_registry_migration(
             "held_synced": dg.MetadataValue.bool(held["held_synced"]),
             "pending_legacy_changes": dg.MetadataValue.int(lag.get("pending_changes", 0)),
             "lag_seconds": dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
+        }
+    )
+
+
+class RegistryAdoptionConfig(dg.Config):
+    """The adoption asset's run config (`REGISTRY_ADOPTION_CONFIG_SCHEMA` is what Dagster
+    checks)."""
+
+    batch_size: int = Field(default=legacy_migration.DEFAULT_BATCH_SIZE, ge=1)
+    hold_synced: bool = False
+    register_variants_file: str = ""
+    no_variants: bool = False
+
+
+REGISTRY_ADOPTION_CONFIG_SCHEMA = {
+    "batch_size": positive_int_field(
+        legacy_migration.DEFAULT_BATCH_SIZE,
+        f"Canonical IDs per copy batch, at least 1 (clamped to "
+        f"{legacy_migration.MIN_BATCH_SIZE:,}-{legacy_migration.MAX_BATCH_SIZE:,}).",
+    ),
+    "hold_synced": dg.Field(
+        bool,
+        default_value=False,
+        description="Copy and verify, then stop before the swap (while shadowing).",
+    ),
+    "register_variants_file": dg.Field(
+        str,
+        default_value="",
+        description="JSON lines from `idminter db adopt-variants`: registered at the swap.",
+    ),
+    "no_variants": dg.Field(
+        bool,
+        default_value=False,
+        description="Register no variants (the decision a swap needs, if no file is given).",
+    ),
+}
+
+
+@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"}, config_schema=REGISTRY_ADOPTION_CONFIG_SCHEMA)
+def registry_adoption(
+    context: dg.AssetExecutionContext, registry_database: RegistryDatabase
+) -> dg.MaterializeResult:
+    """A registry the reference port created, converted into this project's schema online
+    (`idminter db adopt`; docs/operations/adopting-a-port-registry.md). Does nothing on a
+    registry that is this project's; resumes an interrupted adoption. A swap needs the decision
+    on case variants: `register_variants_file` or `no_variants`."""
+    config = RegistryAdoptionConfig(**context.op_execution_context.op_config)
+    if not config.hold_synced and not config.register_variants_file and not config.no_variants:
+        raise dg.Failure(
+            "a swap needs the decision on case variants: set register_variants_file (from "
+            "`idminter db adopt-variants`) or no_variants (see `idminter db adopt --dry-run`)"
+        )
+    variants = (
+        adoption.read_variants(Path(config.register_variants_file))
+        if config.register_variants_file
+        else []
+    )
+    report = adoption.adopt(
+        registry_database.connection_factory(),
+        batch_size=config.batch_size,
+        progress=lambda progress: context.log.info(f"{progress.phase}: {progress.rows_copied:,}"),
+        swap=not config.hold_synced,
+        variants=variants,
+    )
+    status = adoption.adoption_status(registry_database.connection_factory())
+    for message in report.messages:
+        context.log.info(message)
+    return dg.MaterializeResult(
+        metadata={
+            "status": report.status,
+            "canonical_ids_copied": dg.MetadataValue.int(report.rows_copied),
+            "mappings": dg.MetadataValue.int(report.new_rows),
+            "changes_applied": dg.MetadataValue.int(report.changes_applied),
+            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
+            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
+            "verified": dg.MetadataValue.bool(report.verified),
+            "swapped": dg.MetadataValue.bool(report.swapped),
+            "variants_registered": dg.MetadataValue.int(report.variants_registered),
+            "variants_not_registered": dg.MetadataValue.json(report.variants_not_registered),
+            "phase": report.phase,
+            "held_synced": dg.MetadataValue.bool(status["held_synced"]),
+            "pending_port_changes": dg.MetadataValue.int(
+                (status.get("lag") or {}).get("pending_changes", 0)
+            ),
         }
     )

@@ -13,7 +13,7 @@ that names them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +246,10 @@ class AppliedChanges:
 MAX_APPLY_ATTEMPTS = 5
 
 
+# How a batch of logged IDs is re-copied: (conn, source, target, ids, fitting) -> row delta.
+Recopy = Callable[[Connection, str, str, Sequence[str], Sequence[str]], int]
+
+
 def apply_changes(
     conn: Connection,
     *,
@@ -253,14 +257,17 @@ def apply_changes(
     target: str,
     batch_size: int,
     max_entries: int | None = None,
+    recopy: Recopy | None = None,
 ) -> AppliedChanges:
     """Re-copy the IDs in the change log from `source`'s current state.
 
     Each batch deletes its log rows in the same transaction as the re-copy, so it is applied
     exactly once even if the process dies; entries committed later by slow writers stay for the
     next pass. The target's change in row count is counted exactly, statement by statement, so
-    the migration never has to count a whole table.
+    the migration never has to count a whole table. `recopy` re-copies one batch of IDs: the
+    legacy 1:1 table's by default; an adoption passes its own (`adopt`).
     """
+    recopy = recopy or _recopy_ids
     applied = AppliedChanges()
     while max_entries is None or applied.entries < max_entries:
         rows = _execute(
@@ -274,7 +281,7 @@ def apply_changes(
         fitting = [value for value in ids if _fits_new_id_column(value)]
         if len(fitting) < len(ids):
             _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
-        applied.row_delta += _recopy_ids(conn, source, target, ids, fitting)
+        applied.row_delta += recopy(conn, source, target, ids, fitting)
         _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
         conn.commit()
         applied.entries += len(rows)

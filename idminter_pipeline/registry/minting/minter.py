@@ -85,6 +85,7 @@ from idminter_pipeline.registry.minting.statements import (
 )
 from idminter_pipeline.registry.outage import RetryBudget, is_outage, log_outage_retry, outage_bound
 from idminter_pipeline.registry.packets import max_allowed_packet, statement_budget
+from idminter_pipeline.registry.schema import require_project_schema
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class Minter:
                         f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level}"
                     )
                 max_allowed_packet(conn)  # read once per connection: statements fit in it
+                require_project_schema(conn)
                 # A fork claims only from the fork partition (registry.forks); read once.
                 self.partition = registry_partition(conn)
                 conn.commit()

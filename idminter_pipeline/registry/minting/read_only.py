@@ -10,6 +10,8 @@ from it carry the same placeholder.
 While a legacy migration holds at its synced phase (`idminter db migrate-legacy --hold-synced`)
 the registry's `identifiers` is still the legacy table and the many-to-one copy is
 `identifiers_new`: lookups read the copy, the registry this minter will use after the swap.
+So do they while an adoption of the reference port's tables holds at its synced phase
+(`idminter db adopt --hold-synced`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from idminter_pipeline.registry.minting.plan import (
     source_key,
 )
 from idminter_pipeline.registry.outage import ride_out
-from idminter_pipeline.registry.schema import table_exists
+from idminter_pipeline.registry.schema import DriftKind, schema_drift, table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,15 @@ def lookup_target(conn: Connection) -> LookupTarget:
     try:
         shape = registry_shape(conn)
         phase = migration_phase(conn)
+        if shape is RegistryShape.MIGRATED and schema_drift(conn).kind is DriftKind.PORT:
+            # The port's tables: shadow runs read the adoption's verified copy, held synced.
+            if phase is Phase.COPIED and table_exists(conn, NEW_TABLE):
+                return LookupTarget(NEW_TABLE, "port", phase.value, pending_changes(conn))
+            raise LegacyMigrationError(
+                "the registry's tables are the reference port's: run `idminter db adopt "
+                "--hold-synced` first, so that shadow runs read a verified copy in this "
+                "project's schema"
+            )
         if shape is RegistryShape.MIGRATED:
             return LookupTarget(LIVE_TABLE, shape.value, phase.value)
         if (

@@ -22,6 +22,7 @@ import pymysql
 from idminter_pipeline.core.errors import InvalidInputError, SchemaMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
+from idminter_pipeline.registry.schema import DriftKind, require_project_schema
 
 _COUNT_FREE = "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'"
 # Bounded: the derived table stops after `cap` index entries of idx_free, whatever the pool size.
@@ -172,6 +173,8 @@ def pool_health(connect: ConnectionFactory, *, outage_seconds: float | None = No
 def _pool_health_once(connect: ConnectionFactory) -> PoolHealth:
     conn = connect()
     try:
+        # A schema not applied yet, or without AssignedAt, is named below.
+        require_project_schema(conn, allow=(DriftKind.NOT_APPLIED, DriftKind.PENDING))
         with _schema_named(), conn.cursor() as cursor:
             cursor.execute("SELECT NOW(6)")
             (now,) = cursor.fetchone()

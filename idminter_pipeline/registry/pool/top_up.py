@@ -65,6 +65,7 @@ from idminter_pipeline.registry.pool.health import (
     _require_count,
     count_free,
 )
+from idminter_pipeline.registry.schema import DriftKind, require_project_schema
 
 # Batch sizes and writers: registry.limits says why these values (the CLI reads them there).
 DEFAULT_BATCH_SIZE = POOL_DEFAULT_BATCH_SIZE
@@ -297,6 +298,7 @@ def _top_up_once(
     conn = connect()
     extra_writers: list[Connection] = []
     try:
+        require_project_schema(conn, allow=(DriftKind.NOT_APPLIED,))
         if generate is None:
             partition = registry_partition(conn)
             conn.commit()  # no read snapshot may outlive this: the count below must be fresh

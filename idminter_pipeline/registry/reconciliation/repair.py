@@ -59,7 +59,7 @@ from idminter_pipeline.registry.reconciliation.keyset import (
 )
 from idminter_pipeline.registry.reconciliation.retired_ids import RETIRED_TABLE, once_mapped, retire
 from idminter_pipeline.registry.reconciliation.variants import find_case_or_padding_variants
-from idminter_pipeline.registry.schema import table_exists
+from idminter_pipeline.registry.schema import DriftKind, require_project_schema, table_exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -547,6 +547,10 @@ def reconcile(
     try:
         # READ COMMITTED: each batch sees fresh committed data and the scans lock nothing.
         execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        # Legacy and unmigrated registries are reported below, finding by finding.
+        require_project_schema(
+            conn, allow=(DriftKind.NOT_APPLIED, DriftKind.PENDING, DriftKind.LEGACY)
+        )
         run = _Run(conn, repair=repair, grace=grace_period, batch_size=batch_size)
         shape = registry_shape(conn)
         conn.commit()

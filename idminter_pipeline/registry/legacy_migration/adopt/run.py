@@ -1,0 +1,589 @@
+"""The adoption run: `adopt` takes a port-created registry through every phase, in order; then
+`finalize_adoption` or `rollback_adoption`. The copy and the comparisons are in `adopt`.
+
+Start (or resume from the state row), copy, catch up without a lock, install the guard
+triggers, verify both tables in both directions, hold there (`swap=False`, for a shadow
+period: `sync_adoption` keeps the copies in step) or catch up again re-checking each applied
+ID, then the final pass under the lock, the rename, and the variants the operator chose to
+register. An interrupted run picks up where its last committed step left it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from idminter_pipeline.core import strict_json
+from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationError
+from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.adopt.copy import (
+    ADOPT_TRIGGER_NAMES,
+    AFTER_SWAP,
+    FINAL_PASS_THRESHOLD,
+    ID_GUARD_TRIGGER_NAMES,
+    IDS,
+    KEPT_IDS,
+    KEPT_MAPPINGS,
+    LOCKED_CATCH_UP_THRESHOLD,
+    MAPPINGS,
+    MAX_CATCH_UP_ROUNDS,
+    NEW_IDS,
+    NEW_MAPPINGS,
+    _apply,
+    _copy,
+    _drop_triggers,
+    _install_id_guard_triggers,
+    _start,
+    is_port_registry,
+)
+from idminter_pipeline.registry.legacy_migration.adopt.verify import (
+    _keys,
+    _verify_ids,
+    verify_adoption,
+)
+from idminter_pipeline.registry.legacy_migration.copy import (
+    _copy_connection,
+    _install_guard_triggers,
+    _trigger_names,
+)
+from idminter_pipeline.registry.legacy_migration.hold import Lag, lag
+from idminter_pipeline.registry.legacy_migration.state import (
+    CHANGES_TABLE,
+    DEFAULT_BATCH_SIZE,
+    EXAMPLES,
+    GUARD_TRIGGER_NAMES,
+    LOCK_WAIT_TIMEOUT_SECONDS,
+    STATE_TABLE,
+    MigrationReport,
+    Phase,
+    Progress,
+    ProgressCallback,
+    _execute,
+    _migration_lock,
+    _pending_changes,
+    _read_state,
+    _require_state_tables,
+    _state_available,
+    clamp_batch_size,
+)
+from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport, _rows_read
+from idminter_pipeline.registry.schema import (
+    PORT_MIGRATION,
+    YOYO_MIGRATION_TABLE,
+    apply_migrations,
+    table_exists,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A source identifier the port's collation resolved to another's row, to be registered
+    to the canonical ID it resolved to (`idminter db adopt-variants` lists them)."""
+
+    source: tuple[str, str, str]  # (OntologyType, SourceSystem, SourceId) as works use it
+    resolved: tuple[str, str, str]  # the key the port's table holds
+    canonical_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": "{}[{}/{}]".format(*self.source),
+            "resolved_to": "{}[{}/{}]".format(*self.resolved),
+            "resolved_key": list(self.resolved),
+            "canonical_id": self.canonical_id,
+        }
+
+
+def parse_variant(line_number: int, line: str) -> Variant:
+    """One line as `idminter db adopt-variants` prints it, or an error naming the line. The
+    source must be one this project accepts (it is registered); the resolved key is the port's
+    row as stored, whatever its form."""
+    record = strict_json.loads(line, what=f"line {line_number}")
+    try:
+        source = SourceIdentifier.parse(record["source"])
+        resolved = record["resolved_key"]
+        canonical_id = record["canonical_id"]
+        if not (
+            isinstance(resolved, list)
+            and len(resolved) == 3
+            and all(isinstance(part, str) for part in resolved)
+            and isinstance(canonical_id, str)
+        ):
+            raise TypeError
+    except (KeyError, TypeError) as error:
+        raise InvalidInputError(
+            f'line {line_number}: expected {{"source": ..., "resolved_key": [type, '
+            f'system, value], "canonical_id": ...}}: {excerpt(line)}'
+        ) from error
+    except InvalidInputError as error:
+        raise InvalidInputError(f"line {line_number}: {error}") from error
+    return Variant(source.as_key(), (resolved[0], resolved[1], resolved[2]), canonical_id)
+
+
+def read_variants(path: Path) -> list[Variant]:
+    """The variants file `idminter db adopt-variants` prints, or an error naming its line."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as error:
+        raise InvalidInputError(f"variants file {excerpt(str(path))}: {error.strerror}") from None
+    variants = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError(
+                f"{excerpt(str(path))} line {number}: not UTF-8: {excerpt(raw)}"
+            ) from None
+        variants.append(parse_variant(number, text))
+    return variants
+
+
+@dataclass
+class AdoptionReport(MigrationReport):
+    variants_registered: int = 0
+    variants_not_registered: list[str] = field(default_factory=list)
+
+
+def _held(conn: Connection) -> bool:
+    state = _read_state(conn) if _state_available(conn) else None
+    return (
+        state is not None
+        and state.phase is Phase.COPIED
+        and table_exists(conn, NEW_MAPPINGS)
+        and set(ID_GUARD_TRIGGER_NAMES) <= _trigger_names(conn, NEW_IDS)
+    )
+
+
+def adopt(
+    connect: ConnectionFactory,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    swap: bool = True,
+    variants: Sequence[Variant] = (),
+) -> AdoptionReport:
+    """Convert a port-created registry into this project's schema, online; resume an
+    interrupted run. Does nothing (status "nothing to do") on a registry that is this
+    project's. `variants` are registered at the swap, before anything else can write."""
+    started = time.monotonic()
+    batch_size = clamp_batch_size(batch_size)
+    # This project's history and bookkeeping tables beside the port's; its tables untouched.
+    apply_migrations(connect, adopting=True)
+    with _migration_lock(connect):
+        conn = _copy_connection(connect)
+        try:
+            report = _adopt(conn, batch_size, progress, swap, variants)
+        finally:
+            conn.close()
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    logger.info("adoption: %s", report.status)
+    return report
+
+
+def _adopt(
+    conn: Connection,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    swap: bool,
+    variants: Sequence[Variant],
+) -> AdoptionReport:
+    _require_state_tables(conn)
+    state = _read_state(conn)
+    phase = state.phase if state else Phase.NONE
+    report = AdoptionReport("", "port", phase.value)
+    if phase is Phase.COPIED and table_exists(conn, KEPT_MAPPINGS):
+        # Interrupted between the rename and recording it: finish the bookkeeping.
+        _finish_swap(conn, batch_size, report, variants)
+        report.messages.append("completed a swap interrupted after the rename")
+        return report
+    if not is_port_registry(conn):
+        conn.rollback()
+        report.shape_before = "this project's"
+        report.status = "nothing to do"
+        report.messages.append(
+            f"already adopted; {KEPT_MAPPINGS} and {KEPT_IDS} are kept until finalize"
+            if phase is Phase.SWAPPED and table_exists(conn, KEPT_MAPPINGS)
+            else "the registry's tables are this project's: nothing to adopt"
+        )
+        return report
+    if state is not None and phase not in (Phase.COPYING, Phase.COPIED):
+        # A finished migration's row (finalized, or swapped with its tables dropped by hand).
+        _execute(conn, f"DELETE FROM {STATE_TABLE}")
+        conn.commit()
+        state = None
+    if state is None:
+        _start(conn)
+        report.messages.append(f"started: triggers installed, {NEW_MAPPINGS} and {NEW_IDS} created")
+        state = _read_state(conn)
+        assert state is not None
+    else:
+        report.messages.append(f"resuming after {state.rows_copied} canonical IDs ({phase.value})")
+    report.rows_copied, report.batches = state.rows_copied, state.batches
+    if state.phase is Phase.COPYING:
+        _copy(conn, batch_size, progress, report)
+    report.phase = Phase.COPIED.value
+    _install_guard_triggers(conn, NEW_MAPPINGS)
+    _install_id_guard_triggers(conn)
+    _execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        report.changes_applied += _apply(conn, batch_size).entries
+        pending = _pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
+        if pending <= LOCKED_CATCH_UP_THRESHOLD:
+            break
+    verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
+    report.messages.append(
+        f"full comparison passed in both directions: {verification.mappings} mappings in "
+        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
+        "by row"
+    )
+    if not swap:
+        report.verified, report.new_rows = True, verification.mappings
+        report.status = "copied and verified; not swapped"
+        return report
+    rows = verification.mappings + _catch_up_verified(conn, batch_size, progress, report)
+    _final_pass_and_swap(conn, batch_size, report, rows, variants)
+    return report
+
+
+def _catch_up_verified(
+    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
+) -> int:
+    keys = _keys(conn)
+    row_delta = 0
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        pending = _pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(
+                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
+            )
+        if pending <= FINAL_PASS_THRESHOLD:
+            break
+        applied = _apply(conn, batch_size, max_entries=pending)
+        _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
+        conn.commit()
+        report.changes_applied += applied.entries
+        row_delta += applied.row_delta
+    return row_delta
+
+
+def _final_pass_and_swap(
+    conn: Connection,
+    batch_size: int,
+    report: AdoptionReport,
+    copy_rows: int,
+    variants: Sequence[Variant],
+) -> None:
+    """The last logged changes applied and re-checked under the lock, then one rename."""
+    keys = _keys(conn)
+    locked_at = time.monotonic()
+    rows_read_before = _rows_read(conn)
+    _execute(
+        conn,
+        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
+        f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
+        f"{NEW_MAPPINGS} AS n READ, {NEW_IDS} WRITE, {NEW_IDS} AS cn WRITE, "
+        f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+    )
+    try:
+        applied = _apply(conn, batch_size)
+        _verify_ids(conn, keys, sorted(applied.ids))
+        report.changes_applied += applied.entries
+        report.changes_applied_under_lock = applied.entries
+        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
+        conn.commit()
+    finally:
+        _execute(conn, "UNLOCK TABLES")
+    report.lock_rows_read = _rows_read(conn) - rows_read_before
+    report.verified = True
+    # One statement: the port's pair out, the copies in. The foreign key of the copy of
+    # identifiers follows canonical_ids_new to its new name.
+    _execute(
+        conn,
+        f"RENAME TABLE {MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
+        f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}",
+    )
+    report.lock_seconds = round(time.monotonic() - locked_at, 3)
+    _finish_swap(conn, batch_size, report, variants)
+
+
+def _register_variants(
+    conn: Connection, variants: Sequence[Variant], report: AdoptionReport
+) -> None:
+    """Each variant to the ID its resolved key holds now, if that is still the ID it resolved
+    to; the guard triggers are still on, so no other writer can have minted it first."""
+    for variant in variants:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {MAPPINGS} (OntologyType, SourceSystem, SourceId, CanonicalId, "
+                "CreatedAt) SELECT %s, %s, %s, i.CanonicalId, CURRENT_TIMESTAMP(6) "
+                f"FROM {MAPPINGS} i WHERE i.OntologyType = %s AND i.SourceSystem = %s "
+                "AND i.SourceId = %s AND i.CanonicalId = %s AND NOT EXISTS (SELECT 1 FROM "
+                f"{MAPPINGS} x WHERE x.OntologyType = %s AND x.SourceSystem = %s "
+                "AND x.SourceId = %s)",
+                (*variant.source, *variant.resolved, variant.canonical_id, *variant.source),
+            )
+            registered = cursor.rowcount == 1
+        if registered:
+            report.variants_registered += 1
+        else:
+            report.variants_not_registered.append(variant.as_dict()["source"])
+    if report.variants_not_registered:
+        report.messages.append(
+            f"{len(report.variants_not_registered)} variant(s) not registered (already "
+            "registered, or their resolved key no longer holds that ID): "
+            + ", ".join(report.variants_not_registered[:EXAMPLES])
+        )
+
+
+def _finish_swap(
+    conn: Connection, batch_size: int, report: AdoptionReport, variants: Sequence[Variant]
+) -> None:
+    _register_variants(conn, variants, report)
+    conn.commit()
+    for name in (*GUARD_TRIGGER_NAMES, *ID_GUARD_TRIGGER_NAMES):
+        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+    late = _apply(conn, batch_size, tb=AFTER_SWAP)
+    if late.entries:
+        report.changes_applied += late.entries
+        _verify_ids(conn, None, sorted(late.ids), tb=AFTER_SWAP)
+        report.messages.append(f"{late.entries} port writes between unlock and rename applied")
+    _drop_triggers(conn)
+    # The port's migration is adopted: its history row goes (rollback puts it back).
+    _execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
+    _execute(
+        conn,
+        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
+        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()
+    report.swapped = True
+    report.phase = Phase.SWAPPED.value
+    report.status = "swapped"
+
+
+@dataclass
+class AdoptionSync:
+    changes_applied: int
+    ids_rechecked: int
+    lag: Lag
+    duration_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changes_applied": self.changes_applied,
+            "ids_rechecked": self.ids_rechecked,
+            "lag": self.lag.as_dict(),
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+def sync_adoption(
+    connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> AdoptionSync:
+    """Apply the port's writes to copies held at the synced phase, re-checking each ID."""
+    started = time.monotonic()
+    batch_size = clamp_batch_size(batch_size)
+    with _migration_lock(connect):
+        conn = _copy_connection(connect)
+        try:
+            if not _held(conn):
+                conn.rollback()
+                raise LegacyMigrationError(
+                    "no adoption holds at its synced phase: run `idminter db adopt "
+                    "--hold-synced` first"
+                )
+            keys = _keys(conn)
+            applied_total = rechecked = 0
+            for _ in range(20):
+                pending = lag(conn).pending_changes
+                conn.commit()
+                if pending == 0:
+                    break
+                applied = _apply(conn, batch_size, max_entries=pending)
+                _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
+                conn.commit()
+                applied_total += applied.entries
+                rechecked += len(applied.ids)
+            remaining = lag(conn)
+            conn.commit()
+        finally:
+            conn.close()
+    return AdoptionSync(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+
+
+def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
+    """Where an adoption stands (cheap reads: no scans)."""
+    conn = connect()
+    try:
+        state = _read_state(conn) if _state_available(conn) else None
+        result: dict[str, Any] = {
+            "port_tables_live": is_port_registry(conn),
+            "phase": state.phase.value if state else Phase.NONE.value,
+            "canonical_ids_copied": state.rows_copied if state else 0,
+            "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
+            "held_synced": _held(conn),
+        }
+        if _state_available(conn):
+            result["lag"] = lag(conn).as_dict()
+        conn.rollback()
+        return result
+    finally:
+        conn.close()
+
+
+def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
+    """Drop the kept port tables after a swap. There is no rollback after this."""
+    with _migration_lock(connect):
+        conn = connect()
+        try:
+            _require_state_tables(conn)
+            state = _read_state(conn)
+            if (
+                state is None
+                or state.phase is not Phase.SWAPPED
+                or not table_exists(conn, KEPT_MAPPINGS)
+            ):
+                raise LegacyMigrationError(
+                    "nothing to finalize: no adoption has swapped (finalize follows a swap)"
+                )
+            _drop_triggers(conn)
+            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_MAPPINGS}")
+            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_IDS}")
+            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            _execute(
+                conn,
+                f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
+                "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+            )
+            conn.commit()
+            return LegacyActionReport("finalized", [f"dropped {KEPT_MAPPINGS} and {KEPT_IDS}"])
+        finally:
+            conn.close()
+
+
+def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
+    """Undo an adoption that is not finalized: the port's tables are back as they were.
+
+    After a swap, what this project's minter wrote since (mappings created and canonical IDs
+    created or assigned after the swap) is copied back when the port's tables can hold it;
+    if any cannot be (a key the port's collation merges with another), nothing changes and
+    the error names them.
+    """
+    with _migration_lock(connect):
+        conn = connect()
+        try:
+            _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+            _require_state_tables(conn)
+            state = _read_state(conn)
+            if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
+                reason = "finalized; the port's tables are gone" if state else "not started"
+                raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
+            report = LegacyActionReport("rolled back")
+            if state.phase is Phase.SWAPPED:
+                report.rows_copied_back = _swap_back(conn, state.swapped_at)
+                report.messages.append(
+                    f"restored the port's tables; copied back {report.rows_copied_back} "
+                    "mappings written since the swap"
+                )
+            else:
+                _drop_triggers(conn)
+                report.messages.append("stopped the copy before the swap")
+            _execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
+            _execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
+            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            _execute(conn, f"DELETE FROM {STATE_TABLE}")
+            conn.commit()
+            report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
+            return report
+        finally:
+            conn.close()
+
+
+def _swap_back(conn: Connection, swapped_at: Any) -> int:
+    if not (table_exists(conn, KEPT_MAPPINGS) and table_exists(conn, KEPT_IDS)):
+        raise LegacyMigrationError(f"{KEPT_MAPPINGS} is missing; cannot restore the port's tables")
+    _execute(
+        conn,
+        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
+        f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
+    )
+    try:
+        new_rows = _execute(
+            conn,
+            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {MAPPINGS} n "
+            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
+            (swapped_at,),
+        )
+        copied = 0
+        try:
+            _execute(
+                conn,
+                f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
+                f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
+                "ON DUPLICATE KEY UPDATE Status = VALUES(Status)",
+                (swapped_at, swapped_at),
+            )
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {KEPT_MAPPINGS} (OntologyType, SourceSystem, SourceId, "
+                    "CanonicalId, CreatedAt) SELECT n.OntologyType, n.SourceSystem, n.SourceId, "
+                    f"n.CanonicalId, n.CreatedAt FROM {MAPPINGS} n WHERE n.CreatedAt > %s",
+                    (swapped_at,),
+                )
+                copied = cursor.rowcount
+        except pymysql.err.MySQLError as error:
+            conn.rollback()
+            raise LegacyMigrationError(
+                "mappings written since the swap cannot all be held by the port's tables "
+                f"({error.args[-1]}); nothing was rolled back. First of them",
+                offending=[list(row) for row in new_rows],
+            ) from error
+        conn.commit()
+    finally:
+        _execute(conn, "UNLOCK TABLES")
+    _execute(
+        conn,
+        f"RENAME TABLE {MAPPINGS} TO {NEW_MAPPINGS}, {IDS} TO {NEW_IDS}, "
+        f"{KEPT_MAPPINGS} TO {MAPPINGS}, {KEPT_IDS} TO {IDS}",
+    )
+    # The port's history row back, as yoyo writes it (its hash is the SHA-256 of the id).
+    _execute(
+        conn,
+        f"INSERT INTO {YOYO_MIGRATION_TABLE} (migration_hash, migration_id, applied_at_utc) "
+        "SELECT %s, %s, UTC_TIMESTAMP() FROM DUAL WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s)",
+        (hashlib.sha256(PORT_MIGRATION.encode()).hexdigest(), PORT_MIGRATION, PORT_MIGRATION),
+    )
+    conn.commit()
+    return copied
+
+
+__all__ = [
+    "ADOPT_TRIGGER_NAMES",
+    "AdoptionReport",
+    "AdoptionSync",
+    "Variant",
+    "adopt",
+    "adoption_status",
+    "finalize_adoption",
+    "parse_variant",
+    "read_variants",
+    "rollback_adoption",
+    "sync_adoption",
+]
