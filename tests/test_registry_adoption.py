@@ -8,9 +8,10 @@ import random
 import threading
 import time
 
+import pymysql
 import pytest
 from click.testing import CliRunner
-from db_helpers import fetch_all
+from db_helpers import fetch_all, run_statements
 from legacy_helpers import random_id, scratch_database, tables, triggers
 from port_helpers import (
     FREE_IDS,
@@ -26,6 +27,7 @@ from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, POOL_GUARD_NAMES
 from idminter_pipeline.registry.legacy_migration.adopt import (
     Variant,
     adopt,
@@ -297,6 +299,18 @@ def test_adoption_while_the_port_mints_and_looks_up(port_registry):
     variant_row = (b"Work", b"sierra-system-number", b"B1161044X", b"ab2c3d4e")
     assert variant_row in {row[:4] for row in live[0]}
     assert _drift(port_registry).kind is DriftKind.NONE
+    # The registry's invariant guards are on the live tables, not left behind on the kept ones.
+    guarded = set(
+        fetch_all(
+            port_registry,
+            "SELECT event_object_table, trigger_name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE()",
+        )
+    )
+    assert {("identifiers", n) for n in MAPPING_GUARD_NAMES} <= guarded
+    assert {("canonical_ids", n) for n in POOL_GUARD_NAMES} <= guarded
+    with pytest.raises(pymysql.err.OperationalError, match="mapping-undeletable"):
+        run_statements(port_registry, "DELETE FROM identifiers WHERE SourceId = 'b1161044x'")
     history = {v for (v,) in fetch_all(port_registry, "SELECT migration_id FROM _yoyo_migration")}
     assert PORT_MIGRATION not in history
     assert not set(ADOPT_TRIGGER_NAMES) & triggers(port_registry)

@@ -146,6 +146,36 @@ def test_a_pending_migration_names_migrate(registry):
         apply_migrations(lambda: connect(registry))
 
 
+@pytest.mark.parametrize(
+    ("version", "drifted"),
+    [("9999_from_a_later_release", False), ("0004_not_this_projects", True)],
+)
+def test_a_later_releases_migration_is_not_drift_a_foreign_one_is(registry, version, drifted):
+    """Code of release N runs on the schema of N+1 (docs/operations/upgrades.md): a migration
+    numbered past every one in sql/ is a later release's; any other unknown one is foreign."""
+    conn = connect(registry)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+                "VALUES (SHA2(%s, 256), %s, UTC_TIMESTAMP())",
+                (version, version),
+            )
+        conn.commit()
+        drift = schema_drift(conn)
+        assert drift.drifted is drifted, drift
+        if drifted:
+            assert drift.kind is DriftKind.UNKNOWN_HISTORY
+            assert version in drift.differences[0]
+        else:
+            require_project_schema(conn)
+    finally:
+        with conn.cursor() as cursor:
+            cursor.execute("DELETE FROM _yoyo_migration WHERE migration_id = %s", (version,))
+        conn.commit()
+        conn.close()
+
+
 def test_a_column_collation_changed_by_hand_is_drift(registry):
     conn = connect(registry)
     try:

@@ -25,6 +25,11 @@ from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationErro
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.invariants import (
+    drop_guards,
+    install_mapping_guards,
+    install_pool_guards,
+)
 from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     ADOPT_TRIGGER_NAMES,
     AFTER_SWAP,
@@ -356,6 +361,12 @@ def _finish_swap(
 ) -> None:
     _register_variants(conn, variants, report)
     conn.commit()
+    # A trigger moves with its table: the registry's invariant guards went with the port's tables
+    # to their kept names. They go on the live tables before the copy's own guards come off, so
+    # no moment is left in which a port minter still writing could delete or re-key a mapping.
+    drop_guards(conn)
+    install_mapping_guards(conn)
+    install_pool_guards(conn)
     for name in (*GUARD_TRIGGER_NAMES, *ID_GUARD_TRIGGER_NAMES):
         _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
     late = _apply(conn, batch_size, tb=AFTER_SWAP)
