@@ -18,7 +18,8 @@ from queued_events import pipe_reserved_variables, sns_notification, sqs_record
 from template_helpers import iam_actions, iam_statements
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.aws_lambda.handler import handler, parse_event
+from idminter_pipeline.aws_lambda.events import parse_event
+from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.works.pipeline import MAX_BATCH_SIZE
 from idminter_pipeline.works.stores import IdsScope, SqliteWorksStore
 

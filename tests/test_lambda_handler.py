@@ -11,7 +11,9 @@ from queued_events import sns_notification, sqs_record
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.aws_lambda.handler import handler, lambda_environment, parse_event
+from idminter_pipeline.aws_lambda.dispatch import lambda_environment
+from idminter_pipeline.aws_lambda.events import parse_event
+from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,

@@ -48,7 +48,7 @@ from idminter_pipeline.core.source_identifiers import (
     document_identifier,
     registered_ontology_type,
 )
-from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
+from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError, json_type
 from idminter_pipeline.core.strict_json import loads as strict_loads
 
 
@@ -139,23 +139,6 @@ class ExtractedWork:
     def node_paths(self) -> list[str]:
         """The JSON path of each node, in `nodes` order (built on demand: errors, tests)."""
         return [path_to(self.document, node.node) for node in self.nodes]
-
-
-def json_type(value: object) -> str:  # noqa: PLR0911
-    """The JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def work_document_id(text: object) -> str:

@@ -1,0 +1,137 @@
+"""Route each kind of event the minter Lambda accepts to the works pipeline, and answer in the
+shape its caller reads (`events` reads the event, `outcomes` sums and reports what happened)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import boto3
+
+from idminter_pipeline.aws_lambda.events import (
+    batch_position,
+    parse_event,
+    parse_queued_records,
+    parse_requests,
+    queued_records,
+    step_functions_id,
+)
+from idminter_pipeline.aws_lambda.outcomes import InvocationOutcome, batch_summary
+from idminter_pipeline.core.limits import MAX_BATCH_SIZE
+from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.runner import run_from_env
+from idminter_pipeline.works.stores import IdsScope
+
+logger = logging.getLogger("idminter_pipeline.aws_lambda.handler")
+
+# The Lambda reads the Elasticsearch API key from this secret at each invocation, so the key
+# never sits in the function's configuration and rotating it needs no redeploy.
+ES_API_KEY_SECRET_ENV = "ES_API_KEY_SECRET_NAME"
+
+
+def lambda_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment, plus `ES_API_KEY` read from the secret `ES_API_KEY_SECRET_NAME` names
+    (the secret's string is the encoded API key)."""
+    env = dict(os.environ if environ is None else environ)
+    secret_name = env.get(ES_API_KEY_SECRET_ENV)
+    if secret_name:
+        client = boto3.client("secretsmanager", region_name=env.get("AWS_REGION") or None)
+        env["ES_API_KEY"] = client.get_secret_value(SecretId=secret_name)["SecretString"]
+    return env
+
+
+def dispatch(event: object) -> dict[str, Any]:
+    """Mint what `event` asks for; the answer its caller reads."""
+    records = queued_records(event)
+    if records is not None:
+        return handle_queued(records)
+    if isinstance(event, list):
+        return handle_requests(event)
+    return handle_request(event)
+
+
+def _mint_together(ids_by_job: Mapping[str | None, Iterable[str]]) -> InvocationOutcome:
+    """One pipeline run per job id, each one batch (clamped to the pipeline's 5,000 maximum)."""
+    summaries: list[RunSummary] = []
+    for job_id, ids in ids_by_job.items():
+        scope = IdsScope(tuple(ids))
+        summaries.append(
+            run_from_env(
+                scope,
+                job_id=job_id,
+                batch_size=min(len(scope.ids), MAX_BATCH_SIZE),
+                environ=lambda_environment(),
+                # One announcement per canonical ID for the invocation's run, not per 5,000.
+                announce_once=True,
+            )
+        )
+    return InvocationOutcome.of(summaries)
+
+
+def handle_queued(records: Sequence[object]) -> dict[str, list[dict[str, str]]]:
+    """Mint the works of a queued batch together; SQS's partial batch response."""
+    parsed = parse_queued_records(records)
+    ids_by_job: dict[str | None, dict[str, None]] = {}
+    for record in parsed:
+        if record.refusal is None:
+            ids_by_job.setdefault(record.job_id, {}).update(dict.fromkeys(record.work_ids))
+    outcome = _mint_together(ids_by_job)
+
+    failures = []
+    for record in parsed:
+        if record.refusal is not None:
+            logger.warning("record refused: %s", record.refusal)
+            failures.append({"itemIdentifier": record.message_id})
+            continue
+        missing = [w for w in record.work_ids if w not in outcome.done]
+        if missing:
+            for work_id in missing:
+                logger.warning(
+                    "message %s: %s %s",
+                    record.message_id,
+                    work_id,
+                    outcome.failed.get(work_id, "was neither written nor reported failed"),
+                )
+            failures.append({"itemIdentifier": record.message_id})
+    outcome.report(
+        "queued batch",
+        batch_item_failures=len(failures),
+        records=len(parsed),
+        records_failed=len(failures),
+    )
+    return {"batchItemFailures": failures}
+
+
+def handle_requests(requests: Sequence[object]) -> dict[str, Any]:
+    """Step Functions requests sent together (a Pipe template without message ids)."""
+    ids_by_job: dict[str | None, dict[str, None]] = {}
+    for scope, job_id in parse_requests(requests):
+        ids_by_job.setdefault(job_id, {}).update(dict.fromkeys(scope.ids))
+    outcome = _mint_together(ids_by_job)
+    outcome.report("requests", requests=len(requests))
+    job_ids = list(ids_by_job)
+    return _step_functions_result(outcome, job_ids[0] if len(job_ids) == 1 else None)
+
+
+def handle_request(event: object) -> dict[str, Any]:
+    """One Step Functions request; with `batch`, one batch of the state machine's Map."""
+    scope, job_id = parse_event(event)
+    position = batch_position(event)
+    # A full scope with a jobId resumes after its last written batch (checkpoints).
+    summary = run_from_env(scope, job_id=job_id, environ=lambda_environment())
+    outcome = InvocationOutcome.of([summary])
+    outcome.report("request", **({"batch": position[0]} if position else {}))
+    if position is not None:
+        index, count = position
+        return {"jobId": job_id, "summary": batch_summary(outcome, index, count, step_functions_id)}
+    return _step_functions_result(outcome, job_id)
+
+
+def _step_functions_result(outcome: InvocationOutcome, job_id: str | None) -> dict[str, Any]:
+    return {
+        "processedIdentifiers": [step_functions_id(w) for w in outcome.processed()],
+        "jobId": job_id,
+        "failures": outcome.failures(step_functions_id),
+    }
