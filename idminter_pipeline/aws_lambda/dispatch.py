@@ -65,6 +65,8 @@ def _mint_together(ids_by_job: Mapping[str | None, Iterable[str]]) -> Invocation
                 environ=lambda_environment(),
                 # One announcement per canonical ID for the invocation's run, not per 5,000.
                 announce_once=True,
+                # Over 5,000 works: the same outcome whatever the order of the records.
+                plan_ids_scope=True,
             )
         )
     return InvocationOutcome.of(summaries)

@@ -18,11 +18,11 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
-from idminter_pipeline.works.documents import ExtractedWork
 
 # Systems that replace Sierra and CALM: their records should arrive with predecessors.
 DEFAULT_MAX_NEW_SHARE: Mapping[str, float] = {"folio-instance": 0.2, "axiell-collections-id": 0.2}
@@ -30,6 +30,19 @@ DEFAULT_MIN_NEW_WORKS = 20
 _EXAMPLES = 5
 
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
+
+
+class DeclaredWork(Protocol):
+    """What the guard reads of a work (an `ExtractedWork`, or only what it declares)."""
+
+    @property
+    def work_id(self) -> str: ...
+
+    @property
+    def source(self) -> SourceIdentifier: ...
+
+    @property
+    def predecessor(self) -> SourceIdentifier | None: ...
 
 
 def parse_max_new_share(text: str) -> dict[str, float]:
@@ -89,12 +102,14 @@ class ChurnTrip:
     share: float
     max_share: float
     examples: tuple[str, ...]
+    # What the shares were counted over: one batch, or a whole run judged at once.
+    judged_over: str = "one batch"
 
     @property
     def reason(self) -> str:
         return (
             f"churn guard: {self.new_without_predecessor} of {self.records_in_batch} "
-            f"{self.source_system} records in one batch ({self.share:.0%}, limit "
+            f"{self.source_system} records in {self.judged_over} ({self.share:.0%}, limit "
             f"{self.max_share:.0%}) would get a new public ID without a predecessor; minting "
             f"of new {self.source_system} works is stopped for this run"
         )
@@ -124,14 +139,25 @@ class ChurnTrip:
 
 @dataclass
 class ChurnGuard:
-    """One per run: once a system trips, its new works stay stopped for the rest of the run."""
+    """One per run: once a system trips, its new works stay stopped for the rest of the run.
+
+    A bounded run (one Lambda invocation) is judged as a whole: `judge` over all its works first,
+    then `screen` each batch, which stops the new works of the systems that tripped and trips no
+    system on one batch's shares alone."""
 
     policy: ChurnGuardPolicy = field(default_factory=ChurnGuardPolicy)
     tripped: dict[str, ChurnTrip] = field(default_factory=dict)
     lookups: int = 0
+    judged: bool = False
+
+    def judge(self, works: Sequence[DeclaredWork], lookup: Lookup) -> list[ChurnTrip]:
+        """Trip on the shares of the whole run's `works`; later screens only apply the verdict."""
+        _, trips = self.screen(works, lookup, judged_over="the run")
+        self.judged = True
+        return trips
 
     def screen(
-        self, works: Sequence[ExtractedWork], lookup: Lookup
+        self, works: Sequence[DeclaredWork], lookup: Lookup, *, judged_over: str = "one batch"
     ) -> tuple[dict[str, str], list[ChurnTrip]]:
         """Works to stop (work id -> reason) and the systems that tripped in this batch."""
         if not self.policy.enabled:
@@ -145,7 +171,7 @@ class ChurnGuard:
         registered = lookup([w.source for w in suspicious])
         new = [w for w in suspicious if w.source not in registered]
         totals = Counter(w.source.source_system for w in guarded)
-        new_by_system: dict[str, list[ExtractedWork]] = {}
+        new_by_system: dict[str, list[DeclaredWork]] = {}
         for work in new:
             new_by_system.setdefault(work.source.source_system, []).append(work)
 
@@ -153,8 +179,10 @@ class ChurnGuard:
         trips: list[ChurnTrip] = []
         for system, system_new in new_by_system.items():
             share = len(system_new) / totals[system]
-            if system not in self.tripped and (
-                len(system_new) >= self.policy.min_new_works and share > shares[system]
+            if (
+                system not in self.tripped
+                and not self.judged
+                and (len(system_new) >= self.policy.min_new_works and share > shares[system])
             ):
                 trip = ChurnTrip(
                     system,
@@ -163,6 +191,7 @@ class ChurnGuard:
                     share,
                     shares[system],
                     tuple(w.work_id for w in system_new[:_EXAMPLES]),
+                    judged_over,
                 )
                 self.tripped[system] = trip
                 trips.append(trip)

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
@@ -77,6 +77,7 @@ from idminter_pipeline.works.downstream import Announceable, Announced, Downstre
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
+    IdsScope,
     StoredWork,
     WorkScope,
     WorksStore,
@@ -246,8 +247,41 @@ def _offenders(error: Exception, works: Mapping[str, ExtractedWork]) -> set[str]
     return set()
 
 
+class Declaration(NamedTuple):
+    """What a work declares of its identity: all that ordering and the churn guard need."""
+
+    work_id: str
+    source: SourceIdentifier
+    predecessor: SourceIdentifier | None
+
+
+def predecessors_first(ids: Sequence[str], declared: Mapping[str, Declaration]) -> list[str]:
+    """`ids` reordered so that a work whose predecessor is another work of `ids` comes after it
+    (stable otherwise). A cycle is left as it is: the registry refuses it, naming it."""
+    work_of = {d.source: d.work_id for d in declared.values()}
+    depths: dict[str, int] = {}
+    for start in declared:
+        chain: list[str] = []
+        current: str | None = start
+        while current is not None and current not in depths and current not in chain:
+            chain.append(current)
+            predecessor = declared[current].predecessor
+            current = work_of.get(predecessor) if predecessor is not None else None
+        depth = -1 if current is None or current in chain else depths[current]
+        for work_id in reversed(chain):
+            depth += 1
+            depths[work_id] = depth
+    return sorted(ids, key=lambda work_id: depths.get(work_id, 0))
+
+
 class WorksPipeline:
-    """Mints the works of a scope from `store` through `minter`, batch by batch."""
+    """Mints the works of a scope from `store` through `minter`, batch by batch.
+
+    With `plan_ids_scope`, an ids scope larger than one batch (a Lambda invocation of up to
+    10,000 queued records) is read twice: first for what each work declares, so the churn guard
+    judges the whole run and each predecessor is minted before its successors; then minted batch
+    by batch in that order. Its outcome then does not depend on the order of its ids.
+    """
 
     def __init__(
         self,
@@ -262,8 +296,10 @@ class WorksPipeline:
         notifier: DownstreamNotifier | None = None,
         succession: SuccessionPolicy | None = None,
         announce_once: bool = False,
+        plan_ids_scope: bool = False,
     ) -> None:
         self.store = store
+        self.plan_ids_scope = plan_ids_scope
         self.minter = minter
         self.batch_size = clamp_batch_size(batch_size)
         self.page_size = page_size
@@ -300,6 +336,12 @@ class WorksPipeline:
         self._unannounced = []
         guard = ChurnGuard(self.churn_policy)
         try:
+            if (
+                self.plan_ids_scope
+                and isinstance(scope, IdsScope)
+                and len(scope.ids) > self.batch_size
+            ):
+                scope = self._plan(scope, summary, guard)
             stored = read_scope(self.store, scope, page_size=self.page_size, after=after)
             for batch in _batches(stored, self.batch_size):
                 read, written, failed = summary.works_read, summary.works_written, summary.failed
@@ -334,6 +376,27 @@ class WorksPipeline:
         )
         return summary
 
+    def _plan(self, scope: IdsScope, summary: RunSummary, guard: ChurnGuard) -> IdsScope:
+        """The scope's works, predecessors first, the churn guard's verdict on them all given."""
+        cache: IdentifierCache = {}
+        declared: dict[str, Declaration] = {}
+        for stored in read_scope(self.store, scope, page_size=self.page_size):
+            try:
+                work = self._read_and_extract(stored, cache)
+            except MalformedWorkError:
+                continue  # failed, and reported, when its batch is processed
+            declared.setdefault(
+                work.work_id, Declaration(work.work_id, work.source, work.predecessor)
+            )
+        for trip in guard.judge(list(declared.values()), self.minter.lookup_ids):
+            self._tripped(trip, summary)
+        return IdsScope(tuple(predecessors_first(scope.ids, declared)))
+
+    def _tripped(self, trip: ChurnTrip, summary: RunSummary) -> None:
+        summary.churn_trips.append(trip)
+        if self.on_churn_trip is not None:
+            self.on_churn_trip(trip)
+
     def _process_batch(
         self,
         batch: list[StoredWork],
@@ -348,9 +411,7 @@ class WorksPipeline:
 
         stopped, trips = guard.screen(list(works.values()), self.minter.lookup_ids)
         for trip in trips:
-            summary.churn_trips.append(trip)
-            if self.on_churn_trip is not None:
-                self.on_churn_trip(trip)
+            self._tripped(trip, summary)
         for work_id, reason in stopped.items():
             summary.fail(WorkFailure(work_id, Stage.MINT, reason))
             del works[work_id]

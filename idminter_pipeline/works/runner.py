@@ -39,13 +39,15 @@ def run_from_env(
     record_processed: bool = True,
     environ: Mapping[str, str] | None = None,
     announce_once: bool = False,
+    plan_ids_scope: bool = False,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
     names.
 
     A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
     run with that job id wrote. `announce_once` announces the written works after the run's
-    last write, each canonical ID once (`WorksPipeline`).
+    last write, each canonical ID once; `plan_ids_scope` makes an ids scope's outcome independent
+    of its order (`WorksPipeline`).
     """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
@@ -66,4 +68,5 @@ def run_from_env(
             record_processed=record_processed,
             notifier=notifier,
             announce_once=announce_once,
+            plan_ids_scope=plan_ids_scope,
         ).run(scope, job_id=job_id, checkpoints=checkpoints)
