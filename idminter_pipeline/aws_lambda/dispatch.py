@@ -11,18 +11,24 @@ from typing import Any
 import boto3
 
 from idminter_pipeline.aws_lambda.events import (
+    MintingRequest,
+    PartitionRef,
     batch_position,
-    parse_event,
+    minting_request,
     parse_queued_records,
     parse_requests,
+    partition_ref,
+    partition_request,
     queued_records,
     step_functions_id,
 )
 from idminter_pipeline.aws_lambda.outcomes import InvocationOutcome, batch_summary
+from idminter_pipeline.aws_lambda.reports import publish_report, read_object, window_json
 from idminter_pipeline.core.limits import MAX_BATCH_SIZE
+from idminter_pipeline.core.settings import RunReportSettings
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.runner import run_from_env
-from idminter_pipeline.works.stores import IdsScope
+from idminter_pipeline.works.stores import IdsScope, WindowScope
 
 logger = logging.getLogger("idminter_pipeline.aws_lambda.handler")
 
@@ -49,6 +55,9 @@ def dispatch(event: object) -> dict[str, Any]:
         return handle_queued(records)
     if isinstance(event, list):
         return handle_requests(event)
+    ref = partition_ref(event)
+    if ref is not None:
+        return handle_partition(ref)
     return handle_request(event)
 
 
@@ -118,17 +127,54 @@ def handle_requests(requests: Sequence[object]) -> dict[str, Any]:
 
 
 def handle_request(event: object) -> dict[str, Any]:
-    """One Step Functions request; with `batch`, one batch of the state machine's Map."""
-    scope, job_id = parse_event(event)
+    """One Step Functions request; with `batch`, one batch of the state machine's Map. Answered
+    in this project's shape and the port's (`IdMinterResult`) together."""
+    request = minting_request(event)
     position = batch_position(event)
-    # A full scope with a jobId resumes after its last written batch (checkpoints).
-    summary = run_from_env(scope, job_id=job_id, environ=lambda_environment())
-    outcome = InvocationOutcome.of([summary])
-    outcome.report("request", **({"batch": position[0]} if position else {}))
+    outcome = _mint_request(request, "request", **({"batch": position[0]} if position else {}))
     if position is not None:
         index, count = position
-        return {"jobId": job_id, "summary": batch_summary(outcome, index, count, step_functions_id)}
-    return _step_functions_result(outcome, job_id)
+        summary = batch_summary(outcome, index, count, step_functions_id)
+        return {"jobId": request.job_id, "summary": summary}
+    return _step_functions_result(outcome, request.job_id) | _port_result(outcome, request)
+
+
+def handle_partition(ref: PartitionRef) -> dict[str, Any]:
+    """A partition ref from a find-work step: the request stored in S3, minted; the port's
+    answer, which stays small whatever the partition holds."""
+    request = partition_request(read_object(ref.s3_uri, what=f"partition {ref.s3_uri}"), ref)
+    outcome = _mint_request(request, "partition")
+    return _port_result(outcome, request)
+
+
+def _mint_request(request: MintingRequest, kind: str, **counts: int) -> InvocationOutcome:
+    # Checkpointed only under a job id the caller chose: a full scope with a jobId resumes after
+    # its last written batch when invoked again with it.
+    summary = run_from_env(
+        request.scope,
+        job_id=request.job_id,
+        environ=lambda_environment(),
+        resumable=request.job_id_given,
+    )
+    outcome = InvocationOutcome.of([summary])
+    outcome.report(kind, **counts)
+    return outcome
+
+
+def _port_result(outcome: InvocationOutcome, request: MintingRequest) -> dict[str, Any]:
+    """The port's `IdMinterResult`: the request's job id and window, the counts, the report."""
+    scope = request.scope
+    window = window_json(scope.start, scope.end) if isinstance(scope, WindowScope) else None
+    report_uri = publish_report(
+        outcome, job_id=request.job_id, window=window, settings=RunReportSettings.from_env()
+    )
+    return {
+        "job_id": request.job_id,
+        "window": window,
+        "success_count": len(outcome.processed()),
+        "failure_count": outcome.totals.works_failed,
+        "report_s3_uri": report_uri,
+    }
 
 
 def _step_functions_result(outcome: InvocationOutcome, job_id: str | None) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """The events the minter Lambda accepts, read into what to mint: a scope and a job id for a Step
-Functions request, the works of each record for a queued batch. Nothing here mints; a bad event
-is `InvalidInputError` naming what is wrong (a queued record's problem is kept as its refusal,
-so it fails alone).
+Functions request (this project's shapes and the reference port's `StepFunctionMintingRequest`,
+which are the same but for the port's defaults), a partition ref naming a request stored in S3,
+the works of each record for a queued batch. Nothing here mints; a bad event is
+`InvalidInputError` naming what is wrong (a queued record's problem is kept as its refusal, so it
+fails alone).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from idminter_pipeline.core import strict_json
@@ -17,10 +21,13 @@ from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.core.strict_json import json_type
 from idminter_pipeline.works.stores import FullScope, IdsScope, WindowScope, WorkScope
+from idminter_pipeline.works.stores.base import parse_timestamp
 
 _IDS_KEYS = ("sourceIdentifiers", "source_identifiers")
 _JOB_KEYS = ("jobId", "job_id")
 _WINDOW_KEYS = {"start": ("startTime", "start_time"), "end": ("endTime", "end_time")}
+# A window given only its end starts this long before it (the port's default).
+DEFAULT_WINDOW = timedelta(minutes=15)
 
 
 def _one_of(mapping: dict[str, Any], keys: tuple[str, ...], what: str) -> Any:
@@ -69,18 +76,88 @@ def parse_event(event: object) -> tuple[WorkScope, str | None]:
             raise InvalidInputError("sourceIdentifiers is empty: give at least one identifier")
         scope = IdsScope(tuple(ids))
     elif window is not None:
-        if not isinstance(window, dict):
-            raise InvalidInputError(f"window must be an object, got {json_type(window)}")
-        start = _one_of(window, _WINDOW_KEYS["start"], "window start")
-        end = _one_of(window, _WINDOW_KEYS["end"], "window end")
-        if start is None or end is None:
-            raise InvalidInputError("window needs both startTime and endTime")
-        scope = WindowScope(start, end)
+        scope = _window_scope(window)
     else:
         if full is not True:
             raise InvalidInputError(f"full must be true, got {full!r}")
         scope = FullScope()
     return scope, job_id
+
+
+@dataclass(frozen=True)
+class MintingRequest:
+    """A Step Functions request: its scope, and its job id (the caller's, or generated)."""
+
+    scope: WorkScope
+    job_id: str
+    job_id_given: bool
+
+
+def generated_job_id() -> str:
+    """The port's form (the minute, `20260730T1600`) and a random part, so two runs started in
+    one minute never share a job id (nor resume each other's full run)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M}-{secrets.token_hex(4)}"
+
+
+def minting_request(event: object) -> MintingRequest:
+    """`parse_event`, with a job id generated when the request has none."""
+    scope, job_id = parse_event(event)
+    if job_id is None:
+        return MintingRequest(scope, generated_job_id(), job_id_given=False)
+    return MintingRequest(scope, job_id, job_id_given=True)
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    """The port's find-work output for one batch: the request stored at `s3_uri`, of `count`
+    works."""
+
+    s3_uri: str
+    count: int
+
+
+def partition_ref(event: object) -> PartitionRef | None:
+    """The partition ref `event` is (`{"s3_uri": ..., "count": ...}`), or None if it is none."""
+    if not isinstance(event, dict) or "s3_uri" not in event:
+        return None
+    uri, count = event["s3_uri"], event.get("count")
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise InvalidInputError(f"s3_uri must be an s3://bucket/key URI, got {excerpt(uri)}")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise InvalidInputError(
+            f"partition {uri}: count must be a whole number >= 0, got {count!r}"
+        )
+    return PartitionRef(uri, count if count is not None else -1)
+
+
+def partition_request(text: bytes, ref: PartitionRef) -> MintingRequest:
+    """The request a partition's S3 object holds; `InvalidInputError` naming the object when it
+    is not JSON, not a request, or not the `count` works its ref says."""
+    what = f"partition {ref.s3_uri}"
+    document = strict_json.loads(text, what=what)
+    try:
+        request = minting_request(document)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{what}: {error}") from error
+    if isinstance(request.scope, IdsScope) and ref.count >= 0:
+        listed = _one_of(document, _IDS_KEYS, "source identifiers")
+        if len(listed) != ref.count:
+            raise InvalidInputError(
+                f"{what}: its ref says {ref.count} works but it lists {len(listed)}"
+            )
+    return request
+
+
+def _window_scope(window: object) -> WindowScope:
+    if not isinstance(window, dict):
+        raise InvalidInputError(f"window must be an object, got {json_type(window)}")
+    start = _one_of(window, _WINDOW_KEYS["start"], "window start")
+    end = _one_of(window, _WINDOW_KEYS["end"], "window end")
+    if end is None:
+        raise InvalidInputError("window needs endTime (startTime defaults to 15 minutes before)")
+    if start is None:
+        start = parse_timestamp(end, what="window end") - DEFAULT_WINDOW
+    return WindowScope(start, end)
 
 
 def batch_position(event: object) -> tuple[int, int] | None:

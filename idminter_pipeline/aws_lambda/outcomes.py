@@ -32,6 +32,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
 from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,
+    ObjectStorageError,
     PoolExhaustedError,
     RegistryContentionError,
     RegistryUnavailableError,
@@ -58,6 +59,7 @@ REPORTED_ERRORS: tuple[type[Exception], ...] = (
     RegistryUnavailableError,
     WorksStoreError,
     DownstreamNotificationError,
+    ObjectStorageError,
     InvalidInputError,
 )
 REPORTED_ERROR_NAMES = frozenset(
@@ -154,6 +156,15 @@ class InvocationOutcome:
     def processed(self) -> list[str]:
         """The works done and written, in the order they were written."""
         return [w for s in self.summaries for w in s.processed if w in self.done]
+
+    def successful_canonical_ids(self) -> list[str]:
+        """The canonical IDs of the works done and written, in the order they were written."""
+        return [
+            canonical_id
+            for s in self.summaries
+            for work_id, canonical_id in s.written_canonical_ids.items()
+            if work_id in self.done
+        ]
 
     def failures(self, display_id: Callable[[str], str]) -> list[dict[str, str]]:
         """Every recorded failure, its work named by `display_id`."""

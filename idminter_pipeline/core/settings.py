@@ -8,6 +8,7 @@ translation. Passwords are held in `DatabaseSettings` but never rendered: `repr`
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,3 +128,62 @@ class ElasticsearchSettings:
     @property
     def target_index(self) -> str:
         return self._index(self.target_index_prefix)
+
+
+# --- The Lambda's run reports and find-work batches (S3) -------------------------------------
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*")
+
+
+def env_bucket(env: Mapping[str, str], name: str) -> str | None:
+    """The S3 bucket name in variable `name` (None when unset or empty), or an error naming it."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    if not _BUCKET_NAME.fullmatch(text) or ".." in text:
+        raise InvalidSettingError(name, text, "expected an S3 bucket name (3-63 of a-z 0-9 . -)")
+    return text
+
+
+def env_key_prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    """An S3 key prefix of safe characters and `/`-separated segments (no leading, trailing or
+    doubled `/`, no `.`/`..` segment), or an error naming the variable."""
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    stripped = text.strip()
+    segments = stripped.split("/")
+    if not _KEY_PREFIX.fullmatch(stripped) or any(s in (".", "..") for s in segments):
+        raise InvalidSettingError(
+            name,
+            text,
+            "expected an S3 key prefix: segments of A-Z a-z 0-9 ! _ . * ' ( ) - joined by /",
+        )
+    return stripped
+
+
+@dataclass(frozen=True)
+class RunReportSettings:
+    """Where the Lambda writes each Step Functions run's report, as the reference port does:
+    `s3://S3_BUCKET/pipeline-PIPELINE_DATE/PIPELINE_STEP/S3_PREFIX/<job id>.json`. Without
+    `S3_BUCKET` no report is written (`report_s3_uri` is null)."""
+
+    bucket: str | None = None
+    prefix: str = "dev"
+    pipeline_date: str = "dev"
+    step_label: str = "id_minter"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RunReportSettings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            bucket=env_bucket(env, "S3_BUCKET"),
+            prefix=env_key_prefix(env, "S3_PREFIX", defaults.prefix),
+            pipeline_date=env_key_prefix(env, "PIPELINE_DATE", defaults.pipeline_date),
+            step_label=env_key_prefix(env, "PIPELINE_STEP", defaults.step_label),
+        )
+
+    def report_key(self, job_id: str) -> str:
+        return f"pipeline-{self.pipeline_date}/{self.step_label}/{self.prefix}/{job_id}.json"

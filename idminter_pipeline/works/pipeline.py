@@ -155,6 +155,8 @@ class RunSummary:
     failures: list[WorkFailure] = field(default_factory=list)
     churn_trips: list[ChurnTrip] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
+    # The canonical ID each work of `processed` was written under.
+    written_canonical_ids: dict[str, str] = field(default_factory=dict)
     duration_seconds: float = 0.0
     # Written works the downstream topic accepted (0 when no notifier is configured).
     works_notified: int = 0
@@ -569,6 +571,7 @@ class WorksPipeline:
             summary.works_written += 1
             if self.record_processed:
                 summary.processed.append(work.source_id)
+                summary.written_canonical_ids[work.source_id] = work.canonical_id
         return written
 
     def _notify(self, written: Sequence[Announceable], summary: RunSummary) -> None:

@@ -40,20 +40,22 @@ def run_from_env(
     environ: Mapping[str, str] | None = None,
     announce_once: bool = False,
     plan_ids_scope: bool = False,
+    resumable: bool = True,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
     names.
 
-    A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
-    run with that job id wrote. `announce_once` announces the written works after the run's
-    last write, each canonical ID once; `plan_ids_scope` makes an ids scope's outcome independent
-    of its order (`WorksPipeline`).
+    A full scope with a job id is checkpointed (unless `resumable` is false, as for a generated
+    job id): it resumes after the last batch an interrupted run with that job id wrote.
+    `announce_once` announces the written works after the run's last write, each canonical ID
+    once; `plan_ids_scope` makes an ids scope's outcome independent of its order
+    (`WorksPipeline`).
     """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
     notifier = downstream_notifier_from_env(environ)
     factory = connection_factory(settings)
-    resumable = isinstance(scope, FullScope) and job_id is not None
+    resumable = resumable and isinstance(scope, FullScope) and job_id is not None
     with (
         works_store_from_env(environ) as store,
         Minter(factory) as minter,
