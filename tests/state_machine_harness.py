@@ -42,11 +42,14 @@ Function = Callable[[Any], Any]
 
 
 def state_machine_definition(function_arn: str) -> dict[str, Any]:
-    """The state machine as Step Functions receives it, substitutions applied."""
-    properties = cfn_yaml.load(str(MINTER_TEMPLATE))["Resources"]["MinterStateMachine"][
-        "Properties"
-    ]
-    substitutions = {"MinterFunctionArn": function_arn}
+    """The `mint-works` state machine as Step Functions receives it, substitutions applied."""
+    return template_definition("MinterStateMachine", {"MinterFunctionArn": function_arn})
+
+
+def template_definition(resource: str, substitutions: dict[str, str]) -> dict[str, Any]:
+    """The template's state machine `resource` as Step Functions receives it, with
+    `substitutions` (all of its DefinitionSubstitutions) applied."""
+    properties = cfn_yaml.load(str(MINTER_TEMPLATE))["Resources"][resource]["Properties"]
     assert set(properties["DefinitionSubstitutions"]) == set(substitutions)
     text = json.dumps(properties["Definition"])
     for name, value in substitutions.items():

@@ -25,7 +25,7 @@ from idminter_pipeline.aws_lambda.events import (
 from idminter_pipeline.aws_lambda.outcomes import InvocationOutcome, batch_summary
 from idminter_pipeline.aws_lambda.reports import publish_report, read_object, window_json
 from idminter_pipeline.core.limits import MAX_BATCH_SIZE
-from idminter_pipeline.core.settings import RunReportSettings
+from idminter_pipeline.core.settings import ConnectionBudget, RunReportSettings
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.runner import run_from_env
 from idminter_pipeline.works.stores import IdsScope, WindowScope
@@ -50,6 +50,9 @@ def lambda_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
 
 def dispatch(event: object) -> dict[str, Any]:
     """Mint what `event` asks for; the answer its caller reads."""
+    # Refused before anything is minted when the paths together may exceed the registry's
+    # connections (RDS_MAX_CONNECTIONS).
+    ConnectionBudget.from_env()
     records = queued_records(event)
     if records is not None:
         return handle_queued(records)

@@ -99,6 +99,29 @@ def generated_job_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M}-{secrets.token_hex(4)}"
 
 
+# A scheduled find-work run's window ends this long before its scheduled time, so documents
+# written just before have been indexed (the port's lag).
+SCHEDULE_INDEXING_LAG = timedelta(minutes=5)
+
+
+def find_work_request(event: object) -> MintingRequest:
+    """A find-work step's input: a minting request (`ids` accepted for `sourceIdentifiers`), or
+    the port's scheduled form `{"scheduled_time": ...}`: the window of 15 minutes ending
+    `SCHEDULE_INDEXING_LAG` before it."""
+    if isinstance(event, dict) and "scheduled_time" in event:
+        scope_keys = {"window", "full", "ids", *_IDS_KEYS}
+        if scope_keys & event.keys():
+            raise InvalidInputError("scheduled_time names the window: give no other scope")
+        end = parse_timestamp(event["scheduled_time"], what="scheduled_time")
+        rest = {k: v for k, v in event.items() if k != "scheduled_time"}
+        event = {**rest, "window": {"endTime": end - SCHEDULE_INDEXING_LAG}}
+    elif isinstance(event, dict) and "ids" in event:
+        if any(key in event for key in _IDS_KEYS):
+            raise InvalidInputError("source identifiers: give one of ids or sourceIdentifiers")
+        event = {("sourceIdentifiers" if k == "ids" else k): v for k, v in event.items()}
+    return minting_request(event)
+
+
 def minting_request(event: object) -> MintingRequest:
     """`parse_event`, with a job id generated when the request has none."""
     scope, job_id = parse_event(event)

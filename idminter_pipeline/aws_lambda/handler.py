@@ -50,21 +50,33 @@ logs one structured summary line and its figures as CloudWatch embedded metrics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from idminter_pipeline.aws_lambda import dispatch
+from idminter_pipeline.aws_lambda import find_work as find_work_step
 from idminter_pipeline.aws_lambda.outcomes import as_reported, configure_logging
 from idminter_pipeline.core.gc_settings import batch_run_collector
 
 
-def handler(event: object, context: object = None) -> dict[str, Any]:
+def _entry(step: Callable[[object], dict[str, Any]], event: object) -> dict[str, Any]:
     configure_logging()
     try:
         with batch_run_collector():  # the Lambda is an entry point: collector settings for a run
-            return dispatch.dispatch(event)
+            return step(event)
     except Exception as error:
         # Step Functions matches the reported class name exactly: see `outcomes`.
         reported = as_reported(error)
         if reported is error:
             raise
         raise reported from error
+
+
+def handler(event: object, context: object = None) -> dict[str, Any]:
+    """The minter: every event shape above."""
+    return _entry(dispatch.dispatch, event)
+
+
+def find_work(event: object, context: object = None) -> dict[str, Any]:
+    """The `mint-window` state machine's find-work step (`aws_lambda.find_work`), same image."""
+    return _entry(find_work_step.find_work, event)

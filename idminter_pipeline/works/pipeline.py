@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
@@ -74,6 +74,7 @@ from idminter_pipeline.works.documents import (
     extract_work,
 )
 from idminter_pipeline.works.downstream import Announceable, Announced, DownstreamNotifier
+from idminter_pipeline.works.ordering import Declaration, predecessors_first
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
@@ -247,33 +248,6 @@ def _offenders(error: Exception, works: Mapping[str, ExtractedWork]) -> set[str]
         cycle = set(error.cycle)
         return {i for i, w in works.items() if w.source in cycle and w.predecessor is not None}
     return set()
-
-
-class Declaration(NamedTuple):
-    """What a work declares of its identity: all that ordering and the churn guard need."""
-
-    work_id: str
-    source: SourceIdentifier
-    predecessor: SourceIdentifier | None
-
-
-def predecessors_first(ids: Sequence[str], declared: Mapping[str, Declaration]) -> list[str]:
-    """`ids` reordered so that a work whose predecessor is another work of `ids` comes after it
-    (stable otherwise). A cycle is left as it is: the registry refuses it, naming it."""
-    work_of = {d.source: d.work_id for d in declared.values()}
-    depths: dict[str, int] = {}
-    for start in declared:
-        chain: list[str] = []
-        current: str | None = start
-        while current is not None and current not in depths and current not in chain:
-            chain.append(current)
-            predecessor = declared[current].predecessor
-            current = work_of.get(predecessor) if predecessor is not None else None
-        depth = -1 if current is None or current in chain else depths[current]
-        for work_id in reversed(chain):
-            depth += 1
-            depths[work_id] = depth
-    return sorted(ids, key=lambda work_id: depths.get(work_id, 0))
 
 
 class WorksPipeline:
