@@ -59,6 +59,8 @@ def test_the_alarms_an_operator_needs():
         "ExecutionsFailedAlarm": {
             ("AWS/States", "ExecutionsFailed", _ref("MinterStateMachine")),
             ("AWS/States", "ExecutionsTimedOut", _ref("MinterStateMachine")),
+            ("AWS/States", "ExecutionsFailed", _ref("WindowStateMachine")),
+            ("AWS/States", "ExecutionsTimedOut", _ref("WindowStateMachine")),
         },
         "QueueBacklogAlarm": {
             ("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_name("InputQueue"))
