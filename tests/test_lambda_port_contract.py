@@ -15,12 +15,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from state_machine_harness import state_machine
 from works_helpers import fill_pool, use_embedded_store, work
 
 from idminter_pipeline.aws_lambda.events import parse_event
 from idminter_pipeline.aws_lambda.handler import handler
-from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.aws_lambda.reports import read_object
+from idminter_pipeline.core.errors import InvalidInputError, ObjectStorageError
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
 
 PIPELINE_DATE = "2026-07-30"
@@ -174,6 +176,28 @@ def test_a_bad_partition_fails_alone_naming_its_object(port_env, aws_env, bucket
         handler({"s3_uri": uri, "count": count}, None)
     assert uri in str(raised.value) and named in str(raised.value)
     assert port_env.count_identified() == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "raised"),
+    [
+        ("SlowDown", 503, ObjectStorageError),
+        ("InternalError", 500, ObjectStorageError),
+        ("NoSuchKey", 404, InvalidInputError),
+        ("AccessDenied", 403, InvalidInputError),
+    ],
+)
+def test_an_s3_failure_is_retried_only_when_retrying_can_help(code, status, raised):
+    client = boto3.client(
+        "s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    uri = "s3://bucket/find_work/full/j/partition-3.json"
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(raised) as error:
+            read_object(uri, what=f"partition {uri}", client=client)
+    assert type(error.value) is raised  # the name the state machine matches
+    assert uri in str(error.value) and code in str(error.value)
 
 
 def _port_shaped_definition(arns: dict[str, str]) -> dict[str, Any]:

@@ -134,20 +134,23 @@ def handle_request(event: object) -> dict[str, Any]:
     in this project's shape and the port's (`IdMinterResult`) together."""
     request = minting_request(event)
     position = batch_position(event)
+    reports = RunReportSettings.from_env()  # a bad setting is refused before anything is minted
     outcome = _mint_request(request, "request", **({"batch": position[0]} if position else {}))
     if position is not None:
         index, count = position
         summary = batch_summary(outcome, index, count, step_functions_id)
         return {"jobId": request.job_id, "summary": summary}
-    return _step_functions_result(outcome, request.job_id) | _port_result(outcome, request)
+    port = _port_result(outcome, request, reports)
+    return _step_functions_result(outcome, request.job_id) | port
 
 
 def handle_partition(ref: PartitionRef) -> dict[str, Any]:
     """A partition ref from a find-work step: the request stored in S3, minted; the port's
     answer, which stays small whatever the partition holds."""
+    reports = RunReportSettings.from_env()
     request = partition_request(read_object(ref.s3_uri, what=f"partition {ref.s3_uri}"), ref)
     outcome = _mint_request(request, "partition")
-    return _port_result(outcome, request)
+    return _port_result(outcome, request, reports)
 
 
 def _mint_request(request: MintingRequest, kind: str, **counts: int) -> InvocationOutcome:
@@ -164,13 +167,13 @@ def _mint_request(request: MintingRequest, kind: str, **counts: int) -> Invocati
     return outcome
 
 
-def _port_result(outcome: InvocationOutcome, request: MintingRequest) -> dict[str, Any]:
+def _port_result(
+    outcome: InvocationOutcome, request: MintingRequest, reports: RunReportSettings
+) -> dict[str, Any]:
     """The port's `IdMinterResult`: the request's job id and window, the counts, the report."""
     scope = request.scope
     window = window_json(scope.start, scope.end) if isinstance(scope, WindowScope) else None
-    report_uri = publish_report(
-        outcome, job_id=request.job_id, window=window, settings=RunReportSettings.from_env()
-    )
+    report_uri = publish_report(outcome, job_id=request.job_id, window=window, settings=reports)
     return {
         "job_id": request.job_id,
         "window": window,
