@@ -149,8 +149,17 @@ def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
     return figure_row(BENCHMARK, figure, value, unit, detail)
 
 
+PATHS = ("cli", "lambda", "floor")
+ATTEMPTS = ("first", "re")
+
+
 def run(
-    settings: DatabaseSettings, *, quick: bool, count: int | None = None
+    settings: DatabaseSettings,
+    *,
+    quick: bool,
+    count: int | None = None,
+    paths: tuple[str, ...] = PATHS,
+    attempts: tuple[str, ...] = ATTEMPTS,
 ) -> list[dict[str, Any]]:
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 (only this benchmark needs it)
 
@@ -193,9 +202,11 @@ def run(
             )
             figures: dict[str, dict[str, Any]] = {}
             out = Path(tmp) / "figures.json"
-            for path, code in (("cli", _CLI), ("lambda", _LAMBDA), ("floor", _FLOOR)):
+            codes = {"cli": _CLI, "lambda": _LAMBDA, "floor": _FLOOR}
+            for path in paths:
+                code = codes[path]
                 _reset(settings, store_path, free_ids)
-                for attempt in ("first", "re"):
+                for attempt in attempts:
                     label = f"{path} {attempt}"
                     print(f"   {label} ...", flush=True)
                     figures[label] = _child(code, env, out)
@@ -204,9 +215,11 @@ def run(
         server.stop()
 
     detail = f"{count:,} sample works (seed {SEED}), one scope (--full), SQLite store"
-    for attempt, name in (("first", "first run (new IDs)"), ("re", "re-run (existing IDs)")):
-        floor = figures[f"floor {attempt}"]
-        for path in ("cli", "lambda", "floor"):
+    names = {"first": "first run (new IDs)", "re": "re-run (existing IDs)"}
+    for attempt in attempts:
+        name = names[attempt]
+        floor = figures.get(f"floor {attempt}")
+        for path in paths:
             measured = figures[f"{path} {attempt}"]
             what = {"cli": "idminter mint --full", "lambda": "Lambda, batch by batch"}.get(
                 path, "floor"
@@ -221,7 +234,7 @@ def run(
                     detail,
                 )
             )
-            if path != "floor":
+            if path != "floor" and floor is not None:
                 rows.append(
                     _row(
                         f"{name}: {what} vs floor",
@@ -230,7 +243,9 @@ def run(
                         f"{measured['seconds']:.1f} s / floor {floor['seconds']:.1f} s",
                     )
                 )
-        lam = figures[f"lambda {attempt}"]
+        lam = figures.get(f"lambda {attempt}")
+        if lam is None:
+            continue
         rows.append(
             _row(
                 f"{name}: Lambda batches",
@@ -257,9 +272,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="run the reindex benchmark alone")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT:,} works")
     parser.add_argument("--count", type=int, help=f"works in scope (default {FULL_COUNT:,})")
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="which of cli,lambda,floor (default: all)"
+    )
+    parser.add_argument("--first-only", action="store_true", help="no re-run")
     args = parser.parse_args(argv)
+    paths = tuple(p for p in args.paths.split(",") if p)
+    if not paths or set(paths) - set(PATHS):
+        parser.error(f"--paths: choose from {','.join(PATHS)}, got {args.paths!r}")
+    attempts = ATTEMPTS[:1] if args.first_only else ATTEMPTS
     with bench_database(DatabaseSettings.from_env(), BENCHMARK) as bench:
-        rows = validate_rows(BENCHMARK, run(bench, quick=args.quick, count=args.count))
+        figures = run(bench, quick=args.quick, count=args.count, paths=paths, attempts=attempts)
+        rows = validate_rows(BENCHMARK, figures)
     print(figures_table(rows))
 
 
