@@ -34,4 +34,5 @@ GRANT INSERT, UPDATE ON `identifiers`.`identifiers` TO 'idminter_runtime'@'%';
 GRANT INSERT, UPDATE ON `identifiers`.`identifier_provenance` TO 'idminter_runtime'@'%';
 GRANT INSERT, UPDATE, DELETE ON `identifiers`.`reconciliation_orphans` TO 'idminter_runtime'@'%';
 GRANT INSERT ON `identifiers`.`retired_canonical_ids` TO 'idminter_runtime'@'%';
+GRANT INSERT ON `identifiers`.`registry_recoveries` TO 'idminter_runtime'@'%';
 GRANT INSERT, UPDATE ON `identifiers`.`works_run_checkpoints` TO 'idminter_runtime'@'%';

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from idminter_pipeline.core.release import package_version, release_tag
 from idminter_pipeline.defs import alerts, legacy, pool, reconciliation, registry, shadow, works
 from idminter_pipeline.defs.resources import registry_database_from_env
 
@@ -15,5 +16,9 @@ defs = dg.Definitions.merge(
     legacy.defs,
     reconciliation.defs,
     shadow.defs,
-    dg.Definitions(resources={"registry_database": registry_database_from_env()}),
+    dg.Definitions(
+        resources={"registry_database": registry_database_from_env()},
+        # Which release this code location runs, shown with the location in the UI.
+        metadata={"version": package_version(), "release": release_tag()},
+    ),
 )

@@ -1,11 +1,21 @@
-"""The churn guard's decisions (the pipeline tests run it against the real registry)."""
+"""The churn guard's decisions, on works and on concepts and items (the pipeline tests, and the
+last one here, run it against the real registry)."""
 
 import pytest
-from works_helpers import work
+from works_helpers import fill_pool, node, work
 
 from idminter_pipeline.core.errors import InvalidInputError
-from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, parse_max_new_share
+from idminter_pipeline.defs.works.resources import ChurnGuardResource, churn_guard_from_env
+from idminter_pipeline.works.churn_guard import (
+    NODE_SAMPLE,
+    WORK_SAMPLE,
+    ChurnGuard,
+    ChurnGuardPolicy,
+    parse_max_new_share,
+)
 from idminter_pipeline.works.documents import extract_work
+from idminter_pipeline.works.pipeline import WorksPipeline
+from idminter_pipeline.works.stores import FullScope
 
 
 def _extracted(*works):
@@ -129,3 +139,126 @@ def test_configuration_from_the_environment():
             parse_max_new_share(bad)
     with pytest.raises(InvalidInputError, match="min_new_works"):
         ChurnGuardPolicy(min_new_works=0)
+
+
+# -- concepts and items ---------------------------------------------------------------------------
+
+
+def _with_concepts(source, labels):
+    source.document["data"]["subjects"] = [
+        {"id": node("label-derived", "Concept", label)} for label in labels
+    ]
+    return source
+
+
+def _catalogue(count, *, suffix="", concepts=3):
+    return [
+        _with_concepts(
+            work("sierra-system-number", f"b{n}"),
+            [f"subject {n}-{c}{suffix}" for c in range(concepts)],
+        )
+        for n in range(count)
+    ]
+
+
+def _registered(works):
+    """Everything the works carry, as a registry that has minted them all would hold it."""
+    extracted = _extracted(*works)
+    return [source for w in extracted for source in w.identifiers]
+
+
+def test_re_keyed_concepts_of_minted_works_trip_the_guard_and_stop_those_works():
+    minted = _catalogue(30)
+    rekeyed = _extracted(*_catalogue(30, suffix=" (revised)"))
+    lookup = CountingLookup(registered=_registered(minted))
+    stopped, trips = ChurnGuard(ChurnGuardPolicy(min_new_works=20)).screen(rekeyed, lookup)
+    [trip] = trips
+    assert (trip.ontology_type, trip.source_system) == ("Concept", "label-derived")
+    assert (trip.records_in_batch, trip.new_without_predecessor) == (90, 90)
+    assert trip.examples[0].startswith("Concept[label-derived/subject ")
+    assert "Concept label-derived identifiers of already-minted works" in trip.reason
+    assert set(stopped) == {w.work_id for w in rekeyed}
+    assert trip.alert().title == "Churn guard stopped new Concept label-derived minting"
+    # One lookup: 30 works and their 90 concepts fit in the sample.
+    assert [len(call) for call in lookup.calls] == [30 + 90]
+
+
+def test_new_works_bring_new_concepts_without_tripping():
+    lookup = CountingLookup()
+    guard = ChurnGuard(ChurnGuardPolicy(min_new_works=1))
+    assert guard.screen(_extracted(*_catalogue(40)), lookup) == ({}, [])
+    assert len(lookup.calls) == 1
+
+
+def test_a_few_new_concepts_on_minted_works_are_ordinary_change():
+    minted = _catalogue(30)
+    # One new concept on each of 10 works: 10 of 100 concepts, 10 %.
+    changed = [
+        _with_concepts(
+            w,
+            [
+                *(s["id"]["sourceIdentifier"]["value"] for s in w.document["data"]["subjects"]),
+                f"extra {n}",
+            ],
+        )
+        if n < 10
+        else w
+        for n, w in enumerate(_catalogue(30))
+    ]
+    lookup = CountingLookup(registered=_registered(minted))
+    assert ChurnGuard(ChurnGuardPolicy(min_new_works=5)).screen(_extracted(*changed), lookup) == (
+        {},
+        [],
+    )
+
+
+def test_a_large_batch_is_judged_on_a_sample_then_counted_in_full():
+    minted = _catalogue(200, concepts=5)
+    rekeyed = _extracted(*_catalogue(200, suffix="!", concepts=5))
+    lookup = CountingLookup(registered=_registered(minted))
+    stopped, [trip] = ChurnGuard(ChurnGuardPolicy()).screen(rekeyed, lookup)
+    first, second = lookup.calls
+    assert len(first) <= WORK_SAMPLE + NODE_SAMPLE
+    assert len(first) + len(second) == 200 + 1_000  # each work and concept looked up once
+    assert trip.new_without_predecessor == 1_000 and len(stopped) == 200
+
+
+def test_items_are_guarded_and_node_types_are_configuration():
+    minted = [work("sierra-system-number", f"b{n}", items=(f"i{n}",)) for n in range(25)]
+    renumbered = _extracted(
+        *(work("sierra-system-number", f"b{n}", items=(f"x{n}",)) for n in range(25))
+    )
+    lookup = CountingLookup(registered=_registered(minted))
+    _, [trip] = ChurnGuard(ChurnGuardPolicy()).screen(renumbered, lookup)
+    assert trip.subject == "Item folio-item"
+    off = ChurnGuardPolicy.from_env({"IDMINTER_CHURN_GUARD_NODES": "Concept=0.5"})
+    assert off.max_new_node_share == {"Concept": 0.5}
+    assert ChurnGuard(off).screen(renumbered, CountingLookup(_registered(minted))) == ({}, [])
+    assert ChurnGuardPolicy.from_env({}).max_new_node_share == {"Concept": 0.2, "Item": 0.2}
+    with pytest.raises(InvalidInputError, match="ontology-type=share"):
+        ChurnGuardPolicy.from_env({"IDMINTER_CHURN_GUARD_NODES": "Concept"})
+
+
+def test_the_pipeline_stops_re_keyed_concepts_before_minting_them(store, minter, connect_registry):
+    fill_pool(connect_registry, 1_000)
+    store.put_source(_catalogue(40))
+    assert WorksPipeline(store, minter).run(FullScope()).works_written == 40
+    minted_concepts = minter.lookup_ids(
+        source for w in _extracted(*_catalogue(40, suffix="?")) for source in w.identifiers
+    )
+    assert all(s.ontology_type == "Work" for s in minted_concepts)
+
+    store.put_source(_catalogue(40, suffix="?"))
+    trips = []
+    summary = WorksPipeline(store, minter, on_churn_trip=trips.append).run(FullScope())
+    assert summary.failed == 40 and summary.failures_by_stage["mint"] == 40
+    assert [t.subject for t in trips] == ["Concept label-derived"]
+    revised = [s for w in _extracted(*_catalogue(40, suffix="?")) for s in w.identifiers]
+    assert all(s.ontology_type == "Work" for s in minter.lookup_ids(revised))
+
+
+def test_the_dagster_resource_carries_the_node_guard_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IDMINTER_CHURN_GUARD_NODES", "Item=0.05")
+    policy = churn_guard_from_env().policy()
+    assert policy.max_new_node_share == {"Item": 0.05}
+    assert ChurnGuardResource().policy().max_new_node_share == {"Concept": 0.2, "Item": 0.2}

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from cfnlint.decode import cfn_yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster_aws.ecs import EcsRunLauncher
@@ -129,14 +130,21 @@ def test_the_alert_topic_reaches_every_process_that_sends_alerts():
         assert not [s for s in iam_statements(resources[role]) if "sns:Publish" in iam_actions(s)]
 
 
-def test_the_works_schedule_switch_is_a_parameter_the_code_reads():
+@pytest.mark.parametrize(
+    ("parameter_name", "variable"),
+    [
+        ("WorksScheduleRunning", "IDMINTER_WORKS_SCHEDULE_RUNNING"),
+        ("SweeperScheduleRunning", "IDMINTER_SWEEPER_SCHEDULE_RUNNING"),
+    ],
+)
+def test_the_works_schedule_switches_are_parameters_the_code_reads(parameter_name, variable):
     template = _template()
-    parameter = template["Parameters"]["WorksScheduleRunning"]
+    parameter = template["Parameters"][parameter_name]
     assert parameter["Default"] == "false" and set(parameter["AllowedValues"]) == {"true", "false"}
     code_location = _environment(_container(template, "CodeLocationTask"))
-    assert code_location["IDMINTER_WORKS_SCHEDULE_RUNNING"] == {"Ref": "WorksScheduleRunning"}
+    assert code_location[variable] == {"Ref": parameter_name}
     schedules = (ROOT / "idminter_pipeline" / "defs" / "works" / "schedules.py").read_text()
-    assert '"IDMINTER_WORKS_SCHEDULE_RUNNING"' in schedules
+    assert f'"{variable}"' in schedules
 
 
 def test_every_variable_the_containers_set_is_read_by_the_code_or_dagster():

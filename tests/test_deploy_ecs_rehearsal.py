@@ -66,11 +66,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*")
 
 
 def _image_environment(home: Path, workdir: Path) -> dict[str, str]:
-    """The ENV lines of deploy/Dockerfile, with their paths moved here."""
+    """The ENV lines of deploy/Dockerfile, `${ARG}` filled with the ARG's default as a build
+    without --build-arg fills it, with their paths moved here."""
+    build_args: dict[str, str] = {}
     environment = {}
     for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        if line.startswith("ENV "):
+        if line.startswith("ARG "):
+            name, _, default = line.removeprefix("ARG ").partition("=")
+            build_args[name] = default
+        elif line.startswith("ENV "):
             name, _, value = line.removeprefix("ENV ").partition("=")
+            for arg, default in build_args.items():
+                value = value.replace("${" + arg + "}", default)
             environment[name] = _local_path(value, home, workdir)
     return environment
 
@@ -118,6 +125,11 @@ def stage(aws_env, registry, server_settings, tmp_path) -> Iterator[Stage]:
         "dagster-storage",
         json.dumps({"username": storage.username, "password": storage.password}),
     )
+    # Locally one account plays both: the runtime and the migration account.
+    migration_secret = secret(
+        "registry-migration",
+        json.dumps({"username": registry.username, "password": registry.password}),
+    )
     es_key = secret("es-api-key", "rehearsal-api-key")
     topic = subscribed_topic(f"alerts-{tmp_path.name}"[:80])
     bucket = f"compute-logs-{abs(hash(tmp_path.name)) % 10**8}"
@@ -135,6 +147,8 @@ def stage(aws_env, registry, server_settings, tmp_path) -> Iterator[Stage]:
             "RegistryPort": registry.port,
             "RegistryDatabase": registry.database,
             "RegistrySecretArn": registry_secret,
+            "RegistryMigrationSecretArn": migration_secret,
+            "RegistrySecurityGroupId": "sg-0123456789abcdef0",
             "ElasticsearchUrl": "http://127.0.0.1:9",  # nothing listens: no run here reads it
             "ElasticsearchApiKeySecretArn": es_key,
             "PipelineDate": "2026-01-01",
@@ -219,9 +233,9 @@ def _dagster_home(stage: Stage) -> tuple[Path, Path]:
     """DAGSTER_HOME as the image has it, with the run launcher and the code location's address
     replaced (see the module docstring)."""
     home = stage.tmp / "dagster_home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     workdir = stage.tmp / "workdir"
-    workdir.mkdir()
+    workdir.mkdir(exist_ok=True)
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     assert instance["run_launcher"]["class"] == "EcsRunLauncher"
     instance["run_launcher"] = {
@@ -268,7 +282,8 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
     """Start code location, webserver and daemon; `drop` takes {task: variable} away."""
     template = cfn_yaml.load(str(TEMPLATE))
     containers = container_definitions(template, stage.values)
-    assert set(containers) == {"CodeLocationTask", "WebserverTask", "DaemonTask"}
+    assert set(containers) == {"CodeLocationTask", "WebserverTask", "DaemonTask", "AdminTask"}
+    del containers["AdminTask"]  # a one-off task, not a service: admin_command starts it
     home, workdir = _dagster_home(stage)
     grpc_port, web_port = free_port(), free_port()
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
@@ -492,3 +507,79 @@ def test_the_rehearsal_covers_every_variable_the_instance_file_reads():
         given |= {s["Name"] for s in container["Secrets"]}
         assert needed <= given, (task, needed - given)
     assert shutil.which("dagster", path=str(BIN))
+
+
+def admin_command(stage: Stage, command: list[str]) -> subprocess.CompletedProcess:
+    """`aws ecs run-task` of the admin task with a command override, as a local process: exactly
+    the environment its task definition declares (secrets as ECS injects them), the image's
+    ENV lines, and the overriding command."""
+    template = cfn_yaml.load(str(TEMPLATE))
+    container = container_definitions(template, stage.values)["AdminTask"]
+    home, workdir = _dagster_home(stage)
+    environment = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
+        **stage.aws,
+        **_image_environment(home, workdir),
+        **task_environment(container, boto3.client("secretsmanager")),
+    }
+    return subprocess.run(
+        _command({"Command": command}, {"HOME": str(home)}),
+        env=environment,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=STARTUP_SECONDS,
+    )
+
+
+def test_the_admin_task_runs_operator_commands_against_the_registry(stage):
+    template = cfn_yaml.load(str(TEMPLATE))
+    default = admin_command(
+        stage,
+        template["Resources"]["AdminTask"]["Properties"]["ContainerDefinitions"][0]["Command"],
+    )
+    assert default.returncode == 0, default.stderr
+    status = admin_command(stage, ["idminter", "pool", "status"])
+    assert status.returncode == 0, status.stderr
+    free = dict(line.split(maxsplit=1) for line in status.stdout.splitlines() if line.strip())
+    assert int(free["free"].replace(",", "")) == _free_ids(stage.registry) == 0
+    # An assigned ID that no mapping uses: the report run in the admin task finds it.
+    conn = connect(stage.registry)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('orphan22', 'assigned')"
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    reconcile = admin_command(stage, ["idminter", "reconcile"])
+    assert reconcile.returncode == 0, reconcile.stderr
+    (orphans,) = [
+        line.split()
+        for line in reconcile.stdout.splitlines()
+        if line.strip().startswith("orphan_assigned_ids")
+    ]
+    assert orphans[:4] == ["orphan_assigned_ids", "warning", "found", "1"], reconcile.stdout
+
+
+def test_the_admin_task_has_the_code_locations_settings():
+    """What a command sees is what runs and sensors see: the same variables and secrets."""
+    template = cfn_yaml.load(str(TEMPLATE))
+    resources = template["Resources"]
+
+    def names(task: str) -> set[str]:
+        (container,) = resources[task]["Properties"]["ContainerDefinitions"]
+        given = set()
+        for entry in container["Environment"]:
+            if "Name" in entry:
+                given.add(entry["Name"])
+            else:  # !If [condition, {Name: ...}, NoValue]
+                given.add(entry["Fn::If"][1]["Name"])
+        return given | {s["Name"] for s in container["Secrets"]}
+
+    code_location_only = {"DAGSTER_CURRENT_IMAGE", "DAGSTER_CONTAINER_CONTEXT"}
+    assert names("AdminTask") == names("CodeLocationTask") - code_location_only

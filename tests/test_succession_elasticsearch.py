@@ -14,6 +14,7 @@ import pytest
 
 from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork
+from idminter_pipeline.works.stores.base import IdentifiedStamp
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
     elasticsearch_client,
@@ -181,3 +182,34 @@ def test_two_works_under_one_id_are_one_write_and_a_refusal_fails_only_its_work(
     sent = [line["index"]["_id"] for line in _bulk_lines(body)[::2]]
     assert sent == ["abcd2345", "efgh6789"]
     assert _bulk_lines(body)[0]["index"]["version"] == new.rank
+
+
+def test_identified_stamps_fetch_only_the_holder_and_indexed_at(cluster):
+    """The audit's read of the identified index: a multi-get of two fields per document."""
+
+    def answer(method, path, query, body):
+        found = {
+            "_id": "abcd2345",
+            "found": True,
+            "_source": {
+                "indexed_at": "2026-07-30T09:00:00.000Z",
+                "state": {
+                    "sourceIdentifier": {
+                        "identifierType": {"id": "folio-instance"},
+                        "ontologyType": "Work",
+                        "value": "f1",
+                    }
+                },
+            },
+        }
+        return {"docs": [found, {"_id": "missing1", "found": False}]}
+
+    cluster["answer"] = answer
+    stamps = cluster["store"].identified_stamps(["abcd2345", "missing1"])
+    assert stamps == {
+        "abcd2345": IdentifiedStamp("Work[folio-instance/f1]", "2026-07-30T09:00:00.000Z")
+    }
+    [(_, path, query, body)] = cluster["requests"]
+    assert path == "/works-identified-2026-07-30/_mget"
+    assert query["_source_includes"] == ["state.sourceIdentifier,indexed_at"]
+    assert json.loads(body) == {"ids": ["abcd2345", "missing1"]}

@@ -21,6 +21,7 @@ from idminter_pipeline.works.stores import (
     read_scope,
     works_store_from_env,
 )
+from idminter_pipeline.works.stores.base import IdentifiedStamp, WorksStore
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
     elasticsearch_client,
@@ -160,6 +161,43 @@ def test_identified_writes_are_upserts_by_canonical_id(store):
     found = store.get_identified(["abcd2345", "efgh6789", "missing1"])
     assert found == {"abcd2345": second.document, "efgh6789": other.document}
     assert store.count_identified() == 2
+
+
+def test_identified_stamps_name_the_holder_and_indexed_at_without_whole_documents(store):
+    """What the audit compares: the same from the store's own query as from its documents."""
+
+    def document(system, value, indexed_at):
+        state = {
+            "sourceIdentifier": {
+                "identifierType": {"id": system},
+                "ontologyType": "Work",
+                "value": value,
+            }
+        }
+        return {"indexed_at": indexed_at, "state": state, "data": {"title": "x" * 1000}}
+
+    stamped = IdentifiedWork(
+        "abcd2345", "Work[x/1]", document("x", "1", "2026-07-30T09:00:00.000Z")
+    )
+    unstamped = IdentifiedWork("efgh6789", "Work[x/2]", {"state": {}})
+    assert store.write_identified([stamped, unstamped]) == []
+    store.refresh()
+    stamps = store.identified_stamps(["abcd2345", "efgh6789", "missing1"])
+    assert stamps["abcd2345"] == IdentifiedStamp("Work[x/1]", "2026-07-30T09:00:00.000Z")
+    assert stamps["efgh6789"].indexed_at is None and set(stamps) == {"abcd2345", "efgh6789"}
+    # The interface's own reading of the documents agrees.
+    assert WorksStore.identified_stamps(store, ["abcd2345"]) == {"abcd2345": stamps["abcd2345"]}
+
+
+def test_a_scan_of_identified_documents_pages_through_each_once(store):
+    written = [
+        IdentifiedWork(f"abcd{n:04d}", f"Work[x/{n}]", {"state": {"n": n}}) for n in range(23)
+    ]
+    assert store.write_identified(written) == []
+    store.refresh()
+    scanned = list(store.scan_identified(page_size=5))
+    assert sorted(cid for cid, _ in scanned) == [w.canonical_id for w in written]
+    assert dict(scanned) == {w.canonical_id: w.document for w in written}
 
 
 def test_a_lower_succession_rank_never_replaces_a_higher_one(store):

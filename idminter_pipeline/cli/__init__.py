@@ -69,6 +69,7 @@ _COMMANDS = {
     "local-run": "idminter_pipeline.cli.local_run:local_run",
     "works": "idminter_pipeline.cli.works:works",
     "mint": "idminter_pipeline.cli.works:mint",
+    "impact": "idminter_pipeline.cli.impact:impact",
     "shadow": "idminter_pipeline.cli.shadow:shadow",
     "pool": "idminter_pipeline.cli.pool:pool",
     "lookup": "idminter_pipeline.cli.minting:lookup",
@@ -88,6 +89,9 @@ _SUMMARIES = {
     "order.",
     "db": "The registry database: server, schema migrations and state.",
     "local-run": "Run the whole pipeline locally on sample works and print a summary.",
+    "impact": "Count, per ontology type and source system, the public IDs a candidate source "
+    "index or store would mint anew, inherit and keep, and the published IDs no document would "
+    "carry any more, against the identified works published today (the works store).",
     "lookup": 'Print {"Work[system/value]": "canonicalid"} for each given identifier that is '
     "registered.",
     "mint": "Mint every identifier in the works of one scope and write the identified works.",
@@ -170,7 +174,27 @@ class _Main(_LazyGroup):
             )
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from idminter_pipeline.core.release import describe_release  # noqa: PLC0415
+
+    try:
+        click.echo(f"idminter {describe_release()}")
+    except InvalidInputError as error:
+        _fail(ctx, str(error), EXIT_BAD_INPUT)
+    ctx.exit()
+
+
 @click.group(cls=_Main)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version and the deployed release (IDMINTER_RELEASE), and exit.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
 @click.option(
     "--debug",

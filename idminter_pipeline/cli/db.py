@@ -126,3 +126,36 @@ db.add_command(rollback_legacy)
 db.add_command(sync_legacy)
 db.add_command(legacy_status)
 db.add_command(load_dump_command)
+
+
+@db.command("recover-published")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Register the missing mappings and assign their IDs (default: a dry run).",
+)
+def recover_published_command(apply: bool) -> None:
+    """After restoring the registry to an earlier point: put back every mapping the identified
+    documents published since then, so no published ID goes to another record.
+
+    Reads every identified document in the works store and compares each published (source
+    identifier, canonical ID) with the registry. A missing mapping is registered again to its
+    published ID and the ID marked assigned; a conflict (the source mapped to another ID, or the
+    ID given to another record) is reported, never changed. Prints a JSON report; exits 1 when
+    there are conflicts. Run it before minting resumes: docs/operations/tasks.md, "Restore the
+    registry".
+    """
+    import sys  # noqa: PLC0415
+
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.restore import recover_published  # noqa: PLC0415
+    from idminter_pipeline.works.stores import works_store_from_env  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = recover_published(store, minter, factory, apply=apply)
+    echo_json(report.as_dict())
+    if report.conflicts:
+        sys.exit(1)

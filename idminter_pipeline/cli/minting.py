@@ -30,14 +30,26 @@ MAX_MINT_REQUESTS = 10_000
 @click.command("lookup")
 @click.argument("identifiers", nargs=-1, required=True)
 def lookup(identifiers: tuple[str, ...]) -> None:
-    """Print {"Work[system/value]": "canonicalid"} for each given identifier that is registered."""
-    sources = [SourceIdentifier.parse(text) for text in identifiers]
+    """Print {"Work[system/value]": "canonicalid"} for each given identifier that is registered.
+
+    Each IDENTIFIER is Type[system/value] (any ontology type) or, for a work, system/value, as
+    `mint` accepts it.
+    """
+    sources = [_lookup_source(text) for text in identifiers]
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
 
     with Minter(connection_factory()) as minter:
         found = minter.lookup_ids(sources)
     echo_json({str(source): found[source] for source in sources if source in found})
+
+
+def _lookup_source(text: str) -> SourceIdentifier:
+    if "[" in text:
+        return SourceIdentifier.parse(text)
+    from idminter_pipeline.works.documents import work_document_id  # noqa: PLC0415
+
+    return SourceIdentifier.parse(work_document_id(text))
 
 
 def decode_request_line(line_number: int, raw: bytes) -> str:

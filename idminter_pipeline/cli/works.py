@@ -300,3 +300,97 @@ def repair_succession_command(apply: bool) -> None:
     echo_json(report.as_dict())
     if report.failed:
         sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("audit")
+@scope_options("audit")
+def audit_command(
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+) -> None:
+    """Account for every work of one scope, from the stores themselves: written, superseded,
+    failed, skipped, and the difference (missing or stale), named work by work (the first 100).
+
+    Reads the source and identified stores and looks canonical IDs up in the registry; writes
+    nothing. Prints a JSON report; exits 1 if any work is not accounted for.
+    """
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    # Imported here: `idminter works generate|load` need neither the registry nor pandas.
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.audit import audit  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = audit(store, minter.lookup_ids, scope, inheritances=minter.inheritances)
+    echo_json(report.as_dict())
+    if report.difference_count:
+        sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("sweep")
+@scope_options("sweep")
+def sweep_command(
+    first_ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
+    window_start: str | None,
+    window_end: str | None,
+    full: bool,
+) -> None:
+    """Mint the works of one scope whose identified document is missing or older than their
+    source document, whatever window they fell in (usually --full).
+
+    Prints a JSON report (what was found, the first 100 named, and what minting it did); exits
+    1 if a work failed minting.
+    """
+    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
+    from idminter_pipeline.works.sweeper import sweep  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with (
+        batch_run_collector(),
+        works_store_from_env(existing=True) as store,
+        Minter(factory) as minter,
+    ):
+        report = sweep(
+            store,
+            minter.lookup_ids,
+            scope,
+            lambda ids: run_from_env(ids, record_processed=False),
+            inheritances=minter.inheritances,
+        )
+    echo_json(report.as_dict())
+    if report.works_failed:
+        sys.exit(EXIT_SOME_WORKS_FAILED)
+
+
+@works.command("show")
+@click.argument("subject")
+def show(subject: str) -> None:
+    """Everything known about one work: SUBJECT is Work[system/value], system/value or a
+    canonical ID.
+
+    Prints, as JSON: the source document's identifiers with each one's canonical ID; the registry
+    rows under the work's canonical ID with their provenance (inherited from what, when, which
+    job); the succession chain and which work holds the identified document; and the stored
+    identified document. Reads only. Exits 1 when neither the registry nor the store knows it.
+    """
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.diagnosis import diagnose  # noqa: PLC0415
+    from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
+
+    policy = SuccessionPolicy.from_env()
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        report = diagnose(subject, minter=minter, store=store, policy=policy)
+    echo_json(report)

@@ -2,18 +2,37 @@
 
 import dagster as dg
 
-from idminter_pipeline.defs.works.assets import POOL_ASSET, identified_works
+from idminter_pipeline.defs.works.assets import (
+    POOL_ASSET,
+    candidate_impact,
+    identified_works,
+    swept_works,
+)
 from idminter_pipeline.defs.works.ops import listed_works_config, mint_listed_works, replenish_pool
 
 MINT_WORKS_JOB = "mint_works"
 MINT_WORKS_BY_ID_JOB = "mint_works_by_id"
 REPLENISH_AND_MINT_WORKS_JOB = "replenish_and_mint_works"
 REPLENISH_AND_MINT_WORKS_BY_ID_JOB = "replenish_and_mint_works_by_id"
+SWEEP_WORKS_JOB = "sweep_works"
+ASSESS_CANDIDATE_IMPACT_JOB = "assess_candidate_impact"
 
 mint_works_job = dg.define_asset_job(
     MINT_WORKS_JOB,
     selection=dg.AssetSelection.assets(identified_works),
     description="Mint the works of one indexed_at window (the schedule runs it).",
+)
+
+sweep_works_job = dg.define_asset_job(
+    SWEEP_WORKS_JOB,
+    selection=dg.AssetSelection.assets(swept_works),
+    description="Mint the works whose identified document is missing or older than their source.",
+)
+
+assess_candidate_impact_job = dg.define_asset_job(
+    ASSESS_CANDIDATE_IMPACT_JOB,
+    selection=dg.AssetSelection.assets(candidate_impact),
+    description="Assess a reindex candidate's identity impact before it is promoted.",
 )
 
 # The recovery for a window run that found the pool empty: top the pool up, then mint again.

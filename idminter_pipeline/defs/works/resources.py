@@ -12,13 +12,21 @@ from collections.abc import Mapping
 import dagster as dg
 from pydantic import Field
 
+from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.churn_guard import (
+    DEFAULT_MAX_NEW_NODE_SHARE,
     DEFAULT_MAX_NEW_SHARE,
     DEFAULT_MIN_NEW_WORKS,
     ChurnGuardPolicy,
 )
 from idminter_pipeline.works.downstream import TOPIC_ARN_ENV, SnsNotifier
+from idminter_pipeline.works.impact import (
+    DEFAULT_MAX_UNCARRIED,
+    ImpactThresholds,
+    elasticsearch_candidate,
+    sqlite_candidate,
+)
 from idminter_pipeline.works.stores import SqliteWorksStore, WorksStore
 from idminter_pipeline.works.stores.elasticsearch import (
     ElasticsearchWorksStore,
@@ -65,17 +73,22 @@ class WorksStoreResource(dg.ConfigurableResource):
 
 class ChurnGuardResource(dg.ConfigurableResource):
     """Per source system, the share of a batch allowed to mint new work IDs without a
-    predecessor (see `idminter_pipeline.works.churn_guard`)."""
+    predecessor; per ontology type, the share of the nodes of already-minted works allowed to
+    mint new IDs (see `idminter_pipeline.works.churn_guard`)."""
 
     enabled: bool = True
     max_new_share: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MAX_NEW_SHARE))
     min_new_works: int = DEFAULT_MIN_NEW_WORKS
+    max_new_node_share: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_NEW_NODE_SHARE)
+    )
 
     def policy(self) -> ChurnGuardPolicy:
         return ChurnGuardPolicy(
             max_new_share=dict(self.max_new_share),
             min_new_works=self.min_new_works,
             enabled=self.enabled,
+            max_new_node_share=dict(self.max_new_node_share),
         )
 
 
@@ -111,6 +124,7 @@ def churn_guard_from_env() -> ChurnGuardResource:
         enabled=policy.enabled,
         max_new_share=dict(policy.max_new_share),
         min_new_works=policy.min_new_works,
+        max_new_node_share=dict(policy.max_new_node_share),
     )
 
 
@@ -126,3 +140,58 @@ class DownstreamTopicResource(dg.ConfigurableResource):
 
 def downstream_from_env() -> DownstreamTopicResource:
     return DownstreamTopicResource(sns_topic_arn=_secret(TOPIC_ARN_ENV))
+
+
+CANDIDATE_PATH_ENV = "IDMINTER_IMPACT_CANDIDATE_PATH"
+CANDIDATE_INDEX_ENV = "IDMINTER_IMPACT_CANDIDATE_INDEX"
+
+
+class ImpactCandidateResource(dg.ConfigurableResource):
+    """A reindex candidate (its source works: one of a SQLite store or an index on the works
+    store's cluster) and the thresholds its identity impact must stay within
+    (`idminter_pipeline.works.impact`)."""
+
+    sqlite_path: str | None = None
+    elasticsearch_index: str | None = None
+    max_uncarried: int | None = DEFAULT_MAX_UNCARRIED
+    max_new: int | None = None
+
+    def thresholds(self) -> ImpactThresholds:
+        return ImpactThresholds(max_uncarried=self.max_uncarried, max_new=self.max_new)
+
+    def open(self, works_store: WorksStoreResource) -> WorksStore:
+        """The candidate's store (`with resource.open(works_store) as candidate:`)."""
+        if bool(self.sqlite_path) == bool(self.elasticsearch_index):
+            raise InvalidInputError(
+                f"the impact check needs exactly one candidate: set {CANDIDATE_PATH_ENV} (a "
+                f"SQLite works store) or {CANDIDATE_INDEX_ENV} (an Elasticsearch index)"
+            )
+        if self.sqlite_path:
+            return sqlite_candidate(self.sqlite_path, named_by=CANDIDATE_PATH_ENV)
+        if not works_store.elasticsearch_url:
+            raise InvalidInputError(
+                f"{CANDIDATE_INDEX_ENV} names an Elasticsearch index, but ELASTICSEARCH_URL "
+                "is unset"
+            )
+        client = elasticsearch_client(
+            works_store.elasticsearch_url,
+            api_key=works_store.elasticsearch_api_key,
+            username=works_store.elasticsearch_username,
+            password=works_store.elasticsearch_password,
+        )
+        published = ElasticsearchSettings(
+            source_index_prefix=works_store.source_index_prefix,
+            target_index_prefix=works_store.target_index_prefix,
+            pipeline_date=works_store.pipeline_date,
+        )
+        return elasticsearch_candidate(client, str(self.elasticsearch_index), published)
+
+
+def impact_candidate_from_env() -> ImpactCandidateResource:
+    thresholds = ImpactThresholds.from_env()
+    return ImpactCandidateResource(
+        sqlite_path=os.environ.get(CANDIDATE_PATH_ENV) or None,
+        elasticsearch_index=os.environ.get(CANDIDATE_INDEX_ENV) or None,
+        max_uncarried=thresholds.max_uncarried,
+        max_new=thresholds.max_new,
+    )

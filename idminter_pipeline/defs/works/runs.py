@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -30,6 +31,7 @@ from idminter_pipeline.defs.works.resources import (
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.churn_guard import ChurnTrip
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
+from idminter_pipeline.works.restore import read_restore_state, restore_guard
 from idminter_pipeline.works.stores import WindowScope, WorkScope
 
 # A partition's page lists this many failed works; the run's logs list every one the summary
@@ -71,6 +73,35 @@ class WindowResult:
     summary: RunSummary
 
 
+# The registry's newest assignment when a run of identified_works finished, on each window's
+# materialization: what the next run's guard compares a possibly restored registry against.
+NEWEST_ASSIGNMENT_KEY = "registry_newest_assignment"
+IDENTIFIED_WORKS_KEY = dg.AssetKey("identified_works")
+
+
+def published_until(instance: dg.DagsterInstance) -> datetime | None:
+    """The registry's newest assignment as the latest identified_works materialization saw it."""
+    event = instance.get_latest_materialization_event(IDENTIFIED_WORKS_KEY)
+    materialization = event.asset_materialization if event is not None else None
+    value = materialization.metadata.get(NEWEST_ASSIGNMENT_KEY) if materialization else None
+    return datetime.fromisoformat(value.text) if isinstance(value, dg.TextMetadataValue) else None
+
+
+def newest_assignment_metadata(registry_database: RegistryDatabase) -> dict[str, Any]:
+    newest = read_restore_state(registry_database.connection_factory()).newest_assignment
+    return {NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())} if newest else {}
+
+
+def refuse_minting_on_a_restored_registry(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, registry_database: RegistryDatabase
+) -> None:
+    """Fail the run, minting nothing, when the registry is older than what earlier runs
+    published and no recovery ran since (`works.restore`)."""
+    until = published_until(context.instance)
+    if until is not None:
+        restore_guard(read_restore_state(registry_database.connection_factory()), until)
+
+
 @contextmanager
 def _open_pipeline(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
@@ -95,6 +126,7 @@ def _open_pipeline(
             alerted.add(trip.reason)
             send_alert_quietly(alerts, trip.alert(job_id=job_id), context.log)
 
+    refuse_minting_on_a_restored_registry(context, registry_database)
     notifier = downstream.notifier() if downstream is not None else None
     with (
         batch_run_collector(),

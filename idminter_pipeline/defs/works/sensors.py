@@ -20,12 +20,14 @@ from idminter_pipeline.defs.works.jobs import (
     MINT_WORKS_JOB,
     REPLENISH_AND_MINT_WORKS_BY_ID_JOB,
     REPLENISH_AND_MINT_WORKS_JOB,
+    SWEEP_WORKS_JOB,
     replenish_and_mint_works_by_id_job,
     replenish_and_mint_works_job,
 )
 from idminter_pipeline.defs.works.runs import FailedWorksError
 
 IDENTIFIED_WORKS = dg.AssetKey("identified_works")
+SWEPT_WORKS = dg.AssetKey("swept_works")
 WORKS_JOBS = frozenset(
     {
         MINT_WORKS_JOB,
@@ -44,6 +46,11 @@ def mints_works(run: dg.DagsterRun) -> bool:
     """Whether a run minted works: one of our jobs, or any run that materializes the asset
     (backfills launched from the asset page run under Dagster's implicit asset job)."""
     return run.job_name in WORKS_JOBS or IDENTIFIED_WORKS in (run.asset_selection or ())
+
+
+def sweeps_works(run: dg.DagsterRun) -> bool:
+    """Whether a run is the sweeper's: it mints works by id, but is not retried as a window."""
+    return run.job_name == SWEEP_WORKS_JOB or SWEPT_WORKS in (run.asset_selection or ())
 
 
 def failed_only_on_works(context: dg.RunFailureSensorContext, failed: FailedRun) -> bool:
@@ -74,7 +81,7 @@ def works_run_failure_alert(
     context: dg.RunFailureSensorContext, alerts: AlertsResource
 ) -> dg.SkipReason | None:
     run = context.dagster_run
-    if not mints_works(run):
+    if not mints_works(run) and not sweeps_works(run):
         return dg.SkipReason(f"run {run.run_id} does not mint works")
     failed = FailedRun.from_context(context)
     if failed.refused_config:
@@ -83,7 +90,7 @@ def works_run_failure_alert(
         return dg.SkipReason(f"run {run.run_id} failed on failed works, alerted by the run itself")
     exhausted = failed.raised(POOL_EXHAUSTED)
     retry = run.tags.get(RETRY_OF_TAG)
-    if exhausted and not retry:
+    if exhausted and not retry and not sweeps_works(run):
         todo = (
             "Nothing, usually: the pool-exhaustion recovery replenishes the pool and retries "
             "this run. Check that the retry succeeded."

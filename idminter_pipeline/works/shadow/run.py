@@ -166,6 +166,11 @@ class _ComparingStore(WorksStore):
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
         raise InvalidInputError("a shadow run reads no identified works from the store")
 
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        raise InvalidInputError("a shadow run reads no identified works from the store")
+
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
         raise InvalidInputError("a shadow run writes nothing")
 

@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from idminter_pipeline.core.errors import InvalidInputError
+from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
 from idminter_pipeline.works.documents import (
     IdentifiedWork,
     SourceWork,
     decode_document,
+    parse_bare_identifier,
     work_document_id,
 )
 
@@ -166,6 +167,17 @@ class StoredHolder:
     rank: int
 
 
+def document_holder(document: Any) -> str:
+    """The work an identified document belongs to (its `state.sourceIdentifier`), or '' when it
+    names none readably."""
+    state = document.get("state") if isinstance(document, dict) else None
+    identifier = state.get("sourceIdentifier") if isinstance(state, dict) else None
+    try:
+        return str(parse_bare_identifier(identifier, "state.sourceIdentifier", "held document"))
+    except MalformedWorkError:
+        return ""
+
+
 def keep_highest_rank(
     works: Sequence[IdentifiedWork],
 ) -> tuple[list[IdentifiedWork], list[WriteFailure]]:
@@ -193,6 +205,15 @@ def keep_highest_rank(
         )
         for loser in losers
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifiedStamp:
+    """Whose identified document a canonical ID holds (its `state.sourceIdentifier` as the
+    store recorded it) and the document's `indexed_at`, as stored (None when absent)."""
+
+    source_id: str
+    indexed_at: str | None
 
 
 class WorksStore(abc.ABC):
@@ -240,9 +261,28 @@ class WorksStore(abc.ABC):
         """Identified documents by canonical ID (absent ones are left out)."""
 
     @abc.abstractmethod
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every identified document with its canonical ID, streamed in pages (the recovery
+        after a registry restore reads what was published)."""
+
+    @abc.abstractmethod
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
         """Whose document is held under each canonical ID, and with which rank (absent ones
         are left out)."""
+
+    def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
+        """Whose document each canonical ID holds and its `indexed_at` (absent ones left out):
+        what an audit compares with the source, without fetching whole documents where the
+        store can avoid it."""
+        stamps: dict[str, IdentifiedStamp] = {}
+        for canonical_id, document in self.get_identified(canonical_ids).items():
+            indexed_at = document.get("indexed_at")
+            stamps[canonical_id] = IdentifiedStamp(
+                document_holder(document), indexed_at if isinstance(indexed_at, str) else None
+            )
+        return stamps
 
     @abc.abstractmethod
     def delete_identified(self, canonical_ids: Sequence[str]) -> None:

@@ -29,12 +29,14 @@ from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, parse_bare_identifier
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    IdentifiedStamp,
     ScanPosition,
     StoredHolder,
     StoredWork,
     WorksStore,
     WriteFailure,
     clamp_page_size,
+    document_holder,
     format_timestamp,
     keep_highest_rank,
 )
@@ -318,6 +320,30 @@ class ElasticsearchWorksStore(WorksStore):
                     )
         return held
 
+    def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
+        # Only the two fields an audit compares, not whole documents.
+        wanted = list(canonical_ids)
+        stamps: dict[str, IdentifiedStamp] = {}
+        for start in range(0, len(wanted), _MGET_CHUNK):
+            try:
+                response = self.client.mget(
+                    index=self.target_index,
+                    ids=wanted[start : start + _MGET_CHUNK],
+                    source_includes=["state.sourceIdentifier", "indexed_at"],
+                )
+            except _ES_ERRORS as error:
+                raise WorksStoreError(
+                    f"multi-get from {self.target_index} failed: {error}"
+                ) from error
+            for doc in response["docs"]:
+                if doc.get("found"):
+                    source = doc.get("_source") or {}
+                    indexed_at = source.get("indexed_at")
+                    stamps[doc["_id"]] = IdentifiedStamp(
+                        document_holder(source), indexed_at if isinstance(indexed_at, str) else None
+                    )
+        return stamps
+
     def delete_identified(self, canonical_ids: Sequence[str]) -> None:
         # A deleted document's version lives on for `index.gc_deletes` (60 s by default): a
         # lower-ranked write is refused until then, and the repair reports it to run again.
@@ -339,6 +365,21 @@ class ElasticsearchWorksStore(WorksStore):
             raise WorksStoreError(
                 f"bulk delete from {self.target_index} failed: {error}"
             ) from error
+
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        try:
+            for hit in helpers.scan(
+                self.client,
+                index=self.target_index,
+                query={"query": {"match_all": {}}},
+                size=clamp_page_size(page_size),
+                preserve_order=False,
+            ):
+                yield hit["_id"], hit["_source"]
+        except _ES_ERRORS as error:
+            raise WorksStoreError(f"scan of {self.target_index} failed: {error}") from error
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = list(canonical_ids)

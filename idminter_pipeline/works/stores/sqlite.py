@@ -29,6 +29,7 @@ from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, encode
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
+    IdentifiedStamp,
     IdsScope,
     ScanPosition,
     StoredHolder,
@@ -255,6 +256,43 @@ class SqliteWorksStore(WorksStore):
                 chunk = wanted[start : start + _IDS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM identified_works WHERE canonical_id IN ({marks})", chunk)
+
+    def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
+        # Read by SQLite's JSON functions: no document is parsed in Python.
+        stamps: dict[str, IdentifiedStamp] = {}
+        wanted = list(canonical_ids)
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
+                    "SELECT canonical_id, source_id, json_extract(document, '$.indexed_at') "
+                    f"FROM identified_works WHERE canonical_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            stamps.update(
+                (cid, IdentifiedStamp(source_id, at if isinstance(at, str) else None))
+                for cid, source_id, at in rows
+            )
+        return stamps
+
+    def scan_identified(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        size = clamp_page_size(page_size)
+        after = ""
+        while True:
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
+                    "SELECT canonical_id, document FROM identified_works "
+                    "WHERE canonical_id > ? ORDER BY canonical_id LIMIT ?",
+                    (after, size),
+                ).fetchall()
+            for canonical_id, document in rows:
+                yield canonical_id, json.loads(document)
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,119 @@
+"""Putting published mappings back into a registry restored to an earlier point.
+
+A restore (Aurora point-in-time, a dump) forgets every mapping minted after its restore point,
+and its pool offers their canonical IDs again, although the identified documents published them.
+`works.restore` reads those documents; this module is its SQL: which of their IDs the registry
+holds and for whom, and, applied, one transaction per batch that registers the missing mappings
+and marks their IDs assigned. It never changes an existing mapping: a source the registry maps
+to another ID, or an ID the registry gave to another record, is a conflict for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.registry.connection import Connection, session_max_allowed_packet
+
+# Canonical IDs per look-up statement: 8 ASCII bytes each, far inside any packet.
+IDS_PER_STATEMENT = 1_000
+
+_HOLDERS_SQL = (
+    "SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM identifiers "
+    "WHERE CanonicalId IN ({marks})"
+)
+_STATUS_SQL = "SELECT CanonicalId, Status FROM canonical_ids WHERE CanonicalId IN ({marks})"
+# An ID the restored pool lacks entirely is added as assigned; a free one becomes assigned.
+# Placeholders only in VALUES, so pymysql folds the rows into multi-row statements.
+_ASSIGN_SQL = (
+    "INSERT INTO canonical_ids (CanonicalId, Status, AssignedAt) VALUES (%s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE Status = 'assigned', AssignedAt = NOW(6)"
+)
+_MAP_SQL = (
+    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+    "VALUES (%s, %s, %s, %s)"
+)
+_RECORD_SQL = (
+    "INSERT INTO registry_recoveries "
+    "(DocumentsRead, MappingsRestored, IdsReassigned, Conflicts, Store) VALUES (%s, %s, %s, %s, %s)"
+)
+_LAST_RECOVERY_SQL = "SELECT MAX(RanAt) FROM registry_recoveries"
+# The newest claim from the pool: the index on (AssignedAt, Status) answers it in one probe.
+_NEWEST_ASSIGNMENT_SQL = "SELECT MAX(AssignedAt) FROM canonical_ids"
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + IDS_PER_STATEMENT] for i in range(0, len(items), IDS_PER_STATEMENT)]
+
+
+def holders(conn: Connection, canonical_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The sources (`Type[system/value]`, as stored) the registry maps to each of
+    `canonical_ids` (absent: none)."""
+    found: dict[str, set[str]] = {}
+    with conn.cursor() as cursor:
+        for chunk in _chunks(sorted(set(canonical_ids))):
+            cursor.execute(_HOLDERS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
+            for canonical_id, ontology_type, system, value in cursor.fetchall():
+                found.setdefault(canonical_id, set()).add(f"{ontology_type}[{system}/{value}]")
+    return found
+
+
+def statuses(conn: Connection, canonical_ids: Sequence[str]) -> dict[str, str]:
+    """`free` or `assigned` for each ID the pool holds (absent: not in the pool)."""
+    found: dict[str, str] = {}
+    with conn.cursor() as cursor:
+        for chunk in _chunks(sorted(set(canonical_ids))):
+            cursor.execute(_STATUS_SQL.format(marks=",".join(["%s"] * len(chunk))), chunk)
+            found.update(cursor.fetchall())
+    return found
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """One published mapping to register again."""
+
+    source: SourceIdentifier
+    canonical_id: str
+
+
+def restore_mappings(conn: Connection, restorations: Sequence[Restoration]) -> None:
+    """Assign each ID and register each mapping, in the caller's transaction (bound values)."""
+    if not restorations:
+        return
+    with conn.cursor() as cursor:
+        # pymysql folds each executemany into multi-row statements up to this length.
+        cursor.max_stmt_length = session_max_allowed_packet(conn) - 1024
+        cursor.execute("SELECT NOW(6)")
+        (now,) = cursor.fetchone()
+        ids = sorted({r.canonical_id for r in restorations})
+        cursor.executemany(_ASSIGN_SQL, [(canonical_id, "assigned", now) for canonical_id in ids])
+        cursor.executemany(
+            _MAP_SQL,
+            [
+                (r.source.ontology_type, r.source.source_system, r.source.source_id, r.canonical_id)
+                for r in restorations
+            ],
+        )
+
+
+def record_recovery(
+    conn: Connection, *, documents: int, restored: int, reassigned: int, conflicts: int, store: str
+) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, (documents, restored, reassigned, conflicts, store[:255]))
+
+
+def newest_assignment(conn: Connection) -> datetime | None:
+    with conn.cursor() as cursor:
+        cursor.execute(_NEWEST_ASSIGNMENT_SQL)
+        (value,) = cursor.fetchone()
+    return value
+
+
+def last_recovery(conn: Connection) -> datetime | None:
+    with conn.cursor() as cursor:
+        cursor.execute(_LAST_RECOVERY_SQL)
+        (value,) = cursor.fetchone()
+    return value

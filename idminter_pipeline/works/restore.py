@@ -1,0 +1,267 @@
+"""After a registry restore: every canonical ID published since the restore point, kept.
+
+Restoring the registry to an earlier point (Aurora point-in-time restore, a dump) forgets the
+mappings minted after it, and its pool offers their canonical IDs again, although the identified
+documents already published them. Before minting resumes, `recover_published` reads every
+identified document in the works store (the published record: each identifiable node carries its
+`sourceIdentifier` and `canonicalId`) and compares it with the registry:
+
+- a mapping the registry holds as published: nothing to do;
+- a mapping it lacks: registered again, to the published ID, and the ID marked assigned, so the
+  pool never offers it (re-registering is the way to keep the ID with its record; retiring it
+  would give the record a new public ID at its next mint);
+- a source the registry maps to another ID, or a published ID it maps to another record (minting
+  resumed before this ran): a conflict, reported with both records, never changed here.
+
+A dry run reports; `apply=True` writes, one transaction per batch, and records the run in
+`registry_recoveries`, which the works asset's guard reads (`restore_guard`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from idminter_pipeline.core.errors import IdMinterError, MalformedWorkError
+from idminter_pipeline.core.source_identifiers import SourceIdentifier
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.minting import Minter
+from idminter_pipeline.registry.outage import ride_out
+from idminter_pipeline.registry.recovery import (
+    Restoration,
+    holders,
+    last_recovery,
+    newest_assignment,
+    record_recovery,
+    restore_mappings,
+    statuses,
+)
+from idminter_pipeline.works.documents import extract_work
+from idminter_pipeline.works.stores.base import WorksStore
+
+EXAMPLES = 100
+DEFAULT_BATCH_DOCUMENTS = 1_000
+T = TypeVar("T")
+
+
+def _in_transaction(connect: ConnectionFactory, work: Callable[[Connection], T], what: str) -> T:
+    """`work` in one transaction on a connection of its own, ridden through an outage (it is
+    safe to repeat: everything it writes is keyed)."""
+
+    def attempt() -> T:
+        conn = connect()
+        try:
+            result = work(conn)
+            conn.commit()
+            return result
+        finally:
+            conn.close()
+
+    return ride_out(attempt, what=what)
+
+
+class RegistryRestoredError(IdMinterError):
+    """The registry is older than what was already published: minting would reuse IDs."""
+
+    def __init__(self, newest_assignment: datetime | None, published_until: datetime) -> None:
+        self.newest_assignment = newest_assignment
+        self.published_until = published_until
+        super().__init__(
+            f"the registry's newest assignment ({newest_assignment or 'none'}) is older than "
+            f"IDs already published ({published_until}): it was restored to an earlier point. "
+            "Minting now could give published IDs to other records; run `idminter db "
+            "recover-published --apply` first (docs/operations/tasks.md, 'Restore the registry')"
+        )
+
+
+@dataclass
+class Conflict:
+    source: str
+    published_id: str
+    registry: str  # what the registry says instead
+
+    def as_dict(self) -> dict[str, str]:
+        return {"source": self.source, "published_id": self.published_id, "registry": self.registry}
+
+
+@dataclass
+class RecoveryReport:
+    store: str
+    applied: bool
+    documents: int = 0
+    mappings_published: int = 0
+    mappings_registered: int = 0
+    mappings_restored: int = 0
+    ids_reassigned: int = 0
+    conflicts: int = 0
+    unreadable_documents: int = 0
+    restored_examples: list[dict[str, str]] = field(default_factory=list)
+    conflict_examples: list[Conflict] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "applied": self.applied,
+            "documents": self.documents,
+            "mappings_published": self.mappings_published,
+            "mappings_registered": self.mappings_registered,
+            "mappings_restored" if self.applied else "mappings_to_restore": self.mappings_restored,
+            "ids_reassigned" if self.applied else "ids_to_reassign": self.ids_reassigned,
+            "conflicts": self.conflicts,
+            "unreadable_documents": self.unreadable_documents,
+            "restored_examples": self.restored_examples,
+            "conflict_examples": [c.as_dict() for c in self.conflict_examples],
+        }
+
+
+def published_mappings(
+    canonical_id: str, document: dict[str, Any]
+) -> list[tuple[SourceIdentifier, str]]:
+    """Every (source identifier, canonical ID) an identified document published."""
+    extracted = extract_work(document, document_id=f"identified document {canonical_id}")
+    return [
+        (node.source, node.node["canonicalId"])
+        for node in extracted.nodes
+        if isinstance(node.node.get("canonicalId"), str)
+    ]
+
+
+def _batches(
+    store: WorksStore, size: int, report: RecoveryReport
+) -> Iterator[set[tuple[SourceIdentifier, str]]]:
+    """Published (source, canonical ID) pairs, a batch per `size` documents. Pairs, not a map:
+    a source published under two IDs (minted again on the restored registry before this ran)
+    must be compared twice, once a conflict."""
+    batch: set[tuple[SourceIdentifier, str]] = set()
+    documents = 0
+    for canonical_id, document in store.scan_identified():
+        report.documents += 1
+        try:
+            pairs = published_mappings(canonical_id, document)
+        except MalformedWorkError:
+            report.unreadable_documents += 1
+            continue
+        batch.update(pairs)
+        documents += 1
+        if documents >= size:
+            yield batch
+            batch, documents = set(), 0
+    if batch:
+        yield batch
+
+
+def _settle_batch(
+    published: set[tuple[SourceIdentifier, str]],
+    minter: Minter,
+    connect: ConnectionFactory,
+    report: RecoveryReport,
+) -> list[Restoration]:
+    registered = minter.lookup_ids({source for source, _ in published})
+    missing: dict[SourceIdentifier, str] = {}
+    for source, canonical_id in sorted(published, key=lambda pair: (str(pair[0]), pair[1])):
+        held = registered.get(source)
+        if held == canonical_id:
+            report.mappings_registered += 1
+        elif held is not None:
+            _conflict(report, Conflict(str(source), canonical_id, f"maps it to {held}"))
+        elif missing.setdefault(source, canonical_id) != canonical_id:
+            other = missing[source]
+            _conflict(report, Conflict(str(source), canonical_id, f"also published as {other}"))
+    if not missing:
+        return []
+    taken = _in_transaction(
+        connect, lambda conn: holders(conn, list(missing.values())), "reading who holds IDs"
+    )
+    # Sources that share a published ID through an inheritance hold it together.
+    sharing: dict[str, set[str]] = {}
+    for source, canonical_id in published:
+        sharing.setdefault(canonical_id, set()).add(str(source))
+    restorations = []
+    for source, canonical_id in missing.items():
+        strangers = taken.get(canonical_id, set()) - sharing[canonical_id]
+        if strangers:
+            held_by = ", ".join(sorted(strangers))
+            _conflict(report, Conflict(str(source), canonical_id, f"gave it to {held_by}"))
+            continue
+        restorations.append(Restoration(source, canonical_id))
+    return restorations
+
+
+def _conflict(report: RecoveryReport, conflict: Conflict) -> None:
+    report.conflicts += 1
+    if len(report.conflict_examples) < EXAMPLES:
+        report.conflict_examples.append(conflict)
+
+
+def recover_published(
+    store: WorksStore,
+    minter: Minter,
+    connect: ConnectionFactory,
+    *,
+    apply: bool,
+    batch_documents: int = DEFAULT_BATCH_DOCUMENTS,
+) -> RecoveryReport:
+    """Compare every published mapping with the registry; with `apply`, restore the missing."""
+    report = RecoveryReport(store=store.describe(), applied=apply)
+    for published in _batches(store, batch_documents, report):
+        report.mappings_published += len(published)
+        restorations = _settle_batch(published, minter, connect, report)
+        if not restorations:
+            continue
+        ids = sorted({r.canonical_id for r in restorations})
+        pool = _in_transaction(connect, lambda conn, ids=ids: statuses(conn, ids), "reading IDs")
+        report.ids_reassigned += sum(1 for cid in ids if pool.get(cid) != "assigned")
+        report.mappings_restored += len(restorations)
+        for restoration in restorations[: max(0, EXAMPLES - len(report.restored_examples))]:
+            report.restored_examples.append(
+                {"source": str(restoration.source), "canonical_id": restoration.canonical_id}
+            )
+        if apply:
+            _in_transaction(
+                connect,
+                lambda conn, restorations=restorations: restore_mappings(conn, restorations),
+                f"restoring {len(restorations):,} published mapping(s)",
+            )
+    if apply:
+        _in_transaction(
+            connect,
+            lambda conn: record_recovery(
+                conn,
+                documents=report.documents,
+                restored=report.mappings_restored,
+                reassigned=report.ids_reassigned,
+                conflicts=report.conflicts,
+                store=report.store,
+            ),
+            "recording the recovery",
+        )
+    return report
+
+
+@dataclass(frozen=True)
+class RestoreState:
+    newest_assignment: datetime | None
+    last_recovery: datetime | None
+
+
+def read_restore_state(connect: ConnectionFactory) -> RestoreState:
+    return _in_transaction(
+        connect,
+        lambda conn: RestoreState(newest_assignment(conn), last_recovery(conn)),
+        "reading the registry's newest assignment",
+    )
+
+
+def restore_guard(state: RestoreState, published_until: datetime | None) -> None:
+    """Refuse minting on a registry older than what was published (`published_until`: the
+    newest assignment a run saw when it finished), unless a recovery ran since."""
+    if published_until is None:
+        return
+    newest = state.newest_assignment
+    if newest is not None and newest >= published_until:
+        return
+    if state.last_recovery is not None and state.last_recovery >= published_until:
+        return
+    raise RegistryRestoredError(newest, published_until)

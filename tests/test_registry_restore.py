@@ -1,0 +1,233 @@
+"""A registry restored to an earlier point: the published IDs put back before minting resumes.
+
+The rehearsal: mint, take a dump with the server's own dump tool, mint more (published), load the
+dump into a new database as a restore would, run `idminter db recover-published`, then mint again:
+no ID published after the dump goes to another record. Without the recovery the restored pool
+hands them out again (the control), and Dagster's works asset refuses to mint on the restored
+registry until the recovery has run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+from db_helpers import create_database, drop_database, fetch_all
+from works_helpers import fill_pool, work
+
+from idminter_pipeline.cli import main
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.works.restore import RegistryRestoredError
+from idminter_pipeline.works.stores import SqliteWorksStore
+
+DUMP_TOOLS = ("mariadb-dump", "mysqldump")
+POOL = 200
+
+
+def _dump_tool() -> str:
+    for tool in DUMP_TOOLS:
+        if shutil.which(tool):
+            return tool
+    pytest.skip("no mariadb-dump or mysqldump on PATH (make db installs mariadb-client)")
+
+
+def _dump(settings, path: Path, tmp_path: Path) -> None:
+    options = tmp_path / "dump.cnf"
+    options.write_text(f"[client]\npassword={settings.password}\n")
+    options.chmod(0o600)
+    with path.open("wb") as out:
+        subprocess.run(
+            [
+                _dump_tool(),
+                f"--defaults-extra-file={options}",
+                f"--host={settings.host}",
+                f"--port={settings.port}",
+                f"--user={settings.username}",
+                "--single-transaction",
+                "--skip-triggers",
+                "--no-tablespaces",
+                settings.database,
+            ],
+            stdout=out,
+            check=True,
+        )
+
+
+def _mint(*ids: str) -> dict:
+    result = CliRunner().invoke(main, ["mint", "--source-identifiers", *ids])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _ids_of(settings, values: list[str]) -> dict[str, str]:
+    marks = ",".join(["%s"] * len(values))
+    rows = fetch_all(
+        settings,
+        f"SELECT SourceId, CanonicalId FROM identifiers WHERE SourceId IN ({marks})",
+        tuple(values),
+    )
+    return dict(rows)
+
+
+@pytest.fixture
+def restore(registry_env, connect_registry, server_settings, tmp_path, monkeypatch):
+    """Production minted `before` (dumped), then `after` (published, not in the dump); the
+    dump loaded into a new database, which the environment then points at."""
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    fill_pool(connect_registry, POOL)
+    before = [f"b{n}" for n in range(10)]
+    after = [f"a{n}" for n in range(50)]
+    later = [f"n{n}" for n in range(POOL - len(before))]
+    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+        store.put_source(work("sierra-system-number", v) for v in before + after + later)
+    _mint(*(f"sierra-system-number/{v}" for v in before))
+    dump = tmp_path / "registry.sql"
+    _dump(registry_env, dump, tmp_path)
+    _mint(*(f"sierra-system-number/{v}" for v in after))
+    published_after = _ids_of(registry_env, after)
+    assert len(published_after) == 50
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)  # load-dump creates it
+    result = CliRunner().invoke(
+        main, ["db", "load-dump", str(dump), "--database", restored.database]
+    )
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("IDENTIFIERS_DATABASE", restored.database)
+    yield {"settings": restored, "after": after, "later": later, "published": published_after}
+    drop_database(restored)
+
+
+def test_the_restored_registry_has_forgotten_what_was_published_after_the_dump(restore):
+    assert _ids_of(restore["settings"], restore["after"]) == {}
+    free = fetch_all(
+        restore["settings"], "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free'"
+    )
+    assert set(restore["published"].values()) <= {row[0] for row in free}
+
+
+def test_without_the_recovery_minting_hands_published_ids_to_new_records(restore):
+    """The control: what the recovery prevents does happen without it."""
+    _mint(*(f"sierra-system-number/{v}" for v in restore["later"][:180]))
+    new_ids = set(_ids_of(restore["settings"], restore["later"][:180]).values())
+    assert new_ids & set(restore["published"].values())
+
+
+def test_the_dry_run_names_what_it_would_restore_and_writes_nothing(restore):
+    result = CliRunner().invoke(main, ["db", "recover-published"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["applied"] is False
+    assert report["mappings_to_restore"] == 50
+    assert report["ids_to_reassign"] == 50
+    assert report["conflicts"] == 0
+    assert _ids_of(restore["settings"], restore["after"]) == {}
+
+
+def test_after_the_recovery_no_published_id_is_reused(restore, monkeypatch):
+    result = CliRunner().invoke(main, ["db", "recover-published", "--apply"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["mappings_restored"], report["ids_reassigned"]) == (50, 50)
+    assert _ids_of(restore["settings"], restore["after"]) == restore["published"]
+    # New records take other IDs (topped up past what the restored pool had left).
+    settings = restore["settings"]
+    fill_pool(lambda: connect(settings), 500)
+    _mint(*(f"sierra-system-number/{v}" for v in restore["later"]))
+    new_ids = set(_ids_of(settings, restore["later"]).values())
+    assert len(new_ids) == len(restore["later"])
+    assert not new_ids & set(restore["published"].values())
+    # Records published after the restore point keep their IDs when minted again.
+    _mint(*(f"sierra-system-number/{v}" for v in restore["after"]))
+    assert _ids_of(settings, restore["after"]) == restore["published"]
+    again = CliRunner().invoke(main, ["db", "recover-published", "--apply"])
+    assert json.loads(again.stdout)["mappings_restored"] == 0
+
+
+def test_a_record_minted_again_before_the_recovery_is_a_conflict(restore):
+    """Minting resumed on the restored registry before the recovery: five records published
+    after the dump were minted again, from the restored pool. Whichever got an ID other than the
+    one it had published is a conflict, named, its mapping unchanged; every other record gets its
+    published ID back; no ID ends up with two records. A record whose published ID one of them
+    took has lost its evidence (the new document replaced its document under that ID): it is
+    neither restored nor reported, which is why minting must wait for the recovery."""
+    published = restore["published"]
+    again = restore["after"][:5]
+    _mint(*(f"sierra-system-number/{v}" for v in again))
+    second_ids = _ids_of(restore["settings"], again)
+    moved = {v for v in again if second_ids[v] != published[v]}
+    taken = {v for v in restore["after"] if v not in again and published[v] in second_ids.values()}
+    assert moved  # the restored pool handed out at least one published ID again
+    result = CliRunner().invoke(main, ["db", "recover-published", "--apply"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    conflicts = {c["source"]: c for c in report["conflict_examples"]}
+    assert set(conflicts) == {f"Work[sierra-system-number/{v}]" for v in moved}
+    for value in moved:
+        conflict = conflicts[f"Work[sierra-system-number/{value}]"]
+        assert conflict["published_id"] == published[value]
+        assert conflict["registry"] == f"maps it to {second_ids[value]}"
+    untouched = [v for v in restore["after"] if v not in again and v not in taken]
+    assert report["mappings_restored"] == len(untouched)
+    now = _ids_of(restore["settings"], restore["after"])
+    assert {v: now[v] for v in again} == second_ids
+    assert {v: now[v] for v in untouched} == {v: published[v] for v in untouched}
+    assert not taken & set(now)
+    shared = fetch_all(
+        restore["settings"],
+        "SELECT CanonicalId FROM identifiers GROUP BY CanonicalId HAVING COUNT(*) > 1",
+    )
+    assert shared == []
+
+
+def test_dagster_refuses_to_mint_on_the_restored_registry_until_the_recovery_ran(
+    restore, registry, tmp_path
+):
+    from idminter_pipeline.defs.alerts.resources import AlertsResource  # noqa: PLC0415
+    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_by_id_job  # noqa: PLC0415
+    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
+        ChurnGuardResource,
+        DownstreamTopicResource,
+        WorksStoreResource,
+    )
+    from idminter_pipeline.defs.works.runs import NEWEST_ASSIGNMENT_KEY  # noqa: PLC0415
+
+    defs = dg.Definitions(
+        jobs=[mint_works_by_id_job],
+        resources={
+            "works_store": WorksStoreResource(sqlite_path=str(tmp_path / "works.sqlite3")),
+            "registry_database": RegistryDatabase.from_settings(restore["settings"]),
+            "churn_guard": ChurnGuardResource(),
+            "downstream": DownstreamTopicResource(),
+            "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
+        },
+    )
+    with dg.instance_for_test() as instance:
+        # What production's last run recorded: its newest assignment, read from the registry
+        # as it was before the restore (the original database).
+        (newest,) = fetch_all(registry, "SELECT MAX(AssignedAt) FROM canonical_ids")[0]
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "identified_works",
+                partition="2026-07-30-09:00",
+                metadata={NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())},
+            )
+        )
+        job = defs.resolve_job_def("mint_works_by_id")
+        config = {"source_identifiers": [f"sierra-system-number/{restore['later'][0]}"]}
+        refused = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+        assert not refused.success
+        (failure,) = refused.get_step_failure_events()
+        assert RegistryRestoredError.__name__ in str(failure.step_failure_data.error)
+        assert _ids_of(restore["settings"], restore["later"][:1]) == {}
+        assert CliRunner().invoke(main, ["db", "recover-published", "--apply"]).exit_code == 0
+        allowed = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+        assert allowed.success
+        assert len(_ids_of(restore["settings"], restore["later"][:1])) == 1

@@ -1,0 +1,136 @@
+"""`idminter works show` (one work diagnosed) and `idminter lookup`'s identifier forms."""
+
+import hashlib
+import json
+
+import pytest
+from click.testing import CliRunner
+from db_helpers import fetch_all
+from works_helpers import fill_pool, work
+
+from idminter_pipeline.cli import main
+from idminter_pipeline.works.stores import SqliteWorksStore
+
+
+@pytest.fixture
+def works_env(registry_env, connect_registry, tmp_path, monkeypatch):
+    path = tmp_path / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(path))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    fill_pool(connect_registry, 1_000)
+    return path
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _minted_chain(works_env):
+    """A Sierra work, then its Folio successor (which keeps the Sierra ID and owns the document)."""
+    sierra = work("sierra-system-number", "b1000001", items=("i-old",))
+    folio = work(
+        "folio-instance",
+        "f-1",
+        indexed_at="2026-07-30T10:00:00.000Z",
+        predecessor=("sierra-system-number", "b1000001"),
+        items=("i-new",),
+    )
+    with SqliteWorksStore(works_env) as store:
+        store.put_source([sierra])
+    first = _run("mint", "--source-identifiers", sierra.id, "--job-id", "job-a")
+    assert first.exit_code == 0, first.output
+    with SqliteWorksStore(works_env) as store:
+        store.put_source([folio])
+    second = _run("mint", "--source-identifiers", folio.id, "--job-id", "job-b")
+    assert second.exit_code == 0, second.output
+    return sierra, folio
+
+
+def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry):
+    sierra, folio = _minted_chain(works_env)
+    result = _run("works", "show", folio.id)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (canonical_id,) = {
+        row[0]
+        for row in fetch_all(
+            registry, "SELECT CanonicalId FROM identifiers WHERE SourceId IN ('b1000001', 'f-1')"
+        )
+    }
+    assert report["work"] == folio.id
+    assert report["canonical_id"] == canonical_id
+    identifiers = {entry["path"]: entry for entry in report["source_document"]["identifiers"]}
+    assert identifiers["state.sourceIdentifier"]["canonical_id"] == canonical_id
+    assert identifiers["state.predecessorIdentifier"]["source"] == sierra.id
+    assert identifiers["state.predecessorIdentifier"]["canonical_id"] == canonical_id
+    assert identifiers["data.items[0].id.sourceIdentifier"]["source"] == "Item[folio-item/i-new]"
+    assert identifiers["data.items[0].id.sourceIdentifier"]["canonical_id"] is not None
+    registry = {row["source"]: row for row in report["registry"]}
+    assert registry[sierra.id]["status"] == "original"
+    assert registry[folio.id]["status"] == "alias"
+    assert registry[folio.id]["inherited_from"] == sierra.id
+    assert registry[folio.id]["job_id"] == "job-b"
+    assert report["succession"]["holder"] == folio.id
+    assert report["succession"]["members"] == [folio.id, sierra.id]
+    assert report["succession"]["conflict"] is None
+    held = report["identified_document"]
+    assert held["held_by"] == folio.id
+    assert held["document"]["state"]["canonicalId"] == canonical_id
+
+
+def test_show_accepts_every_form_mint_accepts_and_a_canonical_id(works_env):
+    _sierra, folio = _minted_chain(works_env)
+    by_bracket = json.loads(_run("works", "show", folio.id).stdout)
+    by_short = json.loads(_run("works", "show", "folio-instance/f-1").stdout)
+    assert by_short == by_bracket
+    by_id = _run("works", "show", by_bracket["canonical_id"])
+    assert by_id.exit_code == 0, by_id.output
+    report = json.loads(by_id.stdout)
+    assert report["work"] is None
+    assert report["succession"]["holder"] == folio.id
+    assert report["identified_document"]["held_by"] == folio.id
+
+
+def test_show_reads_only(works_env, registry):
+    _minted_chain(works_env)
+    before_rows = fetch_all(registry, "SELECT * FROM identifiers ORDER BY SourceId")
+    before_pool = fetch_all(registry, "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'")
+    digest = hashlib.sha256(works_env.read_bytes()).hexdigest()
+    assert _run("works", "show", "folio-instance/f-1").exit_code == 0
+    assert fetch_all(registry, "SELECT * FROM identifiers ORDER BY SourceId") == before_rows
+    assert (
+        fetch_all(registry, "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'")
+        == before_pool
+    )
+    assert hashlib.sha256(works_env.read_bytes()).hexdigest() == digest
+
+
+def test_show_of_a_work_nobody_knows_is_one_error_line(works_env):
+    with SqliteWorksStore(works_env):
+        pass
+    result = _run("works", "show", "sierra-system-number/b9999999")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: 'sierra-system-number/b9999999' is known neither to the registry nor to the works "
+        "store (give Work[system/value], system/value or a canonical ID)"
+    ]
+
+
+def test_show_of_a_malformed_identifier_names_it(works_env):
+    with SqliteWorksStore(works_env):
+        pass
+    result = _run("works", "show", "no-slash-here" + "x" * 500)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "no-slash-here" in line and len(line) < 400
+
+
+def test_lookup_accepts_the_short_work_form(works_env):
+    _sierra, folio = _minted_chain(works_env)
+    short = _run("lookup", "folio-instance/f-1", "Item[folio-item/i-new]")
+    assert short.exit_code == 0, short.output
+    found = json.loads(short.stdout)
+    bracket = json.loads(_run("lookup", folio.id).stdout)
+    assert found[folio.id] == bracket[folio.id]
+    assert "Item[folio-item/i-new]" in found
