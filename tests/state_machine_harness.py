@@ -1,5 +1,6 @@
-"""deploy/aws/minter.yaml's state machine, executed by moto's Step Functions interpreter, with its
-Lambda task served in-process by the real handler (or a stand-in a test gives).
+"""deploy/aws/minter.yaml's state machine (or another definition a test gives), executed by moto's
+Step Functions interpreter, with its Lambda tasks served in-process by the real handlers (or
+stand-ins a test gives), each function by its own.
 
 - The definition is the template's own, `DefinitionSubstitutions` applied.
 - moto's Lambda backend would run the function's image in Docker; `_invoke_lambda` is replaced
@@ -16,7 +17,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,14 @@ Function = Callable[[Any], Any]
 
 
 def state_machine_definition(function_arn: str) -> dict[str, Any]:
-    """The state machine as Step Functions receives it, substitutions applied."""
-    properties = cfn_yaml.load(str(MINTER_TEMPLATE))["Resources"]["MinterStateMachine"][
-        "Properties"
-    ]
-    substitutions = {"MinterFunctionArn": function_arn}
+    """The `mint-works` state machine as Step Functions receives it, substitutions applied."""
+    return template_definition("MinterStateMachine", {"MinterFunctionArn": function_arn})
+
+
+def template_definition(resource: str, substitutions: dict[str, str]) -> dict[str, Any]:
+    """The template's state machine `resource` as Step Functions receives it, with
+    `substitutions` (all of its DefinitionSubstitutions) applied."""
+    properties = cfn_yaml.load(str(MINTER_TEMPLATE))["Resources"][resource]["Properties"]
     assert set(properties["DefinitionSubstitutions"]) == set(substitutions)
     text = json.dumps(properties["Definition"])
     for name, value in substitutions.items():
@@ -114,6 +118,25 @@ def minter_state_machine(
     """The template's state machine in moto, its task served by `function` (the real handler by
     default). `on_retry(n)` is called at the n-th retry wait (1-based)."""
     serve: Function = function or (lambda event: lambda_handler.handler(event, None))
+    with state_machine(
+        monkeypatch,
+        {"idminter-minter": serve},
+        lambda arns: state_machine_definition(arns["idminter-minter"]),
+        on_retry=on_retry,
+    ) as machine:
+        yield machine
+
+
+@contextmanager
+def state_machine(
+    monkeypatch: pytest.MonkeyPatch,
+    functions: Mapping[str, Function],
+    definition: Callable[[dict[str, str]], dict[str, Any]],
+    *,
+    on_retry: Callable[[int], None] | None = None,
+) -> Iterator[MinterStateMachine]:
+    """`definition(function ARNs by name)` in moto, each Lambda function of `functions` served
+    in-process by its callable; S3 and the rest of AWS are moto's too."""
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -125,24 +148,27 @@ def minter_state_machine(
             RoleName=f"minter-{uuid.uuid4().hex[:8]}",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
-        function_arn = boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName="idminter-minter",
-            Role=role,
-            PackageType="Image",
-            Code={"ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/idminter:test"},
-            Timeout=300,
-        )["FunctionArn"]
+        arns = {
+            name: boto3.client("lambda", region_name=REGION).create_function(
+                FunctionName=name,
+                Role=role,
+                PackageType="Image",
+                Code={"ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/idminter:test"},
+                Timeout=300,
+            )["FunctionArn"]
+            for name in functions
+        }
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine_arn = sfn.create_state_machine(
             name="idminter-mint-works",
-            definition=json.dumps(state_machine_definition(function_arn)),
+            definition=json.dumps(definition(arns)),
             roleArn=role,
         )["stateMachineArn"]
         machine = MinterStateMachine(sfn, machine_arn)
 
-        def invoke(_function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             machine.invocations.append(event)
-            payload, errored = lambda_response(serve, event)
+            payload, errored = lambda_response(functions[function.function_name], event)
             return payload, errored, ""
 
         def retry_wait(seconds: float) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from idminter_pipeline.aws_lambda.outcomes import emit_metrics
+from idminter_pipeline.aws_lambda.outcomes import InvocationTotals, emit_metrics
 from idminter_pipeline.works.pipeline import RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,8 @@ def test_the_alarms_an_operator_needs():
         "ExecutionsFailedAlarm": {
             ("AWS/States", "ExecutionsFailed", _ref("MinterStateMachine")),
             ("AWS/States", "ExecutionsTimedOut", _ref("MinterStateMachine")),
+            ("AWS/States", "ExecutionsFailed", _ref("WindowStateMachine")),
+            ("AWS/States", "ExecutionsTimedOut", _ref("WindowStateMachine")),
         },
         "QueueBacklogAlarm": {
             ("AWS/SQS", "ApproximateAgeOfOldestMessage", _queue_name("InputQueue"))
@@ -112,7 +114,9 @@ def _dashboard_minter_metrics() -> set[tuple[str, ...]]:
 
 def test_the_dashboards_minter_figures_are_metrics_the_lambda_emits(capsys, monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-minter")
-    emit_metrics([RunSummary(scope="ids", store="sqlite")], batch_item_failures=0)
+    emit_metrics(
+        InvocationTotals.of([RunSummary(scope="ids", store="sqlite")]), batch_item_failures=0
+    )
     emitted = set()
     for line in capsys.readouterr().out.splitlines():
         document = json.loads(line)

@@ -15,10 +15,12 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from pipes_template import render, render_batch
 from queued_events import pipe_reserved_variables, sns_notification, sqs_record
+from state_machine_harness import template_definition
 from template_helpers import iam_actions, iam_statements
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.aws_lambda.handler import handler, parse_event
+from idminter_pipeline.aws_lambda.events import parse_event
+from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.works.pipeline import MAX_BATCH_SIZE
 from idminter_pipeline.works.stores import IdsScope, SqliteWorksStore
 
@@ -111,6 +113,24 @@ def test_state_machine_passes_both_asl_validators(tmp_path):
     definition.write_text(json.dumps(_state_machine()), encoding="utf-8")
     for name, result in _validators(definition).items():
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_the_window_state_machine_passes_the_asl_validator(tmp_path):
+    substitutions = {
+        "FindWorkFunctionArn": SAMPLE_FUNCTION_ARN,
+        "MinterFunctionArn": SAMPLE_FUNCTION_ARN,
+        "WindowLocksTable": "locks",
+    }
+    definition = tmp_path / "window.json"
+    definition.write_text(
+        json.dumps(template_definition("WindowStateMachine", substitutions)), encoding="utf-8"
+    )
+    result = _validators(definition)["asl-validator"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    # statelint predates the Distributed Map's ItemReader.ReaderConfig.InputType, which Step
+    # Functions requires for a JSON manifest: it refuses that field and nothing else.
+    statelint = _validators(definition)["statelint"]
+    assert "ReaderConfig" in statelint.stdout and "One error" in statelint.stdout
 
 
 def test_the_asl_validators_catch_a_broken_state_machine(tmp_path):
@@ -278,10 +298,30 @@ def test_images_copy_files_that_exist(dockerfile):
         assert (ROOT / source).exists(), source
 
 
-def test_the_lambda_image_names_a_handler_that_imports():
+def _image_commands() -> list[str]:
+    """The image's own handler, and each function's command over it (same image)."""
+    (handler_path,) = _dockerfile_cmd(DEPLOY / "lambda" / "Dockerfile")
+    overrides = [
+        command
+        for resource in _resources().values()
+        # (a Fn::ForEach of the language extensions is a list, not a resource)
+        if isinstance(resource, dict) and resource["Type"] == "AWS::Lambda::Function"
+        for command in resource["Properties"].get("ImageConfig", {}).get("Command", [])
+    ]
+    return [handler_path, *overrides]
+
+
+def test_every_function_of_the_image_has_its_own_command():
+    assert _image_commands() == [
+        "idminter_pipeline.aws_lambda.handler.handler",
+        "idminter_pipeline.aws_lambda.handler.find_work",
+    ]
+
+
+@pytest.mark.parametrize("handler_path", _image_commands())
+def test_the_lambda_image_names_a_handler_that_imports(handler_path):
     dockerfile = DEPLOY / "lambda" / "Dockerfile"
     assert re.search(r"public\.ecr\.aws/lambda/python:3\.11\b", dockerfile.read_text())
-    (handler_path,) = _dockerfile_cmd(dockerfile)
     module, _, function = handler_path.rpartition(".")
     # In a fresh interpreter, as the Lambda runtime loads it: the module imports on its own.
     probe = subprocess.run(

@@ -3,6 +3,7 @@ and queued records (SQS event source mapping, EventBridge Pipes) with partial ba
 
 import json
 import logging
+import re
 import uuid
 
 import boto3
@@ -11,7 +12,9 @@ from queued_events import sns_notification, sqs_record
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.aws_lambda.handler import handler, lambda_environment, parse_event
+from idminter_pipeline.aws_lambda.dispatch import lambda_environment
+from idminter_pipeline.aws_lambda.events import parse_event
+from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,
@@ -55,6 +58,12 @@ def test_scala_shaped_event_returns_processed_identifiers_and_job_id(lambda_env)
         "processedIdentifiers": ["axiell-collections-id/12345"],
         "jobId": "2026-01-29T10:30:00Z",
         "failures": [],
+        # The reference port's answer beside it (no S3_BUCKET here: no report).
+        "job_id": "2026-01-29T10:30:00Z",
+        "window": None,
+        "success_count": 1,
+        "failure_count": 0,
+        "report_s3_uri": None,
     }
     assert lambda_env.count_identified() == 1
 
@@ -83,7 +92,13 @@ def test_window_and_full_scopes(lambda_env):
         {"window": {"startTime": "2026-07-30T10:00:00Z", "endTime": "2026-07-30T10:00:05Z"}}, None
     )
     assert result["processedIdentifiers"] == ["axiell-collections-id/12345"]  # b1161044x superseded
-    assert result["jobId"] is None
+    assert result["jobId"] == result["job_id"] and re.fullmatch(
+        r"\d{8}T\d{4}-[0-9a-f]{8}", result["jobId"]
+    )
+    assert result["window"] == {
+        "start_time": "2026-07-30T10:00:00Z",
+        "end_time": "2026-07-30T10:00:05Z",
+    }
     result = handler({"full": True, "jobId": "everything"}, None)
     assert len(result["processedIdentifiers"]) == 2 and result["failures"] == []
 
@@ -104,7 +119,7 @@ def test_window_and_full_scopes(lambda_env):
             "mixes scopes (window, full)",
         ),
         ({"sourceIdentifiers": ["a/b"], "source_identifiers": ["a/b"]}, "not both"),
-        ({"window": {"startTime": "2026-07-30T10:00:00Z"}}, "needs both startTime and endTime"),
+        ({"window": {"startTime": "2026-07-30T10:00:00Z"}}, "window needs endTime"),
         ({"window": {"startTime": "tomorrow", "endTime": "2026-07-30T11:00:00Z"}}, "'tomorrow'"),
         ({"full": "yes"}, "full must be true, got 'yes'"),
         ({"sourceIdentifiers": ["b1161044x"]}, "'b1161044x'"),

@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from idminter_pipeline.aws_lambda.handler import handler, step_functions_id
-from idminter_pipeline.aws_lambda.outcomes import MAX_BATCHES, SUMMARY_BUDGET_BYTES, batch_summary
+from idminter_pipeline.aws_lambda.events import step_functions_id
+from idminter_pipeline.aws_lambda.handler import handler
+from idminter_pipeline.aws_lambda.outcomes import (
+    MAX_BATCHES,
+    SUMMARY_BUDGET_BYTES,
+    InvocationOutcome,
+    batch_summary,
+)
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
@@ -33,7 +39,9 @@ def _size(value: object) -> int:
 
 
 def test_a_batch_whose_failures_fit_lists_them_all():
-    result = batch_summary([_summary(10, 2, detail_length=50)], 0, 3, step_functions_id)
+    result = batch_summary(
+        InvocationOutcome.of([_summary(10, 2, detail_length=50)]), 0, 3, step_functions_id
+    )
     assert result["works"] == 10 and result["written"] == 8 and result["failed"] == 2
     assert [f["sourceIdentifier"] for f in result["failures"]] == [
         "sierra-system-number/b0",
@@ -45,7 +53,9 @@ def test_a_batch_whose_failures_fit_lists_them_all():
 @pytest.mark.parametrize("count", [1, 20, 200, MAX_BATCHES])
 def test_every_batch_failing_every_work_still_fits_the_quota(count):
     """The worst case: each of `count` batches of 5,000 works fails them all, with long details."""
-    one = batch_summary([_summary(5_000, 5_000)], count - 1, count, step_functions_id)
+    one = batch_summary(
+        InvocationOutcome.of([_summary(5_000, 5_000)]), count - 1, count, step_functions_id
+    )
     assert one["failed"] == 5_000
     assert one["failuresOmitted"] == 5_000 - len(one["failures"])
     output = {"jobId": "j" * 200, "anyBatchFailed": False, "batches": [one] * count}

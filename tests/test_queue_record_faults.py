@@ -12,7 +12,7 @@ from queued_events import sns_notification, sqs_record
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool, work
 
-from idminter_pipeline.aws_lambda import handler as lambda_handler
+from idminter_pipeline.aws_lambda import dispatch
 from idminter_pipeline.aws_lambda.handler import handler
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -61,7 +61,7 @@ def test_one_invocation_announces_each_canonical_id_once_across_its_batches(
     predecessors written in its first: one message per canonical ID, after the last write.
     The Lambda's internal batch (5,000 works, so 10,000 records make two) is lowered to
     `PAIRS` so 2 x `PAIRS` records make two batches the same way."""
-    monkeypatch.setattr(lambda_handler, "MAX_BATCH_SIZE", PAIRS)
+    monkeypatch.setattr(dispatch, "MAX_BATCH_SIZE", PAIRS)
     topic = subscribed_topic(f"matcher-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("IDMINTER_DOWNSTREAM_SNS_TOPIC_ARN", topic.topic_arn)
     predecessors = [

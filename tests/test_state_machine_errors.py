@@ -13,6 +13,7 @@ from state_machine_harness import lambda_response, minter_state_machine, state_m
 from works_helpers import fill_pool, use_embedded_store, work
 
 import idminter_pipeline
+from idminter_pipeline.aws_lambda import dispatch
 from idminter_pipeline.aws_lambda import handler as lambda_handler
 from idminter_pipeline.aws_lambda.outcomes import (
     REPORTED_ERROR_NAMES,
@@ -98,7 +99,7 @@ def test_each_exception_class_reaches_step_functions_under_a_decided_name(error_
         Exception.__init__(error, f"a {error_type.__name__}")
         raise error
 
-    monkeypatch.setattr(lambda_handler, "_dispatch", raise_it)
+    monkeypatch.setattr(dispatch, "dispatch", raise_it)
     payload, errored = lambda_response(lambda event: lambda_handler.handler(event, None), {})
     assert errored
     reported = json.loads(payload)

@@ -1,6 +1,7 @@
 """What the minter Lambda tells the world about an invocation: the error name Step Functions
-matches, the per-batch summary a state machine keeps, the run summary log line, and the
-CloudWatch metrics (Embedded Metric Format).
+matches, the invocation's outcome (its totals, computed once from the pipeline's run summaries,
+and which works are done), the per-batch summary a state machine keeps, the run summary log
+line, and the CloudWatch metrics (Embedded Metric Format).
 
 **Error names.** Lambda reports an exception by its class name (`errorType`), and Step Functions
 matches `Retry`/`Catch` clauses against that name exactly: a subclass is another name. So the
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -30,6 +32,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
 from idminter_pipeline.core.errors import (
     DownstreamNotificationError,
     InvalidInputError,
+    ObjectStorageError,
     PoolExhaustedError,
     RegistryContentionError,
     RegistryUnavailableError,
@@ -39,6 +42,7 @@ from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary
 
+# The handler's logger: an invocation's lines share one name whichever module writes them.
 logger = logging.getLogger("idminter_pipeline.aws_lambda.handler")
 
 
@@ -55,6 +59,7 @@ REPORTED_ERRORS: tuple[type[Exception], ...] = (
     RegistryUnavailableError,
     WorksStoreError,
     DownstreamNotificationError,
+    ObjectStorageError,
     InvalidInputError,
 )
 REPORTED_ERROR_NAMES = frozenset(
@@ -81,6 +86,100 @@ def as_reported(error: Exception) -> Exception:
     return reported(str(error))
 
 
+# --- The invocation's outcome ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvocationTotals:
+    """The figures of an invocation, summed over its pipeline runs once."""
+
+    works_read: int = 0
+    works_written: int = 0
+    works_failed: int = 0
+    works_superseded: int = 0
+    identifiers_minted: int = 0
+    identifiers_inherited: int = 0
+    duration_seconds: float = 0.0
+    failures_by_stage: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, summaries: Sequence[RunSummary]) -> InvocationTotals:
+        return cls(
+            works_read=sum(s.works_read for s in summaries),
+            works_written=sum(s.works_written for s in summaries),
+            works_failed=sum(s.failed for s in summaries),
+            # Works a newer record of their succession chain holds the document of
+            # (works.succession): neither written nor failed; `superseded` lists only the first.
+            works_superseded=sum(s.works_superseded for s in summaries),
+            identifiers_minted=sum(s.minted for s in summaries),
+            identifiers_inherited=sum(s.inherited for s in summaries),
+            duration_seconds=round(sum(s.duration_seconds for s in summaries), 3),
+            failures_by_stage={
+                str(stage): sum(s.failures_by_stage[str(stage)] for s in summaries)
+                for stage in Stage
+            },
+        )
+
+    def as_log_fields(self) -> dict[str, int | float]:
+        return {
+            "works_read": self.works_read,
+            "works_written": self.works_written,
+            "works_failed": self.works_failed,
+            "identifiers_minted": self.identifiers_minted,
+            "identifiers_inherited": self.identifiers_inherited,
+            "works_superseded": self.works_superseded,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class InvocationOutcome:
+    """What an invocation's pipeline runs did: the totals, the works done (written and
+    announced, or superseded: nothing to retry) and the first failure of each work that was
+    not."""
+
+    summaries: tuple[RunSummary, ...]
+    totals: InvocationTotals
+    done: frozenset[str]
+    failed: dict[str, str]
+
+    @classmethod
+    def of(cls, summaries: Sequence[RunSummary]) -> InvocationOutcome:
+        failed: dict[str, str] = {}
+        for summary in summaries:
+            for failure in summary.failures:
+                failed.setdefault(failure.work_id, f"{failure.stage}: {failure.detail}")
+        done = {w for summary in summaries for w in summary.processed if w not in failed}
+        done.update(s.work_id for summary in summaries for s in summary.superseded)
+        return cls(tuple(summaries), InvocationTotals.of(summaries), frozenset(done), failed)
+
+    def processed(self) -> list[str]:
+        """The works done and written, in the order they were written."""
+        return [w for s in self.summaries for w in s.processed if w in self.done]
+
+    def successful_canonical_ids(self) -> list[str]:
+        """The canonical IDs of the works done and written, in the order they were written."""
+        return [
+            canonical_id
+            for s in self.summaries
+            for work_id, canonical_id in s.written_canonical_ids.items()
+            if work_id in self.done
+        ]
+
+    def failures(self, display_id: Callable[[str], str]) -> list[dict[str, str]]:
+        """Every recorded failure, its work named by `display_id`."""
+        return [
+            {**f.as_dict(), "sourceIdentifier": display_id(f.work_id)}
+            for s in self.summaries
+            for f in s.failures
+        ]
+
+    def report(self, kind: str, *, batch_item_failures: int | None = None, **counts: int) -> None:
+        """The invocation's log line and metrics."""
+        log_run(kind, self, **counts)
+        emit_metrics(self.totals, batch_item_failures=batch_item_failures)
+
+
 # --- Per-batch summaries ---------------------------------------------------------------------
 
 # Step Functions' payload quota is 256 KB; the summaries of all batches share this much of it,
@@ -95,23 +194,20 @@ def _size(value: object) -> int:
 
 
 def batch_summary(
-    summaries: Sequence[RunSummary], index: int, count: int, step_functions_id: Any
+    outcome: InvocationOutcome, index: int, count: int, display_id: Callable[[str], str]
 ) -> dict[str, Any]:
     """Counts for one batch, and its failures while they fit the batch's share of the budget."""
-    failures = [
-        {**failure.as_dict(), "sourceIdentifier": step_functions_id(failure.work_id)}
-        for summary in summaries
-        for failure in summary.failures
-    ]
+    failures = outcome.failures(display_id)
+    totals = outcome.totals
     result: dict[str, Any] = {
         "batch": index,
         "batchFailed": False,
-        "works": sum(s.works_read for s in summaries),
-        "written": sum(s.works_written for s in summaries),
-        "failed": sum(s.failed for s in summaries),
-        "minted": sum(s.minted for s in summaries),
-        "inherited": sum(s.inherited for s in summaries),
-        "superseded": sum(_superseded(s) for s in summaries),
+        "works": totals.works_read,
+        "written": totals.works_written,
+        "failed": totals.works_failed,
+        "minted": totals.identifiers_minted,
+        "inherited": totals.identifiers_inherited,
+        "superseded": totals.works_superseded,
         "failures": [],
         "failuresOmitted": 0,
     }
@@ -128,12 +224,6 @@ def batch_summary(
     # Failures beyond the pipeline's recording limit were counted but never kept.
     result["failuresOmitted"] += max(0, result["failed"] - len(failures))
     return result
-
-
-def _superseded(summary: RunSummary) -> int:
-    # Works a newer record of their succession chain holds the document of (works.succession):
-    # neither written nor failed. `summary.superseded` lists only the first ones; this counts.
-    return summary.works_superseded
 
 
 # --- Logs and metrics ------------------------------------------------------------------------
@@ -157,27 +247,18 @@ def configure_logging() -> None:
         root.setLevel(logging.INFO)
 
 
-def log_run(kind: str, summaries: Sequence[RunSummary], **counts: int) -> None:
+def log_run(kind: str, outcome: InvocationOutcome, **counts: int) -> None:
     """One structured line per invocation: with the runtime's JSON log format each key of
     `run` is a field CloudWatch Logs Insights can query."""
-    run = {
-        "kind": kind,
-        **counts,
-        "works_read": sum(s.works_read for s in summaries),
-        "works_written": sum(s.works_written for s in summaries),
-        "works_failed": sum(s.failed for s in summaries),
-        "identifiers_minted": sum(s.minted for s in summaries),
-        "identifiers_inherited": sum(s.inherited for s in summaries),
-        "works_superseded": sum(_superseded(s) for s in summaries),
-        "duration_seconds": round(sum(s.duration_seconds for s in summaries), 3),
-    }
+    totals = outcome.totals
+    run = {"kind": kind, **counts, **totals.as_log_fields()}
     logger.info(
         "%s: %d works read, %d written, %d failed",
         kind,
-        run["works_read"],
-        run["works_written"],
-        run["works_failed"],
-        extra={"run": run, "run_summaries": [_compact(s) for s in summaries]},
+        totals.works_read,
+        totals.works_written,
+        totals.works_failed,
+        extra={"run": run, "run_summaries": [_compact(s) for s in outcome.summaries]},
     )
 
 
@@ -186,7 +267,7 @@ def _compact(summary: RunSummary) -> dict[str, Any]:
     return summary.as_dict() | {"failures": [f.as_dict() for f in summary.failures[:20]]}
 
 
-def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | None = None) -> None:
+def emit_metrics(totals: InvocationTotals, batch_item_failures: int | None = None) -> None:
     """The invocation's figures as CloudWatch Embedded Metric Format lines on stdout, which
     CloudWatch Logs turns into metrics in `IDMINTER_METRICS_NAMESPACE`, dimension `service` (the
     function's name), and for WorksFailedByStage `Stage` too."""
@@ -197,30 +278,23 @@ def emit_metrics(summaries: Sequence[RunSummary], batch_item_failures: int | Non
     metrics = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
     count = MetricUnit.Count
     figures = {
-        "WorksRead": sum(s.works_read for s in summaries),
-        "WorksWritten": sum(s.works_written for s in summaries),
-        "WorksFailed": sum(s.failed for s in summaries),
-        "WorksSuperseded": sum(_superseded(s) for s in summaries),
-        "IdentifiersMinted": sum(s.minted for s in summaries),
-        "IdentifiersInherited": sum(s.inherited for s in summaries),
+        "WorksRead": totals.works_read,
+        "WorksWritten": totals.works_written,
+        "WorksFailed": totals.works_failed,
+        "WorksSuperseded": totals.works_superseded,
+        "IdentifiersMinted": totals.identifiers_minted,
+        "IdentifiersInherited": totals.identifiers_inherited,
     }
     if batch_item_failures is not None:
         figures["BatchItemFailures"] = batch_item_failures
     for name, value in figures.items():
         metrics.add_metric(name=name, unit=count, value=value)
-    metrics.add_metric(
-        name="RunDuration",
-        unit=MetricUnit.Seconds,
-        value=round(sum(s.duration_seconds for s in summaries), 3),
-    )
+    metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=totals.duration_seconds)
     metrics.flush_metrics()
-    for stage in Stage:  # one document per stage: its Stage dimension applies to all it holds
+    for stage, failed in totals.failures_by_stage.items():
+        # One document per stage: its Stage dimension applies to all it holds.
         by_stage = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
         by_stage.add_dimension(name="service", value=service)  # in the dashboard's order
-        by_stage.add_dimension(name="Stage", value=str(stage))
-        by_stage.add_metric(
-            name="WorksFailedByStage",
-            unit=count,
-            value=sum(s.failures_by_stage[str(stage)] for s in summaries),
-        )
+        by_stage.add_dimension(name="Stage", value=stage)
+        by_stage.add_metric(name="WorksFailedByStage", unit=count, value=failed)
         by_stage.flush_metrics()

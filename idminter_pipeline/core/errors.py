@@ -315,3 +315,9 @@ class DownstreamNotificationError(IdMinterError):
         self.topic_arn = topic_arn
         self.detail = detail
         super().__init__(f"cannot publish to {topic_arn}: {detail}")
+
+
+class ObjectStorageError(IdMinterError):
+    """An S3 object (a find-work batch, a run report) could not be read or written for a reason
+    retrying can cure (throttling, a server error, the network). A missing, forbidden or malformed
+    object is `InvalidInputError`: retrying gives the same answer."""

@@ -135,3 +135,20 @@ def loads(text: str | bytes, *, what: str = "input", max_depth: int = DEFAULT_MA
         ) from None
     except RecursionError:  # pragma: no cover - the depth check refuses such input first
         raise InvalidJsonError(text, "nested too deeply", what=what) from None
+
+
+def json_type(value: object) -> str:  # noqa: PLR0911
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError
@@ -46,6 +46,20 @@ _EXAMPLES = 5
 
 T = TypeVar("T")
 Lookup = Callable[[Iterable[SourceIdentifier]], Mapping[SourceIdentifier, str]]
+
+
+class DeclaredWork(Protocol):
+    """What the guard reads of a work to judge works (an `ExtractedWork`, or only what it
+    declares)."""
+
+    @property
+    def work_id(self) -> str: ...
+
+    @property
+    def source(self) -> SourceIdentifier: ...
+
+    @property
+    def predecessor(self) -> SourceIdentifier | None: ...
 
 
 def parse_max_new_share(text: str, *, key: str = "source-system") -> dict[str, float]:
@@ -120,6 +134,8 @@ class ChurnTrip:
     examples: tuple[str, ...]
     # Work for records without a predecessor; a node type (Concept, Item) for re-keyed nodes.
     ontology_type: str = WORK_ONTOLOGY_TYPE
+    # What the shares were counted over: one batch, or a whole run judged at once.
+    judged_over: str = "one batch"
 
     @property
     def subject(self) -> str:
@@ -139,7 +155,7 @@ class ChurnTrip:
             )
         return (
             f"churn guard: {self.new_without_predecessor} of {self.records_in_batch} "
-            f"{self.source_system} records in one batch ({self.share:.0%}, limit "
+            f"{self.source_system} records in {self.judged_over} ({self.share:.0%}, limit "
             f"{self.max_share:.0%}) would get a new public ID without a predecessor; minting "
             f"of new {self.source_system} works is stopped for this run"
         )
@@ -178,11 +194,31 @@ class ChurnTrip:
 
 @dataclass
 class ChurnGuard:
-    """One per run: once a system trips, its new works stay stopped for the rest of the run."""
+    """One per run: once a system trips, its new works stay stopped for the rest of the run.
+
+    A bounded run (one Lambda invocation) has its works judged as a whole: `judge` over all of
+    them first, then `screen` each batch, which stops the new works of the systems that tripped
+    and trips no system on one batch's share of works alone (nodes are still judged per batch,
+    from their sample)."""
 
     policy: ChurnGuardPolicy = field(default_factory=ChurnGuardPolicy)
     tripped: dict[str, ChurnTrip] = field(default_factory=dict)
     lookups: int = 0
+    judged: bool = False
+
+    def judge(self, works: Sequence[DeclaredWork], lookup: Lookup) -> list[ChurnTrip]:
+        """Trip on the shares of the whole run's `works`; later screens only apply the verdict."""
+        self.judged = True
+        if not self.policy.enabled:
+            return []
+        guarded = [w for w in works if w.source.source_system in self.policy.max_new_share]
+        suspicious = [w for w in guarded if w.predecessor is None]
+        if not suspicious:
+            return []
+        self.lookups += 1
+        registered = lookup([w.source for w in suspicious])
+        _, trips = self._screen_works(guarded, suspicious, registered, judged_over="the run")
+        return trips
 
     def screen(
         self, works: Sequence[ExtractedWork], lookup: Lookup
@@ -207,7 +243,7 @@ class ChurnGuard:
         sampled_carriers = [w for w in sampled_works if w.work_id in sampled_nodes]
         wanted = [w.source for w in suspicious] + [w.source for w in sampled_carriers] + sample
         registered = lookup(dict.fromkeys(wanted))
-        stopped, trips = self._screen_works(guarded, suspicious, registered)
+        stopped, trips = self._screen_works(guarded, suspicious, registered, judged=self.judged)
         if sampled_nodes or tripped_nodes:
             node_stopped, node_trips = self._screen_nodes(
                 works, sampled_carriers, sampled_nodes, sample, registered, lookup
@@ -219,14 +255,18 @@ class ChurnGuard:
 
     def _screen_works(
         self,
-        guarded: Sequence[ExtractedWork],
-        suspicious: Sequence[ExtractedWork],
+        guarded: Sequence[DeclaredWork],
+        suspicious: Sequence[DeclaredWork],
         registered: Mapping[SourceIdentifier, str],
+        *,
+        judged: bool = False,
+        judged_over: str = "one batch",
     ) -> tuple[dict[str, str], list[ChurnTrip]]:
+        """`judged`: the run was judged as a whole already, so no system trips here."""
         shares = self.policy.max_new_share
         new = [w for w in suspicious if w.source not in registered]
         totals = Counter(w.source.source_system for w in guarded)
-        new_by_system: dict[str, list[ExtractedWork]] = {}
+        new_by_system: dict[str, list[DeclaredWork]] = {}
         for work in new:
             new_by_system.setdefault(work.source.source_system, []).append(work)
 
@@ -234,8 +274,10 @@ class ChurnGuard:
         trips: list[ChurnTrip] = []
         for system, system_new in new_by_system.items():
             share = len(system_new) / totals[system]
-            if system not in self.tripped and (
-                len(system_new) >= self.policy.min_new_works and share > shares[system]
+            if (
+                system not in self.tripped
+                and not judged
+                and (len(system_new) >= self.policy.min_new_works and share > shares[system])
             ):
                 trip = ChurnTrip(
                     system,
@@ -244,6 +286,7 @@ class ChurnGuard:
                     share,
                     shares[system],
                     tuple(w.work_id for w in system_new[:_EXAMPLES]),
+                    judged_over=judged_over,
                 )
                 self.tripped[system] = trip
                 trips.append(trip)

@@ -52,9 +52,9 @@ from idminter_pipeline.core.source_identifiers import (
     document_identifier,
     registered_ontology_type,
 )
-from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError
+from idminter_pipeline.core.strict_json import DEFAULT_MAX_DEPTH, InvalidJsonError, json_type
 from idminter_pipeline.core.strict_json import loads as strict_loads
-from idminter_pipeline.works.json_paths import json_type, path_to
+from idminter_pipeline.works.json_paths import path_to
 
 
 class Stage(StrEnum):

@@ -1,29 +1,13 @@
-"""Where a value sits in a decoded JSON document, and what JSON type it has: for error messages.
+"""Where a value sits in a decoded JSON document, for error messages (its JSON type:
+`core.strict_json.json_type`).
 
-Neither runs on the way through a good document: they name what is wrong once something is.
+Nothing here runs on the way through a good document: it names where something is wrong.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-
-
-def json_type(value: object) -> str:  # noqa: PLR0911
-    """The JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _children(value: Any, path: str) -> Iterator[tuple[Any, str]]:

@@ -76,9 +76,11 @@ from idminter_pipeline.works.documents import (
     extract_work,
 )
 from idminter_pipeline.works.downstream import Announceable, Announced, DownstreamNotifier
+from idminter_pipeline.works.ordering import Declaration, predecessors_first
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     FullScope,
+    IdsScope,
     StoredWork,
     WorkScope,
     WorksStore,
@@ -156,6 +158,8 @@ class RunSummary:
     failures: list[WorkFailure] = field(default_factory=list)
     churn_trips: list[ChurnTrip] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
+    # The canonical ID each work of `processed` was written under.
+    written_canonical_ids: dict[str, str] = field(default_factory=dict)
     duration_seconds: float = 0.0
     # Written works the downstream topic accepted (0 when no notifier is configured).
     works_notified: int = 0
@@ -220,7 +224,13 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 class WorksPipeline:
-    """Mints the works of a scope from `store` through `minter`, batch by batch."""
+    """Mints the works of a scope from `store` through `minter`, batch by batch.
+
+    With `plan_ids_scope`, an ids scope larger than one batch (a Lambda invocation of up to
+    10,000 queued records) is read twice: first for what each work declares, so the churn guard
+    judges the whole run and each predecessor is minted before its successors; then minted batch
+    by batch in that order. Its outcome then does not depend on the order of its ids.
+    """
 
     def __init__(
         self,
@@ -235,8 +245,10 @@ class WorksPipeline:
         notifier: DownstreamNotifier | None = None,
         succession: SuccessionPolicy | None = None,
         announce_once: bool = False,
+        plan_ids_scope: bool = False,
     ) -> None:
         self.store = store
+        self.plan_ids_scope = plan_ids_scope
         self.minter = minter
         self.batch_size = clamp_batch_size(batch_size)
         self.page_size = page_size
@@ -273,6 +285,12 @@ class WorksPipeline:
         self._unannounced = []
         guard = ChurnGuard(self.churn_policy)
         try:
+            if (
+                self.plan_ids_scope
+                and isinstance(scope, IdsScope)
+                and len(scope.ids) > self.batch_size
+            ):
+                scope = self._plan(scope, summary, guard)
             stored = read_scope(self.store, scope, page_size=self.page_size, after=after)
             for batch in _batches(stored, self.batch_size):
                 read, written, failed = summary.works_read, summary.works_written, summary.failed
@@ -307,6 +325,27 @@ class WorksPipeline:
         )
         return summary
 
+    def _plan(self, scope: IdsScope, summary: RunSummary, guard: ChurnGuard) -> IdsScope:
+        """The scope's works, predecessors first, the churn guard's verdict on them all given."""
+        cache: IdentifierCache = {}
+        declared: dict[str, Declaration] = {}
+        for stored in read_scope(self.store, scope, page_size=self.page_size):
+            try:
+                work = self._read_and_extract(stored, cache)
+            except MalformedWorkError:
+                continue  # failed, and reported, when its batch is processed
+            declared.setdefault(
+                work.work_id, Declaration(work.work_id, work.source, work.predecessor)
+            )
+        for trip in guard.judge(list(declared.values()), self.minter.lookup_ids):
+            self._tripped(trip, summary)
+        return IdsScope(tuple(predecessors_first(scope.ids, declared)))
+
+    def _tripped(self, trip: ChurnTrip, summary: RunSummary) -> None:
+        summary.churn_trips.append(trip)
+        if self.on_churn_trip is not None:
+            self.on_churn_trip(trip)
+
     def _process_batch(
         self,
         batch: list[StoredWork],
@@ -321,9 +360,7 @@ class WorksPipeline:
 
         stopped, trips = guard.screen(list(works.values()), self.minter.lookup_ids)
         for trip in trips:
-            summary.churn_trips.append(trip)
-            if self.on_churn_trip is not None:
-                self.on_churn_trip(trip)
+            self._tripped(trip, summary)
         for work_id, reason in stopped.items():
             summary.fail(WorkFailure(work_id, Stage.MINT, reason))
             del works[work_id]
@@ -481,6 +518,7 @@ class WorksPipeline:
             summary.works_written += 1
             if self.record_processed:
                 summary.processed.append(work.source_id)
+                summary.written_canonical_ids[work.source_id] = work.canonical_id
         return written
 
     def _notify(self, written: Sequence[Announceable], summary: RunSummary) -> None:

@@ -68,12 +68,14 @@ def open_works_pipeline(
     record_processed: bool = True,
     notifier: DownstreamNotifier | None = None,
     announce_once: bool = False,
+    plan_ids_scope: bool = False,
 ) -> Iterator[WorksPipeline]:
     """The works pipeline over an opened store and the registry's minter, both closed on exit.
 
     Churn trips are logged to `log` and alerted through `alert_channels` (`churn_alerter`).
     `announce_once` announces the written works after the run's last write, each canonical ID
-    once (`WorksPipeline`).
+    once; `plan_ids_scope` makes an ids scope's outcome independent of its order
+    (`WorksPipeline`).
     """
     with open_store() as store, Minter(connect) as minter:
         yield WorksPipeline(
@@ -85,6 +87,7 @@ def open_works_pipeline(
             record_processed=record_processed,
             notifier=notifier,
             announce_once=announce_once,
+            plan_ids_scope=plan_ids_scope,
         )
 
 
@@ -96,18 +99,23 @@ def run_from_env(
     record_processed: bool = True,
     environ: Mapping[str, str] | None = None,
     announce_once: bool = False,
+    plan_ids_scope: bool = False,
+    resumable: bool = True,
 ) -> RunSummary:
     """Mint `scope` with the store, registry, churn guard and downstream topic the environment
     names; churn alerts go to Python logging and the alert log file.
 
-    A full scope with a job id is checkpointed: it resumes after the last batch an interrupted
-    run with that job id wrote.
+    A full scope with a job id is checkpointed (unless `resumable` is false, as for a generated
+    job id): it resumes after the last batch an interrupted run with that job id wrote.
+    `announce_once` announces the written works after the run's last write, each canonical ID
+    once; `plan_ids_scope` makes an ids scope's outcome independent of its order
+    (`WorksPipeline`).
     """
     settings = DatabaseSettings.from_env(environ)
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
     notifier = downstream_notifier_from_env(environ)
     factory = connection_factory(settings)
-    resumable = isinstance(scope, FullScope) and job_id is not None
+    resumable = resumable and isinstance(scope, FullScope) and job_id is not None
     with (
         open_works_pipeline(
             lambda: works_store_from_env(environ),
@@ -120,6 +128,7 @@ def run_from_env(
             record_processed=record_processed,
             notifier=notifier,
             announce_once=announce_once,
+            plan_ids_scope=plan_ids_scope,
         ) as pipeline,
         FullRunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
     ):

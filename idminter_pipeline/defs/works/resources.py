@@ -46,6 +46,8 @@ class WorksStoreResource(dg.ConfigurableResource):
     source_index_prefix: str = "works-source"
     target_index_prefix: str = "works-identified"
     pipeline_date: str | None = None
+    source_index_date_suffix: str | None = None
+    target_index_date_suffix: str | None = None
 
     def open(self, *, read_only: bool = False) -> WorksStore:
         """A store to use and close (`with resource.open() as store:`); `read_only=True` for a
@@ -64,6 +66,8 @@ class WorksStoreResource(dg.ConfigurableResource):
                     source_index_prefix=self.source_index_prefix,
                     target_index_prefix=self.target_index_prefix,
                     pipeline_date=self.pipeline_date,
+                    source_date_suffix=self.source_index_date_suffix,
+                    target_date_suffix=self.target_index_date_suffix,
                 ),
             )
         return SqliteWorksStore(self.sqlite_path or default_sqlite_path(), read_only=read_only)
@@ -106,6 +110,8 @@ def works_store_from_env() -> WorksStoreResource:
         source_index_prefix=settings.source_index_prefix,
         target_index_prefix=settings.target_index_prefix,
         pipeline_date=settings.pipeline_date,
+        source_index_date_suffix=settings.source_date_suffix,
+        target_index_date_suffix=settings.target_date_suffix,
     )
 
 

@@ -244,6 +244,12 @@ class WorksStore(abc.ABC):
         works after that position (a resumed full run). A store that cannot order works of one
         `indexed_at` by id starts at that instant instead: a few works again, none skipped."""
 
+    def scan_ids(self, scope: WorkScope, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[str]:
+        """The ids of a scope's works, streamed in `read_scope`'s order (an ids scope's as
+        given, present or not). A store that can list ids without their documents overrides it."""
+        for stored in read_scope(self, scope, page_size=page_size):
+            yield stored.id
+
     @abc.abstractmethod
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         """Upsert identified works by canonical ID, refusing a lower `rank` over a higher one;

@@ -28,10 +28,14 @@ from idminter_pipeline.core.settings import local_state_dir
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, encode_document
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
+    FullScope,
     IdentifiedStamp,
+    IdsScope,
     ScanPosition,
     StoredHolder,
     StoredWork,
+    WindowScope,
+    WorkScope,
     WorksStore,
     WriteFailure,
     clamp_page_size,
@@ -151,6 +155,46 @@ class SqliteWorksStore(WorksStore):
             for work_id in chunk:
                 yield StoredWork(work_id, rows.get(work_id))
 
+    def scan_ids(self, scope: WorkScope, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[str]:
+        if isinstance(scope, IdsScope):
+            yield from scope.ids
+            return
+        where, params = self._where(scope)
+        for _, work_id in self._rows("id", where, params, page_size):
+            yield work_id
+
+    @staticmethod
+    def _where(scope: WindowScope | FullScope) -> tuple[str, tuple[Any, ...]]:
+        if isinstance(scope, WindowScope):
+            upper = "<=" if scope.end_inclusive else "<"
+            bounds = (timestamp_micros(scope.start), timestamp_micros(scope.end))
+            return f"indexed_at_us >= ? AND indexed_at_us {upper} ?", bounds
+        return "1 = 1", ()
+
+    def _rows(
+        self,
+        columns: str,
+        where: str,
+        params: tuple[Any, ...],
+        page_size: int,
+        after: ScanPosition | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """`(indexed_at_us, *columns)` of the rows `where` selects, in scan order, paged."""
+        size = clamp_page_size(page_size)
+        keyset = None if after is None else (after.indexed_at_us, after.work_id)
+        while True:
+            condition = "" if keyset is None else " AND (indexed_at_us, id) > (?, ?)"
+            with self._guarded("read from") as conn:
+                rows = conn.execute(
+                    f"SELECT indexed_at_us, {columns} FROM source_works "
+                    f"WHERE {where}{condition} ORDER BY indexed_at_us, id LIMIT ?",
+                    (*params, *(keyset or ()), size),
+                ).fetchall()
+            yield from rows
+            if len(rows) < size:
+                return
+            keyset = (rows[-1][0], rows[-1][1])
+
     def _scan(
         self,
         where: str,
@@ -158,21 +202,10 @@ class SqliteWorksStore(WorksStore):
         page_size: int,
         after: ScanPosition | None = None,
     ) -> Iterator[StoredWork]:
-        size = clamp_page_size(page_size)
-        keyset = None if after is None else (after.indexed_at_us, after.work_id)
-        while True:
-            condition = "" if keyset is None else " AND (indexed_at_us, id) > (?, ?)"
-            with self._guarded("read from") as conn:
-                rows = conn.execute(
-                    "SELECT indexed_at_us, id, CAST(document AS BLOB) FROM source_works "
-                    f"WHERE {where}{condition} ORDER BY indexed_at_us, id LIMIT ?",
-                    (*params, *(keyset or ()), size),
-                ).fetchall()
-            for indexed_at_us, work_id, content in rows:
-                yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
-            if len(rows) < size:
-                return
-            keyset = (rows[-1][0], rows[-1][1])
+        for indexed_at_us, work_id, content in self._rows(
+            "id, CAST(document AS BLOB)", where, params, page_size, after
+        ):
+            yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
 
     def read_window(
         self,

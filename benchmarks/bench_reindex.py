@@ -1,0 +1,291 @@
+"""A reindex burst: every sample work in one window, minted through the CLI and through the Lambda
+handler batch by batch, next to the floor of the same work.
+
+Workload: `generate_works(count, seed=83)` (1,000,000 works; `--quick`: 20,000; `--count N`) in the
+embedded SQLite store, all of them in scope (`--full`, the shape of a window a reindex fills).
+
+- **CLI**: `idminter mint --full` in its own process, on an emptied registry (first run: every
+  identifier new) and again (re-run: every identifier registered).
+- **Lambda**: the `mint-window` path without Step Functions: the find-work entry
+  (`aws_lambda.handler.find_work`, `{"full": true}`) splits the scope into batches of
+  `IDMINTER_FIND_WORK_BATCH_SIZE` in S3, then each batch is one call of the minting entry
+  (`aws_lambda.handler.handler`) with its partition ref, one after another in one process as a
+  warm Lambda container runs them. S3 is a moto server in this (the parent) process, so what it
+  stores is not counted in the child's memory.
+- **Floor**: `bench_works.floor_run`, the bare script of what no works run can avoid, over the
+  same store and registry state, in its own process too.
+
+For each, measured in a fresh process: wall time (the whole process, interpreter start included),
+peak memory (the process's high-water resident set, `VmHWM`), and SQL statements (every
+`COM_QUERY` a pymysql connection of the process sends, counted by a hook installed before the
+entry point runs). The Lambda path adds its batches and its slowest batch (the find-work call
+apart).
+
+Run alone: `python -m benchmarks.bench_reindex [--quick | --count N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.minting_workload import clear_registry, fill_pool
+from benchmarks.support import bench_database, figure_row, figures_table, validate_rows
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.works.sample_data import generate_works
+from idminter_pipeline.works.stores import SqliteWorksStore
+
+BENCHMARK = "reindex"
+SEED = 83
+FULL_COUNT = 1_000_000
+QUICK_COUNT = 20_000
+BUCKET = "idminter-bench-reindex"
+# Sample works carry about 4.3 distinct identifiers each; a first run needs them all free.
+FREE_IDS_PER_WORK = 6
+
+# Run in the child before the entry point: count every statement pymysql sends, and write the
+# count (and the child's figures) to the file the parent names.
+_COUNTING = """
+import atexit, json, os, sys
+import pymysql.connections
+from pymysql.constants import COMMAND
+_sent = [0]
+_send = pymysql.connections.Connection._execute_command
+def _counted(self, command, sql):
+    if command == COMMAND.COM_QUERY:
+        _sent[0] += 1
+    return _send(self, command, sql)
+pymysql.connections.Connection._execute_command = _counted
+_figures = {}
+def _write():
+    # The process's own high-water mark (VmHWM restarts at exec; wait4's ru_maxrss would
+    # include the parent's size at the fork).
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_FIGURES"], "w") as out:
+        json.dump({**_figures, "statements": _sent[0], "peak_mb": hwm / 1024}, out)
+atexit.register(_write)
+"""
+
+_CLI = (
+    _COUNTING
+    + """
+from idminter_pipeline.cli import main
+sys.argv = ["idminter", "mint", "--full"]
+try:
+    main()
+except SystemExit as stop:
+    if stop.code:
+        raise
+"""
+)
+
+_FLOOR = (
+    _COUNTING
+    + """
+from pathlib import Path
+from benchmarks.bench_works import floor_run
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.registry.connection import connect
+conn = connect(DatabaseSettings.from_env())
+floor_run(Path(os.environ["WORKS_STORE_PATH"]), conn)
+conn.close()
+"""
+)
+
+_LAMBDA = (
+    _COUNTING
+    + """
+import time
+import boto3
+from idminter_pipeline.aws_lambda.handler import find_work, handler
+started = time.perf_counter()
+found = find_work({"full": True, "jobId": "bench"}, None)
+_figures["find_work_seconds"] = time.perf_counter() - started
+manifest = boto3.client("s3").get_object(**found["manifest"])["Body"].read()
+batches, failed = [], 0
+for ref in json.loads(manifest):
+    started = time.perf_counter()
+    answer = handler(ref, None)
+    batches.append(time.perf_counter() - started)
+    failed += answer["failure_count"]
+_figures.update(batches=batches, works=found["workCount"], failed=failed)
+"""
+)
+
+
+def _child(code: str, env: dict[str, str], figures: Path) -> dict[str, Any]:
+    """Run `code` in a fresh interpreter (its output dropped: a Lambda's go to its logs); its
+    wall time and the figures it reports."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "BENCH_FIGURES": str(figures)},
+        stdout=subprocess.DEVNULL,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    elapsed = time.perf_counter() - started
+    return {**json.loads(figures.read_text()), "seconds": elapsed}
+
+
+def _reset(settings: DatabaseSettings, store_path: Path, free_ids: int) -> None:
+    clear_registry(settings)
+    fill_pool(settings, free_ids)
+    with sqlite3.connect(store_path) as db:
+        db.execute("DELETE FROM identified_works")
+    db.close()
+
+
+def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
+    return figure_row(BENCHMARK, figure, value, unit, detail)
+
+
+PATHS = ("cli", "lambda", "floor")
+ATTEMPTS = ("first", "re")
+
+
+def run(
+    settings: DatabaseSettings,
+    *,
+    quick: bool,
+    count: int | None = None,
+    paths: tuple[str, ...] = PATHS,
+    attempts: tuple[str, ...] = ATTEMPTS,
+) -> list[dict[str, Any]]:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 (only this benchmark needs it)
+
+    count = count or (QUICK_COUNT if quick else FULL_COUNT)
+    free_ids = count * FREE_IDS_PER_WORK
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        host, port = server.get_host_and_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            store_path = Path(tmp) / "works.sqlite3"
+            started = time.perf_counter()
+            with SqliteWorksStore(store_path) as store:
+                store.put_source(generate_works(count, seed=SEED))
+            print(f"   {count:,} works stored in {time.perf_counter() - started:.0f} s", flush=True)
+            env = {
+                **os.environ,
+                **settings.as_environment(),
+                "WORKS_STORE_PATH": str(store_path),
+                "IDMINTER_LOCAL_DIR": str(Path(tmp) / "local"),
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "IDMINTER_BATCHES_BUCKET": BUCKET,
+            }
+            env.pop("ELASTICSEARCH_URL", None)
+            env.pop("S3_BUCKET", None)  # no run report: the port's report is the batch's answer
+            import boto3  # noqa: PLC0415
+
+            boto3.client(
+                "s3",
+                endpoint_url=env["AWS_ENDPOINT_URL"],
+                region_name="eu-west-1",
+                aws_access_key_id="bench",
+                aws_secret_access_key="bench",
+            ).create_bucket(
+                Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            )
+            figures: dict[str, dict[str, Any]] = {}
+            out = Path(tmp) / "figures.json"
+            codes = {"cli": _CLI, "lambda": _LAMBDA, "floor": _FLOOR}
+            for path in paths:
+                code = codes[path]
+                _reset(settings, store_path, free_ids)
+                for attempt in attempts:
+                    label = f"{path} {attempt}"
+                    print(f"   {label} ...", flush=True)
+                    figures[label] = _child(code, env, out)
+                    print(f"   {label}: {figures[label]['seconds']:.1f} s", flush=True)
+    finally:
+        server.stop()
+
+    detail = f"{count:,} sample works (seed {SEED}), one scope (--full), SQLite store"
+    names = {"first": "first run (new IDs)", "re": "re-run (existing IDs)"}
+    for attempt in attempts:
+        name = names[attempt]
+        floor = figures.get(f"floor {attempt}")
+        for path in paths:
+            measured = figures[f"{path} {attempt}"]
+            what = {"cli": "idminter mint --full", "lambda": "Lambda, batch by batch"}.get(
+                path, "floor"
+            )
+            rows.append(_row(f"{name}: {what}", measured["seconds"], "s", f"{detail}; wall time"))
+            rows.append(_row(f"{name}: {what}, peak memory", measured["peak_mb"], "MB", detail))
+            rows.append(
+                _row(
+                    f"{name}: {what}, statements",
+                    float(measured["statements"]),
+                    "statements",
+                    detail,
+                )
+            )
+            if path != "floor" and floor is not None:
+                rows.append(
+                    _row(
+                        f"{name}: {what} vs floor",
+                        measured["seconds"] / floor["seconds"],
+                        "x",
+                        f"{measured['seconds']:.1f} s / floor {floor['seconds']:.1f} s",
+                    )
+                )
+        lam = figures.get(f"lambda {attempt}")
+        if lam is None:
+            continue
+        rows.append(
+            _row(
+                f"{name}: Lambda batches",
+                float(len(lam["batches"])),
+                "batches",
+                f"find-work {lam['find_work_seconds']:.1f} s; works {lam['works']:,}; "
+                f"failed {lam['failed']}",
+            )
+        )
+        rows.append(
+            _row(
+                f"{name}: Lambda slowest batch",
+                max(lam["batches"]),
+                "s",
+                f"of {len(lam['batches'])}; median "
+                f"{sorted(lam['batches'])[len(lam['batches']) // 2]:.2f} s (the process's peak "
+                f"memory, every batch's bound: {lam['peak_mb']:.0f} MB)",
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="run the reindex benchmark alone")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT:,} works")
+    parser.add_argument("--count", type=int, help=f"works in scope (default {FULL_COUNT:,})")
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="which of cli,lambda,floor (default: all)"
+    )
+    parser.add_argument("--first-only", action="store_true", help="no re-run")
+    args = parser.parse_args(argv)
+    paths = tuple(p for p in args.paths.split(",") if p)
+    if not paths or set(paths) - set(PATHS):
+        parser.error(f"--paths: choose from {','.join(PATHS)}, got {args.paths!r}")
+    attempts = ATTEMPTS[:1] if args.first_only else ATTEMPTS
+    with bench_database(DatabaseSettings.from_env(), BENCHMARK) as bench:
+        figures = run(bench, quick=args.quick, count=args.count, paths=paths, attempts=attempts)
+        rows = validate_rows(BENCHMARK, figures)
+    print(figures_table(rows))
+
+
+if __name__ == "__main__":
+    main()
