@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import sqlite3
 from typing import Any
 
@@ -40,8 +41,6 @@ VARIANT = ("sierra-system-number", "B1161044X", "ab2c3d4e")
 
 def _item_rows(works: list[Row], seed: int = 83) -> list[Row]:
     """One Sierra item per work, each with an ID of its own, as the port registered them."""
-    import random  # noqa: PLC0415
-
     rng = random.Random(seed)
     taken = {canonical for *_, canonical in works}
     rows = []
