@@ -1,14 +1,18 @@
-"""Every AWS API the Dagster tasks call has a route in deploy/aws/dagster-ecs.yaml, and the
-registry admits the tasks.
+"""Every AWS API the deployed code calls has a route in its template, and the registry admits
+both the Dagster tasks (deploy/aws/dagster-ecs.yaml) and the Lambda functions
+(deploy/aws/minter.yaml).
 
 The clients are found, not listed: every `boto3.client(...)` / `boto3.resource(...)` in the
 package, and in the dagster-aws modules that deploy/dagster.yaml configures (the ECS run launcher,
 the S3 compute log manager); plus what ECS itself calls for a task (image pulls from ECR, whose
-layers come from S3; the awslogs driver). With `CreateVpcEndpoints` each must have its endpoint.
+layers come from S3; the awslogs driver). The Lambda's clients are those of the modules its
+handler imports, followed through the package (imports inside functions too). With
+`CreateVpcEndpoints` each must have its endpoint.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
@@ -21,6 +25,7 @@ import idminter_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "aws" / "dagster-ecs.yaml"
+MINTER_TEMPLATE = ROOT / "deploy" / "aws" / "minter.yaml"
 PACKAGE = Path(idminter_pipeline.__file__).parent
 CLIENT = re.compile(r"\b(?:client|resource)\(\s*[\"']([a-z0-9-]+)[\"']")
 # boto3's service names whose VPC endpoint is named otherwise.
@@ -29,6 +34,8 @@ ENDPOINT_NAME = {"cloudwatch": "monitoring", "stepfunctions": "states", "ecr": "
 TASK_PLATFORM = {"ecr.api", "ecr.dkr", "s3", "logs"}
 # Created by the Lambda alone, which deploy/aws/minter.yaml deploys, not these tasks.
 LAMBDA_ONLY = PACKAGE / "aws_lambda"
+# Both functions' image command points into this module (minter.yaml's ImageConfig).
+LAMBDA_HANDLER = "idminter_pipeline.aws_lambda.handler"
 
 
 def clients_in(paths: list[Path]) -> set[str]:
@@ -53,11 +60,53 @@ def dagster_instance_clients() -> set[str]:
     return clients_in([Path(inspect.getfile(cls)) for cls in classes])
 
 
-def endpoint_services() -> set[str]:
-    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+def module_file(name: str) -> Path | None:
+    parts = name.split(".")[1:]
+    package = PACKAGE.joinpath(*parts, "__init__.py")
+    if package.is_file():
+        return package
+    module = PACKAGE.joinpath(*parts[:-1], f"{parts[-1]}.py") if parts else None
+    return module if module is not None and module.is_file() else None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The package's modules a file imports anywhere in it (and their parent packages)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    package = PACKAGE.name
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == package:
+            found.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return {name for name in found if module_file(name)}
+
+
+def lambda_modules() -> list[Path]:
+    seen: set[str] = set()
+    pending = {LAMBDA_HANDLER}
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        pending |= imported_modules(module_file(name)) - seen
+    return [module_file(name) for name in seen]
+
+
+def lambda_clients() -> set[str]:
+    return clients_in(lambda_modules())
+
+
+def endpoint_services(template: Path = TEMPLATE) -> set[str]:
+    resources = cfn_yaml.load(str(template))["Resources"]
     services = set()
     for resource in resources.values():
-        if resource["Type"] == "AWS::EC2::VPCEndpoint":
+        # Fn::ForEach blocks (lists) make no endpoints.
+        if isinstance(resource, dict) and resource["Type"] == "AWS::EC2::VPCEndpoint":
             assert resource.get("Condition") == "CreatesVpcEndpoints"
             name = resource["Properties"]["ServiceName"]["Fn::Sub"]
             services.add(name.removeprefix("com.amazonaws.${AWS::Region}."))
@@ -103,3 +152,43 @@ def test_ecs_exec_reaches_the_code_location():
     }
     assert {"ssmmessages:CreateControlChannel", "ssmmessages:OpenDataChannel"} <= actions
     assert "ssmmessages" in endpoint_services()
+
+
+def test_the_lambda_creates_the_clients_this_test_knows_of():
+    """The import walk reaches the registry, the downstream topic and the run data (so an empty
+    walk cannot pass the next test)."""
+    modules = {path.relative_to(PACKAGE).as_posix() for path in lambda_modules()}
+    assert {"registry/connection.py", "works/downstream.py", "aws_lambda/reports.py"} <= modules
+    assert {"secretsmanager", "sns", "s3"} <= lambda_clients()
+
+
+def test_every_aws_api_the_lambda_calls_has_an_endpoint():
+    needed = {ENDPOINT_NAME.get(name, name) for name in lambda_clients()}
+    missing = needed - endpoint_services(MINTER_TEMPLATE)
+    assert not missing, f"no VPC endpoint in {MINTER_TEMPLATE.name} for: {sorted(missing)}"
+
+
+def test_the_registry_admits_the_lambda_and_the_group_is_an_output():
+    template = cfn_yaml.load(str(MINTER_TEMPLATE))
+    resources = template["Resources"]
+    lambda_group = {"Ref": "LambdaSecurityGroup"}
+    rule = resources["RegistryIngressFromLambda"]["Properties"]
+    assert rule["GroupId"] == {"Ref": "RegistrySecurityGroupId"}
+    assert rule["SourceSecurityGroupId"] == lambda_group
+    assert rule["FromPort"] == rule["ToPort"] == {"Ref": "RegistryPort"}
+    assert template["Outputs"]["LambdaSecurityGroupId"]["Value"] == lambda_group
+    functions = [
+        resource
+        for resource in resources.values()
+        if isinstance(resource, dict) and resource["Type"] == "AWS::Lambda::Function"
+    ]
+    assert len(functions) == 2
+    for function in functions:
+        vpc = function["Properties"]["VpcConfig"]
+        assert vpc == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": [lambda_group]}
+    ingress = resources["EndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in ingress] == [(443, lambda_group)]
+    shared = resources["EndpointIngressFromLambda"]["Properties"]
+    assert shared["GroupId"] == {"Ref": "EndpointSecurityGroupId"}
+    assert shared["SourceSecurityGroupId"] == lambda_group
+    assert "EndpointSecurityGroupId" in cfn_yaml.load(str(TEMPLATE))["Outputs"]

@@ -97,7 +97,8 @@ def test_the_function_logs_json_at_info():
 
 
 def test_each_run_summary_is_one_structured_json_line(minter_env):
-    lines = _invoke(EVENT, _runtime_env(_logging_config()))
+    env = _runtime_env(_logging_config()) | {"IDMINTER_RELEASE": "v2.4.0-3a9c1f2"}
+    lines = _invoke(EVENT, env)
     records = [json.loads(line) for line in lines if line.startswith("{")]
     summaries = [r for r in records if "run" in r]
     assert len(summaries) == 1
@@ -111,6 +112,14 @@ def test_each_run_summary_is_one_structured_json_line(minter_env):
     assert run["works_superseded"] == 1
     assert run["identifiers_minted"] == 2 and run["identifiers_inherited"] == 1
     assert "4 works read, 2 written, 1 failed" in summary["message"]
+    assert run["release"] == "v2.4.0-3a9c1f2"  # the image's IDMINTER_RELEASE
+
+
+def test_the_run_summary_says_an_untagged_build_is_unreleased(minter_env):
+    env = _runtime_env(_logging_config())
+    env.pop("IDMINTER_RELEASE", None)
+    records = [json.loads(line) for line in _invoke(EVENT, env) if line.startswith("{")]
+    assert [r["run"]["release"] for r in records if "run" in r] == ["unreleased"]
 
 
 def test_the_run_summary_is_logged_even_without_a_log_level(minter_env):

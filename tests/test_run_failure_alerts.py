@@ -14,7 +14,7 @@ from dagster_helpers import failure_context
 from sns_helpers import subscribed_topic
 from works_helpers import work
 
-from idminter_pipeline.defs.alerts.failures import failure_decision
+from idminter_pipeline.defs.alerts.failures import failure_decision, job_label
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.jobs import pool_replenishment_job
@@ -75,14 +75,12 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partition(
-    registry, tmp_path, instance, alerts, topic
-):
-    _, delivered = topic
+def _minting_defs(registry, tmp_path, alerts) -> dg.Definitions:
+    """`identified_works` over one source work, on a registry whose pool is empty."""
     store_path = tmp_path / "works.sqlite3"
     with SqliteWorksStore(store_path) as store:
         store.put_source([work("sierra-system-number", "b1", indexed_at="2026-07-30T09:01:00Z")])
-    defs = dg.Definitions(
+    return dg.Definitions(
         assets=[identified_works],
         jobs=[mint_works_job],
         resources={
@@ -93,6 +91,13 @@ def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partiti
             "alerts": alerts,
         },
     )
+
+
+def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partition(
+    registry, tmp_path, instance, alerts, topic
+):
+    _, delivered = topic
+    defs = _minting_defs(registry, tmp_path, alerts)
     # The pool is empty: the run stops with PoolExhaustedError, wrapped by Dagster.
     result = defs.resolve_job_def("mint_works").execute_in_process(
         instance=instance, partition_key="2026-07-30-09:00", raise_on_error=False
@@ -112,6 +117,37 @@ def test_a_minting_run_failure_alert_carries_the_innermost_cause_run_and_partiti
     )
     assert "DagsterExecutionStepExecutionError" not in message
     assert "pool-exhaustion recovery" in message
+
+
+def test_a_backfill_from_the_asset_page_is_alerted_by_its_assets_not_the_implicit_job(
+    registry, tmp_path, instance, alerts, topic
+):
+    _, delivered = topic
+    defs = _minting_defs(registry, tmp_path, alerts)
+    # What the asset page launches: Dagster's implicit asset job, the asset selected.
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        partition_key="2026-07-30-09:00",
+        asset_selection=[identified_works.key],
+        raise_on_error=False,
+    )
+    assert instance.get_run_by_id(result.run_id).job_name == "__ASSET_JOB"
+
+    assert works_run_failure_alert(failure_context(instance, result, {"alerts": alerts})) is None
+    [envelope] = delivered()
+    assert envelope["Subject"].startswith("[CRITICAL] Minting run failed: identified_works (")
+    message = envelope["Message"]
+    assert f"Run {result.run_id} of identified_works (partition 2026-07-30-09:00)" in message
+    assert "__ASSET_JOB" not in envelope["Subject"] + message
+
+
+def test_a_run_of_many_assets_names_the_first_few():
+    run = dg.DagsterRun(
+        job_name="__ASSET_JOB",
+        asset_selection=frozenset(dg.AssetKey(name) for name in ("d", "c", "b", "a", "e")),
+    )
+    assert job_label(run) == "a, b, c and 2 more asset(s)"
+    assert job_label(dg.DagsterRun(job_name="mint_works")) == "mint_works"
 
 
 def test_a_failed_replenishment_alerts_with_its_cause(empty_database, instance, alerts, topic):

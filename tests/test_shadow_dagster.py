@@ -1,10 +1,11 @@
-"""`shadow_comparison` in Dagster: each window's categories on its own partition, and a check
-that fails exactly on the window holding an unexpected difference."""
+"""`shadow_comparison` in Dagster: each window's categories on its own partition, a check
+that fails exactly on the window holding an unexpected difference, and one alert naming it."""
 
 import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,6 +26,7 @@ from idminter_pipeline.defs.works.resources import (
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
+ALERT_TITLE = "Shadow comparison found unexpected differences"  # its runbook heading
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 WINDOWS = ["2026-07-30-09:00", "2026-07-30-09:15", "2026-07-30-09:30"]
@@ -102,6 +104,26 @@ def test_each_window_records_its_categories_and_the_check_fails_only_where_plant
     }
     assert planted in checks[WINDOWS[1]].description
     assert registry_snapshot(registry) == before
+
+    [alert] = _shadow_alerts(resources)
+    assert (alert["run_id"], alert["partition"]) == (result.run_id, WINDOWS[1])
+    assert alert["figures"]["differ_unexpected"] == 1
+    assert alert["figures"]["windows_with_unexpected_differences"] == 1
+    assert f"{planted} at version" in alert["what_happened"]
+    assert alert["runbook"].endswith("#shadow-comparison-found-unexpected-differences")
+
+
+def _shadow_alerts(resources) -> list[dict]:
+    log = Path(resources["alerts"].log_file)
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return [a for a in map(json.loads, lines) if a["title"] == ALERT_TITLE]
+
+
+def test_a_window_without_unexpected_differences_sends_no_alert(shadowed):
+    resources, _ = shadowed
+    result = dg.materialize([shadow_comparison], partition_key=WINDOWS[0], resources=resources)
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+    assert _shadow_alerts(resources) == []
 
 
 def test_without_a_reference_the_asset_fails_naming_the_setting(shadowed):

@@ -25,6 +25,7 @@ from idminter_pipeline.aws_lambda.events import (
 from idminter_pipeline.aws_lambda.outcomes import InvocationOutcome, batch_summary
 from idminter_pipeline.aws_lambda.reports import publish_report, read_object, window_json
 from idminter_pipeline.core.limits import MAX_BATCH_SIZE
+from idminter_pipeline.core.release import release_tag
 from idminter_pipeline.core.settings import ConnectionBudget, RunReportSettings
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.runner import run_from_env
@@ -53,6 +54,7 @@ def dispatch(event: object) -> dict[str, Any]:
     # Refused before anything is minted when the paths together may exceed the registry's
     # connections (RDS_MAX_CONNECTIONS).
     ConnectionBudget.from_env()
+    release_tag()  # a malformed IDMINTER_RELEASE is refused here, not after the batch is minted
     records = queued_records(event)
     if records is not None:
         return handle_queued(records)

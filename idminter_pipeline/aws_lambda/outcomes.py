@@ -39,6 +39,7 @@ from idminter_pipeline.core.errors import (
     WorksStoreError,
 )
 from idminter_pipeline.core.excerpts import excerpt
+from idminter_pipeline.core.release import release_tag
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary
 
@@ -249,9 +250,9 @@ def configure_logging() -> None:
 
 def log_run(kind: str, outcome: InvocationOutcome, **counts: int) -> None:
     """One structured line per invocation: with the runtime's JSON log format each key of
-    `run` is a field CloudWatch Logs Insights can query."""
+    `run` is a field CloudWatch Logs Insights can query; `release` says which build ran it."""
     totals = outcome.totals
-    run = {"kind": kind, **counts, **totals.as_log_fields()}
+    run = {"kind": kind, "release": release_tag(), **counts, **totals.as_log_fields()}
     logger.info(
         "%s: %d works read, %d written, %d failed",
         kind,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._utils.error import SerializableErrorInfo
 
 from idminter_pipeline.core.alerts import Alert, FigureValue, Severity
@@ -29,6 +30,8 @@ PARTITION_TAGS = (PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG)
 CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 # Pydantic's error when a run's config breaks a `dg.Config` constraint.
 CONFIG_VALIDATION_ERROR = "ValidationError"
+# A run of the implicit asset job names at most this many of its assets.
+NAMED_ASSETS = 3
 
 
 def error_chain(error: SerializableErrorInfo | None) -> Iterator[SerializableErrorInfo]:
@@ -66,11 +69,24 @@ def run_partition(run: dg.DagsterRun) -> str | None:
     return None
 
 
+def job_label(run: dg.DagsterRun) -> str:
+    """The run's job as people know it. A materialization or backfill launched from an asset's
+    page runs under Dagster's implicit asset job (`__ASSET_JOB`), a name nobody defined: such a
+    run is named by the assets it materializes."""
+    assets = sorted(key.to_user_string() for key in run.asset_selection or ())
+    if not run.job_name.startswith(IMPLICIT_ASSET_JOB_NAME) or not assets:
+        return run.job_name
+    named = ", ".join(assets[:NAMED_ASSETS])
+    more = len(assets) - NAMED_ASSETS
+    return f"{named} and {more} more asset(s)" if more > 0 else named
+
+
 @dataclass(frozen=True)
 class FailedRun:
     """A failed run as an alert needs it: what failed, where, and the innermost cause."""
 
     run_id: str
+    # The job, or for the implicit asset job the assets (`job_label`).
     job_name: str
     partition: str | None
     # One `Type: message` per failed step (or the run's own failure message), innermost first.
@@ -97,7 +113,7 @@ class FailedRun:
             causes.append(message or f"run {run.run_id} failed without an error message")
         return cls(
             run_id=run.run_id,
-            job_name=run.job_name,
+            job_name=job_label(run),
             partition=run_partition(run),
             causes=tuple(causes),
             error_types=tuple(types),

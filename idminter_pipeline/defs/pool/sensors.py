@@ -239,7 +239,7 @@ def pool_replenishment_failure_alert(
         failed,
         title="Free-ID pool replenishment failed",
         what_happened=(
-            f"Run {run.run_id} of {run.job_name}"
+            f"Run {run.run_id} of {failed.job_name}"
             + (f" (requested by {reason})" if reason else "")
             + f" did not top the free-ID pool up: {failed.cause}"
         ),

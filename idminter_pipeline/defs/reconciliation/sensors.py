@@ -48,7 +48,7 @@ def registry_reconciliation_failure_alert(
         failed,
         title="Registry reconciliation failed",
         what_happened=(
-            f"Run {run.run_id} of {run.job_name} did not finish, so the registry went "
+            f"Run {run.run_id} of {failed.job_name} did not finish, so the registry went "
             f"unchecked: {failed.cause}"
         ),
         what_to_do=(

@@ -2,21 +2,25 @@
 
 Partitioned like `identified_works`, one partition per window: each records the window's count
 of works per category (plain numbers, so a week of windows plots at a glance) and its
-unexpected differences, and its `no_unexpected_differences` check fails when there is any.
-Nothing is written to the registry or to any store (`works.shadow`).
+unexpected differences, and its `no_unexpected_differences` check fails when there is any (and
+one alert per run names the windows). Nothing is written to the registry or to any store
+(`works.shadow`).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 
+from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.gc_settings import batch_run_collector
+from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.shadow.resources import ShadowReferenceResource
 from idminter_pipeline.defs.works.assets import MAX_PARTITIONS_PER_RUN, STORE_KIND
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS
 from idminter_pipeline.defs.works.resources import WorksStoreResource
+from idminter_pipeline.defs.works.runs import send_alert_quietly
 from idminter_pipeline.works.shadow import Category, ShadowReport, shadow_run
 from idminter_pipeline.works.stores import WindowScope
 
@@ -25,6 +29,7 @@ LEGACY_MIGRATION_ASSET = "legacy_registry_migration"
 NO_UNEXPECTED_DIFFERENCES_CHECK = "no_unexpected_differences"
 # A partition's page lists this many unexpected differences; the counts are always complete.
 REPORTED_DIFFERENCES = 100
+SHADOW_ALERT_SOURCE = "idminter-pipeline/shadow_comparison"
 
 
 def report_metadata(report: ShadowReport) -> dict[str, Any]:
@@ -72,6 +77,43 @@ def _evaluation(partition_key: str, report: ShadowReport) -> dg.AssetCheckEvalua
     )
 
 
+def unexpected_differences_alert(
+    reports: Sequence[tuple[str, ShadowReport]], *, run_id: str
+) -> Alert:
+    """One alert per run for the windows whose `no_unexpected_differences` check failed."""
+    failing = [(key, report) for key, report in reports if report.unexpected_works]
+    unexpected = sum(report.unexpected_works for _, report in failing)
+    per_window = "; ".join(f"{key}: {report.unexpected_works:,}" for key, report in failing[:10])
+    first_key, first_report = failing[0]
+    first = first_report.unexpected[0] if first_report.unexpected else None
+    keys = [key for key, _ in failing]
+    return Alert(
+        title="Shadow comparison found unexpected differences",
+        what_happened=(
+            f"Run {run_id} compared {len(reports)} window(s) with the legacy minter's output: "
+            f"{unexpected:,} work(s) differ other than by an inherited root ID, in windows "
+            f"{per_window}"
+            + (f". First: {first.work} at {first.path or '(root)'} ({first_key})" if first else "")
+            + f". The {NO_UNEXPECTED_DIFFERENCES_CHECK} check failed on each of those windows; "
+            "nothing was written anywhere."
+        ),
+        what_to_do=(
+            "Open each window's shadow_comparison partition in Dagster: its "
+            "unexpected_differences list the work, the JSON path and both values. Explain or fix "
+            "each cause, then backfill the window: cutover waits until every window passes."
+        ),
+        figures={
+            Category.DIFFER_UNEXPECTED.value: unexpected,
+            "windows_compared": len(reports),
+            "windows_with_unexpected_differences": len(failing),
+        },
+        severity=Severity.WARNING,
+        source=SHADOW_ALERT_SOURCE,
+        run_id=run_id,
+        partition=keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}",
+    )
+
+
 @dg.asset(
     group_name=SHADOW_GROUP,
     deps=[LEGACY_MIGRATION_ASSET],
@@ -100,6 +142,7 @@ def shadow_comparison(
     works_store: WorksStoreResource,
     registry_database: RegistryDatabase,
     shadow_reference: ShadowReferenceResource,
+    alerts: AlertsResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation | dg.Output]:
     """Every window of the run compared on its own, in order."""
     reports: list[tuple[str, ShadowReport]] = []
@@ -123,6 +166,9 @@ def shadow_comparison(
     if check_key in context.selected_asset_check_keys:
         for key, report in reports:
             yield _evaluation(key, report)
+        if any(report.unexpected_works for _, report in reports):
+            alert = unexpected_differences_alert(reports, run_id=context.run.run_id)
+            send_alert_quietly(alerts, alert, context.log)
         yield dg.Output(
             None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
         )

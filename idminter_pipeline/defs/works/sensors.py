@@ -102,10 +102,10 @@ def works_run_failure_alert(
         )
     return failed_run_alert(
         failed,
-        title=f"Minting run failed: {run.job_name}",
+        title=f"Minting run failed: {failed.job_name}",
         runbook="Minting run failed: {job}",
         what_happened=(
-            f"Run {run.run_id} of {run.job_name}"
+            f"Run {run.run_id} of {failed.job_name}"
             + (f" (partition {failed.partition})" if failed.partition else "")
             + f" stopped: {failed.cause}. Windows it finished before stopping are recorded "
             "on their partitions; the rest were not minted."
