@@ -21,7 +21,7 @@ IDMINTER = str(Path(sys.executable).parent / "idminter")
 # Reading a variable: `os.environ.get(...)`, `os.environ[...]`, `... in os.environ`, `os.getenv`.
 # Passing the whole environment on to a child process (`{**os.environ, ...}`) is not a read.
 READS = re.compile(r"os\.environ\.get\(|os\.environ\[|in os\.environ(?!\.)|os\.getenv\(")
-CHECKED_PARTS = ("core", "registry", "works", "defs", "cli", "local_servers")
+CHECKED_PARTS = ("core", "registry", "works", "defs", "cli", "aws_lambda", "local_servers")
 
 
 def test_variables_are_read_through_the_settings_helpers_only():
