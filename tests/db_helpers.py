@@ -6,7 +6,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -186,6 +186,25 @@ def wait_until_waiting_for_a_lock(
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
+
+
+def registry_factory(settings: DatabaseSettings) -> Callable[[], Connection]:
+    """A connection factory for `settings`, as the library's entry points take one."""
+    return lambda: connect(settings)
+
+
+def as_another_client(settings: DatabaseSettings, *statements: str | tuple) -> None:
+    """Run statements (text, or text and parameters) on a connection of their own, committing
+    each: another client's writes."""
+    conn = connect(settings)
+    try:
+        conn.autocommit(True)
+        with conn.cursor() as cursor:
+            for statement in statements:
+                sql, params = statement if isinstance(statement, tuple) else (statement, None)
+                cursor.execute(sql, params)
+    finally:
+        conn.close()
 
 
 def run_statements(settings: DatabaseSettings, *statements: str | tuple) -> None:
