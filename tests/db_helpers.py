@@ -163,6 +163,26 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         local_database.stop_server(paths)
 
 
+@contextmanager
+def registry_on_private_server(
+    server: DatabaseSettings, paths: LocalServerPaths, label: str, free_ids: int = 0
+) -> Iterator[DatabaseSettings]:
+    """A migrated registry database on a private server, `free_ids` in its pool; at the end the
+    server is started again (a test may have stopped it) and the database dropped."""
+    from idminter_pipeline.registry.pool import top_up  # noqa: PLC0415
+    from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
+
+    settings = create_database(server, label)
+    try:
+        apply_migrations(lambda: connect(settings))
+        if free_ids:
+            top_up(lambda: connect(settings), free_ids)
+        yield settings
+    finally:
+        local_database.ensure_server(server, paths, start_local=True)
+        drop_database(settings)
+
+
 def wait_until_waiting_for_a_lock(
     settings: DatabaseSettings, thread_id: int, *, timeout: float = 30.0
 ) -> None:
