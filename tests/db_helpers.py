@@ -163,6 +163,16 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         local_database.stop_server(paths)
 
 
+def set_max_allowed_packet(paths: LocalServerPaths, size: int) -> None:
+    """Set a private server's `max_allowed_packet` (new sessions see it)."""
+    admin = local_database.admin_connection(paths)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SET GLOBAL max_allowed_packet = %s", (size,))
+    finally:
+        admin.close()
+
+
 @contextmanager
 def registry_on_private_server(
     server: DatabaseSettings, paths: LocalServerPaths, label: str, free_ids: int = 0
