@@ -16,11 +16,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from db_helpers import admin_connection, clean_tables, create_database, drop_database
+from db_helpers import (
+    admin_connection,
+    clean_tables,
+    create_database,
+    drop_database,
+    private_mariadb,
+)
 from legacy_helpers import scratch_database
 from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers.mariadb import LocalServerPaths
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.schema import apply_migrations
@@ -155,3 +162,11 @@ def aws_env(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 def legacy_database(server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
     """A fresh database of its own, for a legacy registry."""
     yield from scratch_database(server_settings)
+
+
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
+    """A MariaDB of the test module's own (never the shared one), for tests that stop or kill
+    it; stopped at the end."""
+    with private_mariadb(tmp_path_factory.mktemp("private-mariadb")) as server:
+        yield server

@@ -6,7 +6,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -163,6 +163,36 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         local_database.stop_server(paths)
 
 
+def set_max_allowed_packet(paths: LocalServerPaths, size: int) -> None:
+    """Set a private server's `max_allowed_packet` (new sessions see it)."""
+    admin = local_database.admin_connection(paths)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SET GLOBAL max_allowed_packet = %s", (size,))
+    finally:
+        admin.close()
+
+
+@contextmanager
+def registry_on_private_server(
+    server: DatabaseSettings, paths: LocalServerPaths, label: str, free_ids: int = 0
+) -> Iterator[DatabaseSettings]:
+    """A migrated registry database on a private server, `free_ids` in its pool; at the end the
+    server is started again (a test may have stopped it) and the database dropped."""
+    from idminter_pipeline.registry.pool import top_up  # noqa: PLC0415
+    from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
+
+    settings = create_database(server, label)
+    try:
+        apply_migrations(lambda: connect(settings))
+        if free_ids:
+            top_up(lambda: connect(settings), free_ids)
+        yield settings
+    finally:
+        local_database.ensure_server(server, paths, start_local=True)
+        drop_database(settings)
+
+
 def wait_until_waiting_for_a_lock(
     settings: DatabaseSettings, thread_id: int, *, timeout: float = 30.0
 ) -> None:
@@ -186,6 +216,25 @@ def wait_until_waiting_for_a_lock(
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
+
+
+def registry_factory(settings: DatabaseSettings) -> Callable[[], Connection]:
+    """A connection factory for `settings`, as the library's entry points take one."""
+    return lambda: connect(settings)
+
+
+def as_another_client(settings: DatabaseSettings, *statements: str | tuple) -> None:
+    """Run statements (text, or text and parameters) on a connection of their own, committing
+    each: another client's writes."""
+    conn = connect(settings)
+    try:
+        conn.autocommit(True)
+        with conn.cursor() as cursor:
+            for statement in statements:
+                sql, params = statement if isinstance(statement, tuple) else (statement, None)
+                cursor.execute(sql, params)
+    finally:
+        conn.close()
 
 
 def run_statements(settings: DatabaseSettings, *statements: str | tuple) -> None:

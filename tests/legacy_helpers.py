@@ -89,6 +89,17 @@ def legacy_rows(settings: DatabaseSettings, table: str) -> set[tuple]:
     )
 
 
+def copied_rows(settings: DatabaseSettings, table: str = "identifiers") -> set[tuple]:
+    """Every row of the migrated copy, as exact bytes."""
+    return set(
+        fetch_all(
+            settings,
+            "SELECT CAST(CanonicalId AS BINARY), CAST(OntologyType AS BINARY), "
+            f"CAST(SourceId AS BINARY), CAST(SourceSystem AS BINARY) FROM {table}",
+        )
+    )
+
+
 def tables(settings: DatabaseSettings) -> set[str]:
     return {name for (name,) in fetch_all(settings, "SHOW TABLES")}
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from cli_process import process_env
 from click.testing import CliRunner
 from legacy_helpers import (
     SPECIAL_ROWS,
@@ -13,6 +14,8 @@ from legacy_helpers import (
 )
 
 from idminter_pipeline.cli import main
+from idminter_pipeline.cli.legacy import EXIT_BLOCKING_PROBLEMS
+from idminter_pipeline.core.settings import DatabaseSettings
 
 
 @pytest.fixture
@@ -63,3 +66,31 @@ def test_finalize_without_a_migration_is_refused_with_exit_1(legacy_env):
     result = _run("db", "finalize-legacy", "--yes")
     assert result.exit_code == 1
     assert "nothing to finalize" in result.stderr
+
+
+def _legacy_env(settings: DatabaseSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in process_env(settings).items():
+        if name.startswith(("RDS_", "IDENTIFIERS_")):
+            monkeypatch.setenv(name, value)
+
+
+def test_a_dry_run_with_blocking_problems_exits_3(legacy_database, monkeypatch):
+    too_long = ("abcdefghijk", "Work", "too-long-id", "calm-record-id")
+    make_legacy_registry(legacy_database, [*SPECIAL_ROWS, too_long])
+    _legacy_env(legacy_database, monkeypatch)
+    text = CliRunner().invoke(main, ["db", "migrate-legacy", "--dry-run"])
+    assert text.exit_code == EXIT_BLOCKING_PROBLEMS == 3, text.output
+    assert "BLOCKING problems found" in text.stdout
+    as_json = CliRunner().invoke(main, ["db", "migrate-legacy", "--dry-run", "--json"])
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["blocking"] is True
+    usage = CliRunner().invoke(main, ["db", "migrate-legacy", "--help"]).stdout
+    assert "3 --dry-run found BLOCKING problems" in " ".join(usage.split())
+
+
+def test_a_dry_run_without_blocking_problems_exits_0(legacy_database, monkeypatch):
+    make_legacy_registry(legacy_database, SPECIAL_ROWS)
+    _legacy_env(legacy_database, monkeypatch)
+    result = CliRunner().invoke(main, ["db", "migrate-legacy", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "no blocking problems" in result.stdout

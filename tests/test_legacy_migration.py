@@ -6,10 +6,11 @@ import threading
 
 import pymysql
 import pytest
-from db_helpers import fetch_all, write_past_the_guards
+from db_helpers import fetch_all, registry_factory, write_past_the_guards
 from legacy_helpers import (
     INSERT_LEGACY,
     SPECIAL_ROWS,
+    copied_rows,
     generated_rows,
     legacy_rows,
     make_legacy_registry,
@@ -25,22 +26,8 @@ from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, trigger_names
 
 
-def _factory(settings):
-    return lambda: connect(settings)
-
-
 def _show_create(settings, table):
     return fetch_all(settings, f"SHOW CREATE TABLE `{table}`")[0][1]
-
-
-def _new_rows(settings, table="identifiers"):
-    return set(
-        fetch_all(
-            settings,
-            "SELECT CAST(CanonicalId AS BINARY), CAST(OntologyType AS BINARY), "
-            f"CAST(SourceId AS BINARY), CAST(SourceSystem AS BINARY) FROM {table}",
-        )
-    )
 
 
 def _assigned_ids(settings):
@@ -60,12 +47,12 @@ def test_a_legacy_table_migrates_with_every_mapping_preserved(legacy_database, s
     legacy_ddl = _show_create(settings, "identifiers")
     seen = []
 
-    report = lm.migrate(_factory(settings), batch_size=100, progress=seen.append)
+    report = lm.migrate(registry_factory(settings), batch_size=100, progress=seen.append)
 
     assert report.status == "swapped" and report.verified and report.swapped
     assert report.rows_copied == len(rows) == report.legacy_rows == report.new_rows
     assert [p.rows_copied for p in seen if p.phase == "copying"][-1] == len(rows)
-    assert _new_rows(settings) == before
+    assert copied_rows(settings) == before
     assert _assigned_ids(settings) == {row[0] for row in before}
     # The legacy table is kept, untouched, without our triggers.
     assert legacy_rows(settings, "identifiers_legacy") == before
@@ -77,29 +64,29 @@ def test_a_legacy_table_migrates_with_every_mapping_preserved(legacy_database, s
     assert set(MAPPING_GUARD_NAMES) <= trigger_names(connect(settings), "identifiers")
     # The swapped-in table is exactly 0001's `identifiers`.
     assert _show_create(settings, "identifiers") == _show_create(session_database, "identifiers")
-    assert lm.migration_status(_factory(settings))["phase"] == "swapped"
+    assert lm.migration_status(registry_factory(settings))["phase"] == "swapped"
     # Running it again does nothing.
-    again = lm.migrate(_factory(settings))
+    again = lm.migrate(registry_factory(settings))
     assert again.status == "nothing to do" and not again.swapped
 
 
 def test_the_new_table_ddl_is_0001s_identifiers_modulo_its_name(legacy_database, session_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
-    lm.migrate(_factory(settings), swap=False)
+    lm.migrate(registry_factory(settings), swap=False)
     assert _show_create(settings, "identifiers_new").replace(
         "`identifiers_new`", "`identifiers`"
     ) == _show_create(session_database, "identifiers")
 
 
 def test_nothing_to_do_on_a_migrated_registry(registry):
-    report = lm.migrate(_factory(registry))
+    report = lm.migrate(registry_factory(registry))
     assert report.status == "nothing to do"
     assert "identifiers_new" not in tables(registry)
     assert fetch_all(registry, "SELECT COUNT(*) FROM legacy_migration_state") == [(0,)]
 
 
 def test_nothing_to_do_without_an_identifiers_table(empty_database):
-    report = lm.migrate(_factory(empty_database))
+    report = lm.migrate(registry_factory(empty_database))
     assert report.status == "nothing to do" and report.shape_before == "missing"
     assert tables(empty_database) == set()
 
@@ -117,7 +104,9 @@ def test_an_interrupted_migration_resumes_without_redoing_work(legacy_database):
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        lm.migrate(_factory(settings), batch_size=100, progress=interrupt_after_three_batches)
+        lm.migrate(
+            registry_factory(settings), batch_size=100, progress=interrupt_after_three_batches
+        )
     assert fetch_all(
         settings, "SELECT Phase, RowsCopied, BatchesCopied FROM legacy_migration_state"
     ) == [("copying", 300, 3)]
@@ -125,13 +114,13 @@ def test_an_interrupted_migration_resumes_without_redoing_work(legacy_database):
     assert "identifiers_new" in tables(settings)
 
     resumed = []
-    report = lm.migrate(_factory(settings), batch_size=100, progress=resumed.append)
+    report = lm.migrate(registry_factory(settings), batch_size=100, progress=resumed.append)
     copying = [p for p in resumed if p.phase == "copying"]
     # Seven more batches: the three committed ones are not copied again.
     assert [p.batches for p in copying] == list(range(4, 11))
     assert copying[0].rows_copied == 400
     assert report.swapped and report.rows_copied == 1000
-    assert _new_rows(settings) == legacy_rows(settings, "identifiers_legacy")
+    assert copied_rows(settings) == legacy_rows(settings, "identifiers_legacy")
     assert fetch_all(settings, "SELECT COUNT(*) FROM canonical_ids") == [(1000,)]
 
 
@@ -196,21 +185,21 @@ def test_writes_during_the_copy_are_not_lost(legacy_database):
             stop.set()
             writer.join()
 
-    report = lm.migrate(_factory(settings), batch_size=100, progress=pace)
+    report = lm.migrate(registry_factory(settings), batch_size=100, progress=pace)
 
     assert not errors
     assert min(done_ops.values()) >= 50, done_ops
     assert report.swapped and report.changes_applied > 0
     final_legacy = legacy_rows(settings, "identifiers_legacy")
     assert final_legacy != {tuple(r) for r in rows}  # the writer really changed things
-    assert _new_rows(settings) == final_legacy
+    assert copied_rows(settings) == final_legacy
     assert {row[0] for row in final_legacy} <= _assigned_ids(settings)
     assert fetch_all(settings, "SELECT COUNT(*) FROM legacy_migration_changes") == [(0,)]
 
 
 def test_verification_refuses_to_swap_a_tampered_copy(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS + generated_rows(300))
-    lm.migrate(_factory(settings), batch_size=100, swap=False)
+    lm.migrate(registry_factory(settings), batch_size=100, swap=False)
     conn = connect(settings)
     with conn.cursor() as cursor:
         # As if the copy itself had gone wrong: other sessions are refused by the guard triggers.
@@ -222,14 +211,14 @@ def test_verification_refuses_to_swap_a_tampered_copy(legacy_database):
     conn.close()
 
     with pytest.raises(LegacyVerificationError, match="ABCD2345"):
-        lm.migrate(_factory(settings), batch_size=100)
+        lm.migrate(registry_factory(settings), batch_size=100)
     assert lm.registry_shape(connect(settings)).value == "legacy"
     assert "identifiers_legacy" not in tables(settings)
 
 
 def test_verification_refuses_an_id_missing_from_canonical_ids(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
-    lm.migrate(_factory(settings), swap=False)
+    lm.migrate(registry_factory(settings), swap=False)
     # Only past the guards: the legacy table still maps 'xyz'.
     write_past_the_guards(
         settings,
@@ -237,7 +226,7 @@ def test_verification_refuses_an_id_missing_from_canonical_ids(legacy_database):
         "DELETE FROM canonical_ids WHERE CanonicalId = 'xyz'",
     )
     with pytest.raises(LegacyVerificationError, match="xyz"):
-        lm.migrate(_factory(settings))
+        lm.migrate(registry_factory(settings))
 
 
 def test_migration_refuses_ids_that_do_not_fit_and_writes_nothing(legacy_database):
@@ -245,7 +234,7 @@ def test_migration_refuses_ids_that_do_not_fit_and_writes_nothing(legacy_databas
         legacy_database, [*SPECIAL_ROWS, ("abcdefghijk", "Work", "too-long", "calm-record-id")]
     )
     with pytest.raises(LegacyMigrationError, match="abcdefghijk"):
-        lm.migrate(_factory(settings))
+        lm.migrate(registry_factory(settings))
     assert "identifiers_new" not in tables(settings)
     assert migration_triggers(settings) == set()
     assert fetch_all(settings, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
@@ -254,14 +243,14 @@ def test_migration_refuses_ids_that_do_not_fit_and_writes_nothing(legacy_databas
 def test_finalize_drops_the_legacy_table(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
     with pytest.raises(LegacyMigrationError, match="nothing to finalize"):
-        lm.finalize(_factory(settings))
-    lm.migrate(_factory(settings))
-    report = lm.finalize(_factory(settings))
+        lm.finalize(registry_factory(settings))
+    lm.migrate(registry_factory(settings))
+    report = lm.finalize(registry_factory(settings))
     assert report.status == "finalized"
     assert "identifiers_legacy" not in tables(settings)
-    assert lm.migration_status(_factory(settings))["phase"] == "finalized"
+    assert lm.migration_status(registry_factory(settings))["phase"] == "finalized"
     with pytest.raises(LegacyMigrationError, match="finalized"):
-        lm.rollback(_factory(settings))
+        lm.rollback(registry_factory(settings))
 
 
 def _mint_after_swap(settings, canonical, source_id):
@@ -286,11 +275,11 @@ def test_rollback_restores_the_legacy_table_exactly(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS + generated_rows(250))
     ddl_before = _show_create(settings, "identifiers")
     rows_before = legacy_rows(settings, "identifiers")
-    lm.migrate(_factory(settings), batch_size=100)
+    lm.migrate(registry_factory(settings), batch_size=100)
     # The new minter wrote one mapping after the swap: a 1:1 table can hold it.
     _mint_after_swap(settings, "zzzz2222", "ax-1")
 
-    report = lm.rollback(_factory(settings))
+    report = lm.rollback(registry_factory(settings))
 
     assert report.rows_copied_back == 1
     assert _show_create(settings, "identifiers") == ddl_before
@@ -300,29 +289,29 @@ def test_rollback_restores_the_legacy_table_exactly(legacy_database):
     assert tables(settings) & {"identifiers_new", "identifiers_legacy"} == set()
     assert migration_triggers(settings) == set()
     assert fetch_all(settings, "SELECT COUNT(*) FROM canonical_ids") == [(0,)]
-    assert lm.migration_status(_factory(settings))["phase"] == "none"
+    assert lm.migration_status(registry_factory(settings))["phase"] == "none"
     # And it can be migrated again from scratch.
-    assert lm.migrate(_factory(settings), batch_size=100).swapped
+    assert lm.migrate(registry_factory(settings), batch_size=100).swapped
 
 
 def test_rollback_refuses_when_an_alias_cannot_go_back_into_a_1_to_1_table(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
-    lm.migrate(_factory(settings))
+    lm.migrate(registry_factory(settings))
     _mint_after_swap(settings, None, "ax-alias")  # shares ABCD2345 with a legacy row
-    before = _new_rows(settings)
+    before = copied_rows(settings)
     with pytest.raises(LegacyMigrationError, match="ax-alias"):
-        lm.rollback(_factory(settings))
-    assert _new_rows(settings) == before
-    assert lm.migration_status(_factory(settings))["phase"] == "swapped"
+        lm.rollback(registry_factory(settings))
+    assert copied_rows(settings) == before
+    assert lm.migration_status(registry_factory(settings))["phase"] == "swapped"
     assert "identifiers_legacy" in tables(settings)
 
 
 def test_rollback_before_the_swap_removes_the_copy(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS)
     rows_before = legacy_rows(settings, "identifiers")
-    lm.migrate(_factory(settings), swap=False)
+    lm.migrate(registry_factory(settings), swap=False)
     assert triggers(settings)
-    lm.rollback(_factory(settings))
+    lm.rollback(registry_factory(settings))
     assert legacy_rows(settings, "identifiers") == rows_before
     assert migration_triggers(settings) == set()
     assert "identifiers_new" not in tables(settings)
@@ -338,13 +327,15 @@ def test_only_one_migration_runs_at_a_time(legacy_database):
         release.wait(30)
 
     first = threading.Thread(
-        target=lm.migrate, args=(_factory(settings),), kwargs={"batch_size": 100, "progress": hold}
+        target=lm.migrate,
+        args=(registry_factory(settings),),
+        kwargs={"batch_size": 100, "progress": hold},
     )
     first.start()
     assert inside.wait(30)
     try:
         with pytest.raises(LegacyMigrationError, match="another legacy migration"):
-            lm.migrate(_factory(settings))
+            lm.migrate(registry_factory(settings))
     finally:
         release.set()
         first.join()
@@ -375,9 +366,9 @@ def test_a_killed_copy_leaves_a_consistent_checkpoint(legacy_database):
             killer.close()
 
     with pytest.raises((pymysql.err.OperationalError, pymysql.err.InterfaceError)):
-        lm.migrate(_factory(settings), batch_size=100, progress=kill_own_connection)
+        lm.migrate(registry_factory(settings), batch_size=100, progress=kill_own_connection)
     copied = fetch_all(settings, "SELECT RowsCopied FROM legacy_migration_state")[0][0]
     assert fetch_all(settings, "SELECT COUNT(*) FROM identifiers_new") == [(copied,)]
-    report = lm.migrate(_factory(settings), batch_size=100)
+    report = lm.migrate(registry_factory(settings), batch_size=100)
     assert report.swapped
-    assert _new_rows(settings) == legacy_rows(settings, "identifiers_legacy")
+    assert copied_rows(settings) == legacy_rows(settings, "identifiers_legacy")

@@ -6,10 +6,11 @@ import random
 
 import pymysql
 import pytest
-from db_helpers import fetch_all
+from db_helpers import as_another_client, fetch_all, registry_factory
 from legacy_helpers import (
     INSERT_LEGACY,
     SPECIAL_ROWS,
+    copied_rows,
     generated_rows,
     legacy_rows,
     make_legacy_registry,
@@ -20,33 +21,6 @@ from legacy_helpers import (
 from idminter_pipeline.core.errors import LegacyVerificationError
 from idminter_pipeline.registry import legacy_migration as lm
 from idminter_pipeline.registry.connection import connect
-
-
-def _factory(settings):
-    return lambda: connect(settings)
-
-
-def _as_another_client(settings, *statements):
-    """Run statements on a connection of their own, committing each (another client's writes)."""
-    conn = connect(settings)
-    try:
-        conn.autocommit(True)
-        with conn.cursor() as cursor:
-            for statement in statements:
-                sql, params = statement if isinstance(statement, tuple) else (statement, None)
-                cursor.execute(sql, params)
-    finally:
-        conn.close()
-
-
-def _new_rows(settings, table="identifiers"):
-    return set(
-        fetch_all(
-            settings,
-            "SELECT CAST(CanonicalId AS BINARY), CAST(OntologyType AS BINARY), "
-            f"CAST(SourceId AS BINARY), CAST(SourceSystem AS BINARY) FROM {table}",
-        )
-    )
 
 
 def test_rows_added_to_the_copy_behind_its_back_refuse_the_swap_naming_them(legacy_database):
@@ -60,7 +34,7 @@ def test_rows_added_to_the_copy_behind_its_back_refuse_the_swap_naming_them(lega
         # after every legacy ID, one among them, and one equals the legacy 'ABCD2345' under
         # latin1_swedish_ci but not byte for byte.
         if progress.phase == "copying" and progress.batches == 1:
-            _as_another_client(
+            as_another_client(
                 settings,
                 "INSERT INTO canonical_ids (CanonicalId, Status) VALUES "
                 "('zzzzzzzz', 'assigned'), ('bbbbbbbb', 'assigned'), ('abcd2345', 'assigned')",
@@ -71,7 +45,7 @@ def test_rows_added_to_the_copy_behind_its_back_refuse_the_swap_naming_them(lega
             )
 
     with pytest.raises(LegacyVerificationError) as refused:
-        lm.migrate(_factory(settings), batch_size=100, progress=intrude)
+        lm.migrate(registry_factory(settings), batch_size=100, progress=intrude)
 
     message = str(refused.value)
     assert "3 rows of identifiers_new that are no legacy mapping" in message
@@ -85,8 +59,8 @@ def test_rows_added_to_the_copy_behind_its_back_refuse_the_swap_naming_them(lega
 
 def test_the_guard_refuses_other_writers_to_the_copy_until_the_swap(legacy_database):
     settings = make_legacy_registry(legacy_database, SPECIAL_ROWS + generated_rows(200))
-    lm.migrate(_factory(settings), batch_size=100, swap=False)
-    copy_before = _new_rows(settings, "identifiers_new")
+    lm.migrate(registry_factory(settings), batch_size=100, swap=False)
+    copy_before = copied_rows(settings, "identifiers_new")
     attempts = [
         "INSERT INTO identifiers_new (OntologyType, SourceSystem, SourceId, CanonicalId) "
         "VALUES ('Work', 'sierra-system-number', 'sneaky', 'ABCD2345')",
@@ -95,15 +69,15 @@ def test_the_guard_refuses_other_writers_to_the_copy_until_the_swap(legacy_datab
     ]
     for statement, named in zip(attempts, ["sneaky", "b1161044x", "b1161044x"], strict=True):
         with pytest.raises(pymysql.err.OperationalError, match=f"{named}.*ABCD2345") as refused:
-            _as_another_client(settings, statement)
+            as_another_client(settings, statement)
         assert "written only by migrate-legacy" in str(refused.value)
-    assert _new_rows(settings, "identifiers_new") == copy_before
+    assert copied_rows(settings, "identifiers_new") == copy_before
 
-    report = lm.migrate(_factory(settings), batch_size=100)
+    report = lm.migrate(registry_factory(settings), batch_size=100)
     assert report.swapped
     assert migration_triggers(settings) == set()
     # The live table takes the new minter's writes again.
-    _as_another_client(
+    as_another_client(
         settings,
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
         "VALUES ('Work', 'axiell-collections-id', 'AC-1', 'ABCD2345')",
@@ -130,7 +104,7 @@ def _legacy_writes(settings, existing, rng, count):
                 (random_id(rng), existing.pop()),
             ),
         ]
-    _as_another_client(settings, *statements)
+    as_another_client(settings, *statements)
     return count * 6  # an update logs its old and its new ID
 
 
@@ -152,7 +126,7 @@ def test_the_final_lock_reads_in_proportion_to_the_changes_not_to_the_table(
         if progress.phase == "verifying" and not logged:
             logged["entries"] = _legacy_writes(settings, existing, random.Random(4), writes)
 
-    report = lm.migrate(_factory(settings), batch_size=1000, progress=write_while_verifying)
+    report = lm.migrate(registry_factory(settings), batch_size=1000, progress=write_while_verifying)
 
     assert report.swapped and report.verified
     assert report.changes_applied == logged["entries"] == 6 * writes
@@ -165,7 +139,7 @@ def test_the_final_lock_reads_in_proportion_to_the_changes_not_to_the_table(
     # The counts were derived, not read: they must still be exact.
     final = legacy_rows(settings, "identifiers_legacy")
     assert report.new_rows == report.legacy_rows == len(final) == len(rows)  # +writes -writes
-    assert _new_rows(settings) == final
+    assert copied_rows(settings) == final
 
 
 def test_applying_changes_moves_a_key_whose_old_id_comes_later_and_counts_exactly(
@@ -179,9 +153,9 @@ def test_applying_changes_moves_a_key_whose_old_id_comes_later_and_counts_exactl
         ("bbbb3333", "Work", "b2", "sierra-system-number"),
     ]
     settings = make_legacy_registry(legacy_database, rows)
-    lm.migrate(_factory(settings), batch_size=100, swap=False)
+    lm.migrate(registry_factory(settings), batch_size=100, swap=False)
     # Write the end state unlogged, then log only bbbb3333.
-    _as_another_client(
+    as_another_client(
         settings,
         "DROP TRIGGER idminter_legacy_au",
         "UPDATE identifiers SET SourceId = 'b3' WHERE CanonicalId = 'bbbb3333'",
@@ -202,7 +176,7 @@ def test_applying_changes_moves_a_key_whose_old_id_comes_later_and_counts_exactl
     assert (applied.entries, applied.ids) == (1, {"bbbb3333"})
     # b2 went (bbbb3333's old key), and b1 moved from aaaa2222 to bbbb3333: one row fewer.
     assert applied.row_delta == -1
-    assert _new_rows(settings, "identifiers_new") == {
+    assert copied_rows(settings, "identifiers_new") == {
         (b"bbbb3333", b"Work", b"b1", b"sierra-system-number")
     }
 
@@ -235,7 +209,7 @@ def test_ids_that_the_two_collations_order_differently_verify_in_both_directions
     ids = _mixed_case_ids(1600, seed=21)
     rows = [(value, "Work", f"m{n}", "miro-image-number") for n, value in enumerate(ids)]
     settings = make_legacy_registry(legacy_database, rows)
-    lm.migrate(_factory(settings), batch_size=100, swap=False)
+    lm.migrate(registry_factory(settings), batch_size=100, swap=False)
 
     conn = connect(settings)
     try:
@@ -247,6 +221,6 @@ def test_ids_that_the_two_collations_order_differently_verify_in_both_directions
     assert verification.legacy_rows == verification.new_rows == len(rows)
     assert verification.chunks_compared_row_by_row > 0  # the orders really disagree
 
-    report = lm.migrate(_factory(settings), batch_size=100)
+    report = lm.migrate(registry_factory(settings), batch_size=100)
     assert report.swapped and report.new_rows == len(rows)
-    assert _new_rows(settings) == legacy_rows(settings, "identifiers_legacy")
+    assert copied_rows(settings) == legacy_rows(settings, "identifiers_legacy")

@@ -14,12 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from db_helpers import create_database, drop_database, fetch_all, private_mariadb
+from db_helpers import (
+    create_database,
+    drop_database,
+    fetch_all,
+    private_mariadb,
+    set_max_allowed_packet,
+)
 
 from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
-from idminter_pipeline.local_servers.mariadb import admin_connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET
@@ -35,12 +40,7 @@ ORPHANS = 6_000
 @pytest.fixture(scope="module")
 def minimum_packet_server(tmp_path_factory) -> Iterator[DatabaseSettings]:
     with private_mariadb(tmp_path_factory.mktemp("min-packet-mariadb")) as (server, paths):
-        admin = admin_connection(paths)
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute("SET GLOBAL max_allowed_packet = %s", (MIN_MAX_ALLOWED_PACKET,))
-        finally:
-            admin.close()
+        set_max_allowed_packet(paths, MIN_MAX_ALLOWED_PACKET)
         yield server
 
 

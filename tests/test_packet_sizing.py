@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from db_helpers import create_database, drop_database, fetch_all, private_mariadb
+from db_helpers import (
+    create_database,
+    drop_database,
+    fetch_all,
+    private_mariadb,
+    set_max_allowed_packet,
+)
 from registry_invariants import check_registry
 from works_helpers import node, work
 
@@ -27,7 +33,6 @@ from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.errors import RegistryUnavailableError, StatementTooLargeError
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import MAX_PART_LENGTH, SourceIdentifier
-from idminter_pipeline.local_servers.mariadb import admin_connection
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.outage import is_outage, ride_out
@@ -46,19 +51,10 @@ NEIGHBOURS = 10
 LONG_VALUE = "x" * 200 + "-{:014d}"
 
 
-def _set_packet(paths, size: int) -> None:
-    admin = admin_connection(paths)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute("SET GLOBAL max_allowed_packet = %s", (size,))
-    finally:
-        admin.close()
-
-
 @pytest.fixture(scope="module")
 def small_packet_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, object]]:
     with private_mariadb(tmp_path_factory.mktemp("packet-mariadb")) as (server, paths):
-        _set_packet(paths, PACKET)
+        set_max_allowed_packet(paths, PACKET)
         yield server, paths
 
 
@@ -338,7 +334,7 @@ def test_a_row_that_cannot_fit_is_never_sent_and_is_not_an_outage():
 def test_a_server_below_the_supported_packet_is_refused_naming_it(small_packet_server):
     server, paths = small_packet_server
     settings = create_database(server, "tiny_packet_")
-    _set_packet(paths, 32 * 1024)
+    set_max_allowed_packet(paths, 32 * 1024)
     try:
         with (
             Minter(lambda: connect(settings)) as minter,
@@ -346,7 +342,7 @@ def test_a_server_below_the_supported_packet_is_refused_naming_it(small_packet_s
         ):
             minter.lookup_ids([SourceIdentifier("Work", "s", "v")])
     finally:
-        _set_packet(paths, PACKET)
+        set_max_allowed_packet(paths, PACKET)
         drop_database(settings)
     assert "max_allowed_packet is 32,768 bytes" in str(refused.value)
     assert f"{MIN_MAX_ALLOWED_PACKET:,}" in str(refused.value)

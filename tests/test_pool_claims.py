@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from db_helpers import fetch_all
+from db_helpers import fetch_all, run_statements
 from minting_helpers import fill_pool, work
 
 from idminter_pipeline.registry import reconciliation as rc
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.registry.minting import claims as claims_module
-
-
-def _sql(settings, *statements):
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _start_claims_at(monkeypatch, start: str) -> None:
@@ -42,7 +31,7 @@ def test_a_claim_never_hands_out_an_id_a_mapping_uses(
     registry, connect_registry, monkeypatch, caplog
 ):
     # A corrupted pool: 'aaaa2222' is free, yet b1 holds it (a bad restore, a hand edit).
-    _sql(
+    run_statements(
         registry,
         "INSERT INTO canonical_ids (CanonicalId, Status) VALUES "
         "('aaaa2222', 'free'), ('aaaa3333', 'free'), ('bbbb2222', 'free'), ('cccc2222', 'free')",
@@ -95,7 +84,7 @@ def test_reconciliation_names_records_that_share_an_id_without_inheritance(regis
     assert report.result(rc.SHARED_WITHOUT_INHERITANCE).count == 0
 
     # A record given the same ID with no inheritance (what a corrupted pool did).
-    _sql(
+    run_statements(
         registry,
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
         f"VALUES ('Work', 'calm-record-id', 'unrelated', '{shared}')",
@@ -140,7 +129,7 @@ def test_claims_start_at_a_random_point_so_minting_order_is_not_revealed(registr
 def test_a_claim_wraps_around_from_its_start_in_one_lock_order(
     registry, connect_registry, monkeypatch
 ):
-    _sql(
+    run_statements(
         registry,
         "INSERT INTO canonical_ids (CanonicalId) VALUES "
         "('bbbb2222'), ('cccc2222'), ('pppp2222'), ('qqqq2222'), ('rrrr2222')",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from db_helpers import fetch_all, run_statements, write_past_the_guards
+from db_helpers import fetch_all, registry_factory, run_statements, write_past_the_guards
 from legacy_helpers import make_legacy_registry
 
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -165,19 +165,15 @@ LEGACY_ROWS = [
 ]
 
 
-def _factory(settings):
-    return lambda: connect(settings)
-
-
 def _migrate_deleting_a_legacy_row_meanwhile(settings):
     """A live migration during which the legacy minter deletes `gonecd45`'s row: the copy
     drops the mapping, and the ID stays assigned (an orphan with a public past)."""
     make_legacy_registry(settings, LEGACY_ROWS)
-    lm.migrate(_factory(settings), swap=False)
+    lm.migrate(registry_factory(settings), swap=False)
     run_statements(
         settings, "DELETE FROM identifiers WHERE CanonicalId = 'gonecd45'"
     )  # the legacy table
-    report = lm.migrate(_factory(settings))
+    report = lm.migrate(registry_factory(settings))
     assert report.swapped
     assert _status(settings, "gonecd45") == "assigned"
     assert fetch_all(settings, "SELECT COUNT(*) FROM identifiers WHERE CanonicalId = 'gonecd45'")[
@@ -198,7 +194,7 @@ def test_a_legacy_row_deleted_during_the_migration_keeps_its_id_out_of_the_pool(
     # a legacy one: even one inserted by hand is kept out (an ID lost, never one reused).
     _assigned_by_hand(settings, "neverabc")
     if finalize_first:
-        lm.finalize(_factory(settings))  # the legacy table and its evidence are gone
+        lm.finalize(registry_factory(settings))  # the legacy table and its evidence are gone
     report = _repair(settings)
     assert report.result(rc.ORPHAN_ASSIGNED_IDS).count == 3
     assert _returned(report) == []
@@ -209,7 +205,7 @@ def test_a_legacy_row_deleted_during_the_migration_keeps_its_id_out_of_the_pool(
     }
     assert _retired(settings) == expected
     if not finalize_first:
-        lm.finalize(_factory(settings))
+        lm.finalize(registry_factory(settings))
         assert _returned(_repair(settings)) == []
         assert _retired(settings) == expected  # recorded before the legacy table went
     assert _status(settings, "gonecd45") == _status(settings, "handef67") == "assigned"
@@ -219,7 +215,7 @@ def test_a_legacy_id_differing_only_by_case_is_kept_out_too(legacy_database):
     """The legacy table matches IDs case-insensitively, and so does the evidence."""
     settings = legacy_database
     make_legacy_registry(settings, [("CASEab23", "Work", "b1", "sierra-system-number")])
-    lm.migrate(_factory(settings))
+    lm.migrate(registry_factory(settings))
     run_statements(
         settings, "DELETE FROM legacy_migration_state"
     )  # leave the legacy table as evidence
@@ -232,7 +228,7 @@ def test_a_legacy_id_differing_only_by_case_is_kept_out_too(legacy_database):
 
 
 def test_migration_0006_rolls_back_and_reapplies_and_reconcile_needs_it(empty_database):
-    factory = _factory(empty_database)
+    factory = registry_factory(empty_database)
     apply_migrations(factory)
     applied = [state.version for state in migration_status(factory) if state.applied_at]
     assert "0006_retired_canonical_ids" in applied

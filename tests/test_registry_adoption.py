@@ -11,7 +11,7 @@ import time
 import pymysql
 import pytest
 from click.testing import CliRunner
-from db_helpers import fetch_all, run_statements
+from db_helpers import fetch_all, registry_factory, run_statements
 from legacy_helpers import random_id, scratch_database, tables, triggers
 from port_helpers import (
     FREE_IDS,
@@ -56,10 +56,6 @@ def port_database(server_settings):
 def port_registry(port_database):
     create_port_registry(port_database, port_registry_rows(ROWS))
     return port_database
-
-
-def _factory(settings):
-    return lambda: connect(settings)
 
 
 def _port_rows(settings, mappings="identifiers", ids="canonical_ids"):
@@ -269,14 +265,14 @@ def test_adoption_while_the_port_mints_and_looks_up(port_registry):
     for worker in workers:
         worker.start()
     try:
-        held = adopt(_factory(port_registry), batch_size=1000, swap=False)
+        held = adopt(registry_factory(port_registry), batch_size=1000, swap=False)
         assert held.status == "copied and verified; not swapped"
         # Held synced: the port is still live, writing; a sync catches the copy up.
         time.sleep(0.3)
         assert not errors, errors
-        synced = sync_adoption(_factory(port_registry), batch_size=1000)
+        synced = sync_adoption(registry_factory(port_registry), batch_size=1000)
         assert synced.changes_applied > 0
-        report = adopt(_factory(port_registry), batch_size=1000, variants=[VARIANT])
+        report = adopt(registry_factory(port_registry), batch_size=1000, variants=[VARIANT])
         time.sleep(0.2)
     finally:
         stop.set()
@@ -317,8 +313,8 @@ def test_adoption_while_the_port_mints_and_looks_up(port_registry):
 
     # This project's minter now works on it: exact lookups, the registered variant, published
     # IDs unchanged, the other variants (not registered) new.
-    fill_pool(_factory(port_registry), 100)
-    with Minter(_factory(port_registry)) as minter:
+    fill_pool(registry_factory(port_registry), 100)
+    with Minter(registry_factory(port_registry)) as minter:
         assert minter.lookup_ids([B_LOWER, B_UPPER]) == {
             B_LOWER: "ab2c3d4e",
             B_UPPER: "ab2c3d4e",
@@ -349,21 +345,21 @@ def test_adoption_resumes_after_an_interruption_and_rolls_back(port_registry):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        adopt(_factory(port_registry), batch_size=1000, progress=interrupt, swap=False)
+        adopt(registry_factory(port_registry), batch_size=1000, progress=interrupt, swap=False)
     state = fetch_all(port_registry, "SELECT Phase, RowsCopied FROM legacy_migration_state")
     assert state == [("copying", 3000)]
     # The port writes in between: logged, re-copied.
     write_port_rows(port_registry, [("Work", "calm-record-id", "late-ÆØ", "la7ee2ab")])
     expected = _port_rows(port_registry)
-    report = adopt(_factory(port_registry), batch_size=1000, variants=[])
+    report = adopt(registry_factory(port_registry), batch_size=1000, variants=[])
     assert report.status == "swapped"
     assert any("resuming after 3000" in message for message in report.messages)
     assert _port_rows(port_registry) == expected
 
     # This project's minter writes after the swap; a rollback copies that back.
-    with Minter(_factory(port_registry)) as minter:
+    with Minter(registry_factory(port_registry)) as minter:
         minted = minter.mint_ids([MintRequest(SourceIdentifier("Work", "calm-record-id", "new-1"))])
-    rolled = rollback_adoption(_factory(port_registry))
+    rolled = rollback_adoption(registry_factory(port_registry))
     assert rolled.rows_copied_back == 1
     assert _drift(port_registry).kind is DriftKind.PORT
     mappings, _ = _port_rows(port_registry)
@@ -381,15 +377,15 @@ def test_adoption_resumes_after_an_interruption_and_rolls_back(port_registry):
     }
 
     # Adopted again, then finalized: the port's tables are gone for good.
-    assert adopt(_factory(port_registry), batch_size=1000, variants=[]).status == "swapped"
-    assert finalize_adoption(_factory(port_registry)).status == "finalized"
+    assert adopt(registry_factory(port_registry), batch_size=1000, variants=[]).status == "swapped"
+    assert finalize_adoption(registry_factory(port_registry)).status == "finalized"
     assert {"identifiers_port", "canonical_ids_port"} & tables(port_registry) == set()
     with pytest.raises(LegacyMigrationError, match="nothing to roll back"):
-        rollback_adoption(_factory(port_registry))
+        rollback_adoption(registry_factory(port_registry))
 
 
 def test_the_verification_refuses_a_copy_changed_behind_its_back(port_registry):
-    adopt(_factory(port_registry), batch_size=1000, swap=False)
+    adopt(registry_factory(port_registry), batch_size=1000, swap=False)
     conn = connect(port_registry)
     try:
         with conn.cursor() as cursor:
@@ -402,7 +398,7 @@ def test_the_verification_refuses_a_copy_changed_behind_its_back(port_registry):
     finally:
         conn.close()
     with pytest.raises(LegacyVerificationError, match="NOT swapped") as error:
-        adopt(_factory(port_registry), batch_size=1000, variants=[])
+        adopt(registry_factory(port_registry), batch_size=1000, variants=[])
     assert "ab2c3d4e" in error.value.offending
     assert "identifiers_port" not in tables(port_registry)
     assert _drift(port_registry).kind is DriftKind.PORT

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from db_helpers import create_database, drop_database, private_mariadb
+from db_helpers import private_mariadb, registry_on_private_server
 
 from benchmarks.crash_runs import crash_server
 from idminter_pipeline.core.errors import InvalidSettingError
@@ -25,8 +25,7 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.local_servers.mariadb import ensure_server
-from idminter_pipeline.registry.connection import connect
-from idminter_pipeline.registry.pool import PoolSettings, top_up
+from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
     WINDOW_ENV,
@@ -34,7 +33,6 @@ from idminter_pipeline.registry.reachability import (
     PagingRules,
     Reachability,
 )
-from idminter_pipeline.registry.schema import apply_migrations
 
 DATABASE = "registry.example:3306/identifiers as user 'id_minter'"
 
@@ -148,15 +146,11 @@ POOL = PoolSettings(
 
 @pytest.fixture
 def flapping_registry(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, object]]:
-    with private_mariadb(tmp_path_factory.mktemp("flapping-mariadb")) as (server, paths):
-        settings = create_database(server, "flap_")
-        try:
-            apply_migrations(lambda: connect(settings))
-            top_up(lambda: connect(settings), POOL.target_free)
-            yield settings, paths
-        finally:
-            ensure_server(server, paths, start_local=True)
-            drop_database(settings)
+    with (
+        private_mariadb(tmp_path_factory.mktemp("flapping-mariadb")) as (server, paths),
+        registry_on_private_server(server, paths, "flap_", POOL.target_free) as settings,
+    ):
+        yield settings, paths
 
 
 def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(

@@ -11,7 +11,7 @@ import threading
 
 import pymysql
 import pytest
-from db_helpers import fetch_all
+from db_helpers import as_another_client, fetch_all, registry_factory
 from legacy_helpers import INSERT_LEGACY, generated_rows, make_legacy_registry, random_id
 
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -31,26 +31,10 @@ from idminter_pipeline.registry.reconciliation.retired_ids import retire_mapping
 FIVE_ROWS = [(f"leg0000{n}", "Work", f"b{n}", "sierra-system-number") for n in range(1, 6)]
 
 
-def _factory(settings):
-    return lambda: connect(settings)
-
-
-def _as_another_client(settings, *statements):
-    conn = connect(settings)
-    try:
-        conn.autocommit(True)
-        with conn.cursor() as cursor:
-            for statement in statements:
-                sql, params = statement if isinstance(statement, tuple) else (statement, None)
-                cursor.execute(sql, params)
-    finally:
-        conn.close()
-
-
 def _refused(settings, *statements) -> str | None:
     """The rule the database names refusing the last of `statements`, or None if it ran."""
     try:
-        _as_another_client(settings, *statements)
+        as_another_client(settings, *statements)
     except pymysql.err.MySQLError as error:
         rule = refused_rule(error)
         assert rule is not None, error
@@ -70,7 +54,7 @@ def _mappings(settings, table="identifiers"):
 
 def test_the_five_row_legacy_registry_keeps_its_mappings_after_the_swap(legacy_database):
     settings = make_legacy_registry(legacy_database, FIVE_ROWS)
-    assert lm.migrate(_factory(settings)).swapped
+    assert lm.migrate(registry_factory(settings)).swapped
     before = _mappings(settings)
     assert len(before) == 5
 
@@ -87,7 +71,7 @@ def test_the_five_row_legacy_registry_keeps_its_mappings_after_the_swap(legacy_d
 @pytest.fixture
 def published(registry, minter):
     """A registry with a free pool and two published mappings, one inherited from the other."""
-    _as_another_client(
+    as_another_client(
         registry,
         "INSERT INTO canonical_ids (CanonicalId) VALUES ('aaaa2222'), ('bbbb3333'), ('cccc4444')",
     )
@@ -151,7 +135,7 @@ def test_a_session_variable_opens_nothing(published):
 def test_what_keeps_ids_and_keys_still_runs(published, minter):
     settings, canonical_id = published
     # The minter's idempotent insert of an existing key, a no-op update, a free ID renamed.
-    _as_another_client(
+    as_another_client(
         settings,
         "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) VALUES "
         f"('Work', 'sierra-system-number', 'b1', '{canonical_id}') "
@@ -160,7 +144,7 @@ def test_what_keeps_ids_and_keys_still_runs(published, minter):
         "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId = 'cccc4444'",
     )
     # An assigned ID never published (no stamp, no mapping, no record) goes back and may go.
-    _as_another_client(
+    as_another_client(
         settings,
         "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('eeee6666', 'assigned')",
         "UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId = 'eeee6666'",
@@ -172,7 +156,7 @@ def test_what_keeps_ids_and_keys_still_runs(published, minter):
 
 
 def test_an_orphan_never_published_still_goes_back_through_the_repair(registry):
-    _as_another_client(
+    as_another_client(
         registry, "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('ffff7777', 'assigned')"
     )
     outcome = reconciliation.return_orphans_to_pool(connect(registry), ["ffff7777"])
@@ -187,9 +171,9 @@ def test_retiring_a_mapping_is_the_admins_path_and_is_recorded(published):
     b1 = SourceIdentifier.parse("Work[sierra-system-number/b1]")
     f1 = SourceIdentifier.parse("Work[folio-instance/f1]")
 
-    kept = retire_mapping(_factory(settings), f1, "duplicate record merged away")
+    kept = retire_mapping(registry_factory(settings), f1, "duplicate record merged away")
     assert (kept.canonical_id, kept.still_mapped_by) == (canonical_id, 1)
-    retired = retire_mapping(_factory(settings), b1, "withdrawn from the catalogue")
+    retired = retire_mapping(registry_factory(settings), b1, "withdrawn from the catalogue")
     assert retired.still_mapped_by == 0
 
     assert _mappings(settings) == set()
@@ -210,7 +194,7 @@ def test_retiring_a_mapping_is_the_admins_path_and_is_recorded(published):
         (canonical_id,),
     ) == [(canonical_id,)]
     # Gone from every mapping, the ID still never goes back: the record keeps it.
-    _as_another_client(settings, "DELETE FROM retired_canonical_ids")
+    as_another_client(settings, "DELETE FROM retired_canonical_ids")
     assert (
         _refused(
             settings,
@@ -301,7 +285,7 @@ def test_a_legacy_writer_running_through_the_swap_loses_and_adds_nothing(legacy_
         if progress.phase == "copying" and progress.batches == 1:
             writer.start()
 
-    report = lm.migrate(_factory(settings), batch_size=100, progress=pace)
+    report = lm.migrate(registry_factory(settings), batch_size=100, progress=pace)
     swapped.set()
     writer.join(60)
     stop.set()

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
-from db_helpers import create_database, drop_database, private_mariadb
+from db_helpers import registry_on_private_server
 from sns_helpers import subscribed_topic
 
 from benchmarks.crash_runs import crash_server
@@ -28,15 +28,13 @@ from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
-from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
-from idminter_pipeline.registry.pool import PoolSettings, top_up
+from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
     DEFAULT_ALERT_AFTER_SECONDS,
     alert_after_seconds,
 )
-from idminter_pipeline.registry.schema import apply_migrations
 
 ALERT_AFTER = 3
 POOL = PoolSettings(
@@ -53,23 +51,11 @@ UNREACHABLE_TITLE = "Registry unreachable"
 RECOVERED_TITLE = "Registry reachable again"
 
 
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, object]]:
-    with private_mariadb(tmp_path_factory.mktemp("alert-mariadb")) as server:
-        yield server
-
-
 @pytest.fixture
 def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, object]]:
     server, paths = private_server
-    settings = create_database(server, "alert_")
-    try:
-        apply_migrations(lambda: connect(settings))
-        top_up(lambda: connect(settings), POOL.target_free)
+    with registry_on_private_server(server, paths, "alert_", POOL.target_free) as settings:
         yield settings, paths
-    finally:
-        ensure_server(server, paths, start_local=True)
-        drop_database(settings)
 
 
 class Ticks:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 
-import pytest
-from db_helpers import create_database, drop_database, private_mariadb
+from db_helpers import create_database, drop_database
 from registry_invariants import check_crash_run
 
 from benchmarks.crash_runs import complete_run, kill_at_random_points, restart_server_mid_run
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.local_servers.mariadb import LocalServerPaths
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 
@@ -61,13 +58,6 @@ def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):
     # Every ID handed out before a kill survived, and the re-run gave the same ones.
     assert len(report.given) > 0
     _oracle(registry, BATCHES, WORKS, complete=True, given=report.given + rerun.given())
-
-
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
-    """A MariaDB of this module's own (never the shared one), stopped at the end."""
-    with private_mariadb(tmp_path_factory.mktemp("private-mariadb")) as server:
-        yield server
 
 
 def test_the_server_crashing_and_restarting_mid_run_loses_nothing(private_server):

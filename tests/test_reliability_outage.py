@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from db_helpers import create_database, drop_database, private_mariadb
+from db_helpers import registry_on_private_server
 from registry_invariants import check_registry
 
 from benchmarks.crash_runs import crash_server, worker_env
@@ -31,7 +31,6 @@ from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import pool_health, top_up
-from idminter_pipeline.registry.schema import apply_migrations
 
 VENV_BIN = Path(sys.executable).parent
 OUTAGE_SECONDS = 30
@@ -40,23 +39,11 @@ CALLS_PER_SEQUENCE = 8
 WORKS = 20  # about 110 identifiers per call
 
 
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
-    """A MariaDB of this module's own (never the shared one), stopped at the end."""
-    with private_mariadb(tmp_path_factory.mktemp("outage-mariadb")) as server:
-        yield server
-
-
 @pytest.fixture
 def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
     server, paths = private_server
-    settings = create_database(server, "outage_")
-    try:
-        apply_migrations(lambda: connect(settings))
+    with registry_on_private_server(server, paths, "outage_") as settings:
         yield settings, paths
-    finally:
-        ensure_server(server, paths, start_local=True)
-        drop_database(settings)
 
 
 @dataclass

@@ -10,18 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_process import IDMINTER, MAX_ERROR_BYTES, TEN_MB, one_error_line, process_env, run_idminter
 
 import idminter_pipeline
 from idminter_pipeline.core.errors import InvalidSettingError
-from idminter_pipeline.core.settings import env_flag, env_seconds
+from idminter_pipeline.core.settings import DatabaseSettings, env_flag, env_seconds
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 
 ROOT = Path(idminter_pipeline.__file__).parent
-IDMINTER = str(Path(sys.executable).parent / "idminter")
 # Reading a variable: `os.environ.get(...)`, `os.environ[...]`, `... in os.environ`, `os.getenv`.
 # Passing the whole environment on to a child process (`{**os.environ, ...}`) is not a read.
 READS = re.compile(r"os\.environ\.get\(|os\.environ\[|in os\.environ(?!\.)|os\.getenv\(")
-CHECKED_PARTS = ("core", "registry", "works", "defs", "cli", "local_servers")
+CHECKED_PARTS = ("core", "registry", "works", "defs", "cli", "aws_lambda", "local_servers")
 
 
 def test_variables_are_read_through_the_settings_helpers_only():
@@ -104,3 +104,19 @@ def test_a_bad_debug_switch_is_one_error_line_naming_it():
     assert result.stderr.splitlines() == [
         "error: invalid IDMINTER_DEBUG 'loud': expected 1, true, yes or on (or 0, false, no, off)"
     ]
+
+
+@pytest.mark.parametrize("port", ["abc", "3391.0", "0", "65536", "-1", "0x0d3f"])
+def test_a_bad_rds_port_names_the_variable_and_the_value(registry, port):
+    result = run_idminter(
+        ["lookup", "Work[sierra-system-number/b1]"], process_env(registry, RDS_PORT=port)
+    )
+    assert result.returncode == 2
+    one_error_line(result, "RDS_PORT", repr(port), "1 to 65535")
+
+
+def test_settings_errors_cap_what_they_echo():
+    with pytest.raises(InvalidSettingError) as raised:
+        DatabaseSettings.from_env({"RDS_PORT": "9" * TEN_MB})
+    assert len(str(raised.value)) < MAX_ERROR_BYTES
+    assert "RDS_PORT" in str(raised.value) and f"{TEN_MB:,} characters" in str(raised.value)

@@ -7,6 +7,8 @@ from idminter_pipeline.core.source_identifiers import (
     registered_ontology_type,
 )
 
+LONG = "x" * 256
+
 
 @pytest.mark.parametrize(
     ("text", "parts"),
@@ -94,3 +96,23 @@ def test_identifiers_are_hashable_and_ordered():
     b = SourceIdentifier("Work", "sierra-system-number", "b2")
     assert {a: 1}[SourceIdentifier("Work", "sierra-system-number", "b1")] == 1
     assert sorted([b, a]) == [a, b]
+
+
+@pytest.mark.parametrize(
+    ("parts", "names"),
+    [
+        (("Work", "sierra-system-number", ""), "''"),
+        (("Work", "sierra-system-number", " b1"), "' b1'"),
+        (("Work", "sierra-system-number", "b1 "), "'b1 '"),
+        (("Work", "sierra-system-number", LONG), LONG[:40]),
+        (("Work", "sierra-system-number", "b\ud800"), "\\ud800"),
+        (("Work", "sierra-system-number", "b\x00"), "\\x00"),
+        (("Widget", "sierra-system-number", "b1"), "'Widget'"),
+        (("Work", "sierra/number", "b1"), "'sierra/number'"),
+        (("Work", "sierra-system-number", 1), "1"),
+    ],
+)
+def test_api_source_identifiers_refuse_unstorable_parts(parts, names):
+    with pytest.raises(InvalidSourceIdentifierError) as raised:
+        SourceIdentifier(*parts)
+    assert names in str(raised.value)

@@ -103,7 +103,7 @@ GROUPS = (
     Group(
         "source_identifiers",
         ("source_identifiers.py",),
-        ("tests/test_source_identifiers.py", "tests/test_bad_input.py"),
+        ("tests/test_source_identifiers.py", "tests/test_input_validation.py"),
     ),
     Group(
         "works",

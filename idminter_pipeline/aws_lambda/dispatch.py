@@ -4,7 +4,6 @@ shape its caller reads (`events` reads the event, `outcomes` sums and reports wh
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,12 @@ from idminter_pipeline.aws_lambda.outcomes import InvocationOutcome, batch_summa
 from idminter_pipeline.aws_lambda.reports import publish_report, read_object, window_json
 from idminter_pipeline.core.limits import MAX_BATCH_SIZE
 from idminter_pipeline.core.release import release_tag
-from idminter_pipeline.core.settings import ConnectionBudget, RunReportSettings
+from idminter_pipeline.core.settings import (
+    ConnectionBudget,
+    RunReportSettings,
+    env_text,
+    environment,
+)
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.runner import run_from_env
 from idminter_pipeline.works.stores import IdsScope, WindowScope
@@ -41,10 +45,10 @@ ES_API_KEY_SECRET_ENV = "ES_API_KEY_SECRET_NAME"
 def lambda_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment, plus `ES_API_KEY` read from the secret `ES_API_KEY_SECRET_NAME` names
     (the secret's string is the encoded API key)."""
-    env = dict(os.environ if environ is None else environ)
-    secret_name = env.get(ES_API_KEY_SECRET_ENV)
+    env = dict(environment(environ))
+    secret_name = env_text(ES_API_KEY_SECRET_ENV, environ=env)
     if secret_name:
-        client = boto3.client("secretsmanager", region_name=env.get("AWS_REGION") or None)
+        client = boto3.client("secretsmanager", region_name=env_text("AWS_REGION", environ=env))
         env["ES_API_KEY"] = client.get_secret_value(SecretId=secret_name)["SecretString"]
     return env
 

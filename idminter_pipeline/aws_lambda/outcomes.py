@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from idminter_pipeline.core.errors import (
 )
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.release import release_tag
+from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.pipeline import RunSummary
 
@@ -243,8 +243,8 @@ def configure_logging() -> None:
     every run summary. Only inside Lambda (which sets the function's name): a process that
     imports the handler keeps its own logging."""
     root = logging.getLogger()
-    in_lambda = bool(os.environ.get(FUNCTION_NAME_ENV))
-    if in_lambda and not os.environ.get("AWS_LAMBDA_LOG_LEVEL") and root.level > logging.INFO:
+    in_lambda = env_text(FUNCTION_NAME_ENV) is not None
+    if in_lambda and not env_text("AWS_LAMBDA_LOG_LEVEL") and root.level > logging.INFO:
         root.setLevel(logging.INFO)
 
 
@@ -272,8 +272,8 @@ def emit_metrics(totals: InvocationTotals, batch_item_failures: int | None = Non
     """The invocation's figures as CloudWatch Embedded Metric Format lines on stdout, which
     CloudWatch Logs turns into metrics in `IDMINTER_METRICS_NAMESPACE`, dimension `service` (the
     function's name), and for WorksFailedByStage `Stage` too."""
-    namespace = os.environ.get(METRICS_NAMESPACE_ENV) or DEFAULT_METRICS_NAMESPACE
-    service = os.environ.get(FUNCTION_NAME_ENV) or DEFAULT_SERVICE
+    namespace = env_text(METRICS_NAMESPACE_ENV, DEFAULT_METRICS_NAMESPACE)
+    service = env_text(FUNCTION_NAME_ENV, DEFAULT_SERVICE)
     # A provider per document: `Metrics` keeps its figures in class-level state, shared by every
     # instance (and thread) of the process.
     metrics = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)

@@ -21,10 +21,8 @@ from pathlib import Path
 
 import pytest
 from db_helpers import (
-    create_database,
-    drop_database,
     fetch_all,
-    private_mariadb,
+    registry_on_private_server,
 )
 from registry_invariants import check_registry
 from works_helpers import work
@@ -34,8 +32,6 @@ from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
-from idminter_pipeline.registry.pool import top_up
-from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.works.checkpoints import FullRunCheckpoints, JobAlreadyRunningError
 from idminter_pipeline.works.stores import SqliteWorksStore
 from idminter_pipeline.works.stores.base import ScanPosition
@@ -47,23 +43,11 @@ BATCH = 4
 DOWN_SECONDS = 7
 
 
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, object]]:
-    with private_mariadb(tmp_path_factory.mktemp("checkpoint-mariadb")) as server:
-        yield server
-
-
 @pytest.fixture
 def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, object]]:
     server, paths = private_server
-    settings = create_database(server, "checkpoint_")
-    try:
-        apply_migrations(lambda: connect(settings))
-        top_up(lambda: connect(settings), WORKS * 3)
+    with registry_on_private_server(server, paths, "checkpoint_", WORKS * 3) as settings:
         yield settings, paths
-    finally:
-        ensure_server(server, paths, start_local=True)
-        drop_database(settings)
 
 
 def _works() -> list:

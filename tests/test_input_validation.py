@@ -1,5 +1,6 @@
-"""Bad input: a catalogue of malformed, unstorable and contradictory requests, through the Python
-API and through `idminter mint-ids`.
+"""Input validation: a catalogue of malformed, unstorable and contradictory requests, through the
+Python API and through `idminter mint-ids` (JSON that would crash a parser, duplicate keys, 10 MB
+lines, bytes that are not UTF-8, job ids no column can store), and work documents.
 
 Every rejected case must (1) fail with a clear error that names the offending value, (2) print
 nothing on stdout and one `error:` line on stderr (CLI), and (3) leave the registry exactly as
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cli_process import MAX_ERROR_BYTES, TEN_MB, one_error_line, process_env, run_idminter
 from click.testing import CliRunner
 from db_helpers import fetch_all
 from registry_invariants import check_registry, registry_snapshot
@@ -39,7 +41,7 @@ from idminter_pipeline.cli.minting import MAX_MINT_REQUESTS
 from idminter_pipeline.core.errors import (
     ConflictingPredecessorsError,
     InvalidInputError,
-    InvalidSourceIdentifierError,
+    InvalidJobIdError,
     MalformedWorkError,
     MissingPredecessorError,
     PoolExhaustedError,
@@ -57,6 +59,7 @@ VENV_BIN = Path(sys.executable).parent
 EXISTING = "Work[sierra-system-number/b1]"
 VALID_NEW = "Work[axiell-collections-id/AC-valid-companion]"
 LONG = "x" * 256
+VALID = '{"source": "Work[axiell-collections-id/AC-valid]"}'
 
 
 def _line(source: object, predecessor: object = None, **extra: object) -> str:
@@ -312,6 +315,88 @@ def test_a_real_process_rejects_a_bad_line_among_many(seeded, tmp_path):
     assert registry_snapshot(seeded) == before
 
 
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        pytest.param(
+            '{"source": "Work[sierra-system-number/b2]", "n": ' + "9" * 5_000 + "}",
+            ["line 2", "5,000 digits"],
+            id="5000-digit-integer",
+        ),
+        pytest.param(
+            "[" * 100_000 + "]" * 100_000, ["line 2", "nested deeper than 100"], id="deep"
+        ),
+    ],
+)
+def test_json_that_crashed_the_parser_is_one_error_line(seeded, line, names):
+    before = registry_snapshot(seeded)
+    result = run_idminter(["mint-ids"], process_env(seeded), f"{VALID}\n{line}\n".encode())
+    assert result.returncode == 2
+    one_error_line(result, *names)
+    assert registry_snapshot(seeded) == before
+
+
+def test_an_argument_that_is_not_utf8_is_refused(seeded):
+    before = registry_snapshot(seeded)
+    stdin = (
+        b'{"source": "Work[folio-instance/in2]", "predecessor": "Work[sierra-system-number/b1]"}\n'
+    )
+    result = run_idminter(["mint-ids", "--job-id", b"\xff"], process_env(seeded), stdin)
+    assert result.returncode == 2
+    one_error_line(result, "not valid UTF-8", "b'\\xff'")
+    assert registry_snapshot(seeded) == before
+
+
+def test_a_duplicate_key_is_refused_naming_it_not_resolved_silently(seeded):
+    line = (
+        '{"source": "Work[folio-instance/in2]", '
+        '"predecessor": "Work[sierra-system-number/b1]", "predecessor": null}'
+    )
+    before = registry_snapshot(seeded)
+    result = CliRunner().invoke(main, ["mint-ids"], input=f"{VALID}\n{line}\n")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "line 2" in result.stderr and "duplicate key 'predecessor'" in result.stderr
+    assert registry_snapshot(seeded) == before
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        pytest.param(
+            '{"source": "Work[sierra-system-number/' + "x" * TEN_MB + ']"}',
+            ["line 2", "characters in all"],
+            id="10mb-source-id",
+        ),
+        pytest.param("{" + "x" * TEN_MB, ["line 2", "is not valid JSON"], id="10mb-not-json"),
+        pytest.param(
+            '{"source": "Work[s/x]", "' + "k" * TEN_MB + '": 1}',
+            ["line 2", "unknown field"],
+            id="10mb-unknown-field",
+        ),
+        pytest.param('"' + "s" * TEN_MB + '"', ["line 2", "expected a JSON object"], id="10mb-str"),
+    ],
+)
+def test_a_10mb_line_gives_an_error_of_a_few_hundred_bytes(seeded, line, names):
+    before = registry_snapshot(seeded)
+    result = CliRunner().invoke(main, ["mint-ids"], input=f"{VALID}\n{line}\n")
+    assert result.exit_code == 2
+    assert len(result.stderr) < MAX_ERROR_BYTES, len(result.stderr)
+    assert result.stderr.count("\n") == 1
+    for name in names:
+        assert name in result.stderr
+    assert registry_snapshot(seeded) == before
+
+
+def test_a_10mb_line_that_is_not_utf8_gives_a_short_error(seeded, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(VALID.encode() + b"\n" + b"\xff" * TEN_MB + b"\n")
+    result = run_idminter(["mint-ids", "--file", str(path)], process_env(seeded))
+    assert result.returncode == 2
+    one_error_line(result, "line 2", "not UTF-8", "bytes in all")
+
+
 # --- the Python API ----------------------------------------------------------------------------
 
 
@@ -388,23 +473,28 @@ def test_api_pool_exhaustion_names_the_counts_and_writes_nothing(seeded):
 
 
 @pytest.mark.parametrize(
-    ("parts", "names"),
+    ("job_id", "reason"),
     [
-        (("Work", "sierra-system-number", ""), "''"),
-        (("Work", "sierra-system-number", " b1"), "' b1'"),
-        (("Work", "sierra-system-number", "b1 "), "'b1 '"),
-        (("Work", "sierra-system-number", LONG), LONG[:40]),
-        (("Work", "sierra-system-number", "b\ud800"), "\\ud800"),
-        (("Work", "sierra-system-number", "b\x00"), "\\x00"),
-        (("Widget", "sierra-system-number", "b1"), "'Widget'"),
-        (("Work", "sierra/number", "b1"), "'sierra/number'"),
-        (("Work", "sierra-system-number", 1), "1"),
+        ("job-\udcff", "not valid UTF-8"),
+        ("job\x00", "control character U+0000"),
+        ("", "must not be empty"),
+        ("j" * 256, "256 characters"),
+        (7, "expected a string"),
     ],
 )
-def test_api_source_identifiers_refuse_unstorable_parts(parts, names):
-    with pytest.raises(InvalidSourceIdentifierError) as raised:
-        SourceIdentifier(*parts)
-    assert names in str(raised.value)
+def test_job_ids_the_registry_cannot_store_are_refused_before_writing(seeded, job_id, reason):
+    before = registry_snapshot(seeded)
+    requests = [
+        MintRequest(
+            SourceIdentifier.parse("Work[folio-instance/in2]"),
+            SourceIdentifier.parse("Work[sierra-system-number/b1]"),
+        )
+    ]
+    with Minter(lambda: connect(seeded)) as minter, pytest.raises(InvalidJobIdError) as raised:
+        minter.mint_ids(requests, job_id=job_id)  # type: ignore[arg-type]
+    assert reason in str(raised.value)
+    assert raised.value.value == job_id
+    assert registry_snapshot(seeded) == before
 
 
 # --- work documents ------------------------------------------------------------------------------
