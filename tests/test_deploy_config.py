@@ -12,7 +12,7 @@ from dagster_mysql import DagsterMySQLStorage
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("folder", [ROOT, ROOT / "deploy"])
+@pytest.mark.parametrize("folder", [ROOT / "deploy" / "local", ROOT / "deploy"])
 def test_instance_config_is_valid(folder):
     config, custom_class = dagster_instance_config(str(folder))
     assert custom_class is None
@@ -28,5 +28,5 @@ def test_production_pieces_validate_against_their_classes():
     assert storage.success, storage.errors
     logs = validate_config(S3ComputeLogManager.config_type(), config["compute_logs"]["config"])
     assert logs.success, logs.errors
-    limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "idminter/pool-replenishment", "limit": 1} in limits

@@ -102,13 +102,14 @@ def test_the_bulk_generator_returns_exactly_the_count_asked_for():
 
 @pytest.mark.timeout(GENERATOR_TIMEOUT)
 def test_the_bulk_generator_spells_the_whole_id_space_in_order():
-    assert _spell(0) == FIRST_CHARACTERS[0] + OTHER_CHARACTERS[0] * 7 == "aaaaaaaa"
-    assert _spell(1) == "aaaaaaab"
-    assert _spell(len(OTHER_CHARACTERS)) == "aaaaaaba"
-    assert _spell(ID_SPACE_SIZE - 1) == FIRST_CHARACTERS[-1] + OTHER_CHARACTERS[-1] * 7
-    assert _spell(ID_SPACE_SIZE - 1) == "z9999999"
+    every_head = [f + o for f in FIRST_CHARACTERS for o in OTHER_CHARACTERS]
+    assert _spell(0, every_head) == FIRST_CHARACTERS[0] + OTHER_CHARACTERS[0] * 7 == "aaaaaaaa"
+    assert _spell(1, every_head) == "aaaaaaab"
+    assert _spell(len(OTHER_CHARACTERS), every_head) == "aaaaaaba"
+    last = FIRST_CHARACTERS[-1] + OTHER_CHARACTERS[-1] * 7
+    assert _spell(ID_SPACE_SIZE - 1, every_head) == last == "z9999999"
     third = 31**7
-    assert _spell(third) == "baaaaaaa"
+    assert _spell(third, every_head) == "baaaaaaa"
     # Draws are independent: two calls do not repeat each other.
     first, second = generate_canonical_ids_bulk(500), generate_canonical_ids_bulk(500)
     assert len(set(first) | set(second)) >= 998

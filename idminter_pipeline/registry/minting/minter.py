@@ -23,10 +23,9 @@ transaction with bounded, jittered backoff (tenacity), and counted in `Minter.st
 
 A `Minter` holds one connection and is not thread-safe: give each thread or process its own.
 
-This module runs the SQL: the connection, the transaction and its retries, and each call's
-sequence of statements. What a call decides without SQL (request folding, cycle rejection, the
-batch plan and its results) is in `plan`; the statements' text is built in `statements`;
-`aliases` orders what `Minter.aliases` reads. Callers import from `registry.minting`.
+This module runs the SQL: the connection, the transaction and its retries, each call's statements.
+What a call decides without SQL is in `plan`, the statements' text in `statements`, the claim in
+`claims`; callers import from `registry.minting`.
 """
 
 from __future__ import annotations
@@ -88,7 +87,6 @@ from idminter_pipeline.registry.packets import max_allowed_packet, statement_bud
 from idminter_pipeline.registry.schema import require_project_schema
 
 logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 # SourceId IN-lists per lookup branch: every branch must stay a range scan of PRIMARY. A

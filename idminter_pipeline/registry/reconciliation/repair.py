@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from idminter_pipeline.core.canonical_ids import is_canonical_id
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.limits import (
     RECONCILIATION_DEFAULT_BATCH_SIZE,
@@ -58,6 +57,12 @@ from idminter_pipeline.registry.reconciliation.keyset import (
     range_params,
 )
 from idminter_pipeline.registry.reconciliation.retired_ids import RETIRED_TABLE, once_mapped, retire
+from idminter_pipeline.registry.reconciliation.returns import (
+    ORPHANS_TABLE,
+    RETURNED,
+    placeholders,
+    return_orphans_to_pool,
+)
 from idminter_pipeline.registry.reconciliation.variants import find_case_or_padding_variants
 from idminter_pipeline.registry.schema import DriftKind, require_project_schema, table_exists
 
@@ -90,7 +95,6 @@ SEVERITY = {
 }
 REPAIRABLE = {FREE_IDS_IN_USE, ORPHAN_ASSIGNED_IDS}
 PROVENANCE_TABLE = "identifier_provenance"
-ORPHANS_TABLE = "reconciliation_orphans"
 
 DEFAULT_BATCH_SIZE = RECONCILIATION_DEFAULT_BATCH_SIZE
 MIN_BATCH_SIZE = RECONCILIATION_MIN_BATCH_SIZE
@@ -207,10 +211,6 @@ class ReconciliationReport:
         }
 
 
-def _placeholders(values: Sequence[Any]) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
 class _Run:
     def __init__(
         self, conn: Connection, *, repair: bool, grace: timedelta, batch_size: int
@@ -298,7 +298,7 @@ class _Run:
         locked = execute(
             conn,
             "SELECT c.CanonicalId FROM canonical_ids c "
-            f"WHERE c.CanonicalId IN ({_placeholders(candidates)}) AND c.Status = 'free' AND "
+            f"WHERE c.CanonicalId IN ({placeholders(candidates)}) AND c.Status = 'free' AND "
             "EXISTS (SELECT 1 FROM identifiers i WHERE i.CanonicalId = c.CanonicalId) FOR UPDATE",
             list(candidates),
         )
@@ -307,7 +307,7 @@ class _Run:
             execute(
                 conn,
                 "UPDATE canonical_ids SET Status = 'assigned' "
-                f"WHERE CanonicalId IN ({_placeholders(ids)})",
+                f"WHERE CanonicalId IN ({placeholders(ids)})",
                 ids,
             )
         conn.commit()
@@ -389,7 +389,7 @@ class _Run:
                 uninherited = execute(
                     conn,
                     "SELECT i.CanonicalId FROM identifiers i "
-                    f"WHERE i.CanonicalId IN ({_placeholders(shared)}) AND NOT EXISTS ("
+                    f"WHERE i.CanonicalId IN ({placeholders(shared)}) AND NOT EXISTS ("
                     f"SELECT 1 FROM {PROVENANCE_TABLE} p WHERE p.CanonicalId = i.CanonicalId "
                     "AND p.Kind = 'inherited' AND p.SuccessorOntologyType = i.OntologyType "
                     "AND p.SuccessorSourceSystem = i.SourceSystem "
@@ -448,85 +448,6 @@ class _Run:
             batch_size=self.batch_size,
             found=self.results[CASE_OR_PADDING_VARIANTS].add,
         )
-
-
-RETURNED = "returned"
-
-
-def return_orphans_to_pool(
-    conn: Connection, candidates: Sequence[str], *, retired: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Return assigned IDs to the pool if, under lock, no mapping uses them and nothing shows
-    that one ever did; say what happened. IDs that once identified a record are retired
-    instead (and added to `retired`, ID -> evidence).
-
-    In one REPEATABLE READ transaction: the candidate rows are locked FOR UPDATE, and the
-    locking read of `identifiers` by CanonicalId holds next-key locks on idx_canonical, so no
-    mapping can take one of these IDs between the check and the update.
-    """
-    outcome: dict[str, str] = {}
-    candidates = list(candidates)
-    if not candidates:
-        return outcome
-    execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    try:
-        locked = {
-            value
-            for (value,) in execute(
-                conn,
-                "SELECT CanonicalId FROM canonical_ids "
-                f"WHERE CanonicalId IN ({_placeholders(candidates)}) AND Status = 'assigned' "
-                "FOR UPDATE",
-                candidates,
-            )
-        }
-        used = {
-            value
-            for (value,) in execute(
-                conn,
-                "SELECT CanonicalId FROM identifiers "
-                f"WHERE CanonicalId IN ({_placeholders(candidates)}) LOCK IN SHARE MODE",
-                candidates,
-            )
-        }
-        evidence = once_mapped(conn, [c for c in candidates if c in locked and c not in used])
-        newly_retired = set(retire(conn, evidence))
-        if retired is not None:
-            retired.update({c: evidence[c] for c in newly_retired})
-        free = []
-        for canonical in candidates:
-            if canonical not in locked:
-                outcome[canonical] = "kept: no longer an assigned ID"
-            elif canonical in used:
-                outcome[canonical] = "kept: a mapping uses it"
-            elif canonical in evidence:
-                outcome[canonical] = (
-                    f"kept and retired: once identified a record ({evidence[canonical]})"
-                )
-            elif not is_canonical_id(canonical):
-                outcome[canonical] = "kept: breaks today's ID format, never handed out again"
-            else:
-                free.append(canonical)
-                outcome[canonical] = RETURNED
-        if free:
-            execute(
-                conn,
-                f"UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId IN "
-                f"({_placeholders(free)})",
-                free,
-            )
-            execute(
-                conn,
-                f"DELETE FROM {ORPHANS_TABLE} WHERE CanonicalId IN ({_placeholders(free)})",
-                free,
-            )
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    return outcome
 
 
 def reconcile(
