@@ -112,7 +112,13 @@ def test_variants_straddling_batch_boundaries_are_each_found_once(registry):
     # Plain mappings are never reported, and nothing was changed.
     assert not any("/p" in example for example in found.examples)
     assert tiny.changes == []
-    assert set(tiny.scan_seconds) == {"canonical_ids", "mappings", "provenance", "shared_ids", "variants"}
+    assert set(tiny.scan_seconds) == {
+        "canonical_ids",
+        "mappings",
+        "provenance",
+        "shared_ids",
+        "variants",
+    }
 
 
 def test_no_variants_means_no_finding(registry):
