@@ -16,6 +16,9 @@ from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 
+# Its races are staged between sessions it times against each other: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("minting_concurrency")
+
 INSERT_MAPPING = (
     "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
     "VALUES (%s, %s, %s, %s)"

@@ -184,7 +184,10 @@ def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(
 
     assert tick().asset_events
     outages = []
-    for _ in range(4):  # short outages, a second or two of reachable registry between them
+    # Short outages, a second or two of reachable registry between them, until the share of the
+    # window they fill pages (four do on an idle machine; a loaded one restarts the server more
+    # slowly between them, so up to eight are allowed).
+    for _ in range(8):
         crash_server(paths)
         started = time.monotonic()
         while time.monotonic() - started < 3:
@@ -193,6 +196,8 @@ def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(
         assert tick().asset_events
         outages.append(time.monotonic() - started)
         tick()
+        if titles():
+            break
     assert max(outages) < alert_after  # none long enough to page by its length
     assert titles() == ["Registry flapping"]
     (paged,) = [json.loads(line) for line in alerts_log.read_text().splitlines()]
