@@ -144,3 +144,14 @@ def test_lookup_accepts_the_short_work_form(works_env):
     bracket = json.loads(_run("lookup", folio.id).stdout)
     assert found[folio.id] == bracket[folio.id]
     assert "Item[folio-item/i-new]" in found
+
+
+def test_a_malformed_subject_is_named_even_without_a_works_store(
+    registry_env, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "missing.sqlite3"))
+    result = _run("works", "show", "no slash here")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid source identifier 'no slash here'")
+    assert not (tmp_path / "missing.sqlite3").exists()

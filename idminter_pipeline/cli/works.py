@@ -338,9 +338,10 @@ def show(subject: str) -> None:
     from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
-    from idminter_pipeline.works.diagnosis import diagnose  # noqa: PLC0415
+    from idminter_pipeline.works.diagnosis import diagnose, parse_subject  # noqa: PLC0415
     from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
 
+    parse_subject(subject)  # a malformed subject is named before any store or registry is opened
     policy = SuccessionPolicy.from_env()
     factory = connection_factory(DatabaseSettings.from_env())
     with works_store_from_env(existing=True) as store, Minter(factory) as minter:
