@@ -2,6 +2,8 @@
 difference and the command that resolves it; `db status` and Dagster show it."""
 
 import json
+import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -174,6 +176,38 @@ def test_a_later_releases_migration_is_not_drift_a_foreign_one_is(registry, vers
             cursor.execute("DELETE FROM _yoyo_migration WHERE migration_id = %s", (version,))
         conn.commit()
         conn.close()
+
+
+def test_history_read_waits_out_yoyos_upgrade_of_its_own_table(empty_database):
+    """A runner started beside another reads yoyo's history while that one upgrades it (first
+    layout dropped, current layout created, under yoyo's lock): the read waits, never fails."""
+    conn = connect(empty_database)
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE _yoyo_migration (id VARCHAR(255), ctime TIMESTAMP)")
+    upgrade_done = threading.Event()
+
+    def upgrade_after_a_moment() -> None:
+        time.sleep(0.4)
+        other = connect(empty_database)
+        with other.cursor() as cursor:
+            cursor.execute("DROP TABLE _yoyo_migration")
+            cursor.execute(
+                "CREATE TABLE _yoyo_migration (migration_hash VARCHAR(64), "
+                "migration_id VARCHAR(255), applied_at_utc TIMESTAMP, "
+                "PRIMARY KEY (migration_hash))"
+            )
+        other.close()
+        upgrade_done.set()
+
+    upgrader = threading.Thread(target=upgrade_after_a_moment)
+    upgrader.start()
+    try:
+        drift = schema_drift(conn)
+    finally:
+        conn.close()  # a failed read's open transaction would hold the table the upgrader drops
+        upgrader.join()
+    assert upgrade_done.is_set()
+    assert drift.kind is DriftKind.NOT_APPLIED
 
 
 def test_a_column_collation_changed_by_hand_is_drift(registry):

@@ -311,13 +311,42 @@ def schema_drift(conn: Connection) -> SchemaDrift:
             tables[table] = table_collation
         else:
             columns.setdefault(table, {})[column] = (column_type, charset, collation)
-    history: set[str] = set()
-    if YOYO_MIGRATION_TABLE in tables:
-        with conn.cursor() as cursor:
-            cursor.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")
-            history = {version for (version,) in cursor.fetchall()}
+    history = _migration_history(conn) if YOYO_MIGRATION_TABLE in tables else set()
     conn.rollback()
     return _classify(tables, columns, history, migration_versions())
+
+
+# yoyo creates its history table in its first layout (`id`) and upgrades it to the current one
+# (`migration_id`) by dropping and recreating it under its lock; a second runner started at the
+# same moment can read between those statements. The upgrade takes milliseconds: read again.
+_HISTORY_IN_UPGRADE = (1054, 1146)  # unknown column, no such table
+
+
+def _history_in_upgrade(error: BaseException) -> bool:
+    import pymysql  # noqa: PLC0415
+
+    return isinstance(error, pymysql.MySQLError) and error.args[0] in _HISTORY_IN_UPGRADE
+
+
+def _migration_history(conn: Connection) -> set[str]:
+    from tenacity import (  # noqa: PLC0415
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_fixed,
+    )
+
+    for attempt in Retrying(
+        retry=retry_if_exception(_history_in_upgrade),
+        stop=stop_after_attempt(20),
+        wait=wait_fixed(0.1),
+        before_sleep=lambda _state: conn.rollback(),
+        reraise=True,
+    ):
+        with attempt, conn.cursor() as cursor:
+            cursor.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")
+            return {version for (version,) in cursor.fetchall()}
+    raise AssertionError("tenacity either returns or re-raises")
 
 
 def _pending(pending: list[str]) -> SchemaDrift:
