@@ -20,7 +20,7 @@ from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 
-KILLS = 24
+KILLS = 12  # `make stress` kills many more times
 BATCHES = 80
 WORKS = 30  # about 165 identifiers per batch, so a mint call lasts long enough to be hit
 SEED = int(os.environ.get("IDMINTER_CRASH_SEED", "0")) or random.randrange(1, 10**6)

@@ -36,6 +36,7 @@ from idminter_pipeline.defs.reconciliation.sensors import (
     registry_reconciliation_failure_alert,
 )
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.retries import OUTAGE_STEP_RETRY_SECONDS_ENV
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
 from idminter_pipeline.defs.works.resources import (
@@ -44,6 +45,7 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
+from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -205,8 +207,13 @@ def test_a_run_refused_by_its_config_is_not_alerted(registry, instance, alerts, 
     assert delivered() == []
 
 
-def test_a_reconciliation_that_cannot_run_alerts_with_its_cause(registry, instance, alerts, topic):
+def test_a_reconciliation_that_cannot_run_alerts_with_its_cause(
+    registry, instance, alerts, topic, monkeypatch
+):
     _, delivered = topic
+    # The registry stays away: ride it out for a second per attempt, a second apart, not minutes.
+    monkeypatch.setenv(OUTAGE_ENV, "1")
+    monkeypatch.setenv(OUTAGE_STEP_RETRY_SECONDS_ENV, "1")
     unreachable = RegistryDatabase.from_settings(replace(registry, port=_closed_port()))
     resources = {"registry_database": unreachable, "alerts": alerts}
     defs = dg.Definitions(

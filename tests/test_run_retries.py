@@ -29,6 +29,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 from db_helpers import free_port
 
 from idminter_pipeline.core.errors import InvalidSettingError
+from idminter_pipeline.defs.alerts.failures import ALERT_INTERVAL_ENV, failure_alert_interval
 from idminter_pipeline.defs.retries import (
     OUTAGE_STEP_RETRIES_ENV,
     OUTAGE_STEP_RETRY_SECONDS_ENV,
@@ -39,14 +40,24 @@ from idminter_pipeline.registry.outage import OUTAGE_ENV
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STEP_RETRIES = 2
-# The failure sensors tick every 30 s (Dagster's default); give them two ticks after the last run.
-SENSOR_SETTLE_SECONDS = 70
+# The failure sensors tick every ALERT_INTERVAL_SECONDS here; give them a few ticks after the
+# last run, so a second page for any run would have been sent.
+ALERT_INTERVAL_SECONDS = 2
+SENSOR_SETTLE_SECONDS = 4 * ALERT_INTERVAL_SECONDS
 DEADLINE_SECONDS = 300
 
 
 def test_the_deployed_instance_leaves_step_failures_to_the_steps():
     retries = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["run_retries"]
     assert retries == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+
+
+def test_the_failure_sensors_tick_at_the_configured_interval_and_bad_values_are_named():
+    assert failure_alert_interval({}) == 30
+    assert failure_alert_interval({ALERT_INTERVAL_ENV: "5"}) == 5
+    for bad in ("0", "2.5", "3601"):
+        with pytest.raises(InvalidSettingError, match=ALERT_INTERVAL_ENV):
+            failure_alert_interval({ALERT_INTERVAL_ENV: bad})
 
 
 def test_the_step_retry_settings_come_from_the_environment_and_bad_values_are_named():
@@ -91,6 +102,7 @@ def daemon(tmp_path) -> Iterator[tuple[Path, Path]]:
         OUTAGE_ENV: "1",
         OUTAGE_STEP_RETRIES_ENV: str(STEP_RETRIES),
         OUTAGE_STEP_RETRY_SECONDS_ENV: "1",
+        ALERT_INTERVAL_ENV: str(ALERT_INTERVAL_SECONDS),
     }
     log = (tmp_path / "daemon.log").open("w")
     process = subprocess.Popen(

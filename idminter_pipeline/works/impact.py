@@ -292,16 +292,19 @@ class _AssessingStore(WorksStore):
                 if result is None:
                     continue
                 self._count(source, result, work.source_id)
-        real_ids = sorted(
-            {
+        # In the order the works were read, so the IDs listed first are the first works' ones.
+        real_ids = list(
+            dict.fromkeys(
                 result.canonical_id
                 for work in works
                 if (result := results.get(_work_source(work))) is not None
                 and result.outcome is not MintOutcome.MINTED
-            }
+            )
         )
-        for document in self._published.get_identified(real_ids).values() if real_ids else ():
-            self._remember_published(document)
+        published = self._published.get_identified(real_ids) if real_ids else {}
+        for canonical_id in real_ids:
+            if (document := published.get(canonical_id)) is not None:
+                self._remember_published(document)
         return []
 
     def _count(self, source: SourceIdentifier, result: MintResult, work_id: str) -> None:

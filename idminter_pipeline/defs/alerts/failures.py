@@ -10,7 +10,7 @@ its message, the run and the partition, so `FailedRun` collects them from the ru
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NA
 from dagster._utils.error import SerializableErrorInfo
 
 from idminter_pipeline.core.alerts import Alert, FigureValue, Severity
+from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.retries import retried_run_skip
 
@@ -32,6 +33,22 @@ CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 CONFIG_VALIDATION_ERROR = "ValidationError"
 # A run of the implicit asset job names at most this many of its assets.
 NAMED_ASSETS = 3
+# How often the failure sensors look for failed runs: the longest a failed run waits to page.
+ALERT_INTERVAL_ENV = "IDMINTER_FAILURE_ALERT_INTERVAL_SECONDS"
+DEFAULT_ALERT_INTERVAL_SECONDS = 30
+MAX_ALERT_INTERVAL_SECONDS = 3600
+
+
+def failure_alert_interval(environ: Mapping[str, str] | None = None) -> int:
+    """Seconds between the failure sensors' ticks (a bad value fails loading the code location,
+    naming it)."""
+    return env_int(
+        environ,
+        ALERT_INTERVAL_ENV,
+        DEFAULT_ALERT_INTERVAL_SECONDS,
+        minimum=1,
+        maximum=MAX_ALERT_INTERVAL_SECONDS,
+    )
 
 
 def error_chain(error: SerializableErrorInfo | None) -> Iterator[SerializableErrorInfo]:
@@ -260,7 +277,10 @@ def run_failure_alert_sensor(
         # One paragraph, as the UI shows it.
         description = " ".join((build.__doc__ or "").split())
         return dg.run_failure_sensor(
-            name=name, default_status=dg.DefaultSensorStatus.RUNNING, description=description
+            name=name,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description=description,
+            minimum_interval_seconds=failure_alert_interval(),
         )(evaluate)
 
     return decorate
