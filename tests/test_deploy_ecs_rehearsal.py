@@ -63,6 +63,7 @@ POOL = {"PoolTargetFree": 2_000, "PoolLowWatermark": 1_000, "PoolCriticalWaterma
 # A bound on each wait, not a timing: `make test` runs this beside three other workers on two
 # cores, where a run the daemon launches can wait minutes for its process to start.
 STARTUP_SECONDS = 360
+FAILURE_ALERT_INTERVAL_SECONDS = 2
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*")
 
@@ -154,6 +155,7 @@ def stage(aws_env, registry, server_settings, tmp_path) -> Iterator[Stage]:
             "ElasticsearchUrl": "http://127.0.0.1:9",  # nothing listens: no run here reads it
             "ElasticsearchApiKeySecretArn": es_key,
             "PipelineDate": "2026-01-01",
+            "FailureAlertIntervalSeconds": FAILURE_ALERT_INTERVAL_SECONDS,
             "AlertsTopicArn": topic.topic_arn,
             "StorageDatabaseName": storage.database,
             **POOL,
@@ -529,8 +531,9 @@ query Group($runId: ID!) {
   runGroupOrError(runId: $runId) { ... on RunGroup { runs { runId } } }
 }
 """
-# The run retry daemon looks for failed runs every few seconds, the failure sensors every 30.
-RETRY_SETTLE_SECONDS = 40
+# The run retry daemon looks for failed runs every few seconds, the failure sensors every
+# FAILURE_ALERT_INTERVAL_SECONDS (the stack's parameter, set short here).
+RETRY_SETTLE_SECONDS = 15
 
 
 def _run_tags(deployment: Deployment, run_id: str) -> dict[str, str]:
