@@ -7,6 +7,7 @@ import uuid
 import boto3
 import pytest
 from db_helpers import server_admin_connection
+from pymysql.constants import CLIENT
 
 from idminter_pipeline.core.errors import RegistryUnavailableError
 from idminter_pipeline.core.settings import DatabaseSettings, ElasticsearchSettings
@@ -173,3 +174,20 @@ def test_sessions_are_strict_utc_and_utf8mb4(conn):
     assert "STRICT_ALL_TABLES" in sql_mode
     assert time_zone == "+00:00"
     assert charset == "utf8mb4"
+
+
+def test_connections_share_one_tls_context_and_use_tls_where_the_server_offers_it(registry):
+    """pymysql offers TLS to a server that supports it; the context it needs for that is built
+    once per process, not once per connection."""
+    first, second = connect(registry), connect(registry)
+    try:
+        assert first.ctx is second.ctx
+        with first.cursor() as cursor:
+            cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            (_, cipher) = cursor.fetchone()
+        # MySQL generates certificates and offers TLS by default; the local MariaDB does not.
+        offers_tls = bool(first.server_capabilities & CLIENT.SSL)
+        assert bool(cipher) == offers_tls
+    finally:
+        first.close()
+        second.close()

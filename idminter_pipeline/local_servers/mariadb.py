@@ -249,6 +249,7 @@ def admin_connection(paths: LocalServerPaths) -> pymysql.connections.Connection:
             user=paths.engine.admin_user(),
             autocommit=True,
             connect_timeout=10,
+            ssl_disabled=True,  # a local socket: TLS would protect nothing and cost a handshake
         )
     except pymysql.err.MySQLError as error:
         raise LocalDatabaseError(

@@ -9,6 +9,7 @@ version (the rotation may have switched the database user first) and then once m
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -62,6 +63,19 @@ def session_max_allowed_packet(conn: Connection) -> int:
     return int(value)
 
 
+_PREFERRED_TLS: list[ssl.SSLContext] = []
+
+
+def _preferred_tls_context(
+    create: Callable[[dict[str, Any]], ssl.SSLContext],
+) -> ssl.SSLContext:
+    """pymysql's context for its "preferred" TLS mode, built once per process (an SSLContext
+    is safe to share between connections and threads)."""
+    if not _PREFERRED_TLS:
+        _PREFERRED_TLS.append(create({}))
+    return _PREFERRED_TLS[0]
+
+
 class RegistryConnection(pymysql.connections.Connection):
     """A pymysql connection that never sends a statement larger than the server accepts. Sent,
     such a statement gets error 1153, or the server drops the connection instead ("gone away",
@@ -74,6 +88,15 @@ class RegistryConnection(pymysql.connections.Connection):
     reads it before its first large statement, so a statement nobody sized (a pool top-up batch
     on a small-packet server) fails at once, naming the limit, instead of riding out an outage.
     """
+
+    def _create_ssl_ctx(self, sslp: dict[str, Any] | ssl.SSLContext) -> ssl.SSLContext:
+        # With no TLS option given, pymysql offers TLS when the server supports it (its
+        # "preferred" mode) with a context that verifies nothing, yet it builds that context
+        # for every connection, loading the system's CA certificates each time: about 65 ms of
+        # CPU per connection. Every such context is the same, so one serves them all.
+        if sslp == {}:
+            return _preferred_tls_context(super()._create_ssl_ctx)
+        return super()._create_ssl_ctx(sslp)
 
     def query(self, sql: str | bytes, unbuffered: bool = False) -> int:
         limit = getattr(self, MAX_ALLOWED_PACKET_ATTRIBUTE, None)
