@@ -1,13 +1,13 @@
 """The legacy migration's copy: triggers, the keyset copy and the catch-up from the change log.
 
-`_start` creates `identifiers_new` (0001's DDL) and installs the log triggers on the legacy
+`start_copy` creates `identifiers_new` (0001's DDL) and installs the log triggers on the legacy
 table, which record the `CanonicalId` of every later insert, update and delete in
-`legacy_migration_changes`. `_copy` then walks the legacy primary key in batches, each committed
-with its cursor so an interrupted run resumes where it stopped, and `apply_changes` re-copies
-the logged IDs from the legacy table's current state, deleting their log rows in the same
-transaction. Once the bulk copy is done, guard triggers keep every session but the migration's
-from writing the copy. Legacy IDs the new ASCII column cannot hold stop the copy with an error
-that names them.
+`legacy_migration_changes`. `copy_in_batches` then walks the legacy primary key in batches,
+each committed with its cursor so an interrupted run resumes where it stopped, and
+`apply_changes` re-copies the logged IDs from the legacy table's current state, deleting their
+log rows in the same transaction. Once the bulk copy is done, guard triggers keep every session
+but the migration's from writing the copy. Legacy IDs the new ASCII column cannot hold stop the
+copy with an error that names them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import pymysql
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
     CHANGES_TABLE,
     EXAMPLES,
     GUARD_TRIGGER_NAMES,
@@ -31,21 +30,22 @@ from idminter_pipeline.registry.legacy_migration.state import (
     LOG_TRIGGER_NAMES,
     MIGRATION_SESSION_VARIABLE,
     NEW_TABLE,
+    SOURCE_PARTS,
     STATE_TABLE,
     TRIGGER_NAMES,
     MigrationReport,
+    MigrationState,
     Phase,
     Progress,
     ProgressCallback,
-    _estimated_rows,
-    _execute,
-    _fits_new_id_column,
-    _next_bound_in,
-    _placeholders,
-    _read_state,
-    _scalar,
-    _State,
+    estimated_rows,
+    execute,
+    fits_new_id_column,
     new_identifiers_ddl,
+    next_bound_in,
+    placeholders,
+    read_state,
+    scalar,
     show_create_table,
 )
 from idminter_pipeline.registry.schema import table_exists
@@ -55,23 +55,23 @@ logger = logging.getLogger(__name__)
 ER_DUP_ENTRY = 1062
 
 
-def _copy_connection(connect: ConnectionFactory) -> Connection:
+def copy_connection(connect: ConnectionFactory) -> Connection:
     conn = connect()
     # READ COMMITTED: INSERT ... SELECT then reads the legacy rows without locking them, so the
     # legacy minter is never blocked by the copy. Foreign key checks are off for this session
     # only: each batch writes canonical_ids before identifiers_new in one transaction, and the
     # verification checks every ID exists before the swap.
-    _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    _execute(conn, "SET SESSION foreign_key_checks = 0")
-    _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-    _execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
+    execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    execute(conn, "SET SESSION foreign_key_checks = 0")
+    execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+    execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
     return conn
 
 
-def _trigger_names(conn: Connection, table: str) -> set[str]:
+def trigger_names(conn: Connection, table: str) -> set[str]:
     return {
         name
-        for (name,) in _execute(
+        for (name,) in execute(
             conn,
             "SELECT trigger_name FROM information_schema.triggers "
             "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
@@ -85,9 +85,9 @@ def _trigger_names(conn: Connection, table: str) -> set[str]:
 ER_BINLOG_CREATE_ROUTINE_NEED_SUPER = 1419
 
 
-def _create_trigger(conn: Connection, statement: str) -> None:
+def create_trigger(conn: Connection, statement: str) -> None:
     try:
-        _execute(conn, statement)
+        execute(conn, statement)
     except pymysql.err.OperationalError as error:
         if error.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
             raise
@@ -98,8 +98,8 @@ def _create_trigger(conn: Connection, statement: str) -> None:
         ) from None
 
 
-def _install_triggers(conn: Connection, table: str) -> None:
-    existing = _trigger_names(conn, table)
+def install_log_triggers(conn: Connection, table: str) -> None:
+    existing = trigger_names(conn, table)
     log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
     bodies = {
         "idminter_legacy_ai": f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
@@ -112,10 +112,10 @@ def _install_triggers(conn: Connection, table: str) -> None:
         if name not in existing:
             # CREATE TRIGGER waits for the legacy table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
-            _create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+            create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
 
 
-def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
+def install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     """Refuse writes to the copy from any session but the migration's (idempotent).
 
     The verification proves the copy equal to the legacy table before the lock; the lock then
@@ -124,7 +124,7 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
     copy is found by the verification.
     """
-    existing = _trigger_names(conn, table)
+    existing = trigger_names(conn, table)
     for name, event, row in zip(
         GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
     ):
@@ -133,7 +133,7 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
         # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
         # guard stays on the table through the rename until the swap is recorded: a legacy
         # minter still writing then gets this error rather than a foreign key failure.
-        _create_trigger(
+        create_trigger(
             conn,
             f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
             "DECLARE refused VARCHAR(128) DEFAULT NULL; "
@@ -146,13 +146,13 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
         )
 
 
-def _drop_triggers(conn: Connection) -> None:
+def drop_triggers(conn: Connection) -> None:
     for name in TRIGGER_NAMES:
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
 
 
-def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence[Any]) -> None:
-    rows = _execute(
+def refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence[Any]) -> None:
+    rows = execute(
         conn,
         f"SELECT CanonicalId FROM {table} WHERE ({where}) AND (CHAR_LENGTH(CanonicalId) > 8 OR "
         "CAST(CanonicalId AS BINARY) <> CAST(CONVERT(CanonicalId USING ascii) AS BINARY)) "
@@ -160,10 +160,10 @@ def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence
         params,
     )
     if rows:
-        raise _unfit_ids_error([value for (value,) in rows])
+        raise unfit_ids_error([value for (value,) in rows])
 
 
-def _unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
+def unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
     return LegacyMigrationError(
         "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
         "them in the legacy table, then run migrate-legacy again (progress is kept)",
@@ -176,7 +176,7 @@ def _copy_rows(
 ) -> None:
     """Copy the legacy rows matching `where` into canonical_ids and `target` (upserts)."""
     try:
-        _execute(
+        execute(
             conn,
             f"INSERT INTO canonical_ids (CanonicalId, Status) SELECT CanonicalId, 'assigned' "
             f"FROM {source} WHERE {where} ON DUPLICATE KEY UPDATE Status = 'assigned'",
@@ -184,7 +184,7 @@ def _copy_rows(
         )
         # An upsert, not a plain insert: a legacy update may have moved a source key from an
         # already copied ID to this one; the older ID is in the change log and is re-copied.
-        _execute(
+        execute(
             conn,
             f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
             f"SELECT OntologyType, SourceSystem, SourceId, CanonicalId FROM {source} "
@@ -193,21 +193,21 @@ def _copy_rows(
         )
     except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
         conn.rollback()
-        _refuse_unfit_ids(conn, source, where, params)
+        refuse_unfit_ids(conn, source, where, params)
         raise
 
 
-def _copy(
+def copy_in_batches(
     conn: Connection,
-    state: _State,
+    state: MigrationState,
     batch_size: int,
     progress: ProgressCallback | None,
     report: MigrationReport,
 ) -> None:
     cursor, copied, batches = state.cursor, state.rows_copied, state.batches
-    estimated = _estimated_rows(conn, LIVE_TABLE)
+    estimated = estimated_rows(conn, LIVE_TABLE)
     while True:
-        upper, count = _next_bound_in(conn, LIVE_TABLE, cursor, batch_size)
+        upper, count = next_bound_in(conn, LIVE_TABLE, cursor, batch_size)
         conn.commit()
         if count == 0:
             break
@@ -216,7 +216,7 @@ def _copy(
         else:
             where, params = "CanonicalId > %s AND CanonicalId <= %s", (cursor, upper)
         _copy_rows(conn, LIVE_TABLE, NEW_TABLE, where, params)
-        _execute(
+        execute(
             conn,
             f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
             "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -228,7 +228,7 @@ def _copy(
         logger.info("copied %s legacy rows (%s batches), cursor %r", copied, batches, cursor)
         if progress is not None:
             progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
-    _execute(
+    execute(
         conn,
         f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
@@ -270,7 +270,7 @@ def apply_changes(
     recopy = recopy or _recopy_ids
     applied = AppliedChanges()
     while max_entries is None or applied.entries < max_entries:
-        rows = _execute(
+        rows = execute(
             conn,
             f"SELECT Seq, CanonicalId FROM {CHANGES_TABLE} ORDER BY Seq LIMIT {int(batch_size)}",
         )
@@ -278,11 +278,11 @@ def apply_changes(
             break
         seqs = [seq for seq, _ in rows]
         ids = sorted({canonical for _, canonical in rows})
-        fitting = [value for value in ids if _fits_new_id_column(value)]
+        fitting = [value for value in ids if fits_new_id_column(value)]
         if len(fitting) < len(ids):
-            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            refuse_unfit_ids(conn, source, f"CanonicalId IN ({placeholders(ids)})", ids)
         applied.row_delta += recopy(conn, source, target, ids, fitting)
-        _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
+        execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({placeholders(seqs)})", seqs)
         conn.commit()
         applied.entries += len(rows)
         applied.ids.update(ids)
@@ -295,14 +295,14 @@ def _recopy_ids(
     """Replace the target's rows for these IDs with the source's current ones (uncommitted);
     return the change in the target's row count. `fitting`: those of the IDs the target's
     ASCII column can hold at all (the only ones it can have rows for)."""
-    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
-    in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in SOURCE_PARTS}
+    in_ids = f"s.CanonicalId IN ({placeholders(ids)})"
     for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
         with conn.cursor() as cursor:
             removed = 0
             if fitting:
                 cursor.execute(
-                    f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
+                    f"DELETE FROM {target} WHERE CanonicalId IN ({placeholders(fitting)})",
                     list(fitting),
                 )
                 removed = cursor.rowcount
@@ -312,14 +312,14 @@ def _recopy_ids(
             # STRAIGHT_JOIN: the source's few rows (a primary-key range) drive, each finding its
             # target row by the target's primary key. Left to itself MySQL 9 may scan the whole
             # target instead, holding shared locks on the legacy rows the while.
-            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
+            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in SOURCE_PARTS)
             cursor.execute(
                 f"DELETE t FROM {source} s STRAIGHT_JOIN {target} t ON {same_key} WHERE {in_ids}",
                 list(ids),
             )
             removed += cursor.rowcount
         try:
-            _execute(
+            execute(
                 conn,
                 "INSERT INTO canonical_ids (CanonicalId, Status) SELECT s.CanonicalId, 'assigned' "
                 f"FROM {source} s WHERE {in_ids} ON DUPLICATE KEY UPDATE Status = 'assigned'",
@@ -345,28 +345,28 @@ def _recopy_ids(
                 ) from error
         except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
             conn.rollback()
-            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            refuse_unfit_ids(conn, source, f"CanonicalId IN ({placeholders(ids)})", ids)
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _start(conn: Connection) -> _State:
+def start_copy(conn: Connection) -> MigrationState:
     """Create the new table and the triggers, and the state row (each step is idempotent)."""
-    _refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
+    refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
     legacy_ddl = show_create_table(conn, LIVE_TABLE)
-    if table_exists(conn, NEW_TABLE) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
+    if table_exists(conn, NEW_TABLE) and scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
         raise LegacyMigrationError(
             f"{NEW_TABLE} already holds rows but no migration is recorded; run "
             "`idminter db rollback-legacy` to clear it, then migrate again"
         )
-    _execute(conn, new_identifiers_ddl(NEW_TABLE))
-    _install_triggers(conn, LIVE_TABLE)
-    _execute(
+    execute(conn, new_identifiers_ddl(NEW_TABLE))
+    install_log_triggers(conn, LIVE_TABLE)
+    execute(
         conn,
         f"INSERT INTO {STATE_TABLE} (Id, Phase, LegacyCreateTable) VALUES (1, 'copying', %s)",
         (legacy_ddl,),
     )
     conn.commit()
-    state = _read_state(conn)
+    state = read_state(conn)
     assert state is not None
     return state

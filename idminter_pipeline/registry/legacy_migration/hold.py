@@ -21,9 +21,9 @@ from typing import Any
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy_connection,
-    _trigger_names,
     apply_changes,
+    copy_connection,
+    trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
@@ -33,15 +33,15 @@ from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
     Phase,
     RegistryShape,
-    _execute,
-    _migration_lock,
-    _read_state,
-    _state_available,
     clamp_batch_size,
+    execute,
+    migration_lock,
     read_migration_status,
+    read_state,
     registry_shape,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.verify import _legacy_id_collation, _verify_ids
+from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
 
 # One sync applies at most what was pending when it started, plus this many rounds' worth of
 # what arrives meanwhile, so a busy legacy minter cannot keep it going.
@@ -63,7 +63,7 @@ class Lag:
 def lag(conn: Connection) -> Lag:
     """The change log's size and its oldest entry's age (an indexed read: the log is keyed by
     `Seq`, which follows arrival)."""
-    count, oldest, now = _execute(
+    count, oldest, now = execute(
         conn,
         f"SELECT COUNT(*), (SELECT ChangedAt FROM {CHANGES_TABLE} ORDER BY Seq LIMIT 1), "
         "CURRENT_TIMESTAMP(6) FROM " + CHANGES_TABLE,
@@ -77,13 +77,13 @@ def lag(conn: Connection) -> Lag:
 
 def held_synced(conn: Connection) -> bool:
     """A legacy table whose verified copy waits for the swap (triggers live, guard on)."""
-    if registry_shape(conn) is not RegistryShape.LEGACY or not _state_available(conn):
+    if registry_shape(conn) is not RegistryShape.LEGACY or not state_available(conn):
         return False
-    state = _read_state(conn)
+    state = read_state(conn)
     return (
         state is not None
         and state.phase is Phase.COPIED
-        and set(GUARD_TRIGGER_NAMES) <= _trigger_names(conn, NEW_TABLE)
+        and set(GUARD_TRIGGER_NAMES) <= trigger_names(conn, NEW_TABLE)
     )
 
 
@@ -102,8 +102,8 @@ def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) ->
     """Apply the legacy minter's writes to the held copy, re-checking each applied ID."""
     started = time.monotonic()
     batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
+    with migration_lock(connect):
+        conn = copy_connection(connect)
         try:
             if not held_synced(conn):
                 conn.rollback()
@@ -111,7 +111,7 @@ def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) ->
                     "no legacy migration holds at its synced phase: run `idminter db "
                     "migrate-legacy --hold-synced` first"
                 )
-            collation = _legacy_id_collation(conn, LIVE_TABLE)
+            collation = legacy_id_collation(conn, LIVE_TABLE)
             applied_total = rechecked = 0
             for _ in range(MAX_SYNC_ROUNDS):
                 pending = lag(conn).pending_changes
@@ -125,7 +125,7 @@ def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) ->
                     batch_size=batch_size,
                     max_entries=pending,
                 )
-                _verify_ids(
+                verify_ids(
                     conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True
                 )
                 conn.commit()
@@ -142,7 +142,7 @@ def read_hold_status(conn: Connection) -> dict[str, Any]:
     """Whether the migration holds at its synced phase, and the copy's lag, read on `conn` in
     its current transaction (cheap reads)."""
     result: dict[str, Any] = {"held_synced": held_synced(conn)}
-    if _state_available(conn):
+    if state_available(conn):
         result["lag"] = lag(conn).as_dict()
     return result
 

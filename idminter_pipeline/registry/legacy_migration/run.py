@@ -15,11 +15,11 @@ import time
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy,
-    _copy_connection,
-    _install_guard_triggers,
-    _start,
     apply_changes,
+    copy_connection,
+    copy_in_batches,
+    install_guard_triggers,
+    start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
@@ -31,20 +31,20 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Progress,
     ProgressCallback,
     RegistryShape,
-    _execute,
-    _migration_lock,
-    _pending_changes,
-    _read_state,
-    _require_state_tables,
-    _state_available,
     clamp_batch_size,
+    count_pending_changes,
+    execute,
+    migration_lock,
+    read_state,
     registry_shape,
+    require_state_tables,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import _final_pass_and_swap, _finish_swap
+from idminter_pipeline.registry.legacy_migration.swap import final_pass_and_swap, finish_swap
 from idminter_pipeline.registry.legacy_migration.verify import (
-    _legacy_id_collation,
-    _verify_ids,
+    legacy_id_collation,
     verify_copy,
+    verify_ids,
 )
 from idminter_pipeline.registry.schema import table_exists
 
@@ -72,8 +72,8 @@ def migrate(
     """
     started = time.monotonic()
     batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
+    with migration_lock(connect):
+        conn = copy_connection(connect)
         try:
             report = _migrate(conn, batch_size, progress, swap)
         finally:
@@ -87,20 +87,20 @@ def _migrate(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, swap: bool
 ) -> MigrationReport:
     shape = registry_shape(conn)
-    state = _read_state(conn) if _state_available(conn) else None
+    state = read_state(conn) if state_available(conn) else None
     phase = state.phase if state else Phase.NONE
     report = MigrationReport("", shape.value, phase.value)
     if shape is RegistryShape.MIGRATED and phase is Phase.COPIED and table_exists(conn, KEPT_TABLE):
         # Interrupted between the rename and recording it: finish the bookkeeping.
-        _finish_swap(conn, batch_size, report)
+        finish_swap(conn, batch_size, report)
         report.messages.append("completed a swap interrupted after the rename")
         return report
     if shape is not RegistryShape.LEGACY:
         conn.rollback()
         return _nothing_to_do(report, shape, phase)
-    _require_state_tables(conn)
+    require_state_tables(conn)
     if state is None:
-        state = _start(conn)
+        state = start_copy(conn)
         report.messages.append("started: triggers installed, identifiers_new created")
     elif phase not in (Phase.COPYING, Phase.COPIED):
         raise LegacyMigrationError(f"unexpected migration phase {phase.value} on a legacy table")
@@ -108,20 +108,20 @@ def _migrate(
         report.messages.append(f"resuming after {state.rows_copied} rows ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        _copy(conn, state, batch_size, progress, report)
+        copy_in_batches(conn, state, batch_size, progress, report)
     report.phase = Phase.COPIED.value
-    _install_guard_triggers(conn)
+    install_guard_triggers(conn)
     # The copy was filled faster than InnoDB's background statistics follow: MySQL 9 then plans
     # the later look-ups by a handful of IDs as scans of the whole copy (held under the final
     # lock, too). A fresh sample of its indexes (a few pages each) keeps them index look-ups.
-    _execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
+    execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
 
     # Catch up without a lock until only a little is left.
     for _ in range(MAX_CATCH_UP_ROUNDS):
         report.changes_applied += apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size
         ).entries
-        pending = _pending_changes(conn)
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
@@ -139,7 +139,7 @@ def _migrate(
         report.status = "copied and verified; not swapped"
         return report
     copy_rows = verification.new_rows + _catch_up_verified(conn, batch_size, progress, report)
-    _final_pass_and_swap(conn, batch_size, report, copy_rows)
+    final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
 
 
@@ -153,10 +153,10 @@ def _catch_up_verified(
     lock then holds only for the writes of the last round's few seconds, not for those of the
     whole verification (minutes at 50 million rows).
     """
-    collation = _legacy_id_collation(conn, LIVE_TABLE)
+    collation = legacy_id_collation(conn, LIVE_TABLE)
     row_delta = 0
     for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = _pending_changes(conn)
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(
@@ -168,7 +168,7 @@ def _catch_up_verified(
         applied = apply_changes(
             conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=pending
         )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
+        verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
         conn.commit()
         report.changes_applied += applied.entries
         row_delta += applied.row_delta

@@ -1,8 +1,8 @@
 """The legacy migration's end: the final pass and swap, then finalize or rollback.
 
-`_final_pass_and_swap` takes `LOCK TABLES ... WRITE`, applies what is left of the change log
+`final_pass_and_swap` takes `LOCK TABLES ... WRITE`, applies what is left of the change log
 and re-checks only the IDs it named, releases the lock and swaps the names with one
-`RENAME TABLE`; `_finish_swap` applies any write that slipped in between and records the swap.
+`RENAME TABLE`; `finish_swap` applies any write that slipped in between and records the swap.
 The legacy table is kept as `identifiers_legacy`: `finalize` drops it for good, `rollback`
 puts it back (copying back the mappings minted since the swap when the 1:1 table can hold
 them, else changing nothing and naming them).
@@ -19,7 +19,7 @@ import pymysql
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
-from idminter_pipeline.registry.legacy_migration.copy import _drop_triggers, apply_changes
+from idminter_pipeline.registry.legacy_migration.copy import apply_changes, drop_triggers
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
@@ -31,30 +31,28 @@ from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
     STATE_TABLE,
     MigrationReport,
+    MigrationState,
     Phase,
     RegistryShape,
-    _execute,
-    _migration_lock,
-    _read_state,
-    _require_state_tables,
-    _State,
     clamp_batch_size,
+    execute,
     is_legacy_shape,
+    migration_lock,
+    read_state,
     registry_shape,
+    require_state_tables,
 )
-from idminter_pipeline.registry.legacy_migration.verify import _legacy_id_collation, _verify_ids
+from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
 from idminter_pipeline.registry.schema import table_exists
 
 
-def _rows_read(conn: Connection) -> int:
+def rows_read(conn: Connection) -> int:
     """The session's Handler_read_* counters, summed: every row and index entry the server read
     for this session (both servers keep them; reading them reads no table)."""
-    return sum(
-        int(value) for _, value in _execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'")
-    )
+    return sum(int(value) for _, value in execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'"))
 
 
-def _final_pass_and_swap(
+def final_pass_and_swap(
     conn: Connection, batch_size: int, report: MigrationReport, copy_rows: int
 ) -> None:
     """Apply the last logged changes and re-check their IDs under the lock, then swap.
@@ -64,10 +62,10 @@ def _final_pass_and_swap(
     the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
     count as of now, derived from the verification's exact count and the changes applied since.
     """
-    collation = _legacy_id_collation(conn, LIVE_TABLE)
+    collation = legacy_id_collation(conn, LIVE_TABLE)
     locked_at = time.monotonic()
-    rows_read_before = _rows_read(conn)
-    _execute(
+    rows_read_before = rows_read(conn)
+    execute(
         conn,
         f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
         f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
@@ -75,44 +73,44 @@ def _final_pass_and_swap(
     )
     try:
         applied = apply_changes(conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size)
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
+        verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
         report.changes_applied += applied.entries
         report.changes_applied_under_lock = applied.entries
         # Derived, not counted. Equal in both directions, the legacy table has as many rows.
         report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
         conn.commit()
     finally:
-        _execute(conn, "UNLOCK TABLES")
+        execute(conn, "UNLOCK TABLES")
     # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
-    report.lock_rows_read = _rows_read(conn) - rows_read_before
+    report.lock_rows_read = rows_read(conn) - rows_read_before
     report.verified = True
     # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
     # the triggers, which move with the table, and applied just below.
-    _execute(
+    execute(
         conn,
         f"RENAME TABLE {LIVE_TABLE} TO {KEPT_TABLE}, {NEW_TABLE} TO {LIVE_TABLE}",
     )
     report.lock_seconds = round(time.monotonic() - locked_at, 3)
-    _finish_swap(conn, batch_size, report)
+    finish_swap(conn, batch_size, report)
 
 
-def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
+def finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
     late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
     # The copy is the live table now: its invariant guards go on before the copy's own guard
     # comes off, so no moment is left in which a legacy minter still writing could delete or
     # re-key a mapping; then the new minter may write it.
     install_mapping_guards(conn, LIVE_TABLE)
     for name in GUARD_TRIGGER_NAMES:
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
     if late.entries:
         report.changes_applied += late.entries
         # One direction only: once live, the table may rightly gain aliases of legacy IDs.
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
+        verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
         report.messages.append(f"{late.entries} legacy writes between unlock and rename applied")
         if report.verified:
             report.new_rows = report.legacy_rows = report.new_rows + late.row_delta
-    _drop_triggers(conn)
-    _execute(
+    drop_triggers(conn)
+    execute(
         conn,
         f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
         "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -135,11 +133,11 @@ class LegacyActionReport:
 
 def finalize(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept legacy table after a swap. There is no rollback after this."""
-    with _migration_lock(connect):
+    with migration_lock(connect):
         conn = connect()
         try:
-            _require_state_tables(conn)
-            state = _read_state(conn)
+            require_state_tables(conn)
+            state = read_state(conn)
             if state is None or state.phase is not Phase.SWAPPED:
                 phase = state.phase.value if state else Phase.NONE.value
                 if phase == Phase.FINALIZED.value:
@@ -150,10 +148,10 @@ def finalize(connect: ConnectionFactory) -> LegacyActionReport:
                 )
             if registry_shape(conn) is not RegistryShape.MIGRATED:
                 raise LegacyMigrationError("identifiers is not the migrated table; not finalizing")
-            _drop_triggers(conn)
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_TABLE}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(
+            drop_triggers(conn)
+            execute(conn, f"DROP TABLE IF EXISTS {KEPT_TABLE}")
+            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            execute(
                 conn,
                 f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
                 "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -193,12 +191,12 @@ def rollback(
     nothing changes and the error names them.
     """
     batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
+    with migration_lock(connect):
         conn = connect()
         try:
-            _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            _require_state_tables(conn)
-            state = _read_state(conn)
+            execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+            require_state_tables(conn)
+            state = read_state(conn)
             shape = registry_shape(conn)
             if state is None or state.phase is Phase.FINALIZED:
                 if (
@@ -206,7 +204,7 @@ def rollback(
                     and shape is RegistryShape.LEGACY
                     and table_exists(conn, NEW_TABLE)
                 ):
-                    state = _State(Phase.COPYING, None, 0, 0, "", None)
+                    state = MigrationState(Phase.COPYING, None, 0, 0, "", None)
                 else:
                     reason = "finalized; the legacy table is gone" if state else "not started"
                     raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
@@ -218,12 +216,12 @@ def rollback(
                     "mappings written since the swap"
                 )
             else:
-                _drop_triggers(conn)
+                drop_triggers(conn)
                 report.messages.append("stopped the copy before the swap")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
+            execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
             released = _release_assigned_ids(conn, batch_size)
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(conn, f"DELETE FROM {STATE_TABLE}")
+            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            execute(conn, f"DELETE FROM {STATE_TABLE}")
             conn.commit()
             report.messages.append(
                 f"dropped {NEW_TABLE} and removed {released} copied canonical IDs"
@@ -233,15 +231,15 @@ def rollback(
             conn.close()
 
 
-def _swap_back(conn: Connection, state: _State) -> int:
+def _swap_back(conn: Connection, state: MigrationState) -> int:
     if not table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
         raise LegacyMigrationError(f"{KEPT_TABLE} is missing; cannot restore the legacy table")
-    _execute(
+    execute(
         conn,
         f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE",
     )
     try:
-        new_rows = _execute(
+        new_rows = execute(
             conn,
             f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {LIVE_TABLE} n "
             f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
@@ -267,6 +265,6 @@ def _swap_back(conn: Connection, state: _State) -> int:
                 ) from error
         conn.commit()
     finally:
-        _execute(conn, "UNLOCK TABLES")
-    _execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
+        execute(conn, "UNLOCK TABLES")
+    execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
     return copied

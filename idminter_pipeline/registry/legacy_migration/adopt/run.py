@@ -43,22 +43,22 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     MAX_CATCH_UP_ROUNDS,
     NEW_IDS,
     NEW_MAPPINGS,
-    _apply,
-    _copy,
-    _drop_triggers,
-    _install_id_guard_triggers,
-    _start,
+    apply_log,
+    copy_in_batches,
+    drop_triggers,
+    install_id_guard_triggers,
     is_port_registry,
+    start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.verify import (
-    _keys,
-    _verify_ids,
+    read_keys,
     verify_adoption,
+    verify_ids,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy_connection,
-    _install_guard_triggers,
-    _trigger_names,
+    copy_connection,
+    install_guard_triggers,
+    trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.hold import Lag, lag
 from idminter_pipeline.registry.legacy_migration.state import (
@@ -72,15 +72,15 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Phase,
     Progress,
     ProgressCallback,
-    _execute,
-    _migration_lock,
-    _pending_changes,
-    _read_state,
-    _require_state_tables,
-    _state_available,
     clamp_batch_size,
+    count_pending_changes,
+    execute,
+    migration_lock,
+    read_state,
+    require_state_tables,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport, _rows_read
+from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport, rows_read
 from idminter_pipeline.registry.schema import (
     PORT_MIGRATION,
     YOYO_MIGRATION_TABLE,
@@ -162,12 +162,12 @@ class AdoptionReport(MigrationReport):
 
 
 def _held(conn: Connection) -> bool:
-    state = _read_state(conn) if _state_available(conn) else None
+    state = read_state(conn) if state_available(conn) else None
     return (
         state is not None
         and state.phase is Phase.COPIED
         and table_exists(conn, NEW_MAPPINGS)
-        and set(ID_GUARD_TRIGGER_NAMES) <= _trigger_names(conn, NEW_IDS)
+        and set(ID_GUARD_TRIGGER_NAMES) <= trigger_names(conn, NEW_IDS)
     )
 
 
@@ -186,8 +186,8 @@ def adopt(
     batch_size = clamp_batch_size(batch_size)
     # This project's history and bookkeeping tables beside the port's; its tables untouched.
     apply_migrations(connect, adopting=True)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
+    with migration_lock(connect):
+        conn = copy_connection(connect)
         try:
             report = _adopt(conn, batch_size, progress, swap, variants)
         finally:
@@ -204,13 +204,13 @@ def _adopt(
     swap: bool,
     variants: Sequence[Variant],
 ) -> AdoptionReport:
-    _require_state_tables(conn)
-    state = _read_state(conn)
+    require_state_tables(conn)
+    state = read_state(conn)
     phase = state.phase if state else Phase.NONE
     report = AdoptionReport("", "port", phase.value)
     if phase is Phase.COPIED and table_exists(conn, KEPT_MAPPINGS):
         # Interrupted between the rename and recording it: finish the bookkeeping.
-        _finish_swap(conn, batch_size, report, variants)
+        finish_swap(conn, batch_size, report, variants)
         report.messages.append("completed a swap interrupted after the rename")
         return report
     if not is_port_registry(conn):
@@ -225,26 +225,26 @@ def _adopt(
         return report
     if state is not None and phase not in (Phase.COPYING, Phase.COPIED):
         # A finished migration's row (finalized, or swapped with its tables dropped by hand).
-        _execute(conn, f"DELETE FROM {STATE_TABLE}")
+        execute(conn, f"DELETE FROM {STATE_TABLE}")
         conn.commit()
         state = None
     if state is None:
-        _start(conn)
+        start_copy(conn)
         report.messages.append(f"started: triggers installed, {NEW_MAPPINGS} and {NEW_IDS} created")
-        state = _read_state(conn)
+        state = read_state(conn)
         assert state is not None
     else:
         report.messages.append(f"resuming after {state.rows_copied} canonical IDs ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        _copy(conn, batch_size, progress, report)
+        copy_in_batches(conn, batch_size, progress, report)
     report.phase = Phase.COPIED.value
-    _install_guard_triggers(conn, NEW_MAPPINGS)
-    _install_id_guard_triggers(conn)
-    _execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
+    install_guard_triggers(conn, NEW_MAPPINGS)
+    install_id_guard_triggers(conn)
+    execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
     for _ in range(MAX_CATCH_UP_ROUNDS):
-        report.changes_applied += _apply(conn, batch_size).entries
-        pending = _pending_changes(conn)
+        report.changes_applied += apply_log(conn, batch_size).entries
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
@@ -261,17 +261,17 @@ def _adopt(
         report.status = "copied and verified; not swapped"
         return report
     rows = verification.mappings + _catch_up_verified(conn, batch_size, progress, report)
-    _final_pass_and_swap(conn, batch_size, report, rows, variants)
+    final_pass_and_swap(conn, batch_size, report, rows, variants)
     return report
 
 
 def _catch_up_verified(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
 ) -> int:
-    keys = _keys(conn)
+    keys = read_keys(conn)
     row_delta = 0
     for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = _pending_changes(conn)
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(
@@ -279,15 +279,15 @@ def _catch_up_verified(
             )
         if pending <= FINAL_PASS_THRESHOLD:
             break
-        applied = _apply(conn, batch_size, max_entries=pending)
-        _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
+        applied = apply_log(conn, batch_size, max_entries=pending)
+        verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
         conn.commit()
         report.changes_applied += applied.entries
         row_delta += applied.row_delta
     return row_delta
 
 
-def _final_pass_and_swap(
+def final_pass_and_swap(
     conn: Connection,
     batch_size: int,
     report: AdoptionReport,
@@ -295,10 +295,10 @@ def _final_pass_and_swap(
     variants: Sequence[Variant],
 ) -> None:
     """The last logged changes applied and re-checked under the lock, then one rename."""
-    keys = _keys(conn)
+    keys = read_keys(conn)
     locked_at = time.monotonic()
-    rows_read_before = _rows_read(conn)
-    _execute(
+    rows_read_before = rows_read(conn)
+    execute(
         conn,
         f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
         f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
@@ -306,25 +306,25 @@ def _final_pass_and_swap(
         f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
     )
     try:
-        applied = _apply(conn, batch_size)
-        _verify_ids(conn, keys, sorted(applied.ids))
+        applied = apply_log(conn, batch_size)
+        verify_ids(conn, keys, sorted(applied.ids))
         report.changes_applied += applied.entries
         report.changes_applied_under_lock = applied.entries
         report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
         conn.commit()
     finally:
-        _execute(conn, "UNLOCK TABLES")
-    report.lock_rows_read = _rows_read(conn) - rows_read_before
+        execute(conn, "UNLOCK TABLES")
+    report.lock_rows_read = rows_read(conn) - rows_read_before
     report.verified = True
     # One statement: the port's pair out, the copies in. The foreign key of the copy of
     # identifiers follows canonical_ids_new to its new name.
-    _execute(
+    execute(
         conn,
         f"RENAME TABLE {MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
         f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}",
     )
     report.lock_seconds = round(time.monotonic() - locked_at, 3)
-    _finish_swap(conn, batch_size, report, variants)
+    finish_swap(conn, batch_size, report, variants)
 
 
 def _register_variants(
@@ -356,7 +356,7 @@ def _register_variants(
         )
 
 
-def _finish_swap(
+def finish_swap(
     conn: Connection, batch_size: int, report: AdoptionReport, variants: Sequence[Variant]
 ) -> None:
     _register_variants(conn, variants, report)
@@ -368,16 +368,16 @@ def _finish_swap(
     install_mapping_guards(conn)
     install_pool_guards(conn)
     for name in (*GUARD_TRIGGER_NAMES, *ID_GUARD_TRIGGER_NAMES):
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
-    late = _apply(conn, batch_size, tb=AFTER_SWAP)
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+    late = apply_log(conn, batch_size, tb=AFTER_SWAP)
     if late.entries:
         report.changes_applied += late.entries
-        _verify_ids(conn, None, sorted(late.ids), tb=AFTER_SWAP)
+        verify_ids(conn, None, sorted(late.ids), tb=AFTER_SWAP)
         report.messages.append(f"{late.entries} port writes between unlock and rename applied")
-    _drop_triggers(conn)
+    drop_triggers(conn)
     # The port's migration is adopted: its history row goes (rollback puts it back).
-    _execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
-    _execute(
+    execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
+    execute(
         conn,
         f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
         "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -410,8 +410,8 @@ def sync_adoption(
     """Apply the port's writes to copies held at the synced phase, re-checking each ID."""
     started = time.monotonic()
     batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
+    with migration_lock(connect):
+        conn = copy_connection(connect)
         try:
             if not _held(conn):
                 conn.rollback()
@@ -419,15 +419,15 @@ def sync_adoption(
                     "no adoption holds at its synced phase: run `idminter db adopt "
                     "--hold-synced` first"
                 )
-            keys = _keys(conn)
+            keys = read_keys(conn)
             applied_total = rechecked = 0
             for _ in range(20):
                 pending = lag(conn).pending_changes
                 conn.commit()
                 if pending == 0:
                     break
-                applied = _apply(conn, batch_size, max_entries=pending)
-                _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
+                applied = apply_log(conn, batch_size, max_entries=pending)
+                verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
                 conn.commit()
                 applied_total += applied.entries
                 rechecked += len(applied.ids)
@@ -442,7 +442,7 @@ def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
     """Where an adoption stands (cheap reads: no scans)."""
     conn = connect()
     try:
-        state = _read_state(conn) if _state_available(conn) else None
+        state = read_state(conn) if state_available(conn) else None
         result: dict[str, Any] = {
             "port_tables_live": is_port_registry(conn),
             "phase": state.phase.value if state else Phase.NONE.value,
@@ -450,7 +450,7 @@ def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
             "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
             "held_synced": _held(conn),
         }
-        if _state_available(conn):
+        if state_available(conn):
             result["lag"] = lag(conn).as_dict()
         conn.rollback()
         return result
@@ -460,11 +460,11 @@ def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
 
 def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept port tables after a swap. There is no rollback after this."""
-    with _migration_lock(connect):
+    with migration_lock(connect):
         conn = connect()
         try:
-            _require_state_tables(conn)
-            state = _read_state(conn)
+            require_state_tables(conn)
+            state = read_state(conn)
             if (
                 state is None
                 or state.phase is not Phase.SWAPPED
@@ -473,11 +473,11 @@ def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
                 raise LegacyMigrationError(
                     "nothing to finalize: no adoption has swapped (finalize follows a swap)"
                 )
-            _drop_triggers(conn)
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_MAPPINGS}")
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_IDS}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(
+            drop_triggers(conn)
+            execute(conn, f"DROP TABLE IF EXISTS {KEPT_MAPPINGS}")
+            execute(conn, f"DROP TABLE IF EXISTS {KEPT_IDS}")
+            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            execute(
                 conn,
                 f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
                 "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -496,12 +496,12 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     if any cannot be (a key the port's collation merges with another), nothing changes and
     the error names them.
     """
-    with _migration_lock(connect):
+    with migration_lock(connect):
         conn = connect()
         try:
-            _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            _require_state_tables(conn)
-            state = _read_state(conn)
+            execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+            require_state_tables(conn)
+            state = read_state(conn)
             if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
                 reason = "finalized; the port's tables are gone" if state else "not started"
                 raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
@@ -513,12 +513,12 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
                     "mappings written since the swap"
                 )
             else:
-                _drop_triggers(conn)
+                drop_triggers(conn)
                 report.messages.append("stopped the copy before the swap")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(conn, f"DELETE FROM {STATE_TABLE}")
+            execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
+            execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
+            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+            execute(conn, f"DELETE FROM {STATE_TABLE}")
             conn.commit()
             report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
             return report
@@ -529,13 +529,13 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
 def _swap_back(conn: Connection, swapped_at: Any) -> int:
     if not (table_exists(conn, KEPT_MAPPINGS) and table_exists(conn, KEPT_IDS)):
         raise LegacyMigrationError(f"{KEPT_MAPPINGS} is missing; cannot restore the port's tables")
-    _execute(
+    execute(
         conn,
         f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
         f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
     )
     try:
-        new_rows = _execute(
+        new_rows = execute(
             conn,
             f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {MAPPINGS} n "
             f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
@@ -543,7 +543,7 @@ def _swap_back(conn: Connection, swapped_at: Any) -> int:
         )
         copied = 0
         try:
-            _execute(
+            execute(
                 conn,
                 f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
                 f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
@@ -567,14 +567,14 @@ def _swap_back(conn: Connection, swapped_at: Any) -> int:
             ) from error
         conn.commit()
     finally:
-        _execute(conn, "UNLOCK TABLES")
-    _execute(
+        execute(conn, "UNLOCK TABLES")
+    execute(
         conn,
         f"RENAME TABLE {MAPPINGS} TO {NEW_MAPPINGS}, {IDS} TO {NEW_IDS}, "
         f"{KEPT_MAPPINGS} TO {MAPPINGS}, {KEPT_IDS} TO {IDS}",
     )
     # The port's history row back, as yoyo writes it (its hash is the SHA-256 of the id).
-    _execute(
+    execute(
         conn,
         f"INSERT INTO {YOYO_MIGRATION_TABLE} (migration_hash, migration_id, applied_at_utc) "
         "SELECT %s, %s, UTC_TIMESTAMP() FROM DUAL WHERE NOT EXISTS "

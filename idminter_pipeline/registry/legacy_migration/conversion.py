@@ -1,0 +1,195 @@
+"""The steps both online conversions share once their copy is made.
+
+The legacy migration (`run`, `swap`, `hold`) and the adoption of a port-created registry
+(`adopt`) differ in what they copy and how they compare a row with its copy; both keep their
+copy in step through the same change log, in the same order. A `Conversion` names what
+differs: how a batch of the log is applied, and how the IDs it named are re-checked. The
+catch-up rounds, the final pass under the lock and the sync of a held copy are written once,
+here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from idminter_pipeline.registry.connection import Connection
+from idminter_pipeline.registry.legacy_migration.copy import AppliedChanges
+from idminter_pipeline.registry.legacy_migration.state import (
+    CHANGES_TABLE,
+    MigrationReport,
+    Progress,
+    ProgressCallback,
+    execute,
+    pending_changes,
+)
+
+# Catch-up passes stop once the log is this small; the rest is applied under the lock.
+LOCKED_CATCH_UP_THRESHOLD = 2_000
+MAX_CATCH_UP_ROUNDS = 50
+# After the verification, unlocked catch-up rounds (each re-checking what it applied) run until
+# the log is this small; only the rest is applied under the lock.
+FINAL_PASS_THRESHOLD = 100
+# One sync applies at most what was pending when it started, plus this many rounds' worth of
+# what arrives meanwhile, so a busy writer cannot keep it going.
+MAX_SYNC_ROUNDS = 20
+
+# Applies the change log, at most `max_entries` of it (None: all), in batches of `batch_size`.
+Apply = Callable[[Connection, int, "int | None"], AppliedChanges]
+# Re-checks the given IDs row by row in both directions; `tolerate_pending`: an ID logged again
+# since may differ.
+Recheck = Callable[[Iterable[str], bool], None]
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What one kind of conversion does its own way."""
+
+    apply: Apply
+    # Reads what the re-check needs (the source's key collation) on `conn`; returns the re-check.
+    rechecker: Callable[[Connection], Recheck]
+
+
+def rows_read(conn: Connection) -> int:
+    """The session's Handler_read_* counters, summed: every row and index entry the server read
+    for this session (both servers keep them; reading them reads no table)."""
+    return sum(int(value) for _, value in execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'"))
+
+
+def catch_up(
+    conn: Connection,
+    conversion: Conversion,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+) -> None:
+    """Apply the log without a lock until only a little is left."""
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        report.changes_applied += conversion.apply(conn, batch_size, None).entries
+        pending = pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
+        if pending <= LOCKED_CATCH_UP_THRESHOLD:
+            break
+
+
+def catch_up_verified(
+    conn: Connection,
+    conversion: Conversion,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+) -> int:
+    """Apply what was written during the verification, without a lock, re-checking each
+    applied ID both ways, until the log is small; return the copy's change in row count.
+
+    An ID changed again after its re-check is logged again, so the lock still sees it: the
+    lock then holds only for the writes of the last round's few seconds, not for those of the
+    whole verification (minutes at 50 million rows).
+    """
+    recheck = conversion.rechecker(conn)
+    row_delta = 0
+    for _ in range(MAX_CATCH_UP_ROUNDS):
+        pending = pending_changes(conn)
+        conn.commit()
+        if progress is not None:
+            progress(
+                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
+            )
+        if pending <= FINAL_PASS_THRESHOLD:
+            break
+        # At most what is pending now, so a busy writer cannot keep a round going.
+        applied = conversion.apply(conn, batch_size, pending)
+        recheck(applied.ids, True)
+        conn.commit()
+        report.changes_applied += applied.entries
+        row_delta += applied.row_delta
+    return row_delta
+
+
+def final_pass_and_rename(
+    conn: Connection,
+    conversion: Conversion,
+    batch_size: int,
+    report: MigrationReport,
+    copy_rows: int,
+    *,
+    lock_tables: str,
+    rename_tables: str,
+) -> None:
+    """Apply the last logged changes and re-check their IDs under `LOCK TABLES lock_tables`,
+    then `RENAME TABLE rename_tables`.
+
+    The lock covers work proportional to the change log only: the verification and the
+    re-checked catch-up rounds since have proved both sides equal except for logged IDs, and
+    the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
+    count as of now, derived from the verification's exact count and the changes applied since.
+    """
+    recheck = conversion.rechecker(conn)
+    locked_at = time.monotonic()
+    rows_read_before = rows_read(conn)
+    execute(conn, f"LOCK TABLES {lock_tables}")
+    try:
+        applied = conversion.apply(conn, batch_size, None)
+        recheck(applied.ids, False)
+        report.changes_applied += applied.entries
+        report.changes_applied_under_lock = applied.entries
+        # Derived, not counted. Equal in both directions, the source has as many rows.
+        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
+        conn.commit()
+    finally:
+        execute(conn, "UNLOCK TABLES")
+    # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
+    report.lock_rows_read = rows_read(conn) - rows_read_before
+    report.verified = True
+    # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
+    # the triggers, which move with the table, and applied when the swap is finished.
+    execute(conn, f"RENAME TABLE {rename_tables}")
+    report.lock_seconds = round(time.monotonic() - locked_at, 3)
+
+
+def sync_held_copy(conn: Connection, conversion: Conversion, batch_size: int) -> tuple[int, int]:
+    """Apply the writes since to a copy held at the synced phase, re-checking each applied ID;
+    return the log entries applied and the IDs re-checked."""
+    recheck = conversion.rechecker(conn)
+    applied_total = rechecked = 0
+    for _ in range(MAX_SYNC_ROUNDS):
+        pending = pending_changes(conn)
+        conn.commit()
+        if pending == 0:
+            break
+        applied = conversion.apply(conn, batch_size, pending)
+        recheck(applied.ids, True)
+        conn.commit()
+        applied_total += applied.entries
+        rechecked += len(applied.ids)
+    return applied_total, rechecked
+
+
+def record_swapped(conn: Connection, report: MigrationReport) -> None:
+    execute(
+        conn,
+        "UPDATE legacy_migration_state SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
+        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()
+    report.swapped = True
+    report.phase = "swapped"
+    report.status = "swapped"
+
+
+__all__ = [
+    "CHANGES_TABLE",
+    "FINAL_PASS_THRESHOLD",
+    "LOCKED_CATCH_UP_THRESHOLD",
+    "MAX_CATCH_UP_ROUNDS",
+    "MAX_SYNC_ROUNDS",
+    "Conversion",
+    "catch_up",
+    "catch_up_verified",
+    "final_pass_and_rename",
+    "rows_read",
+    "sync_held_copy",
+]
