@@ -11,19 +11,26 @@ here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
+from datetime import UTC
+from typing import Any
 
 from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.legacy_migration.copy import AppliedChanges
+from idminter_pipeline.registry.legacy_migration.copy import AppliedChanges, apply_changes
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
+    LIVE_TABLE,
+    NEW_TABLE,
+    STATE_TABLE,
     MigrationReport,
+    Phase,
     Progress,
     ProgressCallback,
+    count_pending_changes,
     execute,
-    pending_changes,
 )
+from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
 
 # Catch-up passes stop once the log is this small; the rest is applied under the lock.
 LOCKED_CATCH_UP_THRESHOLD = 2_000
@@ -39,7 +46,7 @@ MAX_SYNC_ROUNDS = 20
 Apply = Callable[[Connection, int, "int | None"], AppliedChanges]
 # Re-checks the given IDs row by row in both directions; `tolerate_pending`: an ID logged again
 # since may differ.
-Recheck = Callable[[Iterable[str], bool], None]
+Recheck = Callable[[Collection[str], bool], None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,51 @@ class Conversion:
     apply: Apply
     # Reads what the re-check needs (the source's key collation) on `conn`; returns the re-check.
     rechecker: Callable[[Connection], Recheck]
+
+
+def _legacy_recheck(conn: Connection) -> Recheck:
+    collation = legacy_id_collation(conn, LIVE_TABLE)
+
+    def recheck(ids: Collection[str], tolerate_pending: bool) -> None:
+        verify_ids(conn, LIVE_TABLE, NEW_TABLE, ids, collation, tolerate_pending=tolerate_pending)
+
+    return recheck
+
+
+# The legacy 1:1 table into its copy: `apply_changes` re-copies, `verify_ids` compares.
+LEGACY = Conversion(
+    apply=lambda conn, batch_size, max_entries: apply_changes(
+        conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=max_entries
+    ),
+    rechecker=_legacy_recheck,
+)
+
+
+@dataclass
+class Lag:
+    """How far a copy held at the synced phase is behind its source."""
+
+    pending_changes: int
+    oldest_pending_change_at: str | None
+    lag_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lag(conn: Connection) -> Lag:
+    """The change log's size and its oldest entry's age (an indexed read: the log is keyed by
+    `Seq`, which follows arrival)."""
+    count, oldest, now = execute(
+        conn,
+        f"SELECT COUNT(*), (SELECT ChangedAt FROM {CHANGES_TABLE} ORDER BY Seq LIMIT 1), "
+        "CURRENT_TIMESTAMP(6) FROM " + CHANGES_TABLE,
+    )[0]
+    if oldest is None:
+        return Lag(int(count), None, 0.0)
+    oldest_utc = oldest.replace(tzinfo=UTC)
+    seconds = max((now.replace(tzinfo=UTC) - oldest_utc).total_seconds(), 0.0)
+    return Lag(int(count), oldest_utc.isoformat().replace("+00:00", "Z"), round(seconds, 3))
 
 
 def rows_read(conn: Connection) -> int:
@@ -67,7 +119,7 @@ def catch_up(
     """Apply the log without a lock until only a little is left."""
     for _ in range(MAX_CATCH_UP_ROUNDS):
         report.changes_applied += conversion.apply(conn, batch_size, None).entries
-        pending = pending_changes(conn)
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
@@ -92,7 +144,7 @@ def catch_up_verified(
     recheck = conversion.rechecker(conn)
     row_delta = 0
     for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = pending_changes(conn)
+        pending = count_pending_changes(conn)
         conn.commit()
         if progress is not None:
             progress(
@@ -150,13 +202,15 @@ def final_pass_and_rename(
     report.lock_seconds = round(time.monotonic() - locked_at, 3)
 
 
-def sync_held_copy(conn: Connection, conversion: Conversion, batch_size: int) -> tuple[int, int]:
+def sync_held_copy(
+    conn: Connection, conversion: Conversion, batch_size: int
+) -> tuple[int, int, Lag]:
     """Apply the writes since to a copy held at the synced phase, re-checking each applied ID;
-    return the log entries applied and the IDs re-checked."""
+    return the log entries applied, the IDs re-checked and the lag left."""
     recheck = conversion.rechecker(conn)
     applied_total = rechecked = 0
     for _ in range(MAX_SYNC_ROUNDS):
-        pending = pending_changes(conn)
+        pending = lag(conn).pending_changes
         conn.commit()
         if pending == 0:
             break
@@ -165,31 +219,37 @@ def sync_held_copy(conn: Connection, conversion: Conversion, batch_size: int) ->
         conn.commit()
         applied_total += applied.entries
         rechecked += len(applied.ids)
-    return applied_total, rechecked
+    remaining = lag(conn)
+    conn.commit()
+    return applied_total, rechecked, remaining
 
 
 def record_swapped(conn: Connection, report: MigrationReport) -> None:
+    """The swap recorded in the state row and the report."""
     execute(
         conn,
-        "UPDATE legacy_migration_state SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
+        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
         "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
     conn.commit()
     report.swapped = True
-    report.phase = "swapped"
+    report.phase = Phase.SWAPPED.value
     report.status = "swapped"
 
 
 __all__ = [
-    "CHANGES_TABLE",
     "FINAL_PASS_THRESHOLD",
+    "LEGACY",
     "LOCKED_CATCH_UP_THRESHOLD",
     "MAX_CATCH_UP_ROUNDS",
     "MAX_SYNC_ROUNDS",
     "Conversion",
+    "Lag",
     "catch_up",
     "catch_up_verified",
     "final_pass_and_rename",
+    "lag",
+    "record_swapped",
     "rows_read",
     "sync_held_copy",
 ]

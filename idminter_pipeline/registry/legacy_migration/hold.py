@@ -15,64 +15,34 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC
 from typing import Any
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    LEGACY,
+    MAX_SYNC_ROUNDS,
+    Lag,
+    lag,
+    sync_held_copy,
+)
 from idminter_pipeline.registry.legacy_migration.copy import (
-    apply_changes,
     copy_connection,
     trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
-    CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
     GUARD_TRIGGER_NAMES,
-    LIVE_TABLE,
     NEW_TABLE,
     Phase,
     RegistryShape,
     clamp_batch_size,
-    execute,
     migration_lock,
     read_migration_status,
     read_state,
     registry_shape,
     state_available,
 )
-from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
-
-# One sync applies at most what was pending when it started, plus this many rounds' worth of
-# what arrives meanwhile, so a busy legacy minter cannot keep it going.
-MAX_SYNC_ROUNDS = 20
-
-
-@dataclass
-class Lag:
-    """How far the synced copy is behind the legacy table."""
-
-    pending_changes: int
-    oldest_pending_change_at: str | None
-    lag_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def lag(conn: Connection) -> Lag:
-    """The change log's size and its oldest entry's age (an indexed read: the log is keyed by
-    `Seq`, which follows arrival)."""
-    count, oldest, now = execute(
-        conn,
-        f"SELECT COUNT(*), (SELECT ChangedAt FROM {CHANGES_TABLE} ORDER BY Seq LIMIT 1), "
-        "CURRENT_TIMESTAMP(6) FROM " + CHANGES_TABLE,
-    )[0]
-    if oldest is None:
-        return Lag(int(count), None, 0.0)
-    oldest_utc = oldest.replace(tzinfo=UTC)
-    seconds = max((now.replace(tzinfo=UTC) - oldest_utc).total_seconds(), 0.0)
-    return Lag(int(count), oldest_utc.isoformat().replace("+00:00", "Z"), round(seconds, 3))
 
 
 def held_synced(conn: Connection) -> bool:
@@ -111,28 +81,7 @@ def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) ->
                     "no legacy migration holds at its synced phase: run `idminter db "
                     "migrate-legacy --hold-synced` first"
                 )
-            collation = legacy_id_collation(conn, LIVE_TABLE)
-            applied_total = rechecked = 0
-            for _ in range(MAX_SYNC_ROUNDS):
-                pending = lag(conn).pending_changes
-                conn.commit()
-                if pending == 0:
-                    break
-                applied = apply_changes(
-                    conn,
-                    source=LIVE_TABLE,
-                    target=NEW_TABLE,
-                    batch_size=batch_size,
-                    max_entries=pending,
-                )
-                verify_ids(
-                    conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True
-                )
-                conn.commit()
-                applied_total += applied.entries
-                rechecked += len(applied.ids)
-            remaining = lag(conn)
-            conn.commit()
+            applied_total, rechecked, remaining = sync_held_copy(conn, LEGACY, batch_size)
         finally:
             conn.close()
     return SyncReport(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
@@ -174,3 +123,16 @@ def status_with_lag(connect: ConnectionFactory) -> dict[str, Any]:
         return result
     finally:
         conn.close()
+
+
+__all__ = [
+    "MAX_SYNC_ROUNDS",
+    "Lag",
+    "SyncReport",
+    "held_synced",
+    "hold_status",
+    "lag",
+    "read_hold_status",
+    "status_with_lag",
+    "sync",
+]

@@ -14,8 +14,15 @@ import time
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    FINAL_PASS_THRESHOLD,
+    LEGACY,
+    LOCKED_CATCH_UP_THRESHOLD,
+    MAX_CATCH_UP_ROUNDS,
+    catch_up,
+    catch_up_verified,
+)
 from idminter_pipeline.registry.legacy_migration.copy import (
-    apply_changes,
     copy_connection,
     copy_in_batches,
     install_guard_triggers,
@@ -24,15 +31,12 @@ from idminter_pipeline.registry.legacy_migration.copy import (
 from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
     KEPT_TABLE,
-    LIVE_TABLE,
     NEW_TABLE,
     MigrationReport,
     Phase,
-    Progress,
     ProgressCallback,
     RegistryShape,
     clamp_batch_size,
-    count_pending_changes,
     execute,
     migration_lock,
     read_state,
@@ -42,21 +46,11 @@ from idminter_pipeline.registry.legacy_migration.state import (
 )
 from idminter_pipeline.registry.legacy_migration.swap import final_pass_and_swap, finish_swap
 from idminter_pipeline.registry.legacy_migration.verify import (
-    legacy_id_collation,
     verify_copy,
-    verify_ids,
 )
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
-
-
-# Catch-up passes stop once the log is this small; the rest is applied under the lock.
-LOCKED_CATCH_UP_THRESHOLD = 2_000
-MAX_CATCH_UP_ROUNDS = 50
-# After the verification, unlocked catch-up rounds (each re-checking what it applied) run until
-# the log is this small; only the rest is applied under the lock.
-FINAL_PASS_THRESHOLD = 100
 
 
 def migrate(
@@ -117,16 +111,7 @@ def _migrate(
     execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
 
     # Catch up without a lock until only a little is left.
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        report.changes_applied += apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size
-        ).entries
-        pending = count_pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
-        if pending <= LOCKED_CATCH_UP_THRESHOLD:
-            break
+    catch_up(conn, LEGACY, batch_size, progress, report)
     verification = verify_copy(conn, batch_size=batch_size, progress=progress)
     report.messages.append(
         f"full comparison passed in both directions: {verification.new_rows} rows in "
@@ -138,41 +123,11 @@ def _migrate(
         report.verified, report.new_rows = True, verification.new_rows
         report.status = "copied and verified; not swapped"
         return report
-    copy_rows = verification.new_rows + _catch_up_verified(conn, batch_size, progress, report)
+    copy_rows = verification.new_rows + catch_up_verified(
+        conn, LEGACY, batch_size, progress, report
+    )
     final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
-
-
-def _catch_up_verified(
-    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
-) -> int:
-    """Apply what the legacy minter wrote during the verification, without a lock, re-checking
-    each applied ID both ways, until the log is small; return the copy's change in row count.
-
-    An ID changed again after its re-check is logged again, so the lock still sees it: the
-    lock then holds only for the writes of the last round's few seconds, not for those of the
-    whole verification (minutes at 50 million rows).
-    """
-    collation = legacy_id_collation(conn, LIVE_TABLE)
-    row_delta = 0
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = count_pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(
-                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
-            )
-        if pending <= FINAL_PASS_THRESHOLD:
-            break
-        # At most what is pending now, so a busy legacy minter cannot keep a round going.
-        applied = apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=pending
-        )
-        verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
-        conn.commit()
-        report.changes_applied += applied.entries
-        row_delta += applied.row_delta
-    return row_delta
 
 
 def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) -> MigrationReport:
@@ -184,3 +139,11 @@ def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) 
     else:
         report.messages.append("no legacy table: identifiers already has the RFC 083 shape")
     return report
+
+
+__all__ = [
+    "FINAL_PASS_THRESHOLD",
+    "LOCKED_CATCH_UP_THRESHOLD",
+    "MAX_CATCH_UP_ROUNDS",
+    "migrate",
+]

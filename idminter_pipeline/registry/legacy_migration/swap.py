@@ -10,7 +10,6 @@ them, else changing nothing and naming them).
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +18,11 @@ import pymysql
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    LEGACY,
+    final_pass_and_rename,
+    record_swapped,
+)
 from idminter_pipeline.registry.legacy_migration.copy import apply_changes, drop_triggers
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
@@ -42,55 +46,28 @@ from idminter_pipeline.registry.legacy_migration.state import (
     registry_shape,
     require_state_tables,
 )
-from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
+from idminter_pipeline.registry.legacy_migration.verify import verify_ids
 from idminter_pipeline.registry.schema import table_exists
-
-
-def rows_read(conn: Connection) -> int:
-    """The session's Handler_read_* counters, summed: every row and index entry the server read
-    for this session (both servers keep them; reading them reads no table)."""
-    return sum(int(value) for _, value in execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'"))
 
 
 def final_pass_and_swap(
     conn: Connection, batch_size: int, report: MigrationReport, copy_rows: int
 ) -> None:
-    """Apply the last logged changes and re-check their IDs under the lock, then swap.
-
-    The lock covers work proportional to the change log only: the verification and the
-    re-checked catch-up rounds since have proved both tables equal except for logged IDs, and
-    the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
-    count as of now, derived from the verification's exact count and the changes applied since.
-    """
-    collation = legacy_id_collation(conn, LIVE_TABLE)
-    locked_at = time.monotonic()
-    rows_read_before = rows_read(conn)
-    execute(
+    """The last logged changes applied and re-checked under the lock, the rename, the rest."""
+    final_pass_and_rename(
         conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
-        f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
-        f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        LEGACY,
+        batch_size,
+        report,
+        copy_rows,
+        lock_tables=(
+            f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
+            f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
+            f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, "
+            f"{STATE_TABLE} WRITE"
+        ),
+        rename_tables=f"{LIVE_TABLE} TO {KEPT_TABLE}, {NEW_TABLE} TO {LIVE_TABLE}",
     )
-    try:
-        applied = apply_changes(conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size)
-        verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
-        report.changes_applied += applied.entries
-        report.changes_applied_under_lock = applied.entries
-        # Derived, not counted. Equal in both directions, the legacy table has as many rows.
-        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
-        conn.commit()
-    finally:
-        execute(conn, "UNLOCK TABLES")
-    # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
-    report.lock_rows_read = rows_read(conn) - rows_read_before
-    report.verified = True
-    # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
-    # the triggers, which move with the table, and applied just below.
-    execute(
-        conn,
-        f"RENAME TABLE {LIVE_TABLE} TO {KEPT_TABLE}, {NEW_TABLE} TO {LIVE_TABLE}",
-    )
-    report.lock_seconds = round(time.monotonic() - locked_at, 3)
     finish_swap(conn, batch_size, report)
 
 
@@ -110,15 +87,7 @@ def finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> N
         if report.verified:
             report.new_rows = report.legacy_rows = report.new_rows + late.row_delta
     drop_triggers(conn)
-    execute(
-        conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
-        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-    )
-    conn.commit()
-    report.swapped = True
-    report.phase = Phase.SWAPPED.value
-    report.status = "swapped"
+    record_swapped(conn, report)
 
 
 @dataclass

@@ -65,10 +65,6 @@ ID_LOG_TRIGGER_NAMES = ("idminter_port_ids_ai", "idminter_port_ids_au", "idminte
 ID_GUARD_TRIGGER_NAMES = ("idminter_new_ids_bi", "idminter_new_ids_bu", "idminter_new_ids_bd")
 ADOPT_TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES + ID_LOG_TRIGGER_NAMES
 ADOPT_TRIGGER_NAMES += ID_GUARD_TRIGGER_NAMES
-# Catch-up rounds stop once the log is this small (as in the legacy kind).
-LOCKED_CATCH_UP_THRESHOLD = 2_000
-FINAL_PASS_THRESHOLD = 100
-MAX_CATCH_UP_ROUNDS = 50
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,11 @@ from idminter_pipeline.registry.invariants import (
 from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     ADOPT_TRIGGER_NAMES,
     AFTER_SWAP,
-    FINAL_PASS_THRESHOLD,
     ID_GUARD_TRIGGER_NAMES,
     IDS,
     KEPT_IDS,
     KEPT_MAPPINGS,
-    LOCKED_CATCH_UP_THRESHOLD,
     MAPPINGS,
-    MAX_CATCH_UP_ROUNDS,
     NEW_IDS,
     NEW_MAPPINGS,
     apply_log,
@@ -51,16 +48,24 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.verify import (
-    read_keys,
+    ADOPTION,
     verify_adoption,
     verify_ids,
+)
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    Lag,
+    catch_up,
+    catch_up_verified,
+    final_pass_and_rename,
+    lag,
+    record_swapped,
+    sync_held_copy,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
     copy_connection,
     install_guard_triggers,
     trigger_names,
 )
-from idminter_pipeline.registry.legacy_migration.hold import Lag, lag
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
@@ -70,17 +75,15 @@ from idminter_pipeline.registry.legacy_migration.state import (
     STATE_TABLE,
     MigrationReport,
     Phase,
-    Progress,
     ProgressCallback,
     clamp_batch_size,
-    count_pending_changes,
     execute,
     migration_lock,
     read_state,
     require_state_tables,
     state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport, rows_read
+from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport
 from idminter_pipeline.registry.schema import (
     PORT_MIGRATION,
     YOYO_MIGRATION_TABLE,
@@ -242,14 +245,7 @@ def _adopt(
     install_guard_triggers(conn, NEW_MAPPINGS)
     install_id_guard_triggers(conn)
     execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        report.changes_applied += apply_log(conn, batch_size).entries
-        pending = count_pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
-        if pending <= LOCKED_CATCH_UP_THRESHOLD:
-            break
+    catch_up(conn, ADOPTION, batch_size, progress, report)
     verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
     report.messages.append(
         f"full comparison passed in both directions: {verification.mappings} mappings in "
@@ -260,31 +256,9 @@ def _adopt(
         report.verified, report.new_rows = True, verification.mappings
         report.status = "copied and verified; not swapped"
         return report
-    rows = verification.mappings + _catch_up_verified(conn, batch_size, progress, report)
+    rows = verification.mappings + catch_up_verified(conn, ADOPTION, batch_size, progress, report)
     final_pass_and_swap(conn, batch_size, report, rows, variants)
     return report
-
-
-def _catch_up_verified(
-    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
-) -> int:
-    keys = read_keys(conn)
-    row_delta = 0
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = count_pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(
-                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
-            )
-        if pending <= FINAL_PASS_THRESHOLD:
-            break
-        applied = apply_log(conn, batch_size, max_entries=pending)
-        verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
-        conn.commit()
-        report.changes_applied += applied.entries
-        row_delta += applied.row_delta
-    return row_delta
 
 
 def final_pass_and_swap(
@@ -294,36 +268,26 @@ def final_pass_and_swap(
     copy_rows: int,
     variants: Sequence[Variant],
 ) -> None:
-    """The last logged changes applied and re-checked under the lock, then one rename."""
-    keys = read_keys(conn)
-    locked_at = time.monotonic()
-    rows_read_before = rows_read(conn)
-    execute(
+    """The last logged changes applied and re-checked under the lock, then one rename: the
+    port's pair out, the copies in (the foreign key of the copy of identifiers follows
+    canonical_ids_new to its new name)."""
+    final_pass_and_rename(
         conn,
-        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
-        f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
-        f"{NEW_MAPPINGS} AS n READ, {NEW_IDS} WRITE, {NEW_IDS} AS cn WRITE, "
-        f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        ADOPTION,
+        batch_size,
+        report,
+        copy_rows,
+        lock_tables=(
+            f"{MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
+            f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
+            f"{NEW_MAPPINGS} AS n READ, {NEW_IDS} WRITE, {NEW_IDS} AS cn WRITE, "
+            f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE"
+        ),
+        rename_tables=(
+            f"{MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
+            f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}"
+        ),
     )
-    try:
-        applied = apply_log(conn, batch_size)
-        verify_ids(conn, keys, sorted(applied.ids))
-        report.changes_applied += applied.entries
-        report.changes_applied_under_lock = applied.entries
-        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
-        conn.commit()
-    finally:
-        execute(conn, "UNLOCK TABLES")
-    report.lock_rows_read = rows_read(conn) - rows_read_before
-    report.verified = True
-    # One statement: the port's pair out, the copies in. The foreign key of the copy of
-    # identifiers follows canonical_ids_new to its new name.
-    execute(
-        conn,
-        f"RENAME TABLE {MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
-        f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}",
-    )
-    report.lock_seconds = round(time.monotonic() - locked_at, 3)
     finish_swap(conn, batch_size, report, variants)
 
 
@@ -377,15 +341,7 @@ def finish_swap(
     drop_triggers(conn)
     # The port's migration is adopted: its history row goes (rollback puts it back).
     execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
-    execute(
-        conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
-        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-    )
-    conn.commit()
-    report.swapped = True
-    report.phase = Phase.SWAPPED.value
-    report.status = "swapped"
+    record_swapped(conn, report)
 
 
 @dataclass
@@ -419,20 +375,7 @@ def sync_adoption(
                     "no adoption holds at its synced phase: run `idminter db adopt "
                     "--hold-synced` first"
                 )
-            keys = read_keys(conn)
-            applied_total = rechecked = 0
-            for _ in range(20):
-                pending = lag(conn).pending_changes
-                conn.commit()
-                if pending == 0:
-                    break
-                applied = apply_log(conn, batch_size, max_entries=pending)
-                verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
-                conn.commit()
-                applied_total += applied.entries
-                rechecked += len(applied.ids)
-            remaining = lag(conn)
-            conn.commit()
+            applied_total, rechecked, remaining = sync_held_copy(conn, ADOPTION, batch_size)
         finally:
             conn.close()
     return AdoptionSync(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))

@@ -9,7 +9,7 @@ log named. Differences raise `LegacyVerificationError`, which names them; nothin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,12 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     NEW_IDS,
     NEW_MAPPINGS,
     Tables,
+    apply_log,
     as_ascii_bin,
     as_utf8_bin,
     source_collation,
 )
+from idminter_pipeline.registry.legacy_migration.conversion import Conversion, Recheck
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
@@ -329,3 +331,19 @@ def verify_ids(
     refuse_differences(
         missing, extra, tb.new_mappings, "the port's writes since the verification do not match"
     )
+
+
+def _adoption_recheck(conn: Connection) -> Recheck:
+    keys = read_keys(conn)
+
+    def recheck(ids: Collection[str], tolerate_pending: bool) -> None:
+        verify_ids(conn, keys, sorted(ids), tolerate_pending=tolerate_pending)
+
+    return recheck
+
+
+# The port's two tables into their copies: `apply_log` re-copies, `verify_ids` compares.
+ADOPTION = Conversion(
+    apply=apply_log,
+    rechecker=_adoption_recheck,
+)
