@@ -11,24 +11,36 @@ here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from typing import Any
 
-from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.legacy_migration.copy import AppliedChanges, apply_changes
+from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.copy import (
+    AppliedChanges,
+    apply_changes,
+    copy_connection,
+)
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     LIVE_TABLE,
+    LOCK_WAIT_TIMEOUT_SECONDS,
     NEW_TABLE,
     STATE_TABLE,
     MigrationReport,
+    MigrationState,
     Phase,
     Progress,
     ProgressCallback,
+    clamp_batch_size,
     count_pending_changes,
     execute,
+    migration_lock,
+    read_state,
+    require_state_tables,
 )
 from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
 
@@ -109,6 +121,49 @@ def rows_read(conn: Connection) -> int:
     return sum(int(value) for _, value in execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'"))
 
 
+@contextmanager
+def tables_locked(conn: Connection, tables: str) -> Iterator[None]:
+    """`LOCK TABLES tables` for the block, released whatever happens in it."""
+    execute(conn, f"LOCK TABLES {tables}")
+    try:
+        yield
+    finally:
+        execute(conn, "UNLOCK TABLES")
+
+
+@contextmanager
+def admin_session(
+    connect: ConnectionFactory, *, wait_for_locks: bool = False
+) -> Iterator[tuple[Connection, MigrationState | None]]:
+    """A connection of its own under the migration lock, and the state row (the state tables
+    required): what finalize and rollback run in. `wait_for_locks`: metadata locks are waited
+    for as long as a migration waits for them."""
+    with migration_lock(connect):
+        conn = connect()
+        try:
+            if wait_for_locks:
+                execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+            require_state_tables(conn)
+            yield conn, read_state(conn)
+        finally:
+            conn.close()
+
+
+def record_finalized(conn: Connection, *, triggers: Sequence[str], tables: Sequence[str]) -> None:
+    """The triggers and the kept source `tables` dropped, the log emptied, the phase recorded."""
+    for name in triggers:
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+    for table in tables:
+        execute(conn, f"DROP TABLE IF EXISTS {table}")
+    execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+    execute(
+        conn,
+        f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
+        "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()
+
+
 def catch_up(
     conn: Connection,
     conversion: Conversion,
@@ -182,8 +237,7 @@ def final_pass_and_rename(
     recheck = conversion.rechecker(conn)
     locked_at = time.monotonic()
     rows_read_before = rows_read(conn)
-    execute(conn, f"LOCK TABLES {lock_tables}")
-    try:
+    with tables_locked(conn, lock_tables):
         applied = conversion.apply(conn, batch_size, None)
         recheck(applied.ids, False)
         report.changes_applied += applied.entries
@@ -191,8 +245,6 @@ def final_pass_and_rename(
         # Derived, not counted. Equal in both directions, the source has as many rows.
         report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
         conn.commit()
-    finally:
-        execute(conn, "UNLOCK TABLES")
     # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
     report.lock_rows_read = rows_read(conn) - rows_read_before
     report.verified = True
@@ -202,11 +254,44 @@ def final_pass_and_rename(
     report.lock_seconds = round(time.monotonic() - locked_at, 3)
 
 
-def sync_held_copy(
+@dataclass
+class SyncReport:
+    changes_applied: int
+    ids_rechecked: int
+    lag: Lag
+    duration_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "lag": self.lag.as_dict()}
+
+
+def sync_held(
+    connect: ConnectionFactory,
+    conversion: Conversion,
+    *,
+    held: Callable[[Connection], bool],
+    not_held: str,
+    batch_size: int,
+) -> SyncReport:
+    """Apply the writes since to a copy held at the synced phase (`held`; else refused with
+    the message `not_held`), re-checking each applied ID."""
+    started = time.monotonic()
+    batch_size = clamp_batch_size(batch_size)
+    with migration_lock(connect):
+        conn = copy_connection(connect)
+        try:
+            if not held(conn):
+                conn.rollback()
+                raise LegacyMigrationError(not_held)
+            applied_total, rechecked, remaining = _sync_held_copy(conn, conversion, batch_size)
+        finally:
+            conn.close()
+    return SyncReport(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+
+
+def _sync_held_copy(
     conn: Connection, conversion: Conversion, batch_size: int
 ) -> tuple[int, int, Lag]:
-    """Apply the writes since to a copy held at the synced phase, re-checking each applied ID;
-    return the log entries applied, the IDs re-checked and the lag left."""
     recheck = conversion.rechecker(conn)
     applied_total = rechecked = 0
     for _ in range(MAX_SYNC_ROUNDS):
@@ -245,11 +330,15 @@ __all__ = [
     "MAX_SYNC_ROUNDS",
     "Conversion",
     "Lag",
+    "SyncReport",
+    "admin_session",
     "catch_up",
     "catch_up_verified",
     "final_pass_and_rename",
     "lag",
+    "record_finalized",
     "record_swapped",
     "rows_read",
-    "sync_held_copy",
+    "sync_held",
+    "tables_locked",
 ]

@@ -44,6 +44,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     new_identifiers_ddl,
     next_bound_in,
     placeholders,
+    range_condition,
     read_state,
     scalar,
     show_create_table,
@@ -197,25 +198,34 @@ def _copy_rows(
         raise
 
 
+# Copies the rows whose CanonicalId is above `lower` (None at the start) and at most `upper`:
+# (conn, lower, upper).
+CopyBatch = Callable[[Connection, "str | None", str], None]
+
+
 def copy_in_batches(
     conn: Connection,
     state: MigrationState,
+    *,
+    table: str,
+    copy_batch: CopyBatch,
     batch_size: int,
     progress: ProgressCallback | None,
     report: MigrationReport,
+    log_as: str | None = None,
 ) -> None:
+    """Walk `table`'s CanonicalId from the state row's cursor in batches, each copied by
+    `copy_batch` and committed with its cursor, so an interrupted copy resumes after the last
+    committed batch; then record the phase `copied`. `log_as`: what a batch's rows are called
+    in the log (None: not logged)."""
     cursor, copied, batches = state.cursor, state.rows_copied, state.batches
-    estimated = estimated_rows(conn, LIVE_TABLE)
+    estimated = estimated_rows(conn, table)
     while True:
-        upper, count = next_bound_in(conn, LIVE_TABLE, cursor, batch_size)
+        upper, count = next_bound_in(conn, table, cursor, batch_size)
         conn.commit()
         if count == 0:
             break
-        if cursor is None:
-            where, params = "CanonicalId <= %s", (upper,)
-        else:
-            where, params = "CanonicalId > %s AND CanonicalId <= %s", (cursor, upper)
-        _copy_rows(conn, LIVE_TABLE, NEW_TABLE, where, params)
+        copy_batch(conn, cursor, upper)
         execute(
             conn,
             f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
@@ -225,7 +235,8 @@ def copy_in_batches(
         conn.commit()
         cursor, copied, batches = upper, copied + count, batches + 1
         report.rows_copied, report.batches = copied, batches
-        logger.info("copied %s legacy rows (%s batches), cursor %r", copied, batches, cursor)
+        if log_as is not None:
+            logger.info("copied %s %s (%s batches), cursor %r", copied, log_as, batches, cursor)
         if progress is not None:
             progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
     execute(
@@ -233,6 +244,28 @@ def copy_in_batches(
         f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
     conn.commit()
+
+
+def copy_legacy_rows(
+    conn: Connection,
+    state: MigrationState,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+) -> None:
+    """The legacy table into canonical_ids and identifiers_new, in keyset batches."""
+    copy_in_batches(
+        conn,
+        state,
+        table=LIVE_TABLE,
+        copy_batch=lambda conn, lower, upper: _copy_rows(
+            conn, LIVE_TABLE, NEW_TABLE, *range_condition("CanonicalId", lower, upper)
+        ),
+        batch_size=batch_size,
+        progress=progress,
+        report=report,
+        log_as="legacy rows",
+    )
 
 
 @dataclass

@@ -13,21 +13,18 @@ and the age of the oldest. The swap is still `migrate-legacy` without `--hold-sy
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration.conversion import (
     LEGACY,
     MAX_SYNC_ROUNDS,
     Lag,
+    SyncReport,
     lag,
-    sync_held_copy,
+    sync_held,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
-    copy_connection,
     trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
@@ -36,8 +33,6 @@ from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
     Phase,
     RegistryShape,
-    clamp_batch_size,
-    migration_lock,
     read_migration_status,
     read_state,
     registry_shape,
@@ -57,34 +52,16 @@ def held_synced(conn: Connection) -> bool:
     )
 
 
-@dataclass
-class SyncReport:
-    changes_applied: int
-    ids_rechecked: int
-    lag: Lag
-    duration_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lag": self.lag.as_dict()}
-
-
 def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
     """Apply the legacy minter's writes to the held copy, re-checking each applied ID."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with migration_lock(connect):
-        conn = copy_connection(connect)
-        try:
-            if not held_synced(conn):
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "no legacy migration holds at its synced phase: run `idminter db "
-                    "migrate-legacy --hold-synced` first"
-                )
-            applied_total, rechecked, remaining = sync_held_copy(conn, LEGACY, batch_size)
-        finally:
-            conn.close()
-    return SyncReport(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+    return sync_held(
+        connect,
+        LEGACY,
+        held=held_synced,
+        not_held="no legacy migration holds at its synced phase: run `idminter db "
+        "migrate-legacy --hold-synced` first",
+        batch_size=batch_size,
+    )
 
 
 def read_hold_status(conn: Connection) -> dict[str, Any]:

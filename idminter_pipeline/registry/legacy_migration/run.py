@@ -24,7 +24,7 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
     copy_connection,
-    copy_in_batches,
+    copy_legacy_rows,
     install_guard_triggers,
     start_copy,
 )
@@ -102,7 +102,7 @@ def _migrate(
         report.messages.append(f"resuming after {state.rows_copied} rows ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        copy_in_batches(conn, state, batch_size, progress, report)
+        copy_legacy_rows(conn, state, batch_size, progress, report)
     report.phase = Phase.COPIED.value
     install_guard_triggers(conn)
     # The copy was filled faster than InnoDB's background statistics follow: MySQL 9 then plans

@@ -263,6 +263,18 @@ def next_bound_in(
     return upper, int(count)
 
 
+def range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
+    """`lower < column <= upper`, either end open when None."""
+    conditions, params = [], []
+    if lower is not None:
+        conditions.append(f"{column} > %s")
+        params.append(lower)
+    if upper is not None:
+        conditions.append(f"{column} <= %s")
+        params.append(upper)
+    return " AND ".join(conditions) or "1 = 1", params
+
+
 def read_migration_status(conn: Connection) -> dict[str, Any]:
     """Where a legacy migration stands, read on `conn` in its current transaction (no scans)."""
     state = read_state(conn)

@@ -20,8 +20,11 @@ from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
 from idminter_pipeline.registry.legacy_migration.conversion import (
     LEGACY,
+    admin_session,
     final_pass_and_rename,
+    record_finalized,
     record_swapped,
+    tables_locked,
 )
 from idminter_pipeline.registry.legacy_migration.copy import apply_changes, drop_triggers
 from idminter_pipeline.registry.legacy_migration.state import (
@@ -31,9 +34,9 @@ from idminter_pipeline.registry.legacy_migration.state import (
     GUARD_TRIGGER_NAMES,
     KEPT_TABLE,
     LIVE_TABLE,
-    LOCK_WAIT_TIMEOUT_SECONDS,
     NEW_TABLE,
     STATE_TABLE,
+    TRIGGER_NAMES,
     MigrationReport,
     MigrationState,
     Phase,
@@ -41,10 +44,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     clamp_batch_size,
     execute,
     is_legacy_shape,
-    migration_lock,
-    read_state,
     registry_shape,
-    require_state_tables,
 )
 from idminter_pipeline.registry.legacy_migration.verify import verify_ids
 from idminter_pipeline.registry.schema import table_exists
@@ -102,33 +102,19 @@ class LegacyActionReport:
 
 def finalize(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept legacy table after a swap. There is no rollback after this."""
-    with migration_lock(connect):
-        conn = connect()
-        try:
-            require_state_tables(conn)
-            state = read_state(conn)
-            if state is None or state.phase is not Phase.SWAPPED:
-                phase = state.phase.value if state else Phase.NONE.value
-                if phase == Phase.FINALIZED.value:
-                    return LegacyActionReport("nothing to do", ["already finalized"])
-                raise LegacyMigrationError(
-                    f"nothing to finalize: the legacy migration is in phase {phase!r} "
-                    "(finalize follows a successful swap)"
-                )
-            if registry_shape(conn) is not RegistryShape.MIGRATED:
-                raise LegacyMigrationError("identifiers is not the migrated table; not finalizing")
-            drop_triggers(conn)
-            execute(conn, f"DROP TABLE IF EXISTS {KEPT_TABLE}")
-            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            execute(
-                conn,
-                f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
-                "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    with admin_session(connect) as (conn, state):
+        if state is None or state.phase is not Phase.SWAPPED:
+            phase = state.phase.value if state else Phase.NONE.value
+            if phase == Phase.FINALIZED.value:
+                return LegacyActionReport("nothing to do", ["already finalized"])
+            raise LegacyMigrationError(
+                f"nothing to finalize: the legacy migration is in phase {phase!r} "
+                "(finalize follows a successful swap)"
             )
-            conn.commit()
-            return LegacyActionReport("finalized", [f"dropped {KEPT_TABLE}"])
-        finally:
-            conn.close()
+        if registry_shape(conn) is not RegistryShape.MIGRATED:
+            raise LegacyMigrationError("identifiers is not the migrated table; not finalizing")
+        record_finalized(conn, triggers=TRIGGER_NAMES, tables=(KEPT_TABLE,))
+        return LegacyActionReport("finalized", [f"dropped {KEPT_TABLE}"])
 
 
 def _release_assigned_ids(conn: Connection, batch_size: int) -> int:
@@ -160,54 +146,37 @@ def rollback(
     nothing changes and the error names them.
     """
     batch_size = clamp_batch_size(batch_size)
-    with migration_lock(connect):
-        conn = connect()
-        try:
-            execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            require_state_tables(conn)
-            state = read_state(conn)
-            shape = registry_shape(conn)
-            if state is None or state.phase is Phase.FINALIZED:
-                if (
-                    state is None
-                    and shape is RegistryShape.LEGACY
-                    and table_exists(conn, NEW_TABLE)
-                ):
-                    state = MigrationState(Phase.COPYING, None, 0, 0, "", None)
-                else:
-                    reason = "finalized; the legacy table is gone" if state else "not started"
-                    raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
-            report = LegacyActionReport("rolled back")
-            if state.phase is Phase.SWAPPED:
-                report.rows_copied_back = _swap_back(conn, state)
-                report.messages.append(
-                    f"restored the legacy table; copied back {report.rows_copied_back} "
-                    "mappings written since the swap"
-                )
+    with admin_session(connect, wait_for_locks=True) as (conn, recorded):
+        state, shape = recorded, registry_shape(conn)
+        if state is None or state.phase is Phase.FINALIZED:
+            if state is None and shape is RegistryShape.LEGACY and table_exists(conn, NEW_TABLE):
+                state = MigrationState(Phase.COPYING, None, 0, 0, "", None)
             else:
-                drop_triggers(conn)
-                report.messages.append("stopped the copy before the swap")
-            execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
-            released = _release_assigned_ids(conn, batch_size)
-            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            execute(conn, f"DELETE FROM {STATE_TABLE}")
-            conn.commit()
+                reason = "finalized; the legacy table is gone" if state else "not started"
+                raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
+        report = LegacyActionReport("rolled back")
+        if state.phase is Phase.SWAPPED:
+            report.rows_copied_back = _swap_back(conn, state)
             report.messages.append(
-                f"dropped {NEW_TABLE} and removed {released} copied canonical IDs"
+                f"restored the legacy table; copied back {report.rows_copied_back} "
+                "mappings written since the swap"
             )
-            return report
-        finally:
-            conn.close()
+        else:
+            drop_triggers(conn)
+            report.messages.append("stopped the copy before the swap")
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
+        released = _release_assigned_ids(conn, batch_size)
+        execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+        execute(conn, f"DELETE FROM {STATE_TABLE}")
+        conn.commit()
+        report.messages.append(f"dropped {NEW_TABLE} and removed {released} copied canonical IDs")
+        return report
 
 
 def _swap_back(conn: Connection, state: MigrationState) -> int:
     if not table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
         raise LegacyMigrationError(f"{KEPT_TABLE} is missing; cannot restore the legacy table")
-    execute(
-        conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE",
-    )
-    try:
+    with tables_locked(conn, f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE"):
         new_rows = execute(
             conn,
             f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {LIVE_TABLE} n "
@@ -233,7 +202,5 @@ def _swap_back(conn: Connection, state: MigrationState) -> int:
                     offending=[list(row) for row in new_rows],
                 ) from error
         conn.commit()
-    finally:
-        execute(conn, "UNLOCK TABLES")
     execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
     return copied

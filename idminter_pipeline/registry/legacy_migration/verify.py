@@ -31,6 +31,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     fits_new_id_column,
     next_bound_in,
     placeholders,
+    range_condition,
 )
 
 
@@ -157,18 +158,6 @@ class Verification:
     new_rows: int
     chunks: int
     chunks_compared_row_by_row: int
-
-
-def range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
-    """`lower < column <= upper`, either end open when None."""
-    conditions, params = [], []
-    if lower is not None:
-        conditions.append(f"{column} > %s")
-        params.append(lower)
-    if upper is not None:
-        conditions.append(f"{column} <= %s")
-        params.append(upper)
-    return " AND ".join(conditions) or "1 = 1", params
 
 
 def ascii_bin_max(current: str | None, candidate: str) -> str:

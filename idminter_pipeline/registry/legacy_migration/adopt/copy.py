@@ -18,6 +18,7 @@ from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import (
     apply_changes,
+    copy_in_batches,
     create_trigger,
     install_log_triggers,
     refuse_unfit_ids,
@@ -30,20 +31,14 @@ from idminter_pipeline.registry.legacy_migration.state import (
     SOURCE_PARTS,
     STATE_TABLE,
     MigrationReport,
-    Phase,
-    Progress,
     ProgressCallback,
-    estimated_rows,
     execute,
     new_identifiers_ddl,
-    next_bound_in,
     placeholders,
+    range_condition,
     read_state,
     scalar,
     show_create_table,
-)
-from idminter_pipeline.registry.legacy_migration.verify import (
-    range_condition,
 )
 from idminter_pipeline.registry.schema import (
     DriftKind,
@@ -312,33 +307,23 @@ def start_copy(conn: Connection) -> None:
     conn.commit()
 
 
-def copy_in_batches(
+def copy_port_tables(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
 ) -> None:
+    """The port's canonical_ids and mappings into their copies, in keyset batches of IDs."""
+
+    def copy_batch(conn: Connection, lower: str | None, upper: str) -> None:
+        where, params = range_condition("{t}.CanonicalId", lower, upper)
+        _copy_ids(conn, where.format(t="cs"), where.format(t="s"), params)
+
     state = read_state(conn)
     assert state is not None
-    cursor, copied, batches = state.cursor, state.rows_copied, state.batches
-    estimated = estimated_rows(conn, IDS)
-    while True:
-        upper, count = next_bound_in(conn, IDS, cursor, batch_size)
-        conn.commit()
-        if count == 0:
-            break
-        where, params = range_condition("{t}.CanonicalId", cursor, upper)
-        _copy_ids(conn, where.format(t="cs"), where.format(t="s"), params)
-        execute(
-            conn,
-            f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
-            "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-            (upper, count),
-        )
-        conn.commit()
-        cursor, copied, batches = upper, copied + count, batches + 1
-        report.rows_copied, report.batches = copied, batches
-        if progress is not None:
-            progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
-    execute(
+    copy_in_batches(
         conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+        state,
+        table=IDS,
+        copy_batch=copy_batch,
+        batch_size=batch_size,
+        progress=progress,
+        report=report,
     )
-    conn.commit()

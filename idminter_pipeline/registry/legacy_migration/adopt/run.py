@@ -41,7 +41,7 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     NEW_IDS,
     NEW_MAPPINGS,
     apply_log,
-    copy_in_batches,
+    copy_port_tables,
     drop_triggers,
     install_id_guard_triggers,
     is_port_registry,
@@ -53,13 +53,16 @@ from idminter_pipeline.registry.legacy_migration.adopt.verify import (
     verify_ids,
 )
 from idminter_pipeline.registry.legacy_migration.conversion import (
-    Lag,
+    SyncReport,
+    admin_session,
     catch_up,
     catch_up_verified,
     final_pass_and_rename,
     lag,
+    record_finalized,
     record_swapped,
-    sync_held_copy,
+    sync_held,
+    tables_locked,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
     copy_connection,
@@ -71,7 +74,6 @@ from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
     EXAMPLES,
     GUARD_TRIGGER_NAMES,
-    LOCK_WAIT_TIMEOUT_SECONDS,
     STATE_TABLE,
     MigrationReport,
     Phase,
@@ -240,7 +242,7 @@ def _adopt(
         report.messages.append(f"resuming after {state.rows_copied} canonical IDs ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        copy_in_batches(conn, batch_size, progress, report)
+        copy_port_tables(conn, batch_size, progress, report)
     report.phase = Phase.COPIED.value
     install_guard_triggers(conn, NEW_MAPPINGS)
     install_id_guard_triggers(conn)
@@ -344,41 +346,22 @@ def finish_swap(
     record_swapped(conn, report)
 
 
-@dataclass
-class AdoptionSync:
-    changes_applied: int
-    ids_rechecked: int
-    lag: Lag
-    duration_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "changes_applied": self.changes_applied,
-            "ids_rechecked": self.ids_rechecked,
-            "lag": self.lag.as_dict(),
-            "duration_seconds": self.duration_seconds,
-        }
+# What `sync_adoption` did: the legacy kind's record.
+AdoptionSync = SyncReport
 
 
 def sync_adoption(
     connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> AdoptionSync:
     """Apply the port's writes to copies held at the synced phase, re-checking each ID."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with migration_lock(connect):
-        conn = copy_connection(connect)
-        try:
-            if not _held(conn):
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "no adoption holds at its synced phase: run `idminter db adopt "
-                    "--hold-synced` first"
-                )
-            applied_total, rechecked, remaining = sync_held_copy(conn, ADOPTION, batch_size)
-        finally:
-            conn.close()
-    return AdoptionSync(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+    return sync_held(
+        connect,
+        ADOPTION,
+        held=_held,
+        not_held="no adoption holds at its synced phase: run `idminter db adopt --hold-synced` "
+        "first",
+        batch_size=batch_size,
+    )
 
 
 def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
@@ -403,32 +386,17 @@ def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
 
 def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept port tables after a swap. There is no rollback after this."""
-    with migration_lock(connect):
-        conn = connect()
-        try:
-            require_state_tables(conn)
-            state = read_state(conn)
-            if (
-                state is None
-                or state.phase is not Phase.SWAPPED
-                or not table_exists(conn, KEPT_MAPPINGS)
-            ):
-                raise LegacyMigrationError(
-                    "nothing to finalize: no adoption has swapped (finalize follows a swap)"
-                )
-            drop_triggers(conn)
-            execute(conn, f"DROP TABLE IF EXISTS {KEPT_MAPPINGS}")
-            execute(conn, f"DROP TABLE IF EXISTS {KEPT_IDS}")
-            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            execute(
-                conn,
-                f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
-                "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    with admin_session(connect) as (conn, state):
+        if (
+            state is None
+            or state.phase is not Phase.SWAPPED
+            or not table_exists(conn, KEPT_MAPPINGS)
+        ):
+            raise LegacyMigrationError(
+                "nothing to finalize: no adoption has swapped (finalize follows a swap)"
             )
-            conn.commit()
-            return LegacyActionReport("finalized", [f"dropped {KEPT_MAPPINGS} and {KEPT_IDS}"])
-        finally:
-            conn.close()
+        record_finalized(conn, triggers=ADOPT_TRIGGER_NAMES, tables=(KEPT_MAPPINGS, KEPT_IDS))
+        return LegacyActionReport("finalized", [f"dropped {KEPT_MAPPINGS} and {KEPT_IDS}"])
 
 
 def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
@@ -439,45 +407,37 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     if any cannot be (a key the port's collation merges with another), nothing changes and
     the error names them.
     """
-    with migration_lock(connect):
-        conn = connect()
-        try:
-            execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            require_state_tables(conn)
-            state = read_state(conn)
-            if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
-                reason = "finalized; the port's tables are gone" if state else "not started"
-                raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
-            report = LegacyActionReport("rolled back")
-            if state.phase is Phase.SWAPPED:
-                report.rows_copied_back = _swap_back(conn, state.swapped_at)
-                report.messages.append(
-                    f"restored the port's tables; copied back {report.rows_copied_back} "
-                    "mappings written since the swap"
-                )
-            else:
-                drop_triggers(conn)
-                report.messages.append("stopped the copy before the swap")
-            execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
-            execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
-            execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            execute(conn, f"DELETE FROM {STATE_TABLE}")
-            conn.commit()
-            report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
-            return report
-        finally:
-            conn.close()
+    with admin_session(connect, wait_for_locks=True) as (conn, state):
+        if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
+            reason = "finalized; the port's tables are gone" if state else "not started"
+            raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
+        report = LegacyActionReport("rolled back")
+        if state.phase is Phase.SWAPPED:
+            report.rows_copied_back = _swap_back(conn, state.swapped_at)
+            report.messages.append(
+                f"restored the port's tables; copied back {report.rows_copied_back} "
+                "mappings written since the swap"
+            )
+        else:
+            drop_triggers(conn)
+            report.messages.append("stopped the copy before the swap")
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
+        execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+        execute(conn, f"DELETE FROM {STATE_TABLE}")
+        conn.commit()
+        report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
+        return report
 
 
 def _swap_back(conn: Connection, swapped_at: Any) -> int:
     if not (table_exists(conn, KEPT_MAPPINGS) and table_exists(conn, KEPT_IDS)):
         raise LegacyMigrationError(f"{KEPT_MAPPINGS} is missing; cannot restore the port's tables")
-    execute(
+    with tables_locked(
         conn,
-        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
+        f"{MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
         f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
-    )
-    try:
+    ):
         new_rows = execute(
             conn,
             f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {MAPPINGS} n "
@@ -509,8 +469,6 @@ def _swap_back(conn: Connection, swapped_at: Any) -> int:
                 offending=[list(row) for row in new_rows],
             ) from error
         conn.commit()
-    finally:
-        execute(conn, "UNLOCK TABLES")
     execute(
         conn,
         f"RENAME TABLE {MAPPINGS} TO {NEW_MAPPINGS}, {IDS} TO {NEW_IDS}, "
