@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,13 @@ from benchmarks.bench_legacy_migration import (
     _create_database,
     _drop_database,
     _id_expression,
+)
+from benchmarks.support import (
+    BackgroundWriter,
+    create_digits,
+    numbers,
+    plain_copy_seconds,
+    print_figures,
 )
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -59,32 +65,26 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
     """The RFC's tables, as the port creates them, filled server-side; seconds it took."""
     started = time.monotonic()
     conn = connect(settings)
-    number = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
     try:
         with conn.cursor() as cursor:
             for statement in RFC_DDL.read_text().split(";"):
                 if "CREATE TABLE" in statement:
                     cursor.execute(statement)
-            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
-            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+            create_digits(cursor)
             cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
             free = rows // 100
             for chunk in range(0, rows + free, ROWS_PER_STATEMENT):
-                size = min(ROWS_PER_STATEMENT, rows + free - chunk)
-                numbers = (
-                    f"(SELECT {chunk} + {number} AS n FROM digits a, digits b, digits c, "
-                    f"digits e, digits f, digits g) numbers WHERE n < {chunk + size}"
-                )
+                chunk_numbers = numbers(chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk))
                 cursor.execute(
                     "INSERT INTO canonical_ids (CanonicalId, Status) SELECT "
-                    f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {numbers}"
+                    f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {chunk_numbers}"
                 )
                 cursor.execute(
                     "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
                     "SELECT ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), "
                     "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number'), "
                     f"CONCAT('b', n, IF(n % 50 = 0, 'é', 'x')), {_id_expression()} "
-                    f"FROM {numbers} AND n < {rows}"
+                    f"FROM {chunk_numbers} AND n < {rows}"
                 )
                 conn.commit()
             cursor.execute("DROP TABLE digits")
@@ -98,39 +98,21 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
 
 def _baseline(settings: DatabaseSettings, port: DatabaseSettings) -> float:
     """The plain copy: one INSERT ... SELECT per table, no batches, no verification."""
-    apply_migrations(lambda: connect(settings))
-    conn = connect(settings)
-    try:
-        started = time.monotonic()
-        with conn.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cursor.execute("SET SESSION foreign_key_checks = 0")
-            cursor.execute(
-                "INSERT INTO canonical_ids (CanonicalId, Status, CreatedAt) "
-                f"SELECT CanonicalId, Status, CreatedAt FROM `{port.database}`.canonical_ids"
-            )
-            cursor.execute(
-                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId, "
-                "CreatedAt) SELECT OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt "
-                f"FROM `{port.database}`.identifiers"
-            )
-        conn.commit()
-        return time.monotonic() - started
-    finally:
-        conn.close()
+    return plain_copy_seconds(
+        settings,
+        [
+            "INSERT INTO canonical_ids (CanonicalId, Status, CreatedAt) "
+            f"SELECT CanonicalId, Status, CreatedAt FROM `{port.database}`.canonical_ids",
+            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId, "
+            "CreatedAt) SELECT OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt "
+            f"FROM `{port.database}`.identifiers",
+        ],
+    )
 
 
-class _PortMinter(threading.Thread):
+class _PortMinter(BackgroundWriter):
     """The port, still minting while the adoption runs: `rate` new IDs with their mapping a
     second, until stopped (or, for the instant of the swap, refused by the guard)."""
-
-    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.rate = rate
-        self.stop = threading.Event()
-        self.writes = 0
-        self.error: str | None = None
 
     def run(self) -> None:
         rng = random.Random(23)
@@ -278,5 +260,4 @@ if __name__ == "__main__":
     results = (
         _measure(target, args.rows, args.pairs) if args.rows else run(target, quick=not args.full)
     )
-    for row in results:
-        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
+    print_figures(results)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +30,14 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.support import rows_by_size
+from benchmarks.support import (
+    BackgroundWriter,
+    create_digits,
+    numbers,
+    plain_copy_seconds,
+    print_figures,
+    rows_by_size,
+)
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import legacy_migration
@@ -91,10 +97,8 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
     try:
         with conn.cursor() as cursor:
             cursor.execute(LEGACY_DDL)
-            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
-            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+            create_digits(cursor)
             cursor.execute("SET SESSION unique_checks = 0")
-            number = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
             for chunk in range(0, rows, ROWS_PER_STATEMENT):
                 size = min(ROWS_PER_STATEMENT, rows - chunk)
                 cursor.execute(
@@ -102,8 +106,7 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
                     f"SELECT {_id_expression()}, "
                     "ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), CONCAT('b', n, 'x'), "
                     "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number') "
-                    f"FROM (SELECT {chunk} + {number} AS n FROM digits a, digits b, digits c, "
-                    f"digits e, digits f, digits g) numbers WHERE n < {chunk + size}"
+                    f"FROM {numbers(chunk, chunk + size)}"
                 )
                 conn.commit()
             cursor.execute("DROP TABLE digits")
@@ -125,40 +128,22 @@ def _count(settings: DatabaseSettings, table: str) -> int:
 
 def _baseline(settings: DatabaseSettings, legacy: DatabaseSettings) -> float:
     """The RFC's plain copy: one INSERT ... SELECT per new table, no batches, no verification."""
-    apply_migrations(lambda: connect(settings))
-    conn = connect(settings)
-    try:
-        started = time.monotonic()
-        with conn.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cursor.execute("SET SESSION foreign_key_checks = 0")
-            cursor.execute(
-                "INSERT INTO canonical_ids (CanonicalId, Status) "
-                f"SELECT CanonicalId, 'assigned' FROM `{legacy.database}`.identifiers"
-            )
-            cursor.execute(
-                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                "SELECT OntologyType, SourceSystem, SourceId, CanonicalId "
-                f"FROM `{legacy.database}`.identifiers"
-            )
-        conn.commit()
-        return time.monotonic() - started
-    finally:
-        conn.close()
+    return plain_copy_seconds(
+        settings,
+        [
+            "INSERT INTO canonical_ids (CanonicalId, Status) "
+            f"SELECT CanonicalId, 'assigned' FROM `{legacy.database}`.identifiers",
+            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+            "SELECT OntologyType, SourceSystem, SourceId, CanonicalId "
+            f"FROM `{legacy.database}`.identifiers",
+        ],
+    )
 
 
-class _LegacyMinter(threading.Thread):
+class _LegacyMinter(BackgroundWriter):
     """A legacy minter that keeps writing while the migration runs, as production's would:
     `rate` writes a second (two inserts to one update of a row it inserted), until stopped, or
     until the swap makes its writes fail (its random IDs are not in canonical_ids)."""
-
-    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.rate = rate
-        self.stop = threading.Event()
-        self.writes = 0
-        self.error: str | None = None
 
     def run(self) -> None:
         rng = random.Random(17)
@@ -296,5 +281,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     target = DatabaseSettings.from_env()
     results = _measure(target, args.rows) if args.rows else run(target, quick=not args.full)
-    for row in results:
-        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
+    print_figures(results)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,62 @@ def bench_database(
     finally:
         if not keep:
             drop_bench_database(bench)
+
+
+# A cross join of `digits` six times: the numbers 0 to 999,999 from a ten-row table.
+_SIX_DIGITS = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
+
+
+def create_digits(cursor: Any) -> None:
+    """The ten-row `digits` table `numbers` reads; drop it when the rows are generated."""
+    cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
+    cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+
+
+def numbers(start: int, end: int) -> str:
+    """A derived table `numbers` of the column `n`, from `start` below `end` (at most a million
+    apart): a FROM clause, its WHERE begun (more conditions follow with AND)."""
+    return (
+        f"(SELECT {start} + {_SIX_DIGITS} AS n FROM digits a, digits b, digits c, "
+        f"digits e, digits f, digits g) numbers WHERE n < {end}"
+    )
+
+
+def plain_copy_seconds(settings: DatabaseSettings, statements: Sequence[str]) -> float:
+    """The baseline a migration is measured against: `statements` (each one INSERT ... SELECT,
+    no batches, no verification) into the migrated empty database `settings`, timed."""
+    apply_migrations(lambda: connect(settings))
+    conn = connect(settings)
+    try:
+        started = time.monotonic()
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            for statement in statements:
+                cursor.execute(statement)
+        conn.commit()
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+class BackgroundWriter(threading.Thread):
+    """A minter still writing while a migration runs: `rate` writes a second until stopped;
+    `writes` counts them, `error` says why it failed, if it did."""
+
+    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.rate = rate
+        self.stop = threading.Event()
+        self.writes = 0
+        self.error: str | None = None
+
+
+def print_figures(rows: list[dict[str, Any]]) -> None:
+    """A benchmark's figures, one line each, as a standalone run prints them."""
+    for row in rows:
+        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
 
 
 def _read_proc(path: str) -> str:
