@@ -32,6 +32,7 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import support
 from benchmarks.bench_legacy_migration import (
     ROWS_PER_STATEMENT,
     _count,
@@ -39,14 +40,6 @@ from benchmarks.bench_legacy_migration import (
     _drop_database,
     _id_expression,
 )
-from benchmarks.support import (
-    BackgroundWriter,
-    create_digits,
-    numbers,
-    plain_copy_seconds,
-    print_figures,
-)
-from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
@@ -70,11 +63,13 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
             for statement in RFC_DDL.read_text().split(";"):
                 if "CREATE TABLE" in statement:
                     cursor.execute(statement)
-            create_digits(cursor)
+            support.create_digits(cursor)
             cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
             free = rows // 100
             for chunk in range(0, rows + free, ROWS_PER_STATEMENT):
-                chunk_numbers = numbers(chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk))
+                chunk_numbers = support.numbers(
+                    chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk)
+                )
                 cursor.execute(
                     "INSERT INTO canonical_ids (CanonicalId, Status) SELECT "
                     f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {chunk_numbers}"
@@ -98,7 +93,7 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
 
 def _baseline(settings: DatabaseSettings, port: DatabaseSettings) -> float:
     """The plain copy: one INSERT ... SELECT per table, no batches, no verification."""
-    return plain_copy_seconds(
+    return support.plain_copy_seconds(
         settings,
         [
             "INSERT INTO canonical_ids (CanonicalId, Status, CreatedAt) "
@@ -110,42 +105,31 @@ def _baseline(settings: DatabaseSettings, port: DatabaseSettings) -> float:
     )
 
 
-class _PortMinter(BackgroundWriter):
+class _PortMinter(support.BackgroundWriter):
     """The port, still minting while the adoption runs: `rate` new IDs with their mapping a
     second, until stopped (or, for the instant of the swap, refused by the guard)."""
 
-    def run(self) -> None:
-        rng = random.Random(23)
-        conn = connect(self.settings)
+    seed = 23
+
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
         try:
-            with conn.cursor() as cursor:
-                while not self.stop.wait(1 / self.rate):
-                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
-                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
-                    )
-                    try:
-                        cursor.execute(
-                            "INSERT INTO canonical_ids (CanonicalId, Status) "
-                            "VALUES (%s, 'assigned')",
-                            (canonical,),
-                        )
-                        cursor.execute(
-                            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
-                            "CanonicalId) VALUES ('Work', 'folio-instance', %s, %s)",
-                            (f"in{self.writes}", canonical),
-                        )
-                        conn.commit()
-                    except pymysql.err.MySQLError as error:
-                        conn.rollback()
-                        # An ID drawn twice, a deadlock with the re-copy, the guard at the swap.
-                        if error.args[0] in (1062, 1213, 1205, 1644):
-                            continue
-                        raise
-                    self.writes += 1
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
+                (canonical,),
+            )
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "VALUES ('Work', 'folio-instance', %s, %s)",
+                (f"in{self.writes}", canonical),
+            )
+            conn.commit()
         except pymysql.err.MySQLError as error:
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            conn.close()
+            conn.rollback()
+            # An ID drawn twice, a deadlock with the re-copy, the guard at the swap.
+            if error.args[0] in (1062, 1213, 1205, 1644):
+                return False
+            raise
+        return True
 
 
 def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]:
@@ -260,4 +244,4 @@ if __name__ == "__main__":
     results = (
         _measure(target, args.rows, args.pairs) if args.rows else run(target, quick=not args.full)
     )
-    print_figures(results)
+    support.print_figures(results)

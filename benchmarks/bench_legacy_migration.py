@@ -32,6 +32,7 @@ if __name__ == "__main__":  # runnable before the benchmark harness exists
 
 from benchmarks.support import (
     BackgroundWriter,
+    StopWriting,
     create_digits,
     numbers,
     plain_copy_seconds,
@@ -145,44 +146,37 @@ class _LegacyMinter(BackgroundWriter):
     `rate` writes a second (two inserts to one update of a row it inserted), until stopped, or
     until the swap makes its writes fail (its random IDs are not in canonical_ids)."""
 
-    def run(self) -> None:
-        rng = random.Random(17)
-        conn = connect(self.settings)
-        conn.autocommit(True)
-        mine: list[str] = []
+    seed = 17
+    autocommit = True
+
+    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
+        super().__init__(settings, rate)
+        self.mine: list[str] = []
+
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
         try:
-            with conn.cursor() as cursor:
-                while not self.stop.wait(1 / self.rate):
-                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
-                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
-                    )
-                    try:
-                        if self.writes % 3 == 2 and mine:
-                            cursor.execute(
-                                "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
-                                "WHERE CanonicalId = %s",
-                                (rng.choice(mine),),
-                            )
-                        else:
-                            cursor.execute(
-                                "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, "
-                                "SourceSystem) VALUES (%s, 'Work', %s, 'axiell-collections-id')",
-                                (canonical, f"AC-{self.writes}"),
-                            )
-                            mine.append(canonical)
-                    except pymysql.err.MySQLError as error:
-                        if error.args[0] == 1062:  # an ID drawn twice: draw again
-                            continue
-                        if error.args[0] in (1452, 1644):
-                            # identifiers is the new table now: refused by the migration's
-                            # guard until the swap is recorded, then by the foreign key.
-                            return
-                        raise
-                    self.writes += 1
+            if self.writes % 3 == 2 and self.mine:
+                cursor.execute(
+                    "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
+                    "WHERE CanonicalId = %s",
+                    (rng.choice(self.mine),),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, "
+                    "SourceSystem) VALUES (%s, 'Work', %s, 'axiell-collections-id')",
+                    (canonical, f"AC-{self.writes}"),
+                )
+                self.mine.append(canonical)
         except pymysql.err.MySQLError as error:
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            conn.close()
+            if error.args[0] == 1062:  # an ID drawn twice: draw again
+                return False
+            if error.args[0] in (1452, 1644):
+                # identifiers is the new table now: refused by the migration's guard until the
+                # swap is recorded, then by the foreign key.
+                raise StopWriting from error
+            raise
+        return True
 
 
 def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:

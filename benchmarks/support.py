@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import subprocess
 import threading
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pymysql
 
+from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings, project_root
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
@@ -112,9 +115,17 @@ def plain_copy_seconds(settings: DatabaseSettings, statements: Sequence[str]) ->
         conn.close()
 
 
+class StopWriting(Exception):
+    """Raised by `BackgroundWriter.write` when the writer is refused for good."""
+
+
 class BackgroundWriter(threading.Thread):
-    """A minter still writing while a migration runs: `rate` writes a second until stopped;
-    `writes` counts them, `error` says why it failed, if it did."""
+    """A minter still writing while a migration runs: `rate` writes a second, each with a new
+    random canonical ID, until stopped or `write` raises StopWriting; `writes` counts them,
+    `error` says why it failed, if it did."""
+
+    seed = 0
+    autocommit = False
 
     def __init__(self, settings: DatabaseSettings, rate: float) -> None:
         super().__init__(daemon=True)
@@ -123,6 +134,30 @@ class BackgroundWriter(threading.Thread):
         self.stop = threading.Event()
         self.writes = 0
         self.error: str | None = None
+
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
+        """One write with `canonical`; False when it was not made (drawn again next time)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        rng = random.Random(self.seed)
+        conn = connect(self.settings)
+        if self.autocommit:
+            conn.autocommit(True)
+        try:
+            with conn.cursor() as cursor:
+                while not self.stop.wait(1 / self.rate):
+                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
+                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
+                    )
+                    if self.write(conn, cursor, canonical, rng):
+                        self.writes += 1
+        except StopWriting:
+            return
+        except pymysql.err.MySQLError as error:
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            conn.close()
 
 
 def print_figures(rows: list[dict[str, Any]]) -> None:
