@@ -216,6 +216,30 @@ def catch_up_verified(
     return row_delta
 
 
+def verify_then_catch_up(
+    conn: Connection,
+    conversion: Conversion,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+    *,
+    verify: Callable[[], tuple[int, str]],
+    swap: bool,
+) -> int | None:
+    """Catch up without a lock, then the full comparison (`verify`: the copy's exact row count
+    and the message reporting it). Held (not `swap`): report the copy verified and return
+    None. Else catch up again, re-checking each applied ID, and return the copy's row count."""
+    catch_up(conn, conversion, batch_size, progress, report)
+    rows, message = verify()
+    report.messages.append(message)
+    if not swap:
+        # Held at the synced phase: the full comparison above is the verification it reports.
+        report.verified, report.new_rows = True, rows
+        report.status = "copied and verified; not swapped"
+        return None
+    return rows + catch_up_verified(conn, conversion, batch_size, progress, report)
+
+
 def final_pass_and_rename(
     conn: Connection,
     conversion: Conversion,
@@ -341,4 +365,5 @@ __all__ = [
     "rows_read",
     "sync_held",
     "tables_locked",
+    "verify_then_catch_up",
 ]

@@ -20,7 +20,9 @@ from typing import Any
 import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.registry import invariants
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.invariants import trigger_names
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     EXAMPLES,
@@ -69,34 +71,10 @@ def copy_connection(connect: ConnectionFactory) -> Connection:
     return conn
 
 
-def trigger_names(conn: Connection, table: str) -> set[str]:
-    return {
-        name
-        for (name,) in execute(
-            conn,
-            "SELECT trigger_name FROM information_schema.triggers "
-            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
-            (table,),
-        )
-    }
-
-
-# With the binary log on (MySQL's default, and Aurora's when replicating), CREATE TRIGGER needs
-# SUPER, which Aurora gives nobody, unless log_bin_trust_function_creators is 1.
-ER_BINLOG_CREATE_ROUTINE_NEED_SUPER = 1419
-
-
 def create_trigger(conn: Connection, statement: str) -> None:
-    try:
-        execute(conn, statement)
-    except pymysql.err.OperationalError as error:
-        if error.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
-            raise
-        raise LegacyMigrationError(
-            "the server refuses CREATE TRIGGER: its binary log is on and "
-            "log_bin_trust_function_creators is 0. Set it to 1 (Aurora: in the DB cluster "
-            "parameter group; see deploy/registry-grants.sql), then rerun: the migration resumes"
-        ) from None
+    invariants.create_trigger(
+        conn, statement, error=LegacyMigrationError, rerun="then rerun: the migration resumes"
+    )
 
 
 def install_log_triggers(conn: Connection, table: str) -> None:

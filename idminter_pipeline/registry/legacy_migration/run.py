@@ -19,8 +19,7 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
     LEGACY,
     LOCKED_CATCH_UP_THRESHOLD,
     MAX_CATCH_UP_ROUNDS,
-    catch_up,
-    catch_up_verified,
+    verify_then_catch_up,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
     copy_connection,
@@ -110,23 +109,19 @@ def _migrate(
     # lock, too). A fresh sample of its indexes (a few pages each) keeps them index look-ups.
     execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
 
-    # Catch up without a lock until only a little is left.
-    catch_up(conn, LEGACY, batch_size, progress, report)
-    verification = verify_copy(conn, batch_size=batch_size, progress=progress)
-    report.messages.append(
-        f"full comparison passed in both directions: {verification.new_rows} rows in "
-        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
-        "by row (pending changes re-checked under lock)"
+    def verify() -> tuple[int, str]:
+        verification = verify_copy(conn, batch_size=batch_size, progress=progress)
+        return verification.new_rows, (
+            f"full comparison passed in both directions: {verification.new_rows} rows in "
+            f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared "
+            "row by row (pending changes re-checked under lock)"
+        )
+
+    copy_rows = verify_then_catch_up(
+        conn, LEGACY, batch_size, progress, report, verify=verify, swap=swap
     )
-    if not swap:
-        # Held at the synced phase: the full comparison above is the verification it reports.
-        report.verified, report.new_rows = True, verification.new_rows
-        report.status = "copied and verified; not swapped"
-        return report
-    copy_rows = verification.new_rows + catch_up_verified(
-        conn, LEGACY, batch_size, progress, report
-    )
-    final_pass_and_swap(conn, batch_size, report, copy_rows)
+    if copy_rows is not None:
+        final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
 
 

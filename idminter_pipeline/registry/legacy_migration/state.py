@@ -275,6 +275,24 @@ def range_condition(column: str, lower: str | None, upper: str | None) -> tuple[
     return " AND ".join(conditions) or "1 = 1", params
 
 
+def column_collation(conn: Connection, table: str, column: str) -> str:
+    """The column's character set and collation, as `latin1 COLLATE latin1_swedish_ci`: what a
+    value is converted to so that comparing it with the column can use the column's index."""
+    rows = execute(
+        conn,
+        "SELECT character_set_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = %s",
+        (table, column),
+    )
+    charset, collation = rows[0] if rows else (None, None)
+    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
+        raise LegacyMigrationError(
+            f"cannot read the character set and collation of {table}.{column}",
+            offending=[charset, collation],
+        )
+    return f"{charset} COLLATE {collation}"
+
+
 def read_migration_status(conn: Connection) -> dict[str, Any]:
     """Where a legacy migration stands, read on `conn` in its current transaction (no scans)."""
     state = read_state(conn)

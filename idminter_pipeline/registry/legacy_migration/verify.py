@@ -11,11 +11,11 @@ the tables are then not swapped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
+from idminter_pipeline.core.errors import LegacyVerificationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import unfit_ids_error
 from idminter_pipeline.registry.legacy_migration.state import (
@@ -27,6 +27,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Progress,
     ProgressCallback,
     clamp_batch_size,
+    column_collation,
     execute,
     fits_new_id_column,
     next_bound_in,
@@ -72,19 +73,7 @@ def legacy_id_collation(conn: Connection, legacy: str) -> str:
     The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
     lookups by that key into scans, or into an illegal mix of collations.
     """
-    rows = execute(
-        conn,
-        "SELECT character_set_name, collation_name FROM information_schema.columns "
-        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = 'CanonicalId'",
-        (legacy,),
-    )
-    charset, collation = rows[0] if rows else (None, None)
-    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
-        raise LegacyMigrationError(
-            f"cannot read the character set and collation of {legacy}.CanonicalId",
-            offending=[charset, collation],
-        )
-    return f"{charset} COLLATE {collation}"
+    return column_collation(conn, legacy, "CanonicalId")
 
 
 def as_legacy_key(expression: str, collation: str) -> str:
@@ -267,6 +256,31 @@ def checksum_sql(*columns: str, keep: str = "1") -> str:
     return f"COALESCE(SUM(IF({keep}, {digest}, 0)), 0)"
 
 
+def kept_digest(
+    conn: Connection,
+    table: str,
+    where: str,
+    params: Sequence[Any],
+    *,
+    columns: Sequence[str],
+    pending: Sequence[str],
+    count: bool = False,
+) -> tuple[int, ...]:
+    """Of `table`'s rows matching `where` (`table` with the alias the columns use), those whose
+    ID (the first of `columns`) is not `pending`: how many, and their checksum; with `count`,
+    how many rows match at all first."""
+    keep = not_in(columns[0], pending)
+    selected = f"{kept_sql(keep)}, {checksum_sql(*columns, keep=keep)}"
+    return tuple(
+        int(value)
+        for value in execute(
+            conn,
+            f"SELECT {'COUNT(*), ' if count else ''}{selected} FROM {table} WHERE {where}",
+            [*pending * 2, *params],
+        )[0]
+    )
+
+
 def not_in(column: str, values: Sequence[str]) -> str:
     return f"{column} NOT IN ({placeholders(values)})" if values else "1"
 
@@ -355,27 +369,23 @@ def _chunk_digests(
         )[0]
         legacy_digest = tuple(int(value) for value in row)
     where, params = range_condition("n.CanonicalId", *new_bounds)
-    keep = not_in("n.CanonicalId", new_pending)
-    new_columns = ("n.CanonicalId", *(f"n.{part}" for part in SOURCE_PARTS))
-    new_total, new_kept, new_sum = (
-        int(value)
-        for value in execute(
-            conn,
-            f"SELECT COUNT(*), {kept_sql(keep)}, {checksum_sql(*new_columns, keep=keep)} "
-            f"FROM {new} n WHERE {where}",
-            [*new_pending * 2, *params],
-        )[0]
+    new_total, new_kept, new_sum = kept_digest(
+        conn,
+        f"{new} n",
+        where,
+        params,
+        columns=("n.CanonicalId", *(f"n.{part}" for part in SOURCE_PARTS)),
+        pending=new_pending,
+        count=True,
     )
     where, params = range_condition("c.CanonicalId", *new_bounds)
-    keep = not_in("c.CanonicalId", new_pending)
-    id_kept, id_sum = (
-        int(value)
-        for value in execute(
-            conn,
-            f"SELECT {kept_sql(keep)}, {checksum_sql('c.CanonicalId', keep=keep)} "
-            f"FROM canonical_ids c WHERE {where} AND c.Status = 'assigned'",
-            [*new_pending * 2, *params],
-        )[0]
+    id_kept, id_sum = kept_digest(
+        conn,
+        "canonical_ids c",
+        f"{where} AND c.Status = 'assigned'",
+        params,
+        columns=("c.CanonicalId",),
+        pending=new_pending,
     )
     legacy_total, legacy_kept, legacy_row_sum, legacy_id_sum = legacy_digest
     return _ChunkDigests(

@@ -27,7 +27,9 @@ from idminter_pipeline.registry.legacy_migration.copy import (
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     GUARD_TRIGGER_NAMES,
+    LIVE_TABLE,
     LOG_TRIGGER_NAMES,
+    NEW_TABLE,
     SOURCE_PARTS,
     STATE_TABLE,
     MigrationReport,
@@ -49,9 +51,9 @@ from idminter_pipeline.registry.schema import (
 
 logger = logging.getLogger(__name__)
 
-MAPPINGS = "identifiers"
+# The live mapping table and its copy are the legacy kind's; this kind copies canonical_ids too.
+MAPPINGS, NEW_MAPPINGS = LIVE_TABLE, NEW_TABLE
 IDS = "canonical_ids"
-NEW_MAPPINGS = "identifiers_new"
 NEW_IDS = "canonical_ids_new"
 KEPT_MAPPINGS = "identifiers_port"
 KEPT_IDS = "canonical_ids_port"
@@ -132,22 +134,6 @@ def new_mappings_ddl() -> str:
 
 
 # -- what the port's tables hold, in their own character set and collation -----------------------
-
-
-def source_collation(conn: Connection, table: str, column: str) -> str:
-    rows = execute(
-        conn,
-        "SELECT character_set_name, collation_name FROM information_schema.columns "
-        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = %s",
-        (table, column),
-    )
-    charset, collation = rows[0] if rows else (None, None)
-    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
-        raise LegacyMigrationError(
-            f"cannot read the character set and collation of {table}.{column}",
-            offending=[charset, collation],
-        )
-    return f"{charset} COLLATE {collation}"
 
 
 def is_port_registry(conn: Connection) -> bool:

@@ -24,7 +24,6 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     MAPPINGS,
     as_utf8_bin,
     is_port_registry,
-    source_collation,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.run import Variant
 from idminter_pipeline.registry.legacy_migration.dry_run import CANONICAL_ID_PATTERN, Finding
@@ -34,6 +33,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     SOURCE_PARTS,
     Phase,
     clamp_batch_size,
+    column_collation,
     execute,
     read_state,
     state_available,
@@ -95,7 +95,7 @@ def adoption_dry_run(
             for s, n in execute(conn, f"SELECT Status, COUNT(*) FROM {IDS} GROUP BY Status")
         }
         collation_change = {
-            f"{table}.{column}": source_collation(conn, table, column).replace(" COLLATE ", "/")
+            f"{table}.{column}": column_collation(conn, table, column).replace(" COLLATE ", "/")
             + f" -> {target}"
             for table, column, target in (
                 (MAPPINGS, "SourceId", "utf8mb4/utf8mb4_bin"),
@@ -242,7 +242,7 @@ def _variants_in(conn: Connection, table: str, keys: Sequence[Key]) -> list[Vari
         for i in range(len(keys))
     )
     # Compared in the port's own collation (the derived table's would be the connection's).
-    collation = source_collation(conn, table, "SourceId")
+    collation = column_collation(conn, table, "SourceId")
     rows = execute(
         conn,
         f"SELECT r.o, r.s, r.v, {', '.join(as_utf8_bin(f'i.{part}') for part in SOURCE_PARTS)}, "

@@ -55,14 +55,13 @@ from idminter_pipeline.registry.legacy_migration.adopt.verify import (
 from idminter_pipeline.registry.legacy_migration.conversion import (
     SyncReport,
     admin_session,
-    catch_up,
-    catch_up_verified,
     final_pass_and_rename,
     lag,
     record_finalized,
     record_swapped,
     sync_held,
     tables_locked,
+    verify_then_catch_up,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
     copy_connection,
@@ -247,19 +246,20 @@ def _adopt(
     install_guard_triggers(conn, NEW_MAPPINGS)
     install_id_guard_triggers(conn)
     execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
-    catch_up(conn, ADOPTION, batch_size, progress, report)
-    verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
-    report.messages.append(
-        f"full comparison passed in both directions: {verification.mappings} mappings in "
-        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
-        "by row"
+
+    def verify() -> tuple[int, str]:
+        verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
+        return verification.mappings, (
+            f"full comparison passed in both directions: {verification.mappings} mappings in "
+            f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared "
+            "row by row"
+        )
+
+    rows = verify_then_catch_up(
+        conn, ADOPTION, batch_size, progress, report, verify=verify, swap=swap
     )
-    if not swap:
-        report.verified, report.new_rows = True, verification.mappings
-        report.status = "copied and verified; not swapped"
-        return report
-    rows = verification.mappings + catch_up_verified(conn, ADOPTION, batch_size, progress, report)
-    final_pass_and_swap(conn, batch_size, report, rows, variants)
+    if rows is not None:
+        final_pass_and_swap(conn, batch_size, report, rows, variants)
     return report
 
 

@@ -24,7 +24,6 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     apply_log,
     as_ascii_bin,
     as_utf8_bin,
-    source_collation,
 )
 from idminter_pipeline.registry.legacy_migration.conversion import Conversion, Recheck
 from idminter_pipeline.registry.legacy_migration.state import (
@@ -34,6 +33,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Progress,
     ProgressCallback,
     clamp_batch_size,
+    column_collation,
     execute,
     fits_new_id_column,
     next_bound_in,
@@ -43,10 +43,8 @@ from idminter_pipeline.registry.legacy_migration.verify import (
     MAX_REPORTED,
     as_legacy_key,
     ascii_bin_max,
-    checksum_sql,
     ids_with_pending_changes,
-    kept_sql,
-    not_in,
+    kept_digest,
     range_condition,
     refuse_differences,
 )
@@ -114,8 +112,8 @@ class Keys:
 
 def read_keys(conn: Connection) -> Keys:
     return Keys(
-        source_collation(conn, MAPPINGS, "SourceId"),
-        source_collation(conn, IDS, "CanonicalId"),
+        column_collation(conn, MAPPINGS, "SourceId"),
+        column_collation(conn, IDS, "CanonicalId"),
     )
 
 
@@ -194,31 +192,26 @@ def _side_digest(
     canonical IDs, theirs), leaving out the `pending` IDs. Both sides' values are converted to
     the same bytes (utf8mb4 parts, CreatedAt as DATETIME(6)), so equal rows sum alike."""
     alias, id_alias = aliases
-    keep = not_in(f"{alias}.CanonicalId", pending)
-    columns = [
-        f"{alias}.CanonicalId",
-        *(as_utf8_bin(f"{alias}.{part}") for part in SOURCE_PARTS),
-        f"CAST({alias}.CreatedAt AS DATETIME(6))",
-    ]
-    total, kept, checksum = (
-        int(value)
-        for value in execute(
-            conn,
-            f"SELECT COUNT(*), {kept_sql(keep)}, {checksum_sql(*columns, keep=keep)} "
-            f"FROM {mappings_table} {alias} WHERE {where.format(t=alias)}",
-            [*pending * 2, *params],
-        )[0]
+    total, kept, checksum = kept_digest(
+        conn,
+        f"{mappings_table} {alias}",
+        where.format(t=alias),
+        params,
+        columns=(
+            f"{alias}.CanonicalId",
+            *(as_utf8_bin(f"{alias}.{part}") for part in SOURCE_PARTS),
+            f"CAST({alias}.CreatedAt AS DATETIME(6))",
+        ),
+        pending=pending,
+        count=True,
     )
-    id_keep = not_in(f"{id_alias}.CanonicalId", pending)
-    id_columns = (f"{id_alias}.CanonicalId", f"{id_alias}.Status")
-    id_kept, id_sum = (
-        int(value)
-        for value in execute(
-            conn,
-            f"SELECT {kept_sql(id_keep)}, {checksum_sql(*id_columns, keep=id_keep)} "
-            f"FROM {ids_table} {id_alias} WHERE {where.format(t=id_alias)}",
-            [*pending * 2, *params],
-        )[0]
+    id_kept, id_sum = kept_digest(
+        conn,
+        f"{ids_table} {id_alias}",
+        where.format(t=id_alias),
+        params,
+        columns=(f"{id_alias}.CanonicalId", f"{id_alias}.Status"),
+        pending=pending,
     )
     return total, (kept, checksum, id_kept, id_sum)
 
@@ -261,23 +254,20 @@ def verify_adoption(
             range_condition("{t}.CanonicalId", cursor, upper) if count else ("1 = 0", [])
         )
         copy_where, copy_params = range_condition("{t}.CanonicalId", low, high)
-        _, port_digest = _side_digest(
-            conn,
-            mappings_table=MAPPINGS,
-            ids_table=IDS,
-            aliases=("l", "cs"),
-            where=port_where,
-            params=port_params,
-            pending=pending,
-        )
-        new_total, copy_digest = _side_digest(
-            conn,
-            mappings_table=NEW_MAPPINGS,
-            ids_table=NEW_IDS,
-            aliases=("n", "cn"),
-            where=copy_where,
-            params=copy_params,
-            pending=pending,
+        (_, port_digest), (new_total, copy_digest) = (
+            _side_digest(
+                conn,
+                mappings_table=mappings_table,
+                ids_table=ids_table,
+                aliases=aliases,
+                where=where,
+                params=params,
+                pending=pending,
+            )
+            for mappings_table, ids_table, aliases, where, params in (
+                (MAPPINGS, IDS, ("l", "cs"), port_where, port_params),
+                (NEW_MAPPINGS, NEW_IDS, ("n", "cn"), copy_where, copy_params),
+            )
         )
         mappings += new_total
         chunks += 1
