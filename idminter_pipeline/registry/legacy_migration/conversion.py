@@ -13,9 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -23,9 +25,12 @@ from idminter_pipeline.registry.legacy_migration.copy import (
     AppliedChanges,
     apply_changes,
     copy_connection,
+    trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
+    EXAMPLES,
+    GUARD_TRIGGER_NAMES,
     LIVE_TABLE,
     LOCK_WAIT_TIMEOUT_SECONDS,
     NEW_TABLE,
@@ -35,14 +40,21 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Phase,
     Progress,
     ProgressCallback,
+    RegistryShape,
     clamp_batch_size,
     count_pending_changes,
     execute,
     migration_lock,
     read_state,
+    registry_shape,
     require_state_tables,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.verify import legacy_id_collation, verify_ids
+from idminter_pipeline.registry.legacy_migration.verify import (
+    legacy_id_collation,
+    verify_copy,
+    verify_ids,
+)
 
 # Catch-up passes stop once the log is this small; the rest is applied under the lock.
 LOCKED_CATCH_UP_THRESHOLD = 2_000
@@ -61,6 +73,19 @@ Apply = Callable[[Connection, int, "int | None"], AppliedChanges]
 Recheck = Callable[[Collection[str], bool], None]
 
 
+class FullComparison(Protocol):
+    """What a full comparison of a copy with its source reports."""
+
+    @property
+    def new_rows(self) -> int: ...  # the copy's rows: exact, only the conversion writes it
+
+    @property
+    def chunks(self) -> int: ...
+
+    @property
+    def chunks_compared_row_by_row(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Conversion:
     """What one kind of conversion does its own way."""
@@ -68,6 +93,31 @@ class Conversion:
     apply: Apply
     # Reads what the re-check needs (the source's key collation) on `conn`; returns the re-check.
     rechecker: Callable[[Connection], Recheck]
+    # Whether a verified copy waits for the swap at the synced phase; `not_held`: the refusal
+    # of a sync when it does not.
+    held: Callable[[Connection], bool]
+    not_held: str
+    # The full comparison of the copy with its source: (conn, batch_size, progress).
+    verify: Callable[[Connection, int, ProgressCallback | None], FullComparison]
+    counted: str  # what the copy's rows are, in the comparison's report
+    note: str = ""  # the end of that report
+
+
+def copy_held(conn: Connection, guards: Collection[str], copy: str) -> bool:
+    """The state row at `copied` and the guard triggers `guards` on the `copy` table."""
+    state = read_state(conn) if state_available(conn) else None
+    return (
+        state is not None
+        and state.phase is Phase.COPIED
+        and set(guards) <= trigger_names(conn, copy)
+    )
+
+
+def held_synced(conn: Connection) -> bool:
+    """A legacy table whose verified copy waits for the swap (triggers live, guard on)."""
+    return registry_shape(conn) is RegistryShape.LEGACY and copy_held(
+        conn, GUARD_TRIGGER_NAMES, NEW_TABLE
+    )
 
 
 def _legacy_recheck(conn: Connection) -> Recheck:
@@ -85,6 +135,14 @@ LEGACY = Conversion(
         conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=max_entries
     ),
     rechecker=_legacy_recheck,
+    held=held_synced,
+    verify=lambda conn, batch_size, progress: verify_copy(
+        conn, batch_size=batch_size, progress=progress
+    ),
+    counted="rows",
+    note=" (pending changes re-checked under lock)",
+    not_held="no legacy migration holds at its synced phase: run `idminter db migrate-legacy "
+    "--hold-synced` first",
 )
 
 
@@ -149,6 +207,73 @@ def admin_session(
             conn.close()
 
 
+def copy_back_since_swap(
+    conn: Connection,
+    *,
+    lock_tables: str,
+    swapped_at: Any,
+    copy_back: Callable[[Sequence[Sequence[Any]]], int],
+    holder: str,
+) -> int:
+    """Under `LOCK TABLES lock_tables`, `copy_back(first)` copies what was written to the live
+    mappings since the swap back to the kept source tables, given the first of those rows
+    (for the error: `holder` cannot hold them all, and nothing changes); returns the mappings
+    copied back."""
+    with tables_locked(conn, lock_tables):
+        first = execute(
+            conn,
+            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {LIVE_TABLE} n "
+            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
+            (swapped_at,),
+        )
+        try:
+            copied = copy_back(first)
+        except pymysql.err.MySQLError as error:
+            conn.rollback()
+            raise LegacyMigrationError(
+                f"mappings written since the swap cannot all be held by {holder} "
+                f"({error.args[-1]}); nothing was rolled back. First of them",
+                offending=[list(row) for row in first],
+            ) from error
+        conn.commit()
+    return copied
+
+
+@dataclass
+class LegacyActionReport:
+    status: str
+    messages: list[str] = field(default_factory=list)
+    rows_copied_back: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stop_or_swap_back(
+    conn: Connection,
+    state: MigrationState,
+    *,
+    swap_back: Callable[[], int],
+    restored: str,
+    triggers: Sequence[str],
+) -> LegacyActionReport:
+    """A rollback's first step: after the swap, `swap_back()` (the source, `restored`, back
+    live, with the mappings written since); before it, the copy stopped (its `triggers`
+    dropped)."""
+    report = LegacyActionReport("rolled back")
+    if state.phase is Phase.SWAPPED:
+        report.rows_copied_back = swap_back()
+        report.messages.append(
+            f"restored {restored}; copied back {report.rows_copied_back} mappings written "
+            "since the swap"
+        )
+    else:
+        for name in triggers:
+            execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        report.messages.append("stopped the copy before the swap")
+    return report
+
+
 def record_finalized(conn: Connection, *, triggers: Sequence[str], tables: Sequence[str]) -> None:
     """The triggers and the kept source `tables` dropped, the log emptied, the phase recorded."""
     for name in triggers:
@@ -162,6 +287,32 @@ def record_finalized(conn: Connection, *, triggers: Sequence[str], tables: Seque
         "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
     conn.commit()
+
+
+Report = TypeVar("Report", bound=MigrationReport)
+
+
+def run_conversion(
+    connect: ConnectionFactory,
+    batch_size: int,
+    run: Callable[[Connection, int], Report],
+    *,
+    prepare: Callable[[], None] | None = None,
+) -> Report:
+    """`run(conn, batch_size)` on a copy session under the migration lock (after `prepare`,
+    if given), its report timed."""
+    started = time.monotonic()
+    batch_size = clamp_batch_size(batch_size)
+    if prepare is not None:
+        prepare()
+    with migration_lock(connect):
+        conn = copy_connection(connect)
+        try:
+            report = run(conn, batch_size)
+        finally:
+            conn.close()
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    return report
 
 
 def catch_up(
@@ -223,15 +374,19 @@ def verify_then_catch_up(
     progress: ProgressCallback | None,
     report: MigrationReport,
     *,
-    verify: Callable[[], tuple[int, str]],
     swap: bool,
 ) -> int | None:
-    """Catch up without a lock, then the full comparison (`verify`: the copy's exact row count
-    and the message reporting it). Held (not `swap`): report the copy verified and return
-    None. Else catch up again, re-checking each applied ID, and return the copy's row count."""
+    """Catch up without a lock, then the full comparison. Held (not `swap`): report the copy
+    verified and return None. Else catch up again, re-checking each applied ID, and return the
+    copy's row count."""
     catch_up(conn, conversion, batch_size, progress, report)
-    rows, message = verify()
-    report.messages.append(message)
+    verification = conversion.verify(conn, batch_size, progress)
+    rows = verification.new_rows
+    report.messages.append(
+        f"full comparison passed in both directions: {rows} {conversion.counted} in "
+        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
+        f"by row{conversion.note}"
+    )
     if not swap:
         # Held at the synced phase: the full comparison above is the verification it reports.
         report.verified, report.new_rows = True, rows
@@ -289,24 +444,17 @@ class SyncReport:
         return {**asdict(self), "lag": self.lag.as_dict()}
 
 
-def sync_held(
-    connect: ConnectionFactory,
-    conversion: Conversion,
-    *,
-    held: Callable[[Connection], bool],
-    not_held: str,
-    batch_size: int,
-) -> SyncReport:
-    """Apply the writes since to a copy held at the synced phase (`held`; else refused with
-    the message `not_held`), re-checking each applied ID."""
+def sync_held(connect: ConnectionFactory, conversion: Conversion, batch_size: int) -> SyncReport:
+    """Apply the writes since to a copy held at the synced phase (else refused), re-checking
+    each applied ID."""
     started = time.monotonic()
     batch_size = clamp_batch_size(batch_size)
     with migration_lock(connect):
         conn = copy_connection(connect)
         try:
-            if not held(conn):
+            if not conversion.held(conn):
                 conn.rollback()
-                raise LegacyMigrationError(not_held)
+                raise LegacyMigrationError(conversion.not_held)
             applied_total, rechecked, remaining = _sync_held_copy(conn, conversion, batch_size)
         finally:
             conn.close()
@@ -354,15 +502,21 @@ __all__ = [
     "MAX_SYNC_ROUNDS",
     "Conversion",
     "Lag",
+    "LegacyActionReport",
     "SyncReport",
     "admin_session",
     "catch_up",
     "catch_up_verified",
+    "copy_back_since_swap",
+    "copy_held",
     "final_pass_and_rename",
+    "held_synced",
     "lag",
     "record_finalized",
     "record_swapped",
     "rows_read",
+    "run_conversion",
+    "stop_or_swap_back",
     "sync_held",
     "tables_locked",
     "verify_then_catch_up",

@@ -77,25 +77,45 @@ def create_trigger(conn: Connection, statement: str) -> None:
     )
 
 
-def install_log_triggers(conn: Connection, table: str) -> None:
+def install_log_triggers(
+    conn: Connection, table: str, names: Sequence[str] = LOG_TRIGGER_NAMES
+) -> None:
+    """Log the CanonicalId of every write to `table` in the change log (idempotent): `names`
+    are the insert, update and delete triggers'."""
     existing = trigger_names(conn, table)
     log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
+    inserted, updated, deleted = names
     bodies = {
-        "idminter_legacy_ai": f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
-        "idminter_legacy_au": (
+        inserted: f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
+        updated: (
             f"AFTER UPDATE ON {table} FOR EACH ROW {log} (OLD.CanonicalId), (NEW.CanonicalId)"
         ),
-        "idminter_legacy_ad": f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
+        deleted: f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
     }
-    for name in LOG_TRIGGER_NAMES:
+    for name in names:
         if name not in existing:
-            # CREATE TRIGGER waits for the legacy table's open transactions: every write that
+            # CREATE TRIGGER waits for the source table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
             create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
 
 
-def install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
-    """Refuse writes to the copy from any session but the migration's (idempotent).
+def _refused_mapping(event: str, row: str) -> str:
+    return (
+        f"'written only by migrate-legacy until swapped; refused {event} of ', "
+        f"{row}.OntologyType, '[', {row}.SourceSystem, '/', {row}.SourceId, '] -> ', "
+        f"{row}.CanonicalId"
+    )
+
+
+def install_guard_triggers(
+    conn: Connection,
+    table: str = NEW_TABLE,
+    names: Sequence[str] = GUARD_TRIGGER_NAMES,
+    refused: Callable[[str, str], str] = _refused_mapping,
+) -> None:
+    """Refuse writes to the copy from any session but the migration's (idempotent): `names`
+    are the insert, update and delete guards'; `refused(event, row)`, the CONCAT arguments of
+    the message (`event` in lower case, `row` NEW or OLD).
 
     The verification proves the copy equal to the legacy table before the lock; the lock then
     re-checks only the IDs the legacy change log names. Without the guard, a row written to the
@@ -105,7 +125,7 @@ def install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     """
     existing = trigger_names(conn, table)
     for name, event, row in zip(
-        GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
+        names, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
     ):
         if name in existing:
             continue
@@ -117,9 +137,7 @@ def install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
             f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
             "DECLARE refused VARCHAR(128) DEFAULT NULL; "
             f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
-            "SET refused = LEFT(CONCAT('written only by migrate-legacy until swapped; refused "
-            f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
-            f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
+            f"SET refused = LEFT(CONCAT({refused(event.lower(), row)}), 128); "
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
             "END IF; END",
         )

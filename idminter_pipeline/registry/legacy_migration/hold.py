@@ -21,47 +21,21 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
     MAX_SYNC_ROUNDS,
     Lag,
     SyncReport,
+    held_synced,
     lag,
     sync_held,
 )
-from idminter_pipeline.registry.legacy_migration.copy import (
-    trigger_names,
-)
 from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
-    GUARD_TRIGGER_NAMES,
-    NEW_TABLE,
-    Phase,
-    RegistryShape,
+    read_alone,
     read_migration_status,
-    read_state,
-    registry_shape,
     state_available,
 )
 
 
-def held_synced(conn: Connection) -> bool:
-    """A legacy table whose verified copy waits for the swap (triggers live, guard on)."""
-    if registry_shape(conn) is not RegistryShape.LEGACY or not state_available(conn):
-        return False
-    state = read_state(conn)
-    return (
-        state is not None
-        and state.phase is Phase.COPIED
-        and set(GUARD_TRIGGER_NAMES) <= trigger_names(conn, NEW_TABLE)
-    )
-
-
 def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
     """Apply the legacy minter's writes to the held copy, re-checking each applied ID."""
-    return sync_held(
-        connect,
-        LEGACY,
-        held=held_synced,
-        not_held="no legacy migration holds at its synced phase: run `idminter db "
-        "migrate-legacy --hold-synced` first",
-        batch_size=batch_size,
-    )
+    return sync_held(connect, LEGACY, batch_size)
 
 
 def read_hold_status(conn: Connection) -> dict[str, Any]:
@@ -75,13 +49,7 @@ def read_hold_status(conn: Connection) -> dict[str, Any]:
 
 def hold_status(connect: ConnectionFactory) -> dict[str, Any]:
     """`read_hold_status` on a connection of its own."""
-    conn = connect()
-    try:
-        result = read_hold_status(conn)
-        conn.rollback()
-        return result
-    finally:
-        conn.close()
+    return read_alone(connect, read_hold_status)
 
 
 def status_with_lag(connect: ConnectionFactory) -> dict[str, Any]:

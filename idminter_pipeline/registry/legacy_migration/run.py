@@ -10,7 +10,6 @@ is not legacy is left alone ("nothing to do").
 from __future__ import annotations
 
 import logging
-import time
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -19,10 +18,10 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
     LEGACY,
     LOCKED_CATCH_UP_THRESHOLD,
     MAX_CATCH_UP_ROUNDS,
+    run_conversion,
     verify_then_catch_up,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
-    copy_connection,
     copy_legacy_rows,
     install_guard_triggers,
     start_copy,
@@ -35,18 +34,13 @@ from idminter_pipeline.registry.legacy_migration.state import (
     Phase,
     ProgressCallback,
     RegistryShape,
-    clamp_batch_size,
     execute,
-    migration_lock,
     read_state,
     registry_shape,
     require_state_tables,
     state_available,
 )
 from idminter_pipeline.registry.legacy_migration.swap import final_pass_and_swap, finish_swap
-from idminter_pipeline.registry.legacy_migration.verify import (
-    verify_copy,
-)
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
@@ -63,15 +57,9 @@ def migrate(
 
     Does nothing (status "nothing to do") when `identifiers` is not a legacy table.
     """
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with migration_lock(connect):
-        conn = copy_connection(connect)
-        try:
-            report = _migrate(conn, batch_size, progress, swap)
-        finally:
-            conn.close()
-    report.duration_seconds = round(time.monotonic() - started, 3)
+    report = run_conversion(
+        connect, batch_size, lambda conn, batch_size: _migrate(conn, batch_size, progress, swap)
+    )
     logger.info("legacy migration: %s", report.status)
     return report
 
@@ -109,17 +97,7 @@ def _migrate(
     # lock, too). A fresh sample of its indexes (a few pages each) keeps them index look-ups.
     execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
 
-    def verify() -> tuple[int, str]:
-        verification = verify_copy(conn, batch_size=batch_size, progress=progress)
-        return verification.new_rows, (
-            f"full comparison passed in both directions: {verification.new_rows} rows in "
-            f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared "
-            "row by row (pending changes re-checked under lock)"
-        )
-
-    copy_rows = verify_then_catch_up(
-        conn, LEGACY, batch_size, progress, report, verify=verify, swap=swap
-    )
+    copy_rows = verify_then_catch_up(conn, LEGACY, batch_size, progress, report, swap=swap)
     if copy_rows is not None:
         final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report

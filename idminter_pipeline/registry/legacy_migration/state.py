@@ -305,15 +305,20 @@ def read_migration_status(conn: Connection) -> dict[str, Any]:
     }
 
 
-def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
-    """Where a legacy migration stands (cheap: no scans)."""
+def read_alone(connect: ConnectionFactory, read: Callable[[Connection], Any]) -> Any:
+    """`read(conn)` on a connection of its own, its transaction rolled back after."""
     conn = connect()
     try:
-        result = read_migration_status(conn)
+        result = read(conn)
         conn.rollback()
         return result
     finally:
         conn.close()
+
+
+def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
+    """Where a legacy migration stands (cheap: no scans)."""
+    return read_alone(connect, read_migration_status)
 
 
 def migration_phase(conn: Connection) -> Phase:

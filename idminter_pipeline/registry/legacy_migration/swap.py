@@ -10,27 +10,26 @@ them, else changing nothing and naming them).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any
-
-import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
 from idminter_pipeline.registry.legacy_migration.conversion import (
     LEGACY,
+    LegacyActionReport,
     admin_session,
+    copy_back_since_swap,
     final_pass_and_rename,
     record_finalized,
     record_swapped,
-    tables_locked,
+    stop_or_swap_back,
 )
 from idminter_pipeline.registry.legacy_migration.copy import apply_changes, drop_triggers
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
-    EXAMPLES,
     GUARD_TRIGGER_NAMES,
     KEPT_TABLE,
     LIVE_TABLE,
@@ -90,16 +89,6 @@ def finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> N
     record_swapped(conn, report)
 
 
-@dataclass
-class LegacyActionReport:
-    status: str
-    messages: list[str] = field(default_factory=list)
-    rows_copied_back: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def finalize(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept legacy table after a swap. There is no rollback after this."""
     with admin_session(connect) as (conn, state):
@@ -154,16 +143,13 @@ def rollback(
             else:
                 reason = "finalized; the legacy table is gone" if state else "not started"
                 raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
-        report = LegacyActionReport("rolled back")
-        if state.phase is Phase.SWAPPED:
-            report.rows_copied_back = _swap_back(conn, state)
-            report.messages.append(
-                f"restored the legacy table; copied back {report.rows_copied_back} "
-                "mappings written since the swap"
-            )
-        else:
-            drop_triggers(conn)
-            report.messages.append("stopped the copy before the swap")
+        report = stop_or_swap_back(
+            conn,
+            state,
+            swap_back=lambda: _swap_back(conn, state),
+            restored="the legacy table",
+            triggers=TRIGGER_NAMES,
+        )
         execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
         released = _release_assigned_ids(conn, batch_size)
         execute(conn, f"DELETE FROM {CHANGES_TABLE}")
@@ -176,31 +162,25 @@ def rollback(
 def _swap_back(conn: Connection, state: MigrationState) -> int:
     if not table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
         raise LegacyMigrationError(f"{KEPT_TABLE} is missing; cannot restore the legacy table")
-    with tables_locked(conn, f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE"):
-        new_rows = execute(
-            conn,
-            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {LIVE_TABLE} n "
-            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
-            (state.swapped_at,),
-        )
-        copied = 0
-        if new_rows:
-            try:
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        f"INSERT INTO {KEPT_TABLE} (CanonicalId, OntologyType, SourceId, "
-                        "SourceSystem) SELECT CanonicalId, OntologyType, SourceId, SourceSystem "
-                        f"FROM {LIVE_TABLE} n WHERE n.CreatedAt > %s",
-                        (state.swapped_at,),
-                    )
-                    copied = cursor.rowcount
-            except pymysql.err.MySQLError as error:
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "mappings written since the swap cannot all be held by the 1:1 legacy "
-                    f"table ({error.args[-1]}); nothing was rolled back. First of them",
-                    offending=[list(row) for row in new_rows],
-                ) from error
-        conn.commit()
+
+    def copy_back(first: Sequence[Sequence[Any]]) -> int:
+        if not first:
+            return 0
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {KEPT_TABLE} (CanonicalId, OntologyType, SourceId, SourceSystem) "
+                f"SELECT CanonicalId, OntologyType, SourceId, SourceSystem FROM {LIVE_TABLE} n "
+                "WHERE n.CreatedAt > %s",
+                (state.swapped_at,),
+            )
+            return cursor.rowcount
+
+    copied = copy_back_since_swap(
+        conn,
+        lock_tables=f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE",
+        swapped_at=state.swapped_at,
+        copy_back=copy_back,
+        holder="the 1:1 legacy table",
+    )
     execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
     return copied

@@ -11,7 +11,7 @@ the tables are then not swapped.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +158,29 @@ def ascii_bin_max(current: str | None, candidate: str) -> str:
     return candidate if candidate.ljust(width) > current.ljust(width) else current
 
 
+Bounds = tuple[str | None, str | None]
+
+
+def comparison_chunks(
+    conn: Connection, table: str, batch_size: int, *, until: Callable[[], bool]
+) -> Iterator[tuple[tuple[str | None, str] | None, Bounds]]:
+    """The chunks a full comparison walks, until `until()` (asked before each): the source's
+    keyset range of `batch_size * 5` keys (lower exclusive; None once past the last key) and
+    the copy's ascii_bin range, from the greatest boundary seen so far to this chunk's (open
+    at the top after the last chunk), so the two collations' orders never leave a row out."""
+    chunk = clamp_batch_size(batch_size * 5)
+    cursor: str | None = None  # source keyset position, source collation
+    low: str | None = None  # copy-side position: the greatest boundary so far, ascii_bin
+    while not until():
+        upper, count = next_bound_in(conn, table, cursor, chunk)
+        if not count:
+            yield None, (low, None)
+            return
+        high = ascii_bin_max(low, upper)
+        yield (cursor, upper), (low, high)
+        cursor, low = upper, high
+
+
 def verify_copy(
     conn: Connection,
     *,
@@ -183,20 +206,16 @@ def verify_copy(
     difference whose ID has an unapplied change-log entry is accepted, and such IDs are left out
     of the checksums: each is re-copied and compared again, both ways, under the lock.
     """
-    chunk = clamp_batch_size(batch_size * 5)
     collation = legacy_id_collation(conn, legacy)
-    cursor: str | None = None  # legacy keyset position, legacy collation
-    low: str | None = None  # new-side position: the greatest boundary so far, ascii_bin
     legacy_rows = new_rows = chunks = row_by_row = 0
     missing: list[str] = []
     extra: list[str] = []
-    while len(missing) + len(extra) < MAX_REPORTED:
-        upper, count = next_bound_in(conn, legacy, cursor, chunk)
-        if count and not upper.isascii():
+    for legacy_bounds, (low, high) in comparison_chunks(
+        conn, legacy, batch_size, until=lambda: len(missing) + len(extra) >= MAX_REPORTED
+    ):
+        if legacy_bounds is not None and not legacy_bounds[1].isascii():
             # Cannot be a boundary in ascii_bin, and cannot be copied either.
-            raise unfit_ids_error([upper])
-        high = ascii_bin_max(low, upper) if count else None
-        legacy_bounds = (cursor, upper) if count else None
+            raise unfit_ids_error([legacy_bounds[1]])
         digests = _chunk_digests(
             conn,
             legacy,
@@ -233,11 +252,8 @@ def verify_copy(
         conn.commit()
         missing.extend(differing)
         extra.extend(_describe_extra(row) for row in surplus)
-        if not count:
-            break
-        cursor, low = upper, high
-        if progress is not None:
-            progress(Progress("verifying", legacy_rows, 0, 0, cursor))
+        if legacy_bounds is not None and progress is not None:
+            progress(Progress("verifying", legacy_rows, 0, 0, legacy_bounds[1]))
     refuse_differences(missing, extra, new, "the copy does not match the legacy table")
     return Verification(legacy_rows, new_rows, chunks, row_by_row)
 
@@ -396,6 +412,16 @@ def _chunk_digests(
     )
 
 
+def id_parts(ids: Collection[str]) -> Iterator[tuple[list[str], list[str]]]:
+    """The distinct IDs in order, 1,000 at a time, each part with those of its IDs the copy's
+    ASCII column can hold (the only ones the copy can have rows for: the re-copy refuses the
+    rest first)."""
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), 1000):
+        part = ordered[start : start + 1000]
+        yield part, [value for value in part if fits_new_id_column(value)]
+
+
 def verify_ids(
     conn: Connection,
     legacy: str,
@@ -409,17 +435,13 @@ def verify_ids(
     given the legacy key's `collation`, their rows in the new table are all legacy rows (an ID
     the legacy table no longer has must have no row left). Proportional to the IDs; used under
     the lock."""
-    ordered = sorted(set(ids))
     missing: list[str] = []
     extra: list[Sequence[str]] = []
-    for start in range(0, len(ordered), 1000):
-        part = ordered[start : start + 1000]
+    for part, fitting in id_parts(ids):
         rows = execute(
             conn, _mismatch_sql(legacy, new, f"l.CanonicalId IN ({placeholders(part)})"), part
         )
         missing.extend(value for (value,) in rows)
-        # Only ASCII can be in the new ID column (apply_changes refuses the rest first).
-        fitting = [value for value in part if fits_new_id_column(value)]
         if collation is not None and fitting:
             rows = execute(
                 conn,

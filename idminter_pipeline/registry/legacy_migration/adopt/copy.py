@@ -19,13 +19,11 @@ from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import (
     apply_changes,
     copy_in_batches,
-    create_trigger,
+    install_guard_triggers,
     install_log_triggers,
     refuse_unfit_ids,
-    trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
-    CHANGES_TABLE,
     GUARD_TRIGGER_NAMES,
     LIVE_TABLE,
     LOG_TRIGGER_NAMES,
@@ -144,42 +142,17 @@ def is_port_registry(conn: Connection) -> bool:
 # -- triggers --------------------------------------------------------------------------------------
 
 
-def _install_id_triggers(conn: Connection) -> None:
-    existing = trigger_names(conn, IDS)
-    log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
-    bodies = {
-        ID_LOG_TRIGGER_NAMES[0]: f"AFTER INSERT ON {IDS} FOR EACH ROW {log} (NEW.CanonicalId)",
-        ID_LOG_TRIGGER_NAMES[1]: (
-            f"AFTER UPDATE ON {IDS} FOR EACH ROW {log} (OLD.CanonicalId), (NEW.CanonicalId)"
-        ),
-        ID_LOG_TRIGGER_NAMES[2]: f"AFTER DELETE ON {IDS} FOR EACH ROW {log} (OLD.CanonicalId)",
-    }
-    for name, body in bodies.items():
-        if name not in existing:
-            create_trigger(conn, f"CREATE TRIGGER {name} {body}")
-
-
 def install_id_guard_triggers(conn: Connection) -> None:
-    from idminter_pipeline.registry.legacy_migration.state import (  # noqa: PLC0415
-        MIGRATION_SESSION_VARIABLE,
+    """The legacy kind's guard on the copy of canonical_ids too."""
+    install_guard_triggers(
+        conn,
+        NEW_IDS,
+        ID_GUARD_TRIGGER_NAMES,
+        lambda event, row: (
+            f"'written only by db adopt until swapped; refused {event} of canonical ID ', "
+            f"{row}.CanonicalId"
+        ),
     )
-
-    existing = trigger_names(conn, NEW_IDS)
-    for name, event, row in zip(
-        ID_GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
-    ):
-        if name in existing:
-            continue
-        create_trigger(
-            conn,
-            f"CREATE TRIGGER {name} BEFORE {event} ON {NEW_IDS} FOR EACH ROW BEGIN "
-            "DECLARE refused VARCHAR(128) DEFAULT NULL; "
-            f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
-            "SET refused = LEFT(CONCAT('written only by db adopt until swapped; refused "
-            f"{event.lower()} of canonical ID ', {row}.CanonicalId), 128); "
-            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
-            "END IF; END",
-        )
 
 
 def drop_triggers(conn: Connection) -> None:
@@ -284,7 +257,7 @@ def start_copy(conn: Connection) -> None:
     execute(conn, new_mappings_ddl())
     # Logging starts before the first row is read: every later write is re-copied.
     install_log_triggers(conn, MAPPINGS)
-    _install_id_triggers(conn)
+    install_log_triggers(conn, IDS, ID_LOG_TRIGGER_NAMES)
     execute(
         conn,
         f"INSERT INTO {STATE_TABLE} (Id, Phase, LegacyCreateTable) VALUES (1, 'copying', %s)",

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pymysql
 
 from idminter_pipeline.core import strict_json
 from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationError
@@ -49,24 +46,25 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
 )
 from idminter_pipeline.registry.legacy_migration.adopt.verify import (
     ADOPTION,
-    verify_adoption,
+    adoption_held,
     verify_ids,
 )
 from idminter_pipeline.registry.legacy_migration.conversion import (
+    LegacyActionReport,
     SyncReport,
     admin_session,
+    copy_back_since_swap,
     final_pass_and_rename,
     lag,
     record_finalized,
     record_swapped,
+    run_conversion,
+    stop_or_swap_back,
     sync_held,
-    tables_locked,
     verify_then_catch_up,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
-    copy_connection,
     install_guard_triggers,
-    trigger_names,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
@@ -77,14 +75,12 @@ from idminter_pipeline.registry.legacy_migration.state import (
     MigrationReport,
     Phase,
     ProgressCallback,
-    clamp_batch_size,
     execute,
-    migration_lock,
+    read_alone,
     read_state,
     require_state_tables,
     state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport
 from idminter_pipeline.registry.schema import (
     PORT_MIGRATION,
     YOYO_MIGRATION_TABLE,
@@ -165,16 +161,6 @@ class AdoptionReport(MigrationReport):
     variants_not_registered: list[str] = field(default_factory=list)
 
 
-def _held(conn: Connection) -> bool:
-    state = read_state(conn) if state_available(conn) else None
-    return (
-        state is not None
-        and state.phase is Phase.COPIED
-        and table_exists(conn, NEW_MAPPINGS)
-        and set(ID_GUARD_TRIGGER_NAMES) <= trigger_names(conn, NEW_IDS)
-    )
-
-
 def adopt(
     connect: ConnectionFactory,
     *,
@@ -186,17 +172,13 @@ def adopt(
     """Convert a port-created registry into this project's schema, online; resume an
     interrupted run. Does nothing (status "nothing to do") on a registry that is this
     project's. `variants` are registered at the swap, before anything else can write."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    # This project's history and bookkeeping tables beside the port's; its tables untouched.
-    apply_migrations(connect, adopting=True)
-    with migration_lock(connect):
-        conn = copy_connection(connect)
-        try:
-            report = _adopt(conn, batch_size, progress, swap, variants)
-        finally:
-            conn.close()
-    report.duration_seconds = round(time.monotonic() - started, 3)
+    report = run_conversion(
+        connect,
+        batch_size,
+        lambda conn, batch_size: _adopt(conn, batch_size, progress, swap, variants),
+        # This project's history and bookkeeping tables beside the port's; its tables untouched.
+        prepare=lambda: apply_migrations(connect, adopting=True),
+    )
     logger.info("adoption: %s", report.status)
     return report
 
@@ -247,17 +229,7 @@ def _adopt(
     install_id_guard_triggers(conn)
     execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
 
-    def verify() -> tuple[int, str]:
-        verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
-        return verification.mappings, (
-            f"full comparison passed in both directions: {verification.mappings} mappings in "
-            f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared "
-            "row by row"
-        )
-
-    rows = verify_then_catch_up(
-        conn, ADOPTION, batch_size, progress, report, verify=verify, swap=swap
-    )
+    rows = verify_then_catch_up(conn, ADOPTION, batch_size, progress, report, swap=swap)
     if rows is not None:
         final_pass_and_swap(conn, batch_size, report, rows, variants)
     return report
@@ -354,34 +326,26 @@ def sync_adoption(
     connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> AdoptionSync:
     """Apply the port's writes to copies held at the synced phase, re-checking each ID."""
-    return sync_held(
-        connect,
-        ADOPTION,
-        held=_held,
-        not_held="no adoption holds at its synced phase: run `idminter db adopt --hold-synced` "
-        "first",
-        batch_size=batch_size,
-    )
+    return sync_held(connect, ADOPTION, batch_size)
 
 
 def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
     """Where an adoption stands (cheap reads: no scans)."""
-    conn = connect()
-    try:
-        state = read_state(conn) if state_available(conn) else None
-        result: dict[str, Any] = {
-            "port_tables_live": is_port_registry(conn),
-            "phase": state.phase.value if state else Phase.NONE.value,
-            "canonical_ids_copied": state.rows_copied if state else 0,
-            "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
-            "held_synced": _held(conn),
-        }
-        if state_available(conn):
-            result["lag"] = lag(conn).as_dict()
-        conn.rollback()
-        return result
-    finally:
-        conn.close()
+    return read_alone(connect, _read_adoption_status)
+
+
+def _read_adoption_status(conn: Connection) -> dict[str, Any]:
+    state = read_state(conn) if state_available(conn) else None
+    result: dict[str, Any] = {
+        "port_tables_live": is_port_registry(conn),
+        "phase": state.phase.value if state else Phase.NONE.value,
+        "canonical_ids_copied": state.rows_copied if state else 0,
+        "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
+        "held_synced": adoption_held(conn),
+    }
+    if state_available(conn):
+        result["lag"] = lag(conn).as_dict()
+    return result
 
 
 def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
@@ -411,16 +375,13 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
         if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
             reason = "finalized; the port's tables are gone" if state else "not started"
             raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
-        report = LegacyActionReport("rolled back")
-        if state.phase is Phase.SWAPPED:
-            report.rows_copied_back = _swap_back(conn, state.swapped_at)
-            report.messages.append(
-                f"restored the port's tables; copied back {report.rows_copied_back} "
-                "mappings written since the swap"
-            )
-        else:
-            drop_triggers(conn)
-            report.messages.append("stopped the copy before the swap")
+        report = stop_or_swap_back(
+            conn,
+            state,
+            swap_back=lambda: _swap_back(conn, state.swapped_at),
+            restored="the port's tables",
+            triggers=ADOPT_TRIGGER_NAMES,
+        )
         execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
         execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
         execute(conn, f"DELETE FROM {CHANGES_TABLE}")
@@ -433,42 +394,33 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
 def _swap_back(conn: Connection, swapped_at: Any) -> int:
     if not (table_exists(conn, KEPT_MAPPINGS) and table_exists(conn, KEPT_IDS)):
         raise LegacyMigrationError(f"{KEPT_MAPPINGS} is missing; cannot restore the port's tables")
-    with tables_locked(
-        conn,
-        f"{MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
-        f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
-    ):
-        new_rows = execute(
+
+    def copy_back(first: Sequence[Sequence[Any]]) -> int:
+        del first  # canonical IDs created or assigned since are copied back even without one
+        execute(
             conn,
-            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {MAPPINGS} n "
-            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
-            (swapped_at,),
+            f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
+            f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
+            "ON DUPLICATE KEY UPDATE Status = VALUES(Status)",
+            (swapped_at, swapped_at),
         )
-        copied = 0
-        try:
-            execute(
-                conn,
-                f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
-                f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
-                "ON DUPLICATE KEY UPDATE Status = VALUES(Status)",
-                (swapped_at, swapped_at),
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {KEPT_MAPPINGS} (OntologyType, SourceSystem, SourceId, "
+                "CanonicalId, CreatedAt) SELECT n.OntologyType, n.SourceSystem, n.SourceId, "
+                f"n.CanonicalId, n.CreatedAt FROM {MAPPINGS} n WHERE n.CreatedAt > %s",
+                (swapped_at,),
             )
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {KEPT_MAPPINGS} (OntologyType, SourceSystem, SourceId, "
-                    "CanonicalId, CreatedAt) SELECT n.OntologyType, n.SourceSystem, n.SourceId, "
-                    f"n.CanonicalId, n.CreatedAt FROM {MAPPINGS} n WHERE n.CreatedAt > %s",
-                    (swapped_at,),
-                )
-                copied = cursor.rowcount
-        except pymysql.err.MySQLError as error:
-            conn.rollback()
-            raise LegacyMigrationError(
-                "mappings written since the swap cannot all be held by the port's tables "
-                f"({error.args[-1]}); nothing was rolled back. First of them",
-                offending=[list(row) for row in new_rows],
-            ) from error
-        conn.commit()
+            return cursor.rowcount
+
+    copied = copy_back_since_swap(
+        conn,
+        lock_tables=f"{MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
+        f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
+        swapped_at=swapped_at,
+        copy_back=copy_back,
+        holder="the port's tables",
+    )
     execute(
         conn,
         f"RENAME TABLE {MAPPINGS} TO {NEW_MAPPINGS}, {IDS} TO {NEW_IDS}, "

@@ -16,6 +16,7 @@ from typing import Any
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     BEFORE_SWAP,
+    ID_GUARD_TRIGGER_NAMES,
     IDS,
     MAPPINGS,
     NEW_IDS,
@@ -25,29 +26,28 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     as_ascii_bin,
     as_utf8_bin,
 )
-from idminter_pipeline.registry.legacy_migration.conversion import Conversion, Recheck
+from idminter_pipeline.registry.legacy_migration.conversion import Conversion, Recheck, copy_held
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
     SOURCE_PARTS,
     Progress,
     ProgressCallback,
-    clamp_batch_size,
     column_collation,
     execute,
-    fits_new_id_column,
-    next_bound_in,
     placeholders,
 )
 from idminter_pipeline.registry.legacy_migration.verify import (
     MAX_REPORTED,
     as_legacy_key,
-    ascii_bin_max,
+    comparison_chunks,
+    id_parts,
     ids_with_pending_changes,
     kept_digest,
     range_condition,
     refuse_differences,
 )
+from idminter_pipeline.registry.schema import table_exists
 
 # -- verification: both directions, both tables ----------------------------------------------------
 
@@ -222,6 +222,10 @@ class AdoptionVerification:
     chunks: int
     chunks_compared_row_by_row: int
 
+    @property
+    def new_rows(self) -> int:
+        return self.mappings
+
 
 def verify_adoption(
     conn: Connection,
@@ -239,21 +243,18 @@ def verify_adoption(
     collations' orders never leave a row out. IDs with pending change-log entries are left out
     with `tolerate_pending`: they are re-copied and re-checked under the lock.
     """
-    chunk = clamp_batch_size(batch_size * 5)
     keys = read_keys(conn)
-    cursor: str | None = None
-    low: str | None = None
     mappings = chunks = row_by_row = 0
     missing: list[str] = []
     extra: list[str] = []
-    while len(missing) + len(extra) < MAX_REPORTED:
-        upper, count = next_bound_in(conn, IDS, cursor, chunk)
-        high = ascii_bin_max(low, upper) if count else None
+    for port_bounds, copy_bounds in comparison_chunks(
+        conn, IDS, batch_size, until=lambda: len(missing) + len(extra) >= MAX_REPORTED
+    ):
         pending = _pending_ids(conn) if tolerate_pending else []
         port_where, port_params = (
-            range_condition("{t}.CanonicalId", cursor, upper) if count else ("1 = 0", [])
+            range_condition("{t}.CanonicalId", *port_bounds) if port_bounds else ("1 = 0", [])
         )
-        copy_where, copy_params = range_condition("{t}.CanonicalId", low, high)
+        copy_where, copy_params = range_condition("{t}.CanonicalId", *copy_bounds)
         (_, port_digest), (new_total, copy_digest) = (
             _side_digest(
                 conn,
@@ -284,11 +285,8 @@ def verify_adoption(
             missing.extend(found_missing)
             extra.extend(found_extra)
         conn.commit()
-        if not count:
-            break
-        cursor, low = upper, high
-        if progress is not None:
-            progress(Progress("verifying", mappings, 0, 0, cursor))
+        if port_bounds is not None and progress is not None:
+            progress(Progress("verifying", mappings, 0, 0, port_bounds[1]))
     refuse_differences(missing, extra, NEW_MAPPINGS, "the copy does not match the port's tables")
     return AdoptionVerification(mappings, chunks, row_by_row)
 
@@ -302,12 +300,10 @@ def verify_ids(
     tb: Tables = BEFORE_SWAP,
 ) -> None:
     """Row by row, both directions (one once live: `keys` None), for the given IDs only."""
-    ordered = sorted(set(ids))
     missing: list[str] = []
     extra: list[str] = []
-    for start in range(0, len(ordered), 1000):
-        part = ordered[start : start + 1000]
-        fitting = [value for value in part if fits_new_id_column(value)] or [""]
+    for part, fitting_ids in id_parts(ids):
+        fitting = fitting_ids or [""]
         found_missing, found_extra = _compare(
             conn,
             tb,
@@ -332,8 +328,19 @@ def _adoption_recheck(conn: Connection) -> Recheck:
     return recheck
 
 
+def adoption_held(conn: Connection) -> bool:
+    """The port's tables' verified copies wait for the swap (triggers live, guards on)."""
+    return copy_held(conn, ID_GUARD_TRIGGER_NAMES, NEW_IDS) and table_exists(conn, NEW_MAPPINGS)
+
+
 # The port's two tables into their copies: `apply_log` re-copies, `verify_ids` compares.
 ADOPTION = Conversion(
     apply=apply_log,
     rechecker=_adoption_recheck,
+    held=adoption_held,
+    verify=lambda conn, batch_size, progress: verify_adoption(
+        conn, batch_size=batch_size, progress=progress
+    ),
+    counted="mappings",
+    not_held="no adoption holds at its synced phase: run `idminter db adopt --hold-synced` first",
 )
