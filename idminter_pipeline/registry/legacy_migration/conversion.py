@@ -97,8 +97,8 @@ class Conversion:
     # of a sync when it does not.
     held: Callable[[Connection], bool]
     not_held: str
-    # The full comparison of the copy with its source: (conn, batch_size, progress).
-    verify: Callable[[Connection, int, ProgressCallback | None], FullComparison]
+    # The full comparison of the copy with its source: (conn, *, batch_size, progress).
+    verify: Callable[..., FullComparison]
     counted: str  # what the copy's rows are, in the comparison's report
     note: str = ""  # the end of that report
 
@@ -136,9 +136,7 @@ LEGACY = Conversion(
     ),
     rechecker=_legacy_recheck,
     held=held_synced,
-    verify=lambda conn, batch_size, progress: verify_copy(
-        conn, batch_size=batch_size, progress=progress
-    ),
+    verify=verify_copy,
     counted="rows",
     note=" (pending changes re-checked under lock)",
     not_held="no legacy migration holds at its synced phase: run `idminter db migrate-legacy "
@@ -274,6 +272,13 @@ def stop_or_swap_back(
     return report
 
 
+def forget_conversion(conn: Connection) -> None:
+    """The change log and the state row emptied (committed): no conversion is recorded."""
+    execute(conn, f"DELETE FROM {CHANGES_TABLE}")
+    execute(conn, f"DELETE FROM {STATE_TABLE}")
+    conn.commit()
+
+
 def record_finalized(conn: Connection, *, triggers: Sequence[str], tables: Sequence[str]) -> None:
     """The triggers and the kept source `tables` dropped, the log emptied, the phase recorded."""
     for name in triggers:
@@ -380,7 +385,7 @@ def verify_then_catch_up(
     verified and return None. Else catch up again, re-checking each applied ID, and return the
     copy's row count."""
     catch_up(conn, conversion, batch_size, progress, report)
-    verification = conversion.verify(conn, batch_size, progress)
+    verification = conversion.verify(conn, batch_size=batch_size, progress=progress)
     rows = verification.new_rows
     report.messages.append(
         f"full comparison passed in both directions: {rows} {conversion.counted} in "
@@ -510,6 +515,7 @@ __all__ = [
     "copy_back_since_swap",
     "copy_held",
     "final_pass_and_rename",
+    "forget_conversion",
     "held_synced",
     "lag",
     "record_finalized",

@@ -22,6 +22,7 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
     admin_session,
     copy_back_since_swap,
     final_pass_and_rename,
+    forget_conversion,
     record_finalized,
     record_swapped,
     stop_or_swap_back,
@@ -152,9 +153,7 @@ def rollback(
         )
         execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
         released = _release_assigned_ids(conn, batch_size)
-        execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-        execute(conn, f"DELETE FROM {STATE_TABLE}")
-        conn.commit()
+        forget_conversion(conn)
         report.messages.append(f"dropped {NEW_TABLE} and removed {released} copied canonical IDs")
         return report
 

@@ -55,6 +55,7 @@ from idminter_pipeline.registry.legacy_migration.conversion import (
     admin_session,
     copy_back_since_swap,
     final_pass_and_rename,
+    forget_conversion,
     lag,
     record_finalized,
     record_swapped,
@@ -384,9 +385,7 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
         )
         execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
         execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
-        execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-        execute(conn, f"DELETE FROM {STATE_TABLE}")
-        conn.commit()
+        forget_conversion(conn)
         report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
         return report
 

@@ -338,9 +338,7 @@ ADOPTION = Conversion(
     apply=apply_log,
     rechecker=_adoption_recheck,
     held=adoption_held,
-    verify=lambda conn, batch_size, progress: verify_adoption(
-        conn, batch_size=batch_size, progress=progress
-    ),
+    verify=verify_adoption,
     counted="mappings",
     not_held="no adoption holds at its synced phase: run `idminter db adopt --hold-synced` first",
 )
