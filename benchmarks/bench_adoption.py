@@ -33,13 +33,7 @@ if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import support
-from benchmarks.bench_legacy_migration import (
-    ROWS_PER_STATEMENT,
-    _count,
-    _create_database,
-    _drop_database,
-    _id_expression,
-)
+from benchmarks.bench_legacy_migration import ROWS_PER_STATEMENT, _id_expression
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
@@ -133,7 +127,7 @@ class _PortMinter(support.BackgroundWriter):
 
 
 def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]:
-    port = _create_database(settings, "port")
+    port = support.create_bench_database(settings, "port", migrate=False)
     try:
         generate_port_registry(port, rows)
         # As for the legacy migration's figure: this project's migrations are applied first.
@@ -157,23 +151,25 @@ def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]
             minter.join()
         if minter.error:
             raise RuntimeError(f"the port minter failed during the adoption: {minter.error}")
-        kept = _count(port, "identifiers_port")
-        if not (report.swapped and report.verified and _count(port, "identifiers") >= kept):
+        kept = support.count_rows(port, "identifiers_port")
+        if not (
+            report.swapped and report.verified and support.count_rows(port, "identifiers") >= kept
+        ):
             raise RuntimeError(f"adoption of {rows} rows did not complete: {report}")
         return total, report, minter.writes
     finally:
-        _drop_database(port)
+        support.drop_bench_database(port)
 
 
 def _baseline_once(settings: DatabaseSettings, rows: int) -> float:
-    port = _create_database(settings, "portbase")
-    target = _create_database(settings, "plain")
+    port = support.create_bench_database(settings, "portbase", migrate=False)
+    target = support.create_bench_database(settings, "plain", migrate=False)
     try:
         generate_port_registry(port, rows)
         return _baseline(target, port)
     finally:
-        _drop_database(port)
-        _drop_database(target)
+        support.drop_bench_database(port)
+        support.drop_bench_database(target)
 
 
 def _measure(settings: DatabaseSettings, rows: int, pairs: int) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,10 @@ if __name__ == "__main__":  # runnable before the benchmark harness exists
 from benchmarks.support import (
     BackgroundWriter,
     StopWriting,
+    count_rows,
+    create_bench_database,
     create_digits,
+    drop_bench_database,
     numbers,
     plain_copy_seconds,
     print_figures,
@@ -60,26 +62,6 @@ SUFFIX_SPACE = 31**7
 ROWS_PER_STATEMENT = 1_000_000
 # A legacy minter keeps writing throughout, so the final lock has real changes to apply.
 LEGACY_WRITES_PER_SECOND = 20.0
-
-
-def _admin_execute(settings: DatabaseSettings, sql: str) -> None:
-    conn = connect(settings.with_database(""))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def _create_database(settings: DatabaseSettings, label: str) -> DatabaseSettings:
-    name = f"idminter_bench_{label}_{uuid.uuid4().hex[:8]}"
-    _admin_execute(settings, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    return settings.with_database(name)
-
-
-def _drop_database(settings: DatabaseSettings) -> None:
-    _admin_execute(settings, f"DROP DATABASE IF EXISTS `{settings.database}`")
 
 
 def _id_expression() -> str:
@@ -115,16 +97,6 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
     finally:
         conn.close()
     return time.monotonic() - started
-
-
-def _count(settings: DatabaseSettings, table: str) -> int:
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM {table}")
-            return int(cursor.fetchone()[0])
-    finally:
-        conn.close()
 
 
 def _baseline(settings: DatabaseSettings, legacy: DatabaseSettings) -> float:
@@ -180,8 +152,8 @@ class _LegacyMinter(BackgroundWriter):
 
 
 def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
-    legacy = _create_database(settings, "legacy")
-    baseline = _create_database(settings, "baseline")
+    legacy = create_bench_database(settings, "legacy", migrate=False)
+    baseline = create_bench_database(settings, "baseline", migrate=False)
     try:
         generated = generate_legacy_table(legacy, rows)
         apply_migrations(lambda: connect(legacy))
@@ -204,15 +176,15 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
         if minter.error:
             raise RuntimeError(f"the legacy minter failed during the migration: {minter.error}")
         # The counts under the lock are derived, not read: check them against the real tables.
-        counts = [_count(legacy, table) for table in ("identifiers_legacy", "identifiers")]
+        counts = [count_rows(legacy, table) for table in ("identifiers_legacy", "identifiers")]
         if not (report.swapped and report.verified and report.new_rows == counts[0] == counts[1]):
             raise RuntimeError(f"migration of {rows} rows did not complete: {report}, {counts}")
         copy_seconds = phases.get("catching up", total)
         verify_seconds = total - copy_seconds - report.lock_seconds
         plain = _baseline(baseline, legacy)
     finally:
-        _drop_database(legacy)
-        _drop_database(baseline)
+        drop_bench_database(legacy)
+        drop_bench_database(baseline)
     label = f"{rows:,} rows"
     detail = (
         f"{label}: generated in {generated:.0f}s; migrate {total:.1f}s (copy {copy_seconds:.1f}s, "

@@ -65,6 +65,16 @@ def drop_bench_database(settings: DatabaseSettings) -> None:
         conn.close()
 
 
+def count_rows(settings: DatabaseSettings, table: str) -> int:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
 @contextmanager
 def bench_database(
     settings: DatabaseSettings, label: str, *, keep: bool = False
