@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,8 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_legacy_migration import (
-    ROWS_PER_STATEMENT,
-    _count,
-    _create_database,
-    _drop_database,
-    _id_expression,
-)
-from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
+from benchmarks import support
+from benchmarks.bench_legacy_migration import ROWS_PER_STATEMENT, _id_expression
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
@@ -59,32 +52,28 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
     """The RFC's tables, as the port creates them, filled server-side; seconds it took."""
     started = time.monotonic()
     conn = connect(settings)
-    number = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
     try:
         with conn.cursor() as cursor:
             for statement in RFC_DDL.read_text().split(";"):
                 if "CREATE TABLE" in statement:
                     cursor.execute(statement)
-            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
-            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+            support.create_digits(cursor)
             cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
             free = rows // 100
             for chunk in range(0, rows + free, ROWS_PER_STATEMENT):
-                size = min(ROWS_PER_STATEMENT, rows + free - chunk)
-                numbers = (
-                    f"(SELECT {chunk} + {number} AS n FROM digits a, digits b, digits c, "
-                    f"digits e, digits f, digits g) numbers WHERE n < {chunk + size}"
+                chunk_numbers = support.numbers(
+                    chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk)
                 )
                 cursor.execute(
                     "INSERT INTO canonical_ids (CanonicalId, Status) SELECT "
-                    f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {numbers}"
+                    f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {chunk_numbers}"
                 )
                 cursor.execute(
                     "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
                     "SELECT ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), "
                     "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number'), "
                     f"CONCAT('b', n, IF(n % 50 = 0, 'é', 'x')), {_id_expression()} "
-                    f"FROM {numbers} AND n < {rows}"
+                    f"FROM {chunk_numbers} AND n < {rows}"
                 )
                 conn.commit()
             cursor.execute("DROP TABLE digits")
@@ -98,76 +87,47 @@ def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
 
 def _baseline(settings: DatabaseSettings, port: DatabaseSettings) -> float:
     """The plain copy: one INSERT ... SELECT per table, no batches, no verification."""
-    apply_migrations(lambda: connect(settings))
-    conn = connect(settings)
-    try:
-        started = time.monotonic()
-        with conn.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cursor.execute("SET SESSION foreign_key_checks = 0")
-            cursor.execute(
-                "INSERT INTO canonical_ids (CanonicalId, Status, CreatedAt) "
-                f"SELECT CanonicalId, Status, CreatedAt FROM `{port.database}`.canonical_ids"
-            )
-            cursor.execute(
-                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId, "
-                "CreatedAt) SELECT OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt "
-                f"FROM `{port.database}`.identifiers"
-            )
-        conn.commit()
-        return time.monotonic() - started
-    finally:
-        conn.close()
+    return support.plain_copy_seconds(
+        settings,
+        [
+            "INSERT INTO canonical_ids (CanonicalId, Status, CreatedAt) "
+            f"SELECT CanonicalId, Status, CreatedAt FROM `{port.database}`.canonical_ids",
+            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId, "
+            "CreatedAt) SELECT OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt "
+            f"FROM `{port.database}`.identifiers",
+        ],
+    )
 
 
-class _PortMinter(threading.Thread):
+class _PortMinter(support.BackgroundWriter):
     """The port, still minting while the adoption runs: `rate` new IDs with their mapping a
     second, until stopped (or, for the instant of the swap, refused by the guard)."""
 
-    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.rate = rate
-        self.stop = threading.Event()
-        self.writes = 0
-        self.error: str | None = None
+    seed = 23
 
-    def run(self) -> None:
-        rng = random.Random(23)
-        conn = connect(self.settings)
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
         try:
-            with conn.cursor() as cursor:
-                while not self.stop.wait(1 / self.rate):
-                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
-                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
-                    )
-                    try:
-                        cursor.execute(
-                            "INSERT INTO canonical_ids (CanonicalId, Status) "
-                            "VALUES (%s, 'assigned')",
-                            (canonical,),
-                        )
-                        cursor.execute(
-                            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
-                            "CanonicalId) VALUES ('Work', 'folio-instance', %s, %s)",
-                            (f"in{self.writes}", canonical),
-                        )
-                        conn.commit()
-                    except pymysql.err.MySQLError as error:
-                        conn.rollback()
-                        # An ID drawn twice, a deadlock with the re-copy, the guard at the swap.
-                        if error.args[0] in (1062, 1213, 1205, 1644):
-                            continue
-                        raise
-                    self.writes += 1
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
+                (canonical,),
+            )
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "VALUES ('Work', 'folio-instance', %s, %s)",
+                (f"in{self.writes}", canonical),
+            )
+            conn.commit()
         except pymysql.err.MySQLError as error:
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            conn.close()
+            conn.rollback()
+            # An ID drawn twice, a deadlock with the re-copy, the guard at the swap.
+            if error.args[0] in (1062, 1213, 1205, 1644):
+                return False
+            raise
+        return True
 
 
 def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]:
-    port = _create_database(settings, "port")
+    port = support.create_bench_database(settings, "port", migrate=False)
     try:
         generate_port_registry(port, rows)
         # As for the legacy migration's figure: this project's migrations are applied first.
@@ -191,23 +151,25 @@ def _adopt_once(settings: DatabaseSettings, rows: int) -> tuple[float, Any, int]
             minter.join()
         if minter.error:
             raise RuntimeError(f"the port minter failed during the adoption: {minter.error}")
-        kept = _count(port, "identifiers_port")
-        if not (report.swapped and report.verified and _count(port, "identifiers") >= kept):
+        kept = support.count_rows(port, "identifiers_port")
+        if not (
+            report.swapped and report.verified and support.count_rows(port, "identifiers") >= kept
+        ):
             raise RuntimeError(f"adoption of {rows} rows did not complete: {report}")
         return total, report, minter.writes
     finally:
-        _drop_database(port)
+        support.drop_bench_database(port)
 
 
 def _baseline_once(settings: DatabaseSettings, rows: int) -> float:
-    port = _create_database(settings, "portbase")
-    target = _create_database(settings, "plain")
+    port = support.create_bench_database(settings, "portbase", migrate=False)
+    target = support.create_bench_database(settings, "plain", migrate=False)
     try:
         generate_port_registry(port, rows)
         return _baseline(target, port)
     finally:
-        _drop_database(port)
-        _drop_database(target)
+        support.drop_bench_database(port)
+        support.drop_bench_database(target)
 
 
 def _measure(settings: DatabaseSettings, rows: int, pairs: int) -> list[dict[str, Any]]:
@@ -278,5 +240,4 @@ if __name__ == "__main__":
     results = (
         _measure(target, args.rows, args.pairs) if args.rows else run(target, quick=not args.full)
     )
-    for row in results:
-        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
+    support.print_figures(results)

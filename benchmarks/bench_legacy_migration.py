@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,18 @@ import pymysql
 if __name__ == "__main__":  # runnable before the benchmark harness exists
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.support import rows_by_size
+from benchmarks.support import (
+    BackgroundWriter,
+    StopWriting,
+    count_rows,
+    create_bench_database,
+    create_digits,
+    drop_bench_database,
+    numbers,
+    plain_copy_seconds,
+    print_figures,
+    rows_by_size,
+)
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import legacy_migration
@@ -55,26 +64,6 @@ ROWS_PER_STATEMENT = 1_000_000
 LEGACY_WRITES_PER_SECOND = 20.0
 
 
-def _admin_execute(settings: DatabaseSettings, sql: str) -> None:
-    conn = connect(settings.with_database(""))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def _create_database(settings: DatabaseSettings, label: str) -> DatabaseSettings:
-    name = f"idminter_bench_{label}_{uuid.uuid4().hex[:8]}"
-    _admin_execute(settings, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    return settings.with_database(name)
-
-
-def _drop_database(settings: DatabaseSettings) -> None:
-    _admin_execute(settings, f"DROP DATABASE IF EXISTS `{settings.database}`")
-
-
 def _id_expression() -> str:
     suffix = f"((n * {MULTIPLIER}) % {SUFFIX_SPACE})"
     chars = [f"SUBSTRING('{FIRST_CHARACTERS}', 1 + n % {len(FIRST_CHARACTERS)}, 1)"]
@@ -91,10 +80,8 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
     try:
         with conn.cursor() as cursor:
             cursor.execute(LEGACY_DDL)
-            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
-            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+            create_digits(cursor)
             cursor.execute("SET SESSION unique_checks = 0")
-            number = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
             for chunk in range(0, rows, ROWS_PER_STATEMENT):
                 size = min(ROWS_PER_STATEMENT, rows - chunk)
                 cursor.execute(
@@ -102,8 +89,7 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
                     f"SELECT {_id_expression()}, "
                     "ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), CONCAT('b', n, 'x'), "
                     "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number') "
-                    f"FROM (SELECT {chunk} + {number} AS n FROM digits a, digits b, digits c, "
-                    f"digits e, digits f, digits g) numbers WHERE n < {chunk + size}"
+                    f"FROM {numbers(chunk, chunk + size)}"
                 )
                 conn.commit()
             cursor.execute("DROP TABLE digits")
@@ -113,96 +99,61 @@ def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
     return time.monotonic() - started
 
 
-def _count(settings: DatabaseSettings, table: str) -> int:
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM {table}")
-            return int(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def _baseline(settings: DatabaseSettings, legacy: DatabaseSettings) -> float:
     """The RFC's plain copy: one INSERT ... SELECT per new table, no batches, no verification."""
-    apply_migrations(lambda: connect(settings))
-    conn = connect(settings)
-    try:
-        started = time.monotonic()
-        with conn.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cursor.execute("SET SESSION foreign_key_checks = 0")
-            cursor.execute(
-                "INSERT INTO canonical_ids (CanonicalId, Status) "
-                f"SELECT CanonicalId, 'assigned' FROM `{legacy.database}`.identifiers"
-            )
-            cursor.execute(
-                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                "SELECT OntologyType, SourceSystem, SourceId, CanonicalId "
-                f"FROM `{legacy.database}`.identifiers"
-            )
-        conn.commit()
-        return time.monotonic() - started
-    finally:
-        conn.close()
+    return plain_copy_seconds(
+        settings,
+        [
+            "INSERT INTO canonical_ids (CanonicalId, Status) "
+            f"SELECT CanonicalId, 'assigned' FROM `{legacy.database}`.identifiers",
+            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+            "SELECT OntologyType, SourceSystem, SourceId, CanonicalId "
+            f"FROM `{legacy.database}`.identifiers",
+        ],
+    )
 
 
-class _LegacyMinter(threading.Thread):
+class _LegacyMinter(BackgroundWriter):
     """A legacy minter that keeps writing while the migration runs, as production's would:
     `rate` writes a second (two inserts to one update of a row it inserted), until stopped, or
     until the swap makes its writes fail (its random IDs are not in canonical_ids)."""
 
-    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
-        self.rate = rate
-        self.stop = threading.Event()
-        self.writes = 0
-        self.error: str | None = None
+    seed = 17
+    autocommit = True
 
-    def run(self) -> None:
-        rng = random.Random(17)
-        conn = connect(self.settings)
-        conn.autocommit(True)
-        mine: list[str] = []
+    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
+        super().__init__(settings, rate)
+        self.mine: list[str] = []
+
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
         try:
-            with conn.cursor() as cursor:
-                while not self.stop.wait(1 / self.rate):
-                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
-                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
-                    )
-                    try:
-                        if self.writes % 3 == 2 and mine:
-                            cursor.execute(
-                                "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
-                                "WHERE CanonicalId = %s",
-                                (rng.choice(mine),),
-                            )
-                        else:
-                            cursor.execute(
-                                "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, "
-                                "SourceSystem) VALUES (%s, 'Work', %s, 'axiell-collections-id')",
-                                (canonical, f"AC-{self.writes}"),
-                            )
-                            mine.append(canonical)
-                    except pymysql.err.MySQLError as error:
-                        if error.args[0] == 1062:  # an ID drawn twice: draw again
-                            continue
-                        if error.args[0] in (1452, 1644):
-                            # identifiers is the new table now: refused by the migration's
-                            # guard until the swap is recorded, then by the foreign key.
-                            return
-                        raise
-                    self.writes += 1
+            if self.writes % 3 == 2 and self.mine:
+                cursor.execute(
+                    "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
+                    "WHERE CanonicalId = %s",
+                    (rng.choice(self.mine),),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, "
+                    "SourceSystem) VALUES (%s, 'Work', %s, 'axiell-collections-id')",
+                    (canonical, f"AC-{self.writes}"),
+                )
+                self.mine.append(canonical)
         except pymysql.err.MySQLError as error:
-            self.error = f"{type(error).__name__}: {error}"
-        finally:
-            conn.close()
+            if error.args[0] == 1062:  # an ID drawn twice: draw again
+                return False
+            if error.args[0] in (1452, 1644):
+                # identifiers is the new table now: refused by the migration's guard until the
+                # swap is recorded, then by the foreign key.
+                raise StopWriting from error
+            raise
+        return True
 
 
 def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
-    legacy = _create_database(settings, "legacy")
-    baseline = _create_database(settings, "baseline")
+    legacy = create_bench_database(settings, "legacy", migrate=False)
+    baseline = create_bench_database(settings, "baseline", migrate=False)
     try:
         generated = generate_legacy_table(legacy, rows)
         apply_migrations(lambda: connect(legacy))
@@ -225,15 +176,15 @@ def _measure(settings: DatabaseSettings, rows: int) -> list[dict[str, Any]]:
         if minter.error:
             raise RuntimeError(f"the legacy minter failed during the migration: {minter.error}")
         # The counts under the lock are derived, not read: check them against the real tables.
-        counts = [_count(legacy, table) for table in ("identifiers_legacy", "identifiers")]
+        counts = [count_rows(legacy, table) for table in ("identifiers_legacy", "identifiers")]
         if not (report.swapped and report.verified and report.new_rows == counts[0] == counts[1]):
             raise RuntimeError(f"migration of {rows} rows did not complete: {report}, {counts}")
         copy_seconds = phases.get("catching up", total)
         verify_seconds = total - copy_seconds - report.lock_seconds
         plain = _baseline(baseline, legacy)
     finally:
-        _drop_database(legacy)
-        _drop_database(baseline)
+        drop_bench_database(legacy)
+        drop_bench_database(baseline)
     label = f"{rows:,} rows"
     detail = (
         f"{label}: generated in {generated:.0f}s; migrate {total:.1f}s (copy {copy_seconds:.1f}s, "
@@ -296,5 +247,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     target = DatabaseSettings.from_env()
     results = _measure(target, args.rows) if args.rows else run(target, quick=not args.full)
-    for row in results:
-        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
+    print_figures(results)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pymysql
 
+from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings, project_root
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
@@ -60,6 +65,16 @@ def drop_bench_database(settings: DatabaseSettings) -> None:
         conn.close()
 
 
+def count_rows(settings: DatabaseSettings, table: str) -> int:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
 @contextmanager
 def bench_database(
     settings: DatabaseSettings, label: str, *, keep: bool = False
@@ -71,6 +86,94 @@ def bench_database(
     finally:
         if not keep:
             drop_bench_database(bench)
+
+
+# A cross join of `digits` six times: the numbers 0 to 999,999 from a ten-row table.
+_SIX_DIGITS = "a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d"
+
+
+def create_digits(cursor: Any) -> None:
+    """The ten-row `digits` table `numbers` reads; drop it when the rows are generated."""
+    cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
+    cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
+
+
+def numbers(start: int, end: int) -> str:
+    """A derived table `numbers` of the column `n`, from `start` below `end` (at most a million
+    apart): a FROM clause, its WHERE begun (more conditions follow with AND)."""
+    return (
+        f"(SELECT {start} + {_SIX_DIGITS} AS n FROM digits a, digits b, digits c, "
+        f"digits e, digits f, digits g) numbers WHERE n < {end}"
+    )
+
+
+def plain_copy_seconds(settings: DatabaseSettings, statements: Sequence[str]) -> float:
+    """The baseline a migration is measured against: `statements` (each one INSERT ... SELECT,
+    no batches, no verification) into the migrated empty database `settings`, timed."""
+    apply_migrations(lambda: connect(settings))
+    conn = connect(settings)
+    try:
+        started = time.monotonic()
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            for statement in statements:
+                cursor.execute(statement)
+        conn.commit()
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+class StopWriting(Exception):
+    """Raised by `BackgroundWriter.write` when the writer is refused for good."""
+
+
+class BackgroundWriter(threading.Thread):
+    """A minter still writing while a migration runs: `rate` writes a second, each with a new
+    random canonical ID, until stopped or `write` raises StopWriting; `writes` counts them,
+    `error` says why it failed, if it did."""
+
+    seed = 0
+    autocommit = False
+
+    def __init__(self, settings: DatabaseSettings, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.rate = rate
+        self.stop = threading.Event()
+        self.writes = 0
+        self.error: str | None = None
+
+    def write(self, conn: Any, cursor: Any, canonical: str, rng: random.Random) -> bool:
+        """One write with `canonical`; False when it was not made (drawn again next time)."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        rng = random.Random(self.seed)
+        conn = connect(self.settings)
+        if self.autocommit:
+            conn.autocommit(True)
+        try:
+            with conn.cursor() as cursor:
+                while not self.stop.wait(1 / self.rate):
+                    canonical = rng.choice(FIRST_CHARACTERS) + "".join(
+                        rng.choice(OTHER_CHARACTERS) for _ in range(7)
+                    )
+                    if self.write(conn, cursor, canonical, rng):
+                        self.writes += 1
+        except StopWriting:
+            return
+        except pymysql.err.MySQLError as error:
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            conn.close()
+
+
+def print_figures(rows: list[dict[str, Any]]) -> None:
+    """A benchmark's figures, one line each, as a standalone run prints them."""
+    for row in rows:
+        print(f"{row['figure']:45} {row['value']:>12,} {row['unit']:6} {row['detail']}")
 
 
 def _read_proc(path: str) -> str:

@@ -173,17 +173,29 @@ def trigger_names(conn: Any, table: str) -> set[str]:
     }
 
 
-def _create(conn: Any, name: str, body: str) -> None:
+def create_trigger(
+    conn: Any,
+    statement: str,
+    *,
+    error: type[IdMinterError] = SchemaMigrationError,
+    rerun: str = "then rerun",
+) -> None:
+    """Run a CREATE TRIGGER `statement`; a server whose binary log refuses it raises `error`
+    saying how to allow it, and `rerun` (what to do next)."""
     try:
-        _execute(conn, f"CREATE TRIGGER {name} {body}")
-    except pymysql.err.OperationalError as error:
-        if error.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
+        _execute(conn, statement)
+    except pymysql.err.OperationalError as refused:
+        if refused.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
             raise
-        raise SchemaMigrationError(
+        raise error(
             "the server refuses CREATE TRIGGER: its binary log is on and "
             "log_bin_trust_function_creators is 0. Set it to 1 (Aurora: in the DB cluster "
-            "parameter group; see deploy/registry-grants.sql), then rerun"
+            f"parameter group; see deploy/registry-grants.sql), {rerun}"
         ) from None
+
+
+def _create(conn: Any, name: str, body: str) -> None:
+    create_trigger(conn, f"CREATE TRIGGER {name} {body}")
 
 
 def install_pool_guards(conn: Any) -> None:

@@ -1,13 +1,13 @@
 """The legacy migration's copy: triggers, the keyset copy and the catch-up from the change log.
 
-`_start` creates `identifiers_new` (0001's DDL) and installs the log triggers on the legacy
+`start_copy` creates `identifiers_new` (0001's DDL) and installs the log triggers on the legacy
 table, which record the `CanonicalId` of every later insert, update and delete in
-`legacy_migration_changes`. `_copy` then walks the legacy primary key in batches, each committed
-with its cursor so an interrupted run resumes where it stopped, and `apply_changes` re-copies
-the logged IDs from the legacy table's current state, deleting their log rows in the same
-transaction. Once the bulk copy is done, guard triggers keep every session but the migration's
-from writing the copy. Legacy IDs the new ASCII column cannot hold stop the copy with an error
-that names them.
+`legacy_migration_changes`. `copy_in_batches` then walks the legacy primary key in batches,
+each committed with its cursor so an interrupted run resumes where it stopped, and
+`apply_changes` re-copies the logged IDs from the legacy table's current state, deleting their
+log rows in the same transaction. Once the bulk copy is done, guard triggers keep every session
+but the migration's from writing the copy. Legacy IDs the new ASCII column cannot hold stop the
+copy with an error that names them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
+from idminter_pipeline.registry import invariants
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.invariants import trigger_names
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
     CHANGES_TABLE,
     EXAMPLES,
     GUARD_TRIGGER_NAMES,
@@ -31,21 +32,23 @@ from idminter_pipeline.registry.legacy_migration.state import (
     LOG_TRIGGER_NAMES,
     MIGRATION_SESSION_VARIABLE,
     NEW_TABLE,
+    SOURCE_PARTS,
     STATE_TABLE,
     TRIGGER_NAMES,
     MigrationReport,
+    MigrationState,
     Phase,
     Progress,
     ProgressCallback,
-    _estimated_rows,
-    _execute,
-    _fits_new_id_column,
-    _next_bound_in,
-    _placeholders,
-    _read_state,
-    _scalar,
-    _State,
+    estimated_rows,
+    execute,
+    fits_new_id_column,
     new_identifiers_ddl,
+    next_bound_in,
+    placeholders,
+    range_condition,
+    read_state,
+    scalar,
     show_create_table,
 )
 from idminter_pipeline.registry.schema import table_exists
@@ -55,68 +58,64 @@ logger = logging.getLogger(__name__)
 ER_DUP_ENTRY = 1062
 
 
-def _copy_connection(connect: ConnectionFactory) -> Connection:
+def copy_connection(connect: ConnectionFactory) -> Connection:
     conn = connect()
     # READ COMMITTED: INSERT ... SELECT then reads the legacy rows without locking them, so the
     # legacy minter is never blocked by the copy. Foreign key checks are off for this session
     # only: each batch writes canonical_ids before identifiers_new in one transaction, and the
     # verification checks every ID exists before the swap.
-    _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    _execute(conn, "SET SESSION foreign_key_checks = 0")
-    _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-    _execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
+    execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    execute(conn, "SET SESSION foreign_key_checks = 0")
+    execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
+    execute(conn, f"SET {MIGRATION_SESSION_VARIABLE} = CONNECTION_ID()")
     return conn
 
 
-def _trigger_names(conn: Connection, table: str) -> set[str]:
-    return {
-        name
-        for (name,) in _execute(
-            conn,
-            "SELECT trigger_name FROM information_schema.triggers "
-            "WHERE trigger_schema = DATABASE() AND event_object_table = %s",
-            (table,),
-        )
-    }
+def create_trigger(conn: Connection, statement: str) -> None:
+    invariants.create_trigger(
+        conn, statement, error=LegacyMigrationError, rerun="then rerun: the migration resumes"
+    )
 
 
-# With the binary log on (MySQL's default, and Aurora's when replicating), CREATE TRIGGER needs
-# SUPER, which Aurora gives nobody, unless log_bin_trust_function_creators is 1.
-ER_BINLOG_CREATE_ROUTINE_NEED_SUPER = 1419
-
-
-def _create_trigger(conn: Connection, statement: str) -> None:
-    try:
-        _execute(conn, statement)
-    except pymysql.err.OperationalError as error:
-        if error.args[0] != ER_BINLOG_CREATE_ROUTINE_NEED_SUPER:
-            raise
-        raise LegacyMigrationError(
-            "the server refuses CREATE TRIGGER: its binary log is on and "
-            "log_bin_trust_function_creators is 0. Set it to 1 (Aurora: in the DB cluster "
-            "parameter group; see deploy/registry-grants.sql), then rerun: the migration resumes"
-        ) from None
-
-
-def _install_triggers(conn: Connection, table: str) -> None:
-    existing = _trigger_names(conn, table)
+def install_log_triggers(
+    conn: Connection, table: str, names: Sequence[str] = LOG_TRIGGER_NAMES
+) -> None:
+    """Log the CanonicalId of every write to `table` in the change log (idempotent): `names`
+    are the insert, update and delete triggers'."""
+    existing = trigger_names(conn, table)
     log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
+    inserted, updated, deleted = names
     bodies = {
-        "idminter_legacy_ai": f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
-        "idminter_legacy_au": (
+        inserted: f"AFTER INSERT ON {table} FOR EACH ROW {log} (NEW.CanonicalId)",
+        updated: (
             f"AFTER UPDATE ON {table} FOR EACH ROW {log} (OLD.CanonicalId), (NEW.CanonicalId)"
         ),
-        "idminter_legacy_ad": f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
+        deleted: f"AFTER DELETE ON {table} FOR EACH ROW {log} (OLD.CanonicalId)",
     }
-    for name in LOG_TRIGGER_NAMES:
+    for name in names:
         if name not in existing:
-            # CREATE TRIGGER waits for the legacy table's open transactions: every write that
+            # CREATE TRIGGER waits for the source table's open transactions: every write that
             # commits after this point is logged, and every earlier one is visible to the copy.
-            _create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
+            create_trigger(conn, f"CREATE TRIGGER {name} {bodies[name]}")
 
 
-def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
-    """Refuse writes to the copy from any session but the migration's (idempotent).
+def _refused_mapping(event: str, row: str) -> str:
+    return (
+        f"'written only by migrate-legacy until swapped; refused {event} of ', "
+        f"{row}.OntologyType, '[', {row}.SourceSystem, '/', {row}.SourceId, '] -> ', "
+        f"{row}.CanonicalId"
+    )
+
+
+def install_guard_triggers(
+    conn: Connection,
+    table: str = NEW_TABLE,
+    names: Sequence[str] = GUARD_TRIGGER_NAMES,
+    refused: Callable[[str, str], str] = _refused_mapping,
+) -> None:
+    """Refuse writes to the copy from any session but the migration's (idempotent): `names`
+    are the insert, update and delete guards'; `refused(event, row)`, the CONCAT arguments of
+    the message (`event` in lower case, `row` NEW or OLD).
 
     The verification proves the copy equal to the legacy table before the lock; the lock then
     re-checks only the IDs the legacy change log names. Without the guard, a row written to the
@@ -124,35 +123,33 @@ def _install_guard_triggers(conn: Connection, table: str = NEW_TABLE) -> None:
     so the copy's INSERT ... SELECT does not pay a trigger per row; anything written during the
     copy is found by the verification.
     """
-    existing = _trigger_names(conn, table)
+    existing = trigger_names(conn, table)
     for name, event, row in zip(
-        GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
+        names, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
     ):
         if name in existing:
             continue
         # SIGNAL takes the message from a variable only; 128 characters is MySQL's limit. The
         # guard stays on the table through the rename until the swap is recorded: a legacy
         # minter still writing then gets this error rather than a foreign key failure.
-        _create_trigger(
+        create_trigger(
             conn,
             f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
             "DECLARE refused VARCHAR(128) DEFAULT NULL; "
             f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
-            "SET refused = LEFT(CONCAT('written only by migrate-legacy until swapped; refused "
-            f"{event.lower()} of ', {row}.OntologyType, '[', {row}.SourceSystem, '/', "
-            f"{row}.SourceId, '] -> ', {row}.CanonicalId), 128); "
+            f"SET refused = LEFT(CONCAT({refused(event.lower(), row)}), 128); "
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
             "END IF; END",
         )
 
 
-def _drop_triggers(conn: Connection) -> None:
+def drop_triggers(conn: Connection) -> None:
     for name in TRIGGER_NAMES:
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
 
 
-def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence[Any]) -> None:
-    rows = _execute(
+def refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence[Any]) -> None:
+    rows = execute(
         conn,
         f"SELECT CanonicalId FROM {table} WHERE ({where}) AND (CHAR_LENGTH(CanonicalId) > 8 OR "
         "CAST(CanonicalId AS BINARY) <> CAST(CONVERT(CanonicalId USING ascii) AS BINARY)) "
@@ -160,10 +157,10 @@ def _refuse_unfit_ids(conn: Connection, table: str, where: str, params: Sequence
         params,
     )
     if rows:
-        raise _unfit_ids_error([value for (value,) in rows])
+        raise unfit_ids_error([value for (value,) in rows])
 
 
-def _unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
+def unfit_ids_error(ids: Sequence[str]) -> LegacyMigrationError:
     return LegacyMigrationError(
         "legacy canonical IDs do not fit the new VARCHAR(8) ascii column; fix or remove "
         "them in the legacy table, then run migrate-legacy again (progress is kept)",
@@ -176,7 +173,7 @@ def _copy_rows(
 ) -> None:
     """Copy the legacy rows matching `where` into canonical_ids and `target` (upserts)."""
     try:
-        _execute(
+        execute(
             conn,
             f"INSERT INTO canonical_ids (CanonicalId, Status) SELECT CanonicalId, 'assigned' "
             f"FROM {source} WHERE {where} ON DUPLICATE KEY UPDATE Status = 'assigned'",
@@ -184,7 +181,7 @@ def _copy_rows(
         )
         # An upsert, not a plain insert: a legacy update may have moved a source key from an
         # already copied ID to this one; the older ID is in the change log and is re-copied.
-        _execute(
+        execute(
             conn,
             f"INSERT INTO {target} (OntologyType, SourceSystem, SourceId, CanonicalId) "
             f"SELECT OntologyType, SourceSystem, SourceId, CanonicalId FROM {source} "
@@ -193,30 +190,39 @@ def _copy_rows(
         )
     except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
         conn.rollback()
-        _refuse_unfit_ids(conn, source, where, params)
+        refuse_unfit_ids(conn, source, where, params)
         raise
 
 
-def _copy(
+# Copies the rows whose CanonicalId is above `lower` (None at the start) and at most `upper`:
+# (conn, lower, upper).
+CopyBatch = Callable[[Connection, "str | None", str], None]
+
+
+def copy_in_batches(
     conn: Connection,
-    state: _State,
+    state: MigrationState,
+    *,
+    table: str,
+    copy_batch: CopyBatch,
     batch_size: int,
     progress: ProgressCallback | None,
     report: MigrationReport,
+    log_as: str | None = None,
 ) -> None:
+    """Walk `table`'s CanonicalId from the state row's cursor in batches, each copied by
+    `copy_batch` and committed with its cursor, so an interrupted copy resumes after the last
+    committed batch; then record the phase `copied`. `log_as`: what a batch's rows are called
+    in the log (None: not logged)."""
     cursor, copied, batches = state.cursor, state.rows_copied, state.batches
-    estimated = _estimated_rows(conn, LIVE_TABLE)
+    estimated = estimated_rows(conn, table)
     while True:
-        upper, count = _next_bound_in(conn, LIVE_TABLE, cursor, batch_size)
+        upper, count = next_bound_in(conn, table, cursor, batch_size)
         conn.commit()
         if count == 0:
             break
-        if cursor is None:
-            where, params = "CanonicalId <= %s", (upper,)
-        else:
-            where, params = "CanonicalId > %s AND CanonicalId <= %s", (cursor, upper)
-        _copy_rows(conn, LIVE_TABLE, NEW_TABLE, where, params)
-        _execute(
+        copy_batch(conn, cursor, upper)
+        execute(
             conn,
             f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
             "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
@@ -225,14 +231,37 @@ def _copy(
         conn.commit()
         cursor, copied, batches = upper, copied + count, batches + 1
         report.rows_copied, report.batches = copied, batches
-        logger.info("copied %s legacy rows (%s batches), cursor %r", copied, batches, cursor)
+        if log_as is not None:
+            logger.info("copied %s %s (%s batches), cursor %r", copied, log_as, batches, cursor)
         if progress is not None:
             progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
-    _execute(
+    execute(
         conn,
         f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
     conn.commit()
+
+
+def copy_legacy_rows(
+    conn: Connection,
+    state: MigrationState,
+    batch_size: int,
+    progress: ProgressCallback | None,
+    report: MigrationReport,
+) -> None:
+    """The legacy table into canonical_ids and identifiers_new, in keyset batches."""
+    copy_in_batches(
+        conn,
+        state,
+        table=LIVE_TABLE,
+        copy_batch=lambda conn, lower, upper: _copy_rows(
+            conn, LIVE_TABLE, NEW_TABLE, *range_condition("CanonicalId", lower, upper)
+        ),
+        batch_size=batch_size,
+        progress=progress,
+        report=report,
+        log_as="legacy rows",
+    )
 
 
 @dataclass
@@ -270,7 +299,7 @@ def apply_changes(
     recopy = recopy or _recopy_ids
     applied = AppliedChanges()
     while max_entries is None or applied.entries < max_entries:
-        rows = _execute(
+        rows = execute(
             conn,
             f"SELECT Seq, CanonicalId FROM {CHANGES_TABLE} ORDER BY Seq LIMIT {int(batch_size)}",
         )
@@ -278,11 +307,11 @@ def apply_changes(
             break
         seqs = [seq for seq, _ in rows]
         ids = sorted({canonical for _, canonical in rows})
-        fitting = [value for value in ids if _fits_new_id_column(value)]
+        fitting = [value for value in ids if fits_new_id_column(value)]
         if len(fitting) < len(ids):
-            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            refuse_unfit_ids(conn, source, f"CanonicalId IN ({placeholders(ids)})", ids)
         applied.row_delta += recopy(conn, source, target, ids, fitting)
-        _execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({_placeholders(seqs)})", seqs)
+        execute(conn, f"DELETE FROM {CHANGES_TABLE} WHERE Seq IN ({placeholders(seqs)})", seqs)
         conn.commit()
         applied.entries += len(rows)
         applied.ids.update(ids)
@@ -295,14 +324,14 @@ def _recopy_ids(
     """Replace the target's rows for these IDs with the source's current ones (uncommitted);
     return the change in the target's row count. `fitting`: those of the IDs the target's
     ASCII column can hold at all (the only ones it can have rows for)."""
-    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in _SOURCE_PARTS}
-    in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+    utf8 = {part: f"CONVERT(s.{part} USING utf8mb4) COLLATE utf8mb4_bin" for part in SOURCE_PARTS}
+    in_ids = f"s.CanonicalId IN ({placeholders(ids)})"
     for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
         with conn.cursor() as cursor:
             removed = 0
             if fitting:
                 cursor.execute(
-                    f"DELETE FROM {target} WHERE CanonicalId IN ({_placeholders(fitting)})",
+                    f"DELETE FROM {target} WHERE CanonicalId IN ({placeholders(fitting)})",
                     list(fitting),
                 )
                 removed = cursor.rowcount
@@ -312,14 +341,14 @@ def _recopy_ids(
             # STRAIGHT_JOIN: the source's few rows (a primary-key range) drive, each finding its
             # target row by the target's primary key. Left to itself MySQL 9 may scan the whole
             # target instead, holding shared locks on the legacy rows the while.
-            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in _SOURCE_PARTS)
+            same_key = " AND ".join(f"t.{part} = {utf8[part]}" for part in SOURCE_PARTS)
             cursor.execute(
                 f"DELETE t FROM {source} s STRAIGHT_JOIN {target} t ON {same_key} WHERE {in_ids}",
                 list(ids),
             )
             removed += cursor.rowcount
         try:
-            _execute(
+            execute(
                 conn,
                 "INSERT INTO canonical_ids (CanonicalId, Status) SELECT s.CanonicalId, 'assigned' "
                 f"FROM {source} s WHERE {in_ids} ON DUPLICATE KEY UPDATE Status = 'assigned'",
@@ -345,28 +374,28 @@ def _recopy_ids(
                 ) from error
         except (pymysql.err.DataError, pymysql.err.InternalError, pymysql.err.OperationalError):
             conn.rollback()
-            _refuse_unfit_ids(conn, source, f"CanonicalId IN ({_placeholders(ids)})", ids)
+            refuse_unfit_ids(conn, source, f"CanonicalId IN ({placeholders(ids)})", ids)
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _start(conn: Connection) -> _State:
+def start_copy(conn: Connection) -> MigrationState:
     """Create the new table and the triggers, and the state row (each step is idempotent)."""
-    _refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
+    refuse_unfit_ids(conn, LIVE_TABLE, "1 = 1", ())
     legacy_ddl = show_create_table(conn, LIVE_TABLE)
-    if table_exists(conn, NEW_TABLE) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
+    if table_exists(conn, NEW_TABLE) and scalar(conn, f"SELECT COUNT(*) FROM {NEW_TABLE}"):
         raise LegacyMigrationError(
             f"{NEW_TABLE} already holds rows but no migration is recorded; run "
             "`idminter db rollback-legacy` to clear it, then migrate again"
         )
-    _execute(conn, new_identifiers_ddl(NEW_TABLE))
-    _install_triggers(conn, LIVE_TABLE)
-    _execute(
+    execute(conn, new_identifiers_ddl(NEW_TABLE))
+    install_log_triggers(conn, LIVE_TABLE)
+    execute(
         conn,
         f"INSERT INTO {STATE_TABLE} (Id, Phase, LegacyCreateTable) VALUES (1, 'copying', %s)",
         (legacy_ddl,),
     )
     conn.commit()
-    state = _read_state(conn)
+    state = read_state(conn)
     assert state is not None
     return state

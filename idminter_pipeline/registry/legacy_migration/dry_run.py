@@ -20,11 +20,11 @@ from idminter_pipeline.registry.legacy_migration.state import (
     LIVE_TABLE,
     Phase,
     RegistryShape,
-    _execute,
-    _read_state,
-    _scalar,
     clamp_batch_size,
+    execute,
+    read_state,
     registry_shape,
+    scalar,
 )
 
 # Today's public format (core.canonical_ids), as a regular expression both servers run.
@@ -65,7 +65,7 @@ class DryRunReport:
 
 
 def _examples(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
-    return [row[0] if len(row) == 1 else list(row) for row in _execute(conn, sql, params)]
+    return [row[0] if len(row) == 1 else list(row) for row in execute(conn, sql, params)]
 
 
 def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) -> DryRunReport:
@@ -73,9 +73,9 @@ def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE)
     batch_size = clamp_batch_size(batch_size)
     conn = connect()
     try:
-        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         shape = registry_shape(conn)
-        state = _read_state(conn)
+        state = read_state(conn)
         phase = state.phase if state else Phase.NONE
         source = LIVE_TABLE if shape is RegistryShape.LEGACY else None
         if source is None:
@@ -83,12 +83,12 @@ def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE)
             return DryRunReport(
                 shape.value, phase.value, 0, 0, 0, batch_size, 0, {}, {}, blocking=False
             )
-        legacy_rows = int(_scalar(conn, f"SELECT COUNT(*) FROM {source}"))
+        legacy_rows = int(scalar(conn, f"SELECT COUNT(*) FROM {source}"))
         already = state.rows_copied if state and state.phase is Phase.COPYING else 0
         would_copy = max(legacy_rows - already, 0)
         ontology_types = {
             str(name): int(n)
-            for name, n in _execute(
+            for name, n in execute(
                 conn, f"SELECT OntologyType, COUNT(*) FROM {source} GROUP BY OntologyType"
             )
         }
@@ -102,7 +102,7 @@ def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE)
             f"{part} = '' OR {part} REGEXP '{BAD_SOURCE_PART_PATTERN}'"
             for part in ("OntologyType", "SourceSystem", "SourceId")
         )
-        counts = _execute(
+        counts = execute(
             conn,
             f"SELECT COALESCE(SUM({unfit}), 0), COALESCE(SUM({nonconforming}), 0), "
             f"COALESCE(SUM({bad_parts}), 0) FROM {source}",
@@ -115,7 +115,7 @@ def dry_run(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE)
         collisions_sql = (
             f"SELECT {utf8_key}, COUNT(*) FROM {source} GROUP BY {utf8_key} HAVING COUNT(*) > 1"
         )
-        n_collisions = int(_scalar(conn, f"SELECT COUNT(*) FROM ({collisions_sql}) c") or 0)
+        n_collisions = int(scalar(conn, f"SELECT COUNT(*) FROM ({collisions_sql}) c") or 0)
         unknown_types = sorted(set(ontology_types) - set(REGISTERED_ONTOLOGY_TYPES))
         n_unknown = sum(ontology_types[t] for t in unknown_types)
 

@@ -13,149 +13,43 @@ and the age of the oldest. The swap is still `migrate-legacy` without `--hold-sy
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from datetime import UTC
 from typing import Any
 
-from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
-from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy_connection,
-    _trigger_names,
-    apply_changes,
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    LEGACY,
+    MAX_SYNC_ROUNDS,
+    Lag,
+    SyncReport,
+    held_synced,
+    lag,
+    sync_held,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
-    CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
-    GUARD_TRIGGER_NAMES,
-    LIVE_TABLE,
-    NEW_TABLE,
-    Phase,
-    RegistryShape,
-    _execute,
-    _migration_lock,
-    _read_state,
-    _state_available,
-    clamp_batch_size,
+    read_alone,
     read_migration_status,
-    registry_shape,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.verify import _legacy_id_collation, _verify_ids
-
-# One sync applies at most what was pending when it started, plus this many rounds' worth of
-# what arrives meanwhile, so a busy legacy minter cannot keep it going.
-MAX_SYNC_ROUNDS = 20
-
-
-@dataclass
-class Lag:
-    """How far the synced copy is behind the legacy table."""
-
-    pending_changes: int
-    oldest_pending_change_at: str | None
-    lag_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def lag(conn: Connection) -> Lag:
-    """The change log's size and its oldest entry's age (an indexed read: the log is keyed by
-    `Seq`, which follows arrival)."""
-    count, oldest, now = _execute(
-        conn,
-        f"SELECT COUNT(*), (SELECT ChangedAt FROM {CHANGES_TABLE} ORDER BY Seq LIMIT 1), "
-        "CURRENT_TIMESTAMP(6) FROM " + CHANGES_TABLE,
-    )[0]
-    if oldest is None:
-        return Lag(int(count), None, 0.0)
-    oldest_utc = oldest.replace(tzinfo=UTC)
-    seconds = max((now.replace(tzinfo=UTC) - oldest_utc).total_seconds(), 0.0)
-    return Lag(int(count), oldest_utc.isoformat().replace("+00:00", "Z"), round(seconds, 3))
-
-
-def held_synced(conn: Connection) -> bool:
-    """A legacy table whose verified copy waits for the swap (triggers live, guard on)."""
-    if registry_shape(conn) is not RegistryShape.LEGACY or not _state_available(conn):
-        return False
-    state = _read_state(conn)
-    return (
-        state is not None
-        and state.phase is Phase.COPIED
-        and set(GUARD_TRIGGER_NAMES) <= _trigger_names(conn, NEW_TABLE)
-    )
-
-
-@dataclass
-class SyncReport:
-    changes_applied: int
-    ids_rechecked: int
-    lag: Lag
-    duration_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lag": self.lag.as_dict()}
 
 
 def sync(connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
     """Apply the legacy minter's writes to the held copy, re-checking each applied ID."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
-        try:
-            if not held_synced(conn):
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "no legacy migration holds at its synced phase: run `idminter db "
-                    "migrate-legacy --hold-synced` first"
-                )
-            collation = _legacy_id_collation(conn, LIVE_TABLE)
-            applied_total = rechecked = 0
-            for _ in range(MAX_SYNC_ROUNDS):
-                pending = lag(conn).pending_changes
-                conn.commit()
-                if pending == 0:
-                    break
-                applied = apply_changes(
-                    conn,
-                    source=LIVE_TABLE,
-                    target=NEW_TABLE,
-                    batch_size=batch_size,
-                    max_entries=pending,
-                )
-                _verify_ids(
-                    conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True
-                )
-                conn.commit()
-                applied_total += applied.entries
-                rechecked += len(applied.ids)
-            remaining = lag(conn)
-            conn.commit()
-        finally:
-            conn.close()
-    return SyncReport(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+    return sync_held(connect, LEGACY, batch_size)
 
 
 def read_hold_status(conn: Connection) -> dict[str, Any]:
     """Whether the migration holds at its synced phase, and the copy's lag, read on `conn` in
     its current transaction (cheap reads)."""
     result: dict[str, Any] = {"held_synced": held_synced(conn)}
-    if _state_available(conn):
+    if state_available(conn):
         result["lag"] = lag(conn).as_dict()
     return result
 
 
 def hold_status(connect: ConnectionFactory) -> dict[str, Any]:
     """`read_hold_status` on a connection of its own."""
-    conn = connect()
-    try:
-        result = read_hold_status(conn)
-        conn.rollback()
-        return result
-    finally:
-        conn.close()
+    return read_alone(connect, read_hold_status)
 
 
 def status_with_lag(connect: ConnectionFactory) -> dict[str, Any]:
@@ -174,3 +68,16 @@ def status_with_lag(connect: ConnectionFactory) -> dict[str, Any]:
         return result
     finally:
         conn.close()
+
+
+__all__ = [
+    "MAX_SYNC_ROUNDS",
+    "Lag",
+    "SyncReport",
+    "held_synced",
+    "hold_status",
+    "lag",
+    "read_hold_status",
+    "status_with_lag",
+    "sync",
+]

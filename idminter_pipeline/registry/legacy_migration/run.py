@@ -10,53 +10,40 @@ is not legacy is left alone ("nothing to do").
 from __future__ import annotations
 
 import logging
-import time
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    FINAL_PASS_THRESHOLD,
+    LEGACY,
+    LOCKED_CATCH_UP_THRESHOLD,
+    MAX_CATCH_UP_ROUNDS,
+    run_conversion,
+    verify_then_catch_up,
+)
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy,
-    _copy_connection,
-    _install_guard_triggers,
-    _start,
-    apply_changes,
+    copy_legacy_rows,
+    install_guard_triggers,
+    start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     DEFAULT_BATCH_SIZE,
     KEPT_TABLE,
-    LIVE_TABLE,
     NEW_TABLE,
     MigrationReport,
     Phase,
-    Progress,
     ProgressCallback,
     RegistryShape,
-    _execute,
-    _migration_lock,
-    _pending_changes,
-    _read_state,
-    _require_state_tables,
-    _state_available,
-    clamp_batch_size,
+    execute,
+    read_state,
     registry_shape,
+    require_state_tables,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import _final_pass_and_swap, _finish_swap
-from idminter_pipeline.registry.legacy_migration.verify import (
-    _legacy_id_collation,
-    _verify_ids,
-    verify_copy,
-)
+from idminter_pipeline.registry.legacy_migration.swap import final_pass_and_swap, finish_swap
 from idminter_pipeline.registry.schema import table_exists
 
 logger = logging.getLogger(__name__)
-
-
-# Catch-up passes stop once the log is this small; the rest is applied under the lock.
-LOCKED_CATCH_UP_THRESHOLD = 2_000
-MAX_CATCH_UP_ROUNDS = 50
-# After the verification, unlocked catch-up rounds (each re-checking what it applied) run until
-# the log is this small; only the rest is applied under the lock.
-FINAL_PASS_THRESHOLD = 100
 
 
 def migrate(
@@ -70,15 +57,9 @@ def migrate(
 
     Does nothing (status "nothing to do") when `identifiers` is not a legacy table.
     """
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
-        try:
-            report = _migrate(conn, batch_size, progress, swap)
-        finally:
-            conn.close()
-    report.duration_seconds = round(time.monotonic() - started, 3)
+    report = run_conversion(
+        connect, batch_size, lambda conn, batch_size: _migrate(conn, batch_size, progress, swap)
+    )
     logger.info("legacy migration: %s", report.status)
     return report
 
@@ -87,20 +68,20 @@ def _migrate(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, swap: bool
 ) -> MigrationReport:
     shape = registry_shape(conn)
-    state = _read_state(conn) if _state_available(conn) else None
+    state = read_state(conn) if state_available(conn) else None
     phase = state.phase if state else Phase.NONE
     report = MigrationReport("", shape.value, phase.value)
     if shape is RegistryShape.MIGRATED and phase is Phase.COPIED and table_exists(conn, KEPT_TABLE):
         # Interrupted between the rename and recording it: finish the bookkeeping.
-        _finish_swap(conn, batch_size, report)
+        finish_swap(conn, batch_size, report)
         report.messages.append("completed a swap interrupted after the rename")
         return report
     if shape is not RegistryShape.LEGACY:
         conn.rollback()
         return _nothing_to_do(report, shape, phase)
-    _require_state_tables(conn)
+    require_state_tables(conn)
     if state is None:
-        state = _start(conn)
+        state = start_copy(conn)
         report.messages.append("started: triggers installed, identifiers_new created")
     elif phase not in (Phase.COPYING, Phase.COPIED):
         raise LegacyMigrationError(f"unexpected migration phase {phase.value} on a legacy table")
@@ -108,71 +89,18 @@ def _migrate(
         report.messages.append(f"resuming after {state.rows_copied} rows ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        _copy(conn, state, batch_size, progress, report)
+        copy_legacy_rows(conn, state, batch_size, progress, report)
     report.phase = Phase.COPIED.value
-    _install_guard_triggers(conn)
+    install_guard_triggers(conn)
     # The copy was filled faster than InnoDB's background statistics follow: MySQL 9 then plans
     # the later look-ups by a handful of IDs as scans of the whole copy (held under the final
     # lock, too). A fresh sample of its indexes (a few pages each) keeps them index look-ups.
-    _execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
+    execute(conn, f"ANALYZE TABLE {NEW_TABLE}")
 
-    # Catch up without a lock until only a little is left.
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        report.changes_applied += apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size
-        ).entries
-        pending = _pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
-        if pending <= LOCKED_CATCH_UP_THRESHOLD:
-            break
-    verification = verify_copy(conn, batch_size=batch_size, progress=progress)
-    report.messages.append(
-        f"full comparison passed in both directions: {verification.new_rows} rows in "
-        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
-        "by row (pending changes re-checked under lock)"
-    )
-    if not swap:
-        # Held at the synced phase: the full comparison above is the verification it reports.
-        report.verified, report.new_rows = True, verification.new_rows
-        report.status = "copied and verified; not swapped"
-        return report
-    copy_rows = verification.new_rows + _catch_up_verified(conn, batch_size, progress, report)
-    _final_pass_and_swap(conn, batch_size, report, copy_rows)
+    copy_rows = verify_then_catch_up(conn, LEGACY, batch_size, progress, report, swap=swap)
+    if copy_rows is not None:
+        final_pass_and_swap(conn, batch_size, report, copy_rows)
     return report
-
-
-def _catch_up_verified(
-    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
-) -> int:
-    """Apply what the legacy minter wrote during the verification, without a lock, re-checking
-    each applied ID both ways, until the log is small; return the copy's change in row count.
-
-    An ID changed again after its re-check is logged again, so the lock still sees it: the
-    lock then holds only for the writes of the last round's few seconds, not for those of the
-    whole verification (minutes at 50 million rows).
-    """
-    collation = _legacy_id_collation(conn, LIVE_TABLE)
-    row_delta = 0
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = _pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(
-                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
-            )
-        if pending <= FINAL_PASS_THRESHOLD:
-            break
-        # At most what is pending now, so a busy legacy minter cannot keep a round going.
-        applied = apply_changes(
-            conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size, max_entries=pending
-        )
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation, tolerate_pending=True)
-        conn.commit()
-        report.changes_applied += applied.entries
-        row_delta += applied.row_delta
-    return row_delta
 
 
 def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) -> MigrationReport:
@@ -184,3 +112,11 @@ def _nothing_to_do(report: MigrationReport, shape: RegistryShape, phase: Phase) 
     else:
         report.messages.append("no legacy table: identifiers already has the RFC 083 shape")
     return report
+
+
+__all__ = [
+    "FINAL_PASS_THRESHOLD",
+    "LOCKED_CATCH_UP_THRESHOLD",
+    "MAX_CATCH_UP_ROUNDS",
+    "migrate",
+]

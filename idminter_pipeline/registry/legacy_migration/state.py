@@ -37,7 +37,7 @@ TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES
 # Set in the migration's own sessions; the guard triggers on NEW_TABLE refuse every other writer.
 MIGRATION_SESSION_VARIABLE = "@idminter_legacy_migration"
 LEGACY_COLUMNS = ("CanonicalId", "OntologyType", "SourceId", "SourceSystem")
-_SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
+SOURCE_PARTS = ("OntologyType", "SourceSystem", "SourceId")
 
 DEFAULT_BATCH_SIZE = LEGACY_DEFAULT_BATCH_SIZE
 MIN_BATCH_SIZE = LEGACY_MIN_BATCH_SIZE
@@ -104,19 +104,19 @@ class MigrationReport:
         return asdict(self)
 
 
-def _execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
+def execute(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
-    rows = _execute(conn, sql, params)
+def scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    rows = execute(conn, sql, params)
     return rows[0][0] if rows else None
 
 
 def _columns(conn: Connection, table: str) -> list[str]:
-    rows = _execute(
+    rows = execute(
         conn,
         "SELECT column_name FROM information_schema.columns "
         "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
@@ -130,7 +130,7 @@ def is_legacy_shape(conn: Connection, table: str) -> bool:
     columns = _columns(conn, table)
     if sorted(columns) != sorted(LEGACY_COLUMNS):
         return False
-    primary = _execute(
+    primary = execute(
         conn,
         "SELECT column_name FROM information_schema.statistics WHERE table_schema = DATABASE() "
         "AND table_name = %s AND index_name = 'PRIMARY' ORDER BY seq_in_index",
@@ -145,12 +145,12 @@ def registry_shape(conn: Connection) -> RegistryShape:
     return RegistryShape.LEGACY if is_legacy_shape(conn, LIVE_TABLE) else RegistryShape.MIGRATED
 
 
-def _state_available(conn: Connection) -> bool:
+def state_available(conn: Connection) -> bool:
     return table_exists(conn, STATE_TABLE) and table_exists(conn, CHANGES_TABLE)
 
 
-def _require_state_tables(conn: Connection) -> None:
-    if not _state_available(conn):
+def require_state_tables(conn: Connection) -> None:
+    if not state_available(conn):
         raise SchemaMigrationError(
             f"the registry lacks the {STATE_TABLE} tables (migration 0004): run "
             "`idminter db migrate` first"
@@ -158,7 +158,7 @@ def _require_state_tables(conn: Connection) -> None:
 
 
 @dataclass(frozen=True)
-class _State:
+class MigrationState:
     phase: Phase
     cursor: str | None
     rows_copied: int
@@ -167,10 +167,10 @@ class _State:
     swapped_at: Any
 
 
-def _read_state(conn: Connection, *, for_update: bool = False) -> _State | None:
-    if not _state_available(conn):
+def read_state(conn: Connection, *, for_update: bool = False) -> MigrationState | None:
+    if not state_available(conn):
         return None
-    rows = _execute(
+    rows = execute(
         conn,
         f"SELECT Phase, CopyCursor, RowsCopied, BatchesCopied, LegacyCreateTable, SwappedAt "
         f"FROM {STATE_TABLE} WHERE Id = 1" + (" FOR UPDATE" if for_update else ""),
@@ -178,20 +178,20 @@ def _read_state(conn: Connection, *, for_update: bool = False) -> _State | None:
     if not rows:
         return None
     phase, cursor, copied, batches, ddl, swapped_at = rows[0]
-    return _State(Phase(phase), cursor, copied, batches, ddl, swapped_at)
+    return MigrationState(Phase(phase), cursor, copied, batches, ddl, swapped_at)
 
 
 def show_create_table(conn: Connection, table: str) -> str:
-    return _execute(conn, f"SHOW CREATE TABLE `{table}`")[0][1]
+    return execute(conn, f"SHOW CREATE TABLE `{table}`")[0][1]
 
 
-def _pending_changes(conn: Connection) -> int:
-    return int(_scalar(conn, f"SELECT COUNT(*) FROM {CHANGES_TABLE}") or 0)
+def count_pending_changes(conn: Connection) -> int:
+    return int(scalar(conn, f"SELECT COUNT(*) FROM {CHANGES_TABLE}") or 0)
 
 
-def _estimated_rows(conn: Connection, table: str) -> int:
+def estimated_rows(conn: Connection, table: str) -> int:
     # Statistics, not a scan: only for progress reporting.
-    value = _scalar(
+    value = scalar(
         conn,
         "SELECT table_rows FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name = %s",
@@ -214,11 +214,11 @@ def new_identifiers_ddl(table: str = NEW_TABLE) -> str:
 
 
 @contextmanager
-def _migration_lock(connect: ConnectionFactory) -> Iterator[None]:
+def migration_lock(connect: ConnectionFactory) -> Iterator[None]:
     """One migration, rollback or finalize at a time per registry (a server-side named lock)."""
     conn = connect()
     try:
-        got = _scalar(conn, "SELECT GET_LOCK(CONCAT(DATABASE(), %s), 0)", (MIGRATION_LOCK,))
+        got = scalar(conn, "SELECT GET_LOCK(CONCAT(DATABASE(), %s), 0)", (MIGRATION_LOCK,))
         if got != 1:
             raise LegacyMigrationError(
                 "another legacy migration, rollback or finalize is running on this registry"
@@ -226,20 +226,20 @@ def _migration_lock(connect: ConnectionFactory) -> Iterator[None]:
         try:
             yield
         finally:
-            _execute(conn, "SELECT RELEASE_LOCK(CONCAT(DATABASE(), %s))", (MIGRATION_LOCK,))
+            execute(conn, "SELECT RELEASE_LOCK(CONCAT(DATABASE(), %s))", (MIGRATION_LOCK,))
     finally:
         conn.close()
 
 
-def _placeholders(values: Sequence[Any]) -> str:
+def placeholders(values: Sequence[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _fits_new_id_column(value: str) -> bool:
+def fits_new_id_column(value: str) -> bool:
     return len(value) <= 8 and value.isascii()
 
 
-def _next_bound_in(
+def next_bound_in(
     conn: Connection, table: str, cursor: str | None, size: int
 ) -> tuple[str | None, int]:
     """The key `size` entries after `cursor` and how many keys that is (fewer at the end).
@@ -249,7 +249,7 @@ def _next_bound_in(
     """
     after = "WHERE CanonicalId > %s " if cursor is not None else ""
     params = (cursor,) if cursor is not None else None
-    rows = _execute(
+    rows = execute(
         conn,
         f"SELECT CanonicalId FROM {table} {after}ORDER BY CanonicalId "
         f"LIMIT 1 OFFSET {int(size) - 1}",
@@ -257,41 +257,76 @@ def _next_bound_in(
     )
     if rows:
         return rows[0][0], int(size)
-    upper, count = _execute(
-        conn, f"SELECT MAX(CanonicalId), COUNT(*) FROM {table} {after}", params
-    )[0]
+    upper, count = execute(conn, f"SELECT MAX(CanonicalId), COUNT(*) FROM {table} {after}", params)[
+        0
+    ]
     return upper, int(count)
+
+
+def range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
+    """`lower < column <= upper`, either end open when None."""
+    conditions, params = [], []
+    if lower is not None:
+        conditions.append(f"{column} > %s")
+        params.append(lower)
+    if upper is not None:
+        conditions.append(f"{column} <= %s")
+        params.append(upper)
+    return " AND ".join(conditions) or "1 = 1", params
+
+
+def column_collation(conn: Connection, table: str, column: str) -> str:
+    """The column's character set and collation, as `latin1 COLLATE latin1_swedish_ci`: what a
+    value is converted to so that comparing it with the column can use the column's index."""
+    rows = execute(
+        conn,
+        "SELECT character_set_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = %s",
+        (table, column),
+    )
+    charset, collation = rows[0] if rows else (None, None)
+    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
+        raise LegacyMigrationError(
+            f"cannot read the character set and collation of {table}.{column}",
+            offending=[charset, collation],
+        )
+    return f"{charset} COLLATE {collation}"
 
 
 def read_migration_status(conn: Connection) -> dict[str, Any]:
     """Where a legacy migration stands, read on `conn` in its current transaction (no scans)."""
-    state = _read_state(conn)
+    state = read_state(conn)
     return {
         "shape": registry_shape(conn).value,
         "phase": state.phase.value if state else Phase.NONE.value,
         "rows_copied": state.rows_copied if state else 0,
         "legacy_table_kept": table_exists(conn, KEPT_TABLE),
-        "pending_changes": _pending_changes(conn) if _state_available(conn) else 0,
+        "pending_changes": count_pending_changes(conn) if state_available(conn) else 0,
     }
 
 
-def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
-    """Where a legacy migration stands (cheap: no scans)."""
+def read_alone(connect: ConnectionFactory, read: Callable[[Connection], Any]) -> Any:
+    """`read(conn)` on a connection of its own, its transaction rolled back after."""
     conn = connect()
     try:
-        result = read_migration_status(conn)
+        result = read(conn)
         conn.rollback()
         return result
     finally:
         conn.close()
 
 
+def migration_status(connect: ConnectionFactory) -> dict[str, Any]:
+    """Where a legacy migration stands (cheap: no scans)."""
+    return read_alone(connect, read_migration_status)
+
+
 def migration_phase(conn: Connection) -> Phase:
     """The phase a legacy migration stands at; `NONE` before one starts or without its tables."""
-    state = _read_state(conn)
+    state = read_state(conn)
     return state.phase if state else Phase.NONE
 
 
 def pending_changes(conn: Connection) -> int | None:
     """Changes to the legacy table not yet applied to the copy; None without the state tables."""
-    return _pending_changes(conn) if _state_available(conn) else None
+    return count_pending_changes(conn) if state_available(conn) else None

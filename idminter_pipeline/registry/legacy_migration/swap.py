@@ -1,8 +1,8 @@
 """The legacy migration's end: the final pass and swap, then finalize or rollback.
 
-`_final_pass_and_swap` takes `LOCK TABLES ... WRITE`, applies what is left of the change log
+`final_pass_and_swap` takes `LOCK TABLES ... WRITE`, applies what is left of the change log
 and re-checks only the IDs it named, releases the lock and swaps the names with one
-`RENAME TABLE`; `_finish_swap` applies any write that slipped in between and records the swap.
+`RENAME TABLE`; `finish_swap` applies any write that slipped in between and records the swap.
 The legacy table is kept as `identifiers_legacy`: `finalize` drops it for good, `rollback`
 puts it back (copying back the mappings minted since the swap when the 1:1 table can hold
 them, else changing nothing and naming them).
@@ -10,158 +10,101 @@ them, else changing nothing and naming them).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any
-
-import pymysql
 
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.invariants import install_mapping_guards, mapping_change_permit
-from idminter_pipeline.registry.legacy_migration.copy import _drop_triggers, apply_changes
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    LEGACY,
+    LegacyActionReport,
+    admin_session,
+    copy_back_since_swap,
+    final_pass_and_rename,
+    forget_conversion,
+    record_finalized,
+    record_swapped,
+    stop_or_swap_back,
+)
+from idminter_pipeline.registry.legacy_migration.copy import apply_changes, drop_triggers
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
-    EXAMPLES,
     GUARD_TRIGGER_NAMES,
     KEPT_TABLE,
     LIVE_TABLE,
-    LOCK_WAIT_TIMEOUT_SECONDS,
     NEW_TABLE,
     STATE_TABLE,
+    TRIGGER_NAMES,
     MigrationReport,
+    MigrationState,
     Phase,
     RegistryShape,
-    _execute,
-    _migration_lock,
-    _read_state,
-    _require_state_tables,
-    _State,
     clamp_batch_size,
+    execute,
     is_legacy_shape,
     registry_shape,
 )
-from idminter_pipeline.registry.legacy_migration.verify import _legacy_id_collation, _verify_ids
+from idminter_pipeline.registry.legacy_migration.verify import verify_ids
 from idminter_pipeline.registry.schema import table_exists
 
 
-def _rows_read(conn: Connection) -> int:
-    """The session's Handler_read_* counters, summed: every row and index entry the server read
-    for this session (both servers keep them; reading them reads no table)."""
-    return sum(
-        int(value) for _, value in _execute(conn, "SHOW SESSION STATUS LIKE 'Handler_read%'")
-    )
-
-
-def _final_pass_and_swap(
+def final_pass_and_swap(
     conn: Connection, batch_size: int, report: MigrationReport, copy_rows: int
 ) -> None:
-    """Apply the last logged changes and re-check their IDs under the lock, then swap.
-
-    The lock covers work proportional to the change log only: the verification and the
-    re-checked catch-up rounds since have proved both tables equal except for logged IDs, and
-    the guard triggers kept everyone else from writing the copy. `copy_rows` is the copy's row
-    count as of now, derived from the verification's exact count and the changes applied since.
-    """
-    collation = _legacy_id_collation(conn, LIVE_TABLE)
-    locked_at = time.monotonic()
-    rows_read_before = _rows_read(conn)
-    _execute(
+    """The last logged changes applied and re-checked under the lock, the rename, the rest."""
+    final_pass_and_rename(
         conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
-        f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
-        f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        LEGACY,
+        batch_size,
+        report,
+        copy_rows,
+        lock_tables=(
+            f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS l READ, {LIVE_TABLE} AS s READ, "
+            f"{NEW_TABLE} WRITE, {NEW_TABLE} AS n READ, {NEW_TABLE} AS t WRITE, "
+            f"canonical_ids WRITE, canonical_ids AS c READ, {CHANGES_TABLE} WRITE, "
+            f"{STATE_TABLE} WRITE"
+        ),
+        rename_tables=f"{LIVE_TABLE} TO {KEPT_TABLE}, {NEW_TABLE} TO {LIVE_TABLE}",
     )
-    try:
-        applied = apply_changes(conn, source=LIVE_TABLE, target=NEW_TABLE, batch_size=batch_size)
-        _verify_ids(conn, LIVE_TABLE, NEW_TABLE, applied.ids, collation)
-        report.changes_applied += applied.entries
-        report.changes_applied_under_lock = applied.entries
-        # Derived, not counted. Equal in both directions, the legacy table has as many rows.
-        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
-        conn.commit()
-    finally:
-        _execute(conn, "UNLOCK TABLES")
-    # Read outside the lock (COMMIT and UNLOCK TABLES read no rows), so it holds only what it must.
-    report.lock_rows_read = _rows_read(conn) - rows_read_before
-    report.verified = True
-    # MariaDB refuses RENAME TABLE under LOCK TABLES; a write landing in this gap is logged by
-    # the triggers, which move with the table, and applied just below.
-    _execute(
-        conn,
-        f"RENAME TABLE {LIVE_TABLE} TO {KEPT_TABLE}, {NEW_TABLE} TO {LIVE_TABLE}",
-    )
-    report.lock_seconds = round(time.monotonic() - locked_at, 3)
-    _finish_swap(conn, batch_size, report)
+    finish_swap(conn, batch_size, report)
 
 
-def _finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
+def finish_swap(conn: Connection, batch_size: int, report: MigrationReport) -> None:
     late = apply_changes(conn, source=KEPT_TABLE, target=LIVE_TABLE, batch_size=batch_size)
     # The copy is the live table now: its invariant guards go on before the copy's own guard
     # comes off, so no moment is left in which a legacy minter still writing could delete or
     # re-key a mapping; then the new minter may write it.
     install_mapping_guards(conn, LIVE_TABLE)
     for name in GUARD_TRIGGER_NAMES:
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
     if late.entries:
         report.changes_applied += late.entries
         # One direction only: once live, the table may rightly gain aliases of legacy IDs.
-        _verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
+        verify_ids(conn, KEPT_TABLE, LIVE_TABLE, late.ids, collation=None)
         report.messages.append(f"{late.entries} legacy writes between unlock and rename applied")
         if report.verified:
             report.new_rows = report.legacy_rows = report.new_rows + late.row_delta
-    _drop_triggers(conn)
-    _execute(
-        conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
-        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-    )
-    conn.commit()
-    report.swapped = True
-    report.phase = Phase.SWAPPED.value
-    report.status = "swapped"
-
-
-@dataclass
-class LegacyActionReport:
-    status: str
-    messages: list[str] = field(default_factory=list)
-    rows_copied_back: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    drop_triggers(conn)
+    record_swapped(conn, report)
 
 
 def finalize(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept legacy table after a swap. There is no rollback after this."""
-    with _migration_lock(connect):
-        conn = connect()
-        try:
-            _require_state_tables(conn)
-            state = _read_state(conn)
-            if state is None or state.phase is not Phase.SWAPPED:
-                phase = state.phase.value if state else Phase.NONE.value
-                if phase == Phase.FINALIZED.value:
-                    return LegacyActionReport("nothing to do", ["already finalized"])
-                raise LegacyMigrationError(
-                    f"nothing to finalize: the legacy migration is in phase {phase!r} "
-                    "(finalize follows a successful swap)"
-                )
-            if registry_shape(conn) is not RegistryShape.MIGRATED:
-                raise LegacyMigrationError("identifiers is not the migrated table; not finalizing")
-            _drop_triggers(conn)
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_TABLE}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(
-                conn,
-                f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
-                "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    with admin_session(connect) as (conn, state):
+        if state is None or state.phase is not Phase.SWAPPED:
+            phase = state.phase.value if state else Phase.NONE.value
+            if phase == Phase.FINALIZED.value:
+                return LegacyActionReport("nothing to do", ["already finalized"])
+            raise LegacyMigrationError(
+                f"nothing to finalize: the legacy migration is in phase {phase!r} "
+                "(finalize follows a successful swap)"
             )
-            conn.commit()
-            return LegacyActionReport("finalized", [f"dropped {KEPT_TABLE}"])
-        finally:
-            conn.close()
+        if registry_shape(conn) is not RegistryShape.MIGRATED:
+            raise LegacyMigrationError("identifiers is not the migrated table; not finalizing")
+        record_finalized(conn, triggers=TRIGGER_NAMES, tables=(KEPT_TABLE,))
+        return LegacyActionReport("finalized", [f"dropped {KEPT_TABLE}"])
 
 
 def _release_assigned_ids(conn: Connection, batch_size: int) -> int:
@@ -193,80 +136,50 @@ def rollback(
     nothing changes and the error names them.
     """
     batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = connect()
-        try:
-            _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            _require_state_tables(conn)
-            state = _read_state(conn)
-            shape = registry_shape(conn)
-            if state is None or state.phase is Phase.FINALIZED:
-                if (
-                    state is None
-                    and shape is RegistryShape.LEGACY
-                    and table_exists(conn, NEW_TABLE)
-                ):
-                    state = _State(Phase.COPYING, None, 0, 0, "", None)
-                else:
-                    reason = "finalized; the legacy table is gone" if state else "not started"
-                    raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
-            report = LegacyActionReport("rolled back")
-            if state.phase is Phase.SWAPPED:
-                report.rows_copied_back = _swap_back(conn, state)
-                report.messages.append(
-                    f"restored the legacy table; copied back {report.rows_copied_back} "
-                    "mappings written since the swap"
-                )
+    with admin_session(connect, wait_for_locks=True) as (conn, recorded):
+        state, shape = recorded, registry_shape(conn)
+        if state is None or state.phase is Phase.FINALIZED:
+            if state is None and shape is RegistryShape.LEGACY and table_exists(conn, NEW_TABLE):
+                state = MigrationState(Phase.COPYING, None, 0, 0, "", None)
             else:
-                _drop_triggers(conn)
-                report.messages.append("stopped the copy before the swap")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
-            released = _release_assigned_ids(conn, batch_size)
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(conn, f"DELETE FROM {STATE_TABLE}")
-            conn.commit()
-            report.messages.append(
-                f"dropped {NEW_TABLE} and removed {released} copied canonical IDs"
-            )
-            return report
-        finally:
-            conn.close()
+                reason = "finalized; the legacy table is gone" if state else "not started"
+                raise LegacyMigrationError(f"nothing to roll back: the migration is {reason}")
+        report = stop_or_swap_back(
+            conn,
+            state,
+            swap_back=lambda: _swap_back(conn, state),
+            restored="the legacy table",
+            triggers=TRIGGER_NAMES,
+        )
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_TABLE}")
+        released = _release_assigned_ids(conn, batch_size)
+        forget_conversion(conn)
+        report.messages.append(f"dropped {NEW_TABLE} and removed {released} copied canonical IDs")
+        return report
 
 
-def _swap_back(conn: Connection, state: _State) -> int:
+def _swap_back(conn: Connection, state: MigrationState) -> int:
     if not table_exists(conn, KEPT_TABLE) or not is_legacy_shape(conn, KEPT_TABLE):
         raise LegacyMigrationError(f"{KEPT_TABLE} is missing; cannot restore the legacy table")
-    _execute(
+
+    def copy_back(first: Sequence[Sequence[Any]]) -> int:
+        if not first:
+            return 0
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {KEPT_TABLE} (CanonicalId, OntologyType, SourceId, SourceSystem) "
+                f"SELECT CanonicalId, OntologyType, SourceId, SourceSystem FROM {LIVE_TABLE} n "
+                "WHERE n.CreatedAt > %s",
+                (state.swapped_at,),
+            )
+            return cursor.rowcount
+
+    copied = copy_back_since_swap(
         conn,
-        f"LOCK TABLES {LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE",
+        lock_tables=f"{LIVE_TABLE} WRITE, {LIVE_TABLE} AS n READ, {KEPT_TABLE} WRITE",
+        swapped_at=state.swapped_at,
+        copy_back=copy_back,
+        holder="the 1:1 legacy table",
     )
-    try:
-        new_rows = _execute(
-            conn,
-            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {LIVE_TABLE} n "
-            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
-            (state.swapped_at,),
-        )
-        copied = 0
-        if new_rows:
-            try:
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        f"INSERT INTO {KEPT_TABLE} (CanonicalId, OntologyType, SourceId, "
-                        "SourceSystem) SELECT CanonicalId, OntologyType, SourceId, SourceSystem "
-                        f"FROM {LIVE_TABLE} n WHERE n.CreatedAt > %s",
-                        (state.swapped_at,),
-                    )
-                    copied = cursor.rowcount
-            except pymysql.err.MySQLError as error:
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "mappings written since the swap cannot all be held by the 1:1 legacy "
-                    f"table ({error.args[-1]}); nothing was rolled back. First of them",
-                    offending=[list(row) for row in new_rows],
-                ) from error
-        conn.commit()
-    finally:
-        _execute(conn, "UNLOCK TABLES")
-    _execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
+    execute(conn, f"RENAME TABLE {LIVE_TABLE} TO {NEW_TABLE}, {KEPT_TABLE} TO {LIVE_TABLE}")
     return copied

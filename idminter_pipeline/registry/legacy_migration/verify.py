@@ -2,7 +2,7 @@
 
 `verify_copy` compares the whole table without a lock, in keyset chunks: per chunk, counts and
 order-independent checksums on both sides, and a row-by-row comparison in both directions only
-where they differ. `_verify_ids` compares just the IDs it is given, row by row: the catch-up
+where they differ. `verify_ids` compares just the IDs it is given, row by row: the catch-up
 after the verification re-checks what it applied with it, and the final pass runs it under the
 lock on the IDs the change log named, so the lock lasts as long as those few rows take,
 whatever the size of the table. Differences raise `LegacyVerificationError`, which names them;
@@ -11,26 +11,28 @@ the tables are then not swapped.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
+from idminter_pipeline.core.errors import LegacyVerificationError
 from idminter_pipeline.registry.connection import Connection
-from idminter_pipeline.registry.legacy_migration.copy import _unfit_ids_error
+from idminter_pipeline.registry.legacy_migration.copy import unfit_ids_error
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
     LIVE_TABLE,
     NEW_TABLE,
+    SOURCE_PARTS,
     Progress,
     ProgressCallback,
-    _execute,
-    _fits_new_id_column,
-    _next_bound_in,
-    _placeholders,
     clamp_batch_size,
+    column_collation,
+    execute,
+    fits_new_id_column,
+    next_bound_in,
+    placeholders,
+    range_condition,
 )
 
 
@@ -64,29 +66,17 @@ def _mismatch_sql(legacy: str, new: str, where: str) -> str:
 MAX_REPORTED = 1000
 
 
-def _legacy_id_collation(conn: Connection, legacy: str) -> str:
+def legacy_id_collation(conn: Connection, legacy: str) -> str:
     """The legacy key column's character set and collation, as `latin1 COLLATE
     latin1_swedish_ci`; read before the final lock, which then runs only the statements it needs.
 
     The RFC's table is latin1_swedish_ci; a registry created with other defaults must not turn
     lookups by that key into scans, or into an illegal mix of collations.
     """
-    rows = _execute(
-        conn,
-        "SELECT character_set_name, collation_name FROM information_schema.columns "
-        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = 'CanonicalId'",
-        (legacy,),
-    )
-    charset, collation = rows[0] if rows else (None, None)
-    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
-        raise LegacyMigrationError(
-            f"cannot read the character set and collation of {legacy}.CanonicalId",
-            offending=[charset, collation],
-        )
-    return f"{charset} COLLATE {collation}"
+    return column_collation(conn, legacy, "CanonicalId")
 
 
-def _as_legacy_key(expression: str, collation: str) -> str:
+def as_legacy_key(expression: str, collation: str) -> str:
     """`expression` compared the way the legacy primary key compares (so it can use that key)."""
     charset, _, collate = collation.partition(" COLLATE ")
     return f"CONVERT({expression} USING {charset}) COLLATE {collate}"
@@ -100,12 +90,12 @@ def _extra_sql(legacy: str, new: str, where: str, collation: str) -> str:
     """
     return (
         f"SELECT n.CanonicalId, n.OntologyType, n.SourceSystem, n.SourceId FROM {new} n "
-        f"LEFT JOIN {legacy} l ON l.CanonicalId = {_as_legacy_key('n.CanonicalId', collation)} "
+        f"LEFT JOIN {legacy} l ON l.CanonicalId = {as_legacy_key('n.CanonicalId', collation)} "
         f"WHERE ({where}) AND (l.CanonicalId IS NULL "
         "OR CAST(l.CanonicalId AS BINARY) <> CAST(n.CanonicalId AS BINARY) "
         + "".join(
             f"OR CAST(CONVERT(l.{part} USING utf8mb4) AS BINARY) <> CAST(n.{part} AS BINARY) "
-            for part in _SOURCE_PARTS
+            for part in SOURCE_PARTS
         )
         + ")"
     )
@@ -116,19 +106,19 @@ def _describe_extra(row: Sequence[str]) -> str:
     return f"{ontology}[{system}/{source}] -> {canonical}"
 
 
-def _ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
+def ids_with_pending_changes(conn: Connection, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()
-    rows = _execute(
+    rows = execute(
         conn,
         f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE} "
-        f"WHERE CanonicalId IN ({_placeholders(ids)})",
+        f"WHERE CanonicalId IN ({placeholders(ids)})",
         list(ids),
     )
     return {value for (value,) in rows}
 
 
-def _refuse_differences(missing: Sequence[str], extra: Sequence[str], new: str, what: str) -> None:
+def refuse_differences(missing: Sequence[str], extra: Sequence[str], new: str, what: str) -> None:
     """Raise LegacyVerificationError naming both kinds of difference, if there are any."""
     if not missing and not extra:
         return
@@ -159,25 +149,36 @@ class Verification:
     chunks_compared_row_by_row: int
 
 
-def _range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
-    """`lower < column <= upper`, either end open when None."""
-    conditions, params = [], []
-    if lower is not None:
-        conditions.append(f"{column} > %s")
-        params.append(lower)
-    if upper is not None:
-        conditions.append(f"{column} <= %s")
-        params.append(upper)
-    return " AND ".join(conditions) or "1 = 1", params
-
-
-def _ascii_bin_max(current: str | None, candidate: str) -> str:
+def ascii_bin_max(current: str | None, candidate: str) -> str:
     """The greater of two ASCII keys as ascii_bin orders them: by bytes, and PAD SPACE (a key
     compares as if padded with spaces, so trailing spaces do not count)."""
     if current is None:
         return candidate
     width = max(len(current), len(candidate))
     return candidate if candidate.ljust(width) > current.ljust(width) else current
+
+
+Bounds = tuple[str | None, str | None]
+
+
+def comparison_chunks(
+    conn: Connection, table: str, batch_size: int, *, until: Callable[[], bool]
+) -> Iterator[tuple[tuple[str | None, str] | None, Bounds]]:
+    """The chunks a full comparison walks, until `until()` (asked before each): the source's
+    keyset range of `batch_size * 5` keys (lower exclusive; None once past the last key) and
+    the copy's ascii_bin range, from the greatest boundary seen so far to this chunk's (open
+    at the top after the last chunk), so the two collations' orders never leave a row out."""
+    chunk = clamp_batch_size(batch_size * 5)
+    cursor: str | None = None  # source keyset position, source collation
+    low: str | None = None  # copy-side position: the greatest boundary so far, ascii_bin
+    while not until():
+        upper, count = next_bound_in(conn, table, cursor, chunk)
+        if not count:
+            yield None, (low, None)
+            return
+        high = ascii_bin_max(low, upper)
+        yield (cursor, upper), (low, high)
+        cursor, low = upper, high
 
 
 def verify_copy(
@@ -205,20 +206,16 @@ def verify_copy(
     difference whose ID has an unapplied change-log entry is accepted, and such IDs are left out
     of the checksums: each is re-copied and compared again, both ways, under the lock.
     """
-    chunk = clamp_batch_size(batch_size * 5)
-    collation = _legacy_id_collation(conn, legacy)
-    cursor: str | None = None  # legacy keyset position, legacy collation
-    low: str | None = None  # new-side position: the greatest boundary so far, ascii_bin
+    collation = legacy_id_collation(conn, legacy)
     legacy_rows = new_rows = chunks = row_by_row = 0
     missing: list[str] = []
     extra: list[str] = []
-    while len(missing) + len(extra) < MAX_REPORTED:
-        upper, count = _next_bound_in(conn, legacy, cursor, chunk)
-        if count and not upper.isascii():
+    for legacy_bounds, (low, high) in comparison_chunks(
+        conn, legacy, batch_size, until=lambda: len(missing) + len(extra) >= MAX_REPORTED
+    ):
+        if legacy_bounds is not None and not legacy_bounds[1].isascii():
             # Cannot be a boundary in ascii_bin, and cannot be copied either.
-            raise _unfit_ids_error([upper])
-        high = _ascii_bin_max(low, upper) if count else None
-        legacy_bounds = (cursor, upper) if count else None
+            raise unfit_ids_error([legacy_bounds[1]])
         digests = _chunk_digests(
             conn,
             legacy,
@@ -236,40 +233,37 @@ def verify_copy(
         differing: list[str] = []
         surplus: list[Sequence[str]] = []
         if legacy_bounds is not None and not (digests.rows_equal and digests.ids_equal):
-            where, params = _range_condition("l.CanonicalId", *legacy_bounds)
-            rows = _execute(
+            where, params = range_condition("l.CanonicalId", *legacy_bounds)
+            rows = execute(
                 conn, f"{_mismatch_sql(legacy, new, where)} LIMIT {MAX_REPORTED}", params
             )
             differing = [value for (value,) in rows]
         if not digests.rows_equal:
-            where, params = _range_condition("n.CanonicalId", low, high)
-            surplus = _execute(
+            where, params = range_condition("n.CanonicalId", low, high)
+            surplus = execute(
                 conn, f"{_extra_sql(legacy, new, where, collation)} LIMIT {MAX_REPORTED}", params
             )
         if not (digests.rows_equal and digests.ids_equal):
             row_by_row += 1
         if tolerate_pending and (differing or surplus):
-            pending = _ids_with_pending_changes(conn, [*differing, *(row[0] for row in surplus)])
+            pending = ids_with_pending_changes(conn, [*differing, *(row[0] for row in surplus)])
             differing = [value for value in differing if value not in pending]
             surplus = [row for row in surplus if row[0] not in pending]
         conn.commit()
         missing.extend(differing)
         extra.extend(_describe_extra(row) for row in surplus)
-        if not count:
-            break
-        cursor, low = upper, high
-        if progress is not None:
-            progress(Progress("verifying", legacy_rows, 0, 0, cursor))
-    _refuse_differences(missing, extra, new, "the copy does not match the legacy table")
+        if legacy_bounds is not None and progress is not None:
+            progress(Progress("verifying", legacy_rows, 0, 0, legacy_bounds[1]))
+    refuse_differences(missing, extra, new, "the copy does not match the legacy table")
     return Verification(legacy_rows, new_rows, chunks, row_by_row)
 
 
-def _kept(keep: str) -> str:
+def kept_sql(keep: str) -> str:
     """How many rows satisfy `keep`."""
     return f"COALESCE(SUM({keep}), 0)"
 
 
-def _checksum(*columns: str, keep: str = "1") -> str:
+def checksum_sql(*columns: str, keep: str = "1") -> str:
     """Order-independent checksum of the rows where `keep` holds: a sum of 60-bit slices of
     the SHA-256s of their exact bytes. SHA2() is built into MariaDB, MySQL 8.0 and 9.x alike;
     MD5() is not (MySQL 9.6 moved it into an optional component)."""
@@ -278,8 +272,33 @@ def _checksum(*columns: str, keep: str = "1") -> str:
     return f"COALESCE(SUM(IF({keep}, {digest}, 0)), 0)"
 
 
-def _not_in(column: str, values: Sequence[str]) -> str:
-    return f"{column} NOT IN ({_placeholders(values)})" if values else "1"
+def kept_digest(
+    conn: Connection,
+    table: str,
+    where: str,
+    params: Sequence[Any],
+    *,
+    columns: Sequence[str],
+    pending: Sequence[str],
+    count: bool = False,
+) -> tuple[int, ...]:
+    """Of `table`'s rows matching `where` (`table` with the alias the columns use), those whose
+    ID (the first of `columns`) is not `pending`: how many, and their checksum; with `count`,
+    how many rows match at all first."""
+    keep = not_in(columns[0], pending)
+    selected = f"{kept_sql(keep)}, {checksum_sql(*columns, keep=keep)}"
+    return tuple(
+        int(value)
+        for value in execute(
+            conn,
+            f"SELECT {'COUNT(*), ' if count else ''}{selected} FROM {table} WHERE {where}",
+            [*pending * 2, *params],
+        )[0]
+    )
+
+
+def not_in(column: str, values: Sequence[str]) -> str:
+    return f"{column} NOT IN ({placeholders(values)})" if values else "1"
 
 
 # Past this many logged IDs in one chunk, the chunk's digests include them (and will differ).
@@ -298,10 +317,10 @@ def _pending_in_chunk(
     catch-up pass."""
 
     def logged(column: str, bounds: tuple[str | None, str | None]) -> list[str]:
-        where, params = _range_condition(column, *bounds)
+        where, params = range_condition(column, *bounds)
         ids = [
             value
-            for (value,) in _execute(
+            for (value,) in execute(
                 conn,
                 f"SELECT DISTINCT g.CanonicalId FROM {CHANGES_TABLE} g WHERE {where} "
                 f"LIMIT {MAX_EXCLUDED_PER_CHUNK + 1}",
@@ -311,7 +330,7 @@ def _pending_in_chunk(
         return ids if len(ids) <= MAX_EXCLUDED_PER_CHUNK else []
 
     legacy_ids = (
-        logged(_as_legacy_key("g.CanonicalId", collation), legacy_bounds) if legacy_bounds else []
+        logged(as_legacy_key("g.CanonicalId", collation), legacy_bounds) if legacy_bounds else []
     )
     return legacy_ids, logged("g.CanonicalId", new_bounds)
 
@@ -354,39 +373,35 @@ def _chunk_digests(
     )
     legacy_digest = (0, 0, 0, 0)
     if legacy_bounds is not None:
-        where, params = _range_condition("l.CanonicalId", *legacy_bounds)
-        keep = _not_in("l.CanonicalId", legacy_pending)
-        utf8 = [f"CONVERT(l.{c} USING utf8mb4)" for c in ("CanonicalId", *_SOURCE_PARTS)]
-        row = _execute(
+        where, params = range_condition("l.CanonicalId", *legacy_bounds)
+        keep = not_in("l.CanonicalId", legacy_pending)
+        utf8 = [f"CONVERT(l.{c} USING utf8mb4)" for c in ("CanonicalId", *SOURCE_PARTS)]
+        row = execute(
             conn,
-            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*utf8, keep=keep)}, "
-            f"{_checksum(utf8[0], keep=keep)} FROM {legacy} l WHERE {where}",
+            f"SELECT COUNT(*), {kept_sql(keep)}, {checksum_sql(*utf8, keep=keep)}, "
+            f"{checksum_sql(utf8[0], keep=keep)} FROM {legacy} l WHERE {where}",
             # `keep` appears three times in the select list, which comes before WHERE.
             [*legacy_pending * 3, *params],
         )[0]
         legacy_digest = tuple(int(value) for value in row)
-    where, params = _range_condition("n.CanonicalId", *new_bounds)
-    keep = _not_in("n.CanonicalId", new_pending)
-    new_columns = ("n.CanonicalId", *(f"n.{part}" for part in _SOURCE_PARTS))
-    new_total, new_kept, new_sum = (
-        int(value)
-        for value in _execute(
-            conn,
-            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*new_columns, keep=keep)} "
-            f"FROM {new} n WHERE {where}",
-            [*new_pending * 2, *params],
-        )[0]
+    where, params = range_condition("n.CanonicalId", *new_bounds)
+    new_total, new_kept, new_sum = kept_digest(
+        conn,
+        f"{new} n",
+        where,
+        params,
+        columns=("n.CanonicalId", *(f"n.{part}" for part in SOURCE_PARTS)),
+        pending=new_pending,
+        count=True,
     )
-    where, params = _range_condition("c.CanonicalId", *new_bounds)
-    keep = _not_in("c.CanonicalId", new_pending)
-    id_kept, id_sum = (
-        int(value)
-        for value in _execute(
-            conn,
-            f"SELECT {_kept(keep)}, {_checksum('c.CanonicalId', keep=keep)} FROM canonical_ids c "
-            f"WHERE {where} AND c.Status = 'assigned'",
-            [*new_pending * 2, *params],
-        )[0]
+    where, params = range_condition("c.CanonicalId", *new_bounds)
+    id_kept, id_sum = kept_digest(
+        conn,
+        "canonical_ids c",
+        f"{where} AND c.Status = 'assigned'",
+        params,
+        columns=("c.CanonicalId",),
+        pending=new_pending,
     )
     legacy_total, legacy_kept, legacy_row_sum, legacy_id_sum = legacy_digest
     return _ChunkDigests(
@@ -397,7 +412,17 @@ def _chunk_digests(
     )
 
 
-def _verify_ids(
+def id_parts(ids: Collection[str]) -> Iterator[tuple[list[str], list[str]]]:
+    """The distinct IDs in order, 1,000 at a time, each part with those of its IDs the copy's
+    ASCII column can hold (the only ones the copy can have rows for: the re-copy refuses the
+    rest first)."""
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), 1000):
+        part = ordered[start : start + 1000]
+        yield part, [value for value in part if fits_new_id_column(value)]
+
+
+def verify_ids(
     conn: Connection,
     legacy: str,
     new: str,
@@ -410,30 +435,26 @@ def _verify_ids(
     given the legacy key's `collation`, their rows in the new table are all legacy rows (an ID
     the legacy table no longer has must have no row left). Proportional to the IDs; used under
     the lock."""
-    ordered = sorted(set(ids))
     missing: list[str] = []
     extra: list[Sequence[str]] = []
-    for start in range(0, len(ordered), 1000):
-        part = ordered[start : start + 1000]
-        rows = _execute(
-            conn, _mismatch_sql(legacy, new, f"l.CanonicalId IN ({_placeholders(part)})"), part
+    for part, fitting in id_parts(ids):
+        rows = execute(
+            conn, _mismatch_sql(legacy, new, f"l.CanonicalId IN ({placeholders(part)})"), part
         )
         missing.extend(value for (value,) in rows)
-        # Only ASCII can be in the new ID column (apply_changes refuses the rest first).
-        fitting = [value for value in part if _fits_new_id_column(value)]
         if collation is not None and fitting:
-            rows = _execute(
+            rows = execute(
                 conn,
-                _extra_sql(legacy, new, f"n.CanonicalId IN ({_placeholders(fitting)})", collation),
+                _extra_sql(legacy, new, f"n.CanonicalId IN ({placeholders(fitting)})", collation),
                 fitting,
             )
             extra.extend(rows)
     if tolerate_pending and (missing or extra):
         # Changed again since it was applied: re-copied and re-checked later, under the lock.
-        pending = _ids_with_pending_changes(conn, [*missing, *(row[0] for row in extra)])
+        pending = ids_with_pending_changes(conn, [*missing, *(row[0] for row in extra)])
         missing = [value for value in missing if value not in pending]
         extra = [row for row in extra if row[0] not in pending]
-    _refuse_differences(
+    refuse_differences(
         missing,
         [_describe_extra(row) for row in extra],
         new,

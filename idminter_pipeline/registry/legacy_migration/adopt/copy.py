@@ -2,7 +2,7 @@
 
 The copies are created with exactly what sql/ builds; log triggers on the port's two tables
 record the CanonicalId of every write from before the first row is read; the copy walks the
-port's canonical_ids key in batches committed with their cursor; `_apply` re-copies the IDs the
+port's canonical_ids key in batches committed with their cursor; `apply_log` re-copies the IDs the
 change log names (`copy.apply_changes` with this kind's re-copy), before or after the swap.
 """
 
@@ -17,33 +17,28 @@ from typing import Any
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _create_trigger,
-    _install_triggers,
-    _refuse_unfit_ids,
-    _trigger_names,
     apply_changes,
+    copy_in_batches,
+    install_guard_triggers,
+    install_log_triggers,
+    refuse_unfit_ids,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
-    CHANGES_TABLE,
     GUARD_TRIGGER_NAMES,
+    LIVE_TABLE,
     LOG_TRIGGER_NAMES,
+    NEW_TABLE,
+    SOURCE_PARTS,
     STATE_TABLE,
     MigrationReport,
-    Phase,
-    Progress,
     ProgressCallback,
-    _estimated_rows,
-    _execute,
-    _next_bound_in,
-    _placeholders,
-    _read_state,
-    _scalar,
+    execute,
     new_identifiers_ddl,
+    placeholders,
+    range_condition,
+    read_state,
+    scalar,
     show_create_table,
-)
-from idminter_pipeline.registry.legacy_migration.verify import (
-    _range_condition,
 )
 from idminter_pipeline.registry.schema import (
     DriftKind,
@@ -54,9 +49,9 @@ from idminter_pipeline.registry.schema import (
 
 logger = logging.getLogger(__name__)
 
-MAPPINGS = "identifiers"
+# The live mapping table and its copy are the legacy kind's; this kind copies canonical_ids too.
+MAPPINGS, NEW_MAPPINGS = LIVE_TABLE, NEW_TABLE
 IDS = "canonical_ids"
-NEW_MAPPINGS = "identifiers_new"
 NEW_IDS = "canonical_ids_new"
 KEPT_MAPPINGS = "identifiers_port"
 KEPT_IDS = "canonical_ids_port"
@@ -65,14 +60,10 @@ ID_LOG_TRIGGER_NAMES = ("idminter_port_ids_ai", "idminter_port_ids_au", "idminte
 ID_GUARD_TRIGGER_NAMES = ("idminter_new_ids_bi", "idminter_new_ids_bu", "idminter_new_ids_bd")
 ADOPT_TRIGGER_NAMES = LOG_TRIGGER_NAMES + GUARD_TRIGGER_NAMES + ID_LOG_TRIGGER_NAMES
 ADOPT_TRIGGER_NAMES += ID_GUARD_TRIGGER_NAMES
-# Catch-up rounds stop once the log is this small (as in the legacy kind).
-LOCKED_CATCH_UP_THRESHOLD = 2_000
-FINAL_PASS_THRESHOLD = 100
-MAX_CATCH_UP_ROUNDS = 50
 
 
 @dataclass(frozen=True)
-class _Tables:
+class Tables:
     """The port's tables (source) and their copies (target), by their names at one moment."""
 
     mappings: str
@@ -81,18 +72,26 @@ class _Tables:
     new_ids: str
 
 
-BEFORE_SWAP = _Tables(MAPPINGS, IDS, NEW_MAPPINGS, NEW_IDS)
-AFTER_SWAP = _Tables(KEPT_MAPPINGS, KEPT_IDS, MAPPINGS, IDS)
+BEFORE_SWAP = Tables(MAPPINGS, IDS, NEW_MAPPINGS, NEW_IDS)
+AFTER_SWAP = Tables(KEPT_MAPPINGS, KEPT_IDS, MAPPINGS, IDS)
 _MAPPING_COLUMNS = "OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt"
 _ID_COLUMNS = "CanonicalId, Status, CreatedAt, AssignedAt"
 
 
-def _utf8(expression: str) -> str:
+def as_utf8_bin(expression: str) -> str:
     return f"CONVERT({expression} USING utf8mb4) COLLATE utf8mb4_bin"
 
 
-def _ascii(expression: str) -> str:
+def as_ascii_bin(expression: str) -> str:
     return f"CONVERT({expression} USING ascii) COLLATE ascii_bin"
+
+
+# What a batch selects from the port's tables (aliases `cs` and `s`), in the copies' encodings.
+_ID_VALUES = f"{as_ascii_bin('cs.CanonicalId')}, cs.Status, cs.CreatedAt, cs.AssignedAt"
+_MAPPING_VALUES = (
+    ", ".join(as_utf8_bin(f"s.{part}") for part in SOURCE_PARTS)
+    + f", {as_ascii_bin('s.CanonicalId')}, s.CreatedAt"
+)
 
 
 # -- the new tables: exactly what sql/ builds -----------------------------------------------------
@@ -135,22 +134,6 @@ def new_mappings_ddl() -> str:
 # -- what the port's tables hold, in their own character set and collation -----------------------
 
 
-def _source_collation(conn: Connection, table: str, column: str) -> str:
-    rows = _execute(
-        conn,
-        "SELECT character_set_name, collation_name FROM information_schema.columns "
-        "WHERE table_schema = DATABASE() AND table_name = %s AND column_name = %s",
-        (table, column),
-    )
-    charset, collation = rows[0] if rows else (None, None)
-    if not (re.fullmatch(r"\w+", charset or "") and re.fullmatch(r"\w+", collation or "")):
-        raise LegacyMigrationError(
-            f"cannot read the character set and collation of {table}.{column}",
-            offending=[charset, collation],
-        )
-    return f"{charset} COLLATE {collation}"
-
-
 def is_port_registry(conn: Connection) -> bool:
     """The port's tables (or any RFC-shaped ones not this project's) are live: adopt them."""
     return schema_drift(conn).kind is DriftKind.PORT and table_exists(conn, MAPPINGS)
@@ -159,47 +142,22 @@ def is_port_registry(conn: Connection) -> bool:
 # -- triggers --------------------------------------------------------------------------------------
 
 
-def _install_id_triggers(conn: Connection) -> None:
-    existing = _trigger_names(conn, IDS)
-    log = f"INSERT INTO {CHANGES_TABLE} (CanonicalId) VALUES"
-    bodies = {
-        ID_LOG_TRIGGER_NAMES[0]: f"AFTER INSERT ON {IDS} FOR EACH ROW {log} (NEW.CanonicalId)",
-        ID_LOG_TRIGGER_NAMES[1]: (
-            f"AFTER UPDATE ON {IDS} FOR EACH ROW {log} (OLD.CanonicalId), (NEW.CanonicalId)"
+def install_id_guard_triggers(conn: Connection) -> None:
+    """The legacy kind's guard on the copy of canonical_ids too."""
+    install_guard_triggers(
+        conn,
+        NEW_IDS,
+        ID_GUARD_TRIGGER_NAMES,
+        lambda event, row: (
+            f"'written only by db adopt until swapped; refused {event} of canonical ID ', "
+            f"{row}.CanonicalId"
         ),
-        ID_LOG_TRIGGER_NAMES[2]: f"AFTER DELETE ON {IDS} FOR EACH ROW {log} (OLD.CanonicalId)",
-    }
-    for name, body in bodies.items():
-        if name not in existing:
-            _create_trigger(conn, f"CREATE TRIGGER {name} {body}")
-
-
-def _install_id_guard_triggers(conn: Connection) -> None:
-    from idminter_pipeline.registry.legacy_migration.state import (  # noqa: PLC0415
-        MIGRATION_SESSION_VARIABLE,
     )
 
-    existing = _trigger_names(conn, NEW_IDS)
-    for name, event, row in zip(
-        ID_GUARD_TRIGGER_NAMES, ("INSERT", "UPDATE", "DELETE"), ("NEW", "OLD", "OLD"), strict=True
-    ):
-        if name in existing:
-            continue
-        _create_trigger(
-            conn,
-            f"CREATE TRIGGER {name} BEFORE {event} ON {NEW_IDS} FOR EACH ROW BEGIN "
-            "DECLARE refused VARCHAR(128) DEFAULT NULL; "
-            f"IF {MIGRATION_SESSION_VARIABLE} IS NULL THEN "
-            "SET refused = LEFT(CONCAT('written only by db adopt until swapped; refused "
-            f"{event.lower()} of canonical ID ', {row}.CanonicalId), 128); "
-            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = refused; "
-            "END IF; END",
-        )
 
-
-def _drop_triggers(conn: Connection) -> None:
+def drop_triggers(conn: Connection) -> None:
     for name in ADOPT_TRIGGER_NAMES:
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
 
 
 # -- copy and re-copy ------------------------------------------------------------------------------
@@ -207,24 +165,23 @@ def _drop_triggers(conn: Connection) -> None:
 
 def _copy_ids(conn: Connection, where_ids: str, where_mappings: str, params: Sequence[Any]) -> None:
     """Upsert the port's canonical_ids rows and mappings matching the conditions (a batch)."""
-    _execute(
+    execute(
         conn,
-        f"INSERT INTO {NEW_IDS} ({_ID_COLUMNS}) SELECT {_ascii('cs.CanonicalId')}, cs.Status, "
-        f"cs.CreatedAt, cs.AssignedAt FROM {IDS} cs WHERE {where_ids} "
+        f"INSERT INTO {NEW_IDS} ({_ID_COLUMNS}) SELECT {_ID_VALUES} FROM {IDS} cs "
+        f"WHERE {where_ids} "
         "ON DUPLICATE KEY UPDATE Status = VALUES(Status), AssignedAt = VALUES(AssignedAt)",
         params,
     )
-    _execute(
+    execute(
         conn,
-        f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT "
-        + ", ".join(_utf8(f"s.{part}") for part in _SOURCE_PARTS)
-        + f", {_ascii('s.CanonicalId')}, s.CreatedAt FROM {MAPPINGS} s WHERE {where_mappings} "
+        f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
+        f"FROM {MAPPINGS} s WHERE {where_mappings} "
         "ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId), CreatedAt = VALUES(CreatedAt)",
         params,
     )
 
 
-def _recopier(tb: _Tables) -> Any:
+def _recopier(tb: Tables) -> Any:
     def recopy(
         conn: Connection, source: str, target: str, ids: Sequence[str], fitting: Sequence[str]
     ) -> int:
@@ -232,25 +189,27 @@ def _recopier(tb: _Tables) -> Any:
         canonical_ids rows and mappings replaced by the port's current ones; returns the
         mappings' row delta."""
         del source, target  # this kind copies two tables, named by `tb`
-        in_ids = f"s.CanonicalId IN ({_placeholders(ids)})"
+        in_ids = f"s.CanonicalId IN ({placeholders(ids)})"
         with conn.cursor() as cursor:
             removed = 0
             if fitting:
                 cursor.execute(
                     f"DELETE t FROM {tb.new_mappings} t WHERE t.CanonicalId IN "
-                    f"({_placeholders(fitting)})",
+                    f"({placeholders(fitting)})",
                     list(fitting),
                 )
                 removed = cursor.rowcount
                 cursor.execute(
                     f"DELETE cn FROM {tb.new_ids} cn WHERE cn.CanonicalId IN "
-                    f"({_placeholders(fitting)})",
+                    f"({placeholders(fitting)})",
                     list(fitting),
                 )
             # A key these IDs hold now may still be in the copy under another ID (the port
             # moved it); that ID is logged too. Removed now, so the inserts below only insert
             # and the row count stays exact.
-            same_key = " AND ".join(f"t.{part} = {_utf8(f's.{part}')}" for part in _SOURCE_PARTS)
+            same_key = " AND ".join(
+                f"t.{part} = {as_utf8_bin(f's.{part}')}" for part in SOURCE_PARTS
+            )
             cursor.execute(
                 f"DELETE t FROM {tb.mappings} s STRAIGHT_JOIN {tb.new_mappings} t ON {same_key} "
                 f"WHERE {in_ids}",
@@ -258,15 +217,13 @@ def _recopier(tb: _Tables) -> Any:
             )
             removed += cursor.rowcount
             cursor.execute(
-                f"INSERT INTO {tb.new_ids} ({_ID_COLUMNS}) SELECT {_ascii('cs.CanonicalId')}, "
-                f"cs.Status, cs.CreatedAt, cs.AssignedAt FROM {tb.ids} cs "
-                f"WHERE cs.CanonicalId IN ({_placeholders(ids)})",
+                f"INSERT INTO {tb.new_ids} ({_ID_COLUMNS}) SELECT {_ID_VALUES} FROM {tb.ids} cs "
+                f"WHERE cs.CanonicalId IN ({placeholders(ids)})",
                 list(ids),
             )
             cursor.execute(
-                f"INSERT INTO {tb.new_mappings} ({_MAPPING_COLUMNS}) SELECT "
-                + ", ".join(_utf8(f"s.{part}") for part in _SOURCE_PARTS)
-                + f", {_ascii('s.CanonicalId')}, s.CreatedAt FROM {tb.mappings} s WHERE {in_ids}",
+                f"INSERT INTO {tb.new_mappings} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
+                f"FROM {tb.mappings} s WHERE {in_ids}",
                 list(ids),
             )
             return cursor.rowcount - removed
@@ -274,8 +231,8 @@ def _recopier(tb: _Tables) -> Any:
     return recopy
 
 
-def _apply(
-    conn: Connection, batch_size: int, max_entries: int | None = None, tb: _Tables = BEFORE_SWAP
+def apply_log(
+    conn: Connection, batch_size: int, max_entries: int | None = None, tb: Tables = BEFORE_SWAP
 ) -> Any:
     return apply_changes(
         conn,
@@ -287,21 +244,21 @@ def _apply(
     )
 
 
-def _start(conn: Connection) -> None:
-    _refuse_unfit_ids(conn, IDS, "1 = 1", ())
-    if table_exists(conn, NEW_MAPPINGS) and _scalar(conn, f"SELECT COUNT(*) FROM {NEW_MAPPINGS}"):
+def start_copy(conn: Connection) -> None:
+    refuse_unfit_ids(conn, IDS, "1 = 1", ())
+    if table_exists(conn, NEW_MAPPINGS) and scalar(conn, f"SELECT COUNT(*) FROM {NEW_MAPPINGS}"):
         raise LegacyMigrationError(
             f"{NEW_MAPPINGS} already holds rows but no adoption is recorded; run "
             "`idminter db adopt --rollback --yes` to clear it, then adopt again"
         )
     if not table_exists(conn, NEW_IDS):
         for statement in new_ids_ddl():
-            _execute(conn, statement)
-    _execute(conn, new_mappings_ddl())
+            execute(conn, statement)
+    execute(conn, new_mappings_ddl())
     # Logging starts before the first row is read: every later write is re-copied.
-    _install_triggers(conn, MAPPINGS)
-    _install_id_triggers(conn)
-    _execute(
+    install_log_triggers(conn, MAPPINGS)
+    install_log_triggers(conn, IDS, ID_LOG_TRIGGER_NAMES)
+    execute(
         conn,
         f"INSERT INTO {STATE_TABLE} (Id, Phase, LegacyCreateTable) VALUES (1, 'copying', %s)",
         (show_create_table(conn, MAPPINGS),),
@@ -309,33 +266,23 @@ def _start(conn: Connection) -> None:
     conn.commit()
 
 
-def _copy(
+def copy_port_tables(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
 ) -> None:
-    state = _read_state(conn)
-    assert state is not None
-    cursor, copied, batches = state.cursor, state.rows_copied, state.batches
-    estimated = _estimated_rows(conn, IDS)
-    while True:
-        upper, count = _next_bound_in(conn, IDS, cursor, batch_size)
-        conn.commit()
-        if count == 0:
-            break
-        where, params = _range_condition("{t}.CanonicalId", cursor, upper)
+    """The port's canonical_ids and mappings into their copies, in keyset batches of IDs."""
+
+    def copy_batch(conn: Connection, lower: str | None, upper: str) -> None:
+        where, params = range_condition("{t}.CanonicalId", lower, upper)
         _copy_ids(conn, where.format(t="cs"), where.format(t="s"), params)
-        _execute(
-            conn,
-            f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
-            "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-            (upper, count),
-        )
-        conn.commit()
-        cursor, copied, batches = upper, copied + count, batches + 1
-        report.rows_copied, report.batches = copied, batches
-        if progress is not None:
-            progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
-    _execute(
+
+    state = read_state(conn)
+    assert state is not None
+    copy_in_batches(
         conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+        state,
+        table=IDS,
+        copy_batch=copy_batch,
+        batch_size=batch_size,
+        progress=progress,
+        report=report,
     )
-    conn.commit()

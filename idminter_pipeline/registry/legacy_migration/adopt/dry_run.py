@@ -22,23 +22,23 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     KEPT_IDS,
     KEPT_MAPPINGS,
     MAPPINGS,
-    _source_collation,
-    _utf8,
+    as_utf8_bin,
     is_port_registry,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.run import Variant
 from idminter_pipeline.registry.legacy_migration.dry_run import CANONICAL_ID_PATTERN, Finding
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
     DEFAULT_BATCH_SIZE,
     EXAMPLES,
+    SOURCE_PARTS,
     Phase,
-    _execute,
-    _read_state,
-    _state_available,
     clamp_batch_size,
+    column_collation,
+    execute,
+    read_state,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.verify import _as_legacy_key
+from idminter_pipeline.registry.legacy_migration.verify import as_legacy_key
 from idminter_pipeline.registry.schema import table_exists
 
 Key = tuple[str, str, str]
@@ -69,7 +69,7 @@ class AdoptionDryRun:
 
 
 def _any_part(condition: str) -> str:
-    return " OR ".join(f"({condition.format(part=part)})" for part in _SOURCE_PARTS)
+    return " OR ".join(f"({condition.format(part=part)})" for part in SOURCE_PARTS)
 
 
 def adoption_dry_run(
@@ -83,19 +83,19 @@ def adoption_dry_run(
     batch_size = clamp_batch_size(batch_size)
     conn = connect()
     try:
-        _execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        state = _read_state(conn) if _state_available(conn) else None
+        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        state = read_state(conn) if state_available(conn) else None
         phase = (state.phase if state else Phase.NONE).value
         if not is_port_registry(conn):
             conn.rollback()
             return AdoptionDryRun(False, phase, 0, {}, batch_size, 0, {}, {}, None)
-        mappings = int(_execute(conn, f"SELECT COUNT(*) FROM {MAPPINGS}")[0][0])
+        mappings = int(execute(conn, f"SELECT COUNT(*) FROM {MAPPINGS}")[0][0])
         ids = {
             str(s): int(n)
-            for s, n in _execute(conn, f"SELECT Status, COUNT(*) FROM {IDS} GROUP BY Status")
+            for s, n in execute(conn, f"SELECT Status, COUNT(*) FROM {IDS} GROUP BY Status")
         }
         collation_change = {
-            f"{table}.{column}": _source_collation(conn, table, column).replace(" COLLATE ", "/")
+            f"{table}.{column}": column_collation(conn, table, column).replace(" COLLATE ", "/")
             + f" -> {target}"
             for table, column, target in (
                 (MAPPINGS, "SourceId", "utf8mb4/utf8mb4_bin"),
@@ -141,12 +141,12 @@ def _findings(conn: Connection) -> dict[str, Finding]:
         "(CHAR_LENGTH(CanonicalId) > 8 OR CAST(CanonicalId AS BINARY) <> "
         "CAST(CONVERT(CanonicalId USING ascii) AS BINARY))"
     )
-    counts = _execute(
+    counts = execute(
         conn,
         f"SELECT COALESCE(SUM({non_ascii}), 0), COALESCE(SUM({cased}), 0), "
         f"COALESCE(SUM({padded}), 0) FROM {MAPPINGS}",
     )[0]
-    id_counts = _execute(
+    id_counts = execute(
         conn,
         f"SELECT COALESCE(SUM({old_rules}), 0), COALESCE(SUM({unfit}), 0) FROM {IDS}",
     )[0]
@@ -156,10 +156,10 @@ def _findings(conn: Connection) -> dict[str, Finding]:
     def rows_where(condition: str, count: int) -> list[Any]:
         if not count:
             return []
-        parts = ", ".join(_utf8(part) for part in _SOURCE_PARTS)
+        parts = ", ".join(as_utf8_bin(part) for part in SOURCE_PARTS)
         return [
             list(row)
-            for row in _execute(
+            for row in execute(
                 conn,
                 f"SELECT CanonicalId, {parts} FROM {MAPPINGS} WHERE {condition} "
                 f"ORDER BY CanonicalId LIMIT {EXAMPLES}",
@@ -171,7 +171,7 @@ def _findings(conn: Connection) -> dict[str, Finding]:
             return []
         return [
             value
-            for (value,) in _execute(
+            for (value,) in execute(
                 conn, f"SELECT CanonicalId FROM {IDS} WHERE {condition} LIMIT {EXAMPLES}"
             )
         ]
@@ -242,14 +242,14 @@ def _variants_in(conn: Connection, table: str, keys: Sequence[Key]) -> list[Vari
         for i in range(len(keys))
     )
     # Compared in the port's own collation (the derived table's would be the connection's).
-    collation = _source_collation(conn, table, "SourceId")
-    rows = _execute(
+    collation = column_collation(conn, table, "SourceId")
+    rows = execute(
         conn,
-        f"SELECT r.o, r.s, r.v, {', '.join(_utf8(f'i.{part}') for part in _SOURCE_PARTS)}, "
+        f"SELECT r.o, r.s, r.v, {', '.join(as_utf8_bin(f'i.{part}') for part in SOURCE_PARTS)}, "
         f"i.CanonicalId FROM ({requested}) r JOIN {table} i "
-        f"ON i.OntologyType = {_as_legacy_key('r.o', collation)} "
-        f"AND i.SourceSystem = {_as_legacy_key('r.s', collation)} "
-        f"AND i.SourceId = {_as_legacy_key('r.v', collation)}",
+        f"ON i.OntologyType = {as_legacy_key('r.o', collation)} "
+        f"AND i.SourceSystem = {as_legacy_key('r.s', collation)} "
+        f"AND i.SourceId = {as_legacy_key('r.v', collation)}",
         [value for requested_key in keys for value in requested_key],
     )
     variants = []
@@ -269,7 +269,7 @@ def assigned_canonical_ids(
         table = KEPT_IDS if table_exists(conn, KEPT_IDS) else IDS
         after: str | None = None
         while True:
-            rows = _execute(
+            rows = execute(
                 conn,
                 f"SELECT CanonicalId FROM {table} WHERE Status = 'assigned' "
                 + ("AND CanonicalId > %s " if after is not None else "")

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pymysql
 
 from idminter_pipeline.core import strict_json
 from idminter_pipeline.core.errors import InvalidInputError, LegacyMigrationError
@@ -33,54 +30,58 @@ from idminter_pipeline.registry.invariants import (
 from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     ADOPT_TRIGGER_NAMES,
     AFTER_SWAP,
-    FINAL_PASS_THRESHOLD,
     ID_GUARD_TRIGGER_NAMES,
     IDS,
     KEPT_IDS,
     KEPT_MAPPINGS,
-    LOCKED_CATCH_UP_THRESHOLD,
     MAPPINGS,
-    MAX_CATCH_UP_ROUNDS,
     NEW_IDS,
     NEW_MAPPINGS,
-    _apply,
-    _copy,
-    _drop_triggers,
-    _install_id_guard_triggers,
-    _start,
+    apply_log,
+    copy_port_tables,
+    drop_triggers,
+    install_id_guard_triggers,
     is_port_registry,
+    start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.verify import (
-    _keys,
-    _verify_ids,
-    verify_adoption,
+    ADOPTION,
+    adoption_held,
+    verify_ids,
+)
+from idminter_pipeline.registry.legacy_migration.conversion import (
+    LegacyActionReport,
+    SyncReport,
+    admin_session,
+    copy_back_since_swap,
+    final_pass_and_rename,
+    forget_conversion,
+    lag,
+    record_finalized,
+    record_swapped,
+    run_conversion,
+    stop_or_swap_back,
+    sync_held,
+    verify_then_catch_up,
 )
 from idminter_pipeline.registry.legacy_migration.copy import (
-    _copy_connection,
-    _install_guard_triggers,
-    _trigger_names,
+    install_guard_triggers,
 )
-from idminter_pipeline.registry.legacy_migration.hold import Lag, lag
 from idminter_pipeline.registry.legacy_migration.state import (
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
     EXAMPLES,
     GUARD_TRIGGER_NAMES,
-    LOCK_WAIT_TIMEOUT_SECONDS,
     STATE_TABLE,
     MigrationReport,
     Phase,
-    Progress,
     ProgressCallback,
-    _execute,
-    _migration_lock,
-    _pending_changes,
-    _read_state,
-    _require_state_tables,
-    _state_available,
-    clamp_batch_size,
+    execute,
+    read_alone,
+    read_state,
+    require_state_tables,
+    state_available,
 )
-from idminter_pipeline.registry.legacy_migration.swap import LegacyActionReport, _rows_read
 from idminter_pipeline.registry.schema import (
     PORT_MIGRATION,
     YOYO_MIGRATION_TABLE,
@@ -161,16 +162,6 @@ class AdoptionReport(MigrationReport):
     variants_not_registered: list[str] = field(default_factory=list)
 
 
-def _held(conn: Connection) -> bool:
-    state = _read_state(conn) if _state_available(conn) else None
-    return (
-        state is not None
-        and state.phase is Phase.COPIED
-        and table_exists(conn, NEW_MAPPINGS)
-        and set(ID_GUARD_TRIGGER_NAMES) <= _trigger_names(conn, NEW_IDS)
-    )
-
-
 def adopt(
     connect: ConnectionFactory,
     *,
@@ -182,17 +173,13 @@ def adopt(
     """Convert a port-created registry into this project's schema, online; resume an
     interrupted run. Does nothing (status "nothing to do") on a registry that is this
     project's. `variants` are registered at the swap, before anything else can write."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    # This project's history and bookkeeping tables beside the port's; its tables untouched.
-    apply_migrations(connect, adopting=True)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
-        try:
-            report = _adopt(conn, batch_size, progress, swap, variants)
-        finally:
-            conn.close()
-    report.duration_seconds = round(time.monotonic() - started, 3)
+    report = run_conversion(
+        connect,
+        batch_size,
+        lambda conn, batch_size: _adopt(conn, batch_size, progress, swap, variants),
+        # This project's history and bookkeeping tables beside the port's; its tables untouched.
+        prepare=lambda: apply_migrations(connect, adopting=True),
+    )
     logger.info("adoption: %s", report.status)
     return report
 
@@ -204,13 +191,13 @@ def _adopt(
     swap: bool,
     variants: Sequence[Variant],
 ) -> AdoptionReport:
-    _require_state_tables(conn)
-    state = _read_state(conn)
+    require_state_tables(conn)
+    state = read_state(conn)
     phase = state.phase if state else Phase.NONE
     report = AdoptionReport("", "port", phase.value)
     if phase is Phase.COPIED and table_exists(conn, KEPT_MAPPINGS):
         # Interrupted between the rename and recording it: finish the bookkeeping.
-        _finish_swap(conn, batch_size, report, variants)
+        finish_swap(conn, batch_size, report, variants)
         report.messages.append("completed a swap interrupted after the rename")
         return report
     if not is_port_registry(conn):
@@ -225,106 +212,58 @@ def _adopt(
         return report
     if state is not None and phase not in (Phase.COPYING, Phase.COPIED):
         # A finished migration's row (finalized, or swapped with its tables dropped by hand).
-        _execute(conn, f"DELETE FROM {STATE_TABLE}")
+        execute(conn, f"DELETE FROM {STATE_TABLE}")
         conn.commit()
         state = None
     if state is None:
-        _start(conn)
+        start_copy(conn)
         report.messages.append(f"started: triggers installed, {NEW_MAPPINGS} and {NEW_IDS} created")
-        state = _read_state(conn)
+        state = read_state(conn)
         assert state is not None
     else:
         report.messages.append(f"resuming after {state.rows_copied} canonical IDs ({phase.value})")
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
-        _copy(conn, batch_size, progress, report)
+        copy_port_tables(conn, batch_size, progress, report)
     report.phase = Phase.COPIED.value
-    _install_guard_triggers(conn, NEW_MAPPINGS)
-    _install_id_guard_triggers(conn)
-    _execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        report.changes_applied += _apply(conn, batch_size).entries
-        pending = _pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(Progress("catching up", report.rows_copied, report.batches, 0, None, pending))
-        if pending <= LOCKED_CATCH_UP_THRESHOLD:
-            break
-    verification = verify_adoption(conn, batch_size=batch_size, progress=progress)
-    report.messages.append(
-        f"full comparison passed in both directions: {verification.mappings} mappings in "
-        f"{verification.chunks} chunks, {verification.chunks_compared_row_by_row} compared row "
-        "by row"
-    )
-    if not swap:
-        report.verified, report.new_rows = True, verification.mappings
-        report.status = "copied and verified; not swapped"
-        return report
-    rows = verification.mappings + _catch_up_verified(conn, batch_size, progress, report)
-    _final_pass_and_swap(conn, batch_size, report, rows, variants)
+    install_guard_triggers(conn, NEW_MAPPINGS)
+    install_id_guard_triggers(conn)
+    execute(conn, f"ANALYZE TABLE {NEW_MAPPINGS}, {NEW_IDS}")
+
+    rows = verify_then_catch_up(conn, ADOPTION, batch_size, progress, report, swap=swap)
+    if rows is not None:
+        final_pass_and_swap(conn, batch_size, report, rows, variants)
     return report
 
 
-def _catch_up_verified(
-    conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
-) -> int:
-    keys = _keys(conn)
-    row_delta = 0
-    for _ in range(MAX_CATCH_UP_ROUNDS):
-        pending = _pending_changes(conn)
-        conn.commit()
-        if progress is not None:
-            progress(
-                Progress("catching up after verification", report.rows_copied, 0, 0, None, pending)
-            )
-        if pending <= FINAL_PASS_THRESHOLD:
-            break
-        applied = _apply(conn, batch_size, max_entries=pending)
-        _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
-        conn.commit()
-        report.changes_applied += applied.entries
-        row_delta += applied.row_delta
-    return row_delta
-
-
-def _final_pass_and_swap(
+def final_pass_and_swap(
     conn: Connection,
     batch_size: int,
     report: AdoptionReport,
     copy_rows: int,
     variants: Sequence[Variant],
 ) -> None:
-    """The last logged changes applied and re-checked under the lock, then one rename."""
-    keys = _keys(conn)
-    locked_at = time.monotonic()
-    rows_read_before = _rows_read(conn)
-    _execute(
+    """The last logged changes applied and re-checked under the lock, then one rename: the
+    port's pair out, the copies in (the foreign key of the copy of identifiers follows
+    canonical_ids_new to its new name)."""
+    final_pass_and_rename(
         conn,
-        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
-        f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
-        f"{NEW_MAPPINGS} AS n READ, {NEW_IDS} WRITE, {NEW_IDS} AS cn WRITE, "
-        f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE",
+        ADOPTION,
+        batch_size,
+        report,
+        copy_rows,
+        lock_tables=(
+            f"{MAPPINGS} WRITE, {MAPPINGS} AS s READ, {MAPPINGS} AS l READ, "
+            f"{IDS} WRITE, {IDS} AS cs READ, {NEW_MAPPINGS} WRITE, {NEW_MAPPINGS} AS t WRITE, "
+            f"{NEW_MAPPINGS} AS n READ, {NEW_IDS} WRITE, {NEW_IDS} AS cn WRITE, "
+            f"{CHANGES_TABLE} WRITE, {STATE_TABLE} WRITE"
+        ),
+        rename_tables=(
+            f"{MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
+            f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}"
+        ),
     )
-    try:
-        applied = _apply(conn, batch_size)
-        _verify_ids(conn, keys, sorted(applied.ids))
-        report.changes_applied += applied.entries
-        report.changes_applied_under_lock = applied.entries
-        report.new_rows = report.legacy_rows = copy_rows + applied.row_delta
-        conn.commit()
-    finally:
-        _execute(conn, "UNLOCK TABLES")
-    report.lock_rows_read = _rows_read(conn) - rows_read_before
-    report.verified = True
-    # One statement: the port's pair out, the copies in. The foreign key of the copy of
-    # identifiers follows canonical_ids_new to its new name.
-    _execute(
-        conn,
-        f"RENAME TABLE {MAPPINGS} TO {KEPT_MAPPINGS}, {IDS} TO {KEPT_IDS}, "
-        f"{NEW_MAPPINGS} TO {MAPPINGS}, {NEW_IDS} TO {IDS}",
-    )
-    report.lock_seconds = round(time.monotonic() - locked_at, 3)
-    _finish_swap(conn, batch_size, report, variants)
+    finish_swap(conn, batch_size, report, variants)
 
 
 def _register_variants(
@@ -356,7 +295,7 @@ def _register_variants(
         )
 
 
-def _finish_swap(
+def finish_swap(
     conn: Connection, batch_size: int, report: AdoptionReport, variants: Sequence[Variant]
 ) -> None:
     _register_variants(conn, variants, report)
@@ -368,124 +307,61 @@ def _finish_swap(
     install_mapping_guards(conn)
     install_pool_guards(conn)
     for name in (*GUARD_TRIGGER_NAMES, *ID_GUARD_TRIGGER_NAMES):
-        _execute(conn, f"DROP TRIGGER IF EXISTS {name}")
-    late = _apply(conn, batch_size, tb=AFTER_SWAP)
+        execute(conn, f"DROP TRIGGER IF EXISTS {name}")
+    late = apply_log(conn, batch_size, tb=AFTER_SWAP)
     if late.entries:
         report.changes_applied += late.entries
-        _verify_ids(conn, None, sorted(late.ids), tb=AFTER_SWAP)
+        verify_ids(conn, None, sorted(late.ids), tb=AFTER_SWAP)
         report.messages.append(f"{late.entries} port writes between unlock and rename applied")
-    _drop_triggers(conn)
+    drop_triggers(conn)
     # The port's migration is adopted: its history row goes (rollback puts it back).
-    _execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
-    _execute(
-        conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'swapped', SwappedAt = CURRENT_TIMESTAMP(6), "
-        "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-    )
-    conn.commit()
-    report.swapped = True
-    report.phase = Phase.SWAPPED.value
-    report.status = "swapped"
+    execute(conn, f"DELETE FROM {YOYO_MIGRATION_TABLE} WHERE migration_id = %s", (PORT_MIGRATION,))
+    record_swapped(conn, report)
 
 
-@dataclass
-class AdoptionSync:
-    changes_applied: int
-    ids_rechecked: int
-    lag: Lag
-    duration_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "changes_applied": self.changes_applied,
-            "ids_rechecked": self.ids_rechecked,
-            "lag": self.lag.as_dict(),
-            "duration_seconds": self.duration_seconds,
-        }
+# What `sync_adoption` did: the legacy kind's record.
+AdoptionSync = SyncReport
 
 
 def sync_adoption(
     connect: ConnectionFactory, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> AdoptionSync:
     """Apply the port's writes to copies held at the synced phase, re-checking each ID."""
-    started = time.monotonic()
-    batch_size = clamp_batch_size(batch_size)
-    with _migration_lock(connect):
-        conn = _copy_connection(connect)
-        try:
-            if not _held(conn):
-                conn.rollback()
-                raise LegacyMigrationError(
-                    "no adoption holds at its synced phase: run `idminter db adopt "
-                    "--hold-synced` first"
-                )
-            keys = _keys(conn)
-            applied_total = rechecked = 0
-            for _ in range(20):
-                pending = lag(conn).pending_changes
-                conn.commit()
-                if pending == 0:
-                    break
-                applied = _apply(conn, batch_size, max_entries=pending)
-                _verify_ids(conn, keys, sorted(applied.ids), tolerate_pending=True)
-                conn.commit()
-                applied_total += applied.entries
-                rechecked += len(applied.ids)
-            remaining = lag(conn)
-            conn.commit()
-        finally:
-            conn.close()
-    return AdoptionSync(applied_total, rechecked, remaining, round(time.monotonic() - started, 3))
+    return sync_held(connect, ADOPTION, batch_size)
 
 
 def adoption_status(connect: ConnectionFactory) -> dict[str, Any]:
     """Where an adoption stands (cheap reads: no scans)."""
-    conn = connect()
-    try:
-        state = _read_state(conn) if _state_available(conn) else None
-        result: dict[str, Any] = {
-            "port_tables_live": is_port_registry(conn),
-            "phase": state.phase.value if state else Phase.NONE.value,
-            "canonical_ids_copied": state.rows_copied if state else 0,
-            "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
-            "held_synced": _held(conn),
-        }
-        if _state_available(conn):
-            result["lag"] = lag(conn).as_dict()
-        conn.rollback()
-        return result
-    finally:
-        conn.close()
+    return read_alone(connect, _read_adoption_status)
+
+
+def _read_adoption_status(conn: Connection) -> dict[str, Any]:
+    state = read_state(conn) if state_available(conn) else None
+    result: dict[str, Any] = {
+        "port_tables_live": is_port_registry(conn),
+        "phase": state.phase.value if state else Phase.NONE.value,
+        "canonical_ids_copied": state.rows_copied if state else 0,
+        "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
+        "held_synced": adoption_held(conn),
+    }
+    if state_available(conn):
+        result["lag"] = lag(conn).as_dict()
+    return result
 
 
 def finalize_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     """Drop the kept port tables after a swap. There is no rollback after this."""
-    with _migration_lock(connect):
-        conn = connect()
-        try:
-            _require_state_tables(conn)
-            state = _read_state(conn)
-            if (
-                state is None
-                or state.phase is not Phase.SWAPPED
-                or not table_exists(conn, KEPT_MAPPINGS)
-            ):
-                raise LegacyMigrationError(
-                    "nothing to finalize: no adoption has swapped (finalize follows a swap)"
-                )
-            _drop_triggers(conn)
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_MAPPINGS}")
-            _execute(conn, f"DROP TABLE IF EXISTS {KEPT_IDS}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(
-                conn,
-                f"UPDATE {STATE_TABLE} SET Phase = 'finalized', "
-                "FinalizedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    with admin_session(connect) as (conn, state):
+        if (
+            state is None
+            or state.phase is not Phase.SWAPPED
+            or not table_exists(conn, KEPT_MAPPINGS)
+        ):
+            raise LegacyMigrationError(
+                "nothing to finalize: no adoption has swapped (finalize follows a swap)"
             )
-            conn.commit()
-            return LegacyActionReport("finalized", [f"dropped {KEPT_MAPPINGS} and {KEPT_IDS}"])
-        finally:
-            conn.close()
+        record_finalized(conn, triggers=ADOPT_TRIGGER_NAMES, tables=(KEPT_MAPPINGS, KEPT_IDS))
+        return LegacyActionReport("finalized", [f"dropped {KEPT_MAPPINGS} and {KEPT_IDS}"])
 
 
 def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
@@ -496,85 +372,61 @@ def rollback_adoption(connect: ConnectionFactory) -> LegacyActionReport:
     if any cannot be (a key the port's collation merges with another), nothing changes and
     the error names them.
     """
-    with _migration_lock(connect):
-        conn = connect()
-        try:
-            _execute(conn, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT_SECONDS}")
-            _require_state_tables(conn)
-            state = _read_state(conn)
-            if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
-                reason = "finalized; the port's tables are gone" if state else "not started"
-                raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
-            report = LegacyActionReport("rolled back")
-            if state.phase is Phase.SWAPPED:
-                report.rows_copied_back = _swap_back(conn, state.swapped_at)
-                report.messages.append(
-                    f"restored the port's tables; copied back {report.rows_copied_back} "
-                    "mappings written since the swap"
-                )
-            else:
-                _drop_triggers(conn)
-                report.messages.append("stopped the copy before the swap")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
-            _execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
-            _execute(conn, f"DELETE FROM {CHANGES_TABLE}")
-            _execute(conn, f"DELETE FROM {STATE_TABLE}")
-            conn.commit()
-            report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
-            return report
-        finally:
-            conn.close()
+    with admin_session(connect, wait_for_locks=True) as (conn, state):
+        if state is None or state.phase in (Phase.FINALIZED, Phase.NONE):
+            reason = "finalized; the port's tables are gone" if state else "not started"
+            raise LegacyMigrationError(f"nothing to roll back: the adoption is {reason}")
+        report = stop_or_swap_back(
+            conn,
+            state,
+            swap_back=lambda: _swap_back(conn, state.swapped_at),
+            restored="the port's tables",
+            triggers=ADOPT_TRIGGER_NAMES,
+        )
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_MAPPINGS}")
+        execute(conn, f"DROP TABLE IF EXISTS {NEW_IDS}")
+        forget_conversion(conn)
+        report.messages.append(f"dropped {NEW_MAPPINGS} and {NEW_IDS}")
+        return report
 
 
 def _swap_back(conn: Connection, swapped_at: Any) -> int:
     if not (table_exists(conn, KEPT_MAPPINGS) and table_exists(conn, KEPT_IDS)):
         raise LegacyMigrationError(f"{KEPT_MAPPINGS} is missing; cannot restore the port's tables")
-    _execute(
-        conn,
-        f"LOCK TABLES {MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
-        f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
-    )
-    try:
-        new_rows = _execute(
+
+    def copy_back(first: Sequence[Sequence[Any]]) -> int:
+        del first  # canonical IDs created or assigned since are copied back even without one
+        execute(
             conn,
-            f"SELECT CanonicalId, OntologyType, SourceSystem, SourceId FROM {MAPPINGS} n "
-            f"WHERE n.CreatedAt > %s ORDER BY n.CreatedAt LIMIT {EXAMPLES}",
-            (swapped_at,),
+            f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
+            f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
+            "ON DUPLICATE KEY UPDATE Status = VALUES(Status)",
+            (swapped_at, swapped_at),
         )
-        copied = 0
-        try:
-            _execute(
-                conn,
-                f"INSERT INTO {KEPT_IDS} (CanonicalId, Status) SELECT c.CanonicalId, c.Status "
-                f"FROM {IDS} c WHERE c.CreatedAt > %s OR c.AssignedAt > %s "
-                "ON DUPLICATE KEY UPDATE Status = VALUES(Status)",
-                (swapped_at, swapped_at),
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {KEPT_MAPPINGS} (OntologyType, SourceSystem, SourceId, "
+                "CanonicalId, CreatedAt) SELECT n.OntologyType, n.SourceSystem, n.SourceId, "
+                f"n.CanonicalId, n.CreatedAt FROM {MAPPINGS} n WHERE n.CreatedAt > %s",
+                (swapped_at,),
             )
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {KEPT_MAPPINGS} (OntologyType, SourceSystem, SourceId, "
-                    "CanonicalId, CreatedAt) SELECT n.OntologyType, n.SourceSystem, n.SourceId, "
-                    f"n.CanonicalId, n.CreatedAt FROM {MAPPINGS} n WHERE n.CreatedAt > %s",
-                    (swapped_at,),
-                )
-                copied = cursor.rowcount
-        except pymysql.err.MySQLError as error:
-            conn.rollback()
-            raise LegacyMigrationError(
-                "mappings written since the swap cannot all be held by the port's tables "
-                f"({error.args[-1]}); nothing was rolled back. First of them",
-                offending=[list(row) for row in new_rows],
-            ) from error
-        conn.commit()
-    finally:
-        _execute(conn, "UNLOCK TABLES")
-    _execute(
+            return cursor.rowcount
+
+    copied = copy_back_since_swap(
+        conn,
+        lock_tables=f"{MAPPINGS} WRITE, {MAPPINGS} AS n READ, {IDS} WRITE, {IDS} AS c READ, "
+        f"{KEPT_MAPPINGS} WRITE, {KEPT_IDS} WRITE",
+        swapped_at=swapped_at,
+        copy_back=copy_back,
+        holder="the port's tables",
+    )
+    execute(
         conn,
         f"RENAME TABLE {MAPPINGS} TO {NEW_MAPPINGS}, {IDS} TO {NEW_IDS}, "
         f"{KEPT_MAPPINGS} TO {MAPPINGS}, {KEPT_IDS} TO {IDS}",
     )
     # The port's history row back, as yoyo writes it (its hash is the SHA-256 of the id).
-    _execute(
+    execute(
         conn,
         f"INSERT INTO {YOYO_MIGRATION_TABLE} (migration_hash, migration_id, applied_at_utc) "
         "SELECT %s, %s, UTC_TIMESTAMP() FROM DUAL WHERE NOT EXISTS "

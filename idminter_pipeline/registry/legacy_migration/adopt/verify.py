@@ -2,52 +2,52 @@
 
 `verify_adoption` compares both tables without a lock, in chunks of the port's canonical_ids
 key: counts and order-independent checksums on both sides, row by row in both directions only
-where they differ. `_verify_ids` compares just the IDs it is given, row by row: the catch-up
+where they differ. `verify_ids` compares just the IDs it is given, row by row: the catch-up
 rounds after the verification and the final pass under the lock run it on the IDs the change
 log named. Differences raise `LegacyVerificationError`, which names them; nothing is swapped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     BEFORE_SWAP,
+    ID_GUARD_TRIGGER_NAMES,
     IDS,
     MAPPINGS,
     NEW_IDS,
     NEW_MAPPINGS,
-    _ascii,
-    _source_collation,
-    _Tables,
-    _utf8,
+    Tables,
+    apply_log,
+    as_ascii_bin,
+    as_utf8_bin,
 )
+from idminter_pipeline.registry.legacy_migration.conversion import Conversion, Recheck, copy_held
 from idminter_pipeline.registry.legacy_migration.state import (
-    _SOURCE_PARTS,
     CHANGES_TABLE,
     DEFAULT_BATCH_SIZE,
+    SOURCE_PARTS,
     Progress,
     ProgressCallback,
-    _execute,
-    _fits_new_id_column,
-    _next_bound_in,
-    _placeholders,
-    clamp_batch_size,
+    column_collation,
+    execute,
+    placeholders,
 )
 from idminter_pipeline.registry.legacy_migration.verify import (
     MAX_REPORTED,
-    _as_legacy_key,
-    _ascii_bin_max,
-    _checksum,
-    _ids_with_pending_changes,
-    _kept,
-    _not_in,
-    _range_condition,
-    _refuse_differences,
+    as_legacy_key,
+    comparison_chunks,
+    id_parts,
+    ids_with_pending_changes,
+    kept_digest,
+    range_condition,
+    refuse_differences,
 )
+from idminter_pipeline.registry.schema import table_exists
 
 # -- verification: both directions, both tables ----------------------------------------------------
 
@@ -58,24 +58,24 @@ def _parts_differ(left: str, right: str) -> str:
     return (
         f"CAST({right}.CanonicalId AS BINARY) <> CAST({left}.CanonicalId AS BINARY) "
         + "".join(
-            f"OR CAST({right}.{part} AS BINARY) <> CAST({_utf8(f'{left}.{part}')} AS BINARY) "
-            for part in _SOURCE_PARTS
+            f"OR CAST({right}.{part} AS BINARY) <> CAST({as_utf8_bin(f'{left}.{part}')} AS BINARY) "
+            for part in SOURCE_PARTS
         )
         + f"OR NOT (CAST({right}.CreatedAt AS DATETIME(6)) <=> "
         f"CAST({left}.CreatedAt AS DATETIME(6)))"
     )
 
 
-def _missing_sql(tb: _Tables, where_mappings: str, where_ids: str) -> tuple[str, str]:
+def _missing_sql(tb: Tables, where_mappings: str, where_ids: str) -> tuple[str, str]:
     """The port's rows with no identical copy: mappings (by key), canonical IDs (by ID)."""
-    same_key = " AND ".join(f"n.{part} = {_utf8(f'l.{part}')}" for part in _SOURCE_PARTS)
+    same_key = " AND ".join(f"n.{part} = {as_utf8_bin(f'l.{part}')}" for part in SOURCE_PARTS)
     mappings = (
         f"SELECT l.CanonicalId FROM {tb.mappings} l LEFT JOIN {tb.new_mappings} n ON {same_key} "
         f"WHERE ({where_mappings}) AND (n.CanonicalId IS NULL OR {_parts_differ('l', 'n')})"
     )
     ids = (
         f"SELECT cs.CanonicalId FROM {tb.ids} cs LEFT JOIN {tb.new_ids} cn "
-        f"ON cn.CanonicalId = {_ascii('cs.CanonicalId')} WHERE ({where_ids}) AND "
+        f"ON cn.CanonicalId = {as_ascii_bin('cs.CanonicalId')} WHERE ({where_ids}) AND "
         "(cn.CanonicalId IS NULL OR CAST(cn.CanonicalId AS BINARY) <> CAST(cs.CanonicalId AS "
         "BINARY) OR CAST(cn.Status AS BINARY) <> CAST(cs.Status AS BINARY))"
     )
@@ -83,12 +83,12 @@ def _missing_sql(tb: _Tables, where_mappings: str, where_ids: str) -> tuple[str,
 
 
 def _extra_sql(
-    tb: _Tables, where_mappings: str, where_ids: str, key: str, id_key: str
+    tb: Tables, where_mappings: str, where_ids: str, key: str, id_key: str
 ) -> tuple[str, str]:
     """The copy's rows that are no port row: each looked up by the port's own key (in its
     collation, `key` / `id_key`), then compared byte for byte."""
     same_key = " AND ".join(
-        f"l.{part} = {_as_legacy_key(f'n.{part}', key)}" for part in _SOURCE_PARTS
+        f"l.{part} = {as_legacy_key(f'n.{part}', key)}" for part in SOURCE_PARTS
     )
     mappings = (
         "SELECT n.CanonicalId, n.OntologyType, n.SourceSystem, n.SourceId "
@@ -97,7 +97,7 @@ def _extra_sql(
     )
     ids = (
         f"SELECT cn.CanonicalId FROM {tb.new_ids} cn LEFT JOIN {tb.ids} cs "
-        f"ON cs.CanonicalId = {_as_legacy_key('cn.CanonicalId', id_key)} "
+        f"ON cs.CanonicalId = {as_legacy_key('cn.CanonicalId', id_key)} "
         f"WHERE ({where_ids}) AND (cs.CanonicalId IS NULL OR CAST(cn.CanonicalId AS BINARY) <> "
         "CAST(cs.CanonicalId AS BINARY) OR CAST(cn.Status AS BINARY) <> CAST(cs.Status AS BINARY))"
     )
@@ -105,15 +105,15 @@ def _extra_sql(
 
 
 @dataclass(frozen=True)
-class _Keys:
+class Keys:
     mapping: str  # the port's identifiers key parts, `charset COLLATE collation`
     canonical: str  # the port's CanonicalId columns
 
 
-def _keys(conn: Connection) -> _Keys:
-    return _Keys(
-        _source_collation(conn, MAPPINGS, "SourceId"),
-        _source_collation(conn, IDS, "CanonicalId"),
+def read_keys(conn: Connection) -> Keys:
+    return Keys(
+        column_collation(conn, MAPPINGS, "SourceId"),
+        column_collation(conn, IDS, "CanonicalId"),
     )
 
 
@@ -124,8 +124,8 @@ def _describe(row: Sequence[str]) -> str:
 
 def _compare(
     conn: Connection,
-    tb: _Tables,
-    keys: _Keys | None,
+    tb: Tables,
+    keys: Keys | None,
     port_where: tuple[str, list[Any]],
     copy_where: tuple[str, list[Any]],
     *,
@@ -137,7 +137,7 @@ def _compare(
     missing = [
         value
         for sql in (missing_mappings, missing_ids)
-        for (value,) in _execute(conn, f"{sql} LIMIT {MAX_REPORTED}", params)
+        for (value,) in execute(conn, f"{sql} LIMIT {MAX_REPORTED}", params)
     ]
     extra_rows: list[Any] = []
     extra_ids_rows: list[Any] = []
@@ -146,13 +146,13 @@ def _compare(
         extra_mappings, extra_ids = _extra_sql(
             tb, where.format(t="n"), where.format(t="cn"), keys.mapping, keys.canonical
         )
-        extra_rows = _execute(conn, f"{extra_mappings} LIMIT {MAX_REPORTED}", params)
-        extra_ids_rows = _execute(conn, f"{extra_ids} LIMIT {MAX_REPORTED}", params)
+        extra_rows = execute(conn, f"{extra_mappings} LIMIT {MAX_REPORTED}", params)
+        extra_ids_rows = execute(conn, f"{extra_ids} LIMIT {MAX_REPORTED}", params)
     extra = [_describe(row) for row in extra_rows] + [
         f"canonical ID {value}" for (value,) in extra_ids_rows
     ]
     if tolerate_pending and (missing or extra_rows or extra_ids_rows):
-        pending = _ids_with_pending_changes(
+        pending = ids_with_pending_changes(
             conn,
             [*missing, *(row[0] for row in extra_rows), *(value for (value,) in extra_ids_rows)],
         )
@@ -171,7 +171,7 @@ def _pending_ids(conn: Connection) -> list[str]:
     """IDs the change log names (a small table: the writes since the last catch-up)."""
     ids = [
         value
-        for (value,) in _execute(
+        for (value,) in execute(
             conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE} LIMIT {MAX_EXCLUDED + 1}"
         )
     ]
@@ -192,31 +192,26 @@ def _side_digest(
     canonical IDs, theirs), leaving out the `pending` IDs. Both sides' values are converted to
     the same bytes (utf8mb4 parts, CreatedAt as DATETIME(6)), so equal rows sum alike."""
     alias, id_alias = aliases
-    keep = _not_in(f"{alias}.CanonicalId", pending)
-    columns = [
-        f"{alias}.CanonicalId",
-        *(_utf8(f"{alias}.{part}") for part in _SOURCE_PARTS),
-        f"CAST({alias}.CreatedAt AS DATETIME(6))",
-    ]
-    total, kept, checksum = (
-        int(value)
-        for value in _execute(
-            conn,
-            f"SELECT COUNT(*), {_kept(keep)}, {_checksum(*columns, keep=keep)} "
-            f"FROM {mappings_table} {alias} WHERE {where.format(t=alias)}",
-            [*pending * 2, *params],
-        )[0]
+    total, kept, checksum = kept_digest(
+        conn,
+        f"{mappings_table} {alias}",
+        where.format(t=alias),
+        params,
+        columns=(
+            f"{alias}.CanonicalId",
+            *(as_utf8_bin(f"{alias}.{part}") for part in SOURCE_PARTS),
+            f"CAST({alias}.CreatedAt AS DATETIME(6))",
+        ),
+        pending=pending,
+        count=True,
     )
-    id_keep = _not_in(f"{id_alias}.CanonicalId", pending)
-    id_columns = (f"{id_alias}.CanonicalId", f"{id_alias}.Status")
-    id_kept, id_sum = (
-        int(value)
-        for value in _execute(
-            conn,
-            f"SELECT {_kept(id_keep)}, {_checksum(*id_columns, keep=id_keep)} "
-            f"FROM {ids_table} {id_alias} WHERE {where.format(t=id_alias)}",
-            [*pending * 2, *params],
-        )[0]
+    id_kept, id_sum = kept_digest(
+        conn,
+        f"{ids_table} {id_alias}",
+        where.format(t=id_alias),
+        params,
+        columns=(f"{id_alias}.CanonicalId", f"{id_alias}.Status"),
+        pending=pending,
     )
     return total, (kept, checksum, id_kept, id_sum)
 
@@ -226,6 +221,10 @@ class AdoptionVerification:
     mappings: int  # rows of the copy of identifiers
     chunks: int
     chunks_compared_row_by_row: int
+
+    @property
+    def new_rows(self) -> int:
+        return self.mappings
 
 
 def verify_adoption(
@@ -244,38 +243,32 @@ def verify_adoption(
     collations' orders never leave a row out. IDs with pending change-log entries are left out
     with `tolerate_pending`: they are re-copied and re-checked under the lock.
     """
-    chunk = clamp_batch_size(batch_size * 5)
-    keys = _keys(conn)
-    cursor: str | None = None
-    low: str | None = None
+    keys = read_keys(conn)
     mappings = chunks = row_by_row = 0
     missing: list[str] = []
     extra: list[str] = []
-    while len(missing) + len(extra) < MAX_REPORTED:
-        upper, count = _next_bound_in(conn, IDS, cursor, chunk)
-        high = _ascii_bin_max(low, upper) if count else None
+    for port_bounds, copy_bounds in comparison_chunks(
+        conn, IDS, batch_size, until=lambda: len(missing) + len(extra) >= MAX_REPORTED
+    ):
         pending = _pending_ids(conn) if tolerate_pending else []
         port_where, port_params = (
-            _range_condition("{t}.CanonicalId", cursor, upper) if count else ("1 = 0", [])
+            range_condition("{t}.CanonicalId", *port_bounds) if port_bounds else ("1 = 0", [])
         )
-        copy_where, copy_params = _range_condition("{t}.CanonicalId", low, high)
-        _, port_digest = _side_digest(
-            conn,
-            mappings_table=MAPPINGS,
-            ids_table=IDS,
-            aliases=("l", "cs"),
-            where=port_where,
-            params=port_params,
-            pending=pending,
-        )
-        new_total, copy_digest = _side_digest(
-            conn,
-            mappings_table=NEW_MAPPINGS,
-            ids_table=NEW_IDS,
-            aliases=("n", "cn"),
-            where=copy_where,
-            params=copy_params,
-            pending=pending,
+        copy_where, copy_params = range_condition("{t}.CanonicalId", *copy_bounds)
+        (_, port_digest), (new_total, copy_digest) = (
+            _side_digest(
+                conn,
+                mappings_table=mappings_table,
+                ids_table=ids_table,
+                aliases=aliases,
+                where=where,
+                params=params,
+                pending=pending,
+            )
+            for mappings_table, ids_table, aliases, where, params in (
+                (MAPPINGS, IDS, ("l", "cs"), port_where, port_params),
+                (NEW_MAPPINGS, NEW_IDS, ("n", "cn"), copy_where, copy_params),
+            )
         )
         mappings += new_total
         chunks += 1
@@ -292,40 +285,60 @@ def verify_adoption(
             missing.extend(found_missing)
             extra.extend(found_extra)
         conn.commit()
-        if not count:
-            break
-        cursor, low = upper, high
-        if progress is not None:
-            progress(Progress("verifying", mappings, 0, 0, cursor))
-    _refuse_differences(missing, extra, NEW_MAPPINGS, "the copy does not match the port's tables")
+        if port_bounds is not None and progress is not None:
+            progress(Progress("verifying", mappings, 0, 0, port_bounds[1]))
+    refuse_differences(missing, extra, NEW_MAPPINGS, "the copy does not match the port's tables")
     return AdoptionVerification(mappings, chunks, row_by_row)
 
 
-def _verify_ids(
+def verify_ids(
     conn: Connection,
-    keys: _Keys | None,
+    keys: Keys | None,
     ids: Sequence[str],
     *,
     tolerate_pending: bool = False,
-    tb: _Tables = BEFORE_SWAP,
+    tb: Tables = BEFORE_SWAP,
 ) -> None:
     """Row by row, both directions (one once live: `keys` None), for the given IDs only."""
-    ordered = sorted(set(ids))
     missing: list[str] = []
     extra: list[str] = []
-    for start in range(0, len(ordered), 1000):
-        part = ordered[start : start + 1000]
-        fitting = [value for value in part if _fits_new_id_column(value)] or [""]
+    for part, fitting_ids in id_parts(ids):
+        fitting = fitting_ids or [""]
         found_missing, found_extra = _compare(
             conn,
             tb,
             keys,
-            (f"{{t}}.CanonicalId IN ({_placeholders(part)})", part),
-            (f"{{t}}.CanonicalId IN ({_placeholders(fitting)})", fitting),
+            (f"{{t}}.CanonicalId IN ({placeholders(part)})", part),
+            (f"{{t}}.CanonicalId IN ({placeholders(fitting)})", fitting),
             tolerate_pending=tolerate_pending,
         )
         missing.extend(found_missing)
         extra.extend(found_extra)
-    _refuse_differences(
+    refuse_differences(
         missing, extra, tb.new_mappings, "the port's writes since the verification do not match"
     )
+
+
+def _adoption_recheck(conn: Connection) -> Recheck:
+    keys = read_keys(conn)
+
+    def recheck(ids: Collection[str], tolerate_pending: bool) -> None:
+        verify_ids(conn, keys, sorted(ids), tolerate_pending=tolerate_pending)
+
+    return recheck
+
+
+def adoption_held(conn: Connection) -> bool:
+    """The port's tables' verified copies wait for the swap (triggers live, guards on)."""
+    return copy_held(conn, ID_GUARD_TRIGGER_NAMES, NEW_IDS) and table_exists(conn, NEW_MAPPINGS)
+
+
+# The port's two tables into their copies: `apply_log` re-copies, `verify_ids` compares.
+ADOPTION = Conversion(
+    apply=apply_log,
+    rechecker=_adoption_recheck,
+    held=adoption_held,
+    verify=verify_adoption,
+    counted="mappings",
+    not_held="no adoption holds at its synced phase: run `idminter db adopt --hold-synced` first",
+)
