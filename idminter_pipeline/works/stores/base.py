@@ -311,6 +311,38 @@ class WorksStore(abc.ABC):
         self.close()
 
 
+class ReadThroughStore(WorksStore):
+    """Reads its source works from another store, `source`; what becomes of the identified works
+    (counted, compared, never written) is the subclass's to say."""
+
+    def __init__(self, source: WorksStore) -> None:
+        self.source = source
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
+        return self.source.read_ids(ids)
+
+    def read_window(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        end_inclusive: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[StoredWork]:
+        return self.source.read_window(start, end, end_inclusive=end_inclusive, page_size=page_size)
+
+    def read_all(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
+    ) -> Iterator[StoredWork]:
+        return self.source.read_all(page_size=page_size, after=after)
+
+    def count_source(self) -> int:
+        return self.source.count_source()
+
+
 def read_scope(
     store: WorksStore,
     scope: WorkScope,
