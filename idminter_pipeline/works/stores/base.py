@@ -227,12 +227,7 @@ class WorksStore(abc.ABC):
 
     @abc.abstractmethod
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
         """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed."""
 
@@ -325,14 +320,9 @@ class ReadThroughStore(WorksStore):
         return self.source.read_ids(ids)
 
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
-        return self.source.read_window(start, end, end_inclusive=end_inclusive, page_size=page_size)
+        return self.source.read_window(window, page_size=page_size)
 
     def read_all(
         self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
@@ -354,9 +344,7 @@ def read_scope(
     if isinstance(scope, IdsScope):
         yield from store.read_ids(scope.ids)
     elif isinstance(scope, WindowScope):
-        yield from store.read_window(
-            scope.start, scope.end, end_inclusive=scope.end_inclusive, page_size=page_size
-        )
+        yield from store.read_window(scope, page_size=page_size)
     elif isinstance(scope, FullScope):
         yield from store.read_all(page_size=page_size, after=after)
     else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -32,6 +31,7 @@ from idminter_pipeline.works.stores.base import (
     ScanPosition,
     StoredHolder,
     StoredWork,
+    WindowScope,
     WorksStore,
     WriteFailure,
     clamp_page_size,
@@ -223,16 +223,11 @@ class ElasticsearchWorksStore(WorksStore):
                 self.client.close_point_in_time(id=pit_id)
 
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
         bounds = {
-            "gte": format_timestamp(start),
-            "lte" if end_inclusive else "lt": format_timestamp(end),
+            "gte": format_timestamp(window.start),
+            "lte" if window.end_inclusive else "lt": format_timestamp(window.end),
             "format": "strict_date_optional_time_nanos",
         }
         return self._scan({"range": {"indexed_at": bounds}}, page_size)

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -208,17 +207,12 @@ class SqliteWorksStore(WorksStore):
             yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
 
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
-        upper = "<=" if end_inclusive else "<"
+        upper = "<=" if window.end_inclusive else "<"
         return self._scan(
             f"indexed_at_us >= ? AND indexed_at_us {upper} ?",
-            (timestamp_micros(start), timestamp_micros(end)),
+            (timestamp_micros(window.start), timestamp_micros(window.end)),
             page_size,
         )
 
