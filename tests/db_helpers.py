@@ -62,24 +62,32 @@ def server_admin_connection(settings: DatabaseSettings) -> Connection:
     return local if local is not None else admin_connection(settings)
 
 
-def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
-    name = f"{TEST_DATABASE_PREFIX}{label}{uuid.uuid4().hex[:10]}"
-    conn = admin_connection(settings)
+def execute_once(conn: Connection, statement: str) -> None:
+    """Run one statement on `conn`, then close it (a database created or dropped on an
+    administrator's connection; the benchmarks use it through `benchmarks.support`)."""
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cursor.execute(statement)
     finally:
         conn.close()
+
+
+def create_database_statement(name: str, charset: str = "utf8mb4 COLLATE utf8mb4_bin") -> str:
+    return f"CREATE DATABASE `{name}` CHARACTER SET {charset}"
+
+
+def drop_database_statement(settings: DatabaseSettings) -> str:
+    return f"DROP DATABASE IF EXISTS `{settings.database}`"
+
+
+def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
+    name = f"{TEST_DATABASE_PREFIX}{label}{uuid.uuid4().hex[:10]}"
+    execute_once(admin_connection(settings), create_database_statement(name))
     return settings.with_database(name)
 
 
 def drop_database(settings: DatabaseSettings) -> None:
-    conn = admin_connection(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-    finally:
-        conn.close()
+    execute_once(admin_connection(settings), drop_database_statement(settings))
 
 
 def clean_tables(settings: DatabaseSettings) -> None:
