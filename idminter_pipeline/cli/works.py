@@ -128,8 +128,10 @@ def scope_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., No
             full: bool,
             **rest: object,
         ) -> None:
-            scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
-            command(scope=scope, **rest)
+            # Identifiers after the first --source-identifiers count too; bare ones are refused.
+            if more_ids and not first_ids:
+                raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
+            command(scope=_scope(first_ids + more_ids, window_start, window_end, full), **rest)
 
         # Applied last to first, as stacked decorators are, so --help lists them in this order.
         for option in reversed(options):
@@ -137,20 +139,6 @@ def scope_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., No
         return with_scope
 
     return decorate
-
-
-def scope_from_options(
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-) -> WorkScope:
-    """The scope `scope_options` chose; identifiers after the first `--source-identifiers` count
-    too, but bare arguments without it are refused."""
-    if more_ids and not first_ids:
-        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
-    return _scope(first_ids + more_ids, window_start, window_end, full)
 
 
 def _scope(
