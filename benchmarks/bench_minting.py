@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -35,12 +34,12 @@ import pymysql
 from pymysql.converters import escape_string
 
 from benchmarks.minting_workload import fill_pool
+from benchmarks.support import create_bench_database, drop_bench_database
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.local_servers.mariadb import local_admin_connection_for
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.registry.schema import apply_migrations
 
 BENCHMARK = "minting"
 WORKS_PER_TRANSACTION = 500
@@ -74,18 +73,9 @@ def _work(prefix: str, i: int, width: int) -> list[SourceIdentifier]:
 
 
 def _create_database(settings: DatabaseSettings, *, rfc_schema: bool = False) -> DatabaseSettings:
-    name = f"idminter_bench_{uuid.uuid4().hex[:10]}"
-    charset = "latin1" if rfc_schema else "utf8mb4 COLLATE utf8mb4_bin"
-    conn = connect(settings.with_database(""))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset}")
-    finally:
-        conn.close()
-    bench = settings.with_database(name)
     if not rfc_schema:
-        apply_migrations(lambda: connect(bench))
-        return bench
+        return create_bench_database(settings, "minting")
+    bench = create_bench_database(settings, "minting_rfc", migrate=False, charset="latin1")
     conn = connect(bench)
     try:
         with conn.cursor() as cursor:
@@ -94,15 +84,6 @@ def _create_database(settings: DatabaseSettings, *, rfc_schema: bool = False) ->
     finally:
         conn.close()
     return bench
-
-
-def _drop_database(settings: DatabaseSettings) -> None:
-    conn = connect(settings.with_database(""))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-    finally:
-        conn.close()
 
 
 def _quiesce(conn: Connection | None, *, below: int = 1_000, timeout: float = 30.0) -> None:
@@ -422,7 +403,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
                 conn.close()
     finally:
         for database in (bench, floor_ours, floor_rfc):
-            _drop_database(database)
+            drop_bench_database(database)
     return figures
 
 

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.minting_workload import clear_registry
 from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -35,19 +36,6 @@ BENCHMARK = "pool"
 
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
     return figure_row(BENCHMARK, figure, value, unit, detail)
-
-
-def _empty_pool(settings: DatabaseSettings) -> None:
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-            cursor.execute("TRUNCATE TABLE identifiers")
-            cursor.execute("TRUNCATE TABLE canonical_ids")
-            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _one_row_per_statement(settings: DatabaseSettings, count: int) -> float:
@@ -99,7 +87,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     )
 
     # The reference minter's way: one row per statement.
-    _empty_pool(settings)
+    clear_registry(settings)
     baseline = 10_000 if quick else 50_000
     rows.append(
         _row(
@@ -111,7 +99,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     )
 
     # Top-ups: empty pool, then the same again on top of a full table.
-    _empty_pool(settings)
+    clear_registry(settings)
     first = top_up(factory, size, batch_size=DEFAULT_BATCH_SIZE)
     rows.append(
         _row(
@@ -161,7 +149,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             f"median of 5; {2 * size:,} free IDs",
         )
     )
-    _empty_pool(settings)
+    clear_registry(settings)
     return rows
 
 

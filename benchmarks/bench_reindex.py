@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.minting_workload import clear_registry, fill_pool
+from benchmarks.minting_workload import reset_run
 from benchmarks.support import bench_database, figure_row, figures_table, validate_rows
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.works.sample_data import generate_works
@@ -137,14 +136,6 @@ def _child(code: str, env: dict[str, str], figures: Path) -> dict[str, Any]:
     return {**json.loads(figures.read_text()), "seconds": elapsed}
 
 
-def _reset(settings: DatabaseSettings, store_path: Path, free_ids: int) -> None:
-    clear_registry(settings)
-    fill_pool(settings, free_ids)
-    with sqlite3.connect(store_path) as db:
-        db.execute("DELETE FROM identified_works")
-    db.close()
-
-
 def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
     return figure_row(BENCHMARK, figure, value, unit, detail)
 
@@ -205,7 +196,7 @@ def run(
             codes = {"cli": _CLI, "lambda": _LAMBDA, "floor": _FLOOR}
             for path in paths:
                 code = codes[path]
-                _reset(settings, store_path, free_ids)
+                reset_run(settings, store_path, free_ids)
                 for attempt in attempts:
                     label = f"{path} {attempt}"
                     print(f"   {label} ...", flush=True)

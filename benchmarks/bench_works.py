@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 from pymysql.converters import escape_string
 
-from benchmarks.minting_workload import clear_registry, fill_pool
+from benchmarks.minting_workload import reset_run
 from benchmarks.support import figure_row, standalone_main
 from idminter_pipeline.cli import COMMAND_NAMES
 from idminter_pipeline.core.gc_settings import batch_run_collector
@@ -449,14 +449,6 @@ def _floor(store_path: Path, settings: DatabaseSettings) -> float:
         conn.close()
 
 
-def _reset(settings: DatabaseSettings, store_path: Path, free_ids: int) -> None:
-    clear_registry(settings)
-    fill_pool(settings, free_ids)
-    with sqlite3.connect(store_path) as db:
-        db.execute("DELETE FROM identified_works")
-    db.close()
-
-
 def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
     count = 1_000 if quick else 5_000
     repeats = 3 if quick else 7
@@ -475,12 +467,12 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             for repeat in range(repeats):
                 order = ("pipeline", "floor") if repeat % 2 == 0 else ("floor", "pipeline")
                 for kind in order:
-                    _reset(settings, store_path, free_ids)
+                    reset_run(settings, store_path, free_ids)
                     if kind == "pipeline":
                         samples["first pipeline"].append(_pipeline_run(store, settings))
                     else:
                         samples["first floor"].append(_floor(store_path, settings))
-            _reset(settings, store_path, free_ids)
+            reset_run(settings, store_path, free_ids)
             _pipeline_run(store, settings)  # the registry as the pipeline leaves it
             for repeat in range(repeats):
                 order = ("pipeline", "floor") if repeat % 2 == 0 else ("floor", "pipeline")

@@ -23,11 +23,13 @@ import multiprocessing
 import os
 import queue
 import random
+import sqlite3
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -133,6 +135,16 @@ def clear_registry(settings: DatabaseSettings) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+def reset_run(settings: DatabaseSettings, store_path: Path, free_ids: int) -> None:
+    """The registry emptied with `free_ids` in the pool, and no identified work in the SQLite
+    works store at `store_path`: where each measured pipeline run starts."""
+    clear_registry(settings)
+    fill_pool(settings, free_ids)
+    with sqlite3.connect(store_path) as db:
+        db.execute("DELETE FROM identified_works")
+    db.close()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACT
 from idminter_pipeline.core.settings import DatabaseSettings, project_root
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
+from tests.db_helpers import create_database_statement, drop_database_statement, execute_once
 
 BENCH_DATABASE_PREFIX = "idminter_bench_"
 RESULT_KEYS = ("benchmark", "figure", "value", "unit", "detail")
@@ -37,17 +38,14 @@ def _admin(settings: DatabaseSettings) -> Any:
 
 
 def create_bench_database(
-    settings: DatabaseSettings, label: str, *, migrate: bool = True
+    settings: DatabaseSettings, label: str, *, migrate: bool = True, charset: str | None = None
 ) -> DatabaseSettings:
-    """A new database on the configured server, named so stray ones are easy to find and drop."""
+    """A new database on the configured server, named so stray ones are easy to find and drop;
+    `charset` (with its collation) instead of the registry's utf8mb4_bin."""
     safe = "".join(c if c.isalnum() else "_" for c in label)[:24]
     name = f"{BENCH_DATABASE_PREFIX}{safe}_{uuid.uuid4().hex[:8]}"
-    conn = _admin(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    finally:
-        conn.close()
+    statement = create_database_statement(name, *([charset] if charset else []))
+    execute_once(_admin(settings), statement)
     bench = settings.with_database(name)
     if migrate:
         apply_migrations(lambda: connect(bench))
@@ -57,12 +55,7 @@ def create_bench_database(
 def drop_bench_database(settings: DatabaseSettings) -> None:
     if not settings.database.startswith(BENCH_DATABASE_PREFIX):
         raise ValueError(f"refusing to drop {settings.database!r}: not a benchmark database")
-    conn = _admin(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-    finally:
-        conn.close()
+    execute_once(_admin(settings), drop_database_statement(settings))
 
 
 def count_rows(settings: DatabaseSettings, table: str) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from idminter_pipeline.local_servers.mysql import MysqlInstall
 from idminter_pipeline.registry.connection import Connection, connect
 
 TEST_DATABASE_PREFIX = "idminter_test_"
+PROJECT = Path(__file__).resolve().parent.parent
+IDMINTER = Path(sys.executable).parent / "idminter"
 # A server account allowed to manage users and see every session, for the few tests that need
 # one (the application user has neither right on a least-privilege server).
 ADMIN_USER_ENV = "IDMINTER_TEST_ADMIN_USER"
@@ -63,24 +67,32 @@ def server_admin_connection(settings: DatabaseSettings) -> Connection:
     return local if local is not None else admin_connection(settings)
 
 
-def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
-    name = f"{TEST_DATABASE_PREFIX}{label}{uuid.uuid4().hex[:10]}"
-    conn = admin_connection(settings)
+def execute_once(conn: Connection, statement: str) -> None:
+    """Run one statement on `conn`, then close it (a database created or dropped on an
+    administrator's connection; the benchmarks use it through `benchmarks.support`)."""
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cursor.execute(statement)
     finally:
         conn.close()
+
+
+def create_database_statement(name: str, charset: str = "utf8mb4 COLLATE utf8mb4_bin") -> str:
+    return f"CREATE DATABASE `{name}` CHARACTER SET {charset}"
+
+
+def drop_database_statement(settings: DatabaseSettings) -> str:
+    return f"DROP DATABASE IF EXISTS `{settings.database}`"
+
+
+def create_database(settings: DatabaseSettings, label: str = "") -> DatabaseSettings:
+    name = f"{TEST_DATABASE_PREFIX}{label}{uuid.uuid4().hex[:10]}"
+    execute_once(admin_connection(settings), create_database_statement(name))
     return settings.with_database(name)
 
 
 def drop_database(settings: DatabaseSettings) -> None:
-    conn = admin_connection(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
-    finally:
-        conn.close()
+    execute_once(admin_connection(settings), drop_database_statement(settings))
 
 
 def clean_tables(settings: DatabaseSettings) -> None:
@@ -183,6 +195,46 @@ def set_max_allowed_packet(paths: LocalServerPaths, size: int) -> None:
             cursor.execute("SET GLOBAL max_allowed_packet = %s", (size,))
     finally:
         admin.close()
+
+
+@contextmanager
+def migrated_database(server: DatabaseSettings, label: str) -> Iterator[DatabaseSettings]:
+    """A migrated registry database of its own on `server`, dropped at the end."""
+    from idminter_pipeline.registry.schema import apply_migrations  # noqa: PLC0415
+
+    settings = create_database(server, label)
+    try:
+        apply_migrations(lambda: connect(settings))
+        yield settings
+    finally:
+        drop_database(settings)
+
+
+def cli_env(settings: DatabaseSettings, **extra: str) -> dict[str, str]:
+    """The environment of an `idminter` subprocess on `settings`' registry (plus `extra`): this
+    source tree, not whatever checkout the venv has installed (a worktree's tests may run with
+    another checkout's venv), and the credentials of `settings`, never a named secret."""
+    env = {
+        **os.environ,
+        **settings.as_environment(),
+        **extra,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("RDS_SECRET_NAME", None)
+    return env
+
+
+def run_idminter(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`idminter ARGS...` in the project folder, its output captured."""
+    return subprocess.run(
+        [str(IDMINTER), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+        check=False,
+    )
 
 
 @contextmanager

@@ -27,13 +27,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
 from dagster_graphql import DagsterGraphQLClient
+from dagster_helpers import end_process_groups
 from db_helpers import create_database, drop_database, free_port
 from ecs_rehearsal import TemplateValues, container_definitions, task_environment
 from sns_helpers import SubscribedTopic, subscribed_topic
@@ -371,16 +371,7 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
     finally:
         # Each process leads its own process group, with what it started: the code server's
         # child, the runs the daemon launched. Ending the group ends all of them.
-        for process in deployment.processes.values():
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in deployment.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        end_process_groups(deployment.processes.values())
 
 
 LOCATION_STATUS = """

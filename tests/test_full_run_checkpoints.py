@@ -10,7 +10,6 @@ stops if another run took the job meanwhile; recording a batch twice counts it o
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from db_helpers import (
+    cli_env,
     fetch_all,
     registry_on_private_server,
 )
@@ -63,16 +63,7 @@ def _works() -> list:
 
 
 def _env(settings: DatabaseSettings, store_path: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        **settings.as_environment(),
-        "WORKS_STORE_PATH": str(store_path),
-        "ELASTICSEARCH_URL": "",
-        # This source tree, not whatever checkout the venv has installed (a worktree's tests
-        # may run with another checkout's venv).
-        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.pop("RDS_SECRET_NAME", None)
+    env = cli_env(settings, WORKS_STORE_PATH=str(store_path), ELASTICSEARCH_URL="")
     env.pop(OUTAGE_ENV, None)  # the default bound, 60 s
     return env
 

@@ -26,12 +26,9 @@ from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore
 
 
 @pytest.fixture
-def lambda_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def lambda_env(works_store_env, connect_registry):
     fill_pool(connect_registry, 2_000)
-    store = SqliteWorksStore(tmp_path / "works.sqlite3")
+    store = SqliteWorksStore(works_store_env)
     store.put_source(
         [
             work("sierra-system-number", "b1161044x", indexed_at="2026-07-30T10:00:00.000Z"),
@@ -150,10 +147,8 @@ def test_parsed_scopes():
     assert parse_event({"full": False, "sourceIdentifiers": ["a/b"]})[0] == IdsScope(("a/b",))
 
 
-def test_pool_exhaustion_raises_so_step_functions_retries(registry_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "w.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    with SqliteWorksStore(tmp_path / "w.sqlite3") as store:
+def test_pool_exhaustion_raises_so_step_functions_retries(works_store_env):
+    with SqliteWorksStore(works_store_env) as store:
         store.put_source(generate_works(3))
     with pytest.raises(Exception, match="free-ID pool exhausted"):
         handler({"full": True}, None)
@@ -286,11 +281,8 @@ def test_batches_that_cannot_be_reported_per_record_are_refused_whole(lambda_env
     assert lambda_env.count_identified() == 0
 
 
-def test_an_exhausted_pool_fails_the_whole_queued_batch(registry_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "w.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
-    with SqliteWorksStore(tmp_path / "w.sqlite3") as store:
+def test_an_exhausted_pool_fails_the_whole_queued_batch(works_store_env):
+    with SqliteWorksStore(works_store_env) as store:
         store.put_source([work("sierra-system-number", "b2")])
     with pytest.raises(PoolExhaustedError):
         handler({"Records": [sqs_record("a", "sierra-system-number/b2")]}, None)
@@ -358,12 +350,9 @@ PAIRS = 30
 
 
 @pytest.fixture
-def store(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def store(works_store_env, connect_registry):
     fill_pool(connect_registry, 500)
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as opened:
+    with SqliteWorksStore(works_store_env) as opened:
         yield opened
 
 

@@ -22,10 +22,7 @@ OTHERS = 5_900  # plain Sierra works, so the batch holds 10,000 records
 
 
 @pytest.fixture
-def batch(registry_env, connect_registry, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+def batch(works_store_env, connect_registry, monkeypatch):
     monkeypatch.delenv("IDMINTER_CHURN_GUARD", raising=False)
     fill_pool(connect_registry, 10_000)
     stamp = "2026-07-30T09:00:00.000Z"
@@ -41,7 +38,7 @@ def batch(registry_env, connect_registry, tmp_path, monkeypatch):
     ]
     new_folio = [work("folio-instance", f"g{n}", indexed_at=stamp) for n in range(NEW_FOLIO)]
     others = [work("sierra-system-number", f"s{n}", indexed_at=stamp) for n in range(OTHERS)]
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+    with SqliteWorksStore(works_store_env) as store:
         store.put_source([*predecessors, *successors, *new_folio, *others])
         yield {
             "predecessors": predecessors,
@@ -107,14 +104,11 @@ def test_a_batch_of_10_000_records_gives_the_same_answer_in_any_order(
 
 
 def test_the_churn_guard_judges_the_invocation_not_each_transaction(
-    registry_env, connect_registry, tmp_path, monkeypatch, caplog
+    works_store_env, connect_registry, monkeypatch, caplog
 ):
     """30 new Folio works among 10 with predecessors (75 %, limit 20 %) spread over transactions
     of 50 records, fewer than the guard's minimum of 20 in each: judged together they trip."""
     monkeypatch.setattr(dispatch, "MAX_BATCH_SIZE", 50)
-    monkeypatch.setenv("WORKS_STORE_PATH", str(tmp_path / "works.sqlite3"))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
     monkeypatch.delenv("IDMINTER_CHURN_GUARD", raising=False)
     fill_pool(connect_registry, 500)
     plain = [work("sierra-system-number", f"s{n}") for n in range(200)]
@@ -124,7 +118,7 @@ def test_the_churn_guard_judges_the_invocation_not_each_transaction(
         for n in range(10)
     ]
     new_folio = [work("folio-instance", f"g{n}") for n in range(30)]
-    with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
+    with SqliteWorksStore(works_store_env) as store:
         store.put_source([*plain, *successors, *new_folio])
     # Six new Folio works in each 50 records.
     interleaved = [w for n in range(40) for w in (*plain[n * 5 : n * 5 + 5], *new_folio[n : n + 1])]

@@ -7,18 +7,16 @@ The server is a private MariaDB (never the shared one) whose `max_allowed_packet
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from db_helpers import (
-    create_database,
-    drop_database,
+    cli_env,
     fetch_all,
+    migrated_database,
     private_mariadb,
+    run_idminter,
     set_max_allowed_packet,
 )
 
@@ -30,10 +28,7 @@ from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.reconciliation import CASE_OR_PADDING_VARIANTS, reconcile
-from idminter_pipeline.registry.schema import apply_migrations
 
-VENV_BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parent.parent
 ORPHANS = 6_000
 
 
@@ -46,31 +41,12 @@ def minimum_packet_server(tmp_path_factory) -> Iterator[DatabaseSettings]:
 
 @pytest.fixture
 def registry(minimum_packet_server) -> Iterator[DatabaseSettings]:
-    settings = create_database(minimum_packet_server, "min_packet_")
-    try:
-        apply_migrations(lambda: connect(settings))
+    with migrated_database(minimum_packet_server, "min_packet_") as settings:
         yield settings
-    finally:
-        drop_database(settings)
 
 
 def _idminter(settings: DatabaseSettings, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **settings.as_environment(),
-        # This source tree, not whatever checkout the venv has installed.
-        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.pop("RDS_SECRET_NAME", None)
-    return subprocess.run(
-        [str(VENV_BIN / "idminter"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=600,
-        check=False,
-    )
+    return run_idminter(cli_env(settings), *args)
 
 
 def test_the_server_runs_at_the_minimum_packet(registry):

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 from db_helpers import (
+    cli_env,
     create_database,
     drop_database,
     fetch_all,
+    migrated_database,
     private_mariadb,
+    run_idminter,
     set_max_allowed_packet,
 )
 from registry_invariants import check_registry
@@ -38,14 +39,11 @@ from idminter_pipeline.registry.minting import Minter, MintRequest
 from idminter_pipeline.registry.outage import is_outage, ride_out
 from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET, max_allowed_packet, pack
 from idminter_pipeline.registry.pool import top_up
-from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK, SourceWork
 from idminter_pipeline.works.sample_data import DEFAULT_START
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 PACKET = 1024 * 1024
-VENV_BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parent.parent
 NEIGHBOURS = 10
 # 215 characters: a long item identifier, far below the 255-character limit.
 LONG_VALUE = "x" * 200 + "-{:014d}"
@@ -61,12 +59,8 @@ def small_packet_server(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, ob
 @pytest.fixture
 def small_registry(small_packet_server) -> Iterator[DatabaseSettings]:
     server, _ = small_packet_server
-    settings = create_database(server, "packet_")
-    try:
-        apply_migrations(lambda: connect(settings))
+    with migrated_database(server, "packet_") as settings:
         yield settings
-    finally:
-        drop_database(settings)
 
 
 def _big_work(value: str, items: int, first_item: int = 0):
@@ -90,32 +84,10 @@ def _neighbours():
 
 
 def _mint_window(settings: DatabaseSettings, store_path: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **settings.as_environment(),
-        "WORKS_STORE_PATH": str(store_path),
-        "ELASTICSEARCH_URL": "",
-        # This source tree, not whatever checkout the venv has installed (a worktree's tests
-        # may run with another checkout's venv).
-        "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.pop("RDS_SECRET_NAME", None)
+    env = cli_env(settings, WORKS_STORE_PATH=str(store_path), ELASTICSEARCH_URL="")
     start = DEFAULT_START.isoformat().replace("+00:00", "Z")
-    return subprocess.run(
-        [
-            str(VENV_BIN / "idminter"),
-            "mint",
-            "--window-start",
-            start,
-            "--window-end",
-            "2026-07-30T10:00:00Z",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=600,
-        check=False,
+    return run_idminter(
+        env, "mint", "--window-start", start, "--window-end", "2026-07-30T10:00:00Z"
     )
 
 

@@ -9,23 +9,17 @@ a private MariaDB that is SIGKILLed and restarted under the pool sensor."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
-import dagster as dg
 import pytest
+from dagster_helpers import POOL, logged_alerts, pool_sensor_ticks
 from db_helpers import private_mariadb, registry_on_private_server
 
 from benchmarks.crash_runs import crash_server
 from idminter_pipeline.core.errors import InvalidSettingError
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.pool.sensors import pool_size_sensor
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.local_servers.mariadb import ensure_server
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
     WINDOW_ENV,
@@ -135,14 +129,6 @@ def test_the_window_settings_come_from_the_environment_and_bad_values_are_named(
 
 # -- the pool sensor against a registry that keeps dropping away ---------------------------------
 
-POOL = PoolSettings(
-    target_free=200,
-    low_watermark=100,
-    critical_watermark=20,
-    batch_size=100,
-    forecast_horizon_hours=0,
-)
-
 
 @pytest.fixture
 def flapping_registry(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, object]]:
@@ -162,25 +148,10 @@ def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(
     monkeypatch.setenv(WINDOW_ENV, str(window))
     monkeypatch.setenv(WINDOW_PERCENT_ENV, str(percent))
     alerts_log = tmp_path / "alerts.log"
-    resources = {
-        "registry_database": RegistryDatabase.from_settings(settings),
-        "id_pool": FreeIdPool.from_settings(POOL),
-        "alerts": AlertsResource(log_file=str(alerts_log)),
-    }
-    instance = dg.DagsterInstance.ephemeral()
-    cursor: str | None = None
-
-    def tick() -> dg.SensorResult:
-        nonlocal cursor
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-        result = pool_size_sensor(context)
-        cursor = result.cursor
-        return result
+    tick = pool_sensor_ticks(settings, alerts_log).tick
 
     def titles() -> list[str]:
-        if not alerts_log.exists():
-            return []
-        return [json.loads(line)["title"] for line in alerts_log.read_text().splitlines()]
+        return [alert["title"] for alert in logged_alerts(alerts_log)]
 
     assert tick().asset_events
     outages = []
@@ -200,7 +171,7 @@ def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(
             break
     assert max(outages) < alert_after  # none long enough to page by its length
     assert titles() == ["Registry flapping"]
-    (paged,) = [json.loads(line) for line in alerts_log.read_text().splitlines()]
+    (paged,) = logged_alerts(alerts_log)
     assert paged["severity"] == "critical"
     assert paged["figures"]["window_seconds"] == window
     assert paged["figures"]["unreachable_percent"] >= percent

@@ -7,29 +7,24 @@ ride the outage out."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import dagster as dg
 import pytest
+from dagster_helpers import POOL, logged_alerts, pool_sensor_ticks
 from db_helpers import registry_on_private_server
 from sns_helpers import subscribed_topic
 
 from benchmarks.crash_runs import crash_server
 from idminter_pipeline.core.errors import InvalidSettingError
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.checks import _watermark_check
-from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.outage import OUTAGE_ENV
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.registry.reachability import (
     ALERT_AFTER_ENV,
     DEFAULT_ALERT_AFTER_SECONDS,
@@ -37,13 +32,6 @@ from idminter_pipeline.registry.reachability import (
 )
 
 ALERT_AFTER = 3
-POOL = PoolSettings(
-    target_free=200,
-    low_watermark=100,
-    critical_watermark=20,
-    batch_size=100,
-    forecast_horizon_hours=0,
-)
 
 
 # The titles as people read them, and as their runbook headings.
@@ -58,40 +46,6 @@ def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, object]
         yield settings, paths
 
 
-class Ticks:
-    """The sensor evaluated tick after tick, carrying its cursor like the daemon does."""
-
-    def __init__(self, resources: dict) -> None:
-        self.resources = resources
-        self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor: str | None = None
-
-    def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources
-        )
-        result = pool_size_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        self.cursor = result.cursor
-        return result
-
-
-def _ticks(settings: DatabaseSettings, alerts_log, topic_arn: str | None = None) -> Ticks:
-    return Ticks(
-        {
-            "registry_database": RegistryDatabase.from_settings(settings),
-            "id_pool": FreeIdPool.from_settings(POOL),
-            "alerts": AlertsResource(log_file=str(alerts_log), sns_topic_arn=topic_arn),
-        }
-    )
-
-
-def _alerts(alerts_log) -> list[dict]:
-    if not alerts_log.exists():
-        return []
-    return [json.loads(line) for line in alerts_log.read_text().splitlines()]
-
-
 def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     private_registry, tmp_path, aws_env, monkeypatch
 ):
@@ -99,22 +53,22 @@ def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     monkeypatch.setenv(ALERT_AFTER_ENV, str(ALERT_AFTER))
     topic = subscribed_topic(f"alerts-{uuid.uuid4().hex[:8]}")
     alerts_log = tmp_path / "alerts.log"
-    ticks = _ticks(settings, alerts_log, topic.topic_arn)
+    ticks = pool_sensor_ticks(settings, alerts_log, topic.topic_arn)
 
     healthy = ticks.tick()
     assert healthy.asset_events  # it read the pool
-    assert _alerts(alerts_log) == []
+    assert logged_alerts(alerts_log) == []
 
     crash_server(paths)
     first_failed = ticks.tick()
     failed_at = time.monotonic()
     assert "registry unreachable: RegistryUnreachableError" in str(first_failed.skip_reason)
-    assert _alerts(alerts_log) == []  # within the bound: a failover may end by itself
+    assert logged_alerts(alerts_log) == []  # within the bound: a failover may end by itself
 
     time.sleep(max(0.0, ALERT_AFTER - (time.monotonic() - failed_at)) + 0.2)
     for _ in range(3):  # past the bound: one alert, however many ticks fail
         ticks.tick()
-    (paged,) = _alerts(alerts_log)
+    (paged,) = logged_alerts(alerts_log)
     assert paged["title"] == UNREACHABLE_TITLE
     assert paged["severity"] == "critical"
     assert "Can't connect" in paged["cause"]
@@ -126,7 +80,7 @@ def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     recovered = ticks.tick()
     assert recovered.asset_events  # reading the pool again
     ticks.tick()
-    alerts = _alerts(alerts_log)
+    alerts = logged_alerts(alerts_log)
     assert [a["title"] for a in alerts] == [UNREACHABLE_TITLE, RECOVERED_TITLE]
     assert alerts[1]["severity"] == "info"
     assert "Can't connect" in alerts[1]["figures"]["last_cause"]
@@ -140,13 +94,13 @@ def test_an_outage_shorter_than_the_bound_pages_no_one(private_registry, tmp_pat
     settings, paths = private_registry
     monkeypatch.delenv(ALERT_AFTER_ENV, raising=False)  # the default, 5 minutes
     alerts_log = tmp_path / "alerts.log"
-    ticks = _ticks(settings, alerts_log)
+    ticks = pool_sensor_ticks(settings, alerts_log)
     ticks.tick()
     crash_server(paths)
     assert "registry unreachable" in str(ticks.tick().skip_reason)
     ensure_server(DatabaseSettings(port=settings.port), paths, start_local=True)
     assert ticks.tick().asset_events
-    assert _alerts(alerts_log) == []
+    assert logged_alerts(alerts_log) == []
     assert '"registry_down_since": null' in ticks.cursor
 
 

@@ -13,19 +13,17 @@ whose `run_retries` are deploy/dagster.yaml's, serving tests/run_retry_location.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster_helpers import end_process_groups
 from db_helpers import free_port
 
 from idminter_pipeline.core.errors import InvalidSettingError
@@ -117,14 +115,7 @@ def daemon(tmp_path) -> Iterator[tuple[Path, Path]]:
         yield home, workdir
     finally:
         # The daemon leads its process group: its code server and the runs it launched.
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        end_process_groups([process])
         log.close()
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from db_helpers import fetch_all
+from db_helpers import fetch_all, run_statements
 from legacy_helpers import scratch_database
 from port_helpers import PORT_MIGRATION, SPECIAL_ROWS, create_port_registry
 
@@ -131,13 +131,11 @@ def test_db_status_shows_drift_and_this_projects_schema_has_none(port_env, regis
 
 
 def test_a_pending_migration_names_migrate(registry):
+    run_statements(
+        registry, "DELETE FROM _yoyo_migration WHERE migration_id = '0006_retired_canonical_ids'"
+    )
     conn = connect(registry)
     try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM _yoyo_migration WHERE migration_id = '0006_retired_canonical_ids'"
-            )
-        conn.commit()
         drift = schema_drift(conn)
         assert drift.kind is DriftKind.PENDING
         assert drift.differences == ("migration(s) not applied: 0006_retired_canonical_ids",)
@@ -211,13 +209,13 @@ def test_history_read_waits_out_yoyos_upgrade_of_its_own_table(empty_database):
 
 
 def test_a_column_collation_changed_by_hand_is_drift(registry):
+    run_statements(
+        registry,
+        "ALTER TABLE identifiers MODIFY SourceId VARCHAR(255) "
+        "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL",
+    )
     conn = connect(registry)
     try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "ALTER TABLE identifiers MODIFY SourceId VARCHAR(255) "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL"
-            )
         drift = schema_drift(conn)
         assert drift.kind is DriftKind.PORT
         assert drift.differences == (

@@ -111,31 +111,29 @@ def test_a_window_of_zero_works_succeeds_with_zero_counts(store, monkeypatch):
         assert _locks() == []
 
 
+def _hold_window(expires_at: str) -> None:
+    """The window's hold as another execution recorded it, expiring at `expires_at`."""
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=TABLE,
+        Item={
+            "lockKey": {"S": "windows/20260730T1000-20260730T1015"},
+            "execution": {"S": "arn:aws:states:eu-west-1:123456789012:execution:x:first"},
+            "expiresAt": {"S": expires_at},
+        },
+    )
+
+
 def test_a_window_another_execution_holds_is_not_minted_again_at_once(store, monkeypatch):
     with window_machine(monkeypatch) as machine:
         # An execution over the window is running (its hold is recorded and not expired).
-        boto3.client("dynamodb", region_name=REGION).put_item(
-            TableName=TABLE,
-            Item={
-                "lockKey": {"S": "windows/20260730T1000-20260730T1015"},
-                "execution": {"S": "arn:aws:states:eu-west-1:123456789012:execution:x:first"},
-                "expiresAt": {"S": "2999-01-01T00:00:00.000000Z"},
-            },
-        )
+        _hold_window("2999-01-01T00:00:00.000000Z")
         busy = machine.execute({"window": WINDOW, "jobId": "recovery"})
         assert (busy.status, busy.error) == ("FAILED", "WindowBusy")
         assert not [e for e in machine.invocations if "s3_uri" in e]
         assert store.count_identified() == 0
 
         # The first one stopped without releasing: once its hold expires a re-run takes over.
-        boto3.client("dynamodb", region_name=REGION).put_item(
-            TableName=TABLE,
-            Item={
-                "lockKey": {"S": "windows/20260730T1000-20260730T1015"},
-                "execution": {"S": "arn:aws:states:eu-west-1:123456789012:execution:x:first"},
-                "expiresAt": {"S": "2000-01-01T00:00:00.000000Z"},
-            },
-        )
+        _hold_window("2000-01-01T00:00:00.000000Z")
         rerun = machine.execute({"window": WINDOW, "jobId": "recovery"})
         assert rerun.status == "SUCCEEDED", rerun.cause
         assert _locks() == []

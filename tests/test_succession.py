@@ -13,7 +13,7 @@ from idminter_pipeline.core.errors import ChainTooDeepError, InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Inheritance, Minter, MintRequest
-from idminter_pipeline.works.documents import IdentifiedWork, extract_work
+from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, extract_work
 from idminter_pipeline.works.pipeline import SupersededWork, WorksPipeline
 from idminter_pipeline.works.repair import repair_succession
 from idminter_pipeline.works.sample_data import generate_works
@@ -121,13 +121,18 @@ def test_a_late_update_of_a_predecessor_is_superseded_not_written(store, minter,
     assert _run(store, minter, new.id).works_written == 1
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations("abc")))
-def test_a_chain_of_three_keeps_the_newest_record_in_every_order(store, minter, pool, order):
-    works = {
+def _chain_of_three() -> dict[str, SourceWork]:
+    """a, then b succeeding a, then c succeeding b: c is the chain's newest record."""
+    return {
         "a": work(SIERRA, "b1"),
         "b": work(FOLIO, "f1", predecessor=(SIERRA, "b1")),
         "c": work(AXIELL, "x1", predecessor=(FOLIO, "f1")),
     }
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("abc")))
+def test_a_chain_of_three_keeps_the_newest_record_in_every_order(store, minter, pool, order):
+    works = _chain_of_three()
     store.put_source(works.values())
     for name in "abc":  # first processing: a predecessor must be registered first
         _run(store, minter, works[name].id)
@@ -144,11 +149,7 @@ def test_a_chain_of_three_keeps_the_newest_record_in_every_order(store, minter, 
 
 @pytest.mark.parametrize("order", list(itertools.permutations("abc")))
 def test_a_new_chain_in_one_batch_is_written_as_its_newest_record(store, minter, pool, order):
-    works = {
-        "a": work(SIERRA, "b1"),
-        "b": work(FOLIO, "f1", predecessor=(SIERRA, "b1")),
-        "c": work(AXIELL, "x1", predecessor=(FOLIO, "f1")),
-    }
+    works = _chain_of_three()
     store.put_source(works.values())
     summary = _run(store, minter, *(works[name].id for name in order))
     assert (summary.works_written, summary.works_superseded, summary.inherited) == (1, 2, 2)

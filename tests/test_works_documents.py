@@ -2,6 +2,8 @@
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -205,6 +207,17 @@ def test_null_predecessor_means_none():
     assert extracted.predecessor is None
 
 
+@contextmanager
+def _refused(stage: Stage, work_id: str, detail: str) -> Iterator[None]:
+    """The block raises a `MalformedWorkError` at `stage` for `work_id`, its detail naming
+    `detail`."""
+    with pytest.raises(MalformedWorkError) as raised:
+        yield
+    assert raised.value.stage == stage
+    assert raised.value.work_id == work_id
+    assert detail in raised.value.detail
+
+
 @pytest.mark.parametrize(
     ("document", "detail"),
     [
@@ -247,11 +260,8 @@ def test_null_predecessor_means_none():
     ],
 )
 def test_malformed_documents_fail_extraction_with_a_readable_detail(document, detail):
-    with pytest.raises(MalformedWorkError) as raised:
+    with _refused(Stage.EXTRACT, "Work[sierra-system-number/b1]", detail):
         extract_work(document, document_id="Work[sierra-system-number/b1]")
-    assert raised.value.stage == Stage.EXTRACT
-    assert raised.value.work_id == "Work[sierra-system-number/b1]"
-    assert detail in raised.value.detail
 
 
 def test_a_bad_nested_node_fails_the_work_naming_the_path_and_the_work():
@@ -379,11 +389,8 @@ def test_sample_works_are_deterministic_realistic_and_extractable():
     ],
 )
 def test_unreadable_stored_text_fails_at_read_naming_the_work(content, detail):
-    with pytest.raises(MalformedWorkError) as raised:
+    with _refused(Stage.READ, "Work[s/v]", detail):
         decode_document(content, work_id="Work[s/v]")
-    assert raised.value.stage == Stage.READ
-    assert raised.value.work_id == "Work[s/v]"
-    assert detail in raised.value.detail
 
 
 def test_decoding_keeps_every_value_exactly():

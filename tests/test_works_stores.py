@@ -97,16 +97,25 @@ def test_window_includes_both_ends_and_is_ordered(store):
     store.put_source(reversed(works))
     store.refresh()
     inside = list(
-        store.read_window(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), page_size=2)
+        store.read_window(
+            WindowScope(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)), page_size=2
+        )
     )
     assert _ids(inside) == _ids(works[2:6])
     half_open = list(
-        store.read_window(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), end_inclusive=False)
+        store.read_window(
+            WindowScope(T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), end_inclusive=False)
+        )
     )
     assert _ids(half_open) == _ids(works[2:5])
-    one_instant = list(store.read_window(T0 + timedelta(minutes=7), T0 + timedelta(minutes=7)))
+    one_instant = list(
+        store.read_window(WindowScope(T0 + timedelta(minutes=7), T0 + timedelta(minutes=7)))
+    )
     assert _ids(one_instant) == [works[7].id]
-    assert list(store.read_window(T0 - timedelta(days=1), T0 - timedelta(seconds=1))) == []
+    assert (
+        list(store.read_window(WindowScope(T0 - timedelta(days=1), T0 - timedelta(seconds=1))))
+        == []
+    )
 
 
 def test_millisecond_boundaries_are_exact(store):
@@ -114,8 +123,12 @@ def test_millisecond_boundaries_are_exact(store):
     b = _doc("b2", T0 + timedelta(seconds=1))
     store.put_source([a, b])
     store.refresh()
-    assert _ids(store.read_window(T0, T0 + timedelta(seconds=1), end_inclusive=False)) == [a.id]
-    assert _ids(store.read_window(T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))) == [b.id]
+    assert _ids(
+        store.read_window(WindowScope(T0, T0 + timedelta(seconds=1), end_inclusive=False))
+    ) == [a.id]
+    assert _ids(
+        store.read_window(WindowScope(T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)))
+    ) == [b.id]
 
 
 def test_full_scan_pages_through_everything_once_including_equal_timestamps(store):
@@ -230,7 +243,7 @@ def test_putting_a_source_work_again_replaces_it(store):
     store.put_source([_doc("b1", T0 + timedelta(days=1))])
     store.refresh()
     assert store.count_source() == 1
-    assert _ids(store.read_window(T0 + timedelta(days=1), T0 + timedelta(days=1))) == [
+    assert _ids(store.read_window(WindowScope(T0 + timedelta(days=1), T0 + timedelta(days=1)))) == [
         "Work[sierra-system-number/b1]"
     ]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.cli.works import EXIT_SOME_WORKS_FAILED, scope_from_options, scope_options
+from idminter_pipeline.cli.works import EXIT_SOME_WORKS_FAILED, scope_options
 from idminter_pipeline.core.errors import InvalidInputError
-from idminter_pipeline.works.stores import WorksStore, works_store_from_env
+from idminter_pipeline.works.stores import WorkScope, WorksStore, works_store_from_env
 
 EXIT_OVER_THRESHOLD = EXIT_SOME_WORKS_FAILED
 
@@ -50,15 +50,7 @@ def open_candidate(path: Path | None, index: str | None) -> WorksStore:
     "--candidate-index",
     help="The candidate's source works: an Elasticsearch index on the works store's cluster.",
 )
-def impact(  # noqa: PLR0917 (click passes options positionally)
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-    candidate_store: Path | None,
-    candidate_index: str | None,
-) -> None:
+def impact(scope: WorkScope, candidate_store: Path | None, candidate_index: str | None) -> None:
     """Count, per ontology type and source system, the public IDs a candidate source index or
     store would mint anew, inherit and keep, and the published IDs no document would carry any
     more, against the identified works published today (the works store).
@@ -67,7 +59,6 @@ def impact(  # noqa: PLR0917 (click passes options positionally)
     (the first 100). Thresholds: IDMINTER_IMPACT_MAX_UNCARRIED and IDMINTER_IMPACT_MAX_NEW. Prints
     a JSON report; exits 1 if a figure is over its threshold.
     """
-    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     # Imported here: the registry client and the pipeline load only when an assessment runs.
     from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415

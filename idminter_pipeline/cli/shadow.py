@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import click
 
 from idminter_pipeline.cli.output import echo_json
-from idminter_pipeline.cli.works import scope_from_options, scope_options
+from idminter_pipeline.cli.works import scope_options
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
-from idminter_pipeline.works.stores import WorksStore, works_store_from_env
+from idminter_pipeline.works.stores import WorkScope, WorksStore, works_store_from_env
 
 if TYPE_CHECKING:
     from idminter_pipeline.works.shadow import Reference
@@ -65,15 +65,8 @@ def _source_store() -> WorksStore:
     show_default=True,
     help="Works per registry lookup: at least 1; above 5000 is lowered to 5000.",
 )
-def shadow(  # noqa: PLR0917 (click passes options positionally)
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-    reference_path: Path | None,
-    reference_index: str | None,
-    batch_size: int,
+def shadow(
+    scope: WorkScope, reference_path: Path | None, reference_index: str | None, batch_size: int
 ) -> None:
     """Work out what `mint` would assign to the works of one scope and compare each annotated
     document with the reference's document for the same state.sourceIdentifier.
@@ -87,7 +80,6 @@ def shadow(  # noqa: PLR0917 (click passes options positionally)
     from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415
     from idminter_pipeline.works.shadow import shadow_run  # noqa: PLC0415
 
-    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     batch_size = clamp_batch_size(batch_size)
     reference = _reference(reference_path, reference_index)
     try:

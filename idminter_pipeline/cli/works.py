@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,9 +23,13 @@ from idminter_pipeline.works.stores import (
     IdsScope,
     WindowScope,
     WorkScope,
+    WorksStore,
     works_store_from_env,
 )
 from idminter_pipeline.works.stores.base import format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from idminter_pipeline.registry.minting import Minter
 
 EXIT_SOME_WORKS_FAILED = 1
 
@@ -88,14 +94,10 @@ def load(file: Path) -> None:
         )
 
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def scope_options(verb: str) -> Callable[[F], F]:
-    """The options choosing one scope, as `mint` and `shadow` both take them
-    (`--source-identifiers ID...`, `--window-start/--window-end`, `--full`); `verb` words their
-    help. The command receives them as `first_ids`, `more_ids`, `window_start`, `window_end`,
-    `full`: pass those to `scope_from_options`."""
+def scope_options(verb: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options choosing one scope, as `mint`, `audit`, `sweep`, `impact` and `shadow` take
+    them (`--source-identifiers ID...`, `--window-start/--window-end`, `--full`); `verb` words
+    their help. The command receives the scope they chose as its `scope` argument."""
     options = [
         click.option(
             "--source-identifiers",
@@ -115,27 +117,28 @@ def scope_options(verb: str) -> Callable[[F], F]:
         ),
     ]
 
-    def decorate(command: F) -> F:
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def with_scope(
+            *,
+            first_ids: tuple[str, ...],
+            more_ids: tuple[str, ...],
+            window_start: str | None,
+            window_end: str | None,
+            full: bool,
+            **rest: object,
+        ) -> None:
+            # Identifiers after the first --source-identifiers count too; bare ones are refused.
+            if more_ids and not first_ids:
+                raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
+            command(scope=_scope(first_ids + more_ids, window_start, window_end, full), **rest)
+
         # Applied last to first, as stacked decorators are, so --help lists them in this order.
         for option in reversed(options):
-            command = option(command)
-        return command
+            with_scope = option(with_scope)
+        return with_scope
 
     return decorate
-
-
-def scope_from_options(
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-) -> WorkScope:
-    """The scope `scope_options` chose; identifiers after the first `--source-identifiers` count
-    too, but bare arguments without it are refused."""
-    if more_ids and not first_ids:
-        raise click.UsageError(f"unexpected arguments {' '.join(more_ids)}")
-    return _scope(first_ids + more_ids, window_start, window_end, full)
 
 
 def _scope(
@@ -179,21 +182,12 @@ def _scope(
     show_default=True,
     help="Works per registry transaction: at least 1; above 5000 is lowered to 5000.",
 )
-def mint(  # noqa: PLR0917 (click passes options positionally)
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-    job_id: str | None,
-    batch_size: int,
-) -> None:
+def mint(scope: WorkScope, job_id: str | None, batch_size: int) -> None:
     """Mint every identifier in the works of one scope and write the identified works.
 
     Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why;
     a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
     """
-    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     # The pipeline (the registry client: pymysql, tenacity) is imported when a run starts, so
     # `idminter mint --help` does not pay for it.
     from idminter_pipeline.works.pipeline import clamp_batch_size  # noqa: PLC0415
@@ -215,6 +209,19 @@ def mint(  # noqa: PLR0917 (click passes options positionally)
         sys.exit(EXIT_SOME_WORKS_FAILED)
 
 
+@contextlib.contextmanager
+def _store_and_minter() -> Iterator[tuple[WorksStore, Minter]]:
+    """The works store, which must exist, and a minter on the registry the environment names."""
+    # Imported here: `idminter works generate|load` need no registry client.
+    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
+    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+
+    factory = connection_factory(DatabaseSettings.from_env())
+    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+        yield store, minter
+
+
 @works.command("repair-succession")
 @click.option(
     "--apply",
@@ -228,20 +235,12 @@ def repair_succession_command(apply: bool) -> None:
     Prints a JSON report; exits 1 if a rewrite failed.
     """
     # Imported here: `idminter works generate|load` need neither the registry nor the pipeline.
-    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
-    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
     from idminter_pipeline.works.repair import repair_succession  # noqa: PLC0415
     from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
     from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
 
     policy = SuccessionPolicy.from_env()
-    factory = connection_factory(DatabaseSettings.from_env())
-    with (
-        batch_run_collector(),
-        works_store_from_env(existing=True) as store,
-        Minter(factory) as minter,
-    ):
+    with batch_run_collector(), _store_and_minter() as (store, minter):
         report = repair_succession(
             store,
             minter,
@@ -256,28 +255,17 @@ def repair_succession_command(apply: bool) -> None:
 
 @works.command("audit")
 @scope_options("audit")
-def audit_command(
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-) -> None:
+def audit_command(scope: WorkScope) -> None:
     """Account for every work of one scope, from the stores themselves: written, superseded,
     failed, skipped, and the difference (missing or stale), named work by work (the first 100).
 
     Reads the source and identified stores and looks canonical IDs up in the registry; writes
     nothing. Prints a JSON report; exits 1 if any work is not accounted for.
     """
-    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
     # Imported here: `idminter works generate|load` need neither the registry nor pandas.
-    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
-    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
     from idminter_pipeline.works.audit import audit  # noqa: PLC0415
 
-    factory = connection_factory(DatabaseSettings.from_env())
-    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+    with _store_and_minter() as (store, minter):
         report = audit(store, minter.lookup_ids, scope, inheritances=minter.inheritances)
     echo_json(report.as_dict())
     if report.difference_count:
@@ -286,32 +274,17 @@ def audit_command(
 
 @works.command("sweep")
 @scope_options("sweep")
-def sweep_command(
-    first_ids: tuple[str, ...],
-    more_ids: tuple[str, ...],
-    window_start: str | None,
-    window_end: str | None,
-    full: bool,
-) -> None:
+def sweep_command(scope: WorkScope) -> None:
     """Mint the works of one scope whose identified document is missing or older than their
     source document, whatever window they fell in (usually --full).
 
     Prints a JSON report (what was found, the first 100 named, and what minting it did); exits
     1 if a work failed minting.
     """
-    scope = scope_from_options(first_ids, more_ids, window_start, window_end, full)
-    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
-    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
     from idminter_pipeline.works.runner import run_from_env  # noqa: PLC0415
     from idminter_pipeline.works.sweeper import sweep  # noqa: PLC0415
 
-    factory = connection_factory(DatabaseSettings.from_env())
-    with (
-        batch_run_collector(),
-        works_store_from_env(existing=True) as store,
-        Minter(factory) as minter,
-    ):
+    with batch_run_collector(), _store_and_minter() as (store, minter):
         report = sweep(
             store,
             minter.lookup_ids,
@@ -335,15 +308,11 @@ def show(subject: str) -> None:
     job); the succession chain and which work holds the identified document; and the stored
     identified document. Reads only. Exits 1 when neither the registry nor the store knows it.
     """
-    from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
-    from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
-    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
     from idminter_pipeline.works.diagnosis import diagnose, parse_subject  # noqa: PLC0415
     from idminter_pipeline.works.succession import SuccessionPolicy  # noqa: PLC0415
 
     parse_subject(subject)  # a malformed subject is named before any store or registry is opened
     policy = SuccessionPolicy.from_env()
-    factory = connection_factory(DatabaseSettings.from_env())
-    with works_store_from_env(existing=True) as store, Minter(factory) as minter:
+    with _store_and_minter() as (store, minter):
         report = diagnose(subject, minter=minter, store=store, policy=policy)
     echo_json(report)

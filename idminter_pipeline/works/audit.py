@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pandas as pd
 
@@ -312,26 +312,22 @@ def audit_works(
             yield _judge(work, canonical_ids[work.stored.id], published, report, chains)
 
 
+class AuditOptions(TypedDict, total=False):
+    """`audit_works`'s keyword arguments, which `audit` passes on."""
+
+    reported: RunReport | None
+    inheritances: Inheritances | None
+    batch_size: int
+    page_size: int
+
+
 def audit(
-    store: WorksStore,
-    lookup: Lookup,
-    scope: WorkScope,
-    *,
-    reported: RunReport | None = None,
-    inheritances: Inheritances | None = None,
-    batch_size: int = AUDIT_BATCH_SIZE,
+    store: WorksStore, lookup: Lookup, scope: WorkScope, **options: Unpack[AuditOptions]
 ) -> AuditReport:
     """The counts of `audit_works` and the first works of the difference."""
     store.refresh()
     result = AuditReport(scope=scope.describe(), store=store.describe())
-    for work in audit_works(
-        store,
-        lookup,
-        scope,
-        reported=reported,
-        inheritances=inheritances,
-        batch_size=batch_size,
-    ):
+    for work in audit_works(store, lookup, scope, **options):
         result.add(work)
     return result
 

@@ -29,7 +29,6 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,9 +48,8 @@ from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorkFailure, Wo
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
-    ScanPosition,
+    ReadThroughStore,
     StoredHolder,
-    StoredWork,
     WorkScope,
     WorksStore,
     WriteFailure,
@@ -241,7 +239,7 @@ class _RecordingMinter:
         return self._shadow.inheritances(canonical_ids)
 
 
-class _AssessingStore(WorksStore):
+class _AssessingStore(ReadThroughStore):
     """Reads the candidate; where the pipeline would write, counts each ID's fate and compares
     the document with the one published under the same canonical ID. Writes nothing."""
 
@@ -252,36 +250,13 @@ class _AssessingStore(WorksStore):
         minter: _RecordingMinter,
         report: ImpactReport,
     ) -> None:
-        self._candidate = candidate
+        super().__init__(candidate)
         self._published = published
         self._minter = minter
         self._report = report
         self.carried: set[str] = set()
         self.counted_sources: set[SourceIdentifier] = set()
         self.published_ids: dict[str, ImpactedId] = {}
-
-    def describe(self) -> str:
-        return self._candidate.describe()
-
-    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
-        return self._candidate.read_ids(ids)
-
-    def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[StoredWork]:
-        return self._candidate.read_window(
-            start, end, end_inclusive=end_inclusive, page_size=page_size
-        )
-
-    def read_all(
-        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
-    ) -> Iterator[StoredWork]:
-        return self._candidate.read_all(page_size=page_size, after=after)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         results = self._minter.results
@@ -359,9 +334,6 @@ class _AssessingStore(WorksStore):
 
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
         raise NotImplementedError("an impact assessment writes nothing")
-
-    def count_source(self) -> int:
-        return self._candidate.count_source()
 
     def count_identified(self) -> int:
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +221,17 @@ def failed_run_alert(
 
 
 AlertBuilder = Callable[..., Alert | dg.SkipReason]
+
+
+def domain_run(
+    run: dg.DagsterRun, *, tag: str, asset: dg.AssetKey, others: AbstractSet[dg.AssetKey]
+) -> bool:
+    """Whether `run` is one domain's: its job's (tagged `tag`) or one that materializes `asset`
+    from its page, unless it also materializes any of `others` (domains alerting on their own)."""
+    selection = run.asset_selection or frozenset()
+    if selection & others:
+        return False
+    return tag in run.tags or asset in selection
 
 
 # Each alert sensor's decision for one failed run, by sensor name (`failure_decision`).

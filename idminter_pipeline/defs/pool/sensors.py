@@ -28,6 +28,7 @@ from idminter_pipeline.core.errors import (
 from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
+    domain_run,
     failed_run_alert,
     run_failure_alert_sensor,
 )
@@ -216,10 +217,9 @@ def _delivered(alerts: AlertsResource, alert: Alert, context: dg.SensorEvaluatio
 
 def replenishes_pool(run: dg.DagsterRun) -> bool:
     """A run that tops the pool up and mints nothing (minting runs have their own alert)."""
-    selection = run.asset_selection or frozenset()
-    if MINTING_ASSET in selection:
-        return False
-    return POOL_REPLENISHMENT_TAG in run.tags or canonical_id_pool.key in selection
+    return domain_run(
+        run, tag=POOL_REPLENISHMENT_TAG, asset=canonical_id_pool.key, others={MINTING_ASSET}
+    )
 
 
 @run_failure_alert_sensor(

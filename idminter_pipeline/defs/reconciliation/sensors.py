@@ -6,6 +6,7 @@ import dagster as dg
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.defs.alerts.failures import (
     FailedRun,
+    domain_run,
     failed_check_evaluations,
     failed_run_alert,
     run_failure_alert_sensor,
@@ -20,10 +21,9 @@ OTHER_DOMAINS = frozenset({dg.AssetKey(MINTING_ASSET), dg.AssetKey("canonical_id
 
 def reconciles_registry(run: dg.DagsterRun) -> bool:
     """The reconciliation job (tagged), or a run that materializes the asset from its page."""
-    selection = run.asset_selection or frozenset()
-    if selection & OTHER_DOMAINS:
-        return False
-    return RECONCILIATION_TAG in run.tags or registry_reconciliation.key in selection
+    return domain_run(
+        run, tag=RECONCILIATION_TAG, asset=registry_reconciliation.key, others=OTHER_DOMAINS
+    )
 
 
 @run_failure_alert_sensor(

@@ -11,7 +11,6 @@ from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.defs.works.resources import WorksStoreResource
 from idminter_pipeline.works.shadow import ElasticsearchReference, Reference, SqliteReference
-from idminter_pipeline.works.stores.elasticsearch import elasticsearch_client
 
 REFERENCE_PATH_ENV = "IDMINTER_SHADOW_REFERENCE_PATH"
 REFERENCE_INDEX_ENV = "IDMINTER_SHADOW_REFERENCE_INDEX"
@@ -32,17 +31,7 @@ class ShadowReferenceResource(dg.ConfigurableResource):
             )
         if self.sqlite_path:
             return SqliteReference(self.sqlite_path)
-        if not works_store.elasticsearch_url:
-            raise InvalidInputError(
-                f"{REFERENCE_INDEX_ENV} names an Elasticsearch index, but ELASTICSEARCH_URL "
-                "is unset"
-            )
-        client = elasticsearch_client(
-            works_store.elasticsearch_url,
-            api_key=works_store.elasticsearch_api_key,
-            username=works_store.elasticsearch_username,
-            password=works_store.elasticsearch_password,
-        )
+        client = works_store.elasticsearch(needed_by=REFERENCE_INDEX_ENV)
         return ElasticsearchReference(client, str(self.elasticsearch_index))
 
 

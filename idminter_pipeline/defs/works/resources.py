@@ -9,6 +9,7 @@ set; credentials (`ES_API_KEY`, or `ES_USERNAME` / `ES_PASSWORD`) reach the reso
 from collections.abc import Mapping
 
 import dagster as dg
+from elasticsearch import Elasticsearch
 from pydantic import Field
 
 from idminter_pipeline.core.errors import InvalidInputError
@@ -54,14 +55,8 @@ class WorksStoreResource(dg.ConfigurableResource):
         reader that must leave a SQLite file as it is (an Elasticsearch store is only read by
         such a reader anyway)."""
         if self.elasticsearch_url:
-            client = elasticsearch_client(
-                self.elasticsearch_url,
-                api_key=self.elasticsearch_api_key,
-                username=self.elasticsearch_username,
-                password=self.elasticsearch_password,
-            )
             return ElasticsearchWorksStore(
-                client,
+                self.elasticsearch(needed_by="the works store"),
                 ElasticsearchSettings(
                     source_index_prefix=self.source_index_prefix,
                     target_index_prefix=self.target_index_prefix,
@@ -71,6 +66,20 @@ class WorksStoreResource(dg.ConfigurableResource):
                 ),
             )
         return SqliteWorksStore(self.sqlite_path or default_sqlite_path(), read_only=read_only)
+
+    def elasticsearch(self, *, needed_by: str) -> Elasticsearch:
+        """A client for the works store's cluster, with its credentials; `needed_by` names what
+        needs one when ELASTICSEARCH_URL is unset."""
+        if not self.elasticsearch_url:
+            raise InvalidInputError(
+                f"{needed_by} names an Elasticsearch index, but ELASTICSEARCH_URL is unset"
+            )
+        return elasticsearch_client(
+            self.elasticsearch_url,
+            api_key=self.elasticsearch_api_key,
+            username=self.elasticsearch_username,
+            password=self.elasticsearch_password,
+        )
 
 
 class ChurnGuardResource(dg.ConfigurableResource):
@@ -165,17 +174,7 @@ class ImpactCandidateResource(dg.ConfigurableResource):
             )
         if self.sqlite_path:
             return sqlite_candidate(self.sqlite_path, named_by=CANDIDATE_PATH_ENV)
-        if not works_store.elasticsearch_url:
-            raise InvalidInputError(
-                f"{CANDIDATE_INDEX_ENV} names an Elasticsearch index, but ELASTICSEARCH_URL "
-                "is unset"
-            )
-        client = elasticsearch_client(
-            works_store.elasticsearch_url,
-            api_key=works_store.elasticsearch_api_key,
-            username=works_store.elasticsearch_username,
-            password=works_store.elasticsearch_password,
-        )
+        client = works_store.elasticsearch(needed_by=CANDIDATE_INDEX_ENV)
         published = ElasticsearchSettings(
             source_index_prefix=works_store.source_index_prefix,
             target_index_prefix=works_store.target_index_prefix,

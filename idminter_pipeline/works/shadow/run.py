@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from idminter_pipeline.core.errors import InvalidInputError
@@ -40,9 +39,8 @@ from idminter_pipeline.works.shadow.compare import (
 from idminter_pipeline.works.shadow.reference import Reference
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
-    ScanPosition,
+    ReadThroughStore,
     StoredHolder,
-    StoredWork,
     WorkScope,
     WorksStore,
     WriteFailure,
@@ -106,37 +104,16 @@ class ShadowReport:
         }
 
 
-class _ComparingStore(WorksStore):
+class _ComparingStore(ReadThroughStore):
     """Reads from `store`; what the pipeline would write is compared, never written."""
 
     def __init__(
         self, store: WorksStore, reference: Reference, minter: ReadOnlyMinter, report: ShadowReport
     ) -> None:
-        self._store = store
+        super().__init__(store)
         self._reference = reference
         self._minter = minter
         self._report = report
-
-    def describe(self) -> str:
-        return self._store.describe()
-
-    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
-        return self._store.read_ids(ids)
-
-    def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[StoredWork]:
-        return self._store.read_window(start, end, end_inclusive=end_inclusive, page_size=page_size)
-
-    def read_all(
-        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
-    ) -> Iterator[StoredWork]:
-        return self._store.read_all(page_size=page_size, after=after)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         theirs = self._reference.find(
@@ -178,11 +155,8 @@ class _ComparingStore(WorksStore):
     def delete_identified(self, canonical_ids: Sequence[str]) -> None:
         raise InvalidInputError("a shadow run writes nothing")
 
-    def count_source(self) -> int:
-        return self._store.count_source()
-
     def count_identified(self) -> int:
-        return self._store.count_identified()
+        return self.source.count_identified()
 
 
 def shadow_run(

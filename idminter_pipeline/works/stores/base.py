@@ -227,12 +227,7 @@ class WorksStore(abc.ABC):
 
     @abc.abstractmethod
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
         """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed."""
 
@@ -311,6 +306,33 @@ class WorksStore(abc.ABC):
         self.close()
 
 
+class ReadThroughStore(WorksStore):
+    """Reads its source works from another store, `source`; what becomes of the identified works
+    (counted, compared, never written) is the subclass's to say."""
+
+    def __init__(self, source: WorksStore) -> None:
+        self.source = source
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
+        return self.source.read_ids(ids)
+
+    def read_window(
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[StoredWork]:
+        return self.source.read_window(window, page_size=page_size)
+
+    def read_all(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
+    ) -> Iterator[StoredWork]:
+        return self.source.read_all(page_size=page_size, after=after)
+
+    def count_source(self) -> int:
+        return self.source.count_source()
+
+
 def read_scope(
     store: WorksStore,
     scope: WorkScope,
@@ -322,9 +344,7 @@ def read_scope(
     if isinstance(scope, IdsScope):
         yield from store.read_ids(scope.ids)
     elif isinstance(scope, WindowScope):
-        yield from store.read_window(
-            scope.start, scope.end, end_inclusive=scope.end_inclusive, page_size=page_size
-        )
+        yield from store.read_window(scope, page_size=page_size)
     elif isinstance(scope, FullScope):
         yield from store.read_all(page_size=page_size, after=after)
     else:

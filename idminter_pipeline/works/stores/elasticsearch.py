@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -32,6 +31,7 @@ from idminter_pipeline.works.stores.base import (
     ScanPosition,
     StoredHolder,
     StoredWork,
+    WindowScope,
     WorksStore,
     WriteFailure,
     clamp_page_size,
@@ -164,18 +164,23 @@ class ElasticsearchWorksStore(WorksStore):
     def refresh(self) -> None:
         self.client.indices.refresh(index=[self.source_index, self.target_index])
 
-    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
+    def _multi_get(
+        self, index: str, ids: Sequence[str], source_includes: list[str] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each id with its multi-get answer, in order, fetched `_MGET_CHUNK` at a time."""
         wanted = list(ids)
+        options = {} if source_includes is None else {"source_includes": source_includes}
         for start in range(0, len(wanted), _MGET_CHUNK):
             chunk = wanted[start : start + _MGET_CHUNK]
             try:
-                response = self.client.mget(index=self.source_index, ids=chunk)
+                response = self.client.mget(index=index, ids=chunk, **options)
             except _ES_ERRORS as error:
-                raise WorksStoreError(
-                    f"multi-get from {self.source_index} failed: {error}"
-                ) from error
-            for work_id, doc in zip(chunk, response["docs"], strict=True):
-                yield StoredWork(work_id, doc.get("_source") if doc.get("found") else None)
+                raise WorksStoreError(f"multi-get from {index} failed: {error}") from error
+            yield from zip(chunk, response["docs"], strict=True)
+
+    def read_ids(self, ids: Sequence[str]) -> Iterator[StoredWork]:
+        for work_id, doc in self._multi_get(self.source_index, ids):
+            yield StoredWork(work_id, doc.get("_source") if doc.get("found") else None)
 
     def _scan(self, query: dict[str, Any], page_size: int) -> Iterator[StoredWork]:
         size = clamp_page_size(page_size)
@@ -218,16 +223,11 @@ class ElasticsearchWorksStore(WorksStore):
                 self.client.close_point_in_time(id=pit_id)
 
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
         bounds = {
-            "gte": format_timestamp(start),
-            "lte" if end_inclusive else "lt": format_timestamp(end),
+            "gte": format_timestamp(window.start),
+            "lte" if window.end_inclusive else "lt": format_timestamp(window.end),
             "format": "strict_date_optional_time_nanos",
         }
         return self._scan({"range": {"indexed_at": bounds}}, page_size)
@@ -299,48 +299,28 @@ class ElasticsearchWorksStore(WorksStore):
         return action
 
     def identified_holders(self, canonical_ids: Sequence[str]) -> dict[str, StoredHolder]:
-        wanted = list(canonical_ids)
-        held: dict[str, StoredHolder] = {}
-        for start in range(0, len(wanted), _MGET_CHUNK):
-            try:
-                response = self.client.mget(
-                    index=self.target_index,
-                    ids=wanted[start : start + _MGET_CHUNK],
-                    source_includes=["state.sourceIdentifier"],
-                )
-            except _ES_ERRORS as error:
-                raise WorksStoreError(
-                    f"multi-get from {self.target_index} failed: {error}"
-                ) from error
-            for doc in response["docs"]:
-                if doc.get("found"):
-                    held[doc["_id"]] = StoredHolder(
-                        _holder_name(doc.get("_source")), int(doc.get("_version") or 0)
-                    )
-        return held
+        return {
+            doc["_id"]: StoredHolder(
+                _holder_name(doc.get("_source")), int(doc.get("_version") or 0)
+            )
+            for _, doc in self._multi_get(
+                self.target_index, canonical_ids, ["state.sourceIdentifier"]
+            )
+            if doc.get("found")
+        }
 
     def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
         # Only the two fields an audit compares, not whole documents.
-        wanted = list(canonical_ids)
         stamps: dict[str, IdentifiedStamp] = {}
-        for start in range(0, len(wanted), _MGET_CHUNK):
-            try:
-                response = self.client.mget(
-                    index=self.target_index,
-                    ids=wanted[start : start + _MGET_CHUNK],
-                    source_includes=["state.sourceIdentifier", "indexed_at"],
+        for _, doc in self._multi_get(
+            self.target_index, canonical_ids, ["state.sourceIdentifier", "indexed_at"]
+        ):
+            if doc.get("found"):
+                source = doc.get("_source") or {}
+                indexed_at = source.get("indexed_at")
+                stamps[doc["_id"]] = IdentifiedStamp(
+                    document_holder(source), indexed_at if isinstance(indexed_at, str) else None
                 )
-            except _ES_ERRORS as error:
-                raise WorksStoreError(
-                    f"multi-get from {self.target_index} failed: {error}"
-                ) from error
-            for doc in response["docs"]:
-                if doc.get("found"):
-                    source = doc.get("_source") or {}
-                    indexed_at = source.get("indexed_at")
-                    stamps[doc["_id"]] = IdentifiedStamp(
-                        document_holder(source), indexed_at if isinstance(indexed_at, str) else None
-                    )
         return stamps
 
     def delete_identified(self, canonical_ids: Sequence[str]) -> None:

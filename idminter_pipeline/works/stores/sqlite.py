@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -208,17 +207,12 @@ class SqliteWorksStore(WorksStore):
             yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
 
     def read_window(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        end_inclusive: bool = True,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[StoredWork]:
-        upper = "<=" if end_inclusive else "<"
+        upper = "<=" if window.end_inclusive else "<"
         return self._scan(
             f"indexed_at_us >= ? AND indexed_at_us {upper} ?",
-            (timestamp_micros(start), timestamp_micros(end)),
+            (timestamp_micros(window.start), timestamp_micros(window.end)),
             page_size,
         )
 
@@ -280,24 +274,28 @@ class SqliteWorksStore(WorksStore):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM identified_works WHERE canonical_id IN ({marks})", chunk)
 
-    def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
-        # Read by SQLite's JSON functions: no document is parsed in Python.
-        stamps: dict[str, IdentifiedStamp] = {}
+    def _identified_rows(self, columns: str, canonical_ids: Sequence[str]) -> Iterator[Any]:
+        """`columns` (a constant list) of the identified works under `canonical_ids`, read
+        `_IDS_PER_QUERY` IDs at a time."""
         wanted = list(canonical_ids)
         for start in range(0, len(wanted), _IDS_PER_QUERY):
             chunk = wanted[start : start + _IDS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
             with self._guarded("read from") as conn:
                 rows = conn.execute(
-                    "SELECT canonical_id, source_id, json_extract(document, '$.indexed_at') "
-                    f"FROM identified_works WHERE canonical_id IN ({marks})",
+                    f"SELECT {columns} FROM identified_works WHERE canonical_id IN ({marks})",
                     chunk,
                 ).fetchall()
-            stamps.update(
-                (cid, IdentifiedStamp(source_id, at if isinstance(at, str) else None))
-                for cid, source_id, at in rows
+            yield from rows
+
+    def identified_stamps(self, canonical_ids: Sequence[str]) -> dict[str, IdentifiedStamp]:
+        # Read by SQLite's JSON functions: no document is parsed in Python.
+        return {
+            cid: IdentifiedStamp(source_id, at if isinstance(at, str) else None)
+            for cid, source_id, at in self._identified_rows(
+                "canonical_id, source_id, json_extract(document, '$.indexed_at')", canonical_ids
             )
-        return stamps
+        }
 
     def scan_identified(
         self, *, page_size: int = DEFAULT_PAGE_SIZE
@@ -318,19 +316,10 @@ class SqliteWorksStore(WorksStore):
             after = rows[-1][0]
 
     def get_identified(self, canonical_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        wanted = list(canonical_ids)
-        for start in range(0, len(wanted), _IDS_PER_QUERY):
-            chunk = wanted[start : start + _IDS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            with self._guarded("read from") as conn:
-                rows = conn.execute(
-                    f"SELECT canonical_id, document FROM identified_works "
-                    f"WHERE canonical_id IN ({marks})",
-                    chunk,
-                ).fetchall()
-            found.update((cid, json.loads(doc)) for cid, doc in rows)
-        return found
+        return {
+            cid: json.loads(document)
+            for cid, document in self._identified_rows("canonical_id, document", canonical_ids)
+        }
 
     def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
         total = 0
