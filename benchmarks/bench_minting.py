@@ -59,6 +59,8 @@ from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.local_servers.mariadb import local_admin_connection_for
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
+from idminter_pipeline.registry.minting.statements import mark_assigned_statements
+from idminter_pipeline.registry.packets import statement_budget
 from idminter_pipeline.registry.schema import apply_migrations, migrations_dir
 
 BENCHMARK = "minting"
@@ -453,6 +455,8 @@ SORTED_CLAIM_SQL = (
     "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 DEFAULT_PAIRS = 9
+MARK_ASSIGNED_IDS = 10_000
+MARK_ASSIGNED = f"mark {MARK_ASSIGNED_IDS:,} assigned"
 
 
 class _SortedClaimMinter(Minter):
@@ -531,6 +535,33 @@ def _run_once(
     return elapsed, _questions(minter.connection) - before - 1
 
 
+def _mark_assigned_once(
+    bench: DatabaseSettings, side: _Side, watch: Connection | None
+) -> tuple[float, int]:
+    """The one statement of minting that fires a guard for every row: `MARK_ASSIGNED_IDS` free
+    IDs marked assigned in one `UPDATE`, as the minter sends it, and its commit."""
+    side.arrange()
+    fill_pool(bench, MARK_ASSIGNED_IDS)
+    conn = side.minter.connection
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+            "ORDER BY Status, CanonicalId LIMIT %s",
+            (MARK_ASSIGNED_IDS,),
+        )
+        ids = sorted(canonical_id for (canonical_id,) in cursor.fetchall())
+    conn.commit()
+    (statement,) = mark_assigned_statements(conn, ids, budget=statement_budget(conn))
+    _quiesce(watch)
+
+    def mark() -> None:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+        conn.commit()
+
+    return _timed(mark), 1
+
+
 def _statements_text(counts: list[int]) -> str:
     low, high = min(counts), max(counts)
     return f"{statistics.median(counts):g}" + ("" if low == high else f" ({low}-{high})")
@@ -550,18 +581,22 @@ def compare(
         watch = _purge_watch(bench)
         load_before = os.getloadavg()[0]
         ratios: dict[str, list[float]] = defaultdict(list)
-        for workload in WORKLOADS:
+        runs: list[tuple[str, Callable[[_Side, int], tuple[float, int]]]] = [
+            (w.name, lambda side, n, w=w: _run_once(bench, side, w, n, watch)) for w in WORKLOADS
+        ]
+        if what == "guards":
+            runs.append((MARK_ASSIGNED, lambda side, n: _mark_assigned_once(bench, side, watch)))
+        for name, once in runs:
             for side in sides:  # warm-up, not counted; registers what all-existing looks up
-                _run_once(bench, side, workload, 0, watch)
+                once(side, 0)
             for pair in range(pairs):
                 order = sides if pair % 2 == 0 else sides[::-1]
                 elapsed: dict[str, float] = {}
                 for position, side in enumerate(order):
-                    run_number = 1 + 2 * pair + position
-                    elapsed[side.label], used = _run_once(bench, side, workload, run_number, watch)
-                    side.samples[workload.name].append(elapsed[side.label])
-                    side.statements[workload.name].append(used)
-                ratios[workload.name].append(elapsed[sides[0].label] / elapsed[sides[1].label])
+                    elapsed[side.label], used = once(side, 1 + 2 * pair + position)
+                    side.samples[name].append(elapsed[side.label])
+                    side.statements[name].append(used)
+                ratios[name].append(elapsed[sides[0].label] / elapsed[sides[1].label])
         load_after = os.getloadavg()[0]
     finally:
         for side in {id(s.minter): s for s in sides}.values():
@@ -571,8 +606,7 @@ def compare(
         _drop_database(bench)
     first, second = sides
     rows = []
-    for workload in WORKLOADS:
-        name = workload.name
+    for name, pair_ratios in ratios.items():
         first_ms = _median_ms(first.samples[name])
         second_ms = _median_ms(second.samples[name])
         rows += [
@@ -582,7 +616,7 @@ def compare(
                 first_ms / second_ms,
                 "x",
                 f"medians {first_ms} / {second_ms} ms; median of the {pairs} pair ratios "
-                f"{statistics.median(ratios[name]):.3f}",
+                f"{statistics.median(pair_ratios):.3f}",
                 rounded=True,
             ),
             figure_row(
