@@ -28,9 +28,10 @@ the registry's growth fall on both. Sides:
   guards       the registry's invariant triggers in place, against them dropped; both done by
                the guard migration's own `apply` and `rollback` (sql/0008_registry_invariant_
                triggers.py), so the guarded side is exactly what a migrated registry runs
+               (and, alone, the UPDATE marking 10,000 IDs assigned: every row fires a guard)
   claim order  the claim from a random point with its probe for a mapping (registry/minting/
-               claims.py), against a minter whose claim is the sorted one without a probe that
-               the minter made before (`SORTED_CLAIM_SQL`, from the pool's first free ID)
+               claims.py), against a minter whose claim takes the pool's free IDs in index order
+               from the first, without a probe (`SORTED_CLAIM_SQL`)
 Reported per workload: the median of each side, their ratio, the median of the per-pair ratios,
 and the statements per run of each side (counted by the server; equal on both sides unless a
 claim wrapped around the partition's end, which takes one more `SELECT`).
@@ -448,8 +449,8 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
 
 
 GUARD_MIGRATION = "0008_registry_invariant_triggers"
-# The claim the minter made before it claimed from a random point: the pool's free IDs in index
-# order from the first, without a probe for a mapping that uses one.
+# The plain claim the random-point claim is measured against: the pool's free IDs in index order
+# from the first, without a probe for a mapping that uses one.
 SORTED_CLAIM_SQL = (
     "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
     "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED"
