@@ -19,27 +19,56 @@ schema" (latin1, no pool timestamps). Runs of the minter and of both floors alte
 machine's noise falls on all three. A target below the RFC-schema floor cannot be met by any
 minter that runs the RFC's statements on this server.
 
-Run alone: `.venv/bin/python benchmarks/bench_minting.py [--quick]`.
+Run alone: `.venv/bin/python -m benchmarks.bench_minting [--quick]`.
+
+Comparisons (`--compare-guards`, `--compare-claim-order`, `--pairs N`): what one part of the
+minter costs, measured in one process on one scratch registry. Each pair runs every workload once
+on each side, the side that goes first alternating from pair to pair, so the machine's noise and
+the registry's growth fall on both. Sides:
+  guards       the registry's invariant triggers in place, against them dropped; both done by
+               the guard migration's own `apply` and `rollback` (sql/0008_registry_invariant_
+               triggers.py), so the guarded side is exactly what a migrated registry runs
+               (and, alone, the UPDATE marking 10,000 IDs assigned: every row fires a guard)
+  claim order  the claim from a random point with its probe for a mapping (registry/minting/
+               claims.py), against a minter whose claim takes the pool's free IDs in index order
+               from the first, without a probe (`SORTED_CLAIM_SQL`)
+Reported per workload: the median of each side, their ratio, the median of the per-pair ratios,
+and the statements per run of each side (counted by the server; equal on both sides unless a
+claim wrapped around the partition's end, which takes one more `SELECT`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
 
 import pymysql
 from pymysql.converters import escape_string
 
 from benchmarks.minting_workload import fill_pool
-from benchmarks.support import create_bench_database, drop_bench_database
+from benchmarks.support import (
+    create_bench_database,
+    drop_bench_database,
+    figure_row,
+    figures_table,
+    git_commit,
+    machine_info,
+)
+from idminter_pipeline.core.errors import PoolExhaustedError
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.local_servers.mariadb import local_admin_connection_for
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter, MintRequest
+from idminter_pipeline.registry.minting.statements import mark_assigned_statements
+from idminter_pipeline.registry.packets import statement_budget
+from idminter_pipeline.registry.schema import migrations_dir
 
 BENCHMARK = "minting"
 WORKS_PER_TRANSACTION = 500
@@ -407,10 +436,256 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
     return figures
 
 
+GUARD_MIGRATION = "0008_registry_invariant_triggers"
+# The plain claim the random-point claim is measured against: the pool's free IDs in index order
+# from the first, without a probe for a mapping that uses one.
+SORTED_CLAIM_SQL = (
+    "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+    "ORDER BY Status, CanonicalId LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+DEFAULT_PAIRS = 9
+MARK_ASSIGNED_IDS = 10_000
+MARK_ASSIGNED = f"mark {MARK_ASSIGNED_IDS:,} assigned"
+
+
+class _SortedClaimMinter(Minter):
+    """The minter with the sorted, unprobed claim: the other side of `--compare-claim-order`."""
+
+    def _claim_free_ids(self, conn: Connection, needed: int) -> list[str]:
+        with conn.cursor() as cursor:
+            cursor.execute(SORTED_CLAIM_SQL, (needed,))
+            claimed = [row[0] for row in cursor.fetchall()]
+        if len(claimed) < needed:
+            raise PoolExhaustedError(needed, len(claimed))
+        return claimed
+
+
+def _guard_migration() -> ModuleType:
+    """The guard migration's module, loaded by yoyo from the file it applies."""
+    from yoyo import read_migrations  # noqa: PLC0415
+
+    for migration in read_migrations(str(migrations_dir())):
+        if migration.id == GUARD_MIGRATION:
+            migration.load()
+            return migration.module
+    raise FileNotFoundError(f"no migration {GUARD_MIGRATION} in {migrations_dir()}")
+
+
+class _Side:
+    """One side of a comparison: the minter it mints with and how the registry is set for it."""
+
+    def __init__(self, label: str, minter: Minter, arrange: Callable[[], None]) -> None:
+        self.label, self.minter, self.arrange = label, minter, arrange
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.statements: dict[str, list[int]] = defaultdict(list)
+
+
+def _guard_sides(bench: DatabaseSettings) -> list[_Side]:
+    migration = _guard_migration()
+    admin = connect(bench)
+
+    def arranged(step: Callable[[Connection], None]) -> Callable[[], None]:
+        def arrange() -> None:
+            step(admin)
+            # Open both tables once: the first statement after a trigger's DDL reloads them
+            # with their triggers, a cost of the switch, not of either side.
+            with admin.cursor() as cursor:
+                for table in ("canonical_ids", "identifiers"):
+                    cursor.execute(f"SELECT CanonicalId FROM {table} LIMIT 1")
+                    cursor.fetchall()
+            admin.commit()
+
+        return arrange
+
+    minter = Minter(lambda: connect(bench))
+    return [
+        _Side("with guards", minter, arranged(migration.apply)),
+        _Side("without guards", minter, arranged(migration.rollback)),
+    ]
+
+
+def _claim_sides(bench: DatabaseSettings) -> list[_Side]:
+    return [
+        _Side("random-point claim", Minter(lambda: connect(bench)), lambda: None),
+        _Side("sorted claim", _SortedClaimMinter(lambda: connect(bench)), lambda: None),
+    ]
+
+
+def _run_once(
+    bench: DatabaseSettings,
+    side: _Side,
+    workload: _Workload,
+    run_number: int,
+    watch: Connection | None,
+) -> tuple[float, int]:
+    """One untimed preparation and one timed run of `workload` by `side`'s minter: seconds and
+    the statements the server counted."""
+    side.arrange()
+    minter = side.minter
+    fill_pool(bench, 11_000)
+    batches = workload.batches(
+        lambda works: [minter.mint_ids(b) for b in _in_transactions(works)], run_number
+    )
+    _quiesce(watch)
+    before = _questions(minter.connection)
+    elapsed = _timed(lambda: [minter.mint_ids(b) for b in batches])
+    return elapsed, _questions(minter.connection) - before - 1
+
+
+def _mark_assigned_once(
+    bench: DatabaseSettings, side: _Side, watch: Connection | None
+) -> tuple[float, int]:
+    """The one statement of minting that fires a guard for every row: `MARK_ASSIGNED_IDS` free
+    IDs marked assigned in one `UPDATE`, as the minter sends it, and its commit."""
+    side.arrange()
+    fill_pool(bench, MARK_ASSIGNED_IDS)
+    conn = side.minter.connection
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+            "ORDER BY Status, CanonicalId LIMIT %s",
+            (MARK_ASSIGNED_IDS,),
+        )
+        ids = sorted(canonical_id for (canonical_id,) in cursor.fetchall())
+    conn.commit()
+    (statement,) = mark_assigned_statements(conn, ids, budget=statement_budget(conn))
+    _quiesce(watch)
+
+    def mark() -> None:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+        conn.commit()
+
+    return _timed(mark), 1
+
+
+def _statements_text(counts: list[int]) -> str:
+    low, high = min(counts), max(counts)
+    return f"{statistics.median(counts):g}" + ("" if low == high else f" ({low}-{high})")
+
+
+def compare(
+    settings: DatabaseSettings, what: str, *, pairs: int = DEFAULT_PAIRS
+) -> list[dict[str, Any]]:
+    """Alternating pairs of every workload on the two sides of `what` ("guards" or
+    "claim-order"), on a scratch registry dropped afterwards; figure rows, ratios first side over
+    second."""
+    bench = _create_database(settings)
+    sides: list[_Side] = []
+    watch = None
+    try:
+        sides = _guard_sides(bench) if what == "guards" else _claim_sides(bench)
+        watch = _purge_watch(bench)
+        load_before = os.getloadavg()[0]
+        ratios: dict[str, list[float]] = defaultdict(list)
+        runs: list[tuple[str, Callable[[_Side, int], tuple[float, int]]]] = [
+            (w.name, lambda side, n, w=w: _run_once(bench, side, w, n, watch)) for w in WORKLOADS
+        ]
+        if what == "guards":
+            runs.append((MARK_ASSIGNED, lambda side, n: _mark_assigned_once(bench, side, watch)))
+        for name, once in runs:
+            for side in sides:  # warm-up, not counted; registers what all-existing looks up
+                once(side, 0)
+            for pair in range(pairs):
+                order = sides if pair % 2 == 0 else sides[::-1]
+                elapsed: dict[str, float] = {}
+                for position, side in enumerate(order):
+                    elapsed[side.label], used = once(side, 1 + 2 * pair + position)
+                    side.samples[name].append(elapsed[side.label])
+                    side.statements[name].append(used)
+                ratios[name].append(elapsed[sides[0].label] / elapsed[sides[1].label])
+        load_after = os.getloadavg()[0]
+    finally:
+        for side in {id(s.minter): s for s in sides}.values():
+            side.minter.close()
+        if watch is not None:
+            watch.close()
+        drop_bench_database(bench)
+    first, second = sides
+    rows = []
+    for name, pair_ratios in ratios.items():
+        first_ms = _median_ms(first.samples[name])
+        second_ms = _median_ms(second.samples[name])
+        rows += [
+            figure_row(
+                BENCHMARK,
+                f"{name} {first.label} / {second.label}",
+                first_ms / second_ms,
+                "x",
+                f"medians {first_ms} / {second_ms} ms; median of the {pairs} pair ratios "
+                f"{statistics.median(pair_ratios):.3f}",
+                rounded=True,
+            ),
+            figure_row(
+                BENCHMARK,
+                f"{name} statements",
+                float(statistics.median(first.statements[name])),
+                "statements/run",
+                f"{first.label} {_statements_text(first.statements[name])}, "
+                f"{second.label} {_statements_text(second.statements[name])}",
+            ),
+        ]
+    watched = "runs waited for InnoDB purge" if watch else "runs did not wait for InnoDB purge"
+    rows.append(
+        figure_row(
+            BENCHMARK,
+            "load average",
+            load_before,
+            "1-min",
+            f"{load_before:.2f} at the start, {load_after:.2f} at the end; {pairs} pairs per "
+            f"workload; {watched}",
+            rounded=True,
+        )
+    )
+    return rows
+
+
+def _print_machine(settings: DatabaseSettings) -> None:
+    machine = machine_info(settings)
+    print(
+        f"commit {git_commit()}; {machine['nproc']} cores, {machine['cpu_model']}, "
+        f"{machine['memory_gib']} GiB; {machine['server_version']}; "
+        f"load average {' '.join(str(load) for load in machine['load_average'])}"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 runs per workload instead of 9")
+    parser.add_argument(
+        "--compare-guards",
+        action="store_true",
+        help="alternate every workload with the registry's invariant guards and without them",
+    )
+    parser.add_argument(
+        "--compare-claim-order",
+        action="store_true",
+        help="alternate every workload with the random-point claim and the sorted one",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=DEFAULT_PAIRS,
+        help=f"alternating pairs per workload in a comparison (default {DEFAULT_PAIRS})",
+    )
     args = parser.parse_args()
-    for figure in run(DatabaseSettings.from_env(), quick=args.quick):
-        name, value, unit = figure["figure"], figure["value"], figure["unit"]
-        print(f"{name:30} {value:>11,.1f} {unit:15} {figure['detail']}")
+    database = DatabaseSettings.from_env()
+    comparisons = [
+        what
+        for what, wanted in (
+            ("guards", args.compare_guards),
+            ("claim-order", args.compare_claim_order),
+        )
+        if wanted
+    ]
+    if comparisons:
+        if args.pairs < 1:
+            parser.error(f"--pairs must be at least 1, got {args.pairs}")
+        _print_machine(database)
+        for what in comparisons:
+            print(figures_table(compare(database, what, pairs=args.pairs)))
+        _print_machine(database)
+    else:
+        for figure in run(database, quick=args.quick):
+            name, value, unit = figure["figure"], figure["value"], figure["unit"]
+            print(f"{name:30} {value:>11,.1f} {unit:15} {figure['detail']}")
