@@ -235,7 +235,9 @@ def _whole_tables_match(conn: Connection, *, tolerate_pending: bool) -> int | No
     compared is every unlogged row. None too when the log names more than MAX_EXCLUDED IDs:
     the chunks then find what differs.
     """
-    conn.commit()  # the read view starts with the log's read below
+    conn.commit()
+    _execute(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    _execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
     try:
         logged_ids = _execute(
             conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE} LIMIT {MAX_EXCLUDED + 1}"
