@@ -222,6 +222,15 @@ def _side_digest(
     return total, (kept, checksum, id_kept, id_sum)
 
 
+def _start_read_view(conn: Connection) -> None:
+    """A new transaction reading one snapshot: the adoption's session is READ COMMITTED (its
+    copy reads the port's rows without locking them), where each statement would see other
+    writes, and digests taken a statement apart would differ."""
+    conn.commit()
+    _execute(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    _execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+
+
 def _subtract(whole: tuple[int, ...], part: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(a - b for a, b in zip(whole, part, strict=True))
 
@@ -235,9 +244,7 @@ def _whole_tables_match(conn: Connection, *, tolerate_pending: bool) -> int | No
     compared is every unlogged row. None too when the log names more than MAX_EXCLUDED IDs:
     the chunks then find what differs.
     """
-    conn.commit()
-    _execute(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    _execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    _start_read_view(conn)
     try:
         logged_ids = _execute(
             conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE} LIMIT {MAX_EXCLUDED + 1}"
@@ -319,6 +326,7 @@ def verify_adoption(
     missing: list[str] = []
     extra: list[str] = []
     while len(missing) + len(extra) < MAX_REPORTED:
+        _start_read_view(conn)
         upper, count = _next_bound_in(conn, IDS, cursor, chunk)
         high = _ascii_bin_max(low, upper) if count else None
         pending = _pending_ids(conn) if tolerate_pending else []
