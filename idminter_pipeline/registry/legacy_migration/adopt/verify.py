@@ -1,8 +1,9 @@
 """The adoption's verification: the copies proved equal to the port's tables, both ways.
 
-`verify_adoption` compares both tables without a lock, in chunks of the port's canonical_ids
-key: counts and order-independent checksums on both sides, row by row in both directions only
-where they differ. `verify_ids` compares just the IDs it is given, row by row: the catch-up
+`verify_adoption` compares both tables without a lock: first counts and order-independent
+checksums of each whole table on both sides, in one read view (sequential scans); only if they
+differ, chunk by chunk of the port's canonical_ids key, row by row in both directions where a
+chunk differs. `verify_ids` compares just the IDs it is given, row by row: the catch-up
 rounds after the verification and the final pass under the lock run it on the IDs the change
 log named. Differences raise `LegacyVerificationError`, which names them; nothing is swapped.
 """
@@ -35,6 +36,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     ProgressCallback,
     column_collation,
     execute,
+    fits_new_id_column,
     placeholders,
 )
 from idminter_pipeline.registry.legacy_migration.verify import (
@@ -216,6 +218,71 @@ def _side_digest(
     return total, (kept, checksum, id_kept, id_sum)
 
 
+def _start_read_view(conn: Connection) -> None:
+    """A new transaction reading one snapshot: the adoption's session is READ COMMITTED (its
+    copy reads the port's rows without locking them), where each statement would see other
+    writes, and digests taken a statement apart would differ."""
+    conn.commit()
+    execute(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+
+
+def _subtract(whole: tuple[int, ...], part: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a - b for a, b in zip(whole, part, strict=True))
+
+
+def _whole_tables_match(conn: Connection, *, tolerate_pending: bool) -> int | None:
+    """The copy's mapping count if both whole tables digest alike on both sides, else None.
+
+    One read view holds the port's tables, the change log and the copies alike. Each side is
+    digested whole (a scan in primary-key order, CreatedAt read with its row); with
+    `tolerate_pending`, the logged IDs' own digests, found by key, are subtracted, so what is
+    compared is every unlogged row. None too when the log names more than MAX_EXCLUDED IDs:
+    the chunks then find what differs.
+    """
+    _start_read_view(conn)
+    try:
+        logged_ids = execute(
+            conn, f"SELECT DISTINCT CanonicalId FROM {CHANGES_TABLE} LIMIT {MAX_EXCLUDED + 1}"
+        )
+        if len(logged_ids) > MAX_EXCLUDED:
+            return None
+        pending = [value for (value,) in logged_ids] if tolerate_pending else []
+        fitting = [value for value in pending if fits_new_id_column(value)]
+        digests = []
+        for mappings_table, ids_table, aliases, logged in (
+            (MAPPINGS, IDS, ("l", "cs"), pending),
+            (NEW_MAPPINGS, NEW_IDS, ("n", "cn"), fitting),
+        ):
+            total, whole = _side_digest(
+                conn,
+                mappings_table=mappings_table,
+                ids_table=ids_table,
+                aliases=aliases,
+                where="1 = 1",
+                params=[],
+                pending=[],
+            )
+            _, of_logged = (
+                _side_digest(
+                    conn,
+                    mappings_table=mappings_table,
+                    ids_table=ids_table,
+                    aliases=aliases,
+                    where=f"{{t}}.CanonicalId IN ({placeholders(logged)})",
+                    params=list(logged),
+                    pending=[],
+                )
+                if logged
+                else (0, (0, 0, 0, 0))
+            )
+            digests.append((total, _subtract(whole, of_logged)))
+    finally:
+        conn.commit()
+    (_, port_digest), (copy_total, copy_digest) = digests
+    return copy_total if port_digest == copy_digest else None
+
+
 @dataclass(frozen=True)
 class AdoptionVerification:
     mappings: int  # rows of the copy of identifiers
@@ -234,15 +301,23 @@ def verify_adoption(
     tolerate_pending: bool = True,
     progress: ProgressCallback | None = None,
 ) -> AdoptionVerification:
-    """Prove the copies equal to the port's tables, in chunks of the port's canonical_ids key.
+    """Prove the copies equal to the port's tables: whole, else in chunks of the port's
+    canonical_ids key.
 
-    Per chunk, counts and order-independent checksums of both tables on both sides (mappings
-    with their converted parts, ID and CreatedAt; canonical IDs with their Status); a chunk that
-    differs is compared row by row in both directions. As in the legacy kind, the copy's side
+    First both whole tables on both sides, in one read view (`_whole_tables_match`): equal
+    digests prove every row in both directions, and end it. Else, per chunk, counts and
+    order-independent checksums of both tables on both sides (mappings with their converted
+    parts, ID and CreatedAt; canonical IDs with their Status); a chunk that differs is compared
+    row by row in both directions. As in the legacy kind, the copy's side
     of a chunk is the ascii_bin range up to the greatest boundary seen so far, so the two
     collations' orders never leave a row out. IDs with pending change-log entries are left out
     with `tolerate_pending`: they are re-copied and re-checked under the lock.
     """
+    whole = _whole_tables_match(conn, tolerate_pending=tolerate_pending)
+    if whole is not None:
+        if progress is not None:
+            progress(Progress("verifying", whole, 0, 0, None))
+        return AdoptionVerification(whole, 1, 0)
     keys = read_keys(conn)
     mappings = chunks = row_by_row = 0
     missing: list[str] = []
@@ -250,6 +325,9 @@ def verify_adoption(
     for port_bounds, copy_bounds in comparison_chunks(
         conn, IDS, batch_size, until=lambda: len(missing) + len(extra) >= MAX_REPORTED
     ):
+        # Both sides' checksums in one read view: the session reads committed data, and the
+        # port keeps writing between two statements.
+        _start_read_view(conn)
         pending = _pending_ids(conn) if tolerate_pending else []
         port_where, port_params = (
             range_condition("{t}.CanonicalId", *port_bounds) if port_bounds else ("1 = 0", [])
