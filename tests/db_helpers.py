@@ -257,6 +257,9 @@ def registry_on_private_server(
         drop_database(settings)
 
 
+INNODB_TRX_REFRESH_SECONDS = 0.15
+
+
 def wait_until_waiting_for_a_lock(
     settings: DatabaseSettings, thread_id: int, *, timeout: float = 30.0
 ) -> None:
@@ -276,7 +279,9 @@ def wait_until_waiting_for_a_lock(
             conn.rollback()
             if waiting:
                 return
-            time.sleep(0.01)
+            # InnoDB refreshes what innodb_trx shows only when nobody has read it for 0.1 s:
+            # polled faster, it would show the first read's transactions forever.
+            time.sleep(INNODB_TRX_REFRESH_SECONDS)
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
