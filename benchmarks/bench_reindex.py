@@ -13,7 +13,9 @@ embedded SQLite store, all of them in scope (`--full`, the shape of a window a r
   warm Lambda container runs them. S3 is a moto server in this (the parent) process, so what it
   stores is not counted in the child's memory.
 - **Floor**: `bench_works.floor_run`, the bare script of what no works run can avoid, over the
-  same store and registry state, in its own process too.
+  same store and registry state, in its own process too. It runs before the other paths and
+  again after them; their ratios are to the mean of the two (the load of a shared machine moves
+  within a run).
 
 For each, measured in a fresh process: wall time (the whole process, interpreter start included),
 peak memory (the process's high-water resident set, `VmHWM`), and SQL statements (every
@@ -21,7 +23,15 @@ peak memory (the process's high-water resident set, `VmHWM`), and SQL statements
 entry point runs). The Lambda path adds its batches and its slowest batch (the find-work call
 apart).
 
-Run alone: `python -m benchmarks.bench_reindex [--quick | --count N]`.
+With `--dagster`, instead: the Dagster window of a reindex. One window partition of
+`identified_works` holding 100,000, then 300,000, then 1,000,000 sample works (`--count N`: N/10,
+3N/10, N; `--quick`: 2,000 and 10,000), each minted by one run of the project's `mint_works` job
+in a fresh process (`execute_in_process`, an ephemeral instance, every identifier new): its peak
+memory, statements and batches, to show that a window's run streams in batches (memory flat as
+the window grows). Then a window of the smallest size whose run is SIGKILLed once about half its
+batches are written, and run again: what the second run reads, writes and mints again.
+
+Run alone: `python -m benchmarks.bench_reindex [--quick | --count N] [--dagster]`.
 """
 
 from __future__ import annotations
@@ -29,17 +39,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.minting_workload import reset_run
+from benchmarks.minting_workload import clear_registry, fill_pool, reset_run
 from benchmarks.support import bench_database, figure_row, figures_table, validate_rows
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.works.sample_data import generate_works
+from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 BENCHMARK = "reindex"
@@ -100,6 +114,50 @@ conn.close()
 """
 )
 
+_DAGSTER = (
+    _COUNTING
+    + """
+import dagster as dg
+from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.assets import identified_works
+from idminter_pipeline.defs.works.jobs import mint_works_job
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
+job = dg.Definitions(
+    assets=[identified_works],
+    jobs=[mint_works_job],
+    resources={
+        "works_store": WorksStoreResource(sqlite_path=os.environ["WORKS_STORE_PATH"]),
+        "registry_database": RegistryDatabase.from_settings(DatabaseSettings.from_env()),
+        "churn_guard": ChurnGuardResource(),
+        "downstream": DownstreamTopicResource(),
+        "alerts": AlertsResource(log_file=os.environ["IDMINTER_LOCAL_DIR"] + "/alerts.log"),
+    },
+).resolve_job_def(mint_works_job.name)
+with dg.DagsterInstance.ephemeral() as instance:
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=os.environ["BENCH_PARTITION"],
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+    (materialization,) = result.asset_materializations_for_node("identified_works")
+    _figures.update(
+        {
+            key: value.value
+            for key, value in materialization.metadata.items()
+            if isinstance(value.value, int) and not isinstance(value.value, bool)
+        }
+    )
+    _figures["success"] = result.success
+"""
+)
+
 _LAMBDA = (
     _COUNTING
     + """
@@ -142,6 +200,43 @@ def _row(figure: str, value: float, unit: str, detail: str) -> dict[str, Any]:
 
 PATHS = ("cli", "lambda", "floor")
 ATTEMPTS = ("first", "re")
+
+
+def _measure_paths(
+    figures: dict[str, dict[str, Any]],
+    paths: tuple[str, ...],
+    attempts: tuple[str, ...],
+    state: tuple[DatabaseSettings, Path, int],
+    *,
+    env: dict[str, str],
+    out: Path,
+) -> None:
+    """Each path's first run (emptied registry and store) and re-run, into `figures`."""
+    settings, store_path, free_ids = state
+    codes = {"cli": _CLI, "lambda": _LAMBDA, "floor": _FLOOR}
+    # The floor runs first and again last: on a shared machine the load moves within a
+    # run, so the paths are compared with the floor's mean on either side of them.
+    order = [*paths, "floor"] if "floor" in paths and len(paths) > 1 else list(paths)
+    if "floor" in paths:
+        order.insert(0, order.pop(order.index("floor")))
+    floors: dict[str, list[dict[str, Any]]] = {attempt: [] for attempt in attempts}
+    for path in order:
+        code = codes[path]
+        reset_run(settings, store_path, free_ids)
+        for attempt in attempts:
+            label = f"{path} {attempt}"
+            print(f"   {label} ...", flush=True)
+            figures[label] = _child(code, env, out)
+            print(f"   {label}: {figures[label]['seconds']:.1f} s", flush=True)
+            if path == "floor":
+                floors[attempt].append(figures[label])
+    for attempt, runs in floors.items():
+        if runs:
+            figures[f"floor {attempt}"] = {
+                **runs[-1],
+                "seconds": sum(run["seconds"] for run in runs) / len(runs),
+                "each": [run["seconds"] for run in runs],
+            }
 
 
 def run(
@@ -193,15 +288,9 @@ def run(
             )
             figures: dict[str, dict[str, Any]] = {}
             out = Path(tmp) / "figures.json"
-            codes = {"cli": _CLI, "lambda": _LAMBDA, "floor": _FLOOR}
-            for path in paths:
-                code = codes[path]
-                reset_run(settings, store_path, free_ids)
-                for attempt in attempts:
-                    label = f"{path} {attempt}"
-                    print(f"   {label} ...", flush=True)
-                    figures[label] = _child(code, env, out)
-                    print(f"   {label}: {figures[label]['seconds']:.1f} s", flush=True)
+            _measure_paths(
+                figures, paths, attempts, (settings, store_path, free_ids), env=env, out=out
+            )
     finally:
         server.stop()
 
@@ -231,7 +320,9 @@ def run(
                         f"{name}: {what} vs floor",
                         measured["seconds"] / floor["seconds"],
                         "x",
-                        f"{measured['seconds']:.1f} s / floor {floor['seconds']:.1f} s",
+                        f"{measured['seconds']:.1f} s / floor {floor['seconds']:.1f} s (the mean "
+                        f"of {' and '.join(f'{each:.1f}' for each in floor['each'])} s, before "
+                        "and after)",
                     )
                 )
         lam = figures.get(f"lambda {attempt}")
@@ -259,6 +350,136 @@ def run(
     return rows
 
 
+DAGSTER_SIZES = (100_000, 300_000, 1_000_000)
+QUICK_DAGSTER_SIZES = (2_000, 10_000)
+WINDOW = timedelta(minutes=15)
+
+
+def _window_key(start: datetime) -> str:
+    return start.strftime("%Y-%m-%d-%H:%M")
+
+
+def _identified(store_path: Path) -> int:
+    """Identified works in the store (read while a run writes; SQLite counts them on the
+    primary key's index)."""
+    with closing(sqlite3.connect(store_path, timeout=60)) as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM identified_works").fetchone()
+    return int(count)
+
+
+def _killed_mid_window(env: dict[str, str], start: datetime, store_path: Path, at: int) -> int:
+    """Start the window's Dagster run and SIGKILL it once `at` identified works of it are
+    written; how many were written when it died."""
+    already = _identified(store_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _DAGSTER],
+        env={**env, "BENCH_PARTITION": _window_key(start), "BENCH_FIGURES": os.devnull},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        while child.poll() is None and _identified(store_path) - already < at:
+            time.sleep(0.2)
+        if child.poll() is not None:
+            raise RuntimeError(
+                f"the Dagster run ended (code {child.returncode}) before the kill, with "
+                f"{_identified(store_path) - already:,} works written"
+            )
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    return _identified(store_path) - already
+
+
+def run_dagster(settings: DatabaseSettings, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One `mint_works` run in-process (`execute_in_process`, an ephemeral instance) per window,
+    each window holding `sizes[i]` works, every identifier new; then a window of the smallest
+    size whose run is SIGKILLed half-way, and run again."""
+    windows = [(DEFAULT_START + WINDOW * i, size) for i, size in enumerate(sizes)]
+    killed_start, killed_size = DEFAULT_START + WINDOW * len(sizes), min(sizes)
+    every = [*windows, (killed_start, killed_size)]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "works.sqlite3"
+        started = time.perf_counter()
+        with SqliteWorksStore(store_path) as store:
+            offset = 0
+            for start, size in every:
+                # Work number i is indexed at start + spacing * i: these fill the window.
+                spacing = WINDOW / size
+                store.put_source(
+                    generate_works(
+                        size,
+                        seed=SEED,
+                        start=start - spacing * offset,
+                        spacing=spacing,
+                        offset=offset,
+                    )
+                )
+                offset += size
+        clear_registry(settings)
+        fill_pool(settings, offset * FREE_IDS_PER_WORK)
+        print(
+            f"   {offset:,} works in {len(every)} windows stored, pool filled in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        local = Path(tmp) / "local"
+        local.mkdir()
+        env = {
+            **os.environ,
+            **settings.as_environment(),
+            "WORKS_STORE_PATH": str(store_path),
+            "IDMINTER_LOCAL_DIR": str(local),
+        }
+        env.pop("ELASTICSEARCH_URL", None)
+        out = Path(tmp) / "figures.json"
+        for start, size in windows:
+            print(f"   dagster window of {size:,} ...", flush=True)
+            measured = _child(_DAGSTER, {**env, "BENCH_PARTITION": _window_key(start)}, out)
+            print(f"   dagster window of {size:,}: {measured['seconds']:.1f} s", flush=True)
+            detail = (
+                f"one window of {measured['works_read']:,} sample works, every identifier new; "
+                f"{measured['works_written']:,} written, {measured['mint_calls']:,} batches, "
+                f"{measured['statements']:,} statements, {measured['seconds']:.0f} s"
+            )
+            rows.append(
+                figure_row(
+                    BENCHMARK,
+                    f"Dagster window of {size:,} works: peak memory",
+                    measured["peak_mb"],
+                    "MB",
+                    detail,
+                )
+            )
+        print(f"   dagster window of {killed_size:,}, killed half-way ...", flush=True)
+        # About 70 % of sample works are written (the rest are superseded by their successor):
+        # a third of the window written is about half its batches done.
+        before = _killed_mid_window(env, killed_start, store_path, killed_size // 3)
+        print(f"   killed with {before:,} written; running the window again ...", flush=True)
+        again = _child(_DAGSTER, {**env, "BENCH_PARTITION": _window_key(killed_start)}, out)
+        detail = (
+            f"SIGKILL with {before:,} identified works of {killed_size:,} written; the run again: "
+            f"{again['works_read']:,} read, {again['works_written']:,} written, "
+            f"{again['mint_calls']:,} batches, {again['identifiers_minted']:,} identifiers "
+            f"minted, {again['identifiers_existing']:,} existing, {again['statements']:,} "
+            f"statements, {again['seconds']:.0f} s, {again['peak_mb']:.0f} MB"
+        )
+        rows.append(
+            figure_row(
+                BENCHMARK,
+                f"Dagster window of {killed_size:,} works killed half-way: works read again",
+                float(again["works_read"]),
+                "works",
+                detail,
+            )
+        )
+        if not again["success"]:
+            raise RuntimeError("the Dagster run after the kill failed")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="run the reindex benchmark alone")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT:,} works")
@@ -267,7 +488,25 @@ def main(argv: list[str] | None = None) -> None:
         "--paths", default=",".join(PATHS), help="which of cli,lambda,floor (default: all)"
     )
     parser.add_argument("--first-only", action="store_true", help="no re-run")
+    parser.add_argument(
+        "--dagster",
+        action="store_true",
+        help="instead: one mint_works run per window of "
+        + " / ".join(f"{size:,}" for size in DAGSTER_SIZES)
+        + " works (--quick: "
+        + " / ".join(f"{size:,}" for size in QUICK_DAGSTER_SIZES)
+        + "; --count N: N/10, 3N/10, N), then a window of the smallest size killed half-way "
+        "and run again",
+    )
     args = parser.parse_args(argv)
+    if args.dagster:
+        with bench_database(DatabaseSettings.from_env(), BENCHMARK) as bench:
+            sizes = QUICK_DAGSTER_SIZES if args.quick else DAGSTER_SIZES
+            if args.count:  # the same proportions, up to --count
+                sizes = tuple(args.count * size // DAGSTER_SIZES[-1] for size in DAGSTER_SIZES)
+            rows = validate_rows(BENCHMARK, run_dagster(bench, sizes))
+        print(figures_table(rows))
+        return
     paths = tuple(p for p in args.paths.split(",") if p)
     if not paths or set(paths) - set(PATHS):
         parser.error(f"--paths: choose from {','.join(PATHS)}, got {args.paths!r}")
