@@ -153,6 +153,9 @@ def _initialize(paths: LocalServerPaths, user_flag: list[str]) -> None:
             f"--datadir={paths.data_dir}",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
+            # Its own temporary folder, as the server has: bootstraps run side by side (parallel
+            # test workers) and their temporary tables must not meet in a shared /tmp.
+            f"--tmpdir={paths.tmp_dir}",
             *user_flag,
         ],
         capture_output=True,

@@ -90,6 +90,7 @@ class MysqlEngine:
                 "--no-defaults",
                 "--initialize-insecure",
                 f"--datadir={paths.data_dir}",
+                f"--tmpdir={paths.tmp_dir}",
                 f"--log-error={paths.base / 'initialize.log'}",
                 *self._tree_options(),
                 *user_flag,
