@@ -14,6 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pymysql
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
+
 from idminter_pipeline.core.errors import SchemaDriftError, SchemaMigrationError
 from idminter_pipeline.core.settings import env_text, project_root
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -323,19 +326,10 @@ _HISTORY_IN_UPGRADE = (1054, 1146)  # unknown column, no such table
 
 
 def _history_in_upgrade(error: BaseException) -> bool:
-    import pymysql  # noqa: PLC0415
-
     return isinstance(error, pymysql.MySQLError) and error.args[0] in _HISTORY_IN_UPGRADE
 
 
 def _migration_history(conn: Connection) -> set[str]:
-    from tenacity import (  # noqa: PLC0415
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_fixed,
-    )
-
     for attempt in Retrying(
         retry=retry_if_exception(_history_in_upgrade),
         stop=stop_after_attempt(20),
