@@ -257,7 +257,25 @@ def registry_on_private_server(
         drop_database(settings)
 
 
-INNODB_TRX_REFRESH_SECONDS = 0.15
+# InnoDB refreshes what information_schema.innodb_trx shows only when nobody, on any session,
+# has read it for 0.1 s: parallel workers polling it keep it frozen at an old picture.
+INNODB_TRX_IDLE_SECONDS = 0.12
+_INNODB_TRX_READERS_LOCK = "idminter_tests.innodb_trx"
+
+
+def read_innodb_trx(conn: Connection, query: str, params: tuple) -> list[tuple]:
+    """Rows of `query` over information_schema.innodb_trx as they are now: every test reader
+    takes one server-wide lock, then lets the table sit unread long enough to be refreshed."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, 60)", (_INNODB_TRX_READERS_LOCK,))
+        try:
+            time.sleep(INNODB_TRX_IDLE_SECONDS)
+            cursor.execute(query, params)
+            rows = list(cursor.fetchall())
+        finally:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", (_INNODB_TRX_READERS_LOCK,))
+    conn.rollback()
+    return rows
 
 
 def wait_until_waiting_for_a_lock(
@@ -269,19 +287,14 @@ def wait_until_waiting_for_a_lock(
     conn = server_admin_connection(settings)
     try:
         while time.monotonic() < deadline:
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                    "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-                    (thread_id,),
-                )
-                (waiting,) = cursor.fetchone()
-            conn.rollback()
+            waiting = read_innodb_trx(
+                conn,
+                "SELECT 1 FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
+                (thread_id,),
+            )
             if waiting:
                 return
-            # InnoDB refreshes what innodb_trx shows only when nobody has read it for 0.1 s:
-            # polled faster, it would show the first read's transactions forever.
-            time.sleep(INNODB_TRX_REFRESH_SECONDS)
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")

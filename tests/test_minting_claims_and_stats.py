@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import closing
 
-from db_helpers import fetch_all, server_admin_connection
+from db_helpers import fetch_all, read_innodb_trx, server_admin_connection
 from minting_helpers import fill_pool, work
 
 from idminter_pipeline.core.canonical_ids import PRODUCTION
@@ -21,13 +21,13 @@ from idminter_pipeline.registry.minting.statements import CLAIM_FREE_IDS_SQL
 
 def _locked_rows(settings, thread_id: int) -> int:
     # Reading another session's transaction needs PROCESS, which the application user lacks.
-    with closing(server_admin_connection(settings)) as conn, conn.cursor() as cursor:
-        cursor.execute(
+    with closing(server_admin_connection(settings)) as conn:
+        rows = read_innodb_trx(
+            conn,
             "SELECT trx_rows_locked FROM information_schema.innodb_trx "
             "WHERE trx_mysql_thread_id = %s",
             (thread_id,),
         )
-        rows = cursor.fetchall()
     return rows[0][0] if rows else 0
 
 
