@@ -118,6 +118,34 @@ def test_every_statement_that_would_move_a_published_id_is_refused_naming_its_ru
     assert canonical_id in {row[3].decode() for row in mappings}
 
 
+def test_a_rename_that_only_adds_a_trailing_space_is_refused(registry):
+    # ascii_bin is PAD SPACE: 'ret0001' = 'ret0001 ', yet the bytes differ. A retired ID has no
+    # mapping, so no foreign key stands in for the guard.
+    as_another_client(
+        registry,
+        "INSERT INTO canonical_ids (CanonicalId, Status) VALUES ('ret0001', 'assigned')",
+        "INSERT INTO retired_canonical_ids (CanonicalId, Reason) VALUES ('ret0001', 'withdrawn')",
+    )
+    statement = "UPDATE canonical_ids SET CanonicalId = 'ret0001 ' WHERE CanonicalId = 'ret0001'"
+    assert _refused(registry, statement) == RULE_PUBLISHED_ID_KEPT
+    assert fetch_all(registry, "SELECT CONCAT('[', CanonicalId, ']') FROM canonical_ids") == [
+        ("[ret0001]",)
+    ]
+
+
+def test_the_admins_permit_also_returns_a_once_mapped_id_to_the_pool(published):
+    settings, canonical_id = published
+    free_it = f"UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId = '{canonical_id}'"
+    conn = connect(settings)
+    try:
+        with mapping_change_permit(conn, "test"), conn.cursor() as cursor:
+            assert cursor.execute(free_it) == 1
+        conn.rollback()
+    finally:
+        conn.close()
+    assert _refused(settings, free_it) == RULE_PUBLISHED_ID_KEPT
+
+
 def test_a_session_variable_opens_nothing(published):
     settings, _ = published
     conn = connect(settings)

@@ -53,6 +53,9 @@ ER_SIGNAL_EXCEPTION = 1644
 ER_TABLEACCESS_DENIED = 1142
 ER_BINLOG_CREATE_ROUTINE_NEED_SUPER = 1419
 
+# The session variable the update guard on `canonical_ids` writes its refusal's message to.
+REFUSAL_VARIABLE = "@idminter_refused"
+
 # The session holds a permit: checked by every guard before it refuses.
 _PERMIT = (
     f"SELECT MAX(Reason) INTO permit FROM {PERMITS_TABLE} "
@@ -131,22 +134,39 @@ def _mapping_guards(table: str) -> dict[str, str]:
     }
 
 
+_HAS_PERMIT = (
+    f"EXISTS (SELECT 1 FROM {PERMITS_TABLE} "
+    "WHERE ConnectionId = CONNECTION_ID() AND Account = USER())"
+)
+
+# What the update guard on `canonical_ids` looks at first: the row goes back to `free`, or its ID
+# changes byte for byte (ascii_bin is PAD SPACE, so `<>` alone misses an added trailing space).
+_FREED_OR_RENAMED = (
+    "(NEW.Status = 'free' AND OLD.Status <> 'free') OR NEW.CanonicalId <> OLD.CanonicalId "
+    "OR LENGTH(NEW.CanonicalId) <> LENGTH(OLD.CanonicalId)"
+)
+
+
 def _pool_guards() -> dict[str, str]:
-    refusal = _refuse(
+    message = (
         f"CONCAT('refused by rule {RULE_PUBLISHED_ID_KEPT}: ', OLD.CanonicalId, "
         "' is or was mapped and never returns to the pool')"
     )
     return {
+        # Fires for every ID the minter marks assigned, so every row pays for its body: one
+        # condition, and no DECLAREd variable (a trigger that declares any sets up its
+        # variables on every row it fires for). The refusal's message goes through a user
+        # variable instead, which SIGNAL also takes.
         "idminter_pool_guard_bu": (
-            f"BEFORE UPDATE ON canonical_ids FOR EACH ROW BEGIN {_DECLARE} "
-            "IF (NEW.Status = 'free' AND OLD.Status <> 'free') OR NOT "
-            f"({_same('CanonicalId')}) THEN IF {_ONCE_MAPPED} THEN {_PERMIT}; "
-            f"IF permit IS NULL THEN {refusal} END IF; END IF; END IF; END"
+            f"BEFORE UPDATE ON canonical_ids FOR EACH ROW IF {_FREED_OR_RENAMED} THEN "
+            f"IF {_ONCE_MAPPED} AND NOT {_HAS_PERMIT} THEN "
+            f"SET {REFUSAL_VARIABLE} = LEFT({message}, 128); "
+            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {REFUSAL_VARIABLE}; END IF; END IF"
         ),
         "idminter_pool_guard_bd": (
             f"BEFORE DELETE ON canonical_ids FOR EACH ROW BEGIN {_DECLARE} "
             f"IF {_ONCE_MAPPED} THEN {_PERMIT}; "
-            f"IF permit IS NULL THEN {refusal} END IF; END IF; END"
+            f"IF permit IS NULL THEN {_refuse(message)} END IF; END IF; END"
         ),
     }
 
@@ -212,6 +232,23 @@ def install_mapping_guards(conn: Any, table: str = "identifiers") -> None:
     for name, body in _mapping_guards(table).items():
         if name not in existing:
             _create(conn, name, body)
+
+
+def replace_trigger(conn: Any, name: str, body: str) -> None:
+    """Give trigger `name` the definition `body` with no moment unguarded: `body` goes in under a
+    transient name first (both fire meanwhile), then under `name`, each DDL statement committing
+    on its own."""
+    transient = f"{name}_next"
+    drop_guards(conn, (transient,))
+    _create(conn, transient, body)
+    drop_guards(conn, (name,))
+    _create(conn, name, body)
+    drop_guards(conn, (transient,))
+
+
+def replace_pool_update_guard(conn: Any) -> None:
+    """The update guard on `canonical_ids` as this module defines it, in place of the one there."""
+    replace_trigger(conn, POOL_GUARD_NAMES[0], _pool_guards()[POOL_GUARD_NAMES[0]])
 
 
 def drop_guards(conn: Any, names: tuple[str, ...] = GUARD_NAMES) -> None:
