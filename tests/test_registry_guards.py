@@ -27,7 +27,9 @@ from idminter_pipeline.registry.invariants import (
 )
 from idminter_pipeline.registry.minting import MintRequest
 from idminter_pipeline.registry.reconciliation.retired_ids import retire_mapping
+from idminter_pipeline.registry.schema import apply_migrations, rollback_migrations
 
+FAST_PATH_MIGRATION = "0010_registry_pool_guard_fast_path"
 FIVE_ROWS = [(f"leg0000{n}", "Work", f"b{n}", "sierra-system-number") for n in range(1, 6)]
 
 
@@ -144,6 +146,44 @@ def test_the_admins_permit_also_returns_a_once_mapped_id_to_the_pool(published):
     finally:
         conn.close()
     assert _refused(settings, free_it) == RULE_PUBLISHED_ID_KEPT
+
+
+def _update_guard(settings) -> str:
+    ((body,),) = fetch_all(
+        settings,
+        "SELECT action_statement FROM information_schema.triggers "
+        "WHERE trigger_schema = DATABASE() AND trigger_name = 'idminter_pool_guard_bu'",
+    )
+    return body
+
+
+def test_the_fast_path_migration_swaps_the_update_guard_both_ways(empty_database):
+    factory = registry_factory(empty_database)
+    apply_migrations(factory)
+    as_another_client(
+        empty_database,
+        "INSERT INTO canonical_ids (CanonicalId) VALUES ('aaaa2222'), ('bbbb3333')",
+        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+        "VALUES ('Work', 'sierra-system-number', 'b1', 'aaaa2222')",
+        "UPDATE canonical_ids SET Status = 'assigned'",
+    )
+    fast = _update_guard(empty_database)
+    assert rollback_migrations(factory) == [FAST_PATH_MIGRATION]
+    assert "DECLARE" in _update_guard(empty_database) and "DECLARE" not in fast
+    freeing_and_renaming = (
+        "UPDATE canonical_ids SET Status = 'free' WHERE CanonicalId = 'aaaa2222'",
+        "UPDATE canonical_ids SET CanonicalId = 'cccc4444' WHERE CanonicalId = 'bbbb3333'",
+    )
+    for statement in freeing_and_renaming:
+        assert _refused(empty_database, statement) == RULE_PUBLISHED_ID_KEPT
+    assert apply_migrations(factory) == [FAST_PATH_MIGRATION]
+    assert _update_guard(empty_database) == fast
+    for statement in freeing_and_renaming:
+        assert _refused(empty_database, statement) == RULE_PUBLISHED_ID_KEPT
+    assert fetch_all(
+        empty_database,
+        "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()",
+    ) == [(4,)]
 
 
 def test_a_session_variable_opens_nothing(published):
