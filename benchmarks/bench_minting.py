@@ -57,8 +57,7 @@ from benchmarks.support import (
     drop_bench_database,
     figure_row,
     figures_table,
-    git_commit,
-    machine_info,
+    machine_line,
 )
 from idminter_pipeline.core.errors import PoolExhaustedError
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -460,7 +459,7 @@ class _SortedClaimMinter(Minter):
         return claimed
 
 
-def _guard_migration() -> ModuleType:
+def guard_migration() -> ModuleType:
     """The guard migration's module, loaded by yoyo from the file it applies."""
     from yoyo import read_migrations  # noqa: PLC0415
 
@@ -481,7 +480,7 @@ class _Side:
 
 
 def _guard_sides(bench: DatabaseSettings) -> list[_Side]:
-    migration = _guard_migration()
+    migration = guard_migration()
     admin = connect(bench)
 
     def arranged(step: Callable[[Connection], None]) -> Callable[[], None]:
@@ -640,15 +639,6 @@ def compare(
     return rows
 
 
-def _print_machine(settings: DatabaseSettings) -> None:
-    machine = machine_info(settings)
-    print(
-        f"commit {git_commit()}; {machine['nproc']} cores, {machine['cpu_model']}, "
-        f"{machine['memory_gib']} GiB; {machine['server_version']}; "
-        f"load average {' '.join(str(load) for load in machine['load_average'])}"
-    )
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 runs per workload instead of 9")
@@ -681,10 +671,10 @@ if __name__ == "__main__":
     if comparisons:
         if args.pairs < 1:
             parser.error(f"--pairs must be at least 1, got {args.pairs}")
-        _print_machine(database)
+        print(machine_line(database))
         for what in comparisons:
             print(figures_table(compare(database, what, pairs=args.pairs)))
-        _print_machine(database)
+        print(machine_line(database))
     else:
         for figure in run(database, quick=args.quick):
             name, value, unit = figure["figure"], figure["value"], figure["unit"]

@@ -31,7 +31,15 @@ memory, statements and batches, to show that a window's run streams in batches (
 the window grows). Then a window of the smallest size whose run is SIGKILLed once about half its
 batches are written, and run again: what the second run reads, writes and mints again.
 
-Run alone: `python -m benchmarks.bench_reindex [--quick | --count N] [--dagster]`.
+With `--compare-guards`, instead: what the registry's invariant guards cost a user's first run.
+`idminter mint --full` over `--count` sample works (default 5,000) on an emptied registry, with
+the guards in place and dropped (the guard migration's own `apply` and `rollback`, as
+`bench_minting --compare-guards` switches them), in `--pairs` alternating pairs (default 7) after
+one untimed pair: each side's median wall time and statements, their ratio and the median of
+the per-pair ratios.
+
+Run alone: `python -m benchmarks.bench_reindex [--quick | --count N] [--dagster | --compare-guards
+[--pairs N]]`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import json
 import os
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,9 +59,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_minting import guard_migration
 from benchmarks.minting_workload import clear_registry, fill_pool, reset_run
-from benchmarks.support import bench_database, figure_row, figures_table, validate_rows
+from benchmarks.support import (
+    bench_database,
+    figure_row,
+    figures_table,
+    machine_line,
+    validate_rows,
+)
 from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -480,6 +497,72 @@ def run_dagster(settings: DatabaseSettings, sizes: tuple[int, ...]) -> list[dict
     return rows
 
 
+GUARDS_COUNT = 5_000
+GUARDS_PAIRS = 7
+
+
+def compare_guards(
+    settings: DatabaseSettings, *, count: int = GUARDS_COUNT, pairs: int = GUARDS_PAIRS
+) -> list[dict[str, Any]]:
+    """`idminter mint --full`'s first run over `count` sample works, with the invariant guards in
+    place and dropped, in alternating pairs after an untimed one (module docstring)."""
+    migration = guard_migration()
+    sides = {"with guards": migration.apply, "without guards": migration.rollback}
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    statements: dict[str, list[int]] = {side: [] for side in sides}
+    ratios: list[float] = []
+    admin = connect(settings)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store_path = Path(tmp) / "works.sqlite3"
+            with SqliteWorksStore(store_path) as store:
+                store.put_source(generate_works(count, seed=SEED))
+            env = {
+                **os.environ,
+                **settings.as_environment(),
+                "WORKS_STORE_PATH": str(store_path),
+                "IDMINTER_LOCAL_DIR": str(Path(tmp) / "local"),
+            }
+            for name in ("ELASTICSEARCH_URL", "S3_BUCKET"):
+                env.pop(name, None)
+            out = Path(tmp) / "figures.json"
+            for pair in range(pairs + 1):
+                order = list(sides) if pair % 2 == 0 else list(sides)[::-1]
+                elapsed: dict[str, float] = {}
+                for side in order:
+                    sides[side](admin)
+                    admin.commit()
+                    reset_run(settings, store_path, count * FREE_IDS_PER_WORK)
+                    figures = _child(_CLI, env, out)
+                    elapsed[side] = figures["seconds"]
+                    if pair:  # the first pair warms the server and the page cache
+                        seconds[side].append(figures["seconds"])
+                        statements[side].append(figures["statements"])
+                    print(f"   pair {pair} {side}: {figures['seconds']:.2f} s", flush=True)
+                if pair:
+                    ratios.append(elapsed["with guards"] / elapsed["without guards"])
+    finally:
+        migration.apply(admin)  # the registry as migrated, whatever happened
+        admin.close()
+    detail = (
+        f"idminter mint --full, first run, {count:,} sample works (seed {SEED}), "
+        f"median of {pairs} alternating pairs"
+    )
+    rows = [
+        _row(f"{side}: wall time", statistics.median(seconds[side]), "s", detail) for side in sides
+    ]
+    rows += [
+        _row(f"{side}: statements", statistics.median(statements[side]), "statements", detail)
+        for side in sides
+    ]
+    median_ratio = statistics.median(seconds["with guards"]) / statistics.median(
+        seconds["without guards"]
+    )
+    rows.append(_row("with / without guards (medians)", median_ratio, "x", detail))
+    rows.append(_row("with / without guards (pair median)", statistics.median(ratios), "x", detail))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="run the reindex benchmark alone")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT:,} works")
@@ -498,7 +581,29 @@ def main(argv: list[str] | None = None) -> None:
         + "; --count N: N/10, 3N/10, N), then a window of the smallest size killed half-way "
         "and run again",
     )
+    parser.add_argument(
+        "--compare-guards",
+        action="store_true",
+        help="instead: the CLI's first run with the registry's invariant guards and without them "
+        f"(--count, default {GUARDS_COUNT:,} works)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=GUARDS_PAIRS,
+        help=f"alternating pairs for --compare-guards (default {GUARDS_PAIRS})",
+    )
     args = parser.parse_args(argv)
+    if args.compare_guards:
+        if args.pairs < 1:
+            parser.error(f"--pairs must be at least 1, got {args.pairs}")
+        with bench_database(DatabaseSettings.from_env(), BENCHMARK) as bench:
+            print(machine_line(bench), flush=True)
+            rows = compare_guards(bench, count=args.count or GUARDS_COUNT, pairs=args.pairs)
+            rows = validate_rows(BENCHMARK, rows)
+            print(figures_table(rows))
+            print(machine_line(bench))
+        return
     if args.dagster:
         with bench_database(DatabaseSettings.from_env(), BENCHMARK) as bench:
             sizes = QUICK_DAGSTER_SIZES if args.quick else DAGSTER_SIZES

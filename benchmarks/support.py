@@ -241,6 +241,16 @@ def machine_info(settings: DatabaseSettings) -> dict[str, Any]:
     }
 
 
+def machine_line(settings: DatabaseSettings) -> str:
+    """The commit, machine, server and load average, on one line to print beside figures."""
+    machine = machine_info(settings)
+    return (
+        f"commit {git_commit()}; {machine['nproc']} cores, {machine['cpu_model']}, "
+        f"{machine['memory_gib']} GiB; {machine['server_version']}; "
+        f"load average {' '.join(str(load) for load in machine['load_average'])}"
+    )
+
+
 def figure_row(
     benchmark: str, figure: str, value: float, unit: str, detail: str, *, rounded: bool = False
 ) -> dict[str, Any]:
