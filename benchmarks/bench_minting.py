@@ -21,14 +21,17 @@ minter that runs the RFC's statements on this server.
 
 Run alone: `.venv/bin/python -m benchmarks.bench_minting [--quick]`.
 
-Comparisons (`--compare-guards`, `--compare-claim-order`, `--pairs N`): what one part of the
-minter costs, measured in one process on one scratch registry. Each pair runs every workload once
-on each side, the side that goes first alternating from pair to pair, so the machine's noise and
-the registry's growth fall on both. Sides:
+Comparisons (`--compare-guards`, `--compare-guard-bodies`, `--compare-claim-order`, `--pairs N`):
+what one part of the minter costs, measured in one process on one scratch registry. Each pair
+runs every workload once on each side, the side that goes first alternating from pair to pair,
+so the machine's noise and the registry's growth fall on both. Sides:
   guards       the registry's invariant triggers in place, against them dropped; both done by
                the guard migration's own `apply` and `rollback` (sql/0008_registry_invariant_
                triggers.py), so the guarded side is exactly what a migrated registry runs
                (and, alone, the UPDATE marking 10,000 IDs assigned: every row fires a guard)
+  guard bodies the pool's update guard as migration 0010 makes it (one condition, no declared
+               variable), against the body its rollback puts back (declaring two variables);
+               both by that migration's `apply` and `rollback`, every other guard in place
   claim order  the claim from a random point with its probe for a mapping (registry/minting/
                claims.py), against a minter whose claim takes the pool's free IDs in index order
                from the first, without a probe (`SORTED_CLAIM_SQL`)
@@ -436,6 +439,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
 
 
 GUARD_MIGRATION = "0008_registry_invariant_triggers"
+GUARD_BODY_MIGRATION = "0010_registry_pool_guard_fast_path"
 # The plain claim the random-point claim is measured against: the pool's free IDs in index order
 # from the first, without a probe for a mapping that uses one.
 SORTED_CLAIM_SQL = (
@@ -459,15 +463,16 @@ class _SortedClaimMinter(Minter):
         return claimed
 
 
-def guard_migration() -> ModuleType:
-    """The guard migration's module, loaded by yoyo from the file it applies."""
+def guard_migration(name: str = GUARD_MIGRATION) -> ModuleType:
+    """A guard migration's module (by default the one creating the guards), loaded by yoyo from
+    the file it applies."""
     from yoyo import read_migrations  # noqa: PLC0415
 
     for migration in read_migrations(str(migrations_dir())):
-        if migration.id == GUARD_MIGRATION:
+        if migration.id == name:
             migration.load()
             return migration.module
-    raise FileNotFoundError(f"no migration {GUARD_MIGRATION} in {migrations_dir()}")
+    raise FileNotFoundError(f"no migration {name} in {migrations_dir()}")
 
 
 class _Side:
@@ -479,8 +484,9 @@ class _Side:
         self.statements: dict[str, list[int]] = defaultdict(list)
 
 
-def _guard_sides(bench: DatabaseSettings) -> list[_Side]:
-    migration = guard_migration()
+def _guard_sides(bench: DatabaseSettings, labels: tuple[str, str], name: str) -> list[_Side]:
+    """Migration `name`'s `apply` on the first side, its `rollback` on the second."""
+    migration = guard_migration(name)
     admin = connect(bench)
 
     def arranged(step: Callable[[Connection], None]) -> Callable[[], None]:
@@ -498,8 +504,8 @@ def _guard_sides(bench: DatabaseSettings) -> list[_Side]:
 
     minter = Minter(lambda: connect(bench))
     return [
-        _Side("with guards", minter, arranged(migration.apply)),
-        _Side("without guards", minter, arranged(migration.rollback)),
+        _Side(labels[0], minter, arranged(migration.apply)),
+        _Side(labels[1], minter, arranged(migration.rollback)),
     ]
 
 
@@ -566,21 +572,28 @@ def _statements_text(counts: list[int]) -> str:
 def compare(
     settings: DatabaseSettings, what: str, *, pairs: int = DEFAULT_PAIRS
 ) -> list[dict[str, Any]]:
-    """Alternating pairs of every workload on the two sides of `what` ("guards" or
-    "claim-order"), on a scratch registry dropped afterwards; figure rows, ratios first side over
-    second."""
+    """Alternating pairs of every workload on the two sides of `what` ("guards", "guard-bodies"
+    or "claim-order"), on a scratch registry dropped afterwards; figure rows, ratios first side
+    over second."""
     bench = _create_database(settings)
     sides: list[_Side] = []
     watch = None
     try:
-        sides = _guard_sides(bench) if what == "guards" else _claim_sides(bench)
+        if what == "guards":
+            sides = _guard_sides(bench, ("with guards", "without guards"), GUARD_MIGRATION)
+        elif what == "guard-bodies":
+            sides = _guard_sides(
+                bench, ("one-condition guard", "declaring guard"), GUARD_BODY_MIGRATION
+            )
+        else:
+            sides = _claim_sides(bench)
         watch = _purge_watch(bench)
         load_before = os.getloadavg()[0]
         ratios: dict[str, list[float]] = defaultdict(list)
         runs: list[tuple[str, Callable[[_Side, int], tuple[float, int]]]] = [
             (w.name, lambda side, n, w=w: _run_once(bench, side, w, n, watch)) for w in WORKLOADS
         ]
-        if what == "guards":
+        if what != "claim-order":
             runs.append((MARK_ASSIGNED, lambda side, n: _mark_assigned_once(bench, side, watch)))
         for name, once in runs:
             for side in sides:  # warm-up, not counted; registers what all-existing looks up
@@ -648,6 +661,12 @@ if __name__ == "__main__":
         help="alternate every workload with the registry's invariant guards and without them",
     )
     parser.add_argument(
+        "--compare-guard-bodies",
+        action="store_true",
+        help="alternate every workload with the pool's update guard as migration 0010 makes it "
+        "and as its rollback puts it back",
+    )
+    parser.add_argument(
         "--compare-claim-order",
         action="store_true",
         help="alternate every workload with the random-point claim and the sorted one",
@@ -664,6 +683,7 @@ if __name__ == "__main__":
         what
         for what, wanted in (
             ("guards", args.compare_guards),
+            ("guard-bodies", args.compare_guard_bodies),
             ("claim-order", args.compare_claim_order),
         )
         if wanted
