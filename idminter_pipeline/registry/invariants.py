@@ -154,9 +154,9 @@ def _pool_guards() -> dict[str, str]:
     )
     return {
         # Fires for every ID the minter marks assigned, so every row pays for its body: one
-        # condition, and no DECLAREd variable (a trigger that declares any sets up its
-        # variables on every row it fires for). The refusal's message goes through a user
-        # variable instead, which SIGNAL also takes.
+        # condition, and no DECLAREd variable (each DECLARE is one more statement run on every
+        # row the trigger fires for). The refusal's message goes through a user variable
+        # instead, which SIGNAL also takes.
         "idminter_pool_guard_bu": (
             f"BEFORE UPDATE ON canonical_ids FOR EACH ROW IF {_FREED_OR_RENAMED} THEN "
             f"IF {_ONCE_MAPPED} AND NOT {_HAS_PERMIT} THEN "
