@@ -37,6 +37,7 @@ import pandas as pd
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError, InvalidSettingError, MalformedWorkError
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.settings import ElasticsearchSettings, env_int
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import ConnectionFactory
@@ -179,11 +180,7 @@ class ImpactReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "scope": self.scope,
-            "candidate": self.candidate,
-            "published": self.published,
-            "works_read": self.works_read,
-            "works_failed": self.works_failed,
+            **field_values(self, leave_out={"counts", "listed"}),
             "totals": {str(fate): self.total(fate) for fate in Fate},
             "by_type_and_system": [
                 {
@@ -199,12 +196,7 @@ class ImpactReport:
                 for group, counter in sorted(self.counts.items())
                 for ontology_type, system in [group]
             ],
-            "thresholds": {
-                "max_uncarried": self.thresholds.max_uncarried,
-                "max_new": self.thresholds.max_new,
-            },
             "breaches": self.breaches,
-            "failures": [f.as_dict() for f in self.failures],
         }
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.stores import IdsScope, WorksStore
@@ -80,6 +81,16 @@ class StaleDocument:
         }
 
 
+# The report's names for the counts and the list of stale documents.
+_REPORTED_AS = {
+    "wrong_holder": "documents_of_an_older_record",
+    "unranked": "documents_without_rank",
+    "missing": "documents_missing",
+    "outranked": "documents_outranked",
+    "listed": "documents",
+}
+
+
 @dataclass
 class RepairReport:
     applied: bool
@@ -99,17 +110,7 @@ class RepairReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "applied": self.applied,
-            "chains_checked": self.chains_checked,
-            "documents_of_an_older_record": self.wrong_holder,
-            "documents_without_rank": self.unranked,
-            "documents_missing": self.missing,
-            "documents_outranked": self.outranked,
-            "documents": [d.as_dict() for d in self.listed],
-            "rewritten": self.rewritten,
-            "superseded": self.superseded,
-            "failed": self.failed,
-            "failures": self.failures,
+            **field_values(self, renamed=_REPORTED_AS, leave_out={"too_deep"}),
             "chains_too_deep": [
                 {
                     "canonicalId": canonical_id,

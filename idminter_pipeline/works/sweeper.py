@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.works.audit import (
     DIFFERENCE,
     LISTED_WORKS,
@@ -78,11 +79,7 @@ class SweepReport:
                 "stale": self.found.counts["stale"],
             },
             "found_listed": [w.as_dict() for w in self.found.difference],
-            "works_minted": self.works_minted,
-            "works_written": self.works_written,
-            "works_superseded": self.works_superseded,
-            "works_failed": self.works_failed,
-            "failures": [f.as_dict() for f in self.failures],
+            **field_values(self, leave_out={"found"}),
         }
 
 

@@ -47,6 +47,7 @@ from idminter_pipeline.core.limits import (
     RECONCILIATION_MIN_BATCH_SIZE,
     bounded_batch_size,
 )
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
 from idminter_pipeline.registry.packets import packet_runs
@@ -156,17 +157,18 @@ class Change:
     detail: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReconciliationReport:
-    findings: list[FindingResult]
-    changes: list[Change]
-    changes_total: int
-    repair: bool
-    grace_period_seconds: float
+    # Fields in the order the report lists them.
     started_at: datetime
     duration_seconds: float = 0.0
     # Seconds per scan (canonical_ids, repair_orphans, mappings, provenance, variants).
     scan_seconds: dict[str, float] = field(default_factory=dict)
+    repair: bool
+    grace_period_seconds: float
+    findings: list[FindingResult]
+    changes: list[Change]
+    changes_total: int
     # Orphans found to have identified a record, recorded in retired_canonical_ids by this run
     # (listed up to MAX_LISTED_CHANGES), and every retired orphan this run saw.
     newly_retired: list[tuple[str, str]] = field(default_factory=list)
@@ -194,20 +196,11 @@ class ReconciliationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "started_at": self.started_at,
-            "duration_seconds": self.duration_seconds,
-            "scan_seconds": self.scan_seconds,
-            "repair": self.repair,
-            "grace_period_seconds": self.grace_period_seconds,
-            "findings": [asdict(f) for f in self.findings],
-            "changes": [asdict(c) for c in self.changes],
-            "changes_total": self.changes_total,
+            **field_values(self),
             "newly_retired": [
                 {"canonical_id": canonical_id, "reason": reason}
                 for canonical_id, reason in self.newly_retired
             ],
-            "retired_total": self.retired_total,
-            "retired_orphans": self.retired_orphans,
         }
 
 
