@@ -11,6 +11,7 @@ from pathlib import Path
 from idminter_pipeline.core.settings import DatabaseSettings
 
 IDMINTER = str(Path(sys.executable).parent / "idminter")
+PROJECT = Path(__file__).resolve().parent.parent
 TEN_MB = 10 * 1024 * 1024
 # A readable error: one line of a few hundred bytes, whatever the input's size.
 MAX_ERROR_BYTES = 1_000
@@ -31,6 +32,23 @@ def run_idminter(
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [IDMINTER, *args], input=stdin, env=env, capture_output=True, check=False, timeout=180
+    )
+
+
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter in the project folder (as a runtime or code server loads
+    it: nothing imported yet), its text output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        check=False,
+        timeout=120,
     )
 
 

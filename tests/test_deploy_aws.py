@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from cli_process import run_python
 from pipes_template import render, render_batch
 from queued_events import pipe_reserved_variables, sns_notification, sqs_record
 from state_machine_harness import template_definition
@@ -324,17 +325,9 @@ def test_the_lambda_image_names_a_handler_that_imports(handler_path):
     assert re.search(r"public\.ecr\.aws/lambda/python:3\.11\b", dockerfile.read_text())
     module, _, function = handler_path.rpartition(".")
     # In a fresh interpreter, as the Lambda runtime loads it: the module imports on its own.
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import inspect, {module} as m; f = m.{function}; "
-            "print(list(inspect.signature(f).parameters))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
+    probe = run_python(
+        f"import inspect, {module} as m; f = m.{function}; "
+        "print(list(inspect.signature(f).parameters))"
     )
     assert probe.returncode == 0, probe.stderr
     assert ast.literal_eval(probe.stdout.strip()) == ["event", "context"]
