@@ -57,9 +57,12 @@ class Ticks:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
 
-    def tick(self) -> dg.SensorResult:
+    def tick(self, **resource_overrides: object) -> dg.SensorResult:
+        """One evaluation, with `resource_overrides` in place of those resources this tick."""
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={**self.resources, **resource_overrides},
         )
         result = pool_size_sensor(context)
         assert isinstance(result, dg.SensorResult)
