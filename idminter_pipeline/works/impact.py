@@ -44,7 +44,7 @@ from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
 from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, extract_work
+from idminter_pipeline.works.documents import IdentifiedWork, extract_work
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorkFailure, WorksPipeline
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 from idminter_pipeline.works.stores.base import (
@@ -235,6 +235,8 @@ class _AssessingStore(ReadThroughStore):
     """Reads the candidate; where the pipeline would write, counts each ID's fate and compares
     the document with the one published under the same canonical ID. Writes nothing."""
 
+    refusal = "an impact assessment writes nothing"
+
     def __init__(
         self,
         candidate: WorksStore,
@@ -320,12 +322,6 @@ class _AssessingStore(ReadThroughStore):
         self, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(())
-
-    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
-        raise NotImplementedError("an impact assessment writes nothing")
-
-    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
-        raise NotImplementedError("an impact assessment writes nothing")
 
     def count_identified(self) -> int:
         return 0
