@@ -142,6 +142,9 @@ class FindingResult:
     examples: list[str] = field(default_factory=list)
     note: str = ""
 
+    def mark_unavailable(self, note: str) -> None:
+        self.status, self.note = "unavailable", note
+
     def add(self, values: Sequence[str]) -> None:
         self.count += len(values)
         room = EXAMPLES - len(self.examples)
@@ -354,18 +357,25 @@ class _Run:
             conn.commit()
             result.add([f"{o}[{s}/{v}] -> {c}" for o, s, v, c in rows])
 
+    def provenance_finding(self, name: str) -> FindingResult | None:
+        """The result of `name`, a finding read from the provenance table; None where there is
+        no such table (the result is then marked unavailable)."""
+        result = self.results[name]
+        if table_exists(self.conn, PROVENANCE_TABLE):
+            return result
+        result.mark_unavailable(f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)")
+        return None
+
     # -- identifiers: one ID held by records no inheritance links -----------------------------
 
     def scan_shared_ids(self) -> None:
         """IDs with more than one mapping that did not inherit it (an `inherited` provenance
         event names the mapping as successor of that ID): the original is one, any other is a
         record that got the ID without inheriting it."""
-        conn = self.conn
-        result = self.results[SHARED_WITHOUT_INHERITANCE]
-        if not table_exists(conn, PROVENANCE_TABLE):
-            result.status = "unavailable"
-            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+        result = self.provenance_finding(SHARED_WITHOUT_INHERITANCE)
+        if result is None:
             return
+        conn = self.conn
         for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
             # An index-only pass finds the shared IDs (aliases are few); only they are probed.
             shared = [
@@ -408,12 +418,10 @@ class _Run:
     # -- provenance: recorded predecessor mismatches ------------------------------------------
 
     def scan_provenance(self) -> None:
-        conn = self.conn
-        result = self.results[PREDECESSOR_MISMATCHES]
-        if not table_exists(conn, PROVENANCE_TABLE):
-            result.status = "unavailable"
-            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+        result = self.provenance_finding(PREDECESSOR_MISMATCHES)
+        if result is None:
             return
+        conn = self.conn
         (count,) = execute(
             conn,
             f"SELECT COUNT(*) FROM {PROVENANCE_TABLE} WHERE Kind = 'predecessor_mismatch'",
@@ -477,7 +485,7 @@ def reconcile(
                 else "the registry schema is not applied: run `idminter db migrate`"
             )
             for result in run.results.values():
-                result.status, result.note = "unavailable", note
+                result.mark_unavailable(note)
         else:
             scans = [run.scan_canonical_ids]
             if repair:
