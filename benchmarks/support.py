@@ -23,6 +23,7 @@ import pymysql
 
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings, project_root
+from idminter_pipeline.local_servers.mariadb import server_version
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 from tests.db_helpers import create_database_statement, drop_database_statement, execute_once
@@ -190,16 +191,6 @@ def memory_bytes() -> int | None:
     return None
 
 
-def server_version(settings: DatabaseSettings) -> str:
-    conn = _admin(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT VERSION()")
-            return str(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def rows_by_size(
     measure: Callable[[DatabaseSettings, int], list[dict[str, Any]]],
     settings: DatabaseSettings,
@@ -237,7 +228,7 @@ def machine_info(settings: DatabaseSettings) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "server": settings.describe(),
-        "server_version": server_version(settings),
+        "server_version": server_version(settings) or "unreachable",
     }
 
 
