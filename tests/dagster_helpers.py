@@ -18,6 +18,11 @@ from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.registry.pool import PoolSettings
 
 
@@ -82,6 +87,22 @@ def pool_sensor_ticks(
             "alerts": AlertsResource(log_file=str(alerts_log), sns_topic_arn=topic_arn),
         }
     )
+
+
+def works_resources(
+    registry: DatabaseSettings, store_path: Path, alerts_log: Path, **more: object
+) -> dict[str, object]:
+    """The resources of the works assets and jobs: the SQLite works store at `store_path`,
+    `registry`, the churn guard and downstream topic as configured by default, and alerts
+    logged to `alerts_log`; `more` adds resources or replaces these."""
+    return {
+        "works_store": WorksStoreResource(sqlite_path=str(store_path)),
+        "registry_database": RegistryDatabase.from_settings(registry),
+        "churn_guard": ChurnGuardResource(),
+        "downstream": DownstreamTopicResource(),
+        "alerts": AlertsResource(log_file=str(alerts_log)),
+        **more,
+    }
 
 
 def logged_alerts(alerts_log: Path) -> list[dict]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from dagster_helpers import works_resources
 from db_helpers import create_database, drop_database, fetch_all
 from works_helpers import fill_pool, work
 
@@ -190,25 +191,14 @@ def test_a_record_minted_again_before_the_recovery_is_a_conflict(restore):
 def test_dagster_refuses_to_mint_on_the_restored_registry_until_the_recovery_ran(
     restore, registry, tmp_path
 ):
-    from idminter_pipeline.defs.alerts.resources import AlertsResource  # noqa: PLC0415
-    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
     from idminter_pipeline.defs.works.jobs import mint_works_by_id_job  # noqa: PLC0415
-    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
-        ChurnGuardResource,
-        DownstreamTopicResource,
-        WorksStoreResource,
-    )
     from idminter_pipeline.defs.works.runs import NEWEST_ASSIGNMENT_KEY  # noqa: PLC0415
 
     defs = dg.Definitions(
         jobs=[mint_works_by_id_job],
-        resources={
-            "works_store": WorksStoreResource(sqlite_path=str(tmp_path / "works.sqlite3")),
-            "registry_database": RegistryDatabase.from_settings(restore["settings"]),
-            "churn_guard": ChurnGuardResource(),
-            "downstream": DownstreamTopicResource(),
-            "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
-        },
+        resources=works_resources(
+            restore["settings"], tmp_path / "works.sqlite3", tmp_path / "alerts.log"
+        ),
     )
     with dg.instance_for_test() as instance:
         # What production's last run recorded: its newest assignment, read from the registry
