@@ -54,6 +54,10 @@ POOL = PoolSettings(
 )
 
 
+# The pool of the works assets' tests: room for their windows' works.
+WORKS_POOL = PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
+
+
 class Ticks:
     """The pool sensor evaluated tick after tick, carrying its cursor like the daemon does."""
 

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster._record import copy
-from dagster_helpers import failure_context, works_resources
+from dagster_helpers import WORKS_POOL, failure_context, works_resources
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
@@ -31,7 +31,6 @@ from idminter_pipeline.defs.works.sensors import (
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.invariants import mapping_change_permit
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -51,9 +50,7 @@ def setup(registry, tmp_path):
         registry,
         store_path,
         alerts_log,
-        id_pool=FreeIdPool.from_settings(
-            PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
-        ),
+        id_pool=FreeIdPool.from_settings(WORKS_POOL),
     )
     defs = dg.Definitions(
         assets=[identified_works, canonical_id_pool],

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster_helpers import failure_context, works_resources
+from dagster_helpers import WORKS_POOL, failure_context, works_resources
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
@@ -24,7 +24,6 @@ from idminter_pipeline.defs.works.jobs import mint_works_by_id_job, mint_works_j
 from idminter_pipeline.defs.works.partitions import schedule_settings_from_env
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 RANGE = {
@@ -63,9 +62,7 @@ def defs(registry, store_path, alerts_log) -> dg.Definitions:
             registry,
             store_path,
             alerts_log,
-            id_pool=FreeIdPool.from_settings(
-                PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
-            ),
+            id_pool=FreeIdPool.from_settings(WORKS_POOL),
         ),
     )
 
