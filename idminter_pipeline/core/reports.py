@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import fields, is_dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
 
 def reported(value: object) -> object:
     """`value` as plain data: an object by its own `as_dict`, another dataclass by its fields,
-    a list or tuple item by item; anything else as it is."""
+    an enum member by its value, a list or tuple item by item; anything else as it is."""
     as_dict = getattr(value, "as_dict", None)
     if callable(as_dict):
         return as_dict()
+    if isinstance(value, Enum):
+        return value.value
     if is_dataclass(value) and not isinstance(value, type):
         return field_values(value)
     if isinstance(value, list | tuple):

@@ -94,12 +94,7 @@ class AuditedWork:
     canonical_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "work_id": self.work_id,
-            "outcome": str(self.outcome),
-            "detail": self.detail,
-            "canonical_id": self.canonical_id,
-        }
+        return field_values(self)
 
 
 @dataclass(frozen=True)

@@ -74,9 +74,11 @@ class StaleDocument:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "canonicalId": self.canonical_id,
-            "holder": self.holder,
-            "stored": self.stored,
+            **field_values(
+                self,
+                renamed={"canonical_id": "canonicalId"},
+                leave_out={"holder_rank", "stored_rank"},
+            ),
             "reason": self.reason,
         }
 
