@@ -2,6 +2,7 @@
 a registry the reference port created, adopted into this project's schema."""
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -12,6 +13,22 @@ from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
 from idminter_pipeline.registry.legacy_migration import hold
+
+
+def _copy_metadata(report: legacy_migration.MigrationReport) -> dict[str, Any]:
+    """What a migration and an adoption both report: the copy's mappings, the changes applied
+    (under the final lock too), timings, and whether it was verified and swapped."""
+    return {
+        "status": report.status,
+        "phase": report.phase,
+        "mappings": dg.MetadataValue.int(report.new_rows),
+        "changes_applied": dg.MetadataValue.int(report.changes_applied),
+        "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
+        "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+        "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
+        "verified": dg.MetadataValue.bool(report.verified),
+        "swapped": dg.MetadataValue.bool(report.swapped),
+    }
 
 
 class LegacyMigrationConfig(dg.Config):
@@ -71,17 +88,9 @@ def legacy_registry_migration(
         context.log.info(message)
     return dg.MaterializeResult(
         metadata={
-            "status": report.status,
+            **_copy_metadata(report),
             "rows_copied": dg.MetadataValue.int(report.rows_copied),
-            "changes_applied": dg.MetadataValue.int(report.changes_applied),
-            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
-            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
             "lock_rows_read": dg.MetadataValue.int(report.lock_rows_read),
-            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
-            "verified": dg.MetadataValue.bool(report.verified),
-            "swapped": dg.MetadataValue.bool(report.swapped),
-            "mappings": dg.MetadataValue.int(report.new_rows),
-            "phase": report.phase,
             "held_synced": dg.MetadataValue.bool(held["held_synced"]),
             "pending_legacy_changes": dg.MetadataValue.int(lag.get("pending_changes", 0)),
             "lag_seconds": dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
@@ -154,18 +163,10 @@ def registry_adoption(
         context.log.info(message)
     return dg.MaterializeResult(
         metadata={
-            "status": report.status,
+            **_copy_metadata(report),
             "canonical_ids_copied": dg.MetadataValue.int(report.rows_copied),
-            "mappings": dg.MetadataValue.int(report.new_rows),
-            "changes_applied": dg.MetadataValue.int(report.changes_applied),
-            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
-            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
-            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
-            "verified": dg.MetadataValue.bool(report.verified),
-            "swapped": dg.MetadataValue.bool(report.swapped),
             "variants_registered": dg.MetadataValue.int(report.variants_registered),
             "variants_not_registered": dg.MetadataValue.json(report.variants_not_registered),
-            "phase": report.phase,
             "held_synced": dg.MetadataValue.bool(status["held_synced"]),
             "pending_port_changes": dg.MetadataValue.int(
                 (status.get("lag") or {}).get("pending_changes", 0)
