@@ -7,7 +7,7 @@ import multiprocessing
 import sqlite3
 
 import pytest
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, results_of, work
 
 from idminter_pipeline.core.errors import ChainTooDeepError, InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -307,12 +307,7 @@ def test_a_predecessor_and_its_successor_processed_at_once_end_with_the_successo
         )
         for ws in (news, olds)  # successors inheriting for the first time; predecessors again
     ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=300) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = results_of(processes, results)
     for runs in outcomes:
         assert len(runs) == TRIALS and all(failed == 0 for _, _, failed in runs)
     with SqliteWorksStore(store_path) as store:
@@ -371,12 +366,7 @@ def test_a_predecessor_write_based_on_a_stale_chain_read_is_refused_by_the_store
         )
         for target, ws in ((_stale_predecessor, olds), (_successor_after, news))
     ]
-    for process in processes:
-        process.start()
-    outcomes = sorted(results.get(timeout=300) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = sorted(results_of(processes, results))
     # The predecessors' run: none written, all superseded (refused by the store), none failed.
     assert outcomes == [(0, 50, 0), (50, 0, 0)]
     with SqliteWorksStore(store_path) as store:

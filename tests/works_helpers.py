@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,20 @@ def work(
         "state": state,
     }
     return SourceWork(f"Work[{system}/{value}]", document)
+
+
+def results_of(
+    processes: Sequence[multiprocessing.process.BaseProcess], results: multiprocessing.Queue
+) -> list[Any]:
+    """Start `processes` and take one result each from `results`, in the order they come;
+    then check that every process exited cleanly."""
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return outcomes
 
 
 def fill_pool(connect, free: int = 5_000) -> None:
