@@ -15,10 +15,15 @@ from idminter_pipeline.registry.legacy_migration import adopt as adoption
 from idminter_pipeline.registry.legacy_migration import hold
 
 
-def _copy_metadata(report: legacy_migration.MigrationReport) -> dict[str, Any]:
-    """What a migration and an adoption both report: the copy's mappings, the changes applied
-    (under the final lock too), timings, and whether it was verified and swapped."""
-    return {
+def _copy_result(
+    context: dg.AssetExecutionContext, report: legacy_migration.MigrationReport, **metadata: Any
+) -> dg.MaterializeResult:
+    """The report's messages logged, and what a migration and an adoption both record: the
+    copy's mappings, the changes applied (under the final lock too), timings, whether it was
+    verified and swapped; then the asset's own `metadata`."""
+    for message in report.messages:
+        context.log.info(message)
+    common = {
         "status": report.status,
         "phase": report.phase,
         "mappings": dg.MetadataValue.int(report.new_rows),
@@ -29,6 +34,7 @@ def _copy_metadata(report: legacy_migration.MigrationReport) -> dict[str, Any]:
         "verified": dg.MetadataValue.bool(report.verified),
         "swapped": dg.MetadataValue.bool(report.swapped),
     }
+    return dg.MaterializeResult(metadata={**common, **metadata})
 
 
 class LegacyMigrationConfig(dg.Config):
@@ -84,17 +90,14 @@ def legacy_registry_migration(
     )
     held = hold.hold_status(registry_database.connection_factory())
     lag = held.get("lag") or {}
-    for message in report.messages:
-        context.log.info(message)
-    return dg.MaterializeResult(
-        metadata={
-            **_copy_metadata(report),
-            "rows_copied": dg.MetadataValue.int(report.rows_copied),
-            "lock_rows_read": dg.MetadataValue.int(report.lock_rows_read),
-            "held_synced": dg.MetadataValue.bool(held["held_synced"]),
-            "pending_legacy_changes": dg.MetadataValue.int(lag.get("pending_changes", 0)),
-            "lag_seconds": dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
-        }
+    return _copy_result(
+        context,
+        report,
+        rows_copied=dg.MetadataValue.int(report.rows_copied),
+        lock_rows_read=dg.MetadataValue.int(report.lock_rows_read),
+        held_synced=dg.MetadataValue.bool(held["held_synced"]),
+        pending_legacy_changes=dg.MetadataValue.int(lag.get("pending_changes", 0)),
+        lag_seconds=dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
     )
 
 
@@ -159,17 +162,14 @@ def registry_adoption(
         variants=variants,
     )
     status = adoption.adoption_status(registry_database.connection_factory())
-    for message in report.messages:
-        context.log.info(message)
-    return dg.MaterializeResult(
-        metadata={
-            **_copy_metadata(report),
-            "canonical_ids_copied": dg.MetadataValue.int(report.rows_copied),
-            "variants_registered": dg.MetadataValue.int(report.variants_registered),
-            "variants_not_registered": dg.MetadataValue.json(report.variants_not_registered),
-            "held_synced": dg.MetadataValue.bool(status["held_synced"]),
-            "pending_port_changes": dg.MetadataValue.int(
-                (status.get("lag") or {}).get("pending_changes", 0)
-            ),
-        }
+    return _copy_result(
+        context,
+        report,
+        canonical_ids_copied=dg.MetadataValue.int(report.rows_copied),
+        variants_registered=dg.MetadataValue.int(report.variants_registered),
+        variants_not_registered=dg.MetadataValue.json(report.variants_not_registered),
+        held_synced=dg.MetadataValue.bool(status["held_synced"]),
+        pending_port_changes=dg.MetadataValue.int(
+            (status.get("lag") or {}).get("pending_changes", 0)
+        ),
     )
