@@ -183,7 +183,7 @@ def test_two_live_successors_are_reported_and_decided_by_the_tie_rule(store, min
     report = repair_succession(
         store, minter, folio_first, apply=True, run=_runner(store, minter, folio_first)
     )
-    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    assert (report.outranked, report.works_written, report.works_failed) == (1, 1, 0)
     for order in itertools.permutations([old.id, folio.id, axiell.id]):
         for work_id in order:
             _run(store, minter, work_id, succession=folio_first)
@@ -222,7 +222,7 @@ def test_the_repair_puts_right_a_store_written_before_ranks(store, minter, pool)
     dry = repair_succession(
         store, minter, SuccessionPolicy(), apply=False, run=_runner(store, minter)
     )
-    assert (dry.wrong_holder, dry.unranked, dry.rewritten) == (len(chains), 0, 0)
+    assert (dry.wrong_holder, dry.unranked, dry.works_written) == (len(chains), 0, 0)
     # The sample's Folio items inherited their Sierra items' IDs too: no chains of works.
     assert dry.chains_checked == len(chains)
     assert len(minter.chained_ids(limit=1_000)) == len(chains)
@@ -232,7 +232,7 @@ def test_the_repair_puts_right_a_store_written_before_ranks(store, minter, pool)
     applied = repair_succession(
         store, minter, SuccessionPolicy(), apply=True, run=_runner(store, minter)
     )
-    assert (applied.rewritten, applied.failed) == (len(chains), 0)
+    assert (applied.works_written, applied.works_failed) == (len(chains), 0)
     assert all(_holder(store, minter, s) == s for s, _ in chains)
     assert repair_succession(store, minter, SuccessionPolicy(), apply=False).listed == []
     # Works of no chain keep their unranked documents: only chains compete.
@@ -392,7 +392,7 @@ def test_a_work_outranked_by_its_own_older_document_fails_pointing_at_the_repair
     report = repair_succession(
         store, minter, demoted, apply=True, run=_runner(store, minter, demoted)
     )
-    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    assert (report.outranked, report.works_written, report.works_failed) == (1, 1, 0)
     assert _run(store, minter, folio.id, succession=demoted).works_written == 1
 
 

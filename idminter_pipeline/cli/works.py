@@ -248,7 +248,7 @@ def repair_succession_command(apply: bool) -> None:
             apply=apply,
             run=lambda scope: run_from_env(scope, record_processed=False),
         )
-    echo_report(report, fails=report.failed, exit_code=EXIT_SOME_WORKS_FAILED)
+    echo_report(report, fails=report.works_failed, exit_code=EXIT_SOME_WORKS_FAILED)
 
 
 @works.command("audit")
