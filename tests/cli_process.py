@@ -35,21 +35,33 @@ def run_idminter(
     )
 
 
-def run_python(
-    code: str, *, env: dict[str, str] | None = None, stdin: str | None = None
+def run_in_project(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """`code` in a fresh interpreter in the project folder (as a runtime or code server loads
-    it: nothing imported yet), its text output captured."""
+    """`argv` run in the project folder, its text output captured; its exit code is the
+    caller's to check."""
     return subprocess.run(
-        [sys.executable, "-c", code],
+        argv,
         input=stdin,
         env=env,
         capture_output=True,
         text=True,
         cwd=PROJECT,
+        timeout=timeout,
         check=False,
-        timeout=120,
     )
+
+
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter (as a runtime or code server loads it: nothing imported
+    yet), in the project folder."""
+    return run_in_project([sys.executable, "-c", code], env=env, stdin=stdin)
 
 
 def one_error_line(result: subprocess.CompletedProcess, *names: str) -> str:

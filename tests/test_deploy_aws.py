@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import cfn_yaml
-from cli_process import run_python
+from cli_process import run_in_project, run_python
 from pipes_template import render, render_batch
 from queued_events import pipe_reserved_variables, sns_notification, sqs_record
 from state_machine_harness import template_definition
@@ -362,14 +362,8 @@ def test_integration_target_without_a_docker_engine_says_so_in_one_line(tmp_path
         if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
     }
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"  # no engine answers there
-    result = subprocess.run(
-        ["make", "--no-print-directory", "test-integration"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    result = run_in_project(
+        ["make", "--no-print-directory", "test-integration"], env=env, timeout=60
     )
     assert result.returncode != 0
     output = (result.stdout + result.stderr).strip()
