@@ -14,20 +14,12 @@ import pytest
 
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.documents import SourceWork
+from idminter_pipeline.works.sample_data import identifiable, source_identifier
 from idminter_pipeline.works.stores.base import timestamp_micros
 
-
-def si(system: str, ontology: str, value: str) -> dict[str, Any]:
-    return {"identifierType": {"id": system}, "ontologyType": ontology, "value": value}
-
-
-def node(system: str, ontology: str, value: str) -> dict[str, Any]:
-    return {
-        "sourceIdentifier": si(system, ontology, value),
-        "otherIdentifiers": [],
-        "identifiedType": "Identified",
-        "type": "Identifiable",
-    }
+# The documents' identifier objects, as the sample works build them.
+si = source_identifier
+node = identifiable
 
 
 def work(
