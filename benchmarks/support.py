@@ -202,6 +202,32 @@ def rows_by_size(
     return [row for size in sizes for row in measure(settings, size)]
 
 
+def main_by_size(
+    measure: Callable[[DatabaseSettings, int], list[dict[str, Any]]],
+    description: str,
+    *,
+    full_by_default: bool,
+) -> None:
+    """A by-size benchmark run on its own: at one million rows, or at one and ten million
+    (`--full`; the default where `full_by_default`, `--quick` then asking for one million), or
+    at `--rows N` alone, on the configured server; its figures printed."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=description)
+    if full_by_default:
+        parser.add_argument("--quick", action="store_true", help="1M rows only")
+    else:
+        parser.add_argument("--full", action="store_true", help="1M and 10M rows (default: 1M)")
+    parser.add_argument("--rows", type=int, help="one custom size instead")
+    args = parser.parse_args()
+    target = DatabaseSettings.from_env()
+    if args.rows:
+        print_figures(measure(target, args.rows))
+    else:
+        quick = args.quick if full_by_default else not args.full
+        print_figures(rows_by_size(measure, target, quick=quick))
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
