@@ -384,6 +384,67 @@ def test_adoption_resumes_after_an_interruption_and_rolls_back(port_registry):
         rollback_adoption(registry_factory(port_registry))
 
 
+def _kill_adoption_sessions(settings):
+    """Kill every idle session on the registry but this one: the adoption's, between batches."""
+    killer = connect(settings)
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                "AND info IS NULL AND id <> CONNECTION_ID()"
+            )
+            for (pid,) in cursor.fetchall():
+                cursor.execute(f"KILL {int(pid)}")
+    finally:
+        killer.close()
+
+
+def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(port_registry):
+    def kill_after_two_mapping_batches(progress):
+        if progress.phase == "copying mappings" and progress.rows_copied == 2000:
+            _kill_adoption_sessions(port_registry)
+
+    with pytest.raises((pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+        adopt(
+            registry_factory(port_registry),
+            batch_size=1000,
+            progress=kill_after_two_mapping_batches,
+            swap=False,
+        )
+    every_id = ROWS + len(SPECIAL_ROWS) - 1 + len(FREE_IDS)
+    # The canonical IDs' walk is done; the mappings' checkpoint and copy agree.
+    assert fetch_all(
+        port_registry,
+        "SELECT Phase, CopyTable, RowsCopied, MappingsCopied FROM legacy_migration_state",
+    ) == [("copying", "identifiers", every_id, 2000)]
+    assert fetch_all(port_registry, "SELECT COUNT(*) FROM identifiers_new") == [(2000,)]
+    assert fetch_all(port_registry, "SELECT COUNT(*) FROM canonical_ids_new") == [(every_id,)]
+    # The port writes in between, before and after the checkpoint: logged, re-copied.
+    write_port_rows(
+        port_registry,
+        [
+            ("Work", "sierra-system-number", "b00000500é", "ea7ly2ab"),
+            ("Work", "sierra-system-number", "b00009999Ø", "la7ee3ab"),
+        ],
+    )
+    expected = _port_rows(port_registry)
+
+    resumed = []
+    report = adopt(
+        registry_factory(port_registry), batch_size=1000, variants=[], progress=resumed.append
+    )
+    assert report.status == "swapped"
+    assert any(
+        f"resuming after {every_id} canonical IDs and 2000 mappings" in message
+        for message in report.messages
+    )
+    # The canonical IDs are not walked again; the mappings' walk goes on after its checkpoint.
+    assert not [p for p in resumed if p.phase == "copying"]
+    walked = [p.rows_copied for p in resumed if p.phase == "copying mappings"]
+    assert walked[0] == 3000 and walked[-1] == report.mappings_copied
+    assert _port_rows(port_registry) == expected
+
+
 @pytest.mark.parametrize(
     ("guard", "change"),
     [

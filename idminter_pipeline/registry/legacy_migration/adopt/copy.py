@@ -17,11 +17,14 @@ from typing import Any
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import (
+    CopyBatch,
+    Keyset,
     apply_changes,
     copy_in_batches,
     install_guard_triggers,
     install_log_triggers,
     refuse_unfit_ids,
+    walk_in_batches,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     GUARD_TRIGGER_NAMES,
@@ -30,9 +33,14 @@ from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
     SOURCE_PARTS,
     STATE_TABLE,
+    Key,
     MigrationReport,
+    Progress,
     ProgressCallback,
+    column_collation,
+    estimated_rows,
     execute,
+    key_range_condition,
     new_identifiers_ddl,
     placeholders,
     range_condition,
@@ -40,6 +48,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     scalar,
     show_create_table,
 )
+from idminter_pipeline.registry.legacy_migration.verify import as_legacy_key
 from idminter_pipeline.registry.schema import (
     DriftKind,
     migrations_dir,
@@ -74,6 +83,11 @@ class Tables:
 
 BEFORE_SWAP = Tables(MAPPINGS, IDS, NEW_MAPPINGS, NEW_IDS)
 AFTER_SWAP = Tables(KEPT_MAPPINGS, KEPT_IDS, MAPPINGS, IDS)
+# The port's mappings are walked along their primary key; the state row keeps the last one copied.
+_MAPPING_KEY = SOURCE_PARTS
+_MAPPING_CURSOR_COLUMNS = tuple(f"MappingCursor{part}" for part in SOURCE_PARTS)
+# The progress phase of the mappings' walk (the canonical IDs' is `copying`).
+COPYING_MAPPINGS = "copying mappings"
 _MAPPING_COLUMNS = "OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt"
 _ID_COLUMNS = "CanonicalId, Status, CreatedAt, AssignedAt"
 
@@ -163,22 +177,33 @@ def drop_triggers(conn: Connection) -> None:
 # -- copy and re-copy ------------------------------------------------------------------------------
 
 
-def _copy_ids(conn: Connection, where_ids: str, where_mappings: str, params: Sequence[Any]) -> None:
-    """Upsert the port's canonical_ids rows and mappings matching the conditions (a batch)."""
+def _copy_id_rows(conn: Connection, lower: str | None, upper: str) -> None:
+    """Upsert the port's canonical_ids rows in (lower, upper] (a batch)."""
+    where, params = range_condition("cs.CanonicalId", lower, upper)
     execute(
         conn,
         f"INSERT INTO {NEW_IDS} ({_ID_COLUMNS}) SELECT {_ID_VALUES} FROM {IDS} cs "
-        f"WHERE {where_ids} "
+        f"WHERE {where} "
         "ON DUPLICATE KEY UPDATE Status = VALUES(Status), AssignedAt = VALUES(AssignedAt)",
         params,
     )
-    execute(
-        conn,
-        f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
-        f"FROM {MAPPINGS} s WHERE {where_mappings} "
-        "ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId), CreatedAt = VALUES(CreatedAt)",
-        params,
-    )
+
+
+def _mapping_copier(binds: Sequence[str]) -> CopyBatch:
+    def copy_mappings(conn: Connection, lower: Key | None, upper: Key) -> None:
+        """Upsert the port's mappings whose primary key is in (lower, upper] (a batch): read
+        along the port's primary key, inserted in (nearly) the copy's primary-key order."""
+        where, params = key_range_condition(_MAPPING_KEY, lower, upper, binds)
+        execute(
+            conn,
+            f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
+            f"FROM {MAPPINGS} s WHERE {where} "
+            "ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId), "
+            "CreatedAt = VALUES(CreatedAt)",
+            params,
+        )
+
+    return copy_mappings
 
 
 def _recopier(tb: Tables) -> Any:
@@ -266,23 +291,72 @@ def start_copy(conn: Connection) -> None:
     conn.commit()
 
 
+@dataclass(frozen=True)
+class MappingCheckpoint:
+    """Where the copy of the port's mappings stands in the state row."""
+
+    started: bool  # the canonical IDs are copied; the mappings' walk has begun
+    cursor: Key | None  # the last mapping key copied, as the port's table holds it
+    copied: int
+
+
+def read_mapping_checkpoint(conn: Connection) -> MappingCheckpoint:
+    rows = execute(
+        conn,
+        f"SELECT CopyTable, {', '.join(_MAPPING_CURSOR_COLUMNS)}, MappingsCopied "
+        f"FROM {STATE_TABLE} WHERE Id = 1",
+    )
+    if not rows:
+        return MappingCheckpoint(False, None, 0)
+    table, *cursor, copied = rows[0]
+    started = table == MAPPINGS
+    key = tuple(cursor) if started and cursor[0] is not None else None
+    return MappingCheckpoint(started, key, int(copied))
+
+
 def copy_port_tables(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
 ) -> None:
-    """The port's canonical_ids and mappings into their copies, in keyset batches of IDs."""
-
-    def copy_batch(conn: Connection, lower: str | None, upper: str) -> None:
-        where, params = range_condition("{t}.CanonicalId", lower, upper)
-        _copy_ids(conn, where.format(t="cs"), where.format(t="s"), params)
-
-    state = read_state(conn)
-    assert state is not None
-    copy_in_batches(
-        conn,
-        state,
-        table=IDS,
-        copy_batch=copy_batch,
-        batch_size=batch_size,
-        progress=progress,
-        report=report,
+    """The port's canonical_ids, then its mappings, into their copies: each table walked along
+    its own primary key in keyset batches, each batch committed with that walk's checkpoint."""
+    checkpoint = read_mapping_checkpoint(conn)
+    if not checkpoint.started:
+        state = read_state(conn)
+        assert state is not None
+        copy_in_batches(
+            conn,
+            state,
+            table=IDS,
+            copy_batch=_copy_id_rows,
+            batch_size=batch_size,
+            progress=progress,
+            report=report,
+            finished=f"CopyTable = '{MAPPINGS}'",
+        )
+        checkpoint = read_mapping_checkpoint(conn)
+    # The cursor is compared in the port's collations, so the walk uses its primary key.
+    binds = tuple(
+        as_legacy_key("%s", column_collation(conn, MAPPINGS, part)) for part in _MAPPING_KEY
     )
+    keyset = Keyset(
+        MAPPINGS,
+        key=_MAPPING_KEY,
+        cursor_columns=_MAPPING_CURSOR_COLUMNS,
+        counter="MappingsCopied",
+        binds=binds,
+    )
+    estimated = estimated_rows(conn, MAPPINGS)
+    copied, batches = checkpoint.copied, report.batches
+    for upper, count in walk_in_batches(
+        conn, keyset, checkpoint.cursor, _mapping_copier(binds), batch_size
+    ):
+        copied, batches = copied + count, batches + 1
+        report.batches = batches
+        if progress is not None:
+            label = "{}[{}/{}]".format(*upper)
+            progress(Progress(COPYING_MAPPINGS, copied, batches, estimated, label))
+    execute(
+        conn,
+        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()
