@@ -76,6 +76,10 @@ def _port_rows(settings, mappings="identifiers", ids="canonical_ids"):
     )
 
 
+def _show_create(settings, table):
+    return fetch_all(settings, f"SHOW CREATE TABLE `{table}`")[0][1]
+
+
 def _drift(settings):
     conn = connect(settings)
     try:
@@ -399,7 +403,9 @@ def _kill_adoption_sessions(settings):
         killer.close()
 
 
-def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(port_registry):
+def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(
+    port_registry, session_database
+):
     def kill_after_two_mapping_batches(progress):
         if progress.phase == "copying mappings" and progress.rows_copied == 2000:
             _kill_adoption_sessions(port_registry)
@@ -443,6 +449,10 @@ def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(port_
     walked = [p.rows_copied for p in resumed if p.phase == "copying mappings"]
     assert walked[0] == 3000 and walked[-1] == report.mappings_copied
     assert _port_rows(port_registry) == expected
+    # The copy of the mappings got its secondary index and foreign key after the walk: the
+    # adopted tables are what sql/ builds.
+    for table in ("identifiers", "canonical_ids"):
+        assert _show_create(port_registry, table) == _show_create(session_database, table)
 
 
 @pytest.mark.parametrize(
