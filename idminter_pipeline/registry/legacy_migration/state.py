@@ -115,7 +115,7 @@ def scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> A
     return rows[0][0] if rows else None
 
 
-def _columns(conn: Connection, table: str) -> list[str]:
+def table_columns(conn: Connection, table: str) -> list[str]:
     rows = execute(
         conn,
         "SELECT column_name FROM information_schema.columns "
@@ -127,7 +127,7 @@ def _columns(conn: Connection, table: str) -> list[str]:
 
 def is_legacy_shape(conn: Connection, table: str) -> bool:
     """The legacy 1:1 table: the four legacy columns, no CreatedAt, primary key on CanonicalId."""
-    columns = _columns(conn, table)
+    columns = table_columns(conn, table)
     if sorted(columns) != sorted(LEGACY_COLUMNS):
         return False
     primary = execute(

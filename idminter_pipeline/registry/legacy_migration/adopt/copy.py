@@ -47,6 +47,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     read_state,
     scalar,
     show_create_table,
+    table_columns,
 )
 from idminter_pipeline.registry.legacy_migration.verify import as_legacy_key
 from idminter_pipeline.registry.schema import (
@@ -351,6 +352,10 @@ class MappingCheckpoint:
 
 
 def read_mapping_checkpoint(conn: Connection) -> MappingCheckpoint:
+    """The state row's checkpoint of the mappings' walk (none before migration 0010 added it:
+    `idminter db status` reads it on registries with migrations pending)."""
+    if "CopyTable" not in table_columns(conn, STATE_TABLE):
+        return MappingCheckpoint(False, None, 0)
     rows = execute(
         conn,
         f"SELECT CopyTable, {', '.join(_MAPPING_CURSOR_COLUMNS)}, MappingsCopied "
