@@ -31,13 +31,14 @@ from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, POOL_GUAR
 from idminter_pipeline.registry.legacy_migration.adopt import (
     Variant,
     adopt,
+    adoption_status,
     finalize_adoption,
     rollback_adoption,
     sync_adoption,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.copy import ADOPT_TRIGGER_NAMES
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.registry.schema import DriftKind, schema_drift
+from idminter_pipeline.registry.schema import DriftKind, rollback_migrations, schema_drift
 from idminter_pipeline.works.documents import IdentifiedWork
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -453,6 +454,33 @@ def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(
     # adopted tables are what sql/ builds.
     for table in ("identifiers", "canonical_ids"):
         assert _show_create(port_registry, table) == _show_create(session_database, table)
+
+
+def test_an_adoption_started_before_the_mappings_checkpoint_existed_resumes(port_registry):
+    """A registry whose copy began with migration 0010 pending: its status reads, and the next
+    run applies 0010 and resumes from the canonical IDs' cursor."""
+
+    def interrupt(progress):
+        if progress.rows_copied == 2000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adopt(registry_factory(port_registry), batch_size=1000, progress=interrupt, swap=False)
+    rollback_migrations(registry_factory(port_registry), count=1)
+    assert "MappingsCopied" not in {
+        row[0] for row in fetch_all(port_registry, "SHOW COLUMNS FROM legacy_migration_state")
+    }
+    status = adoption_status(registry_factory(port_registry))
+    assert (status["phase"], status["canonical_ids_copied"], status["mappings_copied"]) == (
+        "copying",
+        2000,
+        0,
+    )
+    expected = _port_rows(port_registry)
+    report = adopt(registry_factory(port_registry), batch_size=1000, variants=[])
+    assert report.status == "swapped"
+    assert any("resuming after 2000 canonical IDs" in message for message in report.messages)
+    assert _port_rows(port_registry) == expected
 
 
 @pytest.mark.parametrize(
