@@ -457,8 +457,8 @@ def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(
 
 
 def test_an_adoption_started_before_the_mappings_checkpoint_existed_resumes(port_registry):
-    """A registry whose copy began with migration 0010 pending: its status reads, and the next
-    run applies 0010 and resumes from the canonical IDs' cursor."""
+    """A registry whose copy began with the checkpoint's migration pending: its status reads,
+    and the next run applies that migration and resumes from the canonical IDs' cursor."""
 
     def interrupt(progress):
         if progress.rows_copied == 2000:

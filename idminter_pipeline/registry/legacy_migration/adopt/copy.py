@@ -352,8 +352,8 @@ class MappingCheckpoint:
 
 
 def read_mapping_checkpoint(conn: Connection) -> MappingCheckpoint:
-    """The state row's checkpoint of the mappings' walk (none before migration 0010 added it:
-    `idminter db status` reads it on registries with migrations pending)."""
+    """The state row's checkpoint of the mappings' walk; none while the migration that adds it
+    is pending (`idminter db status` reads it on registries with migrations pending)."""
     if "CopyTable" not in table_columns(conn, STATE_TABLE):
         return MappingCheckpoint(False, None, 0)
     rows = execute(
