@@ -97,6 +97,7 @@ def private_server(tmp_path_factory):
         yield server
 
 
+@pytest.mark.slow(seconds=12)
 def test_a_registry_outage_longer_than_the_lambdas_bound_is_retried_by_the_state_machine(
     private_server, tmp_path, monkeypatch
 ):

@@ -300,6 +300,7 @@ def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     ("elasticsearch_url", "kind", "described"),
     [(None, "sqlite", "embedded SQLite"), ("http://127.0.0.1:9", "elasticsearch", "Elasticsearch")],
 )
+@pytest.mark.slow(seconds=15)
 def test_the_asset_says_which_works_store_the_deployment_uses(elasticsearch_url, kind, described):
     env = {k: v for k, v in os.environ.items() if k != "ELASTICSEARCH_URL"}
     if elasticsearch_url:
