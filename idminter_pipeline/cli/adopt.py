@@ -177,8 +177,8 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
         echo_json(result.as_dict())
         return
     click.echo(
-        f"{result.status}: {result.rows_copied:,} canonical IDs copied in "
-        f"{result.duration_seconds}s"
+        f"{result.status}: {result.rows_copied:,} canonical IDs and "
+        f"{result.mappings_copied:,} mappings copied in {result.duration_seconds}s"
     )
     for message in result.messages:
         click.echo(f"  {message}")
