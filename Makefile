@@ -57,7 +57,7 @@ run: setup
 # (tests/conftest.py); modules whose tests share a private server stay on one worker.
 # TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 4
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test: db $(NODE_STAMP)
 	$(BIN)/ruff check .

@@ -36,9 +36,9 @@ from benchmarks.support import (
     create_bench_database,
     create_digits,
     drop_bench_database,
+    main_by_size,
     numbers,
     plain_copy_seconds,
-    print_figures,
     rows_by_size,
 )
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
@@ -239,12 +239,4 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="1M and 10M rows (default: 1M)")
-    parser.add_argument("--rows", type=int, help="one custom size instead")
-    args = parser.parse_args()
-    target = DatabaseSettings.from_env()
-    results = _measure(target, args.rows) if args.rows else run(target, quick=not args.full)
-    print_figures(results)
+    main_by_size(_measure, __doc__.splitlines()[0], full_by_default=False)

@@ -19,7 +19,12 @@ import time
 from typing import Any
 
 from benchmarks.bench_legacy_migration import _id_expression
-from benchmarks.support import create_bench_database, drop_bench_database, rows_by_size
+from benchmarks.support import (
+    create_bench_database,
+    drop_bench_database,
+    main_by_size,
+    rows_by_size,
+)
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import reconciliation
 from idminter_pipeline.registry.connection import connect
@@ -170,14 +175,4 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    from benchmarks.support import figures_table, validate_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1M mappings only")
-    parser.add_argument("--rows", type=int, help="one custom size instead")
-    args = parser.parse_args()
-    target = DatabaseSettings.from_env()
-    results = _measure(target, args.rows) if args.rows else run(target, quick=args.quick)
-    print(figures_table(validate_rows(BENCHMARK, results)))
+    main_by_size(_measure, __doc__.splitlines()[0], full_by_default=True)

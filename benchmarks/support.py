@@ -23,6 +23,7 @@ import pymysql
 
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings, project_root
+from idminter_pipeline.local_servers.mariadb import server_version
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 from tests.db_helpers import create_database_statement, drop_database_statement, execute_once
@@ -190,16 +191,6 @@ def memory_bytes() -> int | None:
     return None
 
 
-def server_version(settings: DatabaseSettings) -> str:
-    conn = _admin(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT VERSION()")
-            return str(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
 def rows_by_size(
     measure: Callable[[DatabaseSettings, int], list[dict[str, Any]]],
     settings: DatabaseSettings,
@@ -209,6 +200,32 @@ def rows_by_size(
     """`measure`'s rows at one million rows (quick), or at one and ten million."""
     sizes = (1_000_000,) if quick else (1_000_000, 10_000_000)
     return [row for size in sizes for row in measure(settings, size)]
+
+
+def main_by_size(
+    measure: Callable[[DatabaseSettings, int], list[dict[str, Any]]],
+    description: str,
+    *,
+    full_by_default: bool,
+) -> None:
+    """A by-size benchmark run on its own: at one million rows, or at one and ten million
+    (`--full`; the default where `full_by_default`, `--quick` then asking for one million), or
+    at `--rows N` alone, on the configured server; its figures printed."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=description)
+    if full_by_default:
+        parser.add_argument("--quick", action="store_true", help="1M rows only")
+    else:
+        parser.add_argument("--full", action="store_true", help="1M and 10M rows (default: 1M)")
+    parser.add_argument("--rows", type=int, help="one custom size instead")
+    args = parser.parse_args()
+    target = DatabaseSettings.from_env()
+    if args.rows:
+        print_figures(measure(target, args.rows))
+    else:
+        quick = args.quick if full_by_default else not args.full
+        print_figures(rows_by_size(measure, target, quick=quick))
 
 
 def git_commit() -> str | None:
@@ -237,7 +254,7 @@ def machine_info(settings: DatabaseSettings) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "server": settings.describe(),
-        "server_version": server_version(settings),
+        "server_version": server_version(settings) or "unreachable",
     }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from idminter_pipeline.core.settings import DatabaseSettings
 
 IDMINTER = str(Path(sys.executable).parent / "idminter")
+PROJECT = Path(__file__).resolve().parent.parent
 TEN_MB = 10 * 1024 * 1024
 # A readable error: one line of a few hundred bytes, whatever the input's size.
 MAX_ERROR_BYTES = 1_000
@@ -32,6 +33,35 @@ def run_idminter(
     return subprocess.run(
         [IDMINTER, *args], input=stdin, env=env, capture_output=True, check=False, timeout=180
     )
+
+
+def run_in_project(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`argv` run in the project folder, its text output captured; its exit code is the
+    caller's to check."""
+    return subprocess.run(
+        argv,
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter (as a runtime or code server loads it: nothing imported
+    yet), in the project folder."""
+    return run_in_project([sys.executable, "-c", code], env=env, stdin=stdin)
 
 
 def one_error_line(result: subprocess.CompletedProcess, *names: str) -> str:

@@ -12,6 +12,7 @@ class scope (a private server, say) runs on one worker, so that fixture is built
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,6 +48,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             for definitions in fixtures.name2fixturedefs.values()
         ):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    _start_longest_first(items)
+
+
+def _start_longest_first(items: list[pytest.Item]) -> None:
+    """The slow tests first, longest first, then groups by size, then the rest: the parallel run
+    ends on many short tests spread over the workers, not on one long test started late. (The
+    Makefile passes --no-loadscope-reorder, so xdist keeps this order.)"""
+
+    def group(item: pytest.Item) -> str:
+        marker = item.get_closest_marker("xdist_group")
+        return marker.args[0] if marker and marker.args else item.nodeid
+
+    def expected_seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return marker.kwargs.get("seconds", 10) if marker else 0
+
+    sizes = Counter(group(item) for item in items)
+    items.sort(key=lambda item: (-expected_seconds(item), -sizes[group(item)]))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,11 @@ from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
 from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
+from idminter_pipeline.defs.works.resources import (
+    ChurnGuardResource,
+    DownstreamTopicResource,
+    WorksStoreResource,
+)
 from idminter_pipeline.registry.pool import PoolSettings
 
 
@@ -49,6 +54,10 @@ POOL = PoolSettings(
 )
 
 
+# The pool of the works assets' tests: room for their windows' works.
+WORKS_POOL = PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
+
+
 class Ticks:
     """The pool sensor evaluated tick after tick, carrying its cursor like the daemon does."""
 
@@ -57,9 +66,12 @@ class Ticks:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
 
-    def tick(self) -> dg.SensorResult:
+    def tick(self, **resource_overrides: object) -> dg.SensorResult:
+        """One evaluation, with `resource_overrides` in place of those resources this tick."""
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={**self.resources, **resource_overrides},
         )
         result = pool_size_sensor(context)
         assert isinstance(result, dg.SensorResult)
@@ -79,6 +91,22 @@ def pool_sensor_ticks(
             "alerts": AlertsResource(log_file=str(alerts_log), sns_topic_arn=topic_arn),
         }
     )
+
+
+def works_resources(
+    registry: DatabaseSettings, store_path: Path, alerts_log: Path, **more: object
+) -> dict[str, object]:
+    """The resources of the works assets and jobs: the SQLite works store at `store_path`,
+    `registry`, the churn guard and downstream topic as configured by default, and alerts
+    logged to `alerts_log`; `more` adds resources or replaces these."""
+    return {
+        "works_store": WorksStoreResource(sqlite_path=str(store_path)),
+        "registry_database": RegistryDatabase.from_settings(registry),
+        "churn_guard": ChurnGuardResource(),
+        "downstream": DownstreamTopicResource(),
+        "alerts": AlertsResource(log_file=str(alerts_log)),
+        **more,
+    }
 
 
 def logged_alerts(alerts_log: Path) -> list[dict]:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pymysql
@@ -298,6 +299,14 @@ def wait_until_waiting_for_a_lock(
     finally:
         conn.close()
     raise AssertionError(f"session {thread_id} never waited for a row lock")
+
+
+def secret_settings(settings: DatabaseSettings, secret_name: str) -> DatabaseSettings:
+    """`settings`' server and database, with the credentials read from the Secrets Manager
+    secret `secret_name` (eu-west-1) on every connect: its own username and password blank."""
+    return replace(
+        settings, username="", password="", secret_name=secret_name, aws_region="eu-west-1"
+    )
 
 
 def registry_factory(settings: DatabaseSettings) -> Callable[[], Connection]:

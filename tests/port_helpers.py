@@ -92,12 +92,12 @@ def write_port_rows(
             for start in range(0, len(ids), 5000):
                 cursor.executemany(
                     "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                    ids[start : start + 5000],
+                    [(canonical,) for canonical in ids[start : start + 5000]],
                 )
             if free_ids:
                 cursor.executemany(
                     "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'free')",
-                    list(free_ids),
+                    [(canonical,) for canonical in free_ids],
                 )
             values = []
             for ontology, system, source, canonical in rows:

@@ -3,6 +3,7 @@
 import pymysql
 import pytest
 from db_helpers import fetch_all
+from legacy_helpers import create_legacy_table
 
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
@@ -74,32 +75,20 @@ def test_over_long_values_are_refused_not_truncated(conn, registry):
 
 def test_legacy_latin1_rows_copy_unchanged_and_stay_unique(empty_database):
     """A legacy latin1 case-insensitive table copies into the new schema without collisions."""
+    legacy_rows = [
+        ("aaaaaaaa", "Work", "Bücher Ærø", "label-derived"),
+        ("bbbbbbbb", "Work", "b1161044x", "sierra-system-number"),
+        ("cccccccc", "Image", "V0012345", "miro-image-number"),
+    ]
+    create_legacy_table(empty_database, legacy_rows, table="legacy")
     conn = connect(empty_database)
     try:
-        with conn.cursor() as cursor:
+        # The legacy collation folds case: the old minter could never hold both spellings.
+        with conn.cursor() as cursor, pytest.raises(pymysql.err.IntegrityError):
             cursor.execute(
-                "CREATE TABLE legacy (CanonicalId varchar(255) NOT NULL, "
-                "OntologyType varchar(255) NOT NULL, SourceId varchar(255) NOT NULL, "
-                "SourceSystem varchar(255) NOT NULL, PRIMARY KEY (CanonicalId), "
-                "UNIQUE KEY UniqueFromSource (OntologyType, SourceSystem, SourceId)) "
-                "ENGINE=InnoDB DEFAULT CHARSET=latin1"
+                "INSERT INTO legacy VALUES ('dddddddd', 'Work', 'B1161044X', "
+                "'sierra-system-number')"
             )
-            legacy_rows = [
-                ("aaaaaaaa", "Work", "Bücher Ærø", "label-derived"),
-                ("bbbbbbbb", "Work", "b1161044x", "sierra-system-number"),
-                ("cccccccc", "Image", "V0012345", "miro-image-number"),
-            ]
-            cursor.executemany(
-                "INSERT INTO legacy (CanonicalId, OntologyType, SourceId, SourceSystem) "
-                "VALUES (%s, %s, %s, %s)",
-                legacy_rows,
-            )
-            # The legacy collation folds case: the old minter could never hold both spellings.
-            with pytest.raises(pymysql.err.IntegrityError):
-                cursor.execute(
-                    "INSERT INTO legacy VALUES ('dddddddd', 'Work', 'B1161044X', "
-                    "'sierra-system-number')"
-                )
         conn.commit()
         apply_migrations(lambda: connect(empty_database))
         with conn.cursor() as cursor:

@@ -6,7 +6,7 @@ import uuid
 
 import boto3
 import pytest
-from db_helpers import server_admin_connection
+from db_helpers import secret_settings, server_admin_connection
 from pymysql.constants import CLIENT
 
 from idminter_pipeline.core.errors import RegistryUnavailableError
@@ -39,18 +39,6 @@ def rotating_user(session_database):
         for host in ("localhost", "127.0.0.1"):
             cursor.execute("DROP USER IF EXISTS %s@%s", (ROTATING_USER, host))
     conn.close()
-
-
-def _secret_settings(session_database, name):
-    return DatabaseSettings(
-        host=session_database.host,
-        port=session_database.port,
-        username="not-used",
-        password="not-used",
-        database=session_database.database,
-        secret_name=name,
-        aws_region="eu-west-1",
-    )
 
 
 def _current_user(settings) -> str:
@@ -116,7 +104,7 @@ def test_credentials_come_from_the_secret(secrets, session_database, rotating_us
     secrets.create_secret(
         Name=name, SecretString=json.dumps({"username": ROTATING_USER, "password": rotating_user})
     )
-    assert _current_user(_secret_settings(session_database, name)).startswith(ROTATING_USER)
+    assert _current_user(secret_settings(session_database, name)).startswith(ROTATING_USER)
 
 
 def test_a_rotation_in_progress_falls_back_to_the_pending_version(
@@ -130,7 +118,7 @@ def test_a_rotation_in_progress_falls_back_to_the_pending_version(
         SecretString=json.dumps({"username": ROTATING_USER, "password": rotating_user}),
         VersionStages=["AWSPENDING"],
     )
-    assert _current_user(_secret_settings(session_database, name)).startswith(ROTATING_USER)
+    assert _current_user(secret_settings(session_database, name)).startswith(ROTATING_USER)
 
 
 def test_wrong_credentials_fail_without_revealing_them(
@@ -143,7 +131,7 @@ def test_wrong_credentials_fail_without_revealing_them(
     )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(RegistryUnavailableError) as raised:
-        connect(_secret_settings(session_database, name))
+        connect(secret_settings(session_database, name))
     assert "Access denied" in str(raised.value)
     assert name in str(raised.value)
     for text in (str(raised.value), caplog.text):
@@ -155,7 +143,7 @@ def test_a_malformed_secret_names_the_missing_keys_only(secrets, session_databas
     name = f"idminter/{uuid.uuid4().hex}"
     secrets.create_secret(Name=name, SecretString=json.dumps({"user": "x", "pass": "hunter2"}))
     with pytest.raises(RegistryUnavailableError, match="'username' and 'password'") as raised:
-        connect(_secret_settings(session_database, name))
+        connect(secret_settings(session_database, name))
     assert "hunter2" not in str(raised.value)
 
 

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import dagster as dg
+from cli_process import run_in_project
 from db_helpers import fetch_all
 
 from idminter_pipeline.definitions import defs
@@ -54,14 +55,10 @@ def test_asset_graph_matches_snapshot():
 def test_dg_check_defs_passes(tmp_path):
     """Dagster's own check of the project, as `make check-defs` runs it."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "VIRTUAL_ENV": sys.prefix}
-    result = subprocess.run(
+    result = run_in_project(
         [str(Path(sys.executable).parent / "dg"), "check", "defs", "--use-active-venv"],
-        capture_output=True,
-        text=True,
         env=env,
-        check=False,
         timeout=300,
-        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All definitions loaded successfully" in result.stdout + result.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from cli_process import run_in_project, run_python
 from pipes_template import render, render_batch
 from queued_events import pipe_reserved_variables, sns_notification, sqs_record
 from state_machine_harness import template_definition
@@ -324,17 +325,9 @@ def test_the_lambda_image_names_a_handler_that_imports(handler_path):
     assert re.search(r"public\.ecr\.aws/lambda/python:3\.11\b", dockerfile.read_text())
     module, _, function = handler_path.rpartition(".")
     # In a fresh interpreter, as the Lambda runtime loads it: the module imports on its own.
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import inspect, {module} as m; f = m.{function}; "
-            "print(list(inspect.signature(f).parameters))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
+    probe = run_python(
+        f"import inspect, {module} as m; f = m.{function}; "
+        "print(list(inspect.signature(f).parameters))"
     )
     assert probe.returncode == 0, probe.stderr
     assert ast.literal_eval(probe.stdout.strip()) == ["event", "context"]
@@ -369,14 +362,8 @@ def test_integration_target_without_a_docker_engine_says_so_in_one_line(tmp_path
         if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
     }
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"  # no engine answers there
-    result = subprocess.run(
-        ["make", "--no-print-directory", "test-integration"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    result = run_in_project(
+        ["make", "--no-print-directory", "test-integration"], env=env, timeout=60
     )
     assert result.returncode != 0
     output = (result.stdout + result.stderr).strip()

@@ -439,6 +439,7 @@ def _free_ids(registry: DatabaseSettings) -> int:
         conn.close()
 
 
+@pytest.mark.slow(seconds=75)
 def test_the_ecs_deployment_runs_here_as_its_task_definitions_declare(stage):
     assert _free_ids(stage.registry) == 0  # an empty pool: the sensor must page
     with deployed(stage) as deployment:

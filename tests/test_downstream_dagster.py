@@ -4,16 +4,13 @@ import uuid
 
 import dagster as dg
 import pytest
+from dagster_helpers import works_resources
 from sns_helpers import canonical_ids_of, subscribed_topic
 from works_helpers import fill_pool
 
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
     DownstreamTopicResource,
-    WorksStoreResource,
 )
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -33,13 +30,12 @@ def test_the_dagster_asset_announces_its_window(topic, registry, connect_registr
     works = list(generate_works(12, seed=9))
     with SqliteWorksStore(tmp_path / "works.sqlite3") as store:
         store.put_source(works)
-    resources = {
-        "works_store": WorksStoreResource(sqlite_path=str(tmp_path / "works.sqlite3")),
-        "registry_database": RegistryDatabase.from_settings(registry),
-        "churn_guard": ChurnGuardResource(),
-        "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
-        "downstream": DownstreamTopicResource(sns_topic_arn=topic.topic_arn),
-    }
+    resources = works_resources(
+        registry,
+        tmp_path / "works.sqlite3",
+        tmp_path / "alerts.log",
+        downstream=DownstreamTopicResource(sns_topic_arn=topic.topic_arn),
+    )
     result = dg.materialize(
         [identified_works], partition_key="2026-07-30-09:00", resources=resources
     )

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from cli_process import run_python
 from works_helpers import fill_pool, use_embedded_store, work
 
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -66,16 +65,7 @@ def minter_env(registry_env, connect_registry, tmp_path, monkeypatch):
 
 
 def _invoke(event: object, env: dict[str, str]) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", RUNTIME],
-        input=json.dumps(event),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-    )
+    result = run_python(RUNTIME, env=env, stdin=json.dumps(event))
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 

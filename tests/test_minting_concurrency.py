@@ -4,7 +4,9 @@ import multiprocessing
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from db_helpers import fetch_all, wait_until_waiting_for_a_lock
@@ -173,26 +175,38 @@ def _heavier_transaction_holding(registry, source):
     return other
 
 
+@contextmanager
+def _deadlocked(registry, minter: Minter, requests: list[MintRequest]) -> Iterator[Future]:
+    """`minter.mint_ids(requests)` running in a deadlock: a heavier transaction holds the second
+    request's row and, once the minter waits for it, inserts the first's. InnoDB rolls the
+    minter back; the other transaction then commits, and the block reads the mint's future."""
+    first, second = requests[0].source, requests[1].source
+    other = _heavier_transaction_holding(registry, second)
+    try:
+        thread_id = minter.connection.thread_id()
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(minter.mint_ids, requests)
+            wait_until_waiting_for_a_lock(registry, thread_id)
+            with other.cursor() as cursor:
+                cursor.execute(INSERT_MAPPING, (*first.as_key(), "otherabc"))
+            other.commit()
+            yield future
+    finally:
+        other.close()
+
+
 def test_a_deadlock_is_retried_and_counted(registry, connect_registry):
     """A real deadlock: the minter holds key a and wants b; the other holds b and wants a."""
     fill_pool(registry, 5)
     a, b = work("dead", "a"), work("dead", "b")
-    other = _heavier_transaction_holding(registry, b)
-    try:
-        with Minter(connect_registry, backoff_seconds=0.01) as minter:
-            thread_id = minter.connection.thread_id()
-            with ThreadPoolExecutor(1) as pool:
-                future = pool.submit(minter.mint_ids, [MintRequest(a), MintRequest(b)])
-                wait_until_waiting_for_a_lock(registry, thread_id)
-                with other.cursor() as cursor:
-                    cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
-                # The minter was rolled back; hand it the other transaction's rows.
-                other.commit()
-                result = future.result(timeout=30)
-            assert minter.stats.deadlocks == 1
-            assert minter.stats.retries >= 1
-    finally:
-        other.close()
+    with (
+        Minter(connect_registry, backoff_seconds=0.01) as minter,
+        _deadlocked(registry, minter, [MintRequest(a), MintRequest(b)]) as minted,
+    ):
+        # The retry finds the other transaction's rows.
+        result = minted.result(timeout=30)
+        assert minter.stats.deadlocks == 1
+        assert minter.stats.retries >= 1
     assert result[a].canonical_id == result[b].canonical_id == "otherabc"
     assert pool_counts(registry)["free"] == 5
 
@@ -201,23 +215,13 @@ def test_contention_past_the_retry_budget_is_a_typed_error(registry, connect_reg
     """With one attempt allowed, the deadlock surfaces as RegistryContentionError; nothing of
     the minter's call is committed."""
     fill_pool(registry, 5)
-    a, b = work("dead", "a"), work("dead", "b")
-    other = _heavier_transaction_holding(registry, b)
-    try:
-        with Minter(connect_registry, max_attempts=1) as minter:
-            thread_id = minter.connection.thread_id()
-            with ThreadPoolExecutor(1) as pool:
-                future = pool.submit(
-                    minter.mint_ids, [MintRequest(a), MintRequest(b), MintRequest(work("x", "y"))]
-                )
-                wait_until_waiting_for_a_lock(registry, thread_id)
-                with other.cursor() as cursor:
-                    cursor.execute(INSERT_MAPPING, (*a.as_key(), "otherabc"))
-                with pytest.raises(RegistryContentionError) as caught:
-                    future.result(timeout=30)
-                other.commit()
-    finally:
-        other.close()
+    requests = [MintRequest(work("dead", "a")), MintRequest(work("dead", "b"))]
+    with (
+        Minter(connect_registry, max_attempts=1) as minter,
+        _deadlocked(registry, minter, [*requests, MintRequest(work("x", "y"))]) as minted,
+        pytest.raises(RegistryContentionError) as caught,
+    ):
+        minted.result(timeout=30)
     assert caught.value.code == 1213
     assert fetch_all(registry, "SELECT COUNT(*) FROM identifiers WHERE SourceSystem = 'x'") == [
         (0,)

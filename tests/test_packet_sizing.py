@@ -262,6 +262,7 @@ def test_a_work_with_an_identifier_beyond_the_part_limit_fails_alone_at_extract(
     assert too_long not in failure["detail"]  # named by an excerpt, not whole
 
 
+@pytest.mark.slow(seconds=10)
 def test_lookups_and_provenance_split_to_the_packet_in_one_transaction(small_registry):
     """A minter call whose every statement would exceed the packet: 8,000 long keys, 4,000 of
     them inheriting (provenance rows), then looked up again. Answers are complete, and the

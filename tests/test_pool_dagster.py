@@ -1,11 +1,11 @@
 """The pool's Dagster layer against the real registry: asset, checks, job, schedule, sensor."""
 
-import json
 from datetime import datetime, timedelta
 
 import dagster as dg
 import pytest
-from db_helpers import fetch_all
+from dagster_helpers import Ticks, logged_alerts
+from db_helpers import fetch_all, run_statements
 
 from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.errors import InvalidPoolSettingsError
@@ -27,7 +27,6 @@ from idminter_pipeline.defs.pool.schedules import (
     build_pool_replenishment_schedule,
     pool_replenishment_schedule,
 )
-from idminter_pipeline.defs.pool.sensors import pool_size_sensor
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.pool import PoolSettings, top_up
@@ -62,12 +61,6 @@ def resources(registry, alerts_log):
     }
 
 
-def _alerts(alerts_log) -> list[dict]:
-    if not alerts_log.exists():
-        return []
-    return [json.loads(line) for line in alerts_log.read_text().splitlines()]
-
-
 def _fill(registry, free: int) -> None:
     top_up(lambda: connect(registry), free, batch_size=1_000)
 
@@ -93,38 +86,14 @@ def _assign_recently(registry, count: int, minutes_ago: int = 10) -> None:
 
 def _drain_to(registry, free: int) -> None:
     """Assign free IDs as a minter would, until `free` remain."""
-    conn = connect(registry)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'")
-            (current,) = cursor.fetchone()
-            cursor.execute(
-                "UPDATE canonical_ids SET Status = 'assigned' WHERE Status = 'free' LIMIT %s",
-                (max(0, current - free),),
-            )
-        conn.commit()
-    finally:
-        conn.close()
-
-
-class Ticks:
-    """Evaluates the sensor tick after tick, carrying the cursor like the daemon does."""
-
-    def __init__(self, resources):
-        self.resources = resources
-        self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor = None
-
-    def tick(self, **resource_overrides) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.cursor,
-            resources={**self.resources, **resource_overrides},
-        )
-        result = pool_size_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        self.cursor = result.cursor
-        return result
+    [(current,)] = fetch_all(registry, "SELECT COUNT(*) FROM canonical_ids WHERE Status = 'free'")
+    run_statements(
+        registry,
+        (
+            "UPDATE canonical_ids SET Status = 'assigned' WHERE Status = 'free' LIMIT %s",
+            (max(0, current - free),),
+        ),
+    )
 
 
 # --- asset and checks -------------------------------------------------------------------------
@@ -256,7 +225,7 @@ def test_a_drained_pool_requests_one_run_and_sends_one_alert_across_ticks(
     assert request.run_key == "pool-low-water-1"
     assert request.job_name == POOL_REPLENISHMENT_JOB_NAME
     assert request.tags[POOL_REPLENISHMENT_TAG] == "true"
-    [alert] = _alerts(alerts_log)
+    [alert] = logged_alerts(alerts_log)
     assert alert["severity"] == "warning"
     assert alert["figures"]["free"] == 600
     assert alert["figures"]["low_watermark"] == 1_000
@@ -271,7 +240,7 @@ def test_a_healthy_pool_skips(registry, resources, alerts_log):
         result = ticks.tick()
         assert not result.run_requests
         assert "more than 1,000 free IDs" in str(result.skip_reason)
-    assert _alerts(alerts_log) == []
+    assert logged_alerts(alerts_log) == []
 
 
 def test_each_low_water_episode_gets_its_own_run(registry, resources, alerts_log):
@@ -284,7 +253,7 @@ def test_each_low_water_episode_gets_its_own_run(registry, resources, alerts_log
     _drain_to(registry, 900)
     assert [r.run_key for r in ticks.tick().run_requests] == ["pool-low-water-2"]
     assert not ticks.tick().run_requests
-    assert [a["severity"] for a in _alerts(alerts_log)] == ["warning", "warning"]
+    assert [a["severity"] for a in logged_alerts(alerts_log)] == ["warning", "warning"]
 
 
 def test_below_critical_alerts_with_higher_severity_once(registry, resources, alerts_log):
@@ -294,8 +263,8 @@ def test_below_critical_alerts_with_higher_severity_once(registry, resources, al
     _drain_to(registry, 150)  # the run has not refilled it yet
     for _ in range(3):
         assert not ticks.tick().run_requests  # same episode: no second run
-    assert [a["severity"] for a in _alerts(alerts_log)] == ["warning", "critical"]
-    critical = _alerts(alerts_log)[1]
+    assert [a["severity"] for a in logged_alerts(alerts_log)] == ["warning", "critical"]
+    critical = logged_alerts(alerts_log)[1]
     assert critical["figures"]["free"] == 150
     assert critical["figures"]["critical_watermark"] == 200
 
@@ -307,7 +276,7 @@ def test_a_minting_burst_alerts_both_watermark_and_forecast(registry, resources,
     _drain_to(registry, 950)  # 1,050 claimed in minutes: below low, empty in under an hour
     assert len(ticks.tick().run_requests) == 1
     assert not ticks.tick().run_requests
-    alerts = _alerts(alerts_log)
+    alerts = logged_alerts(alerts_log)
     assert [(a["severity"], a["title"]) for a in alerts] == [
         ("warning", "Free-ID pool below low watermark"),
         ("critical", "Free-ID pool forecast to run out within 1.5 hours"),
@@ -324,7 +293,7 @@ def test_a_pool_forecast_to_empty_within_the_horizon_alerts_critical(
     ticks = Ticks(resources)
     results = [ticks.tick() for _ in range(3)]
     assert not any(result.run_requests for result in results)
-    [alert] = _alerts(alerts_log)
+    [alert] = logged_alerts(alerts_log)
     assert alert["severity"] == "critical"
     assert "run out within 1.5 hours" in alert["title"]
     assert alert["figures"]["hours_until_empty"] == 1.25
@@ -338,7 +307,7 @@ def test_a_mint_rate_beyond_the_count_cap_still_forecasts(registry, resources, a
     ticks = Ticks(resources)
     for _ in range(3):
         ticks.tick()
-    [alert] = _alerts(alerts_log)
+    [alert] = logged_alerts(alerts_log)
     assert alert["severity"] == "critical"
     assert alert["figures"]["minted_last_hour"] == "more than 1334"
     assert alert["figures"]["hours_until_empty"].startswith("less than ")
@@ -355,7 +324,7 @@ def test_an_undelivered_alert_is_retried_on_the_next_tick(registry, resources, t
     working = AlertsResource(log_file=str(working_log))
     assert not ticks.tick(alerts=working).run_requests
     assert not ticks.tick(alerts=working).run_requests
-    assert len(_alerts(working_log)) == 1
+    assert len(logged_alerts(working_log)) == 1
 
 
 def test_the_sensor_skips_with_a_clear_reason_before_the_schema_exists(empty_database, alerts_log):

@@ -3,13 +3,12 @@ registry, and the alarm in deploy/aws/dagster-ecs.yaml that reads it: same names
 dimensions and threshold, and silence counted as breaching."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from cfnlint.decode import cfn_yaml
+from cli_process import run_python
 from test_pool_dagster import _drain_to, _fill
 from test_pool_sensor_observations import NO_FORECAST, Daemon, _resources
 
@@ -86,17 +85,9 @@ def test_without_a_namespace_a_tick_writes_no_metric_line(registry, tmp_path, in
 
 def test_the_sensor_module_does_not_import_boto3():
     """EMF needs no AWS client: loading the sensors (as the code server does) imports no boto3."""
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, idminter_pipeline.defs.pool.sensors, idminter_pipeline.defs.pool.metrics;"
-            "print('boto3' in sys.modules)",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
+    probe = run_python(
+        "import sys, idminter_pipeline.defs.pool.sensors, idminter_pipeline.defs.pool.metrics;"
+        "print('boto3' in sys.modules)"
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "False"

@@ -31,13 +31,14 @@ from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, POOL_GUAR
 from idminter_pipeline.registry.legacy_migration.adopt import (
     Variant,
     adopt,
+    adoption_status,
     finalize_adoption,
     rollback_adoption,
     sync_adoption,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.copy import ADOPT_TRIGGER_NAMES
 from idminter_pipeline.registry.minting import Minter, MintRequest
-from idminter_pipeline.registry.schema import DriftKind, schema_drift
+from idminter_pipeline.registry.schema import DriftKind, rollback_migrations, schema_drift
 from idminter_pipeline.works.documents import IdentifiedWork
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -74,6 +75,10 @@ def _port_rows(settings, mappings="identifiers", ids="canonical_ids"):
             )
         ),
     )
+
+
+def _show_create(settings, table):
+    return fetch_all(settings, f"SHOW CREATE TABLE `{table}`")[0][1]
 
 
 def _drift(settings):
@@ -382,6 +387,100 @@ def test_adoption_resumes_after_an_interruption_and_rolls_back(port_registry):
     assert {"identifiers_port", "canonical_ids_port"} & tables(port_registry) == set()
     with pytest.raises(LegacyMigrationError, match="nothing to roll back"):
         rollback_adoption(registry_factory(port_registry))
+
+
+def _kill_adoption_sessions(settings):
+    """Kill every idle session on the registry but this one: the adoption's, between batches."""
+    killer = connect(settings)
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                "AND info IS NULL AND id <> CONNECTION_ID()"
+            )
+            for (pid,) in cursor.fetchall():
+                cursor.execute(f"KILL {int(pid)}")
+    finally:
+        killer.close()
+
+
+def test_an_adoption_killed_in_the_mappings_copy_resumes_at_its_checkpoint(
+    port_registry, session_database
+):
+    def kill_after_two_mapping_batches(progress):
+        if progress.phase == "copying mappings" and progress.rows_copied == 2000:
+            _kill_adoption_sessions(port_registry)
+
+    with pytest.raises((pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+        adopt(
+            registry_factory(port_registry),
+            batch_size=1000,
+            progress=kill_after_two_mapping_batches,
+            swap=False,
+        )
+    every_id = ROWS + len(SPECIAL_ROWS) - 1 + len(FREE_IDS)
+    # The canonical IDs' walk is done; the mappings' checkpoint and copy agree.
+    assert fetch_all(
+        port_registry,
+        "SELECT Phase, CopyTable, RowsCopied, MappingsCopied FROM legacy_migration_state",
+    ) == [("copying", "identifiers", every_id, 2000)]
+    assert fetch_all(port_registry, "SELECT COUNT(*) FROM identifiers_new") == [(2000,)]
+    assert fetch_all(port_registry, "SELECT COUNT(*) FROM canonical_ids_new") == [(every_id,)]
+    # The port writes in between, before and after the checkpoint: logged, re-copied.
+    write_port_rows(
+        port_registry,
+        [
+            ("Work", "sierra-system-number", "b00000500é", "ea7ly2ab"),
+            ("Work", "sierra-system-number", "b00009999Ø", "la7ee3ab"),
+        ],
+    )
+    expected = _port_rows(port_registry)
+
+    resumed = []
+    report = adopt(
+        registry_factory(port_registry), batch_size=1000, variants=[], progress=resumed.append
+    )
+    assert report.status == "swapped"
+    assert any(
+        f"resuming after {every_id} canonical IDs and 2000 mappings" in message
+        for message in report.messages
+    )
+    # The canonical IDs are not walked again; the mappings' walk goes on after its checkpoint.
+    assert not [p for p in resumed if p.phase == "copying"]
+    walked = [p.rows_copied for p in resumed if p.phase == "copying mappings"]
+    assert walked[0] == 3000 and walked[-1] == report.mappings_copied
+    assert _port_rows(port_registry) == expected
+    # The copy of the mappings got its secondary index and foreign key after the walk: the
+    # adopted tables are what sql/ builds.
+    for table in ("identifiers", "canonical_ids"):
+        assert _show_create(port_registry, table) == _show_create(session_database, table)
+
+
+def test_an_adoption_started_before_the_mappings_checkpoint_existed_resumes(port_registry):
+    """A registry whose copy began with the checkpoint's migration pending: its status reads,
+    and the next run applies that migration and resumes from the canonical IDs' cursor."""
+
+    def interrupt(progress):
+        if progress.rows_copied == 2000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adopt(registry_factory(port_registry), batch_size=1000, progress=interrupt, swap=False)
+    rollback_migrations(registry_factory(port_registry), count=1)
+    assert "MappingsCopied" not in {
+        row[0] for row in fetch_all(port_registry, "SHOW COLUMNS FROM legacy_migration_state")
+    }
+    status = adoption_status(registry_factory(port_registry))
+    assert (status["phase"], status["canonical_ids_copied"], status["mappings_copied"]) == (
+        "copying",
+        2000,
+        0,
+    )
+    expected = _port_rows(port_registry)
+    report = adopt(registry_factory(port_registry), batch_size=1000, variants=[])
+    assert report.status == "swapped"
+    assert any("resuming after 2000 canonical IDs" in message for message in report.messages)
+    assert _port_rows(port_registry) == expected
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,7 @@ def flapping_registry(tmp_path_factory) -> Iterator[tuple[DatabaseSettings, obje
         yield settings, paths
 
 
+@pytest.mark.slow(seconds=20)
 def test_the_pool_sensor_pages_once_for_a_registry_that_keeps_dropping_away(
     flapping_registry, tmp_path, monkeypatch
 ):

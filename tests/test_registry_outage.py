@@ -98,6 +98,7 @@ def test_only_errors_that_mean_the_server_is_away_are_outages():
     assert not is_outage(ValueError("bad input"))
 
 
+@pytest.mark.slow(seconds=12)
 def test_an_outage_longer_than_the_bound_fails_each_entry_point_with_one_clear_error(unreachable):
     factory = lambda: connect(unreachable)  # noqa: E731
     with Minter(factory, outage_seconds=1) as minter:

@@ -46,6 +46,7 @@ def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, object]
         yield settings, paths
 
 
+@pytest.mark.slow(seconds=10)
 def test_an_outage_past_the_bound_pages_once_and_its_end_resolves(
     private_registry, tmp_path, aws_env, monkeypatch
 ):

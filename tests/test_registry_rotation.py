@@ -28,7 +28,7 @@ import boto3
 import dagster as dg
 import pymysql
 import pytest
-from db_helpers import fetch_all, server_admin_connection
+from db_helpers import fetch_all, secret_settings, server_admin_connection
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.aws_lambda.handler import handler
@@ -123,15 +123,7 @@ def account(aws_env, registry, monkeypatch) -> Iterator[RotatingAccount]:
     secrets.create_secret(
         Name=name, SecretString=json.dumps({"username": user, "password": password})
     )
-    settings = DatabaseSettings(
-        host=registry.host,
-        port=registry.port,
-        username="",
-        password="",
-        database=registry.database,
-        secret_name=name,
-        aws_region="eu-west-1",
-    )
+    settings = secret_settings(registry, name)
     rotating = RotatingAccount(settings, user, name, registry, secrets, conn)
     for variable, value in rotating.environment().items():
         monkeypatch.setenv(variable, value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 from db_helpers import create_database, drop_database
 from registry_invariants import check_crash_run
 
@@ -30,6 +31,7 @@ def _oracle(settings: DatabaseSettings, batches: int, works: int, **kwargs: obje
     check_crash_run(settings, batches, works, **kwargs).assert_ok()
 
 
+@pytest.mark.slow(seconds=25)
 def test_kill_minus_nine_at_random_points_leaves_nothing_half_written(registry):
     print(f"crash seed {SEED} (IDMINTER_CRASH_SEED={SEED} repeats it)")
     fill_pool(registry, BATCHES * WORKS * 5)

@@ -81,6 +81,7 @@ def _mint_ids(settings: DatabaseSettings, batch: int) -> Call:
     return Call(batch, started, time.monotonic(), result.returncode, result.stdout, result.stderr)
 
 
+@pytest.mark.slow(seconds=40)
 def test_mint_ids_calls_ride_out_a_30_second_server_crash(private_registry):
     settings, paths = private_registry
     fill_pool(settings, SEQUENCES * CALLS_PER_SEQUENCE * WORKS * 6)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import dagster as dg
 import pytest
-from dagster_helpers import failure_context
+from dagster_helpers import failure_context, works_resources
 from sns_helpers import subscribed_topic
 from works_helpers import work
 
@@ -39,11 +39,6 @@ from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.retries import OUTAGE_STEP_RETRY_SECONDS_ENV
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
 from idminter_pipeline.registry.outage import OUTAGE_ENV
 from idminter_pipeline.registry.pool import PoolSettings
@@ -85,13 +80,7 @@ def _minting_defs(registry, tmp_path, alerts) -> dg.Definitions:
     return dg.Definitions(
         assets=[identified_works],
         jobs=[mint_works_job],
-        resources={
-            "works_store": WorksStoreResource(sqlite_path=str(store_path)),
-            "registry_database": RegistryDatabase.from_settings(registry),
-            "churn_guard": ChurnGuardResource(),
-            "downstream": DownstreamTopicResource(),
-            "alerts": alerts,
-        },
+        resources=works_resources(registry, store_path, tmp_path / "alerts.log", alerts=alerts),
     )
 
 

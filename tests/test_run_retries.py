@@ -136,6 +136,7 @@ def _settled(runs: dict[str, list[dg.DagsterRun]]) -> bool:
     )
 
 
+@pytest.mark.slow(seconds=60)
 def test_each_failure_kind_is_retried_as_decided_and_pages_once(daemon, tmp_path):
     home, workdir = daemon
     with dg.DagsterInstance.from_config(str(home)) as instance:

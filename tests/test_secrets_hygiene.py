@@ -21,7 +21,7 @@ import boto3
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from db_helpers import server_admin_connection
+from db_helpers import secret_settings, server_admin_connection
 
 from benchmarks.minting_workload import fill_pool
 from idminter_pipeline.cli import main
@@ -253,15 +253,7 @@ def test_secrets_manager_credentials_stay_out_of_logs_and_errors(
     leaked = f"Leak-{uuid.uuid4().hex}"
     broken = f"{name}-broken"
     client.create_secret(Name=broken, SecretString=json.dumps({"pass": leaked}))
-    settings = DatabaseSettings(
-        host=secret_user.host,
-        port=secret_user.port,
-        username="unused",
-        password="unused",
-        database=secret_user.database,
-        secret_name=name,
-        aws_region="eu-west-1",
-    )
+    settings = secret_settings(secret_user, name)
     # Only what the product logs from here on: creating the secrets above logged their values
     # (botocore logs request bodies at DEBUG), which is the test's doing, not the product's.
     caplog.clear()

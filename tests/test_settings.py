@@ -6,11 +6,18 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cli_process import IDMINTER, MAX_ERROR_BYTES, TEN_MB, one_error_line, process_env, run_idminter
+from cli_process import (
+    IDMINTER,
+    MAX_ERROR_BYTES,
+    TEN_MB,
+    one_error_line,
+    process_env,
+    run_idminter,
+    run_python,
+)
 
 import idminter_pipeline
 from idminter_pipeline.core.errors import InvalidSettingError
@@ -76,14 +83,7 @@ def test_seconds_out_of_bounds_are_refused_naming_them(text):
 )
 def test_the_code_location_refuses_a_number_that_is_not_whole_naming_it(variable):
     env = {**os.environ, variable: "15.0"}
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import idminter_pipeline.definitions"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    loaded = run_python("import idminter_pipeline.definitions", env=env)
     assert loaded.returncode != 0
     last = loaded.stderr.strip().splitlines()[-1]
     assert last.startswith("idminter_pipeline.core.errors.InvalidSettingError:"), last

@@ -9,20 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_helpers import works_resources
 from registry_invariants import registry_snapshot
 from works_helpers import fill_pool
 
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.shadow.assets import shadow_comparison
 from idminter_pipeline.defs.shadow.resources import ShadowReferenceResource
 from idminter_pipeline.defs.shadow.schedules import shadow_compare_lagged_window
 from idminter_pipeline.defs.works.assets import identified_works
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -40,13 +34,7 @@ def shadowed(registry, connect_registry, tmp_path):
     with SqliteWorksStore(store_path) as store:
         store.put_source(works)
     fill_pool(connect_registry, 1_000)
-    resources = {
-        "works_store": WorksStoreResource(sqlite_path=str(store_path)),
-        "registry_database": RegistryDatabase.from_settings(registry),
-        "churn_guard": ChurnGuardResource(),
-        "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
-        "downstream": DownstreamTopicResource(),
-    }
+    resources = works_resources(registry, store_path, tmp_path / "alerts.log")
     for window in WINDOWS:  # real minting builds the reference
         assert dg.materialize([identified_works], partition_key=window, resources=resources).success
     reference = tmp_path / "legacy.sqlite3"

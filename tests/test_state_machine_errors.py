@@ -131,6 +131,7 @@ def works_store(registry_env, connect_registry, tmp_path, monkeypatch):
 
 # States.Timeout (the task's own TimeoutSeconds) is Step Functions' and cannot come from the
 # function; it shares the clause of these two, which are checked by name above.
+@pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize("name", ["Lambda.Unknown", "Sandbox.Timedout"])
 def test_a_batch_that_keeps_timing_out_fails_alone(works_store, monkeypatch, name):
     """A timed-out function is retried once; a batch that always times out is caught, the other

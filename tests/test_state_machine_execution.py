@@ -38,12 +38,23 @@ def _put(store: SqliteWorksStore, identifiers: list[str]) -> None:
     store.put_source([work(*identifier.split("/", 1)) for identifier in identifiers])
 
 
-def test_a_map_over_several_batches_mints_every_batch(works_store, connect_registry, monkeypatch):
+@pytest.fixture
+def execute_batches(works_store, connect_registry, monkeypatch):
+    """Runs the state machine over `batches` (`jobId` `job_id`), their works put in the source
+    store first and `free_ids` in the pool."""
+
+    def execute(job_id: str, batches: list[list[str]], *, free_ids: int):
+        _put(works_store, [i for batch in batches for i in batch])
+        fill_pool(connect_registry, free_ids)
+        with minter_state_machine(monkeypatch) as machine:
+            return machine.execute({"jobId": job_id, "batches": batches})
+
+    return execute
+
+
+def test_a_map_over_several_batches_mints_every_batch(works_store, execute_batches):
     batches = [_ids("a", 3), _ids("b", 2), _ids("c", 4)]
-    _put(works_store, [i for batch in batches for i in batch])
-    fill_pool(connect_registry, 100)
-    with minter_state_machine(monkeypatch) as machine:
-        execution = machine.execute({"jobId": "job-1", "batches": batches})
+    execution = execute_batches("job-1", batches, free_ids=100)
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.invocations == 3
     output = execution.output
@@ -97,6 +108,7 @@ def private_server(tmp_path_factory):
         yield server
 
 
+@pytest.mark.slow(seconds=12)
 def test_a_registry_outage_longer_than_the_lambdas_bound_is_retried_by_the_state_machine(
     private_server, tmp_path, monkeypatch
 ):
@@ -147,15 +159,12 @@ def _mets_ids(batch: int, count: int) -> list[str]:
     return [f"mets/b{batch:02d}{n:05d}x" for n in range(count)]
 
 
-def test_twenty_batches_of_500_identifiers_complete(works_store, connect_registry, monkeypatch):
+def test_twenty_batches_of_500_identifiers_complete(works_store, execute_batches):
     # METS identifiers: 10,000 of them fit the execution's 256 KB input quota (catalogue-length
     # ones would not, and Step Functions refuses such an input before it starts; see below).
     batches = [_mets_ids(b, 500) for b in range(20)]
     assert len(json.dumps({"jobId": "big", "batches": batches})) < 256 * 1024
-    _put(works_store, [i for batch in batches for i in batch])
-    fill_pool(connect_registry, 10_500)
-    with minter_state_machine(monkeypatch) as machine:
-        execution = machine.execute({"jobId": "big", "batches": batches})
+    execution = execute_batches("big", batches, free_ids=10_500)
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.invocations == 20
     assert sum(b["written"] for b in execution.output["batches"]) == 10_000

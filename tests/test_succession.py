@@ -7,7 +7,7 @@ import multiprocessing
 import sqlite3
 
 import pytest
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, results_of, work
 
 from idminter_pipeline.core.errors import ChainTooDeepError, InvalidInputError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
@@ -183,7 +183,7 @@ def test_two_live_successors_are_reported_and_decided_by_the_tie_rule(store, min
     report = repair_succession(
         store, minter, folio_first, apply=True, run=_runner(store, minter, folio_first)
     )
-    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    assert (report.outranked, report.works_written, report.works_failed) == (1, 1, 0)
     for order in itertools.permutations([old.id, folio.id, axiell.id]):
         for work_id in order:
             _run(store, minter, work_id, succession=folio_first)
@@ -222,7 +222,7 @@ def test_the_repair_puts_right_a_store_written_before_ranks(store, minter, pool)
     dry = repair_succession(
         store, minter, SuccessionPolicy(), apply=False, run=_runner(store, minter)
     )
-    assert (dry.wrong_holder, dry.unranked, dry.rewritten) == (len(chains), 0, 0)
+    assert (dry.wrong_holder, dry.unranked, dry.works_written) == (len(chains), 0, 0)
     # The sample's Folio items inherited their Sierra items' IDs too: no chains of works.
     assert dry.chains_checked == len(chains)
     assert len(minter.chained_ids(limit=1_000)) == len(chains)
@@ -232,7 +232,7 @@ def test_the_repair_puts_right_a_store_written_before_ranks(store, minter, pool)
     applied = repair_succession(
         store, minter, SuccessionPolicy(), apply=True, run=_runner(store, minter)
     )
-    assert (applied.rewritten, applied.failed) == (len(chains), 0)
+    assert (applied.works_written, applied.works_failed) == (len(chains), 0)
     assert all(_holder(store, minter, s) == s for s, _ in chains)
     assert repair_succession(store, minter, SuccessionPolicy(), apply=False).listed == []
     # Works of no chain keep their unranked documents: only chains compete.
@@ -307,12 +307,7 @@ def test_a_predecessor_and_its_successor_processed_at_once_end_with_the_successo
         )
         for ws in (news, olds)  # successors inheriting for the first time; predecessors again
     ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=300) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = results_of(processes, results)
     for runs in outcomes:
         assert len(runs) == TRIALS and all(failed == 0 for _, _, failed in runs)
     with SqliteWorksStore(store_path) as store:
@@ -371,12 +366,7 @@ def test_a_predecessor_write_based_on_a_stale_chain_read_is_refused_by_the_store
         )
         for target, ws in ((_stale_predecessor, olds), (_successor_after, news))
     ]
-    for process in processes:
-        process.start()
-    outcomes = sorted(results.get(timeout=300) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = sorted(results_of(processes, results))
     # The predecessors' run: none written, all superseded (refused by the store), none failed.
     assert outcomes == [(0, 50, 0), (50, 0, 0)]
     with SqliteWorksStore(store_path) as store:
@@ -402,7 +392,7 @@ def test_a_work_outranked_by_its_own_older_document_fails_pointing_at_the_repair
     report = repair_succession(
         store, minter, demoted, apply=True, run=_runner(store, minter, demoted)
     )
-    assert (report.outranked, report.rewritten, report.failed) == (1, 1, 0)
+    assert (report.outranked, report.works_written, report.works_failed) == (1, 1, 0)
     assert _run(store, minter, folio.id, succession=demoted).works_written == 1
 
 

@@ -8,15 +8,13 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster._record import copy
-from dagster_helpers import failure_context
+from dagster_helpers import WORKS_POOL, failure_context, works_resources
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, plant_bad_document, work
 
 from idminter_pipeline.defs.alerts.failures import failure_decision
-from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import MAX_PARTITIONS_PER_RUN, identified_works
 from idminter_pipeline.defs.works.jobs import (
     mint_works_by_id_job,
@@ -25,11 +23,6 @@ from idminter_pipeline.defs.works.jobs import (
     replenish_and_mint_works_job,
 )
 from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS, window_cron
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
 from idminter_pipeline.defs.works.schedules import mint_latest_works_window
 from idminter_pipeline.defs.works.sensors import (
     RETRY_OF_TAG,
@@ -38,7 +31,6 @@ from idminter_pipeline.defs.works.sensors import (
     works_run_failure_alert,
 )
 from idminter_pipeline.registry.invariants import mapping_change_permit
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.documents import Stage
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -54,16 +46,12 @@ def setup(registry, tmp_path):
     with SqliteWorksStore(store_path) as store:
         store.put_source(generate_works(40, seed=11, spacing=SPACING))
     alerts_log = tmp_path / "alerts.log"
-    resources = {
-        "works_store": WorksStoreResource(sqlite_path=str(store_path)),
-        "registry_database": RegistryDatabase.from_settings(registry),
-        "churn_guard": ChurnGuardResource(),
-        "alerts": AlertsResource(log_file=str(alerts_log)),
-        "downstream": DownstreamTopicResource(),
-        "id_pool": FreeIdPool.from_settings(
-            PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
-        ),
-    }
+    resources = works_resources(
+        registry,
+        store_path,
+        alerts_log,
+        id_pool=FreeIdPool.from_settings(WORKS_POOL),
+    )
     defs = dg.Definitions(
         assets=[identified_works, canonical_id_pool],
         jobs=[

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster_helpers import failure_context
+from dagster_helpers import WORKS_POOL, failure_context, works_resources
 from db_helpers import fetch_all
 from works_helpers import fill_pool, work
 
@@ -19,18 +19,11 @@ from idminter_pipeline.core.errors import InvalidSettingError
 from idminter_pipeline.defs.alerts.failures import failure_decision
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.pool.resources import FreeIdPool
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import NO_FAILED_WORKS_CHECK, identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_by_id_job, mint_works_job
 from idminter_pipeline.defs.works.partitions import schedule_settings_from_env
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
 from idminter_pipeline.defs.works.runs import REPORTED_FAILURES
 from idminter_pipeline.defs.works.sensors import works_run_failure_alert
-from idminter_pipeline.registry.pool import PoolSettings
 from idminter_pipeline.works.stores import SqliteWorksStore
 
 RANGE = {
@@ -65,16 +58,12 @@ def defs(registry, store_path, alerts_log) -> dg.Definitions:
         assets=[identified_works],
         jobs=[mint_works_job, mint_works_by_id_job],
         sensors=[works_run_failure_alert],
-        resources={
-            "works_store": WorksStoreResource(sqlite_path=str(store_path)),
-            "registry_database": RegistryDatabase.from_settings(registry),
-            "churn_guard": ChurnGuardResource(),
-            "downstream": DownstreamTopicResource(),
-            "alerts": AlertsResource(log_file=str(alerts_log)),
-            "id_pool": FreeIdPool.from_settings(
-                PoolSettings(target_free=3_000, low_watermark=1_000, critical_watermark=500)
-            ),
-        },
+        resources=works_resources(
+            registry,
+            store_path,
+            alerts_log,
+            id_pool=FreeIdPool.from_settings(WORKS_POOL),
+        ),
     )
 
 
@@ -300,6 +289,7 @@ def test_an_explicit_ids_run_with_a_failed_work_is_not_green(
     ("elasticsearch_url", "kind", "described"),
     [(None, "sqlite", "embedded SQLite"), ("http://127.0.0.1:9", "elasticsearch", "Elasticsearch")],
 )
+@pytest.mark.slow(seconds=15)
 def test_the_asset_says_which_works_store_the_deployment_uses(elasticsearch_url, kind, described):
     env = {k: v for k, v in os.environ.items() if k != "ELASTICSEARCH_URL"}
     if elasticsearch_url:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cli_process import run_in_project
 from click.testing import CliRunner
 from db_helpers import fetch_all
 from works_helpers import BAD_DOCUMENTS, fill_pool, node, plant_bad_document, work
@@ -239,15 +240,7 @@ def _cli(env: dict, *args: str, kill_at_write: int | None = None) -> subprocess.
     environment = {**os.environ, **env}
     if kill_at_write is not None:
         environment["IDMINTER_TEST_KILL_AT_WRITE"] = str(kill_at_write)
-    return subprocess.run(
-        [sys.executable, str(CRASHING_CLI), *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=300,
-        check=False,
-    )
+    return run_in_project([sys.executable, str(CRASHING_CLI), *args], env=environment, timeout=300)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from elasticsearch import Elasticsearch
-from works_helpers import work
+from works_helpers import results_of, work
 
 from idminter_pipeline.core.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.core.settings import ElasticsearchSettings
@@ -351,12 +351,7 @@ def test_concurrent_writers_end_with_the_higher_rank_whatever_the_interleaving(s
         )
         for works in (predecessors, successors)
     ]
-    for process in processes:
-        process.start()
-    outcomes = dict(results.get(timeout=300) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = dict(results_of(processes, results))
     assert outcomes["Work[folio-instance"] == []
     refused = outcomes["Work[sierra-system-number"]
     # At least the rounds after the first are refused in full; the first may go either way.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,20 +14,12 @@ import pytest
 
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.documents import SourceWork
+from idminter_pipeline.works.sample_data import identifiable, source_identifier
 from idminter_pipeline.works.stores.base import timestamp_micros
 
-
-def si(system: str, ontology: str, value: str) -> dict[str, Any]:
-    return {"identifierType": {"id": system}, "ontologyType": ontology, "value": value}
-
-
-def node(system: str, ontology: str, value: str) -> dict[str, Any]:
-    return {
-        "sourceIdentifier": si(system, ontology, value),
-        "otherIdentifiers": [],
-        "identifiedType": "Identified",
-        "type": "Identifiable",
-    }
+# The documents' identifier objects, as the sample works build them.
+si = source_identifier
+node = identifiable
 
 
 def work(
@@ -47,6 +41,20 @@ def work(
         "state": state,
     }
     return SourceWork(f"Work[{system}/{value}]", document)
+
+
+def results_of(
+    processes: Sequence[multiprocessing.process.BaseProcess], results: multiprocessing.Queue
+) -> list[Any]:
+    """Start `processes` and take one result each from `results`, in the order they come;
+    then check that every process exited cleanly."""
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return outcomes
 
 
 def fill_pool(connect, free: int = 5_000) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from idminter_pipeline.cli.legacy import EXIT_BLOCKING_PROBLEMS
+from idminter_pipeline.cli.options import StatusReport, dropping_tables
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
@@ -176,8 +177,8 @@ def adopt(  # noqa: PLR0917 (click passes options positionally)
         echo_json(result.as_dict())
         return
     click.echo(
-        f"{result.status}: {result.rows_copied:,} canonical IDs copied in "
-        f"{result.duration_seconds}s"
+        f"{result.status}: {result.rows_copied:,} canonical IDs and "
+        f"{result.mappings_copied:,} mappings copied in {result.duration_seconds}s"
     )
     for message in result.messages:
         click.echo(f"  {message}")
@@ -224,32 +225,26 @@ def sync_adopt(batch_size: int) -> None:
 
 
 @click.command("finalize-adopt")
-@click.option("--yes", is_flag=True, help="Confirm: the port's tables are dropped for good.")
-def finalize_adopt(yes: bool) -> None:
+@dropping_tables(
+    "Confirm: the port's tables are dropped for good.",
+    "finalizing drops identifiers_port and canonical_ids_port for good; pass --yes",
+)
+def finalize_adopt() -> StatusReport:
     """Drop the port's kept tables after a successful swap (no rollback afterwards)."""
-    if not yes:
-        raise click.UsageError(
-            "finalizing drops identifiers_port and canonical_ids_port for good; pass --yes"
-        )
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
-    report = adoption.finalize_adoption(connection_factory())
-    click.echo(report.status)
-    for message in report.messages:
-        click.echo(f"  {message}")
+    return adoption.finalize_adoption(connection_factory())
 
 
 @click.command("rollback-adopt")
-@click.option("--yes", is_flag=True, help="Confirm: the adopted tables are dropped.")
-def rollback_adopt(yes: bool) -> None:
+@dropping_tables(
+    "Confirm: the adopted tables are dropped.",
+    "rolling back drops the adopted copy; pass --yes",
+)
+def rollback_adopt() -> StatusReport:
     """Put the port's tables back (before finalize), copying back what they can hold."""
-    if not yes:
-        raise click.UsageError("rolling back drops the adopted copy; pass --yes")
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.legacy_migration import adopt as adoption  # noqa: PLC0415
 
-    report = adoption.rollback_adoption(connection_factory())
-    click.echo(report.status)
-    for message in report.messages:
-        click.echo(f"  {message}")
+    return adoption.rollback_adoption(connection_factory())

@@ -19,7 +19,7 @@ from idminter_pipeline.cli.legacy import (
     rollback_legacy,
     sync_legacy,
 )
-from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.output import echo_json, echo_report
 
 # The server and registry modules (pymysql, tenacity, yoyo) are imported by the commands that
 # run, so `idminter db --help` does not pay for them.
@@ -214,8 +214,6 @@ def recover_published_command(apply: bool) -> None:
     there are conflicts. Run it before minting resumes: docs/operations/tasks.md, "Restore the
     registry".
     """
-    import sys  # noqa: PLC0415
-
     from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
@@ -225,6 +223,4 @@ def recover_published_command(apply: bool) -> None:
     factory = connection_factory(DatabaseSettings.from_env())
     with works_store_from_env(existing=True) as store, Minter(factory) as minter:
         report = recover_published(store, minter, factory, apply=apply)
-    echo_json(report.as_dict())
-    if report.conflicts:
-        sys.exit(1)
+    echo_report(report, fails=report.conflicts)

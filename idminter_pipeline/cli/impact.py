@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
 
-from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.output import echo_report
 from idminter_pipeline.cli.works import EXIT_SOME_WORKS_FAILED, scope_options
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.stores import WorkScope, WorksStore, works_store_from_env
@@ -71,6 +70,4 @@ def impact(scope: WorkScope, candidate_store: Path | None, candidate_index: str 
         works_store_from_env(existing=True) as published,
     ):
         report = assess_impact(candidate, published, factory, scope, thresholds=thresholds)
-    echo_json(report.as_dict())
-    if report.breaches:
-        sys.exit(EXIT_OVER_THRESHOLD)
+    echo_report(report, fails=report.breaches, exit_code=EXIT_OVER_THRESHOLD)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from idminter_pipeline.cli.options import at_least_one
+from idminter_pipeline.cli.options import StatusReport, at_least_one, dropping_tables
 from idminter_pipeline.cli.output import echo_json
 from idminter_pipeline.core.limits import (
     LEGACY_DEFAULT_BATCH_SIZE,
@@ -128,33 +128,29 @@ def migrate_legacy(dry_run: bool, batch_size: int, hold_synced: bool, as_json: b
 
 
 @click.command("finalize-legacy")
-@click.option("--yes", is_flag=True, help="Confirm: the legacy table is dropped for good.")
-def finalize_legacy(yes: bool) -> None:
+@dropping_tables(
+    "Confirm: the legacy table is dropped for good.",
+    "finalizing drops identifiers_legacy for good; pass --yes",
+)
+def finalize_legacy() -> StatusReport:
     """Drop the kept legacy table after a successful swap (no rollback afterwards)."""
-    if not yes:
-        raise click.UsageError("finalizing drops identifiers_legacy for good; pass --yes")
     from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
 
-    report = legacy_migration.finalize(connection_factory())
-    click.echo(report.status)
-    for message in report.messages:
-        click.echo(f"  {message}")
+    return legacy_migration.finalize(connection_factory())
 
 
 @click.command("rollback-legacy")
-@click.option("--yes", is_flag=True, help="Confirm: the migrated tables are dropped.")
-def rollback_legacy(yes: bool) -> None:
+@dropping_tables(
+    "Confirm: the migrated tables are dropped.",
+    "rolling back drops the migrated copy; pass --yes",
+)
+def rollback_legacy() -> StatusReport:
     """Restore the legacy 1:1 table (before finalize), copying back what it can hold."""
-    if not yes:
-        raise click.UsageError("rolling back drops the migrated copy; pass --yes")
     from idminter_pipeline.registry import legacy_migration  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415
 
-    report = legacy_migration.rollback(connection_factory())
-    click.echo(report.status)
-    for message in report.messages:
-        click.echo(f"  {message}")
+    return legacy_migration.rollback(connection_factory())
 
 
 @click.command("sync-legacy")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.output import echo_report
 from idminter_pipeline.cli.works import scope_options
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
@@ -89,6 +88,4 @@ def shadow(
             )
     finally:
         reference.close()
-    echo_json(report.as_dict())
-    if report.unexpected_works:
-        sys.exit(EXIT_UNEXPECTED_DIFFERENCES)
+    echo_report(report, fails=report.unexpected_works, exit_code=EXIT_UNEXPECTED_DIFFERENCES)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from idminter_pipeline.cli.output import echo_json
+from idminter_pipeline.cli.output import echo_json, echo_report
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.job_ids import check_job_id
 from idminter_pipeline.core.limits import DEFAULT_BATCH_SIZE
@@ -248,9 +248,7 @@ def repair_succession_command(apply: bool) -> None:
             apply=apply,
             run=lambda scope: run_from_env(scope, record_processed=False),
         )
-    echo_json(report.as_dict())
-    if report.failed:
-        sys.exit(EXIT_SOME_WORKS_FAILED)
+    echo_report(report, fails=report.works_failed, exit_code=EXIT_SOME_WORKS_FAILED)
 
 
 @works.command("audit")
@@ -267,9 +265,7 @@ def audit_command(scope: WorkScope) -> None:
 
     with _store_and_minter() as (store, minter):
         report = audit(store, minter.lookup_ids, scope, inheritances=minter.inheritances)
-    echo_json(report.as_dict())
-    if report.difference_count:
-        sys.exit(EXIT_SOME_WORKS_FAILED)
+    echo_report(report, fails=report.difference_count, exit_code=EXIT_SOME_WORKS_FAILED)
 
 
 @works.command("sweep")
@@ -292,9 +288,7 @@ def sweep_command(scope: WorkScope) -> None:
             lambda ids: run_from_env(ids, record_processed=False),
             inheritances=minter.inheritances,
         )
-    echo_json(report.as_dict())
-    if report.works_failed:
-        sys.exit(EXIT_SOME_WORKS_FAILED)
+    echo_report(report, fails=report.works_failed, exit_code=EXIT_SOME_WORKS_FAILED)
 
 
 @works.command("show")

@@ -107,7 +107,7 @@ class ServerReport:
         return lines
 
 
-def _server_version(settings: DatabaseSettings) -> str | None:
+def server_version(settings: DatabaseSettings) -> str | None:
     """The server's version if these settings connect, else None."""
     try:
         conn = pymysql.connect(
@@ -383,7 +383,7 @@ def ensure_server(
     if start_local is None:
         start_local = not (env_text("RDS_PRIMARY_HOST") or env_text("RDS_PORT"))
     own_port = _own_port(paths)
-    version = _server_version(settings)
+    version = server_version(settings)
     if version is not None:
         pid = _pid(paths)
         if pid is not None and own_port == settings.port and settings.host in _LOOPBACK:
@@ -425,7 +425,7 @@ def ensure_server(
     if _pid(paths) is None:
         _start(paths, settings.port)
     bootstrap_server(paths, settings)
-    version = _server_version(settings)
+    version = server_version(settings)
     if version is None:
         raise LocalDatabaseError(
             f"the local server started but {settings.describe()} cannot log in; "
@@ -488,7 +488,7 @@ def server_status(
     """Whether the configured registry is reachable, and lines describing it."""
     settings = settings or DatabaseSettings.from_env()
     paths = paths or LocalServerPaths.default()
-    version = _server_version(settings)
+    version = server_version(settings)
     pid = _pid(paths)
     lines = [f"configured registry: {settings.describe()}"]
     lines.append(f"  reachable: {'yes, ' + version if version else 'no'}")

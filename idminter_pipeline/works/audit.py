@@ -35,6 +35,7 @@ import pandas as pd
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError, MalformedWorkError
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Inheritance
 from idminter_pipeline.works.documents import (
@@ -93,12 +94,7 @@ class AuditedWork:
     canonical_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "work_id": self.work_id,
-            "outcome": str(self.outcome),
-            "detail": self.detail,
-            "canonical_id": self.canonical_id,
-        }
+        return field_values(self)
 
 
 @dataclass(frozen=True)
@@ -109,6 +105,14 @@ class RunReport:
 
     failed: Mapping[str, str] = field(default_factory=dict)
     skipped: Mapping[str, str] = field(default_factory=dict)
+
+
+# The report's names for the works it lists (the counts are complete, the lists are not).
+_LISTED_AS = {
+    "difference": "difference_listed",
+    "failed": "failed_listed",
+    "skipped": "skipped_listed",
+}
 
 
 @dataclass
@@ -158,15 +162,11 @@ class AuditReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "scope": self.scope,
-            "store": self.store,
-            "works_in_scope": self.in_scope,
+            **field_values(self, renamed=_LISTED_AS),
             "counts": {str(outcome): self.counts[outcome] for outcome in Outcome},
+            "works_in_scope": self.in_scope,
             "accounted": self.accounted,
             "difference": self.difference_count,
-            "difference_listed": [w.as_dict() for w in self.difference],
-            "failed_listed": [w.as_dict() for w in self.failed],
-            "skipped_listed": [w.as_dict() for w in self.skipped],
         }
 
 

@@ -37,13 +37,14 @@ import pandas as pd
 
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.errors import InvalidInputError, InvalidSettingError, MalformedWorkError
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.settings import ElasticsearchSettings, env_int
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
 from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, extract_work
+from idminter_pipeline.works.documents import IdentifiedWork, extract_work
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorkFailure, WorksPipeline
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 from idminter_pipeline.works.stores.base import (
@@ -179,11 +180,7 @@ class ImpactReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "scope": self.scope,
-            "candidate": self.candidate,
-            "published": self.published,
-            "works_read": self.works_read,
-            "works_failed": self.works_failed,
+            **field_values(self, leave_out={"counts", "listed"}),
             "totals": {str(fate): self.total(fate) for fate in Fate},
             "by_type_and_system": [
                 {
@@ -199,12 +196,7 @@ class ImpactReport:
                 for group, counter in sorted(self.counts.items())
                 for ontology_type, system in [group]
             ],
-            "thresholds": {
-                "max_uncarried": self.thresholds.max_uncarried,
-                "max_new": self.thresholds.max_new,
-            },
             "breaches": self.breaches,
-            "failures": [f.as_dict() for f in self.failures],
         }
 
 
@@ -242,6 +234,8 @@ class _RecordingMinter:
 class _AssessingStore(ReadThroughStore):
     """Reads the candidate; where the pipeline would write, counts each ID's fate and compares
     the document with the one published under the same canonical ID. Writes nothing."""
+
+    refusal = "an impact assessment writes nothing"
 
     def __init__(
         self,
@@ -328,12 +322,6 @@ class _AssessingStore(ReadThroughStore):
         self, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(())
-
-    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
-        raise NotImplementedError("an impact assessment writes nothing")
-
-    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
-        raise NotImplementedError("an impact assessment writes nothing")
 
     def count_identified(self) -> int:
         return 0

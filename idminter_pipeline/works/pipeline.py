@@ -61,6 +61,7 @@ from idminter_pipeline.core.limits import (
     MIN_BATCH_SIZE,
     bounded_batch_size,
 )
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
 from idminter_pipeline.works import predecessors
@@ -191,29 +192,16 @@ class RunSummary:
             self.superseded.append(SupersededWork(work_id, held_by))
 
     def as_dict(self) -> dict[str, Any]:
+        # Reported derived (failure_counts, churn_trips) or kept for callers only (processed,
+        # written_canonical_ids: one entry per work).
+        unreported = {"failure_counts", "churn_trips", "processed", "written_canonical_ids"}
         return {
-            "scope": self.scope,
-            "store": self.store,
-            "job_id": self.job_id,
-            "batch_size": self.batch_size,
-            "works_read": self.works_read,
-            "works_written": self.works_written,
-            "works_failed": self.failed,
-            "works_notified": self.works_notified,
-            "works_superseded": self.works_superseded,
-            "batches": self.batches,
-            "mint_calls": self.mint_calls,
-            "identifiers_found": self.identifiers_found,
-            "existing": self.existing,
-            "inherited": self.inherited,
-            "minted": self.minted,
-            "failures_by_stage": self.failures_by_stage,
-            "failures": [f.as_dict() for f in self.failures],
-            "superseded": [s.as_dict() for s in self.superseded],
-            "succession_conflicts": [c.as_dict() for c in self.succession_conflicts.values()],
-            "churn_guard_trips": [trip.reason for trip in self.churn_trips],
+            **field_values(self, leave_out=unreported),
             "duration_seconds": round(self.duration_seconds, 3),
-            "resumed_from": self.resumed_from.as_dict() if self.resumed_from else None,
+            "succession_conflicts": [c.as_dict() for c in self.succession_conflicts.values()],
+            "works_failed": self.failed,
+            "failures_by_stage": self.failures_by_stage,
+            "churn_guard_trips": [trip.reason for trip in self.churn_trips],
         }
 
 

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.reruns import RerunTotals
 from idminter_pipeline.works.stores import IdsScope, WorksStore
 from idminter_pipeline.works.succession import (
     MAX_DEPTH,
@@ -73,15 +75,33 @@ class StaleDocument:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "canonicalId": self.canonical_id,
-            "holder": self.holder,
-            "stored": self.stored,
+            **field_values(
+                self,
+                renamed={"canonical_id": "canonicalId"},
+                leave_out={"holder_rank", "stored_rank"},
+            ),
             "reason": self.reason,
         }
 
 
+# The report's names for the counts, the list of stale documents and the rewrites.
+_REPORTED_AS = {
+    "wrong_holder": "documents_of_an_older_record",
+    "unranked": "documents_without_rank",
+    "missing": "documents_missing",
+    "outranked": "documents_outranked",
+    "listed": "documents",
+    "works_written": "rewritten",
+    "works_superseded": "superseded",
+    "works_failed": "failed",
+}
+
+
 @dataclass
-class RepairReport:
+class RepairReport(RerunTotals):
+    """The stale documents found and, with `applied`, what rewriting their holders' works did
+    (the rerun totals)."""
+
     applied: bool
     chains_checked: int = 0
     wrong_holder: int = 0
@@ -89,27 +109,13 @@ class RepairReport:
     missing: int = 0
     outranked: int = 0
     listed: list[StaleDocument] = field(default_factory=list)
-    rewritten: int = 0
-    superseded: int = 0
-    failed: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
     # Chains deeper than a succession rank can order (canonical ID -> depth of the deepest
     # record): left as they are and listed, for a person to shorten.
     too_deep: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "applied": self.applied,
-            "chains_checked": self.chains_checked,
-            "documents_of_an_older_record": self.wrong_holder,
-            "documents_without_rank": self.unranked,
-            "documents_missing": self.missing,
-            "documents_outranked": self.outranked,
-            "documents": [d.as_dict() for d in self.listed],
-            "rewritten": self.rewritten,
-            "superseded": self.superseded,
-            "failed": self.failed,
-            "failures": self.failures,
+            **field_values(self, renamed=_REPORTED_AS, leave_out={"works_minted", "too_deep"}),
             "chains_too_deep": [
                 {
                     "canonicalId": canonical_id,
@@ -179,9 +185,5 @@ def repair_succession(
         if apply and run is not None:
             store.delete_identified([d.canonical_id for d in page if d.outranked])
             summary = run(IdsScope(tuple(dict.fromkeys(d.holder for d in page))))
-            report.rewritten += summary.works_written
-            report.superseded += summary.works_superseded
-            report.failed += summary.failed
-            room = MAX_LISTED - len(report.failures)
-            report.failures.extend(f.as_dict() for f in summary.failures[: max(room, 0)])
+            report.add_run(summary, listed=MAX_LISTED)
     return report

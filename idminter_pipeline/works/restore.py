@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from idminter_pipeline.core.errors import IdMinterError, MalformedWorkError
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.minting import Minter
@@ -82,9 +83,6 @@ class Conflict:
     published_id: str
     registry: str  # what the registry says instead
 
-    def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "published_id": self.published_id, "registry": self.registry}
-
 
 @dataclass
 class RecoveryReport:
@@ -101,19 +99,9 @@ class RecoveryReport:
     conflict_examples: list[Conflict] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "store": self.store,
-            "applied": self.applied,
-            "documents": self.documents,
-            "mappings_published": self.mappings_published,
-            "mappings_registered": self.mappings_registered,
-            "mappings_restored" if self.applied else "mappings_to_restore": self.mappings_restored,
-            "ids_reassigned" if self.applied else "ids_to_reassign": self.ids_reassigned,
-            "conflicts": self.conflicts,
-            "unreadable_documents": self.unreadable_documents,
-            "restored_examples": self.restored_examples,
-            "conflict_examples": [c.as_dict() for c in self.conflict_examples],
-        }
+        # A dry run reports what applying would do.
+        to_do = {"mappings_restored": "mappings_to_restore", "ids_reassigned": "ids_to_reassign"}
+        return field_values(self, renamed=None if self.applied else to_do)
 
 
 def published_mappings(

@@ -75,13 +75,15 @@ def _sierra_number(prefix: str, number: int) -> str:
     return f"{prefix}{digits}{sierra_check_digit(digits)}"
 
 
-def _si(system: str, ontology: str, value: str) -> dict[str, Any]:
+def source_identifier(system: str, ontology: str, value: str) -> dict[str, Any]:
+    """A `sourceIdentifier` object as the documents carry it."""
     return {"identifierType": {"id": system}, "ontologyType": ontology, "value": value}
 
 
-def _id_object(system: str, ontology: str, value: str) -> dict[str, Any]:
+def identifiable(system: str, ontology: str, value: str) -> dict[str, Any]:
+    """An identifiable node's `id` object, before minting."""
     return {
-        "sourceIdentifier": _si(system, ontology, value),
+        "sourceIdentifier": source_identifier(system, ontology, value),
         "otherIdentifiers": [],
         "identifiedType": "Identified",
         "type": "Identifiable",
@@ -103,7 +105,7 @@ def _contributors(rng: random.Random) -> list[dict[str, Any]]:
         contributors.append(
             {
                 "agent": {
-                    "id": _id_object("lc-names", kind, f"n79{name:06d}"),
+                    "id": identifiable("lc-names", kind, f"n79{name:06d}"),
                     "label": label,
                     "type": kind,
                 },
@@ -118,15 +120,15 @@ def _subjects(rng: random.Random) -> list[dict[str, Any]]:
     topic = rng.choice(_TOPICS)
     place = rng.choice(_PLACES)
     subject: dict[str, Any] = {
-        "id": _id_object("nlm-mesh", "Subject", f"D{rng.randrange(_MESH):06d}"),
+        "id": identifiable("nlm-mesh", "Subject", f"D{rng.randrange(_MESH):06d}"),
         "label": f"{topic} - {place}",
         "concepts": [
-            {"id": _id_object("label-derived", "Concept", topic.lower()), "label": topic},
+            {"id": identifiable("label-derived", "Concept", topic.lower()), "label": topic},
         ],
     }
     if rng.random() < 0.4:
         subject["concepts"].append(
-            {"id": _id_object("label-derived", "Place", place.lower()), "label": place}
+            {"id": identifiable("label-derived", "Place", place.lower()), "label": place}
         )
     return [subject]
 
@@ -139,7 +141,7 @@ def _genres(rng: random.Random) -> list[dict[str, Any]]:
         {
             "label": genre,
             "concepts": [
-                {"id": _id_object("label-derived", "Genre", genre.lower()), "label": genre}
+                {"id": identifiable("label-derived", "Genre", genre.lower()), "label": genre}
             ],
         }
     ]
@@ -224,9 +226,9 @@ def _folio_items(
     bib = _sierra_bib(seed, block, position - 6)
     items = []
     for n in range(rng.choice((1, 2))):
-        item = _id_object("folio-item", "Item", _uuid(seed, "folio-item", block, position, n))
+        item = identifiable("folio-item", "Item", _uuid(seed, "folio-item", block, position, n))
         if n < sierra_items:
-            item["predecessorIdentifier"] = _si(
+            item["predecessorIdentifier"] = source_identifier(
                 "sierra-system-number", "Item", _sierra_number("i", bib * 2 + n)
             )
         items.append({"id": item, "title": f"v.{n + 1}", "locations": []})
@@ -255,12 +257,12 @@ def sample_work(
     if position < 4:
         bib = _sierra_bib(seed, block, position)
         b_number = _sierra_number("b", bib)
-        source = _si("sierra-system-number", "Work", b_number)
-        others.append(_si("sierra-identifier", "Work", str(bib)))
+        source = source_identifier("sierra-system-number", "Work", b_number)
+        others.append(source_identifier("sierra-identifier", "Work", str(bib)))
         for n in range(_sierra_item_count(seed, index, rng)):
             items.append(
                 {
-                    "id": _id_object(
+                    "id": identifiable(
                         "sierra-system-number", "Item", _sierra_number("i", bib * 2 + n)
                     ),
                     "title": f"v.{n + 1}",
@@ -268,48 +270,50 @@ def sample_work(
                 }
             )
         if position % 2 == 0:
-            candidates.append({"id": _id_object("mets", "Work", b_number), "reason": "METS work"})
+            candidates.append({"id": identifiable("mets", "Work", b_number), "reason": "METS work"})
             images.append(
                 {
-                    "id": _id_object("mets-image", "Image", f"{b_number}/FILE_0001_OBJECTS"),
+                    "id": identifiable("mets-image", "Image", f"{b_number}/FILE_0001_OBJECTS"),
                     "version": 1,
                     "locations": [],
                 }
             )
     elif position < 6:
-        source = _si("calm-record-id", "Work", _calm_uuid(seed, block, position))
-        others.append(_si("calm-ref-no", "Work", f"MS/{block}/{position}"))
-        others.append(_si("calm-altref-no", "Work", f"MS.{block}.{position}"))
+        source = source_identifier("calm-record-id", "Work", _calm_uuid(seed, block, position))
+        others.append(source_identifier("calm-ref-no", "Work", f"MS/{block}/{position}"))
+        others.append(source_identifier("calm-altref-no", "Work", f"MS.{block}.{position}"))
         if rng.random() < 0.5:
             candidates.append(
                 {
-                    "id": _id_object("miro-image-number", "Work", f"L{block:07d}"),
+                    "id": identifiable("miro-image-number", "Work", f"L{block:07d}"),
                     "reason": "Miro/CALM work",
                 }
             )
     elif position < 8:
         instance = _uuid(seed, "folio", block, position)
-        source = _si("folio-instance", "Work", instance)
+        source = source_identifier("folio-instance", "Work", instance)
         is_new = position == 7 and block % NEW_FOLIO_EVERY_BLOCKS == 0
         if not is_new:
             b_number = _sierra_number("b", _sierra_bib(seed, block, position - 6))
-            predecessor = _si("sierra-system-number", "Work", b_number)
-            others.append(_si("sierra-system-number", "Work", b_number))
+            predecessor = source_identifier("sierra-system-number", "Work", b_number)
+            others.append(source_identifier("sierra-system-number", "Work", b_number))
             if (position - 6) % 2 == 0:
                 candidates.append(
-                    {"id": _id_object("mets", "Work", b_number), "reason": "METS work"}
+                    {"id": identifiable("mets", "Work", b_number), "reason": "METS work"}
                 )
         items.extend(_folio_items(seed, block, position, rng, migrated=not is_new))
     elif position == 8:
-        source = _si("axiell-collections-id", "Work", f"AC{seed % 1000:03d}{block:08d}")
-        predecessor = _si("calm-record-id", "Work", _calm_uuid(seed, block, 4))
+        source = source_identifier(
+            "axiell-collections-id", "Work", f"AC{seed % 1000:03d}{block:08d}"
+        )
+        predecessor = source_identifier("calm-record-id", "Work", _calm_uuid(seed, block, 4))
         others.append(predecessor)
     elif block % 2:
         b_number = _sierra_number("b", _sierra_bib(seed, block, 0))
-        source = _si("mets", "Work", b_number)
+        source = source_identifier("mets", "Work", b_number)
         images.extend(
             {
-                "id": _id_object("mets-image", "Image", f"{b_number}/FILE_{n:04d}_OBJECTS"),
+                "id": identifiable("mets-image", "Image", f"{b_number}/FILE_{n:04d}_OBJECTS"),
                 "version": 1,
                 "locations": [],
             }
@@ -317,9 +321,9 @@ def sample_work(
         )
     else:
         miro = f"V{(seed % 1000) * 100_000 + block:07d}"
-        source = _si("miro-image-number", "Work", miro)
+        source = source_identifier("miro-image-number", "Work", miro)
         images.append(
-            {"id": _id_object("miro-image-number", "Image", miro), "version": 1, "locations": []}
+            {"id": identifiable("miro-image-number", "Image", miro), "version": 1, "locations": []}
         )
 
     document = _document(

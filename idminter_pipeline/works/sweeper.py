@@ -11,10 +11,11 @@ would fail them again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from idminter_pipeline.core.alerts import Alert, Severity
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.works.audit import (
     DIFFERENCE,
     LISTED_WORKS,
@@ -24,7 +25,8 @@ from idminter_pipeline.works.audit import (
     Lookup,
     audit_works,
 )
-from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
+from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.reruns import RerunTotals
 from idminter_pipeline.works.stores.base import IdsScope, WorkScope, WorksStore
 
 SWEEPER_SOURCE = "idminter-pipeline/swept_works"
@@ -35,27 +37,14 @@ Mint = Callable[[IdsScope], RunSummary]
 
 
 @dataclass
-class SweepReport:
+class SweepReport(RerunTotals):
     """What the sweeper found (the audit before minting) and what minting it did."""
 
     found: AuditReport
-    works_minted: int = 0
-    works_written: int = 0
-    works_superseded: int = 0
-    works_failed: int = 0
-    failures: list[WorkFailure] = field(default_factory=list)
 
     @property
     def works_found(self) -> int:
         return self.found.difference_count
-
-    def add(self, summary: RunSummary) -> None:
-        self.works_minted += summary.works_read
-        self.works_written += summary.works_written
-        self.works_superseded += summary.works_superseded
-        self.works_failed += summary.failed
-        room = LISTED_WORKS - len(self.failures)
-        self.failures.extend(summary.failures[: max(room, 0)])
 
     def describe(self) -> str:
         if not self.works_found:
@@ -78,11 +67,7 @@ class SweepReport:
                 "stale": self.found.counts["stale"],
             },
             "found_listed": [w.as_dict() for w in self.found.difference],
-            "works_minted": self.works_minted,
-            "works_written": self.works_written,
-            "works_superseded": self.works_superseded,
-            "works_failed": self.works_failed,
-            "failures": [f.as_dict() for f in self.failures],
+            **field_values(self, leave_out={"found"}),
         }
 
 
@@ -102,7 +87,7 @@ def sweep(
 
     def mint_due() -> None:
         if due:
-            report.add(mint(IdsScope(tuple(due))))
+            report.add_run(mint(IdsScope(tuple(due))), listed=LISTED_WORKS)
             due.clear()
 
     work: AuditedWork

@@ -2,6 +2,7 @@
 a registry the reference port created, adopted into this project's schema."""
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -12,6 +13,28 @@ from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
 from idminter_pipeline.registry.legacy_migration import hold
+
+
+def _copy_result(
+    context: dg.AssetExecutionContext, report: legacy_migration.MigrationReport, **metadata: Any
+) -> dg.MaterializeResult:
+    """The report's messages logged, and what a migration and an adoption both record: the
+    copy's mappings, the changes applied (under the final lock too), timings, whether it was
+    verified and swapped; then the asset's own `metadata`."""
+    for message in report.messages:
+        context.log.info(message)
+    common = {
+        "status": report.status,
+        "phase": report.phase,
+        "mappings": dg.MetadataValue.int(report.new_rows),
+        "changes_applied": dg.MetadataValue.int(report.changes_applied),
+        "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
+        "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
+        "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
+        "verified": dg.MetadataValue.bool(report.verified),
+        "swapped": dg.MetadataValue.bool(report.swapped),
+    }
+    return dg.MaterializeResult(metadata={**common, **metadata})
 
 
 class LegacyMigrationConfig(dg.Config):
@@ -67,25 +90,14 @@ def legacy_registry_migration(
     )
     held = hold.hold_status(registry_database.connection_factory())
     lag = held.get("lag") or {}
-    for message in report.messages:
-        context.log.info(message)
-    return dg.MaterializeResult(
-        metadata={
-            "status": report.status,
-            "rows_copied": dg.MetadataValue.int(report.rows_copied),
-            "changes_applied": dg.MetadataValue.int(report.changes_applied),
-            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
-            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
-            "lock_rows_read": dg.MetadataValue.int(report.lock_rows_read),
-            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
-            "verified": dg.MetadataValue.bool(report.verified),
-            "swapped": dg.MetadataValue.bool(report.swapped),
-            "mappings": dg.MetadataValue.int(report.new_rows),
-            "phase": report.phase,
-            "held_synced": dg.MetadataValue.bool(held["held_synced"]),
-            "pending_legacy_changes": dg.MetadataValue.int(lag.get("pending_changes", 0)),
-            "lag_seconds": dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
-        }
+    return _copy_result(
+        context,
+        report,
+        rows_copied=dg.MetadataValue.int(report.rows_copied),
+        lock_rows_read=dg.MetadataValue.int(report.lock_rows_read),
+        held_synced=dg.MetadataValue.bool(held["held_synced"]),
+        pending_legacy_changes=dg.MetadataValue.int(lag.get("pending_changes", 0)),
+        lag_seconds=dg.MetadataValue.float(lag.get("lag_seconds", 0.0)),
     )
 
 
@@ -150,25 +162,14 @@ def registry_adoption(
         variants=variants,
     )
     status = adoption.adoption_status(registry_database.connection_factory())
-    for message in report.messages:
-        context.log.info(message)
-    return dg.MaterializeResult(
-        metadata={
-            "status": report.status,
-            "canonical_ids_copied": dg.MetadataValue.int(report.rows_copied),
-            "mappings": dg.MetadataValue.int(report.new_rows),
-            "changes_applied": dg.MetadataValue.int(report.changes_applied),
-            "changes_applied_under_lock": dg.MetadataValue.int(report.changes_applied_under_lock),
-            "duration_seconds": dg.MetadataValue.float(report.duration_seconds),
-            "lock_seconds": dg.MetadataValue.float(report.lock_seconds),
-            "verified": dg.MetadataValue.bool(report.verified),
-            "swapped": dg.MetadataValue.bool(report.swapped),
-            "variants_registered": dg.MetadataValue.int(report.variants_registered),
-            "variants_not_registered": dg.MetadataValue.json(report.variants_not_registered),
-            "phase": report.phase,
-            "held_synced": dg.MetadataValue.bool(status["held_synced"]),
-            "pending_port_changes": dg.MetadataValue.int(
-                (status.get("lag") or {}).get("pending_changes", 0)
-            ),
-        }
+    return _copy_result(
+        context,
+        report,
+        canonical_ids_copied=dg.MetadataValue.int(report.rows_copied),
+        variants_registered=dg.MetadataValue.int(report.variants_registered),
+        variants_not_registered=dg.MetadataValue.json(report.variants_not_registered),
+        held_synced=dg.MetadataValue.bool(status["held_synced"]),
+        pending_port_changes=dg.MetadataValue.int(
+            (status.get("lag") or {}).get("pending_changes", 0)
+        ),
     )

@@ -7,6 +7,7 @@ is refilled. Both paths build their result with `watermark_outcome`, so they rea
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -28,25 +29,25 @@ class WatermarkOutcome:
     description: str
     metadata: dict[str, object]
 
+    def _outcome(self, **metadata: object) -> dict[str, Any]:
+        """What a check result and an evaluation both say, with `metadata` added."""
+        return {
+            "check_name": self.check_name,
+            "passed": self.passed,
+            "severity": self.severity,
+            "description": self.description,
+            "metadata": {**self.metadata, **metadata},
+        }
+
     def result(self) -> dg.AssetCheckResult:
         """For the asset checks that run with a replenishment."""
-        return dg.AssetCheckResult(
-            check_name=self.check_name,
-            passed=self.passed,
-            severity=self.severity,
-            description=self.description,
-            metadata=self.metadata,
-        )
+        return dg.AssetCheckResult(**self._outcome())
 
     def evaluation(self, *, source: str) -> dg.AssetCheckEvaluation:
         """For the sensor, which records evaluations outside any run."""
         return dg.AssetCheckEvaluation(
             asset_key=canonical_id_pool.key,
-            check_name=self.check_name,
-            passed=self.passed,
-            severity=self.severity,
-            description=self.description,
-            metadata={**self.metadata, "evaluated_by": dg.MetadataValue.text(source)},
+            **self._outcome(evaluated_by=dg.MetadataValue.text(source)),
         )
 
 

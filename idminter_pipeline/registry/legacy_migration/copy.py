@@ -13,7 +13,7 @@ copy with an error that names them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     SOURCE_PARTS,
     STATE_TABLE,
     TRIGGER_NAMES,
+    Key,
     MigrationReport,
     MigrationState,
     Phase,
@@ -44,7 +45,7 @@ from idminter_pipeline.registry.legacy_migration.state import (
     execute,
     fits_new_id_column,
     new_identifiers_ddl,
-    next_bound_in,
+    next_key_bound,
     placeholders,
     range_condition,
     read_state,
@@ -194,9 +195,53 @@ def _copy_rows(
         raise
 
 
-# Copies the rows whose CanonicalId is above `lower` (None at the start) and at most `upper`:
+# Copies the rows whose key is above `lower` (None at the start) and at most `upper`:
 # (conn, lower, upper).
-CopyBatch = Callable[[Connection, "str | None", str], None]
+CopyBatch = Callable[[Connection, "Key | None", Key], None]
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A table's key walked in batches by the copy, and the state-row columns that keep the
+    walk's place: `cursor_columns` the last key copied (one per key column), `counter` the rows
+    copied. `binds`: how each cursor value is written to compare with its key column."""
+
+    table: str
+    key: tuple[str, ...] = ("CanonicalId",)
+    cursor_columns: tuple[str, ...] = ("CopyCursor",)
+    counter: str = "RowsCopied"
+    binds: tuple[str, ...] | None = None
+
+
+def walk_in_batches(
+    conn: Connection,
+    keyset: Keyset,
+    cursor: Key | None,
+    copy_batch: CopyBatch,
+    batch_size: int,
+) -> Iterator[tuple[Key, int]]:
+    """Walk `keyset` from `cursor` in batches of `batch_size` keys, each copied by `copy_batch`
+    and committed with its checkpoint in the state row, so an interrupted copy resumes after the
+    last committed batch; yields each batch's upper key and row count once committed."""
+    assignments = ", ".join(f"{column} = %s" for column in keyset.cursor_columns)
+    while True:
+        upper, count = next_key_bound(
+            conn, keyset.table, keyset.key, cursor, batch_size, binds=keyset.binds
+        )
+        conn.commit()
+        if upper is None or count == 0:
+            return
+        copy_batch(conn, cursor, upper)
+        execute(
+            conn,
+            f"UPDATE {STATE_TABLE} SET {assignments}, "
+            f"{keyset.counter} = {keyset.counter} + %s, BatchesCopied = BatchesCopied + 1, "
+            "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+            (*upper, count),
+        )
+        conn.commit()
+        cursor = upper
+        yield upper, count
 
 
 def copy_in_batches(
@@ -204,32 +249,29 @@ def copy_in_batches(
     state: MigrationState,
     *,
     table: str,
-    copy_batch: CopyBatch,
+    copy_batch: Callable[[Connection, str | None, str], None],
     batch_size: int,
     progress: ProgressCallback | None,
     report: MigrationReport,
     log_as: str | None = None,
+    finished: str = "Phase = 'copied'",
 ) -> None:
     """Walk `table`'s CanonicalId from the state row's cursor in batches, each copied by
-    `copy_batch` and committed with its cursor, so an interrupted copy resumes after the last
-    committed batch; then record the phase `copied`. `log_as`: what a batch's rows are called
-    in the log (None: not logged)."""
-    cursor, copied, batches = state.cursor, state.rows_copied, state.batches
+    `copy_batch(conn, lower, upper)` and committed with its cursor, so an interrupted copy
+    resumes after the last committed batch; then record `finished` (a SET clause of the state
+    row). `log_as`: what a batch's rows are called in the log (None: not logged)."""
+    copied, batches = state.rows_copied, state.batches
     estimated = estimated_rows(conn, table)
-    while True:
-        upper, count = next_bound_in(conn, table, cursor, batch_size)
-        conn.commit()
-        if count == 0:
-            break
-        copy_batch(conn, cursor, upper)
-        execute(
-            conn,
-            f"UPDATE {STATE_TABLE} SET CopyCursor = %s, RowsCopied = RowsCopied + %s, "
-            "BatchesCopied = BatchesCopied + 1, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
-            (upper, count),
-        )
-        conn.commit()
-        cursor, copied, batches = upper, copied + count, batches + 1
+    start = None if state.cursor is None else (state.cursor,)
+    for upper, count in walk_in_batches(
+        conn,
+        Keyset(table),
+        start,
+        lambda conn, lower, upper: copy_batch(conn, None if lower is None else lower[0], upper[0]),
+        batch_size,
+    ):
+        cursor = upper[0]
+        copied, batches = copied + count, batches + 1
         report.rows_copied, report.batches = copied, batches
         if log_as is not None:
             logger.info("copied %s %s (%s batches), cursor %r", copied, log_as, batches, cursor)
@@ -237,7 +279,7 @@ def copy_in_batches(
             progress(Progress(Phase.COPYING.value, copied, batches, estimated, cursor))
     execute(
         conn,
-        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+        f"UPDATE {STATE_TABLE} SET {finished}, UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
     )
     conn.commit()
 

@@ -115,7 +115,7 @@ def scalar(conn: Connection, sql: str, params: Sequence[Any] | None = None) -> A
     return rows[0][0] if rows else None
 
 
-def _columns(conn: Connection, table: str) -> list[str]:
+def table_columns(conn: Connection, table: str) -> list[str]:
     rows = execute(
         conn,
         "SELECT column_name FROM information_schema.columns "
@@ -127,7 +127,7 @@ def _columns(conn: Connection, table: str) -> list[str]:
 
 def is_legacy_shape(conn: Connection, table: str) -> bool:
     """The legacy 1:1 table: the four legacy columns, no CreatedAt, primary key on CanonicalId."""
-    columns = _columns(conn, table)
+    columns = table_columns(conn, table)
     if sorted(columns) != sorted(LEGACY_COLUMNS):
         return False
     primary = execute(
@@ -239,40 +239,101 @@ def fits_new_id_column(value: str) -> bool:
     return len(value) <= 8 and value.isascii()
 
 
+# A keyset position: the key columns' values, in the key's order.
+Key = tuple[str, ...]
+
+
 def next_bound_in(
     conn: Connection, table: str, cursor: str | None, size: int
 ) -> tuple[str | None, int]:
-    """The key `size` entries after `cursor` and how many keys that is (fewer at the end).
+    """The CanonicalId `size` entries after `cursor` and how many keys that is (fewer at the
+    end): `next_key_bound` on that one column."""
+    upper, count = next_key_bound(
+        conn, table, ("CanonicalId",), None if cursor is None else (cursor,), size
+    )
+    return (upper[0] if upper else None), count
+
+
+def next_key_bound(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    cursor: Key | None,
+    size: int,
+    *,
+    binds: Sequence[str] | None = None,
+) -> tuple[Key | None, int]:
+    """The key (`columns`, an index's leading columns in order) `size` entries after `cursor`,
+    and how many entries that is (fewer at the end). `binds`: how each cursor value is written
+    to compare with its column (`%s` when None).
 
     LIMIT 1 OFFSET reads the index range without materializing it (a derived table of 200,000
     keys would spill to an on-disk temporary table).
     """
-    after = "WHERE CanonicalId > %s " if cursor is not None else ""
-    params = (cursor,) if cursor is not None else None
+    where, params = key_range_condition(columns, cursor, None, binds)
+    listed = ", ".join(columns)
     rows = execute(
         conn,
-        f"SELECT CanonicalId FROM {table} {after}ORDER BY CanonicalId "
+        f"SELECT {listed} FROM {table} WHERE {where} ORDER BY {listed} "
         f"LIMIT 1 OFFSET {int(size) - 1}",
         params,
     )
     if rows:
-        return rows[0][0], int(size)
-    upper, count = execute(conn, f"SELECT MAX(CanonicalId), COUNT(*) FROM {table} {after}", params)[
-        0
-    ]
-    return upper, int(count)
+        return tuple(rows[0]), int(size)
+    count = int(scalar(conn, f"SELECT COUNT(*) FROM {table} WHERE {where}", params) or 0)
+    if count == 0:
+        return None, 0
+    descending = ", ".join(f"{column} DESC" for column in columns)
+    last = execute(
+        conn, f"SELECT {listed} FROM {table} WHERE {where} ORDER BY {descending} LIMIT 1", params
+    )
+    return tuple(last[0]), count
+
+
+def _beyond(
+    columns: Sequence[str], key: Key, binds: Sequence[str], strict: str, last: str
+) -> tuple[str, list[str]]:
+    """`(columns) <op> key` in lexicographic order, spelled out column by column (both servers'
+    range optimizers turn that into index ranges; a row comparison they would scan for):
+    `strict` compares the leading columns, `last` the final one."""
+    column, bind, value = columns[-1], binds[-1], key[-1]
+    condition, params = f"{column} {last} {bind}", [value]
+    for column, bind, value in zip(
+        reversed(columns[:-1]), reversed(binds[:-1]), reversed(key[:-1]), strict=True
+    ):
+        condition = f"{column} {strict} {bind} OR ({column} = {bind} AND ({condition}))"
+        params = [value, value, *params]
+    return f"({condition})", params
+
+
+def key_range_condition(
+    columns: Sequence[str],
+    lower: Key | None,
+    upper: Key | None,
+    binds: Sequence[str] | None = None,
+) -> tuple[str, list[str]]:
+    """`lower < (columns) <= upper` in the key's order, either end open when None; `binds`:
+    how each value is written to compare with its column (`%s` when None)."""
+    binds = list(binds) if binds is not None else ["%s"] * len(columns)
+    conditions, params = [], []
+    if lower is not None:
+        condition, values = _beyond(columns, lower, binds, ">", ">")
+        conditions.append(condition)
+        params.extend(values)
+    if upper is not None:
+        condition, values = _beyond(columns, upper, binds, "<", "<=")
+        conditions.append(condition)
+        params.extend(values)
+    return " AND ".join(conditions) or "1 = 1", params
 
 
 def range_condition(column: str, lower: str | None, upper: str | None) -> tuple[str, list[str]]:
     """`lower < column <= upper`, either end open when None."""
-    conditions, params = [], []
-    if lower is not None:
-        conditions.append(f"{column} > %s")
-        params.append(lower)
-    if upper is not None:
-        conditions.append(f"{column} <= %s")
-        params.append(upper)
-    return " AND ".join(conditions) or "1 = 1", params
+    return key_range_condition(
+        (column,),
+        None if lower is None else (lower,),
+        None if upper is None else (upper,),
+    )
 
 
 def column_collation(conn: Connection, table: str, column: str) -> str:

@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from idminter_pipeline.core.reports import field_values
+
 
 class AliasStatus(StrEnum):
     ORIGINAL = "original"
@@ -44,14 +46,8 @@ class Alias:
         return f"{self.ontology_type}[{self.source_system}/{self.source_id}]"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "status": str(self.status),
-            "created_at": self.created_at,
-            "inherited_from": self.inherited_from,
-            "provenance_seq": self.provenance_seq,
-            "job_id": self.job_id,
-        }
+        parts = {"ontology_type", "source_system", "source_id"}
+        return {"source": self.source, **field_values(self, leave_out=parts)}
 
 
 def aliases_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[Alias]:

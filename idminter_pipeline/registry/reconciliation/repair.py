@@ -47,6 +47,7 @@ from idminter_pipeline.core.limits import (
     RECONCILIATION_MIN_BATCH_SIZE,
     bounded_batch_size,
 )
+from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.legacy_migration import RegistryShape, registry_shape
 from idminter_pipeline.registry.packets import packet_runs
@@ -141,6 +142,9 @@ class FindingResult:
     examples: list[str] = field(default_factory=list)
     note: str = ""
 
+    def mark_unavailable(self, note: str) -> None:
+        self.status, self.note = "unavailable", note
+
     def add(self, values: Sequence[str]) -> None:
         self.count += len(values)
         room = EXAMPLES - len(self.examples)
@@ -156,17 +160,18 @@ class Change:
     detail: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReconciliationReport:
-    findings: list[FindingResult]
-    changes: list[Change]
-    changes_total: int
-    repair: bool
-    grace_period_seconds: float
+    # Fields in the order the report lists them.
     started_at: datetime
     duration_seconds: float = 0.0
     # Seconds per scan (canonical_ids, repair_orphans, mappings, provenance, variants).
     scan_seconds: dict[str, float] = field(default_factory=dict)
+    repair: bool
+    grace_period_seconds: float
+    findings: list[FindingResult]
+    changes: list[Change]
+    changes_total: int
     # Orphans found to have identified a record, recorded in retired_canonical_ids by this run
     # (listed up to MAX_LISTED_CHANGES), and every retired orphan this run saw.
     newly_retired: list[tuple[str, str]] = field(default_factory=list)
@@ -194,20 +199,11 @@ class ReconciliationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "started_at": self.started_at,
-            "duration_seconds": self.duration_seconds,
-            "scan_seconds": self.scan_seconds,
-            "repair": self.repair,
-            "grace_period_seconds": self.grace_period_seconds,
-            "findings": [asdict(f) for f in self.findings],
-            "changes": [asdict(c) for c in self.changes],
-            "changes_total": self.changes_total,
+            **field_values(self),
             "newly_retired": [
                 {"canonical_id": canonical_id, "reason": reason}
                 for canonical_id, reason in self.newly_retired
             ],
-            "retired_total": self.retired_total,
-            "retired_orphans": self.retired_orphans,
         }
 
 
@@ -361,18 +357,25 @@ class _Run:
             conn.commit()
             result.add([f"{o}[{s}/{v}] -> {c}" for o, s, v, c in rows])
 
+    def provenance_finding(self, name: str) -> FindingResult | None:
+        """The result of `name`, a finding read from the provenance table; None where there is
+        no such table (the result is then marked unavailable)."""
+        result = self.results[name]
+        if table_exists(self.conn, PROVENANCE_TABLE):
+            return result
+        result.mark_unavailable(f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)")
+        return None
+
     # -- identifiers: one ID held by records no inheritance links -----------------------------
 
     def scan_shared_ids(self) -> None:
         """IDs with more than one mapping that did not inherit it (an `inherited` provenance
         event names the mapping as successor of that ID): the original is one, any other is a
         record that got the ID without inheriting it."""
-        conn = self.conn
-        result = self.results[SHARED_WITHOUT_INHERITANCE]
-        if not table_exists(conn, PROVENANCE_TABLE):
-            result.status = "unavailable"
-            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+        result = self.provenance_finding(SHARED_WITHOUT_INHERITANCE)
+        if result is None:
             return
+        conn = self.conn
         for lower, upper in keyset_ranges(conn, "identifiers", "CanonicalId", self.batch_size):
             # An index-only pass finds the shared IDs (aliases are few); only they are probed.
             shared = [
@@ -415,12 +418,10 @@ class _Run:
     # -- provenance: recorded predecessor mismatches ------------------------------------------
 
     def scan_provenance(self) -> None:
-        conn = self.conn
-        result = self.results[PREDECESSOR_MISMATCHES]
-        if not table_exists(conn, PROVENANCE_TABLE):
-            result.status = "unavailable"
-            result.note = f"no {PROVENANCE_TABLE} table (minting migration 0002 not applied)"
+        result = self.provenance_finding(PREDECESSOR_MISMATCHES)
+        if result is None:
             return
+        conn = self.conn
         (count,) = execute(
             conn,
             f"SELECT COUNT(*) FROM {PROVENANCE_TABLE} WHERE Kind = 'predecessor_mismatch'",
@@ -484,7 +485,7 @@ def reconcile(
                 else "the registry schema is not applied: run `idminter db migrate`"
             )
             for result in run.results.values():
-                result.status, result.note = "unavailable", note
+                result.mark_unavailable(note)
         else:
             scans = [run.scan_canonical_ids]
             if repair:

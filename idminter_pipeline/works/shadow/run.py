@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
-from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
+from idminter_pipeline.works.documents import IdentifiedWork
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
 from idminter_pipeline.works.shadow.compare import (
     Category,
@@ -107,6 +107,8 @@ class ShadowReport:
 class _ComparingStore(ReadThroughStore):
     """Reads from `store`; what the pipeline would write is compared, never written."""
 
+    refusal = "a shadow run writes nothing"
+
     def __init__(
         self, store: WorksStore, reference: Reference, minter: ReadOnlyMinter, report: ShadowReport
     ) -> None:
@@ -148,12 +150,6 @@ class _ComparingStore(ReadThroughStore):
         self, *, page_size: int = DEFAULT_PAGE_SIZE
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InvalidInputError("a shadow run reads no identified works from the store")
-
-    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
-        raise InvalidInputError("a shadow run writes nothing")
-
-    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
-        raise InvalidInputError("a shadow run writes nothing")
 
     def count_identified(self) -> int:
         return self.source.count_identified()

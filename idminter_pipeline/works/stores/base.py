@@ -308,10 +308,19 @@ class WorksStore(abc.ABC):
 
 class ReadThroughStore(WorksStore):
     """Reads its source works from another store, `source`; what becomes of the identified works
-    (counted, compared, never written) is the subclass's to say."""
+    (counted, compared, never written) is the subclass's to say. It writes no source work and
+    deletes no identified document: asked to, it refuses with `refusal`."""
+
+    refusal = "a read-through store writes nothing"
 
     def __init__(self, source: WorksStore) -> None:
         self.source = source
+
+    def put_source(self, works: Iterable[SourceWork], *, batch_size: int = 1000) -> int:
+        raise InvalidInputError(self.refusal)
+
+    def delete_identified(self, canonical_ids: Sequence[str]) -> None:
+        raise InvalidInputError(self.refusal)
 
     def describe(self) -> str:
         return self.source.describe()

@@ -11,9 +11,10 @@ machinery and guarantees:
 2. `identifiers_new` and `canonical_ids_new` are created with exactly what sql/ builds, and
    triggers on the port's two tables log the CanonicalId of every write into the legacy change
    log (`legacy_migration_changes`), from before the first row is read;
-3. the copy walks the port's `canonical_ids` primary key in batches (keyset), each batch copying
-   those IDs' canonical_ids rows and their mappings (through `idx_canonical`), committed with its
-   cursor in `legacy_migration_state`, so an interrupted run resumes after the last batch;
+3. the copy walks the port's `canonical_ids` primary key in batches (keyset), then the port's
+   mappings along their own primary key (so they are read and inserted in primary-key order,
+   as a plain copy would), each batch committed with its walk's checkpoint in
+   `legacy_migration_state`, so an interrupted run resumes after the last batch of either;
 4. catch-up passes re-copy logged IDs (`copy.apply_changes` with this kind's re-copy);
 5. guard triggers keep the copies written by the migration alone; a chunked, set-based
    comparison proves the copies equal to the port's tables in both directions (mappings byte

@@ -17,11 +17,14 @@ from typing import Any
 from idminter_pipeline.core.errors import LegacyMigrationError
 from idminter_pipeline.registry.connection import Connection
 from idminter_pipeline.registry.legacy_migration.copy import (
+    CopyBatch,
+    Keyset,
     apply_changes,
     copy_in_batches,
     install_guard_triggers,
     install_log_triggers,
     refuse_unfit_ids,
+    walk_in_batches,
 )
 from idminter_pipeline.registry.legacy_migration.state import (
     GUARD_TRIGGER_NAMES,
@@ -30,16 +33,23 @@ from idminter_pipeline.registry.legacy_migration.state import (
     NEW_TABLE,
     SOURCE_PARTS,
     STATE_TABLE,
+    Key,
     MigrationReport,
+    Progress,
     ProgressCallback,
+    column_collation,
+    estimated_rows,
     execute,
+    key_range_condition,
     new_identifiers_ddl,
     placeholders,
     range_condition,
     read_state,
     scalar,
     show_create_table,
+    table_columns,
 )
+from idminter_pipeline.registry.legacy_migration.verify import as_legacy_key
 from idminter_pipeline.registry.schema import (
     DriftKind,
     migrations_dir,
@@ -74,6 +84,11 @@ class Tables:
 
 BEFORE_SWAP = Tables(MAPPINGS, IDS, NEW_MAPPINGS, NEW_IDS)
 AFTER_SWAP = Tables(KEPT_MAPPINGS, KEPT_IDS, MAPPINGS, IDS)
+# The port's mappings are walked along their primary key; the state row keeps the last one copied.
+_MAPPING_KEY = SOURCE_PARTS
+_MAPPING_CURSOR_COLUMNS = tuple(f"MappingCursor{part}" for part in SOURCE_PARTS)
+# The progress phase of the mappings' walk (the canonical IDs' is `copying`).
+COPYING_MAPPINGS = "copying mappings"
 _MAPPING_COLUMNS = "OntologyType, SourceSystem, SourceId, CanonicalId, CreatedAt"
 _ID_COLUMNS = "CanonicalId, Status, CreatedAt, AssignedAt"
 
@@ -131,6 +146,56 @@ def new_mappings_ddl() -> str:
     )
 
 
+_SECONDARY_KEY = re.compile(r"(INDEX|KEY|CONSTRAINT)\b", re.IGNORECASE)
+
+
+def bulk_mappings_ddl() -> tuple[str, str]:
+    """`new_mappings_ddl` split in two: the CREATE TABLE without its secondary indexes and
+    foreign keys, which the copy fills, and the ALTER TABLE that adds them once it is full.
+
+    The mappings arrive in primary-key order, their canonical IDs in random order: an index
+    built in one sorted pass after the copy costs a fraction of one kept up row by row. The
+    table then has exactly what sql/ builds (one ALTER adds the index and the foreign key, so
+    the foreign key uses that index)."""
+    ddl = new_mappings_ddl()
+    match = re.fullmatch(r"(?P<head>[^(]*\()(?P<body>.*)(?P<tail>\)[^)]*)", ddl, re.DOTALL)
+    if match is None:
+        raise LegacyMigrationError(f"cannot read the CREATE TABLE of {NEW_MAPPINGS}")
+    clauses, depth, start = [], 0, 0
+    body = match["body"]
+    for position, character in enumerate(body):
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            clauses.append(body[start:position].strip())
+            start = position + 1
+    clauses.append(body[start:].strip())
+    kept = [clause for clause in clauses if not _SECONDARY_KEY.match(clause)]
+    # Indexes before foreign keys: each foreign key then uses the index sql/ names for it.
+    deferred = sorted(
+        (clause for clause in clauses if _SECONDARY_KEY.match(clause)),
+        key=lambda clause: clause.upper().startswith("CONSTRAINT"),
+    )
+    create = f"{match['head']}\n  " + ",\n  ".join(kept) + f"\n{match['tail']}"
+    alter = f"ALTER TABLE {NEW_MAPPINGS} " + ", ".join(f"ADD {clause}" for clause in deferred)
+    return create, alter
+
+
+def add_mapping_secondary_keys(conn: Connection) -> None:
+    """The copy of the mappings' secondary index and foreign key, unless it has them (a table
+    created before they were deferred, or an interrupted run that added them)."""
+    has_secondary = scalar(
+        conn,
+        "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+        "AND table_name = %s AND index_name <> 'PRIMARY'",
+        (NEW_MAPPINGS,),
+    )
+    if not has_secondary:
+        # Built in place; foreign key checks are off in the copy session, so the foreign key
+        # is added without a scan (the verification proves every ID is in the copy of
+        # canonical_ids).
+        execute(conn, bulk_mappings_ddl()[1])
+
+
 # -- what the port's tables hold, in their own character set and collation -----------------------
 
 
@@ -163,22 +228,33 @@ def drop_triggers(conn: Connection) -> None:
 # -- copy and re-copy ------------------------------------------------------------------------------
 
 
-def _copy_ids(conn: Connection, where_ids: str, where_mappings: str, params: Sequence[Any]) -> None:
-    """Upsert the port's canonical_ids rows and mappings matching the conditions (a batch)."""
+def _copy_id_rows(conn: Connection, lower: str | None, upper: str) -> None:
+    """Upsert the port's canonical_ids rows in (lower, upper] (a batch)."""
+    where, params = range_condition("cs.CanonicalId", lower, upper)
     execute(
         conn,
         f"INSERT INTO {NEW_IDS} ({_ID_COLUMNS}) SELECT {_ID_VALUES} FROM {IDS} cs "
-        f"WHERE {where_ids} "
+        f"WHERE {where} "
         "ON DUPLICATE KEY UPDATE Status = VALUES(Status), AssignedAt = VALUES(AssignedAt)",
         params,
     )
-    execute(
-        conn,
-        f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
-        f"FROM {MAPPINGS} s WHERE {where_mappings} "
-        "ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId), CreatedAt = VALUES(CreatedAt)",
-        params,
-    )
+
+
+def _mapping_copier(binds: Sequence[str]) -> CopyBatch:
+    def copy_mappings(conn: Connection, lower: Key | None, upper: Key) -> None:
+        """Upsert the port's mappings whose primary key is in (lower, upper] (a batch): read
+        along the port's primary key, inserted in (nearly) the copy's primary-key order."""
+        where, params = key_range_condition(_MAPPING_KEY, lower, upper, binds)
+        execute(
+            conn,
+            f"INSERT INTO {NEW_MAPPINGS} ({_MAPPING_COLUMNS}) SELECT {_MAPPING_VALUES} "
+            f"FROM {MAPPINGS} s WHERE {where} "
+            "ON DUPLICATE KEY UPDATE CanonicalId = VALUES(CanonicalId), "
+            "CreatedAt = VALUES(CreatedAt)",
+            params,
+        )
+
+    return copy_mappings
 
 
 def _recopier(tb: Tables) -> Any:
@@ -254,7 +330,7 @@ def start_copy(conn: Connection) -> None:
     if not table_exists(conn, NEW_IDS):
         for statement in new_ids_ddl():
             execute(conn, statement)
-    execute(conn, new_mappings_ddl())
+    execute(conn, bulk_mappings_ddl()[0])
     # Logging starts before the first row is read: every later write is re-copied.
     install_log_triggers(conn, MAPPINGS)
     install_log_triggers(conn, IDS, ID_LOG_TRIGGER_NAMES)
@@ -266,23 +342,77 @@ def start_copy(conn: Connection) -> None:
     conn.commit()
 
 
+@dataclass(frozen=True)
+class MappingCheckpoint:
+    """Where the copy of the port's mappings stands in the state row."""
+
+    started: bool  # the canonical IDs are copied; the mappings' walk has begun
+    cursor: Key | None  # the last mapping key copied, as the port's table holds it
+    copied: int
+
+
+def read_mapping_checkpoint(conn: Connection) -> MappingCheckpoint:
+    """The state row's checkpoint of the mappings' walk; none while the migration that adds it
+    is pending (`idminter db status` reads it on registries with migrations pending)."""
+    if "CopyTable" not in table_columns(conn, STATE_TABLE):
+        return MappingCheckpoint(False, None, 0)
+    rows = execute(
+        conn,
+        f"SELECT CopyTable, {', '.join(_MAPPING_CURSOR_COLUMNS)}, MappingsCopied "
+        f"FROM {STATE_TABLE} WHERE Id = 1",
+    )
+    if not rows:
+        return MappingCheckpoint(False, None, 0)
+    table, *cursor, copied = rows[0]
+    started = table == MAPPINGS
+    key = tuple(cursor) if started and cursor[0] is not None else None
+    return MappingCheckpoint(started, key, int(copied))
+
+
 def copy_port_tables(
     conn: Connection, batch_size: int, progress: ProgressCallback | None, report: MigrationReport
 ) -> None:
-    """The port's canonical_ids and mappings into their copies, in keyset batches of IDs."""
-
-    def copy_batch(conn: Connection, lower: str | None, upper: str) -> None:
-        where, params = range_condition("{t}.CanonicalId", lower, upper)
-        _copy_ids(conn, where.format(t="cs"), where.format(t="s"), params)
-
-    state = read_state(conn)
-    assert state is not None
-    copy_in_batches(
-        conn,
-        state,
-        table=IDS,
-        copy_batch=copy_batch,
-        batch_size=batch_size,
-        progress=progress,
-        report=report,
+    """The port's canonical_ids, then its mappings, into their copies: each table walked along
+    its own primary key in keyset batches, each batch committed with that walk's checkpoint."""
+    checkpoint = read_mapping_checkpoint(conn)
+    if not checkpoint.started:
+        state = read_state(conn)
+        assert state is not None
+        copy_in_batches(
+            conn,
+            state,
+            table=IDS,
+            copy_batch=_copy_id_rows,
+            batch_size=batch_size,
+            progress=progress,
+            report=report,
+            finished=f"CopyTable = '{MAPPINGS}'",
+        )
+        checkpoint = read_mapping_checkpoint(conn)
+    # The cursor is compared in the port's collations, so the walk uses its primary key.
+    binds = tuple(
+        as_legacy_key("%s", column_collation(conn, MAPPINGS, part)) for part in _MAPPING_KEY
     )
+    keyset = Keyset(
+        MAPPINGS,
+        key=_MAPPING_KEY,
+        cursor_columns=_MAPPING_CURSOR_COLUMNS,
+        counter="MappingsCopied",
+        binds=binds,
+    )
+    estimated = estimated_rows(conn, MAPPINGS)
+    copied, batches = checkpoint.copied, report.batches
+    for upper, count in walk_in_batches(
+        conn, keyset, checkpoint.cursor, _mapping_copier(binds), batch_size
+    ):
+        copied, batches = copied + count, batches + 1
+        report.batches = batches
+        if progress is not None:
+            label = "{}[{}/{}]".format(*upper)
+            progress(Progress(COPYING_MAPPINGS, copied, batches, estimated, label))
+    add_mapping_secondary_keys(conn)
+    execute(
+        conn,
+        f"UPDATE {STATE_TABLE} SET Phase = 'copied', UpdatedAt = CURRENT_TIMESTAMP(6) WHERE Id = 1",
+    )
+    conn.commit()

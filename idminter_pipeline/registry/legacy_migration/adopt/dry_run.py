@@ -116,7 +116,8 @@ def adoption_dry_run(
             mappings=mappings,
             canonical_ids=ids,
             batch_size=batch_size,
-            batches=-(-sum(ids.values()) // batch_size),
+            # The canonical IDs' walk, then the mappings' own.
+            batches=-(-sum(ids.values()) // batch_size) + -(-mappings // batch_size),
             collation_change=collation_change,
             findings=findings,
             keys_checked_in_stores=checked,

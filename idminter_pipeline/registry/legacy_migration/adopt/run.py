@@ -42,6 +42,7 @@ from idminter_pipeline.registry.legacy_migration.adopt.copy import (
     drop_triggers,
     install_id_guard_triggers,
     is_port_registry,
+    read_mapping_checkpoint,
     start_copy,
 )
 from idminter_pipeline.registry.legacy_migration.adopt.verify import (
@@ -158,6 +159,7 @@ def read_variants(path: Path) -> list[Variant]:
 
 @dataclass
 class AdoptionReport(MigrationReport):
+    mappings_copied: int = 0
     variants_registered: int = 0
     variants_not_registered: list[str] = field(default_factory=list)
 
@@ -221,10 +223,15 @@ def _adopt(
         state = read_state(conn)
         assert state is not None
     else:
-        report.messages.append(f"resuming after {state.rows_copied} canonical IDs ({phase.value})")
+        mappings = read_mapping_checkpoint(conn).copied
+        report.messages.append(
+            f"resuming after {state.rows_copied} canonical IDs and {mappings} mappings "
+            f"({phase.value})"
+        )
     report.rows_copied, report.batches = state.rows_copied, state.batches
     if state.phase is Phase.COPYING:
         copy_port_tables(conn, batch_size, progress, report)
+    report.mappings_copied = read_mapping_checkpoint(conn).copied
     report.phase = Phase.COPIED.value
     install_guard_triggers(conn, NEW_MAPPINGS)
     install_id_guard_triggers(conn)
@@ -341,6 +348,7 @@ def _read_adoption_status(conn: Connection) -> dict[str, Any]:
         "port_tables_live": is_port_registry(conn),
         "phase": state.phase.value if state else Phase.NONE.value,
         "canonical_ids_copied": state.rows_copied if state else 0,
+        "mappings_copied": read_mapping_checkpoint(conn).copied if state else 0,
         "port_tables_kept": table_exists(conn, KEPT_MAPPINGS),
         "held_synced": adoption_held(conn),
     }
