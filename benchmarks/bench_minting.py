@@ -29,7 +29,7 @@ so the machine's noise and the registry's growth fall on both. Sides:
                the guard migration's own `apply` and `rollback` (sql/0008_registry_invariant_
                triggers.py), so the guarded side is exactly what a migrated registry runs
                (and, alone, the UPDATE marking 10,000 IDs assigned: every row fires a guard)
-  guard bodies the pool's update guard as migration 0010 makes it (one condition, no declared
+  guard bodies the pool's update guard as migration 0011 makes it (one condition, no declared
                variable), against the body its rollback puts back (declaring two variables);
                both by that migration's `apply` and `rollback`, every other guard in place
   claim order  the claim from a random point with its probe for a mapping (registry/minting/
@@ -439,7 +439,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict]:
 
 
 GUARD_MIGRATION = "0008_registry_invariant_triggers"
-GUARD_BODY_MIGRATION = "0010_registry_pool_guard_fast_path"
+GUARD_BODY_MIGRATION = "0011_registry_pool_guard_fast_path"
 # The plain claim the random-point claim is measured against: the pool's free IDs in index order
 # from the first, without a probe for a mapping that uses one.
 SORTED_CLAIM_SQL = (
@@ -663,7 +663,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--compare-guard-bodies",
         action="store_true",
-        help="alternate every workload with the pool's update guard as migration 0010 makes it "
+        help="alternate every workload with the pool's update guard as migration 0011 makes it "
         "and as its rollback puts it back",
     )
     parser.add_argument(

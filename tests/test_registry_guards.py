@@ -29,7 +29,7 @@ from idminter_pipeline.registry.minting import MintRequest
 from idminter_pipeline.registry.reconciliation.retired_ids import retire_mapping
 from idminter_pipeline.registry.schema import apply_migrations, rollback_migrations
 
-FAST_PATH_MIGRATION = "0010_registry_pool_guard_fast_path"
+FAST_PATH_MIGRATION = "0011_registry_pool_guard_fast_path"
 FIVE_ROWS = [(f"leg0000{n}", "Work", f"b{n}", "sierra-system-number") for n in range(1, 6)]
 
 

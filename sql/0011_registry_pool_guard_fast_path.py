@@ -15,7 +15,7 @@ from idminter_pipeline.registry.invariants import (
     replace_trigger,
 )
 
-__depends__ = {"0009_registry_recoveries"}
+__depends__ = {"0010_adoption_mapping_checkpoint"}
 
 GUARD_DECLARING_ITS_VARIABLES = (
     "BEFORE UPDATE ON canonical_ids FOR EACH ROW BEGIN DECLARE permit VARCHAR(255) DEFAULT NULL; "
