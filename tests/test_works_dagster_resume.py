@@ -222,6 +222,7 @@ def test_a_second_run_of_a_window_being_run_mints_it_whole_without_the_checkpoin
         with SqliteWorksStore(window_store) as store, RunCheckpoints(connect_registry) as other:
             second = WorksPipeline(store, minter, batch_size=BATCH).run(WINDOW, checkpoints=other)
         assert second.resumed_from is None and second.works_read == WORKS
+        assert second.checkpoint_held_elsewhere
         # The checkpoint is the holder's: the second run did not move it.
         assert _checkpoint(registry) == (2, 20, 0)
     # Released: the next run resumes it.

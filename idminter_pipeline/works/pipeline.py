@@ -176,6 +176,8 @@ class RunSummary:
     # A resumed run (a full run's job id, a window): what its earlier attempts did, and where
     # they stopped. The counts above are this attempt's only.
     resumed_from: Checkpoint | None = None
+    # A window another run was running: this run minted it whole, without its checkpoint.
+    checkpoint_held_elsewhere: bool = False
 
     @property
     def failures_by_stage(self) -> dict[str, int]:
@@ -349,6 +351,7 @@ class WorksPipeline:
                 summary.resumed_from = checkpoints.begin_window(scope, store)
             except WindowAlreadyRunningError as error:
                 logger.warning("%s: this run mints the whole window without one", error)
+                summary.checkpoint_held_elsewhere = True
                 return None
         else:
             raise InvalidInputError("only a full run with a job id or a window can be resumed")

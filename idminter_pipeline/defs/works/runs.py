@@ -207,6 +207,11 @@ def mint_windows(
                     f"{resumed.batches:,} batch(es) ({resumed.works_read:,} works) written by an "
                     f"earlier run of it were not redone; this run read {summary.works_read:,}"
                 )
+            if summary.checkpoint_held_elsewhere:
+                context.log.warning(
+                    f"window {partition_key}: another run of the window holds its checkpoint; "
+                    "this run minted the whole window without one (idempotently)"
+                )
             log_failures(context, summary, label=f"window {partition_key}")
             yield WindowResult(partition_key, summary)
 
