@@ -31,7 +31,7 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.works.checkpoints import RunCheckpoints
+from idminter_pipeline.works.checkpoints import WINDOW_CHECKPOINT_SECONDS_ENV, RunCheckpoints
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
@@ -43,6 +43,12 @@ WINDOW = WindowScope(DEFAULT_START, DEFAULT_START + timedelta(minutes=15), end_i
 WORKS = 120  # one every 5 s: all in the 09:00 window
 BATCH = 10
 KILL_AT_WRITE = 5  # batches 1 to 4 written; the 5th minted, never written
+
+
+@pytest.fixture(autouse=True)
+def every_batch_recorded(monkeypatch):
+    """Windows record their checkpoint after every batch, so a kill's place is exact."""
+    monkeypatch.setenv(WINDOW_CHECKPOINT_SECONDS_ENV, "0")
 
 
 @pytest.fixture
@@ -112,6 +118,7 @@ def test_a_killed_window_run_resumes_after_its_last_written_batch(registry, wind
         WORKS_STORE_PATH=str(window_store),
         ELASTICSEARCH_URL="",
         IDMINTER_TEST_KILL_AT_WRITE=str(KILL_AT_WRITE),
+        IDMINTER_WINDOW_CHECKPOINT_SECONDS="0",
         IDMINTER_TEST_ALERTS_LOG=str(tmp_path / "alerts.log"),
     )
     killed = subprocess.run(
@@ -248,3 +255,16 @@ def test_a_window_checkpoint_from_another_store_is_not_resumed(
     assert fetch_all(
         registry, "SELECT Store, Batches, FinishedAt IS NOT NULL FROM works_run_checkpoints"
     ) == [(run.store, WORKS // BATCH, 1)]
+
+
+def test_a_window_records_its_checkpoint_at_most_every_interval(
+    registry, window_store, minter, connect_registry, monkeypatch
+):
+    """A window shorter than the interval writes no checkpoint; killed, it is redone whole."""
+    monkeypatch.setenv(WINDOW_CHECKPOINT_SECONDS_ENV, "3600")
+    _killed_at_write(window_store, minter, connect_registry, die_at=3)
+    assert _checkpoint(registry) is None
+    with SqliteWorksStore(window_store) as store, RunCheckpoints(connect_registry) as checkpoints:
+        run = WorksPipeline(store, minter, batch_size=BATCH).run(WINDOW, checkpoints=checkpoints)
+    assert run.resumed_from is None and run.works_read == WORKS
+    assert _checkpoint(registry) is None

@@ -301,6 +301,7 @@ def test_works_minted_but_not_written_are_written_by_the_next_run_of_the_scope(
         "--window-end",
         (DEFAULT_START + SPACING * (GOOD_WORKS - 1)).isoformat(),
     )
+    cli_env = {**cli_env, "IDMINTER_WINDOW_CHECKPOINT_SECONDS": "0"}  # each batch recorded
     killed = _cli(cli_env, "mint", *window, "--batch-size", str(BATCH), kill_at_write=2)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _identified_source_ids(store_path) == {w.id for w in good[:5]}

@@ -17,7 +17,10 @@ a local file: a Lambda or an ECS task that restarts runs on another machine, the
 the one durable store every entry point reaches, and a row committed after each batch's write
 survives any crash of the process. A checkpoint is only ever written after the batch it names
 is in the works store, so resuming can repeat at most one batch (minting is idempotent), never
-skip one.
+skip one. A window run records its batches together at most every
+`IDMINTER_WINDOW_CHECKPOINT_SECONDS` (10 s by default): each record is a durable commit, which a
+day of 96 short windows would otherwise pay several times a window for nothing; a window
+shorter than that writes no checkpoint, and a killed one redoes at most that much.
 
 While a run holds a job id or a window it also holds a named lock on the registry (`GET_LOCK`),
 released when its connection closes, even by a crash: two runs with one job id at once would
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -45,6 +50,7 @@ import pymysql
 from idminter_pipeline.core.errors import IdMinterError, InvalidInputError, RegistryUnavailableError
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.job_ids import check_job_id
+from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.works.stores.base import ScanPosition, WindowScope
@@ -100,6 +106,37 @@ class Checkpoint:
         }
 
 
+WINDOW_CHECKPOINT_SECONDS_ENV = "IDMINTER_WINDOW_CHECKPOINT_SECONDS"
+DEFAULT_WINDOW_CHECKPOINT_SECONDS = 10
+
+
+def window_checkpoint_seconds(environ: Mapping[str, str] | None = None) -> int:
+    """How often a window run records its checkpoint: each commit is a durable write, which a
+    day of short windows would pay once a window for nothing; a killed window redoes at most
+    this many seconds of batches (0: every batch)."""
+    return env_int(
+        environ, WINDOW_CHECKPOINT_SECONDS_ENV, DEFAULT_WINDOW_CHECKPOINT_SECONDS, minimum=0
+    )
+
+
+@dataclass
+class _Pending:
+    """Batches written and not recorded yet: where the last ended, and their counts."""
+
+    position: ScanPosition | None = None
+    works_read: int = 0
+    works_written: int = 0
+    works_failed: int = 0
+    batches: int = 0
+
+    def add(self, position: ScanPosition, read: int, written: int, failed: int) -> None:
+        self.position = position
+        self.works_read += read
+        self.works_written += written
+        self.works_failed += failed
+        self.batches += 1
+
+
 def _lock_name(kind: str, key: str) -> str:
     # Lock names are limited to 64 characters: name the run by a digest.
     return _LOCK_PREFIXES[kind] + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
@@ -115,13 +152,27 @@ class RunCheckpoints:
     minter's transaction is doing)."""
 
     def __init__(
-        self, connection_factory: ConnectionFactory, *, outage_seconds: float | None = None
+        self,
+        connection_factory: ConnectionFactory,
+        *,
+        outage_seconds: float | None = None,
+        window_every_seconds: int | None = None,
     ) -> None:
         self._connect = connection_factory
         self._conn: Connection | None = None
         # The run held: (kind, key).
         self._held: tuple[str, str] | None = None
         self.outage_seconds = outage_seconds
+        self.window_every_seconds = (
+            window_checkpoint_seconds() if window_every_seconds is None else window_every_seconds
+        )
+        self._store = ""
+        # Whether the held run's row holds this run's progress (a full run's from `begin`, a
+        # window's once resumed or first recorded); a window's row that this run does not
+        # resume is left as it is until the run records its first batches over it.
+        self._row_is_ours = False
+        self._pending = _Pending()
+        self._recorded_at = 0.0
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -220,6 +271,7 @@ class RunCheckpoints:
         the beginning (a new job id, or one whose last run finished)."""
         check_job_id(job_id)
         self._take(FULL_RUN, job_id)
+        self._started(store, row_is_ours=True)
         row = self._row()
         if row is None:
             self._insert(store)
@@ -245,52 +297,104 @@ class RunCheckpoints:
         kept, the last run finished the window, failed works of it, or read another store."""
         key = scope.describe()
         self._take(WINDOW_RUN, key)
+        self._started(store, row_is_ours=False)
         row = self._row()
         if row is None:
-            self._insert(store)
             return None
         stored, indexed_at_us, work_id, read, written, failed, batches, finished = row
-        if finished is not None or stored != store or failed:
-            self._start_over(store)
+        if finished is not None:
             return None
-        if indexed_at_us is None:
-            return None
+        if stored != store or failed or indexed_at_us is None:
+            return None  # started over once this run records its first batches
+        self._row_is_ours = True
         position = ScanPosition(int(indexed_at_us), work_id)
         return Checkpoint(key, stored, position, read, written, failed, batches)
+
+    def _started(self, store: str, *, row_is_ours: bool) -> None:
+        self._store = store
+        self._row_is_ours = row_is_ours
+        self._pending = _Pending()
+        self._recorded_at = time.monotonic()
 
     def record(
         self, position: ScanPosition, *, works_read: int, works_written: int, works_failed: int
     ) -> None:
-        """One more batch is written: it ended at `position`, with these counts."""
+        """One more batch is written: it ended at `position`, with these counts. A full run
+        records each batch; a window's batches are recorded together at most every
+        `window_every_seconds` (a killed window redoes at most that much), so a short window
+        writes no checkpoint at all."""
+        self._key()
+        self._pending.add(position, works_read, works_written, works_failed)
+        kind, _ = self._held or ("", "")
+        every = self.window_every_seconds if kind == WINDOW_RUN else 0
+        if time.monotonic() - self._recorded_at >= every:
+            self._record_pending()
+
+    def _record_pending(self) -> None:
         kind, key = self._key()
-        # Positions only move forward, so a row already at `position` has this batch: a redone
-        # update (its first commit applied, the acknowledgement lost) must not count it twice.
-        self._execute(
-            "UPDATE works_run_checkpoints SET LastIndexedAtUs = %s, LastWorkId = %s, "
-            "WorksRead = WorksRead + %s, WorksWritten = WorksWritten + %s, "
-            "WorksFailed = WorksFailed + %s, Batches = Batches + 1, "
-            "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE RunKind = %s AND JobId = %s "
-            "AND NOT (LastIndexedAtUs <=> %s AND LastWorkId <=> %s)",
-            (
-                position.indexed_at_us,
-                position.work_id,
-                works_read,
-                works_written,
-                works_failed,
-                kind,
-                key,
-                position.indexed_at_us,
-                position.work_id,
-            ),
-        )
+        pending = self._pending
+        if self._row_is_ours and pending.position is not None:
+            # Positions only move forward, so a row already at `position` has these batches: a
+            # redone update (its first commit applied, the acknowledgement lost) must not count
+            # them twice.
+            self._execute(
+                "UPDATE works_run_checkpoints SET LastIndexedAtUs = %s, LastWorkId = %s, "
+                "WorksRead = WorksRead + %s, WorksWritten = WorksWritten + %s, "
+                "WorksFailed = WorksFailed + %s, Batches = Batches + %s, "
+                "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE RunKind = %s AND JobId = %s "
+                "AND NOT (LastIndexedAtUs <=> %s AND LastWorkId <=> %s)",
+                (
+                    pending.position.indexed_at_us,
+                    pending.position.work_id,
+                    pending.works_read,
+                    pending.works_written,
+                    pending.works_failed,
+                    pending.batches,
+                    kind,
+                    key,
+                    pending.position.indexed_at_us,
+                    pending.position.work_id,
+                ),
+            )
+        elif not self._row_is_ours and pending.position is not None:
+            # A window's first record: its row, new or started over, holds exactly this run's
+            # batches (absolute figures, so redoing the statement changes nothing).
+            indexed_at_us = pending.position.indexed_at_us if pending.position else None
+            work_id = pending.position.work_id if pending.position else None
+            figures = (
+                self._store,
+                indexed_at_us,
+                work_id,
+                pending.works_read,
+                pending.works_written,
+                pending.works_failed,
+                pending.batches,
+            )
+            self._execute(
+                "INSERT INTO works_run_checkpoints (RunKind, JobId, Store, LastIndexedAtUs, "
+                "LastWorkId, WorksRead, WorksWritten, WorksFailed, Batches) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
+                "Store = %s, LastIndexedAtUs = %s, LastWorkId = %s, WorksRead = %s, "
+                "WorksWritten = %s, WorksFailed = %s, Batches = %s, "
+                "StartedAt = CURRENT_TIMESTAMP(6), UpdatedAt = CURRENT_TIMESTAMP(6), "
+                "FinishedAt = NULL",
+                (kind, key, *figures, *figures),
+            )
+            self._row_is_ours = True
+        self._pending = _Pending()
+        self._recorded_at = time.monotonic()
 
     def finish(self) -> None:
-        """The run reached the end of its scope: the next run of it starts over."""
-        self._execute(
-            "UPDATE works_run_checkpoints SET FinishedAt = CURRENT_TIMESTAMP(6), "
-            "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE RunKind = %s AND JobId = %s",
-            self._key(),
-        )
+        """The run reached the end of its scope: the next run of it starts over. A window run
+        that recorded nothing writes nothing: no row, a finished one, or one this run did not
+        resume (failed works, another store) each start the next run over too."""
+        if self._row_is_ours:
+            self._record_pending()
+            self._execute(
+                "UPDATE works_run_checkpoints SET FinishedAt = CURRENT_TIMESTAMP(6), "
+                "UpdatedAt = CURRENT_TIMESTAMP(6) WHERE RunKind = %s AND JobId = %s",
+                self._key(),
+            )
 
     def release(self) -> None:
         """Let other runs take the held run (a multi-window run goes on to its next window on
@@ -298,6 +402,7 @@ class RunCheckpoints:
         if self._held is None:
             return
         held, self._held = self._held, None
+        self._row_is_ours = False
         if self._conn is None:
             return  # a lost session took its lock with it
         # Not ridden out: a run stopping because the registry is gone must not wait for it
