@@ -31,7 +31,13 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
-from idminter_pipeline.works.checkpoints import WINDOW_CHECKPOINT_SECONDS_ENV, RunCheckpoints
+from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.schema import apply_migrations
+from idminter_pipeline.works.checkpoints import (
+    WINDOW_CHECKPOINT_SECONDS_ENV,
+    RunCheckpoints,
+    WindowAlreadyRunningError,
+)
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
@@ -268,3 +274,18 @@ def test_a_window_records_its_checkpoint_at_most_every_interval(
         run = WorksPipeline(store, minter, batch_size=BATCH).run(WINDOW, checkpoints=checkpoints)
     assert run.resumed_from is None and run.works_read == WORKS
     assert _checkpoint(registry) is None
+
+
+def test_registries_sharing_a_server_hold_their_windows_apart(
+    registry, connect_registry, empty_database
+):
+    """Lock names are server-wide: another registry's run of the same window is not this one."""
+    apply_migrations(lambda: connect(empty_database))
+    with (
+        RunCheckpoints(connect_registry) as here,
+        RunCheckpoints(lambda: connect(empty_database)) as elsewhere,
+    ):
+        here.begin_window(WINDOW, "sqlite:/one")
+        elsewhere.begin_window(WINDOW, "sqlite:/one")
+        with RunCheckpoints(connect_registry) as second, pytest.raises(WindowAlreadyRunningError):
+            second.begin_window(WINDOW, "sqlite:/one")

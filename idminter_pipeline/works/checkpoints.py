@@ -39,7 +39,6 @@ whose acknowledgement was lost is not counted twice.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -137,9 +136,16 @@ class _Pending:
         self.batches += 1
 
 
-def _lock_name(kind: str, key: str) -> str:
-    # Lock names are limited to 64 characters: name the run by a digest.
-    return _LOCK_PREFIXES[kind] + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+# Lock names are server-wide and at most 64 characters: the run is named by a digest of the
+# registry database and its key, so registries sharing a server (a fork, the tests' databases)
+# never hold each other's runs.
+_LOCK_NAME = "CONCAT(%s, LEFT(SHA2(CONCAT_WS(CHAR(0), DATABASE(), %s), 256), 40))"
+_TAKE_LOCK = f"SELECT GET_LOCK({_LOCK_NAME}, 0)"
+_RELEASE_LOCK = f"SELECT RELEASE_LOCK({_LOCK_NAME})"
+
+
+def _lock_params(kind: str, key: str) -> tuple[str, str]:
+    return _LOCK_PREFIXES[kind], key
 
 
 def _held_error(kind: str, key: str) -> CheckpointHeldError:
@@ -180,7 +186,7 @@ class RunCheckpoints:
             if self._held is not None:  # a new session after a lost one: take the run again
                 try:
                     with conn.cursor() as cursor:
-                        cursor.execute("SELECT GET_LOCK(%s, 0)", (_lock_name(*self._held),))
+                        cursor.execute(_TAKE_LOCK, _lock_params(*self._held))
                         (acquired,) = cursor.fetchone()
                 except BaseException:
                     with contextlib.suppress(pymysql.err.Error):
@@ -228,7 +234,7 @@ class RunCheckpoints:
         """Hold the run for this process (released with `release`, or with the connection)."""
         if self._held is not None:
             raise RuntimeError("a checkpoint is already held: release() it first")
-        (acquired,) = self._execute("SELECT GET_LOCK(%s, 0)", (_lock_name(kind, key),))[0]
+        (acquired,) = self._execute(_TAKE_LOCK, _lock_params(kind, key))[0]
         if acquired != 1:
             raise _held_error(kind, key)
         self._held = (kind, key)
@@ -409,7 +415,7 @@ class RunCheckpoints:
         # here. Dropping the session releases the lock as surely.
         try:
             with self._conn.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", (_lock_name(*held),))
+                cursor.execute(_RELEASE_LOCK, _lock_params(*held))
                 cursor.fetchall()
         except pymysql.err.Error:
             self._discard()
