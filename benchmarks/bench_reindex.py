@@ -28,8 +28,10 @@ With `--dagster`, instead: the Dagster window of a reindex. One window partition
 3N/10, N; `--quick`: 2,000 and 10,000), each minted by one run of the project's `mint_works` job
 in a fresh process (`execute_in_process`, an ephemeral instance, every identifier new): its peak
 memory, statements and batches, to show that a window's run streams in batches (memory flat as
-the window grows). Then a window of the smallest size whose run is SIGKILLed once about half its
-batches are written, and run again: what the second run reads, writes and mints again.
+the window grows). The largest window's run is SIGKILLed once its checkpoint in the registry
+counts 90 % of its batches (its peak memory read from `/proc` just before), and run again: what
+the second run reads, writes and mints, and the checkpoint before and after. Last, the smallest
+window, finished, is run again on purpose: it re-mints the whole window.
 
 With `--compare-guards`, instead: what the registry's invariant guards cost a user's first run.
 `idminter mint --full` over `--count` sample works (default 5,000) on an emptied registry, with
@@ -70,8 +72,9 @@ from benchmarks.support import (
 )
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
-from idminter_pipeline.works.stores import SqliteWorksStore
+from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
 
 BENCHMARK = "reindex"
 SEED = 83
@@ -370,6 +373,8 @@ def run(
 DAGSTER_SIZES = (100_000, 300_000, 1_000_000)
 QUICK_DAGSTER_SIZES = (2_000, 10_000)
 WINDOW = timedelta(minutes=15)
+# The largest window's run is SIGKILLed once this share of its batches is written.
+KILLED_AT = 0.9
 
 
 def _window_key(start: datetime) -> str:
@@ -384,10 +389,38 @@ def _identified(store_path: Path) -> int:
     return int(count)
 
 
-def _killed_mid_window(env: dict[str, str], start: datetime, store_path: Path, at: int) -> int:
-    """Start the window's Dagster run and SIGKILL it once `at` identified works of it are
-    written; how many were written when it died."""
-    already = _identified(store_path)
+def _window_scope(start: datetime) -> WindowScope:
+    return WindowScope(start, start + WINDOW, end_inclusive=False)
+
+
+def _checkpoint(settings: DatabaseSettings, start: datetime) -> tuple[int, int, bool]:
+    """The window's checkpoint as the registry holds it: batches and works of its runs so far,
+    and whether the last one finished; (0, 0, False) when it has none."""
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT Batches, WorksRead, FinishedAt IS NOT NULL FROM works_run_checkpoints "
+                "WHERE RunKind = 'window' AND JobId = %s",
+                (_window_scope(start).describe().encode("utf-8"),),
+            )
+            row = cursor.fetchone()
+    finally:
+        conn.close()
+    return (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, False)
+
+
+def _high_water_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def _killed_mid_window(
+    settings: DatabaseSettings, env: dict[str, str], start: datetime, at_batches: int
+) -> dict[str, Any]:
+    """Start the window's Dagster run and SIGKILL it once its checkpoint counts `at_batches`
+    written batches; the run's wall time and peak memory up to the kill."""
+    started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-c", _DAGSTER],
         env={**env, "BENCH_PARTITION": _window_key(start), "BENCH_FIGURES": os.devnull},
@@ -396,33 +429,42 @@ def _killed_mid_window(env: dict[str, str], start: datetime, store_path: Path, a
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
-        while child.poll() is None and _identified(store_path) - already < at:
-            time.sleep(0.2)
+        while child.poll() is None and _checkpoint(settings, start)[0] < at_batches:
+            time.sleep(0.5)
         if child.poll() is not None:
             raise RuntimeError(
                 f"the Dagster run ended (code {child.returncode}) before the kill, with "
-                f"{_identified(store_path) - already:,} works written"
+                f"{_checkpoint(settings, start)[0]:,} batches written"
             )
+        peak_mb = _high_water_mb(child.pid)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait()
-    return _identified(store_path) - already
+    return {"seconds": time.perf_counter() - started, "peak_mb": peak_mb}
+
+
+def _window_row(label: str, measured: dict[str, Any]) -> dict[str, Any]:
+    detail = (
+        f"{measured['works_read']:,} works read, {measured['works_written']:,} written, "
+        f"{measured['mint_calls']:,} batches, {measured['batches_resumed']:,} resumed, "
+        f"{measured['statements']:,} statements, {measured['seconds']:.0f} s"
+    )
+    return figure_row(BENCHMARK, f"{label}: peak memory", measured["peak_mb"], "MB", detail)
 
 
 def run_dagster(settings: DatabaseSettings, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     """One `mint_works` run in-process (`execute_in_process`, an ephemeral instance) per window,
-    each window holding `sizes[i]` works, every identifier new; then a window of the smallest
-    size whose run is SIGKILLed half-way, and run again."""
+    each window holding `sizes[i]` works, every identifier new, the largest SIGKILLed once
+    `KILLED_AT` of its batches are written and run again; then the smallest window run again on
+    purpose, which re-mints all of it."""
     windows = [(DEFAULT_START + WINDOW * i, size) for i, size in enumerate(sizes)]
-    killed_start, killed_size = DEFAULT_START + WINDOW * len(sizes), min(sizes)
-    every = [*windows, (killed_start, killed_size)]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "works.sqlite3"
         started = time.perf_counter()
         with SqliteWorksStore(store_path) as store:
             offset = 0
-            for start, size in every:
+            for start, size in windows:
                 # Work number i is indexed at start + spacing * i: these fill the window.
                 spacing = WINDOW / size
                 store.put_source(
@@ -438,7 +480,7 @@ def run_dagster(settings: DatabaseSettings, sizes: tuple[int, ...]) -> list[dict
         clear_registry(settings)
         fill_pool(settings, offset * FREE_IDS_PER_WORK)
         print(
-            f"   {offset:,} works in {len(every)} windows stored, pool filled in "
+            f"   {offset:,} works in {len(windows)} windows stored, pool filled in "
             f"{time.perf_counter() - started:.0f} s",
             flush=True,
         )
@@ -452,48 +494,58 @@ def run_dagster(settings: DatabaseSettings, sizes: tuple[int, ...]) -> list[dict
         }
         env.pop("ELASTICSEARCH_URL", None)
         out = Path(tmp) / "figures.json"
-        for start, size in windows:
+        *whole, (killed_start, killed_size) = windows
+        for start, size in whole:
             print(f"   dagster window of {size:,} ...", flush=True)
             measured = _child(_DAGSTER, {**env, "BENCH_PARTITION": _window_key(start)}, out)
             print(f"   dagster window of {size:,}: {measured['seconds']:.1f} s", flush=True)
-            detail = (
-                f"one window of {measured['works_read']:,} sample works, every identifier new; "
-                f"{measured['works_written']:,} written, {measured['mint_calls']:,} batches, "
-                f"{measured['statements']:,} statements, {measured['seconds']:.0f} s"
-            )
-            rows.append(
-                figure_row(
-                    BENCHMARK,
-                    f"Dagster window of {size:,} works: peak memory",
-                    measured["peak_mb"],
-                    "MB",
-                    detail,
-                )
-            )
-        print(f"   dagster window of {killed_size:,}, killed half-way ...", flush=True)
-        # About 70 % of sample works are written (the rest are superseded by their successor):
-        # a third of the window written is about half its batches done.
-        before = _killed_mid_window(env, killed_start, store_path, killed_size // 3)
-        print(f"   killed with {before:,} written; running the window again ...", flush=True)
+            rows.append(_window_row(f"Dagster window of {size:,} works", measured))
+
+        batches = -(-killed_size // DEFAULT_BATCH_SIZE)
+        at = int(batches * KILLED_AT)
+        print(f"   dagster window of {killed_size:,}, killed at {at:,} batches ...", flush=True)
+        identified_before = _identified(store_path)
+        killed = _killed_mid_window(settings, env, killed_start, at)
+        done, done_works, _ = _checkpoint(settings, killed_start)
+        written = _identified(store_path) - identified_before
+        print(f"   killed after {killed['seconds']:.0f} s, {done:,} batches written", flush=True)
         again = _child(_DAGSTER, {**env, "BENCH_PARTITION": _window_key(killed_start)}, out)
-        detail = (
-            f"SIGKILL with {before:,} identified works of {killed_size:,} written; the run again: "
-            f"{again['works_read']:,} read, {again['works_written']:,} written, "
-            f"{again['mint_calls']:,} batches, {again['identifiers_minted']:,} identifiers "
-            f"minted, {again['identifiers_existing']:,} existing, {again['statements']:,} "
-            f"statements, {again['seconds']:.0f} s, {again['peak_mb']:.0f} MB"
+        total, total_works, finished = _checkpoint(settings, killed_start)
+        print(f"   run again: {again['seconds']:.1f} s", flush=True)
+        if not again["success"] or not finished:
+            raise RuntimeError("the Dagster run after the kill failed")
+        rows.append(
+            figure_row(
+                BENCHMARK,
+                f"Dagster window of {killed_size:,} works, killed at {done:,} of {batches:,} "
+                "batches: peak memory at the kill",
+                killed["peak_mb"],
+                "MB",
+                f"SIGKILLed after {killed['seconds']:.0f} s with {done:,} batches "
+                f"({done_works:,} works) checkpointed in the registry and {written:,} "
+                "of the window's identified works in the store",
+            )
         )
         rows.append(
             figure_row(
                 BENCHMARK,
-                f"Dagster window of {killed_size:,} works killed half-way: works read again",
+                f"Dagster window of {killed_size:,} works, run again after the kill: works read",
                 float(again["works_read"]),
                 "works",
-                detail,
+                f"registry checkpoint {done:,} batches ({done_works:,} works) before, "
+                f"{total:,} ({total_works:,}) after, finished; the run's metadata: "
+                f"{again['batches_resumed']:,} batches resumed, {again['works_read']:,} read, "
+                f"{again['works_written']:,} written, {again['mint_calls']:,} batches, "
+                f"{again['identifiers_minted']:,} identifiers minted, "
+                f"{again['identifiers_existing']:,} existing, {again['statements']:,} statements, "
+                f"{again['seconds']:.0f} s, {again['peak_mb']:.0f} MB",
             )
         )
-        if not again["success"]:
-            raise RuntimeError("the Dagster run after the kill failed")
+
+        start, size = windows[0]
+        print(f"   dagster window of {size:,} again, on purpose ...", flush=True)
+        measured = _child(_DAGSTER, {**env, "BENCH_PARTITION": _window_key(start)}, out)
+        rows.append(_window_row(f"Dagster window of {size:,} works, finished, run again", measured))
     return rows
 
 
@@ -585,8 +637,8 @@ def main(argv: list[str] | None = None) -> None:
         + " / ".join(f"{size:,}" for size in DAGSTER_SIZES)
         + " works (--quick: "
         + " / ".join(f"{size:,}" for size in QUICK_DAGSTER_SIZES)
-        + "; --count N: N/10, 3N/10, N), then a window of the smallest size killed half-way "
-        "and run again",
+        + "; --count N: N/10, 3N/10, N), the largest killed at 90 %% of its batches and run "
+        "again, then the smallest run again on purpose",
     )
     parser.add_argument(
         "--compare-guards",

@@ -7,8 +7,10 @@ so the figures measure the per-window overhead: scans, batches, transactions), a
 runs; medians and the ratio are reported for a few busy windows and for a day of 96 sparse ones.
 It also runs that day as one Dagster `mint_works` run in-process, against the same windows minted
 directly, and reports what Dagster adds per window (target: at most 5 ms, 1.2x the direct run),
-and how much of that is Dagster's own floor: a do-nothing asset with the same partitions and
-the same partitioned blocking check, which every window's materialization and check cost.
+how much of that is each window's checkpoint (`works.checkpoints`, timed as the same windows
+direct with it), and how much is Dagster's own floor: a do-nothing asset with the same
+partitions and the same partitioned blocking check, which every window's materialization and
+check cost.
 That run uses an ephemeral Dagster instance (`DagsterInstance.ephemeral()`: run and event storage
 in in-memory SQLite), what `execute_in_process` uses when given none, so the figure is the cost
 of the Dagster layer itself rather than of one disk's commits.
@@ -33,6 +35,7 @@ from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.pool import top_up
+from idminter_pipeline.works.checkpoints import RunCheckpoints
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
@@ -119,10 +122,11 @@ def _floor_asset(dg: Any, partitions_def: Any, check_name: str) -> Any:
 
 def _dagster_day(
     settings: DatabaseSettings, works: int, repeats: int, folder: Path
-) -> tuple[float, float, float]:
-    """(direct, Dagster, Dagster's floor) median seconds for a day of 96 windows: one `mint_works`
-    run in-process over the 96 partitions (an ephemeral, in-memory Dagster instance), against the
-    same windows minted one after another without Dagster, and against a run of the do-nothing
+) -> tuple[float, float, float, float]:
+    """(direct, direct with window checkpoints, Dagster, Dagster's floor) median seconds for a
+    day of 96 windows: one `mint_works` run in-process over the 96 partitions (an ephemeral,
+    in-memory Dagster instance), against the same windows minted one after another without
+    Dagster (without and with each window's checkpoint), and against a run of the do-nothing
     floor asset over the same partitions, alternating."""
     import dagster as dg  # noqa: PLC0415  (only this figure needs Dagster)
 
@@ -166,16 +170,21 @@ def _dagster_day(
         "dagster/asset_partition_range_end": last,
     }
 
-    def direct() -> None:
+    def direct(*, checkpointed: bool = False) -> None:
         # The collector settings every works entry point uses (the Dagster run's included), so
         # the difference is the Dagster layer, not the collector.
         with (
             batch_run_collector(),
             SqliteWorksStore(path) as store,
             Minter(lambda: connect(settings)) as minter,
+            RunCheckpoints(lambda: connect(settings)) as checkpoints,
         ):
             pipeline = WorksPipeline(store, minter)
-            if sum(pipeline.run(scope).works_read for scope in each) != works:
+            read = sum(
+                pipeline.run(scope, checkpoints=checkpoints if checkpointed else None).works_read
+                for scope in each
+            )
+            if read != works:
                 raise RuntimeError("the direct run did not read every work")
 
     with dg.DagsterInstance.ephemeral() as instance:
@@ -190,7 +199,12 @@ def _dagster_day(
 
         through_dagster()  # registers everything; the timed runs re-mint
         floor()
-        runs = {"direct": direct, "dagster": through_dagster, "floor": floor}
+        runs = {
+            "direct": direct,
+            "checkpointed": lambda: direct(checkpointed=True),
+            "dagster": through_dagster,
+            "floor": floor,
+        }
         samples: dict[str, list[float]] = {kind: [] for kind in runs}
         for repeat in range(repeats):
             order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
@@ -216,7 +230,7 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
             rows.append(_row(f"{label}: one run per window", per_window * 1000, "ms", detail))
             rows.append(_row(f"{label}: one scan (floor)", one_scan * 1000, "ms", detail))
             rows.append(_row(f"{label}: per-window / floor", per_window / one_scan, "x", detail))
-        direct, dagster, floor = _dagster_day(settings, works, repeats, Path(folder))
+        direct, checkpointed, dagster, floor = _dagster_day(settings, works, repeats, Path(folder))
         added = (dagster - direct) / 96 * 1000
         detail = (
             f"{works:,} sample works re-minted over 96 windows; one mint_works run in-process "
@@ -230,6 +244,16 @@ def run(settings: DatabaseSettings, *, quick: bool) -> list[dict[str, Any]]:
         rows.append(_row("Dagster's own floor per window", floor / 96 * 1000, "ms", detail))
         rows.append(
             _row("project's Dagster layer per window", added - floor / 96 * 1000, "ms", detail)
+        )
+        rows.append(
+            _row(
+                "of it, the window's checkpoint per window",
+                (checkpointed - direct) / 96 * 1000,
+                "ms",
+                f"the same windows direct with each window's checkpoint (`works.checkpoints`, "
+                f"what the Dagster run keeps) {checkpointed * 1000:.0f} ms, without "
+                f"{direct * 1000:.0f} ms; median of {repeats}, alternating",
+            )
         )
     return rows
 

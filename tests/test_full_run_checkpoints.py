@@ -32,7 +32,7 @@ from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.local_servers.mariadb import ensure_server, stop_server
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.outage import OUTAGE_ENV
-from idminter_pipeline.works.checkpoints import FullRunCheckpoints, JobAlreadyRunningError
+from idminter_pipeline.works.checkpoints import JobAlreadyRunningError, RunCheckpoints
 from idminter_pipeline.works.stores import SqliteWorksStore
 from idminter_pipeline.works.stores.base import ScanPosition
 
@@ -191,13 +191,13 @@ def _kill_session(registry: DatabaseSettings, thread_id: int) -> None:
 
 
 def test_a_checkpoint_whose_session_died_retakes_its_job(registry, connect_registry):
-    first = FullRunCheckpoints(connect_registry, outage_seconds=5)
+    first = RunCheckpoints(connect_registry, outage_seconds=5)
     first.begin("retake", "store-a")
     first.record(ScanPosition(1, "Work[s/1]"), works_read=4, works_written=4, works_failed=0)
     _kill_session(registry, first._conn.thread_id())
     # The session, and its lock, are gone: the next record reconnects and takes the job again.
     first.record(ScanPosition(2, "Work[s/2]"), works_read=4, works_written=3, works_failed=1)
-    with FullRunCheckpoints(connect_registry) as second, pytest.raises(JobAlreadyRunningError):
+    with RunCheckpoints(connect_registry) as second, pytest.raises(JobAlreadyRunningError):
         second.begin("retake", "store-a")
     # Recording the same batch again (its commit applied, its answer lost) counts it once.
     first.record(ScanPosition(2, "Work[s/2]"), works_read=4, works_written=3, works_failed=1)
@@ -206,10 +206,10 @@ def test_a_checkpoint_whose_session_died_retakes_its_job(registry, connect_regis
 
 
 def test_a_run_that_lost_its_job_to_another_stops(registry, connect_registry):
-    first = FullRunCheckpoints(connect_registry, outage_seconds=5)
+    first = RunCheckpoints(connect_registry, outage_seconds=5)
     first.begin("taken", "store-a")
     _kill_session(registry, first._conn.thread_id())
-    with FullRunCheckpoints(connect_registry) as second:
+    with RunCheckpoints(connect_registry) as second:
         second.begin("taken", "store-a")  # the lock was free while the first was away
         with pytest.raises(JobAlreadyRunningError):
             first.record(

@@ -319,7 +319,7 @@ def test_a_full_event_with_a_job_id_resumes_after_the_last_written_batch(
     """An invocation that died (a Lambda timeout) after its first batch: invoked again with the
     same jobId, it goes on from the second batch."""
     from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
-    from idminter_pipeline.works.checkpoints import FullRunCheckpoints  # noqa: PLC0415
+    from idminter_pipeline.works.checkpoints import RunCheckpoints  # noqa: PLC0415
     from idminter_pipeline.works.pipeline import WorksPipeline  # noqa: PLC0415
 
     class DiesAtSecondWrite(SqliteWorksStore):
@@ -334,7 +334,7 @@ def test_a_full_event_with_a_job_id_resumes_after_the_last_written_batch(
     with (
         DiesAtSecondWrite(lambda_env.path) as dying,
         Minter(connect_registry) as minter,
-        FullRunCheckpoints(connect_registry) as checkpoints,
+        RunCheckpoints(connect_registry) as checkpoints,
         pytest.raises(TimeoutError),
     ):
         WorksPipeline(dying, minter, batch_size=2).run(

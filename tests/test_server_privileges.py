@@ -63,7 +63,7 @@ from idminter_pipeline.registry.minting import Minter, MintOutcome, MintRequest
 from idminter_pipeline.registry.pool import pool_health, top_up
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.registry.summary import registry_summary
-from idminter_pipeline.works.checkpoints import FullRunCheckpoints
+from idminter_pipeline.works.checkpoints import RunCheckpoints
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.stores import FullScope, SqliteWorksStore
 
@@ -429,7 +429,7 @@ def test_the_production_accounts_do_their_jobs_and_no_more(
     with (
         SqliteWorksStore(tmp_path / "works.sqlite3") as store,
         Minter(factory) as minter,
-        FullRunCheckpoints(factory) as checkpoints,
+        RunCheckpoints(factory) as checkpoints,
     ):
         store.put_source([work("sierra-system-number", f"w{n}") for n in range(3)])
         summary = WorksPipeline(store, minter, batch_size=2).run(

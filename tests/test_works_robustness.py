@@ -21,10 +21,10 @@ from works_helpers import BAD_DOCUMENTS, fill_pool, node, plant_bad_document, wo
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.checkpoints import FullRunCheckpoints, JobAlreadyRunningError
+from idminter_pipeline.works.checkpoints import JobAlreadyRunningError, RunCheckpoints
 from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.sample_data import DEFAULT_START
-from idminter_pipeline.works.stores import FullScope, SqliteWorksStore, WindowScope
+from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore
 
 GOOD_WORKS = 23
 BATCH = 5
@@ -170,7 +170,7 @@ def test_a_full_run_resumes_after_its_last_written_batch(
         store.put_source(good)
     with (
         _KilledAtWrite(store_path, die_at=3) as dying,
-        FullRunCheckpoints(connect_registry) as cp,
+        RunCheckpoints(connect_registry) as cp,
         pytest.raises(KeyboardInterrupt),
     ):
         WorksPipeline(dying, minter, batch_size=BATCH).run(
@@ -181,7 +181,7 @@ def test_a_full_run_resumes_after_its_last_written_batch(
     assert _identified_source_ids(store_path) == {w.id for w in good[:10]}
     assert ("Item", "folio-item", "i010") in _mappings(registry)
 
-    with SqliteWorksStore(store_path) as store, FullRunCheckpoints(connect_registry) as cp:
+    with SqliteWorksStore(store_path) as store, RunCheckpoints(connect_registry) as cp:
         resumed = WorksPipeline(store, minter, batch_size=BATCH).run(
             FullScope(), job_id="nightly-1", checkpoints=cp
         )
@@ -194,7 +194,7 @@ def test_a_full_run_resumes_after_its_last_written_batch(
     assert _checkpoint(registry, "nightly-1") == (good[-1].id, GOOD_WORKS, GOOD_WORKS, 5, 1)
 
     # A job id whose run finished starts over.
-    with SqliteWorksStore(store_path) as store, FullRunCheckpoints(connect_registry) as cp:
+    with SqliteWorksStore(store_path) as store, RunCheckpoints(connect_registry) as cp:
         again = WorksPipeline(store, minter, batch_size=BATCH).run(
             FullScope(), job_id="nightly-1", checkpoints=cp
         )
@@ -204,19 +204,19 @@ def test_a_full_run_resumes_after_its_last_written_batch(
 def test_a_job_id_is_held_by_one_run_and_never_resumes_another_store(
     tmp_path, connect_registry, registry
 ):
-    with FullRunCheckpoints(connect_registry) as holder:
+    with RunCheckpoints(connect_registry) as holder:
         assert holder.begin("job-a", "sqlite:/one") is None
-        with FullRunCheckpoints(connect_registry) as other, pytest.raises(JobAlreadyRunningError):
+        with RunCheckpoints(connect_registry) as other, pytest.raises(JobAlreadyRunningError):
             other.begin("job-a", "sqlite:/one")
-    with FullRunCheckpoints(connect_registry) as later:
+    with RunCheckpoints(connect_registry) as later:
         assert later.begin("job-a", "sqlite:/one") is None  # released with its connection
         later.close()
     with (
-        FullRunCheckpoints(connect_registry) as elsewhere,
+        RunCheckpoints(connect_registry) as elsewhere,
         pytest.raises(InvalidInputError, match="is a full run of sqlite:/one, not of sqlite:/two"),
     ):
         elsewhere.begin("job-a", "sqlite:/two")
-    with FullRunCheckpoints(connect_registry) as cp:
+    with RunCheckpoints(connect_registry) as cp:
         for bad in ("", "x" * 256):
             with pytest.raises(InvalidInputError, match="invalid job id"):
                 cp.begin(bad, "sqlite:/one")
@@ -224,13 +224,15 @@ def test_a_job_id_is_held_by_one_run_and_never_resumes_another_store(
         assert cp.begin("Job-A ", "sqlite:/two") is None
 
 
-def test_only_a_full_run_with_a_job_id_takes_checkpoints(store_path, connect_registry, minter):
-    with SqliteWorksStore(store_path) as store, FullRunCheckpoints(connect_registry) as cp:
+def test_only_a_full_run_with_a_job_id_or_a_window_takes_checkpoints(
+    store_path, connect_registry, minter
+):
+    with SqliteWorksStore(store_path) as store, RunCheckpoints(connect_registry) as cp:
         pipeline = WorksPipeline(store, minter)
         with pytest.raises(InvalidInputError, match="only a full run with a job id"):
             pipeline.run(FullScope(), checkpoints=cp)
-        with pytest.raises(InvalidInputError, match="only a full run with a job id"):
-            pipeline.run(WindowScope(DEFAULT_START, DEFAULT_START), job_id="j", checkpoints=cp)
+        with pytest.raises(InvalidInputError, match="only a full run with a job id or a window"):
+            pipeline.run(IdsScope(("sierra-system-number/b1",)), job_id="j", checkpoints=cp)
 
 
 # -- a real process, killed ----------------------------------------------------------------------
@@ -292,6 +294,7 @@ def test_works_minted_but_not_written_are_written_by_the_next_run_of_the_scope(
         "--window-end",
         (DEFAULT_START + SPACING * (GOOD_WORKS - 1)).isoformat(),
     )
+    cli_env = {**cli_env, "IDMINTER_WINDOW_CHECKPOINT_SECONDS": "0"}  # each batch recorded
     killed = _cli(cli_env, "mint", *window, "--batch-size", str(BATCH), kill_at_write=2)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _identified_source_ids(store_path) == {w.id for w in good[:5]}
@@ -300,7 +303,9 @@ def test_works_minted_but_not_written_are_written_by_the_next_run_of_the_scope(
     again = _cli(cli_env, "mint", *window, "--batch-size", str(BATCH))
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
-    assert report["works_written"] == GOOD_WORKS and report["works_failed"] == 0
+    # The window resumes after its one written batch: the batch minted, not written, is redone.
+    assert report["resumed_from"]["batches"] == 1
+    assert report["works_written"] == GOOD_WORKS - 5 and report["works_failed"] == 0
     assert _identified_source_ids(store_path) == {w.id for w in good}
     after = _mappings(registry)
     assert {k: after[k] for k in minted_before} == minted_before, "the same IDs, not new ones"

@@ -13,7 +13,7 @@ from works_helpers import results_of, work
 from idminter_pipeline.core.errors import InvalidInputError, WorksStoreError
 from idminter_pipeline.core.settings import ElasticsearchSettings
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork
-from idminter_pipeline.works.sample_data import generate_works
+from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import (
     FullScope,
     IdsScope,
@@ -163,6 +163,22 @@ def test_a_full_scan_resumes_after_a_position_and_skips_nothing(store):
     # not (Elasticsearch) starts at the position's instant: never a work skipped.
     assert _ids(resumed)[-18:] == _ids(works[12:])
     assert set(_ids(resumed)) <= set(_ids(works[10:]))
+
+
+def test_a_window_scan_resumes_after_a_position_within_the_window(store):
+    works = list(generate_works(30, seed=9, spacing=timedelta(milliseconds=500)))
+    store.put_source(works)
+    store.refresh()
+    # Works 5 to 24 are in the window: [start of 5, start of 25).
+    step = timedelta(milliseconds=500)
+    window = WindowScope(DEFAULT_START + step * 5, DEFAULT_START + step * 25, end_inclusive=False)
+    scanned = list(store.read_window(window, page_size=7))
+    assert _ids(scanned) == _ids(works[5:25])
+    resumed = list(read_scope(store, window, page_size=7, after=scanned[8].position))
+    # As a full scan: exactly after the position, or from its instant; never before the
+    # window's start nor past its end.
+    assert _ids(resumed)[-11:] == _ids(works[14:25])
+    assert set(_ids(resumed)) <= set(_ids(works[12:25]))
 
 
 def test_identified_writes_are_upserts_by_canonical_id(store):

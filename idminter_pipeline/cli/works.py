@@ -186,7 +186,9 @@ def mint(scope: WorkScope, job_id: str | None, batch_size: int) -> None:
     """Mint every identifier in the works of one scope and write the identified works.
 
     Prints the run summary as JSON; exits 1 if any work failed (the summary says which and why;
-    a resumed full run also counts the failures of its earlier attempts, `resumed_from`).
+    a resumed full run also counts the failures of its earlier attempts, `resumed_from`). A
+    window run killed part-way resumes after its last written batch when the same window is
+    run again (`resumed_from`); a window whose run finished is done whole again.
     """
     # The pipeline (the registry client: pymysql, tenacity) is imported when a run starts, so
     # `idminter mint --help` does not pay for it.

@@ -32,8 +32,8 @@ Two live successors of one chain are a conflict, reported by every run that meet
 Every failure records the stage, the work's id and a readable detail. Errors that say nothing
 about a particular work (the pool is exhausted, the registry or the store is unreachable) stop
 the run: everything written before stays correct, and re-running is idempotent. A full run with
-a job id records a checkpoint after each written batch (`works.checkpoints`) and resumes after
-it when run again with that job id.
+a job id, and a window run, record a checkpoint after each written batch (`works.checkpoints`) and
+resume after it when run again (with that job id; of that window).
 
 Each batch is written in one place, `_write`; announcing the written works downstream
 (`_notify`) follows it in `_process_batch`, and the batch is then done.
@@ -65,7 +65,11 @@ from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintRequest, MintResult
 from idminter_pipeline.works import predecessors
-from idminter_pipeline.works.checkpoints import Checkpoint, FullRunCheckpoints
+from idminter_pipeline.works.checkpoints import (
+    Checkpoint,
+    RunCheckpoints,
+    WindowAlreadyRunningError,
+)
 from idminter_pipeline.works.churn_guard import ChurnGuard, ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.documents import (
     ExtractedWork,
@@ -83,6 +87,7 @@ from idminter_pipeline.works.stores.base import (
     FullScope,
     IdsScope,
     StoredWork,
+    WindowScope,
     WorkScope,
     WorksStore,
     read_scope,
@@ -169,9 +174,11 @@ class RunSummary:
     superseded: list[SupersededWork] = field(default_factory=list)
     # Live successors sharing one canonical ID, one entry per canonical ID.
     succession_conflicts: dict[str, SuccessionConflict] = field(default_factory=dict)
-    # A resumed full run: what its earlier attempts under the same job id did, and where they
-    # stopped. The counts above are this attempt's only.
+    # A resumed run (a full run's job id, a window): what its earlier attempts did, and where
+    # they stopped. The counts above are this attempt's only.
     resumed_from: Checkpoint | None = None
+    # A window another run was running: this run minted it whole, without its checkpoint.
+    checkpoint_held_elsewhere: bool = False
 
     @property
     def failures_by_stage(self) -> dict[str, int]:
@@ -254,10 +261,11 @@ class WorksPipeline:
         scope: WorkScope,
         *,
         job_id: str | None = None,
-        checkpoints: FullRunCheckpoints | None = None,
+        checkpoints: RunCheckpoints | None = None,
     ) -> RunSummary:
-        """Mint every work of `scope`. With `checkpoints` (a full scope and a job id), resume
-        after the last batch an earlier run with that job id wrote, and record each batch."""
+        """Mint every work of `scope`. With `checkpoints` (a full scope with a job id, or a
+        window), resume after the last batch an unfinished earlier run of it wrote, and record
+        each batch."""
         started = time.perf_counter()
         summary = RunSummary(
             scope=scope.describe(),
@@ -265,10 +273,7 @@ class WorksPipeline:
             job_id=job_id,
             batch_size=self.batch_size,
         )
-        if checkpoints is not None:
-            if not isinstance(scope, FullScope) or job_id is None:
-                raise InvalidInputError("only a full run with a job id can be resumed")
-            summary.resumed_from = checkpoints.begin(job_id, self.store.describe())
+        checkpoints = self._begin(scope, job_id, checkpoints, summary)
         after = summary.resumed_from.position if summary.resumed_from else None
         self._unannounced = []
         guard = ChurnGuard(self.churn_policy)
@@ -299,6 +304,8 @@ class WorksPipeline:
                 unannounced, self._unannounced = self._unannounced, []
                 self._notify(unannounced, summary)
         finally:
+            if checkpoints is not None:
+                checkpoints.release()
             summary.duration_seconds = time.perf_counter() - started
         logger.info(
             "minted %s: %d works read, %d written, %d superseded, %d failed, %d minted, "
@@ -312,6 +319,40 @@ class WorksPipeline:
             summary.inherited,
         )
         return summary
+
+    def _begin(
+        self,
+        scope: WorkScope,
+        job_id: str | None,
+        checkpoints: RunCheckpoints | None,
+        summary: RunSummary,
+    ) -> RunCheckpoints | None:
+        """Take the run's checkpoint, `summary.resumed_from` set from it; the checkpoints to
+        record in, or None for a run without."""
+        if checkpoints is None:
+            return None
+        store = self.store.describe()
+        if isinstance(scope, FullScope) and job_id is not None:
+            summary.resumed_from = checkpoints.begin(job_id, store)
+        elif isinstance(scope, WindowScope):
+            try:
+                summary.resumed_from = checkpoints.begin_window(scope, store)
+            except WindowAlreadyRunningError as error:
+                logger.warning("%s: this run mints the whole window without one", error)
+                summary.checkpoint_held_elsewhere = True
+                return None
+        else:
+            raise InvalidInputError("only a full run with a job id or a window can be resumed")
+        if summary.resumed_from is not None:
+            resumed = summary.resumed_from
+            logger.info(
+                "%s resumes after %s: %d batch(es), %d works, of an earlier run are not redone",
+                summary.scope,
+                resumed.position.describe(),
+                resumed.batches,
+                resumed.works_read,
+            )
+        return checkpoints
 
     def _plan(self, scope: IdsScope, summary: RunSummary, guard: ChurnGuard) -> IdsScope:
         """The scope's works, predecessors first, the churn guard's verdict on them all given."""

@@ -17,11 +17,17 @@ from idminter_pipeline.core.errors import AlertDeliveryError
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import ConnectionFactory, connection_factory
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.checkpoints import FullRunCheckpoints
+from idminter_pipeline.works.checkpoints import RunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.downstream import DownstreamNotifier, downstream_notifier_from_env
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
-from idminter_pipeline.works.stores import FullScope, WorkScope, WorksStore, works_store_from_env
+from idminter_pipeline.works.stores import (
+    FullScope,
+    WindowScope,
+    WorkScope,
+    WorksStore,
+    works_store_from_env,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +112,9 @@ def run_from_env(
     names; churn alerts go to Python logging and the alert log file.
 
     A full scope with a job id is checkpointed (unless `resumable` is false, as for a generated
-    job id): it resumes after the last batch an interrupted run with that job id wrote.
+    job id): it resumes after the last batch an interrupted run with that job id wrote. A window
+    is always checkpointed, keyed by the window: it resumes after the last batch an interrupted
+    run of that window wrote (`works.checkpoints`).
     `announce_once` announces the written works after the run's last write, each canonical ID
     once; `plan_ids_scope` makes an ids scope's outcome independent of its order
     (`WorksPipeline`).
@@ -115,7 +123,9 @@ def run_from_env(
     # Built first, so a malformed topic ARN is refused before anything is minted or written.
     notifier = downstream_notifier_from_env(environ)
     factory = connection_factory(settings)
-    resumable = resumable and isinstance(scope, FullScope) and job_id is not None
+    resumable = isinstance(scope, WindowScope) or (
+        resumable and isinstance(scope, FullScope) and job_id is not None
+    )
     with (
         open_works_pipeline(
             lambda: works_store_from_env(environ),
@@ -130,6 +140,6 @@ def run_from_env(
             announce_once=announce_once,
             plan_ids_scope=plan_ids_scope,
         ) as pipeline,
-        FullRunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
+        RunCheckpoints(factory) if resumable else nullcontext() as checkpoints,
     ):
         return pipeline.run(scope, job_id=job_id, checkpoints=checkpoints)

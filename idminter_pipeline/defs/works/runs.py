@@ -28,6 +28,7 @@ from idminter_pipeline.defs.works.resources import (
     DownstreamTopicResource,
     WorksStoreResource,
 )
+from idminter_pipeline.works.checkpoints import RunCheckpoints
 from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
 from idminter_pipeline.works.restore import read_restore_state, restore_guard
 from idminter_pipeline.works.runner import open_works_pipeline
@@ -175,11 +176,16 @@ def mint_windows(
 
     One store and one registry connection serve every window. An error that stops the run
     (pool exhausted, registry or store unreachable) propagates after the windows already yielded,
-    which are minted and written.
+    which are minted and written. Each window keeps a checkpoint (`works.checkpoints`): a run of
+    a window whose earlier run was killed part-way resumes after that run's last written batch,
+    and says so in the log and the partition's `batches_resumed`.
     """
-    with resources.open_pipeline(
-        context, batch_size=batch_size, job_id=job_id, record_processed=False
-    ) as pipeline:
+    with (
+        resources.open_pipeline(
+            context, batch_size=batch_size, job_id=job_id, record_processed=False
+        ) as pipeline,
+        RunCheckpoints(resources.registry_database.connection_factory()) as checkpoints,
+    ):
         logged_at: float | None = None
         for number, (partition_key, scope) in enumerate(windows, start=1):
             now = time.monotonic()
@@ -193,7 +199,19 @@ def mint_windows(
                     f"minting window {partition_key} ({number:,} of {len(windows):,}): "
                     f"{scope.describe()}"
                 )
-            summary = pipeline.run(scope, job_id=job_id)
+            summary = pipeline.run(scope, job_id=job_id, checkpoints=checkpoints)
+            if summary.resumed_from is not None:
+                resumed = summary.resumed_from
+                context.log.info(
+                    f"window {partition_key} resumed after {resumed.position.describe()}: "
+                    f"{resumed.batches:,} batch(es) ({resumed.works_read:,} works) written by an "
+                    f"earlier run of it were not redone; this run read {summary.works_read:,}"
+                )
+            if summary.checkpoint_held_elsewhere:
+                context.log.warning(
+                    f"window {partition_key}: another run of the window holds its checkpoint; "
+                    "this run minted the whole window without one (idempotently)"
+                )
             log_failures(context, summary, label=f"window {partition_key}")
             yield WindowResult(partition_key, summary)
 
@@ -257,6 +275,7 @@ def log_failures(
 
 def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
     """One window's (or one explicit-ids run's) figures: plain numbers, so the UI plots them."""
+    resumed = summary.resumed_from
     return {
         "scope": summary.scope,
         "store": summary.store,
@@ -280,6 +299,11 @@ def summary_metadata(summary: RunSummary, *, run_id: str) -> dict[str, Any]:
         "churn_guard_trips": dg.MetadataValue.json([t.reason for t in summary.churn_trips]),
         "mint_calls": summary.mint_calls,
         "duration_seconds": round(summary.duration_seconds, 3),
+        # A resumed window: the batches (and their works) an earlier, killed run of it wrote,
+        # which this run skipped; the figures above are this run's own.
+        "batches_resumed": resumed.batches if resumed else 0,
+        "works_resumed": resumed.works_read if resumed else 0,
+        "resumed_after": resumed.position.describe() if resumed else "",
     }
 
 

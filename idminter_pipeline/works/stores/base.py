@@ -121,7 +121,8 @@ WorkScope = IdsScope | WindowScope | FullScope
 @dataclass(frozen=True, slots=True, order=True)
 class ScanPosition:
     """Where a scan in (`indexed_at`, id) order stands: after the work `work_id`, indexed at
-    `indexed_at_us` (microseconds since the epoch). Full runs checkpoint it to resume."""
+    `indexed_at_us` (microseconds since the epoch). Full and window runs checkpoint it to
+    resume."""
 
     indexed_at_us: int
     work_id: str
@@ -227,9 +228,14 @@ class WorksStore(abc.ABC):
 
     @abc.abstractmethod
     def read_window(
-        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        window: WindowScope,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        after: ScanPosition | None = None,
     ) -> Iterator[StoredWork]:
-        """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed."""
+        """Works with `indexed_at` in the window, ordered by `indexed_at` then id, streamed; with
+        `after`, only those after that position (a resumed window run), as `read_all`."""
 
     @abc.abstractmethod
     def read_all(
@@ -329,9 +335,13 @@ class ReadThroughStore(WorksStore):
         return self.source.read_ids(ids)
 
     def read_window(
-        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        window: WindowScope,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        after: ScanPosition | None = None,
     ) -> Iterator[StoredWork]:
-        return self.source.read_window(window, page_size=page_size)
+        return self.source.read_window(window, page_size=page_size, after=after)
 
     def read_all(
         self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
@@ -349,11 +359,11 @@ def read_scope(
     page_size: int = DEFAULT_PAGE_SIZE,
     after: ScanPosition | None = None,
 ) -> Iterator[StoredWork]:
-    """The stored works of a scope, streamed; `after` resumes a full scope."""
+    """The stored works of a scope, streamed; `after` resumes a full or window scope."""
     if isinstance(scope, IdsScope):
         yield from store.read_ids(scope.ids)
     elif isinstance(scope, WindowScope):
-        yield from store.read_window(scope, page_size=page_size)
+        yield from store.read_window(scope, page_size=page_size, after=after)
     elif isinstance(scope, FullScope):
         yield from store.read_all(page_size=page_size, after=after)
     else:

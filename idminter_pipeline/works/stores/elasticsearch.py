@@ -115,6 +115,13 @@ def client_from_env(env: Mapping[str, str], *, needed_by: str = "") -> Elasticse
     )
 
 
+def _resumed_at(after: ScanPosition) -> dict[str, Any]:
+    """The works from `after`'s instant on. Works of one instant come in `_shard_doc` order,
+    which a new point in time does not keep: a resumed scan starts at the instant itself,
+    re-minting (idempotently) the works written there."""
+    return {"range": {"indexed_at": {"gte": after.indexed_at_us // 1000, "format": "epoch_millis"}}}
+
+
 class ElasticsearchWorksStore(WorksStore):
     def __init__(
         self,
@@ -223,24 +230,28 @@ class ElasticsearchWorksStore(WorksStore):
                 self.client.close_point_in_time(id=pit_id)
 
     def read_window(
-        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        window: WindowScope,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        after: ScanPosition | None = None,
     ) -> Iterator[StoredWork]:
         bounds = {
             "gte": format_timestamp(window.start),
             "lte" if window.end_inclusive else "lt": format_timestamp(window.end),
             "format": "strict_date_optional_time_nanos",
         }
-        return self._scan({"range": {"indexed_at": bounds}}, page_size)
+        window_range = {"range": {"indexed_at": bounds}}
+        if after is None:
+            return self._scan(window_range, page_size)
+        return self._scan({"bool": {"filter": [window_range, _resumed_at(after)]}}, page_size)
 
     def read_all(
         self, *, page_size: int = DEFAULT_PAGE_SIZE, after: ScanPosition | None = None
     ) -> Iterator[StoredWork]:
         if after is None:
             return self._scan({"match_all": {}}, page_size)
-        # Works of one instant come in `_shard_doc` order, which a new point in time does not
-        # keep: resume at the instant itself, re-minting (idempotently) the works written there.
-        since = {"gte": after.indexed_at_us // 1000, "format": "epoch_millis"}
-        return self._scan({"range": {"indexed_at": since}}, page_size)
+        return self._scan(_resumed_at(after), page_size)
 
     def write_identified(self, works: Sequence[IdentifiedWork]) -> list[WriteFailure]:
         # One write per `_id` per request: each refusal then belongs to exactly one work.

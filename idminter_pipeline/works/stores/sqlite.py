@@ -207,13 +207,18 @@ class SqliteWorksStore(WorksStore):
             yield StoredWork(work_id, content, ScanPosition(indexed_at_us, work_id))
 
     def read_window(
-        self, window: WindowScope, *, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        window: WindowScope,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        after: ScanPosition | None = None,
     ) -> Iterator[StoredWork]:
         upper = "<=" if window.end_inclusive else "<"
         return self._scan(
             f"indexed_at_us >= ? AND indexed_at_us {upper} ?",
             (timestamp_micros(window.start), timestamp_micros(window.end)),
             page_size,
+            after,
         )
 
     def read_all(
