@@ -12,7 +12,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 from idminter_pipeline.aws_lambda.outcomes import InvocationTotals, emit_metrics
-from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.run_summary import RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 MINTER = ROOT / "deploy" / "aws" / "minter.yaml"

@@ -18,7 +18,7 @@ from idminter_pipeline.aws_lambda.outcomes import (
 )
 from idminter_pipeline.core.errors import InvalidInputError
 from idminter_pipeline.works.documents import Stage
-from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
+from idminter_pipeline.works.run_summary import RunSummary, WorkFailure
 
 STEP_FUNCTIONS_QUOTA = 256 * 1024
 

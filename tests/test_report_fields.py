@@ -7,8 +7,8 @@ import json
 from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.works.audit import AuditedWork, AuditReport, Outcome
 from idminter_pipeline.works.documents import Stage
-from idminter_pipeline.works.pipeline import WorkFailure
 from idminter_pipeline.works.restore import Conflict, RecoveryReport
+from idminter_pipeline.works.run_summary import WorkFailure
 from idminter_pipeline.works.sweeper import SweepReport
 
 

@@ -14,8 +14,9 @@ from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.minting import Inheritance, Minter, MintRequest
 from idminter_pipeline.works.documents import IdentifiedWork, SourceWork, extract_work
-from idminter_pipeline.works.pipeline import SupersededWork, WorksPipeline
+from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.repair import repair_succession
+from idminter_pipeline.works.run_summary import SupersededWork
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import FullScope, IdsScope, SqliteWorksStore
 from idminter_pipeline.works.succession import (

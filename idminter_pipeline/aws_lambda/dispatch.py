@@ -31,7 +31,7 @@ from idminter_pipeline.core.settings import (
     env_text,
     environment,
 )
-from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.runner import run_from_env
 from idminter_pipeline.works.stores import IdsScope, WindowScope
 

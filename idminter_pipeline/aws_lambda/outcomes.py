@@ -41,7 +41,7 @@ from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.release import release_tag
 from idminter_pipeline.core.settings import env_text
 from idminter_pipeline.works.documents import Stage
-from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.run_summary import RunSummary
 
 # The handler's logger: an invocation's lines share one name whichever module writes them.
 logger = logging.getLogger("idminter_pipeline.aws_lambda.handler")

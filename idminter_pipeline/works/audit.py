@@ -45,7 +45,7 @@ from idminter_pipeline.works.documents import (
     decode_document,
     extract_work,
 )
-from idminter_pipeline.works.pipeline import WorkFailure
+from idminter_pipeline.works.run_summary import WorkFailure
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,
     IdentifiedStamp,

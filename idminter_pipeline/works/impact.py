@@ -45,7 +45,8 @@ from idminter_pipeline.registry.minting import Inheritance, MintOutcome, MintReq
 from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import IdentifiedWork, extract_work
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorkFailure, WorksPipeline
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorksPipeline
+from idminter_pipeline.works.run_summary import WorkFailure
 from idminter_pipeline.works.shadow.compare import would_mint_placeholder
 from idminter_pipeline.works.stores.base import (
     DEFAULT_PAGE_SIZE,

@@ -30,8 +30,8 @@ from typing import Any
 
 from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.registry.minting import Minter
-from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.reruns import RerunTotals
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.stores import IdsScope, WorksStore
 from idminter_pipeline.works.succession import (
     MAX_DEPTH,

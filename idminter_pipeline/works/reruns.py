@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from idminter_pipeline.works.pipeline import RunSummary, WorkFailure
+from idminter_pipeline.works.run_summary import RunSummary, WorkFailure
 
 
 @dataclass(kw_only=True)

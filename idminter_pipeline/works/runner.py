@@ -20,7 +20,8 @@ from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.checkpoints import RunCheckpoints
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy, ChurnTrip
 from idminter_pipeline.works.downstream import DownstreamNotifier, downstream_notifier_from_env
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorksPipeline
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.stores import (
     FullScope,
     WindowScope,

@@ -25,8 +25,8 @@ from idminter_pipeline.works.audit import (
     Lookup,
     audit_works,
 )
-from idminter_pipeline.works.pipeline import RunSummary
 from idminter_pipeline.works.reruns import RerunTotals
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.stores.base import IdsScope, WorkScope, WorksStore
 
 SWEEPER_SOURCE = "idminter-pipeline/swept_works"

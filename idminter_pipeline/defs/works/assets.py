@@ -55,12 +55,8 @@ from idminter_pipeline.defs.works.runs import (
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.audit import AuditReport, difference_alert
 from idminter_pipeline.works.impact import Fate, assess_impact, impact_alert
-from idminter_pipeline.works.pipeline import (
-    DEFAULT_BATCH_SIZE,
-    MAX_BATCH_SIZE,
-    MIN_BATCH_SIZE,
-    RunSummary,
-)
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MIN_BATCH_SIZE
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.stores import FullScope, IdsScope, WindowScope, WorkScope
 from idminter_pipeline.works.sweeper import found_works_alert, sweep
 

@@ -12,7 +12,7 @@ from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.resources import WorksStoreResource
 from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.works.audit import AuditReport, Outcome, audit, run_report_of
-from idminter_pipeline.works.pipeline import RunSummary
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.stores import WindowScope
 
 EVERY_WORK_ACCOUNTED_FOR_CHECK = "every_work_accounted_for"

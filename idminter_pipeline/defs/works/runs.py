@@ -29,13 +29,14 @@ from idminter_pipeline.defs.works.resources import (
     WorksStoreResource,
 )
 from idminter_pipeline.works.checkpoints import RunCheckpoints
-from idminter_pipeline.works.pipeline import RunSummary, WorkFailure, WorksPipeline
+from idminter_pipeline.works.pipeline import WorksPipeline
 from idminter_pipeline.works.restore import read_restore_state, restore_guard
+from idminter_pipeline.works.run_summary import RunSummary, WorkFailure
 from idminter_pipeline.works.runner import open_works_pipeline
 from idminter_pipeline.works.stores import WindowScope, WorkScope
 
 # A partition's page lists this many failed works; the run's logs list every one the summary
-# kept (`works.pipeline.MAX_RECORDED_FAILURES`), and the counts are always complete.
+# kept (`works.run_summary.MAX_RECORDED_FAILURES`), and the counts are always complete.
 REPORTED_FAILURES = 100
 # Failed works per log message, so a window with thousands of them logs readable chunks.
 LOGGED_FAILURES_PER_MESSAGE = 200

@@ -26,7 +26,8 @@ from idminter_pipeline.registry.connection import ConnectionFactory
 from idminter_pipeline.registry.minting.read_only import ReadOnlyMinter
 from idminter_pipeline.works.churn_guard import ChurnGuardPolicy
 from idminter_pipeline.works.documents import IdentifiedWork
-from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, RunSummary, WorksPipeline
+from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE, WorksPipeline
+from idminter_pipeline.works.run_summary import RunSummary
 from idminter_pipeline.works.shadow.compare import (
     Category,
     Difference,
