@@ -72,6 +72,7 @@ from benchmarks.support import (
 )
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.works.checkpoints import WINDOW_CHECKPOINT_SECONDS_ENV
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
@@ -139,25 +140,18 @@ _DAGSTER = (
     + """
 import dagster as dg
 from idminter_pipeline.core.settings import DatabaseSettings
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.resources import RegistryDatabase
+from pathlib import Path
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.jobs import mint_works_job
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
+from tests.dagster_helpers import works_resources
 job = dg.Definitions(
     assets=[identified_works],
     jobs=[mint_works_job],
-    resources={
-        "works_store": WorksStoreResource(sqlite_path=os.environ["WORKS_STORE_PATH"]),
-        "registry_database": RegistryDatabase.from_settings(DatabaseSettings.from_env()),
-        "churn_guard": ChurnGuardResource(),
-        "downstream": DownstreamTopicResource(),
-        "alerts": AlertsResource(log_file=os.environ["IDMINTER_LOCAL_DIR"] + "/alerts.log"),
-    },
+    resources=works_resources(
+        DatabaseSettings.from_env(),
+        Path(os.environ["WORKS_STORE_PATH"]),
+        Path(os.environ["IDMINTER_LOCAL_DIR"]) / "alerts.log",
+    ),
 ).resolve_job_def(mint_works_job.name)
 with dg.DagsterInstance.ephemeral() as instance:
     result = job.execute_in_process(
@@ -423,7 +417,13 @@ def _killed_mid_window(
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-c", _DAGSTER],
-        env={**env, "BENCH_PARTITION": _window_key(start), "BENCH_FIGURES": os.devnull},
+        # Every batch recorded, so that the kill lands at a known count even in a short window.
+        env={
+            **env,
+            "BENCH_PARTITION": _window_key(start),
+            "BENCH_FIGURES": os.devnull,
+            WINDOW_CHECKPOINT_SECONDS_ENV: "0",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,

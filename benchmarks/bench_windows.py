@@ -130,19 +130,13 @@ def _dagster_day(
     floor asset over the same partitions, alternating."""
     import dagster as dg  # noqa: PLC0415  (only this figure needs Dagster)
 
-    from idminter_pipeline.defs.alerts.resources import AlertsResource  # noqa: PLC0415
-    from idminter_pipeline.defs.resources import RegistryDatabase  # noqa: PLC0415
     from idminter_pipeline.defs.works.assets import (  # noqa: PLC0415
         NO_FAILED_WORKS_CHECK,
         identified_works,
     )
     from idminter_pipeline.defs.works.jobs import mint_works_job  # noqa: PLC0415
     from idminter_pipeline.defs.works.partitions import WORKS_PARTITIONS  # noqa: PLC0415
-    from idminter_pipeline.defs.works.resources import (  # noqa: PLC0415
-        ChurnGuardResource,
-        DownstreamTopicResource,
-        WorksStoreResource,
-    )
+    from tests.dagster_helpers import works_resources  # noqa: PLC0415
 
     windows = 96
     path = folder / "works-dagster.sqlite3"
@@ -153,13 +147,7 @@ def _dagster_day(
     defs = dg.Definitions(
         assets=[identified_works, floor_asset],
         jobs=[mint_works_job, dg.define_asset_job("dagster_floor", selection=[floor_asset])],
-        resources={
-            "works_store": WorksStoreResource(sqlite_path=str(path)),
-            "registry_database": RegistryDatabase.from_settings(settings),
-            "churn_guard": ChurnGuardResource(),
-            "downstream": DownstreamTopicResource(),
-            "alerts": AlertsResource(log_file=str(folder / "alerts.log")),
-        },
+        resources=works_resources(settings, path, folder / "alerts.log"),
     )
     job = defs.resolve_job_def("mint_works")
     floor_job = defs.resolve_job_def("dagster_floor")

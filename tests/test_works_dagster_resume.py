@@ -19,18 +19,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_helpers import works_resources
 from db_helpers import cli_env, fetch_all
 from works_helpers import fill_pool
 
-from idminter_pipeline.defs.alerts.resources import AlertsResource
-from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.works.assets import identified_works
 from idminter_pipeline.defs.works.checks import EVERY_WORK_ACCOUNTED_FOR_CHECK
-from idminter_pipeline.defs.works.resources import (
-    ChurnGuardResource,
-    DownstreamTopicResource,
-    WorksStoreResource,
-)
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.schema import apply_migrations
 from idminter_pipeline.works.checkpoints import (
@@ -103,13 +97,7 @@ def _materialize(registry, store_path: Path, tmp_path: Path) -> dg.ExecuteInProc
         [identified_works],
         partition_key=PARTITION,
         run_config={"ops": {"identified_works": {"config": {"batch_size": BATCH}}}},
-        resources={
-            "works_store": WorksStoreResource(sqlite_path=str(store_path)),
-            "registry_database": RegistryDatabase.from_settings(registry),
-            "churn_guard": ChurnGuardResource(),
-            "downstream": DownstreamTopicResource(),
-            "alerts": AlertsResource(log_file=str(tmp_path / "alerts.log")),
-        },
+        resources=works_resources(registry, store_path, tmp_path / "alerts.log"),
     )
 
 
