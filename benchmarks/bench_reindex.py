@@ -76,6 +76,7 @@ from idminter_pipeline.works.checkpoints import WINDOW_CHECKPOINT_SECONDS_ENV
 from idminter_pipeline.works.pipeline import DEFAULT_BATCH_SIZE
 from idminter_pipeline.works.sample_data import DEFAULT_START, generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore, WindowScope
+from tests.db_helpers import fetch_all
 
 BENCHMARK = "reindex"
 SEED = 83
@@ -390,18 +391,13 @@ def _window_scope(start: datetime) -> WindowScope:
 def _checkpoint(settings: DatabaseSettings, start: datetime) -> tuple[int, int, bool]:
     """The window's checkpoint as the registry holds it: batches and works of its runs so far,
     and whether the last one finished; (0, 0, False) when it has none."""
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT Batches, WorksRead, FinishedAt IS NOT NULL FROM works_run_checkpoints "
-                "WHERE RunKind = 'window' AND JobId = %s",
-                (_window_scope(start).describe().encode("utf-8"),),
-            )
-            row = cursor.fetchone()
-    finally:
-        conn.close()
-    return (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, False)
+    rows = fetch_all(
+        settings,
+        "SELECT Batches, WorksRead, FinishedAt IS NOT NULL FROM works_run_checkpoints "
+        "WHERE RunKind = 'window' AND JobId = %s",
+        (_window_scope(start).describe().encode("utf-8"),),
+    )
+    return (int(rows[0][0]), int(rows[0][1]), bool(rows[0][2])) if rows else (0, 0, False)
 
 
 def _high_water_mb(pid: int) -> float:
