@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from db_helpers import create_database, drop_database, fetch_all
 
@@ -11,6 +13,7 @@ from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACT
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.registry.invariants import GUARD_NAMES
+from idminter_pipeline.registry.legacy_migration import Progress
 from idminter_pipeline.registry.schema import apply_migrations
 
 LEGACY_DDL = """CREATE TABLE `identifiers` (
@@ -134,3 +137,47 @@ def make_legacy_registry(
     create_legacy_table(settings, rows)
     apply_migrations(lambda: connect(settings))
     return settings
+
+
+class LegacyWriter(threading.Thread):
+    """A legacy minter writing to `identifiers` on its own autocommit connection while a migration
+    runs: `write(cursor, n)` makes the n-th write (n from 1) and says whether to go on. It writes
+    until `stop` is set (and at least `at_least` times) or `write` says it is done; `errors`
+    holds what it raised, for the test to assert on."""
+
+    def __init__(
+        self,
+        settings: DatabaseSettings,
+        write: Callable[[Any, int], bool],
+        *,
+        at_least: int = 0,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.write = write
+        self.at_least = at_least
+        self.stop = threading.Event()
+        self.writing = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        conn = connect(self.settings)
+        conn.autocommit(True)
+        try:
+            with conn.cursor() as cursor:
+                n = 0
+                while not self.stop.is_set() or n < self.at_least:
+                    n += 1
+                    if not self.write(cursor, n):
+                        return
+                    self.writing.set()
+        except BaseException as error:  # surfaced by the test's assertion on `errors`
+            self.errors.append(error)
+        finally:
+            conn.close()
+
+    def start_with_the_copy(self, progress: Progress) -> None:
+        """A migration progress callback: start writing once the first batch is copied."""
+        if progress.phase == "copying" and progress.batches == 1:
+            self.start()
+            self.writing.wait(10)

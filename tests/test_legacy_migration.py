@@ -10,6 +10,7 @@ from db_helpers import fetch_all, registry_factory, write_past_the_guards
 from legacy_helpers import (
     INSERT_LEGACY,
     SPECIAL_ROWS,
+    LegacyWriter,
     copied_rows,
     generated_rows,
     legacy_rows,
@@ -127,67 +128,50 @@ def test_an_interrupted_migration_resumes_without_redoing_work(legacy_database):
 def test_writes_during_the_copy_are_not_lost(legacy_database):
     rows = generated_rows(3000, seed=11)
     settings = make_legacy_registry(legacy_database, rows)
-    stop = threading.Event()
-    started = threading.Event()
     done_ops = {"insert": 0, "update": 0, "delete": 0, "rekey": 0}
-    errors = []
+    rng = random.Random(5)
+    existing = [row[0] for row in rows]
 
-    def legacy_minter():
-        rng = random.Random(5)
-        conn = connect(settings)
-        conn.autocommit(True)
-        existing = [row[0] for row in rows]
-        try:
-            with conn.cursor() as cursor:
-                n = 0
-                while not stop.is_set() or n < 200:
-                    n += 1
-                    op = ("insert", "update", "delete", "rekey")[n % 4]
-                    if op == "insert":
-                        new_id = random_id(rng)
-                        cursor.execute(
-                            INSERT_LEGACY.format(table="identifiers"),
-                            (new_id, "Work", f"new-{n}-é", "axiell-collections-id"),
-                        )
-                        existing.append(new_id)
-                    elif op == "update":
-                        target = rng.choice(existing)
-                        cursor.execute(
-                            "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
-                            "WHERE CanonicalId = %s",
-                            (target,),
-                        )
-                    elif op == "delete":
-                        target = existing.pop(rng.randrange(len(existing)))
-                        cursor.execute("DELETE FROM identifiers WHERE CanonicalId = %s", (target,))
-                    else:
-                        index = rng.randrange(len(existing))
-                        new_id = random_id(rng)
-                        cursor.execute(
-                            "UPDATE identifiers SET CanonicalId = %s WHERE CanonicalId = %s",
-                            (new_id, existing[index]),
-                        )
-                        existing[index] = new_id
-                    done_ops[op] += 1
-                    started.set()
-        except Exception as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            conn.close()
+    def legacy_write(cursor, n: int) -> bool:
+        op = ("insert", "update", "delete", "rekey")[n % 4]
+        if op == "insert":
+            new_id = random_id(rng)
+            cursor.execute(
+                INSERT_LEGACY.format(table="identifiers"),
+                (new_id, "Work", f"new-{n}-é", "axiell-collections-id"),
+            )
+            existing.append(new_id)
+        elif op == "update":
+            target = rng.choice(existing)
+            cursor.execute(
+                "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') WHERE CanonicalId = %s",
+                (target,),
+            )
+        elif op == "delete":
+            target = existing.pop(rng.randrange(len(existing)))
+            cursor.execute("DELETE FROM identifiers WHERE CanonicalId = %s", (target,))
+        else:
+            index = rng.randrange(len(existing))
+            new_id = random_id(rng)
+            cursor.execute(
+                "UPDATE identifiers SET CanonicalId = %s WHERE CanonicalId = %s",
+                (new_id, existing[index]),
+            )
+            existing[index] = new_id
+        done_ops[op] += 1
+        return True
 
-    writer = threading.Thread(target=legacy_minter)
+    writer = LegacyWriter(settings, legacy_write, at_least=200)
 
     def pace(progress):
-        if progress.phase == "copying" and progress.batches == 1:
-            writer.start()
-            started.wait(10)
-        if progress.phase != "copying" and not stop.is_set():
-            stop.set()
+        writer.start_with_the_copy(progress)
+        if progress.phase != "copying" and not writer.stop.is_set():
+            writer.stop.set()
             writer.join()
 
     report = lm.migrate(registry_factory(settings), batch_size=100, progress=pace)
 
-    assert not errors
+    assert not writer.errors
     assert min(done_ops.values()) >= 50, done_ops
     assert report.swapped and report.changes_applied > 0
     final_legacy = legacy_rows(settings, "identifiers_legacy")

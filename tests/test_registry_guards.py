@@ -12,7 +12,13 @@ import threading
 import pymysql
 import pytest
 from db_helpers import as_another_client, fetch_all, registry_factory
-from legacy_helpers import INSERT_LEGACY, generated_rows, make_legacy_registry, random_id
+from legacy_helpers import (
+    INSERT_LEGACY,
+    LegacyWriter,
+    generated_rows,
+    make_legacy_registry,
+    random_id,
+)
 
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry import legacy_migration as lm
@@ -306,65 +312,46 @@ def test_a_legacy_writer_running_through_the_swap_loses_and_adds_nothing(legacy_
     rows = generated_rows(2000, seed=13)
     settings = make_legacy_registry(legacy_database, rows)
     swapped = threading.Event()
-    stop = threading.Event()
     after_swap = {"attempts": 0, "refused": 0}
-    errors: list[BaseException] = []
+    rng = random.Random(3)
+    existing = [row[0] for row in rows]
 
-    def legacy_minter():
-        rng = random.Random(3)
-        existing = [row[0] for row in rows]
-        conn = connect(settings)
-        conn.autocommit(True)
+    def legacy_write(cursor, n: int) -> bool:
+        target = rng.choice(existing)
+        statement = [
+            (
+                INSERT_LEGACY.format(table="identifiers"),
+                (random_id(rng), "Work", f"late-{n}", "calm-record-id"),
+            ),
+            (
+                "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') WHERE CanonicalId = %s",
+                (target,),
+            ),
+            ("DELETE FROM identifiers WHERE CanonicalId = %s", (target,)),
+            (
+                "UPDATE identifiers SET CanonicalId = %s WHERE CanonicalId = %s",
+                (rng.choice(existing), target),
+            ),
+        ][n % 4]
+        was_swapped = swapped.is_set()
         try:
-            with conn.cursor() as cursor:
-                n = 0
-                while not stop.is_set():
-                    n += 1
-                    op = n % 4
-                    target = rng.choice(existing)
-                    statement = [
-                        (
-                            INSERT_LEGACY.format(table="identifiers"),
-                            (random_id(rng), "Work", f"late-{n}", "calm-record-id"),
-                        ),
-                        (
-                            "UPDATE identifiers SET SourceId = CONCAT(SourceId, '-u') "
-                            "WHERE CanonicalId = %s",
-                            (target,),
-                        ),
-                        ("DELETE FROM identifiers WHERE CanonicalId = %s", (target,)),
-                        (
-                            "UPDATE identifiers SET CanonicalId = %s WHERE CanonicalId = %s",
-                            (rng.choice(existing), target),
-                        ),
-                    ][op]
-                    was_swapped = swapped.is_set()
-                    try:
-                        cursor.execute(*statement)
-                    except pymysql.err.MySQLError:
-                        if not was_swapped:
-                            continue  # a legacy write refused before the swap: not this test's
-                        after_swap["refused"] += 1
-                    if was_swapped:
-                        after_swap["attempts"] += 1
-                        if after_swap["attempts"] >= 400:
-                            return
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-        finally:
-            conn.close()
+            cursor.execute(*statement)
+        except pymysql.err.MySQLError:
+            if not was_swapped:
+                return True  # a legacy write refused before the swap: not this test's
+            after_swap["refused"] += 1
+        if was_swapped:
+            after_swap["attempts"] += 1
+        return after_swap["attempts"] < 400
 
-    writer = threading.Thread(target=legacy_minter)
-
-    def pace(progress):
-        if progress.phase == "copying" and progress.batches == 1:
-            writer.start()
-
-    report = lm.migrate(registry_factory(settings), batch_size=100, progress=pace)
+    writer = LegacyWriter(settings, legacy_write)
+    report = lm.migrate(
+        registry_factory(settings), batch_size=100, progress=writer.start_with_the_copy
+    )
     swapped.set()
     writer.join(60)
-    stop.set()
-    assert not errors
+    writer.stop.set()
+    assert not writer.errors
     assert report.swapped
     assert after_swap["attempts"] >= 400
     # Every write after the swap was refused: the live table is the legacy table as swapped,
