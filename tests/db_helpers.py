@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -312,6 +313,37 @@ def secret_settings(settings: DatabaseSettings, secret_name: str) -> DatabaseSet
 def registry_factory(settings: DatabaseSettings) -> Callable[[], Connection]:
     """A connection factory for `settings`, as the library's entry points take one."""
     return lambda: connect(settings)
+
+
+@contextmanager
+def clients_running(
+    settings: DatabaseSettings, *clients: Callable[[Connection], None]
+) -> Iterator[list[Exception]]:
+    """Each of `clients` called over and over while the block runs, each on a connection of its
+    own in a thread of its own; they stop when the block ends. Yields the errors they raised (a
+    client stops at its first), for the test to assert there were none."""
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def keep_calling(client: Callable[[Connection], None]) -> None:
+        conn = connect(settings)
+        try:
+            while not stop.is_set():
+                client(conn)
+        except Exception as error:  # surfaced by the test's assertion on the errors
+            errors.append(error)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=keep_calling, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
 
 
 def as_another_client(settings: DatabaseSettings, *statements: str | tuple) -> None:

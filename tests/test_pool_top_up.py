@@ -5,7 +5,7 @@ import re
 import threading
 
 import pytest
-from db_helpers import fetch_all
+from db_helpers import clients_running, fetch_all
 
 from idminter_pipeline.core.canonical_ids import (
     ID_SPACE_SIZE,
@@ -227,49 +227,34 @@ def test_count_free_counts_only_free_ids(registry, conn):
     assert count_free(conn) == 2
 
 
-def _claim_like_the_minter(settings, stop, claimed, errors):
+def _claim_like_the_minter(conn, claimed: list[str]) -> None:
     """RFC 083's claim: SELECT ... FOR UPDATE SKIP LOCKED, UPDATE to assigned, COMMIT."""
-    conn = connect(settings)
-    try:
-        while not stop.is_set():
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
-                    "LIMIT 50 FOR UPDATE SKIP LOCKED"
-                )
-                ids = [value for (value,) in cursor.fetchall()]
-                if ids:
-                    cursor.execute(
-                        "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ("
-                        + ",".join(["%s"] * len(ids))
-                        + ")",
-                        ids,
-                    )
-            conn.commit()
-            claimed.extend(ids)
-    except Exception as error:
-        errors.append(error)
-    finally:
-        conn.close()
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT CanonicalId FROM canonical_ids WHERE Status = 'free' "
+            "LIMIT 50 FOR UPDATE SKIP LOCKED"
+        )
+        ids = [value for (value,) in cursor.fetchall()]
+        if ids:
+            cursor.execute(
+                "UPDATE canonical_ids SET Status = 'assigned' WHERE CanonicalId IN ("
+                + ",".join(["%s"] * len(ids))
+                + ")",
+                ids,
+            )
+    conn.commit()
+    claimed.extend(ids)
 
 
 def test_a_top_up_runs_while_minters_claim_free_ids(registry, connect_registry):
     top_up(connect_registry, 5_000, batch_size=1_000)
-    stop = threading.Event()
     claimed: list[str] = []
-    errors: list[Exception] = []
-    minters = [
-        threading.Thread(target=_claim_like_the_minter, args=(registry, stop, claimed, errors))
-        for _ in range(2)
-    ]
-    for minter in minters:
-        minter.start()
-    try:
+
+    def minter(conn):
+        _claim_like_the_minter(conn, claimed)
+
+    with clients_running(registry, minter, minter) as errors:
         report = top_up(connect_registry, 60_000, batch_size=2_000)
-    finally:
-        stop.set()
-        for minter in minters:
-            minter.join(timeout=60)
     assert errors == []
     assert claimed, "the minters claimed nothing while the top-up ran"
     assert len(set(claimed)) == len(claimed)  # no ID claimed twice

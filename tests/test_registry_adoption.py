@@ -3,15 +3,16 @@ converted into this project's, online, with the legacy migration's guarantees.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
-import threading
 import time
+from collections.abc import Callable
 
 import pymysql
 import pytest
 from click.testing import CliRunner
-from db_helpers import fetch_all, registry_factory, run_statements
+from db_helpers import clients_running, fetch_all, registry_factory, run_statements
 from legacy_helpers import random_id, scratch_database, tables, triggers
 from port_helpers import (
     FREE_IDS,
@@ -26,7 +27,7 @@ from works_helpers import fill_pool, node, work
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import LegacyMigrationError, LegacyVerificationError
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
-from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.invariants import MAPPING_GUARD_NAMES, POOL_GUARD_NAMES
 from idminter_pipeline.registry.legacy_migration.adopt import (
     Variant,
@@ -205,78 +206,65 @@ def test_a_swap_needs_the_decision_on_variants(port_registry, monkeypatch):
     assert "identifiers_new" not in tables(port_registry)
 
 
-def _port_minter(settings, stop, written, errors):
+def _port_minter(written: list[str]) -> Callable[[Connection], None]:
     """The port keeps minting while the adoption runs: a claimed free ID, then its mapping, as
     the port writes them, and sometimes an alias of an existing ID (its predecessor rule). The
     guard triggers refuse it for the instant between the rename and the swap's record."""
     rng = random.Random(11)
-    conn = connect(settings)
-    try:
-        index = 0
-        while not stop.is_set():
-            index += 1
-            canonical = random_id(rng)
-            try:
-                with conn.cursor() as cursor:
-                    cursor.execute(
-                        "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                        (canonical,),
-                    )
-                    cursor.execute(
-                        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
-                        "CanonicalId) VALUES ('Work', 'folio-instance', %s, %s)",
-                        (f"in{index:08d}é", canonical),
-                    )
-                    if index % 5 == 0:
-                        cursor.execute(
-                            "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
-                            "CanonicalId) VALUES ('Item', 'folio-item', %s, %s)",
-                            (f"it{index:08d}", canonical),
-                        )
-                conn.commit()
-                written.append(canonical)
-            except Exception as error:
-                conn.rollback()
-                # A deadlock with the adoption's re-copy is retried, as the port's callers do.
-                retried = getattr(error, "args", (None,))[0] in (1205, 1213)
-                if not retried and "written only by" not in str(error):
-                    errors.append(error)
-                    return
-            time.sleep(0.002)
-    finally:
-        conn.close()
+    indexes = itertools.count(1)
 
-
-def _port_lookups(settings, stop, answers, errors):
-    """The port's lookups go on too, in its collation: B1161044X finds b1161044x's row."""
-    conn = connect(settings)
-    try:
-        while not stop.is_set():
+    def mint(conn: Connection) -> None:
+        index = next(indexes)
+        canonical = random_id(rng)
+        try:
             with conn.cursor() as cursor:
                 cursor.execute(
-                    "SELECT CanonicalId FROM identifiers WHERE OntologyType = 'Work' "
-                    "AND SourceSystem = 'sierra-system-number' AND SourceId IN ('B1161044X')"
+                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
+                    (canonical,),
                 )
-                answers.append(cursor.fetchall())
+                cursor.execute(
+                    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
+                    "CanonicalId) VALUES ('Work', 'folio-instance', %s, %s)",
+                    (f"in{index:08d}é", canonical),
+                )
+                if index % 5 == 0:
+                    cursor.execute(
+                        "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, "
+                        "CanonicalId) VALUES ('Item', 'folio-item', %s, %s)",
+                        (f"it{index:08d}", canonical),
+                    )
+            conn.commit()
+            written.append(canonical)
+        except Exception as error:
             conn.rollback()
-    except Exception as error:
-        errors.append(error)
-    finally:
-        conn.close()
+            # A deadlock with the adoption's re-copy is retried, as the port's callers do.
+            retried = getattr(error, "args", (None,))[0] in (1205, 1213)
+            if not retried and "written only by" not in str(error):
+                raise
+        time.sleep(0.002)
+
+    return mint
+
+
+def _port_lookups(conn: Connection, answers: list) -> None:
+    """The port's lookups go on too, in its collation: B1161044X finds b1161044x's row."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT CanonicalId FROM identifiers WHERE OntologyType = 'Work' "
+            "AND SourceSystem = 'sierra-system-number' AND SourceId IN ('B1161044X')"
+        )
+        answers.append(cursor.fetchall())
+    conn.rollback()
 
 
 def test_adoption_while_the_port_mints_and_looks_up(port_registry):
-    stop = threading.Event()
     written: list[str] = []
     answers: list = []
-    errors: list[Exception] = []
-    workers = [
-        threading.Thread(target=_port_minter, args=(port_registry, stop, written, errors)),
-        threading.Thread(target=_port_lookups, args=(port_registry, stop, answers, errors)),
-    ]
-    for worker in workers:
-        worker.start()
-    try:
+
+    def lookups(conn: Connection) -> None:
+        _port_lookups(conn, answers)
+
+    with clients_running(port_registry, _port_minter(written), lookups) as errors:
         held = adopt(registry_factory(port_registry), batch_size=1000, swap=False)
         assert held.status == "copied and verified; not swapped"
         # Held synced: the port is still live, writing; a sync catches the copy up.
@@ -286,10 +274,6 @@ def test_adoption_while_the_port_mints_and_looks_up(port_registry):
         assert synced.changes_applied > 0
         report = adopt(registry_factory(port_registry), batch_size=1000, variants=[VARIANT])
         time.sleep(0.2)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=60)
     assert not errors, errors
     assert report.status == "swapped", report
     assert report.verified and report.variants_registered == 1
