@@ -25,7 +25,7 @@ from db_helpers import (
     registry_on_private_server,
 )
 from registry_invariants import check_registry
-from works_helpers import work
+from works_helpers import numbered_works
 
 from benchmarks.crash_runs import crash_server
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -48,18 +48,6 @@ def private_registry(private_server) -> Iterator[tuple[DatabaseSettings, object]
     server, paths = private_server
     with registry_on_private_server(server, paths, "checkpoint_", WORKS * 3) as settings:
         yield settings, paths
-
-
-def _works() -> list:
-    return [
-        work(
-            "sierra-system-number",
-            f"b{n:04d}",
-            indexed_at=f"2026-07-30T09:{n // 60:02d}:{n % 60:02d}.000Z",
-            items=(f"i{n:04d}",),
-        )
-        for n in range(WORKS)
-    ]
 
 
 def _env(settings: DatabaseSettings, store_path: Path) -> dict[str, str]:
@@ -87,7 +75,7 @@ def test_mint_full_with_a_job_id_rides_out_a_killed_server(private_registry, tmp
     settings, paths = private_registry
     store_path = tmp_path / "works.sqlite3"
     with SqliteWorksStore(store_path) as store:
-        store.put_source(_works())
+        store.put_source(numbered_works(WORKS))
     run = subprocess.Popen(
         [
             str(VENV_BIN / "idminter"),
@@ -121,7 +109,7 @@ def test_mint_full_with_a_job_id_rides_out_a_killed_server(private_registry, tmp
     assert time.monotonic() - killed_at >= DOWN_SECONDS
     summary = json.loads(stdout)
     assert summary["works_failed"] == 0
-    assert _written(store_path) == {w.id for w in _works()}
+    assert _written(store_path) == {w.id for w in numbered_works(WORKS)}
     # Each batch counted once, however the outage fell between a commit and its answer.
     read, written, batches, finished = _checkpoint(settings, "nightly")
     assert (read, written, batches, finished) == (WORKS, WORKS, WORKS // BATCH, 1)
@@ -137,7 +125,7 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
     settings, paths = private_registry
     store_path = tmp_path / "works.sqlite3"
     with SqliteWorksStore(store_path) as store:
-        store.put_source(_works()[:20])
+        store.put_source(numbered_works(WORKS)[:20])
     stop_server(paths)  # down before the invocation starts
     invoke = (
         "import json, logging, sys\n"
@@ -175,7 +163,7 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
     assert answer["failures"] == []
     assert answer["jobId"] == "lambda-full"
     assert _checkpoint(settings, "lambda-full") == (20, 20, 1, 1)
-    assert _written(store_path) == {w.id for w in _works()[:20]}
+    assert _written(store_path) == {w.id for w in numbered_works(WORKS)[:20]}
 
 
 # -- on the shared server -------------------------------------------------------------------------

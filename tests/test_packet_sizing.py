@@ -28,7 +28,7 @@ from db_helpers import (
     set_max_allowed_packet,
 )
 from registry_invariants import check_registry
-from works_helpers import node, work
+from works_helpers import node, numbered_works, work
 
 from idminter_pipeline.core.canonical_ids import generate_canonical_ids_bulk
 from idminter_pipeline.core.errors import RegistryUnavailableError, StatementTooLargeError
@@ -69,18 +69,6 @@ def _big_work(value: str, items: int, first_item: int = 0):
         {"id": node("folio-item", "Item", LONG_VALUE.format(first_item + n))} for n in range(items)
     ]
     return made
-
-
-def _neighbours():
-    return [
-        work(
-            "sierra-system-number",
-            f"b{n:03d}",
-            indexed_at=f"2026-07-30T09:00:{n + 1:02d}.000Z",
-            items=(f"i{n:03d}",),
-        )
-        for n in range(NEIGHBOURS)
-    ]
 
 
 def _mint_window(settings: DatabaseSettings, store_path: Path) -> subprocess.CompletedProcess:
@@ -190,8 +178,9 @@ def test_a_work_larger_than_the_packet_mints_beside_its_neighbours(small_registr
     top_up(lambda: connect(small_registry), 21_000)
     store_path = tmp_path / "works.sqlite3"
     big = _big_work("b-big", 20_000)
+    neighbours = numbered_works(NEIGHBOURS, first_second=1)
     with SqliteWorksStore(store_path) as store:
-        store.put_source([big, *_neighbours()])
+        store.put_source([big, *neighbours])
 
     done = _mint_window(small_registry, store_path)
 
@@ -199,7 +188,7 @@ def test_a_work_larger_than_the_packet_mints_beside_its_neighbours(small_registr
     summary = json.loads(done.stdout)
     assert summary["works_written"] == NEIGHBOURS + 1
     assert summary["failures"] == []
-    assert _written(store_path) == {big.id, *(w.id for w in _neighbours())}
+    assert _written(store_path) == {big.id, *(w.id for w in neighbours)}
     (items,) = fetch_all(
         small_registry, "SELECT COUNT(*) FROM identifiers WHERE OntologyType = 'Item'"
     )[0]
@@ -213,8 +202,9 @@ def _extract_failure_beside_neighbours(
     """Mint `oversized` in one window with its neighbours: it fails alone at extract, they are
     written, none of its identifiers is minted. Its failure, for the limit it names."""
     top_up(lambda: connect(registry), 100)
+    neighbours = numbered_works(NEIGHBOURS, first_second=1)
     with SqliteWorksStore(store_path) as store:
-        store.put_source([oversized, *_neighbours()])
+        store.put_source([oversized, *neighbours])
 
     done = _mint_window(registry, store_path)
 
@@ -224,7 +214,7 @@ def _extract_failure_beside_neighbours(
     (failure,) = summary["failures"]
     assert failure["sourceIdentifier"] == oversized.id
     assert failure["stage"] == "extract"
-    assert _written(store_path) == {w.id for w in _neighbours()}
+    assert _written(store_path) == {w.id for w in neighbours}
     source_id = oversized.document["state"]["sourceIdentifier"]["value"]
     assert fetch_all(
         registry, "SELECT COUNT(*) FROM identifiers WHERE SourceId = %s", (source_id,)

@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,21 @@ def work(
         "state": state,
     }
     return SourceWork(f"Work[{system}/{value}]", document)
+
+
+def numbered_works(count: int, *, first_second: int = 0) -> list[SourceWork]:
+    """`count` Sierra works b0000, b0001, ..., each with one item (i0000, ...), indexed a second
+    apart from 09:00:00 plus `first_second`."""
+    start = datetime(2026, 7, 30, 9, tzinfo=UTC) + timedelta(seconds=first_second)
+    return [
+        work(
+            "sierra-system-number",
+            f"b{n:04d}",
+            indexed_at=(start + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            items=(f"i{n:04d}",),
+        )
+        for n in range(count)
+    ]
 
 
 def results_of(
