@@ -51,37 +51,28 @@ BOUND = 2.0
 def generate_port_registry(settings: DatabaseSettings, rows: int) -> float:
     """The RFC's tables, as the port creates them, filled server-side; seconds it took."""
     started = time.monotonic()
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            for statement in RFC_DDL.read_text().split(";"):
-                if "CREATE TABLE" in statement:
-                    cursor.execute(statement)
-            support.create_digits(cursor)
-            cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
-            free = rows // 100
-            for chunk in range(0, rows + free, ROWS_PER_STATEMENT):
-                chunk_numbers = support.numbers(
-                    chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk)
-                )
-                cursor.execute(
-                    "INSERT INTO canonical_ids (CanonicalId, Status) SELECT "
-                    f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {chunk_numbers}"
-                )
-                cursor.execute(
-                    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                    "SELECT ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), "
-                    "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number'), "
-                    f"CONCAT('b', n, IF(n % 50 = 0, 'é', 'x')), {_id_expression()} "
-                    f"FROM {chunk_numbers} AND n < {rows}"
-                )
-                conn.commit()
-            cursor.execute("DROP TABLE digits")
-            cursor.execute("ANALYZE TABLE canonical_ids, identifiers")
-            cursor.fetchall()
-        conn.commit()
-    finally:
-        conn.close()
+    with support.server_side_rows(settings, ("canonical_ids", "identifiers")) as (conn, cursor):
+        for statement in RFC_DDL.read_text().split(";"):
+            if "CREATE TABLE" in statement:
+                cursor.execute(statement)
+        cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+        free = rows // 100
+        for chunk in range(0, rows + free, ROWS_PER_STATEMENT):
+            chunk_numbers = support.numbers(
+                chunk, chunk + min(ROWS_PER_STATEMENT, rows + free - chunk)
+            )
+            cursor.execute(
+                "INSERT INTO canonical_ids (CanonicalId, Status) SELECT "
+                f"{_id_expression()}, IF(n < {rows}, 'assigned', 'free') FROM {chunk_numbers}"
+            )
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                "SELECT ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), "
+                "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number'), "
+                f"CONCAT('b', n, IF(n % 50 = 0, 'é', 'x')), {_id_expression()} "
+                f"FROM {chunk_numbers} AND n < {rows}"
+            )
+            conn.commit()
     return time.monotonic() - started
 
 

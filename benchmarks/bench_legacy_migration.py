@@ -34,12 +34,12 @@ from benchmarks.support import (
     StopWriting,
     count_rows,
     create_bench_database,
-    create_digits,
     drop_bench_database,
     main_by_size,
     numbers,
     plain_copy_seconds,
     rows_by_size,
+    server_side_rows,
 )
 from idminter_pipeline.core.canonical_ids import FIRST_CHARACTERS, OTHER_CHARACTERS
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -76,26 +76,19 @@ def _id_expression() -> str:
 def generate_legacy_table(settings: DatabaseSettings, rows: int) -> float:
     """Fill a legacy table with `rows` rows server-side; return the seconds it took."""
     started = time.monotonic()
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(LEGACY_DDL)
-            create_digits(cursor)
-            cursor.execute("SET SESSION unique_checks = 0")
-            for chunk in range(0, rows, ROWS_PER_STATEMENT):
-                size = min(ROWS_PER_STATEMENT, rows - chunk)
-                cursor.execute(
-                    "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, SourceSystem) "
-                    f"SELECT {_id_expression()}, "
-                    "ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), CONCAT('b', n, 'x'), "
-                    "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number') "
-                    f"FROM {numbers(chunk, chunk + size)}"
-                )
-                conn.commit()
-            cursor.execute("DROP TABLE digits")
-        conn.commit()
-    finally:
-        conn.close()
+    with server_side_rows(settings) as (conn, cursor):
+        cursor.execute(LEGACY_DDL)
+        cursor.execute("SET SESSION unique_checks = 0")
+        for chunk in range(0, rows, ROWS_PER_STATEMENT):
+            size = min(ROWS_PER_STATEMENT, rows - chunk)
+            cursor.execute(
+                "INSERT INTO identifiers (CanonicalId, OntologyType, SourceId, SourceSystem) "
+                f"SELECT {_id_expression()}, "
+                "ELT(1 + n % 4, 'Work', 'Work', 'Image', 'Item'), CONCAT('b', n, 'x'), "
+                "IF(n % 3 = 0, 'calm-record-id', 'sierra-system-number') "
+                f"FROM {numbers(chunk, chunk + size)}"
+            )
+            conn.commit()
     return time.monotonic() - started
 
 

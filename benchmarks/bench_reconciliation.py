@@ -23,7 +23,9 @@ from benchmarks.support import (
     create_bench_database,
     drop_bench_database,
     main_by_size,
+    numbers,
     rows_by_size,
+    server_side_rows,
 )
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry import reconciliation
@@ -39,62 +41,47 @@ VARIANTS = 1_000
 ORPHANS = 1_000
 FREE_IN_USE = 100
 ROWS_PER_STATEMENT = 1_000_000
-NUMBERS = (
-    "(SELECT {start} + a.d + 10*b.d + 100*c.d + 1000*e.d + 10000*f.d + 100000*g.d AS n "
-    "FROM digits a, digits b, digits c, digits e, digits f, digits g) numbers"
-)
 
 
 def generate_registry(settings: DatabaseSettings, rows: int) -> float:
     """`rows` mappings plus the planted findings, server-side; return the seconds it took."""
     started = time.monotonic()
     step = max(rows // VARIANTS, 1)
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
-            cursor.execute("CREATE TABLE digits (d INT NOT NULL PRIMARY KEY)")
-            cursor.execute("INSERT INTO digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)")
-            source = "ELT(1 + {m} % 4, 'Work', 'Work', 'Image', 'Item'), " + (
-                "IF({m} % 3 = 0, 'calm-record-id', 'sierra-system-number')"
-            )
-            # Mappings n < rows; variants n in [rows, rows + VARIANTS) twin mapping (n - rows) *
-            # step in upper case; orphans after that, IDs only.
-            total = rows + VARIANTS + ORPHANS
-            for start in range(0, total, ROWS_PER_STATEMENT):
-                end = min(start + ROWS_PER_STATEMENT, total)
-                numbers = NUMBERS.format(start=start)
-                cursor.execute(
-                    "INSERT INTO canonical_ids (CanonicalId, Status) "
-                    f"SELECT {_id_expression()}, 'assigned' FROM {numbers} WHERE n < {end}"
-                )
-                cursor.execute(
-                    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                    f"SELECT {source.format(m='n')}, CONCAT('b', n, 'x'), {_id_expression()} "
-                    f"FROM {numbers} WHERE n < {min(end, rows)}"
-                )
-                twin = f"((n - {rows}) * {step})"
-                cursor.execute(
-                    "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                    f"SELECT {source.format(m=twin)}, CONCAT('B', {twin}, 'X'), {_id_expression()} "
-                    f"FROM {numbers} WHERE n >= {rows} AND n < {min(end, rows + VARIANTS)}"
-                )
-                conn.commit()
-            # A corrupted pool: the guards refuse freeing a mapped ID, so the rows are written
-            # past them, as a bad restore would.
-            drop_guards(conn, POOL_GUARD_NAMES)
+    with server_side_rows(settings, analyze=("canonical_ids", "identifiers")) as (conn, cursor):
+        cursor.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+        source = "ELT(1 + {m} % 4, 'Work', 'Work', 'Image', 'Item'), " + (
+            "IF({m} % 3 = 0, 'calm-record-id', 'sierra-system-number')"
+        )
+        # Mappings n < rows; variants n in [rows, rows + VARIANTS) twin mapping (n - rows) *
+        # step in upper case; orphans after that, IDs only.
+        total = rows + VARIANTS + ORPHANS
+        for start in range(0, total, ROWS_PER_STATEMENT):
+            end = min(start + ROWS_PER_STATEMENT, total)
             cursor.execute(
-                "UPDATE canonical_ids c JOIN (SELECT CanonicalId FROM identifiers "
-                f"ORDER BY CanonicalId LIMIT {FREE_IN_USE}) used USING (CanonicalId) "
-                "SET c.Status = 'free'"
+                "INSERT INTO canonical_ids (CanonicalId, Status) "
+                f"SELECT {_id_expression()}, 'assigned' FROM {numbers(start, end)}"
             )
-            install_pool_guards(conn)
-            cursor.execute("DROP TABLE digits")
-            cursor.execute("ANALYZE TABLE canonical_ids, identifiers")
-            cursor.fetchall()
-        conn.commit()
-    finally:
-        conn.close()
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                f"SELECT {source.format(m='n')}, CONCAT('b', n, 'x'), {_id_expression()} "
+                f"FROM {numbers(start, min(end, rows))}"
+            )
+            twin = f"((n - {rows}) * {step})"
+            cursor.execute(
+                "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
+                f"SELECT {source.format(m=twin)}, CONCAT('B', {twin}, 'X'), {_id_expression()} "
+                f"FROM {numbers(start, min(end, rows + VARIANTS))} AND n >= {rows}"
+            )
+            conn.commit()
+        # A corrupted pool: the guards refuse freeing a mapped ID, so the rows are written
+        # past them, as a bad restore would.
+        drop_guards(conn, POOL_GUARD_NAMES)
+        cursor.execute(
+            "UPDATE canonical_ids c JOIN (SELECT CanonicalId FROM identifiers "
+            f"ORDER BY CanonicalId LIMIT {FREE_IN_USE}) used USING (CanonicalId) "
+            "SET c.Status = 'free'"
+        )
+        install_pool_guards(conn)
     return time.monotonic() - started
 
 

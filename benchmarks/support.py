@@ -101,6 +101,27 @@ def numbers(start: int, end: int) -> str:
     )
 
 
+@contextmanager
+def server_side_rows(
+    settings: DatabaseSettings, analyze: Sequence[str] = ()
+) -> Iterator[tuple[Any, Any]]:
+    """A connection and cursor on `settings` with the `digits` table `numbers` reads. Once the
+    block has generated its rows, `digits` is dropped and the `analyze` tables analyzed, so the
+    benchmark's plans see real statistics; then committed and closed."""
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cursor:
+            create_digits(cursor)
+            yield conn, cursor
+            cursor.execute("DROP TABLE digits")
+            if analyze:
+                cursor.execute(f"ANALYZE TABLE {', '.join(analyze)}")
+                cursor.fetchall()
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def plain_copy_seconds(settings: DatabaseSettings, statements: Sequence[str]) -> float:
     """The baseline a migration is measured against: `statements` (each one INSERT ... SELECT,
     no batches, no verification) into the migrated empty database `settings`, timed."""
