@@ -45,6 +45,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Protocol
 
@@ -121,6 +122,21 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+@contextmanager
+def _failing_one_work(work_id: str, stage: Stage, failure: str) -> Iterator[None]:
+    """Decoding, walking or editing one document concerns that document only: whatever the block
+    raises fails the work `work_id` at `stage`, as `failure` and the error's own words (a
+    MalformedWorkError already says which work and why)."""
+    try:
+        yield
+    except MalformedWorkError:
+        raise
+    except Exception as error:
+        raise MalformedWorkError(
+            work_id, stage, f"{failure}: {type(error).__name__}: {error}"
+        ) from error
 
 
 class WorksPipeline:
@@ -348,22 +364,10 @@ class WorksPipeline:
     def _read_and_extract(self, stored: StoredWork, cache: IdentifierCache) -> ExtractedWork:
         if stored.content is None:
             raise MalformedWorkError(stored.id, Stage.READ, f"not found in {self.store.describe()}")
-        try:
+        with _failing_one_work(stored.id, Stage.READ, "unreadable"):
             document = decode_document(stored.content, work_id=stored.id)
-        except MalformedWorkError:
-            raise
-        except Exception as error:  # anything else a decoder raises concerns this text only
-            raise MalformedWorkError(
-                stored.id, Stage.READ, f"unreadable: {type(error).__name__}: {error}"
-            ) from error
-        try:
+        with _failing_one_work(stored.id, Stage.EXTRACT, "cannot be processed"):
             extracted = extract_work(document, document_id=stored.id, cache=cache)
-        except MalformedWorkError:
-            raise
-        except Exception as error:  # a walk over one document concerns that document only
-            raise MalformedWorkError(
-                stored.id, Stage.EXTRACT, f"cannot be processed: {type(error).__name__}: {error}"
-            ) from error
         if extracted.work_id != stored.id:
             raise MalformedWorkError(
                 stored.id,
@@ -383,17 +387,10 @@ class WorksPipeline:
         identified: list[IdentifiedWork] = []
         for work_id, extracted in works.items():
             try:
-                identified.append(annotate_work(extracted, canonical_ids))
+                with _failing_one_work(work_id, Stage.ANNOTATE, "cannot be annotated"):
+                    identified.append(annotate_work(extracted, canonical_ids))
             except MalformedWorkError as error:
                 summary.fail(WorkFailure(work_id, Stage.ANNOTATE, error.detail))
-            except Exception as error:  # editing one document concerns that document only
-                summary.fail(
-                    WorkFailure(
-                        work_id,
-                        Stage.ANNOTATE,
-                        f"cannot be annotated: {type(error).__name__}: {error}",
-                    )
-                )
         return identified
 
     def _settle(
