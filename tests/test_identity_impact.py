@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 from db_helpers import fetch_all
-from works_helpers import fill_pool, node, use_embedded_store, work
+from works_helpers import embedded_store_holding, fill_pool, node, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import InvalidSettingError
@@ -155,10 +155,7 @@ def test_thresholds_from_the_environment_and_bad_values_named():
 
 @pytest.fixture
 def cli_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    path = use_embedded_store(monkeypatch, tmp_path)
-    fill_pool(connect_registry, 2_000)
-    with SqliteWorksStore(path) as store:
-        store.put_source(_catalogue(10))
+    path = embedded_store_holding(monkeypatch, tmp_path, _catalogue(10), connect_registry, 2_000)
     assert CliRunner().invoke(main, ["mint", "--full"]).exit_code == 0
     monkeypatch.setenv("IDMINTER_IMPACT_MAX_UNCARRIED", "5")
     return path

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 from cli_process import run_python
-from works_helpers import fill_pool, use_embedded_store, work
-
-from idminter_pipeline.works.stores import SqliteWorksStore
+from works_helpers import embedded_store_holding, work
 
 ROOT = Path(__file__).resolve().parent.parent
 MINTER = ROOT / "deploy" / "aws" / "minter.yaml"
@@ -52,16 +50,12 @@ def _runtime_env(config: dict) -> dict[str, str]:
 
 @pytest.fixture
 def minter_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    store_path = use_embedded_store(monkeypatch, tmp_path)
-    fill_pool(connect_registry, 100)
-    with SqliteWorksStore(store_path) as store:
-        store.put_source(
-            [
-                work("sierra-system-number", "b1"),
-                work("sierra-system-number", "b2", predecessor=("sierra-system-number", "b1")),
-                work("mets", "m3"),
-            ]
-        )
+    works = [
+        work("sierra-system-number", "b1"),
+        work("sierra-system-number", "b2", predecessor=("sierra-system-number", "b1")),
+        work("mets", "m3"),
+    ]
+    embedded_store_holding(monkeypatch, tmp_path, works, connect_registry, 100)
 
 
 def _invoke(event: object, env: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from state_machine_harness import state_machine
-from works_helpers import fill_pool, use_embedded_store, work
+from works_helpers import embedded_store_holding, work
 
 from idminter_pipeline.aws_lambda.events import parse_event
 from idminter_pipeline.aws_lambda.handler import handler
@@ -36,18 +36,13 @@ PARTITION_PREFIX = (
 
 @pytest.fixture
 def port_env(registry_env, connect_registry, tmp_path, monkeypatch):
-    store_path = use_embedded_store(monkeypatch, tmp_path)
+    works = [
+        work("sierra-system-number", f"b{n}", indexed_at="2026-07-30T09:50:00Z") for n in (1, 2)
+    ] + [work("sierra-system-number", f"c{n}") for n in range(5)]
+    store_path = embedded_store_holding(monkeypatch, tmp_path, works, connect_registry, 200)
     monkeypatch.setenv("PIPELINE_DATE", PIPELINE_DATE)
     monkeypatch.setenv("S3_PREFIX", "prod")
-    fill_pool(connect_registry, 200)
     with SqliteWorksStore(store_path) as store:
-        store.put_source(
-            [
-                work("sierra-system-number", f"b{n}", indexed_at="2026-07-30T09:50:00Z")
-                for n in (1, 2)
-            ]
-            + [work("sierra-system-number", f"c{n}") for n in range(5)]
-        )
         yield store
 
 

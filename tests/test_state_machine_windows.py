@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from state_machine_harness import REGION, MinterStateMachine, state_machine, template_definition
-from works_helpers import fill_pool, use_embedded_store, work
+from works_helpers import embedded_store_holding, work
 
 from idminter_pipeline.aws_lambda import handler as lambda_handler
 from idminter_pipeline.core.errors import InvalidSettingError
@@ -28,19 +28,14 @@ WINDOW = {"startTime": "2026-07-30T10:00:00Z", "endTime": "2026-07-30T10:15:00Z"
 
 @pytest.fixture
 def store(registry_env, connect_registry, tmp_path, monkeypatch):
-    store_path = use_embedded_store(monkeypatch, tmp_path)
+    works = [
+        work("sierra-system-number", f"w{n}", indexed_at="2026-07-30T10:05:00Z") for n in range(10)
+    ] + [work("sierra-system-number", "later", indexed_at="2026-07-30T11:00:00Z")]
+    store_path = embedded_store_holding(monkeypatch, tmp_path, works, connect_registry, 200)
     monkeypatch.setenv("IDMINTER_BATCHES_BUCKET", BUCKET)
     monkeypatch.setenv("S3_BUCKET", BUCKET)
     monkeypatch.setenv("IDMINTER_FIND_WORK_BATCH_SIZE", "4")
-    fill_pool(connect_registry, 200)
     with SqliteWorksStore(store_path) as opened:
-        opened.put_source(
-            [
-                work("sierra-system-number", f"w{n}", indexed_at="2026-07-30T10:05:00Z")
-                for n in range(10)
-            ]
-            + [work("sierra-system-number", "later", indexed_at="2026-07-30T11:00:00Z")]
-        )
         yield opened
 
 

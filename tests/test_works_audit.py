@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from works_helpers import fill_pool, plant_bad_document, use_embedded_store, work
+from works_helpers import embedded_store_holding, fill_pool, plant_bad_document, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.core.errors import WorksStoreError
@@ -186,11 +186,7 @@ def test_the_sweeper_mints_in_chunks(minted_window, minter):
 
 @pytest.fixture
 def cli_store(registry_env, connect_registry, tmp_path, monkeypatch):
-    path = use_embedded_store(monkeypatch, tmp_path)
-    fill_pool(connect_registry, 500)
-    with SqliteWorksStore(path) as store:
-        store.put_source(_window_works())
-    return path
+    return embedded_store_holding(monkeypatch, tmp_path, _window_works(), connect_registry, 500)
 
 
 WINDOW_ARGS = ["--window-start", "2026-07-30T09:00:00Z", "--window-end", "2026-07-30T09:14:59Z"]

@@ -15,6 +15,7 @@ import pytest
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.works.documents import SourceWork
 from idminter_pipeline.works.sample_data import identifiable, source_identifier
+from idminter_pipeline.works.stores import SqliteWorksStore
 from idminter_pipeline.works.stores.base import timestamp_micros
 
 # The documents' identifier objects, as the sample works build them.
@@ -181,4 +182,20 @@ def use_embedded_store(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Path
         "ES_API_KEY_SECRET_NAME",
     ):
         monkeypatch.delenv(name, raising=False)
+    return store_path
+
+
+def embedded_store_holding(
+    monkeypatch: pytest.MonkeyPatch,
+    directory: Path,
+    works: Sequence[SourceWork],
+    connect,
+    free: int,
+) -> Path:
+    """The embedded works store of `use_embedded_store`, holding `works`, and `free` IDs in the
+    registry's pool to mint them from; the store's path."""
+    store_path = use_embedded_store(monkeypatch, directory)
+    fill_pool(connect, free)
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(works)
     return store_path
