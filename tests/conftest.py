@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from legacy_helpers import scratch_database
 from moto.server import ThreadedMotoServer
 
 from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.local_servers import mariadb as local_database
 from idminter_pipeline.local_servers.mariadb import LocalServerPaths
 from idminter_pipeline.registry.connection import Connection, connect
 from idminter_pipeline.registry.minting import Minter
@@ -66,6 +68,36 @@ def _start_longest_first(items: list[pytest.Item]) -> None:
 
     sizes = Counter(group(item) for item in items)
     items.sort(key=lambda item: (-expected_seconds(item), -sizes[group(item)]))
+
+
+_FLUSH_KEY = pytest.StashKey[int]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """While the suite runs on this checkout's own server, its commits are synced to disk about
+    once a second (a crash of the machine, not of the server, could lose the last second); the
+    setting is restored when the suite ends. The suite commits thousands of times, and syncing
+    each cost it a tenth of its time. Done by the controlling process alone, and never on a
+    server configured from outside."""
+    if hasattr(session.config, "workerinput"):
+        return
+    admin = local_database.local_admin_connection_for(DatabaseSettings.from_env())
+    if admin is None:
+        return
+    with closing(admin), admin.cursor() as cursor:
+        cursor.execute("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit")
+        ((session.config.stash[_FLUSH_KEY],),) = cursor.fetchall()
+        cursor.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    previous = session.config.stash.get(_FLUSH_KEY, None)
+    if previous is None:
+        return
+    admin = local_database.local_admin_connection_for(DatabaseSettings.from_env())
+    if admin is not None:
+        with closing(admin), admin.cursor() as cursor:
+            cursor.execute("SET GLOBAL innodb_flush_log_at_trx_commit = %s", (int(previous),))
 
 
 @pytest.fixture(scope="session")

@@ -421,8 +421,10 @@ class RunCheckpoints:
             self._discard()
 
     def close(self) -> None:
-        """Release the held run (closing the connection releases its lock)."""
-        self._held = None
+        """Release the held run, then close the connection. Released explicitly: the server
+        frees a closed connection's locks a moment later, which a run started right after (a
+        retry, the next run of a schedule) could take for another run holding them."""
+        self.release()
         self._discard()
 
     def __enter__(self) -> Self:
