@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                     "GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION",
                     (TEST_ADMIN_USER, host),
                 )
+            # A server for this run alone, its data removed afterwards: commits synced about
+            # once a second, as the suite has them on this checkout's own server.
+            cursor.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
     except LocalDatabaseError as error:
         print(f"error: {error}", file=sys.stderr)
         _stop_and_remove(paths)
