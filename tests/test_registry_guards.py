@@ -98,7 +98,12 @@ def published(registry, minter):
 @pytest.mark.parametrize(
     ("statement", "rule"),
     [
-        ("UPDATE identifiers SET CanonicalId = 'cccc4444' WHERE SourceId = 'b1'", "immutable"),
+        # To another ID of the pool, whichever one the claim gave b1.
+        (
+            "UPDATE identifiers SET CanonicalId = IF(CanonicalId = 'cccc4444', 'bbbb3333', "
+            "'cccc4444') WHERE SourceId = 'b1'",
+            "immutable",
+        ),
         ("UPDATE identifiers SET SourceId = 'b2' WHERE SourceId = 'b1'", "immutable"),
         ("UPDATE identifiers SET SourceId = 'b1 ' WHERE SourceId = 'b1'", "immutable"),
         ("UPDATE identifiers SET SourceSystem = 'calm' WHERE SourceId = 'b1'", "immutable"),
