@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from db_helpers import (
+    DATABASE_FREE_TEST,
     admin_connection,
     clean_tables,
     create_database,
@@ -38,10 +39,20 @@ from idminter_pipeline.works.stores import SqliteWorksStore
 
 _SHARED_SCOPES = {"module", "class", "package"}
 
+# Every fixture through which a test reaches a database server: `server_settings` is under all
+# the session's databases; a private server is a server of its own.
+_DATABASE_FIXTURES = {"server_settings", "private_server"}
+# Where a database-free test's registry settings point: nothing listens there, so a test that
+# reaches a database without saying so fails at once, on every server.
+_NO_SERVER_PORT = "9"
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        reaches_a_server = _DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if not reaches_a_server and not item.get_closest_marker("uses_database"):
+            item.add_marker(pytest.mark.database_free)
         fixtures = getattr(item, "_fixtureinfo", None)
         if fixtures is None or item.get_closest_marker("xdist_group"):
             continue
@@ -68,6 +79,30 @@ def _start_longest_first(items: list[pytest.Item]) -> None:
 
     sizes = Counter(group(item) for item in items)
     items.sort(key=lambda item: (-expected_seconds(item), -sizes[group(item)]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """While a database-free test runs (its fixtures included), starting a server fails."""
+    DATABASE_FREE_TEST.name = item.nodeid if item.get_closest_marker("database_free") else None
+    try:
+        return (yield)
+    finally:
+        DATABASE_FREE_TEST.name = None
+
+
+@pytest.fixture(autouse=True)
+def _database_free_tests_reach_no_server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database-free test sends no statement to any server, so `make test-mysql` leaves it to
+    `make test`; its registry settings point where nothing listens, so one that does reach a
+    database (through the environment, a CLI process) fails here instead of being skipped there.
+    A test that reaches one other than through a fixture says so: `@pytest.mark.uses_database`."""
+    if request.node.get_closest_marker("database_free") is None:
+        return
+    monkeypatch.setenv("RDS_PRIMARY_HOST", "127.0.0.1")
+    monkeypatch.setenv("RDS_PORT", _NO_SERVER_PORT)
 
 
 _FLUSH_KEY = pytest.StashKey[int]()

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pymysql
@@ -33,6 +33,15 @@ ADMIN_PASSWORD_ENV = "IDMINTER_TEST_ADMIN_PASSWORD"
 # `make test-mysql` sets this to `mysql`: private servers are then MySQL ones, like the server
 # the suite runs against (tools/test_mysql.py).
 ENGINE_ENV = "IDMINTER_TEST_SERVER_ENGINE"
+
+
+@dataclass
+class _RunningTest:
+    name: str | None = None
+
+
+# The database-free test being set up or run, if one is (tests/conftest.py sets it).
+DATABASE_FREE_TEST = _RunningTest()
 # Bookkeeping tables of yoyo-migrations: kept between tests so the schema stays applied.
 _KEPT_TABLES = ("_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock")
 
@@ -178,6 +187,10 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
     """A server of the caller's own in `directory` (never the shared one), stopped at the end:
     MariaDB, or MySQL under `make test-mysql`. Skips the test where it cannot be started (the
     system's MariaDB needs root and the Debian package)."""
+    if DATABASE_FREE_TEST.name is not None:
+        raise RuntimeError(
+            f"{DATABASE_FREE_TEST.name} starts a database server: mark it uses_database"
+        )
     if os.geteuid() != 0 and not mysql_under_test():
         pytest.skip("starting a private mariadbd here needs root and the Debian package")
     server = DatabaseSettings(port=free_port())

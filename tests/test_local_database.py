@@ -23,6 +23,7 @@ from idminter_pipeline.local_servers.mariadb import (
 from idminter_pipeline.registry.connection import connect
 
 
+@pytest.mark.uses_database
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting a private server here needs root")
 def test_start_is_idempotent_and_stop_stops(tmp_path):
     settings = DatabaseSettings(port=free_port())

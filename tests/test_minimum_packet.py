@@ -29,6 +29,9 @@ from idminter_pipeline.registry.packets import MIN_MAX_ALLOWED_PACKET
 from idminter_pipeline.registry.pool import top_up
 from idminter_pipeline.registry.reconciliation import CASE_OR_PADDING_VARIANTS, reconcile
 
+# Its servers are private ones, started by its own fixtures.
+pytestmark = pytest.mark.uses_database
+
 ORPHANS = 6_000
 
 

@@ -43,6 +43,9 @@ from idminter_pipeline.works.documents import MAX_IDENTIFIERS_PER_WORK, SourceWo
 from idminter_pipeline.works.sample_data import DEFAULT_START
 from idminter_pipeline.works.stores import SqliteWorksStore
 
+# Its servers are private ones, started by its own fixtures.
+pytestmark = pytest.mark.uses_database
+
 PACKET = 1024 * 1024
 NEIGHBOURS = 10
 # 215 characters: a long item identifier, far below the 255-character limit.

@@ -28,6 +28,9 @@ from idminter_pipeline.registry.reachability import (
     Reachability,
 )
 
+# Its servers are private ones, started by its own fixtures.
+pytestmark = pytest.mark.uses_database
+
 DATABASE = "registry.example:3306/identifiers as user 'id_minter'"
 
 

@@ -2,6 +2,7 @@
 
     python -m tools.test_mysql [--port N] [--keep] [pytest arguments...]
     python -m tools.test_mysql --stop
+    python -m tools.test_mysql --install-only
 
 1. installs MySQL (`idminter_pipeline.local_servers.mysql`: apt resolves the closure, the .debs are
    cached under .local/apt, unpacked into .local/mysql). When the archive cannot be reached and
@@ -16,6 +17,9 @@
 5. stops the server and removes its data (about 1.2 GB, nothing worth keeping: every test
    database is dropped), pass or fail, and exits with pytest's status. `--keep` leaves the
    server running; `--stop` stops a server left running (what `.ci/run` does when it ends).
+
+`--install-only` does step 1 alone (`.ci/run` runs it beside the MariaDB suite, so the download
+is done when this suite starts).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="leave the server running")
     parser.add_argument("--stop", action="store_true", help="stop a server left running, only")
+    parser.add_argument("--install-only", action="store_true", help="download and unpack, only")
     parser.add_argument("--archive", default=DEBIAN_ARCHIVE, help="a Debian mirror's URL")
     options, pytest_args = parser.parse_known_args(argv)
     install = MysqlInstall.default(options.archive)
@@ -80,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         install.install()
     except ArchiveUnreachable as error:
         print(f"test-mysql skipped: MySQL could not be installed ({error})")
+        return 0
+    if options.install_only:
+        print(f"MySQL unpacked in {install.tree}")
         return 0
     paths = install.server_paths
     settings = DatabaseSettings(port=options.port)
@@ -103,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                     (TEST_ADMIN_USER, host),
                 )
             # A server for this run alone, its data removed afterwards: commits synced about
-            # once a second, as the suite has them on this checkout's own server.
+            # once a second, as the suite has them on this checkout's own server, and the
+            # binary log (on by default in MySQL, and the triggers' tests need it) left to the
+            # system to sync.
             cursor.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+            cursor.execute("SET GLOBAL sync_binlog = 0")
     except LocalDatabaseError as error:
         print(f"error: {error}", file=sys.stderr)
         _stop_and_remove(paths)
