@@ -5,8 +5,9 @@ import os
 import socket
 
 import pytest
-from db_helpers import free_port, mysql_under_test, private_server_paths
+from db_helpers import free_port, mysql_under_test, private_mariadb, private_server_paths
 
+from idminter_pipeline.core.errors import RegistryUnreachableError
 from idminter_pipeline.core.settings import (
     LOCAL_PORT_BASE,
     LOCAL_PORT_PAIRS,
@@ -101,3 +102,12 @@ def test_the_running_registry_is_reported(server_settings):
     # This checkout's own server under `make test`; the one RDS_* names otherwise.
     assert report.kind in {"local (already running)", "external"}
     assert any(server_settings.describe() in line for line in report.lines())
+
+
+def test_a_test_without_a_database_fixture_reaches_no_server(tmp_path):
+    """`make test-mysql` leaves such tests to `make test`: one that reached a server anyway
+    would test MariaDB alone without anyone knowing, so here it cannot reach one."""
+    with pytest.raises(RegistryUnreachableError):
+        connect(DatabaseSettings.from_env()).close()
+    with pytest.raises(RuntimeError, match="mark it uses_database"), private_mariadb(tmp_path):
+        pass
