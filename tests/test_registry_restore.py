@@ -222,3 +222,74 @@ def test_dagster_refuses_to_mint_on_the_restored_registry_until_the_recovery_ran
         allowed = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
         assert allowed.success
         assert len(_ids_of(restore["settings"], restore["later"][:1])) == 1
+
+
+def test_the_works_asset_records_what_it_published_and_refuses_a_restored_registry(
+    registry_env, connect_registry, server_settings, tmp_path, monkeypatch
+):
+    """The whole cycle in Dagster: `identified_works` mints a window and records the registry's
+    newest assignment; a dump is taken; the next window is minted (published); the dump is
+    restored; the third window's run fails before minting anything; `idminter db
+    recover-published --apply`; the third window mints, and no ID published after the dump went
+    to one of its records."""
+    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
+    from idminter_pipeline.defs.works.runs import NEWEST_ASSIGNMENT_KEY  # noqa: PLC0415
+
+    store_path = tmp_path / "works.sqlite3"
+    monkeypatch.setenv("WORKS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    fill_pool(connect_registry, POOL)
+    windows = {"2026-07-30-09:00": "b", "2026-07-30-09:15": "a", "2026-07-30-09:30": "n"}
+    values = {key: [f"{prefix}{n}" for n in range(20)] for key, prefix in windows.items()}
+    with SqliteWorksStore(store_path) as store:
+        store.put_source(
+            work("sierra-system-number", value, indexed_at=f"{key[:10]}T{key[11:]}:30.000Z")
+            for key, window_values in values.items()
+            for value in window_values
+        )
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)  # load-dump creates it
+
+    def materialize(settings, partition: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [identified_works],
+            partition_key=partition,
+            resources=works_resources(settings, store_path, tmp_path / "alerts.log"),
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    try:
+        with dg.instance_for_test() as instance:
+            first, second, third = windows
+            assert materialize(registry_env, first).success
+            dump = tmp_path / "registry.sql"
+            _dump(registry_env, dump, tmp_path)
+            assert materialize(registry_env, second).success
+            published = _ids_of(registry_env, values[second])
+            assert len(published) == 20
+            loaded = CliRunner().invoke(
+                main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
+            )
+            assert loaded.exit_code == 0, loaded.output
+            monkeypatch.setenv("IDENTIFIERS_DATABASE", restored.database)
+
+            refused = materialize(restored, third)
+            assert not refused.success
+            (failure,) = refused.get_step_failure_events()
+            assert RegistryRestoredError.__name__ in str(failure.step_failure_data.error)
+            assert _ids_of(restored, values[third]) == {}
+
+            recovered = CliRunner().invoke(main, ["db", "recover-published", "--apply"])
+            assert recovered.exit_code == 0, recovered.output
+            assert json.loads(recovered.stdout)["mappings_restored"] == 20
+            assert materialize(restored, third).success
+            minted = _ids_of(restored, values[third])
+            assert len(minted) == 20
+            assert not set(minted.values()) & set(published.values())
+            assert _ids_of(restored, values[second]) == published
+            latest = instance.get_latest_materialization_event(dg.AssetKey("identified_works"))
+            assert NEWEST_ASSIGNMENT_KEY in latest.asset_materialization.metadata
+    finally:
+        drop_database(restored)
