@@ -224,24 +224,33 @@ def test_dagster_refuses_to_mint_on_the_restored_registry_until_the_recovery_ran
         assert len(_ids_of(restore["settings"], restore["later"][:1])) == 1
 
 
-def test_the_works_asset_records_what_it_published_and_refuses_a_restored_registry(
-    registry_env, connect_registry, server_settings, tmp_path, monkeypatch
-):
-    """The whole cycle in Dagster: `identified_works` mints a window and records the registry's
-    newest assignment; a dump is taken; the next window is minted (published); the dump is
-    restored; the third window's run fails before minting anything; `idminter db
-    recover-published --apply`; the third window mints, and no ID published after the dump went
-    to one of its records."""
-    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
-    from idminter_pipeline.defs.works.runs import NEWEST_ASSIGNMENT_KEY  # noqa: PLC0415
+WINDOWS = {"2026-07-30-09:00": "b", "2026-07-30-09:15": "a", "2026-07-30-09:30": "n"}
+WORKS_PER_WINDOW = 20
 
-    store_path = tmp_path / "works.sqlite3"
-    monkeypatch.setenv("WORKS_STORE_PATH", str(store_path))
-    monkeypatch.setenv("IDMINTER_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
-    fill_pool(connect_registry, POOL)
-    windows = {"2026-07-30-09:00": "b", "2026-07-30-09:15": "a", "2026-07-30-09:30": "n"}
-    values = {key: [f"{prefix}{n}" for n in range(20)] for key, prefix in windows.items()}
+
+@pytest.mark.parametrize("published_by", ["a window", "a run that stopped", "the by-id job"])
+def test_the_works_asset_refuses_a_restored_registry_until_the_recovery_ran(
+    published_by, works_store_env, registry_env, server_settings, monkeypatch
+):
+    """The whole cycle in Dagster: `identified_works` mints a window; a dump is taken; a second
+    run publishes more (a window, a window run stopped part-way by an exhausted pool, or the
+    by-id job); the dump is restored; the third window's run fails before minting anything;
+    `idminter db recover-published --apply`; the third window mints, and no ID published after
+    the dump went to one of its records. Each run records the registry's newest assignment
+    however it ended, which is what the refusal compares the restored registry with."""
+    from idminter_pipeline.defs.works.assets import identified_works  # noqa: PLC0415
+    from idminter_pipeline.defs.works.jobs import mint_works_by_id_job  # noqa: PLC0415
+
+    store_path = works_store_env
+    tmp_path = store_path.parent
+    # A run that stops: the pool holds the first window's IDs and half the second's.
+    fill_pool(
+        lambda: connect(registry_env),
+        WORKS_PER_WINDOW * 3 // 2 if published_by == "a run that stopped" else POOL,
+    )
+    values = {
+        key: [f"{prefix}{n}" for n in range(WORKS_PER_WINDOW)] for key, prefix in WINDOWS.items()
+    }
     with SqliteWorksStore(store_path) as store:
         store.put_source(
             work("sierra-system-number", value, indexed_at=f"{key[:10]}T{key[11:]}:30.000Z")
@@ -250,30 +259,47 @@ def test_the_works_asset_records_what_it_published_and_refuses_a_restored_regist
         )
     restored = create_database(server_settings, "restored_")
     drop_database(restored)  # load-dump creates it
+    first, second, third = WINDOWS
+
+    def resources(settings) -> dict:
+        return works_resources(settings, store_path, tmp_path / "alerts.log")
 
     def materialize(settings, partition: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             [identified_works],
             partition_key=partition,
-            resources=works_resources(settings, store_path, tmp_path / "alerts.log"),
+            resources=resources(settings),
             instance=instance,
+            run_config={"ops": {"identified_works": {"config": {"batch_size": 5}}}},
             raise_on_error=False,
         )
 
+    def publish_more() -> None:
+        if published_by == "the by-id job":
+            job = dg.Definitions(jobs=[mint_works_by_id_job], resources=resources(registry_env))
+            ids = [f"sierra-system-number/{value}" for value in values[second]]
+            result = job.resolve_job_def("mint_works_by_id").execute_in_process(
+                run_config={"source_identifiers": ids}, instance=instance
+            )
+            assert result.success
+        else:
+            result = materialize(registry_env, second)
+            assert result.success is (published_by == "a window")
+
     try:
         with dg.instance_for_test() as instance:
-            first, second, third = windows
             assert materialize(registry_env, first).success
             dump = tmp_path / "registry.sql"
             _dump(registry_env, dump, tmp_path)
-            assert materialize(registry_env, second).success
+            publish_more()
             published = _ids_of(registry_env, values[second])
-            assert len(published) == 20
+            assert 0 < len(published) <= WORKS_PER_WINDOW
             loaded = CliRunner().invoke(
                 main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
             )
             assert loaded.exit_code == 0, loaded.output
             monkeypatch.setenv("IDENTIFIERS_DATABASE", restored.database)
+            fill_pool(lambda: connect(restored), POOL)
 
             refused = materialize(restored, third)
             assert not refused.success
@@ -283,13 +309,11 @@ def test_the_works_asset_records_what_it_published_and_refuses_a_restored_regist
 
             recovered = CliRunner().invoke(main, ["db", "recover-published", "--apply"])
             assert recovered.exit_code == 0, recovered.output
-            assert json.loads(recovered.stdout)["mappings_restored"] == 20
+            assert json.loads(recovered.stdout)["mappings_restored"] == len(published)
             assert materialize(restored, third).success
             minted = _ids_of(restored, values[third])
-            assert len(minted) == 20
+            assert len(minted) == WORKS_PER_WINDOW
             assert not set(minted.values()) & set(published.values())
             assert _ids_of(restored, values[second]) == published
-            latest = instance.get_latest_materialization_event(dg.AssetKey("identified_works"))
-            assert NEWEST_ASSIGNMENT_KEY in latest.asset_materialization.metadata
     finally:
         drop_database(restored)
