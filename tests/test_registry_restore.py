@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from dagster_helpers import works_resources
 from db_helpers import create_database, drop_database, fetch_all
-from works_helpers import fill_pool, work
+from works_helpers import fill_pool, node, si, work
 
 from idminter_pipeline.cli import main
 from idminter_pipeline.registry.connection import connect
@@ -315,5 +315,80 @@ def test_the_works_asset_refuses_a_restored_registry_until_the_recovery_ran(
             assert len(minted) == WORKS_PER_WINDOW
             assert not set(minted.values()) & set(published.values())
             assert _ids_of(restored, values[second]) == published
+    finally:
+        drop_database(restored)
+
+
+def test_the_dry_run_reports_what_applying_then_does(
+    works_store_env, registry_env, server_settings, tmp_path, monkeypatch
+):
+    """An item on two works is published in both documents, which the recovery reads in
+    different batches: the dry run counts its mapping and its ID once, as applying does."""
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.restore import recover_published  # noqa: PLC0415
+
+    fill_pool(lambda: connect(registry_env), POOL)
+    works = [work("sierra-system-number", f"s{n}", items=("shared", f"own{n}")) for n in range(4)]
+    with SqliteWorksStore(works_store_env) as store:
+        store.put_source(works)
+    dump = tmp_path / "registry.sql"
+    _dump(registry_env, dump, tmp_path)
+    _mint(*(f"sierra-system-number/s{n}" for n in range(4)))
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)
+    try:
+        loaded = CliRunner().invoke(
+            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
+        )
+        assert loaded.exit_code == 0, loaded.output
+        factory = lambda: connect(restored)  # noqa: E731
+        reports = {}
+        with SqliteWorksStore(works_store_env) as store, Minter(factory) as minter:
+            for apply in (False, True):
+                report = recover_published(store, minter, factory, apply=apply, batch_documents=1)
+                reports[apply] = (report.mappings_restored, report.ids_reassigned)
+        # Four works and their own items, and the shared item: nine mappings, nine IDs.
+        assert reports[True] == (9, 9)
+        assert reports[False] == reports[True]
+    finally:
+        drop_database(restored)
+
+
+def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_in(
+    works_store_env, registry_env, server_settings, tmp_path
+):
+    """An item that inherited another work's item's ID: both documents publish the one ID, read
+    in different batches; the second is not a conflict with the first, restored a batch before."""
+    from idminter_pipeline.registry.minting import Minter  # noqa: PLC0415
+    from idminter_pipeline.works.restore import recover_published  # noqa: PLC0415
+
+    fill_pool(lambda: connect(registry_env), POOL)
+    successor = work("sierra-system-number", "s1")
+    item = {
+        **node("folio-item", "Item", "b"),
+        "predecessorIdentifier": si("folio-item", "Item", "a"),
+    }
+    successor.document["data"]["items"] = [{"id": item}]
+    with SqliteWorksStore(works_store_env) as store:
+        store.put_source([work("sierra-system-number", "s0", items=("a",)), successor])
+    dump = tmp_path / "registry.sql"
+    _dump(registry_env, dump, tmp_path)
+    _mint("sierra-system-number/s0")
+    _mint("sierra-system-number/s1")
+    published = _ids_of(registry_env, ["a", "b"])
+    assert published["a"] == published["b"]
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)
+    try:
+        loaded = CliRunner().invoke(
+            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
+        )
+        assert loaded.exit_code == 0, loaded.output
+        factory = lambda: connect(restored)  # noqa: E731
+        with SqliteWorksStore(works_store_env) as store, Minter(factory) as minter:
+            report = recover_published(store, minter, factory, apply=True, batch_documents=1)
+        assert report.conflicts == 0, report.conflict_examples
+        assert (report.mappings_restored, report.ids_reassigned) == (4, 3)
+        assert _ids_of(restored, ["a", "b"]) == published
     finally:
         drop_database(restored)

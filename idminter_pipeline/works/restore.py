@@ -140,13 +140,35 @@ def _batches(
         yield batch
 
 
+@dataclass
+class _Planned:
+    """The mappings earlier batches restore: a dry run has not written them, and a batch applied
+    earlier wrote them under sources other than this batch's. A mapping (an item on several
+    works) or an ID (shared through inheritance) published in documents of several batches
+    counts once, and is nobody's conflict."""
+
+    mappings: dict[SourceIdentifier, str] = field(default_factory=dict)
+    holders: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, restorations: list[Restoration]) -> None:
+        for restoration in restorations:
+            self.mappings[restoration.source] = restoration.canonical_id
+            self.holders.setdefault(restoration.canonical_id, set()).add(str(restoration.source))
+
+
 def _settle_batch(
     published: set[tuple[SourceIdentifier, str]],
     minter: Minter,
     connect: ConnectionFactory,
     report: RecoveryReport,
+    planned: _Planned,
 ) -> list[Restoration]:
-    registered = minter.lookup_ids({source for source, _ in published})
+    """The batch's missing mappings, given what earlier batches restore (`planned`)."""
+    sources = {source for source, _ in published}
+    registered = {
+        **{source: planned.mappings[source] for source in sources & planned.mappings.keys()},
+        **minter.lookup_ids(sources),
+    }
     missing: dict[SourceIdentifier, str] = {}
     for source, canonical_id in sorted(published, key=lambda pair: (str(pair[0]), pair[1])):
         held = registered.get(source)
@@ -168,7 +190,11 @@ def _settle_batch(
         sharing.setdefault(canonical_id, set()).add(str(source))
     restorations = []
     for source, canonical_id in missing.items():
-        strangers = taken.get(canonical_id, set()) - sharing[canonical_id]
+        strangers = (
+            taken.get(canonical_id, set())
+            - sharing[canonical_id]
+            - planned.holders.get(canonical_id, set())
+        )
         if strangers:
             held_by = ", ".join(sorted(strangers))
             _conflict(report, Conflict(str(source), canonical_id, f"gave it to {held_by}"))
@@ -193,14 +219,18 @@ def recover_published(
 ) -> RecoveryReport:
     """Compare every published mapping with the registry; with `apply`, restore the missing."""
     report = RecoveryReport(store=store.describe(), applied=apply)
+    planned = _Planned()
     for published in _batches(store, batch_documents, report):
         report.mappings_published += len(published)
-        restorations = _settle_batch(published, minter, connect, report)
+        restorations = _settle_batch(published, minter, connect, report, planned)
         if not restorations:
             continue
         ids = sorted({r.canonical_id for r in restorations})
         pool = _in_transaction(connect, lambda conn, ids=ids: statuses(conn, ids), "reading IDs")
-        report.ids_reassigned += sum(1 for cid in ids if pool.get(cid) != "assigned")
+        report.ids_reassigned += sum(
+            1 for cid in ids if pool.get(cid) != "assigned" and cid not in planned.holders
+        )
+        planned.add(restorations)
         report.mappings_restored += len(restorations)
         for restoration in restorations[: max(0, EXAMPLES - len(report.restored_examples))]:
             report.restored_examples.append(
