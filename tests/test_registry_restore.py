@@ -392,3 +392,53 @@ def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_
         assert _ids_of(restored, ["a", "b"]) == published
     finally:
         drop_database(restored)
+
+
+def test_a_successor_published_after_the_restore_point_is_a_successor_again(
+    works_store_env, registry_env, server_settings, tmp_path
+):
+    """A work minted after the dump inherited its predecessor's ID (minted before): the recovery
+    records the inheritance again, so the successor keeps its rank and minting it again writes
+    its document, as before the restore."""
+    fill_pool(lambda: connect(registry_env), POOL)
+    successor = work("folio-instance", "f1", predecessor=("sierra-system-number", "b1"))
+    with SqliteWorksStore(works_store_env) as store:
+        store.put_source([work("sierra-system-number", "b1"), successor])
+    _mint("sierra-system-number/b1")
+    dump = tmp_path / "registry.sql"
+    _dump(registry_env, dump, tmp_path)
+    minted = _mint("folio-instance/f1")
+    assert minted["works_written"] == 1, minted
+    published = _ids_of(registry_env, ["b1", "f1"])
+    assert published["b1"] == published["f1"]
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)
+    try:
+        loaded = CliRunner().invoke(
+            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
+        )
+        assert loaded.exit_code == 0, loaded.output
+        recovered = CliRunner().invoke(
+            main,
+            ["db", "recover-published", "--apply"],
+            env={"IDENTIFIERS_DATABASE": restored.database},
+        )
+        assert recovered.exit_code == 0, recovered.output
+        report = json.loads(recovered.stdout)
+        assert (report["mappings_restored"], report["inheritances_restored"]) == (1, 1)
+        provenance = fetch_all(
+            restored,
+            "SELECT SuccessorSourceId, PredecessorSourceId, CanonicalId FROM identifier_provenance"
+            " WHERE Kind = 'inherited'",
+        )
+        assert provenance == [("f1", "b1", published["f1"])]
+        again = CliRunner().invoke(
+            main,
+            ["mint", "--source-identifiers", "folio-instance/f1", "sierra-system-number/b1"],
+            env={"IDENTIFIERS_DATABASE": restored.database},
+        )
+        summary = json.loads(again.stdout)
+        assert summary["works_failed"] == 0, summary
+        assert (summary["works_written"], summary["works_superseded"]) == (1, 1), summary
+    finally:
+        drop_database(restored)

@@ -9,7 +9,9 @@ identified document in the works store (the published record: each identifiable 
 - a mapping the registry holds as published: nothing to do;
 - a mapping it lacks: registered again, to the published ID, and the ID marked assigned, so the
   pool never offers it (re-registering is the way to keep the ID with its record; retiring it
-  would give the record a new public ID at its next mint);
+  would give the record a new public ID at its next mint); when the record declares a
+  predecessor that holds the same ID, the inheritance is recorded again too, so that succession
+  ranks it as a successor (a predecessor holding the ID is no conflict);
 - a source the registry maps to another ID, or a published ID it maps to another record (minting
   resumed before this ran): a conflict, reported with both records, never changed here.
 
@@ -32,6 +34,7 @@ from idminter_pipeline.registry.minting import Minter
 from idminter_pipeline.registry.outage import ride_out
 from idminter_pipeline.registry.recovery import (
     Restoration,
+    RestoredInheritance,
     holders,
     last_recovery,
     newest_assignment,
@@ -93,6 +96,7 @@ class RecoveryReport:
     mappings_registered: int = 0
     mappings_restored: int = 0
     ids_reassigned: int = 0
+    inheritances_restored: int = 0
     conflicts: int = 0
     unreadable_documents: int = 0
     restored_examples: list[dict[str, str]] = field(default_factory=list)
@@ -100,7 +104,11 @@ class RecoveryReport:
 
     def as_dict(self) -> dict[str, Any]:
         # A dry run reports what applying would do.
-        to_do = {"mappings_restored": "mappings_to_restore", "ids_reassigned": "ids_to_reassign"}
+        to_do = {
+            "mappings_restored": "mappings_to_restore",
+            "ids_reassigned": "ids_to_reassign",
+            "inheritances_restored": "inheritances_to_restore",
+        }
         return field_values(self, renamed=None if self.applied else to_do)
 
 
@@ -108,35 +116,51 @@ def published_mappings(
     canonical_id: str, document: dict[str, Any]
 ) -> list[tuple[SourceIdentifier, str]]:
     """Every (source identifier, canonical ID) an identified document published."""
+    return _published(canonical_id, document)[0]
+
+
+def _published(
+    canonical_id: str, document: dict[str, Any]
+) -> tuple[list[tuple[SourceIdentifier, str]], dict[SourceIdentifier, SourceIdentifier]]:
+    """The document's published (source, canonical ID) pairs, and the predecessor each of its
+    sources declares."""
     extracted = extract_work(document, document_id=f"identified document {canonical_id}")
-    return [
+    pairs = [
         (node.source, node.node["canonicalId"])
         for node in extracted.nodes
         if isinstance(node.node.get("canonicalId"), str)
     ]
+    return pairs, {d.source: d.predecessor for d in extracted.declarations()}
 
 
-def _batches(
-    store: WorksStore, size: int, report: RecoveryReport
-) -> Iterator[set[tuple[SourceIdentifier, str]]]:
-    """Published (source, canonical ID) pairs, a batch per `size` documents. Pairs, not a map:
-    a source published under two IDs (minted again on the restored registry before this ran)
-    must be compared twice, once a conflict."""
-    batch: set[tuple[SourceIdentifier, str]] = set()
+@dataclass
+class _Batch:
+    """Published (source, canonical ID) pairs of a batch of documents. Pairs, not a map: a source
+    published under two IDs (minted again on the restored registry before the recovery ran) must
+    be compared twice, once a conflict. `predecessors`: what each source declares."""
+
+    pairs: set[tuple[SourceIdentifier, str]] = field(default_factory=set)
+    predecessors: dict[SourceIdentifier, SourceIdentifier] = field(default_factory=dict)
+
+
+def _batches(store: WorksStore, size: int, report: RecoveryReport) -> Iterator[_Batch]:
+    """The published mappings, a batch per `size` documents."""
+    batch = _Batch()
     documents = 0
     for canonical_id, document in store.scan_identified():
         report.documents += 1
         try:
-            pairs = published_mappings(canonical_id, document)
+            pairs, predecessors = _published(canonical_id, document)
         except MalformedWorkError:
             report.unreadable_documents += 1
             continue
-        batch.update(pairs)
+        batch.pairs.update(pairs)
+        batch.predecessors.update(predecessors)
         documents += 1
         if documents >= size:
             yield batch
-            batch, documents = set(), 0
-    if batch:
+            batch, documents = _Batch(), 0
+    if batch.pairs:
         yield batch
 
 
@@ -157,13 +181,14 @@ class _Planned:
 
 
 def _settle_batch(
-    published: set[tuple[SourceIdentifier, str]],
+    batch: _Batch,
     minter: Minter,
     connect: ConnectionFactory,
     report: RecoveryReport,
     planned: _Planned,
 ) -> list[Restoration]:
     """The batch's missing mappings, given what earlier batches restore (`planned`)."""
+    published = batch.pairs
     sources = {source for source, _ in published}
     registered = {
         **{source: planned.mappings[source] for source in sources & planned.mappings.keys()},
@@ -184,16 +209,19 @@ def _settle_batch(
     taken = _in_transaction(
         connect, lambda conn: holders(conn, list(missing.values())), "reading who holds IDs"
     )
-    # Sources that share a published ID through an inheritance hold it together.
+    # Sources that share a published ID through an inheritance hold it together: those published
+    # with it, and the predecessor a source declares (its document superseded, so unpublished).
     sharing: dict[str, set[str]] = {}
     for source, canonical_id in published:
         sharing.setdefault(canonical_id, set()).add(str(source))
     restorations = []
     for source, canonical_id in missing.items():
+        predecessor = batch.predecessors.get(source)
         strangers = (
             taken.get(canonical_id, set())
             - sharing[canonical_id]
             - planned.holders.get(canonical_id, set())
+            - ({str(predecessor)} if predecessor is not None else set())
         )
         if strangers:
             held_by = ", ".join(sorted(strangers))
@@ -201,6 +229,45 @@ def _settle_batch(
             continue
         restorations.append(Restoration(source, canonical_id))
     return restorations
+
+
+def _inheritances(
+    restorations: list[Restoration],
+    predecessors: dict[SourceIdentifier, SourceIdentifier],
+    minter: Minter,
+    planned: _Planned,
+) -> list[RestoredInheritance]:
+    """The restored mappings that inherited their predecessor's ID: the source declares a
+    predecessor, and the predecessor holds the same ID (in the registry, restored by this batch
+    or an earlier one). Their provenance went with the restore, and without it a successor
+    ranks as a lone record below the document it published."""
+    declared = {r.source: predecessors[r.source] for r in restorations if r.source in predecessors}
+    if not declared:
+        return []
+    restored_here = {r.source: r.canonical_id for r in restorations}
+    known = minter.lookup_ids(set(declared.values()))
+    inherited = {}
+    for source, predecessor in declared.items():
+        held = (
+            restored_here.get(predecessor)
+            or planned.mappings.get(predecessor)
+            or known.get(predecessor)
+        )
+        if held == restored_here[source]:
+            inherited[source] = predecessor
+
+    def depth(source: SourceIdentifier) -> int:
+        # Within the batch's own chain of restored inheritances (bounded: documents refuse
+        # predecessor loops).
+        steps = 1
+        while inherited.get(source) in inherited:
+            source, steps = inherited[source], steps + 1
+        return steps
+
+    return [
+        RestoredInheritance(source, predecessor, restored_here[source], depth(source))
+        for source, predecessor in inherited.items()
+    ]
 
 
 def _conflict(report: RecoveryReport, conflict: Conflict) -> None:
@@ -220,11 +287,12 @@ def recover_published(
     """Compare every published mapping with the registry; with `apply`, restore the missing."""
     report = RecoveryReport(store=store.describe(), applied=apply)
     planned = _Planned()
-    for published in _batches(store, batch_documents, report):
-        report.mappings_published += len(published)
-        restorations = _settle_batch(published, minter, connect, report, planned)
+    for batch in _batches(store, batch_documents, report):
+        report.mappings_published += len(batch.pairs)
+        restorations = _settle_batch(batch, minter, connect, report, planned)
         if not restorations:
             continue
+        inheritances = _inheritances(restorations, batch.predecessors, minter, planned)
         ids = sorted({r.canonical_id for r in restorations})
         pool = _in_transaction(connect, lambda conn, ids=ids: statuses(conn, ids), "reading IDs")
         report.ids_reassigned += sum(
@@ -232,6 +300,7 @@ def recover_published(
         )
         planned.add(restorations)
         report.mappings_restored += len(restorations)
+        report.inheritances_restored += len(inheritances)
         for restoration in restorations[: max(0, EXAMPLES - len(report.restored_examples))]:
             report.restored_examples.append(
                 {"source": str(restoration.source), "canonical_id": restoration.canonical_id}
@@ -239,7 +308,9 @@ def recover_published(
         if apply:
             _in_transaction(
                 connect,
-                lambda conn, restorations=restorations: restore_mappings(conn, restorations),
+                lambda conn, restorations=restorations, inheritances=inheritances: restore_mappings(
+                    conn, restorations, inheritances
+                ),
                 f"restoring {len(restorations):,} published mapping(s)",
             )
     if apply:
