@@ -394,20 +394,24 @@ def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_
         drop_database(restored)
 
 
+@pytest.mark.parametrize("predecessor_minted", ["before the dump", "with its successor"])
 def test_a_successor_published_after_the_restore_point_is_a_successor_again(
-    works_store_env, registry_env, server_settings, tmp_path
+    predecessor_minted, works_store_env, registry_env, server_settings, tmp_path
 ):
-    """A work minted after the dump inherited its predecessor's ID (minted before): the recovery
-    records the inheritance again, so the successor keeps its rank and minting it again writes
-    its document, as before the restore."""
+    """A work minted after the dump inherited its predecessor's ID, the predecessor minted
+    before the dump or with it (its document replaced by the successor's, so published only
+    through it): the recovery registers both and records the inheritance again, so the
+    successor keeps its rank, the predecessor its ID, and minting both again writes the
+    successor's document, as before the restore."""
     fill_pool(lambda: connect(registry_env), POOL)
     successor = work("folio-instance", "f1", predecessor=("sierra-system-number", "b1"))
     with SqliteWorksStore(works_store_env) as store:
         store.put_source([work("sierra-system-number", "b1"), successor])
-    _mint("sierra-system-number/b1")
+    if predecessor_minted == "before the dump":
+        _mint("sierra-system-number/b1")
     dump = tmp_path / "registry.sql"
     _dump(registry_env, dump, tmp_path)
-    minted = _mint("folio-instance/f1")
+    minted = _mint("sierra-system-number/b1", "folio-instance/f1")
     assert minted["works_written"] == 1, minted
     published = _ids_of(registry_env, ["b1", "f1"])
     assert published["b1"] == published["f1"]
@@ -425,7 +429,12 @@ def test_a_successor_published_after_the_restore_point_is_a_successor_again(
         )
         assert recovered.exit_code == 0, recovered.output
         report = json.loads(recovered.stdout)
-        assert (report["mappings_restored"], report["inheritances_restored"]) == (1, 1)
+        restored_mappings = 1 if predecessor_minted == "before the dump" else 2
+        assert report["conflicts"] == 0, report
+        assert (report["mappings_restored"], report["inheritances_restored"]) == (
+            restored_mappings,
+            1,
+        )
         provenance = fetch_all(
             restored,
             "SELECT SuccessorSourceId, PredecessorSourceId, CanonicalId FROM identifier_provenance"
@@ -440,5 +449,6 @@ def test_a_successor_published_after_the_restore_point_is_a_successor_again(
         summary = json.loads(again.stdout)
         assert summary["works_failed"] == 0, summary
         assert (summary["works_written"], summary["works_superseded"]) == (1, 1), summary
+        assert _ids_of(restored, ["b1", "f1"]) == published
     finally:
         drop_database(restored)

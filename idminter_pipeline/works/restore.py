@@ -11,7 +11,9 @@ identified document in the works store (the published record: each identifiable 
   pool never offers it (re-registering is the way to keep the ID with its record; retiring it
   would give the record a new public ID at its next mint); when the record declares a
   predecessor that holds the same ID, the inheritance is recorded again too, so that succession
-  ranks it as a successor (a predecessor holding the ID is no conflict);
+  ranks it as a successor (a predecessor holding the ID is no conflict), and a predecessor the
+  registry forgot, whose document the successor's replaced (its stored rank says it inherited),
+  gets the ID back;
 - a source the registry maps to another ID, or a published ID it maps to another record (minting
   resumed before this ran): a conflict, reported with both records, never changed here.
 
@@ -44,6 +46,7 @@ from idminter_pipeline.registry.recovery import (
 )
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.stores.base import WorksStore
+from idminter_pipeline.works.succession import rank_depth
 
 EXAMPLES = 100
 DEFAULT_BATCH_DOCUMENTS = 1_000
@@ -121,16 +124,22 @@ def published_mappings(
 
 def _published(
     canonical_id: str, document: dict[str, Any]
-) -> tuple[list[tuple[SourceIdentifier, str]], dict[SourceIdentifier, SourceIdentifier]]:
-    """The document's published (source, canonical ID) pairs, and the predecessor each of its
-    sources declares."""
+) -> tuple[
+    list[tuple[SourceIdentifier, str]],
+    dict[SourceIdentifier, SourceIdentifier],
+    tuple[SourceIdentifier, SourceIdentifier] | None,
+]:
+    """The document's published (source, canonical ID) pairs, the predecessor each of its
+    sources declares, and the work with its own predecessor, if it declares one."""
     extracted = extract_work(document, document_id=f"identified document {canonical_id}")
     pairs = [
         (node.source, node.node["canonicalId"])
         for node in extracted.nodes
         if isinstance(node.node.get("canonicalId"), str)
     ]
-    return pairs, {d.source: d.predecessor for d in extracted.declarations()}
+    predecessors = {d.source: d.predecessor for d in extracted.declarations()}
+    own = (extracted.source, extracted.predecessor) if extracted.predecessor else None
+    return pairs, predecessors, own
 
 
 @dataclass
@@ -141,6 +150,8 @@ class _Batch:
 
     pairs: set[tuple[SourceIdentifier, str]] = field(default_factory=set)
     predecessors: dict[SourceIdentifier, SourceIdentifier] = field(default_factory=dict)
+    # The documents of works that declare a predecessor: canonical ID -> (work, predecessor).
+    successors: dict[str, tuple[SourceIdentifier, SourceIdentifier]] = field(default_factory=dict)
 
 
 def _batches(store: WorksStore, size: int, report: RecoveryReport) -> Iterator[_Batch]:
@@ -150,12 +161,14 @@ def _batches(store: WorksStore, size: int, report: RecoveryReport) -> Iterator[_
     for canonical_id, document in store.scan_identified():
         report.documents += 1
         try:
-            pairs, predecessors = _published(canonical_id, document)
+            pairs, predecessors, successor = _published(canonical_id, document)
         except MalformedWorkError:
             report.unreadable_documents += 1
             continue
         batch.pairs.update(pairs)
         batch.predecessors.update(predecessors)
+        if successor is not None:
+            batch.successors[canonical_id] = successor
         documents += 1
         if documents >= size:
             yield batch
@@ -231,6 +244,42 @@ def _settle_batch(
     return restorations
 
 
+def _superseded_predecessors(
+    batch: _Batch,
+    restorations: list[Restoration],
+    store: WorksStore,
+    minter: Minter,
+    planned: _Planned,
+) -> list[Restoration]:
+    """The mappings of predecessors whose documents their successors replaced: a successor's
+    document ranked below the chain's original record (`succession.rank_depth` above 0) was
+    written by a work that inherited its predecessor's ID, so the predecessor held that ID. A
+    predecessor the registry has forgotten gets it back, or minting it again would give it a new
+    public ID and a second document."""
+    restored = {r.source: r.canonical_id for r in restorations}
+    candidates = {
+        canonical_id: pair
+        for canonical_id, pair in batch.successors.items()
+        if restored.get(pair[0]) == canonical_id
+    }
+    if not candidates:
+        return []
+    ranks = store.identified_holders(list(candidates))
+    inherited = {
+        predecessor: canonical_id
+        for canonical_id, (_, predecessor) in candidates.items()
+        if canonical_id in ranks and rank_depth(ranks[canonical_id].rank) > 0
+    }
+    known = minter.lookup_ids(set(inherited))
+    return [
+        Restoration(predecessor, canonical_id)
+        for predecessor, canonical_id in sorted(inherited.items(), key=lambda item: str(item[0]))
+        if predecessor not in known
+        and predecessor not in restored
+        and predecessor not in planned.mappings
+    ]
+
+
 def _inheritances(
     restorations: list[Restoration],
     predecessors: dict[SourceIdentifier, SourceIdentifier],
@@ -290,6 +339,7 @@ def recover_published(
     for batch in _batches(store, batch_documents, report):
         report.mappings_published += len(batch.pairs)
         restorations = _settle_batch(batch, minter, connect, report, planned)
+        restorations += _superseded_predecessors(batch, restorations, store, minter, planned)
         if not restorations:
             continue
         inheritances = _inheritances(restorations, batch.predecessors, minter, planned)
