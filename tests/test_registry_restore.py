@@ -398,57 +398,77 @@ def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_
 def test_a_successor_published_after_the_restore_point_is_a_successor_again(
     predecessor_minted, works_store_env, registry_env, server_settings, tmp_path
 ):
-    """A work minted after the dump inherited its predecessor's ID, the predecessor minted
-    before the dump or with it (its document replaced by the successor's, so published only
-    through it): the recovery registers both and records the inheritance again, so the
-    successor keeps its rank, the predecessor its ID, and minting both again writes the
-    successor's document, as before the restore."""
+    """A work minted after the dump inherited its predecessor's ID, and its item its
+    predecessor's item's; the predecessor minted before the dump or with it (its document
+    replaced by the successor's, so published only through it). The recovery registers what was
+    forgotten and records both inheritances again with the order they had, so the successor
+    keeps its rank, the predecessor and its item their IDs, and minting both again writes the
+    successor's document, as before the restore, with nothing for repair-succession to do."""
     fill_pool(lambda: connect(registry_env), POOL)
+    predecessor = work("sierra-system-number", "b1")
+    predecessor.document["data"]["items"] = [{"id": node("sierra-system-number", "Item", "i1")}]
     successor = work("folio-instance", "f1", predecessor=("sierra-system-number", "b1"))
+    item = {
+        **node("folio-item", "Item", "fi1"),
+        "predecessorIdentifier": si("sierra-system-number", "Item", "i1"),
+    }
+    successor.document["data"]["items"] = [{"id": item}]
+    # A work minted after the dump that then names as its predecessor a record with another ID:
+    # its provenance row (a mismatch) takes a Seq the recovery does not record again, so new
+    # Seqs would not be the old ones.
     with SqliteWorksStore(works_store_env) as store:
-        store.put_source([work("sierra-system-number", "b1"), successor])
+        store.put_source([predecessor, successor, work("sierra-system-number", "b0")])
+        store.put_source([work("folio-instance", "m1")])
+    _mint("sierra-system-number/b0")
     if predecessor_minted == "before the dump":
         _mint("sierra-system-number/b1")
     dump = tmp_path / "registry.sql"
     _dump(registry_env, dump, tmp_path)
+    _mint("folio-instance/m1")
+    with SqliteWorksStore(works_store_env) as store:
+        store.put_source([work("folio-instance", "m1", predecessor=("sierra-system-number", "b0"))])
+    assert _mint("folio-instance/m1")["works_failed"] == 0
+    assert fetch_all(
+        registry_env,
+        "SELECT COUNT(*) FROM identifier_provenance WHERE Kind = 'predecessor_mismatch'",
+    ) == [(1,)]
     minted = _mint("sierra-system-number/b1", "folio-instance/f1")
     assert minted["works_written"] == 1, minted
-    published = _ids_of(registry_env, ["b1", "f1"])
-    assert published["b1"] == published["f1"]
+    published = _ids_of(registry_env, ["b1", "f1", "i1", "fi1"])
+    assert published["b1"] == published["f1"] and published["i1"] == published["fi1"]
+    inherited = (
+        "SELECT Seq, SuccessorSourceId, PredecessorSourceId, CanonicalId "
+        "FROM identifier_provenance WHERE Kind = 'inherited' ORDER BY Seq"
+    )
+    provenance = fetch_all(registry_env, inherited)
     restored = create_database(server_settings, "restored_")
     drop_database(restored)
+    env = {"IDENTIFIERS_DATABASE": restored.database}
     try:
         loaded = CliRunner().invoke(
             main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
         )
         assert loaded.exit_code == 0, loaded.output
-        recovered = CliRunner().invoke(
-            main,
-            ["db", "recover-published", "--apply"],
-            env={"IDENTIFIERS_DATABASE": restored.database},
-        )
+        recovered = CliRunner().invoke(main, ["db", "recover-published", "--apply"], env=env)
         assert recovered.exit_code == 0, recovered.output
         report = json.loads(recovered.stdout)
-        restored_mappings = 1 if predecessor_minted == "before the dump" else 2
         assert report["conflicts"] == 0, report
-        assert (report["mappings_restored"], report["inheritances_restored"]) == (
-            restored_mappings,
-            1,
-        )
-        provenance = fetch_all(
-            restored,
-            "SELECT SuccessorSourceId, PredecessorSourceId, CanonicalId FROM identifier_provenance"
-            " WHERE Kind = 'inherited'",
-        )
-        assert provenance == [("f1", "b1", published["f1"])]
+        forgotten = 3 if predecessor_minted == "before the dump" else 5  # with m1
+        assert (report["mappings_restored"], report["inheritances_restored"]) == (forgotten, 2)
+        assert _ids_of(restored, ["b1", "f1", "i1", "fi1"]) == published
+        # The work's inheritance has the Seq it had: the successor's rank is unchanged.
+        work_edge = [row for row in provenance if row[1] == "f1"]
+        assert [row for row in fetch_all(restored, inherited) if row[1] == "f1"] == work_edge
         again = CliRunner().invoke(
             main,
             ["mint", "--source-identifiers", "folio-instance/f1", "sierra-system-number/b1"],
-            env={"IDENTIFIERS_DATABASE": restored.database},
+            env=env,
         )
         summary = json.loads(again.stdout)
         assert summary["works_failed"] == 0, summary
         assert (summary["works_written"], summary["works_superseded"]) == (1, 1), summary
-        assert _ids_of(restored, ["b1", "f1"]) == published
+        assert _ids_of(restored, ["b1", "f1", "i1", "fi1"]) == published
+        repair = CliRunner().invoke(main, ["works", "repair-succession"], env=env)
+        assert json.loads(repair.stdout)["documents"] == [], repair.stdout
     finally:
         drop_database(restored)

@@ -85,27 +85,76 @@ class Restoration:
 @dataclass(frozen=True)
 class RestoredInheritance:
     """A published record that inherited its predecessor's ID: its provenance, recorded again
-    (`depth`: its place in a chain restored in one batch, 1 for a predecessor already known), so
-    that succession ranks it as the successor it is."""
+    (`depth`: its place in a chain restored in one batch, 1 for a predecessor already known;
+    `seq`: the `Seq` it had, when its published document's rank says), so that succession ranks
+    it as the successor it is."""
 
     successor: SourceIdentifier
     predecessor: SourceIdentifier
     canonical_id: str
     depth: int
+    seq: int | None = None
 
 
 RECOVERY_JOB_ID = "recover-published"
+# An inheritance recorded again with the Seq it had: an explicit AUTO_INCREMENT value (later
+# ones continue after the largest), bound values only.
+_EVENT_WITH_SEQ_SQL = (
+    "INSERT INTO identifier_provenance (Seq, EventKey, Kind, SuccessorOntologyType, "
+    "SuccessorSourceSystem, SuccessorSourceId, PredecessorOntologyType, PredecessorSourceSystem, "
+    "PredecessorSourceId, CanonicalId, PredecessorCanonicalId, JobId, LastJobId) "
+    "VALUES (%s, %s, 'inherited', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_SEQS_SQL = "SELECT Seq FROM identifier_provenance WHERE Seq IN ({marks})"
+_EVENT_KEYS_SQL = "SELECT EventKey FROM identifier_provenance WHERE EventKey IN ({marks})"
+
+
+def _taken(conn: Connection, sql: str, values: Sequence[object]) -> set[object]:
+    found: set[object] = set()
+    with conn.cursor() as cursor:
+        for start in range(0, len(values), IDS_PER_STATEMENT):
+            chunk = list(values[start : start + IDS_PER_STATEMENT])
+            cursor.execute(sql.format(marks=",".join(["%s"] * len(chunk))), chunk)
+            found.update(value for (value,) in cursor.fetchall())
+    return found
 
 
 def _restore_inheritances(conn: Connection, inheritances: Sequence[RestoredInheritance]) -> None:
-    """Record each inheritance in `identifier_provenance` as minting records one (an inheritance
-    already recorded is only counted as seen again)."""
-    events = [
-        _inheritance(i.successor, i.predecessor, i.canonical_id, i.depth) for i in inheritances
-    ]
+    """Record each inheritance in `identifier_provenance` as minting records one: with the `Seq`
+    it had where known and still free, else with a new one (an inheritance already recorded is
+    only counted as seen again)."""
+    events = {
+        i: _inheritance(i.successor, i.predecessor, i.canonical_id, i.depth) for i in inheritances
+    }
+    with_seq = [i for i in inheritances if i.seq is not None]
+    if with_seq:
+        seqs_taken = _taken(conn, _SEQS_SQL, [i.seq for i in with_seq])
+        keys_taken = _taken(conn, _EVENT_KEYS_SQL, [events[i].key for i in with_seq])
+        with_seq = [
+            i for i in with_seq if i.seq not in seqs_taken and events[i].key not in keys_taken
+        ]
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                _EVENT_WITH_SEQ_SQL,
+                [
+                    (
+                        i.seq,
+                        events[i].key,
+                        *i.successor.as_key(),
+                        *i.predecessor.as_key(),
+                        i.canonical_id,
+                        i.canonical_id,
+                        RECOVERY_JOB_ID,
+                        RECOVERY_JOB_ID,
+                    )
+                    for i in with_seq
+                ],
+            )
+    explicit = set(with_seq)
+    rest = [events[i] for i in inheritances if i not in explicit]
     with conn.cursor() as cursor:
         for sql, values in record_events_statements(
-            events, RECOVERY_JOB_ID, budget=statement_budget(conn)
+            rest, RECOVERY_JOB_ID, budget=statement_budget(conn)
         ):
             cursor.execute(sql, values)
 

@@ -46,7 +46,7 @@ from idminter_pipeline.registry.recovery import (
 )
 from idminter_pipeline.works.documents import extract_work
 from idminter_pipeline.works.stores.base import WorksStore
-from idminter_pipeline.works.succession import rank_depth
+from idminter_pipeline.works.succession import rank_depth, rank_seq
 
 EXAMPLES = 100
 DEFAULT_BATCH_DOCUMENTS = 1_000
@@ -122,15 +122,21 @@ def published_mappings(
     return _published(canonical_id, document)[0]
 
 
+@dataclass(frozen=True)
+class _Successor:
+    """A published work that declares a predecessor, and what each of its sources declares."""
+
+    work: SourceIdentifier
+    declared: dict[SourceIdentifier, SourceIdentifier]
+
+
 def _published(
     canonical_id: str, document: dict[str, Any]
 ) -> tuple[
-    list[tuple[SourceIdentifier, str]],
-    dict[SourceIdentifier, SourceIdentifier],
-    tuple[SourceIdentifier, SourceIdentifier] | None,
+    list[tuple[SourceIdentifier, str]], dict[SourceIdentifier, SourceIdentifier], _Successor | None
 ]:
     """The document's published (source, canonical ID) pairs, the predecessor each of its
-    sources declares, and the work with its own predecessor, if it declares one."""
+    sources declares, and the work as a successor, if it declares a predecessor."""
     extracted = extract_work(document, document_id=f"identified document {canonical_id}")
     pairs = [
         (node.source, node.node["canonicalId"])
@@ -138,8 +144,8 @@ def _published(
         if isinstance(node.node.get("canonicalId"), str)
     ]
     predecessors = {d.source: d.predecessor for d in extracted.declarations()}
-    own = (extracted.source, extracted.predecessor) if extracted.predecessor else None
-    return pairs, predecessors, own
+    successor = _Successor(extracted.source, predecessors) if extracted.predecessor else None
+    return pairs, predecessors, successor
 
 
 @dataclass
@@ -150,8 +156,8 @@ class _Batch:
 
     pairs: set[tuple[SourceIdentifier, str]] = field(default_factory=set)
     predecessors: dict[SourceIdentifier, SourceIdentifier] = field(default_factory=dict)
-    # The documents of works that declare a predecessor: canonical ID -> (work, predecessor).
-    successors: dict[str, tuple[SourceIdentifier, SourceIdentifier]] = field(default_factory=dict)
+    # The documents of works that declare a predecessor, by canonical ID.
+    successors: dict[str, _Successor] = field(default_factory=dict)
 
 
 def _batches(store: WorksStore, size: int, report: RecoveryReport) -> Iterator[_Batch]:
@@ -250,34 +256,47 @@ def _superseded_predecessors(
     store: WorksStore,
     minter: Minter,
     planned: _Planned,
-) -> list[Restoration]:
-    """The mappings of predecessors whose documents their successors replaced: a successor's
-    document ranked below the chain's original record (`succession.rank_depth` above 0) was
-    written by a work that inherited its predecessor's ID, so the predecessor held that ID. A
-    predecessor the registry has forgotten gets it back, or minting it again would give it a new
-    public ID and a second document."""
+) -> tuple[list[Restoration], dict[SourceIdentifier, int]]:
+    """The mappings of predecessors whose documents their successors replaced, and the
+    provenance `Seq` of each successor's inheritance.
+
+    A successor's document ranked below the chain's original record (`succession.rank_depth`
+    above 0) was written by a work that inherited its predecessor's ID: the predecessor held
+    that ID, and the items and other nodes it carried held the IDs their successors' nodes
+    publish. A predecessor the registry has forgotten gets its ID back, or minting it again
+    would give it a new public ID and a second document. The rank also holds the inheritance's
+    `Seq` (`succession.rank_seq`): recorded again with it, the successor ranks as it did."""
     restored = {r.source: r.canonical_id for r in restorations}
     candidates = {
-        canonical_id: pair
-        for canonical_id, pair in batch.successors.items()
-        if restored.get(pair[0]) == canonical_id
+        canonical_id: successor
+        for canonical_id, successor in batch.successors.items()
+        if restored.get(successor.work) == canonical_id
     }
     if not candidates:
-        return []
+        return [], {}
     ranks = store.identified_holders(list(candidates))
-    inherited = {
-        predecessor: canonical_id
-        for canonical_id, (_, predecessor) in candidates.items()
+    inheritors = [
+        (successor, ranks[canonical_id].rank)
+        for canonical_id, successor in candidates.items()
         if canonical_id in ranks and rank_depth(ranks[canonical_id].rank) > 0
+    ]
+    seqs = {
+        successor.work: seq for successor, rank in inheritors if (seq := rank_seq(rank)) is not None
     }
-    known = minter.lookup_ids(set(inherited))
-    return [
+    claimed: dict[SourceIdentifier, str] = {}
+    for successor, _ in inheritors:
+        for source, predecessor in successor.declared.items():
+            if source in restored:
+                claimed.setdefault(predecessor, restored[source])
+    known = minter.lookup_ids(set(claimed))
+    back = [
         Restoration(predecessor, canonical_id)
-        for predecessor, canonical_id in sorted(inherited.items(), key=lambda item: str(item[0]))
+        for predecessor, canonical_id in sorted(claimed.items(), key=lambda item: str(item[0]))
         if predecessor not in known
         and predecessor not in restored
         and predecessor not in planned.mappings
     ]
+    return back, seqs
 
 
 def _inheritances(
@@ -285,6 +304,7 @@ def _inheritances(
     predecessors: dict[SourceIdentifier, SourceIdentifier],
     minter: Minter,
     planned: _Planned,
+    seqs: dict[SourceIdentifier, int],
 ) -> list[RestoredInheritance]:
     """The restored mappings that inherited their predecessor's ID: the source declares a
     predecessor, and the predecessor holds the same ID (in the registry, restored by this batch
@@ -314,7 +334,9 @@ def _inheritances(
         return steps
 
     return [
-        RestoredInheritance(source, predecessor, restored_here[source], depth(source))
+        RestoredInheritance(
+            source, predecessor, restored_here[source], depth(source), seqs.get(source)
+        )
         for source, predecessor in inherited.items()
     ]
 
@@ -339,10 +361,11 @@ def recover_published(
     for batch in _batches(store, batch_documents, report):
         report.mappings_published += len(batch.pairs)
         restorations = _settle_batch(batch, minter, connect, report, planned)
-        restorations += _superseded_predecessors(batch, restorations, store, minter, planned)
+        predecessors, seqs = _superseded_predecessors(batch, restorations, store, minter, planned)
+        restorations += predecessors
         if not restorations:
             continue
-        inheritances = _inheritances(restorations, batch.predecessors, minter, planned)
+        inheritances = _inheritances(restorations, batch.predecessors, minter, planned, seqs)
         ids = sorted({r.canonical_id for r in restorations})
         pool = _in_transaction(connect, lambda conn, ids=ids: statuses(conn, ids), "reading IDs")
         report.ids_reassigned += sum(

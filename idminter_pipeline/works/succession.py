@@ -72,6 +72,15 @@ def rank_depth(rank: int) -> int:
     return (rank >> DEPTH_SHIFT) & DEPTH_MASK if rank & RANKED else 0
 
 
+def rank_seq(rank: int) -> int | None:
+    """The provenance `Seq` of the inheritance a stored rank was computed from (None for a rank
+    that carries none: an original record's, or one written before ranks)."""
+    if not rank & RANKED:
+        return None
+    seq = TIEBREAK_MAX - (rank & TIEBREAK_MAX)
+    return seq or None
+
+
 def work_name(key: Key) -> str:
     """A registry key as a work id: `Work[system/value]`."""
     return f"{key[0]}[{key[1]}/{key[2]}]"
