@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from idminter_pipeline.core.errors import IdMinterError, MalformedWorkError
+from idminter_pipeline.core.limits import MAX_CHAIN_DEPTH
 from idminter_pipeline.core.reports import field_values
 from idminter_pipeline.core.source_identifiers import SourceIdentifier
 from idminter_pipeline.registry.connection import Connection, ConnectionFactory
@@ -326,10 +327,10 @@ def _inheritances(
             inherited[source] = predecessor
 
     def depth(source: SourceIdentifier) -> int:
-        # Within the batch's own chain of restored inheritances (bounded: documents refuse
-        # predecessor loops).
+        # Within the batch's own chain of restored inheritances; bounded, as chains are, even
+        # if two documents named each other as predecessors.
         steps = 1
-        while inherited.get(source) in inherited:
+        while inherited.get(source) in inherited and steps < MAX_CHAIN_DEPTH:
             source, steps = inherited[source], steps + 1
         return steps
 
