@@ -569,10 +569,12 @@ def test_the_rehearsal_covers_every_variable_the_instance_file_reads():
     assert shutil.which("dagster", path=str(BIN))
 
 
-def admin_command(stage: Stage, command: list[str]) -> subprocess.CompletedProcess:
+def admin_command(
+    stage: Stage, command: list[str], overrides: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`aws ecs run-task` of the admin task with a command override, as a local process: exactly
     the environment its task definition declares (secrets as ECS injects them), the image's
-    ENV lines, and the overriding command."""
+    ENV lines, the overriding command, and the container override's `environment`."""
     template = cfn_yaml.load(str(TEMPLATE))
     container = container_definitions(template, stage.values)["AdminTask"]
     home, workdir = _dagster_home(stage)
@@ -583,6 +585,7 @@ def admin_command(stage: Stage, command: list[str]) -> subprocess.CompletedProce
         **stage.aws,
         **_image_environment(home, workdir),
         **task_environment(container, boto3.client("secretsmanager")),
+        **(overrides or {}),
     }
     return subprocess.run(
         _command({"Command": command}, {"HOME": str(home)}),
@@ -673,6 +676,36 @@ def test_the_admin_task_reaches_the_registry_through_its_secret_while_it_rotates
             assert "orphan_assigned_ids" in runs(["idminter", "reconcile"])
             account.finish_rotation(token)
             assert "free" in runs(["idminter", "pool", "status"])
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def test_the_admin_task_runs_migrations_with_the_migration_secret_as_an_override(stage):
+    """The runbooks' migration commands: the admin task with `RDS_SECRET_NAME` overridden by the
+    migration account's secret (aws-dagster.md, "Run a command against production"). Here the
+    registry is a new database only that account may use: with the override `idminter db
+    migrate` creates its schema; without it, the runtime account is refused."""
+    name = f"rehearsal_admin_{uuid.uuid4().hex[:10]}"
+    database = stage.registry.with_database(name)
+    admin = server_admin_connection(stage.registry)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(create_database_statement(name))
+        with rotating_account(database, boto3.client("secretsmanager")) as migration:
+            stage.values.parameters.update(
+                RegistryDatabase=name, RegistryMigrationSecretArn=migration.secret_arn
+            )
+            migrate = ["idminter", "db", "migrate"]
+            refused = admin_command(stage, migrate)
+            assert refused.returncode == 1
+            assert "Access denied" in refused.stderr, refused.stderr
+            override = {"RDS_SECRET_NAME": migration.secret_arn}
+            migrated = admin_command(stage, migrate, override)
+            assert migrated.returncode == 0, migrated.stderr
+            status = admin_command(stage, ["idminter", "db", "status"], override)
+            assert "no drift" in status.stdout, status.stdout
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
