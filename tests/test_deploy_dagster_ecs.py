@@ -194,3 +194,22 @@ def test_only_one_process_creates_the_storage_tables_on_the_first_start():
     assert {"CodeLocationService", "WebserverService"} <= set(
         resources["DaemonService"]["DependsOn"]
     )
+
+
+def test_only_the_admin_task_may_read_the_migration_accounts_secret():
+    """The admin task runs the commands that need the migration account (its secret given as an
+    override of RDS_SECRET_NAME); no other role may read that secret."""
+    resources = _template()["Resources"]
+    readers = {}
+    for name, resource in resources.items():
+        if not isinstance(resource, dict) or resource["Type"] != "AWS::IAM::Role":
+            continue
+        for statement in iam_statements(resource) if "Policies" in resource["Properties"] else []:
+            if "secretsmanager:GetSecretValue" in iam_actions(statement):
+                targets = statement["Resource"]
+                for target in targets if isinstance(targets, list) else [targets]:
+                    readers.setdefault(json.dumps(target, sort_keys=True), set()).add(name)
+    migration = json.dumps({"Ref": "RegistryMigrationSecretArn"})
+    runtime = json.dumps({"Ref": "RegistrySecretArn"})
+    assert readers[migration] == {"AdminRole"}
+    assert "AdminRole" in readers[runtime]

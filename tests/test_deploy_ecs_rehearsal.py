@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,13 +44,21 @@ import yaml
 from cfnlint.decode import cfn_yaml
 from dagster_graphql import DagsterGraphQLClient
 from dagster_helpers import end_process_groups
-from db_helpers import create_database, drop_database, free_port
+from db_helpers import (
+    create_database,
+    create_database_statement,
+    drop_database,
+    free_port,
+    server_admin_connection,
+)
 from ecs_rehearsal import TemplateValues, container_definitions, task_environment
+from rotation_helpers import rotating_account
 from sns_helpers import SubscribedTopic, subscribed_topic
 
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.defs.pool.metrics import FREE_IDS_METRIC
 from idminter_pipeline.registry.connection import connect
+from idminter_pipeline.registry.schema import apply_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -560,10 +569,12 @@ def test_the_rehearsal_covers_every_variable_the_instance_file_reads():
     assert shutil.which("dagster", path=str(BIN))
 
 
-def admin_command(stage: Stage, command: list[str]) -> subprocess.CompletedProcess:
+def admin_command(
+    stage: Stage, command: list[str], overrides: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`aws ecs run-task` of the admin task with a command override, as a local process: exactly
     the environment its task definition declares (secrets as ECS injects them), the image's
-    ENV lines, and the overriding command."""
+    ENV lines, the overriding command, and the container override's `environment`."""
     template = cfn_yaml.load(str(TEMPLATE))
     container = container_definitions(template, stage.values)["AdminTask"]
     home, workdir = _dagster_home(stage)
@@ -574,6 +585,7 @@ def admin_command(stage: Stage, command: list[str]) -> subprocess.CompletedProce
         **stage.aws,
         **_image_environment(home, workdir),
         **task_environment(container, boto3.client("secretsmanager")),
+        **(overrides or {}),
     }
     return subprocess.run(
         _command({"Command": command}, {"HOME": str(home)}),
@@ -634,3 +646,67 @@ def test_the_admin_task_has_the_code_locations_settings():
 
     code_location_only = {"DAGSTER_CURRENT_IMAGE", "DAGSTER_CONTAINER_CONTEXT"}
     assert names("AdminTask") == names("CodeLocationTask") - code_location_only
+
+
+def test_the_admin_task_reaches_the_registry_through_its_secret_while_it_rotates(stage):
+    """The admin task's commands connect with the secret its task definition names, never with
+    anything else the machine offers: the registry here is a database only that secret's account
+    may use. Its password rotates in the middle (`ALTER USER` on the server, the versions moved
+    as Secrets Manager moves them) and each command still runs."""
+    name = f"rehearsal_admin_{uuid.uuid4().hex[:10]}"
+    database = stage.registry.with_database(name)
+    admin = server_admin_connection(stage.registry)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(create_database_statement(name))
+        with rotating_account(database, boto3.client("secretsmanager")) as account:
+            apply_migrations(lambda: connect(account.settings))
+            stage.values.parameters.update(
+                RegistryDatabase=name, RegistrySecretArn=account.secret_arn
+            )
+
+            def runs(command: list[str]) -> str:
+                result = admin_command(stage, command)
+                assert result.returncode == 0, result.stderr
+                return result.stdout
+
+            assert "free" in runs(["idminter", "pool", "status"])
+            token = account.start_rotation()  # only AWSPENDING holds the password now
+            assert "free" in runs(["idminter", "pool", "status"])
+            assert "orphan_assigned_ids" in runs(["idminter", "reconcile"])
+            account.finish_rotation(token)
+            assert "free" in runs(["idminter", "pool", "status"])
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def test_the_admin_task_runs_migrations_with_the_migration_secret_as_an_override(stage):
+    """The runbooks' migration commands: the admin task with `RDS_SECRET_NAME` overridden by the
+    migration account's secret (aws-dagster.md, "Run a command against production"). Here the
+    registry is a new database only that account may use: with the override `idminter db
+    migrate` creates its schema; without it, the runtime account is refused."""
+    name = f"rehearsal_admin_{uuid.uuid4().hex[:10]}"
+    database = stage.registry.with_database(name)
+    admin = server_admin_connection(stage.registry)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(create_database_statement(name))
+        with rotating_account(database, boto3.client("secretsmanager")) as migration:
+            stage.values.parameters.update(
+                RegistryDatabase=name, RegistryMigrationSecretArn=migration.secret_arn
+            )
+            migrate = ["idminter", "db", "migrate"]
+            refused = admin_command(stage, migrate)
+            assert refused.returncode == 1
+            assert "Access denied" in refused.stderr, refused.stderr
+            override = {"RDS_SECRET_NAME": migration.secret_arn}
+            migrated = admin_command(stage, migrate, override)
+            assert migrated.returncode == 0, migrated.stderr
+            status = admin_command(stage, ["idminter", "db", "status"], override)
+            assert "no drift" in status.stdout, status.stdout
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()

@@ -3,10 +3,11 @@ both the Dagster tasks (deploy/aws/dagster-ecs.yaml) and the Lambda functions
 (deploy/aws/minter.yaml).
 
 The clients are found, not listed: every `boto3.client(...)` / `boto3.resource(...)` in the
-package, and in the dagster-aws modules that deploy/dagster.yaml configures (the ECS run launcher,
-the S3 compute log manager); plus what ECS itself calls for a task (image pulls from ECR, whose
-layers come from S3; the awslogs driver). The Lambda's clients are those of the modules its
-handler imports, followed through the package (imports inside functions too). With
+package and in the dagster-aws modules that deploy/dagster.yaml configures (the ECS run launcher,
+the S3 compute log manager), each naming its service as a string (a test keeps it so); plus what
+ECS itself calls for a task (image pulls from ECR, whose layers come from S3; the awslogs
+driver). The Lambda's clients are those of the modules its handler imports, followed through the
+package (imports inside functions too). With
 `CreateVpcEndpoints` each must have its endpoint.
 """
 
@@ -48,8 +49,8 @@ def package_clients() -> set[str]:
     )
 
 
-def dagster_instance_clients() -> set[str]:
-    """The clients of the dagster-aws classes deploy/dagster.yaml configures."""
+def dagster_instance_files() -> list[Path]:
+    """The modules of the dagster-aws classes deploy/dagster.yaml configures."""
     instance = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     classes = [
         getattr(importlib.import_module(instance[section]["module"]), instance[section]["class"])
@@ -57,7 +58,25 @@ def dagster_instance_clients() -> set[str]:
         if instance.get(section, {}).get("module", "").startswith("dagster_aws")
     ]
     assert len(classes) == 2, classes
-    return clients_in([Path(inspect.getfile(cls)) for cls in classes])
+    return [Path(inspect.getfile(cls)) for cls in classes]
+
+
+def dagster_instance_clients() -> set[str]:
+    return clients_in(dagster_instance_files())
+
+
+def client_calls(path: Path) -> list[ast.Call]:
+    """Every `<anything>.client(...)` / `.resource(...)` call with arguments in a file: boto3's,
+    a session's, whatever the receiver (a method of the same name without arguments, such as
+    an alert channel's `client()`, is not one)."""
+    return [
+        node
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"client", "resource"}
+        and (node.args or node.keywords)
+    ]
 
 
 def module_file(name: str) -> Path | None:
@@ -117,6 +136,22 @@ def test_the_code_and_dagster_create_the_clients_this_test_knows_of():
     """The scan finds what is there (so an empty scan cannot pass the next test)."""
     assert {"secretsmanager", "sns"} <= package_clients()
     assert {"ecs", "ec2", "secretsmanager", "logs", "s3"} <= dagster_instance_clients()
+
+
+def test_every_client_names_its_service_where_the_scan_reads_it():
+    """A client whose service is a variable or a keyword would hide from the scan (and from the
+    endpoint checks below): each names it as a string, first."""
+    files = [*PACKAGE.rglob("*.py"), *dagster_instance_files()]
+    hidden = []
+    calls = 0
+    for path in files:
+        for call in client_calls(path):
+            calls += 1
+            service = call.args[0] if call.args else None
+            if not (isinstance(service, ast.Constant) and isinstance(service.value, str)):
+                hidden.append(f"{path.name}:{call.lineno}: {ast.unparse(call)}")
+    assert calls >= 10, calls  # the package's and dagster-aws's own clients were seen
+    assert not hidden, hidden
 
 
 def test_every_aws_api_the_tasks_call_has_an_endpoint():

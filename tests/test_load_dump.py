@@ -5,6 +5,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -107,3 +108,20 @@ def test_a_bad_database_name_is_refused_naming_it(production, tmp_path, monkeypa
     result = CliRunner().invoke(main, ["db", "load-dump", str(dump), "--database", name])
     assert result.exit_code == 2
     assert "error: --database" in result.output
+
+
+def test_a_database_the_account_may_not_create_is_refused_naming_both(
+    production, tmp_path, monkeypatch
+):
+    dump = tmp_path / "identifiers.sql"
+    _dump(production, dump, tmp_path)
+    _env(monkeypatch, production)
+    name = f"elsewhere_{uuid.uuid4().hex[:10]}"
+    result = CliRunner().invoke(main, ["db", "load-dump", str(dump), "--database", name])
+    if result.exit_code == 0:
+        drop_database(production.with_database(name))
+        pytest.skip(f"{production.username} may create any database on this server")
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: --database {name}: {production.username} may not create it")
+    assert "Traceback" not in result.output

@@ -1,13 +1,12 @@
 """A registry password rotated under every process that holds registry connections.
 
-Secrets Manager rotates a database secret in four steps (its RDS rotation functions): put the
-new password as `AWSPENDING`, set it on the database (`ALTER USER`), test it, then move
-`AWSCURRENT` to it. Sessions already open survive `ALTER USER`; what must not fail is every
-connection opened after it: between the second and the fourth step only `AWSPENDING` is right,
-after the fourth only `AWSCURRENT`. Each test here rotates a real account on the test server
-with moto's Secrets Manager in the middle of a process, and ends that account's open sessions
-right after the password changes, so the process has to connect again at the worst moment (an
-idle timeout, a failover or a connection pool would make it do so in production).
+Sessions already open survive `ALTER USER`; what must not fail is every connection opened after
+it: between the second and the fourth step of a rotation only `AWSPENDING` is right, after the
+fourth only `AWSCURRENT`. Each test here rotates a real account on the test server with moto's
+Secrets Manager in the middle of a process (`rotation_helpers.RotatingAccount`), and ends that
+account's open sessions right after the password changes, so the process has to connect again at
+the worst moment. The admin task's commands are rotated under in the ECS rehearsal, with exactly
+the task definition's environment (tests/test_deploy_ecs_rehearsal.py).
 """
 
 from __future__ import annotations
@@ -18,21 +17,18 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import dagster as dg
-import pymysql
 import pytest
-from db_helpers import fetch_all, secret_settings, server_admin_connection
+from db_helpers import fetch_all
+from rotation_helpers import RotatingAccount, rotating_account
 from works_helpers import fill_pool, work
 
 from idminter_pipeline.aws_lambda.handler import handler
-from idminter_pipeline.core.settings import DatabaseSettings
+from idminter_pipeline.registry import connection
 from idminter_pipeline.works.sample_data import generate_works
 from idminter_pipeline.works.stores import SqliteWorksStore
 
@@ -40,98 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = "from idminter_pipeline.cli import main; main()"
 
 
-@dataclass
-class RotatingAccount:
-    """A database account behind a Secrets Manager secret, rotated as AWS rotates it."""
-
-    settings: DatabaseSettings  # the secret's settings (RDS_SECRET_NAME), as deployments use
-    user: str
-    secret_name: str
-    server: DatabaseSettings
-    secrets: object
-    admin: pymysql.connections.Connection  # may alter users and end their sessions
-
-    def _admin(self, sql: str, params: tuple = ()) -> None:
-        with self.admin.cursor() as cursor:
-            cursor.execute(sql, params)
-
-    def start_rotation(self) -> str:
-        """Steps one and two: the new password as AWSPENDING, then on the database; the open
-        sessions are ended, so every process reconnects while AWSCURRENT is stale."""
-        password = f"pw-{uuid.uuid4().hex}"
-        token = str(uuid.uuid4())
-        self.secrets.put_secret_value(
-            SecretId=self.secret_name,
-            ClientRequestToken=token,
-            SecretString=json.dumps({"username": self.user, "password": password}),
-            VersionStages=["AWSPENDING"],
-        )
-        for host in ("localhost", "127.0.0.1"):
-            self._admin("ALTER USER %s@%s IDENTIFIED BY %s", (self.user, host, password))
-        self.end_sessions()
-        return token
-
-    def finish_rotation(self, token: str) -> None:
-        """Step four: AWSCURRENT moves to the new version (AWSPENDING goes with it)."""
-        versions = self.secrets.describe_secret(SecretId=self.secret_name)["VersionIdsToStages"]
-        (current,) = [v for v, stages in versions.items() if "AWSCURRENT" in stages]
-        self.secrets.update_secret_version_stage(
-            SecretId=self.secret_name,
-            VersionStage="AWSCURRENT",
-            MoveToVersionId=token,
-            RemoveFromVersionId=current,
-        )
-        self.secrets.update_secret_version_stage(
-            SecretId=self.secret_name, VersionStage="AWSPENDING", RemoveFromVersionId=token
-        )
-        self.end_sessions()
-
-    def end_sessions(self) -> int:
-        with self.admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (self.user,)
-            )
-            ids = [row[0] for row in cursor.fetchall()]
-            for session in ids:
-                # A session may have ended by itself meanwhile (unknown thread id).
-                with suppress(pymysql.err.OperationalError):
-                    cursor.execute("KILL %s", (session,))
-        return len(ids)
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "RDS_PRIMARY_HOST": self.settings.host,
-            "RDS_PORT": str(self.settings.port),
-            "IDENTIFIERS_DATABASE": self.settings.database,
-            "RDS_SECRET_NAME": self.secret_name,
-            "RDS_USERNAME": "",
-            "RDS_PASSWORD": "",
-        }
-
-
 @pytest.fixture
 def account(aws_env, registry, monkeypatch) -> Iterator[RotatingAccount]:
-    user = f"idminter_rot_{uuid.uuid4().hex[:8]}"
-    password = f"pw-{uuid.uuid4().hex}"
-    conn = server_admin_connection(registry)
-    with conn.cursor() as cursor:
-        for host in ("localhost", "127.0.0.1"):
-            cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user, host, password))
-            cursor.execute(f"GRANT ALL ON `{registry.database}`.* TO %s@%s", (user, host))
-    secrets = boto3.client("secretsmanager", region_name="eu-west-1")
-    name = f"idminter/registry-{uuid.uuid4().hex}"
-    secrets.create_secret(
-        Name=name, SecretString=json.dumps({"username": user, "password": password})
-    )
-    settings = secret_settings(registry, name)
-    rotating = RotatingAccount(settings, user, name, registry, secrets, conn)
-    for variable, value in rotating.environment().items():
-        monkeypatch.setenv(variable, value)
-    yield rotating
-    with conn.cursor() as cursor:
-        for host in ("localhost", "127.0.0.1"):
-            cursor.execute("DROP USER IF EXISTS %s@%s", (user, host))
-    conn.close()
+    with rotating_account(
+        registry, boto3.client("secretsmanager", region_name="eu-west-1")
+    ) as rotating:
+        for variable, value in rotating.environment().items():
+            monkeypatch.setenv(variable, value)
+        yield rotating
 
 
 @pytest.fixture
@@ -267,7 +179,6 @@ def test_without_the_pending_fallback_a_rotation_fails_the_next_connect(account,
     """The tests above depend on the fallback to AWSPENDING: without it, the connect after the
     password changed is refused."""
     from idminter_pipeline.core.errors import RegistryUnavailableError  # noqa: PLC0415
-    from idminter_pipeline.registry import connection  # noqa: PLC0415
 
     account.start_rotation()
     monkeypatch.setattr(
@@ -279,3 +190,31 @@ def test_without_the_pending_fallback_a_rotation_fails_the_next_connect(account,
     )
     with pytest.raises(RegistryUnavailableError, match="Access denied"):
         connection.connect(account.settings)
+
+
+def test_a_rotation_that_finishes_during_a_connect_ends_on_the_new_current_version(
+    account, monkeypatch
+):
+    """The connect reads AWSCURRENT (the old password: refused); the rotation's last step lands
+    before it reads AWSPENDING, which is gone; the fresh AWSCURRENT is the new password."""
+    token = account.start_rotation()
+    read = connection.read_secret_credentials
+    stages: list[str] = []
+
+    def read_as_the_rotation_finishes(secret_name: str, **options: str) -> tuple[str, str]:
+        stage = options.get("stage", "AWSCURRENT")
+        if stage == "AWSPENDING" and "AWSPENDING" not in stages:
+            account.finish_rotation(token)
+        stages.append(stage)
+        return read(secret_name, **options)
+
+    monkeypatch.setattr(connection, "read_secret_credentials", read_as_the_rotation_finishes)
+    conn = connection.connect(account.settings)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT CURRENT_USER()")
+            (user,) = cursor.fetchone()
+    finally:
+        conn.close()
+    assert user.startswith(f"{account.user}@")
+    assert stages == ["AWSCURRENT", "AWSPENDING", "AWSCURRENT"]

@@ -141,7 +141,7 @@ def _database_grants(grants: list[str]) -> dict[str, set[str]]:
     return found
 
 
-EXPECTED_DATABASES = {"identifiers", r"idminter\_test\_%", r"idminter\_bench\_%"}
+EXPECTED_DATABASES = {"identifiers", r"identifiers\_%", r"idminter\_test\_%", r"idminter\_bench\_%"}
 
 
 # --- the server process ---------------------------------------------------------------------
@@ -207,10 +207,11 @@ def test_id_minter_holds_only_its_own_databases(private_server):
         assert _database_grants(grants) == dict.fromkeys(EXPECTED_DATABASES, expected)
 
     # What the grants allow, and what they do not.
-    scratch = "idminter_test_privileges_probe"
-    with closing(connect(settings.with_database(""))) as conn, conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{scratch}`")
-        cursor.execute(f"DROP DATABASE `{scratch}`")
+    # A test's database, and a copy of the registry (the runbooks load dumps into them).
+    for scratch in ("idminter_test_privileges_probe", "identifiers_privileges_probe"):
+        with closing(connect(settings.with_database(""))) as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{scratch}`")
+            cursor.execute(f"DROP DATABASE `{scratch}`")
     assert _denied(settings, "CREATE DATABASE idminter_elsewhere") in DENIED
     assert _denied(settings, "SELECT * FROM mysql.user") in DENIED
     assert _denied(settings, "CREATE USER 'idminter_intruder'@'%'") in DENIED

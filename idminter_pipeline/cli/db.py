@@ -209,10 +209,11 @@ def recover_published_command(apply: bool) -> None:
 
     Reads every identified document in the works store and compares each published (source
     identifier, canonical ID) with the registry. A missing mapping is registered again to its
-    published ID and the ID marked assigned; a conflict (the source mapped to another ID, or the
-    ID given to another record) is reported, never changed. Prints a JSON report; exits 1 when
-    there are conflicts. Run it before minting resumes: docs/operations/tasks.md, "Restore the
-    registry".
+    published ID and the ID marked assigned, with its inheritance when it had inherited its
+    predecessor's ID (and the predecessor's own mapping, when the successor's document replaced
+    the predecessor's); a conflict (the source mapped to another ID, or the ID given to another
+    record) is reported, never changed. Prints a JSON report; exits 1 when there are conflicts.
+    Run it before minting resumes: docs/operations/tasks.md, "Restore the registry".
     """
     from idminter_pipeline.core.settings import DatabaseSettings  # noqa: PLC0415
     from idminter_pipeline.registry.connection import connection_factory  # noqa: PLC0415

@@ -30,6 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
+from pymysql.constants import ER
+
 from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -105,10 +108,20 @@ def _create_empty_database(settings: DatabaseSettings, database: str) -> None:
                     f"--database {database} already holds tables: load a dump into a new or "
                     "empty database (drop the old scratch database first)"
                 )
-            cursor.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{database}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            )
+            try:
+                cursor.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                )
+            except pymysql.err.OperationalError as error:
+                if error.args[0] != ER.DBACCESS_DENIED_ERROR:
+                    raise
+                raise DumpLoadError(
+                    f"--database {database}: {settings.username} may not create it on "
+                    f"{settings.host}:{settings.port}; create it and grant the account on it "
+                    "first (docs/operations/tasks.md, 'Restore the registry'; on this checkout's "
+                    f"own server it may create {settings.database}_<name>)"
+                ) from None
         conn.commit()
     finally:
         conn.close()

@@ -58,11 +58,27 @@ DEFAULT_PRECEDENCE = (
 )
 RANKED = 1 << 62
 DEPTH_SHIFT = 54
+DEPTH_MASK = (1 << 8) - 1  # bits 54-61
 MAX_DEPTH = MAX_CHAIN_DEPTH  # the minter refuses a successor deeper than the field holds
 PRECEDENCE_SHIFT = 46
 MAX_PRECEDENCE_SYSTEMS = (1 << 8) - 1
 TIEBREAK_MAX = (1 << 46) - 1
 _SYSTEM = re.compile(r"[^\s/\[\],]+")
+
+
+def rank_depth(rank: int) -> int:
+    """A stored rank's depth in its chain (0 for the original record, or a document written
+    before ranks): above 0, the work inherited its canonical ID."""
+    return (rank >> DEPTH_SHIFT) & DEPTH_MASK if rank & RANKED else 0
+
+
+def rank_seq(rank: int) -> int | None:
+    """The provenance `Seq` of the inheritance a stored rank was computed from (None for a rank
+    that carries none: an original record's, or one written before ranks)."""
+    if not rank & RANKED:
+        return None
+    seq = TIEBREAK_MAX - (rank & TIEBREAK_MAX)
+    return seq or None
 
 
 def work_name(key: Key) -> str:

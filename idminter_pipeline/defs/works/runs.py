@@ -74,23 +74,55 @@ class WindowResult:
     summary: RunSummary
 
 
-# The registry's newest assignment when a run of identified_works finished, on each window's
-# materialization: what the next run's guard compares a possibly restored registry against.
+# The registry's newest assignment when a works run ended (minting windows, by id, sweeping; to
+# its end or stopped part-way, its written works are published): an observation of
+# identified_works, and on each window's materialization. What the next run's guard compares a
+# possibly restored registry against.
 NEWEST_ASSIGNMENT_KEY = "registry_newest_assignment"
 IDENTIFIED_WORKS_KEY = dg.AssetKey("identified_works")
+# How far back the guard looks for an event carrying the figure: every run's observation carries
+# it unless the registry could not be read as the run ended.
+RECORDED_EVENTS_SEARCHED = 100
+
+
+def _recorded_newest_assignment(records: Any) -> datetime | None:
+    for record in records:
+        event = record.asset_materialization or record.asset_observation
+        value = event.metadata.get(NEWEST_ASSIGNMENT_KEY) if event is not None else None
+        if isinstance(value, dg.TextMetadataValue):
+            return datetime.fromisoformat(value.text)
+    return None
 
 
 def published_until(instance: dg.DagsterInstance) -> datetime | None:
-    """The registry's newest assignment as the latest identified_works materialization saw it."""
-    event = instance.get_latest_materialization_event(IDENTIFIED_WORKS_KEY)
-    materialization = event.asset_materialization if event is not None else None
-    value = materialization.metadata.get(NEWEST_ASSIGNMENT_KEY) if materialization else None
-    return datetime.fromisoformat(value.text) if isinstance(value, dg.TextMetadataValue) else None
+    """The registry's newest assignment as the latest works run recorded it."""
+    found = [
+        _recorded_newest_assignment(
+            fetch(IDENTIFIED_WORKS_KEY, limit=RECORDED_EVENTS_SEARCHED).records
+        )
+        for fetch in (instance.fetch_materializations, instance.fetch_observations)
+    ]
+    recorded = [value for value in found if value is not None]
+    return max(recorded) if recorded else None
 
 
 def newest_assignment_metadata(registry_database: RegistryDatabase) -> dict[str, Any]:
     newest = read_restore_state(registry_database.connection_factory()).newest_assignment
     return {NEWEST_ASSIGNMENT_KEY: dg.MetadataValue.text(newest.isoformat())} if newest else {}
+
+
+def observe_newest_assignment(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, registry_database: RegistryDatabase
+) -> None:
+    """Record the registry's newest assignment for the guard as an observation of
+    identified_works. Quietly: an error that stopped the run is the one to raise."""
+    try:
+        metadata = newest_assignment_metadata(registry_database)
+    except Exception as error:
+        context.log.warning(f"the registry's newest assignment was not recorded: {error}")
+        return
+    if metadata:
+        context.log_event(dg.AssetObservation(asset_key=IDENTIFIED_WORKS_KEY, metadata=metadata))
 
 
 def refuse_minting_on_a_restored_registry(
@@ -126,21 +158,25 @@ class WorksResources:
         settings (a Dagster works run is an entry point: see gc_settings)."""
         refuse_minting_on_a_restored_registry(context, self.registry_database)
         downstream = self.downstream
-        with (
-            batch_run_collector(),
-            open_works_pipeline(
-                self.works_store.open,
-                self.registry_database.connection_factory(),
-                churn_guard=self.churn_guard.policy(),
-                alert_channels=self.alerts.channels(context.log),
-                log=context.log,
-                job_id=job_id,
-                batch_size=batch_size,
-                record_processed=record_processed,
-                notifier=downstream.notifier() if downstream is not None else None,
-            ) as pipeline,
-        ):
-            yield pipeline
+        try:
+            with (
+                batch_run_collector(),
+                open_works_pipeline(
+                    self.works_store.open,
+                    self.registry_database.connection_factory(),
+                    churn_guard=self.churn_guard.policy(),
+                    alert_channels=self.alerts.channels(context.log),
+                    log=context.log,
+                    job_id=job_id,
+                    batch_size=batch_size,
+                    record_processed=record_processed,
+                    notifier=downstream.notifier() if downstream is not None else None,
+                ) as pipeline,
+            ):
+                yield pipeline
+        finally:
+            # Whatever ended the run: what it wrote is published.
+            observe_newest_assignment(context, self.registry_database)
 
 
 def mint_scope(
