@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -150,3 +151,41 @@ def test_the_previous_releases_minting_runs_on_this_schema(registry, connect_reg
         warnings.simplefilter("ignore")
         provenance = fetch_all(registry, "SELECT JobId FROM identifier_provenance")
     assert ("previous-release",) in provenance
+
+
+DOCKER_BUILD = re.compile(r"docker build[^`\n]*")
+BUILD_RELEASE = re.compile(r"--build-arg IDMINTER_RELEASE=(?P<release>\S+)")
+IMAGE_TAG = re.compile(r"-t \S+:(?P<tag>[^\s\"']+)")
+
+
+def documented_image_builds() -> list[tuple[str, str]]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [
+        (page.relative_to(ROOT).as_posix(), command)
+        for page in pages
+        for command in DOCKER_BUILD.findall(page.read_text().replace("\\\n", " "))
+    ]
+
+
+def test_every_documented_image_build_gives_its_release_as_the_image_tag():
+    """An image built as the docs say reports the release it is tagged with: `idminter
+    --version`, the code location's metadata and the Lambda's run-summary lines."""
+    builds = documented_image_builds()
+    assert {"deploy/Dockerfile", "deploy/lambda/Dockerfile"} <= {
+        dockerfile for _, command in builds for dockerfile in re.findall(r"-f (\S+)", command)
+    }
+    for page, command in builds:
+        release = BUILD_RELEASE.search(command)
+        assert release, f"{page}: {command!r} builds an image that says 'release unreleased'"
+        tag = IMAGE_TAG.search(command)
+        if tag:
+            assert release["release"].strip("\"'") == tag["tag"], (
+                f"{page}: {command!r} tags the image otherwise than its release"
+            )
+
+
+@pytest.mark.parametrize("dockerfile", ["deploy/Dockerfile", "deploy/lambda/Dockerfile"])
+def test_each_image_carries_its_build_release_in_the_environment(dockerfile):
+    lines = (ROOT / dockerfile).read_text().splitlines()
+    assert f"ARG {RELEASE_ENV}=unreleased" in lines
+    assert f"ENV {RELEASE_ENV}=${{{RELEASE_ENV}}}" in lines
