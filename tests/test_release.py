@@ -189,3 +189,25 @@ def test_each_image_carries_its_build_release_in_the_environment(dockerfile):
     lines = (ROOT / dockerfile).read_text().splitlines()
     assert f"ARG {RELEASE_ENV}=unreleased" in lines
     assert f"ENV {RELEASE_ENV}=${{{RELEASE_ENV}}}" in lines
+
+
+def test_the_previous_releases_migrations_are_unchanged_here():
+    """Migrations only add: each migration the previous release shipped is here byte for byte,
+    so a registry it migrated is the schema this release's migrations continue from."""
+    changed = subprocess.run(
+        ["git", "diff", "--name-status", "--no-renames", PREVIOUS_RELEASE, "--", "sql/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if changed.returncode != 0:
+        if not (ROOT / ".git").exists():
+            pytest.skip("not a git checkout: the previous release's migrations are not at hand")
+        pytest.fail(f"git diff {PREVIOUS_RELEASE}: {changed.stderr[-500:]}")
+    rewritten = [
+        line
+        for line in changed.stdout.splitlines()
+        if not line.startswith("A\t") and not line.endswith("/README.md")
+    ]
+    assert not rewritten, f"migrations of release {PREVIOUS_RELEASE} changed: {rewritten}"
