@@ -107,3 +107,19 @@ def test_a_bad_database_name_is_refused_naming_it(production, tmp_path, monkeypa
     result = CliRunner().invoke(main, ["db", "load-dump", str(dump), "--database", name])
     assert result.exit_code == 2
     assert "error: --database" in result.output
+
+
+def test_a_database_the_account_may_not_create_is_one_error_line(production, tmp_path, monkeypatch):
+    """`id_minter` may create only the registry's scratch copies and the tests' databases."""
+    dump = tmp_path / "identifiers.sql"
+    _dump(production, dump, tmp_path)
+    _env(monkeypatch, production)
+    result = CliRunner().invoke(
+        main, ["db", "load-dump", str(dump), "--database", "not_a_scratch_copy"]
+    )
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: --database not_a_scratch_copy: the server refuses {production.username} "
+    )
+    assert "Access denied" in line and len(line) < 1_000

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
+
 from idminter_pipeline.core.errors import IdMinterError, InvalidInputError
 from idminter_pipeline.core.excerpts import excerpt
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -92,6 +94,10 @@ def _tables(settings: DatabaseSettings) -> dict[str, int]:
         conn.close()
 
 
+# The server's "access denied for user to database": the account may not create or use it.
+ER_DBACCESS_DENIED = 1044
+
+
 def _create_empty_database(settings: DatabaseSettings, database: str) -> None:
     conn = connect(settings.with_database(""))
     try:
@@ -110,6 +116,15 @@ def _create_empty_database(settings: DatabaseSettings, database: str) -> None:
                 "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             )
         conn.commit()
+    except pymysql.err.OperationalError as error:
+        if error.args[0] != ER_DBACCESS_DENIED:
+            raise
+        raise InvalidInputError(
+            f"--database {database}: the server refuses {settings.username} that database "
+            f"({excerpt(str(error.args[1]))}): load into one this account may create (on the "
+            f"project-local server: {settings.database}_<name>), or create it empty first with "
+            "an account that may"
+        ) from None
     finally:
         conn.close()
 
