@@ -15,8 +15,10 @@ The server is locked down as far as a development server can be:
 - `secure_file_priv` is a private folder, so `SELECT ... INTO OUTFILE` and `LOAD DATA INFILE`
   cannot touch any other file;
 - `id_minter` gets only what the pipeline, `make run` and the tests need (`LOCAL_PRIVILEGES`) on
-  the registry database and on the per-session test and benchmark databases (pattern grants for
-  `idminter_test_*` and `idminter_bench_*`): nothing on `*.*`, no GRANT OPTION;
+  the registry database, on its scratch copies (`identifiers_*`: a dump loaded with `idminter db
+  load-dump --database identifiers_shadow`, as docs/operations/tasks.md does it locally) and on
+  the per-session test and benchmark databases (pattern grants for `idminter_test_*` and
+  `idminter_bench_*`): nothing on `*.*`, no GRANT OPTION;
 - the bootstrap runs over the root socket with pymysql, values bound as parameters; the one
   identifier that cannot be a parameter (the database name) is checked against a strict pattern
   before anything runs, then quoted.
@@ -210,6 +212,11 @@ def _grant_pattern(name: str) -> str:
     return quote_database_name(name).replace("_", "\\_")
 
 
+def _scratch_copies_pattern(name: str) -> str:
+    """A GRANT's database name matching `name_<anything>`: the registry's scratch copies."""
+    return _grant_pattern(name).removesuffix("`") + "\\_%`"
+
+
 def _server_account(paths: LocalServerPaths) -> pwd.struct_passwd | None:
     """The system account the server should run as: `mysql` when root can hand it the folder."""
     if os.geteuid() != 0:
@@ -330,7 +337,11 @@ def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> Non
     check_local_settings(settings)
     user, password = settings.username, settings.password
     database = quote_database_name(settings.database)
-    grants_on = [_grant_pattern(settings.database), *(f"`{p}`" for p in SCRATCH_DATABASE_PATTERNS)]
+    grants_on = [
+        _grant_pattern(settings.database),
+        _scratch_copies_pattern(settings.database),
+        *(f"`{p}`" for p in SCRATCH_DATABASE_PATTERNS),
+    ]
     conn = admin_connection(paths)
     try:
         with conn.cursor() as cursor:
