@@ -50,20 +50,26 @@ def test_a_release_that_is_not_a_tag_is_one_error_line(monkeypatch):
 
 
 def test_the_code_location_shows_its_release():
+    """On every asset's page (its definition metadata: the UI shows no metadata of the code
+    location itself) and in the `Definitions`' metadata."""
     code = (
         "import warnings; warnings.simplefilter('ignore'); "
         "from idminter_pipeline.definitions import defs; "
-        "print({k: defs.metadata[k].text for k in ('version', 'release')})"
+        "graph = defs.get_repository_def().asset_graph; "
+        "text = lambda value: getattr(value, 'text', value); "
+        "shown = [{k: text(defs.metadata[k]) for k in ('version', 'release')}]; "
+        "shown += [{k: text(graph.get(a).metadata[k]) for k in ('version', 'release')} "
+        "for a in graph.get_all_asset_keys()]; "
+        "print(len(shown), [s for s in shown if s != shown[0]] or shown[0])"
     )
     env = {**os.environ, RELEASE_ENV: "release-42", "PYTHONPATH": str(ROOT)}
     probe = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=False
     )
     assert probe.returncode == 0, probe.stderr[-2000:]
-    assert ast.literal_eval(probe.stdout.strip().splitlines()[-1]) == {
-        "version": package_version(),
-        "release": "release-42",
-    }
+    count, shown = probe.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 5
+    assert ast.literal_eval(shown) == {"version": package_version(), "release": "release-42"}
 
 
 def _previous_release(directory: Path) -> Path:
