@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -52,7 +53,9 @@ def _minted_chain(works_env):
 
 
 def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry):
+    started = datetime.now(UTC).replace(tzinfo=None)
     sierra, folio = _minted_chain(works_env)
+    ended = datetime.now(UTC).replace(tzinfo=None)
     result = _run("works", "show", folio.id)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -81,6 +84,9 @@ def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry)
     assert registry[folio.id]["status"] == "alias"
     assert registry[folio.id]["inherited_from"] == sierra.id
     assert registry[folio.id]["job_id"] == "job-b"
+    # When: the registry's time, in UTC (the session's time zone), to the microsecond.
+    inherited_at = datetime.fromisoformat(registry[folio.id]["created_at"])
+    assert started - timedelta(seconds=5) <= inherited_at <= ended + timedelta(seconds=5)
     assert report["succession"]["holder"] == folio.id
     assert report["succession"]["members"] == [folio.id, sierra.id]
     assert report["succession"]["conflict"] is None
