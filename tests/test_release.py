@@ -1,4 +1,4 @@
-"""Which release runs (`idminter --version`, the code location's metadata), and the upgrade
+"""Which release runs (`idminter --version`, every asset's metadata in Dagster), and the upgrade
 rule: the previous release's minting code runs on this release's schema."""
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def documented_image_builds() -> list[tuple[str, str]]:
 
 def test_every_documented_image_build_gives_its_release_as_the_image_tag():
     """An image built as the docs say reports the release it is tagged with: `idminter
-    --version`, the code location's metadata and the Lambda's run-summary lines."""
+    --version`, every asset's metadata in Dagster and the Lambda's run-summary lines."""
     builds = documented_image_builds()
     assert {"deploy/Dockerfile", "deploy/lambda/Dockerfile"} <= {
         dockerfile for _, command in builds for dockerfile in re.findall(r"-f (\S+)", command)
