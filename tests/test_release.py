@@ -1,4 +1,4 @@
-"""Which release runs (`idminter --version`, the code location's metadata), and the upgrade
+"""Which release runs (`idminter --version`, every asset's metadata in Dagster), and the upgrade
 rule: the previous release's minting code runs on this release's schema."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -49,20 +50,26 @@ def test_a_release_that_is_not_a_tag_is_one_error_line(monkeypatch):
 
 
 def test_the_code_location_shows_its_release():
+    """On every asset's page (its definition metadata: the UI shows no metadata of the code
+    location itself) and in the `Definitions`' metadata."""
     code = (
         "import warnings; warnings.simplefilter('ignore'); "
         "from idminter_pipeline.definitions import defs; "
-        "print({k: defs.metadata[k].text for k in ('version', 'release')})"
+        "graph = defs.get_repository_def().asset_graph; "
+        "text = lambda value: getattr(value, 'text', value); "
+        "shown = [{k: text(defs.metadata[k]) for k in ('version', 'release')}]; "
+        "shown += [{k: text(graph.get(a).metadata[k]) for k in ('version', 'release')} "
+        "for a in graph.get_all_asset_keys()]; "
+        "print(len(shown), [s for s in shown if s != shown[0]] or shown[0])"
     )
     env = {**os.environ, RELEASE_ENV: "release-42", "PYTHONPATH": str(ROOT)}
     probe = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=False
     )
     assert probe.returncode == 0, probe.stderr[-2000:]
-    assert ast.literal_eval(probe.stdout.strip().splitlines()[-1]) == {
-        "version": package_version(),
-        "release": "release-42",
-    }
+    count, shown = probe.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 5
+    assert ast.literal_eval(shown) == {"version": package_version(), "release": "release-42"}
 
 
 def _previous_release(directory: Path) -> Path:
@@ -150,3 +157,63 @@ def test_the_previous_releases_minting_runs_on_this_schema(registry, connect_reg
         warnings.simplefilter("ignore")
         provenance = fetch_all(registry, "SELECT JobId FROM identifier_provenance")
     assert ("previous-release",) in provenance
+
+
+DOCKER_BUILD = re.compile(r"docker build[^`\n]*")
+BUILD_RELEASE = re.compile(r"--build-arg IDMINTER_RELEASE=(?P<release>\S+)")
+IMAGE_TAG = re.compile(r"-t \S+:(?P<tag>[^\s\"']+)")
+
+
+def documented_image_builds() -> list[tuple[str, str]]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [
+        (page.relative_to(ROOT).as_posix(), command)
+        for page in pages
+        for command in DOCKER_BUILD.findall(page.read_text().replace("\\\n", " "))
+    ]
+
+
+def test_every_documented_image_build_gives_its_release_as_the_image_tag():
+    """An image built as the docs say reports the release it is tagged with: `idminter
+    --version`, every asset's metadata in Dagster and the Lambda's run-summary lines."""
+    builds = documented_image_builds()
+    assert {"deploy/Dockerfile", "deploy/lambda/Dockerfile"} <= {
+        dockerfile for _, command in builds for dockerfile in re.findall(r"-f (\S+)", command)
+    }
+    for page, command in builds:
+        release = BUILD_RELEASE.search(command)
+        assert release, f"{page}: {command!r} builds an image that says 'release unreleased'"
+        tag = IMAGE_TAG.search(command)
+        if tag:
+            assert release["release"].strip("\"'") == tag["tag"], (
+                f"{page}: {command!r} tags the image otherwise than its release"
+            )
+
+
+@pytest.mark.parametrize("dockerfile", ["deploy/Dockerfile", "deploy/lambda/Dockerfile"])
+def test_each_image_carries_its_build_release_in_the_environment(dockerfile):
+    lines = (ROOT / dockerfile).read_text().splitlines()
+    assert f"ARG {RELEASE_ENV}=unreleased" in lines
+    assert f"ENV {RELEASE_ENV}=${{{RELEASE_ENV}}}" in lines
+
+
+def test_the_previous_releases_migrations_are_unchanged_here():
+    """Migrations only add: each migration the previous release shipped is here byte for byte,
+    so a registry it migrated is the schema this release's migrations continue from."""
+    changed = subprocess.run(
+        ["git", "diff", "--name-status", "--no-renames", PREVIOUS_RELEASE, "--", "sql/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if changed.returncode != 0:
+        if not (ROOT / ".git").exists():
+            pytest.skip("not a git checkout: the previous release's migrations are not at hand")
+        pytest.fail(f"git diff {PREVIOUS_RELEASE}: {changed.stderr[-500:]}")
+    rewritten = [
+        line
+        for line in changed.stdout.splitlines()
+        if not line.startswith("A\t") and not line.endswith("/README.md")
+    ]
+    assert not rewritten, f"migrations of release {PREVIOUS_RELEASE} changed: {rewritten}"

@@ -5,8 +5,9 @@ bootstrapped by `local_database`:
 
 - the server runs as the `mysql` system user wherever that user can enter its folders (as root,
   saying so, where it cannot), with `secure_file_priv` on a private folder;
-- `id_minter` holds `LOCAL_PRIVILEGES` on its own databases and nothing else (no `*.*`, no GRANT
-  OPTION), and a bootstrap over a user an older bootstrap made all-powerful takes that back;
+- `id_minter` holds `LOCAL_PRIVILEGES` on its own databases (the registry, its scratch copies
+  `identifiers_*`, the tests' and benchmarks') and nothing else (no `*.*`, no GRANT OPTION),
+  and a bootstrap over a user an older bootstrap made all-powerful takes that back;
 - names that are not safe in SQL are refused, naming them, before anything runs: an injection
   payload runs no extra statement;
 - the compose init grants `id_minter` exactly what the bootstrap does;

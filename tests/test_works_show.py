@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -52,7 +53,9 @@ def _minted_chain(works_env):
 
 
 def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry):
+    started = datetime.now(UTC).replace(tzinfo=None)
     sierra, folio = _minted_chain(works_env)
+    ended = datetime.now(UTC).replace(tzinfo=None)
     result = _run("works", "show", folio.id)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -81,6 +84,9 @@ def test_show_names_the_chain_its_holder_and_the_provenance(works_env, registry)
     assert registry[folio.id]["status"] == "alias"
     assert registry[folio.id]["inherited_from"] == sierra.id
     assert registry[folio.id]["job_id"] == "job-b"
+    # When: the registry's time, in UTC (the session's time zone), to the microsecond.
+    inherited_at = datetime.fromisoformat(registry[folio.id]["created_at"])
+    assert started - timedelta(seconds=5) <= inherited_at <= ended + timedelta(seconds=5)
     assert report["succession"]["holder"] == folio.id
     assert report["succession"]["members"] == [folio.id, sierra.id]
     assert report["succession"]["conflict"] is None
@@ -155,3 +161,40 @@ def test_a_malformed_subject_is_named_even_without_a_works_store(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: invalid source identifier 'no slash here'")
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_the_runbooks_succession_conflict_is_resolved_by_its_own_steps(works_env):
+    """docs/operations/tasks.md, 'Resolve a succession conflict', step by step on the command
+    line: the mapping is re-pointed with `db retire-mapping` (the database refuses deleting it
+    by hand)."""
+    _sierra, folio = _minted_chain(works_env)
+    rival = work(
+        "axiell-collections-id",
+        "x-1",
+        indexed_at="2026-07-30T11:00:00.000Z",
+        predecessor=("sierra-system-number", "b1000001"),
+    )
+    with SqliteWorksStore(works_env) as store:
+        store.put_source([rival])
+    assert _run("mint", "--source-identifiers", rival.id).exit_code == 0
+    before = json.loads(_run("works", "show", folio.id).stdout)["succession"]
+    assert before["holder"] == rival.id and before["conflict"] is not None
+
+    # 3. The other record's source loses its predecessor reference; 4. its mapping is retired.
+    del rival.document["state"]["predecessorIdentifier"]
+    with SqliteWorksStore(works_env) as store:
+        store.put_source([rival])
+    retired = _run("db", "retire-mapping", rival.id, "--reason", "not the successor of b1000001")
+    assert retired.exit_code == 0, retired.output
+    assert json.loads(retired.stdout)["still_mapped_by"] == 2
+    # 5. Both minted again: no conflict; 6. the kept record was not the tie rule's holder.
+    again = _run("mint", "--source-identifiers", folio.id, rival.id)
+    assert json.loads(again.stdout)["succession_conflicts"] == []
+    assert _run("works", "repair-succession", "--apply").exit_code == 0
+
+    after = json.loads(_run("works", "show", folio.id).stdout)
+    assert after["succession"]["conflict"] is None
+    assert after["succession"]["holder"] == folio.id
+    assert after["identified_document"]["held_by"] == folio.id
+    own = json.loads(_run("lookup", rival.id).stdout)[rival.id]
+    assert own != after["canonical_id"]

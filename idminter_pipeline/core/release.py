@@ -3,7 +3,7 @@
 The version is the installed distribution's (`pyproject.toml`). The release tag says which build
 of it is deployed: the images take it at build time (`--build-arg IDMINTER_RELEASE=<git
 commit or tag>`), and it reaches the environment as `IDMINTER_RELEASE`; a source checkout
-without it reports `unreleased`. `idminter --version`, the Dagster code location's metadata and
+without it reports `unreleased`. `idminter --version`, every Dagster asset's metadata and
 the Lambda's run-summary log line all show it.
 """
 

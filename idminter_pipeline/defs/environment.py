@@ -4,9 +4,9 @@ never values."""
 
 import dagster as dg
 
-from idminter_pipeline.core.release import package_version, release_tag
 from idminter_pipeline.defs.alerts.resources import alerts_from_env
 from idminter_pipeline.defs.pool.resources import id_pool_from_env
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import registry_database_from_env
 from idminter_pipeline.defs.shadow.resources import shadow_reference_from_env
 from idminter_pipeline.defs.works.resources import (
@@ -31,5 +31,5 @@ def resources() -> dg.Definitions:
             "impact_candidate": impact_candidate_from_env(),
         },
         # Which release this code location runs, shown with the location in the UI.
-        metadata={"version": package_version(), "release": release_tag()},
+        metadata=release_metadata(),
     )

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP, registry_schema
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import legacy_migration
 from idminter_pipeline.registry.legacy_migration import adopt as adoption
@@ -63,6 +64,7 @@ LEGACY_MIGRATION_CONFIG_SCHEMA = {
 
 
 @dg.asset(
+    metadata=release_metadata(),
     group_name=REGISTRY_GROUP,
     deps=[registry_schema],
     pool=REGISTRY_POOL,
@@ -135,7 +137,12 @@ REGISTRY_ADOPTION_CONFIG_SCHEMA = {
 }
 
 
-@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"}, config_schema=REGISTRY_ADOPTION_CONFIG_SCHEMA)
+@dg.asset(
+    metadata=release_metadata(),
+    group_name=REGISTRY_GROUP,
+    kinds={"mysql"},
+    config_schema=REGISTRY_ADOPTION_CONFIG_SCHEMA,
+)
 def registry_adoption(
     context: dg.AssetExecutionContext, registry_database: RegistryDatabase
 ) -> dg.MaterializeResult:

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from idminter_pipeline.defs.config import positive_int_field
 from idminter_pipeline.defs.pool.resources import FreeIdPool
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.registry.pool import (
@@ -72,6 +73,7 @@ def pool_metadata(report: TopUpReport, health: PoolHealth) -> dict[str, object]:
 
 
 @dg.asset(
+    metadata=release_metadata(),
     group_name=POOL_GROUP,
     deps=[LEGACY_MIGRATION_ASSET],
     pool=REGISTRY_POOL,

@@ -15,6 +15,7 @@ from idminter_pipeline.defs.reconciliation.checks import (
     finding_label,
 )
 from idminter_pipeline.defs.registry.assets import REGISTRY_GROUP
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.registry import reconciliation
@@ -132,6 +133,7 @@ def critical_finding_alerts(
 
 
 @dg.asset(
+    metadata=release_metadata(),
     name=RECONCILIATION_ASSET,
     group_name=REGISTRY_GROUP,
     pool=REGISTRY_POOL,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.registry import schema
 from idminter_pipeline.registry.forks import fork_status
@@ -9,7 +10,9 @@ from idminter_pipeline.registry.forks import fork_status
 REGISTRY_GROUP = "registry"
 
 
-@dg.asset(group_name=REGISTRY_GROUP, kinds={"mysql"}, pool=REGISTRY_POOL)
+@dg.asset(
+    metadata=release_metadata(), group_name=REGISTRY_GROUP, kinds={"mysql"}, pool=REGISTRY_POOL
+)
 def registry_schema(
     context: dg.AssetExecutionContext, registry_database: RegistryDatabase
 ) -> dg.MaterializeResult:

@@ -15,6 +15,7 @@ import dagster as dg
 from idminter_pipeline.core.alerts import Alert, Severity
 from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import RegistryDatabase
 from idminter_pipeline.defs.shadow.resources import ShadowReferenceResource
 from idminter_pipeline.defs.works.assets import MAX_PARTITIONS_PER_RUN, STORE_KIND
@@ -115,6 +116,7 @@ def unexpected_differences_alert(
 
 
 @dg.asset(
+    metadata=release_metadata(),
     group_name=SHADOW_GROUP,
     deps=[LEGACY_MIGRATION_ASSET],
     partitions_def=WORKS_PARTITIONS,

@@ -20,6 +20,7 @@ from idminter_pipeline.core.gc_settings import batch_run_collector
 from idminter_pipeline.core.settings import env_int
 from idminter_pipeline.defs.alerts.resources import AlertsResource
 from idminter_pipeline.defs.config import positive_int_field
+from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import REGISTRY_POOL, RegistryDatabase
 from idminter_pipeline.defs.retries import retried_on_registry_outage
 from idminter_pipeline.defs.works.checks import (
@@ -232,6 +233,7 @@ def _conflict_evaluation(
 
 
 @dg.asset(
+    metadata=release_metadata(),
     group_name=WORKS_GROUP,
     deps=[POOL_ASSET],
     pool=REGISTRY_POOL,
@@ -392,6 +394,7 @@ def sweep_scope(lookback_hours: int, now: datetime) -> WorkScope:
 
 
 @dg.asset(
+    metadata=release_metadata(),
     group_name=WORKS_GROUP,
     deps=[identified_works],
     kinds={"python", STORE_KIND},
@@ -465,6 +468,7 @@ IMPACT_WITHIN_THRESHOLDS_CHECK = "identity_impact_within_thresholds"
 
 
 @dg.asset(
+    metadata=release_metadata(),
     name=CANDIDATE_IMPACT_ASSET,
     group_name=WORKS_GROUP,
     kinds={"python", STORE_KIND},
