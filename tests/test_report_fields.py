@@ -24,6 +24,7 @@ def test_fields_come_in_declaration_order_renamed_and_left_out_as_asked():
         "mappings_registered",
         "mappings_to_restore",
         "ids_to_reassign",
+        "inheritances_to_restore",
         "conflicts",
         "unreadable_documents",
         "restored_examples",
