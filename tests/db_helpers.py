@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -326,6 +328,19 @@ def secret_settings(settings: DatabaseSettings, secret_name: str) -> DatabaseSet
 def registry_factory(settings: DatabaseSettings) -> Callable[[], Connection]:
     """A connection factory for `settings`, as the library's entry points take one."""
     return lambda: connect(settings)
+
+
+def starmap_in_processes(function: Callable[..., Any], arguments: list[tuple]) -> list[Any]:
+    """`function` called once per argument tuple, all at once, each in a fresh process of its own
+    (spawned, so none inherits a connection); their results in order. The pool is closed and
+    joined, never terminated: terminating sends SIGTERM, which a process started with SIGTERM
+    ignored (as some job runners start theirs) never acts on, and the test would hang."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(len(arguments)) as pool:
+        results = pool.starmap(function, arguments)
+        pool.close()
+        pool.join()
+    return results
 
 
 @contextmanager

@@ -1,6 +1,5 @@
 """Concurrency with real connections, threads and processes (RFC "Concurrency scenarios")."""
 
-import multiprocessing
 import random
 import threading
 import time
@@ -9,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from db_helpers import fetch_all, wait_until_waiting_for_a_lock
+from db_helpers import fetch_all, starmap_in_processes, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, pool_counts, register, work
 
 from idminter_pipeline.core.errors import RegistryContentionError
@@ -297,9 +296,7 @@ def test_eight_processes_over_overlapping_keys_keep_the_invariants(registry):
         },
     )
     fill_pool(registry, 3000)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(8) as pool:
-        reports = pool.starmap(_process_worker, [(registry, seed, 20) for seed in range(8)])
+    reports = starmap_in_processes(_process_worker, [(registry, seed, 20) for seed in range(8)])
     assert [r["failed"] for r in reports] == [[]] * 8
     counts = check_invariants(registry)
     assert counts["mappings"] > 300

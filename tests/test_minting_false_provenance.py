@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from db_helpers import fetch_all, wait_until_waiting_for_a_lock
+from db_helpers import fetch_all, starmap_in_processes, wait_until_waiting_for_a_lock
 from minting_helpers import check_invariants, fill_pool, work
 
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -223,10 +223,9 @@ def test_eight_processes_record_no_false_mismatch(registry):
     import multiprocessing  # noqa: PLC0415
 
     fill_pool(registry, FAMILIES * 3 + 200)
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Manager().Barrier(PROCESSES)
-    with context.Pool(PROCESSES) as pool:
-        reports = pool.starmap(
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        barrier = manager.Barrier(PROCESSES)
+        reports = starmap_in_processes(
             _racing_process, [(registry, process, barrier) for process in range(PROCESSES)]
         )
     assert [r["failures"] for r in reports] == [[]] * PROCESSES
