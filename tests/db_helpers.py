@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -186,9 +187,10 @@ def private_server_paths(directory: Path) -> LocalServerPaths:
 
 @contextmanager
 def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalServerPaths]]:
-    """A server of the caller's own in `directory` (never the shared one), stopped at the end:
-    MariaDB, or MySQL under `make test-mysql`. Skips the test where it cannot be started (the
-    system's MariaDB needs root and the Debian package)."""
+    """A server of the caller's own in `directory` (never the shared one), stopped and its data
+    removed at the end (a gigabyte each, most of it the redo log): MariaDB, or MySQL under `make
+    test-mysql`. Skips the test where it cannot be started (the system's MariaDB needs root and
+    the Debian package)."""
     if DATABASE_FREE_TEST.name is not None:
         raise RuntimeError(
             f"{DATABASE_FREE_TEST.name} starts a database server: mark it uses_database"
@@ -202,6 +204,7 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         yield server, paths
     finally:
         local_database.stop_server(paths)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def set_max_allowed_packet(paths: LocalServerPaths, size: int) -> None:
