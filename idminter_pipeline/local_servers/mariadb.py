@@ -31,6 +31,7 @@ import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -319,13 +320,27 @@ def _start(paths: LocalServerPaths, port: int) -> None:
     with open(os.devnull, "wb") as devnull:
         subprocess.Popen(command, stdout=devnull, stderr=devnull, start_new_session=True)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while not paths.socket.exists():
+    # The socket file appears before the server listens on it (MySQL recovering from a crash
+    # refuses connections there for a while): wait until it accepts one.
+    while not _accepts_connections(paths.socket):
         if time.monotonic() > deadline:
             tail = paths.log_file.read_text()[-2000:] if paths.log_file.exists() else ""
             raise LocalDatabaseError(
                 f"{engine.name} did not start within {STARTUP_TIMEOUT_SECONDS}s; its log:\n{tail}"
             )
         time.sleep(0.2)
+
+
+def _accepts_connections(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def bootstrap_server(paths: LocalServerPaths, settings: DatabaseSettings) -> None:
