@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +24,7 @@ from db_helpers import create_database, drop_database, fetch_all
 from works_helpers import fill_pool, node, si, work
 
 from idminter_pipeline.cli import main
+from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.registry.connection import connect
 from idminter_pipeline.works.restore import RegistryRestoredError
 from idminter_pipeline.works.stores import SqliteWorksStore
@@ -35,6 +38,21 @@ def _dump_tool() -> str:
         if shutil.which(tool):
             return tool
     pytest.skip("no mariadb-dump or mysqldump on PATH (make db installs mariadb-client)")
+
+
+@contextmanager
+def _restored_from(dump: Path, server_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """A new database loaded from `dump` with `idminter db load-dump --restore`, dropped after."""
+    restored = create_database(server_settings, "restored_")
+    drop_database(restored)  # load-dump creates it
+    try:
+        loaded = CliRunner().invoke(
+            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
+        )
+        assert loaded.exit_code == 0, loaded.output
+        yield restored
+    finally:
+        drop_database(restored)
 
 
 def _dump(settings, path: Path, tmp_path: Path) -> None:
@@ -334,13 +352,7 @@ def test_the_dry_run_reports_what_applying_then_does(
     dump = tmp_path / "registry.sql"
     _dump(registry_env, dump, tmp_path)
     _mint(*(f"sierra-system-number/s{n}" for n in range(4)))
-    restored = create_database(server_settings, "restored_")
-    drop_database(restored)
-    try:
-        loaded = CliRunner().invoke(
-            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
-        )
-        assert loaded.exit_code == 0, loaded.output
+    with _restored_from(dump, server_settings) as restored:
         factory = lambda: connect(restored)  # noqa: E731
         reports = {}
         with SqliteWorksStore(works_store_env) as store, Minter(factory) as minter:
@@ -350,8 +362,6 @@ def test_the_dry_run_reports_what_applying_then_does(
         # Four works and their own items, and the shared item: nine mappings, nine IDs.
         assert reports[True] == (9, 9)
         assert reports[False] == reports[True]
-    finally:
-        drop_database(restored)
 
 
 def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_in(
@@ -377,21 +387,13 @@ def test_an_id_two_records_share_is_restored_to_both_whatever_batches_they_fall_
     _mint("sierra-system-number/s1")
     published = _ids_of(registry_env, ["a", "b"])
     assert published["a"] == published["b"]
-    restored = create_database(server_settings, "restored_")
-    drop_database(restored)
-    try:
-        loaded = CliRunner().invoke(
-            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
-        )
-        assert loaded.exit_code == 0, loaded.output
+    with _restored_from(dump, server_settings) as restored:
         factory = lambda: connect(restored)  # noqa: E731
         with SqliteWorksStore(works_store_env) as store, Minter(factory) as minter:
             report = recover_published(store, minter, factory, apply=True, batch_documents=1)
         assert report.conflicts == 0, report.conflict_examples
         assert (report.mappings_restored, report.ids_reassigned) == (4, 3)
         assert _ids_of(restored, ["a", "b"]) == published
-    finally:
-        drop_database(restored)
 
 
 @pytest.mark.parametrize("predecessor_minted", ["before the dump", "with its successor"])
@@ -441,14 +443,8 @@ def test_a_successor_published_after_the_restore_point_is_a_successor_again(
         "FROM identifier_provenance WHERE Kind = 'inherited' ORDER BY Seq"
     )
     provenance = fetch_all(registry_env, inherited)
-    restored = create_database(server_settings, "restored_")
-    drop_database(restored)
-    env = {"IDENTIFIERS_DATABASE": restored.database}
-    try:
-        loaded = CliRunner().invoke(
-            main, ["db", "load-dump", str(dump), "--database", restored.database, "--restore"]
-        )
-        assert loaded.exit_code == 0, loaded.output
+    with _restored_from(dump, server_settings) as restored:
+        env = {"IDENTIFIERS_DATABASE": restored.database}
         recovered = CliRunner().invoke(main, ["db", "recover-published", "--apply"], env=env)
         assert recovered.exit_code == 0, recovered.output
         report = json.loads(recovered.stdout)
@@ -470,5 +466,3 @@ def test_a_successor_published_after_the_restore_point_is_a_successor_again(
         assert _ids_of(restored, ["b1", "f1", "i1", "fi1"]) == published
         repair = CliRunner().invoke(main, ["works", "repair-succession"], env=env)
         assert json.loads(repair.stdout)["documents"] == [], repair.stdout
-    finally:
-        drop_database(restored)
