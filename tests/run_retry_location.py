@@ -15,6 +15,7 @@ import dagster as dg
 
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.defs.alerts.resources import AlertsResource
+from idminter_pipeline.defs.executor import RUN_EXECUTOR
 from idminter_pipeline.defs.pool.assets import canonical_id_pool
 from idminter_pipeline.defs.pool.jobs import POOL_REPLENISHMENT_TAG, pool_replenishment_job
 from idminter_pipeline.defs.pool.resources import FreeIdPool
@@ -75,6 +76,7 @@ defs = dg.Definitions(
     assets=[canonical_id_pool],
     jobs=[pool_replenishment_job, failing_works_job, flaky_start_job],
     sensors=[launch_each_once, pool_replenishment_failure_alert],
+    executor=RUN_EXECUTOR,  # as the code location runs its steps
     resources={
         "registry_database": RegistryDatabase.from_settings(
             DatabaseSettings(port=int(os.environ["RETRY_TEST_REGISTRY_PORT"]), connect_timeout=2)

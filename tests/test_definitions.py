@@ -8,10 +8,14 @@ import tomllib
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
 from cli_process import run_in_project
+from dagster._core.system_config.objects import ResolvedRunConfig
 from db_helpers import fetch_all
 
 from idminter_pipeline.definitions import defs
+from idminter_pipeline.defs.executor import CODE_LOCATION_MODULE, RUN_EXECUTOR
 from idminter_pipeline.defs.registry.assets import registry_schema
 from idminter_pipeline.defs.resources import (
     REGISTRY_POOL,
@@ -62,6 +66,28 @@ def test_dg_check_defs_passes(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All definitions loaded successfully" in result.stdout + result.stderr
+
+
+def test_every_job_forks_its_steps_from_a_server_that_imported_the_location():
+    """Steps in processes of their own, forked from a server that imported the module the code
+    location is served from (not each importing it afresh)."""
+    assert {job.executor_def for job in defs.resolve_all_job_defs()} == {RUN_EXECUTOR}
+    assert RUN_EXECUTOR.executor_creation_fn is dg.multiprocess_executor.executor_creation_fn
+    config = RUN_EXECUTOR.config_schema.resolve_config({}).value["config"]
+    assert config["start_method"] == {"forkserver": {"preload_modules": [CODE_LOCATION_MODULE]}}
+    assert config["retries"] == {"enabled": {}}  # the steps' RetryPolicy applies
+    # Fixed: a launch asking for another start method or concurrency is refused, naming it.
+    job = defs.resolve_job_def("pool_replenishment_job")
+    for asked in ("in_process", "max_concurrent"):
+        with pytest.raises(
+            dg.DagsterInvalidConfigError, match=f'unexpected config entry "{asked}"'
+        ):
+            ResolvedRunConfig.build(job, {"execution": {"config": {asked: {}}}})
+    workspaces = [yaml.safe_load((ROOT / "workspace.yaml").read_text())]
+    (location,) = workspaces[0]["load_from"]
+    assert location["python_module"]["module_name"] == CODE_LOCATION_MODULE
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert f'"-m", "{CODE_LOCATION_MODULE}"]' in dockerfile
 
 
 def test_the_packaged_dg_settings_are_the_projects():

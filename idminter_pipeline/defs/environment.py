@@ -1,10 +1,11 @@
-"""Every resource of the code location and its release, built from the environment when it
-loads (each domain's `*_from_env`); secrets reach them through `EnvVar`, so the UI shows names,
-never values."""
+"""Every resource of the code location, its release and its run executor. Resources are built
+from the environment when it loads (each domain's `*_from_env`); secrets reach them through
+`EnvVar`, so the UI shows names, never values."""
 
 import dagster as dg
 
 from idminter_pipeline.defs.alerts.resources import alerts_from_env
+from idminter_pipeline.defs.executor import RUN_EXECUTOR
 from idminter_pipeline.defs.pool.resources import id_pool_from_env
 from idminter_pipeline.defs.release import release_metadata
 from idminter_pipeline.defs.resources import registry_database_from_env
@@ -32,4 +33,5 @@ def resources() -> dg.Definitions:
         },
         # Which release this code location runs, shown with the location in the UI.
         metadata=release_metadata(),
+        executor=RUN_EXECUTOR,
     )
