@@ -40,6 +40,13 @@ def _modules() -> Iterator[tuple[Path, ast.Module]]:
     yield from _parsed_modules()
 
 
+@cache
+def _walked_modules() -> tuple[tuple[Path, tuple[ast.AST, ...]], ...]:
+    """Every node of each module, walked once (the checks below run at collection, in each
+    parallel worker)."""
+    return tuple((path, tuple(ast.walk(tree))) for path, tree in _parsed_modules())
+
+
 def _string_constants(trees: list[ast.Module]) -> dict[str, list[str]]:
     """Module-level `NAME = "VALUE"` (and `NAME = {...: "VALUE"}`) across the package, by name."""
     constants: dict[str, list[str]] = {}
@@ -112,12 +119,11 @@ def _names_read(node: ast.AST, constants: dict[str, list[str]]) -> list[str]:
 @cache
 def environment_variables() -> dict[str, set[str]]:
     """Variable name -> the modules (relative paths) that read it."""
-    trees = list(_modules())
-    constants = _string_constants([tree for _, tree in trees])
+    constants = _string_constants([tree for _, tree in _modules()])
     found: dict[str, set[str]] = {}
-    for path, tree in trees:
+    for path, nodes in _walked_modules():
         where = str(path.relative_to(ROOT))
-        for node in ast.walk(tree):
+        for node in nodes:
             for candidate in _names_read(node, constants):
                 if ENV_NAME.fullmatch(candidate):
                     found.setdefault(candidate, set()).add(where)
@@ -167,26 +173,31 @@ def _runbook_headings(node: ast.AST | None) -> list[str] | None:
     return None
 
 
-def _alert_builders(trees: list[ast.Module]) -> set[str]:
+def _alert_builders() -> set[str]:
     """`Alert`, and every function that passes its own `title` parameter on to an alert."""
+    # Each function taking `title`, with what it calls passing `title=title` on.
+    forwards: dict[str, set[str | None]] = {}
+    for _, nodes in _walked_modules():
+        for function in nodes:
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            if "title" not in {a.arg for a in function.args.args + function.args.kwonlyargs}:
+                continue
+            forwards.setdefault(function.name, set()).update(
+                _callee(call)
+                for call in ast.walk(function)
+                if isinstance(call, ast.Call)
+                and isinstance(title := _keyword(call, "title"), ast.Name)
+                and title.id == "title"
+            )
     builders = {"Alert"}
     changed = True
     while changed:
         changed = False
-        for tree in trees:
-            for function in ast.walk(tree):
-                if not isinstance(function, ast.FunctionDef) or function.name in builders:
-                    continue
-                params = {a.arg for a in function.args.args + function.args.kwonlyargs}
-                if "title" not in params:
-                    continue
-                for call in ast.walk(function):
-                    if isinstance(call, ast.Call) and _callee(call) in builders:
-                        title = _keyword(call, "title")
-                        if isinstance(title, ast.Name) and title.id == "title":
-                            builders.add(function.name)
-                            changed = True
-                            break
+        for name, callees in forwards.items():
+            if name not in builders and callees & builders:
+                builders.add(name)
+                changed = True
     return builders
 
 
@@ -202,11 +213,10 @@ def _keyword(call: ast.Call, name: str) -> ast.AST | None:
 @cache
 def alert_sites() -> tuple[AlertSite, ...]:
     """Every call that builds an alert with a title of its own (not one passed through)."""
-    modules = list(_modules())
-    builders = _alert_builders([tree for _, tree in modules])
+    builders = _alert_builders()
     sites = []
-    for path, tree in modules:
-        for call in ast.walk(tree):
+    for path, nodes in _walked_modules():
+        for call in nodes:
             if not isinstance(call, ast.Call) or _callee(call) not in builders:
                 continue
             title = _keyword(call, "title")
