@@ -48,11 +48,12 @@ from db_helpers import (
     create_database,
     create_database_statement,
     drop_database,
+    drop_database_statement,
     free_port,
     server_admin_connection,
 )
 from ecs_rehearsal import TemplateValues, container_definitions, task_environment
-from rotation_helpers import rotating_account
+from rotation_helpers import RotatingAccount, rotating_account
 from sns_helpers import SubscribedTopic, subscribed_topic
 
 from idminter_pipeline.core.settings import DatabaseSettings
@@ -648,38 +649,43 @@ def test_the_admin_task_has_the_code_locations_settings():
     assert names("AdminTask") == names("CodeLocationTask") - code_location_only
 
 
+@contextmanager
+def _database_only_its_account_may_use(stage: Stage) -> Iterator[tuple[str, RotatingAccount]]:
+    """A new database on the stage's server that only a new account may use, its secret in
+    Secrets Manager and rotatable: (its name, the account). Dropped at the end."""
+    database = stage.registry.with_database(f"rehearsal_admin_{uuid.uuid4().hex[:10]}")
+    admin = server_admin_connection(stage.registry)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(create_database_statement(database.database))
+        with rotating_account(database, boto3.client("secretsmanager")) as account:
+            yield database.database, account
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(drop_database_statement(database))
+        admin.close()
+
+
 def test_the_admin_task_reaches_the_registry_through_its_secret_while_it_rotates(stage):
     """The admin task's commands connect with the secret its task definition names, never with
     anything else the machine offers: the registry here is a database only that secret's account
     may use. Its password rotates in the middle (`ALTER USER` on the server, the versions moved
     as Secrets Manager moves them) and each command still runs."""
-    name = f"rehearsal_admin_{uuid.uuid4().hex[:10]}"
-    database = stage.registry.with_database(name)
-    admin = server_admin_connection(stage.registry)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(create_database_statement(name))
-        with rotating_account(database, boto3.client("secretsmanager")) as account:
-            apply_migrations(lambda: connect(account.settings))
-            stage.values.parameters.update(
-                RegistryDatabase=name, RegistrySecretArn=account.secret_arn
-            )
+    with _database_only_its_account_may_use(stage) as (name, account):
+        apply_migrations(lambda: connect(account.settings))
+        stage.values.parameters.update(RegistryDatabase=name, RegistrySecretArn=account.secret_arn)
 
-            def runs(command: list[str]) -> str:
-                result = admin_command(stage, command)
-                assert result.returncode == 0, result.stderr
-                return result.stdout
+        def runs(command: list[str]) -> str:
+            result = admin_command(stage, command)
+            assert result.returncode == 0, result.stderr
+            return result.stdout
 
-            assert "free" in runs(["idminter", "pool", "status"])
-            token = account.start_rotation()  # only AWSPENDING holds the password now
-            assert "free" in runs(["idminter", "pool", "status"])
-            assert "orphan_assigned_ids" in runs(["idminter", "reconcile"])
-            account.finish_rotation(token)
-            assert "free" in runs(["idminter", "pool", "status"])
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+        assert "free" in runs(["idminter", "pool", "status"])
+        token = account.start_rotation()  # only AWSPENDING holds the password now
+        assert "free" in runs(["idminter", "pool", "status"])
+        assert "orphan_assigned_ids" in runs(["idminter", "reconcile"])
+        account.finish_rotation(token)
+        assert "free" in runs(["idminter", "pool", "status"])
 
 
 def test_the_admin_task_runs_migrations_with_the_migration_secret_as_an_override(stage):
@@ -687,26 +693,16 @@ def test_the_admin_task_runs_migrations_with_the_migration_secret_as_an_override
     migration account's secret (aws-dagster.md, "Run a command against production"). Here the
     registry is a new database only that account may use: with the override `idminter db
     migrate` creates its schema; without it, the runtime account is refused."""
-    name = f"rehearsal_admin_{uuid.uuid4().hex[:10]}"
-    database = stage.registry.with_database(name)
-    admin = server_admin_connection(stage.registry)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(create_database_statement(name))
-        with rotating_account(database, boto3.client("secretsmanager")) as migration:
-            stage.values.parameters.update(
-                RegistryDatabase=name, RegistryMigrationSecretArn=migration.secret_arn
-            )
-            migrate = ["idminter", "db", "migrate"]
-            refused = admin_command(stage, migrate)
-            assert refused.returncode == 1
-            assert "Access denied" in refused.stderr, refused.stderr
-            override = {"RDS_SECRET_NAME": migration.secret_arn}
-            migrated = admin_command(stage, migrate, override)
-            assert migrated.returncode == 0, migrated.stderr
-            status = admin_command(stage, ["idminter", "db", "status"], override)
-            assert "no drift" in status.stdout, status.stdout
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+    with _database_only_its_account_may_use(stage) as (name, migration):
+        stage.values.parameters.update(
+            RegistryDatabase=name, RegistryMigrationSecretArn=migration.secret_arn
+        )
+        migrate = ["idminter", "db", "migrate"]
+        refused = admin_command(stage, migrate)
+        assert refused.returncode == 1
+        assert "Access denied" in refused.stderr, refused.stderr
+        override = {"RDS_SECRET_NAME": migration.secret_arn}
+        migrated = admin_command(stage, migrate, override)
+        assert migrated.returncode == 0, migrated.stderr
+        status = admin_command(stage, ["idminter", "db", "status"], override)
+        assert "no drift" in status.stdout, status.stdout

@@ -72,18 +72,25 @@ def test_the_code_location_shows_its_release():
     assert ast.literal_eval(shown) == {"version": package_version(), "release": "release-42"}
 
 
+def _git(args: list[str], reading: str, *, text: bool = True) -> subprocess.CompletedProcess:
+    """`git ARGS` in this checkout: skips the test where there is no checkout (`reading`, what
+    the command reads, is then not at hand), fails it naming the command otherwise."""
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=text, check=False)
+    if result.returncode != 0:
+        if not (ROOT / ".git").exists():
+            pytest.skip(f"not a git checkout: {reading} cannot be read")
+        stderr = result.stderr if text else result.stderr.decode(errors="replace")
+        pytest.fail(f"git {' '.join(args[:2])}: {stderr[-500:]}")
+    return result
+
+
 def _previous_release(directory: Path) -> Path:
     """The previous release's package, as `git archive` gives it, unpacked into `directory`."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", PREVIOUS_RELEASE, "idminter_pipeline"],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
+    archive = _git(
+        ["archive", "--format=tar", PREVIOUS_RELEASE, "idminter_pipeline"],
+        "the previous release's source",
+        text=False,
     )
-    if archive.returncode != 0:
-        if not (ROOT / ".git").exists():
-            pytest.skip("not a git checkout: the previous release's source is not at hand")
-        pytest.fail(f"git archive {PREVIOUS_RELEASE}: {archive.stderr.decode()[-500:]}")
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(directory, filter="data")
     return directory
@@ -200,17 +207,10 @@ def test_each_image_carries_its_build_release_in_the_environment(dockerfile):
 def test_the_previous_releases_migrations_are_unchanged_here():
     """Migrations only add: each migration the previous release shipped is here byte for byte,
     so a registry it migrated is the schema this release's migrations continue from."""
-    changed = subprocess.run(
-        ["git", "diff", "--name-status", "--no-renames", PREVIOUS_RELEASE, "--", "sql/"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    changed = _git(
+        ["diff", "--name-status", "--no-renames", PREVIOUS_RELEASE, "--", "sql/"],
+        "the previous release's migrations",
     )
-    if changed.returncode != 0:
-        if not (ROOT / ".git").exists():
-            pytest.skip("not a git checkout: the previous release's migrations are not at hand")
-        pytest.fail(f"git diff {PREVIOUS_RELEASE}: {changed.stderr[-500:]}")
     rewritten = [
         line
         for line in changed.stdout.splitlines()
