@@ -87,7 +87,8 @@ def test_every_job_forks_its_steps_from_a_server_that_imported_the_location():
     (location,) = workspaces[0]["load_from"]
     assert location["python_module"]["module_name"] == CODE_LOCATION_MODULE
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert f'"-m", "{CODE_LOCATION_MODULE}"]' in dockerfile
+    name = location["python_module"]["location_name"]
+    assert f'"-m", "{CODE_LOCATION_MODULE}", "--location-name", "{name}"]' in dockerfile
 
 
 def test_the_packaged_dg_settings_are_the_projects():

@@ -522,6 +522,10 @@ def test_the_ecs_deployment_runs_here_as_its_task_definitions_declare(stage):
         (page,) = first + pages()
         assert page["Subject"].startswith("[CRITICAL] Minting run failed: mint_works_by_id")
 
+        # The code location served all of it without a warning (its name is the workspace's).
+        served = deployment.logs["code-location"].read_text(errors="replace").splitlines()
+        assert not [line for line in served if "WARNING" in line], "\n".join(served[:20])
+
 
 RUN_TAGS = """
 query Run($runId: ID!) {
