@@ -64,10 +64,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     _start_longest_first(items)
 
 
+# After each slow test (most of them wait: on a daemon, a crash, an outage), about this many
+# other tests, so that the first minutes keep the cores busy rather than every worker waiting.
+_TESTS_BETWEEN_SLOW_TESTS = 25
+
+
 def _start_longest_first(items: list[pytest.Item]) -> None:
-    """The slow tests first, longest first, then groups by size, then the rest: the parallel run
-    ends on many short tests spread over the workers, not on one long test started late. (The
-    Makefile passes --no-loadscope-reorder, so xdist keeps this order.)"""
+    """The slow tests early, longest first, each followed by some other work (groups by size,
+    then the rest): the parallel run ends on many short tests spread over the workers, not on
+    one long test started late, and starts with the cores busy rather than every worker waiting.
+    (The Makefile passes --no-loadscope-reorder, so xdist keeps this order.)"""
 
     def group(item: pytest.Item) -> str:
         marker = item.get_closest_marker("xdist_group")
@@ -78,7 +84,20 @@ def _start_longest_first(items: list[pytest.Item]) -> None:
         return marker.kwargs.get("seconds", 10) if marker else 0
 
     sizes = Counter(group(item) for item in items)
-    items.sort(key=lambda item: (-expected_seconds(item), -sizes[group(item)]))
+    units: dict[str, list[pytest.Item]] = {}
+    for item in sorted(items, key=lambda item: (-expected_seconds(item), -sizes[group(item)])):
+        units.setdefault(group(item), []).append(item)
+    slow = [unit for unit in units.values() if any(map(expected_seconds, unit))]
+    others = iter([unit for unit in units.values() if not any(map(expected_seconds, unit))])
+    items.clear()
+    for unit in slow:
+        items.extend(unit)
+        between = 0
+        while between < _TESTS_BETWEEN_SLOW_TESTS and (other := next(others, None)):
+            items.extend(other)
+            between += len(other)
+    for other in others:
+        items.extend(other)
 
 
 @pytest.hookimpl(wrapper=True)
