@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 
 from idminter_pipeline.core.settings import DatabaseSettings
 from idminter_pipeline.local_servers import mariadb as local_database
+from idminter_pipeline.local_servers.engines import ServerEngine
 from idminter_pipeline.local_servers.mariadb import LocalServerPaths
 from idminter_pipeline.local_servers.mysql import MysqlInstall
 from idminter_pipeline.registry.connection import Connection, connect
@@ -202,7 +204,7 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
     server = DatabaseSettings(port=free_port())
     paths = private_server_paths(directory)
     if paths.engine.tree is not None:  # MySQL: start from a copy, not a new --initialize
-        shutil.copytree(_initialized_mysql_data(paths), paths.data_dir, symlinks=True)
+        shutil.copytree(_initialized_mysql_data(paths.engine), paths.data_dir, symlinks=True)
         (paths.data_dir / "auto.cnf").unlink(missing_ok=True)  # a server UUID of its own
     local_database.ensure_server(server, paths, start_local=True)
     try:
@@ -212,24 +214,20 @@ def private_mariadb(directory: Path) -> Iterator[tuple[DatabaseSettings, LocalSe
         shutil.rmtree(directory, ignore_errors=True)
 
 
-_MYSQL_DATA_TEMPLATE: list[Path] = []
-
-
-def _initialized_mysql_data(like: LocalServerPaths) -> Path:
+@cache
+def _initialized_mysql_data(engine: ServerEngine) -> Path:
     """A data directory `mysqld --initialize-insecure` made once in this process, for private
     MySQL servers to start from a copy (an initialize costs seconds of CPU; a run of the suite
     starts about fifteen private servers). The project-local server and the privilege tests'
     server still initialize their own."""
-    if not _MYSQL_DATA_TEMPLATE:
-        base = Path(tempfile.mkdtemp(prefix="idminter-mysql-template-"))
-        atexit.register(shutil.rmtree, base, True)
-        template = LocalServerPaths(base, like.engine)
-        template.tmp_dir.mkdir(parents=True)
-        # Made as root when root runs the suite: each copy is handed to its server's account
-        # as that server starts.
-        like.engine.initialize(template, ["--user=root"] if os.geteuid() == 0 else [])
-        _MYSQL_DATA_TEMPLATE.append(template.data_dir)
-    return _MYSQL_DATA_TEMPLATE[0]
+    base = Path(tempfile.mkdtemp(prefix="idminter-mysql-template-"))
+    atexit.register(shutil.rmtree, base, True)
+    template = LocalServerPaths(base, engine)
+    template.tmp_dir.mkdir(parents=True)
+    # Made as root when root runs the suite: each copy is handed to its server's account as
+    # that server starts.
+    engine.initialize(template, ["--user=root"] if os.geteuid() == 0 else [])
+    return template.data_dir
 
 
 def set_max_allowed_packet(paths: LocalServerPaths, size: int) -> None:

@@ -83,8 +83,7 @@ def test_every_job_forks_its_steps_from_a_server_that_imported_the_location():
             dg.DagsterInvalidConfigError, match=f'unexpected config entry "{asked}"'
         ):
             ResolvedRunConfig.build(job, {"execution": {"config": {asked: {}}}})
-    workspaces = [yaml.safe_load((ROOT / "workspace.yaml").read_text())]
-    (location,) = workspaces[0]["load_from"]
+    (location,) = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
     assert location["python_module"]["module_name"] == CODE_LOCATION_MODULE
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     name = location["python_module"]["location_name"]
