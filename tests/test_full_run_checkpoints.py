@@ -170,10 +170,22 @@ def test_the_lambdas_full_run_waits_for_a_registry_down_at_start(private_registr
 
 
 def _kill_session(registry: DatabaseSettings, thread_id: int) -> None:
+    """Kill a session and wait until it is gone: KILL returns before the killed session has
+    ended and released its locks."""
     killer = connect(registry)
     try:
         with killer.cursor() as cursor:
             cursor.execute("KILL CONNECTION %s", (thread_id,))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
+                    (thread_id,),
+                )
+                if cursor.fetchone() == (0,):
+                    return
+                time.sleep(0.05)
+            pytest.fail(f"session {thread_id} was still there 30 s after KILL")
     finally:
         killer.close()
 
