@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import mysql.connector
 import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
@@ -261,6 +263,34 @@ def _dagster_home(stage: Stage) -> tuple[Path, Path]:
     return home, workdir
 
 
+def test_the_image_names_the_debian_release_whose_openssl_the_rehearsal_stands_in_for():
+    (base,) = re.findall(r"^FROM (\S+)", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
+    assert base == "python:3.11-slim-trixie"
+
+
+def _image_openssl() -> dict[str, str]:
+    """The image's OpenSSL generation for the processes started here.
+
+    The image's Debian (trixie, deploy/Dockerfile's FROM) has OpenSSL 3.5, and Dagster's MySQL
+    storage connects through the MySQL connector's C extension, which needs 3.2 or later. On an
+    older system (Debian 12 has 3.0) the extension does not load and the connector falls back to
+    pure Python, which loads the system's CA store twice for every TLS connection: about 60 ms
+    of CPU per connection, and dagster-mysql connects once per query. There the processes
+    preload the OpenSSL 3.5 the connector ships, which then serves Python's ssl module too.
+    """
+    if ssl.OPENSSL_VERSION_INFO[:2] >= (3, 2):
+        return {}
+    vendored = Path(mysql.connector.__file__).parent.parent / "vendor"
+    return {"LD_PRELOAD": f"{vendored / 'libcrypto.so.3'}:{vendored / 'libssl.so.3'}"}
+
+
+# In the order a Dagster process loads them: ssl (and its OpenSSL) long before the connector.
+PROCESS_CHECK = """
+import ssl, idminter_pipeline, dagster_mysql, mysql.connector
+print(idminter_pipeline.__file__, mysql.connector.HAVE_CEXT)
+"""
+
+
 def _command(container: dict, replacements: dict[str, str]) -> list[str]:
     command = container.get("Command") or _image_command()
     local = [replacements.get(arg, arg) for arg in command]
@@ -320,17 +350,20 @@ def deployed(stage: Stage, drop: dict[str, str] | None = None) -> Iterator[Deplo
         "HOME": str(workdir),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
         **stage.aws,
+        **_image_openssl(),
     }
-    # The processes must run this checkout's code, not whatever the venv has installed.
-    imported = subprocess.run(
-        [str(BIN / "python"), "-c", "import idminter_pipeline; print(idminter_pipeline.__file__)"],
+    # The processes must run this checkout's code, not whatever the venv has installed, and
+    # connect to MySQL as the image does: through the connector's C extension.
+    imported, extension = subprocess.run(
+        [str(BIN / "python"), "-c", PROCESS_CHECK],
         env=plumbing,
         cwd=workdir,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
+    ).stdout.split()
     assert Path(imported).is_relative_to(ROOT), imported
+    assert extension == "True", "the processes connect to MySQL without the C extension"
     deployment = Deployment(stage, containers, webserver_port=web_port)
     secrets = boto3.client("secretsmanager")
     try:
