@@ -6,8 +6,9 @@ declares (Environment, and Secrets read from Secrets Manager as ECS reads them),
 What stands in for AWS, and nothing else:
 - Secrets Manager, SNS, SQS and S3: a moto server (AWS_ENDPOINT_URL and throwaway credentials in
   place of the task role's; AWS_REGION/AWS_DEFAULT_REGION as Fargate sets them).
-- The RDS storage instance: a scratch database on the local MariaDB (DagsterStorage's endpoint
-  address and port); the registry: the test session's registry.
+- The RDS storage instance: a scratch database on the project's MySQL (DagsterStorage's endpoint
+  address and port); the registry: the test session's registry there. The rehearsal runs under
+  `make test-mysql` (in `.ci/run`); `make test`, on MariaDB, skips it.
 - Service Connect's name and the fixed ports: 127.0.0.1 and free ports (the workspace file and
   the commands' -h/-p), paths under /opt: a temporary directory.
 - ECS run tasks: the instance's EcsRunLauncher is replaced by tests/ecs_rehearsal.py's launcher,
@@ -52,6 +53,7 @@ from db_helpers import (
     drop_database,
     drop_database_statement,
     free_port,
+    mysql_under_test,
     server_admin_connection,
 )
 from ecs_rehearsal import TemplateValues, container_definitions, task_environment
@@ -127,6 +129,10 @@ class Stage:
 
 @pytest.fixture
 def stage(aws_env, registry, server_settings, tmp_path) -> Iterator[Stage]:
+    if not mysql_under_test():
+        # Dagster's storage is MySQL in production (dagster-mysql supports MySQL, not MariaDB),
+        # and so is the registry: the deployment is rehearsed against the project's MySQL.
+        pytest.skip("rehearsed against MySQL, by `make test-mysql`")
     storage = create_database(server_settings, "dagster_")
     secrets = boto3.client("secretsmanager")
 
