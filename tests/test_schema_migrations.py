@@ -49,6 +49,20 @@ def test_migrate_applies_everything_once(empty_database):
     assert apply_migrations(factory) == []
 
 
+def test_a_migration_run_asks_the_server_for_its_sql_mode_once(empty_database):
+    sent: list[str] = []
+
+    def recording_connection():
+        conn = connect(empty_database)
+        send = conn.query
+        conn.query = lambda sql, unbuffered=False: sent.append(sql) or send(sql, unbuffered)
+        return conn
+
+    assert apply_migrations(recording_connection) == _all_versions()
+    asked = [sql for sql in sent if sql.startswith("SHOW VARIABLES LIKE 'sql_mode'")]
+    assert len(asked) == 1
+
+
 def test_the_schema_has_the_rfc_keys(empty_database):
     apply_migrations(lambda: connect(empty_database))
     keys = fetch_all(
