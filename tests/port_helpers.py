@@ -91,13 +91,13 @@ def write_port_rows(
             ids = list(dict.fromkeys(canonical for *_, canonical in rows))
             for start in range(0, len(ids), 5000):
                 cursor.executemany(
-                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                    [(canonical,) for canonical in ids[start : start + 5000]],
+                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                    [(canonical, "assigned") for canonical in ids[start : start + 5000]],
                 )
             if free_ids:
                 cursor.executemany(
-                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'free')",
-                    [(canonical,) for canonical in free_ids],
+                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                    [(canonical, "free") for canonical in free_ids],
                 )
             values = []
             for ontology, system, source, canonical in rows:

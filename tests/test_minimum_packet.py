@@ -76,8 +76,8 @@ def _plant_orphans(settings: DatabaseSettings, count: int) -> tuple[list[str], l
             for start in range(0, count, 1_000):  # each statement well under 64 KB
                 chunk = ids[start : start + 1_000]
                 cursor.executemany(
-                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                    [(value,) for value in chunk],
+                    "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                    [(value, "assigned") for value in chunk],
                 )
             for start in range(0, len(stamped), 1_000):
                 chunk = stamped[start : start + 1_000]

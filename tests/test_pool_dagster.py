@@ -73,9 +73,9 @@ def _assign_recently(registry, count: int, minutes_ago: int = 10) -> None:
             (now,) = cursor.fetchone()
             cursor.executemany(
                 "INSERT IGNORE INTO canonical_ids (CanonicalId, Status, AssignedAt)"
-                " VALUES (%s, 'assigned', %s)",
+                " VALUES (%s, %s, %s)",
                 [
-                    (v, now - timedelta(minutes=minutes_ago))
+                    (v, "assigned", now - timedelta(minutes=minutes_ago))
                     for v in generate_canonical_ids_bulk(count)
                 ],
             )

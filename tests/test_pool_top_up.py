@@ -286,8 +286,8 @@ def test_a_batch_chosen_as_deadlock_victim_is_retried(registry, connect_registry
         with other.cursor() as cursor:
             # Many rows first, so InnoDB picks the top-up's smaller transaction as the victim.
             cursor.executemany(
-                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                [(value,) for value in filler],
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                [(value, "assigned") for value in filler],
             )
             cursor.execute("INSERT INTO canonical_ids (CanonicalId) VALUES (%s)", (second_key,))
         worker.start()

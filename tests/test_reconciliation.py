@@ -241,8 +241,8 @@ def test_scans_cover_every_batch(registry):
         ids = [f"a{n:07d}".replace("0", "a").replace("1", "b") for n in range(350)]
         ids = sorted(set(ids))
         cursor.executemany(
-            "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-            [(value,) for value in ids],
+            "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+            [(value, "assigned") for value in ids],
         )
     conn.commit()
     conn.close()

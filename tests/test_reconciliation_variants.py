@@ -67,8 +67,8 @@ def _fill(settings):
     try:
         with conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                [(canonical,) for canonical in ids],
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                [(canonical, "assigned") for canonical in ids],
             )
             cursor.executemany(
                 "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
@@ -127,13 +127,16 @@ def test_no_variants_means_no_finding(registry):
         with conn.cursor() as cursor:
             ids = _random_ids(250, seed=2)
             cursor.executemany(
-                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, 'assigned')",
-                [(canonical,) for canonical in ids],
+                "INSERT INTO canonical_ids (CanonicalId, Status) VALUES (%s, %s)",
+                [(canonical, "assigned") for canonical in ids],
             )
             cursor.executemany(
                 "INSERT INTO identifiers (OntologyType, SourceSystem, SourceId, CanonicalId) "
-                "VALUES ('Work', 'sierra-system-number', %s, %s)",
-                [(f"b{n}x", canonical) for n, canonical in enumerate(ids)],
+                "VALUES (%s, %s, %s, %s)",
+                [
+                    ("Work", "sierra-system-number", f"b{n}x", canonical)
+                    for n, canonical in enumerate(ids)
+                ],
             )
         conn.commit()
     finally:
