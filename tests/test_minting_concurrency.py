@@ -241,10 +241,16 @@ def test_a_lock_wait_timeout_is_retried_and_counted(registry, connect_registry):
         with Minter(connect_registry, lock_wait_timeout_seconds=1, backoff_seconds=0.01) as minter:
             with ThreadPoolExecutor(1) as pool:
                 future = pool.submit(minter.mint_ids, [MintRequest(source)])
-                time.sleep(1.6)  # past one lock-wait timeout
+                # Held until the minter has timed out on it once (under load its first attempt
+                # may reach the lock late), then released.
+                deadline = time.monotonic() + 30
+                while minter.stats.lock_wait_timeouts < 1 and not future.done():
+                    assert time.monotonic() < deadline, minter.stats
+                    time.sleep(0.05)
                 holder.rollback()
                 result = future.result(timeout=30)
             assert minter.stats.lock_wait_timeouts >= 1
+            assert minter.stats.attempts >= 2
     finally:
         holder.close()
     assert result[source].outcome is MintOutcome.MINTED
